@@ -1,0 +1,81 @@
+package daemon
+
+import "time"
+
+// The JSON shapes of the local fetch API (HTTP over the unix socket). The CLI
+// decodes the same types.
+
+// TokenResponse answers GET /v1/tokens/{name}. Field names follow the token
+// endpoint and cloud metadata servers so existing clients parse it.
+type TokenResponse struct {
+	AccessToken string    `json:"access_token"`
+	TokenType   string    `json:"token_type"`
+	ExpiresIn   int64     `json:"expires_in"` // seconds, rounded down
+	ExpiresAt   time.Time `json:"expires_at"` // RFC 3339
+	Scope       string    `json:"scope,omitempty"`
+}
+
+// ErrorResponse is every error answer: 400 bad request, 403 not allowed, 404
+// unknown grant, 409 reauthorization_required, 503 provider down and the
+// token expired.
+type ErrorResponse struct {
+	Error            string `json:"error"`
+	ErrorDescription string `json:"error_description,omitempty"`
+}
+
+// GrantStatus is one grant as GET /v1/tokens lists it and GET
+// /v1/tokens/{name}/status shows it: no secrets.
+type GrantStatus struct {
+	Name            string    `json:"name"`
+	Type            string    `json:"type"`
+	Provider        string    `json:"provider"`
+	State           string    `json:"state"`
+	StateSince      time.Time `json:"state_since,omitzero"`
+	Scope           string    `json:"scope,omitempty"`
+	ExpiresAt       time.Time `json:"expires_at,omitzero"`
+	ExpiresIn       int64     `json:"expires_in"`
+	RefreshExpires  time.Time `json:"refresh_token_expires_at,omitzero"`
+	HasRefreshToken bool      `json:"has_refresh_token"`
+	Obtained        time.Time `json:"obtained_at,omitzero"`
+	NextRefresh     time.Time `json:"next_refresh_at,omitzero"`
+	LastSuccess     time.Time `json:"last_success_at,omitzero"`
+	LastAttempt     time.Time `json:"last_attempt_at,omitzero"`
+	LastError       string    `json:"last_error,omitempty"`
+	LastErrorCode   string    `json:"last_error_code,omitempty"`
+	Failures        int       `json:"consecutive_failures,omitempty"`
+	Generation      uint64    `json:"generation"`
+	Auth            string    `json:"authorization,omitempty"` // outcome of the last authorization attempt
+	AuthAt          time.Time `json:"authorization_at,omitzero"`
+	// History is filled by /status only: the last refresh attempts, newest first.
+	History []AttemptStatus `json:"history,omitempty"`
+}
+
+// AttemptStatus is one past refresh attempt.
+type AttemptStatus struct {
+	At        time.Time `json:"at"`
+	Result    string    `json:"result"`
+	LatencyMS int64     `json:"latency_ms"`
+	Reason    string    `json:"reason,omitempty"`
+	Error     string    `json:"error,omitempty"`
+}
+
+// TokenList answers GET /v1/tokens.
+type TokenList struct {
+	Grants []GrantStatus `json:"grants"`
+}
+
+// AuthorizeResponse answers POST /v1/tokens/{name}/authorize: for an
+// authorization_code grant the URL to open; for a device_code grant the
+// verification URI and user code.
+type AuthorizeResponse struct {
+	Grant                   string    `json:"grant"`
+	Kind                    string    `json:"kind"` // authorization_code | device_code | password | client_credentials
+	URL                     string    `json:"url,omitempty"`
+	UserCode                string    `json:"user_code,omitempty"`
+	VerificationURI         string    `json:"verification_uri,omitempty"`
+	VerificationURIComplete string    `json:"verification_uri_complete,omitempty"`
+	ExpiresAt               time.Time `json:"expires_at,omitzero"`
+	// Status is set when the grant needed no person (client_credentials,
+	// password): it was obtained at once.
+	Status *GrantStatus `json:"status,omitempty"`
+}

@@ -1,0 +1,107 @@
+package store
+
+// CONTRACT FILE: the exported surface the daemon codes against.
+
+import (
+	"errors"
+	"log/slog"
+	"time"
+)
+
+// Errors returned by Open and the record methods. Wrapped errors name the file.
+var (
+	// ErrLocked: another process holds the file (a second daemon).
+	ErrLocked = errors.New("store: database is in use by another process")
+	// ErrCorrupt: the file is not a bbolt file, not a tokend store, or fails its checks.
+	ErrCorrupt = errors.New("store: file is corrupt or not a tokend store")
+	// ErrWrongKey: the key does not open the sealed check value.
+	ErrWrongKey = errors.New("store: wrong encryption key")
+	// ErrKeyRequired: the file is sealed and no key was given.
+	ErrKeyRequired = errors.New("store: file is encrypted and no key was given")
+	// ErrNotFound: no such record.
+	ErrNotFound = errors.New("store: not found")
+	// ErrExpired: a pending authorization past its deadline (it is deleted).
+	ErrExpired = errors.New("store: pending authorization expired")
+	// ErrUnsafePermissions: the file or its directory is group- or world-writable.
+	ErrUnsafePermissions = errors.New("store: unsafe permissions")
+)
+
+// Options configure Open.
+type Options struct {
+	Path string
+	// Key is a 32-byte AES-256 key; nil stores secrets unsealed.
+	Key []byte
+	// LockTimeout bounds the wait for the file lock; 0 means 2 s.
+	LockTimeout time.Duration
+	// NoSync disables fsync (benchmarks and tests only).
+	NoSync bool
+	Logger *slog.Logger
+}
+
+// Token is the stored token set and refresh bookkeeping of one grant.
+// AccessToken, RefreshToken and IDToken are sealed at rest. The record prints
+// redacted through fmt and slog.
+type Token struct {
+	Grant         string
+	AccessToken   string
+	RefreshToken  string
+	IDToken       string
+	TokenType     string
+	Scope         string
+	Obtained      time.Time
+	Expiry        time.Time // zero: unknown (the daemon applies a default)
+	RefreshExpiry time.Time // zero: unknown or never
+	Generation    uint64    // incremented on each new token set
+
+	State      string    // valid | refreshing | failing | expired | reauthorization_required | ...
+	StateSince time.Time
+	// LastError is a one-line, secret-free description of the last failure.
+	LastError     string
+	LastErrorCode string // provider error code or class
+	LastAttempt   time.Time
+	LastSuccess   time.Time
+	Failures      int // consecutive
+	// Auth records the outcome of the last authorization attempt (callback,
+	// device flow), e.g. "authorized 2026-11-23T10:00:00Z" or "denied: access_denied".
+	Auth   string
+	AuthAt time.Time
+}
+
+// Attempt is one refresh attempt, kept in a bounded per-grant history.
+type Attempt struct {
+	At      time.Time
+	Result  string // "success" or a failure class
+	Latency time.Duration
+	Error   string // secret-free
+	Reason  string // why it ran: due, schedule, on-demand, manual
+}
+
+// Client is a client registration: configured or obtained dynamically.
+// ClientSecret and RegistrationAccessToken are sealed at rest.
+type Client struct {
+	Name                    string
+	Provider                string
+	ClientID                string
+	ClientSecret            string
+	AuthMethod              string
+	RedirectURI             string
+	RegistrationAccessToken string
+	RegistrationClientURI   string
+	SecretExpiresAt         time.Time
+	Registered              time.Time
+}
+
+// Pending is one started authorization (authorization code or device). It is
+// keyed by a hash of State, so the state value is not on disk. Verifier and
+// DeviceCode are sealed.
+type Pending struct {
+	State       string
+	Grant       string
+	Kind        string // "authorization_code" | "device_code"
+	Verifier    string
+	Nonce       string
+	RedirectURI string
+	Created     time.Time
+	Deadline    time.Time
+	DeviceCode  string
+}
