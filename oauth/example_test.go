@@ -1,0 +1,49 @@
+package oauth_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"time"
+
+	"github.com/tokend/tokend/oauth"
+)
+
+func ExampleProvider_ClientCredentials() {
+	// A provider that issues a one-hour token to client "reports" with
+	// secret "s3cret", sent with HTTP Basic.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if id, secret, ok := r.BasicAuth(); !ok || id != "reports" || secret != "s3cret" {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			fmt.Fprint(w, `{"error":"invalid_client"}`)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"access_token":"at-123","token_type":"bearer","expires_in":3600,"scope":"reports:read"}`)
+	}))
+	defer srv.Close()
+
+	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	p := &oauth.Provider{
+		Endpoints: oauth.Endpoints{Token: srv.URL + "/token"},
+		Client:    oauth.Client{ID: "reports", Secret: oauth.NewSecret("s3cret"), AuthMethod: oauth.AuthBasic},
+		Now:       func() time.Time { return now },
+	}
+	tok, err := p.ClientCredentials(context.Background(), []string{"reports:read"}, oauth.Params{"audience": "https://reports.example.com"})
+	if err != nil {
+		fmt.Println(err, oauth.ClassOf(err))
+		return
+	}
+	fmt.Println(tok.TokenType, tok.Scope, tok.Expiry.Format(time.RFC3339))
+	fmt.Printf("printed: %v, revealed: %s\n", tok.AccessToken, tok.AccessToken.Reveal())
+
+	p.Client.Secret = oauth.NewSecret("wrong")
+	_, err = p.ClientCredentials(context.Background(), nil, nil)
+	fmt.Println(err, oauth.ClassOf(err))
+	// Output:
+	// Bearer reports:read 2030-01-02T04:04:05Z
+	// printed: [REDACTED], revealed: at-123
+	// oauth: client_credentials: invalid_client (HTTP 401) credentials
+}

@@ -1,0 +1,219 @@
+package oauth
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// cannedServer answers each request with the answer registered under the
+// "case" query parameter: one server per fuzz target, many answers.
+type cannedServer struct {
+	*httptest.Server
+	answers sync.Map // string -> canned
+	next    atomic.Int64
+}
+
+type canned struct {
+	status int
+	ct     string
+	body   []byte
+}
+
+func newCannedServer(f *testing.F) *cannedServer {
+	cs := &cannedServer{}
+	cs.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v, ok := cs.answers.Load(r.URL.Query().Get("case"))
+		if !ok {
+			http.Error(w, "unknown case", 599)
+			return
+		}
+		a := v.(canned)
+		if a.ct != "" {
+			w.Header().Set("Content-Type", a.ct)
+		}
+		w.WriteHeader(a.status)
+		_, _ = w.Write(a.body)
+	}))
+	f.Cleanup(cs.Close)
+	return cs
+}
+
+// add registers an answer and returns the query value that selects it.
+func (cs *cannedServer) add(status int, ct string, body []byte) string {
+	id := strconv.FormatInt(cs.next.Add(1), 10)
+	cs.answers.Store(id, canned{status: 200 + abs(status)%400, ct: headerSafe(ct), body: body})
+	return id
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -(n + 1) // no overflow at MinInt
+	}
+	return n
+}
+
+func headerSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r >= 0x7f {
+			return -1
+		}
+		return r
+	}, s)
+}
+
+func FuzzTokenResponse(f *testing.F) {
+	f.Add(200, "application/json", []byte(`{"access_token":"a","token_type":"bearer","expires_in":"3600","refresh_token_expires_in":86400,"scope":"x"}`))
+	f.Add(400, "application/json", []byte(`{"error":"invalid_grant","error_description":"gone"}`))
+	f.Add(200, "application/x-www-form-urlencoded", []byte(`access_token=a&expires_in=1e9&refresh_expires_in=-1`))
+	f.Add(502, "text/html", []byte(`<html>bad gateway</html>`))
+	f.Add(200, "", []byte(``))
+	f.Add(429, "text/plain", []byte(`{"error":"slow_down"}`))
+	cs := newCannedServer(f)
+	f.Fuzz(func(t *testing.T, status int, ct string, body []byte) {
+		id := cs.add(status, ct, body)
+		defer cs.answers.Delete(id)
+		p := &Provider{
+			Endpoints: Endpoints{Token: cs.URL + "/token?case=" + id},
+			Client:    Client{ID: "c", Secret: NewSecret("client-secret-value"), AuthMethod: AuthPost},
+			HTTP:      cs.Client(),
+		}
+		tok, err := p.Refresh(context.Background(), NewSecret("refresh-secret-value"), []string{"s"}, nil)
+		if err == nil {
+			if tok.AccessToken.IsZero() {
+				t.Fatalf("token without access token: %+v", tok)
+			}
+			if tok.ExpiresIn < 0 || (tok.ExpiresIn == 0) != tok.Expiry.IsZero() {
+				t.Fatalf("ExpiresIn %v, Expiry %v", tok.ExpiresIn, tok.Expiry)
+			}
+			return
+		}
+		var e *Error
+		if !errors.As(err, &e) {
+			t.Fatalf("error %T is not *Error: %v", err, err)
+		}
+		msg := err.Error()
+		if !strings.HasPrefix(msg, "oauth: refresh: ") {
+			t.Fatalf("message %q", msg)
+		}
+		for _, s := range []string{"client-secret-value", "refresh-secret-value"} {
+			if strings.Contains(msg, s) {
+				t.Fatalf("message holds a secret: %q", msg)
+			}
+		}
+		if len(body) >= 24 && strings.Contains(msg, string(body)) {
+			t.Fatalf("message holds the body: %q", msg)
+		}
+	})
+}
+
+func FuzzDiscovery(f *testing.F) {
+	// ISSUER in a body is replaced by the issuer being discovered.
+	f.Add(200, "application/json", []byte(`{"issuer":"ISSUER","token_endpoint":"ISSUER/token","authorization_endpoint":"ISSUER/auth"}`))
+	f.Add(200, "application/json", []byte(`{"issuer":"https://evil.example.com","token_endpoint":"https://evil.example.com/t"}`))
+	f.Add(404, "text/html", []byte(`<html>not found</html>`))
+	f.Add(200, "application/json", []byte(`{"issuer":"ISSUER","token_endpoint":"::"}`))
+	f.Add(200, "application/json", []byte(`[]`))
+	cs := newCannedServer(f)
+	f.Fuzz(func(t *testing.T, status int, ct string, body []byte) {
+		// An issuer cannot carry a query, so the case is the issuer's
+		// path, and routeByPath sends both well-known locations to it.
+		id := strconv.FormatInt(cs.next.Add(1), 10)
+		issuer := cs.URL + "/i" + id
+		b := []byte(strings.ReplaceAll(string(body), "ISSUER", issuer))
+		cs.answers.Store("i"+id, canned{status: 200 + abs(status)%400, ct: headerSafe(ct), body: b})
+		defer cs.answers.Delete("i" + id)
+		ep, err := Discover(context.Background(), routeByPath(cs), issuer)
+		if err == nil {
+			if ep.Token == "" || ep.Issuer != issuer {
+				t.Fatalf("Endpoints %+v", ep)
+			}
+			return
+		}
+		var e *Error
+		if !errors.As(err, &e) || !strings.HasPrefix(err.Error(), "oauth: discovery: ") {
+			t.Fatalf("error %T: %v", err, err)
+		}
+	})
+}
+
+// routeByPath returns a client for cs that moves the last path segment
+// naming a case ("/i7" at the end of an issuer path) into the case query
+// parameter, so that both well-known locations reach the same answer.
+func routeByPath(cs *cannedServer) *http.Client {
+	return &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		r = r.Clone(r.Context())
+		for _, seg := range strings.Split(r.URL.Path, "/") {
+			if strings.HasPrefix(seg, "i") && len(seg) > 1 {
+				q := url.Values{"case": {seg}}
+				r.URL.RawQuery = q.Encode()
+			}
+		}
+		return cs.Client().Transport.RoundTrip(r)
+	})}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+func FuzzRegistration(f *testing.F) {
+	f.Add(201, "application/json", []byte(`{"client_id":"c","client_secret":"s","client_secret_expires_at":0}`))
+	f.Add(200, "application/json", []byte(`{"client_id":"c","client_secret_expires_at":"1999999999"}`))
+	f.Add(400, "application/json", []byte(`{"error":"invalid_redirect_uri"}`))
+	f.Add(201, "application/json", []byte(`{"client_id":"c","client_secret_expires_at":1e400}`))
+	f.Add(500, "text/html", []byte(`<html>`))
+	cs := newCannedServer(f)
+	f.Fuzz(func(t *testing.T, status int, ct string, body []byte) {
+		id := cs.add(status, ct, body)
+		defer cs.answers.Delete(id)
+		reg, err := Register(context.Background(), cs.Client(), cs.URL+"/register?case="+id, RegistrationRequest{ClientName: "x"})
+		if err == nil {
+			if reg.ClientID == "" || reg.AuthMethod == "" {
+				t.Fatalf("Registration %+v", reg)
+			}
+			return
+		}
+		var e *Error
+		if !errors.As(err, &e) || !strings.HasPrefix(err.Error(), "oauth: register: ") {
+			t.Fatalf("error %T: %v", err, err)
+		}
+	})
+}
+
+func FuzzParseCallback(f *testing.F) {
+	f.Add("code=c&state=s&iss=https%3A%2F%2Fid.example.com", "https://id.example.com", true)
+	f.Add("error=access_denied&error_description=no&state=s", "https://id.example.com", false)
+	f.Add("code=c&code=d&state=s", "", false)
+	f.Add("error=%00%ff&error_uri=javascript:x", "https://id.example.com", false)
+	f.Fuzz(func(t *testing.T, query, issuer string, requireIss bool) {
+		q, err := url.ParseQuery(query)
+		if err != nil {
+			return
+		}
+		code, state, err := ParseCallback(q, issuer, requireIss)
+		if err == nil {
+			if code == "" || state == "" || q.Has("error") {
+				t.Fatalf("accepted %q: code %q, state %q", query, code, state)
+			}
+			if requireIss && q.Get("iss") == "" {
+				t.Fatalf("accepted without iss: %q", query)
+			}
+			return
+		}
+		var e *Error
+		if !errors.As(err, &e) || e.Op != "callback" || code != "" || state != "" {
+			t.Fatalf("error %T: %v", err, err)
+		}
+		if strings.ContainsAny(e.Description+e.Code+e.URI, "\x00\n\r") {
+			t.Fatalf("control characters in %q", err)
+		}
+	})
+}

@@ -1,0 +1,285 @@
+package oauth
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+)
+
+// reservedParams are the token request parameters this package sets itself;
+// Params may not override them.
+var reservedParams = map[string]bool{
+	"grant_type": true, "scope": true, "code": true, "code_verifier": true,
+	"redirect_uri": true, "refresh_token": true, "username": true,
+	"password": true, "client_id": true, "client_secret": true,
+	"device_code": true, "client_assertion": true, "client_assertion_type": true,
+}
+
+// authRequestParams are the authorization request parameters AuthCodeURL
+// sets itself; Params cannot override them.
+var authRequestParams = map[string]bool{
+	"response_type": true, "client_id": true, "redirect_uri": true,
+	"scope": true, "state": true, "code_challenge": true,
+	"code_challenge_method": true, "nonce": true,
+}
+
+// clientAuth returns the x/oauth2 auth style and the secret to send for the
+// client's AuthMethod. It never returns AuthStyleAutoDetect, which retries a
+// failed request the other way.
+func (p *Provider) clientAuth(op string) (oauth2.AuthStyle, string, error) {
+	switch p.Client.AuthMethod {
+	case AuthBasic:
+		return oauth2.AuthStyleInHeader, p.Client.Secret.Reveal(), nil
+	case AuthPost:
+		return oauth2.AuthStyleInParams, p.Client.Secret.Reveal(), nil
+	case AuthNone:
+		// client_id in the body, no secret even if one is configured.
+		return oauth2.AuthStyleInParams, "", nil
+	case "":
+		if p.Client.Secret.IsZero() {
+			return oauth2.AuthStyleInParams, "", nil
+		}
+		return oauth2.AuthStyleInHeader, p.Client.Secret.Reveal(), nil // RFC 7591 §2's default
+	}
+	return 0, "", &Error{Op: op, Class: Configuration, Err: fmt.Errorf("unsupported client authentication method %q", p.Client.AuthMethod)}
+}
+
+// config is the x/oauth2 view of the provider.
+func (p *Provider) config(op string, scopes []string) (*oauth2.Config, error) {
+	style, secret, err := p.clientAuth(op)
+	if err != nil {
+		return nil, err
+	}
+	return &oauth2.Config{
+		ClientID:     p.Client.ID,
+		ClientSecret: secret,
+		Endpoint: oauth2.Endpoint{
+			AuthURL:       p.Endpoints.Authorization,
+			DeviceAuthURL: p.Endpoints.DeviceAuthorization,
+			TokenURL:      p.Endpoints.Token,
+			AuthStyle:     style,
+		},
+		RedirectURL: p.Client.RedirectURI,
+		Scopes:      scopes,
+	}, nil
+}
+
+func checkParams(op string, params Params) error {
+	for k := range params {
+		if reservedParams[k] {
+			return &Error{Op: op, Class: Configuration, Err: fmt.Errorf("parameter %q is set by the grant and cannot be overridden", k)}
+		}
+	}
+	return nil
+}
+
+func needEndpoint(op, name, u string) error {
+	if u == "" {
+		return &Error{Op: op, Class: Configuration, Err: fmt.Errorf("provider has no %s endpoint", name)}
+	}
+	return nil
+}
+
+// AuthCodeURL returns the authorization URL with response_type=code,
+// client_id, redirect_uri, scope, state, code_challenge (S256) and nonce,
+// plus r.Params (which cannot override those). It is safe for concurrent
+// use.
+func (p *Provider) AuthCodeURL(r AuthRequest) string {
+	cfg := &oauth2.Config{
+		ClientID:    p.Client.ID,
+		Endpoint:    oauth2.Endpoint{AuthURL: p.Endpoints.Authorization},
+		RedirectURL: p.Client.RedirectURI,
+		Scopes:      r.Scopes,
+	}
+	var opts []oauth2.AuthCodeOption
+	for k, v := range r.Params {
+		if !authRequestParams[k] {
+			opts = append(opts, oauth2.SetAuthURLParam(k, v))
+		}
+	}
+	if !r.Verifier.IsZero() {
+		opts = append(opts, oauth2.S256ChallengeOption(r.Verifier.Reveal()))
+	}
+	if r.Nonce != "" {
+		opts = append(opts, oauth2.SetAuthURLParam("nonce", r.Nonce))
+	}
+	return cfg.AuthCodeURL(r.State, opts...)
+}
+
+// Exchange trades an authorization code (with its PKCE verifier; zero sends
+// none) for tokens, sending the client's redirect URI. It is safe for
+// concurrent use.
+func (p *Provider) Exchange(ctx context.Context, code string, verifier Secret, params Params) (*Token, error) {
+	if err := needEndpoint(opExchange, "token", p.Endpoints.Token); err != nil {
+		return nil, err
+	}
+	if err := checkParams(opExchange, params); err != nil {
+		return nil, err
+	}
+	cfg, err := p.config(opExchange, nil)
+	if err != nil {
+		return nil, err
+	}
+	var opts []oauth2.AuthCodeOption
+	if !verifier.IsZero() {
+		opts = append(opts, oauth2.VerifierOption(verifier.Reveal()))
+	}
+	for k, v := range params {
+		opts = append(opts, oauth2.SetAuthURLParam(k, v))
+	}
+	pr, hc := newProbe(p.HTTP, p.now)
+	tok, err := cfg.Exchange(withClient(ctx, hc), code, opts...)
+	if err != nil {
+		return nil, fromXOAuth2(opExchange, p.now(), pr, err, "access_token", []string{code, verifier.Reveal(), cfg.ClientSecret})
+	}
+	return convert(tok, pr.last().sent, ""), nil
+}
+
+// Refresh uses a refresh token (RFC 6749 §6), sending scopes (if any) and
+// params. A response without a refresh token returns a Token whose
+// RefreshToken is zero: the caller keeps the old one. It is safe for
+// concurrent use.
+func (p *Provider) Refresh(ctx context.Context, refresh Secret, scopes []string, params Params) (*Token, error) {
+	return p.grant(ctx, opRefresh, "refresh_token", scopes, params, url.Values{"refresh_token": {refresh.Reveal()}}, refresh.Reveal())
+}
+
+// ClientCredentials obtains a token with the client_credentials grant
+// (RFC 6749 §4.4). It is safe for concurrent use.
+func (p *Provider) ClientCredentials(ctx context.Context, scopes []string, params Params) (*Token, error) {
+	return p.grant(ctx, opClientCredentials, "client_credentials", scopes, params, nil, "")
+}
+
+// Password obtains a token with the resource owner password grant
+// (RFC 6749 §4.3). It is safe for concurrent use.
+func (p *Provider) Password(ctx context.Context, username string, password Secret, scopes []string, params Params) (*Token, error) {
+	return p.grant(ctx, opPassword, "password", scopes, params, url.Values{"username": {username}, "password": {password.Reveal()}}, password.Reveal())
+}
+
+// grant sends a token request through clientcredentials.Config, whose
+// EndpointParams may set grant_type: one code path, x/oauth2's, for every
+// grant that is a plain form POST. secret is the grant's own secret
+// (refresh token, password), scrubbed from provider messages.
+func (p *Provider) grant(ctx context.Context, op, grantType string, scopes []string, params Params, fields url.Values, secret string) (*Token, error) {
+	if err := needEndpoint(op, "token", p.Endpoints.Token); err != nil {
+		return nil, err
+	}
+	if err := checkParams(op, params); err != nil {
+		return nil, err
+	}
+	style, clientSecret, err := p.clientAuth(op)
+	if err != nil {
+		return nil, err
+	}
+	form := url.Values{"grant_type": {grantType}}
+	for k, v := range fields {
+		form[k] = v
+	}
+	for k, v := range params {
+		form.Set(k, v)
+	}
+	cfg := &clientcredentials.Config{
+		ClientID:       p.Client.ID,
+		ClientSecret:   clientSecret,
+		TokenURL:       p.Endpoints.Token,
+		Scopes:         scopes,
+		EndpointParams: form,
+		AuthStyle:      style,
+	}
+	pr, hc := newProbe(p.HTTP, p.now)
+	tok, err := cfg.Token(withClient(ctx, hc))
+	if err != nil {
+		return nil, fromXOAuth2(op, p.now(), pr, err, "access_token", []string{secret, clientSecret})
+	}
+	sentRefresh := ""
+	if op == opRefresh {
+		sentRefresh = secret
+	}
+	return convert(tok, pr.last().sent, sentRefresh), nil
+}
+
+// convert builds a Token from x/oauth2's, with times from obtained (the
+// injected clock when the request was sent). sentRefresh is the refresh
+// token of a refresh request: x/oauth2 copies it into an answer that had
+// none, and the contract is to return none.
+func convert(t *oauth2.Token, obtained time.Time, sentRefresh string) *Token {
+	out := &Token{
+		AccessToken: NewSecret(t.AccessToken),
+		// Type() normalises any case of bearer to "Bearer" (and an absent
+		// token_type to "Bearer", which is what the caller would assume).
+		TokenType:    t.Type(),
+		RefreshToken: NewSecret(t.RefreshToken),
+		IDToken:      NewSecret(extraString(t, "id_token")),
+		Scope:        extraString(t, "scope"),
+		Obtained:     obtained,
+	}
+	if sentRefresh != "" && t.RefreshToken == sentRefresh && extraString(t, "refresh_token") == "" {
+		out.RefreshToken = Secret{}
+	}
+	// clientcredentials drops ExpiresIn; the raw answer has it.
+	in, ok := seconds(t.Extra("expires_in"))
+	if !ok && t.ExpiresIn > 0 {
+		in, ok = time.Duration(t.ExpiresIn)*time.Second, true
+	}
+	if ok {
+		out.ExpiresIn = in
+		out.Expiry = obtained.Add(in)
+	}
+	for _, k := range []string{"refresh_token_expires_in", "refresh_expires_in"} {
+		if in, ok := seconds(t.Extra(k)); ok {
+			out.RefreshExpiry = obtained.Add(in)
+			break
+		}
+	}
+	return out
+}
+
+// extraString returns a string field of the raw answer. A form-encoded
+// answer's numeric values come back from Extra as numbers.
+func extraString(t *oauth2.Token, key string) string {
+	switch v := t.Extra(key).(type) {
+	case string:
+		return v
+	case int64:
+		return strconv.FormatInt(v, 10)
+	case float64:
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	}
+	return ""
+}
+
+// seconds reads a lifetime in seconds given as a JSON number or a string;
+// false when absent, invalid or not positive. It caps at MaxInt32 seconds
+// (68 years), as x/oauth2 does, so no arithmetic overflows.
+func seconds(v any) (time.Duration, bool) {
+	var f float64
+	switch x := v.(type) {
+	case float64:
+		f = x
+	case int64:
+		f = float64(x)
+	case json.Number:
+		var err error
+		if f, err = x.Float64(); err != nil {
+			return 0, false
+		}
+	case string:
+		var err error
+		if f, err = strconv.ParseFloat(strings.TrimSpace(x), 64); err != nil {
+			return 0, false
+		}
+	default:
+		return 0, false
+	}
+	if math.IsNaN(f) || f < 1 {
+		return 0, false
+	}
+	return time.Duration(min(f, math.MaxInt32)) * time.Second, true
+}

@@ -1,0 +1,99 @@
+package oauth
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// registrationMetadata is RFC 7591 §2's client metadata, as sent.
+type registrationMetadata struct {
+	ClientName      string     `json:"client_name,omitempty"`
+	RedirectURIs    []string   `json:"redirect_uris,omitempty"`
+	GrantTypes      []string   `json:"grant_types,omitempty"`
+	ResponseTypes   []string   `json:"response_types,omitempty"`
+	AuthMethod      AuthMethod `json:"token_endpoint_auth_method,omitempty"`
+	Scope           string     `json:"scope,omitempty"`
+	ApplicationType string     `json:"application_type,omitempty"`
+}
+
+// registrationResponse is RFC 7591 §3.2.1's answer (and §3.2.2's error).
+type registrationResponse struct {
+	ClientID                string      `json:"client_id"`
+	ClientSecret            string      `json:"client_secret"`
+	RegistrationAccessToken string      `json:"registration_access_token"`
+	RegistrationClientURI   string      `json:"registration_client_uri"`
+	ClientSecretExpiresAt   json.Number `json:"client_secret_expires_at"`
+	AuthMethod              AuthMethod  `json:"token_endpoint_auth_method"`
+
+	Error            string `json:"error"`
+	ErrorDescription string `json:"error_description"`
+}
+
+// Register registers a client dynamically (RFC 7591): a JSON POST of the
+// client metadata to endpoint, answered 201 (or 200) with the client
+// information. Errors of §3.2.2 (invalid_redirect_uri,
+// invalid_client_metadata, ...) are Configuration. hc nil means a client
+// with a 30 s timeout. It is safe for concurrent use.
+func Register(ctx context.Context, hc *http.Client, endpoint string, r RegistrationRequest) (*Registration, error) {
+	if err := needEndpoint(opRegister, "registration", endpoint); err != nil {
+		return nil, err
+	}
+	body, err := json.Marshal(registrationMetadata(r))
+	if err != nil {
+		return nil, &Error{Op: opRegister, Class: Configuration, Err: err}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(body))
+	if err != nil {
+		return nil, &Error{Op: opRegister, Class: Configuration, Err: err}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	now := time.Now()
+	resp, err := send(opRegister, hc, req)
+	if err != nil {
+		return nil, err
+	}
+	var rr registrationResponse
+	parsed := resp.complete && json.Unmarshal(resp.body, &rr) == nil
+	if resp.status != http.StatusCreated && resp.status != http.StatusOK {
+		return nil, httpError(opRegister, now, resp.status, resp.header, rr.Error, rr.ErrorDescription, "", resp.body, resp.complete, "error", nil)
+	}
+	if !parsed || rr.ClientID == "" || rr.Error != "" {
+		// A 2xx with an error field fails by its code, like the token
+		// endpoint; otherwise it is malformed.
+		return nil, httpError(opRegister, now, resp.status, resp.header, rr.Error, rr.ErrorDescription, "", resp.body, resp.complete, "client_id", nil)
+	}
+	reg := &Registration{
+		ClientID:                rr.ClientID,
+		ClientSecret:            NewSecret(rr.ClientSecret),
+		RegistrationAccessToken: NewSecret(rr.RegistrationAccessToken),
+		RegistrationClientURI:   rr.RegistrationClientURI,
+		AuthMethod:              rr.AuthMethod,
+	}
+	if rr.ClientSecretExpiresAt != "" {
+		at, err := rr.ClientSecretExpiresAt.Int64()
+		if err != nil || at < 0 {
+			return nil, &Error{Op: opRegister, Status: resp.status, Class: Transient, Err: fmt.Errorf("%w: client_secret_expires_at is not a time", ErrMalformed)}
+		}
+		if at > 0 { // 0: never expires (RFC 7591 §3.2.1)
+			reg.ClientSecretExpiresAt = time.Unix(at, 0)
+		}
+	}
+	if reg.AuthMethod == "" {
+		// The server kept what was asked, whose default (RFC 7591 §2)
+		// is client_secret_basic.
+		switch {
+		case r.AuthMethod != "":
+			reg.AuthMethod = r.AuthMethod
+		case reg.ClientSecret.IsZero():
+			reg.AuthMethod = AuthNone
+		default:
+			reg.AuthMethod = AuthBasic
+		}
+	}
+	return reg, nil
+}

@@ -1,0 +1,189 @@
+package oauth
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// maxBody is the most of a response body that is read, as in x/oauth2.
+const maxBody = 1 << 20
+
+// defaultHTTP is used when no client is given. net/http re-sends only an
+// idempotent request whose reused connection broke before any answer (never
+// a token POST), so the caller's backoff stays the only retry.
+var defaultHTTP = &http.Client{Timeout: 30 * time.Second}
+
+func orDefault(hc *http.Client) *http.Client {
+	if hc != nil {
+		return hc
+	}
+	return defaultHTTP
+}
+
+func (p *Provider) now() time.Time {
+	if p.Now != nil {
+		return p.Now()
+	}
+	return time.Now()
+}
+
+// probe is an http.RoundTripper around the caller's transport, made for
+// one operation. It records when the last request was sent (by the
+// injected clock) and what came back, and keeps a copy of the body as it
+// is read, so that failures x/oauth2 reports only as text ("cannot parse
+// json") can be described by status, content type and size, and so that
+// fields x/oauth2 converts with time.Now can be read again.
+type probe struct {
+	base http.RoundTripper
+	now  func() time.Time
+	// auth, when set, adds client authentication to each request (x/oauth2
+	// sends none to the device authorization endpoint).
+	auth func(*http.Request)
+
+	mu   sync.Mutex
+	sent time.Time
+	resp *http.Response
+	body *recordingBody
+}
+
+// newProbe returns a probe and a client that sends through it, with the
+// settings of hc (nil: the default client).
+func newProbe(hc *http.Client, now func() time.Time) (*probe, *http.Client) {
+	hc = orDefault(hc)
+	base := hc.Transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	pr := &probe{base: base, now: now}
+	return pr, &http.Client{Transport: pr, CheckRedirect: hc.CheckRedirect, Jar: hc.Jar, Timeout: hc.Timeout}
+}
+
+// withClient returns ctx carrying hc for x/oauth2, which takes its HTTP
+// client only from a context value. This stays inside the package.
+func withClient(ctx context.Context, hc *http.Client) context.Context {
+	return context.WithValue(ctx, oauth2.HTTPClient, hc)
+}
+
+func (pr *probe) RoundTrip(req *http.Request) (*http.Response, error) {
+	if pr.auth != nil {
+		req = req.Clone(req.Context()) // a RoundTripper must not modify its request
+		pr.auth(req)
+	}
+	sent := pr.now()
+	pr.mu.Lock()
+	pr.sent, pr.resp, pr.body = sent, nil, nil
+	pr.mu.Unlock()
+	resp, err := pr.base.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	rb := &recordingBody{rc: resp.Body}
+	resp.Body = rb
+	pr.mu.Lock()
+	pr.resp, pr.body = resp, rb
+	pr.mu.Unlock()
+	return resp, nil
+}
+
+// reply is what the probe saw of the last exchange.
+type reply struct {
+	sent   time.Time
+	status int // 0: no response
+	header http.Header
+	body   []byte // up to maxBody bytes, as read by x/oauth2
+	// complete is false when the body was cut at maxBody or its reading failed.
+	complete bool
+	readErr  error
+}
+
+func (pr *probe) last() reply {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	r := reply{sent: pr.sent}
+	if pr.resp == nil {
+		return r
+	}
+	r.status, r.header = pr.resp.StatusCode, pr.resp.Header
+	r.body = pr.body.buf.Bytes()
+	r.readErr = pr.body.err
+	r.complete = pr.body.eof || (pr.body.err == nil && len(r.body) < maxBody)
+	return r
+}
+
+// close closes the last response body; x/oauth2's device authorization
+// request leaves it open.
+func (pr *probe) close() {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	if pr.resp != nil {
+		pr.resp.Body.Close()
+	}
+}
+
+// recordingBody copies what is read from a response body, up to maxBody.
+type recordingBody struct {
+	rc  io.ReadCloser
+	buf bytes.Buffer
+	eof bool
+	err error
+}
+
+func (b *recordingBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if room := maxBody - b.buf.Len(); room > 0 {
+		b.buf.Write(p[:min(n, room)])
+	}
+	switch {
+	case err == io.EOF:
+		b.eof = true
+	case err != nil && b.err == nil:
+		b.err = err
+	}
+	return n, err
+}
+
+func (b *recordingBody) Close() error { return b.rc.Close() }
+
+// response is a hand-written request's answer (discovery, revocation,
+// registration).
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+	// complete is false when the body was longer than maxBody.
+	complete bool
+}
+
+// send does req with hc and reads the body through the maxBody limit. A
+// failure to send or read is returned as an *Error of class Transient.
+func send(op string, hc *http.Client, req *http.Request) (response, error) {
+	resp, err := orDefault(hc).Do(req)
+	if err != nil {
+		return response{}, transportError(op, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	if err != nil {
+		e := transportError(op, err)
+		e.Status = resp.StatusCode
+		return response{}, e
+	}
+	r := response{status: resp.StatusCode, header: resp.Header, body: body, complete: true}
+	if len(body) > maxBody {
+		r.body, r.complete = body[:maxBody], false
+	}
+	return r, nil
+}
+
+// transportError is a failure without an HTTP answer: network, timeout,
+// cancellation. Its message is the cause's, which names the URL but holds
+// no body or secret (url.Error redacts a password in the URL).
+func transportError(op string, err error) *Error {
+	return &Error{Op: op, Class: Transient, Err: err}
+}
