@@ -1,0 +1,47 @@
+// Package metrics owns tokend's Prometheus collectors and the small HTTP
+// handler that serves them together with the liveness and readiness probes.
+//
+// A [Metrics] value keeps every collector on its own [prometheus.Registry]:
+// nothing is registered globally (no promauto, no DefaultRegisterer), so two
+// daemons in one test binary never collide and a test sees exactly what it
+// produced. The registry also carries the Go and process collectors and
+// tokend_build_info.
+//
+// The series are:
+//
+//	tokend_refresh_total{grant,result}                      counter
+//	tokend_refresh_duration_seconds{grant}                  histogram, 5 ms … 30 s
+//	tokend_token_expiry_timestamp_seconds{grant}            gauge, Unix seconds
+//	tokend_refresh_token_expiry_timestamp_seconds{grant}    gauge, Unix seconds
+//	tokend_last_refresh_success_timestamp_seconds{grant}    gauge, Unix seconds
+//	tokend_grant_state{grant,state}                         gauge, 1 for the current state
+//	tokend_fetch_requests_total{grant,code}                 counter
+//	tokend_build_info{version,revision,goversion}           gauge, always 1
+//
+// Expiry and success are exported as timestamps, not as "seconds left", so
+// the value does not go stale between scrapes and PromQL does the arithmetic
+// (tokend_token_expiry_timestamp_seconds - time()).
+//
+// Grant names are the only variable label; every other label takes values
+// from a small fixed set (result classes, states, HTTP codes). A fetch for a
+// name that is not a configured grant is counted under grant="_unknown", so a
+// client probing random names cannot grow the series set.
+//
+// Only the daemon package imports metrics. The store and oauth packages never
+// do: they return values and classified errors, and the daemon turns those
+// into observations. That keeps the leaf packages free of Prometheus and lets
+// the daemon's tests use a real Metrics without any wiring in the leaves.
+//
+// # Caveats
+//
+// Labels are never secrets: callers must pass grant names and result
+// classes, never token material or provider error descriptions.
+//
+// [Metrics.Forget] must be called when a grant leaves the configuration
+// (on reload); otherwise its last values stay exported forever.
+//
+// The process collector reads /proc/self and /proc/stat (for the start
+// time). A unit with ProcSubset=pid hides /proc/stat; the handler is set to
+// continue on collection errors so one missing value never fails the whole
+// scrape.
+package metrics

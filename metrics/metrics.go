@@ -1,0 +1,230 @@
+package metrics
+
+import (
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// UnknownGrant is the grant label used by [Metrics.ObserveFetch] for a
+// requested name that is not a configured grant.
+const UnknownGrant = "_unknown"
+
+// Grant states exported by tokend_grant_state. [Metrics.SetState] sets the
+// current one to 1 and all the others to 0, so a query such as
+// tokend_grant_state{state="valid"} == 0 finds unhealthy grants.
+const (
+	StateValid                   = "valid"
+	StateRefreshing              = "refreshing"
+	StateFailing                 = "failing"
+	StateExpired                 = "expired"
+	StateReauthorizationRequired = "reauthorization_required"
+	StateCredentialsError        = "credentials_error"
+	StateConfigurationError      = "configuration_error"
+	StatePendingAuthorization    = "pending_authorization"
+)
+
+var knownStates = []string{
+	StateValid,
+	StateRefreshing,
+	StateFailing,
+	StateExpired,
+	StateReauthorizationRequired,
+	StateCredentialsError,
+	StateConfigurationError,
+	StatePendingAuthorization,
+}
+
+// States returns the grant states that tokend_grant_state always exports for
+// a grant, in a fixed order. The returned slice is a copy.
+func States() []string {
+	return append([]string(nil), knownStates...)
+}
+
+// refreshBuckets span a fast local provider (5 ms) to a request that ran into
+// the HTTP client's timeout (30 s).
+var refreshBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
+
+// BuildInfo labels tokend_build_info.
+type BuildInfo struct{ Version, Revision, GoVersion string }
+
+// Metrics owns tokend's collectors on its own registry (no globals). Safe
+// for concurrent use. Grant names are the only variable label.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	refreshTotal    *prometheus.CounterVec
+	refreshDuration *prometheus.HistogramVec
+	tokenExpiry     *prometheus.GaugeVec
+	refreshExpiry   *prometheus.GaugeVec
+	lastSuccess     *prometheus.GaugeVec
+	grantState      *prometheus.GaugeVec
+	fetchTotal      *prometheus.CounterVec
+
+	// mu serialises SetState and Forget so that a grant's state series
+	// always have exactly one 1 once the calls return; state remembers an
+	// unknown state so it can be removed when the grant moves on.
+	mu    sync.Mutex
+	state map[string]string
+}
+
+// New builds the collectors, the Go and process collectors and build info.
+// An empty b.GoVersion is filled from the running binary.
+func New(b BuildInfo) *Metrics {
+	m := &Metrics{
+		reg:   prometheus.NewRegistry(),
+		state: make(map[string]string),
+		refreshTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokend_refresh_total",
+			Help: "Token refresh attempts by grant and result (success, transient, reauthorization, credentials, configuration).",
+		}, []string{"grant", "result"}),
+		refreshDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tokend_refresh_duration_seconds",
+			Help:    "Duration of token refresh attempts, whatever their result.",
+			Buckets: refreshBuckets,
+		}, []string{"grant"}),
+		tokenExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tokend_token_expiry_timestamp_seconds",
+			Help: "Unix time at which the grant's current access token expires.",
+		}, []string{"grant"}),
+		refreshExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tokend_refresh_token_expiry_timestamp_seconds",
+			Help: "Unix time at which the grant's refresh token expires, when known.",
+		}, []string{"grant"}),
+		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tokend_last_refresh_success_timestamp_seconds",
+			Help: "Unix time of the grant's last successful token refresh or issue.",
+		}, []string{"grant"}),
+		grantState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tokend_grant_state",
+			Help: "Current state of a grant: 1 for the current state, 0 for the others.",
+		}, []string{"grant", "state"}),
+		fetchTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokend_fetch_requests_total",
+			Help: "Token fetch requests on the local API by grant and HTTP status code.",
+		}, []string{"grant", "code"}),
+	}
+	goVersion := b.GoVersion
+	if goVersion == "" {
+		goVersion = runtime.Version()
+	}
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tokend_build_info",
+		Help: "Build information of the running tokend; the value is always 1.",
+		ConstLabels: prometheus.Labels{
+			"version":   b.Version,
+			"revision":  b.Revision,
+			"goversion": goVersion,
+		},
+	})
+	buildInfo.Set(1)
+	m.reg.MustRegister(
+		m.refreshTotal,
+		m.refreshDuration,
+		m.tokenExpiry,
+		m.refreshExpiry,
+		m.lastSuccess,
+		m.grantState,
+		m.fetchTotal,
+		buildInfo,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}
+
+// Gatherer returns the registry behind [Metrics.Handler], for tests and for
+// callers that push or federate the same series.
+func (m *Metrics) Gatherer() prometheus.Gatherer { return m.reg }
+
+// ObserveRefresh counts tokend_refresh_total{grant,result} and, for any
+// result, observes tokend_refresh_duration_seconds{grant}. result is
+// "success" or a failure class (transient, reauthorization, credentials,
+// configuration).
+func (m *Metrics) ObserveRefresh(grant, result string, d time.Duration) {
+	m.refreshTotal.WithLabelValues(grant, result).Inc()
+	m.refreshDuration.WithLabelValues(grant).Observe(d.Seconds())
+}
+
+// SetExpiry sets tokend_token_expiry_timestamp_seconds and
+// tokend_refresh_token_expiry_timestamp_seconds (a zero time removes it).
+func (m *Metrics) SetExpiry(grant string, access, refresh time.Time) {
+	setOrDelete(m.tokenExpiry, grant, access)
+	setOrDelete(m.refreshExpiry, grant, refresh)
+}
+
+// SetLastSuccess sets tokend_last_refresh_success_timestamp_seconds (a zero
+// time removes it).
+func (m *Metrics) SetLastSuccess(grant string, t time.Time) {
+	setOrDelete(m.lastSuccess, grant, t)
+}
+
+// setOrDelete exports t as Unix seconds with millisecond precision, or
+// removes the series when t is zero: "no refresh token expiry" must read as
+// absent, not as 1970.
+func setOrDelete(v *prometheus.GaugeVec, grant string, t time.Time) {
+	if t.IsZero() {
+		v.DeleteLabelValues(grant)
+		return
+	}
+	v.WithLabelValues(grant).Set(float64(t.UnixMilli()) / 1e3)
+}
+
+// SetState sets tokend_grant_state{grant,state} to 1 for state and 0 for the
+// other known states (see [States]). A state outside that set is exported as
+// well, with value 1, and removed again when the grant changes state.
+func (m *Metrics) SetState(grant, state string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if prev, ok := m.state[grant]; ok && prev != state && !isKnownState(prev) {
+		m.grantState.DeleteLabelValues(grant, prev)
+	}
+	for _, s := range knownStates {
+		v := 0.0
+		if s == state {
+			v = 1
+		}
+		m.grantState.WithLabelValues(grant, s).Set(v)
+	}
+	if !isKnownState(state) {
+		m.grantState.WithLabelValues(grant, state).Set(1)
+	}
+	m.state[grant] = state
+}
+
+func isKnownState(s string) bool {
+	for _, k := range knownStates {
+		if k == s {
+			return true
+		}
+	}
+	return false
+}
+
+// ObserveFetch counts tokend_fetch_requests_total{grant,code}. Callers pass
+// "" for a name that is not a configured grant (it becomes "_unknown").
+func (m *Metrics) ObserveFetch(grant string, code int) {
+	if grant == "" {
+		grant = UnknownGrant
+	}
+	m.fetchTotal.WithLabelValues(grant, strconv.Itoa(code)).Inc()
+}
+
+// Forget removes every series of a grant that left the configuration.
+func (m *Metrics) Forget(grant string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	match := prometheus.Labels{"grant": grant}
+	m.refreshTotal.DeletePartialMatch(match)
+	m.refreshDuration.DeletePartialMatch(match)
+	m.tokenExpiry.DeletePartialMatch(match)
+	m.refreshExpiry.DeletePartialMatch(match)
+	m.lastSuccess.DeletePartialMatch(match)
+	m.grantState.DeletePartialMatch(match)
+	m.fetchTotal.DeletePartialMatch(match)
+	delete(m.state, grant)
+}
