@@ -51,9 +51,12 @@ type Token struct {
 	Obtained      time.Time
 	Expiry        time.Time // zero: unknown (the daemon applies a default)
 	RefreshExpiry time.Time // zero: unknown or never
-	Generation    uint64    // incremented on each new token set
+	// RefreshIssued is when the current refresh token was issued (it stays
+	// put across refreshes that do not rotate it).
+	RefreshIssued time.Time
+	Generation    uint64 // incremented on each new token set
 
-	State      string    // valid | refreshing | failing | expired | reauthorization_required | ...
+	State      string // valid | refreshing | failing | expired | reauthorization_required | ...
 	StateSince time.Time
 	// LastError is a one-line, secret-free description of the last failure.
 	LastError     string
