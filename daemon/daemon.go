@@ -1,0 +1,505 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/tokend/tokend/oauth"
+	"github.com/tokend/tokend/store"
+)
+
+// Store is the part of *store.Store the daemon uses.
+type Store interface {
+	Token(grant string) (store.Token, error)
+	Tokens() ([]store.Token, error)
+	PutToken(t store.Token, a *store.Attempt) error
+	DeleteToken(grant string) error
+	History(grant string) ([]store.Attempt, error)
+	Client(name string) (store.Client, error)
+	PutClient(c store.Client) error
+	PutPending(p store.Pending) error
+	ConsumePending(state string, now time.Time) (store.Pending, error)
+	PrunePending(now time.Time) (int, error)
+	Provider(name string) ([]byte, error)
+	PutProvider(name string, meta []byte) error
+	Close() error
+}
+
+var _ Store = (*store.Store)(nil)
+
+// Metrics receives what the daemon measures. *metrics.Metrics implements it.
+type Metrics interface {
+	ObserveRefresh(grant, result string, d time.Duration)
+	SetExpiry(grant string, access, refresh time.Time)
+	SetLastSuccess(grant string, t time.Time)
+	SetState(grant, state string)
+	ObserveFetch(grant string, code int)
+	Forget(grant string)
+}
+
+// Notifier tells a service manager how the daemon is doing (systemd's
+// sd_notify). Every method must be cheap and safe to call when no manager
+// listens.
+type Notifier interface {
+	Ready() error
+	Reloading() error
+	Status(msg string) error
+	Stopping() error
+	Watchdog() error
+}
+
+// Options are the daemon's collaborators. Zero values mean the real thing.
+type Options struct {
+	Logger  *slog.Logger
+	Clock   Clock
+	Metrics Metrics
+	// MetricsHandler builds the handler of the metrics listener from a
+	// readiness check; nil serves only /healthz and /readyz.
+	MetricsHandler func(ready func() error) http.Handler
+	Notifier       Notifier
+	// WatchdogInterval is how often the scheduler loop must ping the
+	// Notifier; 0 disables the watchdog.
+	WatchdogInterval time.Duration
+	// HTTPClient speaks to providers; nil means one with Refresh.Timeout.
+	// It must not retry: the refresher's backoff is the only retry.
+	HTTPClient *http.Client
+	// SocketListener, when set, is used instead of creating listen.socket
+	// (systemd socket activation). The daemon does not remove its file.
+	SocketListener net.Listener
+	// OpenStore opens the store; nil means store.Open.
+	OpenStore func(StoreConfig, *slog.Logger) (Store, error)
+	// FetchWait caps how long a fetch of an expired token waits for its
+	// refresh; 0 means 30 s.
+	FetchWait time.Duration
+}
+
+// Daemon is the running process: it owns the store, the grants' current
+// tokens, the scheduler and the listeners. Create with New, run with Run.
+type Daemon struct {
+	opts     Options
+	log      *slog.Logger
+	clock    Clock
+	metrics  Metrics
+	notifier Notifier
+	hc       *http.Client
+	selfUID  uint32
+
+	mu        sync.RWMutex // guards the fields below, replaced on reload
+	cfg       *Config
+	policy    Policy
+	sched     cron.Schedule
+	grants    map[string]*grant
+	clients   map[string]*clientRT
+	providers map[string]*providerRT
+	operators access
+
+	st    Store
+	sf    singleflight.Group
+	queue workQueue
+
+	baseCtx   context.Context // refreshes and device polls run under it
+	inflight  sync.WaitGroup  // refreshes running
+	inflightN atomic.Int64    // the same, readable
+	retrying  atomic.Int64    // refreshes waiting on a backoff timer
+	running   atomic.Bool
+	started   chan struct{}
+	socketURL string
+
+	// addresses actually bound, for tests and the dev banner
+	addrMu       sync.Mutex
+	callbackAddr string
+	metricsAddr  string
+}
+
+// grant is the runtime of one configured grant. cur is the token fetches
+// serve: it is replaced whole (never modified in place), so readers load it
+// without locks and never wait on a refresh or the store.
+type grant struct {
+	name     string
+	cfg      GrantConfig
+	readers  access
+	schedule cron.Schedule // forced refresh; nil when none
+
+	cur    atomic.Pointer[store.Token]
+	queued atomic.Bool
+	dirty  atomic.Bool // the newest token is not yet durable
+
+	mu         sync.Mutex // guards the fields below (scheduler and refresher)
+	nextForced time.Time
+	lastLogged string // the last failure logged, so a repeat is logged once
+}
+
+// New checks cfg and builds a daemon; nothing is opened until Run.
+func New(cfg *Config, opts Options) (*Daemon, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Clock == nil {
+		opts.Clock = realClock{}
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = nopMetrics{}
+	}
+	if opts.Notifier == nil {
+		opts.Notifier = nopNotifier{}
+	}
+	if opts.FetchWait == 0 {
+		opts.FetchWait = 30 * time.Second
+	}
+	if opts.OpenStore == nil {
+		opts.OpenStore = openStore
+	}
+	d := &Daemon{
+		opts:     opts,
+		log:      opts.Logger,
+		clock:    opts.Clock,
+		metrics:  opts.Metrics,
+		notifier: opts.Notifier,
+		selfUID:  uint32(os.Geteuid()),
+		started:  make(chan struct{}),
+	}
+	d.queue.init()
+	if err := d.configure(cfg); err != nil {
+		return nil, err
+	}
+	d.hc = opts.HTTPClient
+	if d.hc == nil {
+		d.hc = &http.Client{Timeout: cfg.Refresh.Timeout}
+	}
+	return d, nil
+}
+
+func openStore(c StoreConfig, log *slog.Logger) (Store, error) {
+	return store.Open(store.Options{Path: c.Path, Key: c.Key, Logger: log})
+}
+
+// configure builds the runtime of cfg, keeping the current token of every
+// grant that stays. It is used at start and on reload.
+func (d *Daemon) configure(cfg *Config) error {
+	sched, err := ParseSchedule(cfg.Refresh.Schedule)
+	if err != nil {
+		return fmt.Errorf("daemon: refresh.schedule: %w", err)
+	}
+	ops, err := resolveAccess(cfg.Operators)
+	if err != nil {
+		return fmt.Errorf("daemon: operators: %w", err)
+	}
+	providers := make(map[string]*providerRT, len(cfg.Providers))
+	for name, p := range cfg.Providers {
+		providers[name] = &providerRT{name: name, cfg: p}
+	}
+	clients := make(map[string]*clientRT, len(cfg.Clients))
+	for name, c := range cfg.Clients {
+		if _, ok := providers[c.Provider]; !ok {
+			return fmt.Errorf("daemon: clients.%s.provider: unknown provider %q", name, c.Provider)
+		}
+		clients[name] = &clientRT{name: name, cfg: c}
+	}
+	d.mu.RLock()
+	old := d.grants
+	d.mu.RUnlock()
+	now := d.clock.Now()
+	grants := make(map[string]*grant, len(cfg.Grants))
+	for name, gc := range cfg.Grants {
+		if _, ok := clients[gc.Client]; !ok {
+			return fmt.Errorf("daemon: grants.%s.client: unknown client %q", name, gc.Client)
+		}
+		readers, err := resolveAccess(gc.Readers)
+		if err != nil {
+			return fmt.Errorf("daemon: grants.%s.readers: %w", name, err)
+		}
+		g := &grant{name: name, cfg: gc, readers: readers}
+		if gc.Schedule != "" {
+			if g.schedule, err = ParseSchedule(gc.Schedule); err != nil {
+				return fmt.Errorf("daemon: grants.%s.schedule: %w", name, err)
+			}
+			g.nextForced = g.schedule.Next(now)
+		}
+		if prev, ok := old[name]; ok {
+			if t := prev.cur.Load(); t != nil {
+				t = clearPermanent(t, prev.cfg, gc)
+				g.cur.Store(t)
+			}
+			g.dirty.Store(prev.dirty.Load())
+		}
+		grants[name] = g
+	}
+	d.mu.Lock()
+	d.cfg = cfg
+	d.policy = policyOf(cfg.Refresh)
+	d.sched = sched
+	d.providers = providers
+	d.clients = clients
+	d.grants = grants
+	d.operators = ops
+	d.mu.Unlock()
+	for name := range old {
+		if _, ok := grants[name]; !ok {
+			d.metrics.Forget(name)
+		}
+	}
+	return nil
+}
+
+// clearPermanent lets a reload retry a grant that stopped on a permanent
+// error: the configuration that caused it may have been fixed.
+func clearPermanent(t *store.Token, before, after GrantConfig) *store.Token {
+	switch t.State {
+	case StateCredentialsError, StateConfigurationError:
+		c := *t
+		c.State = StateFailing
+		return &c
+	}
+	return t
+}
+
+// Reload applies a new configuration without dropping stored tokens.
+func (d *Daemon) Reload(cfg *Config) error {
+	_ = d.notifier.Reloading()
+	defer func() { _ = d.notifier.Ready() }()
+	if err := d.configure(cfg); err != nil {
+		return err
+	}
+	if d.running.Load() {
+		d.loadTokens()
+	}
+	d.log.Info("configuration reloaded", "grants", len(cfg.Grants))
+	d.queue.kick()
+	return nil
+}
+
+// Started is closed once the store is open and every listener listens.
+func (d *Daemon) Started() <-chan struct{} { return d.started }
+
+// CallbackAddr and MetricsAddr return the bound addresses (after Started).
+func (d *Daemon) CallbackAddr() string {
+	d.addrMu.Lock()
+	defer d.addrMu.Unlock()
+	return d.callbackAddr
+}
+func (d *Daemon) MetricsAddr() string { d.addrMu.Lock(); defer d.addrMu.Unlock(); return d.metricsAddr }
+
+// Ready reports nil when the store is open, the configuration loaded and the
+// scheduler running.
+func (d *Daemon) Ready() error {
+	if !d.running.Load() {
+		return errors.New("not running")
+	}
+	return nil
+}
+
+func (d *Daemon) config() (*Config, Policy) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.cfg, d.policy
+}
+
+func (d *Daemon) grant(name string) *grant {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.grants[name]
+}
+
+func (d *Daemon) grantList() []*grant {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	gs := make([]*grant, 0, len(d.grants))
+	for _, g := range d.grants {
+		gs = append(gs, g)
+	}
+	return gs
+}
+
+// Run opens the store, listens, runs the scheduler until ctx ends, then
+// shuts down in order: listeners stop, refreshes finish or are cancelled,
+// the store closes last. Cancellation is a clean exit (nil).
+func (d *Daemon) Run(ctx context.Context) error {
+	cfg, _ := d.config()
+	st, err := d.opts.OpenStore(cfg.Store, d.log)
+	if err != nil {
+		return err
+	}
+	d.st = st
+	defer func() {
+		if err := st.Close(); err != nil {
+			d.log.Error("closing store", "err", err)
+		}
+	}()
+	d.loadTokens()
+
+	sock, cleanup, err := d.listenSocket(cfg.Listen)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	cb, err := listenTCP("callback", cfg.Listen.Callback)
+	if err != nil {
+		sock.Close()
+		return err
+	}
+	var ml net.Listener
+	if cfg.Listen.Metrics != "" && cfg.Listen.Metrics != "off" {
+		if ml, err = listenTCP("metrics", cfg.Listen.Metrics); err != nil {
+			sock.Close()
+			cb.Close()
+			return err
+		}
+	}
+	d.addrMu.Lock()
+	d.callbackAddr = cb.Addr().String()
+	if ml != nil {
+		d.metricsAddr = ml.Addr().String()
+	}
+	d.addrMu.Unlock()
+
+	refreshCtx, cancelRefresh := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelRefresh()
+	d.baseCtx = refreshCtx
+
+	g, gctx := errgroup.WithContext(ctx)
+	servers := []*http.Server{d.apiServer(), d.callbackServer()}
+	listeners := []net.Listener{sock, cb}
+	if ml != nil {
+		servers = append(servers, d.metricsServer())
+		listeners = append(listeners, ml)
+	}
+	for i, srv := range servers {
+		srv, l := srv, listeners[i]
+		g.Go(func() error {
+			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("daemon: serve %s: %w", l.Addr(), err)
+			}
+			return nil
+		})
+	}
+	g.Go(func() error { return d.runScheduler(gctx) })
+	g.Go(func() error {
+		<-gctx.Done()
+		_ = d.notifier.Stopping()
+		d.running.Store(false)
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		for _, srv := range servers {
+			_ = srv.Shutdown(sctx)
+		}
+		// Refreshes in flight get a moment to commit what the provider
+		// already answered; then they are cancelled, and the store is
+		// closed only after the last one returned.
+		d.queue.drop()
+		done := make(chan struct{})
+		go func() { d.inflight.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-sctx.Done():
+			cancelRefresh()
+			<-done
+		}
+		cancelRefresh()
+		return nil
+	})
+
+	d.running.Store(true)
+	close(d.started)
+	_ = d.notifier.Ready()
+	d.notifyStatus()
+	d.log.Info("tokend started", "socket", sock.Addr().String(), "callback", d.CallbackAddr(), "metrics", d.MetricsAddr(), "grants", len(cfg.Grants), "store", cfg.Store.Path)
+	err = g.Wait()
+	d.log.Info("tokend stopped")
+	return err
+}
+
+// loadTokens reads every stored token into memory. A grant already holding
+// a token keeps the newer of the two generations.
+func (d *Daemon) loadTokens() {
+	toks, err := d.st.Tokens()
+	if err != nil {
+		d.log.Error("reading stored tokens", "err", err)
+		return
+	}
+	_, p := d.config()
+	now := d.clock.Now()
+	for i := range toks {
+		t := toks[i]
+		g := d.grant(t.Grant)
+		if g == nil {
+			continue
+		}
+		if cur := g.cur.Load(); cur != nil && cur.Generation >= t.Generation {
+			continue
+		}
+		if t.State == StateRefreshing {
+			// The process stopped mid-refresh; the stored token is what was
+			// durable before it.
+			t.State = StateValid
+		}
+		if t.State == StateValid && !usable(now, &t, p) {
+			t.State = StateExpired
+		}
+		g.cur.Store(&t)
+		d.publishMetrics(g.name, &t, p)
+	}
+	for _, g := range d.grantList() {
+		if g.cur.Load() == nil {
+			state := StatePendingAuthorization
+			if g.cfg.Type == GrantClientCredentials || g.cfg.Type == GrantPassword {
+				state = StateExpired
+			}
+			d.metrics.SetState(g.name, state)
+		}
+	}
+}
+
+func (d *Daemon) publishMetrics(name string, t *store.Token, p Policy) {
+	d.metrics.SetState(name, t.State)
+	if t.AccessToken != "" {
+		d.metrics.SetExpiry(name, expiryOf(t, p), t.RefreshExpiry)
+	}
+	if !t.LastSuccess.IsZero() {
+		d.metrics.SetLastSuccess(name, t.LastSuccess)
+	}
+}
+
+// notifyStatus tells the service manager how many grants hold a valid token.
+func (d *Daemon) notifyStatus() {
+	_, p := d.config()
+	now := d.clock.Now()
+	gs := d.grantList()
+	valid := 0
+	for _, g := range gs {
+		if t := g.cur.Load(); t != nil && usable(now, t, p) {
+			valid++
+		}
+	}
+	_ = d.notifier.Status(fmt.Sprintf("%d of %d grants hold a valid token", valid, len(gs)))
+}
+
+type nopMetrics struct{}
+
+func (nopMetrics) ObserveRefresh(string, string, time.Duration) {}
+func (nopMetrics) SetExpiry(string, time.Time, time.Time)       {}
+func (nopMetrics) SetLastSuccess(string, time.Time)             {}
+func (nopMetrics) SetState(string, string)                      {}
+func (nopMetrics) ObserveFetch(string, int)                     {}
+func (nopMetrics) Forget(string)                                {}
+
+type nopNotifier struct{}
+
+func (nopNotifier) Ready() error        { return nil }
+func (nopNotifier) Reloading() error    { return nil }
+func (nopNotifier) Status(string) error { return nil }
+func (nopNotifier) Stopping() error     { return nil }
+func (nopNotifier) Watchdog() error     { return nil }
+
+var _ = oauth.Transient

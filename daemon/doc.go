@@ -1,0 +1,42 @@
+// Package daemon is the running tokend process: its configuration, its
+// lifecycle (Run), the refresh scheduler and refresher, the unix-socket
+// fetch API with per-grant access by the caller's kernel credentials, and
+// the authorization callback listener.
+//
+// It speaks to providers only through package oauth and to the database
+// only through package store (both behind interfaces declared here), and
+// reports through the Metrics and Notifier interfaces.
+//
+// # Tokens in memory
+//
+// Every grant's current token lives in memory as an immutable record behind
+// an atomic pointer. A fetch of a valid token loads that pointer and
+// answers: it takes no lock, does no I/O and never waits for a refresh or
+// for the store's write lock. A refresh writes the new record to the store
+// first (a refresh is not done before its token is durable) and then
+// replaces the pointer.
+//
+// # Refresh
+//
+// A cron schedule (refresh.schedule) wakes the scheduler, which asks the
+// pure function due() about each grant and queues the due ones; at most
+// refresh.concurrency workers refresh them. At most one refresh per grant
+// runs at a time: scheduled, manual (tokend refresh) and on-demand (a fetch
+// of an expired token) refreshes share it through singleflight. Each refresh
+// is a round of exponential backoff with jitter that honours Retry-After and
+// ends when the next try would land after the token's expiry. Failures are
+// classified by package oauth; only transient ones are retried, and the
+// grant's state says why a token is missing.
+//
+// # Time
+//
+// All time comes from a Clock (Options.Clock), so the scheduler, the
+// backoff and expiry arithmetic are tested by moving a fake clock.
+//
+// # Caveats
+//
+// A refresh whose answer the provider sent but that tokend did not receive
+// (the connection broke) may have rotated the refresh token already; the
+// retry then uses the old one, and a provider that detects reuse revokes the
+// chain. Nothing on the client side can close that window.
+package daemon

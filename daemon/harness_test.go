@@ -1,0 +1,214 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tokend/tokend/oauth"
+	"github.com/tokend/tokend/oauth/oauthtest"
+	"github.com/tokend/tokend/store"
+)
+
+var t0 = time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+
+const testSecret = "s3cr3t-client"
+
+// harness runs a daemon against the in-process provider with a fake clock,
+// a real store in a temporary directory and a real unix socket.
+type harness struct {
+	t      *testing.T
+	clock  *fakeClock
+	prov   *oauthtest.Server
+	cfg    *Config
+	d      *Daemon
+	sock   string
+	http   *http.Client
+	cancel context.CancelFunc
+	done   chan error
+	logs   *syncBuffer
+}
+
+type harnessOpts struct {
+	prov   oauthtest.Options
+	config func(*Config)
+	noRun  bool
+}
+
+func newHarness(t *testing.T, o harnessOpts) *harness {
+	t.Helper()
+	clock := newFakeClock(t0)
+	po := o.prov
+	po.Now = clock.Now
+	if po.AccessTTL == 0 {
+		po.AccessTTL = 10 * time.Minute
+	}
+	po.Clients = append(po.Clients, oauthtest.Client{ID: "app", Secret: testSecret, AuthMethod: "client_secret_basic"})
+	prov := oauthtest.New(po)
+	t.Cleanup(prov.Close)
+	dir := t.TempDir()
+	cfg := &Config{
+		Store:   StoreConfig{Path: filepath.Join(dir, "tokend.db")},
+		Listen:  ListenConfig{Socket: filepath.Join(dir, "t.sock"), Callback: "127.0.0.1:0", Metrics: "off"},
+		Refresh: RefreshConfig{Schedule: "@every 15s", MinRemaining: 10 * time.Second},
+		Log:     LogConfig{Level: "debug"},
+		Providers: map[string]ProviderConfig{
+			"test": {Issuer: prov.URL()},
+		},
+		Clients: map[string]ClientConfig{
+			"app": {Provider: "test", ClientID: "app", AuthMethod: "client_secret_basic", Secret: oauth.NewSecret(testSecret)},
+		},
+		Grants: map[string]GrantConfig{
+			"cc": {Client: "app", Type: GrantClientCredentials, Scopes: []string{"read"}},
+		},
+	}
+	if o.config != nil {
+		o.config(cfg)
+	}
+	cfg.ApplyDefaults()
+	h := &harness{t: t, clock: clock, prov: prov, cfg: cfg, sock: cfg.Listen.Socket, logs: &syncBuffer{}}
+	h.http = &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", h.sock)
+	}}}
+	if !o.noRun {
+		h.start()
+	}
+	return h
+}
+
+func (h *harness) start() {
+	h.t.Helper()
+	d, err := New(h.cfg, Options{Logger: NewLogger(h.logs, h.cfg.Log, false), Clock: h.clock, FetchWait: 5 * time.Second})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.d = d
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	h.done = make(chan error, 1)
+	go func() { h.done <- d.Run(ctx) }()
+	select {
+	case <-d.Started():
+	case err := <-h.done:
+		h.t.Fatalf("daemon did not start: %v", err)
+	case <-time.After(10 * time.Second):
+		h.t.Fatal("daemon did not start")
+	}
+	h.t.Cleanup(h.stop)
+	h.settle()
+}
+
+// stop ends the daemon and waits for Run to return.
+func (h *harness) stop() {
+	if h.cancel == nil {
+		return
+	}
+	h.cancel()
+	h.cancel = nil
+	select {
+	case err := <-h.done:
+		if err != nil {
+			h.t.Errorf("Run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		h.t.Error("daemon did not stop")
+	}
+	if h.t.Failed() {
+		h.t.Logf("daemon log:\n%s", h.logs.String())
+	}
+}
+
+// settle waits until nothing moves without the clock: no refresh is queued,
+// every running refresh waits on a backoff timer, and the scheduler waits
+// on its own timer.
+func (h *harness) settle() {
+	h.t.Helper()
+	waitFor(h.t, "daemon idle", func() bool {
+		r := h.d.retrying.Load()
+		return h.d.queue.queuedLen() == 0 && h.d.inflightN.Load() == r && int64(h.clock.Waiters()) > r
+	})
+}
+
+// advance moves the clock in schedule-sized steps, letting the daemon
+// react after each.
+func (h *harness) advance(d time.Duration) {
+	h.t.Helper()
+	for d > 0 {
+		step := min(d, 15*time.Second)
+		h.clock.Advance(step)
+		d -= step
+		time.Sleep(time.Millisecond)
+		h.settle()
+	}
+}
+
+func (h *harness) get(path string) (int, []byte) {
+	h.t.Helper()
+	return h.do(http.MethodGet, path)
+}
+
+func (h *harness) do(method, path string) (int, []byte) {
+	h.t.Helper()
+	req, _ := http.NewRequest(method, "http://tokend"+path, nil)
+	resp, err := h.http.Do(req)
+	if err != nil {
+		h.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func (h *harness) token(name string) TokenResponse {
+	h.t.Helper()
+	code, body := h.get("/v1/tokens/" + name)
+	if code != 200 {
+		h.t.Fatalf("GET token %s: %d %s", name, code, body)
+	}
+	var tr TokenResponse
+	if err := json.Unmarshal(body, &tr); err != nil {
+		h.t.Fatal(err)
+	}
+	return tr
+}
+
+func (h *harness) status(name string) GrantStatus {
+	h.t.Helper()
+	code, body := h.get("/v1/tokens/" + name + "/status")
+	if code != 200 {
+		h.t.Fatalf("GET status %s: %d %s", name, code, body)
+	}
+	var s GrantStatus
+	if err := json.Unmarshal(body, &s); err != nil {
+		h.t.Fatal(err)
+	}
+	return s
+}
+
+// stored reads the grant's record straight from the store.
+func (h *harness) stored(name string) store.Token {
+	h.t.Helper()
+	tok, err := h.d.st.Token(name)
+	if err != nil {
+		h.t.Fatalf("stored token %s: %v", name, err)
+	}
+	return tok
+}
+
+// logMustNotContain fails if any secret appears in the daemon's log.
+func (h *harness) logMustNotContain(secrets ...string) {
+	h.t.Helper()
+	log := h.logs.String()
+	for _, s := range secrets {
+		if s != "" && strings.Contains(log, s) {
+			h.t.Fatalf("secret %.6s… appears in the log", s)
+		}
+	}
+}

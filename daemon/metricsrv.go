@@ -1,0 +1,34 @@
+package daemon
+
+import (
+	"net/http"
+	"time"
+)
+
+// metricsServer serves /metrics, /healthz and /readyz on the metrics
+// listener.
+func (d *Daemon) metricsServer() *http.Server {
+	var h http.Handler
+	if d.opts.MetricsHandler != nil {
+		h = d.opts.MetricsHandler(d.Ready)
+	} else {
+		mux := http.NewServeMux()
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+		mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+			if err := d.Ready(); err != nil {
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+			_, _ = w.Write([]byte("ok\n"))
+		})
+		h = mux
+	}
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slogErrorLog(d.log, "metrics"),
+	}
+}

@@ -1,0 +1,227 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/tokend/tokend/oauth"
+	"github.com/tokend/tokend/store"
+)
+
+// discoveryTimeout bounds one discovery request; a provider that is down
+// at start falls back to the endpoints cached in the store.
+const discoveryTimeout = 10 * time.Second
+
+// providerRT resolves a provider's endpoints once: explicit ones, or
+// discovered from its issuer and cached in the store.
+type providerRT struct {
+	name string
+	cfg  ProviderConfig
+
+	mu  sync.Mutex
+	eps *oauth.Endpoints
+}
+
+// clientRT resolves a client once: configured credentials, or a dynamic
+// registration kept in the store.
+type clientRT struct {
+	name string
+	cfg  ClientConfig
+
+	mu   sync.Mutex
+	prov *oauth.Provider
+}
+
+// providerFor returns the protocol client of g's client at g's provider,
+// discovering endpoints and registering the client on first use.
+func (d *Daemon) providerFor(ctx context.Context, g *grant) (*oauth.Provider, error) {
+	d.mu.RLock()
+	c := d.clients[g.cfg.Client]
+	var p *providerRT
+	if c != nil {
+		p = d.providers[c.cfg.Provider]
+	}
+	d.mu.RUnlock()
+	if c == nil || p == nil {
+		return nil, &oauth.Error{Op: "config", Description: fmt.Sprintf("grant %s: client or provider not configured", g.name), Class: oauth.Configuration}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.prov != nil {
+		return c.prov, nil
+	}
+	eps, err := d.endpoints(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	client, err := d.resolveClient(ctx, c, eps)
+	if err != nil {
+		return nil, err
+	}
+	c.prov = &oauth.Provider{Endpoints: eps, Client: client, HTTP: d.hc, Now: d.clock.Now}
+	return c.prov, nil
+}
+
+func (d *Daemon) endpoints(ctx context.Context, p *providerRT) (oauth.Endpoints, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.eps != nil {
+		return *p.eps, nil
+	}
+	explicit := p.cfg.Endpoints()
+	if p.cfg.Issuer == "" {
+		p.eps = &explicit
+		return explicit, nil
+	}
+	dctx, cancel := context.WithTimeout(ctx, discoveryTimeout)
+	defer cancel()
+	eps, err := oauth.Discover(dctx, d.hc, p.cfg.Issuer)
+	if err == nil {
+		if b, merr := json.Marshal(eps); merr == nil {
+			if perr := d.st.PutProvider(p.name, b); perr != nil {
+				d.log.Warn("caching discovered endpoints", "provider", p.name, "err", perr)
+			}
+		}
+		d.log.Info("provider discovered", "provider", p.name, "issuer", eps.Issuer, "token_endpoint", eps.Token)
+	} else {
+		b, cerr := d.st.Provider(p.name)
+		if cerr != nil || json.Unmarshal(b, &eps) != nil || eps.Issuer != p.cfg.Issuer {
+			return oauth.Endpoints{}, err
+		}
+		d.log.Warn("discovery failed; using cached endpoints", "provider", p.name, "err", err)
+	}
+	merged := mergeEndpoints(eps, explicit)
+	p.eps = &merged
+	return merged, nil
+}
+
+// mergeEndpoints lets explicitly configured endpoints override discovered ones.
+func mergeEndpoints(found, explicit oauth.Endpoints) oauth.Endpoints {
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	set(&found.Authorization, explicit.Authorization)
+	set(&found.Token, explicit.Token)
+	set(&found.Revocation, explicit.Revocation)
+	set(&found.DeviceAuthorization, explicit.DeviceAuthorization)
+	set(&found.Registration, explicit.Registration)
+	return found
+}
+
+func (d *Daemon) resolveClient(ctx context.Context, c *clientRT, eps oauth.Endpoints) (oauth.Client, error) {
+	if !c.cfg.Dynamic() {
+		return oauth.Client{
+			ID:          c.cfg.ClientID,
+			Secret:      c.cfg.Secret,
+			AuthMethod:  oauth.AuthMethod(c.cfg.AuthMethod),
+			RedirectURI: c.cfg.RedirectURI,
+		}, nil
+	}
+	if sc, err := d.st.Client(c.name); err == nil && sc.Provider == c.cfg.Provider && sc.ClientID != "" {
+		return oauth.Client{
+			ID:          sc.ClientID,
+			Secret:      oauth.NewSecret(sc.ClientSecret),
+			AuthMethod:  oauth.AuthMethod(sc.AuthMethod),
+			RedirectURI: sc.RedirectURI,
+		}, nil
+	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return oauth.Client{}, fmt.Errorf("daemon: reading registered client %s: %w", c.name, err)
+	}
+	if eps.Registration == "" {
+		return oauth.Client{}, &oauth.Error{Op: "register", Class: oauth.Configuration,
+			Description: fmt.Sprintf("client %s has no client_id and provider %s offers no registration endpoint", c.name, c.cfg.Provider)}
+	}
+	req := d.registrationRequest(c)
+	reg, err := oauth.Register(ctx, d.hc, eps.Registration, req)
+	if err != nil {
+		return oauth.Client{}, err
+	}
+	method := reg.AuthMethod
+	if method == "" {
+		method = req.AuthMethod
+	}
+	sc := store.Client{
+		Name:                    c.name,
+		Provider:                c.cfg.Provider,
+		ClientID:                reg.ClientID,
+		ClientSecret:            reg.ClientSecret.Reveal(),
+		AuthMethod:              string(method),
+		RedirectURI:             c.cfg.RedirectURI,
+		RegistrationAccessToken: reg.RegistrationAccessToken.Reveal(),
+		RegistrationClientURI:   reg.RegistrationClientURI,
+		SecretExpiresAt:         reg.ClientSecretExpiresAt,
+		Registered:              d.clock.Now(),
+	}
+	// Saved before first use: a client registered and then lost would be
+	// registered again on the next start, leaving an orphan at the provider.
+	if err := d.st.PutClient(sc); err != nil {
+		return oauth.Client{}, fmt.Errorf("daemon: saving registered client %s: %w", c.name, err)
+	}
+	d.log.Info("client registered", "client", c.name, "provider", c.cfg.Provider, "client_id", reg.ClientID, "auth_method", method)
+	return oauth.Client{ID: reg.ClientID, Secret: reg.ClientSecret, AuthMethod: method, RedirectURI: c.cfg.RedirectURI}, nil
+}
+
+// registrationRequest describes the client from the grants that use it.
+func (d *Daemon) registrationRequest(c *clientRT) oauth.RegistrationRequest {
+	cfg, _ := d.config()
+	req := oauth.RegistrationRequest{
+		ClientName: c.cfg.ClientName,
+		AuthMethod: oauth.AuthMethod(c.cfg.AuthMethod),
+	}
+	if req.ClientName == "" {
+		host, _ := os.Hostname()
+		req.ClientName = "tokend on " + host
+	}
+	if req.AuthMethod == "" {
+		req.AuthMethod = oauth.AuthBasic
+	}
+	var scopes []string
+	for _, g := range cfg.Grants {
+		if g.Client != c.name {
+			continue
+		}
+		gt := g.Type
+		if gt == GrantDeviceCode {
+			gt = "urn:ietf:params:oauth:grant-type:device_code"
+		}
+		if !slices.Contains(req.GrantTypes, gt) {
+			req.GrantTypes = append(req.GrantTypes, gt)
+		}
+		if g.Type == GrantAuthorizationCode && !slices.Contains(req.ResponseTypes, "code") {
+			req.ResponseTypes = append(req.ResponseTypes, "code")
+		}
+		for _, s := range g.Scopes {
+			if !slices.Contains(scopes, s) {
+				scopes = append(scopes, s)
+			}
+		}
+	}
+	if len(req.ResponseTypes) == 0 {
+		req.ResponseTypes = []string{}
+	}
+	if g := req.GrantTypes; len(g) > 0 && !(len(g) == 1 && g[0] == GrantClientCredentials) {
+		req.GrantTypes = append(req.GrantTypes, "refresh_token")
+	}
+	if c.cfg.RedirectURI != "" {
+		req.RedirectURIs = []string{c.cfg.RedirectURI}
+		if u, err := url.Parse(c.cfg.RedirectURI); err == nil && isLoopback(u.Hostname()) {
+			req.ApplicationType = "native"
+		}
+	}
+	for i, s := range scopes {
+		if i > 0 {
+			req.Scope += " "
+		}
+		req.Scope += s
+	}
+	return req
+}

@@ -1,0 +1,105 @@
+package daemon
+
+import (
+	"context"
+	"sync"
+)
+
+// workQueue is the scheduler's FIFO of due grants. It is unbounded in
+// count but holds each grant at most once (grant.queued), so its size is
+// bounded by the number of grants, and the scheduler never blocks on it.
+type workQueue struct {
+	mu      sync.Mutex
+	items   []queued
+	signal  chan struct{}
+	kickCh  chan struct{}
+	pending sync.WaitGroup // items queued or being worked on
+}
+
+type queued struct {
+	g      *grant
+	reason string
+}
+
+func (q *workQueue) init() {
+	q.signal = make(chan struct{}, 1)
+	q.kickCh = make(chan struct{}, 1)
+}
+
+// push queues g unless it is already queued.
+func (q *workQueue) push(g *grant, reason string) bool {
+	if !g.queued.CompareAndSwap(false, true) {
+		return false
+	}
+	q.mu.Lock()
+	q.items = append(q.items, queued{g, reason})
+	q.pending.Add(1)
+	q.mu.Unlock()
+	select {
+	case q.signal <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// pop waits for an item; ok is false when ctx ends.
+func (q *workQueue) pop(ctx context.Context) (queued, bool) {
+	for {
+		q.mu.Lock()
+		if len(q.items) > 0 {
+			it := q.items[0]
+			q.items[0] = queued{}
+			q.items = q.items[1:]
+			more := len(q.items) > 0
+			q.mu.Unlock()
+			if more {
+				select {
+				case q.signal <- struct{}{}:
+				default:
+				}
+			}
+			return it, true
+		}
+		q.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return queued{}, false
+		case <-q.signal:
+		}
+	}
+}
+
+// done marks an item popped by pop as finished.
+func (q *workQueue) done(it queued) {
+	it.g.queued.Store(false)
+	q.pending.Done()
+}
+
+// queuedLen is how many grants wait for a worker.
+func (q *workQueue) queuedLen() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items)
+}
+
+// drop forgets everything still queued (at shutdown).
+func (q *workQueue) drop() {
+	q.mu.Lock()
+	items := q.items
+	q.items = nil
+	q.mu.Unlock()
+	for _, it := range items {
+		q.done(it)
+	}
+}
+
+// wait returns when nothing is queued or being worked on.
+func (q *workQueue) wait() { q.pending.Wait() }
+
+// kick wakes the scheduler for an early tick (after a reload).
+func (q *workQueue) kick() {
+	select {
+	case q.kickCh <- struct{}{}:
+	default:
+	}
+}

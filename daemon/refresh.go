@@ -1,0 +1,352 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+
+	"github.com/tokend/tokend/oauth"
+	"github.com/tokend/tokend/store"
+)
+
+// Backoff bounds of one refresh round. A round also ends when the next try
+// would land after the token's expiry; the next tick starts a new round.
+const (
+	backoffInitial = time.Second
+	backoffMax     = time.Minute
+	// expiredRound bounds a round for a token that has already expired.
+	expiredRound = 2 * time.Minute
+)
+
+var errNoRefreshToken = &oauth.Error{
+	Op:          "refresh",
+	Description: "no refresh token: a person must authorize this grant (tokend authorize)",
+	Class:       oauth.Reauthorize,
+}
+
+// refresh obtains a new token for g, sharing one refresh per grant among
+// the scheduler, operators and fetches that arrive together.
+func (d *Daemon) refresh(g *grant, reason string) (*store.Token, error) {
+	v, err, _ := d.sf.Do(g.name, func() (any, error) { return d.doRefresh(g, reason) })
+	t, _ := v.(*store.Token)
+	return t, err
+}
+
+// refreshWait is refresh for a caller with a deadline: it waits at most
+// until ctx ends, while the refresh itself carries on for everyone else.
+func (d *Daemon) refreshWait(ctx context.Context, g *grant, reason string) (*store.Token, error) {
+	ch := d.sf.DoChan(g.name, func() (any, error) { return d.doRefresh(g, reason) })
+	select {
+	case r := <-ch:
+		t, _ := r.Val.(*store.Token)
+		return t, r.Err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// retryAfterBackOff is exponential backoff that honours a provider's
+// Retry-After and gives up when the next try would land after deadline.
+type retryAfterBackOff struct {
+	*backoff.ExponentialBackOff
+	clock    Clock
+	deadline time.Time
+	hint     time.Duration
+}
+
+func (b *retryAfterBackOff) NextBackOff() time.Duration {
+	next := b.ExponentialBackOff.NextBackOff()
+	if b.hint > next {
+		next = b.hint
+	}
+	b.hint = 0
+	if next == backoff.Stop || b.clock.Now().Add(next).After(b.deadline) {
+		return backoff.Stop
+	}
+	return next
+}
+
+type clockAdapter struct{ c Clock }
+
+func (a clockAdapter) Now() time.Time { return a.c.Now() }
+
+func (d *Daemon) doRefresh(g *grant, reason string) (*store.Token, error) {
+	d.inflight.Add(1)
+	d.inflightN.Add(1)
+	defer func() {
+		d.inflightN.Add(-1)
+		d.inflight.Done()
+	}()
+	ctx := d.baseCtx
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	_, p := d.config()
+	start := d.clock.Now()
+	cur := g.cur.Load()
+	if cur == nil {
+		cur = emptyToken(g.name)
+	}
+	d.metrics.SetState(g.name, StateRefreshing)
+
+	deadline := start.Add(expiredRound)
+	if usable(start, cur, p) {
+		deadline = expiryOf(cur, p)
+	}
+	eb := backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(backoffInitial),
+		backoff.WithMaxInterval(backoffMax),
+		backoff.WithMaxElapsedTime(0),
+	)
+	eb.Clock = clockAdapter{d.clock}
+	eb.Reset()
+	b := &retryAfterBackOff{ExponentialBackOff: eb, clock: d.clock, deadline: deadline}
+
+	var got *oauth.Token
+	var via string
+	tries := 0
+	waiting := false
+	stopWaiting := func() {
+		if waiting {
+			waiting = false
+			d.retrying.Add(-1)
+		}
+	}
+	op := func() error {
+		stopWaiting()
+		tries++
+		t, how, err := d.obtain(ctx, g, cur)
+		if err != nil {
+			if oauth.ClassOf(err) != oauth.Transient || ctx.Err() != nil {
+				return backoff.Permanent(err)
+			}
+			b.hint = oauth.RetryAfter(err)
+			return err
+		}
+		got, via = t, how
+		return nil
+	}
+	notify := func(err error, wait time.Duration) {
+		// Between tries the status already says what is wrong.
+		d.noteFailure(g, p, err)
+		d.log.Debug("refresh failed, retrying", "grant", g.name, "err", err, "retry_in", wait)
+		waiting = true
+		d.retrying.Add(1)
+	}
+	err := backoff.RetryNotifyWithTimer(op, backoff.WithContext(b, ctx), notify, &backoffTimer{clock: d.clock})
+	stopWaiting()
+	latency := d.clock.Now().Sub(start)
+	if err != nil {
+		if ctx.Err() != nil {
+			// Shutting down: not the provider's failure, nothing to record.
+			return g.cur.Load(), err
+		}
+		return d.failed(g, p, reason, start, latency, tries, err)
+	}
+	return d.succeeded(g, cur, p, reason, start, latency, via, got)
+}
+
+// obtain makes one request for a new token set: a refresh when there is a
+// refresh token, else the grant's own non-interactive grant. A password
+// grant whose refresh token died re-obtains with the password.
+func (d *Daemon) obtain(ctx context.Context, g *grant, cur *store.Token) (*oauth.Token, string, error) {
+	prov, err := d.providerFor(ctx, g)
+	if err != nil {
+		return nil, "", err
+	}
+	scopes, params := g.cfg.Scopes, oauth.Params(g.cfg.TokenParams)
+	if g.cfg.Type != GrantClientCredentials && cur.RefreshToken != "" {
+		t, err := prov.Refresh(ctx, oauth.NewSecret(cur.RefreshToken), scopes, params)
+		if err == nil || g.cfg.Type != GrantPassword || oauth.ClassOf(err) != oauth.Reauthorize {
+			return t, "refresh_token", err
+		}
+		d.log.Info("refresh token rejected; obtaining a new token with the password grant", "grant", g.name)
+	}
+	switch g.cfg.Type {
+	case GrantClientCredentials:
+		t, err := prov.ClientCredentials(ctx, scopes, params)
+		return t, GrantClientCredentials, err
+	case GrantPassword:
+		t, err := prov.Password(ctx, g.cfg.Username, g.cfg.Password, scopes, params)
+		return t, GrantPassword, err
+	}
+	return nil, "", errNoRefreshToken
+}
+
+// tokenFrom merges a provider answer into the grant's record: a response
+// without a refresh token keeps the old one (RFC 6749 §6).
+func tokenFrom(prev *store.Token, t *oauth.Token, g *grant, p Policy) store.Token {
+	n := *prev
+	n.Grant = g.name
+	n.AccessToken = t.AccessToken.Reveal()
+	n.TokenType = t.TokenType
+	if n.TokenType == "" {
+		n.TokenType = "Bearer"
+	}
+	n.Obtained = t.Obtained
+	n.Expiry = t.Expiry
+	if n.Expiry.IsZero() {
+		n.Expiry = t.Obtained.Add(p.DefaultLifetime)
+	}
+	n.Scope = t.Scope
+	if n.Scope == "" {
+		n.Scope = strings.Join(g.cfg.Scopes, " ")
+	}
+	if !t.IDToken.IsZero() {
+		n.IDToken = t.IDToken.Reveal()
+	}
+	if !t.RefreshToken.IsZero() {
+		n.RefreshToken = t.RefreshToken.Reveal()
+		n.RefreshIssued = t.Obtained
+		n.RefreshExpiry = t.RefreshExpiry
+		if n.RefreshExpiry.IsZero() && g.cfg.RefreshTokenLifetime > 0 {
+			n.RefreshExpiry = t.Obtained.Add(g.cfg.RefreshTokenLifetime)
+		}
+	} else if !t.RefreshExpiry.IsZero() {
+		n.RefreshExpiry = t.RefreshExpiry
+	}
+	n.Generation = prev.Generation + 1
+	return n
+}
+
+func (d *Daemon) succeeded(g *grant, cur *store.Token, p Policy, reason string, start time.Time, latency time.Duration, via string, got *oauth.Token) (*store.Token, error) {
+	n := tokenFrom(cur, got, g, p)
+	now := d.clock.Now()
+	if n.State != StateValid {
+		n.StateSince = now
+	}
+	n.State = StateValid
+	n.LastError, n.LastErrorCode, n.Failures = "", "", 0
+	n.LastAttempt, n.LastSuccess = start, now
+	att := store.Attempt{At: start, Result: "success", Latency: latency, Reason: reason}
+	// Durable first, then served: a refresh is not done before its token
+	// is on disk. If the write fails the new token is served anyway, since
+	// the provider may already have invalidated the old refresh token, and
+	// the write is retried on the next tick.
+	perr := d.st.PutToken(n, &att)
+	if perr != nil {
+		n.LastError = "store: " + perr.Error()
+		n.LastErrorCode = "store"
+		g.dirty.Store(true)
+	} else {
+		g.dirty.Store(false)
+	}
+	g.cur.Store(&n)
+	d.metrics.ObserveRefresh(g.name, "success", latency)
+	d.publishMetrics(g.name, &n, p)
+	g.mu.Lock()
+	g.lastLogged = ""
+	g.mu.Unlock()
+	if perr != nil {
+		d.log.Error("token obtained but not saved; serving it from memory and retrying the write", "grant", g.name, "err", perr)
+		return &n, fmt.Errorf("daemon: saving token of %s: %w", g.name, perr)
+	}
+	d.log.Info("token refreshed", "grant", g.name, "via", via, "reason", reason,
+		"expires_at", n.Expiry.UTC().Format(time.RFC3339), "rotated", n.RefreshIssued.Equal(n.Obtained) && n.RefreshToken != "",
+		"generation", n.Generation, "latency", latency)
+	return &n, nil
+}
+
+// stateFor maps a failure's class to the grant's state.
+func stateFor(class oauth.Class, stillUsable bool) string {
+	switch class {
+	case oauth.Reauthorize, oauth.Denied:
+		return StateReauthorization
+	case oauth.Credentials:
+		return StateCredentialsError
+	case oauth.Configuration:
+		return StateConfigurationError
+	}
+	if stillUsable {
+		return StateFailing
+	}
+	return StateExpired
+}
+
+// withFailure returns the grant's current record marked with err.
+func (d *Daemon) withFailure(g *grant, p Policy, err error) store.Token {
+	class := oauth.ClassOf(err)
+	now := d.clock.Now()
+	cur := g.cur.Load()
+	if cur == nil {
+		cur = emptyToken(g.name)
+	}
+	n := *cur
+	n.Grant = g.name
+	state := stateFor(class, usable(now, cur, p))
+	if n.State != state {
+		n.StateSince = now
+	}
+	n.State = state
+	n.LastError = err.Error()
+	n.LastErrorCode = class.String()
+	var oe *oauth.Error
+	if errors.As(err, &oe) && oe.Code != "" {
+		n.LastErrorCode = oe.Code
+	}
+	n.Failures++
+	return n
+}
+
+// noteFailure shows a failed try in memory (status, metrics) while the
+// round goes on; the round's end writes the outcome to the store.
+func (d *Daemon) noteFailure(g *grant, p Policy, err error) {
+	n := d.withFailure(g, p, err)
+	g.cur.Store(&n)
+	d.metrics.SetState(g.name, n.State)
+}
+
+func (d *Daemon) failed(g *grant, p Policy, reason string, start time.Time, latency time.Duration, tries int, err error) (*store.Token, error) {
+	class := oauth.ClassOf(err)
+	n := d.withFailure(g, p, err)
+	state := n.State
+	n.LastAttempt = start
+	att := store.Attempt{At: start, Result: class.String(), Latency: latency, Error: n.LastError, Reason: reason}
+	if perr := d.st.PutToken(n, &att); perr != nil {
+		d.log.Error("saving refresh failure", "grant", g.name, "err", perr)
+	}
+	g.cur.Store(&n)
+	d.metrics.ObserveRefresh(g.name, class.String(), latency)
+	d.publishMetrics(g.name, &n, p)
+
+	// A failure is logged once at warning level (or error, when a person
+	// must act); repeats of the same failure go to debug.
+	key := state + "|" + n.LastErrorCode
+	g.mu.Lock()
+	repeat := g.lastLogged == key
+	g.lastLogged = key
+	g.mu.Unlock()
+	level := slog.LevelWarn
+	if class != oauth.Transient {
+		level = slog.LevelError
+	}
+	if repeat {
+		level = slog.LevelDebug
+	}
+	d.log.Log(context.Background(), level, "refresh failed", "grant", g.name, "state", state, "class", class.String(),
+		"reason", reason, "tries", tries, "err", err)
+	return &n, err
+}
+
+// persistDirty retries writing a token that was obtained but not saved.
+func (d *Daemon) persistDirty(g *grant) {
+	t := g.cur.Load()
+	if t == nil {
+		return
+	}
+	n := *t
+	n.LastError, n.LastErrorCode = "", ""
+	if err := d.st.PutToken(n, nil); err != nil {
+		d.log.Warn("saving token still failing", "grant", g.name, "err", err)
+		return
+	}
+	if g.cur.CompareAndSwap(t, &n) {
+		g.dirty.Store(false)
+		d.log.Info("token saved", "grant", g.name)
+	}
+}

@@ -1,0 +1,117 @@
+package daemon
+
+import (
+	"context"
+	"time"
+
+	"github.com/tokend/tokend/store"
+)
+
+// runScheduler wakes on the refresh schedule, queues the grants that are
+// due, and pings the watchdog from this same loop, so a wedged scheduler
+// gets the process restarted. Workers, at most refresh.concurrency, take
+// grants off the queue and refresh them.
+func (d *Daemon) runScheduler(ctx context.Context) error {
+	cfg, _ := d.config()
+	workers := cfg.Refresh.Concurrency
+	if workers < 1 {
+		workers = 1
+	}
+	for range workers {
+		go d.worker(ctx)
+	}
+	// Start with a tick: tokens that came due while tokend was down are
+	// refreshed at once, not a schedule period later.
+	d.tick(d.clock.Now())
+	for {
+		now := d.clock.Now()
+		d.mu.RLock()
+		next := d.sched.Next(now)
+		d.mu.RUnlock()
+		wait := next.Sub(now)
+		wd := d.opts.WatchdogInterval
+		if wd > 0 && wd < wait {
+			wait = wd
+		}
+		t := d.clock.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-d.queue.kickCh:
+			t.Stop()
+			d.tick(d.clock.Now())
+		case <-t.C():
+			if now := d.clock.Now(); !now.Before(next) {
+				d.tick(now)
+			}
+		}
+		if wd > 0 {
+			_ = d.notifier.Watchdog()
+		}
+	}
+}
+
+func (d *Daemon) worker(ctx context.Context) {
+	for {
+		it, ok := d.queue.pop(ctx)
+		if !ok {
+			return
+		}
+		_, _ = d.refresh(it.g, it.reason)
+		d.queue.done(it)
+	}
+}
+
+// tick queues every grant that is due at now. It never blocks on a refresh.
+func (d *Daemon) tick(now time.Time) {
+	_, p := d.config()
+	if d.st != nil {
+		if n, err := d.st.PrunePending(now); err != nil {
+			d.log.Warn("pruning pending authorizations", "err", err)
+		} else if n > 0 {
+			d.log.Info("expired pending authorizations removed", "count", n)
+		}
+	}
+	for _, g := range d.grantList() {
+		if reason := d.dueReason(now, g, p); reason != "" {
+			d.queue.push(g, reason)
+		} else if g.dirty.Load() {
+			d.persistDirty(g)
+		}
+	}
+	d.notifyStatus()
+}
+
+// dueReason says why g must be refreshed at now, or "" when it need not.
+func (d *Daemon) dueReason(now time.Time, g *grant, p Policy) string {
+	g.mu.Lock()
+	forced := g.schedule != nil && !now.Before(g.nextForced)
+	if forced {
+		g.nextForced = g.schedule.Next(now)
+	}
+	g.mu.Unlock()
+	t := g.cur.Load()
+	if t == nil {
+		t = emptyToken(g.name)
+	}
+	renewable := g.renewable(t)
+	if forced && renewable {
+		return "schedule"
+	}
+	if ok, why := due(now, t, p, jitterOf(g.name, t.Generation), renewable); ok {
+		return why
+	}
+	return ""
+}
+
+// renewable reports whether a new token can be had for g without a person.
+func (g *grant) renewable(t *store.Token) bool {
+	switch g.cfg.Type {
+	case GrantClientCredentials, GrantPassword:
+		return true
+	}
+	return t.RefreshToken != ""
+}
+
+func emptyToken(name string) *store.Token { return &store.Token{Grant: name} }
