@@ -1,0 +1,226 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tokend/tokend/daemon"
+)
+
+// cmdStatus lists the grants the caller may see, or shows one grant in
+// detail with its refresh history.
+func (c *cli) cmdStatus(ctx context.Context, args []string) int {
+	fs := c.flagSet("status", "status [NAME] [--socket PATH] [--json] [--timeout DURATION]")
+	cf := c.addClientFlags(fs)
+	asJSON := fs.Bool("json", false, "print the JSON answer")
+	pos, code, ok := c.parseArgs(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) > 1 {
+		return c.usageErr(fs, "status: unexpected argument %q", pos[1])
+	}
+	cl, ctx, cancel := c.client(ctx, cf)
+	defer cancel()
+	now := c.now()
+	if len(pos) == 0 {
+		list, err := cl.List(ctx)
+		if err != nil {
+			return c.fail(err)
+		}
+		if *asJSON {
+			return c.printJSON(list)
+		}
+		if len(list.Grants) == 0 {
+			fmt.Fprintln(c.stdout, "no grants (none configured, or none you may read)")
+			return exitOK
+		}
+		writeTable(c.stdout, list.Grants, now)
+		return exitOK
+	}
+	st, err := cl.Status(ctx, pos[0])
+	if err != nil {
+		return c.fail(err)
+	}
+	if *asJSON {
+		return c.printJSON(st)
+	}
+	writeDetails(c.stdout, st, now)
+	return exitOK
+}
+
+// writeTable writes one line per grant.
+func writeTable(w io.Writer, grants []daemon.GrantStatus, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "GRANT\tTYPE\tSTATE\tEXPIRES-IN\tLAST-REFRESH\tLAST-ERROR")
+	for _, g := range grants {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", g.Name, orDash(g.Type), orDash(g.State),
+			expiresIn(g.ExpiresAt, now), ago(g.LastSuccess, now), orDash(oneLine(g.LastError, 80)))
+	}
+	tw.Flush()
+}
+
+// writeDetails writes one grant's status and history.
+func writeDetails(w io.Writer, g *daemon.GrantStatus, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
+	row("grant", g.Name)
+	row("type", orDash(g.Type))
+	row("provider", orDash(g.Provider))
+	state := orDash(g.State)
+	if !g.StateSince.IsZero() {
+		state += " (since " + stamp(g.StateSince, now) + ")"
+	}
+	row("state", state)
+	if g.Scope != "" {
+		row("scope", g.Scope)
+	}
+	if g.ExpiresAt.IsZero() {
+		row("expires", "-")
+	} else {
+		row("expires", g.ExpiresAt.Format(time.RFC3339)+" ("+expiresIn(g.ExpiresAt, now)+")")
+	}
+	refresh := "none"
+	if g.HasRefreshToken {
+		refresh = "yes"
+		if !g.RefreshExpires.IsZero() {
+			refresh += ", expires " + g.RefreshExpires.Format(time.RFC3339) + " (" + expiresIn(g.RefreshExpires, now) + ")"
+		}
+	}
+	row("refresh token", refresh)
+	row("obtained", stamp(g.Obtained, now))
+	if !g.NextRefresh.IsZero() {
+		next := g.NextRefresh.Format(time.RFC3339)
+		if d := g.NextRefresh.Sub(now); d > 0 {
+			next += " (in " + human(d) + ")"
+		} else {
+			next += " (due)"
+		}
+		row("next refresh", next)
+	}
+	row("last success", stamp(g.LastSuccess, now))
+	row("last attempt", stamp(g.LastAttempt, now))
+	if g.LastError != "" {
+		e := oneLine(g.LastError, 0)
+		if g.LastErrorCode != "" {
+			e += " (" + g.LastErrorCode + ")"
+		}
+		row("last error", e)
+	}
+	if g.Failures > 0 {
+		row("failures", fmt.Sprintf("%d in a row", g.Failures))
+	}
+	row("generation", fmt.Sprint(g.Generation))
+	if g.Auth != "" {
+		row("authorization", g.Auth+" ("+stamp(g.AuthAt, now)+")")
+	}
+	tw.Flush()
+
+	if len(g.History) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nhistory, newest first:")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "AT\tRESULT\tLATENCY\tREASON\tERROR")
+	for _, a := range g.History {
+		lat := (time.Duration(a.LatencyMS) * time.Millisecond).String()
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", a.At.Format(time.RFC3339), orDash(a.Result), lat, orDash(a.Reason), orDash(oneLine(a.Error, 100)))
+	}
+	tw.Flush()
+}
+
+// expiresIn says how long until t: "12m3s", or "expired 3m ago".
+func expiresIn(t, now time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	if d := t.Sub(now); d > 0 {
+		return human(d)
+	}
+	return "expired " + human(now.Sub(t)) + " ago"
+}
+
+// ago says how long ago t was: "5m ago", "-" when never.
+func ago(t, now time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	d := now.Sub(t)
+	if d < 0 {
+		return "in " + human(-d)
+	}
+	return human(d) + " ago"
+}
+
+// stamp is an RFC 3339 time with how long ago it was.
+func stamp(t, now time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Format(time.RFC3339) + " (" + ago(t, now) + ")"
+}
+
+// human formats a duration with two units at most: "45s", "12m3s", "3h5m",
+// "2d4h". Precision beyond that is noise in a status table.
+func human(d time.Duration) string {
+	d = d.Round(time.Second)
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d/time.Second))
+	case d < time.Hour:
+		m, s := int(d/time.Minute), int(d%time.Minute/time.Second)
+		if s == 0 {
+			return fmt.Sprintf("%dm", m)
+		}
+		return fmt.Sprintf("%dm%ds", m, s)
+	case d < 24*time.Hour:
+		h, m := int(d/time.Hour), int(d%time.Hour/time.Minute)
+		if m == 0 {
+			return fmt.Sprintf("%dh", h)
+		}
+		return fmt.Sprintf("%dh%dm", h, m)
+	default:
+		days, h := int(d/(24*time.Hour)), int(d%(24*time.Hour)/time.Hour)
+		if h == 0 {
+			return fmt.Sprintf("%dd", days)
+		}
+		return fmt.Sprintf("%dd%dh", days, h)
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// oneLine flattens s to one line, cut to max runes (0: no limit), so one
+// long provider message does not break the table.
+func oneLine(s string, max int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); max > 0 && len(r) > max {
+		return string(r[:max-1]) + "…"
+	}
+	return s
+}
+
+// stateLine summarises a grant after an action: "g: valid, expires in 59m".
+func stateLine(g *daemon.GrantStatus, now time.Time) string {
+	s := g.Name + ": " + orDash(g.State)
+	switch {
+	case g.ExpiresAt.IsZero():
+	case g.ExpiresAt.After(now):
+		s += ", expires in " + human(g.ExpiresAt.Sub(now))
+	default:
+		s += ", token expired " + human(now.Sub(g.ExpiresAt)) + " ago"
+	}
+	if g.LastError != "" && g.State != "valid" {
+		s += "; last error: " + oneLine(g.LastError, 0)
+	}
+	return s
+}

@@ -1,0 +1,237 @@
+package daemon
+
+// The client of the local fetch API, used by the command line, tests and
+// programs written in Go.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"syscall"
+)
+
+// maxResponse bounds every response body read from the socket.
+const maxResponse = 1 << 20
+
+// Client talks to a running tokend over its unix socket. The zero value is
+// not usable; call NewClient. A Client is safe for concurrent use.
+//
+// Its errors start with "tokend:" rather than the package name because the
+// command line prints them as they are, to people who know the program,
+// not the package.
+type Client struct {
+	socket string
+	hc     *http.Client
+}
+
+// NewClient returns a client of the socket at socketPath. Requests carry no
+// timeout of their own: a fetch of an expired token waits for the refresh,
+// so bound them with the context.
+func NewClient(socketPath string) *Client {
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socketPath)
+		},
+		MaxIdleConns: 2,
+	}
+	return &Client{socket: socketPath, hc: &http.Client{Transport: tr}}
+}
+
+// SocketPath returns the socket the client connects to.
+func (c *Client) SocketPath() string { return c.socket }
+
+// APIError is an error answer of the API: the HTTP status and the JSON
+// ErrorResponse's error code and description.
+type APIError struct {
+	Status      int
+	Code        string
+	Description string
+}
+
+func (e *APIError) Error() string {
+	switch {
+	case e.Description != "" && e.Code != "":
+		return fmt.Sprintf("tokend: %s (%s)", e.Description, e.Code)
+	case e.Description != "":
+		return fmt.Sprintf("tokend: %s (HTTP %d)", e.Description, e.Status)
+	case e.Code != "":
+		return fmt.Sprintf("tokend: %s (HTTP %d)", e.Code, e.Status)
+	default:
+		return fmt.Sprintf("tokend: HTTP %d %s", e.Status, http.StatusText(e.Status))
+	}
+}
+
+// Token fetches a grant's current access token (GET /v1/tokens/{name}).
+func (c *Client) Token(ctx context.Context, name string) (*TokenResponse, error) {
+	var out TokenResponse
+	if err := c.do(ctx, http.MethodGet, name, "", nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// RawToken fetches the bare access token (GET /v1/tokens/{name}?format=raw).
+func (c *Client) RawToken(ctx context.Context, name string) (string, error) {
+	if name == "" {
+		return "", errors.New("tokend: no grant name given")
+	}
+	q := url.Values{"format": {"raw"}}
+	body, err := c.request(ctx, http.MethodGet, name, "", q, "text/plain")
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimRight(string(body), "\r\n"), nil
+}
+
+// List returns every grant the caller may see (GET /v1/tokens).
+func (c *Client) List(ctx context.Context) (*TokenList, error) {
+	var out TokenList
+	body, err := c.request(ctx, http.MethodGet, "", "", nil, "application/json")
+	if err != nil {
+		return nil, err
+	}
+	if err := decodeAnswer(body, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Status returns a grant's state and refresh history (GET
+// /v1/tokens/{name}/status).
+func (c *Client) Status(ctx context.Context, name string) (*GrantStatus, error) {
+	var out GrantStatus
+	if err := c.do(ctx, http.MethodGet, name, "status", nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Authorize starts obtaining a grant's token (POST
+// /v1/tokens/{name}/authorize): a URL to open, a device code to enter, or,
+// for grants that need no person, the resulting status.
+func (c *Client) Authorize(ctx context.Context, name string) (*AuthorizeResponse, error) {
+	var out AuthorizeResponse
+	if err := c.do(ctx, http.MethodPost, name, "authorize", nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Refresh refreshes a grant's token now (POST /v1/tokens/{name}/refresh).
+func (c *Client) Refresh(ctx context.Context, name string) (*GrantStatus, error) {
+	var out GrantStatus
+	if err := c.do(ctx, http.MethodPost, name, "refresh", nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Revoke revokes a grant's tokens at the provider and forgets them (POST
+// /v1/tokens/{name}/revoke).
+func (c *Client) Revoke(ctx context.Context, name string) (*GrantStatus, error) {
+	var out GrantStatus
+	if err := c.do(ctx, http.MethodPost, name, "revoke", nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+func (c *Client) do(ctx context.Context, method, name, action string, q url.Values, out any) error {
+	if name == "" {
+		return errors.New("tokend: no grant name given")
+	}
+	body, err := c.request(ctx, method, name, action, q, "application/json")
+	if err != nil {
+		return err
+	}
+	return decodeAnswer(body, out)
+}
+
+func decodeAnswer(body []byte, out any) error {
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("tokend: malformed answer from the daemon: %w", err)
+	}
+	return nil
+}
+
+// request sends one request and returns the body of a 2xx answer; other
+// answers become *APIError.
+func (c *Client) request(ctx context.Context, method, name, action string, q url.Values, accept string) ([]byte, error) {
+	u := &url.URL{Scheme: "http", Host: "tokend", Path: "/v1/tokens"}
+	if name != "" {
+		u.Path += "/" + name
+		u.RawPath = "/v1/tokens/" + url.PathEscape(name)
+		if action != "" {
+			u.Path += "/" + action
+			u.RawPath += "/" + action
+		}
+	}
+	if q != nil {
+		u.RawQuery = q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("tokend: %w", err)
+	}
+	req.Header.Set("Accept", accept)
+	req.Header.Set("User-Agent", "tokend-cli")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, c.dialError(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
+	if err != nil {
+		return nil, fmt.Errorf("tokend: reading the answer: %w", err)
+	}
+	if len(body) > maxResponse {
+		return nil, fmt.Errorf("tokend: the answer is larger than %d bytes", maxResponse)
+	}
+	if resp.StatusCode/100 == 2 {
+		return body, nil
+	}
+	e := &APIError{Status: resp.StatusCode}
+	var er ErrorResponse
+	if json.Unmarshal(body, &er) == nil && er.Error != "" {
+		e.Code, e.Description = er.Error, er.ErrorDescription
+	} else {
+		// Not the API's JSON (a proxy, a crash): show its first line.
+		line, _, _ := strings.Cut(string(bytes.TrimSpace(body)), "\n")
+		if len(line) > 200 {
+			line = line[:200]
+		}
+		e.Description = line
+	}
+	return nil, e
+}
+
+// dialError turns a failure to reach the socket into a message that says
+// what to do.
+func (c *Client) dialError(err error) error {
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("tokend: %w", err)
+	case errors.Is(err, syscall.ENOENT), errors.Is(err, syscall.ECONNREFUSED):
+		return &connError{"tokend: cannot connect to " + c.socket + ": is tokend running?", err}
+	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
+		return &connError{"tokend: permission denied on " + c.socket + ": ask an operator to add you to the socket's group (listen.socket_group)", err}
+	}
+	return fmt.Errorf("tokend: talking to %s: %w", c.socket, err)
+}
+
+// connError is a short message for people that keeps the cause for errors.Is.
+type connError struct {
+	msg string
+	err error
+}
+
+func (e *connError) Error() string { return e.msg }
+func (e *connError) Unwrap() error { return e.err }
