@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/user"
 	"strconv"
 	"strings"
 
@@ -75,31 +74,14 @@ type access struct {
 
 func resolveAccess(r Readers) (access, error) {
 	a := access{uids: map[uint32]bool{}, gids: map[uint32]bool{}}
-	for _, u := range r.UIDs {
-		a.uids[uint32(u)] = true
+	uids, gids, err := r.Resolve()
+	for _, u := range uids {
+		a.uids[u] = true
 	}
-	for _, g := range r.GIDs {
-		a.gids[uint32(g)] = true
+	for _, g := range gids {
+		a.gids[g] = true
 	}
-	for _, name := range r.Users {
-		u, err := user.Lookup(name)
-		if err != nil {
-			return a, fmt.Errorf("user %q: %w", name, err)
-		}
-		n, err := strconv.ParseUint(u.Uid, 10, 32)
-		if err != nil {
-			return a, fmt.Errorf("user %q: uid %q", name, u.Uid)
-		}
-		a.uids[uint32(n)] = true
-	}
-	for _, name := range r.Groups {
-		gid, err := groupID(name)
-		if err != nil {
-			return a, fmt.Errorf("group %q: %w", name, err)
-		}
-		a.gids[gid] = true
-	}
-	return a, nil
+	return a, err
 }
 
 // allows reports whether a names p, by uid, primary gid or a

@@ -16,7 +16,6 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/singleflight"
 
-	"github.com/tokend/tokend/oauth"
 	"github.com/tokend/tokend/store"
 )
 
@@ -115,7 +114,6 @@ type Daemon struct {
 	retrying  atomic.Int64    // refreshes waiting on a backoff timer
 	running   atomic.Bool
 	started   chan struct{}
-	socketURL string
 
 	// addresses actually bound, for tests and the dev banner
 	addrMu       sync.Mutex
@@ -501,5 +499,3 @@ func (nopNotifier) Reloading() error    { return nil }
 func (nopNotifier) Status(string) error { return nil }
 func (nopNotifier) Stopping() error     { return nil }
 func (nopNotifier) Watchdog() error     { return nil }
-
-var _ = oauth.Transient

@@ -1,12 +1,10 @@
 package daemon
 
 import (
-	"errors"
 	"fmt"
 	"io/fs"
 	"net"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strconv"
 )
@@ -57,7 +55,7 @@ func (d *Daemon) listenSocket(l ListenConfig) (net.Listener, func(), error) {
 		return nil, nil, err
 	}
 	if l.SocketGroup != "" {
-		gid, err := groupID(l.SocketGroup)
+		gid, err := lookupGroup(l.SocketGroup)
 		if err != nil {
 			return fail(fmt.Errorf("daemon: listen.socket_group: %w", err))
 		}
@@ -77,19 +75,4 @@ func listenTCP(what, addr string) (net.Listener, error) {
 		return nil, fmt.Errorf("daemon: %s listener on %s: %w", what, addr, err)
 	}
 	return ln, nil
-}
-
-func groupID(name string) (uint32, error) {
-	if n, err := strconv.ParseUint(name, 10, 32); err == nil {
-		return uint32(n), nil
-	}
-	g, err := user.LookupGroup(name)
-	if err != nil {
-		return 0, err
-	}
-	n, err := strconv.ParseUint(g.Gid, 10, 32)
-	if err != nil {
-		return 0, errors.New("non-numeric gid")
-	}
-	return uint32(n), nil
 }

@@ -62,12 +62,20 @@ func expiryOf(t *store.Token, p Policy) time.Time {
 	return t.Obtained.Add(p.DefaultLifetime)
 }
 
-// refreshAt is when a token becomes due by the fraction rule.
+// refreshAt is when a token becomes due: at its jittered fraction of the
+// lifetime, or earlier when that would leave less than MinRemaining. A
+// token that lives less than twice MinRemaining is refreshed at half its
+// life, not at once: otherwise every tick would refresh it again.
 func refreshAt(t *store.Token, p Policy, j float64) time.Time {
-	life := expiryOf(t, p).Sub(t.Obtained)
+	exp := expiryOf(t, p)
+	life := exp.Sub(t.Obtained)
 	f := p.Fraction + p.Jitter*j
 	at := t.Obtained.Add(time.Duration(float64(life) * f))
-	if late := expiryOf(t, p).Add(-p.MinRemaining); late.Before(at) {
+	late := exp.Add(-p.MinRemaining)
+	if half := t.Obtained.Add(life / 2); late.Before(half) {
+		late = half
+	}
+	if late.Before(at) {
 		at = late
 	}
 	return at

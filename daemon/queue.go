@@ -93,9 +93,6 @@ func (q *workQueue) drop() {
 	}
 }
 
-// wait returns when nothing is queued or being worked on.
-func (q *workQueue) wait() { q.pending.Wait() }
-
 // kick wakes the scheduler for an early tick (after a reload).
 func (q *workQueue) kick() {
 	select {

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tokend/tokend/daemon"
+	"github.com/tokend/tokend/metrics"
+	"github.com/tokend/tokend/systemd"
+)
+
+const defaultConfig = "/etc/tokend/config.yaml"
+
+// runServe runs the daemon from a config file until SIGTERM or SIGINT;
+// SIGHUP reloads the file, keeping the old configuration if the new one
+// is invalid.
+func runServe(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	path := fs.String("config", defaultConfig, "configuration file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+	}
+	// Files and sockets are created private; the socket's mode is then set
+	// deliberately from listen.socket_mode.
+	unix.Umask(0o077)
+	cfg, warnings, err := daemon.LoadConfig(*path)
+	if err != nil {
+		return err
+	}
+	return serve(ctx, cfg, warnings, func() (*daemon.Config, error) {
+		c, w, err := daemon.LoadConfig(*path)
+		for _, s := range w {
+			fmt.Fprintln(os.Stderr, "warning:", s)
+		}
+		return c, err
+	}, nil)
+}
+
+// serve wires the daemon to metrics and systemd and runs it. reload, when
+// set, is called on SIGHUP; ready, when set, is called once started.
+func serve(ctx context.Context, cfg *daemon.Config, warnings []string, reload func() (*daemon.Config, error), ready func(*daemon.Daemon)) error {
+	log := daemon.NewLogger(os.Stderr, cfg.Log, systemd.UnderJournal())
+	for _, w := range warnings {
+		log.Warn("configuration", "warning", w)
+	}
+	m := metrics.New(metrics.BuildInfo{Version: version, Revision: buildRevision(), GoVersion: runtime.Version()})
+	opts := daemon.Options{
+		Logger:         log,
+		Metrics:        m,
+		MetricsHandler: func(r func() error) http.Handler { return m.Handler(r) },
+		Notifier:       sdNotifier{},
+	}
+	if d, ok := systemd.WatchdogInterval(); ok {
+		opts.WatchdogInterval = d
+	}
+	lns, err := systemd.Listeners()
+	if err != nil {
+		return fmt.Errorf("socket activation: %w", err)
+	}
+	if l := pickListener(lns); l != nil {
+		opts.SocketListener = l
+		log.Info("using the socket passed by systemd", "addr", l.Addr().String())
+	}
+	d, err := daemon.New(cfg, opts)
+	if err != nil {
+		return err
+	}
+	if reload != nil {
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		go func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-hup:
+					c, err := reload()
+					if err == nil {
+						err = d.Reload(c)
+					}
+					if err != nil {
+						log.Error("reload failed; keeping the running configuration", "err", err)
+					}
+				}
+			}
+		}()
+	}
+	if ready != nil {
+		go func() {
+			select {
+			case <-d.Started():
+				ready(d)
+			case <-ctx.Done():
+			}
+		}()
+	}
+	err = d.Run(ctx)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// pickListener takes the fetch socket systemd passed: the one named "api"
+// (FileDescriptorName=api), else the only one.
+func pickListener(lns map[string][]net.Listener) net.Listener {
+	if l := lns["api"]; len(l) > 0 {
+		return l[0]
+	}
+	for _, l := range lns {
+		if len(l) > 0 {
+			return l[0]
+		}
+	}
+	return nil
+}
+
+type sdNotifier struct{}
+
+func (sdNotifier) Ready() error            { return systemd.Ready() }
+func (sdNotifier) Reloading() error        { return systemd.Reloading() }
+func (sdNotifier) Status(msg string) error { return systemd.Status(msg) }
+func (sdNotifier) Stopping() error         { return systemd.Stopping() }
+func (sdNotifier) Watchdog() error         { return systemd.Watchdog() }
+
+// buildRevision is the VCS revision the binary was built from, if recorded.
+func buildRevision() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				return s.Value
+			}
+		}
+	}
+	return "unknown"
+}
