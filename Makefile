@@ -4,23 +4,23 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -X main.version=$(VERSION)
 BIN       := bin/tokend
 
-.PHONY: build test unit e2e-deps lint bench install clean
+.PHONY: build test e2e-deps lint bench install clean
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/tokend
 
-# Everything: installs the test peers (oidc-provider, promtool), then every
-# Go test with -race, end-to-end tests included.
-test: e2e-deps
-	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 20m ./...
+# Everything: installs the test peers (oidc-provider, promtool), checks
+# formatting, vet and staticcheck, then runs every Go test with -race,
+# end-to-end tests against oidc-provider included.
+test: e2e-deps lint
+	$(GO) test -race -count=1 -timeout 30m ./...
 
 e2e-deps:
 	./scripts/test-deps
 
 lint:
 	$(GO) vet ./...
-	test -z "$$(gofmt -l .)"
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting" >&2; exit 1; }
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 bench:
