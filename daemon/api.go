@@ -252,13 +252,16 @@ func (d *Daemon) status(g *grant) GrantStatus {
 	}
 	t := g.cur.Load()
 	if t == nil {
-		s.State = StatePendingAuthorization
-		if g.renewable(emptyToken(g.name)) {
-			s.State = StateExpired
-		}
-		return s
+		t = emptyToken(g.name)
 	}
 	s.State, s.StateSince = t.State, t.StateSince
+	if s.State == "" {
+		// Never obtained (a record may hold only an authorization outcome).
+		s.State = StatePendingAuthorization
+		if g.renewable(t) {
+			s.State = StateExpired
+		}
+	}
 	if t.State == StateValid && !usable(now, t, p) {
 		s.State = StateExpired
 	}

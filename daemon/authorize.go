@@ -92,8 +92,9 @@ func (d *Daemon) awaitDevice(g *grant, prov *oauth.Provider, da *oauth.DeviceAut
 	defer d.inflight.Done()
 	ctx := d.baseCtx
 	if !da.ExpiresAt.IsZero() {
+		// ExpiresAt is on the daemon's clock; the poll waits on real time.
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, da.ExpiresAt.Add(time.Second))
+		ctx, cancel = context.WithTimeout(ctx, da.ExpiresAt.Sub(d.clock.Now())+time.Second)
 		defer cancel()
 	}
 	t, err := prov.AwaitDevice(ctx, da)
@@ -112,7 +113,7 @@ func (d *Daemon) storeAuthorized(g *grant, t *oauth.Token, outcome string) error
 	_, p := d.config()
 	// One at a time with refreshes of this grant: the new token set
 	// replaces whatever a concurrent refresh would have written.
-	_, err, _ := d.sf.Do(g.name, func() (any, error) {
+	err := g.exclusive(func() error {
 		cur := g.cur.Load()
 		if cur == nil {
 			cur = emptyToken(g.name)
@@ -126,11 +127,11 @@ func (d *Daemon) storeAuthorized(g *grant, t *oauth.Token, outcome string) error
 		n.LastSuccess = now
 		n.Auth, n.AuthAt = outcome, now
 		if err := d.st.PutToken(n, &store.Attempt{At: t.Obtained, Result: "success", Reason: "authorize"}); err != nil {
-			return nil, err
+			return err
 		}
 		g.cur.Store(&n)
 		d.publishMetrics(g.name, &n, p)
-		return nil, nil
+		return nil
 	})
 	if err == nil {
 		d.log.Info("grant authorized", "grant", g.name, "outcome", outcome)
@@ -142,7 +143,7 @@ func (d *Daemon) storeAuthorized(g *grant, t *oauth.Token, outcome string) error
 // recordAuth notes the outcome of a failed authorization attempt on the
 // grant, for tokend status, without touching its tokens.
 func (d *Daemon) recordAuth(g *grant, outcome string) {
-	_, _, _ = d.sf.Do(g.name, func() (any, error) {
+	err := g.exclusive(func() error {
 		cur := g.cur.Load()
 		if cur == nil {
 			cur = emptyToken(g.name)
@@ -150,11 +151,14 @@ func (d *Daemon) recordAuth(g *grant, outcome string) {
 		n := *cur
 		n.Auth, n.AuthAt = outcome, d.clock.Now()
 		if err := d.st.PutToken(n, nil); err != nil {
-			return nil, err
+			return err
 		}
 		g.cur.Store(&n)
-		return nil, nil
+		return nil
 	})
+	if err != nil {
+		d.log.Error("saving authorization outcome", "grant", g.name, "err", err)
+	}
 }
 
 // callbackServer serves the redirect URI of the authorization-code grant.
@@ -266,24 +270,24 @@ func callbackPage(w http.ResponseWriter, code int, title, text string) {
 // forgets them. A provider without a revocation endpoint only has them
 // forgotten.
 func (d *Daemon) revoke(ctx context.Context, g *grant) error {
-	_, err, _ := d.sf.Do(g.name, func() (any, error) {
+	return g.exclusive(func() error {
 		cur := g.cur.Load()
 		if cur == nil {
-			return nil, nil
+			return nil
 		}
 		prov, err := d.providerFor(ctx, g)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if prov.Endpoints.Revocation != "" {
 			if cur.RefreshToken != "" {
 				if err := prov.Revoke(ctx, oauth.NewSecret(cur.RefreshToken), "refresh_token"); err != nil {
-					return nil, err
+					return err
 				}
 			}
 			if cur.AccessToken != "" {
 				if err := prov.Revoke(ctx, oauth.NewSecret(cur.AccessToken), "access_token"); err != nil {
-					return nil, err
+					return err
 				}
 			}
 		} else {
@@ -296,15 +300,14 @@ func (d *Daemon) revoke(ctx context.Context, g *grant) error {
 			n.State = StateExpired
 		}
 		if err := d.st.PutToken(n, &store.Attempt{At: now, Result: "revoked", Reason: "manual"}); err != nil {
-			return nil, err
+			return err
 		}
 		g.cur.Store(&n)
 		_, p := d.config()
 		d.publishMetrics(g.name, &n, p)
 		d.log.Info("tokens revoked", "grant", g.name)
-		return nil, nil
+		return nil
 	})
-	return err
 }
 
 // slogErrorLog routes net/http's internal errors (bad requests, TLS noise)

@@ -112,6 +112,7 @@ type Daemon struct {
 	inflight  sync.WaitGroup  // refreshes running
 	inflightN atomic.Int64    // the same, readable
 	retrying  atomic.Int64    // refreshes waiting on a backoff timer
+	lastPrune time.Time       // scheduler goroutine only
 	running   atomic.Bool
 	started   chan struct{}
 
@@ -137,6 +138,17 @@ type grant struct {
 	mu         sync.Mutex // guards the fields below (scheduler and refresher)
 	nextForced time.Time
 	lastLogged string // the last failure logged, so a repeat is logged once
+
+	// op serialises everything that replaces the token set: refreshes,
+	// authorizations, revocations. Fetches never take it.
+	op sync.Mutex
+}
+
+// exclusive runs fn while holding g.op.
+func (g *grant) exclusive(fn func() error) error {
+	g.op.Lock()
+	defer g.op.Unlock()
+	return fn()
 }
 
 // New checks cfg and builds a daemon; nothing is opened until Run.

@@ -368,7 +368,7 @@ func TestCallbackAccessDenied(t *testing.T) {
 		t.Fatalf("denied callback: %d", resp.StatusCode)
 	}
 	st := h.status("user")
-	if !strings.Contains(st.Auth, "access_denied") || st.State != StatePendingAuthorization && st.State != "" {
+	if !strings.Contains(st.Auth, "access_denied") || st.State != StatePendingAuthorization {
 		t.Fatalf("status after denial: %+v", st)
 	}
 }
@@ -391,7 +391,7 @@ func TestOnDemandAndNeverWait(t *testing.T) {
 
 	// Restart after expiry: the fetch itself triggers the refresh.
 	h.prov.ClearFault()
-	h2 := &harness{t: t, clock: h.clock, prov: h.prov, cfg: h.cfg, sock: h.sock, http: h.http, logs: &syncBuffer{}}
+	h2 := &harness{t: t, clock: h.clock, prov: h.prov, cfg: h.cfg, sock: h.sock, http: h.http, logs: &syncBuffer{}, step: h.step}
 	h2.start()
 	// Past expiry with no tick in between: only the fetch can refresh.
 	h.clock.Advance(11 * time.Minute)
@@ -406,7 +406,7 @@ func TestRestartServesStoredToken(t *testing.T) {
 	first := h.token("cc")
 	n := h.prov.Stats().TokenRequests
 	h.stop()
-	h2 := &harness{t: t, clock: h.clock, prov: h.prov, cfg: h.cfg, sock: h.sock, http: h.http, logs: &syncBuffer{}}
+	h2 := &harness{t: t, clock: h.clock, prov: h.prov, cfg: h.cfg, sock: h.sock, http: h.http, logs: &syncBuffer{}, step: h.step}
 	h2.start()
 	if got := h2.token("cc"); got.AccessToken != first.AccessToken {
 		t.Fatal("restart did not serve the stored token")
@@ -505,7 +505,7 @@ func TestDynamicRegistrationOnce(t *testing.T) {
 		t.Fatalf("%d registrations", n)
 	}
 	h.stop()
-	h2 := &harness{t: t, clock: h.clock, prov: h.prov, cfg: h.cfg, sock: h.sock, http: h.http, logs: &syncBuffer{}}
+	h2 := &harness{t: t, clock: h.clock, prov: h.prov, cfg: h.cfg, sock: h.sock, http: h.http, logs: &syncBuffer{}, step: h.step}
 	h2.start()
 	h2.do(http.MethodPost, "/v1/tokens/dyn/refresh")
 	if n := h.prov.Stats().Registrations; n != 1 {
@@ -513,5 +513,106 @@ func TestDynamicRegistrationOnce(t *testing.T) {
 	}
 	if got := h2.token("dyn"); !h.prov.Valid(got.AccessToken) {
 		t.Fatal("token after restart invalid")
+	}
+}
+
+func TestDeviceFlow(t *testing.T) {
+	h := newHarness(t, harnessOpts{prov: oauthtest.Options{Rotate: true}, config: func(c *Config) {
+		c.Grants = map[string]GrantConfig{"dev": {Client: "app", Type: GrantDeviceCode, Scopes: []string{"read"}}}
+	}})
+	code, body := h.do(http.MethodPost, "/v1/tokens/dev/authorize")
+	if code != 200 {
+		t.Fatalf("authorize: %d %s", code, body)
+	}
+	var ar AuthorizeResponse
+	_ = json.Unmarshal(body, &ar)
+	if ar.Kind != GrantDeviceCode || ar.UserCode == "" || ar.VerificationURI == "" {
+		t.Fatalf("device authorization: %+v", ar)
+	}
+	if err := h.prov.ApproveDevice(ar.UserCode); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "device token", func() bool { return h.status("dev").State == StateValid })
+	st := h.status("dev")
+	if !st.HasRefreshToken || !strings.HasPrefix(st.Auth, "authorized") {
+		t.Fatalf("status: %+v", st)
+	}
+	if !h.prov.Valid(h.token("dev").AccessToken) {
+		t.Fatal("device token not valid")
+	}
+}
+
+func TestDeviceFlowDenied(t *testing.T) {
+	h := newHarness(t, harnessOpts{config: func(c *Config) {
+		c.Grants = map[string]GrantConfig{"dev": {Client: "app", Type: GrantDeviceCode}}
+	}})
+	_, body := h.do(http.MethodPost, "/v1/tokens/dev/authorize")
+	var ar AuthorizeResponse
+	_ = json.Unmarshal(body, &ar)
+	if err := h.prov.DenyDevice(ar.UserCode); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "denial recorded", func() bool { return strings.Contains(h.status("dev").Auth, "access_denied") })
+	if st := h.status("dev"); st.State != StatePendingAuthorization || st.HasRefreshToken {
+		t.Fatalf("status after denial: %+v", st)
+	}
+}
+
+// A provider whose discovery is down at start is used through the
+// endpoints cached in the store.
+func TestDiscoveryFallsBackToCache(t *testing.T) {
+	dead := "http://127.0.0.1:1"
+	h := newHarness(t, harnessOpts{noRun: true, config: func(c *Config) {
+		c.Providers["test"] = ProviderConfig{Issuer: dead}
+	}})
+	st, err := store.Open(store.Options{Path: h.cfg.Store.Path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta, _ := json.Marshal(oauth.Endpoints{Issuer: dead, Token: h.prov.URL() + "/token"})
+	if err := st.PutProvider("test", meta); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	h.start()
+	if got := h.token("cc"); !h.prov.Valid(got.AccessToken) {
+		t.Fatal("no token through cached endpoints")
+	}
+	if !strings.Contains(h.logs.String(), "using cached endpoints") {
+		t.Fatal("fallback not logged")
+	}
+}
+
+// A refresh token's own lifetime (Personium: 24 h) is kept from lapsing
+// even when the access token would outlive it.
+func TestRefreshTokenLifetimeKeptAlive(t *testing.T) {
+	h := newHarness(t, harnessOpts{
+		step: time.Hour,
+		prov: oauthtest.Options{Rotate: true, AccessTTL: 48 * time.Hour, RefreshTTL: 24 * time.Hour, AutoApprove: true},
+		config: func(c *Config) {
+			userGrant(c)
+			c.Refresh.Schedule = "@every 1h"
+			c.Refresh.MaxInterval = 1000 * time.Hour
+		},
+	})
+	h.authorizeViaCallback("user")
+	first := h.stored("user")
+	if !first.RefreshExpiry.Equal(t0.Add(24 * time.Hour)) {
+		t.Fatalf("refresh expiry %v", first.RefreshExpiry)
+	}
+	h.advance(17 * time.Hour)
+	if h.stored("user").Generation != first.Generation {
+		t.Fatal("refreshed too early")
+	}
+	h.advance(2 * time.Hour)
+	got := h.stored("user")
+	if got.Generation != first.Generation+1 || !got.RefreshExpiry.After(first.RefreshExpiry) {
+		t.Fatalf("refresh token not renewed before its expiry: %+v", got)
+	}
+	for range 3 { // and so on, day after day
+		h.advance(24 * time.Hour)
+	}
+	if st := h.status("user"); st.State != StateValid || h.prov.Stats().Reuses != 0 {
+		t.Fatalf("chain lapsed: %+v", st)
 	}
 }

@@ -33,12 +33,16 @@ type harness struct {
 	cancel context.CancelFunc
 	done   chan error
 	logs   *syncBuffer
+	step   time.Duration
 }
 
 type harnessOpts struct {
 	prov   oauthtest.Options
 	config func(*Config)
 	noRun  bool
+	// step is how far advance moves the clock at a time; it should match
+	// the refresh schedule. 0 means 15 s.
+	step time.Duration
 }
 
 func newHarness(t *testing.T, o harnessOpts) *harness {
@@ -72,7 +76,10 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 		o.config(cfg)
 	}
 	cfg.ApplyDefaults()
-	h := &harness{t: t, clock: clock, prov: prov, cfg: cfg, sock: cfg.Listen.Socket, logs: &syncBuffer{}}
+	h := &harness{t: t, clock: clock, prov: prov, cfg: cfg, sock: cfg.Listen.Socket, logs: &syncBuffer{}, step: o.step}
+	if h.step == 0 {
+		h.step = 15 * time.Second
+	}
 	h.http = &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", h.sock)
@@ -141,7 +148,7 @@ func (h *harness) settle() {
 func (h *harness) advance(d time.Duration) {
 	h.t.Helper()
 	for d > 0 {
-		step := min(d, 15*time.Second)
+		step := min(d, h.step)
 		h.clock.Advance(step)
 		d -= step
 		time.Sleep(time.Millisecond)

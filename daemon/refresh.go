@@ -32,7 +32,7 @@ var errNoRefreshToken = &oauth.Error{
 // refresh obtains a new token for g, sharing one refresh per grant among
 // the scheduler, operators and fetches that arrive together.
 func (d *Daemon) refresh(g *grant, reason string) (*store.Token, error) {
-	v, err, _ := d.sf.Do(g.name, func() (any, error) { return d.doRefresh(g, reason) })
+	v, err, _ := d.sf.Do(g.name, func() (any, error) { return d.exclusiveRefresh(g, reason) })
 	t, _ := v.(*store.Token)
 	return t, err
 }
@@ -40,7 +40,7 @@ func (d *Daemon) refresh(g *grant, reason string) (*store.Token, error) {
 // refreshWait is refresh for a caller with a deadline: it waits at most
 // until ctx ends, while the refresh itself carries on for everyone else.
 func (d *Daemon) refreshWait(ctx context.Context, g *grant, reason string) (*store.Token, error) {
-	ch := d.sf.DoChan(g.name, func() (any, error) { return d.doRefresh(g, reason) })
+	ch := d.sf.DoChan(g.name, func() (any, error) { return d.exclusiveRefresh(g, reason) })
 	select {
 	case r := <-ch:
 		t, _ := r.Val.(*store.Token)
@@ -48,6 +48,16 @@ func (d *Daemon) refreshWait(ctx context.Context, g *grant, reason string) (*sto
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// exclusiveRefresh runs a refresh while no authorization, revocation or
+// other write of the grant's token set runs.
+func (d *Daemon) exclusiveRefresh(g *grant, reason string) (t *store.Token, err error) {
+	_ = g.exclusive(func() error {
+		t, err = d.doRefresh(g, reason)
+		return nil
+	})
+	return t, err
 }
 
 // retryAfterBackOff is exponential backoff that honours a provider's

@@ -66,7 +66,10 @@ func (d *Daemon) worker(ctx context.Context) {
 // tick queues every grant that is due at now. It never blocks on a refresh.
 func (d *Daemon) tick(now time.Time) {
 	_, p := d.config()
-	if d.st != nil {
+	// Pending authorizations live 10 minutes; pruning them needs a write
+	// transaction (an fsync), so once a minute is plenty.
+	if d.st != nil && now.Sub(d.lastPrune) >= time.Minute {
+		d.lastPrune = now
 		if n, err := d.st.PrunePending(now); err != nil {
 			d.log.Warn("pruning pending authorizations", "err", err)
 		} else if n > 0 {
