@@ -98,7 +98,7 @@ type RegistrationRequest struct {
 	ClientName      string
 	RedirectURIs    []string
 	GrantTypes      []string
-	ResponseTypes   []string
+	ResponseTypes   []string // nil: omitted (the server assumes ["code"]); empty: sent as []
 	AuthMethod      AuthMethod
 	Scope           string
 	ApplicationType string // "native" for loopback redirect URIs

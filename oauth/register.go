@@ -11,13 +11,30 @@ import (
 
 // registrationMetadata is RFC 7591 §2's client metadata, as sent.
 type registrationMetadata struct {
-	ClientName      string     `json:"client_name,omitempty"`
-	RedirectURIs    []string   `json:"redirect_uris,omitempty"`
-	GrantTypes      []string   `json:"grant_types,omitempty"`
-	ResponseTypes   []string   `json:"response_types,omitempty"`
+	ClientName   string   `json:"client_name,omitempty"`
+	RedirectURIs []string `json:"redirect_uris,omitempty"`
+	GrantTypes   []string `json:"grant_types,omitempty"`
+	// ResponseTypes is a pointer so that an empty list is sent as []: an
+	// omitted one means ["code"] (RFC 7591 §2), which needs redirect URIs.
+	ResponseTypes   *[]string  `json:"response_types,omitempty"`
 	AuthMethod      AuthMethod `json:"token_endpoint_auth_method,omitempty"`
 	Scope           string     `json:"scope,omitempty"`
 	ApplicationType string     `json:"application_type,omitempty"`
+}
+
+func metadataOf(r RegistrationRequest) registrationMetadata {
+	m := registrationMetadata{
+		ClientName:      r.ClientName,
+		RedirectURIs:    r.RedirectURIs,
+		GrantTypes:      r.GrantTypes,
+		AuthMethod:      r.AuthMethod,
+		Scope:           r.Scope,
+		ApplicationType: r.ApplicationType,
+	}
+	if r.ResponseTypes != nil {
+		m.ResponseTypes = &r.ResponseTypes
+	}
+	return m
 }
 
 // registrationResponse is RFC 7591 §3.2.1's answer (and §3.2.2's error).
@@ -42,7 +59,7 @@ func Register(ctx context.Context, hc *http.Client, endpoint string, r Registrat
 	if err := needEndpoint(opRegister, "registration", endpoint); err != nil {
 		return nil, err
 	}
-	body, err := json.Marshal(registrationMetadata(r))
+	body, err := json.Marshal(metadataOf(r))
 	if err != nil {
 		return nil, &Error{Op: opRegister, Class: Configuration, Err: err}
 	}

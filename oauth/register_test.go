@@ -113,8 +113,33 @@ func TestRegisterAnswers(t *testing.T) {
 }
 
 func TestRegistrationRequestJSON(t *testing.T) {
-	b, err := json.Marshal(registrationMetadata(RegistrationRequest{ClientName: "x"}))
+	b, err := json.Marshal(metadataOf(RegistrationRequest{ClientName: "x"}))
 	if err != nil || string(b) != `{"client_name":"x"}` {
 		t.Errorf("%s %v", b, err)
+	}
+}
+
+// A client for client_credentials only registers with "response_types": []:
+// omitting it means ["code"], which servers refuse without redirect URIs.
+func TestRegisterEmptyResponseTypes(t *testing.T) {
+	for _, c := range []struct {
+		types []string
+		want  string
+	}{
+		{[]string{}, `{"grant_types":["client_credentials"],"response_types":[]}`},
+		{nil, `{"grant_types":["client_credentials"]}`},
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, _ := io.ReadAll(r.Body)
+			if string(body) != c.want {
+				t.Errorf("body = %s, want %s", body, c.want)
+			}
+			writeJSON(w, 201, map[string]any{"client_id": "c", "client_secret": "s"})
+		}))
+		_, err := Register(context.Background(), srv.Client(), srv.URL, RegistrationRequest{GrantTypes: []string{"client_credentials"}, ResponseTypes: c.types})
+		srv.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 }
