@@ -1,0 +1,334 @@
+// An oidc-provider authorization server for tokend's end-to-end tests.
+//
+// It is an independent implementation of OAuth 2.0 that tokend must
+// interoperate with; the test-only parts are small: interactions finish on
+// their own (there is one user, "e2e-user", who always logs in and consents
+// to everything asked), and /_test/* routes report what the server saw.
+//
+// Configuration: a JSON file named by the first argument or by
+// $E2E_OIDC_CONFIG_FILE, or JSON text in $E2E_OIDC_CONFIG; every key is
+// optional:
+//
+//   port                  TCP port on 127.0.0.1, 0 (default) picks one
+//   accessTokenTTL        seconds, authorization_code/device/refresh access tokens (15)
+//   clientCredentialsTTL  seconds, client_credentials access tokens (15)
+//   refreshTokenTTL       seconds (86400)
+//   deviceCodeTTL         seconds (600)
+//   deviceInterval        polling interval put in device authorization responses (1)
+//   scopes                scopes the server knows (openid offline_access api:read api:write)
+//   resourceScope         scopes of every resource server (resource indicators) ("api:read api:write")
+//   clients               oidc-provider client metadata (client_id, client_secret,
+//                         grant_types, redirect_uris, token_endpoint_auth_method, ...);
+//                         application_type defaults to "native" so a loopback
+//                         redirect URI matches on any port
+//
+// Once listening it prints one JSON line to stdout:
+//   {"issuer":"http://127.0.0.1:PORT","port":PORT}
+// and everything else (oidc-provider's error details, which clients only see
+// as "grant request is invalid") goes to stderr, one line each.
+//
+// Policies chosen for the tests:
+//   - Refresh tokens always rotate (rotateRefreshToken: true), so presenting a
+//     used refresh token is detected as reuse: oidc-provider then revokes the
+//     whole grant and answers invalid_grant ("refresh token already used").
+//   - A refresh token is issued to every client allowed the refresh_token
+//     grant, without offline_access or prompt=consent (issueRefreshToken
+//     override); refresh tokens do not end with the login session.
+//   - PKCE (S256) is required for public clients (token_endpoint_auth_method
+//     none), optional for confidential ones: oidc-provider's default.
+//   - Tokens are opaque; without a resource indicator an access token lives
+//     accessTokenTTL (clientCredentialsTTL for client_credentials). With a
+//     resource parameter every resource is accepted as an opaque resource
+//     server with the same TTL.
+//   - Registration is open (no initial access token).
+//   - Device flow: GET verification_uri_complete answers an all-hidden-inputs
+//     form (oidc-provider's form_post page); submitting it answers the
+//     confirmation page below, again only hidden inputs (xsrf, user_code,
+//     confirm=yes); submitting that goes through the login and consent
+//     interactions, which finish on their own. So a client with a cookie jar
+//     that follows redirects and submits the single all-hidden form of each
+//     page approves the code: no test-only shortcut.
+//
+// Test routes:
+//   GET /_test/stats             counts (see `stats` below)
+//   GET /_test/refresh_tokens?client_id=ID
+//                                {"active":N,"consumed":N,"expired":N,"gone":N}
+//                                over every refresh token issued to ID, so a test
+//                                can check revocation of tokens it never sees
+
+import { generateKeyPairSync } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import { inspect } from 'node:util';
+
+import Provider from 'oidc-provider';
+
+function loadConfig() {
+  const file = process.argv[2] || process.env.E2E_OIDC_CONFIG_FILE;
+  if (file) return JSON.parse(readFileSync(file, 'utf8'));
+  if (process.env.E2E_OIDC_CONFIG) return JSON.parse(process.env.E2E_OIDC_CONFIG);
+  return {};
+}
+
+const cfg = {
+  port: 0,
+  accessTokenTTL: 15,
+  clientCredentialsTTL: 15,
+  refreshTokenTTL: 86400,
+  deviceCodeTTL: 600,
+  deviceInterval: 1,
+  scopes: ['openid', 'offline_access', 'api:read', 'api:write'],
+  resourceScope: 'api:read api:write',
+  clients: [],
+  ...loadConfig(),
+};
+
+function log(...args) {
+  const line = args.map((a) => (typeof a === 'string' ? a : inspect(a, { depth: 4, breakLength: Infinity }))).join(' ');
+  process.stderr.write(`oidc: ${line}\n`);
+}
+
+// what describes an oidc-provider error for the log: clients get only
+// error and error_description; error_detail says what really went wrong.
+function what(err) {
+  return { error: err.error || err.name, description: err.error_description, detail: err.error_detail || err.message };
+}
+
+const stats = {
+  token_requests: {}, // grant_type -> count, answered or not
+  token_success: {}, // grant_type -> count
+  token_errors: {}, // "grant_type error" -> count
+  invalid_grant: 0, // invalid_grant answers at the token endpoint
+  refresh_token_reuse: 0, // a used (rotated-away) refresh token presented again
+  registrations: 0,
+  revocations: 0,
+  revocation_errors: 0,
+  introspections: 0,
+  device_authorizations: 0,
+  authorizations: 0,
+  server_errors: 0,
+};
+
+function bump(obj, key) {
+  obj[key] = (obj[key] || 0) + 1;
+}
+
+// Every refresh token ever issued: jti -> client_id. The memory adapter
+// keeps the tokens; /_test/refresh_tokens looks each up again.
+const refreshTokens = new Map();
+
+const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const jwk = { ...privateKey.export({ format: 'jwk' }), use: 'sig', kid: 'e2e' };
+
+// The issuer carries the port, which is only known once listening; bind
+// first, then build the provider.
+const server = http.createServer();
+await new Promise((resolve, reject) => {
+  server.once('error', reject);
+  server.listen(cfg.port, '127.0.0.1', resolve);
+});
+const { port } = server.address();
+const issuer = `http://127.0.0.1:${port}`;
+
+const clients = cfg.clients.map((c) => ({ application_type: 'native', ...c }));
+
+const provider = new Provider(issuer, {
+  clients,
+  jwks: { keys: [jwk] },
+  cookies: { keys: ['e2e-cookie-key-not-secret'] },
+  scopes: cfg.scopes,
+  findAccount: async (_ctx, sub) => ({
+    accountId: sub,
+    claims: async () => ({ sub }),
+  }),
+  features: {
+    devInteractions: { enabled: false },
+    clientCredentials: { enabled: true },
+    introspection: { enabled: true },
+    revocation: { enabled: true },
+    registration: { enabled: true, initialAccessToken: false },
+    deviceFlow: {
+      enabled: true,
+      async userCodeConfirmSource(ctx, form, client, _deviceInfo, userCode) {
+        ctx.body = `<!DOCTYPE html>
+<html><head><title>Confirm device</title></head>
+<body><p>Approve ${client.clientId} with code <code>${userCode}</code>?</p>
+${form}
+<button type="submit" form="op.deviceConfirmForm">Continue</button>
+</body></html>`;
+      },
+      async successSource(ctx) {
+        ctx.body = '<!DOCTYPE html><html><head><title>Device approved</title></head><body><p>device approved</p></body></html>';
+      },
+    },
+    resourceIndicators: {
+      enabled: true,
+      async getResourceServerInfo() {
+        return {
+          scope: cfg.resourceScope,
+          accessTokenFormat: 'opaque',
+          accessTokenTTL: cfg.accessTokenTTL,
+        };
+      },
+    },
+  },
+  pkce: { required: (_ctx, client) => client.clientAuthMethod === 'none' },
+  rotateRefreshToken: true,
+  issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
+  expiresWithSession: async () => false,
+  ttl: {
+    AccessToken: () => cfg.accessTokenTTL,
+    ClientCredentials: () => cfg.clientCredentialsTTL,
+    RefreshToken: () => cfg.refreshTokenTTL,
+    DeviceCode: () => cfg.deviceCodeTTL,
+    AuthorizationCode: 60,
+    IdToken: 3600,
+    Interaction: 600,
+    Session: 3600,
+    Grant: 86400,
+  },
+  interactions: {
+    url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
+  },
+  renderError: async (ctx, out) => {
+    ctx.type = 'html';
+    ctx.body = `<!DOCTYPE html><html><head><title>oidc error</title></head><body><pre>${JSON.stringify(out).replace(/</g, '&lt;')}</pre></body></html>`;
+  },
+});
+
+provider.on('grant.success', (ctx) => {
+  bump(stats.token_success, ctx.oidc.params?.grant_type || '?');
+});
+provider.on('grant.error', (ctx, err) => {
+  const gt = ctx.oidc?.params?.grant_type || '?';
+  bump(stats.token_errors, `${gt} ${err.error || err.name}`);
+  if (err.error === 'invalid_grant') stats.invalid_grant += 1;
+  if (err.error_detail === 'refresh token already used') stats.refresh_token_reuse += 1;
+  // authorization_pending is the normal answer while a device code waits.
+  if (err.error !== 'authorization_pending') {
+    log('token error:', { grant_type: gt, client_id: ctx.oidc?.client?.clientId, ...what(err) });
+  }
+});
+provider.on('registration_create.success', (_ctx, client) => {
+  stats.registrations += 1;
+  log('registered client', client.clientId, client.tokenEndpointAuthMethod, JSON.stringify(client.grantTypes));
+});
+provider.on('registration_create.error', (ctx, err) => log('registration error:', what(err), 'metadata:', ctx.oidc?.body));
+provider.on('revocation.error', (_ctx, err) => {
+  stats.revocation_errors += 1;
+  log('revocation error:', what(err));
+});
+provider.on('introspection.error', (ctx, err) => log('introspection error:', what(err), 'client:', ctx.oidc?.client?.clientId));
+provider.on('device_authorization.success', () => { stats.device_authorizations += 1; });
+provider.on('device_authorization.error', (ctx, err) => log('device authorization error:', what(err), 'client:', ctx.oidc?.client?.clientId));
+provider.on('authorization.success', () => { stats.authorizations += 1; });
+provider.on('authorization.error', (ctx, err) => log('authorization error:', what(err), 'client:', ctx.oidc?.client?.clientId));
+provider.on('code_verification.error', (ctx, err) => log('code verification error:', what(err), 'client:', ctx.oidc?.client?.clientId));
+provider.on('server_error', (_ctx, err) => {
+  stats.server_errors += 1;
+  log('server error:', err);
+});
+provider.on('refresh_token.saved', (token) => {
+  if (token.jti) refreshTokens.set(token.jti, token.clientId);
+});
+
+// Counts every request to the token, revocation and introspection
+// endpoints (also those failing client authentication, which emit no grant
+// event). The device authorization response carries no interval in
+// oidc-provider (clients then default to 5 s); a shorter one keeps the
+// tests quick.
+provider.use(async (ctx, next) => {
+  try {
+    await next();
+  } finally {
+    const route = ctx.oidc?.route;
+    if (route === 'token') {
+      bump(stats.token_requests, ctx.oidc.params?.grant_type || '?');
+    } else if (route === 'revocation' && ctx.status === 200) {
+      stats.revocations += 1;
+    } else if (route === 'introspection') {
+      stats.introspections += 1;
+    }
+  }
+  if (ctx.oidc?.route === 'device_authorization' && ctx.status === 200 && ctx.body && typeof ctx.body === 'object') {
+    ctx.body.interval = cfg.deviceInterval;
+  }
+});
+
+// interaction finishes login and consent at once: the single user logs in
+// and grants whatever the client asked for.
+async function interaction(req, res) {
+  const details = await provider.interactionDetails(req, res);
+  const { prompt, params } = details;
+  if (prompt.name === 'login') {
+    await provider.interactionFinished(req, res, { login: { accountId: 'e2e-user' } }, { mergeWithLastSubmission: false });
+    return;
+  }
+  if (prompt.name === 'consent') {
+    let grant;
+    if (details.grantId) {
+      grant = await provider.Grant.find(details.grantId);
+    } else {
+      grant = new provider.Grant({ accountId: details.session.accountId, clientId: params.client_id });
+    }
+    const d = prompt.details;
+    if (d.missingOIDCScope) grant.addOIDCScope(d.missingOIDCScope.join(' '));
+    if (d.missingOIDCClaims) grant.addOIDCClaims(d.missingOIDCClaims);
+    if (d.missingResourceScopes) {
+      for (const [indicator, scopes] of Object.entries(d.missingResourceScopes)) {
+        grant.addResourceScope(indicator, scopes.join(' '));
+      }
+    }
+    const grantId = await grant.save();
+    const consent = details.grantId ? {} : { grantId };
+    await provider.interactionFinished(req, res, { consent }, { mergeWithLastSubmission: true });
+    return;
+  }
+  throw new Error(`unexpected interaction prompt ${prompt.name}`);
+}
+
+function json(res, status, body) {
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(body));
+}
+
+async function refreshTokenCounts(clientId) {
+  const out = { active: 0, consumed: 0, expired: 0, gone: 0 };
+  for (const [jti, cid] of refreshTokens) {
+    if (clientId && cid !== clientId) continue;
+    // eslint-disable-next-line no-await-in-loop
+    const t = await provider.RefreshToken.find(jti, { ignoreExpiration: true });
+    if (!t) out.gone += 1;
+    else if (t.consumed) out.consumed += 1;
+    else if (t.isExpired) out.expired += 1;
+    else out.active += 1;
+  }
+  return out;
+}
+
+const callback = provider.callback();
+server.on('request', async (req, res) => {
+  const url = new URL(req.url, issuer);
+  try {
+    if (req.method === 'GET' && url.pathname.startsWith('/interaction/')) {
+      await interaction(req, res);
+      return;
+    }
+    if (req.method === 'GET' && url.pathname === '/_test/stats') {
+      json(res, 200, stats);
+      return;
+    }
+    if (req.method === 'GET' && url.pathname === '/_test/refresh_tokens') {
+      json(res, 200, await refreshTokenCounts(url.searchParams.get('client_id')));
+      return;
+    }
+  } catch (err) {
+    log('interaction/test route error:', err);
+    if (!res.headersSent) json(res, 500, { error: 'server_error', error_description: String(err.message) });
+    return;
+  }
+  callback(req, res);
+});
+
+process.on('SIGTERM', () => server.close(() => process.exit(0)));
+process.stdout.write(`${JSON.stringify({ issuer, port })}\n`);
