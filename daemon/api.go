@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -29,7 +30,7 @@ func (d *Daemon) apiServer() *http.Server {
 	mux.HandleFunc("POST /v1/tokens/{name}/authorize", d.handleAuthorize)
 	mux.HandleFunc("POST /v1/tokens/{name}/revoke", d.handleRevoke)
 	return &http.Server{
-		Handler:           http.MaxBytesHandler(mux, 64<<10),
+		Handler:           limitBody(mux, 64<<10),
 		ConnContext:       peerContext,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
@@ -38,6 +39,24 @@ func (d *Daemon) apiServer() *http.Server {
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slogErrorLog(d.log, "api"),
 	}
+}
+
+// limitBody refuses a request whose body is over n bytes before any
+// handler acts on it. The API takes no bodies, but an oversized one must
+// not be answered as if it were fine.
+func limitBody(h http.Handler, n int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > n {
+			writeError(w, http.StatusRequestEntityTooLarge, "request_too_large", "request body too large")
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, n)
+		if _, err := io.Copy(io.Discard, r.Body); err != nil {
+			writeError(w, http.StatusRequestEntityTooLarge, "request_too_large", "request body too large")
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -6,9 +6,13 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/tokend/tokend/oauth"
 	"github.com/tokend/tokend/oauth/oauthtest"
@@ -614,5 +618,51 @@ func TestRefreshTokenLifetimeKeptAlive(t *testing.T) {
 	}
 	if st := h.status("user"); st.State != StateValid || h.prov.Stats().Reuses != 0 {
 		t.Fatalf("chain lapsed: %+v", st)
+	}
+}
+
+func TestSocketModes(t *testing.T) {
+	old := unix.Umask(0o077)
+	defer unix.Umask(old)
+	var sockDir string
+	h := newHarness(t, harnessOpts{config: func(c *Config) {
+		sockDir = filepath.Join(filepath.Dir(c.Store.Path), "run", "tokend")
+		c.Listen.Socket = filepath.Join(sockDir, "tokend.sock")
+		c.Listen.SocketMode = "0640"
+	}})
+	fi, err := os.Stat(sockDir)
+	if err != nil || fi.Mode().Perm() != 0o755 {
+		t.Fatalf("socket directory: %v %v", fi.Mode(), err)
+	}
+	fi, err = os.Lstat(h.sock)
+	if err != nil || fi.Mode().Perm() != 0o640 || fi.Mode().Type() != os.ModeSocket {
+		t.Fatalf("socket: %v %v", fi.Mode(), err)
+	}
+	fi, err = os.Stat(h.cfg.Store.Path)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("store: %v %v", fi.Mode(), err)
+	}
+	h.stop()
+	if _, err := os.Lstat(h.sock); !os.IsNotExist(err) {
+		t.Fatalf("socket left behind after shutdown: %v", err)
+	}
+}
+
+// A file that is not a socket where the socket should be is not removed.
+func TestSocketPathOccupied(t *testing.T) {
+	h := newHarness(t, harnessOpts{noRun: true})
+	if err := os.WriteFile(h.sock, []byte("precious"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d, err := New(h.cfg, Options{Clock: h.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = d.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "not a socket") {
+		t.Fatalf("Run: %v", err)
+	}
+	if b, _ := os.ReadFile(h.sock); string(b) != "precious" {
+		t.Fatal("the file at the socket path was touched")
 	}
 }

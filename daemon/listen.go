@@ -25,8 +25,16 @@ func (d *Daemon) listenSocket(l ListenConfig) (net.Listener, func(), error) {
 		}
 		mode = os.FileMode(m)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, nil, fmt.Errorf("daemon: socket directory: %w", err)
+	// A directory tokend creates is traversable by everyone (0755, whatever
+	// the umask): who may connect is decided by the socket's own mode and
+	// group, and who may read which grant by its readers.
+	if dir := filepath.Dir(path); !exists(dir) {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, nil, fmt.Errorf("daemon: socket directory: %w", err)
+		}
+		if err := os.Chmod(dir, 0o755); err != nil {
+			return nil, nil, fmt.Errorf("daemon: socket directory: %w", err)
+		}
 	}
 	// A leftover socket from a process that died is removed; anything else
 	// at that path is not ours to delete. A live daemon cannot be there: it
@@ -75,4 +83,9 @@ func listenTCP(what, addr string) (net.Listener, error) {
 		return nil, fmt.Errorf("daemon: %s listener on %s: %w", what, addr, err)
 	}
 	return ln, nil
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
