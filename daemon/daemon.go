@@ -108,7 +108,8 @@ type Daemon struct {
 	sf    singleflight.Group
 	queue workQueue
 
-	baseCtx   context.Context // refreshes and device polls run under it
+	baseCtx   context.Context // provider requests run under it; cancelled after a grace period at shutdown
+	stopCtx   context.Context // cancelled as shutdown begins: ends backoff waits at once
 	inflight  sync.WaitGroup  // refreshes running
 	inflightN atomic.Int64    // the same, readable
 	retrying  atomic.Int64    // refreshes waiting on a backoff timer
@@ -377,6 +378,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	refreshCtx, cancelRefresh := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelRefresh()
 	d.baseCtx = refreshCtx
+	d.stopCtx = ctx
 
 	g, gctx := errgroup.WithContext(ctx)
 	servers := []*http.Server{d.apiServer(), d.callbackServer()}
@@ -426,8 +428,24 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.notifyStatus()
 	d.log.Info("tokend started", "socket", sock.Addr().String(), "callback", d.CallbackAddr(), "metrics", d.MetricsAddr(), "grants", len(cfg.Grants), "store", cfg.Store.Path)
 	err = g.Wait()
+	d.flushDirty()
 	d.log.Info("tokend stopped")
 	return err
+}
+
+// flushDirty makes a last attempt to save tokens held only in memory (their
+// write failed): after a restart the stored, older refresh token may
+// already be dead at the provider.
+func (d *Daemon) flushDirty() {
+	for _, g := range d.grantList() {
+		if !g.dirty.Load() {
+			continue
+		}
+		d.persistDirty(g)
+		if g.dirty.Load() {
+			d.log.Error("token obtained but never saved; it is lost at exit and the grant may need authorizing again", "grant", g.name)
+		}
+	}
 }
 
 // loadTokens reads every stored token into memory. A grant already holding

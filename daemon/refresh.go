@@ -92,9 +92,9 @@ func (d *Daemon) doRefresh(g *grant, reason string) (*store.Token, error) {
 		d.inflightN.Add(-1)
 		d.inflight.Done()
 	}()
-	ctx := d.baseCtx
+	ctx, stop := d.baseCtx, d.stopCtx
 	if ctx == nil {
-		ctx = context.Background()
+		ctx, stop = context.Background(), context.Background()
 	}
 	_, p := d.config()
 	start := d.clock.Now()
@@ -132,7 +132,7 @@ func (d *Daemon) doRefresh(g *grant, reason string) (*store.Token, error) {
 		tries++
 		t, how, err := d.obtain(ctx, g, cur)
 		if err != nil {
-			if oauth.ClassOf(err) != oauth.Transient || ctx.Err() != nil {
+			if oauth.ClassOf(err) != oauth.Transient || stop.Err() != nil {
 				return backoff.Permanent(err)
 			}
 			b.hint = oauth.RetryAfter(err)
@@ -148,11 +148,11 @@ func (d *Daemon) doRefresh(g *grant, reason string) (*store.Token, error) {
 		waiting = true
 		d.retrying.Add(1)
 	}
-	err := backoff.RetryNotifyWithTimer(op, backoff.WithContext(b, ctx), notify, &backoffTimer{clock: d.clock})
+	err := backoff.RetryNotifyWithTimer(op, backoff.WithContext(b, stop), notify, &backoffTimer{clock: d.clock})
 	stopWaiting()
 	latency := d.clock.Now().Sub(start)
 	if err != nil {
-		if ctx.Err() != nil {
+		if stop.Err() != nil {
 			// Shutting down: not the provider's failure, nothing to record.
 			return g.cur.Load(), err
 		}
@@ -240,7 +240,7 @@ func (d *Daemon) succeeded(g *grant, cur *store.Token, p Policy, reason string, 
 	// the write is retried on the next tick.
 	perr := d.st.PutToken(n, &att)
 	if perr != nil {
-		n.LastError = "store: " + perr.Error()
+		n.LastError = perr.Error()
 		n.LastErrorCode = "store"
 		g.dirty.Store(true)
 	} else {

@@ -23,11 +23,17 @@ func (d *Daemon) runScheduler(ctx context.Context) error {
 	// Start with a tick: tokens that came due while tokend was down are
 	// refreshed at once, not a schedule period later.
 	d.tick(d.clock.Now())
+	// next is computed once per tick, not per wake-up: an @every schedule
+	// counts from the time it is asked, so asking on every watchdog
+	// wake-up would push the tick away forever.
+	nextTick := func(now time.Time) time.Time {
+		d.mu.RLock()
+		defer d.mu.RUnlock()
+		return d.sched.Next(now)
+	}
+	next := nextTick(d.clock.Now())
 	for {
 		now := d.clock.Now()
-		d.mu.RLock()
-		next := d.sched.Next(now)
-		d.mu.RUnlock()
 		wait := next.Sub(now)
 		wd := d.opts.WatchdogInterval
 		if wd > 0 && wd < wait {
@@ -40,10 +46,20 @@ func (d *Daemon) runScheduler(ctx context.Context) error {
 			return nil
 		case <-d.queue.kickCh:
 			t.Stop()
-			d.tick(d.clock.Now())
+			now := d.clock.Now()
+			d.tick(now)
+			next = nextTick(now) // a reload may have changed the schedule
 		case <-t.C():
-			if now := d.clock.Now(); !now.Before(next) {
+			left := next.Sub(now)
+			now := d.clock.Now()
+			switch {
+			case !now.Before(next):
 				d.tick(now)
+				next = nextTick(now)
+			case next.Sub(now) > left:
+				// The wall clock stepped back: a cron time computed
+				// before the step would be an hour (or more) away.
+				next = nextTick(now)
 			}
 		}
 		if wd > 0 {
