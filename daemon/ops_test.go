@@ -293,7 +293,10 @@ func TestWatchdogFollowsSchedulerLoop(t *testing.T) {
 	// A wedged scheduler stops pinging, so systemd would restart the
 	// process; the API keeps serving meanwhile.
 	wedge.armed.Store(true)
-	for entered := false; !entered; {
+	for i, entered := 0, false; !entered; i++ {
+		if i == 3 {
+			t.Fatalf("no tick in %v of watchdog wake-ups with schedule %s", 3*wd, h.cfg.Refresh.Schedule)
+		}
 		h.clock.Advance(wd)
 		waitFor(t, "scheduler reacts to the clock", func() bool {
 			select {
@@ -319,9 +322,27 @@ func TestWatchdogFollowsSchedulerLoop(t *testing.T) {
 	wedge.unwedge()
 	n.until("WATCHDOG=1")
 	h.settle()
+	n.sync() // a catch-up tick for the schedule missed while wedged may ping too
 	h.advance(wd)
 	if got := count(n.sync(), "WATCHDOG=1"); got != 1 {
 		t.Fatalf("after the wedge: %d WATCHDOG=1 pings per watchdog interval, want 1", got)
+	}
+}
+
+// Watchdog wake-ups must not push the schedule back: with an "@every"
+// schedule longer than the watchdog interval, the scheduler still ticks
+// and tokens are still refreshed before they expire.
+func TestWatchdogDoesNotStarveScheduler(t *testing.T) {
+	h := newHarness(t, harnessOpts{noRun: true})
+	const wd = 10 * time.Second // shorter than the 15 s schedule
+	h.startOps(Options{WatchdogInterval: wd})
+	first := h.stored("cc")
+	for elapsed := time.Duration(0); elapsed < 9*time.Minute; elapsed += wd {
+		h.advance(wd)
+	}
+	if st := h.status("cc"); st.Generation < 2 || st.State != StateValid {
+		t.Fatalf("after 9 min of %v steps with schedule %s: generation %d, state %s (first token expires %v): the scheduler never ticked",
+			wd, h.cfg.Refresh.Schedule, st.Generation, st.State, first.Expiry.Sub(t0))
 	}
 }
 
