@@ -1,0 +1,316 @@
+package daemon
+
+// Fuzz targets for the daemon's untrusted inputs: the configuration file,
+// requests on the socket API, and queries on the callback listener.
+// Seeds are added here and kept in testdata/fuzz/<FuzzName>/.
+
+import (
+	"bufio"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tokend/tokend/oauth"
+	"github.com/tokend/tokend/oauth/oauthtest"
+	"github.com/tokend/tokend/store"
+)
+
+func FuzzParseConfig(f *testing.F) {
+	for _, path := range []string{"../tokend.example.yaml", "testdata/config/design.yaml"} {
+		if b, err := os.ReadFile(path); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Add([]byte(""))
+	f.Add([]byte("store: {path: /var/lib/tokend/x.db}\n"))
+	f.Add([]byte("grants:\n  a:\n    client: c\n    type: client_credentials\nclients:\n  c: {provider: p, client_id: x, client_secret_file: /s}\nproviders:\n  p: {token_endpoint: http://127.0.0.1:1/token}\n"))
+	f.Add([]byte("refresh:\n  schedule: \"CRON_TZ=Europe/Paris 0 3 * * *\"\n  fraction: 1.5\n  min_remaining: -1s\n"))
+	f.Add([]byte("listen:\n  socket_mode: \"0999\"\n  callback: \"[::1]:99999\"\n"))
+	f.Add([]byte("a: &a [*a, *a]\nb: *a\n"))
+	f.Add([]byte("grants:\n  x:\n    readers: {uids: [-1, 4294967296]}\n"))
+	f.Add([]byte("providers: {p: {issuer: \"http://%zz\"}}\n"))
+	f.Add([]byte("store:\n  path: x\nstore:\n  path: y\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, warns, err := ParseConfig(data, "fuzz.yaml")
+		if err != nil {
+			if c != nil {
+				t.Fatalf("ParseConfig returned a config with the error %v", err)
+			}
+			if msg := err.Error(); msg == "" || !strings.Contains(msg, "fuzz.yaml") && !strings.HasPrefix(msg, "daemon:") {
+				t.Fatalf("error names neither the file nor the package: %q", msg)
+			}
+			return
+		}
+		if c == nil {
+			t.Fatal("ParseConfig returned neither a config nor an error")
+		}
+		_ = warns
+		// A configuration that passed validation is one New accepts:
+		// every reference resolves, every schedule parses.
+		if _, err := ParseSchedule(c.Refresh.Schedule); err != nil {
+			t.Fatalf("valid config with an unparsable schedule: %v", err)
+		}
+		for name, g := range c.Grants {
+			cl, ok := c.Clients[g.Client]
+			if !ok {
+				t.Fatalf("grant %q names unknown client %q", name, g.Client)
+			}
+			if _, ok := c.Providers[cl.Provider]; !ok {
+				t.Fatalf("client %q names unknown provider %q", g.Client, cl.Provider)
+			}
+			if !slices.Contains(GrantTypes, g.Type) {
+				t.Fatalf("grant %q has type %q", name, g.Type)
+			}
+		}
+		if _, err := c.Listen.Mode(); err != nil {
+			t.Fatalf("valid config with a bad socket mode: %v", err)
+		}
+	})
+}
+
+// fuzzEnv is one running daemon shared by every input of a fuzz target:
+// grant "cc" readable by uid 1000, "other" by uid 2000, "code" (an
+// authorization-code grant) by nobody but operators.
+type fuzzEnv struct {
+	d     *Daemon
+	prov  *oauthtest.Server
+	clock *fakeClock
+}
+
+const (
+	fuzzReader = 1000
+	fuzzOther  = 2000
+	// fuzzState is a pending authorization of grant "code", put back in
+	// the store before each input that names it.
+	fuzzState = "fuzz-pending-state-0123456789abcdef"
+)
+
+func newFuzzEnv(f *testing.F) *fuzzEnv {
+	clock := newFakeClock(t0)
+	prov := oauthtest.New(oauthtest.Options{
+		Now: clock.Now, AccessTTL: time.Hour, RefreshForClientCredentials: true, AutoApprove: true,
+		Clients: []oauthtest.Client{{ID: "app", Secret: testSecret, AuthMethod: "client_secret_basic"}},
+	})
+	f.Cleanup(prov.Close)
+	dir := f.TempDir()
+	cfg := &Config{
+		Store:     StoreConfig{Path: filepath.Join(dir, "tokend.db")},
+		Listen:    ListenConfig{Socket: filepath.Join(dir, "t.sock"), Callback: "127.0.0.1:0", Metrics: "off"},
+		Refresh:   RefreshConfig{Schedule: "@every 15s", MinRemaining: 10 * time.Second},
+		Providers: map[string]ProviderConfig{"test": {Issuer: prov.URL()}},
+		Clients: map[string]ClientConfig{
+			"app": {Provider: "test", ClientID: "app", AuthMethod: "client_secret_basic", Secret: oauth.NewSecret(testSecret), RedirectURI: "http://127.0.0.1:1/callback"},
+		},
+		Grants: map[string]GrantConfig{
+			"cc":    {Client: "app", Type: GrantClientCredentials, Scopes: []string{"read"}, Readers: Readers{UIDs: []int{fuzzReader}}},
+			"other": {Client: "app", Type: GrantClientCredentials, Scopes: []string{"write"}, Readers: Readers{UIDs: []int{fuzzOther}}},
+			"code":  {Client: "app", Type: GrantAuthorizationCode, Scopes: []string{"openid"}},
+		},
+	}
+	cfg.ApplyDefaults()
+	d, err := New(cfg, Options{Clock: clock, FetchWait: 2 * time.Second})
+	if err != nil {
+		f.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	f.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			f.Errorf("Run: %v", err)
+		}
+	})
+	select {
+	case <-d.Started():
+	case err := <-done:
+		f.Fatalf("daemon did not start: %v", err)
+	}
+	waitFor(f, "first tokens", func() bool {
+		return d.grant("cc").cur.Load() != nil && d.grant("other").cur.Load() != nil
+	})
+	return &fuzzEnv{d: d, prov: prov, clock: clock}
+}
+
+// peers the fuzzer chooses from.
+var fuzzPeers = []peer{
+	{},                         // not identified (no SO_PEERCRED)
+	{ok: true, uid: 0, gid: 0}, // root: an operator
+	{ok: true, uid: fuzzReader, gid: fuzzReader},
+	{ok: true, uid: fuzzOther, gid: fuzzOther},
+	{ok: true, uid: 3000, gid: 3000}, // reads nothing
+}
+
+// readRequest parses a request as the server would from the wire; ok is
+// false for one the server would refuse before any handler runs.
+func readRequest(method, target string) (*http.Request, bool) {
+	if strings.ContainsAny(method+target, " \r\n") {
+		return nil, false
+	}
+	r, err := http.ReadRequest(bufio.NewReader(strings.NewReader(method + " " + target + " HTTP/1.1\r\nHost: tokend\r\n\r\n")))
+	if err != nil {
+		return nil, false
+	}
+	return r, true
+}
+
+func FuzzAPIPath(f *testing.F) {
+	for _, s := range []struct {
+		method, path, query string
+		who                 uint8
+	}{
+		{"GET", "/v1/tokens/cc", "", 2},
+		{"GET", "/v1/tokens/cc", "format=raw", 2},
+		{"GET", "/v1/tokens/cc", "", 3},
+		{"GET", "/v1/tokens/cc", "", 0},
+		{"GET", "/v1/tokens/c%63", "", 2},
+		{"GET", "/v1/tokens/cc/", "", 2},
+		{"GET", "/v1/tokens/../tokens/cc", "", 3},
+		{"GET", "//v1/tokens/cc", "", 3},
+		{"GET", "/v1/tokens/cc%2Fstatus", "", 2},
+		{"GET", "/v1/tokens/cc/status", "", 4},
+		{"GET", "/v1/tokens/other", "format=raw&format=json", 2},
+		{"HEAD", "/v1/tokens/other", "", 3},
+		{"GET", "/v1/tokens", "", 4},
+		{"GET", "/v1/tokens/nosuch", "", 1},
+		{"POST", "/v1/tokens/cc/refresh", "", 2},
+		{"POST", "/v1/tokens/cc/refresh", "", 1},
+		{"POST", "/v1/tokens/code/authorize", "", 1},
+		{"POST", "/v1/tokens/other/revoke", "", 3},
+		{"DELETE", "/v1/tokens/cc", "", 1},
+		{"GET", "/v1/tokens/%00", "", 1},
+		{"OPTIONS", "*", "", 1},
+		{"GET", "http://evil/v1/tokens/cc", "", 3},
+	} {
+		f.Add(s.method, s.path, s.query, s.who)
+	}
+	e := newFuzzEnv(f)
+	handler := e.d.apiServer().Handler
+	// The checks below can fail: a reader does get a token from this
+	// handler, and someone else does not.
+	for _, c := range []struct {
+		p    peer
+		code int
+	}{{fuzzPeers[2], http.StatusOK}, {fuzzPeers[3], http.StatusForbidden}, {fuzzPeers[0], http.StatusForbidden}} {
+		r, _ := readRequest("GET", "/v1/tokens/cc")
+		w := httptest.NewRecorder()
+		handler.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), peerKey{}, c.p)))
+		if w.Code != c.code || (c.code == http.StatusOK) != strings.Contains(w.Body.String(), "at_") {
+			f.Fatalf("GET /v1/tokens/cc as %+v: %d %s, want %d", c.p, w.Code, w.Body, c.code)
+		}
+	}
+	f.Fuzz(func(t *testing.T, method, path, query string, who uint8) {
+		target := path
+		if query != "" {
+			target += "?" + query
+		}
+		r, ok := readRequest(method, target)
+		if !ok {
+			return
+		}
+		p := fuzzPeers[int(who)%len(fuzzPeers)]
+		r = r.WithContext(context.WithValue(r.Context(), peerKey{}, p))
+		w := httptest.NewRecorder()
+		handler.ServeHTTP(w, r)
+		code, body := w.Code, w.Body.String()
+
+		name, isTokenPath := strings.CutPrefix(r.URL.Path, "/v1/tokens/")
+		if code >= 500 && !(strings.HasPrefix(r.URL.Path, "/v1/tokens/") && (code == 503 || code == 504)) {
+			t.Fatalf("%s %s as %+v: %d %s", method, target, p, code, body)
+		}
+		// Secrets in the answer: only an access token, only on the token
+		// route, only to a reader of that grant.
+		g := e.d.grant(name)
+		mayHaveToken := isTokenPath && (r.Method == http.MethodGet || r.Method == http.MethodHead) &&
+			g != nil && e.d.mayRead(p, g) && code == http.StatusOK
+		for _, s := range e.prov.Issued() {
+			if !strings.Contains(body, s) {
+				continue
+			}
+			if !mayHaveToken || !strings.HasPrefix(s, "at_") {
+				t.Fatalf("%s %s as %+v answered %d with a secret (%.6s…):\n%s", method, target, p, code, s[:6], body)
+			}
+		}
+		if code == http.StatusOK && isTokenPath && !mayHaveToken && strings.Contains(body, "access_token") {
+			t.Fatalf("%s %s as %+v answered a token response", method, target, p)
+		}
+	})
+}
+
+func FuzzCallback(f *testing.F) {
+	for _, q := range []string{
+		"",
+		"state=" + fuzzState + "&code=ac_forged",
+		"state=" + fuzzState + "&error=access_denied&error_description=no",
+		"state=" + fuzzState + "&code=x&iss=http://evil",
+		"state=" + fuzzState + "&state=other&code=x",
+		"state=other&code=x",
+		"code=x",
+		"state=&code=",
+		"state=" + strings.Repeat("s", 600),
+		"state=%zz",
+		"error=server_error&state=nope",
+		"state=" + fuzzState + "%00&code=x",
+	} {
+		f.Add(q)
+	}
+	e := newFuzzEnv(f)
+	handler := e.d.callbackServer().Handler
+	st := e.d.st
+	pend := store.Pending{
+		State: fuzzState, Grant: "code", Kind: GrantAuthorizationCode,
+		Verifier: "fuzz-verifier-0123456789abcdefghijklmnopqrstuvwxyz", RedirectURI: "http://127.0.0.1:1/callback",
+		Created: t0, Deadline: t0.Add(time.Hour),
+	}
+	f.Fuzz(func(t *testing.T, query string) {
+		r, ok := readRequest("GET", "/callback?"+query)
+		if !ok {
+			return
+		}
+		real := r.URL.Query().Get("state") == fuzzState
+		if real {
+			if err := st.PutPending(pend); err != nil {
+				t.Fatal(err)
+			}
+		}
+		before, err := st.Tokens()
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := httptest.NewRecorder()
+		handler.ServeHTTP(w, r)
+		if w.Code == http.StatusOK && !real {
+			t.Fatalf("GET /callback?%s: 200 without a pending authorization:\n%s", query, w.Body)
+		}
+		after, err := st.Tokens()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Only the grant of the real pending authorization may change (its
+		// status notes the failed attempt); nothing else, ever.
+		if !real {
+			if !reflect.DeepEqual(before, after) {
+				t.Fatalf("GET /callback?%s changed the store", query)
+			}
+			return
+		}
+		strip := func(ts []store.Token) []store.Token {
+			return slices.DeleteFunc(slices.Clone(ts), func(t store.Token) bool { return t.Grant == "code" })
+		}
+		if !reflect.DeepEqual(strip(before), strip(after)) {
+			t.Fatalf("GET /callback?%s changed another grant's token", query)
+		}
+		for _, tok := range after {
+			if tok.Grant == "code" && tok.AccessToken != "" {
+				t.Fatalf("GET /callback?%s stored a token for a forged code", query)
+			}
+		}
+	})
+}

@@ -1,0 +1,323 @@
+package security
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tokend/tokend/oauth/oauthtest"
+)
+
+var (
+	// tokendBin is the binary built by TestMain, in a directory other users
+	// may traverse so that they can run it.
+	tokendBin string
+	// buildErr says why the build failed; every test then fails with it.
+	buildErr error
+)
+
+func TestMain(m *testing.M) {
+	tmp, err := os.MkdirTemp("", "tokend-security-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "security:", err)
+		os.Exit(2)
+	}
+	// MkdirTemp makes 0700; the clients run as other users need to exec it.
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, "security:", err)
+		os.Exit(2)
+	}
+	tokendBin = filepath.Join(tmp, "tokend")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	out, err := exec.CommandContext(ctx, "go", "build", "-o", tokendBin, "github.com/tokend/tokend/cmd/tokend").CombinedOutput()
+	cancel()
+	if err != nil {
+		buildErr = fmt.Errorf("security: go build cmd/tokend: %w\n%s", err, out)
+	}
+	code := m.Run()
+	os.RemoveAll(tmp)
+	os.Exit(code)
+}
+
+// Users the clients run as. 65534 is nobody; 65533 need not exist: the
+// kernel reports whatever uid the process has.
+const (
+	uidNobody = 65534
+	uidOther  = 65533
+)
+
+// Exit codes of the command line (cmd/tokend).
+const (
+	exitOK        = 0
+	exitForbidden = 4
+)
+
+// requireRoot skips tests that must start processes as other users.
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("security: these tests run tokend as root and its clients as uid 65534/65533; they need root (euid 0)")
+	}
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+}
+
+// syncBuffer collects a child's output; safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// env is one tokend serve process with its files and its provider.
+type env struct {
+	t        *testing.T
+	dir      string // 0755: holds the socket dir, config and secret files
+	sock     string
+	store    string
+	config   string
+	callback string // host:port of the callback listener
+	secret   string // the client secret of client "app"
+	key      []byte // the store key (raw)
+	keyText  string // the store key as written in its file
+	prov     *oauthtest.Server
+	cmd      *exec.Cmd
+	stderr   *syncBuffer
+	done     chan error
+}
+
+type envOpts struct {
+	prov oauthtest.Options
+	// grants is the YAML of the grants: section, indented by two spaces;
+	// the client is "app".
+	grants string
+}
+
+func newEnv(t *testing.T, o envOpts) *env {
+	t.Helper()
+	base, err := os.MkdirTemp("", "tokend-security-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	// The socket's directory must be traversable by the clients.
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, dir: base, stderr: &syncBuffer{}}
+	state := filepath.Join(base, "state")
+	run := filepath.Join(base, "run")
+	mustMkdir(t, state, 0o700)
+	mustMkdir(t, run, 0o755)
+	e.store = filepath.Join(state, "tokend.db")
+	e.sock = filepath.Join(run, "tokend.sock")
+	e.secret = "client-secret-" + rand.Text()
+	e.key = make([]byte, 32)
+	_, _ = rand.Read(e.key)
+	e.keyText = base64.StdEncoding.EncodeToString(e.key)
+	mustWrite(t, filepath.Join(base, "app.secret"), e.secret+"\n")
+	mustWrite(t, filepath.Join(base, "store.key"), e.keyText+"\n")
+
+	po := o.prov
+	po.Clients = append(po.Clients, oauthtest.Client{ID: "app", Secret: e.secret, AuthMethod: "client_secret_basic"})
+	e.prov = oauthtest.New(po)
+	t.Cleanup(e.prov.Close)
+
+	e.callback = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cfg := fmt.Sprintf(`store:
+  path: %s
+  key_file: %s
+listen:
+  socket: %s
+  socket_mode: "0666"
+  callback: %s
+  metrics: "off"
+refresh:
+  schedule: "@every 15s"
+operators:
+  groups: []
+log:
+  level: debug
+providers:
+  test:
+    issuer: %s
+clients:
+  app:
+    provider: test
+    client_id: app
+    client_secret_file: %s
+    auth_method: client_secret_basic
+    redirect_uri: http://%s/callback
+grants:
+%s`, e.store, filepath.Join(base, "store.key"), e.sock, e.callback, e.prov.URL(),
+		filepath.Join(base, "app.secret"), e.callback, o.grants)
+	e.config = filepath.Join(base, "config.yaml")
+	mustWrite(t, e.config, cfg)
+	return e
+}
+
+func mustMkdir(t *testing.T, path string, mode os.FileMode) {
+	t.Helper()
+	if err := os.Mkdir(path, mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, mode); err != nil { // past the umask
+		t.Fatal(err)
+	}
+}
+
+func mustWrite(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// start runs `tokend serve --config` and waits until root can list the
+// grants over the socket.
+func (e *env) start() {
+	t := e.t
+	t.Helper()
+	e.cmd = exec.Command(tokendBin, "serve", "--config", e.config)
+	e.cmd.Stdout = e.stderr
+	e.cmd.Stderr = e.stderr
+	e.cmd.Dir = "/"
+	if err := e.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	e.done = make(chan error, 1)
+	go func() { e.done <- e.cmd.Wait() }()
+	t.Cleanup(e.stop)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		select {
+		case err := <-e.done:
+			e.done <- err
+			t.Fatalf("tokend serve exited: %v\n%s", err, e.stderr.String())
+		default:
+		}
+		if r := e.run(0, "status"); r.code == exitOK {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tokend serve did not answer on %s within 20s\n%s", e.sock, e.stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (e *env) stop() {
+	if e.cmd == nil || e.cmd.Process == nil {
+		return
+	}
+	_ = e.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-e.done:
+		e.done <- err
+		if err != nil {
+			e.t.Errorf("tokend serve: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		_ = e.cmd.Process.Kill()
+		e.t.Error("tokend serve did not stop within 15s of SIGTERM")
+	}
+	if e.t.Failed() {
+		e.t.Logf("tokend serve output:\n%s", e.stderr.String())
+	}
+	e.cmd = nil
+}
+
+// result is one command-line run.
+type result struct {
+	args           []string
+	code           int
+	stdout, stderr string
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("tokend %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(r.args, " "), r.code, r.stdout, r.stderr)
+}
+
+// run runs the tokend client against e's socket as uid (0: root, as the
+// test itself). The client gets the same number as gid and no
+// supplementary groups.
+func (e *env) run(uid uint32, args ...string) result {
+	e.t.Helper()
+	args = append(args, "--socket", e.sock, "--timeout", "20s")
+	return runAs(e.t, uid, args...)
+}
+
+func runAs(t *testing.T, uid uint32, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, tokendBin, args...)
+	cmd.Dir = "/"
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "LANG=C"}
+	if uid != 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid, Groups: []uint32{}}}
+	}
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := result{args: args, stdout: stdout.String(), stderr: stderr.String()}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	default:
+		t.Fatalf("tokend %s: %v", strings.Join(args, " "), err)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("tokend %s did not finish within 30s", strings.Join(args, " "))
+	}
+	return r
+}
+
+// urlIn returns the first line of s that is a URL.
+func urlIn(s string) string {
+	sc := bufio.NewScanner(strings.NewReader(s))
+	for sc.Scan() {
+		if l := strings.TrimSpace(sc.Text()); strings.HasPrefix(l, "http://") || strings.HasPrefix(l, "https://") {
+			return l
+		}
+	}
+	return ""
+}
