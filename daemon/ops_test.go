@@ -506,11 +506,11 @@ func (s scrape) want(t *testing.T, want float64, name string, kv ...string) {
 func (s scrape) wantState(t *testing.T, grant, state string) {
 	t.Helper()
 	for _, st := range metrics.States() {
-		want := 0.0
 		if st == state {
-			want = 1
+			s.want(t, 1, "tokend_grant_state", "grant", grant, "state", st)
+		} else if _, ok := s.value("tokend_grant_state", "grant", grant, "state", st); ok {
+			t.Errorf("tokend_grant_state{grant=%q,state=%q} present while the state is %q", grant, st, state)
 		}
-		s.want(t, want, "tokend_grant_state", "grant", grant, "state", st)
 	}
 }
 
