@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -189,7 +188,6 @@ func (d *Daemon) fetch(ctx context.Context, g *grant) (*store.Token, int, string
 func (d *Daemon) handleList(w http.ResponseWriter, r *http.Request) {
 	p := peerFrom(r.Context())
 	gs := d.grantList()
-	slices.SortFunc(gs, func(a, b *grant) int { return strings.Compare(a.name, b.name) })
 	list := TokenList{Grants: []GrantStatus{}}
 	for _, g := range gs {
 		if d.mayRead(p, g) {
@@ -290,7 +288,7 @@ func (d *Daemon) status(g *grant) GrantStatus {
 		s.ExpiresAt = exp.UTC()
 		s.ExpiresIn = int64(exp.Sub(now) / time.Second)
 		if g.renewable(t) {
-			s.NextRefresh = refreshAt(t, p, jitterOf(g.name, t.Generation)).UTC()
+			s.NextRefresh = refreshAt(t, p, g.jitterFor(t.Generation)).UTC()
 		}
 	}
 	s.RefreshExpires = t.RefreshExpiry

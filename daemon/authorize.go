@@ -129,7 +129,7 @@ func (d *Daemon) storeAuthorized(g *grant, t *oauth.Token, outcome string) error
 		if err := d.st.PutToken(n, &store.Attempt{At: t.Obtained, Result: "success", Reason: "authorize"}); err != nil {
 			return err
 		}
-		g.cur.Store(&n)
+		d.publish(g, &n, p)
 		d.publishMetrics(g.name, &n, p)
 		return nil
 	})
@@ -153,7 +153,8 @@ func (d *Daemon) recordAuth(g *grant, outcome string) {
 		if err := d.st.PutToken(n, nil); err != nil {
 			return err
 		}
-		g.cur.Store(&n)
+		_, p := d.config()
+		d.publish(g, &n, p)
 		return nil
 	})
 	if err != nil {
@@ -302,8 +303,8 @@ func (d *Daemon) revoke(ctx context.Context, g *grant) error {
 		if err := d.st.PutToken(n, &store.Attempt{At: now, Result: "revoked", Reason: "manual"}); err != nil {
 			return err
 		}
-		g.cur.Store(&n)
 		_, p := d.config()
+		d.publish(g, &n, p)
 		d.publishMetrics(g.name, &n, p)
 		d.log.Info("tokens revoked", "grant", g.name)
 		return nil

@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -94,12 +97,14 @@ type Daemon struct {
 	notifier Notifier
 	hc       *http.Client
 	selfUID  uint32
+	epoch    time.Time // origin of grant.dueAt and grant.validUntil
 
 	mu        sync.RWMutex // guards the fields below, replaced on reload
 	cfg       *Config
 	policy    Policy
 	sched     cron.Schedule
 	grants    map[string]*grant
+	ordered   []*grant // the same grants sorted by name; never modified, replaced on reload
 	clients   map[string]*clientRT
 	providers map[string]*providerRT
 	operators access
@@ -133,6 +138,12 @@ type grant struct {
 	schedule cron.Schedule // forced refresh; nil when none
 
 	cur    atomic.Pointer[store.Token]
+	// dueAt and validUntil index cur for the scheduler, which reads them
+	// for every grant on every tick: nanoseconds since the daemon's epoch
+	// (monotonic when the token was obtained by this process).
+	dueAt      atomic.Int64
+	validUntil atomic.Int64
+	jitter     atomic.Pointer[jitterCache]
 	queued atomic.Bool
 	dirty  atomic.Bool // the newest token is not yet durable
 
@@ -143,6 +154,50 @@ type grant struct {
 	// op serialises everything that replaces the token set: refreshes,
 	// authorizations, revocations. Fetches never take it.
 	op sync.Mutex
+}
+
+type jitterCache struct {
+	generation uint64
+	value      float64
+}
+
+// jitterFor returns jitterOf(g.name, generation), computed once per
+// generation: the scheduler asks for every grant on every tick.
+func (g *grant) jitterFor(generation uint64) float64 {
+	if c := g.jitter.Load(); c != nil && c.generation == generation {
+		return c.value
+	}
+	v := jitterOf(g.name, generation)
+	g.jitter.Store(&jitterCache{generation, v})
+	return v
+}
+
+const (
+	never = math.MaxInt64
+	now0  = math.MinInt64
+)
+
+// publish makes t the token fetches serve and indexes it for the scheduler.
+func (d *Daemon) publish(g *grant, t *store.Token, p Policy) {
+	g.cur.Store(t)
+	d.index(g, t, p)
+}
+
+func (d *Daemon) index(g *grant, t *store.Token, p Policy) {
+	at, why := nextDue(t, p, g.jitterFor(t.Generation), g.renewable(t))
+	switch {
+	case why == "":
+		g.dueAt.Store(never)
+	case at.IsZero():
+		g.dueAt.Store(now0)
+	default:
+		g.dueAt.Store(int64(at.Sub(d.epoch)))
+	}
+	if t.AccessToken == "" {
+		g.validUntil.Store(now0)
+	} else {
+		g.validUntil.Store(int64(expiryOf(t, p).Sub(d.epoch)))
+	}
 }
 
 // exclusive runs fn while holding g.op.
@@ -179,6 +234,7 @@ func New(cfg *Config, opts Options) (*Daemon, error) {
 		metrics:  opts.Metrics,
 		notifier: opts.Notifier,
 		selfUID:  uint32(os.Geteuid()),
+		epoch:    opts.Clock.Now(),
 		started:  make(chan struct{}),
 	}
 	d.queue.init()
@@ -187,7 +243,13 @@ func New(cfg *Config, opts Options) (*Daemon, error) {
 	}
 	d.hc = opts.HTTPClient
 	if d.hc == nil {
-		d.hc = &http.Client{Timeout: cfg.Refresh.Timeout}
+		// Keep as many idle connections per provider as refreshes run at
+		// once; the default of 2 makes a refresh storm dial (and leave in
+		// TIME_WAIT) a connection per refresh.
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = max(cfg.Refresh.Concurrency, 2)
+		tr.MaxIdleConns = max(tr.MaxIdleConns, tr.MaxIdleConnsPerHost)
+		d.hc = &http.Client{Timeout: cfg.Refresh.Timeout, Transport: tr}
 	}
 	return d, nil
 }
@@ -241,12 +303,19 @@ func (d *Daemon) configure(cfg *Config) error {
 		if prev, ok := old[name]; ok {
 			if t := prev.cur.Load(); t != nil {
 				t = clearPermanent(t, prev.cfg, gc)
-				g.cur.Store(t)
+				d.publish(g, t, policyOf(cfg.Refresh))
 			}
 			g.dirty.Store(prev.dirty.Load())
+		} else {
+			d.publish(g, emptyToken(name), policyOf(cfg.Refresh))
 		}
 		grants[name] = g
 	}
+	ordered := make([]*grant, 0, len(grants))
+	for _, g := range grants {
+		ordered = append(ordered, g)
+	}
+	slices.SortFunc(ordered, func(a, b *grant) int { return strings.Compare(a.name, b.name) })
 	d.mu.Lock()
 	d.cfg = cfg
 	d.policy = policyOf(cfg.Refresh)
@@ -254,6 +323,7 @@ func (d *Daemon) configure(cfg *Config) error {
 	d.providers = providers
 	d.clients = clients
 	d.grants = grants
+	d.ordered = ordered
 	d.operators = ops
 	d.mu.Unlock()
 	for name := range old {
@@ -323,14 +393,12 @@ func (d *Daemon) grant(name string) *grant {
 	return d.grants[name]
 }
 
+// grantList returns every grant sorted by name. The slice is shared: callers
+// must not modify it.
 func (d *Daemon) grantList() []*grant {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	gs := make([]*grant, 0, len(d.grants))
-	for _, g := range d.grants {
-		gs = append(gs, g)
-	}
-	return gs
+	return d.ordered
 }
 
 // Run opens the store, listens, runs the scheduler until ctx ends, then
@@ -464,7 +532,8 @@ func (d *Daemon) loadTokens() {
 		if g == nil {
 			continue
 		}
-		if cur := g.cur.Load(); cur != nil && cur.Generation >= t.Generation {
+		if cur := g.cur.Load(); !isEmpty(cur) && cur.Generation >= t.Generation {
+			// Memory is as new or newer (a reload, or a token not yet saved).
 			continue
 		}
 		if t.State == StateRefreshing {
@@ -475,11 +544,11 @@ func (d *Daemon) loadTokens() {
 		if t.State == StateValid && !usable(now, &t, p) {
 			t.State = StateExpired
 		}
-		g.cur.Store(&t)
+		d.publish(g, &t, p)
 		d.publishMetrics(g.name, &t, p)
 	}
 	for _, g := range d.grantList() {
-		if g.cur.Load() == nil {
+		if isEmpty(g.cur.Load()) {
 			state := StatePendingAuthorization
 			if g.cfg.Type == GrantClientCredentials || g.cfg.Type == GrantPassword {
 				state = StateExpired
@@ -510,7 +579,16 @@ func (d *Daemon) notifyStatus() {
 			valid++
 		}
 	}
-	_ = d.notifier.Status(fmt.Sprintf("%d of %d grants hold a valid token", valid, len(gs)))
+	d.sendStatus(valid, len(gs))
+}
+
+func (d *Daemon) sendStatus(valid, total int) {
+	_ = d.notifier.Status(fmt.Sprintf("%d of %d grants hold a valid token", valid, total))
+}
+
+// isEmpty reports whether t is the placeholder of a grant that has no record.
+func isEmpty(t *store.Token) bool {
+	return t == nil || (t.Generation == 0 && t.AccessToken == "" && t.State == "" && t.Auth == "")
 }
 
 type nopMetrics struct{}

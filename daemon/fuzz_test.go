@@ -134,7 +134,7 @@ func newFuzzEnv(f *testing.F) *fuzzEnv {
 		f.Fatalf("daemon did not start: %v", err)
 	}
 	waitFor(f, "first tokens", func() bool {
-		return d.grant("cc").cur.Load() != nil && d.grant("other").cur.Load() != nil
+		return d.grant("cc").cur.Load().AccessToken != "" && d.grant("other").cur.Load().AccessToken != ""
 	})
 	return &fuzzEnv{d: d, prov: prov, clock: clock}
 }

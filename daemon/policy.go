@@ -1,8 +1,8 @@
 package daemon
 
 import (
+	"encoding/binary"
 	"hash/fnv"
-	"strconv"
 	"time"
 
 	"github.com/tokend/tokend/store"
@@ -48,8 +48,9 @@ func policyOf(r RefreshConfig) Policy {
 func jitterOf(grant string, generation uint64) float64 {
 	h := fnv.New64a()
 	h.Write([]byte(grant))
-	h.Write([]byte{0})
-	h.Write([]byte(strconv.FormatUint(generation, 10)))
+	var gen [9]byte
+	binary.LittleEndian.PutUint64(gen[1:], generation)
+	h.Write(gen[:])
 	return float64(h.Sum64()%20001)/10000 - 1
 }
 
@@ -81,26 +82,26 @@ func refreshAt(t *store.Token, p Policy, j float64) time.Time {
 	return at
 }
 
-// due decides whether a grant's token should be refreshed now, and why. It
-// is a pure function of its arguments; the scheduler only calls it.
-// renewable says whether a new token can be had without a person (a refresh
-// token, or a client_credentials or password grant).
-func due(now time.Time, t *store.Token, p Policy, j float64, renewable bool) (bool, string) {
+// nextDue says when a grant's token comes due and why. It is a pure
+// function of its arguments; why is "" when the token never comes due by
+// itself (no way to renew it without a person, or a permanent failure),
+// and a zero time with why "missing" means due at once. renewable says
+// whether a new token can be had without a person (a refresh token, or a
+// client_credentials or password grant).
+func nextDue(t *store.Token, p Policy, j float64, renewable bool) (time.Time, string) {
 	if !renewable {
-		return false, ""
+		return time.Time{}, ""
 	}
 	switch t.State {
 	case StateReauthorization, StateCredentialsError, StateConfigurationError:
 		// Permanent: a retry cannot succeed until a person acts (authorize,
 		// reload, tokend refresh).
-		return false, ""
+		return time.Time{}, ""
 	}
 	if t.AccessToken == "" {
-		return true, "missing"
+		return time.Time{}, "missing"
 	}
-	if !now.Before(refreshAt(t, p, j)) {
-		return true, "lifetime"
-	}
+	at, why := refreshAt(t, p, j), "lifetime"
 	if !t.RefreshExpiry.IsZero() && t.RefreshToken != "" {
 		// The refresh token's own lifetime: refresh at the same fraction of
 		// it, once. When the provider does not rotate the refresh token a
@@ -114,14 +115,25 @@ func due(now time.Time, t *store.Token, p Policy, j float64, renewable bool) (bo
 		if late := t.RefreshExpiry.Add(-p.MinRemaining); late.Before(trigger) {
 			trigger = late
 		}
-		if !now.Before(trigger) && t.Obtained.Before(trigger) {
-			return true, "refresh_token_lifetime"
+		if t.Obtained.Before(trigger) && trigger.Before(at) {
+			at, why = trigger, "refresh_token_lifetime"
 		}
 	}
-	if p.MaxInterval > 0 && now.Sub(t.Obtained) >= p.MaxInterval {
-		return true, "max_interval"
+	if p.MaxInterval > 0 {
+		if mi := t.Obtained.Add(p.MaxInterval); mi.Before(at) {
+			at, why = mi, "max_interval"
+		}
 	}
-	return false, ""
+	return at, why
+}
+
+// due decides whether a grant's token should be refreshed now, and why.
+func due(now time.Time, t *store.Token, p Policy, j float64, renewable bool) (bool, string) {
+	at, why := nextDue(t, p, j, renewable)
+	if why == "" || now.Before(at) {
+		return false, ""
+	}
+	return true, why
 }
 
 // usable reports whether an access token may still be handed out at now.

@@ -246,7 +246,7 @@ func (d *Daemon) succeeded(g *grant, cur *store.Token, p Policy, reason string, 
 	} else {
 		g.dirty.Store(false)
 	}
-	g.cur.Store(&n)
+	d.publish(g, &n, p)
 	d.metrics.ObserveRefresh(g.name, "success", latency)
 	d.publishMetrics(g.name, &n, p)
 	g.mu.Lock()
@@ -307,7 +307,7 @@ func (d *Daemon) withFailure(g *grant, p Policy, err error) store.Token {
 // round goes on; the round's end writes the outcome to the store.
 func (d *Daemon) noteFailure(g *grant, p Policy, err error) {
 	n := d.withFailure(g, p, err)
-	g.cur.Store(&n)
+	d.publish(g, &n, p)
 	d.metrics.SetState(g.name, n.State)
 }
 
@@ -320,7 +320,7 @@ func (d *Daemon) failed(g *grant, p Policy, reason string, start time.Time, late
 	if perr := d.st.PutToken(n, &att); perr != nil {
 		d.log.Error("saving refresh failure", "grant", g.name, "err", perr)
 	}
-	g.cur.Store(&n)
+	d.publish(g, &n, p)
 	d.metrics.ObserveRefresh(g.name, class.String(), latency)
 	d.publishMetrics(g.name, &n, p)
 

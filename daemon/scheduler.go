@@ -92,36 +92,40 @@ func (d *Daemon) tick(now time.Time) {
 			d.log.Info("expired pending authorizations removed", "count", n)
 		}
 	}
-	for _, g := range d.grantList() {
-		if reason := d.dueReason(now, g, p); reason != "" {
-			d.queue.push(g, reason)
-		} else if g.dirty.Load() {
+	gs := d.grantList()
+	valid := 0
+	at := int64(now.Sub(d.epoch))
+	for _, g := range gs {
+		forced := false
+		if g.schedule != nil {
+			g.mu.Lock()
+			if forced = !now.Before(g.nextForced); forced {
+				g.nextForced = g.schedule.Next(now)
+			}
+			g.mu.Unlock()
+		}
+		switch {
+		case at >= g.dueAt.Load():
+			d.queue.push(g, d.dueReason(now, g, p))
+		case forced && g.renewable(g.cur.Load()):
+			d.queue.push(g, "schedule")
+		case g.dirty.Load():
 			d.persistDirty(g)
 		}
+		if at < g.validUntil.Load() {
+			valid++
+		}
 	}
-	d.notifyStatus()
+	d.sendStatus(valid, len(gs))
 }
 
-// dueReason says why g must be refreshed at now, or "" when it need not.
+// dueReason says why g, found due by its index, is due.
 func (d *Daemon) dueReason(now time.Time, g *grant, p Policy) string {
-	g.mu.Lock()
-	forced := g.schedule != nil && !now.Before(g.nextForced)
-	if forced {
-		g.nextForced = g.schedule.Next(now)
-	}
-	g.mu.Unlock()
 	t := g.cur.Load()
-	if t == nil {
-		t = emptyToken(g.name)
-	}
-	renewable := g.renewable(t)
-	if forced && renewable {
-		return "schedule"
-	}
-	if ok, why := due(now, t, p, jitterOf(g.name, t.Generation), renewable); ok {
+	if _, why := nextDue(t, p, g.jitterFor(t.Generation), g.renewable(t)); why != "" {
 		return why
 	}
-	return ""
+	return "due"
 }
 
 // renewable reports whether a new token can be had for g without a person.
