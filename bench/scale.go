@@ -1,0 +1,300 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tokend/tokend/store"
+)
+
+// scaleResult is what a child process measured for one size.
+type scaleResult struct {
+	Grants    int   `json:"grants"`
+	StartupNS int64 `json:"startup_ns"`
+	RSS       int64 `json:"rss"`      // VmRSS after start and the first tick
+	PeakRSS   int64 `json:"peak_rss"` // VmHWM
+	BaseRSS   int64 `json:"base_rss"` // VmRSS before daemon.New (runtime, provider, configuration)
+	RSSAnon   int64 `json:"rss_anon"` // of RSS: anonymous memory (Go heap, stacks)
+	RSSFile   int64 `json:"rss_file"` // of RSS: file pages (the store's mmap, the binary)
+	HeapInuse int64 `json:"heap_inuse"`
+	Refreshes int64 `json:"refreshes"`
+}
+
+const keyEnv = "TOKEND_BENCH_KEY"
+
+// childProfile, when set (-child-profile), makes each scale child write
+// CPU (start-up) and heap profiles to childProfile.N.cpu and .heap.
+var childProfile string
+
+// seedStore writes n fresh tokens (valid for an hour) straight into a new
+// sealed store. It is set-up, not measured, so the store is opened with
+// NoSync; the daemon later opens it normally.
+func seedStore(path string, key []byte, n int) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	st, err := store.Open(store.Options{Path: path, Key: key, NoSync: true})
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for range 64 {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				t := store.Token{
+					Grant: grantName(i), AccessToken: "at_" + strconv.Itoa(i) + "_0123456789ABCDEFGHIJKLMNOPQRSTUV", TokenType: "Bearer",
+					Scope: "read", Obtained: now, Expiry: now.Add(accessTTL), Generation: 1, State: "valid",
+					StateSince: now, LastSuccess: now, LastAttempt: now,
+				}
+				a := store.Attempt{At: now, Result: "success", Latency: 40 * time.Millisecond, Reason: "missing"}
+				if err := st.PutToken(t, &a); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	return errors.Join(<-errs, st.Close())
+}
+
+// scaleChild runs in a fresh process: it starts the daemon over a seeded
+// store of n grants and prints what it measured as JSON.
+func scaleChild(dir string, n int, cpuprofile, memprofile string) error {
+	key, err := hex.DecodeString(os.Getenv(keyEnv))
+	if err != nil || len(key) != 32 {
+		return errors.New("bench: child: no key")
+	}
+	prov := newProvider()
+	defer prov.Close()
+	cfg, err := benchConfig(dir, key, prov.URL(), n, 0)
+	if err != nil {
+		return err
+	}
+	res := scaleResult{Grants: n, BaseRSS: procStatus("VmRSS")}
+	if cpuprofile != "" {
+		f, err := os.Create(cpuprofile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+	}
+	r, err := startDaemon(cfg, nil)
+	pprof.StopCPUProfile()
+	if err != nil {
+		return err
+	}
+	res.StartupNS = r.startup.Nanoseconds()
+	// The first tick runs right after start; give it and the listeners
+	// time to settle, then read what the kernel says the process holds.
+	time.Sleep(3 * time.Second)
+	res.RSS = procStatus("VmRSS")
+	res.PeakRSS = procStatus("VmHWM")
+	if memprofile != "" {
+		f, err := os.Create(memprofile)
+		if err != nil {
+			return err
+		}
+		runtime.GC()
+		err = pprof.WriteHeapProfile(f)
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	res.RSSAnon = procStatus("RssAnon")
+	res.RSSFile = procStatus("RssFile")
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	res.HeapInuse = int64(ms.HeapInuse)
+	res.Refreshes = r.m.ok.Load()
+	if err := r.stop(); err != nil {
+		return err
+	}
+	return json.NewEncoder(os.Stdout).Encode(res)
+}
+
+// procStatus reads a "kB" field of /proc/self/status, in bytes.
+func procStatus(field string) int64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+type tickResult struct{ wallNS, cpuNS, bytes float64 }
+
+var tickLine = regexp.MustCompile(`^BenchmarkIdleTick/grants=(\d+)(/nostore)?-\d+\s+\d+\s+([\d.]+) ns/op\s+([\d.]+) cpu-ns/op\s+([\d.]+) B/op`)
+
+// runTickBench runs the daemon's BenchmarkIdleTick with go test and
+// returns the figures by size (store included).
+func runTickBench(goCmd string) (map[int]tickResult, map[int]tickResult, string, error) {
+	args := []string{"test", "-run", "^$", "-bench", "^BenchmarkIdleTick$", "-benchtime", "20x", "-count", "1", "./daemon/"}
+	cmd := exec.Command(goCmd, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	line := goCmd + " " + strings.Join(args, " ")
+	if err != nil {
+		return nil, nil, line, fmt.Errorf("bench: %s: %w\n%s", line, err, out.String())
+	}
+	with, without := map[int]tickResult{}, map[int]tickResult{}
+	for _, l := range strings.Split(out.String(), "\n") {
+		m := tickLine.FindStringSubmatch(l)
+		if m == nil {
+			continue
+		}
+		n, _ := strconv.Atoi(m[1])
+		var tr tickResult
+		tr.wallNS, _ = strconv.ParseFloat(m[3], 64)
+		tr.cpuNS, _ = strconv.ParseFloat(m[4], 64)
+		tr.bytes, _ = strconv.ParseFloat(m[5], 64)
+		if m[2] == "" {
+			with[n] = tr
+		} else {
+			without[n] = tr
+		}
+	}
+	if len(with) == 0 {
+		return nil, nil, line, fmt.Errorf("bench: no BenchmarkIdleTick results in:\n%s", out.String())
+	}
+	return with, without, line, nil
+}
+
+// benchScale is benchmark 4: store size, RSS and start-up time of a
+// daemon in a fresh process per size, and the idle tick from go test.
+func benchScale(rep *report, dir, goCmd string, sizes []int) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	res := map[int]scaleResult{}
+	sizeOf := map[int]int64{}
+	for _, n := range sizes {
+		d := filepath.Join(dir, fmt.Sprintf("scale-%d", n))
+		key := newKey()
+		path := filepath.Join(d, "tokend.db")
+		t := time.Now()
+		if err := seedStore(path, key, n); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "  seeded %d tokens in %s\n", n, time.Since(t).Round(time.Millisecond))
+		args := []string{"-scale-child", strconv.Itoa(n), "-dir", d}
+		if expNoMet {
+			args = append(args, "-exp-nometrics")
+		}
+		if childProfile != "" {
+			args = append(args, "-cpuprofile", fmt.Sprintf("%s.%d.cpu", childProfile, n), "-memprofile", fmt.Sprintf("%s.%d.heap", childProfile, n))
+		}
+		cmd := exec.Command(self, args...)
+		cmd.Env = append(os.Environ(), keyEnv+"="+hex.EncodeToString(key))
+		cmd.Stderr = os.Stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return fmt.Errorf("bench: scale child %d: %w", n, err)
+		}
+		var sr scaleResult
+		if err := json.Unmarshal(out, &sr); err != nil {
+			return fmt.Errorf("bench: scale child %d: %w: %q", n, err, out)
+		}
+		if sr.Refreshes != 0 {
+			return fmt.Errorf("bench: scale child %d: %d refreshes at start; the seeded tokens should not be due", n, sr.Refreshes)
+		}
+		fi, err := os.Stat(path)
+		if err != nil {
+			return err
+		}
+		sizeOf[n] = fi.Size()
+		res[n] = sr
+		os.RemoveAll(d)
+	}
+	ticks, bare, tickCmd, err := runTickBench(goCmd)
+	if err != nil {
+		return err
+	}
+	largest := sizes[len(sizes)-1]
+	for _, n := range sizes {
+		sr := res[n]
+		sec := fmt.Sprintf("4. Scale, %d grants", n)
+		big := n == largest && n == 100000
+		target := func(s string, ok bool) (string, *bool) {
+			if !big {
+				return "", nil
+			}
+			return s, met(ok)
+		}
+		rep.add(row{sec, "store size", fmtBytes(sizeOf[n]), "", "", "", nil})
+		startup := time.Duration(sr.StartupNS)
+		ts, tm := target("< 2 s", startup < 2*time.Second)
+		rep.add(row{sec, "start-up (New → Started)", fmtDur(startup), "", "", ts, tm})
+		rs, rm := target("< 300 MB", sr.RSS < 300e6)
+		rep.add(row{sec, "RSS after start", fmtBytes(sr.RSS), fmtBytes(sr.BaseRSS) + " before New", "", rs, rm})
+		rep.add(row{sec, "peak RSS (VmHWM)", fmtBytes(sr.PeakRSS), "", "", "", nil})
+		rep.add(row{sec, "RSS: anonymous / file (store mmap)", fmtBytes(sr.RSSAnon) + " / " + fmtBytes(sr.RSSFile), "", "", "", nil})
+		rep.add(row{sec, "Go heap in use", fmtBytes(sr.HeapInuse), "", "", "", nil})
+		if tr, ok := ticks[n]; ok {
+			cs, cm := target("< 20 ms", tr.cpuNS < 20e6)
+			rep.add(row{sec, "idle tick CPU", fmtDur(time.Duration(tr.cpuNS)), "", "", cs, cm})
+			rep.add(row{sec, "idle tick wall", fmtDur(time.Duration(tr.wallNS)), "", "", "", nil})
+			if b, ok := bare[n]; ok {
+				rep.add(row{sec, "idle tick CPU without PrunePending", fmtDur(time.Duration(b.cpuNS)), "", "", "", nil})
+			}
+		}
+	}
+	// Growth: cost per grant from the middle size to the largest, ≤ 1.2
+	// (20 % slack for noise) meaning "no faster than linear".
+	if len(sizes) >= 2 {
+		a, b := sizes[len(sizes)-2], sizes[len(sizes)-1]
+		k := float64(b) / float64(a)
+		sec := fmt.Sprintf("4. Scale growth %d→%d (%.0f× grants)", a, b, k)
+		grow := func(metric string, x, y float64) {
+			g := (y / x) / k
+			rep.add(row{sec, metric + " per grant", "", "", fmtRatio(g), "≤ 1.20×", met(g <= 1.2)})
+		}
+		grow("store size", float64(sizeOf[a]), float64(sizeOf[b]))
+		grow("start-up", float64(res[a].StartupNS), float64(res[b].StartupNS))
+		grow("RSS above base", float64(res[a].RSS-res[a].BaseRSS), float64(res[b].RSS-res[b].BaseRSS))
+		if ta, ok := ticks[a]; ok {
+			if tb, ok := ticks[b]; ok {
+				grow("idle tick CPU", ta.cpuNS, tb.cpuNS)
+			}
+		}
+	}
+	rep.notef("Scale: for each size a sealed store is seeded with one fresh token and one history entry per grant (set-up, NoSync), then a fresh child process (this program re-executed with -scale-child) builds the configuration, runs daemon.New + Run and times New → Started() (store open, every token read and unsealed, listeners up); RSS is /proc/self/status VmRSS 3 s after start (the first tick done, no refresh due: checked), before-New RSS is the child's runtime, provider and built configuration (the daemon holds the configuration too). Store size is the bbolt file after the daemon ran.")
+	rep.notef("Idle tick: `%s` calls the scheduler's tick with every grant holding a fresh token and a real sealed store (fsync on, so PrunePending's write transaction is included); CPU is getrusage user+system per tick; 'without PrunePending' is the same with no store. Growth rows compare cost per grant between the two largest sizes: 1.00× is linear.", tickCmd)
+	return nil
+}

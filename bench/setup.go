@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"github.com/tokend/tokend/daemon"
+	"github.com/tokend/tokend/metrics"
+	"github.com/tokend/tokend/oauth"
+	"github.com/tokend/tokend/oauth/oauthtest"
+	"github.com/tokend/tokend/store"
+)
+
+const (
+	clientID     = "bench-app"
+	clientSecret = "bench-client-secret"
+	accessTTL    = time.Hour
+)
+
+// newProvider starts the in-process provider on loopback with the one
+// confidential client every benchmark grant uses.
+func newProvider() *oauthtest.Server {
+	return oauthtest.New(oauthtest.Options{
+		AccessTTL: accessTTL,
+		Clients:   []oauthtest.Client{{ID: clientID, Secret: clientSecret, AuthMethod: oauthtest.AuthMethodBasic}},
+	})
+}
+
+func grantName(i int) string { return fmt.Sprintf("grant-%06d", i) }
+
+func newKey() []byte {
+	k := make([]byte, 32)
+	rand.Read(k)
+	return k
+}
+
+// benchConfig is a real daemon configuration: a sealed store (encryption
+// at rest on, fsync on), a unix socket, loopback callback and metrics
+// listeners, and n client_credentials grants of one client.
+func benchConfig(dir string, key []byte, issuer string, n, concurrency int) (*daemon.Config, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	cfg := &daemon.Config{
+		Store:   daemon.StoreConfig{Path: filepath.Join(dir, "tokend.db"), Key: key},
+		Listen:  daemon.ListenConfig{Socket: filepath.Join(dir, "tokend.sock"), Callback: "127.0.0.1:0", Metrics: "127.0.0.1:0"},
+		Refresh: daemon.RefreshConfig{Concurrency: concurrency},
+		Log:     daemon.LogConfig{Level: "info"},
+		Providers: map[string]daemon.ProviderConfig{
+			"bench": {Issuer: issuer},
+		},
+		Clients: map[string]daemon.ClientConfig{
+			"app": {Provider: "bench", ClientID: clientID, AuthMethod: "client_secret_basic", Secret: oauth.NewSecret(clientSecret)},
+		},
+		Grants: make(map[string]daemon.GrantConfig, n),
+	}
+	for i := range n {
+		cfg.Grants[grantName(i)] = daemon.GrantConfig{Client: "app", Type: daemon.GrantClientCredentials, Scopes: []string{"read"}}
+	}
+	cfg.ApplyDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("bench: config: %w", err)
+	}
+	return cfg, nil
+}
+
+// countingMetrics is the real metrics plus a count of successful
+// refreshes. The daemon reports a refresh only after its token is durable
+// (PutToken returned), so the count is of durable refreshes.
+type countingMetrics struct {
+	*metrics.Metrics
+	ok atomic.Int64
+}
+
+func (m *countingMetrics) ObserveRefresh(grant, result string, d time.Duration) {
+	if result == "success" {
+		m.ok.Add(1)
+	}
+	m.Metrics.ObserveRefresh(grant, result, d)
+}
+
+// Experiment switches (flags -exp-nosync, -exp-pool), for diagnosing a
+// missed target; never set by make bench.
+var (
+	expNoSync bool
+	expPool   bool
+	expNoMet  bool
+)
+
+// running is a daemon started in this process.
+type running struct {
+	d       *daemon.Daemon
+	cfg     *daemon.Config
+	m       *countingMetrics
+	startup time.Duration // daemon.New to Started
+	cancel  context.CancelFunc
+	done    chan error
+}
+
+// startDaemon builds and runs a daemon wired as `tokend serve` wires it
+// (real metrics, an info-level logger whose output is discarded).
+func startDaemon(cfg *daemon.Config, clock daemon.Clock) (*running, error) {
+	m := &countingMetrics{Metrics: metrics.New(metrics.BuildInfo{Version: "bench", Revision: "bench", GoVersion: runtime.Version()})}
+	opts := daemon.Options{
+		Logger:         daemon.NewLogger(io.Discard, cfg.Log, false),
+		Clock:          clock,
+		Metrics:        m,
+		MetricsHandler: func(r func() error) http.Handler { return m.Handler(r) },
+	}
+	if expNoSync {
+		opts.OpenStore = func(c daemon.StoreConfig, log *slog.Logger) (daemon.Store, error) {
+			return store.Open(store.Options{Path: c.Path, Key: c.Key, Logger: log, NoSync: true})
+		}
+	}
+	if expNoMet {
+		opts.Metrics, opts.MetricsHandler = nil, nil
+	}
+	if expPool {
+		opts.HTTPClient = &http.Client{Timeout: cfg.Refresh.Timeout, Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Refresh.Concurrency + 8}}
+	}
+	begin := time.Now()
+	d, err := daemon.New(cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{d: d, cfg: cfg, m: m, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- d.Run(ctx) }()
+	select {
+	case <-d.Started():
+		r.startup = time.Since(begin)
+	case err := <-r.done:
+		cancel()
+		return nil, fmt.Errorf("bench: daemon did not start: %w", err)
+	case <-time.After(60 * time.Second):
+		cancel()
+		return nil, errors.New("bench: daemon did not start within 60 s")
+	}
+	return r, nil
+}
+
+func (r *running) stop() error {
+	r.cancel()
+	select {
+	case err := <-r.done:
+		return err
+	case <-time.After(30 * time.Second):
+		return errors.New("bench: daemon did not stop within 30 s")
+	}
+}
+
+// waitRefreshed waits until n refreshes succeeded, at most limit.
+func (r *running) waitRefreshed(n int64, limit time.Duration) (time.Duration, error) {
+	start := time.Now()
+	for r.m.ok.Load() < n {
+		if time.Since(start) > limit {
+			return 0, fmt.Errorf("bench: only %d of %d refreshes done after %s", r.m.ok.Load(), n, limit)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return time.Since(start), nil
+}
+
+// unixClient is one keep-alive HTTP client over the unix socket at path:
+// one connection, reused for every request.
+func unixClient(path string) *http.Client {
+	return &http.Client{
+		Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "unix", path)
+			},
+			MaxIdleConns:        1,
+			MaxIdleConnsPerHost: 1,
+			DisableCompression:  true,
+		},
+		Timeout: 60 * time.Second,
+	}
+}

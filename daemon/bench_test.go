@@ -1,0 +1,106 @@
+package daemon
+
+import (
+	"fmt"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tokend/tokend/oauth"
+	"github.com/tokend/tokend/store"
+)
+
+// idleDaemon builds a daemon with n client_credentials grants that all
+// hold a fresh token, and a real sealed store (fsync on), as after start:
+// a scheduler tick at t0 finds nothing due.
+func idleDaemon(b *testing.B, n int) *Daemon {
+	b.Helper()
+	dir := b.TempDir()
+	key := make([]byte, 32)
+	for i := range key {
+		key[i] = byte(i)
+	}
+	cfg := &Config{
+		Store:  StoreConfig{Path: filepath.Join(dir, "tokend.db"), Key: key},
+		Listen: ListenConfig{Socket: filepath.Join(dir, "t.sock"), Callback: "127.0.0.1:0", Metrics: "off"},
+		Providers: map[string]ProviderConfig{
+			// Never contacted: nothing is due.
+			"test": {TokenEndpoint: "http://127.0.0.1:1/token"},
+		},
+		Clients: map[string]ClientConfig{
+			"app": {Provider: "test", ClientID: "app", AuthMethod: "client_secret_basic", Secret: oauth.NewSecret(testSecret)},
+		},
+		Grants: make(map[string]GrantConfig, n),
+	}
+	for i := range n {
+		cfg.Grants[fmt.Sprintf("grant-%06d", i)] = GrantConfig{Client: "app", Type: GrantClientCredentials, Scopes: []string{"read"}}
+	}
+	cfg.ApplyDefaults()
+	d, err := New(cfg, Options{Clock: newFakeClock(t0)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, err := store.Open(store.Options{Path: cfg.Store.Path, Key: key})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	d.st = st
+	_, p := d.config()
+	for _, g := range d.grantList() {
+		d.publish(g, &store.Token{
+			Grant: g.name, AccessToken: "access-token-0123456789abcdefghijklmnopqrstuvwxyz", TokenType: "Bearer",
+			Scope: "read", Obtained: t0, Expiry: t0.Add(time.Hour), Generation: 1, State: StateValid,
+			StateSince: t0, LastSuccess: t0, LastAttempt: t0,
+		}, p)
+	}
+	return d
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkIdleTick measures one scheduler tick when nothing is due, the
+// cost paid every refresh.schedule period (15 s by default) forever. It
+// reports wall time (ns/op) and the process's CPU time per tick
+// (cpu-ns/op, user + system, GC included). The nostore variants leave the
+// store out (no PrunePending) to show what the per-grant loop costs alone.
+// `make bench` runs it and copies the figures into BENCHMARKS.md.
+func BenchmarkIdleTick(b *testing.B) {
+	for _, n := range []int{1000, 10000, 100000} {
+		for _, withStore := range []bool{true, false} {
+			name := fmt.Sprintf("grants=%d", n)
+			if !withStore {
+				name += "/nostore"
+			}
+			b.Run(name, func(b *testing.B) {
+				d := idleDaemon(b, n)
+				if !withStore {
+					d.st = nil
+				}
+				d.tick(t0) // warm: first-use allocations
+				if q := d.queue.queuedLen(); q != 0 {
+					b.Fatalf("%d grants due at an idle tick", q)
+				}
+				b.ReportAllocs()
+				iters := 0
+				cpu0 := cpuTime()
+				for b.Loop() {
+					d.tick(t0)
+					iters++
+				}
+				cpu := cpuTime() - cpu0
+				b.ReportMetric(float64(cpu.Nanoseconds())/float64(iters), "cpu-ns/op")
+				if q := d.queue.queuedLen(); q != 0 {
+					b.Fatalf("%d grants due at an idle tick", q)
+				}
+			})
+		}
+	}
+}
