@@ -189,15 +189,6 @@ func (m *Metrics) SetState(grant, state string) {
 	m.state[grant] = state
 }
 
-func isKnownState(s string) bool {
-	for _, k := range knownStates {
-		if k == s {
-			return true
-		}
-	}
-	return false
-}
-
 // ObserveFetch counts tokend_fetch_requests_total{grant,code}. Callers pass
 // "" for a name that is not a configured grant (it becomes "_unknown").
 func (m *Metrics) ObserveFetch(grant string, code int) {
