@@ -73,13 +73,20 @@ type access struct {
 }
 
 func resolveAccess(r Readers) (access, error) {
-	a := access{uids: map[uint32]bool{}, gids: map[uint32]bool{}}
+	var a access
 	uids, gids, err := r.Resolve()
-	for _, u := range uids {
-		a.uids[u] = true
+	// Most grants name no readers: nil maps keep 100,000 of them cheap.
+	if len(uids) > 0 {
+		a.uids = make(map[uint32]bool, len(uids))
+		for _, u := range uids {
+			a.uids[u] = true
+		}
 	}
-	for _, g := range gids {
-		a.gids[g] = true
+	if len(gids) > 0 {
+		a.gids = make(map[uint32]bool, len(gids))
+		for _, g := range gids {
+			a.gids[g] = true
+		}
 	}
 	return a, err
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -104,7 +105,9 @@ type Daemon struct {
 	policy    Policy
 	sched     cron.Schedule
 	grants    map[string]*grant
-	ordered   []*grant // the same grants sorted by name; never modified, replaced on reload
+	ordered   []*grant      // the same grants sorted by name; never modified, replaced on reload
+	states    []*tokenState // ordered[i].tokenState, for the scheduler's walk
+	scheduled []*grant      // the grants with a schedule of their own
 	clients   map[string]*clientRT
 	providers map[string]*providerRT
 	operators access
@@ -132,24 +135,33 @@ type Daemon struct {
 // serve: it is replaced whole (never modified in place), so readers load it
 // without locks and never wait on a refresh or the store.
 type grant struct {
+	*tokenState
+
 	name     string
 	cfg      GrantConfig
 	readers  access
 	schedule cron.Schedule // forced refresh; nil when none
 
-	cur    atomic.Pointer[store.Token]
+	mu         sync.Mutex // guards the fields below (scheduler and refresher)
+	nextForced time.Time
+	lastLogged string // the last failure logged, so a repeat is logged once
+}
+
+// tokenState is a grant's token and what the scheduler needs of it. A
+// reload replaces the grant's configuration but keeps its tokenState, so
+// a refresh that was running under the old configuration still lands
+// where fetches look. The daemon allocates the states of its grants in one
+// slice, and the scheduler walks them in that order: one cache line each.
+type tokenState struct {
 	// dueAt and validUntil index cur for the scheduler, which reads them
 	// for every grant on every tick: nanoseconds since the daemon's epoch
 	// (monotonic when the token was obtained by this process).
 	dueAt      atomic.Int64
 	validUntil atomic.Int64
+	cur        atomic.Pointer[store.Token]
 	jitter     atomic.Pointer[jitterCache]
-	queued atomic.Bool
-	dirty  atomic.Bool // the newest token is not yet durable
-
-	mu         sync.Mutex // guards the fields below (scheduler and refresher)
-	nextForced time.Time
-	lastLogged string // the last failure logged, so a repeat is logged once
+	queued     atomic.Bool
+	dirty      atomic.Bool // the newest token is not yet durable
 
 	// op serialises everything that replaces the token set: refreshes,
 	// authorizations, revocations. Fetches never take it.
@@ -162,7 +174,7 @@ type jitterCache struct {
 }
 
 // jitterFor returns jitterOf(g.name, generation), computed once per
-// generation: the scheduler asks for every grant on every tick.
+// generation: the scheduler asks for every due grant.
 func (g *grant) jitterFor(generation uint64) float64 {
 	if c := g.jitter.Load(); c != nil && c.generation == generation {
 		return c.value
@@ -300,15 +312,6 @@ func (d *Daemon) configure(cfg *Config) error {
 			}
 			g.nextForced = g.schedule.Next(now)
 		}
-		if prev, ok := old[name]; ok {
-			if t := prev.cur.Load(); t != nil {
-				t = clearPermanent(t, prev.cfg, gc)
-				d.publish(g, t, policyOf(cfg.Refresh))
-			}
-			g.dirty.Store(prev.dirty.Load())
-		} else {
-			d.publish(g, emptyToken(name), policyOf(cfg.Refresh))
-		}
 		grants[name] = g
 	}
 	ordered := make([]*grant, 0, len(grants))
@@ -316,6 +319,25 @@ func (d *Daemon) configure(cfg *Config) error {
 		ordered = append(ordered, g)
 	}
 	slices.SortFunc(ordered, func(a, b *grant) int { return strings.Compare(a.name, b.name) })
+	fresh := make([]tokenState, len(ordered))
+	states := make([]*tokenState, len(ordered))
+	var scheduled []*grant
+	p := policyOf(cfg.Refresh)
+	for i, g := range ordered {
+		if prev, ok := old[g.name]; ok {
+			g.tokenState = prev.tokenState
+			// Re-indexed under the new policy; a permanent failure gets
+			// another chance, since the configuration may have fixed it.
+			d.publish(g, clearPermanent(g.cur.Load()), p)
+		} else {
+			g.tokenState = &fresh[i]
+			d.publish(g, emptyToken(g.name), p)
+		}
+		states[i] = g.tokenState
+		if g.schedule != nil {
+			scheduled = append(scheduled, g)
+		}
+	}
 	d.mu.Lock()
 	d.cfg = cfg
 	d.policy = policyOf(cfg.Refresh)
@@ -324,6 +346,8 @@ func (d *Daemon) configure(cfg *Config) error {
 	d.clients = clients
 	d.grants = grants
 	d.ordered = ordered
+	d.states = states
+	d.scheduled = scheduled
 	d.operators = ops
 	d.mu.Unlock()
 	for name := range old {
@@ -336,7 +360,7 @@ func (d *Daemon) configure(cfg *Config) error {
 
 // clearPermanent lets a reload retry a grant that stopped on a permanent
 // error: the configuration that caused it may have been fixed.
-func clearPermanent(t *store.Token, before, after GrantConfig) *store.Token {
+func clearPermanent(t *store.Token) *store.Token {
 	switch t.State {
 	case StateCredentialsError, StateConfigurationError:
 		c := *t
@@ -417,6 +441,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}()
 	d.loadTokens()
+	// Reading and unsealing every token leaves garbage the size of the
+	// store, and the store's pages mapped; hand both back now.
+	if r, ok := st.(interface{ ReleaseMemory() error }); ok {
+		if err := r.ReleaseMemory(); err != nil {
+			d.log.Debug("releasing the store's mapped pages", "err", err)
+		}
+	}
+	debug.FreeOSMemory()
 
 	sock, cleanup, err := d.listenSocket(cfg.Listen)
 	if err != nil {

@@ -666,3 +666,28 @@ func TestSocketPathOccupied(t *testing.T) {
 		t.Fatal("the file at the socket path was touched")
 	}
 }
+
+// A refresh running across a reload lands in the reloaded grant: otherwise
+// the grant would keep serving (and refreshing with) the old token set.
+func TestRefreshAcrossReload(t *testing.T) {
+	h := newHarness(t, harnessOpts{prov: oauthtest.Options{AutoApprove: true, Rotate: true}, config: userGrant})
+	h.authorizeViaCallback("user")
+	first := h.stored("user")
+	h.prov.SetFault(oauthtest.Fault{Kind: oauthtest.FaultSlow, Delay: 300 * time.Millisecond, Times: 1})
+	done := make(chan struct{})
+	go func() { _, _ = h.d.refresh(h.d.grant("user"), "manual"); close(done) }()
+	waitFor(t, "refresh at the provider", func() bool { return h.prov.Stats().Faulted == 1 })
+	cfg := *h.cfg
+	if err := h.d.Reload(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	got := h.d.grant("user").cur.Load()
+	if got.Generation != first.Generation+1 || got.RefreshToken == first.RefreshToken {
+		t.Fatalf("reloaded grant holds generation %d, want %d", got.Generation, first.Generation+1)
+	}
+	h.do(http.MethodPost, "/v1/tokens/user/refresh")
+	if s := h.prov.Stats(); s.Reuses != 0 {
+		t.Fatalf("%d refresh token reuses after the reload", s.Reuses)
+	}
+}

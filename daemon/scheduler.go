@@ -92,28 +92,32 @@ func (d *Daemon) tick(now time.Time) {
 			d.log.Info("expired pending authorizations removed", "count", n)
 		}
 	}
-	gs := d.grantList()
+	d.mu.RLock()
+	gs, states, scheduled := d.ordered, d.states, d.scheduled
+	d.mu.RUnlock()
 	valid := 0
 	at := int64(now.Sub(d.epoch))
-	for _, g := range gs {
-		forced := false
-		if g.schedule != nil {
-			g.mu.Lock()
-			if forced = !now.Before(g.nextForced); forced {
-				g.nextForced = g.schedule.Next(now)
-			}
-			g.mu.Unlock()
-		}
+	for i, ts := range states {
 		switch {
-		case at >= g.dueAt.Load():
+		case at >= ts.dueAt.Load():
+			g := gs[i]
 			d.queue.push(g, d.dueReason(now, g, p))
-		case forced && g.renewable(g.cur.Load()):
-			d.queue.push(g, "schedule")
-		case g.dirty.Load():
-			d.persistDirty(g)
+		case ts.dirty.Load():
+			d.persistDirty(gs[i])
 		}
-		if at < g.validUntil.Load() {
+		if at < ts.validUntil.Load() {
 			valid++
+		}
+	}
+	for _, g := range scheduled {
+		g.mu.Lock()
+		forced := !now.Before(g.nextForced)
+		if forced {
+			g.nextForced = g.schedule.Next(now)
+		}
+		g.mu.Unlock()
+		if forced && g.renewable(g.cur.Load()) {
+			d.queue.push(g, "schedule")
 		}
 	}
 	d.sendStatus(valid, len(gs))
