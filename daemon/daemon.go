@@ -27,6 +27,7 @@ import (
 type Store interface {
 	Token(grant string) (store.Token, error)
 	Tokens() ([]store.Token, error)
+	EachToken(fn func(t *store.Token) error) error
 	PutToken(t store.Token, a *store.Attempt) error
 	DeleteToken(grant string) error
 	History(grant string) ([]store.Attempt, error)
@@ -441,14 +442,6 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}()
 	d.loadTokens()
-	// Reading and unsealing every token leaves garbage the size of the
-	// store, and the store's pages mapped; hand both back now.
-	if r, ok := st.(interface{ ReleaseMemory() error }); ok {
-		if err := r.ReleaseMemory(); err != nil {
-			d.log.Debug("releasing the store's mapped pages", "err", err)
-		}
-	}
-	debug.FreeOSMemory()
 
 	sock, cleanup, err := d.listenSocket(cfg.Listen)
 	if err != nil {
@@ -524,6 +517,17 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	d.running.Store(true)
 	close(d.started)
+	// Reading and unsealing every token left garbage the size of the store,
+	// and the store's pages mapped; hand both back, off the start-up path.
+	g.Go(func() error {
+		if r, ok := st.(interface{ ReleaseMemory() error }); ok {
+			if err := r.ReleaseMemory(); err != nil {
+				d.log.Debug("releasing the store's mapped pages", "err", err)
+			}
+		}
+		debug.FreeOSMemory()
+		return nil
+	})
 	_ = d.notifier.Ready()
 	d.notifyStatus()
 	d.log.Info("tokend started", "socket", sock.Addr().String(), "callback", d.CallbackAddr(), "metrics", d.MetricsAddr(), "grants", len(cfg.Grants), "store", cfg.Store.Path)
@@ -551,33 +555,31 @@ func (d *Daemon) flushDirty() {
 // loadTokens reads every stored token into memory. A grant already holding
 // a token keeps the newer of the two generations.
 func (d *Daemon) loadTokens() {
-	toks, err := d.st.Tokens()
-	if err != nil {
-		d.log.Error("reading stored tokens", "err", err)
-		return
-	}
 	_, p := d.config()
 	now := d.clock.Now()
-	for i := range toks {
-		t := toks[i]
+	err := d.st.EachToken(func(t *store.Token) error {
 		g := d.grant(t.Grant)
 		if g == nil {
-			continue
+			return nil
 		}
 		if cur := g.cur.Load(); !isEmpty(cur) && cur.Generation >= t.Generation {
 			// Memory is as new or newer (a reload, or a token not yet saved).
-			continue
+			return nil
 		}
 		if t.State == StateRefreshing {
 			// The process stopped mid-refresh; the stored token is what was
 			// durable before it.
 			t.State = StateValid
 		}
-		if t.State == StateValid && !usable(now, &t, p) {
+		if t.State == StateValid && !usable(now, t, p) {
 			t.State = StateExpired
 		}
-		d.publish(g, &t, p)
-		d.publishMetrics(g.name, &t, p)
+		d.publish(g, t, p)
+		d.publishMetrics(g.name, t, p)
+		return nil
+	})
+	if err != nil {
+		d.log.Error("reading stored tokens", "err", err)
 	}
 	for _, g := range d.grantList() {
 		if isEmpty(g.cur.Load()) {
