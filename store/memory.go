@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 
+	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
 )
 
@@ -19,19 +20,20 @@ func (s *Store) ReleaseMemory() error {
 	if s.closed {
 		return ErrClosed
 	}
-	fi, err := os.Stat(s.path)
-	if err != nil {
-		return fmt.Errorf("store: %w", err)
-	}
-	data := s.db.Info().Data
-	size := uintptr(fi.Size()) &^ uintptr(os.Getpagesize()-1)
-	if data == 0 || size == 0 {
+	// Inside a read transaction: bbolt remaps the file (when a write grows
+	// it) only once no read transaction is open, so the mapping cannot move
+	// while it is advised.
+	return s.db.View(func(tx *bolt.Tx) error {
+		data := s.db.Info().Data
+		size := uintptr(tx.Size()) &^ uintptr(os.Getpagesize()-1)
+		if data == 0 || size == 0 {
+			return nil
+		}
+		// Raw syscall: the map's address comes from bbolt as a uintptr,
+		// and MADV_DONTNEED on a shared file mapping only drops pages.
+		if _, _, errno := unix.Syscall(unix.SYS_MADVISE, data, size, unix.MADV_DONTNEED); errno != 0 {
+			return fmt.Errorf("store: madvise %s: %w", s.path, errno)
+		}
 		return nil
-	}
-	// Raw syscall: the map's address comes from bbolt as a uintptr, and
-	// MADV_DONTNEED on a shared file mapping only unmaps pages.
-	if _, _, errno := unix.Syscall(unix.SYS_MADVISE, data, size, unix.MADV_DONTNEED); errno != 0 {
-		return fmt.Errorf("store: madvise %s: %w", s.path, errno)
-	}
-	return nil
+	})
 }
