@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tokend/tokend/store"
@@ -115,19 +116,63 @@ func (d *Daemon) handleToken(w http.ResponseWriter, r *http.Request) {
 	}
 	_, p := d.config()
 	exp := expiryOf(t, p)
-	if r.URL.Query().Get("format") == "raw" || wantsText(r) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Header().Set("Cache-Control", "no-store")
-		_, _ = w.Write([]byte(t.AccessToken + "\n"))
+	h := w.Header()
+	h["Cache-Control"] = noStore
+	if (r.URL.RawQuery != "" && r.URL.Query().Get("format") == "raw") || wantsText(r) {
+		h["Content-Type"] = textPlain
+		_, _ = io.WriteString(w, t.AccessToken+"\n")
 		return
 	}
-	writeJSON(w, http.StatusOK, TokenResponse{
-		AccessToken: t.AccessToken,
-		TokenType:   t.TokenType,
-		ExpiresIn:   int64(exp.Sub(d.clock.Now()) / time.Second),
-		ExpiresAt:   exp.UTC(),
-		Scope:       t.Scope,
-	})
+	// The hot path: the body is appended by hand into a pooled buffer,
+	// the same bytes encoding/json writes for a TokenResponse.
+	bp := bodyPool.Get().(*[]byte)
+	b := appendTokenJSON((*bp)[:0], t, exp, d.clock.Now())
+	h["Content-Type"] = appJSON
+	_, _ = w.Write(b)
+	*bp = b
+	bodyPool.Put(bp)
+}
+
+var (
+	noStore   = []string{"no-store"}
+	textPlain = []string{"text/plain; charset=utf-8"}
+	appJSON   = []string{"application/json"}
+	bodyPool  = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+)
+
+// appendTokenJSON appends the TokenResponse of t, with a newline, as
+// json.Encoder would.
+func appendTokenJSON(b []byte, t *store.Token, exp, now time.Time) []byte {
+	b = append(b, `{"access_token":`...)
+	b = appendJSONString(b, t.AccessToken)
+	b = append(b, `,"token_type":`...)
+	b = appendJSONString(b, t.TokenType)
+	b = append(b, `,"expires_in":`...)
+	b = strconv.AppendInt(b, int64(exp.Sub(now)/time.Second), 10)
+	b = append(b, `,"expires_at":"`...)
+	b = exp.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, '"')
+	if t.Scope != "" {
+		b = append(b, `,"scope":`...)
+		b = appendJSONString(b, t.Scope)
+	}
+	return append(b, "}\n"...)
+}
+
+// appendJSONString quotes s as encoding/json does: plain printable ASCII
+// (what tokens are made of) is copied, anything else goes through
+// encoding/json.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 func wantsText(r *http.Request) bool {

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -689,5 +690,25 @@ func TestRefreshAcrossReload(t *testing.T) {
 	h.do(http.MethodPost, "/v1/tokens/user/refresh")
 	if s := h.prov.Stats(); s.Reuses != 0 {
 		t.Fatalf("%d refresh token reuses after the reload", s.Reuses)
+	}
+}
+
+// The hand-built token body is byte for byte what encoding/json writes.
+func TestTokenJSONMatchesEncodingJSON(t *testing.T) {
+	now := time.Date(2026, 11, 23, 10, 0, 0, 123456789, time.UTC)
+	for _, tok := range []store.Token{
+		{AccessToken: "at_ABC.def-123~", TokenType: "Bearer", Scope: "read write"},
+		{AccessToken: "eyJhbGciOi.eyJzdWIi.sig_-", TokenType: "Bearer"},
+		{AccessToken: "odd\"quote\\and<tag>&\u00e9\x01", TokenType: "bearer", Scope: "ü"},
+	} {
+		exp := now.Add(90*time.Minute + 500*time.Millisecond).In(time.FixedZone("x", 3600))
+		var want bytes.Buffer
+		_ = json.NewEncoder(&want).Encode(TokenResponse{
+			AccessToken: tok.AccessToken, TokenType: tok.TokenType,
+			ExpiresIn: int64(exp.Sub(now) / time.Second), ExpiresAt: exp.UTC(), Scope: tok.Scope,
+		})
+		if got := appendTokenJSON(nil, &tok, exp, now); string(got) != want.String() {
+			t.Errorf("got  %s\nwant %s", got, want.String())
+		}
 	}
 }
