@@ -163,7 +163,7 @@ var tickLine = regexp.MustCompile(`^BenchmarkIdleTick/grants=(\d+)(/nostore)?-\d
 // runTickBench runs the daemon's BenchmarkIdleTick with go test and
 // returns the figures by size (store included).
 func runTickBench(goCmd string) (map[int]tickResult, map[int]tickResult, string, error) {
-	args := []string{"test", "-run", "^$", "-bench", "^BenchmarkIdleTick$", "-benchtime", "20x", "-count", "1", "./daemon/"}
+	args := []string{"test", "-run", "^$", "-bench", "^BenchmarkIdleTick$", "-benchtime", "2000x", "-count", "1", "./daemon/"}
 	cmd := exec.Command(goCmd, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
