@@ -206,6 +206,12 @@ func (d *Daemon) fetch(ctx context.Context, g *grant) (*store.Token, int, string
 		}
 		return nil, http.StatusServiceUnavailable, t.State, t.LastError
 	}
+	if g.backingOff.Load() {
+		// The provider just failed and the refresh waits to retry: waiting
+		// for it would only make the caller's 503 late.
+		return nil, http.StatusServiceUnavailable, "temporarily_unavailable",
+			"the token has expired and the provider is failing (" + t.LastError + "); tokend is retrying"
+	}
 	wctx, cancel := context.WithTimeout(ctx, d.opts.FetchWait)
 	defer cancel()
 	nt, err := d.refreshWait(wctx, g, "on-demand")

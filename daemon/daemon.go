@@ -163,6 +163,7 @@ type tokenState struct {
 	jitter     atomic.Pointer[jitterCache]
 	queued     atomic.Bool
 	dirty      atomic.Bool // the newest token is not yet durable
+	backingOff atomic.Bool // a refresh waits to retry after a transient failure
 
 	// op serialises everything that replaces the token set: refreshes,
 	// authorizations, revocations. Fetches never take it.

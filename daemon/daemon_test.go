@@ -179,6 +179,10 @@ func TestBackoffGivesUpBeforeExpiry(t *testing.T) {
 	if code != http.StatusServiceUnavailable {
 		t.Fatalf("fetch of expired token with provider down: %d %s", code, body)
 	}
+	// Answered at once, not after waiting out the refresh's backoff.
+	if !strings.Contains(string(body), "tokend is retrying") || !strings.Contains(string(body), "server_error") {
+		t.Fatalf("503 does not say why: %s", body)
+	}
 	// Back up: the next tick recovers.
 	h.prov.ClearFault()
 	h.advance(15 * time.Second)

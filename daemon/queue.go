@@ -9,11 +9,10 @@ import (
 // count but holds each grant at most once (grant.queued), so its size is
 // bounded by the number of grants, and the scheduler never blocks on it.
 type workQueue struct {
-	mu      sync.Mutex
-	items   []queued
-	signal  chan struct{}
-	kickCh  chan struct{}
-	pending sync.WaitGroup // items queued or being worked on
+	mu     sync.Mutex
+	items  []queued
+	signal chan struct{}
+	kickCh chan struct{}
 }
 
 type queued struct {
@@ -33,7 +32,6 @@ func (q *workQueue) push(g *grant, reason string) bool {
 	}
 	q.mu.Lock()
 	q.items = append(q.items, queued{g, reason})
-	q.pending.Add(1)
 	q.mu.Unlock()
 	select {
 	case q.signal <- struct{}{}:
@@ -72,7 +70,6 @@ func (q *workQueue) pop(ctx context.Context) (queued, bool) {
 // done marks an item popped by pop as finished.
 func (q *workQueue) done(it queued) {
 	it.g.queued.Store(false)
-	q.pending.Done()
 }
 
 // queuedLen is how many grants wait for a worker.

@@ -124,6 +124,7 @@ func (d *Daemon) doRefresh(g *grant, reason string) (*store.Token, error) {
 	stopWaiting := func() {
 		if waiting {
 			waiting = false
+			g.backingOff.Store(false)
 			d.retrying.Add(-1)
 		}
 	}
@@ -146,6 +147,7 @@ func (d *Daemon) doRefresh(g *grant, reason string) (*store.Token, error) {
 		d.noteFailure(g, p, err)
 		d.log.Debug("refresh failed, retrying", "grant", g.name, "err", err, "retry_in", wait)
 		waiting = true
+		g.backingOff.Store(true)
 		d.retrying.Add(1)
 	}
 	err := backoff.RetryNotifyWithTimer(op, backoff.WithContext(b, stop), notify, &backoffTimer{clock: d.clock})
