@@ -138,8 +138,10 @@ func (h *harness) stop() {
 func (h *harness) settle() {
 	h.t.Helper()
 	waitFor(h.t, "daemon idle", func() bool {
-		r := h.d.retrying.Load()
-		return h.d.queue.queuedLen() == 0 && h.d.inflightN.Load() == r && int64(h.clock.Waiters()) > r
+		r, n := h.d.retrying.Load(), h.d.inflightN.Load()
+		// claimed <= n: a grant a worker took is inside its refresh, not
+		// between the queue and the refresh.
+		return h.d.queue.queuedLen() == 0 && h.d.queue.claimed.Load() <= n && n == r && int64(h.clock.Waiters()) > r
 	})
 }
 
