@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -73,41 +72,11 @@ type faultOpts struct {
 
 func newFaultHarness(t *testing.T, o faultOpts) *faultHarness {
 	t.Helper()
-	clock := newFakeClock(t0)
 	skew := new(atomic.Int64)
-	po := o.prov
-	po.Now = func() time.Time { return clock.Now().Add(time.Duration(skew.Load())) }
-	if po.AccessTTL == 0 {
-		po.AccessTTL = 10 * time.Minute
-	}
-	po.Clients = append(po.Clients, oauthtest.Client{ID: "app", Secret: testSecret, AuthMethod: "client_secret_basic"})
-	prov := oauthtest.New(po)
-	t.Cleanup(prov.Close)
-	dir := t.TempDir()
-	cfg := &Config{
-		Store:   StoreConfig{Path: filepath.Join(dir, "tokend.db")},
-		Listen:  ListenConfig{Socket: filepath.Join(dir, "t.sock"), Callback: "127.0.0.1:0", Metrics: "off"},
-		Refresh: RefreshConfig{Schedule: "@every 15s", MinRemaining: 10 * time.Second},
-		Log:     LogConfig{Level: "debug"},
-		Providers: map[string]ProviderConfig{
-			"test": {Issuer: prov.URL()},
-		},
-		Clients: map[string]ClientConfig{
-			"app": {Provider: "test", ClientID: "app", AuthMethod: "client_secret_basic", Secret: oauth.NewSecret(testSecret)},
-		},
-		Grants: map[string]GrantConfig{
-			"cc": {Client: "app", Type: GrantClientCredentials, Scopes: []string{"read"}},
-		},
-	}
-	if o.config != nil {
-		o.config(cfg)
-	}
-	cfg.ApplyDefaults()
-	h := &harness{t: t, clock: clock, prov: prov, cfg: cfg, sock: cfg.Listen.Socket, logs: &syncBuffer{}, step: 15 * time.Second}
-	h.http = &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", h.sock)
-	}}}
+	h := newHarness(t, harnessOpts{prov: o.prov, config: o.config, noRun: true,
+		provClock: func(c *fakeClock) func() time.Time {
+			return func() time.Time { return c.Now().Add(time.Duration(skew.Load())) }
+		}})
 	fh := &faultHarness{harness: h, skew: skew, ticks: &tickCounter{}, fetchWait: o.fetchWait}
 	if fh.fetchWait == 0 {
 		fh.fetchWait = 5 * time.Second
@@ -118,11 +87,10 @@ func newFaultHarness(t *testing.T, o faultOpts) *faultHarness {
 	return fh
 }
 
-// start runs a daemon whose store is wrapped in a fresh faultyStore (the
-// pattern of harness.start, with Options.OpenStore as the seam).
+// start runs a daemon whose store is wrapped in a fresh faultyStore, with
+// Options.OpenStore as the seam.
 func (fh *faultHarness) start() {
-	h := fh.harness
-	h.t.Helper()
+	fh.t.Helper()
 	fs := &faultyStore{}
 	fh.fs = fs
 	openStore := func(c StoreConfig, log *slog.Logger) (Store, error) {
@@ -133,24 +101,7 @@ func (fh *faultHarness) start() {
 		fs.Store = st
 		return fs, nil
 	}
-	d, err := New(h.cfg, Options{Logger: NewLogger(h.logs, h.cfg.Log, false), Clock: h.clock, FetchWait: fh.fetchWait, OpenStore: openStore, Notifier: fh.ticks})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	h.d = d
-	ctx, cancel := context.WithCancel(context.Background())
-	h.cancel = cancel
-	h.done = make(chan error, 1)
-	go func() { h.done <- d.Run(ctx) }()
-	select {
-	case <-d.Started():
-	case err := <-h.done:
-		h.t.Fatalf("daemon did not start: %v", err)
-	case <-time.After(10 * time.Second):
-		h.t.Fatal("daemon did not start")
-	}
-	h.t.Cleanup(h.stop)
-	h.settle()
+	fh.startWith(Options{FetchWait: fh.fetchWait, OpenStore: openStore, Notifier: fh.ticks})
 }
 
 // restart stops the daemon and starts a new one on the same store.

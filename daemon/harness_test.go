@@ -43,6 +43,9 @@ type harnessOpts struct {
 	// step is how far advance moves the clock at a time; it should match
 	// the refresh schedule. 0 means 15 s.
 	step time.Duration
+	// provClock, when set, gives the provider its own clock derived from
+	// the daemon's (to move one without the other).
+	provClock func(*fakeClock) func() time.Time
 }
 
 func newHarness(t *testing.T, o harnessOpts) *harness {
@@ -50,6 +53,9 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	clock := newFakeClock(t0)
 	po := o.prov
 	po.Now = clock.Now
+	if o.provClock != nil {
+		po.Now = o.provClock(clock)
+	}
 	if po.AccessTTL == 0 {
 		po.AccessTTL = 10 * time.Minute
 	}
@@ -90,9 +96,18 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	return h
 }
 
-func (h *harness) start() {
+func (h *harness) start() { h.startWith(Options{}) }
+
+// startWith runs a daemon with o's collaborators; the harness supplies the
+// logger, the fake clock and (unless o sets one) a 5 s fetch wait.
+func (h *harness) startWith(o Options) {
 	h.t.Helper()
-	d, err := New(h.cfg, Options{Logger: NewLogger(h.logs, h.cfg.Log, false), Clock: h.clock, FetchWait: 5 * time.Second})
+	o.Logger = NewLogger(h.logs, h.cfg.Log, false)
+	o.Clock = h.clock
+	if o.FetchWait == 0 {
+		o.FetchWait = 5 * time.Second
+	}
+	d, err := New(h.cfg, o)
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ package daemon
 // metrics registry scraped over HTTP) and check what arrives.
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -39,34 +38,6 @@ func (opsNotifier) Stopping() error         { return systemd.Stopping() }
 func (opsNotifier) Watchdog() error         { return systemd.Watchdog() }
 
 var _ Notifier = opsNotifier{}
-
-// startOps is harness.start with extra collaborators: o's Notifier,
-// WatchdogInterval, Metrics, MetricsHandler and OpenStore are used, the
-// harness supplies the logger, the fake clock and the fetch wait.
-func (h *harness) startOps(o Options) {
-	h.t.Helper()
-	o.Logger = NewLogger(h.logs, h.cfg.Log, false)
-	o.Clock = h.clock
-	o.FetchWait = 5 * time.Second
-	d, err := New(h.cfg, o)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	h.d = d
-	ctx, cancel := context.WithCancel(context.Background())
-	h.cancel = cancel
-	h.done = make(chan error, 1)
-	go func() { h.done <- d.Run(ctx) }()
-	select {
-	case <-d.Started():
-	case err := <-h.done:
-		h.t.Fatalf("daemon did not start: %v", err)
-	case <-time.After(10 * time.Second):
-		h.t.Fatal("daemon did not start")
-	}
-	h.t.Cleanup(h.stop)
-	h.settle()
-}
 
 // notifySocket plays systemd's side of sd_notify: a datagram socket named
 // by $NOTIFY_SOCKET whose messages the test reads in order.
@@ -226,7 +197,7 @@ func TestNotifyLifecycle(t *testing.T) {
 		return nil
 	}
 	n := listenNotify(t, onReady)
-	h.startOps(Options{Notifier: opsNotifier{}, WatchdogInterval: 10 * time.Second})
+	h.startWith(Options{Notifier: opsNotifier{}, WatchdogInterval: 10 * time.Second})
 
 	seen := n.until("READY=1")
 	if err := <-n.readyErr; err != nil {
@@ -274,7 +245,7 @@ func TestWatchdogFollowsSchedulerLoop(t *testing.T) {
 	n := listenNotify(t, nil)
 	wedge := newWedgeStore()
 	const wd = 10 * time.Second
-	h.startOps(Options{Notifier: opsNotifier{}, WatchdogInterval: wd, OpenStore: wedge.open})
+	h.startWith(Options{Notifier: opsNotifier{}, WatchdogInterval: wd, OpenStore: wedge.open})
 	// Registered after startOps's h.stop, so it runs before it (cleanups
 	// run last-in first-out): a wedged daemon cannot stop.
 	t.Cleanup(wedge.unwedge)
@@ -335,7 +306,7 @@ func TestWatchdogFollowsSchedulerLoop(t *testing.T) {
 func TestWatchdogDoesNotStarveScheduler(t *testing.T) {
 	h := newHarness(t, harnessOpts{noRun: true})
 	const wd = 10 * time.Second // shorter than the 15 s schedule
-	h.startOps(Options{WatchdogInterval: wd})
+	h.startWith(Options{WatchdogInterval: wd})
 	first := h.stored("cc")
 	for elapsed := time.Duration(0); elapsed < 9*time.Minute; elapsed += wd {
 		h.advance(wd)
@@ -560,7 +531,7 @@ func unixSeconds(t time.Time) float64 { return float64(t.UnixMilli()) / 1e3 }
 func TestMetricsEndpoint(t *testing.T) {
 	h := newHarness(t, harnessOpts{noRun: true, config: func(c *Config) { c.Listen.Metrics = "127.0.0.1:0" }})
 	m := metrics.New(metrics.BuildInfo{Version: "test", Revision: "r1"})
-	h.startOps(Options{Metrics: m, MetricsHandler: func(ready func() error) http.Handler { return m.Handler(ready) }})
+	h.startWith(Options{Metrics: m, MetricsHandler: func(ready func() error) http.Handler { return m.Handler(ready) }})
 	base := "http://" + h.d.MetricsAddr()
 	if h.d.MetricsAddr() == "" || strings.HasSuffix(h.d.MetricsAddr(), ":0") {
 		t.Fatalf("MetricsAddr() = %q, want the bound address", h.d.MetricsAddr())
