@@ -4,7 +4,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -X main.version=$(VERSION)
 BIN       := bin/tokend
 
-.PHONY: build test e2e-deps lint bench install clean
+.PHONY: build test e2e-deps lint bench fuzz install clean
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/tokend
@@ -29,6 +29,14 @@ lint:
 bench:
 	$(GO) build -o bin/tokend-bench ./bench
 	./bin/tokend-bench -go $(GO) -out BENCHMARKS.md
+
+# Long fuzzing, one target at a time (make test runs their seed corpora).
+FUZZTIME ?= 60s
+fuzz:
+	for t in FuzzTokenResponse FuzzDiscovery FuzzRegistration FuzzParseCallback; do \
+		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./oauth/ || exit 1; done
+	for t in FuzzParseConfig FuzzAPIPath FuzzCallback; do \
+		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./daemon/ || exit 1; done
 
 clean:
 	rm -rf bin tokend-dev
