@@ -101,7 +101,7 @@ func New(b BuildInfo) *Metrics {
 		}, []string{"grant"}),
 		grantState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "tokend_grant_state",
-			Help: "Current state of a grant: 1 for the current state, 0 for the others.",
+			Help: "Current state of a grant: one series per grant, with value 1, labelled with its state.",
 		}, []string{"grant", "state"}),
 		fetchTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tokend_fetch_requests_total",
