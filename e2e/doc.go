@@ -15,6 +15,6 @@
 // # Caveats
 //
 // These tests wait on real time: tokens live 15 s and the rotation soak runs
-// for $E2E_SOAK (default 90s). They run in parallel; the whole suite takes
+// for $E2E_SOAK (default 3m). They run in parallel; the whole suite takes
 // about as long as the soak plus start-up.
 package e2e

@@ -6,9 +6,10 @@ import (
 	"time"
 )
 
-// soakDuration is $E2E_SOAK (a Go duration), default 90s.
+// soakDuration is $E2E_SOAK (a Go duration), default 3m: several minutes
+// of 15 s tokens, so the chain rotates a dozen times and survives kills.
 func soakDuration(t *testing.T) time.Duration {
-	d := 90 * time.Second
+	d := 3 * time.Minute
 	if v := os.Getenv("E2E_SOAK"); v != "" {
 		var err error
 		if d, err = time.ParseDuration(v); err != nil || d < 30*time.Second {
