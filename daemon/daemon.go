@@ -164,6 +164,10 @@ type tokenState struct {
 	queued     atomic.Bool
 	dirty      atomic.Bool // the newest token is not yet durable
 	backingOff atomic.Bool // a refresh waits to retry after a transient failure
+	// endRound, set while a refresh round runs, ends it at its next wait:
+	// an operator's revoke or a person's authorization must not queue
+	// behind a round that may back off until the token expires.
+	endRound atomic.Pointer[context.CancelFunc]
 
 	// op serialises everything that replaces the token set: refreshes,
 	// authorizations, revocations. Fetches never take it.
@@ -214,8 +218,12 @@ func (d *Daemon) index(g *grant, t *store.Token, p Policy) {
 	}
 }
 
-// exclusive runs fn while holding g.op.
+// exclusive runs fn while holding g.op. A refresh round that holds it is
+// told to end first: what fn writes supersedes it.
 func (g *grant) exclusive(fn func() error) error {
+	if end := g.endRound.Load(); end != nil {
+		(*end)()
+	}
 	g.op.Lock()
 	defer g.op.Unlock()
 	return fn()

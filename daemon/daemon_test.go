@@ -716,3 +716,28 @@ func TestTokenJSONMatchesEncodingJSON(t *testing.T) {
 		}
 	}
 }
+
+// An operator's revoke does not queue behind a refresh round that backs
+// off (it could until the token expires): it ends the round and goes first.
+func TestRevokeEndsBackoffRound(t *testing.T) {
+	h := newHarness(t, harnessOpts{prov: oauthtest.Options{AutoApprove: true, Rotate: true}, config: userGrant})
+	h.authorizeViaCallback("user")
+	tok := h.stored("user")
+	h.prov.SetFault(oauthtest.Fault{Kind: oauthtest.Fault500})
+	go func() { _, _ = h.d.refresh(h.d.grant("user"), "manual") }()
+	waitFor(t, "refresh backing off", func() bool { return h.d.grant("user").backingOff.Load() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://tokend/v1/tokens/user/revoke", nil)
+	resp, err := h.http.Do(req)
+	if err != nil {
+		t.Fatalf("revoke during a backoff round: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || h.prov.RefreshValid(tok.RefreshToken) {
+		t.Fatalf("revoke: %d, refresh token still valid: %v", resp.StatusCode, h.prov.RefreshValid(tok.RefreshToken))
+	}
+	if st := h.status("user"); st.HasRefreshToken || st.State != StateReauthorization {
+		t.Fatalf("after revoke: %+v", st)
+	}
+}

@@ -52,12 +52,10 @@ func (d *Daemon) refreshWait(ctx context.Context, g *grant, reason string) (*sto
 
 // exclusiveRefresh runs a refresh while no authorization, revocation or
 // other write of the grant's token set runs.
-func (d *Daemon) exclusiveRefresh(g *grant, reason string) (t *store.Token, err error) {
-	_ = g.exclusive(func() error {
-		t, err = d.doRefresh(g, reason)
-		return nil
-	})
-	return t, err
+func (d *Daemon) exclusiveRefresh(g *grant, reason string) (*store.Token, error) {
+	g.op.Lock()
+	defer g.op.Unlock()
+	return d.doRefresh(g, reason)
 }
 
 // retryAfterBackOff is exponential backoff that honours a provider's
@@ -96,6 +94,12 @@ func (d *Daemon) doRefresh(g *grant, reason string) (*store.Token, error) {
 	if ctx == nil {
 		ctx, stop = context.Background(), context.Background()
 	}
+	// stop ends the round's waits at shutdown, or when an operator action
+	// on the grant supersedes the round (grant.exclusive).
+	stop, endRound := context.WithCancel(stop)
+	defer endRound()
+	g.endRound.Store(&endRound)
+	defer g.endRound.Store(nil)
 	_, p := d.config()
 	start := d.clock.Now()
 	cur := g.cur.Load()
@@ -155,7 +159,8 @@ func (d *Daemon) doRefresh(g *grant, reason string) (*store.Token, error) {
 	latency := d.clock.Now().Sub(start)
 	if err != nil {
 		if stop.Err() != nil {
-			// Shutting down: not the provider's failure, nothing to record.
+			// Shutting down, or superseded: not the provider's failure,
+			// nothing to record.
 			return g.cur.Load(), err
 		}
 		return d.failed(g, p, reason, start, latency, tries, err)
