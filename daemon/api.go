@@ -188,11 +188,8 @@ func (d *Daemon) fetch(ctx context.Context, g *grant) (*store.Token, int, string
 	_, p := d.config()
 	now := d.clock.Now()
 	t := g.cur.Load()
-	if t != nil && usable(now.Add(nearExpiry), t, p) {
+	if usable(now.Add(nearExpiry), t, p) {
 		return t, http.StatusOK, "", ""
-	}
-	if t == nil {
-		t = emptyToken(g.name)
 	}
 	if !g.renewable(t) || t.State == StateReauthorization {
 		if usable(now, t, p) {
@@ -268,9 +265,6 @@ func (d *Daemon) handleRefresh(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t := g.cur.Load()
-	if t == nil {
-		t = emptyToken(g.name)
-	}
 	if !g.renewable(t) {
 		writeError(w, http.StatusConflict, StateReauthorization, "no refresh token: a person must authorize this grant: tokend authorize "+g.name)
 		return
@@ -319,9 +313,6 @@ func (d *Daemon) status(g *grant) GrantStatus {
 		s.Provider = c.Provider
 	}
 	t := g.cur.Load()
-	if t == nil {
-		t = emptyToken(g.name)
-	}
 	s.State, s.StateSince = t.State, t.StateSince
 	if s.State == "" {
 		// Never obtained (a record may hold only an authorization outcome).

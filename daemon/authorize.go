@@ -115,9 +115,6 @@ func (d *Daemon) storeAuthorized(g *grant, t *oauth.Token, outcome string) error
 	// replaces whatever a concurrent refresh would have written.
 	err := g.exclusive(func() error {
 		cur := g.cur.Load()
-		if cur == nil {
-			cur = emptyToken(g.name)
-		}
 		prev := *cur
 		prev.RefreshToken, prev.RefreshExpiry, prev.RefreshIssued, prev.IDToken = "", time.Time{}, time.Time{}, ""
 		n := tokenFrom(&prev, t, g, p)
@@ -145,9 +142,6 @@ func (d *Daemon) storeAuthorized(g *grant, t *oauth.Token, outcome string) error
 func (d *Daemon) recordAuth(g *grant, outcome string) {
 	err := g.exclusive(func() error {
 		cur := g.cur.Load()
-		if cur == nil {
-			cur = emptyToken(g.name)
-		}
 		n := *cur
 		n.Auth, n.AuthAt = outcome, d.clock.Now()
 		if err := d.st.PutToken(n, nil); err != nil {
@@ -273,8 +267,8 @@ func callbackPage(w http.ResponseWriter, code int, title, text string) {
 func (d *Daemon) revoke(ctx context.Context, g *grant) error {
 	return g.exclusive(func() error {
 		cur := g.cur.Load()
-		if cur == nil {
-			return nil
+		if cur.AccessToken == "" && cur.RefreshToken == "" {
+			return nil // nothing to revoke
 		}
 		prov, err := d.providerFor(ctx, g)
 		if err != nil {

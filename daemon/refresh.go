@@ -103,9 +103,6 @@ func (d *Daemon) doRefresh(g *grant, reason string) (*store.Token, error) {
 	_, p := d.config()
 	start := d.clock.Now()
 	cur := g.cur.Load()
-	if cur == nil {
-		cur = emptyToken(g.name)
-	}
 	d.metrics.SetState(g.name, StateRefreshing)
 
 	deadline := start.Add(expiredRound)
@@ -290,9 +287,6 @@ func (d *Daemon) withFailure(g *grant, p Policy, err error) store.Token {
 	class := oauth.ClassOf(err)
 	now := d.clock.Now()
 	cur := g.cur.Load()
-	if cur == nil {
-		cur = emptyToken(g.name)
-	}
 	n := *cur
 	n.Grant = g.name
 	state := stateFor(class, usable(now, cur, p))
@@ -353,9 +347,6 @@ func (d *Daemon) failed(g *grant, p Policy, reason string, start time.Time, late
 // persistDirty retries writing a token that was obtained but not saved.
 func (d *Daemon) persistDirty(g *grant) {
 	t := g.cur.Load()
-	if t == nil {
-		return
-	}
 	n := *t
 	n.LastError, n.LastErrorCode = "", ""
 	if err := d.st.PutToken(n, nil); err != nil {
