@@ -313,14 +313,9 @@ func (d *Daemon) status(g *grant) GrantStatus {
 		s.Provider = c.Provider
 	}
 	t := g.cur.Load()
-	s.State, s.StateSince = t.State, t.StateSince
-	if s.State == "" {
-		// Never obtained (a record may hold only an authorization outcome).
-		s.State = StatePendingAuthorization
-		if g.renewable(t) {
-			s.State = StateExpired
-		}
-	}
+	// A record may hold only an authorization outcome: stateOf says what
+	// a grant never obtained waits for.
+	s.State, s.StateSince = g.stateOf(t), t.StateSince
 	if t.State == StateValid && !usable(now, t, p) {
 		s.State = StateExpired
 	}

@@ -591,14 +591,22 @@ func (d *Daemon) loadTokens() {
 		d.log.Error("reading stored tokens", "err", err)
 	}
 	for _, g := range d.grantList() {
-		if isEmpty(g.cur.Load()) {
-			state := StatePendingAuthorization
-			if g.cfg.Type == GrantClientCredentials || g.cfg.Type == GrantPassword {
-				state = StateExpired
-			}
-			d.metrics.SetState(g.name, state)
+		if t := g.cur.Load(); isEmpty(t) {
+			d.metrics.SetState(g.name, g.stateOf(t))
 		}
 	}
+}
+
+// stateOf is t's state, or for a grant never obtained, what it waits for:
+// a person (pending_authorization) or its first refresh (expired).
+func (g *grant) stateOf(t *store.Token) string {
+	switch {
+	case t.State != "":
+		return t.State
+	case g.renewable(t):
+		return StateExpired
+	}
+	return StatePendingAuthorization
 }
 
 func (d *Daemon) publishMetrics(name string, t *store.Token, p Policy) {
@@ -613,16 +621,17 @@ func (d *Daemon) publishMetrics(name string, t *store.Token, p Policy) {
 
 // notifyStatus tells the service manager how many grants hold a valid token.
 func (d *Daemon) notifyStatus() {
-	_, p := d.config()
-	now := d.clock.Now()
-	gs := d.grantList()
+	d.mu.RLock()
+	states := d.states
+	d.mu.RUnlock()
+	at := int64(d.clock.Now().Sub(d.epoch))
 	valid := 0
-	for _, g := range gs {
-		if t := g.cur.Load(); t != nil && usable(now, t, p) {
+	for _, ts := range states {
+		if at < ts.validUntil.Load() {
 			valid++
 		}
 	}
-	d.sendStatus(valid, len(gs))
+	d.sendStatus(valid, len(states))
 }
 
 func (d *Daemon) sendStatus(valid, total int) {
