@@ -46,7 +46,7 @@ type Token struct {
 	TokenType    string // normalised: "Bearer" for any case of bearer
 	RefreshToken Secret // zero when the provider returned none
 	IDToken      Secret
-	Scope        string        // as returned; empty when the provider sent none
+	Scope        string        // as returned, through Printable; empty when the provider sent none
 	ExpiresIn    time.Duration // 0 when the provider sent no expires_in
 	// Expiry is Obtained+ExpiresIn, or zero when no expires_in was sent
 	// (the caller applies its default lifetime).
@@ -64,7 +64,8 @@ type Provider struct {
 	Endpoints Endpoints
 	Client    Client
 	// HTTP is the client used for every request; nil means a client with
-	// a 30 s timeout. Bodies are read through a 1 MiB limit.
+	// a 30 s timeout. Bodies are read through a 1 MiB limit. Redirects are
+	// never followed, whatever its CheckRedirect says (ErrRedirect).
 	HTTP *http.Client
 	// Now is the clock used for Obtained/Expiry; nil means time.Now.
 	Now func() time.Time
@@ -84,6 +85,8 @@ type AuthRequest struct {
 }
 
 // DeviceAuth is the answer of the device authorization endpoint (RFC 8628).
+// UserCode and the verification URIs have been through Printable; the URIs
+// are absolute http(s) URLs (VerificationURIComplete may be empty).
 type DeviceAuth struct {
 	DeviceCode              Secret
 	UserCode                string

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -16,7 +17,10 @@ import (
 const defaultInterval = 5 * time.Second
 
 // StartDevice calls the device authorization endpoint (RFC 8628 §3.1).
-// ExpiresAt is computed from Provider.Now when the request was sent. A
+// ExpiresAt is computed from Provider.Now when the request was sent.
+// UserCode and the verification URIs have been through Printable, and the
+// URIs are http(s) URLs; an answer with anything else, a device code that
+// is not visible ASCII or a repeated key is malformed. A
 // confidential client authenticates as it does at the token endpoint
 // (x/oauth2 itself sends only client_id). It is safe for concurrent use.
 func (p *Provider) StartDevice(ctx context.Context, scopes []string, params Params) (*DeviceAuth, error) {
@@ -30,7 +34,7 @@ func (p *Provider) StartDevice(ctx context.Context, scopes []string, params Para
 	if err != nil {
 		return nil, err
 	}
-	pr, hc := newProbe(p.HTTP, p.now)
+	pr, hc := newProbe(p.HTTP, p.now, "device authorization endpoint")
 	defer pr.close()
 	var opts []oauth2.AuthCodeOption
 	for k, v := range params {
@@ -54,12 +58,27 @@ func (p *Provider) StartDevice(ctx context.Context, scopes []string, params Para
 	if res.DeviceCode == "" || res.UserCode == "" || res.VerificationURI == "" {
 		return nil, httpError(opDevice, p.now(), r.status, r.header, "", "", "", r.body, r.complete, "device_code", secrets)
 	}
+	// What a person is shown (and a browser may be made to open) must
+	// be plain text and web links; the device code is sent back in a
+	// form body.
 	da := &DeviceAuth{
 		DeviceCode:              NewSecret(res.DeviceCode),
-		UserCode:                res.UserCode,
-		VerificationURI:         res.VerificationURI,
-		VerificationURIComplete: res.VerificationURIComplete,
+		UserCode:                Printable(res.UserCode),
+		VerificationURI:         Printable(res.VerificationURI),
+		VerificationURIComplete: Printable(res.VerificationURIComplete),
 		Interval:                defaultInterval,
+	}
+	switch k := duplicateKey(r.body, false); {
+	case k != "":
+		return nil, malformedAnswer(opDevice, r.status, "key "+k+" occurs more than once")
+	case !isVisibleASCII(res.DeviceCode):
+		return nil, malformedAnswer(opDevice, r.status, "device_code has characters other than visible ASCII")
+	case strings.TrimSpace(da.UserCode) == "":
+		return nil, malformedAnswer(opDevice, r.status, "user_code has no printable characters")
+	case !isHTTPURL(da.VerificationURI):
+		return nil, malformedAnswer(opDevice, r.status, "verification_uri is not an http(s) URL")
+	case da.VerificationURIComplete != "" && !isHTTPURL(da.VerificationURIComplete):
+		return nil, malformedAnswer(opDevice, r.status, "verification_uri_complete is not an http(s) URL")
 	}
 	if res.Interval > 0 {
 		da.Interval = time.Duration(min(res.Interval, math.MaxInt32)) * time.Second
@@ -98,7 +117,7 @@ func (p *Provider) AwaitDevice(ctx context.Context, da *DeviceAuth) (*Token, err
 		// from the injected clock.
 		res.Expiry = time.Now().Add(da.ExpiresAt.Sub(p.now()))
 	}
-	pr, hc := newProbe(p.HTTP, p.now)
+	pr, hc := newProbe(p.HTTP, p.now, "token endpoint")
 	secrets := []string{cfg.ClientSecret, res.DeviceCode}
 	tok, err := cfg.DeviceAccessToken(withClient(ctx, hc), res)
 	if err != nil {
@@ -108,5 +127,9 @@ func (p *Provider) AwaitDevice(ctx context.Context, da *DeviceAuth) (*Token, err
 		}
 		return nil, fromXOAuth2(opDevice, p.now(), pr, err, "access_token", secrets)
 	}
-	return convert(tok, pr.last().sent, ""), nil
+	r := pr.last()
+	if e := checkToken(opDevice, r, tok); e != nil {
+		return nil, e
+	}
+	return convert(tok, r.sent, ""), nil
 }

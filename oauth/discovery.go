@@ -17,12 +17,19 @@ import (
 // (/.well-known/openid-configuration appended to the issuer). The document's
 // issuer must equal the given one (RFC 8414 §3.3; a difference of a
 // trailing slash is tolerated); a mismatch is a Configuration error and is
-// not retried at the other location. Documents over 1 MiB are rejected. hc
+// not retried at the other location. Every endpoint of the document must
+// pass CheckEndpointURL (https, or http to a loopback host), or the
+// document is refused as a Configuration error naming the field (and the
+// other location is not tried); the issuer must pass it too. Redirects are
+// not followed (ErrRedirect). Documents over 1 MiB are rejected. hc
 // nil means a client with a 30 s timeout. It is safe for concurrent use.
 func Discover(ctx context.Context, hc *http.Client, issuer string) (Endpoints, error) {
 	u, err := url.Parse(issuer)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 		return Endpoints{}, &Error{Op: opDiscovery, Class: Configuration, Err: fmt.Errorf("issuer %q is not an http(s) URL without query or fragment", issuer)}
+	}
+	if err := CheckEndpointURL(issuer); err != nil {
+		return Endpoints{}, &Error{Op: opDiscovery, Class: Configuration, Err: fmt.Errorf("issuer %w", err)}
 	}
 	path := strings.TrimSuffix(u.EscapedPath(), "/")
 	rfc8414 := u.Scheme + "://" + u.Host + "/.well-known/oauth-authorization-server" + path
@@ -33,9 +40,10 @@ func Discover(ctx context.Context, hc *http.Client, issuer string) (Endpoints, e
 		return ep, nil
 	}
 	var e1 *Error
-	if !errors.As(err1, &e1) || e1.Status == 0 || errors.Is(err1, errIssuerMismatch) {
-		// Unreachable, cancelled, or a document for another issuer: the
-		// other location would not do better.
+	if !errors.As(err1, &e1) || e1.Status == 0 || errors.Is(err1, errIssuerMismatch) || errors.Is(err1, errRefusedDocument) {
+		// Unreachable, cancelled, a document for another issuer or with
+		// an endpoint tokend refuses: the other location would not do
+		// better.
 		return Endpoints{}, err1
 	}
 	ep, err2 := fetchMetadata(ctx, hc, oidc, issuer)
@@ -50,6 +58,10 @@ func Discover(ctx context.Context, hc *http.Client, issuer string) (Endpoints, e
 
 var errIssuerMismatch = errors.New("issuer mismatch")
 
+// errRefusedDocument is a document that parses but names an endpoint
+// tokend will not use; the other location is not tried.
+var errRefusedDocument = errors.New("refused metadata")
+
 func fetchMetadata(ctx context.Context, hc *http.Client, loc, issuer string) (Endpoints, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, loc, nil)
 	if err != nil {
@@ -57,7 +69,7 @@ func fetchMetadata(ctx context.Context, hc *http.Client, loc, issuer string) (En
 	}
 	req.Header.Set("Accept", "application/json")
 	now := time.Now()
-	resp, err := send(opDiscovery, hc, req)
+	resp, err := send(opDiscovery, "metadata document", hc, req)
 	if err != nil {
 		return Endpoints{}, err
 	}
@@ -84,18 +96,24 @@ func fetchMetadata(ctx context.Context, hc *http.Client, loc, issuer string) (En
 	if ep.Token == "" {
 		return Endpoints{}, malformed("no token_endpoint")
 	}
-	for name, v := range map[string]string{
-		"authorization_endpoint":        ep.Authorization,
-		"token_endpoint":                ep.Token,
-		"revocation_endpoint":           ep.Revocation,
-		"device_authorization_endpoint": ep.DeviceAuthorization,
-		"registration_endpoint":         ep.Registration,
+	for _, f := range []struct{ name, v string }{
+		{"authorization_endpoint", ep.Authorization},
+		{"token_endpoint", ep.Token},
+		{"revocation_endpoint", ep.Revocation},
+		{"device_authorization_endpoint", ep.DeviceAuthorization},
+		{"registration_endpoint", ep.Registration},
 	} {
-		if v == "" {
+		if f.v == "" {
 			continue
 		}
-		if eu, err := url.Parse(v); err != nil || (eu.Scheme != "https" && eu.Scheme != "http") || eu.Host == "" {
-			return Endpoints{}, malformed(name + " is not an http(s) URL")
+		if eu, err := url.Parse(f.v); err != nil || (eu.Scheme != "https" && eu.Scheme != "http") || eu.Host == "" || Printable(f.v) != f.v {
+			return Endpoints{}, malformed(f.name + " is not an http(s) URL")
+		}
+		// The rule a URL written in the configuration has to follow:
+		// secrets go over https, or in clear text only to this host.
+		if err := CheckEndpointURL(f.v); err != nil {
+			return Endpoints{}, &Error{Op: opDiscovery, Status: resp.status, Class: Configuration,
+				Err: fmt.Errorf("%w: %s: %s %w", errRefusedDocument, loc, f.name, err)}
 		}
 	}
 	return ep, nil

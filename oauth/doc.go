@@ -20,6 +20,24 @@
 // are carried as [Secret], which redacts itself in fmt, log/slog and
 // encoding/json. Error messages never contain a secret or a response body.
 //
+// Providers are not trusted further than the protocol requires:
+//
+//   - No request follows a redirect (a redirect is an [*Error] of class
+//     Configuration wrapping [ErrRedirect]): a re-sent token request would
+//     carry the client secret, password or refresh token wherever Location
+//     points.
+//   - Every endpoint, configured, discovered or returned by registration,
+//     must pass [CheckEndpointURL]: https, or http to a loopback host.
+//   - Provider-supplied text that leaves the package (scope, the device
+//     flow's user code and URIs, error codes and descriptions, any error
+//     message) goes through [Printable]; the device flow's URIs must be
+//     http(s) URLs.
+//   - A token answer whose access_token is not an RFC 6750 b64token, whose
+//     token_type is not an HTTP token, whose refresh_token or id_token is
+//     not visible ASCII, or that repeats a top-level key (as do device
+//     authorization and registration answers with a repeated key) is
+//     malformed ([ErrMalformed], Transient).
+//
 // The package knows nothing of storage, schedules or sockets, and it never
 // retries: the caller's backoff is the only source of retries.
 //

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"golang.org/x/oauth2"
 )
@@ -39,7 +38,9 @@ var ErrMalformed = errors.New("malformed response")
 // Error formats as "oauth: <op>: <code>: <description> (HTTP <status>)",
 // or "oauth: <op>: <cause> (HTTP <status>)" when the provider sent no error
 // code. The description is the provider's, with control characters removed,
-// cut at 300 characters and any secret of the request replaced.
+// cut at 300 characters and any secret of the request replaced. The whole
+// message goes through Printable: a cause's text (a TLS error quoting a
+// certificate's names, say) is provider-controlled too.
 func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString("oauth: ")
@@ -62,7 +63,7 @@ func (e *Error) Error() string {
 	if e.Status != 0 {
 		fmt.Fprintf(&b, " (HTTP %d)", e.Status)
 	}
-	return b.String()
+	return Printable(b.String())
 }
 
 // Unwrap returns the cause: a network error, a context error, ErrMalformed.
@@ -70,15 +71,15 @@ func (e *Error) Unwrap() error { return e.Err }
 
 // LogValue logs the error as a group of its fields, for log/slog.
 func (e *Error) LogValue() slog.Value {
-	attrs := []slog.Attr{slog.String("op", e.Op)}
+	attrs := []slog.Attr{slog.String("op", Printable(e.Op))}
 	if e.Code != "" {
-		attrs = append(attrs, slog.String("code", e.Code))
+		attrs = append(attrs, slog.String("code", Printable(e.Code)))
 	}
 	if e.Description != "" {
-		attrs = append(attrs, slog.String("description", e.Description))
+		attrs = append(attrs, slog.String("description", Printable(e.Description)))
 	}
 	if e.URI != "" {
-		attrs = append(attrs, slog.String("uri", e.URI))
+		attrs = append(attrs, slog.String("uri", Printable(e.URI)))
 	}
 	if e.Status != 0 {
 		attrs = append(attrs, slog.Int("status", e.Status))
@@ -88,7 +89,7 @@ func (e *Error) LogValue() slog.Value {
 		attrs = append(attrs, slog.Duration("retry_after", e.RetryAfter))
 	}
 	if e.Code == "" && e.Err != nil {
-		attrs = append(attrs, slog.String("cause", e.Err.Error()))
+		attrs = append(attrs, slog.String("cause", Printable(e.Err.Error())))
 	}
 	return slog.GroupValue(attrs...)
 }
@@ -254,8 +255,8 @@ func describeBody(contentType string, body []byte, complete bool, status int, wa
 }
 
 // clean makes a provider-supplied string safe for messages and logs: the
-// request's secrets replaced, control characters dropped (no log
-// injection), cut at most runes.
+// request's secrets replaced, what Printable removes dropped (no log or
+// terminal injection), cut at most runes.
 func clean(s string, most int, secrets []string) string {
 	if s == "" {
 		return ""
@@ -268,7 +269,7 @@ func clean(s string, most int, secrets []string) string {
 	var b strings.Builder
 	n := 0
 	for _, r := range s {
-		if unicode.IsControl(r) || r == unicode.ReplacementChar {
+		if !printableRune(r) {
 			continue
 		}
 		if n == most {
@@ -285,6 +286,9 @@ func clean(s string, most int, secrets []string) string {
 // probe saw of the exchange. want names the field a successful answer must
 // carry ("access_token", "device_code").
 func fromXOAuth2(op string, now time.Time, pr *probe, err error, want string, secrets []string) *Error {
+	if e, ok := asRedirect(op, err); ok {
+		return e
+	}
 	r := pr.last()
 	var re *oauth2.RetrieveError
 	switch {

@@ -76,6 +76,10 @@ func FuzzTokenResponse(f *testing.F) {
 	f.Add(502, "text/html", []byte(`<html>bad gateway</html>`))
 	f.Add(200, "", []byte(``))
 	f.Add(429, "text/plain", []byte(`{"error":"slow_down"}`))
+	f.Add(200, "application/json", []byte(`{"access_token":"a","access_token":"b","token_type":"Bearer"}`))
+	f.Add(200, "application/json", []byte(`{"access_token":"a\r\nX: y","token_type":"Bearer\u001b","scope":"\u202ex\u0085"}`))
+	f.Add(200, "application/json", []byte(`{"access_token":"a","refresh_token":"r\n","id_token":"\u00e4"}`))
+	f.Add(400, "application/json", []byte(`{"error":"invalid_grant\u001b","error_description":"\u202e\u001b[2J"}`))
 	cs := newCannedServer(f)
 	f.Fuzz(func(t *testing.T, status int, ct string, body []byte) {
 		id := cs.add(status, ct, body)
@@ -93,6 +97,16 @@ func FuzzTokenResponse(f *testing.F) {
 			if tok.ExpiresIn < 0 || (tok.ExpiresIn == 0) != tok.Expiry.IsZero() {
 				t.Fatalf("ExpiresIn %v, Expiry %v", tok.ExpiresIn, tok.Expiry)
 			}
+			// What is served in an Authorization header, printed or sent
+			// back in a form has its syntax.
+			if !isB64token(tok.AccessToken.Reveal()) || !isHTTPToken(tok.TokenType) || Printable(tok.Scope) != tok.Scope ||
+				!isVisibleASCII(tok.RefreshToken.Reveal()) || !isVisibleASCII(tok.IDToken.Reveal()) {
+				t.Fatalf("accepted access %q, type %q, scope %q, refresh %q, id %q",
+					tok.AccessToken.Reveal(), tok.TokenType, tok.Scope, tok.RefreshToken.Reveal(), tok.IDToken.Reveal())
+			}
+			if duplicateKey(body, isFormAnswer(http.Header{"Content-Type": {headerSafe(ct)}})) != "" {
+				t.Fatalf("accepted an answer with a repeated key")
+			}
 			return
 		}
 		var e *Error
@@ -100,7 +114,7 @@ func FuzzTokenResponse(f *testing.F) {
 			t.Fatalf("error %T is not *Error: %v", err, err)
 		}
 		msg := err.Error()
-		if !strings.HasPrefix(msg, "oauth: refresh: ") {
+		if !strings.HasPrefix(msg, "oauth: refresh: ") || Printable(msg) != msg {
 			t.Fatalf("message %q", msg)
 		}
 		for _, s := range []string{"client-secret-value", "refresh-secret-value"} {
@@ -121,6 +135,8 @@ func FuzzDiscovery(f *testing.F) {
 	f.Add(404, "text/html", []byte(`<html>not found</html>`))
 	f.Add(200, "application/json", []byte(`{"issuer":"ISSUER","token_endpoint":"::"}`))
 	f.Add(200, "application/json", []byte(`[]`))
+	f.Add(200, "application/json", []byte(`{"issuer":"ISSUER","token_endpoint":"http://id.example.com/token"}`))
+	f.Add(200, "application/json", []byte(`{"issuer":"ISSUER","token_endpoint":"http://localhost/t","revocation_endpoint":"https://x/\u202e"}`))
 	cs := newCannedServer(f)
 	f.Fuzz(func(t *testing.T, status int, ct string, body []byte) {
 		// An issuer cannot carry a query, so the case is the issuer's
@@ -135,10 +151,15 @@ func FuzzDiscovery(f *testing.F) {
 			if ep.Token == "" || ep.Issuer != issuer {
 				t.Fatalf("Endpoints %+v", ep)
 			}
+			for _, u := range []string{ep.Authorization, ep.Token, ep.Revocation, ep.DeviceAuthorization, ep.Registration} {
+				if u != "" && (CheckEndpointURL(u) != nil || Printable(u) != u) {
+					t.Fatalf("accepted endpoint %q", u)
+				}
+			}
 			return
 		}
 		var e *Error
-		if !errors.As(err, &e) || !strings.HasPrefix(err.Error(), "oauth: discovery: ") {
+		if !errors.As(err, &e) || !strings.HasPrefix(err.Error(), "oauth: discovery: ") || Printable(err.Error()) != err.Error() {
 			t.Fatalf("error %T: %v", err, err)
 		}
 	})
@@ -170,19 +191,56 @@ func FuzzRegistration(f *testing.F) {
 	f.Add(400, "application/json", []byte(`{"error":"invalid_redirect_uri"}`))
 	f.Add(201, "application/json", []byte(`{"client_id":"c","client_secret_expires_at":1e400}`))
 	f.Add(500, "text/html", []byte(`<html>`))
+	f.Add(201, "application/json", []byte(`{"client_id":"c","client_id":"d"}`))
+	f.Add(201, "application/json", []byte(`{"client_id":"c\u001b","registration_client_uri":"http://id.example.com/r"}`))
 	cs := newCannedServer(f)
 	f.Fuzz(func(t *testing.T, status int, ct string, body []byte) {
 		id := cs.add(status, ct, body)
 		defer cs.answers.Delete(id)
 		reg, err := Register(context.Background(), cs.Client(), cs.URL+"/register?case="+id, RegistrationRequest{ClientName: "x"})
 		if err == nil {
-			if reg.ClientID == "" || reg.AuthMethod == "" {
+			if reg.ClientID == "" || reg.AuthMethod == "" || !isVSCHARs(reg.ClientID) || Printable(string(reg.AuthMethod)) != string(reg.AuthMethod) ||
+				(reg.RegistrationClientURI != "" && CheckEndpointURL(reg.RegistrationClientURI) != nil) {
 				t.Fatalf("Registration %+v", reg)
 			}
 			return
 		}
 		var e *Error
-		if !errors.As(err, &e) || !strings.HasPrefix(err.Error(), "oauth: register: ") {
+		if !errors.As(err, &e) || !strings.HasPrefix(err.Error(), "oauth: register: ") || Printable(err.Error()) != err.Error() {
+			t.Fatalf("error %T: %v", err, err)
+		}
+	})
+}
+
+func FuzzDeviceAuth(f *testing.F) {
+	f.Add(200, "application/json", []byte(`{"device_code":"d","user_code":"U","verification_uri":"https://v/d","verification_uri_complete":"https://v/d?u=U","expires_in":600,"interval":5}`))
+	f.Add(200, "application/json", []byte(`{"device_code":"d","user_code":"U\u001b[2J","verification_uri":"file:///etc/passwd"}`))
+	f.Add(200, "application/json", []byte(`{"device_code":"d","user_code":"U","user_code":"V","verification_url":"https://v/\u202ed"}`))
+	f.Add(400, "application/json", []byte(`{"error":"invalid_client","error_description":"\u009b"}`))
+	cs := newCannedServer(f)
+	f.Fuzz(func(t *testing.T, status int, ct string, body []byte) {
+		id := cs.add(status, ct, body)
+		defer cs.answers.Delete(id)
+		p := &Provider{
+			Endpoints: Endpoints{DeviceAuthorization: cs.URL + "/device?case=" + id},
+			Client:    Client{ID: "c", Secret: NewSecret("client-secret-value"), AuthMethod: AuthPost},
+			HTTP:      cs.Client(),
+		}
+		da, err := p.StartDevice(context.Background(), nil, nil)
+		if err == nil {
+			if da.DeviceCode.IsZero() || !isVisibleASCII(da.DeviceCode.Reveal()) || da.UserCode == "" || Printable(da.UserCode) != da.UserCode ||
+				!isHTTPURL(da.VerificationURI) || Printable(da.VerificationURI) != da.VerificationURI ||
+				(da.VerificationURIComplete != "" && !isHTTPURL(da.VerificationURIComplete)) || Printable(da.VerificationURIComplete) != da.VerificationURIComplete {
+				t.Fatalf("DeviceAuth %+v", da)
+			}
+			if duplicateKey(body, false) != "" {
+				t.Fatalf("accepted an answer with a repeated key")
+			}
+			return
+		}
+		msg := err.Error()
+		var e *Error
+		if !errors.As(err, &e) || !strings.HasPrefix(msg, "oauth: device: ") || Printable(msg) != msg || strings.Contains(msg, "client-secret-value") {
 			t.Fatalf("error %T: %v", err, err)
 		}
 	})

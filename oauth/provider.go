@@ -81,9 +81,15 @@ func checkParams(op string, params Params) error {
 	return nil
 }
 
+// needEndpoint checks, before a request is sent, that the endpoint is set
+// and follows CheckEndpointURL's rule, wherever it came from (the
+// configuration, discovery, a cache of either, a caller).
 func needEndpoint(op, name, u string) error {
 	if u == "" {
 		return &Error{Op: op, Class: Configuration, Err: fmt.Errorf("provider has no %s endpoint", name)}
+	}
+	if err := CheckEndpointURL(u); err != nil {
+		return &Error{Op: op, Class: Configuration, Err: fmt.Errorf("%s endpoint %w", name, err)}
 	}
 	return nil
 }
@@ -135,12 +141,16 @@ func (p *Provider) Exchange(ctx context.Context, code string, verifier Secret, p
 	for k, v := range params {
 		opts = append(opts, oauth2.SetAuthURLParam(k, v))
 	}
-	pr, hc := newProbe(p.HTTP, p.now)
+	pr, hc := newProbe(p.HTTP, p.now, "token endpoint")
 	tok, err := cfg.Exchange(withClient(ctx, hc), code, opts...)
 	if err != nil {
 		return nil, fromXOAuth2(opExchange, p.now(), pr, err, "access_token", []string{code, verifier.Reveal(), cfg.ClientSecret})
 	}
-	return convert(tok, pr.last().sent, ""), nil
+	r := pr.last()
+	if e := checkToken(opExchange, r, tok); e != nil {
+		return nil, e
+	}
+	return convert(tok, r.sent, ""), nil
 }
 
 // Refresh uses a refresh token (RFC 6749 §6), sending scopes (if any) and
@@ -193,20 +203,25 @@ func (p *Provider) grant(ctx context.Context, op, grantType string, scopes []str
 		EndpointParams: form,
 		AuthStyle:      style,
 	}
-	pr, hc := newProbe(p.HTTP, p.now)
+	pr, hc := newProbe(p.HTTP, p.now, "token endpoint")
 	tok, err := cfg.Token(withClient(ctx, hc))
 	if err != nil {
 		return nil, fromXOAuth2(op, p.now(), pr, err, "access_token", []string{secret, clientSecret})
+	}
+	r := pr.last()
+	if e := checkToken(op, r, tok); e != nil {
+		return nil, e
 	}
 	sentRefresh := ""
 	if op == opRefresh {
 		sentRefresh = secret
 	}
-	return convert(tok, pr.last().sent, sentRefresh), nil
+	return convert(tok, r.sent, sentRefresh), nil
 }
 
-// convert builds a Token from x/oauth2's, with times from obtained (the
-// injected clock when the request was sent). sentRefresh is the refresh
+// convert builds a Token from x/oauth2's (checked by checkToken), with
+// times from obtained (the injected clock when the request was sent). The
+// scope goes through Printable. sentRefresh is the refresh
 // token of a refresh request: x/oauth2 copies it into an answer that had
 // none, and the contract is to return none.
 func convert(t *oauth2.Token, obtained time.Time, sentRefresh string) *Token {
@@ -217,7 +232,7 @@ func convert(t *oauth2.Token, obtained time.Time, sentRefresh string) *Token {
 		TokenType:    t.Type(),
 		RefreshToken: NewSecret(t.RefreshToken),
 		IDToken:      NewSecret(extraString(t, "id_token")),
-		Scope:        extraString(t, "scope"),
+		Scope:        Printable(extraString(t, "scope")),
 		Obtained:     obtained,
 	}
 	if sentRefresh != "" && t.RefreshToken == sentRefresh && extraString(t, "refresh_token") == "" {

@@ -53,8 +53,11 @@ type registrationResponse struct {
 // Register registers a client dynamically (RFC 7591): a JSON POST of the
 // client metadata to endpoint, answered 201 (or 200) with the client
 // information. Errors of §3.2.2 (invalid_redirect_uri,
-// invalid_client_metadata, ...) are Configuration. hc nil means a client
-// with a 30 s timeout. It is safe for concurrent use.
+// invalid_client_metadata, ...) are Configuration. The endpoint, and the
+// registration_client_uri returned, must pass CheckEndpointURL; the values
+// returned are checked by checkRegistration. Redirects are not followed
+// (ErrRedirect). hc nil means a client with a 30 s timeout. It is safe for
+// concurrent use.
 func Register(ctx context.Context, hc *http.Client, endpoint string, r RegistrationRequest) (*Registration, error) {
 	if err := needEndpoint(opRegister, "registration", endpoint); err != nil {
 		return nil, err
@@ -70,7 +73,7 @@ func Register(ctx context.Context, hc *http.Client, endpoint string, r Registrat
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
 	now := time.Now()
-	resp, err := send(opRegister, hc, req)
+	resp, err := send(opRegister, "registration endpoint", hc, req)
 	if err != nil {
 		return nil, err
 	}
@@ -84,12 +87,15 @@ func Register(ctx context.Context, hc *http.Client, endpoint string, r Registrat
 		// endpoint; otherwise it is malformed.
 		return nil, httpError(opRegister, now, resp.status, resp.header, rr.Error, rr.ErrorDescription, "", resp.body, resp.complete, "client_id", nil)
 	}
+	if e := checkRegistration(resp, rr); e != nil {
+		return nil, e
+	}
 	reg := &Registration{
 		ClientID:                rr.ClientID,
 		ClientSecret:            NewSecret(rr.ClientSecret),
 		RegistrationAccessToken: NewSecret(rr.RegistrationAccessToken),
 		RegistrationClientURI:   rr.RegistrationClientURI,
-		AuthMethod:              rr.AuthMethod,
+		AuthMethod:              AuthMethod(Printable(string(rr.AuthMethod))),
 	}
 	if rr.ClientSecretExpiresAt != "" {
 		at, err := rr.ClientSecretExpiresAt.Int64()
@@ -113,4 +119,33 @@ func Register(ctx context.Context, hc *http.Client, endpoint string, r Registrat
 		}
 	}
 	return reg, nil
+}
+
+// checkRegistration checks the values of a registration answer that tokend
+// sends, stores or prints: no repeated key; client_id and client_secret of
+// RFC 6749's VSCHAR (printable ASCII); a registration access token that is
+// a bearer token (RFC 6750 b64token); a registration_client_uri that is an
+// http(s) URL passing CheckEndpointURL (a Configuration error naming the
+// field when it does not: the provider would have tokend send the
+// registration access token in clear text).
+func checkRegistration(resp response, rr registrationResponse) *Error {
+	bad := func(why string) *Error { return malformedAnswer(opRegister, resp.status, why) }
+	switch k := duplicateKey(resp.body, false); {
+	case k != "":
+		return bad("key " + k + " occurs more than once")
+	case !isVSCHARs(rr.ClientID):
+		return bad("client_id has characters other than printable ASCII")
+	case !isVSCHARs(rr.ClientSecret):
+		return bad("client_secret has characters other than printable ASCII")
+	case rr.RegistrationAccessToken != "" && !isB64token(rr.RegistrationAccessToken):
+		return bad("registration_access_token has characters outside RFC 6750's b64token syntax")
+	case rr.RegistrationClientURI == "":
+		return nil
+	case !isHTTPURL(rr.RegistrationClientURI) || Printable(rr.RegistrationClientURI) != rr.RegistrationClientURI:
+		return bad("registration_client_uri is not an http(s) URL")
+	}
+	if err := CheckEndpointURL(rr.RegistrationClientURI); err != nil {
+		return &Error{Op: opRegister, Status: resp.status, Class: Configuration, Err: fmt.Errorf("registration_client_uri %w", err)}
+	}
+	return nil
 }

@@ -44,7 +44,7 @@ func (p *Provider) Revoke(ctx context.Context, token Secret, hint string) error 
 		req.SetBasicAuth(url.QueryEscape(p.Client.ID), url.QueryEscape(secret))
 	}
 	now := p.now()
-	resp, err := send(opRevoke, p.HTTP, req)
+	resp, err := send(opRevoke, "revocation endpoint", p.HTTP, req)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,8 @@ package oauth
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"sync"
@@ -53,15 +55,93 @@ type probe struct {
 }
 
 // newProbe returns a probe and a client that sends through it, with the
-// settings of hc (nil: the default client).
-func newProbe(hc *http.Client, now func() time.Time) (*probe, *http.Client) {
+// settings of hc (nil: the default client) but never following a redirect
+// (see noRedirects). endpoint names the endpoint in messages ("token
+// endpoint").
+func newProbe(hc *http.Client, now func() time.Time, endpoint string) (*probe, *http.Client) {
 	hc = orDefault(hc)
-	base := hc.Transport
-	if base == nil {
-		base = http.DefaultTransport
+	pr := &probe{base: noRedirects{base: transportOf(hc), endpoint: endpoint}, now: now}
+	return pr, clientWith(hc, pr)
+}
+
+func transportOf(hc *http.Client) http.RoundTripper {
+	if hc.Transport != nil {
+		return hc.Transport
 	}
-	pr := &probe{base: base, now: now}
-	return pr, &http.Client{Transport: pr, CheckRedirect: hc.CheckRedirect, Jar: hc.Jar, Timeout: hc.Timeout}
+	return http.DefaultTransport
+}
+
+// clientWith returns a client with hc's settings that sends through rt and
+// never follows a redirect, whatever hc's CheckRedirect says. rt refuses
+// redirects itself (noRedirects); the CheckRedirect here is a second lock,
+// handing back any redirect that got past it as an answer.
+func clientWith(hc *http.Client, rt http.RoundTripper) *http.Client {
+	return &http.Client{Transport: rt, CheckRedirect: useLastResponse, Jar: hc.Jar, Timeout: hc.Timeout}
+}
+
+func useLastResponse(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// ErrRedirect is the cause (test with errors.Is) of every failure where an
+// OAuth endpoint answered with a redirect. Redirects are never followed: a
+// token request re-sent to wherever Location points would take the client
+// secret, password or refresh token with it, past the rule that secrets go
+// only over https or to loopback (CheckEndpointURL). Such a failure is of
+// Class Configuration: the configured (or discovered) URL is not the final
+// one.
+var ErrRedirect = errors.New("redirect not followed")
+
+// noRedirects is a RoundTripper that turns every redirect answer (301, 302,
+// 303, 307, 308 with a Location) into a *redirectError before http.Client
+// can act on it: nothing is ever sent to the Location, and no Location
+// (which may hold secrets in its query) reaches a message unredacted.
+type noRedirects struct {
+	base     http.RoundTripper
+	endpoint string
+}
+
+func (rt noRedirects) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := rt.base.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	switch resp.StatusCode {
+	case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther,
+		http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+	default:
+		return resp, nil
+	}
+	loc := resp.Header.Get("Location")
+	if loc == "" {
+		return resp, nil // not a redirect anyone could follow
+	}
+	_, _ = io.CopyN(io.Discard, resp.Body, 4<<10) // let the connection be reused
+	resp.Body.Close()
+	re := &redirectError{endpoint: rt.endpoint, from: safeURL(req.URL), status: resp.StatusCode, to: "an invalid Location"}
+	if to, err := req.URL.Parse(loc); err == nil {
+		re.to = safeURL(to)
+	}
+	return nil, re
+}
+
+// redirectError is a redirect that was not followed.
+type redirectError struct {
+	endpoint, from, to string // from and to are safeURL's
+	status             int
+}
+
+func (e *redirectError) Error() string {
+	return fmt.Sprintf("%s %s redirects to %s: tokend does not follow redirects of OAuth endpoints; configure the final URL", e.endpoint, e.from, e.to)
+}
+
+func (e *redirectError) Is(target error) bool { return target == ErrRedirect }
+
+// asRedirect returns the *Error for err when it is a refused redirect.
+func asRedirect(op string, err error) (*Error, bool) {
+	var re *redirectError
+	if !errors.As(err, &re) {
+		return nil, false
+	}
+	return &Error{Op: op, Status: re.status, Class: Configuration, Err: re}, true
 }
 
 // withClient returns ctx carrying hc for x/oauth2, which takes its HTTP
@@ -160,11 +240,17 @@ type response struct {
 	complete bool
 }
 
-// send does req with hc and reads the body through the maxBody limit. A
-// failure to send or read is returned as an *Error of class Transient.
-func send(op string, hc *http.Client, req *http.Request) (response, error) {
-	resp, err := orDefault(hc).Do(req)
+// send does req with hc, never following a redirect (which is an *Error
+// of class Configuration, wrapping ErrRedirect; endpoint names the endpoint
+// in its message), and reads the body through the maxBody limit. A failure
+// to send or read is returned as an *Error of class Transient.
+func send(op, endpoint string, hc *http.Client, req *http.Request) (response, error) {
+	hc = orDefault(hc)
+	resp, err := clientWith(hc, noRedirects{base: transportOf(hc), endpoint: endpoint}).Do(req)
 	if err != nil {
+		if e, ok := asRedirect(op, err); ok {
+			return response{}, e
+		}
 		return response{}, transportError(op, err)
 	}
 	defer resp.Body.Close()
