@@ -7,10 +7,10 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -80,11 +80,13 @@ type Store struct {
 // key problems. It runs schema migrations.
 //
 // Open also fails with ErrUnsafePermissions when the file, or its directory
-// (unless sticky), is group- or world-writable; with ErrNotEncrypted when a
-// key is given for a file holding unsealed records (an empty file is sealed
-// on the spot); and with ErrNewerSchema for a file written by a newer
-// tokend. Errors name the file. A failed Open leaves the file as it was,
-// except that a missing file is created empty.
+// (sticky or not), is group- or world-writable, when either is owned by
+// anyone but the process's effective uid or root, and when the file is a
+// symbolic link or has more than one hard link (see check.go); with
+// ErrNotEncrypted when a key is given for a file holding unsealed records
+// (an empty file is sealed on the spot); and with ErrNewerSchema for a file
+// written by a newer tokend. Errors name the file. A failed Open leaves the
+// file as it was, except that a missing file is created empty.
 func Open(o Options) (*Store, error) {
 	return open(o, migrations)
 }
@@ -114,16 +116,15 @@ func open(o Options, migs []migration) (*Store, error) {
 	if err := createFile(path); err != nil {
 		return nil, err
 	}
-	fi, err := os.Stat(path)
+	// The checks run on the opened descriptor, not on the path, so the
+	// file cannot be swapped between the check and the use; bbolt's own
+	// opens below go through the same check and must find the same file.
+	// O_NONBLOCK: opening a FIFO planted there must not hang.
+	f, fi, err := openChecked(path, os.O_RDONLY|syscall.O_NONBLOCK, nil)
 	if err != nil {
-		return nil, fmt.Errorf("store: %w", err)
+		return nil, err
 	}
-	if !fi.Mode().IsRegular() {
-		return nil, newError(ErrCorrupt, nil, fmt.Sprintf("store: %s is not a regular file (%s)", path, fi.Mode().Type()))
-	}
-	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
-		return nil, newError(ErrUnsafePermissions, nil, fmt.Sprintf("store: %s is group- or world-writable (mode %04o); chmod 600 it", path, perm))
-	} else if perm&0o044 != 0 {
+	if perm := fi.Mode().Perm(); perm&0o044 != 0 {
 		log.Warn("store: file is readable by other users; chmod 600 it", "path", path, "mode", fmt.Sprintf("%04o", perm))
 	}
 
@@ -131,14 +132,17 @@ func open(o Options, migs []migration) (*Store, error) {
 	// file that is not ours is never written to: even a read-write open
 	// of a valid bbolt file can write (bbolt flushes a missing freelist).
 	if fi.Size() > 0 {
-		if err := probe(path, fi.Size(), deadline); err != nil {
-			return nil, err
-		}
+		err = probe(f, fi, deadline)
+	}
+	_ = f.Close()
+	if err != nil {
+		return nil, err
 	}
 
 	db, err := bolt.Open(path, FileMode, &bolt.Options{
-		Timeout: remaining(deadline),
-		NoSync:  o.NoSync,
+		Timeout:  remaining(deadline),
+		NoSync:   o.NoSync,
+		OpenFile: boltOpener(fi),
 	})
 	if err != nil {
 		return nil, openError(path, err)
@@ -164,17 +168,10 @@ func remaining(deadline time.Time) time.Duration {
 	return max(time.Until(deadline), time.Nanosecond)
 }
 
-// checkDir refuses a directory that others could use to swap the file.
+// checkDir refuses a directory that others could use to swap, pre-create
+// or hard-link the file (see check.go).
 func checkDir(path string) error {
-	dir := filepath.Dir(path)
-	fi, err := os.Stat(dir)
-	if err != nil {
-		return fmt.Errorf("store: %w", err)
-	}
-	if fi.Mode()&0o022 != 0 && fi.Mode()&fs.ModeSticky == 0 {
-		return newError(ErrUnsafePermissions, nil, fmt.Sprintf("store: directory %s of %s is group- or world-writable (mode %04o) without the sticky bit", dir, filepath.Base(path), fi.Mode().Perm()))
-	}
-	return nil
+	return checkDirAs(path, os.Geteuid())
 }
 
 // createFile creates a missing store file with mode 0600 whatever the
@@ -208,6 +205,8 @@ func corruptError(path, reason string, cause error) error {
 // openError classifies an error of bolt.Open.
 func openError(path string, err error) error {
 	switch {
+	case isStoreError(err): // from openChecked; it names the file already
+		return err
 	case errors.Is(err, berrors.ErrTimeout):
 		return lockedError(path)
 	case errors.Is(err, fs.ErrPermission), errors.Is(err, fs.ErrNotExist):
@@ -221,21 +220,18 @@ func openError(path string, err error) error {
 
 // probe checks a non-empty file without writing to it: its bbolt structure,
 // then that it is a tokend store (or a bbolt file with no buckets at all,
-// which is what a crash during the first Open leaves).
-func probe(path string, size int64, deadline time.Time) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("store: %w", err)
-	}
-	reason, err := checkBoltFile(f, size)
-	_ = f.Close()
+// which is what a crash during the first Open leaves). f is the file as
+// opened and checked by openChecked, fi its fstat.
+func probe(f *os.File, fi fs.FileInfo, deadline time.Time) error {
+	path := f.Name()
+	reason, err := checkBoltFile(f, fi.Size())
 	if err != nil {
 		return fmt.Errorf("store: read %s: %w", path, err)
 	}
 	if reason != "" {
 		return corruptError(path, reason, nil)
 	}
-	db, err := bolt.Open(path, FileMode, &bolt.Options{ReadOnly: true, Timeout: remaining(deadline)})
+	db, err := bolt.Open(path, FileMode, &bolt.Options{ReadOnly: true, Timeout: remaining(deadline), OpenFile: boltOpener(fi)})
 	if err != nil {
 		return openError(path, err)
 	}

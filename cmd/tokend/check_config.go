@@ -4,9 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/tokend/tokend/daemon"
+	"github.com/tokend/tokend/store"
 )
 
 // cmdCheckConfig loads a configuration file as the daemon would, prints
@@ -59,9 +65,69 @@ func (c *cli) cmdCheckConfig(_ context.Context, args []string) int {
 		}
 		return exitError
 	}
+	// The store is checked as Open will check it (issue 10, finding 6): a
+	// file or directory another user controls is a problem, not an OK.
+	note, err := checkStore(cfg.Store.Path)
+	if err != nil {
+		fmt.Fprintln(c.stderr, err) // it names the file and what to do
+		fmt.Fprintf(c.stderr, "tokend: the store (store.path) of %s is not safe to use\n", path)
+		return exitError
+	}
 	cfg.Explain(c.stdout)
+	if note != "" {
+		fmt.Fprintln(c.stdout, "\n"+note)
+	}
 	fmt.Fprintf(c.stdout, "\n%s: OK\n", path)
 	return exitOK
+}
+
+// serviceUser is the account tokend.service runs as (User=, created by
+// tokend.sysusers).
+var serviceUser = "tokend"
+
+// checkStore reports what `tokend serve` would refuse about the store file
+// and its directory, run as check-config's own user. One exception: root
+// checking a store whose directory or file belongs to the service user is
+// looking at the usual layout (the unit runs tokend as that user, and
+// StateDirectory= gives it the directory), not at another user's file; it
+// is checked for the service user, and when it passes, a note says tokend
+// must run as that user. A store of any other user is refused, as serve
+// run as root refuses it.
+func checkStore(path string) (note string, err error) {
+	euid := os.Geteuid()
+	err = store.CheckPath(path, euid)
+	if errors.Is(err, os.ErrPermission) {
+		// Not a problem of the store: this user may not look into its
+		// directory (a 0700 state directory of tokend's user, say).
+		return fmt.Sprintf("note: the store %s was not checked (%v): run check-config as root or as tokend's user to check it", path, err), nil
+	}
+	if err == nil || euid != 0 {
+		return "", err
+	}
+	u, lerr := user.Lookup(serviceUser)
+	if lerr != nil {
+		return "", err
+	}
+	uid, perr := strconv.Atoi(u.Uid)
+	if perr != nil || uid == 0 || (ownerOf(filepath.Dir(path), os.Stat) != uid && ownerOf(path, os.Lstat) != uid) {
+		return "", err
+	}
+	if err := store.CheckPath(path, uid); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("note: the store %s belongs to user %s (uid %d): tokend must run as that user, as tokend.service does; run as root or as anyone else it refuses the file", path, serviceUser, uid), nil
+}
+
+// ownerOf returns the uid owning path, or -1.
+func ownerOf(path string, stat func(string) (os.FileInfo, error)) int {
+	fi, err := stat(path)
+	if err != nil {
+		return -1
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return int(st.Uid)
+	}
+	return -1
 }
 
 // errNotConfig is returned for a path that is a directory.
