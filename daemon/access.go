@@ -1,69 +1,106 @@
 package daemon
 
 import (
-	"bufio"
 	"context"
-	"fmt"
+	"encoding/binary"
 	"net"
-	"os"
-	"strconv"
-	"strings"
+	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// peer is a socket caller as the kernel identifies it (SO_PEERCRED): not
-// what it claims, so it cannot be forged by the client.
+// peer is a socket caller as the kernel recorded it when the caller
+// connected (SO_PEERCRED, SO_PEERGROUPS): not what it claims, and not what
+// the process with that pid is now. A client can hand its connection to
+// another process and exit, and its pid can then be reused by anyone; so
+// rights are decided from this record only, never from /proc/<pid>.
 type peer struct {
 	ok       bool
-	pid      int32
+	pid      int32 // for logs only: it may belong to another process by now
 	uid, gid uint32
+	// groups are the supplementary groups at connect time; nil when the
+	// kernel could not say (then no group grants anything).
+	groups []uint32
 }
 
 type peerKey struct{}
 
-// peerContext records the caller's credentials on each accepted connection.
+// credConn is a connection whose peer was read at accept (connLimiter).
+type credConn interface {
+	peerCred() peer
+}
+
+// peerContext records the caller's credentials on each accepted
+// connection, once: every request on it is judged by this record.
 func peerContext(ctx context.Context, c net.Conn) context.Context {
 	var p peer
-	if uc, ok := c.(*net.UnixConn); ok {
-		if raw, err := uc.SyscallConn(); err == nil {
-			_ = raw.Control(func(fd uintptr) {
-				if cred, err := unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED); err == nil {
-					p = peer{ok: true, pid: cred.Pid, uid: cred.Uid, gid: cred.Gid}
-				}
-			})
-		}
+	if cc, ok := c.(credConn); ok {
+		p = cc.peerCred()
+	} else {
+		p = connPeer(c)
 	}
 	return context.WithValue(ctx, peerKey{}, p)
+}
+
+// connPeer reads the kernel's record of the process that connected c.
+func connPeer(c net.Conn) peer {
+	var p peer
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return p
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return p
+	}
+	_ = raw.Control(func(fd uintptr) {
+		cred, err := unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+		if err != nil {
+			return
+		}
+		p = peer{ok: true, pid: cred.Pid, uid: cred.Uid, gid: cred.Gid}
+		// Failing closed: without the connect-time list, the caller is
+		// judged by its uid and primary gid alone.
+		p.groups, _ = peerGroups(int(fd))
+	})
+	return p
+}
+
+// peerGroups returns the supplementary groups the kernel recorded for the
+// peer at connect (SO_PEERGROUPS, Linux 4.13). x/sys has no helper: the
+// option fills an array of gid_t and says ERANGE, with the size it needs,
+// when the buffer is short.
+func peerGroups(fd int) ([]uint32, error) {
+	buf := make([]byte, 64*4)
+	for range 4 {
+		n := uint32(len(buf))
+		_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_PEERGROUPS,
+			uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&n)), 0)
+		switch {
+		case errno == unix.ERANGE && int(n) > len(buf):
+			buf = make([]byte, n)
+			continue
+		case errno != 0:
+			return nil, errno
+		}
+		if n%4 != 0 || int(n) > len(buf) {
+			return nil, unix.EINVAL
+		}
+		gs := make([]uint32, 0, n/4)
+		for i := 0; i < int(n); i += 4 {
+			gs = append(gs, binary.NativeEndian.Uint32(buf[i:]))
+		}
+		return gs, nil
+	}
+	// The list kept growing between calls; it cannot for a connected
+	// socket, so something is wrong: no groups.
+	return nil, unix.ERANGE
 }
 
 func peerFrom(ctx context.Context) peer {
 	p, _ := ctx.Value(peerKey{}).(peer)
 	return p
-}
-
-// groups returns the caller's supplementary groups as the kernel has them
-// (from /proc), falling back to none. Read only when a rule needs groups.
-func (p peer) groups() []uint32 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.pid))
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		if rest, ok := strings.CutPrefix(line, "Groups:"); ok {
-			var gs []uint32
-			for _, f := range strings.Fields(rest) {
-				if n, err := strconv.ParseUint(f, 10, 32); err == nil {
-					gs = append(gs, uint32(n))
-				}
-			}
-			return gs
-		}
-	}
-	return nil
 }
 
 // access is a resolved Readers list.
@@ -91,8 +128,8 @@ func resolveAccess(r Readers) (access, error) {
 	return a, err
 }
 
-// allows reports whether a names p, by uid, primary gid or a
-// supplementary group.
+// allows reports whether a names p, by uid, primary gid or a supplementary
+// group the peer had when it connected.
 func (a access) allows(p peer) bool {
 	if !p.ok {
 		return false
@@ -103,7 +140,7 @@ func (a access) allows(p peer) bool {
 	if len(a.gids) == 0 {
 		return false
 	}
-	for _, g := range p.groups() {
+	for _, g := range p.groups {
 		if a.gids[g] {
 			return true
 		}
