@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/tokend/tokend/oauth"
 	"github.com/tokend/tokend/store"
 )
 
@@ -39,6 +41,16 @@ func (d *Daemon) apiServer() *http.Server {
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slogErrorLog(d.log, "api"),
 	}
+}
+
+// socketServer is the API server on ln, with ln bounded (connLimiter):
+// the server's ConnState tells the limiter which connections are idle.
+// The peer's credentials are read once per connection, at accept.
+func (d *Daemon) socketServer(ln net.Listener) (*http.Server, net.Listener) {
+	srv := d.apiServer()
+	cl := newConnLimiter(ln, apiConnLimits(), func(uid uint32) bool { return uid == 0 || uid == d.selfUID }, d.log)
+	srv.ConnState = cl.connState
+	return srv, cl
 }
 
 // limitBody refuses a request whose body is over n bytes before any
@@ -78,9 +90,12 @@ func (d *Daemon) lookup(w http.ResponseWriter, r *http.Request, write bool) (*gr
 	name := r.PathValue("name")
 	g := d.grant(name)
 	op := d.isOperator(p)
+	// Refusals are counted under one label (metrics.UnknownGrant), never
+	// under the grant's name: /metrics would otherwise tell whoever reads
+	// it which names exist, which the identical 403 hides from the caller.
 	switch {
 	case write && !op:
-		d.fetchMetric(g, http.StatusForbidden)
+		d.fetchMetric(nil, http.StatusForbidden)
 		writeError(w, http.StatusForbidden, "forbidden", "this action needs root or an operator group")
 		return nil, p, false
 	case g == nil && op:
@@ -88,7 +103,7 @@ func (d *Daemon) lookup(w http.ResponseWriter, r *http.Request, write bool) (*gr
 		writeError(w, http.StatusNotFound, "unknown_grant", "no grant named "+strconv.Quote(name))
 		return nil, p, false
 	case g == nil || !d.mayRead(p, g):
-		d.fetchMetric(g, http.StatusForbidden)
+		d.fetchMetric(nil, http.StatusForbidden)
 		writeError(w, http.StatusForbidden, "forbidden", "not allowed to read this grant (or no such grant)")
 		return nil, p, false
 	}
@@ -201,13 +216,13 @@ func (d *Daemon) fetch(ctx context.Context, g *grant) (*store.Token, int, string
 		if usable(now, t, p) {
 			return t, http.StatusOK, "", ""
 		}
-		return nil, http.StatusServiceUnavailable, t.State, t.LastError
+		return nil, http.StatusServiceUnavailable, t.State, oauth.Printable(t.LastError)
 	}
 	if g.backingOff.Load() {
 		// The provider just failed and the refresh waits to retry: waiting
 		// for it would only make the caller's 503 late.
 		return nil, http.StatusServiceUnavailable, "temporarily_unavailable",
-			"the token has expired and the provider is failing (" + t.LastError + "); tokend is retrying"
+			"the token has expired and the provider is failing (" + oauth.Printable(t.LastError) + "); tokend is retrying"
 	}
 	wctx, cancel := context.WithTimeout(ctx, d.opts.FetchWait)
 	defer cancel()
@@ -332,7 +347,7 @@ func (d *Daemon) status(g *grant) GrantStatus {
 	s.HasRefreshToken = t.RefreshToken != ""
 	s.Obtained = t.Obtained
 	s.LastSuccess, s.LastAttempt = t.LastSuccess, t.LastAttempt
-	s.LastError, s.LastErrorCode, s.Failures = t.LastError, t.LastErrorCode, t.Failures
+	s.LastError, s.LastErrorCode, s.Failures = oauth.Printable(t.LastError), t.LastErrorCode, t.Failures
 	s.Generation = t.Generation
 	s.Auth, s.AuthAt = t.Auth, t.AuthAt
 	return s

@@ -294,7 +294,7 @@ func (d *Daemon) withFailure(g *grant, p Policy, err error) store.Token {
 		n.StateSince = now
 	}
 	n.State = state
-	n.LastError = err.Error()
+	n.LastError = oauth.Printable(err.Error()) // provider and TLS text: no terminal escapes in status, history or a 503
 	n.LastErrorCode = class.String()
 	var oe *oauth.Error
 	if errors.As(err, &oe) && oe.Code != "" {

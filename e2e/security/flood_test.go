@@ -1,0 +1,285 @@
+package security
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tokend/tokend/daemon"
+	"github.com/tokend/tokend/oauth/oauthtest"
+)
+
+// childFlood opens connections to $TOKEND_SOCK from 8 workers, each
+// sending one request and then keeping its connection open, until
+// $FLOOD_CONNS are open at once; connections the server closes are
+// replaced. It prints its counts every 200 ms and stops when stdin closes
+// (or after a minute, whatever the parent does).
+func childFlood() {
+	sock := os.Getenv("TOKEND_SOCK")
+	target, _ := strconv.ParseInt(os.Getenv("FLOOD_CONNS"), 10, 64)
+	stop := make(chan struct{})
+	go func() { _, _ = io.Copy(io.Discard, os.Stdin); close(stop) }()
+	var answered, live, refused, failed atomic.Int64
+	report := func() {
+		fmt.Printf("answered=%d live=%d refused=%d failed=%d\n", answered.Load(), live.Load(), refused.Load(), failed.Load())
+	}
+	req := []byte("GET /v1/tokens/flood HTTP/1.1\r\nHost: tokend\r\n\r\n")
+	deadline := time.Now().Add(time.Minute)
+	for range 8 {
+		go func() {
+			for time.Now().Before(deadline) {
+				if live.Load() >= target {
+					time.Sleep(20 * time.Millisecond)
+					continue
+				}
+				c, err := net.DialTimeout("unix", sock, time.Second)
+				if err != nil {
+					failed.Add(1)
+					time.Sleep(time.Millisecond)
+					continue
+				}
+				_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+				br := bufio.NewReader(c)
+				_, err = c.Write(req)
+				var resp *http.Response
+				if err == nil {
+					resp, err = http.ReadResponse(br, nil)
+				}
+				if err != nil {
+					failed.Add(1)
+					c.Close()
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusForbidden {
+					refused.Add(1)
+					c.Close()
+					continue
+				}
+				answered.Add(1)
+				live.Add(1)
+				_ = c.SetDeadline(time.Time{})
+				// Held until the server closes it.
+				go func() {
+					_, _ = br.ReadByte()
+					c.Close()
+					live.Add(-1)
+				}()
+			}
+		}()
+	}
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			report()
+			return
+		case <-tick.C:
+			report()
+			if time.Now().After(deadline) {
+				return
+			}
+		}
+	}
+}
+
+// startNofile is start with tokend's descriptor limit (soft and hard) set
+// to n before it runs.
+func (e *env) startNofile(n int) {
+	t := e.t
+	t.Helper()
+	e.cmd = exec.Command("/bin/sh", "-c", `ulimit -n "$1" && shift && exec "$@"`, "sh", strconv.Itoa(n), tokendBin, "serve", "--config", e.config)
+	e.cmd.Stdout = e.stderr
+	e.cmd.Stderr = e.stderr
+	e.cmd.Dir = "/"
+	if err := e.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	e.done = make(chan error, 1)
+	go func() { e.done <- e.cmd.Wait() }()
+	t.Cleanup(e.stop)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		select {
+		case err := <-e.done:
+			e.done <- err
+			t.Fatalf("tokend serve exited: %v\n%s", err, e.stderr.String())
+		default:
+		}
+		if r := e.run(0, "status"); r.code == exitOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tokend serve did not answer on %s within 20s\n%s", e.sock, e.stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	limits, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", e.cmd.Process.Pid))
+	want := regexp.MustCompile(`(?m)^Max open files\s+` + strconv.Itoa(n) + `\s+` + strconv.Itoa(n) + `\s`)
+	if err != nil || !want.Match(limits) {
+		t.Fatalf("tokend does not run with %d descriptors (%v):\n%s", n, err, limits)
+	}
+}
+
+const floodGrants = `  flood:
+    client: app
+    type: client_credentials
+    scopes: [read]
+    readers: {uids: [65533]}
+`
+
+// floodCounts is the last line the flooding child printed.
+type floodCounts struct {
+	mu   sync.Mutex
+	last string
+}
+
+func (f *floodCounts) String() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.last
+}
+
+func (f *floodCounts) get(key string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	m := regexp.MustCompile(`\b` + key + `=(\d+)`).FindStringSubmatch(f.last)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
+}
+
+// TestConnectionFlood: nobody (a non-reader allowed to connect) opens
+// 3000 connections to a tokend limited to 1024 descriptors and keeps them
+// open, replacing any the server closes. Meanwhile the reader's fetches
+// succeed and the scheduled refresh (20 s tokens, refreshed at half their
+// life) reaches the provider and succeeds: descriptors stay for them.
+func TestConnectionFlood(t *testing.T) {
+	requireRoot(t)
+	e := newEnv(t, envOpts{
+		prov:   oauthtest.Options{AccessTTL: 20 * time.Second},
+		grants: floodGrants,
+	})
+	cfg, err := os.ReadFile(e.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fast := strings.Replace(string(cfg), `schedule: "@every 15s"`, `schedule: "@every 1s"`, 1)
+	if fast == string(cfg) {
+		t.Fatal("the test config has no refresh schedule to replace")
+	}
+	mustWrite(t, e.config, fast)
+	e.startNofile(1024)
+	if r := e.run(uidOther, "token", "flood"); r.code != exitOK {
+		t.Fatalf("the reader before the flood: %v", r)
+	}
+
+	cmd := childCmd(t, "flood", uidNobody, []uint32{}, "TOKEND_SOCK="+e.sock, "FLOOD_CONNS=3000")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var childErr syncBuffer
+	cmd.Stderr = &childErr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	counts := &floodCounts{}
+	scanned := make(chan struct{})
+	go func() {
+		defer close(scanned)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			counts.mu.Lock()
+			counts.last = sc.Text()
+			counts.mu.Unlock()
+		}
+	}()
+	stopFlood := sync.OnceFunc(func() {
+		stdin.Close()
+		<-scanned
+		_ = cmd.Wait()
+		t.Logf("flood: %s", counts.String())
+	})
+	t.Cleanup(stopFlood)
+
+	// The flood is on once more connections were answered than the API
+	// may hold at once (512 with 1024 descriptors).
+	deadline := time.Now().Add(30 * time.Second)
+	for counts.get("answered") < 600 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the flood did not get going within 30s: %q\n%s", counts.String(), childErr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	floodStart := time.Now()
+	t.Logf("flood under way: %s", counts.String())
+
+	// The reader keeps fetching, and the scheduled refresh due about 10 s
+	// after the token was obtained must succeed while the flood goes on.
+	fetches := 0
+	deadline = time.Now().Add(40 * time.Second)
+	for {
+		r := e.run(uidOther, "token", "flood")
+		if r.code != exitOK || !e.prov.Valid(strings.TrimSpace(r.stdout)) {
+			t.Fatalf("the reader's fetch %d during the flood: %v\nflood: %s", fetches+1, r, counts.String())
+		}
+		fetches++
+		st := e.run(0, "status", "flood", "--json")
+		if st.code != exitOK {
+			t.Fatalf("root's status during the flood: %v", st)
+		}
+		var s daemon.GrantStatus
+		if err := json.Unmarshal([]byte(st.stdout), &s); err != nil {
+			t.Fatalf("status --json: %v\n%s", err, st.stdout)
+		}
+		refreshed := false
+		for _, a := range s.History {
+			if a.At.After(floodStart) && a.Reason != "on-demand" {
+				if a.Result != "success" {
+					t.Fatalf("a scheduled refresh during the flood failed: %+v\nflood: %s", a, counts.String())
+				}
+				refreshed = true
+			}
+		}
+		if refreshed && fetches >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no scheduled refresh during 40s of flood; status: %+v\nflood: %s", s, counts.String())
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	// Still flooding at the end: the refresh did not get a quiet moment.
+	if counts.get("answered") < 1000 && counts.get("failed") < 1000 {
+		t.Errorf("the flood stalled: %s", counts.String())
+	}
+	stopFlood()
+	log := e.stderr.String()
+	if strings.Contains(log, "too many open files") {
+		t.Errorf("tokend ran out of descriptors:\n%s", log)
+	}
+	if !strings.Contains(log, "connection limit reached") {
+		t.Errorf("tokend did not log that it refused connections")
+	}
+}
