@@ -6,7 +6,9 @@ import (
 )
 
 // metricsServer serves /metrics, /healthz and /readyz on the metrics
-// listener.
+// listener, to requests that name it in their Host header: /metrics lists
+// the grants, and a web page must not read it through DNS rebinding (see
+// hostGuard).
 func (d *Daemon) metricsServer() *http.Server {
 	var h http.Handler
 	if d.opts.MetricsHandler != nil {
@@ -24,7 +26,7 @@ func (d *Daemon) metricsServer() *http.Server {
 		h = mux
 	}
 	return &http.Server{
-		Handler:           h,
+		Handler:           hostGuard(d.MetricsAddr, nil, misdirected, h),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      30 * time.Second,
