@@ -64,9 +64,16 @@ type TokenList struct {
 	Grants []GrantStatus `json:"grants"`
 }
 
+// AuthCallbackUnbound starts the authorization outcome (GrantStatus.Auth)
+// recorded when a callback that does not carry the cookie of the browser
+// that opened the start page was refused. The authorization stays pending:
+// the right browser can still complete it.
+const AuthCallbackUnbound = "callback without the browser binding"
+
 // AuthorizeResponse answers POST /v1/tokens/{name}/authorize: for an
-// authorization_code grant the URL to open; for a device_code grant the
-// verification URI and user code.
+// authorization_code grant the URL to open (a one-time start page on the
+// callback listener, which redirects to the provider); for a device_code
+// grant the verification URI and user code.
 type AuthorizeResponse struct {
 	Grant                   string    `json:"grant"`
 	Kind                    string    `json:"kind"` // authorization_code | device_code | password | client_credentials

@@ -34,7 +34,8 @@ type Store interface {
 	Client(name string) (store.Client, error)
 	PutClient(c store.Client) error
 	PutPending(p store.Pending) error
-	ConsumePending(state string, now time.Time) (store.Pending, error)
+	ConsumePending(state, bindingHash string, now time.Time) (store.Pending, error)
+	BindPending(state, startHash, bindingHash string, now time.Time) (store.Pending, error)
 	PrunePending(now time.Time) (int, error)
 	Provider(name string) ([]byte, error)
 	PutProvider(name string, meta []byte) error
@@ -130,6 +131,8 @@ type Daemon struct {
 	addrMu       sync.Mutex
 	callbackAddr string
 	metricsAddr  string
+
+	starts startPages // one-time start pages of authorizations (authorize.go)
 }
 
 // grant is the runtime of one configured grant. cur is the token fetches
@@ -457,21 +460,32 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	defer cleanup()
-	cb, err := listenTCP("callback", cfg.Listen.Callback)
-	if err != nil {
-		sock.Close()
-		return err
+	// With listen.callback "off" no authorization_code grant can be
+	// started (authorize says so); everything else works without it.
+	var cb net.Listener
+	if !listenerOff(cfg.Listen.Callback) {
+		if cb, err = listenTCP("callback", "listen.callback", cfg.Listen.Callback); err != nil {
+			sock.Close()
+			return err
+		}
 	}
 	var ml net.Listener
-	if cfg.Listen.Metrics != "" && cfg.Listen.Metrics != "off" {
-		if ml, err = listenTCP("metrics", cfg.Listen.Metrics); err != nil {
+	if cfg.Listen.Metrics != "" && !listenerOff(cfg.Listen.Metrics) {
+		if ml, err = listenTCP("metrics", "listen.metrics", cfg.Listen.Metrics); err != nil {
+			if cb != nil && cfg.Listen.Metrics == cfg.Listen.Callback {
+				err = fmt.Errorf("daemon: metrics listener: %s is listen.callback too; give listen.metrics a port of its own", cfg.Listen.Metrics)
+			}
 			sock.Close()
-			cb.Close()
+			if cb != nil {
+				cb.Close()
+			}
 			return err
 		}
 	}
 	d.addrMu.Lock()
-	d.callbackAddr = cb.Addr().String()
+	if cb != nil {
+		d.callbackAddr = cb.Addr().String()
+	}
 	if ml != nil {
 		d.metricsAddr = ml.Addr().String()
 	}
@@ -483,8 +497,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.stopCtx = ctx
 
 	g, gctx := errgroup.WithContext(ctx)
-	servers := []*http.Server{d.apiServer(), d.callbackServer()}
-	listeners := []net.Listener{sock, cb}
+	// The socket's connections are bounded (connLimiter): past the bound
+	// they would take the descriptors refreshes and the store need.
+	api, sock := d.socketServer(sock)
+	servers := []*http.Server{api}
+	listeners := []net.Listener{sock}
+	if cb != nil {
+		servers = append(servers, d.callbackServer())
+		listeners = append(listeners, cb)
+	}
 	if ml != nil {
 		servers = append(servers, d.metricsServer())
 		listeners = append(listeners, ml)

@@ -284,38 +284,17 @@ func TestRotationNeverReusesRefreshToken(t *testing.T) {
 	}
 }
 
-// authorizeViaCallback runs the authorization-code flow: the provider
-// approves at once, and its redirect is delivered to the daemon's callback.
+// authorizeViaCallback runs the authorization-code flow in a browser: the
+// start page binds it, the provider approves at once, and its redirect is
+// delivered to the daemon's callback with the binding cookie.
 func (h *harness) authorizeViaCallback(name string) string {
 	h.t.Helper()
-	code, body := h.do(http.MethodPost, "/v1/tokens/"+name+"/authorize")
-	if code != 200 {
-		h.t.Fatalf("authorize: %d %s", code, body)
-	}
-	var ar AuthorizeResponse
-	_ = json.Unmarshal(body, &ar)
-	u, _ := url.Parse(ar.URL)
-	if u.Query().Get("code_challenge_method") != "S256" || len(u.Query().Get("state")) < 22 {
-		h.t.Fatalf("authorization URL lacks PKCE or state: %s", ar.URL)
-	}
-	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := noFollow.Get(ar.URL)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	resp.Body.Close()
-	loc, err := url.Parse(resp.Header.Get("Location"))
-	if err != nil || loc.Query().Get("code") == "" {
-		h.t.Fatalf("provider did not redirect with a code: %d %s", resp.StatusCode, resp.Header.Get("Location"))
-	}
-	cb := "http://" + h.d.CallbackAddr() + loc.Path + "?" + loc.RawQuery
-	resp, err = http.Get(cb)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	resp.Body.Close()
+	b := newBrowser(h.t)
+	auth := h.openStart(b, h.startAuthorization(name))
+	cb := h.codeFor(b, auth)
+	resp, body := get(h.t, b, cb, "")
 	if resp.StatusCode != 200 {
-		h.t.Fatalf("callback: %d", resp.StatusCode)
+		h.t.Fatalf("callback: %d %s", resp.StatusCode, body)
 	}
 	h.settle()
 	return cb
@@ -360,19 +339,9 @@ func TestCallbackOnceOnly(t *testing.T) {
 
 func TestCallbackAccessDenied(t *testing.T) {
 	h := newHarness(t, harnessOpts{config: userGrant})
-	code, body := h.do(http.MethodPost, "/v1/tokens/user/authorize")
-	if code != 200 {
-		t.Fatalf("authorize: %d %s", code, body)
-	}
-	var ar AuthorizeResponse
-	_ = json.Unmarshal(body, &ar)
-	u, _ := url.Parse(ar.URL)
-	state := u.Query().Get("state")
-	resp, err := http.Get("http://" + h.d.CallbackAddr() + "/callback?error=access_denied&state=" + url.QueryEscape(state) + "&iss=" + url.QueryEscape(h.prov.URL()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	b := newBrowser(t)
+	state := h.openStart(b, h.startAuthorization("user")).Query().Get("state")
+	resp, _ := get(t, b, "http://"+h.d.CallbackAddr()+"/callback?error=access_denied&state="+url.QueryEscape(state)+"&iss="+url.QueryEscape(h.prov.URL()), "")
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Fatalf("denied callback: %d", resp.StatusCode)
 	}

@@ -244,6 +244,9 @@ func FuzzAPIPath(f *testing.F) {
 	})
 }
 
+// fuzzBinding is the binding cookie of the fuzzed pending authorization.
+const fuzzBinding = "fuzz-binding-cookie-0123456789abcdefghijklmnopq"
+
 func FuzzCallback(f *testing.F) {
 	for _, q := range []string{
 		"",
@@ -268,12 +271,17 @@ func FuzzCallback(f *testing.F) {
 		State: fuzzState, Grant: "code", Kind: GrantAuthorizationCode,
 		Verifier: "fuzz-verifier-0123456789abcdefghijklmnopqrstuvwxyz", RedirectURI: "http://127.0.0.1:1/callback",
 		Created: t0, Deadline: t0.Add(time.Hour),
+		BindingHash: hashHex(fuzzBinding),
 	}
 	f.Fuzz(func(t *testing.T, query string) {
 		r, ok := readRequest("GET", "/callback?"+query)
 		if !ok {
 			return
 		}
+		// As the browser that opened the start page sends it: the
+		// redirect_uri's host and the binding cookie.
+		r.Host = "127.0.0.1:1"
+		r.AddCookie(&http.Cookie{Name: bindingCookieName(fuzzState, false), Value: fuzzBinding})
 		real := r.URL.Query().Get("state") == fuzzState
 		if real {
 			if err := st.PutPending(pend); err != nil {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 )
@@ -50,12 +51,19 @@ func codeConfig(s *Setup, issuer string, c authClient) string {
 `)
 }
 
-// authorizeInBrowser runs `tokend authorize GRANT`, follows the URL in a
-// browser to tokend's callback, and returns the callback URL visited.
+// authorizeInBrowser runs `tokend authorize GRANT`, opens the start URL it
+// prints in a browser, which tokend redirects to the provider (with a
+// binding cookie), follows the provider's pages to tokend's callback, and
+// returns the callback URL visited.
 func authorizeInBrowser(t *testing.T, o *OIDC, td *Tokend, grant string) string {
 	t.Helper()
-	authURL, cli := td.Authorize(grant, o.Issuer)
-	u, err := url.Parse(authURL)
+	startURL, cli := td.Authorize(grant)
+	b := NewBrowser(t)
+	page := b.Open(startURL)
+	if len(b.Visited) < 2 || b.Visited[0] != startURL || !strings.HasPrefix(b.Visited[1], o.Issuer+"/") {
+		t.Fatalf("the start page did not redirect to the provider: visited %v", b.Visited)
+	}
+	u, err := url.Parse(b.Visited[1])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,9 +74,7 @@ func authorizeInBrowser(t *testing.T, o *OIDC, td *Tokend, grant string) string 
 	if q.Get("code_challenge") == "" || q.Get("code_challenge_method") != "S256" {
 		t.Errorf("authorization URL has no S256 PKCE challenge: %v", q)
 	}
-	b := NewBrowser(t)
-	page := b.Open(authURL)
-	cb := b.Find("http://" + td.Setup.Callback + "/")
+	cb := b.Find("http://" + td.Setup.Callback + "/callback")
 	if cb == "" {
 		t.Fatalf("the browser never reached tokend's callback; ended at %s (%d):\n%s\nvisited %v", page.URL, page.Status, page.Body, b.Visited)
 	}
@@ -157,5 +163,65 @@ func TestAuthorizationCode(t *testing.T) {
 				t.Errorf("provider stats = %+v, want one code exchange, one refresh, no invalid_grant", st)
 			}
 		})
+	}
+}
+
+// TestAuthorizationCodeInjection: another local user who learned the
+// provider's authorization URL (state and PKCE challenge: once readable in
+// the browser's argv) signs in with it in their own browser, which
+// oidc-provider redirects to tokend's callback with their code. That
+// browser never opened tokend's start page, so it has no binding cookie:
+// the callback is refused and the authorization stays pending; the
+// operator's browser then completes it, and the token is the operator's.
+func TestAuthorizationCodeInjection(t *testing.T) {
+	t.Parallel()
+	requireTokend(t)
+	c := authClients[0]
+	o := codeProvider(t, c, 60)
+	s := NewSetup(t)
+	td := StartTokend(t, s, codeConfig(s, o.Issuer, c))
+	td.NoLeak(c.secret)
+
+	startURL, cli := td.Authorize("web")
+	operator := NewBrowser(t)
+	// The operator's browser opens the start page (and gets the cookie);
+	// the test stops at its redirect to learn the provider's URL.
+	stop := *operator.client
+	stop.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := stop.Get(startURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	authURL := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(authURL, o.Issuer+"/") {
+		t.Fatalf("start page: %d, Location %q", resp.StatusCode, authURL)
+	}
+
+	attacker := NewBrowser(t)
+	page := attacker.Open(authURL)
+	if attacker.Find("http://"+s.Callback+"/callback") == "" || page.Status != http.StatusBadRequest {
+		t.Fatalf("the attacker's callback answered %d at %s, want 400:\n%s", page.Status, page.URL, page.Body)
+	}
+	if _, status, _ := td.Token("web"); status == http.StatusOK {
+		t.Fatal("a token was served from the injected code")
+	}
+	if st := td.Status("web"); !strings.HasPrefix(st.Auth, "callback without the browser binding") {
+		t.Errorf("status after the injection: authorization %q", st.Auth)
+	}
+
+	page = operator.Open(authURL)
+	if page.Status != http.StatusOK || page.URL.Host != s.Callback {
+		t.Fatalf("the operator's callback answered %d at %s, want 200:\n%s", page.Status, page.URL, page.Body)
+	}
+	tok := td.WaitToken("web", 10*time.Second)
+	if !o.Introspect(tok.AccessToken).Active {
+		t.Error("the operator's token is not active")
+	}
+	if st := o.Stats(); st.TokenSuccess["authorization_code"] != 1 || st.InvalidGrant != 0 {
+		t.Errorf("provider stats = %+v, want exactly one code exchange (the operator's)", st)
+	}
+	if code := cli.Wait(30 * time.Second); code != 0 {
+		t.Errorf("tokend authorize exited %d:\n%s", code, cli.Output())
 	}
 }

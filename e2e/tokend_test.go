@@ -450,12 +450,13 @@ func (p *CLIProcess) Wait(timeout time.Duration) int {
 // Output returns stdout so far.
 func (p *CLIProcess) Output() string { return p.out.String() }
 
-// Authorize runs `tokend authorize GRANT` and returns the authorization URL
-// it prints (the first URL on stdout starting with issuer).
-func (td *Tokend) Authorize(grant, issuer string) (string, *CLIProcess) {
+// Authorize runs `tokend authorize GRANT` and returns the start URL it
+// prints: the one-time page on the callback listener that binds the
+// authorization to a browser and redirects to the provider.
+func (td *Tokend) Authorize(grant string) (string, *CLIProcess) {
 	td.t.Helper()
 	p := td.StartCLI("authorize", grant)
-	re := regexp.MustCompile(regexp.QuoteMeta(issuer) + `/[^\s"'<>]+`)
+	re := regexp.MustCompile(regexp.QuoteMeta("http://"+td.Setup.Callback+"/start/") + `[A-Za-z0-9_-]+`)
 	return p.WaitOutput(re, 20*time.Second)[0], p
 }
 

@@ -107,4 +107,12 @@ type Pending struct {
 	Created     time.Time
 	Deadline    time.Time
 	DeviceCode  string
+	// StartHash is the hex SHA-256 of the one-time start id: the local
+	// page that binds the authorization to the browser opening it. It is
+	// cleared when that page is used, so the page works once.
+	StartHash string
+	// BindingHash is the hex SHA-256 of the cookie the start page set.
+	// ConsumePending redeems the authorization only for a callback that
+	// presents that cookie; empty until the start page was used.
+	BindingHash string
 }

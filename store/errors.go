@@ -12,6 +12,11 @@ var (
 	ErrNewerSchema = errors.New("store: file has a newer schema version")
 	// ErrClosed: the store has been closed.
 	ErrClosed = errors.New("store: closed")
+	// ErrMismatch: a pending authorization exists for the state, but the
+	// browser binding presented is not the one it holds (or its start page
+	// was never used). The record is left in place, so the browser that
+	// holds the binding can still complete it.
+	ErrMismatch = errors.New("store: pending authorization is bound to another browser")
 )
 
 // storeError is an error with a full message of its own (naming the file

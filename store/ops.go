@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -315,19 +316,27 @@ func (s *Store) PutPending(p Pending) error {
 }
 
 // ConsumePending finds the pending authorization for state and deletes it in
-// the same transaction: a second call returns ErrNotFound. One past its
-// deadline is deleted and ErrExpired returned.
+// the same transaction, if bindingHash is the BindingHash it holds (the
+// hash of the cookie its start page set): a second call returns
+// ErrNotFound. A record with another binding, or none yet, is left in place
+// and ErrMismatch returned, so a callback from a client other than the
+// browser that started the flow cannot use up the authorization. One past
+// its deadline is deleted and ErrExpired returned, whatever the binding.
 //
-// A pending authorization with a zero Deadline never expires. The result
-// carries State as given. Safe for concurrent use: of two concurrent calls
-// with the same state, exactly one succeeds.
-func (s *Store) ConsumePending(state string, now time.Time) (Pending, error) {
+// With ErrExpired and ErrMismatch the record is returned too, without its
+// secrets (Verifier, DeviceCode), so the caller can tell which grant the
+// attempt was for. A pending authorization with a zero Deadline never
+// expires. The result carries State as given. Safe for concurrent use: of
+// two concurrent calls with the same state and binding, exactly one
+// succeeds.
+func (s *Store) ConsumePending(state, bindingHash string, now time.Time) (Pending, error) {
 	if err := s.rlock(); err != nil {
 		return Pending{}, err
 	}
 	defer s.mu.RUnlock()
 	key := pendingKey(state)
 	var p Pending
+	var refused error
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket([]byte(bucketPending))
 		v := b.Get(key)
@@ -338,16 +347,99 @@ func (s *Store) ConsumePending(state string, now time.Time) (Pending, error) {
 		if p, err = decodePending(s.seal, key, v); err != nil {
 			return err
 		}
+		switch {
+		case pendingExpired(p, now):
+			refused = newError(ErrExpired, nil, fmt.Sprintf("store: pending authorization of grant %q expired at %s", p.Grant, p.Deadline.Format(time.RFC3339)))
+		case !sameHash(p.BindingHash, bindingHash):
+			// Checked inside the transaction that would delete the record,
+			// so a matching callback racing a refused one still wins.
+			return newError(ErrMismatch, nil, fmt.Sprintf("store: pending authorization of grant %q: the callback does not carry the binding of the browser that started it", p.Grant))
+		}
 		return b.Delete(key)
 	})
+	p.State = state
+	if err == nil {
+		err = refused
+	}
 	if err != nil {
+		if errors.Is(err, ErrExpired) || errors.Is(err, ErrMismatch) {
+			return withoutSecrets(p), err
+		}
 		return Pending{}, s.wrap("consume pending authorization", err)
 	}
+	return p, nil
+}
+
+// BindPending uses the one-time start page of the pending authorization for
+// state: if startHash is the StartHash it holds, it replaces it with
+// bindingHash (the hash of the cookie the page sets) in one transaction, so
+// the page works once and the callback then requires that cookie. A used
+// or unknown start id gives ErrNotFound; one past its deadline is deleted
+// and ErrExpired returned (with the record, as ConsumePending does). Safe
+// for concurrent use: of two calls with the same start id, one succeeds.
+func (s *Store) BindPending(state, startHash, bindingHash string, now time.Time) (Pending, error) {
+	if startHash == "" || bindingHash == "" {
+		return Pending{}, errors.New("store: binding a pending authorization needs a start id and a binding")
+	}
+	if err := s.rlock(); err != nil {
+		return Pending{}, err
+	}
+	defer s.mu.RUnlock()
+	key := pendingKey(state)
+	var p Pending
+	var refused error
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte(bucketPending))
+		v := b.Get(key)
+		if v == nil {
+			return newError(ErrNotFound, nil, "store: no pending authorization for this start page (unknown, or already used)")
+		}
+		var err error
+		if p, err = decodePending(s.seal, key, v); err != nil {
+			return err
+		}
+		if pendingExpired(p, now) {
+			refused = newError(ErrExpired, nil, fmt.Sprintf("store: pending authorization of grant %q expired at %s", p.Grant, p.Deadline.Format(time.RFC3339)))
+			return b.Delete(key)
+		}
+		if !sameHash(p.StartHash, startHash) {
+			return newError(ErrNotFound, nil, "store: the start page of this pending authorization was already used")
+		}
+		p.StartHash, p.BindingHash = "", bindingHash
+		nv, err := encodePending(s.seal, key, p)
+		if err != nil {
+			return fmt.Errorf("store: encode pending authorization: %w", err)
+		}
+		return b.Put(key, nv)
+	})
 	p.State = state
-	if !p.Deadline.IsZero() && !now.Before(p.Deadline) {
-		return Pending{}, newError(ErrExpired, nil, fmt.Sprintf("store: pending authorization of grant %q expired at %s", p.Grant, p.Deadline.Format(time.RFC3339)))
+	if err == nil {
+		err = refused
+	}
+	if err != nil {
+		if errors.Is(err, ErrExpired) {
+			return withoutSecrets(p), err
+		}
+		return Pending{}, s.wrap("bind pending authorization", err)
 	}
 	return p, nil
+}
+
+func pendingExpired(p Pending, now time.Time) bool {
+	return !p.Deadline.IsZero() && !now.Before(p.Deadline)
+}
+
+// sameHash compares two hex hashes in constant time; an empty stored hash
+// matches nothing.
+func sameHash(stored, given string) bool {
+	return stored != "" && subtle.ConstantTimeCompare([]byte(stored), []byte(given)) == 1
+}
+
+// withoutSecrets is what a refused redemption returns: enough to say which
+// grant it was for, nothing that redeems anything.
+func withoutSecrets(p Pending) Pending {
+	p.Verifier, p.DeviceCode = "", ""
+	return p
 }
 
 // PendingFor lists the pending authorizations of a grant. Their State is

@@ -99,7 +99,7 @@ func TestRoundTrips(t *testing.T) {
 				t.Fatal(err)
 			}
 			sameRecord(t, gotC, c)
-			gotP, err := s.ConsumePending(p.State, time.Now())
+			gotP, err := s.ConsumePending(p.State, p.BindingHash, time.Now())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -133,7 +133,7 @@ func TestNotFound(t *testing.T) {
 	if _, err := s.Provider("nope"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Provider = %v", err)
 	}
-	if _, err := s.ConsumePending("nope", time.Now()); !errors.Is(err, ErrNotFound) {
+	if _, err := s.ConsumePending("nope", "b", time.Now()); !errors.Is(err, ErrNotFound) {
 		t.Errorf("ConsumePending = %v", err)
 	}
 	if h, err := s.History("nope"); err != nil || len(h) != 0 {
@@ -305,8 +305,8 @@ func TestPending(t *testing.T) {
 	s := MustOpen(t, Options{Key: newKey(t)})
 	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 	for _, p := range []Pending{
-		{State: "s1", Grant: "g", Kind: "authorization_code", Verifier: "v1", Deadline: now.Add(10 * time.Minute)},
-		{State: "s2", Grant: "g", Kind: "authorization_code", Verifier: "v2", Deadline: now.Add(time.Minute)},
+		{State: "s1", Grant: "g", Kind: "authorization_code", Verifier: "v1", Deadline: now.Add(10 * time.Minute), BindingHash: "b1"},
+		{State: "s2", Grant: "g", Kind: "authorization_code", Verifier: "v2", Deadline: now.Add(time.Minute), BindingHash: "b2"},
 		{State: "s3", Grant: "other", Kind: "device_code", DeviceCode: "dc", Deadline: now.Add(-time.Second)},
 		{State: "s4", Grant: "other", Kind: "device_code", DeviceCode: "dc4"}, // no deadline
 	} {
@@ -327,19 +327,25 @@ func TestPending(t *testing.T) {
 		}
 	}
 
-	p, err := s.ConsumePending("s1", now)
+	p, err := s.ConsumePending("s1", "b1", now)
 	if err != nil || p.State != "s1" || p.Verifier != "v1" || p.Grant != "g" {
 		t.Fatalf("ConsumePending(s1) = %v, %v", p, err)
 	}
-	if _, err := s.ConsumePending("s1", now); !errors.Is(err, ErrNotFound) {
+	if _, err := s.ConsumePending("s1", "b1", now); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("second ConsumePending(s1) = %v, want ErrNotFound", err)
 	}
 
-	// At the deadline it has expired; it is deleted all the same.
-	if _, err := s.ConsumePending("s2", now.Add(time.Minute)); !errors.Is(err, ErrExpired) {
+	// At the deadline it has expired; it is deleted all the same, and the
+	// record comes back (without its secrets) so the caller can record the
+	// outcome on its grant.
+	p, err = s.ConsumePending("s2", "b2", now.Add(time.Minute))
+	if !errors.Is(err, ErrExpired) {
 		t.Fatalf("ConsumePending(s2) at deadline = %v, want ErrExpired", err)
 	}
-	if _, err := s.ConsumePending("s2", now); !errors.Is(err, ErrNotFound) {
+	if p.Grant != "g" || p.State != "s2" || p.Verifier != "" {
+		t.Fatalf("expired ConsumePending(s2) returned %#v; want grant g, no verifier", p)
+	}
+	if _, err := s.ConsumePending("s2", "b2", now); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("ConsumePending(s2) after expiry = %v, want ErrNotFound", err)
 	}
 
@@ -353,8 +359,71 @@ func TestPending(t *testing.T) {
 	if n, err := s.DeletePending("other"); err != nil || n != 1 {
 		t.Fatalf("DeletePending = %d, %v", n, err)
 	}
-	if p, err := s.ConsumePending("s4", now); !errors.Is(err, ErrNotFound) {
+	if p, err := s.ConsumePending("s4", "", now); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("ConsumePending(s4) after DeletePending = %v, %v", p, err)
+	}
+}
+
+// The browser binding: the start page binds once; a callback without the
+// binding (another local user delivering their own code for the same state)
+// is refused and leaves the authorization for the browser that has it.
+func TestPendingBinding(t *testing.T) {
+	s := MustOpen(t, Options{Key: newKey(t)})
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	p := Pending{State: "st", Grant: "g", Kind: "authorization_code", Verifier: "v", Deadline: now.Add(10 * time.Minute), StartHash: "start"}
+	if err := s.PutPending(p); err != nil {
+		t.Fatal(err)
+	}
+	// Before the start page was used, no callback redeems it, not even one
+	// presenting nothing.
+	for _, b := range []string{"", "start", "guess"} {
+		got, err := s.ConsumePending("st", b, now)
+		if !errors.Is(err, ErrMismatch) || got.Grant != "g" || got.Verifier != "" {
+			t.Fatalf("ConsumePending(binding %q) before binding = %#v, %v; want ErrMismatch for g without verifier", b, got, err)
+		}
+	}
+	if _, err := s.BindPending("st", "wrong-start", "cookie", now); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("BindPending with a wrong start id = %v, want ErrNotFound", err)
+	}
+	if _, err := s.BindPending("st", "start", "cookie", now); err != nil {
+		t.Fatalf("BindPending = %v", err)
+	}
+	// The start page works once.
+	if _, err := s.BindPending("st", "start", "cookie2", now); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second BindPending = %v, want ErrNotFound", err)
+	}
+	// The attacker's callback: refused, not consumed.
+	if _, err := s.ConsumePending("st", "", now); !errors.Is(err, ErrMismatch) {
+		t.Fatalf("ConsumePending without the binding = %v, want ErrMismatch", err)
+	}
+	if _, err := s.ConsumePending("st", "cookie2", now); !errors.Is(err, ErrMismatch) {
+		t.Fatalf("ConsumePending with another binding = %v, want ErrMismatch", err)
+	}
+	if ps, _ := s.PendingFor("g"); len(ps) != 1 || ps[0].BindingHash != "cookie" || ps[0].StartHash != "" {
+		t.Fatalf("after refused callbacks: %#v", ps)
+	}
+	// The browser's callback.
+	got, err := s.ConsumePending("st", "cookie", now)
+	if err != nil || got.Verifier != "v" || got.Grant != "g" {
+		t.Fatalf("ConsumePending with the binding = %#v, %v", got, err)
+	}
+	if _, err := s.ConsumePending("st", "cookie", now); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("replay = %v, want ErrNotFound", err)
+	}
+
+	// An expired start page: ErrExpired with the grant, and deleted.
+	p2 := Pending{State: "st2", Grant: "g2", Kind: "authorization_code", Verifier: "v2", Deadline: now.Add(time.Minute), StartHash: "start2"}
+	if err := s.PutPending(p2); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.BindPending("st2", "start2", "c", now.Add(time.Minute)); !errors.Is(err, ErrExpired) || got.Grant != "g2" || got.Verifier != "" {
+		t.Fatalf("BindPending after the deadline = %#v, %v; want ErrExpired for g2", got, err)
+	}
+	if ps, _ := s.PendingFor("g2"); len(ps) != 0 {
+		t.Fatalf("expired pending authorization kept: %v", ps)
+	}
+	if _, err := s.BindPending("st2", "", "c", now); err == nil {
+		t.Fatal("BindPending without a start id succeeded")
 	}
 }
 
@@ -362,14 +431,14 @@ func TestPending(t *testing.T) {
 func TestConsumePendingOnce(t *testing.T) {
 	s := MustOpen(t, Options{NoSync: true})
 	now := time.Now()
-	if err := s.PutPending(Pending{State: "st", Grant: "g", Deadline: now.Add(time.Hour)}); err != nil {
+	if err := s.PutPending(Pending{State: "st", Grant: "g", Deadline: now.Add(time.Hour), BindingHash: "bh"}); err != nil {
 		t.Fatal(err)
 	}
 	var wins, notFound atomic.Int32
 	var wg sync.WaitGroup
 	for range 16 {
 		wg.Go(func() {
-			_, err := s.ConsumePending("st", now)
+			_, err := s.ConsumePending("st", "bh", now)
 			switch {
 			case err == nil:
 				wins.Add(1)

@@ -62,6 +62,8 @@ type pendingRecord struct {
 	Created     time.Time `json:"created"`
 	Deadline    time.Time `json:"deadline"`
 	DeviceCode  string    `json:"device_code,omitempty"`
+	StartHash   string    `json:"start_hash,omitempty"`
+	BindingHash string    `json:"binding_hash,omitempty"`
 }
 
 // utc drops the monotonic reading and the location, so what is written is
@@ -200,6 +202,8 @@ func encodePending(s *sealer, key []byte, p Pending) ([]byte, error) {
 		Created:     utc(p.Created),
 		Deadline:    utc(p.Deadline),
 		DeviceCode:  s.seal(p.DeviceCode, bucketPending, key, "device_code"),
+		StartHash:   p.StartHash,
+		BindingHash: p.BindingHash,
 	})
 }
 
@@ -216,6 +220,8 @@ func decodePending(s *sealer, key, v []byte) (Pending, error) {
 		RedirectURI: r.RedirectURI,
 		Created:     utc(r.Created),
 		Deadline:    utc(r.Deadline),
+		StartHash:   r.StartHash,
+		BindingHash: r.BindingHash,
 	}
 	var err error
 	if p.Verifier, err = s.open(r.Verifier, bucketPending, key, "verifier"); err != nil {

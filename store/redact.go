@@ -78,6 +78,9 @@ func (p Pending) fields() []field {
 		{"Created", p.Created, false},
 		{"Deadline", p.Deadline, false},
 		{"DeviceCode", p.DeviceCode, true},
+		// Hashes of 256-bit random values: they redeem nothing.
+		{"StartHash", p.StartHash, false},
+		{"BindingHash", p.BindingHash, false},
 	}
 }
 

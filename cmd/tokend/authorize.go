@@ -4,10 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"html/template"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/tokend/tokend/daemon"
+	"github.com/tokend/tokend/oauth"
 )
 
 // pollInterval is how often `authorize --wait` asks for the grant's state.
@@ -53,15 +60,20 @@ func (c *cli) cmdAuthorize(ctx context.Context, args []string) int {
 	}
 	cancel()
 
+	// What the daemon relays from the provider (device code strings) is
+	// printed through oauth.Printable: it must not drive the terminal.
 	var openTarget string
 	switch ar.Kind {
 	case daemon.GrantAuthorizationCode:
-		fmt.Fprintf(c.stdout, "Open this URL in a browser to authorize %s:\n\n    %s\n\n", name, ar.URL)
+		// A one-time start page on tokend's callback listener: it binds the
+		// authorization to the browser that opens it, then redirects to
+		// the provider.
+		fmt.Fprintf(c.stdout, "Open this URL in a browser to authorize %s:\n\n    %s\n\n", name, oauth.Printable(ar.URL))
 		openTarget = ar.URL
 	case daemon.GrantDeviceCode:
-		fmt.Fprintf(c.stdout, "To authorize %s, visit\n\n    %s\n\nand enter the code\n\n    %s\n\n", name, ar.VerificationURI, ar.UserCode)
+		fmt.Fprintf(c.stdout, "To authorize %s, visit\n\n    %s\n\nand enter the code\n\n    %s\n\n", name, oauth.Printable(ar.VerificationURI), oauth.Printable(ar.UserCode))
 		if ar.VerificationURIComplete != "" {
-			fmt.Fprintf(c.stdout, "or open %s\n\n", ar.VerificationURIComplete)
+			fmt.Fprintf(c.stdout, "or open %s\n\n", oauth.Printable(ar.VerificationURIComplete))
 			openTarget = ar.VerificationURIComplete
 		} else {
 			openTarget = ar.VerificationURI
@@ -82,8 +94,17 @@ func (c *cli) cmdAuthorize(ctx context.Context, args []string) int {
 		fmt.Fprintf(c.stdout, "This expires at %s (in %s).\n", ar.ExpiresAt.Format(time.RFC3339), human(ar.ExpiresAt.Sub(c.now())))
 	}
 	if *open && openTarget != "" {
-		if err := c.openURL(openTarget); err != nil {
+		if !openable(openTarget) {
+			// A provider's verification_uri of file:///etc/passwd (or any
+			// scheme a desktop hands to some program) is not opened.
+			c.printErr(fmt.Errorf("tokend: not opening %q: only http and https URLs are opened", oauth.Printable(openTarget)))
+		} else if remove, err := c.openURL(openTarget); err != nil {
 			c.printErr(err)
+		} else if *wait {
+			// The browser has read the redirect file long before this;
+			// without --wait it is swept by a later --open.
+			t := time.AfterFunc(openFileLifetime, remove)
+			defer func() { t.Stop(); remove() }()
 		}
 	}
 	if !*wait {
@@ -97,10 +118,101 @@ func (c *cli) cmdAuthorize(ctx context.Context, args []string) int {
 	return c.waitAuthorized(ctx, cf, name, gen0, started, deadline)
 }
 
+// openable reports whether --open may hand u to the desktop: an absolute
+// http or https URL.
+func openable(u string) bool {
+	p, err := url.Parse(u)
+	return err == nil && (strings.EqualFold(p.Scheme, "http") || strings.EqualFold(p.Scheme, "https")) && p.Host != ""
+}
+
+// openFileLifetime is how long the redirect file --open writes is kept.
+const openFileLifetime = 2 * time.Minute
+
+// redirectPage is the file --open gives the browser: the URL to open is in
+// the file, not on any command line. A URL in argv is readable by every
+// local user (ps, /proc/PID/cmdline) for as long as the browser runs.
+var redirectPage = template.Must(template.New("open").Parse(`<!doctype html>
+<html><head><meta charset="utf-8">
+<meta name="referrer" content="no-referrer">
+<meta http-equiv="refresh" content="0; url={{.}}">
+<title>tokend authorize</title></head>
+<body><p><a href="{{.}}">Continue to the authorization</a></p></body></html>
+`))
+
+// openDirPrefix names the directories holding redirect files.
+const openDirPrefix = "tokend-open-"
+
+// writeRedirectFile writes a redirect page to target into a fresh 0700
+// directory (under $XDG_RUNTIME_DIR when it is a private directory of ours,
+// else the temporary directory), mode 0600, and returns the file and a
+// function removing the directory. Directories an earlier --open left, older
+// than openFileLifetime, are removed first.
+func writeRedirectFile(target string) (string, func(), error) {
+	base := os.TempDir()
+	if xdg := os.Getenv("XDG_RUNTIME_DIR"); xdg != "" && privateDir(xdg) {
+		base = xdg
+	}
+	sweepRedirectDirs(base, time.Now().Add(-openFileLifetime))
+	dir, err := os.MkdirTemp(base, openDirPrefix) // 0700
+	if err != nil {
+		return "", nil, fmt.Errorf("tokend: --open: %w", err)
+	}
+	var once sync.Once
+	remove := func() { once.Do(func() { _ = os.RemoveAll(dir) }) }
+	file := filepath.Join(dir, "authorize.html")
+	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err == nil {
+		err = redirectPage.Execute(f, target)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		remove()
+		return "", nil, fmt.Errorf("tokend: --open: writing the redirect file: %w", err)
+	}
+	return file, remove, nil
+}
+
+// privateDir reports whether dir is a directory owned by this user that
+// nobody else may enter, as $XDG_RUNTIME_DIR must be. (It may be inherited
+// from another user, say through sudo.)
+func privateDir(dir string) bool {
+	fi, err := os.Stat(dir)
+	if err != nil || !fi.IsDir() || fi.Mode().Perm()&0o077 != 0 {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && int(st.Uid) == os.Geteuid()
+}
+
+// sweepRedirectDirs removes this user's redirect directories in base last
+// changed before cutoff. Symlinks and others' entries are left alone.
+func sweepRedirectDirs(base string, cutoff time.Time) {
+	entries, err := os.ReadDir(base)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), openDirPrefix) || !e.IsDir() {
+			continue
+		}
+		p := filepath.Join(base, e.Name())
+		fi, err := os.Lstat(p)
+		if err != nil || !fi.IsDir() || !fi.ModTime().Before(cutoff) {
+			continue
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) == os.Geteuid() {
+			_ = os.RemoveAll(p)
+		}
+	}
+}
+
 // waitAuthorized polls the grant's status until a new token arrives (its
 // generation grows), the authorization is reported failed, or deadline.
 func (c *cli) waitAuthorized(ctx context.Context, cf *clientFlags, name string, gen0 uint64, started, deadline time.Time) int {
 	fmt.Fprintln(c.stderr, "Waiting for the authorization to complete (Ctrl-C to stop)...")
+	warned := false
 	for {
 		if err := c.sleep(ctx, pollInterval); err != nil {
 			c.printErr(errors.New("tokend: stopped waiting"))
@@ -115,6 +227,15 @@ func (c *cli) waitAuthorized(ctx context.Context, cf *clientFlags, name string, 
 		if st.Generation > gen0 && st.State == "valid" {
 			fmt.Fprintln(c.stdout, "Authorized. "+stateLine(st, c.now()))
 			return exitOK
+		}
+		if strings.HasPrefix(st.Auth, daemon.AuthCallbackUnbound) && !st.AuthAt.Before(started) {
+			// Someone else's callback was refused; the authorization is
+			// still pending for the operator's browser. Say so once.
+			if !warned {
+				c.printErr(fmt.Errorf("tokend: warning: a callback for %s that did not come from the browser that opened the start page was refused; another local program may be trying to inject its own authorization. Still waiting", name))
+				warned = true
+			}
+			continue
 		}
 		if st.Auth != "" && !st.AuthAt.Before(started) && !strings.HasPrefix(st.Auth, "authorized") && st.Auth != "pending" {
 			c.printErr(fmt.Errorf("tokend: authorization of %s failed: %s", name, oneLine(st.Auth, 0)))

@@ -111,7 +111,7 @@ func newTestCLI() *testCLI {
 			tc.sleeps++
 			return ctx.Err()
 		},
-		openURL:     func(u string) error { tc.opened = append(tc.opened, u); return nil },
+		openURL:     func(u string) (func(), error) { tc.opened = append(tc.opened, u); return func() {}, nil },
 		lockTimeout: 100 * time.Millisecond,
 	}
 	return tc

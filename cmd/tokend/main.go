@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/daemon"
+	"github.com/tokend/tokend/oauth"
 )
 
 // version is set at build time: go build -ldflags "-X main.version=v1.2.3".
@@ -88,8 +89,9 @@ type cli struct {
 	now            func() time.Time
 	// sleep waits d or until ctx ends (authorize --wait polls with it).
 	sleep func(ctx context.Context, d time.Duration) error
-	// openURL opens a URL in the user's browser (authorize --open).
-	openURL func(url string) error
+	// openURL opens a URL in the user's browser (authorize --open) and
+	// returns a function that removes what it left for the browser.
+	openURL func(url string) (remove func(), err error)
 	// lockTimeout bounds rekey's wait for the store lock.
 	lockTimeout time.Duration
 }
@@ -164,9 +166,12 @@ func (c *cli) daemonExit(err error) int {
 }
 
 // printErr prints err, one problem a line, each starting with "tokend:"
-// unless it names its own origin already.
+// unless it names its own origin already. An error may carry the daemon's
+// error_description, and through it a provider's text: each line goes
+// through oauth.Printable, so it cannot drive the terminal.
 func (c *cli) printErr(err error) {
 	for _, line := range strings.Split(err.Error(), "\n") {
+		line = oauth.Printable(line)
 		if !strings.HasPrefix(line, "tokend") && !strings.HasPrefix(line, "/") {
 			line = "tokend: " + line
 		}
@@ -293,16 +298,24 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// xdgOpen opens url with xdg-open, without waiting for the browser.
-func xdgOpen(url string) error {
+// xdgOpen opens url with xdg-open, without waiting for the browser. The URL
+// goes into a private redirect file, and xdg-open (and the browser) get the
+// file's path: a command line is readable by every local user, and the URL
+// must not be. It returns a function removing the file.
+func xdgOpen(url string) (func(), error) {
 	path, err := exec.LookPath("xdg-open")
 	if err != nil {
-		return errors.New("tokend: xdg-open not found: open the URL yourself")
+		return nil, errors.New("tokend: xdg-open not found: open the URL yourself")
 	}
-	cmd := exec.Command(path, url)
+	file, remove, err := writeRedirectFile(url)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(path, file)
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("tokend: running xdg-open: %w", err)
+		remove()
+		return nil, fmt.Errorf("tokend: running xdg-open: %w", err)
 	}
 	go cmd.Wait() // reap it; its outcome does not matter
-	return nil
+	return remove, nil
 }

@@ -321,3 +321,98 @@ func urlIn(s string) string {
 	}
 	return ""
 }
+
+// httpGetSource is a minimal HTTP client for tests that need a request sent
+// by another user: it GETs its argument without cookies or redirects and
+// prints the status code and the Location header, a line each.
+const httpGetSource = `package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+)
+
+func main() {
+	c := &http.Client{
+		Timeout:       10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	resp, err := c.Get(os.Args[1])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	resp.Body.Close()
+	fmt.Printf("%d\n%s\n", resp.StatusCode, resp.Header.Get("Location"))
+}
+`
+
+var (
+	httpGetOnce sync.Once
+	httpGetBin  string
+	httpGetErr  error
+)
+
+// httpGetTool builds httpGetSource next to tokendBin (where other users may
+// run it), once.
+func httpGetTool(t *testing.T) string {
+	t.Helper()
+	httpGetOnce.Do(func() {
+		src, err := os.MkdirTemp("", "tokend-security-httpget-")
+		if err != nil {
+			httpGetErr = err
+			return
+		}
+		defer os.RemoveAll(src)
+		if err := os.WriteFile(filepath.Join(src, "go.mod"), []byte("module httpget\n\ngo 1.26\n"), 0o600); err != nil {
+			httpGetErr = err
+			return
+		}
+		if err := os.WriteFile(filepath.Join(src, "main.go"), []byte(httpGetSource), 0o600); err != nil {
+			httpGetErr = err
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		bin := filepath.Join(filepath.Dir(tokendBin), "httpget")
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
+		cmd.Dir = src
+		cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			httpGetErr = fmt.Errorf("security: building the httpget helper: %w\n%s", err, out)
+			return
+		}
+		httpGetBin = bin
+	})
+	if httpGetErr != nil {
+		t.Fatal(httpGetErr)
+	}
+	return httpGetBin
+}
+
+// getAs GETs rawURL as uid (no cookies, no redirects followed) and returns
+// the status and the Location header.
+func getAs(t *testing.T, uid uint32, rawURL string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, httpGetTool(t), rawURL)
+	cmd.Dir = "/"
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "LANG=C"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid, Groups: []uint32{}}}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("GET as uid %d: %v", uid, err)
+	}
+	lines := strings.SplitN(strings.TrimRight(string(out), "\n"), "\n", 2)
+	var code int
+	if _, err := fmt.Sscanf(lines[0], "%d", &code); err != nil {
+		t.Fatalf("GET as uid %d printed %q", uid, out)
+	}
+	if len(lines) < 2 {
+		return code, ""
+	}
+	return code, lines[1]
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"os"
 	"strings"
 	"testing"
@@ -70,18 +71,30 @@ func TestNoSecretsInOutput(t *testing.T) {
 		t.Errorf("%v", r)
 	}
 
-	// The authorization-code flow: the CLI prints the URL, the provider
-	// approves at once and redirects to tokend's callback.
+	// The authorization-code flow: the CLI prints the start URL, which
+	// binds the browser (a cookie) and redirects to the provider; the
+	// provider approves at once and redirects to tokend's callback.
 	ar := run("authorize", "code")
-	authURL := urlIn(ar.stdout)
-	if ar.code != exitOK || authURL == "" {
+	startURL := urlIn(ar.stdout)
+	if ar.code != exitOK || startURL == "" {
 		t.Fatalf("authorize code printed no URL: %v", ar)
 	}
+	jar, _ := cookiejar.New(nil)
 	noRedirect := &http.Client{
+		Jar:           jar,
 		Timeout:       10 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	resp, err := noRedirect.Get(authURL)
+	resp, err := noRedirect.Get(startURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	authURL := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(authURL, e.prov.URL()+"/") {
+		t.Fatalf("start page answered %d, Location %q; want a redirect to the provider", resp.StatusCode, authURL)
+	}
+	resp, err = noRedirect.Get(authURL)
 	if err != nil {
 		t.Fatal(err)
 	}
