@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/daemon"
+	"github.com/tokend/tokend/oauth"
 )
 
 // cmdStatus lists the grants the caller may see, or shows one grant in
@@ -58,7 +59,7 @@ func writeTable(w io.Writer, grants []daemon.GrantStatus, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "GRANT\tTYPE\tSTATE\tEXPIRES-IN\tLAST-REFRESH\tLAST-ERROR")
 	for _, g := range grants {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", g.Name, orDash(g.Type), orDash(g.State),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", text(g.Name), orDash(text(g.Type)), orDash(text(g.State)),
 			expiresIn(g.ExpiresAt, now), ago(g.LastSuccess, now), orDash(oneLine(g.LastError, 80)))
 	}
 	tw.Flush()
@@ -68,16 +69,16 @@ func writeTable(w io.Writer, grants []daemon.GrantStatus, now time.Time) {
 func writeDetails(w io.Writer, g *daemon.GrantStatus, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
-	row("grant", g.Name)
-	row("type", orDash(g.Type))
-	row("provider", orDash(g.Provider))
-	state := orDash(g.State)
+	row("grant", text(g.Name))
+	row("type", orDash(text(g.Type)))
+	row("provider", orDash(text(g.Provider)))
+	state := orDash(text(g.State))
 	if !g.StateSince.IsZero() {
 		state += " (since " + stamp(g.StateSince, now) + ")"
 	}
 	row("state", state)
 	if g.Scope != "" {
-		row("scope", g.Scope)
+		row("scope", text(g.Scope))
 	}
 	if g.ExpiresAt.IsZero() {
 		row("expires", "-")
@@ -107,7 +108,7 @@ func writeDetails(w io.Writer, g *daemon.GrantStatus, now time.Time) {
 	if g.LastError != "" {
 		e := oneLine(g.LastError, 0)
 		if g.LastErrorCode != "" {
-			e += " (" + g.LastErrorCode + ")"
+			e += " (" + text(g.LastErrorCode) + ")"
 		}
 		row("last error", e)
 	}
@@ -116,7 +117,7 @@ func writeDetails(w io.Writer, g *daemon.GrantStatus, now time.Time) {
 	}
 	row("generation", fmt.Sprint(g.Generation))
 	if g.Auth != "" {
-		row("authorization", g.Auth+" ("+stamp(g.AuthAt, now)+")")
+		row("authorization", text(g.Auth)+" ("+stamp(g.AuthAt, now)+")")
 	}
 	tw.Flush()
 
@@ -128,7 +129,7 @@ func writeDetails(w io.Writer, g *daemon.GrantStatus, now time.Time) {
 	fmt.Fprintln(tw, "AT\tRESULT\tLATENCY\tREASON\tERROR")
 	for _, a := range g.History {
 		lat := (time.Duration(a.LatencyMS) * time.Millisecond).String()
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", a.At.Format(time.RFC3339), orDash(a.Result), lat, orDash(a.Reason), orDash(oneLine(a.Error, 100)))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", a.At.Format(time.RFC3339), orDash(text(a.Result)), lat, orDash(text(a.Reason)), orDash(oneLine(a.Error, 100)))
 	}
 	tw.Flush()
 }
@@ -192,6 +193,18 @@ func human(d time.Duration) string {
 	}
 }
 
+// text makes a string from the daemon fit to print on a terminal: runs
+// of white space (CR, LF and tab included) become one space, and C0 and C1
+// controls (ESC starts escape sequences: screen clearing, OSC 8 links,
+// title changes), bidi overrides and invalid UTF-8 are left out. Scopes,
+// errors and states come from the provider through the daemon; the daemon
+// cleans them too, but the terminal is the user's, and a daemon of another
+// version (or a socket that is not tokend's) may not have.
+func text(s string) string {
+	s = oauth.Printable(strings.Join(strings.Fields(s), " "))
+	return strings.Join(strings.Fields(s), " ") // what was around a control
+}
+
 func orDash(s string) string {
 	if s == "" {
 		return "-"
@@ -200,9 +213,10 @@ func orDash(s string) string {
 }
 
 // oneLine flattens s to one line, cut to max runes (0: no limit), so one
-// long provider message does not break the table.
+// long provider message does not break the table. Like text, it leaves
+// out what a terminal would act on.
 func oneLine(s string, max int) string {
-	s = strings.Join(strings.Fields(s), " ")
+	s = text(s)
 	if r := []rune(s); max > 0 && len(r) > max {
 		return string(r[:max-1]) + "…"
 	}
@@ -211,7 +225,7 @@ func oneLine(s string, max int) string {
 
 // stateLine summarises a grant after an action: "g: valid, expires in 59m".
 func stateLine(g *daemon.GrantStatus, now time.Time) string {
-	s := g.Name + ": " + orDash(g.State)
+	s := text(g.Name) + ": " + orDash(text(g.State))
 	switch {
 	case g.ExpiresAt.IsZero():
 	case g.ExpiresAt.After(now):

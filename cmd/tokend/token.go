@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"unicode/utf8"
+
+	"github.com/tokend/tokend/oauth"
 )
 
 // cmdToken prints a grant's access token: bare (for $(...) in shell), or
@@ -34,15 +37,41 @@ func (c *cli) cmdToken(ctx context.Context, args []string) int {
 	if err != nil {
 		return c.failGrant(name, err)
 	}
+	// The token goes into shells and Authorization headers as it is
+	// printed: one that could end a header line or drive the terminal is
+	// refused, not repaired (a repaired token would be a wrong one).
+	if !isBearerToken(tok) {
+		c.printErr(fmt.Errorf("tokend: the token of %s has characters outside RFC 6750's token syntax (a malformed provider answer); not printing it", text(name)))
+		return exitError
+	}
 	fmt.Fprintln(c.stdout, tok)
 	return exitOK
+}
+
+// isBearerToken reports whether s is RFC 6750 §2.1's b64token: 1*( ALPHA /
+// DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=". Nothing else can be
+// sent as a bearer token, and none of it is a control character.
+func isBearerToken(s string) bool {
+	body := strings.TrimRight(s, "=")
+	if body == "" {
+		return false
+	}
+	for i := 0; i < len(body); i++ {
+		switch c := body[i]; {
+		case 'A' <= c && c <= 'Z', 'a' <= c && c <= 'z', '0' <= c && c <= '9':
+		case strings.IndexByte("-._~+/", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // failGrant is fail with a hint for a grant that needs a person.
 func (c *cli) failGrant(name string, err error) int {
 	code := exitCode(err)
 	if code == exitReauth && !strings.Contains(err.Error(), "authorize") {
-		fmt.Fprintf(c.stderr, "%s; an operator must run: tokend authorize %s\n", err, name)
+		fmt.Fprintf(c.stderr, "%s; an operator must run: tokend authorize %s\n", text(err.Error()), text(name))
 		return code
 	}
 	c.printErr(err)
@@ -55,6 +84,25 @@ func (c *cli) printJSON(v any) int {
 		c.printErr(fmt.Errorf("tokend: %w", err))
 		return exitError
 	}
-	fmt.Fprintf(c.stdout, "%s\n", b)
+	fmt.Fprintf(c.stdout, "%s\n", escapeUnprintable(b))
 	return exitOK
+}
+
+// escapeUnprintable writes, as \uXXXX escapes, the characters of JSON text
+// b that a terminal would act on: encoding/json escapes C0 controls in
+// strings, but writes C1 controls (U+0080-U+009F, which some terminals take
+// as escape sequences), bidi overrides and U+FFFD raw. The escaped JSON
+// decodes to the same values, so --json output stays exact for programs
+// and harmless on a terminal. Outside strings b has only printable ASCII
+// and the indentation's spaces and newlines.
+func escapeUnprintable(b []byte) []byte {
+	out := make([]byte, 0, len(b)+32)
+	for _, r := range string(b) {
+		if r == '\n' || r > 0xffff || oauth.Printable(string(r)) != "" {
+			out = utf8.AppendRune(out, r)
+			continue
+		}
+		out = fmt.Appendf(out, `\u%04x`, r)
+	}
+	return out
 }
