@@ -1,11 +1,15 @@
-// Package daemon is the running tokend process: its configuration, its
-// lifecycle (Run), the refresh scheduler and refresher, the unix-socket
-// fetch API with per-grant access by the caller's kernel credentials, and
-// the authorization callback listener.
+// Package daemon is the running tokend process: its lifecycle (Run), the
+// refresh scheduler and refresher, the authorization flows, and the servers
+// that face the host: the unix-socket fetch API with per-grant access by
+// the caller's kernel credentials, the authorization callback listener and
+// the metrics listener.
 //
-// It speaks to providers only through package oauth and to the database
-// only through package store (both behind interfaces declared here), and
-// reports through the Metrics and Notifier interfaces.
+// It takes a typed, validated configuration from package config and never
+// parses YAML. It speaks to providers through package oauth (the concrete
+// *oauth.Provider: the protocol has one implementation, and tests put an
+// in-process provider from oauth/oauthtest behind it), keeps state through
+// the Store interface declared here (package store's bbolt file implements
+// it), and reports through the Metrics and Notifier interfaces.
 //
 // # Tokens in memory
 //
@@ -18,8 +22,10 @@
 //
 // # Refresh
 //
-// A cron schedule (refresh.schedule) wakes the scheduler, which asks the
-// pure function due() about each grant and queues the due ones; at most
+// When a grant's token is published, the pure function nextDue computes
+// when it comes due (and why), and the grant keeps that time as one
+// integer. A cron schedule (refresh.schedule) wakes the scheduler, which
+// compares each grant's due time with now and queues the due ones; at most
 // refresh.concurrency workers refresh them. At most one refresh per grant
 // runs at a time: scheduled, manual (tokend refresh) and on-demand (a fetch
 // of an expired token) refreshes share it through singleflight. Each refresh

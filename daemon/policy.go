@@ -8,8 +8,10 @@ import (
 	"github.com/tokend/tokend/store"
 )
 
-// Grant states. The first five are the words of DESIGN.md; the others name
-// permanent failures that need a person to change something.
+// Grant states. valid, refreshing, failing, expired and
+// reauthorization_required describe a token's life; the others name why a
+// grant has none: a permanent failure that needs a person to change
+// something, or an authorization never done.
 const (
 	StateValid                = "valid"
 	StateRefreshing           = "refreshing"

@@ -24,8 +24,9 @@
 //
 // Grant names are the only variable label; every other label takes values
 // from a small fixed set (result classes, states, HTTP codes). A fetch for a
-// name that is not a configured grant is counted under grant="_unknown", so a
-// client probing random names cannot grow the series set.
+// name that is not a configured grant, and every refused (403) request, is
+// counted under grant="_unknown", so a client probing random names cannot
+// grow the series set nor learn from /metrics which names exist.
 //
 // Only the daemon package imports metrics. The store and oauth packages never
 // do: they return values and classified errors, and the daemon turns those

@@ -11,12 +11,14 @@ import (
 )
 
 // UnknownGrant is the grant label used by [Metrics.ObserveFetch] for a
-// requested name that is not a configured grant.
+// requested name that is not a configured grant, and for every request the
+// caller was not allowed to make (so /metrics does not tell which names
+// exist).
 const UnknownGrant = "_unknown"
 
-// Grant states exported by tokend_grant_state. [Metrics.SetState] sets the
-// current one to 1 and all the others to 0, so a query such as
-// tokend_grant_state{state="valid"} == 0 finds unhealthy grants.
+// Grant states exported by tokend_grant_state. [Metrics.SetState] exports
+// one series per grant, for its current state (the previous one is
+// deleted), so tokend_grant_state{state!="valid"} finds unhealthy grants.
 const (
 	StateValid                   = "valid"
 	StateRefreshing              = "refreshing"
@@ -39,8 +41,8 @@ var knownStates = []string{
 	StatePendingAuthorization,
 }
 
-// States returns the grant states that tokend_grant_state always exports for
-// a grant, in a fixed order. The returned slice is a copy.
+// States returns every value the state label of tokend_grant_state can
+// take, in a fixed order. The returned slice is a copy.
 func States() []string {
 	return append([]string(nil), knownStates...)
 }
@@ -190,7 +192,8 @@ func (m *Metrics) SetState(grant, state string) {
 }
 
 // ObserveFetch counts tokend_fetch_requests_total{grant,code}. Callers pass
-// "" for a name that is not a configured grant (it becomes "_unknown").
+// "" for a name that is not a configured grant and for a request that was
+// refused (403); both become "_unknown".
 func (m *Metrics) ObserveFetch(grant string, code int) {
 	if grant == "" {
 		grant = UnknownGrant

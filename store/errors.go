@@ -2,8 +2,27 @@ package store
 
 import "errors"
 
-// More errors returned by Open and the record methods, besides those in api.go.
+// Errors returned by Open and the record methods. Test with errors.Is;
+// the returned errors have messages of their own that name the file.
 var (
+	// ErrLocked: another process holds the file (a second daemon).
+	ErrLocked = errors.New("store: database is in use by another process")
+	// ErrCorrupt: the file is not a bbolt file, not a tokend store, or fails its checks.
+	ErrCorrupt = errors.New("store: file is corrupt or not a tokend store")
+	// ErrWrongKey: the key does not open the sealed check value.
+	ErrWrongKey = errors.New("store: wrong encryption key")
+	// ErrKeyRequired: the file is sealed and no key was given.
+	ErrKeyRequired = errors.New("store: file is encrypted and no key was given")
+	// ErrNotFound: no such record.
+	ErrNotFound = errors.New("store: not found")
+	// ErrExpired: a pending authorization past its deadline. It is deleted;
+	// ConsumePending returns it with this error (without its verifier), so
+	// the caller can record the outcome on its grant.
+	ErrExpired = errors.New("store: pending authorization expired")
+	// ErrUnsafePermissions: the file or its directory is not safe to keep
+	// tokens in: owned by another user, writable by group or others (sticky
+	// or not), a symlink, or a file with more than one link.
+	ErrUnsafePermissions = errors.New("store: unsafe permissions")
 	// ErrNotEncrypted: a key was given for a file that holds unsealed
 	// records. The file is left as it is; `tokend rekey` seals it.
 	ErrNotEncrypted = errors.New("store: file is not encrypted")

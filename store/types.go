@@ -1,29 +1,8 @@
 package store
 
-// CONTRACT FILE: the exported surface the daemon codes against.
-
 import (
-	"errors"
 	"log/slog"
 	"time"
-)
-
-// Errors returned by Open and the record methods. Wrapped errors name the file.
-var (
-	// ErrLocked: another process holds the file (a second daemon).
-	ErrLocked = errors.New("store: database is in use by another process")
-	// ErrCorrupt: the file is not a bbolt file, not a tokend store, or fails its checks.
-	ErrCorrupt = errors.New("store: file is corrupt or not a tokend store")
-	// ErrWrongKey: the key does not open the sealed check value.
-	ErrWrongKey = errors.New("store: wrong encryption key")
-	// ErrKeyRequired: the file is sealed and no key was given.
-	ErrKeyRequired = errors.New("store: file is encrypted and no key was given")
-	// ErrNotFound: no such record.
-	ErrNotFound = errors.New("store: not found")
-	// ErrExpired: a pending authorization past its deadline (it is deleted).
-	ErrExpired = errors.New("store: pending authorization expired")
-	// ErrUnsafePermissions: the file or its directory is group- or world-writable.
-	ErrUnsafePermissions = errors.New("store: unsafe permissions")
 )
 
 // Options configure Open.

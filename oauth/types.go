@@ -1,8 +1,5 @@
 package oauth
 
-// CONTRACT FILE: the exported surface other packages code against.
-// Implementations live in the other files of this package.
-
 import (
 	"net/http"
 	"time"
