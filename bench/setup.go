@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/daemon"
 	"github.com/tokend/tokend/metrics"
 	"github.com/tokend/tokend/oauth"
@@ -48,25 +49,25 @@ func newKey() []byte {
 // benchConfig is a real daemon configuration: a sealed store (encryption
 // at rest on, fsync on), a unix socket, loopback callback and metrics
 // listeners, and n client_credentials grants of one client.
-func benchConfig(dir string, key []byte, issuer string, n, concurrency int) (*daemon.Config, error) {
+func benchConfig(dir string, key []byte, issuer string, n, concurrency int) (*config.Config, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	cfg := &daemon.Config{
-		Store:   daemon.StoreConfig{Path: filepath.Join(dir, "tokend.db"), Key: key},
-		Listen:  daemon.ListenConfig{Socket: filepath.Join(dir, "tokend.sock"), Callback: "127.0.0.1:0", Metrics: "127.0.0.1:0"},
-		Refresh: daemon.RefreshConfig{Concurrency: concurrency},
-		Log:     daemon.LogConfig{Level: "info"},
-		Providers: map[string]daemon.ProviderConfig{
+	cfg := &config.Config{
+		Store:   config.Store{Path: filepath.Join(dir, "tokend.db"), Key: key},
+		Listen:  config.Listen{Socket: filepath.Join(dir, "tokend.sock"), Callback: "127.0.0.1:0", Metrics: "127.0.0.1:0"},
+		Refresh: config.Refresh{Concurrency: concurrency},
+		Log:     config.Log{Level: "info"},
+		Providers: map[string]config.Provider{
 			"bench": {Issuer: issuer},
 		},
-		Clients: map[string]daemon.ClientConfig{
+		Clients: map[string]config.Client{
 			"app": {Provider: "bench", ClientID: clientID, AuthMethod: "client_secret_basic", Secret: oauth.NewSecret(clientSecret)},
 		},
-		Grants: make(map[string]daemon.GrantConfig, n),
+		Grants: make(map[string]config.Grant, n),
 	}
 	for i := range n {
-		cfg.Grants[grantName(i)] = daemon.GrantConfig{Client: "app", Type: daemon.GrantClientCredentials, Scopes: []string{"read"}}
+		cfg.Grants[grantName(i)] = config.Grant{Client: "app", Type: config.GrantClientCredentials, Scopes: []string{"read"}}
 	}
 	cfg.ApplyDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -101,7 +102,7 @@ var (
 // running is a daemon started in this process.
 type running struct {
 	d       *daemon.Daemon
-	cfg     *daemon.Config
+	cfg     *config.Config
 	m       *countingMetrics
 	startup time.Duration // daemon.New to Started
 	cancel  context.CancelFunc
@@ -110,7 +111,7 @@ type running struct {
 
 // startDaemon builds and runs a daemon wired as `tokend serve` wires it
 // (real metrics, an info-level logger whose output is discarded).
-func startDaemon(cfg *daemon.Config, clock daemon.Clock) (*running, error) {
+func startDaemon(cfg *config.Config, clock daemon.Clock) (*running, error) {
 	m := &countingMetrics{Metrics: metrics.New(metrics.BuildInfo{Version: "bench", Revision: "bench", GoVersion: runtime.Version()})}
 	opts := daemon.Options{
 		Logger:         daemon.NewLogger(io.Discard, cfg.Log, false),
@@ -119,7 +120,7 @@ func startDaemon(cfg *daemon.Config, clock daemon.Clock) (*running, error) {
 		MetricsHandler: func(r func() error) http.Handler { return m.Handler(r) },
 	}
 	if expNoSync {
-		opts.OpenStore = func(c daemon.StoreConfig, log *slog.Logger) (daemon.Store, error) {
+		opts.OpenStore = func(c config.Store, log *slog.Logger) (daemon.Store, error) {
 			return store.Open(store.Options{Path: c.Path, Key: c.Key, Logger: log, NoSync: true})
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tokend/tokend/config"
 )
 
 // peer is a socket caller as the kernel recorded it when the caller
@@ -103,15 +105,16 @@ func peerFrom(ctx context.Context) peer {
 	return p
 }
 
-// access is a resolved Readers list.
+// access is a Readers list as sets of the ids it resolved to when the
+// configuration was loaded.
 type access struct {
 	uids map[uint32]bool
 	gids map[uint32]bool
 }
 
-func resolveAccess(r Readers) (access, error) {
+func resolveAccess(r config.Readers) (access, error) {
 	var a access
-	uids, gids, err := r.Resolve()
+	uids, gids, err := r.IDs()
 	// Most grants name no readers: nil maps keep 100,000 of them cheap.
 	if len(uids) > 0 {
 		a.uids = make(map[uint32]bool, len(uids))

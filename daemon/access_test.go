@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tokend/tokend/config"
 )
 
 // peerChildEnv makes the test binary a socket client (peerChild) instead
@@ -163,7 +165,7 @@ func TestPeerGroupsAreThoseAtConnect(t *testing.T) {
 	if err := os.Chmod(filepath.Join(dir, "s"), 0o777); err != nil {
 		t.Fatal(err)
 	}
-	readers, err := resolveAccess(Readers{GIDs: []int{4100}})
+	readers, err := resolveAccess(config.Readers{GIDs: []int{4100}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/metrics"
 )
 
@@ -30,9 +31,9 @@ func fetchSeries(t *testing.T, m *metrics.Metrics) map[string]float64 {
 // A refusal is counted under one label whether the grant exists or not:
 // /metrics must not tell its readers which names a non-reader found.
 func TestForbiddenFetchMetricHidesGrantNames(t *testing.T) {
-	h := newHarness(t, harnessOpts{noRun: true, config: func(c *Config) {
+	h := newHarness(t, harnessOpts{noRun: true, config: func(c *config.Config) {
 		g := c.Grants["cc"]
-		g.Readers = Readers{UIDs: []int{1000}}
+		g.Readers = config.Readers{UIDs: []int{1000}}
 		c.Grants["cc"] = g
 	}})
 	m := metrics.New(metrics.BuildInfo{Version: "test"})

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/oauth"
 	"github.com/tokend/tokend/store"
 )
@@ -31,14 +32,14 @@ const pendingLifetime = 10 * time.Minute
 // grant that needs nobody.
 func (d *Daemon) authorize(ctx context.Context, g *grant) (*AuthorizeResponse, int, error) {
 	switch g.cfg.Type {
-	case GrantClientCredentials, GrantPassword:
+	case config.GrantClientCredentials, config.GrantPassword:
 		if _, err := d.refresh(g, "authorize"); err != nil {
 			return nil, http.StatusBadGateway, err
 		}
 		s := d.status(g)
 		return &AuthorizeResponse{Grant: g.name, Kind: g.cfg.Type, Status: &s}, http.StatusOK, nil
 	}
-	if g.cfg.Type == GrantAuthorizationCode && d.CallbackAddr() == "" {
+	if g.cfg.Type == config.GrantAuthorizationCode && d.CallbackAddr() == "" {
 		cfg, _ := d.config()
 		return nil, http.StatusBadRequest, fmt.Errorf("daemon: grant %s is an authorization_code grant, but listen.callback is %q: nothing receives the provider's redirect; set listen.callback and restart tokend", g.name, cfg.Listen.Callback)
 	}
@@ -48,7 +49,7 @@ func (d *Daemon) authorize(ctx context.Context, g *grant) (*AuthorizeResponse, i
 	}
 	now := d.clock.Now()
 	switch g.cfg.Type {
-	case GrantAuthorizationCode:
+	case config.GrantAuthorizationCode:
 		if prov.Endpoints.Authorization == "" {
 			return nil, http.StatusBadRequest, fmt.Errorf("daemon: provider of %s has no authorization endpoint", g.name)
 		}
@@ -78,7 +79,7 @@ func (d *Daemon) authorize(ctx context.Context, g *grant) (*AuthorizeResponse, i
 		pend := store.Pending{
 			State:       req.State,
 			Grant:       g.name,
-			Kind:        GrantAuthorizationCode,
+			Kind:        config.GrantAuthorizationCode,
 			Verifier:    req.Verifier.Reveal(),
 			Nonce:       req.Nonce,
 			RedirectURI: prov.Client.RedirectURI,
@@ -94,8 +95,8 @@ func (d *Daemon) authorize(ctx context.Context, g *grant) (*AuthorizeResponse, i
 		}, now)
 		start := url.URL{Scheme: ru.Scheme, Host: ru.Host, Path: "/start/" + startID}
 		d.log.Info("authorization started", "grant", g.name, "expires_at", pend.Deadline.UTC().Format(time.RFC3339))
-		return &AuthorizeResponse{Grant: g.name, Kind: GrantAuthorizationCode, URL: start.String(), ExpiresAt: pend.Deadline.UTC()}, http.StatusOK, nil
-	case GrantDeviceCode:
+		return &AuthorizeResponse{Grant: g.name, Kind: config.GrantAuthorizationCode, URL: start.String(), ExpiresAt: pend.Deadline.UTC()}, http.StatusOK, nil
+	case config.GrantDeviceCode:
 		da, err := prov.StartDevice(ctx, g.cfg.Scopes, oauth.Params(g.cfg.AuthParams))
 		if err != nil {
 			return nil, http.StatusBadGateway, err
@@ -103,7 +104,7 @@ func (d *Daemon) authorize(ctx context.Context, g *grant) (*AuthorizeResponse, i
 		go d.awaitDevice(g, prov, da)
 		d.log.Info("device authorization started", "grant", g.name, "verification_uri", da.VerificationURI, "expires_at", da.ExpiresAt.UTC().Format(time.RFC3339))
 		return &AuthorizeResponse{
-			Grant: g.name, Kind: GrantDeviceCode,
+			Grant: g.name, Kind: config.GrantDeviceCode,
 			UserCode: da.UserCode, VerificationURI: da.VerificationURI,
 			VerificationURIComplete: da.VerificationURIComplete, ExpiresAt: da.ExpiresAt.UTC(),
 		}, http.StatusOK, nil

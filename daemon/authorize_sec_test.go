@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/oauth/oauthtest"
 	"github.com/tokend/tokend/store"
 )
@@ -239,9 +240,9 @@ func TestStartPageOnce(t *testing.T) {
 
 // An expired start page: 400, and the outcome is on the grant.
 func TestStartPageExpired(t *testing.T) {
-	h := newHarness(t, harnessOpts{prov: oauthtest.Options{AutoApprove: true}, config: func(c *Config) {
+	h := newHarness(t, harnessOpts{prov: oauthtest.Options{AutoApprove: true}, config: func(c *config.Config) {
 		userGrant(c)
-		c.Refresh.Schedule = "@every 24h" // no tick prunes the record meanwhile
+		c.Refresh.Schedule = config.MustParseSchedule("@every 24h") // no tick prunes the record meanwhile
 	}})
 	start := h.startAuthorization("user")
 	h.clock.Advance(pendingLifetime)
@@ -256,7 +257,7 @@ func TestStartPageExpired(t *testing.T) {
 
 // Over https the cookie is Secure and __Host- prefixed.
 func TestStartPageSecureCookie(t *testing.T) {
-	h := newHarness(t, harnessOpts{prov: oauthtest.Options{AutoApprove: true}, config: func(c *Config) {
+	h := newHarness(t, harnessOpts{prov: oauthtest.Options{AutoApprove: true}, config: func(c *config.Config) {
 		userGrant(c)
 		cl := c.Clients["app"]
 		cl.RedirectURI = "https://tokend.example/callback" // a TLS proxy in front of the listener
@@ -276,9 +277,9 @@ func TestStartPageSecureCookie(t *testing.T) {
 // Finding 12: a callback after the authorization expired records why on
 // the grant (tokend status shows it), instead of nothing.
 func TestExpiredCallbackRecordsOutcome(t *testing.T) {
-	h := newHarness(t, harnessOpts{prov: oauthtest.Options{AutoApprove: true}, config: func(c *Config) {
+	h := newHarness(t, harnessOpts{prov: oauthtest.Options{AutoApprove: true}, config: func(c *config.Config) {
 		userGrant(c)
-		c.Refresh.Schedule = "@every 24h" // no tick prunes the record meanwhile
+		c.Refresh.Schedule = config.MustParseSchedule("@every 24h") // no tick prunes the record meanwhile
 	}})
 	b := newBrowser(t)
 	auth := h.openStart(b, h.startAuthorization("user"))

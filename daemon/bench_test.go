@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/oauth"
 	"github.com/tokend/tokend/store"
 )
@@ -21,20 +22,20 @@ func idleDaemon(b *testing.B, n int) *Daemon {
 	for i := range key {
 		key[i] = byte(i)
 	}
-	cfg := &Config{
-		Store:  StoreConfig{Path: filepath.Join(dir, "tokend.db"), Key: key},
-		Listen: ListenConfig{Socket: filepath.Join(dir, "t.sock"), Callback: "127.0.0.1:0", Metrics: "off"},
-		Providers: map[string]ProviderConfig{
+	cfg := &config.Config{
+		Store:  config.Store{Path: filepath.Join(dir, "tokend.db"), Key: key},
+		Listen: config.Listen{Socket: filepath.Join(dir, "t.sock"), Callback: "127.0.0.1:0", Metrics: "off"},
+		Providers: map[string]config.Provider{
 			// Never contacted: nothing is due.
 			"test": {TokenEndpoint: "http://127.0.0.1:1/token"},
 		},
-		Clients: map[string]ClientConfig{
+		Clients: map[string]config.Client{
 			"app": {Provider: "test", ClientID: "app", AuthMethod: "client_secret_basic", Secret: oauth.NewSecret(testSecret)},
 		},
-		Grants: make(map[string]GrantConfig, n),
+		Grants: make(map[string]config.Grant, n),
 	}
 	for i := range n {
-		cfg.Grants[fmt.Sprintf("grant-%06d", i)] = GrantConfig{Client: "app", Type: GrantClientCredentials, Scopes: []string{"read"}}
+		cfg.Grants[fmt.Sprintf("grant-%06d", i)] = config.Grant{Client: "app", Type: config.GrantClientCredentials, Scopes: []string{"read"}}
 	}
 	cfg.ApplyDefaults()
 	d, err := New(cfg, Options{Clock: newFakeClock(t0)})

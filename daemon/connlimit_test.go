@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tokend/tokend/config"
 )
 
 func TestConnLimitsFromNofile(t *testing.T) {
@@ -66,7 +68,7 @@ func newLimTest(t *testing.T, limits connLimits, opts ...func(*connLimiter)) *li
 	if err != nil {
 		t.Fatal(err)
 	}
-	lt.l = newConnLimiter(ln, limits, func(uid uint32) bool { return uid == 0 }, NewLogger(lt.logs, LogConfig{}, false))
+	lt.l = newConnLimiter(ln, limits, func(uid uint32) bool { return uid == 0 }, NewLogger(lt.logs, config.Log{}, false))
 	lt.l.peerOf = func(c net.Conn) peer {
 		name := filepath.Base(c.RemoteAddr().String())
 		u, _, _ := strings.Cut(strings.TrimPrefix(name, "u"), "-")

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/store"
 )
 
@@ -84,7 +85,7 @@ type Options struct {
 	// (systemd socket activation). The daemon does not remove its file.
 	SocketListener net.Listener
 	// OpenStore opens the store; nil means store.Open.
-	OpenStore func(StoreConfig, *slog.Logger) (Store, error)
+	OpenStore func(config.Store, *slog.Logger) (Store, error)
 	// FetchWait caps how long a fetch of an expired token waits for its
 	// refresh; 0 means 30 s.
 	FetchWait time.Duration
@@ -103,7 +104,7 @@ type Daemon struct {
 	epoch    time.Time // origin of grant.dueAt and grant.validUntil
 
 	mu        sync.RWMutex // guards the fields below, replaced on reload
-	cfg       *Config
+	cfg       *config.Config
 	policy    Policy
 	sched     cron.Schedule
 	grants    map[string]*grant
@@ -142,7 +143,7 @@ type grant struct {
 	*tokenState
 
 	name     string
-	cfg      GrantConfig
+	cfg      config.Grant
 	readers  access
 	schedule cron.Schedule // forced refresh; nil when none
 
@@ -233,7 +234,7 @@ func (g *grant) exclusive(fn func() error) error {
 }
 
 // New checks cfg and builds a daemon; nothing is opened until Run.
-func New(cfg *Config, opts Options) (*Daemon, error) {
+func New(cfg *config.Config, opts Options) (*Daemon, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -279,16 +280,16 @@ func New(cfg *Config, opts Options) (*Daemon, error) {
 	return d, nil
 }
 
-func openStore(c StoreConfig, log *slog.Logger) (Store, error) {
+func openStore(c config.Store, log *slog.Logger) (Store, error) {
 	return store.Open(store.Options{Path: c.Path, Key: c.Key, Logger: log})
 }
 
 // configure builds the runtime of cfg, keeping the current token of every
 // grant that stays. It is used at start and on reload.
-func (d *Daemon) configure(cfg *Config) error {
-	sched, err := ParseSchedule(cfg.Refresh.Schedule)
-	if err != nil {
-		return fmt.Errorf("daemon: refresh.schedule: %w", err)
+func (d *Daemon) configure(cfg *config.Config) error {
+	sched := cfg.Refresh.Schedule
+	if sched.IsZero() {
+		return errors.New("daemon: refresh.schedule is not set (config.ApplyDefaults sets it)")
 	}
 	ops, err := resolveAccess(cfg.Operators)
 	if err != nil {
@@ -319,10 +320,8 @@ func (d *Daemon) configure(cfg *Config) error {
 			return fmt.Errorf("daemon: grants.%s.readers: %w", name, err)
 		}
 		g := &grant{name: name, cfg: gc, readers: readers}
-		if gc.Schedule != "" {
-			if g.schedule, err = ParseSchedule(gc.Schedule); err != nil {
-				return fmt.Errorf("daemon: grants.%s.schedule: %w", name, err)
-			}
+		if !gc.Schedule.IsZero() {
+			g.schedule = gc.Schedule
 			g.nextForced = g.schedule.Next(now)
 		}
 		grants[name] = g
@@ -384,7 +383,7 @@ func clearPermanent(t *store.Token) *store.Token {
 }
 
 // Reload applies a new configuration without dropping stored tokens.
-func (d *Daemon) Reload(cfg *Config) error {
+func (d *Daemon) Reload(cfg *config.Config) error {
 	_ = d.notifier.Reloading()
 	defer func() { _ = d.notifier.Ready() }()
 	if err := d.configure(cfg); err != nil {
@@ -418,7 +417,7 @@ func (d *Daemon) Ready() error {
 	return nil
 }
 
-func (d *Daemon) config() (*Config, Policy) {
+func (d *Daemon) config() (*config.Config, Policy) {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	return d.cfg, d.policy

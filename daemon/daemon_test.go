@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/oauth"
 	"github.com/tokend/tokend/oauth/oauthtest"
 	"github.com/tokend/tokend/store"
@@ -93,7 +94,7 @@ func TestUnknownGrantAndList(t *testing.T) {
 }
 
 func TestAccessRules(t *testing.T) {
-	a, err := resolveAccess(Readers{UIDs: []int{1000}, GIDs: []int{50}})
+	a, err := resolveAccess(config.Readers{UIDs: []int{1000}, GIDs: []int{50}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,8 +208,8 @@ func seedAuthCode(t *testing.T, h *harness, rt string, mut func(*store.Token)) {
 	st.Close()
 }
 
-func userGrant(c *Config) {
-	c.Grants = map[string]GrantConfig{"user": {Client: "app", Type: GrantAuthorizationCode, Scopes: []string{"openid", "offline_access"}}}
+func userGrant(c *config.Config) {
+	c.Grants = map[string]config.Grant{"user": {Client: "app", Type: config.GrantAuthorizationCode, Scopes: []string{"openid", "offline_access"}}}
 	cl := c.Clients["app"]
 	cl.RedirectURI = "http://127.0.0.1:1/callback"
 	c.Clients["app"] = cl
@@ -242,8 +243,8 @@ func TestInvalidGrantNeedsReauthorization(t *testing.T) {
 func TestPasswordGrantReobtainsWhenRefreshTokenDies(t *testing.T) {
 	h := newHarness(t, harnessOpts{
 		prov: oauthtest.Options{Users: map[string]string{"svc": "pw"}, Rotate: true},
-		config: func(c *Config) {
-			c.Grants = map[string]GrantConfig{"pw": {Client: "app", Type: GrantPassword, Username: "svc", Password: oauth.NewSecret("pw")}}
+		config: func(c *config.Config) {
+			c.Grants = map[string]config.Grant{"pw": {Client: "app", Type: config.GrantPassword, Username: "svc", Password: oauth.NewSecret("pw")}}
 		},
 	})
 	first := h.stored("pw")
@@ -354,7 +355,7 @@ func TestCallbackAccessDenied(t *testing.T) {
 // A fetch of an expired token refreshes it and waits; a fetch of a valid
 // token never waits for a refresh in flight.
 func TestOnDemandAndNeverWait(t *testing.T) {
-	h := newHarness(t, harnessOpts{config: func(c *Config) { c.Refresh.Schedule = "@every 24h" }})
+	h := newHarness(t, harnessOpts{config: func(c *config.Config) { c.Refresh.Schedule = config.MustParseSchedule("@every 24h") }})
 	first := h.token("cc")
 
 	// A refresh that hangs at the provider while the token is still valid.
@@ -420,9 +421,9 @@ func TestReloadKeepsTokensAndAddsGrants(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
 	first := h.token("cc")
 	cfg := *h.cfg
-	cfg.Grants = map[string]GrantConfig{
+	cfg.Grants = map[string]config.Grant{
 		"cc":  h.cfg.Grants["cc"],
-		"cc2": {Client: "app", Type: GrantClientCredentials, Scopes: []string{"write"}},
+		"cc2": {Client: "app", Type: config.GrantClientCredentials, Scopes: []string{"write"}},
 	}
 	if err := h.d.Reload(&cfg); err != nil {
 		t.Fatal(err)
@@ -472,9 +473,9 @@ func TestRevoke(t *testing.T) {
 }
 
 func TestDynamicRegistrationOnce(t *testing.T) {
-	h := newHarness(t, harnessOpts{prov: oauthtest.Options{AllowRegistration: true}, config: func(c *Config) {
-		c.Clients["dyn"] = ClientConfig{Provider: "test"}
-		c.Grants = map[string]GrantConfig{"dyn": {Client: "dyn", Type: GrantClientCredentials}}
+	h := newHarness(t, harnessOpts{prov: oauthtest.Options{AllowRegistration: true}, config: func(c *config.Config) {
+		c.Clients["dyn"] = config.Client{Provider: "test"}
+		c.Grants = map[string]config.Grant{"dyn": {Client: "dyn", Type: config.GrantClientCredentials}}
 	}})
 	if got := h.token("dyn"); !h.prov.Valid(got.AccessToken) {
 		t.Fatal("token of a registered client invalid")
@@ -495,8 +496,8 @@ func TestDynamicRegistrationOnce(t *testing.T) {
 }
 
 func TestDeviceFlow(t *testing.T) {
-	h := newHarness(t, harnessOpts{prov: oauthtest.Options{Rotate: true}, config: func(c *Config) {
-		c.Grants = map[string]GrantConfig{"dev": {Client: "app", Type: GrantDeviceCode, Scopes: []string{"read"}}}
+	h := newHarness(t, harnessOpts{prov: oauthtest.Options{Rotate: true}, config: func(c *config.Config) {
+		c.Grants = map[string]config.Grant{"dev": {Client: "app", Type: config.GrantDeviceCode, Scopes: []string{"read"}}}
 	}})
 	code, body := h.do(http.MethodPost, "/v1/tokens/dev/authorize")
 	if code != 200 {
@@ -504,7 +505,7 @@ func TestDeviceFlow(t *testing.T) {
 	}
 	var ar AuthorizeResponse
 	_ = json.Unmarshal(body, &ar)
-	if ar.Kind != GrantDeviceCode || ar.UserCode == "" || ar.VerificationURI == "" {
+	if ar.Kind != config.GrantDeviceCode || ar.UserCode == "" || ar.VerificationURI == "" {
 		t.Fatalf("device authorization: %+v", ar)
 	}
 	if err := h.prov.ApproveDevice(ar.UserCode); err != nil {
@@ -521,8 +522,8 @@ func TestDeviceFlow(t *testing.T) {
 }
 
 func TestDeviceFlowDenied(t *testing.T) {
-	h := newHarness(t, harnessOpts{config: func(c *Config) {
-		c.Grants = map[string]GrantConfig{"dev": {Client: "app", Type: GrantDeviceCode}}
+	h := newHarness(t, harnessOpts{config: func(c *config.Config) {
+		c.Grants = map[string]config.Grant{"dev": {Client: "app", Type: config.GrantDeviceCode}}
 	}})
 	_, body := h.do(http.MethodPost, "/v1/tokens/dev/authorize")
 	var ar AuthorizeResponse
@@ -540,8 +541,8 @@ func TestDeviceFlowDenied(t *testing.T) {
 // endpoints cached in the store.
 func TestDiscoveryFallsBackToCache(t *testing.T) {
 	dead := "http://127.0.0.1:1"
-	h := newHarness(t, harnessOpts{noRun: true, config: func(c *Config) {
-		c.Providers["test"] = ProviderConfig{Issuer: dead}
+	h := newHarness(t, harnessOpts{noRun: true, config: func(c *config.Config) {
+		c.Providers["test"] = config.Provider{Issuer: dead}
 	}})
 	st, err := store.Open(store.Options{Path: h.cfg.Store.Path})
 	if err != nil {
@@ -567,9 +568,9 @@ func TestRefreshTokenLifetimeKeptAlive(t *testing.T) {
 	h := newHarness(t, harnessOpts{
 		step: time.Hour,
 		prov: oauthtest.Options{Rotate: true, AccessTTL: 48 * time.Hour, RefreshTTL: 24 * time.Hour, AutoApprove: true},
-		config: func(c *Config) {
+		config: func(c *config.Config) {
 			userGrant(c)
-			c.Refresh.Schedule = "@every 1h"
+			c.Refresh.Schedule = config.MustParseSchedule("@every 1h")
 			c.Refresh.MaxInterval = 1000 * time.Hour
 		},
 	})
@@ -599,10 +600,10 @@ func TestSocketModes(t *testing.T) {
 	old := unix.Umask(0o077)
 	defer unix.Umask(old)
 	var sockDir string
-	h := newHarness(t, harnessOpts{config: func(c *Config) {
+	h := newHarness(t, harnessOpts{config: func(c *config.Config) {
 		sockDir = filepath.Join(filepath.Dir(c.Store.Path), "run", "tokend")
 		c.Listen.Socket = filepath.Join(sockDir, "tokend.sock")
-		c.Listen.SocketMode = "0640"
+		c.Listen.SocketMode = config.Mode(0o640)
 	}})
 	fi, err := os.Stat(sockDir)
 	if err != nil || fi.Mode().Perm() != 0o755 {

@@ -5,7 +5,8 @@
 // the metrics listener.
 //
 // It takes a typed, validated configuration from package config and never
-// parses YAML. It speaks to providers through package oauth (the concrete
+// parses YAML nor looks up users or groups: modes, schedules and ids come
+// resolved (config.Readers.IDs, config.Listen.SocketGID). It speaks to providers through package oauth (the concrete
 // *oauth.Provider: the protocol has one implementation, and tests put an
 // in-process provider from oauth/oauthtest behind it), keeps state through
 // the Store interface declared here (package store's bbolt file implements

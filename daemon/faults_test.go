@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/oauth"
 	"github.com/tokend/tokend/oauth/oauthtest"
 	"github.com/tokend/tokend/store"
@@ -64,7 +65,7 @@ func (c *tickCounter) Status(string) error { c.n.Add(1); return nil }
 
 type faultOpts struct {
 	prov   oauthtest.Options
-	config func(*Config)
+	config func(*config.Config)
 	noRun  bool
 	// fetchWait caps a fetch's wait for a refresh (real time); 0 means 5 s.
 	fetchWait time.Duration
@@ -93,7 +94,7 @@ func (fh *faultHarness) start() {
 	fh.t.Helper()
 	fs := &faultyStore{}
 	fh.fs = fs
-	openStore := func(c StoreConfig, log *slog.Logger) (Store, error) {
+	openStore := func(c config.Store, log *slog.Logger) (Store, error) {
 		st, err := store.Open(store.Options{Path: c.Path, Key: c.Key, Logger: log})
 		if err != nil {
 			return nil, err
@@ -156,11 +157,11 @@ func grantNames(n int) []string {
 	return names
 }
 
-func ccGrants(names []string) func(*Config) {
-	return func(c *Config) {
-		c.Grants = map[string]GrantConfig{}
+func ccGrants(names []string) func(*config.Config) {
+	return func(c *config.Config) {
+		c.Grants = map[string]config.Grant{}
 		for _, n := range names {
-			c.Grants[n] = GrantConfig{Client: "app", Type: GrantClientCredentials, Scopes: []string{"read"}}
+			c.Grants[n] = config.Grant{Client: "app", Type: config.GrantClientCredentials, Scopes: []string{"read"}}
 		}
 	}
 }
@@ -386,7 +387,7 @@ func TestClockRefreshedTokenKeepsMonotonicReading(t *testing.T) {
 	// tokenFrom keeps what oauth.Provider computed from time.Now.
 	now := time.Now()
 	n := tokenFrom(emptyToken("g"), &oauth.Token{AccessToken: oauth.NewSecret("at"), Obtained: now, Expiry: now.Add(time.Hour)},
-		&grant{name: "g"}, policyOf(RefreshConfig{DefaultLifetime: time.Hour}))
+		&grant{name: "g"}, policyOf(config.Refresh{DefaultLifetime: time.Hour}))
 	if !strings.Contains(n.Expiry.String(), "m=") || !strings.Contains(n.Obtained.String(), "m=") {
 		t.Fatalf("tokenFrom dropped the monotonic reading: %s", n.Expiry)
 	}
@@ -396,12 +397,12 @@ func TestClockRefreshedTokenKeepsMonotonicReading(t *testing.T) {
 	prov := oauthtest.New(oauthtest.Options{Clients: []oauthtest.Client{{ID: "app", Secret: testSecret}}, AccessTTL: 10 * time.Minute})
 	t.Cleanup(prov.Close)
 	dir := t.TempDir()
-	cfg := &Config{
-		Store:     StoreConfig{Path: filepath.Join(dir, "tokend.db")},
-		Listen:    ListenConfig{Socket: filepath.Join(dir, "t.sock"), Callback: "127.0.0.1:0", Metrics: "off"},
-		Providers: map[string]ProviderConfig{"test": {Issuer: prov.URL()}},
-		Clients:   map[string]ClientConfig{"app": {Provider: "test", ClientID: "app", AuthMethod: "client_secret_basic", Secret: oauth.NewSecret(testSecret)}},
-		Grants:    map[string]GrantConfig{"cc": {Client: "app", Type: GrantClientCredentials}},
+	cfg := &config.Config{
+		Store:     config.Store{Path: filepath.Join(dir, "tokend.db")},
+		Listen:    config.Listen{Socket: filepath.Join(dir, "t.sock"), Callback: "127.0.0.1:0", Metrics: "off"},
+		Providers: map[string]config.Provider{"test": {Issuer: prov.URL()}},
+		Clients:   map[string]config.Client{"app": {Provider: "test", ClientID: "app", AuthMethod: "client_secret_basic", Secret: oauth.NewSecret(testSecret)}},
+		Grants:    map[string]config.Grant{"cc": {Client: "app", Type: config.GrantClientCredentials}},
 	}
 	cfg.ApplyDefaults()
 	d, err := New(cfg, Options{})
@@ -441,7 +442,7 @@ func TestClockRefreshedTokenKeepsMonotonicReading(t *testing.T) {
 func TestOutageBackoffBounded(t *testing.T) {
 	names := grantNames(50)
 	const outage = 30 * time.Minute
-	fh := newFaultHarness(t, faultOpts{fetchWait: 100 * time.Millisecond, config: func(c *Config) {
+	fh := newFaultHarness(t, faultOpts{fetchWait: 100 * time.Millisecond, config: func(c *config.Config) {
 		ccGrants(names)(c)
 		// One worker per grant, so every refresh waits on its backoff timer
 		// and the harness can tell when the daemon is idle.

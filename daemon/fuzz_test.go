@@ -1,7 +1,8 @@
 package daemon
 
-// Fuzz targets for the daemon's untrusted inputs: the configuration file,
-// requests on the socket API, and queries on the callback listener.
+// Fuzz targets for the daemon's untrusted inputs: requests on the socket
+// API and queries on the callback listener. (The configuration file's is
+// in package config.)
 // Seeds are added here and kept in testdata/fuzz/<FuzzName>/.
 
 import (
@@ -9,7 +10,6 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -17,63 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/oauth"
 	"github.com/tokend/tokend/oauth/oauthtest"
 	"github.com/tokend/tokend/store"
 )
-
-func FuzzParseConfig(f *testing.F) {
-	for _, path := range []string{"../tokend.example.yaml", "testdata/config/design.yaml"} {
-		if b, err := os.ReadFile(path); err == nil {
-			f.Add(b)
-		}
-	}
-	f.Add([]byte(""))
-	f.Add([]byte("store: {path: /var/lib/tokend/x.db}\n"))
-	f.Add([]byte("grants:\n  a:\n    client: c\n    type: client_credentials\nclients:\n  c: {provider: p, client_id: x, client_secret_file: /s}\nproviders:\n  p: {token_endpoint: http://127.0.0.1:1/token}\n"))
-	f.Add([]byte("refresh:\n  schedule: \"CRON_TZ=Europe/Paris 0 3 * * *\"\n  fraction: 1.5\n  min_remaining: -1s\n"))
-	f.Add([]byte("listen:\n  socket_mode: \"0999\"\n  callback: \"[::1]:99999\"\n"))
-	f.Add([]byte("a: &a [*a, *a]\nb: *a\n"))
-	f.Add([]byte("grants:\n  x:\n    readers: {uids: [-1, 4294967296]}\n"))
-	f.Add([]byte("providers: {p: {issuer: \"http://%zz\"}}\n"))
-	f.Add([]byte("store:\n  path: x\nstore:\n  path: y\n"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		c, warns, err := ParseConfig(data, "fuzz.yaml")
-		if err != nil {
-			if c != nil {
-				t.Fatalf("ParseConfig returned a config with the error %v", err)
-			}
-			if msg := err.Error(); msg == "" || !strings.Contains(msg, "fuzz.yaml") && !strings.HasPrefix(msg, "daemon:") {
-				t.Fatalf("error names neither the file nor the package: %q", msg)
-			}
-			return
-		}
-		if c == nil {
-			t.Fatal("ParseConfig returned neither a config nor an error")
-		}
-		_ = warns
-		// A configuration that passed validation is one New accepts:
-		// every reference resolves, every schedule parses.
-		if _, err := ParseSchedule(c.Refresh.Schedule); err != nil {
-			t.Fatalf("valid config with an unparsable schedule: %v", err)
-		}
-		for name, g := range c.Grants {
-			cl, ok := c.Clients[g.Client]
-			if !ok {
-				t.Fatalf("grant %q names unknown client %q", name, g.Client)
-			}
-			if _, ok := c.Providers[cl.Provider]; !ok {
-				t.Fatalf("client %q names unknown provider %q", g.Client, cl.Provider)
-			}
-			if !slices.Contains(GrantTypes, g.Type) {
-				t.Fatalf("grant %q has type %q", name, g.Type)
-			}
-		}
-		if _, err := c.Listen.Mode(); err != nil {
-			t.Fatalf("valid config with a bad socket mode: %v", err)
-		}
-	})
-}
 
 // fuzzEnv is one running daemon shared by every input of a fuzz target:
 // grant "cc" readable by uid 1000, "other" by uid 2000, "code" (an
@@ -100,18 +48,18 @@ func newFuzzEnv(f *testing.F) *fuzzEnv {
 	})
 	f.Cleanup(prov.Close)
 	dir := f.TempDir()
-	cfg := &Config{
-		Store:     StoreConfig{Path: filepath.Join(dir, "tokend.db")},
-		Listen:    ListenConfig{Socket: filepath.Join(dir, "t.sock"), Callback: "127.0.0.1:0", Metrics: "off"},
-		Refresh:   RefreshConfig{Schedule: "@every 15s", MinRemaining: 10 * time.Second},
-		Providers: map[string]ProviderConfig{"test": {Issuer: prov.URL()}},
-		Clients: map[string]ClientConfig{
+	cfg := &config.Config{
+		Store:     config.Store{Path: filepath.Join(dir, "tokend.db")},
+		Listen:    config.Listen{Socket: filepath.Join(dir, "t.sock"), Callback: "127.0.0.1:0", Metrics: "off"},
+		Refresh:   config.Refresh{Schedule: config.MustParseSchedule("@every 15s"), MinRemaining: 10 * time.Second},
+		Providers: map[string]config.Provider{"test": {Issuer: prov.URL()}},
+		Clients: map[string]config.Client{
 			"app": {Provider: "test", ClientID: "app", AuthMethod: "client_secret_basic", Secret: oauth.NewSecret(testSecret), RedirectURI: "http://127.0.0.1:1/callback"},
 		},
-		Grants: map[string]GrantConfig{
-			"cc":    {Client: "app", Type: GrantClientCredentials, Scopes: []string{"read"}, Readers: Readers{UIDs: []int{fuzzReader}}},
-			"other": {Client: "app", Type: GrantClientCredentials, Scopes: []string{"write"}, Readers: Readers{UIDs: []int{fuzzOther}}},
-			"code":  {Client: "app", Type: GrantAuthorizationCode, Scopes: []string{"openid"}},
+		Grants: map[string]config.Grant{
+			"cc":    {Client: "app", Type: config.GrantClientCredentials, Scopes: []string{"read"}, Readers: config.Readers{UIDs: []int{fuzzReader}}},
+			"other": {Client: "app", Type: config.GrantClientCredentials, Scopes: []string{"write"}, Readers: config.Readers{UIDs: []int{fuzzOther}}},
+			"code":  {Client: "app", Type: config.GrantAuthorizationCode, Scopes: []string{"openid"}},
 		},
 	}
 	cfg.ApplyDefaults()
@@ -268,7 +216,7 @@ func FuzzCallback(f *testing.F) {
 	handler := e.d.callbackServer().Handler
 	st := e.d.st
 	pend := store.Pending{
-		State: fuzzState, Grant: "code", Kind: GrantAuthorizationCode,
+		State: fuzzState, Grant: "code", Kind: config.GrantAuthorizationCode,
 		Verifier: "fuzz-verifier-0123456789abcdefghijklmnopqrstuvwxyz", RedirectURI: "http://127.0.0.1:1/callback",
 		Created: t0, Deadline: t0.Add(time.Hour),
 		BindingHash: hashHex(fuzzBinding),

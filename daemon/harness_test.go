@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/oauth"
 	"github.com/tokend/tokend/oauth/oauthtest"
 	"github.com/tokend/tokend/store"
@@ -26,7 +27,7 @@ type harness struct {
 	t      *testing.T
 	clock  *fakeClock
 	prov   *oauthtest.Server
-	cfg    *Config
+	cfg    *config.Config
 	d      *Daemon
 	sock   string
 	http   *http.Client
@@ -38,7 +39,7 @@ type harness struct {
 
 type harnessOpts struct {
 	prov   oauthtest.Options
-	config func(*Config)
+	config func(*config.Config)
 	noRun  bool
 	// step is how far advance moves the clock at a time; it should match
 	// the refresh schedule. 0 means 15 s.
@@ -63,19 +64,19 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	prov := oauthtest.New(po)
 	t.Cleanup(prov.Close)
 	dir := t.TempDir()
-	cfg := &Config{
-		Store:   StoreConfig{Path: filepath.Join(dir, "tokend.db")},
-		Listen:  ListenConfig{Socket: filepath.Join(dir, "t.sock"), Callback: "127.0.0.1:0", Metrics: "off"},
-		Refresh: RefreshConfig{Schedule: "@every 15s", MinRemaining: 10 * time.Second},
-		Log:     LogConfig{Level: "debug"},
-		Providers: map[string]ProviderConfig{
+	cfg := &config.Config{
+		Store:   config.Store{Path: filepath.Join(dir, "tokend.db")},
+		Listen:  config.Listen{Socket: filepath.Join(dir, "t.sock"), Callback: "127.0.0.1:0", Metrics: "off"},
+		Refresh: config.Refresh{Schedule: config.MustParseSchedule("@every 15s"), MinRemaining: 10 * time.Second},
+		Log:     config.Log{Level: "debug"},
+		Providers: map[string]config.Provider{
 			"test": {Issuer: prov.URL()},
 		},
-		Clients: map[string]ClientConfig{
+		Clients: map[string]config.Client{
 			"app": {Provider: "test", ClientID: "app", AuthMethod: "client_secret_basic", Secret: oauth.NewSecret(testSecret)},
 		},
-		Grants: map[string]GrantConfig{
-			"cc": {Client: "app", Type: GrantClientCredentials, Scopes: []string{"read"}},
+		Grants: map[string]config.Grant{
+			"cc": {Client: "app", Type: config.GrantClientCredentials, Scopes: []string{"read"}},
 		},
 	}
 	if o.config != nil {

@@ -8,9 +8,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tokend/tokend/config"
 )
 
 // testHookSocketBound, when set, runs after the socket is bound in its
@@ -33,26 +34,18 @@ const maxSunPath = 107
 // symlink, and no client can connect before the mode is right. A socket
 // directory that someone other than root or tokend's user can write to is
 // refused: whoever can write there could replace the socket.
-func (d *Daemon) listenSocket(l ListenConfig) (net.Listener, func(), error) {
+func (d *Daemon) listenSocket(l config.Listen) (net.Listener, func(), error) {
 	if d.opts.SocketListener != nil {
 		return d.opts.SocketListener, func() {}, nil
 	}
 	path := l.Socket
-	mode := uint32(0o660)
-	if l.SocketMode != "" {
-		m, err := strconv.ParseUint(l.SocketMode, 8, 32)
-		if err != nil || m > 0o777 {
-			return nil, nil, fmt.Errorf("daemon: listen.socket_mode %q: not an octal file mode", l.SocketMode)
-		}
-		mode = uint32(m)
+	mode := uint32(config.DefaultSocketMode)
+	if !l.SocketMode.IsZero() {
+		mode = uint32(l.SocketMode.Perm())
 	}
-	gid := -1
-	if l.SocketGroup != "" {
-		g, err := lookupGroup(l.SocketGroup)
-		if err != nil {
-			return nil, nil, fmt.Errorf("daemon: listen.socket_group: %w", err)
-		}
-		gid = int(g)
+	gid, err := l.SocketGID() // -1: none
+	if err != nil {
+		return nil, nil, fmt.Errorf("daemon: %w", err)
 	}
 	dir, base := filepath.Dir(path), filepath.Base(path)
 	dirfd, err := openSocketDir(dir, d.selfUID)

@@ -9,10 +9,12 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/tokend/tokend/config"
 )
 
 // listenIn runs listenSocket for path as a daemon of uid self would.
-func listenIn(t *testing.T, l ListenConfig) (net.Listener, error) {
+func listenIn(t *testing.T, l config.Listen) (net.Listener, error) {
 	t.Helper()
 	d := &Daemon{selfUID: uint32(os.Geteuid())}
 	ln, cleanup, err := d.listenSocket(l)
@@ -20,6 +22,31 @@ func listenIn(t *testing.T, l ListenConfig) (net.Listener, error) {
 		t.Cleanup(func() { ln.Close(); cleanup() })
 	}
 	return ln, err
+}
+
+// resolvedListen returns l as a validated configuration carries it, its
+// socket group looked up.
+func resolvedListen(t *testing.T, l config.Listen) config.Listen {
+	t.Helper()
+	c := &config.Config{Listen: l}
+	c.ApplyDefaults()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return c.Listen
+}
+
+// A socket group the configuration never resolved is refused, not looked
+// up here: names are resolved once, when the configuration is loaded.
+func TestListenSocketGroupUnresolved(t *testing.T) {
+	dir := t.TempDir()
+	_, err := listenIn(t, config.Listen{Socket: filepath.Join(dir, "tokend.sock"), SocketGroup: "root"})
+	if err == nil || !strings.Contains(err.Error(), "listen.socket_group") || !strings.Contains(err.Error(), "never resolved") {
+		t.Fatalf("listenSocket with an unresolved group: %v", err)
+	}
+	if es := entries(t, dir); len(es) != 0 {
+		t.Fatalf("left behind: %v", es)
+	}
 }
 
 // entries lists dir, to see what listenSocket left there.
@@ -48,7 +75,7 @@ func TestListenSocketRefusesSharedDir(t *testing.T) {
 			if err := os.Chmod(dir, mode); err != nil {
 				t.Fatal(err)
 			}
-			_, err := listenIn(t, ListenConfig{Socket: filepath.Join(dir, "tokend.sock"), SocketMode: "0666"})
+			_, err := listenIn(t, config.Listen{Socket: filepath.Join(dir, "tokend.sock"), SocketMode: config.Mode(0o666)})
 			if err == nil || !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), "writable") {
 				t.Fatalf("listenSocket in a %v directory: %v; want a refusal naming %s", mode, err, dir)
 			}
@@ -68,7 +95,7 @@ func TestListenSocketRefusesSharedDir(t *testing.T) {
 		if err := os.Chown(dir, 65534, 65534); err != nil {
 			t.Fatal(err)
 		}
-		_, err := listenIn(t, ListenConfig{Socket: filepath.Join(dir, "tokend.sock")})
+		_, err := listenIn(t, config.Listen{Socket: filepath.Join(dir, "tokend.sock")})
 		if err == nil || !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), "owned by uid 65534") {
 			t.Fatalf("listenSocket in a directory of uid 65534: %v", err)
 		}
@@ -102,7 +129,7 @@ func TestListenSocketModeGroupAndPath(t *testing.T) {
 	name, gid := otherGroup(t)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "tokend.sock")
-	cfg := ListenConfig{Socket: path, SocketMode: "0640", SocketGroup: name}
+	cfg := resolvedListen(t, config.Listen{Socket: path, SocketMode: config.Mode(0o640), SocketGroup: name})
 	ln, err := listenIn(t, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -142,7 +169,7 @@ func TestListenSocketModeGroupAndPath(t *testing.T) {
 	if err := os.WriteFile(other, []byte("precious"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := listenIn(t, ListenConfig{Socket: other}); err == nil || !strings.Contains(err.Error(), "not a socket") {
+	if _, err := listenIn(t, config.Listen{Socket: other}); err == nil || !strings.Contains(err.Error(), "not a socket") {
 		t.Fatalf("over a regular file: %v", err)
 	}
 	if b, _ := os.ReadFile(other); string(b) != "precious" {
@@ -167,7 +194,7 @@ func TestListenSocketLongPath(t *testing.T) {
 	if len(path) > maxSunPath {
 		t.Fatalf("test path too long: %d", len(path))
 	}
-	if _, err := listenIn(t, ListenConfig{Socket: path, SocketMode: "0600"}); err != nil {
+	if _, err := listenIn(t, config.Listen{Socket: path, SocketMode: config.Mode(0o600)}); err != nil {
 		t.Fatal(err)
 	}
 	fi, err := os.Lstat(path)
@@ -218,7 +245,7 @@ func TestListenSocketNoChmodThroughSymlink(t *testing.T) {
 				t.Error(err)
 			}
 		}
-		_, err := listenIn(t, ListenConfig{Socket: filepath.Join(dir, "tokend.sock"), SocketMode: "0666"})
+		_, err := listenIn(t, config.Listen{Socket: filepath.Join(dir, "tokend.sock"), SocketMode: config.Mode(0o666)})
 		if err == nil {
 			t.Fatal("listenSocket went on with a symlink in place of its socket")
 		}
@@ -240,7 +267,7 @@ func TestListenSocketNoChmodThroughSymlink(t *testing.T) {
 				t.Error(err)
 			}
 		}
-		if _, err := listenIn(t, ListenConfig{Socket: path, SocketMode: "0666"}); err != nil {
+		if _, err := listenIn(t, config.Listen{Socket: path, SocketMode: config.Mode(0o666)}); err != nil {
 			t.Fatal(err)
 		}
 		check()
@@ -262,7 +289,7 @@ func TestListenSocketNoChmodThroughSymlink(t *testing.T) {
 			}
 		}
 		path := filepath.Join(dir, "tokend.sock")
-		if _, err := listenIn(t, ListenConfig{Socket: path, SocketMode: "0666"}); err != nil {
+		if _, err := listenIn(t, config.Listen{Socket: path, SocketMode: config.Mode(0o666)}); err != nil {
 			t.Fatal(err)
 		}
 		check()

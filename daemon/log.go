@@ -4,6 +4,8 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+
+	"github.com/tokend/tokend/config"
 )
 
 // secretKeys are attribute keys whose values never reach a log line, even
@@ -14,7 +16,7 @@ var secretKeys = []string{"access_token", "refresh_token", "id_token", "client_s
 // NewLogger returns the daemon's structured logger. Under journald the
 // time is left out (the journal stamps every line) and the level still
 // leads.
-func NewLogger(w io.Writer, c LogConfig, journal bool) *slog.Logger {
+func NewLogger(w io.Writer, c config.Log, journal bool) *slog.Logger {
 	var level slog.Level
 	switch strings.ToLower(c.Level) {
 	case "debug":

@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/metrics"
 	"github.com/tokend/tokend/oauth/oauthtest"
 	"github.com/tokend/tokend/store"
@@ -150,7 +151,7 @@ func newWedgeStore() *wedgeStore {
 	return &wedgeStore{entered: make(chan struct{}, 1), release: make(chan struct{})}
 }
 
-func (w *wedgeStore) open(c StoreConfig, log *slog.Logger) (Store, error) {
+func (w *wedgeStore) open(c config.Store, log *slog.Logger) (Store, error) {
 	st, err := openStore(c, log)
 	if err != nil {
 		return nil, err
@@ -223,7 +224,7 @@ func TestNotifyLifecycle(t *testing.T) {
 	}
 	checkReload(t, n.until("READY=1"))
 	bad := *h.cfg
-	bad.Grants = map[string]GrantConfig{"x": {Client: "nope", Type: GrantClientCredentials}}
+	bad.Grants = map[string]config.Grant{"x": {Client: "nope", Type: config.GrantClientCredentials}}
 	if err := h.d.Reload(&bad); err == nil {
 		t.Fatal("reload with an unknown client succeeded")
 	}
@@ -529,7 +530,7 @@ func (h *harness) scrapeMetrics() scrape {
 func unixSeconds(t time.Time) float64 { return float64(t.UnixMilli()) / 1e3 }
 
 func TestMetricsEndpoint(t *testing.T) {
-	h := newHarness(t, harnessOpts{noRun: true, config: func(c *Config) { c.Listen.Metrics = "127.0.0.1:0" }})
+	h := newHarness(t, harnessOpts{noRun: true, config: func(c *config.Config) { c.Listen.Metrics = "127.0.0.1:0" }})
 	m := metrics.New(metrics.BuildInfo{Version: "test", Revision: "r1"})
 	h.startWith(Options{Metrics: m, MetricsHandler: func(ready func() error) http.Handler { return m.Handler(ready) }})
 	base := "http://" + h.d.MetricsAddr()

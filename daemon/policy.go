@@ -5,6 +5,7 @@ import (
 	"hash/fnv"
 	"time"
 
+	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/store"
 )
 
@@ -23,7 +24,7 @@ const (
 	StatePendingAuthorization = "pending_authorization"
 )
 
-// Policy is the refresh policy of RefreshConfig, in the form the pure
+// Policy is the refresh policy of config.Refresh, in the form the pure
 // decision functions take.
 type Policy struct {
 	Fraction        float64
@@ -33,7 +34,7 @@ type Policy struct {
 	MaxInterval     time.Duration
 }
 
-func policyOf(r RefreshConfig) Policy {
+func policyOf(r config.Refresh) Policy {
 	return Policy{
 		Fraction:        r.Fraction,
 		Jitter:          r.Jitter,

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/oauth"
 	"github.com/tokend/tokend/store"
 )
@@ -23,7 +24,7 @@ const discoveryTimeout = 10 * time.Second
 // discovered from its issuer and cached in the store.
 type providerRT struct {
 	name string
-	cfg  ProviderConfig
+	cfg  config.Provider
 
 	mu  sync.Mutex
 	eps *oauth.Endpoints
@@ -33,7 +34,7 @@ type providerRT struct {
 // registration kept in the store.
 type clientRT struct {
 	name string
-	cfg  ClientConfig
+	cfg  config.Client
 
 	mu   sync.Mutex
 	prov *oauth.Provider
@@ -190,13 +191,13 @@ func (d *Daemon) registrationRequest(c *clientRT) oauth.RegistrationRequest {
 			continue
 		}
 		gt := g.Type
-		if gt == GrantDeviceCode {
+		if gt == config.GrantDeviceCode {
 			gt = "urn:ietf:params:oauth:grant-type:device_code"
 		}
 		if !slices.Contains(req.GrantTypes, gt) {
 			req.GrantTypes = append(req.GrantTypes, gt)
 		}
-		if g.Type == GrantAuthorizationCode && !slices.Contains(req.ResponseTypes, "code") {
+		if g.Type == config.GrantAuthorizationCode && !slices.Contains(req.ResponseTypes, "code") {
 			req.ResponseTypes = append(req.ResponseTypes, "code")
 		}
 		for _, s := range g.Scopes {
@@ -208,12 +209,12 @@ func (d *Daemon) registrationRequest(c *clientRT) oauth.RegistrationRequest {
 	if len(req.ResponseTypes) == 0 {
 		req.ResponseTypes = []string{}
 	}
-	if g := req.GrantTypes; len(g) > 0 && !(len(g) == 1 && g[0] == GrantClientCredentials) {
+	if g := req.GrantTypes; len(g) > 0 && !(len(g) == 1 && g[0] == config.GrantClientCredentials) {
 		req.GrantTypes = append(req.GrantTypes, "refresh_token")
 	}
 	if c.cfg.RedirectURI != "" {
 		req.RedirectURIs = []string{c.cfg.RedirectURI}
-		if u, err := url.Parse(c.cfg.RedirectURI); err == nil && isLoopback(u.Hostname()) {
+		if u, err := url.Parse(c.cfg.RedirectURI); err == nil && oauth.IsLoopbackHost(u.Hostname()) {
 			req.ApplicationType = "native"
 		}
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 
+	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/oauth"
 	"github.com/tokend/tokend/store"
 )
@@ -174,20 +175,20 @@ func (d *Daemon) obtain(ctx context.Context, g *grant, cur *store.Token) (*oauth
 		return nil, "", err
 	}
 	scopes, params := g.cfg.Scopes, oauth.Params(g.cfg.TokenParams)
-	if g.cfg.Type != GrantClientCredentials && cur.RefreshToken != "" {
+	if g.cfg.Type != config.GrantClientCredentials && cur.RefreshToken != "" {
 		t, err := prov.Refresh(ctx, oauth.NewSecret(cur.RefreshToken), scopes, params)
-		if err == nil || g.cfg.Type != GrantPassword || oauth.ClassOf(err) != oauth.Reauthorize {
+		if err == nil || g.cfg.Type != config.GrantPassword || oauth.ClassOf(err) != oauth.Reauthorize {
 			return t, "refresh_token", err
 		}
 		d.log.Info("refresh token rejected; obtaining a new token with the password grant", "grant", g.name)
 	}
 	switch g.cfg.Type {
-	case GrantClientCredentials:
+	case config.GrantClientCredentials:
 		t, err := prov.ClientCredentials(ctx, scopes, params)
-		return t, GrantClientCredentials, err
-	case GrantPassword:
+		return t, config.GrantClientCredentials, err
+	case config.GrantPassword:
 		t, err := prov.Password(ctx, g.cfg.Username, g.cfg.Password, scopes, params)
-		return t, GrantPassword, err
+		return t, config.GrantPassword, err
 	}
 	return nil, "", errNoRefreshToken
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/store"
 )
 
@@ -135,7 +136,7 @@ func (d *Daemon) dueReason(now time.Time, g *grant, p Policy) string {
 // renewable reports whether a new token can be had for g without a person.
 func (g *grant) renewable(t *store.Token) bool {
 	switch g.cfg.Type {
-	case GrantClientCredentials, GrantPassword:
+	case config.GrantClientCredentials, config.GrantPassword:
 		return true
 	}
 	return t.RefreshToken != ""

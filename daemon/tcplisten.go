@@ -14,7 +14,7 @@ import (
 
 // listenerOff reports whether a TCP listener's configured address disables
 // it. Only "off" does: an empty callback address is given the default by
-// ApplyDefaults, and an empty metrics address is "off" by the caller.
+// config.ApplyDefaults, and an empty metrics address is "off" by the caller.
 func listenerOff(addr string) bool { return addr == "off" }
 
 // listenTCP binds one of the daemon's TCP listeners. what names it (callback,

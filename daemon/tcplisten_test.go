@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/oauth/oauthtest"
 )
 
@@ -15,9 +16,9 @@ import (
 // the metrics listener off too; an authorization_code grant then cannot be
 // started and authorize says why, while other grants work.
 func TestListenersOff(t *testing.T) {
-	h := newHarness(t, harnessOpts{config: func(c *Config) {
+	h := newHarness(t, harnessOpts{config: func(c *config.Config) {
 		userGrant(c)
-		c.Grants["cc"] = GrantConfig{Client: "app", Type: GrantClientCredentials, Scopes: []string{"read"}}
+		c.Grants["cc"] = config.Grant{Client: "app", Type: config.GrantClientCredentials, Scopes: []string{"read"}}
 		c.Listen.Callback, c.Listen.Metrics = "off", "off"
 	}})
 	if a, m := h.d.CallbackAddr(), h.d.MetricsAddr(); a != "" || m != "" {
@@ -43,7 +44,7 @@ func TestListenerPortInUse(t *testing.T) {
 			}
 			defer other.Close()
 			addr := other.Addr().String()
-			h := newHarness(t, harnessOpts{noRun: true, config: func(c *Config) {
+			h := newHarness(t, harnessOpts{noRun: true, config: func(c *config.Config) {
 				if tc.what == "callback" {
 					c.Listen.Callback = addr
 				} else {
@@ -70,7 +71,7 @@ func TestListenerPortInUse(t *testing.T) {
 // with Host: attacker.example:PORT. Those get 421, on the metrics listener
 // and on the callback listener, where they must not use up a start page.
 func TestHostHeaderRebinding(t *testing.T) {
-	h := newHarness(t, harnessOpts{prov: oauthtest.Options{AutoApprove: true}, config: func(c *Config) {
+	h := newHarness(t, harnessOpts{prov: oauthtest.Options{AutoApprove: true}, config: func(c *config.Config) {
 		userGrant(c)
 		c.Listen.Metrics = "127.0.0.1:0"
 	}})

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // The alerting rules and the dashboard in deploy/ query these metrics by

@@ -1,13 +1,10 @@
 package store
 
 import (
-	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
-	"errors"
 	"fmt"
 )
 
@@ -17,44 +14,6 @@ const KeySize = 32
 // checkPlaintext is sealed into the meta bucket so that a wrong key fails
 // at Open rather than later, with garbage, on the first record read.
 const checkPlaintext = "tokend store key check v1"
-
-// ParseKey accepts a key file's contents: 32 raw bytes, 64 hex characters or
-// base64 (standard or URL alphabet, padded or not) of 32 bytes. Surrounding
-// whitespace is ignored for the textual forms. The error never includes the
-// key material. It is safe for concurrent use.
-func ParseKey(b []byte) ([]byte, error) {
-	if len(b) == KeySize {
-		// Raw bytes are taken as they are: trimming could eat key bytes
-		// that happen to be whitespace. 32 bytes are never a valid hex or
-		// base64 form of a 32-byte key, so there is no ambiguity.
-		return bytes.Clone(b), nil
-	}
-	t := bytes.TrimSpace(b)
-	if len(t) == 2*KeySize {
-		k := make([]byte, KeySize)
-		if _, err := hex.Decode(k, t); err == nil {
-			return k, nil
-		}
-		// hex's error names the offending character: do not wrap it.
-	}
-	for _, enc := range []*base64.Encoding{
-		base64.StdEncoding, base64.URLEncoding,
-		base64.RawStdEncoding, base64.RawURLEncoding,
-	} {
-		if enc.DecodedLen(len(t)) < KeySize || enc.DecodedLen(len(t)) > KeySize+2 {
-			continue
-		}
-		k := make([]byte, enc.DecodedLen(len(t)))
-		n, err := enc.Decode(k, t)
-		if err == nil && n == KeySize {
-			return k[:n], nil
-		}
-	}
-	if len(t) == 0 {
-		return nil, errors.New("store: key is empty")
-	}
-	return nil, fmt.Errorf("store: key must be 32 raw bytes, 64 hex characters or base64 of 32 bytes (got %d bytes, not one of those forms)", len(b))
-}
 
 // sealer seals and opens secret fields with AES-256-GCM. A nil *sealer
 // stores them as plain text. Values are nonce (12 random bytes) followed by
@@ -69,7 +28,7 @@ func newSealer(key []byte) (*sealer, error) {
 		return nil, nil
 	}
 	if len(key) != KeySize {
-		return nil, fmt.Errorf("store: key must be %d bytes, got %d (use ParseKey to read a key file)", KeySize, len(key))
+		return nil, fmt.Errorf("store: key must be %d bytes, got %d (config.ParseKey reads a key file)", KeySize, len(key))
 	}
 	block, err := aes.NewCipher(key)
 	if err != nil {

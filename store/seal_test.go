@@ -2,8 +2,6 @@ package store
 
 import (
 	"bytes"
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -12,64 +10,6 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 )
-
-func TestParseKey(t *testing.T) {
-	key := newKey(t)
-	for _, tc := range []struct {
-		name string
-		in   []byte
-	}{
-		{"raw", key},
-		{"hex", []byte(hex.EncodeToString(key))},
-		{"hex with newline", []byte(hex.EncodeToString(key) + "\n")},
-		{"upper hex with spaces", []byte("  " + strings.ToUpper(hex.EncodeToString(key)) + " \r\n")},
-		{"base64", []byte(base64.StdEncoding.EncodeToString(key) + "\n")},
-		{"base64url", []byte(base64.URLEncoding.EncodeToString(key))},
-		{"base64 unpadded", []byte(base64.RawStdEncoding.EncodeToString(key))},
-		{"base64url unpadded", []byte(base64.RawURLEncoding.EncodeToString(key) + "\n")},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := ParseKey(tc.in)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got, key) {
-				t.Fatal("wrong key")
-			}
-		})
-	}
-	// Raw keys are not trimmed: whitespace bytes at the ends are key bytes.
-	raw := bytes.Repeat([]byte{' '}, KeySize)
-	if got, err := ParseKey(raw); err != nil || !bytes.Equal(got, raw) {
-		t.Fatalf("raw key of spaces: %v", err)
-	}
-
-	const material = "zz-top-secret-key-material-zz"
-	for _, in := range [][]byte{
-		nil,
-		[]byte("\n"),
-		key[:31],
-		append(bytes.Clone(key), 0),
-		[]byte(hex.EncodeToString(key)[:63]),
-		[]byte(hex.EncodeToString(key)[:62] + "zz"),
-		[]byte(base64.StdEncoding.EncodeToString(key[:31])),
-		[]byte(base64.StdEncoding.EncodeToString(append(bytes.Clone(key), 1))),
-		[]byte(material),
-		[]byte(strings.Repeat(material, 3)[:64]),
-	} {
-		_, err := ParseKey(in)
-		if err == nil {
-			t.Fatalf("ParseKey(%d bytes) succeeded", len(in))
-		}
-		if !strings.HasPrefix(err.Error(), "store: ") {
-			t.Errorf("error %q lacks the package prefix", err)
-		}
-		if s := strings.TrimSpace(string(in)); len(s) > 4 && strings.Contains(err.Error(), s) ||
-			strings.Contains(err.Error(), "zz") || strings.Contains(err.Error(), "secret") {
-			t.Errorf("error %q echoes the key", err)
-		}
-	}
-}
 
 // secrets holds records with a distinctive value in every secret field.
 type secrets struct {

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/daemon"
 	"github.com/tokend/tokend/oauth"
 )
@@ -64,13 +65,13 @@ func (c *cli) cmdAuthorize(ctx context.Context, args []string) int {
 	// printed through oauth.Printable: it must not drive the terminal.
 	var openTarget string
 	switch ar.Kind {
-	case daemon.GrantAuthorizationCode:
+	case config.GrantAuthorizationCode:
 		// A one-time start page on tokend's callback listener: it binds the
 		// authorization to the browser that opens it, then redirects to
 		// the provider.
 		fmt.Fprintf(c.stdout, "Open this URL in a browser to authorize %s:\n\n    %s\n\n", name, oauth.Printable(ar.URL))
 		openTarget = ar.URL
-	case daemon.GrantDeviceCode:
+	case config.GrantDeviceCode:
 		fmt.Fprintf(c.stdout, "To authorize %s, visit\n\n    %s\n\nand enter the code\n\n    %s\n\n", name, oauth.Printable(ar.VerificationURI), oauth.Printable(ar.UserCode))
 		if ar.VerificationURIComplete != "" {
 			fmt.Fprintf(c.stdout, "or open %s\n\n", oauth.Printable(ar.VerificationURIComplete))

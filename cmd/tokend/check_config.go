@@ -11,7 +11,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/tokend/tokend/daemon"
+	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/store"
 )
 
@@ -21,7 +21,7 @@ import (
 // credentials (for a machine that does not have them, such as CI).
 func (c *cli) cmdCheckConfig(_ context.Context, args []string) int {
 	fs := c.flagSet("check-config", "check-config [FILE] [--skip-secrets]")
-	cfgPath := fs.String("config", "", "configuration file (or give it as FILE; default "+daemon.DefaultConfigFile+")")
+	cfgPath := fs.String("config", "", "configuration file (or give it as FILE; default "+config.DefaultFile+")")
 	skipSecrets := fs.Bool("skip-secrets", false, "do not read secret files, credentials or the store key")
 	pos, code, ok := c.parseArgs(fs, args)
 	if !ok {
@@ -36,11 +36,11 @@ func (c *cli) cmdCheckConfig(_ context.Context, args []string) int {
 	case len(pos) == 1:
 		path = pos[0]
 	case path == "":
-		path = daemon.DefaultConfigFile
+		path = config.DefaultFile
 	}
 
 	var (
-		cfg   *daemon.Config
+		cfg   *config.Config
 		warns []string
 		err   error
 	)
@@ -48,10 +48,10 @@ func (c *cli) cmdCheckConfig(_ context.Context, args []string) int {
 		var data []byte
 		data, err = readFile(path)
 		if err == nil {
-			cfg, warns, err = daemon.ParseConfig(data, path)
+			cfg, warns, err = config.Parse(data, path)
 		}
 	} else {
-		cfg, warns, err = daemon.LoadConfig(path)
+		cfg, warns, err = config.Load(path)
 	}
 	for _, w := range warns {
 		fmt.Fprintln(c.stderr, "warning: "+w)

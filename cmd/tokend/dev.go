@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/daemon"
 	"github.com/tokend/tokend/oauth"
 	"github.com/tokend/tokend/oauth/oauthtest"
@@ -84,23 +85,23 @@ Stop with Ctrl-C.
 	})
 }
 
-func devConfig(dir, callback, metricsAddr, issuer, redirect string, secret oauth.Secret) *daemon.Config {
-	cfg := &daemon.Config{
-		Store:  daemon.StoreConfig{Path: filepath.Join(dir, "tokend.db")},
-		Listen: daemon.ListenConfig{Socket: filepath.Join(dir, "tokend.sock"), SocketMode: "0600", Callback: callback, Metrics: metricsAddr},
-		Refresh: daemon.RefreshConfig{
-			Schedule: "@every 5s",
+func devConfig(dir, callback, metricsAddr, issuer, redirect string, secret oauth.Secret) *config.Config {
+	cfg := &config.Config{
+		Store:  config.Store{Path: filepath.Join(dir, "tokend.db")},
+		Listen: config.Listen{Socket: filepath.Join(dir, "tokend.sock"), SocketMode: config.Mode(0o600), Callback: callback, Metrics: metricsAddr},
+		Refresh: config.Refresh{
+			Schedule: config.MustParseSchedule("@every 5s"),
 		},
-		Log: daemon.LogConfig{Level: "info"},
-		Providers: map[string]daemon.ProviderConfig{
+		Log: config.Log{Level: "info"},
+		Providers: map[string]config.Provider{
 			"dev": {Issuer: issuer},
 		},
-		Clients: map[string]daemon.ClientConfig{
+		Clients: map[string]config.Client{
 			"dev-app": {Provider: "dev", ClientID: "tokend-dev", AuthMethod: "client_secret_basic", RedirectURI: redirect, Secret: secret},
 		},
-		Grants: map[string]daemon.GrantConfig{
-			"demo":      {Client: "dev-app", Type: daemon.GrantClientCredentials, Scopes: []string{"demo.read"}},
-			"demo-user": {Client: "dev-app", Type: daemon.GrantAuthorizationCode, Scopes: []string{"openid", "offline_access"}},
+		Grants: map[string]config.Grant{
+			"demo":      {Client: "dev-app", Type: config.GrantClientCredentials, Scopes: []string{"demo.read"}},
+			"demo-user": {Client: "dev-app", Type: config.GrantAuthorizationCode, Scopes: []string{"openid", "offline_access"}},
 		},
 	}
 	cfg.ApplyDefaults()

@@ -26,6 +26,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/daemon"
 	"github.com/tokend/tokend/oauth"
 )
@@ -250,7 +251,7 @@ type clientFlags struct {
 
 func (c *cli) addClientFlags(fs *flag.FlagSet) *clientFlags {
 	f := &clientFlags{}
-	fs.StringVar(&f.socket, "socket", "", "daemon socket (default $TOKEND_SOCKET, else "+daemon.DefaultSocketPath+")")
+	fs.StringVar(&f.socket, "socket", "", "daemon socket (default $TOKEND_SOCKET, else "+config.DefaultSocketPath+")")
 	fs.DurationVar(&f.timeout, "timeout", time.Minute, "give up after this long (a fetch may wait for a refresh)")
 	return f
 }
@@ -262,7 +263,7 @@ func (c *cli) client(ctx context.Context, f *clientFlags) (*daemon.Client, conte
 		path = c.getenv("TOKEND_SOCKET")
 	}
 	if path == "" {
-		path = daemon.DefaultSocketPath
+		path = config.DefaultSocketPath
 	}
 	if f.timeout > 0 {
 		ctx, cancel := context.WithTimeout(ctx, f.timeout)

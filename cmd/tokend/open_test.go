@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/daemon"
 	"github.com/tokend/tokend/oauth/oauthtest"
 )
@@ -87,7 +88,7 @@ func runCodeDaemon(t *testing.T) (sock string, prov *oauthtest.Server) {
 	cl := cfg.Clients["app"]
 	cl.RedirectURI = "http://" + cbAddr + "/callback"
 	cfg.Clients["app"] = cl
-	cfg.Grants["web"] = daemon.GrantConfig{Client: "app", Type: daemon.GrantAuthorizationCode, Scopes: []string{"openid"}}
+	cfg.Grants["web"] = config.Grant{Client: "app", Type: config.GrantAuthorizationCode, Scopes: []string{"openid"}}
 	d, err := daemon.New(cfg, daemon.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/tokend/tokend/daemon"
+	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/store"
 )
 
@@ -17,7 +17,7 @@ import (
 // or the tokend.key credential) unless --old-key-file is given.
 func (c *cli) cmdRekey(_ context.Context, args []string) int {
 	fs := c.flagSet("rekey", "rekey --config FILE (--new-key-file PATH | --decrypt) [--old-key-file PATH]")
-	cfgPath := fs.String("config", daemon.DefaultConfigFile, "configuration file")
+	cfgPath := fs.String("config", config.DefaultFile, "configuration file")
 	newKeyFile := fs.String("new-key-file", "", "file holding the new 32-byte key (raw, hex or base64)")
 	oldKeyFile := fs.String("old-key-file", "", "file holding the current key (default: from the configuration)")
 	decrypt := fs.Bool("decrypt", false, "store secrets unsealed from now on")
@@ -32,7 +32,7 @@ func (c *cli) cmdRekey(_ context.Context, args []string) int {
 		return c.usageErr(fs, "rekey: give exactly one of --new-key-file and --decrypt")
 	}
 
-	cfg, warns, err := daemon.LoadConfig(*cfgPath)
+	cfg, warns, err := config.Load(*cfgPath)
 	for _, w := range warns {
 		fmt.Fprintln(c.stderr, "warning: "+w)
 	}
@@ -101,7 +101,7 @@ func readKey(path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	key, err := store.ParseKey(data)
+	key, err := config.ParseKey(data)
 	if err != nil {
 		return nil, fmt.Errorf("tokend: %s: %w", path, err)
 	}

@@ -15,19 +15,18 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/daemon"
 	"github.com/tokend/tokend/metrics"
 	"github.com/tokend/tokend/systemd"
 )
-
-const defaultConfig = "/etc/tokend/config.yaml"
 
 // runServe runs the daemon from a config file until SIGTERM or SIGINT;
 // SIGHUP reloads the file, keeping the old configuration if the new one
 // is invalid.
 func runServe(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	path := fs.String("config", defaultConfig, "configuration file")
+	path := fs.String("config", config.DefaultFile, "configuration file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -37,12 +36,12 @@ func runServe(ctx context.Context, args []string) error {
 	// Files and sockets are created private; the socket's mode is then set
 	// deliberately from listen.socket_mode.
 	unix.Umask(0o077)
-	cfg, warnings, err := daemon.LoadConfig(*path)
+	cfg, warnings, err := config.Load(*path)
 	if err != nil {
 		return err
 	}
-	return serve(ctx, cfg, warnings, func() (*daemon.Config, error) {
-		c, w, err := daemon.LoadConfig(*path)
+	return serve(ctx, cfg, warnings, func() (*config.Config, error) {
+		c, w, err := config.Load(*path)
 		for _, s := range w {
 			fmt.Fprintln(os.Stderr, "warning:", s)
 		}
@@ -52,7 +51,7 @@ func runServe(ctx context.Context, args []string) error {
 
 // serve wires the daemon to metrics and systemd and runs it. reload, when
 // set, is called on SIGHUP; ready, when set, is called once started.
-func serve(ctx context.Context, cfg *daemon.Config, warnings []string, reload func() (*daemon.Config, error), ready func(*daemon.Daemon)) error {
+func serve(ctx context.Context, cfg *config.Config, warnings []string, reload func() (*config.Config, error), ready func(*daemon.Daemon)) error {
 	log := daemon.NewLogger(os.Stderr, cfg.Log, systemd.UnderJournal())
 	for _, w := range warnings {
 		log.Warn("configuration", "warning", w)

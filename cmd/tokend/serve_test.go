@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"net"
@@ -21,6 +22,9 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/daemon"
 	"github.com/tokend/tokend/oauth"
 	"github.com/tokend/tokend/oauth/oauthtest"
@@ -36,20 +40,20 @@ const (
 // serveTestConfig is a configuration with one client_credentials grant
 // "cc" against issuer, its store and (unused when systemd passes one)
 // socket in dir.
-func serveTestConfig(dir, issuer string) *daemon.Config {
-	cfg := &daemon.Config{
-		Store:   daemon.StoreConfig{Path: filepath.Join(dir, "tokend.db")},
-		Listen:  daemon.ListenConfig{Socket: filepath.Join(dir, "own.sock"), Callback: "127.0.0.1:0", Metrics: "127.0.0.1:0"},
-		Refresh: daemon.RefreshConfig{Schedule: "@every 15s"},
-		Log:     daemon.LogConfig{Level: "debug"},
-		Providers: map[string]daemon.ProviderConfig{
+func serveTestConfig(dir, issuer string) *config.Config {
+	cfg := &config.Config{
+		Store:   config.Store{Path: filepath.Join(dir, "tokend.db")},
+		Listen:  config.Listen{Socket: filepath.Join(dir, "own.sock"), Callback: "127.0.0.1:0", Metrics: "127.0.0.1:0"},
+		Refresh: config.Refresh{Schedule: config.MustParseSchedule("@every 15s")},
+		Log:     config.Log{Level: "debug"},
+		Providers: map[string]config.Provider{
 			"test": {Issuer: issuer},
 		},
-		Clients: map[string]daemon.ClientConfig{
+		Clients: map[string]config.Client{
 			"app": {Provider: "test", ClientID: "app", AuthMethod: "client_secret_basic", Secret: oauth.NewSecret(serveTestSecret)},
 		},
-		Grants: map[string]daemon.GrantConfig{
-			"cc": {Client: "app", Type: daemon.GrantClientCredentials, Scopes: []string{"read"}},
+		Grants: map[string]config.Grant{
+			"cc": {Client: "app", Type: config.GrantClientCredentials, Scopes: []string{"read"}},
 		},
 	}
 	cfg.ApplyDefaults()
@@ -297,5 +301,80 @@ func TestServeStoreLocked(t *testing.T) {
 	}
 	if _, err := os.Lstat(cfg.Listen.Socket); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("the socket was created although the store could not be opened (Lstat: %v)", err)
+	}
+}
+
+// listen.socket_mode "0o660" passed check-config, and then serve refused
+// it: the mode was parsed twice, by two parsers that disagreed on the 0o
+// prefix. Package config now parses it once, and check-config and serve
+// both take the typed mode. Each form is loaded from a file by check-config
+// and by serve's own entry point, and the socket serve creates has the
+// mode.
+func TestServeSocketModeFromFile(t *testing.T) {
+	for _, k := range []string{"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "CREDENTIALS_DIRECTORY"} {
+		t.Setenv(k, "")
+	}
+	// runServe sets the process's umask; the tests after this one get
+	// theirs back.
+	umask := unix.Umask(0o077)
+	unix.Umask(umask)
+	t.Cleanup(func() { unix.Umask(umask) })
+
+	for _, tt := range []struct {
+		mode string
+		want fs.FileMode
+	}{
+		{`"0o660"`, 0o660},
+		{`0o660`, 0o660},
+		{`"0o640"`, 0o640},
+		{`"660"`, 0o660},
+		{`"0600"`, 0o600},
+	} {
+		t.Run(tt.mode, func(t *testing.T) {
+			dir := t.TempDir()
+			sock := filepath.Join(dir, "tokend.sock")
+			path := writeConfig(t, dir, strings.NewReplacer("SOCK", sock, "MODE", tt.mode).Replace(`
+store: {path: STORE}
+listen:
+  socket: SOCK
+  socket_mode: MODE
+  callback: "off"
+  metrics: "off"
+`))
+			tc := newTestCLI()
+			if code := tc.run("check-config", path); code != exitOK {
+				t.Fatalf("check-config: exit %d: %s", code, tc.errOut.String())
+			}
+			if want := fmt.Sprintf("(mode %04o)", tt.want); !strings.Contains(tc.out.String(), want) {
+				t.Errorf("check-config does not explain %s:\n%s", want, tc.out.String())
+			}
+
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- runServe(ctx, []string{"--config", path}) }()
+			deadline := time.After(30 * time.Second)
+			for {
+				fi, err := os.Lstat(sock)
+				if err == nil {
+					// The socket appears at its path with its final mode.
+					if fi.Mode().Type() != fs.ModeSocket || fi.Mode().Perm() != tt.want {
+						t.Errorf("socket %s: %v, want a socket with mode %04o", sock, fi.Mode(), tt.want)
+					}
+					break
+				}
+				select {
+				case err := <-done:
+					t.Fatalf("serve exited before creating the socket: %v", err)
+				case <-deadline:
+					t.Fatal("serve did not create the socket")
+				case <-time.After(10 * time.Millisecond):
+				}
+			}
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatalf("serve: %v", err)
+			}
+		})
 	}
 }

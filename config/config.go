@@ -1,0 +1,307 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/tokend/tokend/oauth"
+)
+
+// Config is the whole configuration. It is a plain struct so tests build a
+// daemon without files; Load decodes the YAML file strictly. Durations are
+// Go durations in YAML ("90s", "24h").
+type Config struct {
+	Store     Store               `yaml:"store"`
+	Listen    Listen              `yaml:"listen"`
+	Refresh   Refresh             `yaml:"refresh"`
+	Operators Readers             `yaml:"operators"`
+	Log       Log                 `yaml:"log"`
+	Providers map[string]Provider `yaml:"providers"`
+	Clients   map[string]Client   `yaml:"clients"`
+	Grants    map[string]Grant    `yaml:"grants"`
+}
+
+type Store struct {
+	Path    string `yaml:"path"`     // default /var/lib/tokend/tokend.db ($STATE_DIRECTORY/tokend.db under systemd)
+	KeyFile string `yaml:"key_file"` // optional; else the systemd credential tokend.key if present
+	// Key is the resolved 32-byte key (from KeyFile or the credential); nil: unsealed.
+	Key []byte `yaml:"-"`
+}
+
+type Listen struct {
+	Socket      string   `yaml:"socket"`       // default /run/tokend/tokend.sock ($RUNTIME_DIRECTORY/tokend.sock under systemd)
+	SocketMode  FileMode `yaml:"socket_mode"`  // octal, default 0660
+	SocketGroup string   `yaml:"socket_group"` // optional group owning the socket, by name or number
+	Callback    string   `yaml:"callback"`     // default 127.0.0.1:8785; "off" disables
+	Metrics     string   `yaml:"metrics"`      // default 127.0.0.1:9785; "off" disables
+
+	// socketGID is the gid SocketGroup resolved to when the configuration
+	// was validated; groupResolved says it was.
+	socketGID     uint32
+	groupResolved bool
+}
+
+// SocketGID returns the gid of SocketGroup, looked up when the
+// configuration was loaded or validated, or -1 when no group is set. It
+// never looks a name up itself: a Listen built in code that names a group
+// must go through Validate first, else SocketGID fails.
+func (l Listen) SocketGID() (int, error) {
+	switch {
+	case l.SocketGroup == "":
+		return -1, nil
+	case !l.groupResolved:
+		return -1, fmt.Errorf("config: listen.socket_group %q was never resolved to a gid (Load, Parse and Validate resolve it)", l.SocketGroup)
+	}
+	return int(l.socketGID), nil
+}
+
+type Refresh struct {
+	Schedule        Schedule      `yaml:"schedule"`         // wakes the scheduler, default "@every 15s"
+	Fraction        float64       `yaml:"fraction"`         // default 0.75
+	Jitter          float64       `yaml:"jitter"`           // default 0.05 (±5 % of the lifetime)
+	MinRemaining    time.Duration `yaml:"min_remaining"`    // default 60s
+	Concurrency     int           `yaml:"concurrency"`      // default 8
+	DefaultLifetime time.Duration `yaml:"default_lifetime"` // default 1h, when the provider sends no expires_in
+	MaxInterval     time.Duration `yaml:"max_interval"`     // default 24h
+	Timeout         time.Duration `yaml:"timeout"`          // one HTTP request to a provider, default 30s
+}
+
+// Readers names who may do something: users and groups by name or number,
+// and uids and gids. Names are looked up once, when the configuration is
+// loaded or validated; IDs returns the result.
+type Readers struct {
+	Users  []string `yaml:"users"`
+	Groups []string `yaml:"groups"`
+	UIDs   []int    `yaml:"uids"`
+	GIDs   []int    `yaml:"gids"`
+
+	// userIDs and groupIDs are the ids of Users and Groups, in order, as
+	// validation resolved them.
+	userIDs, groupIDs []uint32
+}
+
+// IDs returns every uid and gid r names: the ids Users resolved to, then
+// UIDs; the ids Groups resolved to, then GIDs. It never looks a name up: it
+// fails for a Readers that names users or groups that were never resolved
+// (one built in code and not validated), and for an id out of range.
+func (r Readers) IDs() (uids, gids []uint32, err error) {
+	if len(r.userIDs) != len(r.Users) || len(r.groupIDs) != len(r.Groups) {
+		return nil, nil, errors.New("config: the users and groups of a Readers were never resolved to ids (Load, Parse and Validate resolve them)")
+	}
+	uids = append(uids, r.userIDs...)
+	gids = append(gids, r.groupIDs...)
+	for _, id := range r.UIDs {
+		if !idInRange(id) {
+			return nil, nil, fmt.Errorf("config: uid %d is out of range", id)
+		}
+		uids = append(uids, uint32(id))
+	}
+	for _, id := range r.GIDs {
+		if !idInRange(id) {
+			return nil, nil, fmt.Errorf("config: gid %d is out of range", id)
+		}
+		gids = append(gids, uint32(id))
+	}
+	return uids, gids, nil
+}
+
+func (r Readers) empty() bool {
+	return len(r.Users)+len(r.Groups)+len(r.UIDs)+len(r.GIDs) == 0
+}
+
+func idInRange(id int) bool { return id >= 0 && int64(id) <= int64(^uint32(0)) }
+
+type Log struct {
+	Level  string `yaml:"level"`  // debug | info (default) | warn | error
+	Format string `yaml:"format"` // text (default) | json
+}
+
+type Provider struct {
+	Issuer                      string `yaml:"issuer"`
+	AuthorizationEndpoint       string `yaml:"authorization_endpoint"`
+	TokenEndpoint               string `yaml:"token_endpoint"`
+	RevocationEndpoint          string `yaml:"revocation_endpoint"`
+	DeviceAuthorizationEndpoint string `yaml:"device_authorization_endpoint"`
+	RegistrationEndpoint        string `yaml:"registration_endpoint"`
+}
+
+// Endpoints returns the explicitly configured endpoints.
+func (p Provider) Endpoints() oauth.Endpoints {
+	return oauth.Endpoints{
+		Issuer:              p.Issuer,
+		Authorization:       p.AuthorizationEndpoint,
+		Token:               p.TokenEndpoint,
+		Revocation:          p.RevocationEndpoint,
+		DeviceAuthorization: p.DeviceAuthorizationEndpoint,
+		Registration:        p.RegistrationEndpoint,
+	}
+}
+
+type Client struct {
+	Provider               string `yaml:"provider"`
+	ClientID               string `yaml:"client_id"` // omit id and secret to register dynamically
+	ClientSecretFile       string `yaml:"client_secret_file"`
+	ClientSecretCredential string `yaml:"client_secret_credential"`
+	AuthMethod             string `yaml:"auth_method"` // client_secret_basic (default with a secret) | client_secret_post | none
+	RedirectURI            string `yaml:"redirect_uri"`
+	ClientName             string `yaml:"client_name"` // for dynamic registration, default "tokend on <hostname>"
+	// Secret is the resolved client secret.
+	Secret oauth.Secret `yaml:"-"`
+}
+
+// Dynamic reports whether the client is to be registered dynamically.
+func (c Client) Dynamic() bool { return c.ClientID == "" }
+
+// Grant types: the values of grants.*.type.
+const (
+	GrantAuthorizationCode = "authorization_code"
+	GrantClientCredentials = "client_credentials"
+	GrantPassword          = "password"
+	GrantDeviceCode        = "device_code"
+)
+
+// GrantTypes lists the valid grant types, in the order error messages show them.
+var GrantTypes = []string{GrantAuthorizationCode, GrantClientCredentials, GrantPassword, GrantDeviceCode}
+
+type Grant struct {
+	Client               string            `yaml:"client"`
+	Type                 string            `yaml:"type"`
+	Scopes               []string          `yaml:"scopes"`
+	AuthParams           map[string]string `yaml:"auth_params"`
+	TokenParams          map[string]string `yaml:"token_params"`
+	RefreshTokenLifetime time.Duration     `yaml:"refresh_token_lifetime"` // when the provider does not say
+	Schedule             Schedule          `yaml:"schedule"`               // optional, forces a refresh
+	Readers              Readers           `yaml:"readers"`
+	Username             string            `yaml:"username"`            // password grant
+	PasswordFile         string            `yaml:"password_file"`       // password grant
+	PasswordCredential   string            `yaml:"password_credential"` // password grant
+	// Password is the resolved password (password grant).
+	Password oauth.Secret `yaml:"-"`
+}
+
+// Default locations. Under systemd the store and the socket move to the
+// directories systemd creates ($STATE_DIRECTORY, $RUNTIME_DIRECTORY).
+const (
+	DefaultFile       = "/etc/tokend/config.yaml"
+	DefaultStorePath  = "/var/lib/tokend/tokend.db"
+	DefaultSocketPath = "/run/tokend/tokend.sock"
+	DefaultSocketMode = 0o660
+	DefaultCallback   = "127.0.0.1:8785"
+	DefaultMetrics    = "127.0.0.1:9785"
+	DefaultSchedule   = "@every 15s"
+	// StoreKeyCredential is the systemd credential holding the store key
+	// when store.key_file is not set.
+	StoreKeyCredential = "tokend.key"
+)
+
+// Refresh policy defaults.
+const (
+	DefaultFraction        = 0.75
+	DefaultJitter          = 0.05
+	DefaultMinRemaining    = 60 * time.Second
+	DefaultConcurrency     = 8
+	DefaultLifetime        = time.Hour
+	DefaultMaxInterval     = 24 * time.Hour
+	DefaultProviderTimeout = 30 * time.Second
+)
+
+var defaultSchedule = MustParseSchedule(DefaultSchedule)
+
+// ApplyDefaults fills every unset field with its default. Call it before
+// Validate on a Config built in code. Store and socket paths follow
+// $STATE_DIRECTORY and $RUNTIME_DIRECTORY when systemd sets them.
+func (c *Config) ApplyDefaults() {
+	if c.Store.Path == "" {
+		c.Store.Path = DefaultStorePath
+		if d := firstDir(os.Getenv("STATE_DIRECTORY")); d != "" {
+			c.Store.Path = filepath.Join(d, "tokend.db")
+		}
+	}
+	if c.Listen.Socket == "" {
+		c.Listen.Socket = DefaultSocketPath
+		if d := firstDir(os.Getenv("RUNTIME_DIRECTORY")); d != "" {
+			c.Listen.Socket = filepath.Join(d, "tokend.sock")
+		}
+	}
+	if c.Listen.SocketMode.IsZero() {
+		c.Listen.SocketMode = Mode(DefaultSocketMode)
+	}
+	if c.Listen.Callback == "" {
+		c.Listen.Callback = DefaultCallback
+	}
+	if c.Listen.Metrics == "" {
+		c.Listen.Metrics = DefaultMetrics
+	}
+	r := &c.Refresh
+	if r.Schedule.IsZero() {
+		r.Schedule = defaultSchedule
+	}
+	if r.Fraction == 0 {
+		r.Fraction = DefaultFraction
+	}
+	if r.Jitter == 0 {
+		r.Jitter = DefaultJitter
+	}
+	if r.MinRemaining == 0 {
+		r.MinRemaining = DefaultMinRemaining
+	}
+	if r.Concurrency == 0 {
+		r.Concurrency = DefaultConcurrency
+	}
+	if r.DefaultLifetime == 0 {
+		r.DefaultLifetime = DefaultLifetime
+	}
+	if r.MaxInterval == 0 {
+		r.MaxInterval = DefaultMaxInterval
+	}
+	if r.Timeout == 0 {
+		r.Timeout = DefaultProviderTimeout
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+
+	// Which clients serve an authorization_code grant: they need a
+	// redirect URI, by default our own callback listener.
+	codeClients := map[string]bool{}
+	for _, g := range c.Grants {
+		if g.Type == GrantAuthorizationCode {
+			codeClients[g.Client] = true
+		}
+	}
+	for name, cl := range c.Clients {
+		if cl.AuthMethod == "" {
+			switch {
+			case cl.Dynamic(), hasClientSecret(cl):
+				cl.AuthMethod = "client_secret_basic"
+			default:
+				cl.AuthMethod = "none" // a public client (PKCE)
+			}
+		}
+		if cl.RedirectURI == "" && codeClients[name] && c.Listen.Callback != "off" {
+			cl.RedirectURI = "http://" + c.Listen.Callback + "/callback"
+		}
+		c.Clients[name] = cl
+	}
+}
+
+// firstDir returns the first of systemd's colon-separated directory list.
+func firstDir(list string) string {
+	d, _, _ := strings.Cut(list, ":")
+	return d
+}
+
+func hasClientSecret(cl Client) bool {
+	return cl.ClientSecretFile != "" || cl.ClientSecretCredential != "" || !cl.Secret.IsZero()
+}
+
+func hasPassword(g Grant) bool {
+	return g.PasswordFile != "" || g.PasswordCredential != "" || !g.Password.IsZero()
+}

@@ -1,0 +1,258 @@
+package config
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// exampleAccounts knows every user and group tokend.example.yaml names.
+func exampleAccounts() accounts {
+	return baseAccounts().with(
+		map[string]string{"tokend": "990", "reports": "1200", "deploy": "1300"},
+		map[string]string{"tokend": "990", "tokend-admin": "991", "monitoring": "992"},
+	)
+}
+
+// writeExample writes tokend.example.yaml into dir with its paths moved
+// there, and the secret files it names, and returns its path.
+func writeExample(t *testing.T, dir string) string {
+	t.Helper()
+	data, err := os.ReadFile("../tokend.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{
+		"store.key":       hex.EncodeToString(bytes.Repeat([]byte{7}, 32)) + "\n",
+		"corp-app.secret": "s3cret-client\n",
+		"svc-batch.pass":  "pa55-word\r\n",
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := strings.ReplaceAll(string(data), "/etc/tokend/", dir+"/")
+	if strings.Contains(out, "/etc/tokend/") {
+		t.Fatal("a path was not replaced")
+	}
+	path := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(path, []byte(out), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestConfigExampleSecrets(t *testing.T) {
+	t.Setenv("CREDENTIALS_DIRECTORY", "")
+	c, _, err := exampleAccounts().loader().Load(writeExample(t, t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := hex.EncodeToString(c.Store.Key); got != strings.Repeat("07", 32) {
+		t.Errorf("store key = %s", got)
+	}
+	if got := c.Clients["corp-app"].Secret.Reveal(); got != "s3cret-client" {
+		t.Errorf("client secret = %q", got)
+	}
+	if got := c.Grants["legacy-batch"].Password.Reveal(); got != "pa55-word" {
+		t.Errorf("password = %q (trailing newline must be trimmed)", got)
+	}
+}
+
+func TestConfigSecretFiles(t *testing.T) {
+	t.Setenv("CREDENTIALS_DIRECTORY", "")
+	dir := t.TempDir()
+	secretPath := filepath.Join(dir, "app.secret")
+	const secret = "very-secret-value-42"
+	if err := os.WriteFile(secretPath, []byte(secret+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	write := func(yml string) string {
+		p := filepath.Join(dir, "config.yaml")
+		if err := os.WriteFile(p, []byte(yml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	withSecret := strings.Replace(minimal, "client_id: tokend", "client_id: tokend\n    client_secret_file: "+secretPath, 1)
+
+	t.Run("group-readable warns", func(t *testing.T) {
+		c, warns, err := testLoader.Load(write(withSecret))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(warns) != 1 || !strings.Contains(warns[0], secretPath) || !strings.Contains(warns[0], "mode 0644") ||
+			!strings.Contains(warns[0], "clients.app.client_secret_file") || !strings.HasPrefix(warns[0], filepath.Join(dir, "config.yaml")+":9: ") {
+			t.Errorf("warnings = %q", warns)
+		}
+		if c.Clients["app"].Secret.Reveal() != secret || c.Clients["app"].AuthMethod != "client_secret_basic" {
+			t.Errorf("client = %+v", c.Clients["app"])
+		}
+	})
+
+	t.Run("missing file", func(t *testing.T) {
+		missing := filepath.Join(dir, "nope.secret")
+		yml := strings.Replace(withSecret, secretPath, missing, 1)
+		_, _, err := testLoader.Load(write(yml))
+		want := "config.yaml:9: clients.app.client_secret_file: cannot read " + missing + ": no such file or directory"
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("err = %v\nwant %s", err, want)
+		}
+	})
+
+	t.Run("never in messages", func(t *testing.T) {
+		// An invalid config whose secret file is readable: every message
+		// is checked for the secret.
+		yml := strings.Replace(withSecret, "authorization_code", "bogus", 1) + "store: {key_file: " + secretPath + "}\n"
+		_, warns, err := testLoader.Load(write(yml))
+		if err == nil {
+			t.Fatal("no error")
+		}
+		all := err.Error() + strings.Join(warns, "\n")
+		if strings.Contains(all, secret) {
+			t.Errorf("secret in messages: %s", all)
+		}
+		if !strings.Contains(err.Error(), "store.key_file: "+secretPath+": a key must be 32 raw bytes") {
+			t.Errorf("bad key not reported: %v", err)
+		}
+	})
+
+	t.Run("empty file", func(t *testing.T) {
+		empty := filepath.Join(dir, "empty.secret")
+		if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, _, err := testLoader.Load(write(strings.Replace(withSecret, secretPath, empty, 1)))
+		if err == nil || !strings.Contains(err.Error(), empty+" is empty") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+
+	t.Run("missing config", func(t *testing.T) {
+		_, _, err := Load(filepath.Join(dir, "none.yaml"))
+		if err == nil || !strings.HasPrefix(err.Error(), "config: ") || !strings.Contains(err.Error(), "no such file") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+}
+
+func TestConfigCredentials(t *testing.T) {
+	creds := t.TempDir()
+	key := bytes.Repeat([]byte{9}, 32)
+	for name, content := range map[string]string{
+		"tokend.key": hex.EncodeToString(key),
+		"app.secret": "from-credential",
+	} {
+		if err := os.WriteFile(filepath.Join(creds, name), []byte(content), 0o400); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "config.yaml")
+	yml := strings.Replace(minimal, "client_id: tokend", "client_id: tokend\n    client_secret_credential: app.secret", 1) +
+		"  p:\n    client: app\n    type: password\n    username: svc\n    password_credential: svc.pass\n    readers: {uids: [1000]}\n"
+	if err := os.WriteFile(path, []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Setenv("CREDENTIALS_DIRECTORY", "")
+	_, _, err := testLoader.Load(path)
+	if err == nil || !strings.Contains(err.Error(), `clients.app.client_secret_credential: credential "app.secret" not found: $CREDENTIALS_DIRECTORY is not set`) {
+		t.Fatalf("without systemd: %v", err)
+	}
+
+	t.Setenv("CREDENTIALS_DIRECTORY", creds)
+	_, _, err = testLoader.Load(path)
+	if got := errLines(err); len(got) != 1 || !strings.Contains(got[0], `config.yaml:19: grants.p.password_credential: credential "svc.pass" not found in $CREDENTIALS_DIRECTORY`) {
+		t.Fatalf("missing credential: %v", err)
+	}
+
+	if err := os.WriteFile(filepath.Join(creds, "svc.pass"), []byte("pw\n"), 0o400); err != nil {
+		t.Fatal(err)
+	}
+	c, warns, err := testLoader.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warns) != 0 {
+		t.Errorf("warnings: %q", warns)
+	}
+	if !bytes.Equal(c.Store.Key, key) {
+		t.Errorf("store key from the tokend.key credential = %x", c.Store.Key)
+	}
+	if c.Clients["app"].Secret.Reveal() != "from-credential" || c.Grants["p"].Password.Reveal() != "pw" {
+		t.Errorf("secrets not resolved")
+	}
+	var buf bytes.Buffer
+	c.Explain(&buf)
+	if !strings.Contains(buf.String(), "sealed with AES-256-GCM, key from the tokend.key credential") {
+		t.Errorf("Explain:\n%s", buf.String())
+	}
+}
+
+func TestParseKey(t *testing.T) {
+	key := make([]byte, keySize)
+	if _, err := rand.Read(key); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		in   []byte
+	}{
+		{"raw", key},
+		{"hex", []byte(hex.EncodeToString(key))},
+		{"hex with newline", []byte(hex.EncodeToString(key) + "\n")},
+		{"upper hex with spaces", []byte("  " + strings.ToUpper(hex.EncodeToString(key)) + " \r\n")},
+		{"base64", []byte(base64.StdEncoding.EncodeToString(key) + "\n")},
+		{"base64url", []byte(base64.URLEncoding.EncodeToString(key))},
+		{"base64 unpadded", []byte(base64.RawStdEncoding.EncodeToString(key))},
+		{"base64url unpadded", []byte(base64.RawURLEncoding.EncodeToString(key) + "\n")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParseKey(tc.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, key) {
+				t.Fatal("wrong key")
+			}
+		})
+	}
+	// Raw keys are not trimmed: whitespace bytes at the ends are key bytes.
+	raw := bytes.Repeat([]byte{' '}, keySize)
+	if got, err := ParseKey(raw); err != nil || !bytes.Equal(got, raw) {
+		t.Fatalf("raw key of spaces: %v", err)
+	}
+
+	const material = "zz-top-secret-key-material-zz"
+	for _, in := range [][]byte{
+		nil,
+		[]byte("\n"),
+		key[:31],
+		append(bytes.Clone(key), 0),
+		[]byte(hex.EncodeToString(key)[:63]),
+		[]byte(hex.EncodeToString(key)[:62] + "zz"),
+		[]byte(base64.StdEncoding.EncodeToString(key[:31])),
+		[]byte(base64.StdEncoding.EncodeToString(append(bytes.Clone(key), 1))),
+		[]byte(material),
+		[]byte(strings.Repeat(material, 3)[:64]),
+	} {
+		_, err := ParseKey(in)
+		if err == nil {
+			t.Fatalf("ParseKey(%d bytes) succeeded", len(in))
+		}
+		if !strings.HasPrefix(err.Error(), "config: ") {
+			t.Errorf("error %q lacks the package prefix", err)
+		}
+		if s := strings.TrimSpace(string(in)); len(s) > 4 && strings.Contains(err.Error(), s) ||
+			strings.Contains(err.Error(), "zz") || strings.Contains(err.Error(), "secret") {
+			t.Errorf("error %q echoes the key", err)
+		}
+	}
+}
