@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokend/tokend/internal/testutil"
 	"github.com/tokend/tokend/oauth"
 	"github.com/tokend/tokend/oauth/oauthtest"
 	"github.com/tokend/tokend/store"
@@ -108,7 +109,7 @@ func (fh *faultHarness) start() {
 func (fh *faultHarness) restart() {
 	fh.t.Helper()
 	fh.stop()
-	fh.logs = &syncBuffer{}
+	fh.logs = &testutil.SyncBuffer{}
 	fh.start()
 }
 

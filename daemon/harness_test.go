@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokend/tokend/internal/testutil"
 	"github.com/tokend/tokend/oauth"
 	"github.com/tokend/tokend/oauth/oauthtest"
 	"github.com/tokend/tokend/store"
@@ -32,7 +33,7 @@ type harness struct {
 	http   *http.Client
 	cancel context.CancelFunc
 	done   chan error
-	logs   *syncBuffer
+	logs   *testutil.SyncBuffer
 	step   time.Duration
 }
 
@@ -82,7 +83,7 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 		o.config(cfg)
 	}
 	cfg.ApplyDefaults()
-	h := &harness{t: t, clock: clock, prov: prov, cfg: cfg, sock: cfg.Listen.Socket, logs: &syncBuffer{}, step: o.step}
+	h := &harness{t: t, clock: clock, prov: prov, cfg: cfg, sock: cfg.Listen.Socket, logs: &testutil.SyncBuffer{}, step: o.step}
 	if h.step == 0 {
 		h.step = 15 * time.Second
 	}
