@@ -153,12 +153,32 @@ func (h *harness) stop() {
 // on its own timer.
 func (h *harness) settle() {
 	h.t.Helper()
-	waitFor(h.t, "daemon idle", func() bool {
-		r, n := h.d.retrying.Load(), h.d.inflightN.Load()
-		// claimed <= n: a grant a worker took is inside its refresh, not
-		// between the queue and the refresh.
-		return h.d.queue.queuedLen() == 0 && h.d.queue.claimed.Load() <= n && n == r && int64(h.clock.Waiters()) > r
-	})
+	waitFor(h.t, "daemon idle", h.idle)
+}
+
+// idle reads what the daemon keeps of each grant for itself: queued (from
+// the queue until its refresh is done), endRound (while a refresh round
+// runs) and backingOff (while the round waits to retry).
+func (h *harness) idle() bool {
+	if h.d.queue.queuedLen() != 0 {
+		return false
+	}
+	h.d.mu.RLock()
+	states := h.d.states
+	h.d.mu.RUnlock()
+	waiting := 0
+	for _, s := range states {
+		switch running := s.endRound.Load() != nil; {
+		case running && !s.backingOff.Load():
+			return false // asking the provider, or writing the store
+		case running:
+			waiting++
+		case s.queued.Load():
+			return false // a worker took it: before its refresh, or just after
+		}
+	}
+	// A timer for each round that waits, and the scheduler's.
+	return h.clock.Waiters() > waiting
 }
 
 // advance moves the clock in schedule-sized steps, letting the daemon
