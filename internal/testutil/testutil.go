@@ -61,7 +61,8 @@ const tokendPkg = "github.com/tokend/tokend/cmd/tokend"
 
 // BuildTokend builds cmd/tokend, with the race detector when race is set,
 // into a new temporary directory and returns the binary's path and a
-// function that removes the directory. It is meant for TestMain, which
+// function that removes the directory (never nil, also after an error).
+// It is meant for TestMain, which
 // has no testing.TB: the caller decides whether a failed build ends the
 // run or fails the tests that need the binary.
 //
