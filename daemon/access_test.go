@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/internal/testutil"
 )
 
 // peerChildEnv makes the test binary a socket client (peerChild) instead
@@ -66,24 +67,9 @@ type peerChildProc struct {
 // the test binary (the go tool builds it in a private directory).
 func sharedDir(t *testing.T) (dir, bin string) {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "tokend-peer-")
+	dir = testutil.SharedDir(t)
+	bin, err := testutil.CopySelf(dir)
 	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(self)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin = filepath.Join(dir, "daemon.test")
-	if err := os.WriteFile(bin, b, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	return dir, bin

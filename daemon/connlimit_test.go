@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/internal/testutil"
 )
 
 func TestConnLimitsFromNofile(t *testing.T) {
@@ -53,7 +54,7 @@ type limTest struct {
 	dir     string
 	sock    string
 	l       *connLimiter
-	logs    *syncBuffer
+	logs    *testutil.SyncBuffer
 	n       atomic.Int64
 	entered chan struct{} // one per request reaching /block
 	release chan struct{} // closed to let /block requests finish
@@ -62,7 +63,7 @@ type limTest struct {
 
 func newLimTest(t *testing.T, limits connLimits, opts ...func(*connLimiter)) *limTest {
 	t.Helper()
-	lt := &limTest{t: t, dir: t.TempDir(), logs: &syncBuffer{}, entered: make(chan struct{}, 100), release: make(chan struct{})}
+	lt := &limTest{t: t, dir: t.TempDir(), logs: &testutil.SyncBuffer{}, entered: make(chan struct{}, 100), release: make(chan struct{})}
 	lt.sock = filepath.Join(lt.dir, "api.sock")
 	ln, err := net.Listen("unix", lt.sock)
 	if err != nil {

@@ -122,8 +122,6 @@ type Daemon struct {
 	baseCtx   context.Context // provider requests run under it; cancelled after a grace period at shutdown
 	stopCtx   context.Context // cancelled as shutdown begins: ends backoff waits at once
 	inflight  sync.WaitGroup  // refreshes running
-	inflightN atomic.Int64    // the same, readable
-	retrying  atomic.Int64    // refreshes waiting on a backoff timer
 	lastPrune time.Time       // scheduler goroutine only
 	running   atomic.Bool
 	started   chan struct{}

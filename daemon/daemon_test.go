@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/internal/testutil"
 	"github.com/tokend/tokend/oauth"
 	"github.com/tokend/tokend/oauth/oauthtest"
 	"github.com/tokend/tokend/store"
@@ -154,7 +155,7 @@ func TestRetryAfterHonoured(t *testing.T) {
 		h.advance(15 * time.Second)
 	}
 	h.clock.Advance(30 * time.Second)
-	time.Sleep(20 * time.Millisecond)
+	h.settle() // a retry due within the 30 s has been made by now
 	if n := h.prov.Stats().TokenRequests; n != before+1 {
 		t.Fatalf("retried after 30 s despite Retry-After: 40 (%d requests)", n-before)
 	}
@@ -370,7 +371,7 @@ func TestOnDemandAndNeverWait(t *testing.T) {
 
 	// Restart after expiry: the fetch itself triggers the refresh.
 	h.prov.ClearFault()
-	h2 := &harness{t: t, clock: h.clock, prov: h.prov, cfg: h.cfg, sock: h.sock, http: h.http, logs: &syncBuffer{}, step: h.step}
+	h2 := &harness{t: t, clock: h.clock, prov: h.prov, cfg: h.cfg, sock: h.sock, http: h.http, logs: &testutil.SyncBuffer{}, step: h.step}
 	h2.start()
 	// Past expiry with no tick in between: only the fetch can refresh.
 	h.clock.Advance(11 * time.Minute)
@@ -385,7 +386,7 @@ func TestRestartServesStoredToken(t *testing.T) {
 	first := h.token("cc")
 	n := h.prov.Stats().TokenRequests
 	h.stop()
-	h2 := &harness{t: t, clock: h.clock, prov: h.prov, cfg: h.cfg, sock: h.sock, http: h.http, logs: &syncBuffer{}, step: h.step}
+	h2 := &harness{t: t, clock: h.clock, prov: h.prov, cfg: h.cfg, sock: h.sock, http: h.http, logs: &testutil.SyncBuffer{}, step: h.step}
 	h2.start()
 	if got := h2.token("cc"); got.AccessToken != first.AccessToken {
 		t.Fatal("restart did not serve the stored token")
@@ -484,7 +485,7 @@ func TestDynamicRegistrationOnce(t *testing.T) {
 		t.Fatalf("%d registrations", n)
 	}
 	h.stop()
-	h2 := &harness{t: t, clock: h.clock, prov: h.prov, cfg: h.cfg, sock: h.sock, http: h.http, logs: &syncBuffer{}, step: h.step}
+	h2 := &harness{t: t, clock: h.clock, prov: h.prov, cfg: h.cfg, sock: h.sock, http: h.http, logs: &testutil.SyncBuffer{}, step: h.step}
 	h2.start()
 	h2.do(http.MethodPost, "/v1/tokens/dyn/refresh")
 	if n := h.prov.Stats().Registrations; n != 1 {

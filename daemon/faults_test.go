@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/internal/testutil"
 	"github.com/tokend/tokend/oauth"
 	"github.com/tokend/tokend/oauth/oauthtest"
 	"github.com/tokend/tokend/store"
@@ -109,7 +110,7 @@ func (fh *faultHarness) start() {
 func (fh *faultHarness) restart() {
 	fh.t.Helper()
 	fh.stop()
-	fh.logs = &syncBuffer{}
+	fh.logs = &testutil.SyncBuffer{}
 	fh.start()
 }
 

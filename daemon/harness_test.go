@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/internal/testutil"
 	"github.com/tokend/tokend/oauth"
 	"github.com/tokend/tokend/oauth/oauthtest"
 	"github.com/tokend/tokend/store"
@@ -33,7 +34,7 @@ type harness struct {
 	http   *http.Client
 	cancel context.CancelFunc
 	done   chan error
-	logs   *syncBuffer
+	logs   *testutil.SyncBuffer
 	step   time.Duration
 }
 
@@ -83,7 +84,7 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 		o.config(cfg)
 	}
 	cfg.ApplyDefaults()
-	h := &harness{t: t, clock: clock, prov: prov, cfg: cfg, sock: cfg.Listen.Socket, logs: &syncBuffer{}, step: o.step}
+	h := &harness{t: t, clock: clock, prov: prov, cfg: cfg, sock: cfg.Listen.Socket, logs: &testutil.SyncBuffer{}, step: o.step}
 	if h.step == 0 {
 		h.step = 15 * time.Second
 	}
@@ -153,12 +154,32 @@ func (h *harness) stop() {
 // on its own timer.
 func (h *harness) settle() {
 	h.t.Helper()
-	waitFor(h.t, "daemon idle", func() bool {
-		r, n := h.d.retrying.Load(), h.d.inflightN.Load()
-		// claimed <= n: a grant a worker took is inside its refresh, not
-		// between the queue and the refresh.
-		return h.d.queue.queuedLen() == 0 && h.d.queue.claimed.Load() <= n && n == r && int64(h.clock.Waiters()) > r
-	})
+	waitFor(h.t, "daemon idle", h.idle)
+}
+
+// idle reads what the daemon keeps of each grant for itself: queued (from
+// the queue until its refresh is done), endRound (while a refresh round
+// runs) and backingOff (while the round waits to retry).
+func (h *harness) idle() bool {
+	if h.d.queue.queuedLen() != 0 {
+		return false
+	}
+	h.d.mu.RLock()
+	states := h.d.states
+	h.d.mu.RUnlock()
+	waiting := 0
+	for _, s := range states {
+		switch running := s.endRound.Load() != nil; {
+		case running && !s.backingOff.Load():
+			return false // asking the provider, or writing the store
+		case running:
+			waiting++
+		case s.queued.Load():
+			return false // a worker took it: before its refresh, or just after
+		}
+	}
+	// A timer for each round that waits, and the scheduler's.
+	return h.clock.Waiters() > waiting
 }
 
 // advance moves the clock in schedule-sized steps, letting the daemon

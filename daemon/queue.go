@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"sync"
-	"sync/atomic"
 )
 
 // workQueue is the scheduler's FIFO of due grants. It is unbounded in
@@ -14,9 +13,6 @@ type workQueue struct {
 	items  []queued
 	signal chan struct{}
 	kickCh chan struct{}
-	// claimed counts items popped and not yet done, so tests can tell a
-	// grant between the queue and its refresh from an idle daemon.
-	claimed atomic.Int64
 }
 
 type queued struct {
@@ -52,7 +48,6 @@ func (q *workQueue) pop(ctx context.Context) (queued, bool) {
 			it := q.items[0]
 			q.items[0] = queued{}
 			q.items = q.items[1:]
-			q.claimed.Add(1)
 			more := len(q.items) > 0
 			q.mu.Unlock()
 			if more {
@@ -75,7 +70,6 @@ func (q *workQueue) pop(ctx context.Context) (queued, bool) {
 // done marks an item popped by pop as finished.
 func (q *workQueue) done(it queued) {
 	it.g.queued.Store(false)
-	q.claimed.Add(-1)
 }
 
 // queuedLen is how many grants wait for a worker.

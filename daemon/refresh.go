@@ -86,11 +86,7 @@ func (a clockAdapter) Now() time.Time { return a.c.Now() }
 
 func (d *Daemon) doRefresh(g *grant, reason string) (*store.Token, error) {
 	d.inflight.Add(1)
-	d.inflightN.Add(1)
-	defer func() {
-		d.inflightN.Add(-1)
-		d.inflight.Done()
-	}()
+	defer d.inflight.Done()
 	ctx, stop := d.baseCtx, d.stopCtx
 	if ctx == nil {
 		ctx, stop = context.Background(), context.Background()
@@ -127,7 +123,6 @@ func (d *Daemon) doRefresh(g *grant, reason string) (*store.Token, error) {
 		if waiting {
 			waiting = false
 			g.backingOff.Store(false)
-			d.retrying.Add(-1)
 		}
 	}
 	op := func() error {
@@ -150,7 +145,6 @@ func (d *Daemon) doRefresh(g *grant, reason string) (*store.Token, error) {
 		d.log.Debug("refresh failed, retrying", "grant", g.name, "err", err, "retry_in", wait)
 		waiting = true
 		g.backingOff.Store(true)
-		d.retrying.Add(1)
 	}
 	err := backoff.RetryNotifyWithTimer(op, backoff.WithContext(b, stop), notify, &backoffTimer{clock: d.clock})
 	stopWaiting()

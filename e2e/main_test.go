@@ -1,17 +1,15 @@
 package e2e
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/tokend/tokend/internal/testutil"
 )
 
 var (
@@ -27,17 +25,17 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	tmp, err := os.MkdirTemp("", "tokend-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		os.Exit(2)
-	}
 	oidcDir, _ = filepath.Abs("oidc")
 	nodeErr = checkNode()
-	tokendBin = filepath.Join(tmp, "tokend")
-	tokendBuildErr = buildTokend(tokendBin)
+	// The race detector watches the daemon under real traffic too; the
+	// tests fail on its reports. E2E_RACE=0 builds without it.
+	var remove func()
+	tokendBin, remove, tokendBuildErr = testutil.BuildTokend(os.Getenv("E2E_RACE") != "0")
+	if tokendBuildErr != nil {
+		tokendBuildErr = fmt.Errorf("e2e: %w", tokendBuildErr)
+	}
 	code := m.Run()
-	os.RemoveAll(tmp)
+	remove()
 	os.Exit(code)
 }
 
@@ -48,24 +46,6 @@ func checkNode() error {
 	}
 	if _, err := os.Stat(filepath.Join(oidcDir, "node_modules", "oidc-provider", "package.json")); err != nil {
 		return fmt.Errorf("e2e: oidc-provider is not installed in e2e/oidc/node_modules: %s", hint)
-	}
-	return nil
-}
-
-func buildTokend(out string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	args := []string{"build", "-o", out}
-	// The race detector watches the daemon under real traffic too; the
-	// tests fail on its reports. E2E_RACE=0 builds without it.
-	if os.Getenv("E2E_RACE") != "0" {
-		args = append(args, "-race")
-	}
-	args = append(args, "../cmd/tokend")
-	cmd := exec.CommandContext(ctx, "go", args...)
-	b, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("e2e: go build ./cmd/tokend: %w\n%s", err, b)
 	}
 	return nil
 }
@@ -88,19 +68,6 @@ func requireTokend(t testing.TB) {
 	}
 }
 
-// freePort returns a loopback TCP port that was free a moment ago. Another
-// process could take it before the caller binds it; on a test machine that
-// is rare enough.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // eventually calls f every interval until it returns nil or timeout passes,
 // then fails the test with f's last error. It waits on real time: the
 // processes under test run on their own clocks.
@@ -117,24 +84,6 @@ func eventually(t testing.TB, timeout, interval time.Duration, what string, f fu
 		}
 		time.Sleep(interval)
 	}
-}
-
-// syncBuffer collects a child process's output; safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // exitCode returns a finished command's exit code, -1 when killed by a signal.

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tokend/tokend/internal/testutil"
 )
 
 // introspector is a confidential client every test server has, used by the
@@ -38,7 +40,7 @@ type OIDC struct {
 	Issuer string
 	t      testing.TB
 	cmd    *exec.Cmd
-	logs   *syncBuffer
+	logs   *testutil.SyncBuffer
 	done   chan struct{}
 }
 
@@ -101,7 +103,7 @@ func StartOIDC(t testing.TB, cfg OIDCConfig) *OIDC {
 	cmd := exec.Command("node", filepath.Join(oidcDir, "server.mjs"), cfgFile)
 	cmd.Dir = oidcDir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	o := &OIDC{t: t, cmd: cmd, logs: &syncBuffer{}, done: make(chan struct{})}
+	o := &OIDC{t: t, cmd: cmd, logs: &testutil.SyncBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = o.logs
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

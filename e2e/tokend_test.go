@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/daemon"
+	"github.com/tokend/tokend/internal/testutil"
 )
 
 // Setup is one tokend's files and addresses, shared by its restarts.
@@ -42,8 +43,8 @@ func NewSetup(t testing.TB) *Setup {
 		t:        t,
 		Dir:      dir,
 		Socket:   filepath.Join(dir, "tokend.sock"),
-		Callback: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-		Metrics:  fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		Callback: fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t)),
+		Metrics:  fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t)),
 	}
 	s.CallbackURL = "http://" + s.Callback + "/callback"
 	return s
@@ -97,7 +98,7 @@ type Tokend struct {
 	t       testing.TB
 	Setup   *Setup
 	cfgPath string
-	logs    *syncBuffer
+	logs    *testutil.SyncBuffer
 	http    *http.Client
 
 	mu      sync.Mutex
@@ -118,7 +119,7 @@ func StartTokend(t testing.TB, s *Setup, configYAML string) *Tokend {
 	if err := os.WriteFile(cfgPath, []byte(configYAML), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	td := &Tokend{t: t, Setup: s, cfgPath: cfgPath, logs: &syncBuffer{}}
+	td := &Tokend{t: t, Setup: s, cfgPath: cfgPath, logs: &testutil.SyncBuffer{}}
 	td.http = &http.Client{
 		Timeout: 30 * time.Second,
 		Transport: &http.Transport{
@@ -382,8 +383,8 @@ func (td *Tokend) MustCLI(args ...string) string {
 type CLIProcess struct {
 	t    testing.TB
 	cmd  *exec.Cmd
-	out  *syncBuffer
-	errb *syncBuffer
+	out  *testutil.SyncBuffer
+	errb *testutil.SyncBuffer
 	done chan struct{}
 	err  error
 }
@@ -392,7 +393,7 @@ type CLIProcess struct {
 func (td *Tokend) StartCLI(args ...string) *CLIProcess {
 	td.t.Helper()
 	cmd := exec.Command(tokendBin, append(args, "--socket", td.Setup.Socket)...)
-	p := &CLIProcess{t: td.t, cmd: cmd, out: &syncBuffer{}, errb: &syncBuffer{}, done: make(chan struct{})}
+	p := &CLIProcess{t: td.t, cmd: cmd, out: &testutil.SyncBuffer{}, errb: &testutil.SyncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.errb
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

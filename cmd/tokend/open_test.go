@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/daemon"
+	"github.com/tokend/tokend/internal/testutil"
 	"github.com/tokend/tokend/oauth/oauthtest"
 )
 
@@ -76,12 +76,7 @@ func runCodeDaemon(t *testing.T) (sock string, prov *oauthtest.Server) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cbAddr := l.Addr().String()
-	l.Close()
+	cbAddr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 	cfg := serveTestConfig(dir, prov.URL())
 	cfg.Listen.Socket = filepath.Join(dir, "s")
 	cfg.Listen.Callback, cfg.Listen.Metrics = cbAddr, "off"

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,7 +16,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,6 +24,7 @@ import (
 
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/daemon"
+	"github.com/tokend/tokend/internal/testutil"
 	"github.com/tokend/tokend/oauth"
 	"github.com/tokend/tokend/oauth/oauthtest"
 	"github.com/tokend/tokend/store"
@@ -58,24 +57,6 @@ func serveTestConfig(dir, issuer string) *config.Config {
 	}
 	cfg.ApplyDefaults()
 	return cfg
-}
-
-// lockedBuffer is an io.Writer safe to read while a child process writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // childEnv is the test's environment without anything systemd sets, so
@@ -166,7 +147,7 @@ func TestServeSocketActivation(t *testing.T) {
 		// systemd's WatchdogSec=1s: serve must ping every 500 ms.
 		"WATCHDOG_USEC=1000000",
 	)
-	var out lockedBuffer
+	var out testutil.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

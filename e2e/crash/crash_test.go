@@ -24,6 +24,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/tokend/tokend/daemon"
+	"github.com/tokend/tokend/internal/testutil"
 	"github.com/tokend/tokend/oauth/oauthtest"
 	"github.com/tokend/tokend/store"
 )
@@ -32,22 +33,15 @@ import (
 var tokendBin string
 
 func TestMain(m *testing.M) {
-	tmp, err := os.MkdirTemp("", "tokend-crash-")
+	bin, remove, err := testutil.BuildTokend(false)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "crash:", err)
+		remove()
 		os.Exit(2)
 	}
-	tokendBin = filepath.Join(tmp, "tokend")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	out, err := exec.CommandContext(ctx, "go", "build", "-o", tokendBin, "github.com/tokend/tokend/cmd/tokend").CombinedOutput()
-	cancel()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "crash: go build ./cmd/tokend: %v\n%s", err, out)
-		os.RemoveAll(tmp)
-		os.Exit(2)
-	}
+	tokendBin = bin
 	code := m.Run()
-	os.RemoveAll(tmp)
+	remove()
 	os.Exit(code)
 }
 

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/daemon"
+	"github.com/tokend/tokend/internal/testutil"
 	"github.com/tokend/tokend/oauth/oauthtest"
 )
 
@@ -102,32 +103,7 @@ func childFlood() {
 func (e *env) startNofile(n int) {
 	t := e.t
 	t.Helper()
-	e.cmd = exec.Command("/bin/sh", "-c", `ulimit -n "$1" && shift && exec "$@"`, "sh", strconv.Itoa(n), tokendBin, "serve", "--config", e.config)
-	e.cmd.Stdout = e.stderr
-	e.cmd.Stderr = e.stderr
-	e.cmd.Dir = "/"
-	if err := e.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	e.done = make(chan error, 1)
-	go func() { e.done <- e.cmd.Wait() }()
-	t.Cleanup(e.stop)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		select {
-		case err := <-e.done:
-			e.done <- err
-			t.Fatalf("tokend serve exited: %v\n%s", err, e.stderr.String())
-		default:
-		}
-		if r := e.run(0, "status"); r.code == exitOK {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("tokend serve did not answer on %s within 20s\n%s", e.sock, e.stderr.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	e.startCmd(exec.Command("/bin/sh", "-c", `ulimit -n "$1" && shift && exec "$@"`, "sh", strconv.Itoa(n), tokendBin, "serve", "--config", e.config))
 	limits, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", e.cmd.Process.Pid))
 	want := regexp.MustCompile(`(?m)^Max open files\s+` + strconv.Itoa(n) + `\s+` + strconv.Itoa(n) + `\s`)
 	if err != nil || !want.Match(limits) {
@@ -176,15 +152,7 @@ func TestConnectionFlood(t *testing.T) {
 		prov:   oauthtest.Options{AccessTTL: 20 * time.Second},
 		grants: floodGrants,
 	})
-	cfg, err := os.ReadFile(e.config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fast := strings.Replace(string(cfg), `schedule: "@every 15s"`, `schedule: "@every 1s"`, 1)
-	if fast == string(cfg) {
-		t.Fatal("the test config has no refresh schedule to replace")
-	}
-	mustWrite(t, e.config, fast)
+	mustWrite(t, e.config, e.configWith(`schedule: "@every 15s"`, `schedule: "@every 1s"`))
 	e.startNofile(1024)
 	if r := e.run(uidOther, "token", "flood"); r.code != exitOK {
 		t.Fatalf("the reader before the flood: %v", r)
@@ -199,7 +167,7 @@ func TestConnectionFlood(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var childErr syncBuffer
+	var childErr testutil.SyncBuffer
 	cmd.Stderr = &childErr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

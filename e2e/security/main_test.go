@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokend/tokend/internal/testutil"
 	"github.com/tokend/tokend/oauth/oauthtest"
 )
 
@@ -29,25 +29,13 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	tmp, err := os.MkdirTemp("", "tokend-security-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "security:", err)
-		os.Exit(2)
-	}
-	// MkdirTemp makes 0700; the clients run as other users need to exec it.
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		fmt.Fprintln(os.Stderr, "security:", err)
-		os.Exit(2)
-	}
-	tokendBin = filepath.Join(tmp, "tokend")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	out, err := exec.CommandContext(ctx, "go", "build", "-o", tokendBin, "github.com/tokend/tokend/cmd/tokend").CombinedOutput()
-	cancel()
-	if err != nil {
-		buildErr = fmt.Errorf("security: go build cmd/tokend: %w\n%s", err, out)
+	var remove func()
+	tokendBin, remove, buildErr = testutil.BuildTokend(false)
+	if buildErr != nil {
+		buildErr = fmt.Errorf("security: %w", buildErr)
 	}
 	code := m.Run()
-	os.RemoveAll(tmp)
+	remove()
 	os.Exit(code)
 }
 
@@ -75,24 +63,6 @@ func requireRoot(t *testing.T) {
 	}
 }
 
-// syncBuffer collects a child's output; safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // env is one tokend serve process with its files and its provider.
 type env struct {
 	t        *testing.T
@@ -106,7 +76,7 @@ type env struct {
 	keyText  string // the store key as written in its file
 	prov     *oauthtest.Server
 	cmd      *exec.Cmd
-	stderr   *syncBuffer
+	stderr   *testutil.SyncBuffer
 	done     chan error
 }
 
@@ -119,16 +89,9 @@ type envOpts struct {
 
 func newEnv(t *testing.T, o envOpts) *env {
 	t.Helper()
-	base, err := os.MkdirTemp("", "tokend-security-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
 	// The socket's directory must be traversable by the clients.
-	if err := os.Chmod(base, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	e := &env{t: t, dir: base, stderr: &syncBuffer{}}
+	base := testutil.SharedDir(t)
+	e := &env{t: t, dir: base, stderr: &testutil.SyncBuffer{}}
 	state := filepath.Join(base, "state")
 	run := filepath.Join(base, "run")
 	mustMkdir(t, state, 0o700)
@@ -147,7 +110,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	e.prov = oauthtest.New(po)
 	t.Cleanup(e.prov.Close)
 
-	e.callback = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	e.callback = fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 	cfg := fmt.Sprintf(`store:
   path: %s
   key_file: %s
@@ -180,6 +143,20 @@ grants:
 	return e
 }
 
+// configWith returns e's configuration with old replaced by new, once; it
+// fails the test when old is not in it.
+func (e *env) configWith(old, new string) string {
+	e.t.Helper()
+	data, err := os.ReadFile(e.config)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if !strings.Contains(string(data), old) {
+		e.t.Fatalf("%s does not hold %q", e.config, old)
+	}
+	return strings.Replace(string(data), old, new, 1)
+}
+
 func mustMkdir(t *testing.T, path string, mode os.FileMode) {
 	t.Helper()
 	if err := os.Mkdir(path, mode); err != nil {
@@ -197,23 +174,19 @@ func mustWrite(t *testing.T, path, data string) {
 	}
 }
 
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // start runs `tokend serve --config` and waits until root can list the
 // grants over the socket.
 func (e *env) start() {
+	e.t.Helper()
+	e.startCmd(exec.Command(tokendBin, "serve", "--config", e.config))
+}
+
+// startCmd starts cmd, which runs tokend serve with e's configuration, as
+// e's daemon, and waits until root can list the grants over the socket.
+func (e *env) startCmd(cmd *exec.Cmd) {
 	t := e.t
 	t.Helper()
-	e.cmd = exec.Command(tokendBin, "serve", "--config", e.config)
+	e.cmd = cmd
 	e.cmd.Stdout = e.stderr
 	e.cmd.Stderr = e.stderr
 	e.cmd.Dir = "/"
@@ -223,19 +196,31 @@ func (e *env) start() {
 	e.done = make(chan error, 1)
 	go func() { e.done <- e.cmd.Wait() }()
 	t.Cleanup(e.stop)
+	if exited, err := e.awaitServe(e.done, e.stderr); exited {
+		t.Fatalf("tokend serve exited: %v\n%s", err, e.stderr.String())
+	}
+}
+
+// awaitServe waits until a tokend serve process answers root's `tokend
+// status` on e's socket (exited is false) or exits (exited is true, with
+// the result of its Wait, which done delivers and gets back). After 20 s
+// it fails the test, showing the process's output.
+func (e *env) awaitServe(done chan error, output *testutil.SyncBuffer) (exited bool, err error) {
+	t := e.t
+	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		select {
-		case err := <-e.done:
-			e.done <- err
-			t.Fatalf("tokend serve exited: %v\n%s", err, e.stderr.String())
+		case err := <-done:
+			done <- err
+			return true, err
 		default:
 		}
 		if r := e.run(0, "status"); r.code == exitOK {
-			return
+			return false, nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("tokend serve did not answer on %s within 20s\n%s", e.sock, e.stderr.String())
+			t.Fatalf("tokend serve neither answered on %s nor exited within 20s\n%s", e.sock, output.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -279,20 +264,28 @@ func (r result) String() string {
 // supplementary groups.
 func (e *env) run(uid uint32, args ...string) result {
 	e.t.Helper()
-	args = append(args, "--socket", e.sock, "--timeout", "20s")
-	return runAs(e.t, uid, args...)
+	return e.runGroups(uid, nil, args...)
 }
 
+// runGroups is run as uid with supplementary groups.
+func (e *env) runGroups(uid uint32, groups []uint32, args ...string) result {
+	e.t.Helper()
+	args = append(args, "--socket", e.sock, "--timeout", "20s")
+	return runAsGroups(e.t, uid, groups, args...)
+}
+
+// runAs runs the tokend command line with args as uid (0: root, as the
+// test itself), with the same number as gid and no supplementary groups.
 func runAs(t *testing.T, uid uint32, args ...string) result {
+	t.Helper()
+	return runAsGroups(t, uid, nil, args...)
+}
+
+func runAsGroups(t *testing.T, uid uint32, groups []uint32, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, tokendBin, args...)
-	cmd.Dir = "/"
-	cmd.Env = []string{"PATH=/usr/bin:/bin", "LANG=C"}
-	if uid != 0 {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid, Groups: []uint32{}}}
-	}
+	cmd := userCmd(ctx, uid, groups, tokendBin, args...)
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -309,6 +302,20 @@ func runAs(t *testing.T, uid uint32, args ...string) result {
 		t.Fatalf("tokend %s did not finish within 30s", strings.Join(args, " "))
 	}
 	return r
+}
+
+// userCmd is name with args as uid (0 and no groups: as the test itself)
+// with the same number as gid and exactly groups as supplementary groups,
+// in / with a minimal environment: what a client run by another local user
+// has.
+func userCmd(ctx context.Context, uid uint32, groups []uint32, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = "/"
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "LANG=C"}
+	if uid != 0 || len(groups) > 0 {
+		testutil.AsUser(cmd, uid, groups...)
+	}
+	return cmd
 }
 
 // urlIn returns the first line of s that is a URL.
@@ -349,47 +356,40 @@ func main() {
 }
 `
 
-var (
-	httpGetOnce sync.Once
-	httpGetBin  string
-	httpGetErr  error
-)
+// buildHTTPGet builds httpGetSource next to tokendBin (where other users
+// may run it), once.
+var buildHTTPGet = sync.OnceValues(func() (string, error) {
+	src, err := os.MkdirTemp("", "tokend-security-httpget-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(src)
+	if err := os.WriteFile(filepath.Join(src, "go.mod"), []byte("module httpget\n\ngo 1.26\n"), 0o600); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(src, "main.go"), []byte(httpGetSource), 0o600); err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	bin := filepath.Join(filepath.Dir(tokendBin), "httpget")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
+	cmd.Dir = src
+	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("security: building the httpget helper: %w\n%s", err, out)
+	}
+	return bin, nil
+})
 
-// httpGetTool builds httpGetSource next to tokendBin (where other users may
-// run it), once.
+// httpGetTool is the path of the httpget helper.
 func httpGetTool(t *testing.T) string {
 	t.Helper()
-	httpGetOnce.Do(func() {
-		src, err := os.MkdirTemp("", "tokend-security-httpget-")
-		if err != nil {
-			httpGetErr = err
-			return
-		}
-		defer os.RemoveAll(src)
-		if err := os.WriteFile(filepath.Join(src, "go.mod"), []byte("module httpget\n\ngo 1.26\n"), 0o600); err != nil {
-			httpGetErr = err
-			return
-		}
-		if err := os.WriteFile(filepath.Join(src, "main.go"), []byte(httpGetSource), 0o600); err != nil {
-			httpGetErr = err
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		bin := filepath.Join(filepath.Dir(tokendBin), "httpget")
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
-		cmd.Dir = src
-		cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			httpGetErr = fmt.Errorf("security: building the httpget helper: %w\n%s", err, out)
-			return
-		}
-		httpGetBin = bin
-	})
-	if httpGetErr != nil {
-		t.Fatal(httpGetErr)
+	bin, err := buildHTTPGet()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return httpGetBin
+	return bin
 }
 
 // getAs GETs rawURL as uid (no cookies, no redirects followed) and returns
@@ -398,10 +398,7 @@ func getAs(t *testing.T, uid uint32, rawURL string) (int, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, httpGetTool(t), rawURL)
-	cmd.Dir = "/"
-	cmd.Env = []string{"PATH=/usr/bin:/bin", "LANG=C"}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid, Groups: []uint32{}}}
+	cmd := userCmd(ctx, uid, nil, httpGetTool(t), rawURL)
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("GET as uid %d: %v", uid, err)

@@ -2,8 +2,6 @@ package security
 
 import (
 	"bufio"
-	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -14,12 +12,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tokend/tokend/internal/testutil"
 	"github.com/tokend/tokend/oauth/oauthtest"
 )
 
@@ -65,34 +63,19 @@ func childPassConn() {
 	}
 }
 
-var (
-	childBinOnce sync.Once
-	childBinPath string
-	childBinErr  error
-)
+// copySelf copies this test binary beside tokendBin, where other users
+// may run it, once: the go tool builds it in a directory only root may
+// enter.
+var copySelf = sync.OnceValues(func() (string, error) { return testutil.CopySelf(filepath.Dir(tokendBin)) })
 
-// childBin is a copy of this test binary where other users may run it
-// (the go tool builds it in a directory only root may enter).
+// childBin is the path of that copy.
 func childBin(t *testing.T) string {
 	t.Helper()
-	childBinOnce.Do(func() {
-		self, err := os.Executable()
-		if err != nil {
-			childBinErr = err
-			return
-		}
-		b, err := os.ReadFile(self)
-		if err != nil {
-			childBinErr = err
-			return
-		}
-		childBinPath = filepath.Join(filepath.Dir(tokendBin), "security.test")
-		childBinErr = os.WriteFile(childBinPath, b, 0o755)
-	})
-	if childBinErr != nil {
-		t.Fatal(childBinErr)
+	bin, err := copySelf()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return childBinPath
+	return bin
 }
 
 // childCmd is this test binary in role, as uid with groups.
@@ -101,33 +84,8 @@ func childCmd(t *testing.T, role string, uid uint32, groups []uint32, env ...str
 	cmd := exec.Command(childBin(t))
 	cmd.Dir = "/"
 	cmd.Env = append([]string{"PATH=/usr/bin:/bin", childRoleEnv + "=" + role}, env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid, Groups: groups}}
+	testutil.AsUser(cmd, uid, groups...)
 	return cmd
-}
-
-// runGroups runs the tokend client as uid with supplementary groups.
-func (e *env) runGroups(uid uint32, groups []uint32, args ...string) result {
-	e.t.Helper()
-	args = append(args, "--socket", e.sock, "--timeout", "20s")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, tokendBin, args...)
-	cmd.Dir = "/"
-	cmd.Env = []string{"PATH=/usr/bin:/bin", "LANG=C"}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid, Groups: groups}}
-	var stdout, stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	r := result{args: args, stdout: stdout.String(), stderr: stderr.String()}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		r.code = ee.ExitCode()
-	default:
-		e.t.Fatalf("tokend %s: %v", strings.Join(args, " "), err)
-	}
-	return r
 }
 
 const (
@@ -252,15 +210,7 @@ func TestPIDReuse(t *testing.T) {
 		prov:   oauthtest.Options{AccessTTL: time.Hour},
 		grants: pidReuseGrants,
 	})
-	cfg, err := os.ReadFile(e.config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	withOps := strings.Replace(string(cfg), "operators:\n  groups: []\n", fmt.Sprintf("operators:\n  gids: [%d]\n", gidOperators), 1)
-	if withOps == string(cfg) {
-		t.Fatal("the test config has no operators section to replace")
-	}
-	mustWrite(t, e.config, withOps)
+	mustWrite(t, e.config, e.configWith("operators:\n  groups: []\n", fmt.Sprintf("operators:\n  gids: [%d]\n", gidOperators)))
 	e.start()
 
 	// Controls: the member reads over its own connection, the non-reader

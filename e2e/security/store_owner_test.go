@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokend/tokend/internal/testutil"
 	"github.com/tokend/tokend/oauth/oauthtest"
 )
 
@@ -119,10 +120,7 @@ func asUser(t *testing.T, uid uint32, script string, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "/bin/sh", append([]string{"-c", script, "sh"}, args...)...)
-	cmd.Dir = "/"
-	cmd.Env = []string{"PATH=/usr/bin:/bin", "LANG=C"}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid, Groups: []uint32{}}}
+	cmd := userCmd(ctx, uid, nil, "/bin/sh", append([]string{"-c", script, "sh"}, args...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -135,15 +133,8 @@ func asUser(t *testing.T, uid uint32, script string, args ...string) string {
 // and returns the copy's path.
 func (e *env) withStore(t *testing.T, path string) string {
 	t.Helper()
-	data, err := os.ReadFile(e.config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Contains(data, []byte("path: "+e.store+"\n")) {
-		t.Fatalf("%s does not set store.path to %s", e.config, e.store)
-	}
 	cfg := filepath.Join(t.TempDir(), "config.yaml")
-	mustWrite(t, cfg, strings.Replace(string(data), "path: "+e.store+"\n", "path: "+path+"\n", 1))
+	mustWrite(t, cfg, e.configWith("path: "+e.store+"\n", "path: "+path+"\n"))
 	return cfg
 }
 
@@ -153,7 +144,7 @@ func (e *env) withStore(t *testing.T, path string) string {
 // started is then true.
 func (e *env) serveOnce(t *testing.T, cfg string) (started bool, output string) {
 	t.Helper()
-	out := &syncBuffer{}
+	out := &testutil.SyncBuffer{}
 	cmd := exec.Command(tokendBin, "serve", "--config", cfg)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Dir = "/"
@@ -165,32 +156,22 @@ func (e *env) serveOnce(t *testing.T, cfg string) (started bool, output string) 
 	stop := func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-done:
+		case err := <-done:
+			done <- err
 		case <-time.After(15 * time.Second):
 			_ = cmd.Process.Kill()
-			<-done
+			done <- <-done
 		}
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		select {
-		case err := <-done:
-			var ee *exec.ExitError
-			if !errors.As(err, &ee) {
-				t.Errorf("tokend serve exited with %v, want a failure exit code", err)
-			}
-			return false, out.String()
-		default:
+	defer stop() // also when awaitServe gives up
+	if exited, err := e.awaitServe(done, out); exited {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			t.Errorf("tokend serve exited with %v, want a failure exit code", err)
 		}
-		if e.run(0, "status").code == exitOK {
-			e.run(0, "token", "g")
-			stop()
-			return true, out.String()
-		}
-		if time.Now().After(deadline) {
-			stop()
-			t.Fatalf("tokend serve neither exited nor answered within 20s:\n%s", out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+		return false, out.String()
 	}
+	e.run(0, "token", "g")
+	stop()
+	return true, out.String()
 }

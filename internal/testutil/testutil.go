@@ -1,0 +1,135 @@
+// Package testutil holds what several test packages need and used to copy:
+// a buffer a child process writes while the test reads it ([SyncBuffer]),
+// building the tokend binary in TestMain ([BuildTokend]), a free loopback
+// port ([FreePort]), and what running a process as another user takes: a
+// directory that user may enter ([SharedDir]), a copy of the test binary
+// they may run ([CopySelf]) and their credentials ([AsUser]).
+//
+// Only tests import it: TestOnlyTestsImport fails when a package that is
+// not a test depends on it.
+package testutil
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// SyncBuffer collects a child process's output (or a logger's) while the
+// test reads it; safe for concurrent use.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns everything written so far.
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago. Another
+// process could take it before the caller binds it; on a test machine that
+// is rare enough.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// tokendPkg is what BuildTokend builds.
+const tokendPkg = "github.com/tokend/tokend/cmd/tokend"
+
+// BuildTokend builds cmd/tokend, with the race detector when race is set,
+// into a new temporary directory and returns the binary's path and a
+// function that removes the directory (never nil, also after an error).
+// It is meant for TestMain, which
+// has no testing.TB: the caller decides whether a failed build ends the
+// run or fails the tests that need the binary.
+//
+// The directory has mode 0755, so that tests may run the binary (and
+// whatever else they put beside it) as other users.
+func BuildTokend(race bool) (bin string, remove func(), err error) {
+	dir, err := os.MkdirTemp("", "tokend-test-bin-")
+	if err != nil {
+		return "", func() {}, err
+	}
+	remove = func() { os.RemoveAll(dir) }
+	// MkdirTemp makes 0700.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return "", remove, err
+	}
+	bin = filepath.Join(dir, "tokend")
+	args := []string{"build", "-o", bin}
+	if race {
+		args = append(args, "-race")
+	}
+	args = append(args, tokendPkg)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, "go", args...).CombinedOutput(); err != nil {
+		return "", remove, fmt.Errorf("go build %s: %w\n%s", tokendPkg, err, out)
+	}
+	return bin, remove, nil
+}
+
+// SharedDir returns a new temporary directory that every user may enter
+// (0755), removed when the test ends. The directories of t.TempDir sit in
+// one only the test's own user may enter.
+func SharedDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "tokend-test-shared-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// CopySelf copies the running test binary into dir, mode 0755, and returns
+// the copy's path. The go tool builds test binaries in a directory only
+// its user may enter; a test that runs itself as another user (a child
+// playing a part) runs the copy, from a directory such as SharedDir's.
+func CopySelf(dir string) (string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	b, err := os.ReadFile(self)
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, filepath.Base(self))
+	if err := os.WriteFile(path, b, 0o755); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
+// AsUser makes cmd run as uid, with gid uid and exactly the supplementary
+// groups given (none when there are none). Only root may start it so.
+func AsUser(cmd *exec.Cmd, uid uint32, groups ...uint32) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid, Groups: groups}}
+}
