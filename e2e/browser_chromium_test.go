@@ -102,7 +102,8 @@ func checkBindingCookie(t *testing.T, b *Chromium, s *Setup) {
 // lands on tokend's callback page, which says grant web was authorized
 // (DOM and screenshot); the CLI reports it, the token is active. The same
 // callback URL opened again in that browser is refused with a page saying
-// the authorization was already used, and the token does not change.
+// the authorization was already used, and the token does not change; so is
+// the start link.
 func TestBrowserAuthorizationCode(t *testing.T) {
 	t.Parallel()
 	requireTokend(t)
@@ -148,6 +149,13 @@ func TestBrowserAuthorizationCode(t *testing.T) {
 		t.Errorf("replayed callback page says %q / %q: want Authorization failed, already used", h1, txt)
 	}
 	b.Screenshot("4-replayed", "h1", "p")
+	// The start link works once.
+	b.Navigate(startURL)
+	b.WaitPage("the used start link's page", fmt.Sprintf(`location.href === %q && !!document.querySelector("h1")`, startURL), 10*time.Second)
+	if h1, txt := b.Text("h1"), b.Text("p"); h1 != "Authorization failed" || !strings.Contains(txt, "start link is unknown or was already used") {
+		t.Errorf("used start link page says %q / %q: want Authorization failed, start link already used", h1, txt)
+	}
+	b.Screenshot("5-start-reused", "h1", "p")
 	if tok2 := td.MustToken("web"); tok2.AccessToken != tok.AccessToken {
 		t.Error("the token changed after a replayed callback")
 	}
