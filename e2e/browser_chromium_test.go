@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"os/exec"
@@ -323,4 +324,67 @@ func startCLIEnv(td *Tokend, env []string, args ...string) *CLIProcess {
 		<-p.done
 	})
 	return p
+}
+
+// TestBrowserCallbackWithoutBinding: a browser that did not open tokend's
+// start page — here Chromium given the provider's authorization URL that
+// another client's start page redirected to — signs in and allows, and
+// reaches tokend's callback without the binding cookie: the page says the
+// callback was refused and why (DOM and screenshot), no token is served,
+// and `authorize --wait` warns and keeps waiting.
+func TestBrowserCallbackWithoutBinding(t *testing.T) {
+	t.Parallel()
+	requireTokend(t)
+	b := StartChromium(t)
+	o, c := interactiveCodeProvider(t)
+	s := NewSetup(t)
+	td := StartTokend(t, s, codeConfig(s, o.Issuer, c))
+	td.NoLeak(c.secret)
+
+	cli := td.StartCLI("authorize", "web", "--wait")
+	startURL := cli.WaitOutput(regexp.MustCompile(regexp.QuoteMeta("http://"+s.Callback+"/start/")+`[A-Za-z0-9_-]+`), 20*time.Second)[0]
+	// Someone else opens the start page (and holds the binding cookie).
+	jar, _ := cookiejar.New(nil)
+	other := &http.Client{Jar: jar, Timeout: 10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := other.Get(startURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	authURL := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(authURL, o.Issuer+"/") {
+		t.Fatalf("start page: %d, Location %q", resp.StatusCode, authURL)
+	}
+
+	b.Navigate(authURL)
+	signIn(t, b, o)
+	b.Click("allow")
+	b.WaitPage("tokend's callback page", atCallback(s), 20*time.Second)
+	h1, txt := b.Text("h1"), b.Text("p")
+	if h1 != "Authorization refused" || !strings.Contains(txt, "does not come from the browser that opened tokend's start page") {
+		t.Errorf("callback page says %q / %q: want Authorization refused, not the browser that opened the start page", h1, txt)
+	}
+	b.Screenshot("3-refused", "h1", "p")
+
+	if _, status, _ := td.Token("web"); status == http.StatusOK {
+		t.Error("a token is served from a callback without the binding")
+	}
+	if st := td.Status("web"); !strings.HasPrefix(st.Auth, "callback without the browser binding") || st.State == "valid" {
+		t.Errorf("status %+v: want the unbound callback recorded, no token", st)
+	}
+	eventually(t, 10*time.Second, 100*time.Millisecond, "authorize --wait warning about the refused callback", func() error {
+		if !strings.Contains(cli.errb.String(), "was refused") {
+			return fmt.Errorf("stderr %q", cli.errb.String())
+		}
+		return nil
+	})
+	select {
+	case <-cli.done:
+		t.Errorf("authorize --wait ended (%v) after an unbound callback; it must keep waiting for the operator's browser:\n%s", cli.err, cli.errb.String())
+	default:
+	}
+	if st := o.Stats(); st.TokenRequests["authorization_code"] != 0 {
+		t.Errorf("provider stats = %+v, want no code exchange", st)
+	}
 }
