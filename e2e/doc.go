@@ -12,6 +12,15 @@
 // its own tests against oidc-provider with golang.org/x/oauth2 alone, so a
 // failure of a tokend test points at tokend, not at the harness.
 //
+// The browser tests (TestBrowser*) drive Debian's headless Chromium with
+// chromedp through oidc-provider's interactive login and consent pages
+// (OIDCConfig.Interactive), to tokend's callback page, which they read
+// through the DOM and check on a screenshot; `tokend authorize --open` goes
+// through xdg-utils' xdg-open to that Chromium. scripts/test-deps installs
+// chromium and xdg-utils; without them these tests fail saying so.
+// Screenshots go to $E2E_ARTIFACTS/TEST/ when that is set, else to a
+// temporary directory removed with the test.
+//
 // # Caveats
 //
 // These tests wait on real time: tokens live 15 s and the rotation soak runs

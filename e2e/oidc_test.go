@@ -33,6 +33,10 @@ type OIDCConfig struct {
 	ClientCredentialsTTL int              `json:"clientCredentialsTTL,omitempty"`
 	RefreshTokenTTL      int              `json:"refreshTokenTTL,omitempty"`
 	Clients              []map[string]any `json:"clients"`
+
+	// Interactive serves login and consent pages to fill in (the browser
+	// tests) instead of finishing them on their own.
+	Interactive bool `json:"interactive,omitempty"`
 }
 
 // OIDC is a running oidc-provider.

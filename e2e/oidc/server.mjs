@@ -17,6 +17,9 @@
 //   deviceInterval        polling interval put in device authorization responses (1)
 //   scopes                scopes the server knows (openid offline_access api:read api:write)
 //   resourceScope         scopes of every resource server (resource indicators) ("api:read api:write")
+//   interactive           false (default): login and consent finish on their own;
+//                         true: they are HTML pages a person (or a driven
+//                         browser) fills in, see "Interactive pages" below
 //   clients               oidc-provider client metadata (client_id, client_secret,
 //                         grant_types, redirect_uris, token_endpoint_auth_method, ...);
 //                         application_type defaults to "native" so a loopback
@@ -49,6 +52,14 @@
 //     that follows redirects and submits the single all-hidden form of each
 //     page approves the code: no test-only shortcut.
 //
+// Interactive pages (interactive: true), for the tests that drive a real
+// browser: GET /interaction/UID shows a login form (username, password;
+// the one account is e2e-user / e2e-password, anything else is refused on
+// the same page) posting to /interaction/UID/login, then a consent page
+// naming the client and the scopes asked, with an Allow button (POST
+// /interaction/UID/confirm) and a Deny button (POST /interaction/UID/abort,
+// which ends the authorization with error=access_denied at the client).
+//
 // Test routes:
 //   GET /_test/stats             counts (see `stats` below)
 //   GET /_test/refresh_tokens?client_id=ID
@@ -79,6 +90,7 @@ const cfg = {
   deviceInterval: 1,
   scopes: ['openid', 'offline_access', 'api:read', 'api:write'],
   resourceScope: 'api:read api:write',
+  interactive: false,
   clients: [],
   ...loadConfig(),
 };
@@ -287,6 +299,82 @@ async function interaction(req, res) {
   throw new Error(`unexpected interaction prompt ${prompt.name}`);
 }
 
+const esc = (v) => String(v).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+function page(res, status, title, body) {
+  res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
+  res.end(`<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>${esc(title)}</title></head>
+<body style="font-family:sans-serif;max-width:32em;margin:3em auto">
+<h1>${esc(title)}</h1>
+${body}
+</body></html>`);
+}
+
+async function formBody(req) {
+  let data = '';
+  for await (const chunk of req) {
+    data += chunk;
+    if (data.length > 8192) throw new Error('form too large');
+  }
+  return new URLSearchParams(data);
+}
+
+function loginForm(res, uid, clientId, message) {
+  page(res, 200, 'Sign in', `<p>Sign in to authorize <b id="client">${esc(clientId)}</b>.</p>
+${message ? `<p id="message" style="color:#b00">${esc(message)}</p>` : ''}
+<form method="post" action="/interaction/${esc(uid)}/login">
+<p><label>Username <input id="username" name="username" autocomplete="off"></label></p>
+<p><label>Password <input id="password" name="password" type="password"></label></p>
+<p><button id="signin" type="submit">Sign in</button></p>
+</form>`);
+}
+
+// interactivePage serves the login and consent pages of an interactive
+// server (see "Interactive pages" at the top).
+async function interactivePage(req, res, url) {
+  const details = await provider.interactionDetails(req, res);
+  const { uid, prompt, params } = details;
+  const action = url.pathname.slice(`/interaction/${uid}`.length);
+  if (req.method === 'GET' && action === '') {
+    if (prompt.name === 'login') {
+      loginForm(res, uid, params.client_id, '');
+      return;
+    }
+    if (prompt.name === 'consent') {
+      const scopes = String(params.scope || '').split(' ').filter(Boolean);
+      page(res, 200, 'Authorize access', `<p><b id="client">${esc(params.client_id)}</b> asks for access to your account <b>${esc(details.session?.accountId)}</b>.</p>
+<ul id="scopes">${scopes.map((sc) => `<li>${esc(sc)}</li>`).join('')}</ul>
+<form method="post" action="/interaction/${esc(uid)}/confirm" style="display:inline"><button id="allow" type="submit">Allow</button></form>
+<form method="post" action="/interaction/${esc(uid)}/abort" style="display:inline"><button id="deny" type="submit">Deny</button></form>`);
+      return;
+    }
+    throw new Error(`unexpected interaction prompt ${prompt.name}`);
+  }
+  if (req.method === 'POST' && action === '/login' && prompt.name === 'login') {
+    const form = await formBody(req);
+    if (form.get('username') !== 'e2e-user' || form.get('password') !== 'e2e-password') {
+      log('interactive login refused for', form.get('username'));
+      loginForm(res, uid, params.client_id, 'Wrong username or password.');
+      return;
+    }
+    await provider.interactionFinished(req, res, { login: { accountId: 'e2e-user' } }, { mergeWithLastSubmission: false });
+    return;
+  }
+  if (req.method === 'POST' && action === '/confirm' && prompt.name === 'consent') {
+    await interaction(req, res); // grants what was asked, as the automatic consent does
+    return;
+  }
+  if (req.method === 'POST' && action === '/abort') {
+    await provider.interactionFinished(req, res, {
+      error: 'access_denied',
+      error_description: 'End-User denied the authorization',
+    }, { mergeWithLastSubmission: false });
+    return;
+  }
+  page(res, 400, 'Bad request', '<p>This interaction does not expect that request.</p>');
+}
+
 function json(res, status, body) {
   res.writeHead(status, { 'content-type': 'application/json' });
   res.end(JSON.stringify(body));
@@ -310,6 +398,10 @@ const callback = provider.callback();
 server.on('request', async (req, res) => {
   const url = new URL(req.url, issuer);
   try {
+    if (cfg.interactive && url.pathname.startsWith('/interaction/')) {
+      await interactivePage(req, res, url);
+      return;
+    }
     if (req.method === 'GET' && url.pathname.startsWith('/interaction/')) {
       await interaction(req, res);
       return;
