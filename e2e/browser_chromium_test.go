@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tokend/tokend/internal/testutil"
 )
 
 // The authorization-code flow in a real browser: headless Chromium opens
@@ -309,7 +311,7 @@ func startCLIEnv(td *Tokend, env []string, args ...string) *CLIProcess {
 	td.t.Helper()
 	cmd := exec.Command(tokendBin, append(args, "--socket", td.Setup.Socket)...)
 	cmd.Env = env
-	p := &CLIProcess{t: td.t, cmd: cmd, out: &syncBuffer{}, errb: &syncBuffer{}, done: make(chan struct{})}
+	p := &CLIProcess{t: td.t, cmd: cmd, out: &testutil.SyncBuffer{}, errb: &testutil.SyncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.errb
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+	"github.com/tokend/tokend/internal/testutil"
 )
 
 // Chromium is a real browser for the tests: Debian's headless Chromium
@@ -84,7 +85,7 @@ func StartChromium(t testing.TB) *Chromium {
 		chromedp.Flag("hide-scrollbars", true),
 		chromedp.WindowSize(viewportW, viewportH),
 	}
-	output := &syncBuffer{}
+	output := &testutil.SyncBuffer{}
 	opts = append(opts, chromedp.CombinedOutput(output))
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(actx, chromedp.WithErrorf(func(f string, a ...any) {
