@@ -41,18 +41,16 @@ func runServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return serve(ctx, cfg, warnings, func() (*daemon.Config, error) {
-		c, w, err := daemon.LoadConfig(*path)
-		for _, s := range w {
-			fmt.Fprintln(os.Stderr, "warning:", s)
-		}
-		return c, err
+	return serve(ctx, cfg, warnings, func() (*daemon.Config, []string, error) {
+		return daemon.LoadConfig(*path)
 	}, nil)
 }
 
 // serve wires the daemon to metrics and systemd and runs it. reload, when
-// set, is called on SIGHUP; ready, when set, is called once started.
-func serve(ctx context.Context, cfg *daemon.Config, warnings []string, reload func() (*daemon.Config, error), ready func(*daemon.Daemon)) error {
+// set, reads the configuration again, on SIGHUP or POST /v1/reload (`tokend
+// reload`); the daemon logs its warnings and errors. ready, when set, is
+// called once started.
+func serve(ctx context.Context, cfg *daemon.Config, warnings []string, reload func() (*daemon.Config, []string, error), ready func(*daemon.Daemon)) error {
 	log := daemon.NewLogger(os.Stderr, cfg.Log, systemd.UnderJournal())
 	for _, w := range warnings {
 		log.Warn("configuration", "warning", w)
@@ -63,6 +61,7 @@ func serve(ctx context.Context, cfg *daemon.Config, warnings []string, reload fu
 		Metrics:        m,
 		MetricsHandler: func(r func() error) http.Handler { return m.Handler(r) },
 		Notifier:       sdNotifier{},
+		LoadConfig:     reload,
 	}
 	if d, ok := systemd.WatchdogInterval(); ok {
 		opts.WatchdogInterval = d
@@ -89,13 +88,9 @@ func serve(ctx context.Context, cfg *daemon.Config, warnings []string, reload fu
 				case <-ctx.Done():
 					return
 				case <-hup:
-					c, err := reload()
-					if err == nil {
-						err = d.Reload(c)
-					}
-					if err != nil {
-						log.Error("reload failed; keeping the running configuration", "err", err)
-					}
+					// ReloadConfig logs the outcome; `tokend reload`
+					// is the way to learn it synchronously.
+					_, _ = d.ReloadConfig()
 				}
 			}
 		}()
