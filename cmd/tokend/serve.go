@@ -65,6 +65,9 @@ func serve(ctx context.Context, cfg *daemon.Config, warnings []string, reload fu
 	}
 	if d, ok := systemd.WatchdogInterval(); ok {
 		opts.WatchdogInterval = d
+		// The watchdog's signal (WatchdogSignal=SIGQUIT) writes a short
+		// dump instead of the runtime's (dump.go).
+		defer dumpOnQuit(os.Stderr, os.Exit)()
 	}
 	lns, err := systemd.Listeners()
 	if err != nil {
