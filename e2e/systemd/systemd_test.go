@@ -42,7 +42,7 @@ GRANTS`
 func grantsYAML(names ...string) string {
 	var b strings.Builder
 	for _, n := range names {
-		fmt.Fprintf(&b, "  %s:\n    client: app\n    type: client_credentials\n    readers:\n      users: [reader]\n", n)
+		fmt.Fprintf(&b, "  %s:\n    client: app\n    type: client_credentials\n    readers:\n      users: [e2e-reader]\n", n)
 	}
 	return strings.Replace(configYAML, "GRANTS", b.String(), 1)
 }
@@ -128,8 +128,8 @@ func TestSystemd(t *testing.T) {
 	c.must("systemd-run", "--unit=e2e-provider", "-p", "Type=notify", "--",
 		"/srv/e2e/provider", "-addr", providerAddr, "-client-id", "tokend-e2e",
 		"-client-secret-file", "/etc/tokend/client.secret", "-ttl", "20s")
-	c.must("useradd", "--no-create-home", "--groups", "tokend", "reader")
-	c.must("useradd", "--no-create-home", "--groups", "tokend", "other")
+	c.must("useradd", "--no-create-home", "--groups", "tokend", "e2e-reader")
+	c.must("useradd", "--no-create-home", "--groups", "tokend", "e2e-other")
 	c.write("etc/tokend/config.yaml", grantsYAML("demo"), 0o640)
 	c.must("chown", "root:tokend", "/etc/tokend/config.yaml")
 	c.write("etc/systemd/system/tokend.service.d/e2e-sigsys.conf",
@@ -168,7 +168,7 @@ func TestSystemd(t *testing.T) {
 	if out, _ := c.run("systemctl", "is-active", "tokend.service"); strings.TrimSpace(out) != "inactive" {
 		t.Fatalf("tokend.service %q before any client", strings.TrimSpace(out))
 	}
-	tok, errOut, code := c.as("reader", "tokend", "token", "demo")
+	tok, errOut, code := c.as("e2e-reader", "tokend", "token", "demo")
 	if code != 0 || !regexp.MustCompile(`^at_\S+\n$`).MatchString(tok) {
 		t.Fatalf("first fetch through the socket as reader: exit %d, stderr %q, token shape ok=%v", code, errOut, strings.HasPrefix(tok, "at_"))
 	}
@@ -181,7 +181,7 @@ func TestSystemd(t *testing.T) {
 	})
 
 	// --- Readers and the others, through /run/tokend/tokend.sock.
-	if _, errOut, code := c.as("other", "tokend", "token", "demo"); code != 4 || !strings.Contains(errOut, "not allowed") {
+	if _, errOut, code := c.as("e2e-other", "tokend", "token", "demo"); code != 4 || !strings.Contains(errOut, "not allowed") {
 		t.Errorf("a non-reader in the socket's group: exit %d, stderr %q; want 4, not allowed", code, errOut)
 	}
 	if _, errOut, code := c.as("nobody", "tokend", "token", "demo"); code != 1 || !strings.Contains(errOut, "permission denied") {
@@ -215,7 +215,7 @@ func TestSystemd(t *testing.T) {
 	if out, err := c.run("systemctl", "reload", "tokend.service"); err != nil {
 		t.Fatalf("systemctl reload with a new grant: %v\n%s", err, out)
 	}
-	if tok, errOut, code := c.as("reader", "tokend", "token", "demo2"); code != 0 || !strings.HasPrefix(tok, "at_") {
+	if tok, errOut, code := c.as("e2e-reader", "tokend", "token", "demo2"); code != 0 || !strings.HasPrefix(tok, "at_") {
 		t.Fatalf("demo2 right after systemctl reload: exit %d, stderr %q", code, errOut)
 	}
 	// A broken file: reload fails, the service keeps serving.
@@ -229,7 +229,7 @@ func TestSystemd(t *testing.T) {
 	if out, _ := c.run("systemctl", "is-active", "tokend.service"); strings.TrimSpace(out) != "active" {
 		t.Fatalf("after a failed reload tokend.service is %q", strings.TrimSpace(out))
 	}
-	if _, errOut, code := c.as("reader", "tokend", "token", "demo2"); code != 0 {
+	if _, errOut, code := c.as("e2e-reader", "tokend", "token", "demo2"); code != 0 {
 		t.Fatalf("demo2 after a failed reload: exit %d, stderr %q", code, errOut)
 	}
 	c.write("etc/tokend/config.yaml", grantsYAML("demo", "demo2"), 0o640)
@@ -271,7 +271,7 @@ func TestSystemd(t *testing.T) {
 	if now := status(); now.Generation < before.Generation {
 		t.Errorf("after the restart demo is at generation %d, was %d: the stored token was lost", now.Generation, before.Generation)
 	}
-	if _, errOut, code := c.as("reader", "tokend", "token", "demo"); code != 0 {
+	if _, errOut, code := c.as("e2e-reader", "tokend", "token", "demo"); code != 0 {
 		t.Fatalf("fetch after the watchdog restart: exit %d, stderr %q", code, errOut)
 	}
 
@@ -280,7 +280,7 @@ func TestSystemd(t *testing.T) {
 	if out, _ := c.run("systemctl", "is-active", "tokend.socket"); strings.TrimSpace(out) != "active" {
 		t.Fatalf("tokend.socket is %q after stopping the service", strings.TrimSpace(out))
 	}
-	if _, errOut, code := c.as("reader", "tokend", "token", "demo"); code != 0 {
+	if _, errOut, code := c.as("e2e-reader", "tokend", "token", "demo"); code != 0 {
 		t.Fatalf("fetch after systemctl stop tokend.service: exit %d, stderr %q", code, errOut)
 	}
 	if out, _ := c.run("systemctl", "is-active", "tokend.service"); strings.TrimSpace(out) != "active" {
