@@ -1,6 +1,7 @@
 package systemd
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -171,6 +172,15 @@ func TestSystemd(t *testing.T) {
 	tok, errOut, code := c.as("e2e-reader", "tokend", "token", "demo")
 	if code != 0 || !regexp.MustCompile(`^at_\S+\n$`).MatchString(tok) {
 		t.Fatalf("first fetch through the socket as reader: exit %d, stderr %q, token shape ok=%v", code, errOut, strings.HasPrefix(tok, "at_"))
+	}
+	// The store is sealed with the credential's key: the token is not in
+	// the file.
+	db, err := os.ReadFile(filepath.Join(c.root, "var/lib/tokend/tokend.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(db, []byte(strings.TrimSpace(tok))) {
+		t.Error("the access token is in the store file in the clear: the LoadCredential= key was not used")
 	}
 	// Type=notify: active only after READY=1.
 	if st := c.show("tokend.service", "ActiveState", "SubState", "Type"); st["ActiveState"] != "active" || st["SubState"] != "running" || st["Type"] != "notify" {
