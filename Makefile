@@ -4,7 +4,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -X main.version=$(VERSION)
 BIN       := bin/tokend
 
-.PHONY: build test e2e-deps lint bench fuzz install clean
+.PHONY: build test e2e-deps lint bench fuzz install deb clean
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/tokend
@@ -41,6 +41,21 @@ fuzz:
 
 clean:
 	rm -rf bin tokend-dev
+
+# The Debian package, bin/tokend_$(DEBVERSION)_amd64.deb, built by nfpm
+# from packaging/nfpm.yaml (its maintainer scripts: packaging/deb/). A
+# Debian version must start with a digit: a tag v1.2.3 gives 1.2.3, an
+# untagged tree 0.0.0~git<commit>. nfpm is pinned: v2.45.2 is known to be
+# served by the Go module proxy.
+NFPM      ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
+DEBVERSION ?= $(shell echo '$(VERSION)' | sed -E 's/^v([0-9])/\1/; /^[0-9]/!s/^/0.0.0~git/; s/-/+/g')
+DEBDIR    ?= bin
+
+deb: build
+	mkdir -p $(DEBDIR)
+	sed 's|@BIN@|$(BIN)|' packaging/nfpm.yaml > $(DEBDIR)/nfpm.yaml
+	VERSION='$(DEBVERSION)' $(NFPM) package --config $(DEBDIR)/nfpm.yaml --packager deb --target $(DEBDIR)/tokend_$(DEBVERSION)_amd64.deb
+	rm -f $(DEBDIR)/nfpm.yaml
 
 # Lays out a built tokend (run `make build` first) for packaging or a host:
 #   make install DESTDIR=/tmp/pkg PREFIX=/usr

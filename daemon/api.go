@@ -31,6 +31,7 @@ func (d *Daemon) apiServer() *http.Server {
 	mux.HandleFunc("POST /v1/tokens/{name}/refresh", d.handleRefresh)
 	mux.HandleFunc("POST /v1/tokens/{name}/authorize", d.handleAuthorize)
 	mux.HandleFunc("POST /v1/tokens/{name}/revoke", d.handleRevoke)
+	mux.HandleFunc("POST /v1/reload", d.handleReload)
 	return &http.Server{
 		Handler:           limitBody(mux, 64<<10),
 		ConnContext:       peerContext,

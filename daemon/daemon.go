@@ -89,6 +89,9 @@ type Options struct {
 	// FetchWait caps how long a fetch of an expired token waits for its
 	// refresh; 0 means 30 s.
 	FetchWait time.Duration
+	// LoadConfig reads the configuration file again, for ReloadConfig
+	// (SIGHUP, POST /v1/reload); nil when there is no file (tokend dev).
+	LoadConfig func() (*config.Config, []string, error)
 }
 
 // Daemon is the running process: it owns the store, the grants' current
@@ -132,6 +135,8 @@ type Daemon struct {
 	metricsAddr  string
 
 	starts startPages // one-time start pages of authorizations (authorize.go)
+
+	reloadMu sync.Mutex // one ReloadConfig at a time (reload.go)
 }
 
 // grant is the runtime of one configured grant. cur is the token fetches

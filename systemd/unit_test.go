@@ -83,6 +83,9 @@ func TestUnitSettings(t *testing.T) {
 		{svc, "LoadCredential", "tokend.key:/etc/tokend/store.key", "tokend looks for the credential tokend.key"},
 		{svc, "RuntimeDirectoryPreserve", "yes", "stopping the service must not delete the socket tokend.socket owns"},
 		{svc, "User", "tokend", "matches tokend.sysusers"},
+		{svc, "ExecReload", "/usr/bin/tokend reload --socket /run/tokend/tokend.sock", "systemctl reload waits for the reload and fails with the file's error"},
+		{svc, "WatchdogSignal", "SIGQUIT", "tokend catches it and writes a short dump"},
+		{sock, "RemoveOnStop", "yes", "a stopped socket unit leaves no stale file"},
 		{sock, "ListenStream", "/run/tokend/tokend.sock", "the default socket path of the CLI"},
 		{sock, "FileDescriptorName", "api", "the daemon picks its listener by this name"},
 		{sock, "SocketMode", "0660", "only the tokend group may connect"},
@@ -91,6 +94,11 @@ func TestUnitSettings(t *testing.T) {
 		if got := tc.unit[tc.key]; len(got) == 0 || got[len(got)-1] != tc.want {
 			t.Errorf("%s=%v, want %s (%s)", tc.key, got, tc.want, tc.why)
 		}
+	}
+	// PartOf= would stop the socket with the service: the next client
+	// would get "connection refused" and nothing would start tokend.
+	if v := sock["PartOf"]; len(v) > 0 {
+		t.Errorf("tokend.socket has PartOf=%v; stopping the service must leave the socket listening", v)
 	}
 	// PrivateUsers= would map every peer to "nobody" in SO_PEERCRED and
 	// break per-grant authorization.
@@ -140,7 +148,8 @@ func TestUnitVerify(t *testing.T) {
 	if n := bytes.Count(svc, []byte(bin)); n != 1 {
 		t.Fatalf("tokend.service has %d lines starting %q, want 1 (Makefile install rewrites /usr/bin/tokend)", n, bin)
 	}
-	svc = bytes.Replace(svc, []byte(bin), []byte("ExecStart=/bin/true "), 1)
+	// ExecReload= runs tokend too.
+	svc = bytes.ReplaceAll(svc, []byte("=/usr/bin/tokend "), []byte("=/bin/true "))
 	if err := os.WriteFile(filepath.Join(dir, "tokend.service"), svc, 0o644); err != nil {
 		t.Fatal(err)
 	}

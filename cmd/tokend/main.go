@@ -63,6 +63,8 @@ Client (talks to the daemon's socket):
                                start the authorization of a grant (browser URL or device code)
   refresh NAME                 refresh a grant's token now
   revoke NAME                  revoke a grant's tokens and forget them
+  reload                       reload the daemon's configuration file and wait until it is in effect
+                               (an invalid file: exit 1, the running configuration stays)
 
   Client commands take --socket PATH (default $TOKEND_SOCKET, else
   /run/tokend/tokend.sock) and --timeout DURATION (default 1m). Flags may
@@ -138,6 +140,8 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		return c.cmdRefresh(ctx, rest)
 	case "revoke":
 		return c.cmdRevoke(ctx, rest)
+	case "reload":
+		return c.cmdReload(ctx, rest)
 	case "check-config":
 		return c.cmdCheckConfig(ctx, rest)
 	case "rekey":

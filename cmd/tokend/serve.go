@@ -40,18 +40,16 @@ func runServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return serve(ctx, cfg, warnings, func() (*config.Config, error) {
-		c, w, err := config.Load(*path)
-		for _, s := range w {
-			fmt.Fprintln(os.Stderr, "warning:", s)
-		}
-		return c, err
+	return serve(ctx, cfg, warnings, func() (*config.Config, []string, error) {
+		return config.Load(*path)
 	}, nil)
 }
 
 // serve wires the daemon to metrics and systemd and runs it. reload, when
-// set, is called on SIGHUP; ready, when set, is called once started.
-func serve(ctx context.Context, cfg *config.Config, warnings []string, reload func() (*config.Config, error), ready func(*daemon.Daemon)) error {
+// set, reads the configuration again, on SIGHUP or POST /v1/reload (`tokend
+// reload`); the daemon logs its warnings and errors. ready, when set, is
+// called once started.
+func serve(ctx context.Context, cfg *config.Config, warnings []string, reload func() (*config.Config, []string, error), ready func(*daemon.Daemon)) error {
 	log := daemon.NewLogger(os.Stderr, cfg.Log, systemd.UnderJournal())
 	for _, w := range warnings {
 		log.Warn("configuration", "warning", w)
@@ -62,9 +60,13 @@ func serve(ctx context.Context, cfg *config.Config, warnings []string, reload fu
 		Metrics:        m,
 		MetricsHandler: func(r func() error) http.Handler { return m.Handler(r) },
 		Notifier:       sdNotifier{},
+		LoadConfig:     reload,
 	}
 	if d, ok := systemd.WatchdogInterval(); ok {
 		opts.WatchdogInterval = d
+		// The watchdog's signal (WatchdogSignal=SIGQUIT) writes a short
+		// dump instead of the runtime's (dump.go).
+		defer dumpOnQuit(os.Stderr, os.Exit)()
 	}
 	lns, err := systemd.Listeners()
 	if err != nil {
@@ -88,13 +90,9 @@ func serve(ctx context.Context, cfg *config.Config, warnings []string, reload fu
 				case <-ctx.Done():
 					return
 				case <-hup:
-					c, err := reload()
-					if err == nil {
-						err = d.Reload(c)
-					}
-					if err != nil {
-						log.Error("reload failed; keeping the running configuration", "err", err)
-					}
+					// ReloadConfig logs the outcome; `tokend reload`
+					// is the way to learn it synchronously.
+					_, _ = d.ReloadConfig()
 				}
 			}
 		}()

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tokend/tokend/daemon"
+	"github.com/tokend/tokend/oauth/oauthtest"
+)
+
+func TestReloadCommand(t *testing.T) {
+	f := newFakeDaemon(t, map[string][]reply{
+		"POST /v1/reload": {
+			{200, `{"grants":2,"warnings":["clients.app.client_secret_file: readable by others\u001b[2J"]}`},
+			{422, `{"error":"invalid_configuration","error_description":"daemon: config: /etc/tokend/config.yaml:\nline 3: unknown key \"grantz\""}`},
+			{403, `{"error":"forbidden","error_description":"this action needs root or an operator group"}`},
+		},
+	})
+	tests := []struct {
+		args   []string
+		code   int
+		stdout string
+		stderr string
+	}{
+		{[]string{"reload"}, exitOK, "configuration reloaded: 2 grants\n", "tokend: warning: clients.app.client_secret_file: readable by others[2J\n"},
+		{[]string{"reload"}, exitError, "", "tokend: reload refused, the running configuration stays:\ntokend: daemon: config: /etc/tokend/config.yaml:\ntokend: line 3: unknown key \"grantz\"\n"},
+		{[]string{"reload"}, exitForbidden, "", "tokend: this action needs root or an operator group (forbidden)\n"},
+	}
+	for _, tt := range tests {
+		tc := newTestCLI()
+		code := tc.run(append(tt.args, "--socket", f.socket)...)
+		if code != tt.code || tc.out.String() != tt.stdout || tc.errOut.String() != tt.stderr {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q", tt.args, code, tc.out.String(), tc.errOut.String())
+		}
+	}
+	tc := newTestCLI()
+	if code := tc.run("reload", "now", "--socket", f.socket); code != exitUsage {
+		t.Errorf("reload with an argument: exit %d", code)
+	}
+	tc = newTestCLI()
+	if code := tc.run("reload", "--socket", filepath.Join(t.TempDir(), "absent")); code != exitError || !strings.Contains(tc.errOut.String(), "is tokend running?") {
+		t.Errorf("reload without a daemon: exit %d, stderr %q", code, tc.errOut.String())
+	}
+}
+
+// reloadConfig is a configuration file for TestReloadServe: grants are
+// client_credentials grants of the client app.
+const reloadConfig = `
+store: {path: DIR/tokend.db}
+listen: {socket: DIR/t.sock, callback: "off", metrics: "off"}
+log: {level: info}
+providers:
+  test: {issuer: ISSUER}
+clients:
+  app: {provider: test, client_id: app, client_secret_file: DIR/app.secret}
+grants:
+GRANTS
+`
+
+// TestReloadServe runs `tokend serve` on a file and `tokend reload`
+// against it: a grant added to the file can be fetched the moment reload
+// returns, and a broken file exits 1 with the file's error while the
+// daemon keeps serving.
+func TestReloadServe(t *testing.T) {
+	for _, k := range []string{"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"} {
+		t.Setenv(k, "")
+	}
+	prov := oauthtest.New(oauthtest.Options{
+		AccessTTL: 10 * time.Minute,
+		Clients:   []oauthtest.Client{{ID: "app", Secret: serveTestSecret, AuthMethod: "client_secret_basic"}},
+	})
+	defer prov.Close()
+	dir, err := os.MkdirTemp("", "tkr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.WriteFile(filepath.Join(dir, "app.secret"), []byte(serveTestSecret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "config.yaml")
+	write := func(grants ...string) {
+		t.Helper()
+		var b strings.Builder
+		for _, g := range grants {
+			fmt.Fprintf(&b, "  %s: {client: app, type: client_credentials}\n", g)
+		}
+		yml := strings.NewReplacer("DIR", dir, "ISSUER", prov.URL(), "GRANTS", b.String()).Replace(reloadConfig)
+		if err := os.WriteFile(path, []byte(yml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("one")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runServe(ctx, []string{"--config", path}) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	sock := filepath.Join(dir, "t.sock")
+	cl := daemon.NewClient(sock)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := cl.Token(ctx, "one"); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("the daemon did not serve grant one: %v", err)
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("serve ended: %v", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+
+	write("one", "two")
+	tc := newTestCLI()
+	if code := tc.run("reload", "--socket", sock); code != exitOK || tc.out.String() != "configuration reloaded: 2 grants\n" {
+		t.Fatalf("reload: exit %d, stdout %q, stderr %q", code, tc.out.String(), tc.errOut.String())
+	}
+	tc = newTestCLI()
+	if code := tc.run("token", "two", "--socket", sock); code != exitOK || tc.out.Len() == 0 {
+		t.Fatalf("token two right after reload: exit %d, stderr %q", code, tc.errOut.String())
+	}
+
+	if err := os.WriteFile(path, []byte("grantz: {}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tc = newTestCLI()
+	code := tc.run("reload", "--socket", sock)
+	if code != exitError || !strings.Contains(tc.errOut.String(), "reload refused") || !strings.Contains(tc.errOut.String(), "grantz") {
+		t.Fatalf("reload of a broken file: exit %d, stdout %q, stderr %q", code, tc.out.String(), tc.errOut.String())
+	}
+	if _, err := cl.Token(ctx, "two"); err != nil {
+		t.Fatalf("after a refused reload: %v", err)
+	}
+	var ae *daemon.APIError
+	if _, err := cl.Token(ctx, "three"); !errors.As(err, &ae) {
+		t.Fatalf("unknown grant: %v", err)
+	}
+}

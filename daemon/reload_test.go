@@ -1,0 +1,160 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/tokend/tokend/config"
+)
+
+// reloadSource is an Options.LoadConfig whose answer a test sets.
+type reloadSource struct {
+	calls atomic.Int32
+	next  atomic.Pointer[func() (*config.Config, []string, error)]
+}
+
+func (s *reloadSource) set(fn func() (*config.Config, []string, error)) { s.next.Store(&fn) }
+
+func (s *reloadSource) load() (*config.Config, []string, error) {
+	s.calls.Add(1)
+	return (*s.next.Load())()
+}
+
+func TestReloadEndpoint(t *testing.T) {
+	h := newHarness(t, harnessOpts{noRun: true})
+	src := &reloadSource{}
+	h.startWith(Options{LoadConfig: src.load})
+	first := h.token("cc")
+
+	// A file adding a grant, with a warning: the answer comes once the
+	// grant is in effect, so a fetch right after it finds the grant.
+	src.set(func() (*config.Config, []string, error) {
+		cfg := *h.cfg
+		cfg.Grants = map[string]config.Grant{
+			"cc":  h.cfg.Grants["cc"],
+			"cc2": {Client: "app", Type: config.GrantClientCredentials, Scopes: []string{"write"}},
+		}
+		return &cfg, []string{"clients.app.client_secret_file: readable by others"}, nil
+	})
+	code, body := h.do(http.MethodPost, "/v1/reload")
+	if code != http.StatusOK {
+		t.Fatalf("POST /v1/reload: %d %s", code, body)
+	}
+	var rr ReloadResponse
+	if err := json.Unmarshal(body, &rr); err != nil {
+		t.Fatal(err)
+	}
+	if rr.Grants != 2 || len(rr.Warnings) != 1 {
+		t.Fatalf("reload answer %+v, want 2 grants and the warning", rr)
+	}
+	if got := h.token("cc2"); got.Scope != "write" {
+		t.Fatalf("the new grant right after reload: %+v", got)
+	}
+	if got := h.token("cc"); got.AccessToken != first.AccessToken {
+		t.Fatal("reload dropped the stored token")
+	}
+	// Warnings go through the daemon's logger, not bare lines.
+	if log := h.logs.String(); !strings.Contains(log, `level=WARN msg=configuration warning="clients.app.client_secret_file: readable by others"`) {
+		t.Fatalf("the warning was not logged through slog:\n%s", log)
+	}
+
+	// An invalid file: 422 with its error, and the running configuration
+	// stays.
+	src.set(func() (*config.Config, []string, error) {
+		return nil, nil, errors.New("daemon: config: /etc/tokend/config.yaml:3: unknown key \"grantz\"")
+	})
+	code, body = h.do(http.MethodPost, "/v1/reload")
+	var er ErrorResponse
+	if err := json.Unmarshal(body, &er); err != nil {
+		t.Fatalf("%d %s: %v", code, body, err)
+	}
+	if code != http.StatusUnprocessableEntity || er.Error != "invalid_configuration" || !strings.Contains(er.ErrorDescription, `unknown key "grantz"`) {
+		t.Fatalf("reload of a broken file: %d %+v", code, er)
+	}
+	if got := h.token("cc2"); got.Scope != "write" {
+		t.Fatalf("after a failed reload: %+v", got)
+	}
+	if !strings.Contains(h.logs.String(), "reload failed; keeping the running configuration") {
+		t.Fatal("the failed reload was not logged")
+	}
+
+	// A configuration the daemon rejects (not the file's syntax) is an
+	// error too.
+	src.set(func() (*config.Config, []string, error) {
+		cfg := *h.cfg
+		cfg.Grants = map[string]config.Grant{"x": {Client: "nope", Type: config.GrantClientCredentials}}
+		return &cfg, nil, nil
+	})
+	if code, body := h.do(http.MethodPost, "/v1/reload"); code != http.StatusUnprocessableEntity || !strings.Contains(string(body), "unknown client") {
+		t.Fatalf("reload with an unknown client: %d %s", code, body)
+	}
+	h.token("cc2")
+
+	// The Go client: the same answers.
+	cl := NewClient(h.sock)
+	ctx := context.Background()
+	if _, err := cl.Reload(ctx); err == nil {
+		t.Fatal("Client.Reload of a rejected configuration succeeded")
+	} else if ae := (*APIError)(nil); !errors.As(err, &ae) || ae.Status != http.StatusUnprocessableEntity || !strings.Contains(ae.Description, "unknown client") {
+		t.Fatalf("Client.Reload: %v", err)
+	}
+	src.set(func() (*config.Config, []string, error) { c := *h.cfg; return &c, nil, nil })
+	resp, err := cl.Reload(ctx)
+	if err != nil || resp.Grants != 1 {
+		t.Fatalf("Client.Reload = %+v, %v", resp, err)
+	}
+	if code, _ := h.get("/v1/tokens/cc2"); code == http.StatusOK {
+		t.Fatal("a grant removed by reload is still served")
+	}
+}
+
+// Only operators may reload; a refused caller does not make the daemon
+// read the file.
+func TestReloadNeedsOperator(t *testing.T) {
+	h := newHarness(t, harnessOpts{noRun: true})
+	src := &reloadSource{}
+	src.set(func() (*config.Config, []string, error) { c := *h.cfg; return &c, nil, nil })
+	h.startWith(Options{LoadConfig: src.load})
+	handler := h.d.apiServer().Handler
+	for _, tc := range []struct {
+		name string
+		p    peer
+		want int
+	}{
+		{"unknown peer", peer{}, http.StatusForbidden},
+		{"other user", peer{ok: true, uid: 4000, gid: 4000}, http.StatusForbidden},
+		{"root", peer{ok: true, uid: 0, gid: 0}, http.StatusOK},
+	} {
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest(http.MethodPost, "http://tokend/v1/reload", nil)
+		handler.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), peerKey{}, tc.p)))
+		if w.Code != tc.want {
+			t.Errorf("%s: %d %s, want %d", tc.name, w.Code, w.Body, tc.want)
+		}
+	}
+	if n := src.calls.Load(); n != 1 {
+		t.Fatalf("the configuration was read %d times, want once (for root)", n)
+	}
+	// GET is not a reload.
+	if code, _ := h.get("/v1/reload"); code != http.StatusMethodNotAllowed {
+		t.Fatalf("GET /v1/reload: %d", code)
+	}
+}
+
+// A daemon without a configuration file (tokend dev) says so.
+func TestReloadWithoutSource(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	code, body := h.do(http.MethodPost, "/v1/reload")
+	if code != http.StatusNotImplemented || !strings.Contains(string(body), "not_supported") {
+		t.Fatalf("POST /v1/reload without a source: %d %s", code, body)
+	}
+	if _, err := h.d.ReloadConfig(); !errors.Is(err, ErrNoConfigSource) {
+		t.Fatalf("ReloadConfig without a source: %v", err)
+	}
+}
