@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/store"
 )
 
@@ -65,7 +66,7 @@ func seedStore(path string, key []byte, n int) error {
 				}
 				t := store.Token{
 					Grant: grantName(i), AccessToken: "at_" + strconv.Itoa(i) + "_0123456789ABCDEFGHIJKLMNOPQRSTUV", TokenType: "Bearer",
-					Scope: "read", Obtained: now, Expiry: now.Add(accessTTL), Generation: 1, State: "valid",
+					Scope: "read", Obtained: now, Expiry: now.Add(accessTTL), Generation: 1, State: api.StateValid,
 					StateSince: now, LastSuccess: now, LastAttempt: now,
 				}
 				a := store.Attempt{At: now, Result: "success", Latency: 40 * time.Millisecond, Reason: "missing"}

@@ -13,7 +13,7 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
-	"github.com/tokend/tokend/daemon"
+	"github.com/tokend/tokend/api"
 )
 
 const (
@@ -144,7 +144,7 @@ func lazyHandler(tokenURL string) http.Handler {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
-		_ = json.NewEncoder(w).Encode(daemon.TokenResponse{
+		_ = json.NewEncoder(w).Encode(api.TokenResponse{
 			AccessToken: t.AccessToken, TokenType: t.TokenType,
 			ExpiresIn: int64(time.Until(t.Expiry) / time.Second), ExpiresAt: t.Expiry.UTC(), Scope: "read",
 		})

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/oauth/oauthtest"
 	"github.com/tokend/tokend/store"
@@ -47,7 +48,7 @@ func (h *harness) startAuthorization(name string) *url.URL {
 	if code != 200 {
 		h.t.Fatalf("authorize: %d %s", code, body)
 	}
-	var ar AuthorizeResponse
+	var ar api.AuthorizeResponse
 	if err := json.Unmarshal(body, &ar); err != nil {
 		h.t.Fatal(err)
 	}
@@ -150,8 +151,8 @@ func TestCodeInjectionWithoutBrowserBindingRefused(t *testing.T) {
 		t.Fatal("a token was stored from the injected code")
 	}
 	st := h.status("user")
-	if !strings.HasPrefix(st.Auth, AuthCallbackUnbound) || st.State != StatePendingAuthorization {
-		t.Fatalf("status after the injection: auth %q, state %s; want %q..., pending", st.Auth, st.State, AuthCallbackUnbound)
+	if !strings.HasPrefix(st.Auth, api.AuthCallbackUnbound) || st.State != api.StatePendingAuthorization {
+		t.Fatalf("status after the injection: auth %q, state %s; want %q..., pending", st.Auth, st.State, api.AuthCallbackUnbound)
 	}
 
 	// The operator's own browser still completes the authorization.
@@ -293,7 +294,7 @@ func TestExpiredCallbackRecordsOutcome(t *testing.T) {
 	if st.Auth != "callback after the authorization expired" || !st.AuthAt.Equal(t0.Add(pendingLifetime+time.Second)) {
 		t.Fatalf("status after an expired callback: %q at %v", st.Auth, st.AuthAt)
 	}
-	if st.State != StatePendingAuthorization || h.prov.Stats().ByGrant["authorization_code"] != 0 {
+	if st.State != api.StatePendingAuthorization || h.prov.Stats().ByGrant["authorization_code"] != 0 {
 		t.Fatalf("an expired callback changed the grant (%s) or reached the provider", st.State)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/oauth"
 	"github.com/tokend/tokend/store"
@@ -52,7 +53,7 @@ func idleDaemon(b *testing.B, n int) *Daemon {
 	for _, g := range d.grantList() {
 		d.publish(g, &store.Token{
 			Grant: g.name, AccessToken: "access-token-0123456789abcdefghijklmnopqrstuvwxyz", TokenType: "Bearer",
-			Scope: "read", Obtained: t0, Expiry: t0.Add(time.Hour), Generation: 1, State: StateValid,
+			Scope: "read", Obtained: t0, Expiry: t0.Add(time.Hour), Generation: 1, State: api.StateValid,
 			StateSince: t0, LastSuccess: t0, LastAttempt: t0,
 		}, p)
 	}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tokend/tokend/api"
 )
 
 // connLimits bound the fetch API's connections. Every connection holds a
@@ -138,7 +140,7 @@ func (c *limitedConn) Close() error {
 // tooMany is written to a refused connection before it is closed, so the
 // client says why instead of "connection reset".
 var tooMany = func() []byte {
-	body := `{"error":"too_many_connections","error_description":"tokend has too many open connections; try again later"}` + "\n"
+	body := `{"error":"` + api.CodeTooManyConnections + `","error_description":"tokend has too many open connections; try again later"}` + "\n"
 	return []byte("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nCache-Control: no-store\r\nConnection: close\r\n" +
 		"Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body)
 }()

@@ -20,30 +20,10 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/store"
 )
-
-// Store is the part of *store.Store the daemon uses.
-type Store interface {
-	Token(grant string) (store.Token, error)
-	Tokens() ([]store.Token, error)
-	EachToken(fn func(t *store.Token) error) error
-	PutToken(t store.Token, a *store.Attempt) error
-	DeleteToken(grant string) error
-	History(grant string) ([]store.Attempt, error)
-	Client(name string) (store.Client, error)
-	PutClient(c store.Client) error
-	PutPending(p store.Pending) error
-	ConsumePending(state, bindingHash string, now time.Time) (store.Pending, error)
-	BindPending(state, startHash, bindingHash string, now time.Time) (store.Pending, error)
-	PrunePending(now time.Time) (int, error)
-	Provider(name string) ([]byte, error)
-	PutProvider(name string, meta []byte) error
-	Close() error
-}
-
-var _ Store = (*store.Store)(nil)
 
 // Metrics receives what the daemon measures. *metrics.Metrics implements it.
 type Metrics interface {
@@ -84,7 +64,10 @@ type Options struct {
 	// SocketListener, when set, is used instead of creating listen.socket
 	// (systemd socket activation). The daemon does not remove its file.
 	SocketListener net.Listener
-	// OpenStore opens the store; nil means store.Open.
+	// OpenStore opens the store Run keeps state in, from the
+	// configuration's store section; nil means the bbolt file of package
+	// store (openStore, storage.go). Another backend plugs in here: see
+	// Store for what it must guarantee.
 	OpenStore func(config.Store, *slog.Logger) (Store, error)
 	// FetchWait caps how long a fetch of an expired token waits for its
 	// refresh; 0 means 30 s.
@@ -283,10 +266,6 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 	return d, nil
 }
 
-func openStore(c config.Store, log *slog.Logger) (Store, error) {
-	return store.Open(store.Options{Path: c.Path, Key: c.Key, Logger: log})
-}
-
 // configure builds the runtime of cfg, keeping the current token of every
 // grant that stays. It is used at start and on reload.
 func (d *Daemon) configure(cfg *config.Config) error {
@@ -377,9 +356,9 @@ func (d *Daemon) configure(cfg *config.Config) error {
 // error: the configuration that caused it may have been fixed.
 func clearPermanent(t *store.Token) *store.Token {
 	switch t.State {
-	case StateCredentialsError, StateConfigurationError:
+	case api.StateCredentialsError, api.StateConfigurationError:
 		c := *t
-		c.State = StateFailing
+		c.State = api.StateFailing
 		return &c
 	}
 	return t
@@ -598,13 +577,13 @@ func (d *Daemon) loadTokens() {
 			// Memory is as new or newer (a reload, or a token not yet saved).
 			return nil
 		}
-		if t.State == StateRefreshing {
+		if t.State == api.StateRefreshing {
 			// The process stopped mid-refresh; the stored token is what was
 			// durable before it.
-			t.State = StateValid
+			t.State = api.StateValid
 		}
-		if t.State == StateValid && !usable(now, t, p) {
-			t.State = StateExpired
+		if t.State == api.StateValid && !usable(now, t, p) {
+			t.State = api.StateExpired
 		}
 		d.publish(g, t, p)
 		d.publishMetrics(g.name, t, p)
@@ -627,9 +606,9 @@ func (g *grant) stateOf(t *store.Token) string {
 	case t.State != "":
 		return t.State
 	case g.renewable(t):
-		return StateExpired
+		return api.StateExpired
 	}
-	return StatePendingAuthorization
+	return api.StatePendingAuthorization
 }
 
 func (d *Daemon) publishMetrics(name string, t *store.Token, p Policy) {

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/internal/testutil"
 	"github.com/tokend/tokend/oauth"
@@ -57,7 +58,7 @@ func TestFetchAndScheduledRefresh(t *testing.T) {
 		t.Fatal("not refreshed a second time")
 	}
 	st := h.status("cc")
-	if st.State != StateValid || st.Generation != 3 || len(st.History) != 3 {
+	if st.State != api.StateValid || st.Generation != 3 || len(st.History) != 3 {
 		t.Fatalf("status: %+v", st)
 	}
 	if got := h.prov.Stats().ByGrant["client_credentials"]; got != 3 {
@@ -70,17 +71,17 @@ func TestFetchAndScheduledRefresh(t *testing.T) {
 func TestUnknownGrantAndList(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
 	code, body := h.get("/v1/tokens/nope")
-	var e ErrorResponse
+	var e api.ErrorResponse
 	_ = json.Unmarshal(body, &e)
 	if code != http.StatusNotFound || e.Error != "unknown_grant" {
 		t.Fatalf("unknown grant: %d %s", code, body)
 	}
 	code, body = h.get("/v1/tokens")
-	var list TokenList
+	var list api.TokenList
 	if err := json.Unmarshal(body, &list); err != nil || code != 200 {
 		t.Fatalf("list: %d %s", code, body)
 	}
-	if len(list.Grants) != 1 || list.Grants[0].Name != "cc" || list.Grants[0].State != StateValid {
+	if len(list.Grants) != 1 || list.Grants[0].Name != "cc" || list.Grants[0].State != api.StateValid {
 		t.Fatalf("list: %+v", list)
 	}
 	for _, s := range h.prov.Issued() {
@@ -130,7 +131,7 @@ func TestMalformedProviderAnswers(t *testing.T) {
 			go func() { _, _ = h.d.refresh(h.d.grant("cc"), "manual") }()
 			waitFor(t, "failure shown", func() bool { return h.status("cc").LastError != "" })
 			st := h.status("cc")
-			if st.State != StateFailing || st.LastError == "" || st.Failures == 0 {
+			if st.State != api.StateFailing || st.LastError == "" || st.Failures == 0 {
 				t.Fatalf("status after %v: %+v", kind, st)
 			}
 			after := h.stored("cc")
@@ -169,12 +170,12 @@ func TestBackoffGivesUpBeforeExpiry(t *testing.T) {
 	h.prov.SetFault(oauthtest.Fault{Kind: oauthtest.Fault500})
 	h.advance(9*time.Minute + 30*time.Second)
 	st := h.status("cc")
-	if st.State != StateFailing {
+	if st.State != api.StateFailing {
 		t.Fatalf("state %s, want failing", st.State)
 	}
 	h.advance(time.Minute)
 	st = h.status("cc")
-	if st.State != StateExpired {
+	if st.State != api.StateExpired {
 		t.Fatalf("state %s after expiry, want expired", st.State)
 	}
 	code, body := h.get("/v1/tokens/cc")
@@ -188,7 +189,7 @@ func TestBackoffGivesUpBeforeExpiry(t *testing.T) {
 	// Back up: the next tick recovers.
 	h.prov.ClearFault()
 	h.advance(15 * time.Second)
-	if st := h.status("cc"); st.State != StateValid {
+	if st := h.status("cc"); st.State != api.StateValid {
 		t.Fatalf("did not recover: %+v", st)
 	}
 }
@@ -199,7 +200,7 @@ func seedAuthCode(t *testing.T, h *harness, rt string, mut func(*store.Token)) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok := store.Token{Grant: "user", AccessToken: "at-old", RefreshToken: rt, TokenType: "Bearer", Obtained: t0.Add(-time.Hour), Expiry: t0.Add(-time.Minute), State: StateValid, Generation: 1}
+	tok := store.Token{Grant: "user", AccessToken: "at-old", RefreshToken: rt, TokenType: "Bearer", Obtained: t0.Add(-time.Hour), Expiry: t0.Add(-time.Minute), State: api.StateValid, Generation: 1}
 	if mut != nil {
 		mut(&tok)
 	}
@@ -221,7 +222,7 @@ func TestInvalidGrantNeedsReauthorization(t *testing.T) {
 	seedAuthCode(t, h, "rt-unknown-to-provider", nil)
 	h.start()
 	st := h.status("user")
-	if st.State != StateReauthorization || st.LastErrorCode != "invalid_grant" {
+	if st.State != api.StateReauthorizationRequired || st.LastErrorCode != "invalid_grant" {
 		t.Fatalf("status: %+v", st)
 	}
 	if n := h.prov.Stats().TokenRequests; n != 1 {
@@ -255,7 +256,7 @@ func TestPasswordGrantReobtainsWhenRefreshTokenDies(t *testing.T) {
 	h.prov.RevokeFamilyOf(first.RefreshToken)
 	h.advance(8 * time.Minute)
 	st := h.status("pw")
-	if st.State != StateValid || st.Generation != 2 {
+	if st.State != api.StateValid || st.Generation != 2 {
 		t.Fatalf("status: %+v", st)
 	}
 	if h.prov.Stats().ByGrant["password"] != 2 {
@@ -281,7 +282,7 @@ func TestRotationNeverReusesRefreshToken(t *testing.T) {
 	if s.Refreshes < 15 || len(seen) < 15 {
 		t.Fatalf("refreshes %d, distinct refresh tokens %d", s.Refreshes, len(seen))
 	}
-	if st := h.status("user"); st.State != StateValid {
+	if st := h.status("user"); st.State != api.StateValid {
 		t.Fatalf("status: %+v", st)
 	}
 }
@@ -304,7 +305,7 @@ func (h *harness) authorizeViaCallback(name string) string {
 
 func TestCallbackOnceOnly(t *testing.T) {
 	h := newHarness(t, harnessOpts{prov: oauthtest.Options{AutoApprove: true}, config: userGrant})
-	if st := h.status("user"); st.State != StatePendingAuthorization {
+	if st := h.status("user"); st.State != api.StatePendingAuthorization {
 		t.Fatalf("before authorization: %+v", st)
 	}
 	cb := h.authorizeViaCallback("user")
@@ -348,7 +349,7 @@ func TestCallbackAccessDenied(t *testing.T) {
 		t.Fatalf("denied callback: %d", resp.StatusCode)
 	}
 	st := h.status("user")
-	if !strings.Contains(st.Auth, "access_denied") || st.State != StatePendingAuthorization {
+	if !strings.Contains(st.Auth, "access_denied") || st.State != api.StatePendingAuthorization {
 		t.Fatalf("status after denial: %+v", st)
 	}
 }
@@ -443,7 +444,7 @@ func TestInvalidClientIsCredentialsError(t *testing.T) {
 	h.prov.SetFault(oauthtest.Fault{Kind: oauthtest.FaultInvalidClient})
 	h.do(http.MethodPost, "/v1/tokens/cc/refresh")
 	st := h.status("cc")
-	if st.State != StateCredentialsError || st.LastErrorCode != "invalid_client" {
+	if st.State != api.StateCredentialsError || st.LastErrorCode != "invalid_client" {
 		t.Fatalf("status: %+v", st)
 	}
 	n := h.prov.Stats().TokenRequests
@@ -504,7 +505,7 @@ func TestDeviceFlow(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("authorize: %d %s", code, body)
 	}
-	var ar AuthorizeResponse
+	var ar api.AuthorizeResponse
 	_ = json.Unmarshal(body, &ar)
 	if ar.Kind != config.GrantDeviceCode || ar.UserCode == "" || ar.VerificationURI == "" {
 		t.Fatalf("device authorization: %+v", ar)
@@ -512,7 +513,7 @@ func TestDeviceFlow(t *testing.T) {
 	if err := h.prov.ApproveDevice(ar.UserCode); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "device token", func() bool { return h.status("dev").State == StateValid })
+	waitFor(t, "device token", func() bool { return h.status("dev").State == api.StateValid })
 	st := h.status("dev")
 	if !st.HasRefreshToken || !strings.HasPrefix(st.Auth, "authorized") {
 		t.Fatalf("status: %+v", st)
@@ -527,13 +528,13 @@ func TestDeviceFlowDenied(t *testing.T) {
 		c.Grants = map[string]config.Grant{"dev": {Client: "app", Type: config.GrantDeviceCode}}
 	}})
 	_, body := h.do(http.MethodPost, "/v1/tokens/dev/authorize")
-	var ar AuthorizeResponse
+	var ar api.AuthorizeResponse
 	_ = json.Unmarshal(body, &ar)
 	if err := h.prov.DenyDevice(ar.UserCode); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "denial recorded", func() bool { return strings.Contains(h.status("dev").Auth, "access_denied") })
-	if st := h.status("dev"); st.State != StatePendingAuthorization || st.HasRefreshToken {
+	if st := h.status("dev"); st.State != api.StatePendingAuthorization || st.HasRefreshToken {
 		t.Fatalf("status after denial: %+v", st)
 	}
 }
@@ -592,7 +593,7 @@ func TestRefreshTokenLifetimeKeptAlive(t *testing.T) {
 	for range 3 { // and so on, day after day
 		h.advance(24 * time.Hour)
 	}
-	if st := h.status("user"); st.State != StateValid || h.prov.Stats().Reuses != 0 {
+	if st := h.status("user"); st.State != api.StateValid || h.prov.Stats().Reuses != 0 {
 		t.Fatalf("chain lapsed: %+v", st)
 	}
 }
@@ -678,7 +679,7 @@ func TestTokenJSONMatchesEncodingJSON(t *testing.T) {
 	} {
 		exp := now.Add(90*time.Minute + 500*time.Millisecond).In(time.FixedZone("x", 3600))
 		var want bytes.Buffer
-		_ = json.NewEncoder(&want).Encode(TokenResponse{
+		_ = json.NewEncoder(&want).Encode(api.TokenResponse{
 			AccessToken: tok.AccessToken, TokenType: tok.TokenType,
 			ExpiresIn: int64(exp.Sub(now) / time.Second), ExpiresAt: exp.UTC(), Scope: tok.Scope,
 		})
@@ -708,7 +709,7 @@ func TestRevokeEndsBackoffRound(t *testing.T) {
 	if resp.StatusCode != 200 || h.prov.RefreshValid(tok.RefreshToken) {
 		t.Fatalf("revoke: %d, refresh token still valid: %v", resp.StatusCode, h.prov.RefreshValid(tok.RefreshToken))
 	}
-	if st := h.status("user"); st.HasRefreshToken || st.State != StateReauthorization {
+	if st := h.status("user"); st.HasRefreshToken || st.State != api.StateReauthorizationRequired {
 		t.Fatalf("after revoke: %+v", st)
 	}
 }

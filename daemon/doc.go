@@ -6,11 +6,33 @@
 //
 // It takes a typed, validated configuration from package config and never
 // parses YAML nor looks up users or groups: modes, schedules and ids come
-// resolved (config.Readers.IDs, config.Listen.SocketGID). It speaks to providers through package oauth (the concrete
-// *oauth.Provider: the protocol has one implementation, and tests put an
-// in-process provider from oauth/oauthtest behind it), keeps state through
-// the Store interface declared here (package store's bbolt file implements
-// it), and reports through the Metrics and Notifier interfaces.
+// resolved (config.Readers.IDs, config.Listen.SocketGID). It speaks to
+// providers through package oauth (the concrete *oauth.Provider: the
+// protocol has one implementation, and tests put an in-process provider
+// from oauth/oauthtest behind it), keeps state through the Store interface
+// (storage.go, which states the contract a backend meets; package store's
+// bbolt file implements it, Options.OpenStore plugs in another), answers
+// in the shapes of package api, and reports through the Metrics and
+// Notifier interfaces.
+//
+// # Files
+//
+// The engine: daemon.go (the Daemon, its grants, Run), scheduler.go and
+// queue.go, refresh.go, policy.go (when a token comes due), providers.go
+// (discovery, registration), authorize.go (the authorization flows and
+// revocation), fetch.go (what the socket API asks of the engine), reload.go,
+// storage.go. The servers: socketapi.go (the socket API's routes and
+// answers), access.go and connlimit.go (who may connect and read), listen.go
+// and tcplisten.go (listeners), callback.go (the callback listener's
+// pages), metricsrv.go.
+//
+// # Errors
+//
+// The engine's failures that reach a caller are *engineError values
+// (errors.go): a kind (forbidden, not found, reauthorization required,
+// unavailable, provider error, ...), an api error code and a description.
+// The engine never picks an HTTP status: answerOf in socketapi.go maps
+// each kind to one, and writes the api.ErrorResponse.
 //
 // # Tokens in memory
 //

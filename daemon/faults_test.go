@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/internal/testutil"
 	"github.com/tokend/tokend/oauth"
@@ -204,7 +205,7 @@ func TestDiskFullDuringRefresh(t *testing.T) {
 	}
 	st := fh.status("user")
 	t.Logf("status while the store fails: state %s, last_error %q", st.State, st.LastError)
-	if st.State != StateValid || st.Generation != 2 || !strings.Contains(st.LastError, "store") || !strings.Contains(st.LastError, "no space left") {
+	if st.State != api.StateValid || st.Generation != 2 || !strings.Contains(st.LastError, "store") || !strings.Contains(st.LastError, "no space left") {
 		t.Fatalf("status while the store fails: %+v", st)
 	}
 	if got := fh.storedDirect("user"); got.Generation != 1 {
@@ -302,7 +303,7 @@ func (fh *faultHarness) seedStaggered(names []string, step time.Duration) {
 		}
 		now := fh.clock.Now()
 		tok := store.Token{Grant: n, AccessToken: a.AccessToken, TokenType: "Bearer", Scope: "read", Obtained: now,
-			Expiry: now.Add(time.Duration(a.ExpiresIn) * time.Second), State: StateValid, StateSince: now, Generation: 1}
+			Expiry: now.Add(time.Duration(a.ExpiresIn) * time.Second), State: api.StateValid, StateSince: now, Generation: 1}
 		if err := st.PutToken(tok, nil); err != nil {
 			fh.t.Fatal(err)
 		}
@@ -334,7 +335,7 @@ func TestClockJumpForwardRefreshesEachOnce(t *testing.T) {
 	}
 	fh.fetchAll(names)
 	for _, n := range names {
-		if s := fh.status(n); s.State != StateValid || s.Failures != 0 {
+		if s := fh.status(n); s.State != api.StateValid || s.Failures != 0 {
 			t.Fatalf("grant %s after the jump: %+v", n, s)
 		}
 	}
@@ -458,7 +459,7 @@ func TestOutageBackoffBounded(t *testing.T) {
 	during := fh.prov.Stats().TokenRequests - before
 
 	for _, n := range names {
-		if s := fh.status(n); s.State != StateExpired || s.LastError == "" {
+		if s := fh.status(n); s.State != api.StateExpired || s.LastError == "" {
 			t.Fatalf("grant %s after a 30 min outage with 10 min tokens: %+v", n, s)
 		}
 	}
@@ -474,7 +475,7 @@ func TestOutageBackoffBounded(t *testing.T) {
 	fh.prov.ClearFault()
 	fh.advance(2*time.Minute + 15*time.Second) // the longest backoff wait, then a tick
 	for _, n := range names {
-		if s := fh.status(n); s.State != StateValid {
+		if s := fh.status(n); s.State != api.StateValid {
 			t.Fatalf("grant %s did not recover: %+v", n, s)
 		}
 	}

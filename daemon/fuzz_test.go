@@ -214,7 +214,7 @@ func FuzzCallback(f *testing.F) {
 	}
 	e := newFuzzEnv(f)
 	handler := e.d.callbackServer().Handler
-	st := e.d.st
+	st := e.d.st.(*store.Store)
 	pend := store.Pending{
 		State: fuzzState, Grant: "code", Kind: config.GrantAuthorizationCode,
 		Verifier: "fuzz-verifier-0123456789abcdefghijklmnopqrstuvwxyz", RedirectURI: "http://127.0.0.1:1/callback",

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/internal/testutil"
 	"github.com/tokend/tokend/oauth"
@@ -212,26 +213,26 @@ func (h *harness) do(method, path string) (int, []byte) {
 	return resp.StatusCode, b
 }
 
-func (h *harness) token(name string) TokenResponse {
+func (h *harness) token(name string) api.TokenResponse {
 	h.t.Helper()
 	code, body := h.get("/v1/tokens/" + name)
 	if code != 200 {
 		h.t.Fatalf("GET token %s: %d %s", name, code, body)
 	}
-	var tr TokenResponse
+	var tr api.TokenResponse
 	if err := json.Unmarshal(body, &tr); err != nil {
 		h.t.Fatal(err)
 	}
 	return tr
 }
 
-func (h *harness) status(name string) GrantStatus {
+func (h *harness) status(name string) api.GrantStatus {
 	h.t.Helper()
 	code, body := h.get("/v1/tokens/" + name + "/status")
 	if code != 200 {
 		h.t.Fatalf("GET status %s: %d %s", name, code, body)
 	}
-	var s GrantStatus
+	var s api.GrantStatus
 	if err := json.Unmarshal(body, &s); err != nil {
 		h.t.Fatal(err)
 	}

@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/metrics"
 	"github.com/tokend/tokend/oauth/oauthtest"
@@ -312,7 +313,7 @@ func TestWatchdogDoesNotStarveScheduler(t *testing.T) {
 	for elapsed := time.Duration(0); elapsed < 9*time.Minute; elapsed += wd {
 		h.advance(wd)
 	}
-	if st := h.status("cc"); st.Generation < 2 || st.State != StateValid {
+	if st := h.status("cc"); st.Generation < 2 || st.State != api.StateValid {
 		t.Fatalf("after 9 min of %v steps with schedule %s: generation %d, state %s (first token expires %v): the scheduler never ticked",
 			wd, h.cfg.Refresh.Schedule, st.Generation, st.State, first.Expiry.Sub(t0))
 	}
@@ -477,7 +478,7 @@ func (s scrape) want(t *testing.T, want float64, name string, kv ...string) {
 // wantState checks that the grant's state series say state and only it.
 func (s scrape) wantState(t *testing.T, grant, state string) {
 	t.Helper()
-	for _, st := range metrics.States() {
+	for _, st := range api.States() {
 		if st == state {
 			s.want(t, 1, "tokend_grant_state", "grant", grant, "state", st)
 		} else if _, ok := s.value("tokend_grant_state", "grant", grant, "state", st); ok {
@@ -557,7 +558,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	}
 	s.want(t, unixSeconds(first.ExpiresAt), "tokend_token_expiry_timestamp_seconds", "grant", "cc")
 	s.want(t, unixSeconds(t0), "tokend_last_refresh_success_timestamp_seconds", "grant", "cc")
-	s.wantState(t, "cc", metrics.StateValid)
+	s.wantState(t, "cc", api.StateValid)
 	s.want(t, 2, "tokend_fetch_requests_total", "grant", "cc", "code", "200")
 	s.want(t, 1, "tokend_fetch_requests_total", "grant", metrics.UnknownGrant, "code", "404")
 	if got := s.sum("tokend_fetch_requests_total", "grant", "nope"); got != 0 {
@@ -578,7 +579,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	s.want(t, 1, "tokend_refresh_total", "grant", "cc", "result", "success")
 	s.want(t, s.sum("tokend_refresh_total", "grant", "cc"), "tokend_refresh_duration_seconds_count", "grant", "cc")
 	s.want(t, unixSeconds(first.ExpiresAt), "tokend_token_expiry_timestamp_seconds", "grant", "cc")
-	s.wantState(t, "cc", StateExpired)
+	s.wantState(t, "cc", api.StateExpired)
 
 	// The provider is back: the next tick refreshes, and the gauges follow.
 	h.prov.ClearFault()
@@ -591,7 +592,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	s.want(t, 2, "tokend_refresh_total", "grant", "cc", "result", "success")
 	s.want(t, unixSeconds(second.ExpiresAt), "tokend_token_expiry_timestamp_seconds", "grant", "cc")
 	s.want(t, unixSeconds(h.stored("cc").LastSuccess), "tokend_last_refresh_success_timestamp_seconds", "grant", "cc")
-	s.wantState(t, "cc", StateValid)
+	s.wantState(t, "cc", api.StateValid)
 	s.want(t, 3, "tokend_fetch_requests_total", "grant", "cc", "code", "200")
 
 	// invalid_client is a credentials failure; the still-valid token
@@ -602,7 +603,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	}
 	s = h.scrapeMetrics()
 	s.want(t, 1, "tokend_refresh_total", "grant", "cc", "result", "credentials")
-	s.wantState(t, "cc", StateCredentialsError)
+	s.wantState(t, "cc", api.StateCredentialsError)
 	s.want(t, unixSeconds(second.ExpiresAt), "tokend_token_expiry_timestamp_seconds", "grant", "cc")
 
 	if code, body := httpGet(t, base+"/readyz"); code != http.StatusOK {

@@ -5,23 +5,9 @@ import (
 	"hash/fnv"
 	"time"
 
+	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/store"
-)
-
-// Grant states. valid, refreshing, failing, expired and
-// reauthorization_required describe a token's life; the others name why a
-// grant has none: a permanent failure that needs a person to change
-// something, or an authorization never done.
-const (
-	StateValid                = "valid"
-	StateRefreshing           = "refreshing"
-	StateFailing              = "failing"
-	StateExpired              = "expired"
-	StateReauthorization      = "reauthorization_required"
-	StateCredentialsError     = "credentials_error"
-	StateConfigurationError   = "configuration_error"
-	StatePendingAuthorization = "pending_authorization"
 )
 
 // Policy is the refresh policy of config.Refresh, in the form the pure
@@ -96,7 +82,7 @@ func nextDue(t *store.Token, p Policy, j float64, renewable bool) (time.Time, st
 		return time.Time{}, ""
 	}
 	switch t.State {
-	case StateReauthorization, StateCredentialsError, StateConfigurationError:
+	case api.StateReauthorizationRequired, api.StateCredentialsError, api.StateConfigurationError:
 		// Permanent: a retry cannot succeed until a person acts (authorize,
 		// reload, tokend refresh).
 		return time.Time{}, ""

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/store"
 )
 
@@ -12,7 +13,7 @@ var testPolicy = Policy{Fraction: 0.75, Jitter: 0.05, MinRemaining: time.Minute,
 func TestDue(t *testing.T) {
 	t0 := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 	hour := func(mut func(*store.Token)) *store.Token {
-		tok := &store.Token{Grant: "g", AccessToken: "a", RefreshToken: "r", Obtained: t0, Expiry: t0.Add(time.Hour), State: StateValid}
+		tok := &store.Token{Grant: "g", AccessToken: "a", RefreshToken: "r", Obtained: t0, Expiry: t0.Add(time.Hour), State: api.StateValid}
 		if mut != nil {
 			mut(tok)
 		}
@@ -38,9 +39,9 @@ func TestDue(t *testing.T) {
 		{"short token: min_remaining not yet", t0.Add(2*time.Minute + 50*time.Second), hour(func(t *store.Token) { t.Expiry = t0.Add(4 * time.Minute) }), 0, true, ""},
 		{"token shorter than min_remaining: half life, not at once", t0.Add(14 * time.Second), hour(func(t *store.Token) { t.Expiry = t0.Add(30 * time.Second) }), 0, true, ""},
 		{"token shorter than min_remaining: due at half life", t0.Add(15 * time.Second), hour(func(t *store.Token) { t.Expiry = t0.Add(30 * time.Second) }), 0, true, "lifetime"},
-		{"reauthorization stops", t0.Add(2 * time.Hour), hour(func(t *store.Token) { t.State = StateReauthorization }), 0, true, ""},
-		{"credentials error stops", t0.Add(2 * time.Hour), hour(func(t *store.Token) { t.State = StateCredentialsError }), 0, true, ""},
-		{"failing retries", t0.Add(50 * time.Minute), hour(func(t *store.Token) { t.State = StateFailing }), 0, true, "lifetime"},
+		{"reauthorization stops", t0.Add(2 * time.Hour), hour(func(t *store.Token) { t.State = api.StateReauthorizationRequired }), 0, true, ""},
+		{"credentials error stops", t0.Add(2 * time.Hour), hour(func(t *store.Token) { t.State = api.StateCredentialsError }), 0, true, ""},
+		{"failing retries", t0.Add(50 * time.Minute), hour(func(t *store.Token) { t.State = api.StateFailing }), 0, true, "lifetime"},
 		{"refresh token near its end", t0.Add(20 * time.Minute), hour(func(t *store.Token) {
 			t.Expiry = t0.Add(48 * time.Hour)
 			t.RefreshIssued = t0

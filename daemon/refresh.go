@@ -10,6 +10,7 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 
+	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/oauth"
 	"github.com/tokend/tokend/store"
@@ -100,7 +101,7 @@ func (d *Daemon) doRefresh(g *grant, reason string) (*store.Token, error) {
 	_, p := d.config()
 	start := d.clock.Now()
 	cur := g.cur.Load()
-	d.metrics.SetState(g.name, StateRefreshing)
+	d.metrics.SetState(g.name, api.StateRefreshing)
 
 	deadline := start.Add(expiredRound)
 	if usable(start, cur, p) {
@@ -226,10 +227,10 @@ func tokenFrom(prev *store.Token, t *oauth.Token, g *grant, p Policy) store.Toke
 func (d *Daemon) succeeded(g *grant, cur *store.Token, p Policy, reason string, start time.Time, latency time.Duration, via string, got *oauth.Token) (*store.Token, error) {
 	n := tokenFrom(cur, got, g, p)
 	now := d.clock.Now()
-	if n.State != StateValid {
+	if n.State != api.StateValid {
 		n.StateSince = now
 	}
-	n.State = StateValid
+	n.State = api.StateValid
 	n.LastError, n.LastErrorCode, n.Failures = "", "", 0
 	n.LastAttempt, n.LastSuccess = start, now
 	att := store.Attempt{At: start, Result: "success", Latency: latency, Reason: reason}
@@ -265,16 +266,16 @@ func (d *Daemon) succeeded(g *grant, cur *store.Token, p Policy, reason string, 
 func stateFor(class oauth.Class, stillUsable bool) string {
 	switch class {
 	case oauth.Reauthorize, oauth.Denied:
-		return StateReauthorization
+		return api.StateReauthorizationRequired
 	case oauth.Credentials:
-		return StateCredentialsError
+		return api.StateCredentialsError
 	case oauth.Configuration:
-		return StateConfigurationError
+		return api.StateConfigurationError
 	}
 	if stillUsable {
-		return StateFailing
+		return api.StateFailing
 	}
-	return StateExpired
+	return api.StateExpired
 }
 
 // withFailure returns the grant's current record marked with err.

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
 )
 
@@ -46,7 +47,7 @@ func TestReloadEndpoint(t *testing.T) {
 	if code != http.StatusOK {
 		t.Fatalf("POST /v1/reload: %d %s", code, body)
 	}
-	var rr ReloadResponse
+	var rr api.ReloadResponse
 	if err := json.Unmarshal(body, &rr); err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +71,7 @@ func TestReloadEndpoint(t *testing.T) {
 		return nil, nil, errors.New("daemon: config: /etc/tokend/config.yaml:3: unknown key \"grantz\"")
 	})
 	code, body = h.do(http.MethodPost, "/v1/reload")
-	var er ErrorResponse
+	var er api.ErrorResponse
 	if err := json.Unmarshal(body, &er); err != nil {
 		t.Fatalf("%d %s: %v", code, body, err)
 	}
@@ -97,11 +98,11 @@ func TestReloadEndpoint(t *testing.T) {
 	h.token("cc2")
 
 	// The Go client: the same answers.
-	cl := NewClient(h.sock)
+	cl := api.NewClient(h.sock)
 	ctx := context.Background()
 	if _, err := cl.Reload(ctx); err == nil {
 		t.Fatal("Client.Reload of a rejected configuration succeeded")
-	} else if ae := (*APIError)(nil); !errors.As(err, &ae) || ae.Status != http.StatusUnprocessableEntity || !strings.Contains(ae.Description, "unknown client") {
+	} else if ae := (*api.Error)(nil); !errors.As(err, &ae) || ae.Status != http.StatusUnprocessableEntity || !strings.Contains(ae.Description, "unknown client") {
 		t.Fatalf("Client.Reload: %v", err)
 	}
 	src.set(func() (*config.Config, []string, error) { c := *h.cfg; return &c, nil, nil })

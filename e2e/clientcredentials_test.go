@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokend/tokend/daemon"
+	"github.com/tokend/tokend/api"
 )
 
 const ccSecret = "cc-secret-e2e-0123456789abcdef"
@@ -78,7 +78,7 @@ func TestClientCredentials(t *testing.T) {
 	if st := td.Status("api"); st.Name != "api" || st.Type != "client_credentials" || st.State != "valid" {
 		t.Errorf("status = %+v, want api, client_credentials, valid", st)
 	}
-	var cliStatus daemon.GrantStatus
+	var cliStatus api.GrantStatus
 	if out := td.MustCLI("status", "api", "--json"); json.Unmarshal([]byte(out), &cliStatus) != nil || cliStatus.Name != "api" || cliStatus.State != "valid" {
 		t.Errorf("`tokend status api --json` printed %q, want the grant's status as JSON", out)
 	}

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokend/tokend/daemon"
+	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/internal/testutil"
 )
 
@@ -288,7 +288,7 @@ func (td *Tokend) do(method, path string) (int, []byte) {
 }
 
 // Token fetches grant's token as JSON; ok is false when the answer is not 200.
-func (td *Tokend) Token(grant string) (tok daemon.TokenResponse, status int, body string) {
+func (td *Tokend) Token(grant string) (tok api.TokenResponse, status int, body string) {
 	td.t.Helper()
 	status, b := td.Get("/v1/tokens/" + url.PathEscape(grant))
 	if status == http.StatusOK {
@@ -301,7 +301,7 @@ func (td *Tokend) Token(grant string) (tok daemon.TokenResponse, status int, bod
 }
 
 // MustToken fetches grant's token and fails the test unless the answer is 200.
-func (td *Tokend) MustToken(grant string) daemon.TokenResponse {
+func (td *Tokend) MustToken(grant string) api.TokenResponse {
 	td.t.Helper()
 	tok, status, body := td.Token(grant)
 	if status != http.StatusOK {
@@ -311,9 +311,9 @@ func (td *Tokend) MustToken(grant string) daemon.TokenResponse {
 }
 
 // WaitToken waits until grant's token is served and returns it.
-func (td *Tokend) WaitToken(grant string, timeout time.Duration) daemon.TokenResponse {
+func (td *Tokend) WaitToken(grant string, timeout time.Duration) api.TokenResponse {
 	td.t.Helper()
-	var tok daemon.TokenResponse
+	var tok api.TokenResponse
 	eventually(td.t, timeout, 100*time.Millisecond, "token "+grant+" served", func() error {
 		t, status, body := td.Token(grant)
 		if status != http.StatusOK {
@@ -336,10 +336,10 @@ func (td *Tokend) RawToken(grant string) string {
 }
 
 // Status returns GET /v1/tokens/{grant}/status.
-func (td *Tokend) Status(grant string) daemon.GrantStatus {
+func (td *Tokend) Status(grant string) api.GrantStatus {
 	td.t.Helper()
 	status, b := td.Get("/v1/tokens/" + url.PathEscape(grant) + "/status")
-	var st daemon.GrantStatus
+	var st api.GrantStatus
 	if status != http.StatusOK {
 		td.t.Fatalf("e2e: GET /v1/tokens/%s/status: %d %s", grant, status, b)
 	}

@@ -16,37 +16,6 @@ import (
 // exist).
 const UnknownGrant = "_unknown"
 
-// Grant states exported by tokend_grant_state. [Metrics.SetState] exports
-// one series per grant, for its current state (the previous one is
-// deleted), so tokend_grant_state{state!="valid"} finds unhealthy grants.
-const (
-	StateValid                   = "valid"
-	StateRefreshing              = "refreshing"
-	StateFailing                 = "failing"
-	StateExpired                 = "expired"
-	StateReauthorizationRequired = "reauthorization_required"
-	StateCredentialsError        = "credentials_error"
-	StateConfigurationError      = "configuration_error"
-	StatePendingAuthorization    = "pending_authorization"
-)
-
-var knownStates = []string{
-	StateValid,
-	StateRefreshing,
-	StateFailing,
-	StateExpired,
-	StateReauthorizationRequired,
-	StateCredentialsError,
-	StateConfigurationError,
-	StatePendingAuthorization,
-}
-
-// States returns every value the state label of tokend_grant_state can
-// take, in a fixed order. The returned slice is a copy.
-func States() []string {
-	return append([]string(nil), knownStates...)
-}
-
 // refreshBuckets span a fast local provider (5 ms) to a request that ran into
 // the HTTP client's timeout (30 s).
 var refreshBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
@@ -177,7 +146,8 @@ func setOrDelete(v *prometheus.GaugeVec, grant string, t time.Time) {
 }
 
 // SetState exports tokend_grant_state{grant,state} = 1 for the grant's
-// current state only, removing the series of its previous state. One series
+// current state only, removing the series of its previous state. The
+// states are those of [github.com/tokend/tokend/api.States]. One series
 // per grant rather than one per grant and known state keeps a host with
 // 100,000 grants at 100,000 series instead of 800,000; queries select a
 // state with {state="..."} (absent means not in it).

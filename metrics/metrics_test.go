@@ -11,6 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/tokend/tokend/api"
 )
 
 // populate gives every tokend collector at least one series, so that
@@ -21,7 +23,7 @@ func populate(m *Metrics) {
 	m.ObserveRefresh("reports", "transient", 2*time.Second)
 	m.SetExpiry("reports", now.Add(time.Hour), now.Add(24*time.Hour))
 	m.SetLastSuccess("reports", now)
-	m.SetState("reports", StateValid)
+	m.SetState("reports", api.StateValid)
 	m.ObserveFetch("reports", 200)
 	m.ObserveFetch("", 404)
 }
@@ -155,19 +157,19 @@ func TestSetState(t *testing.T) {
 	}
 
 	// Only the current state has a series.
-	m.SetState("reports", StateValid)
-	check("reports", StateValid, 1)
-	m.SetState("reports", StateReauthorizationRequired)
-	check("reports", StateReauthorizationRequired, 1)
-	m.SetState("billing", StateFailing)
-	check("billing", StateFailing, 1)
-	check("reports", StateReauthorizationRequired, 1)
+	m.SetState("reports", api.StateValid)
+	check("reports", api.StateValid, 1)
+	m.SetState("reports", api.StateReauthorizationRequired)
+	check("reports", api.StateReauthorizationRequired, 1)
+	m.SetState("billing", api.StateFailing)
+	check("billing", api.StateFailing, 1)
+	check("reports", api.StateReauthorizationRequired, 1)
 
 	// A state the package does not know is exported, then removed again.
 	m.SetState("reports", "mystery")
 	check("reports", "mystery", 1)
-	m.SetState("reports", StateValid)
-	check("reports", StateValid, 1)
+	m.SetState("reports", api.StateValid)
+	check("reports", api.StateValid, 1)
 }
 
 func TestObserveFetch(t *testing.T) {
@@ -193,7 +195,7 @@ func TestForget(t *testing.T) {
 	m := New(BuildInfo{})
 	populate(m)
 	m.ObserveRefresh("billing", "success", time.Second)
-	m.SetState("billing", StateValid)
+	m.SetState("billing", api.StateValid)
 	m.SetState("reports", "mystery")
 
 	m.Forget("reports")
@@ -211,7 +213,7 @@ func TestForget(t *testing.T) {
 		t.Errorf("grant_state series after Forget = %d, want 1 (billing only)", n)
 	}
 	// A forgotten grant that comes back starts clean.
-	m.SetState("reports", StateValid)
+	m.SetState("reports", api.StateValid)
 	if n := testutil.CollectAndCount(m.grantState); n != 2 {
 		t.Errorf("grant_state series = %d, want 2", n)
 	}

@@ -13,8 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
-	"github.com/tokend/tokend/daemon"
 	"github.com/tokend/tokend/oauth"
 )
 
@@ -86,7 +86,7 @@ func (c *cli) cmdAuthorize(ctx context.Context, args []string) int {
 			return exitOK
 		}
 		fmt.Fprintln(c.stdout, stateLine(ar.Status, c.now()))
-		if ar.Status.State != "valid" {
+		if ar.Status.State != api.StateValid {
 			return exitError
 		}
 		return exitOK
@@ -225,11 +225,11 @@ func (c *cli) waitAuthorized(ctx context.Context, cf *clientFlags, name string, 
 		if err != nil {
 			return c.fail(err)
 		}
-		if st.Generation > gen0 && st.State == "valid" {
+		if st.Generation > gen0 && st.State == api.StateValid {
 			fmt.Fprintln(c.stdout, "Authorized. "+stateLine(st, c.now()))
 			return exitOK
 		}
-		if strings.HasPrefix(st.Auth, daemon.AuthCallbackUnbound) && !st.AuthAt.Before(started) {
+		if strings.HasPrefix(st.Auth, api.AuthCallbackUnbound) && !st.AuthAt.Before(started) {
 			// Someone else's callback was refused; the authorization is
 			// still pending for the operator's browser. Say so once.
 			if !warned {

@@ -26,8 +26,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
-	"github.com/tokend/tokend/daemon"
 	"github.com/tokend/tokend/oauth"
 )
 
@@ -192,7 +192,7 @@ func (c *cli) fail(err error) int {
 
 // exitCode maps an API error's HTTP status to an exit code.
 func exitCode(err error) int {
-	var ae *daemon.APIError
+	var ae *api.Error
 	if errors.As(err, &ae) {
 		switch ae.Status {
 		case http.StatusConflict:
@@ -261,7 +261,7 @@ func (c *cli) addClientFlags(fs *flag.FlagSet) *clientFlags {
 }
 
 // client returns the socket client and a context bounded by --timeout.
-func (c *cli) client(ctx context.Context, f *clientFlags) (*daemon.Client, context.Context, context.CancelFunc) {
+func (c *cli) client(ctx context.Context, f *clientFlags) (*api.Client, context.Context, context.CancelFunc) {
 	path := f.socket
 	if path == "" {
 		path = c.getenv("TOKEND_SOCKET")
@@ -271,10 +271,10 @@ func (c *cli) client(ctx context.Context, f *clientFlags) (*daemon.Client, conte
 	}
 	if f.timeout > 0 {
 		ctx, cancel := context.WithTimeout(ctx, f.timeout)
-		return daemon.NewClient(path), ctx, cancel
+		return api.NewClient(path), ctx, cancel
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	return daemon.NewClient(path), ctx, cancel
+	return api.NewClient(path), ctx, cancel
 }
 
 // oneName checks that exactly one grant name was given.

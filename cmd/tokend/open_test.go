@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/daemon"
 	"github.com/tokend/tokend/internal/testutil"
@@ -277,8 +278,8 @@ func TestAuthorizeWaitIgnoresUnboundCallback(t *testing.T) {
 		"POST /v1/tokens/web/authorize": {{200, `{"grant":"web","kind":"authorization_code","url":"http://127.0.0.1:8785/start/abc"}`}},
 		"GET /v1/tokens/web/status": {
 			{200, `{"name":"web","state":"pending_authorization","generation":0}`},
-			{200, `{"name":"web","state":"pending_authorization","generation":0,"authorization":"` + daemon.AuthCallbackUnbound + ` (x): refused","authorization_at":"2026-11-23T10:00:10Z"}`},
-			{200, `{"name":"web","state":"pending_authorization","generation":0,"authorization":"` + daemon.AuthCallbackUnbound + ` (x): refused","authorization_at":"2026-11-23T10:00:10Z"}`},
+			{200, `{"name":"web","state":"pending_authorization","generation":0,"authorization":"` + api.AuthCallbackUnbound + ` (x): refused","authorization_at":"2026-11-23T10:00:10Z"}`},
+			{200, `{"name":"web","state":"pending_authorization","generation":0,"authorization":"` + api.AuthCallbackUnbound + ` (x): refused","authorization_at":"2026-11-23T10:00:10Z"}`},
 			{200, `{"name":"web","state":"valid","generation":1,"authorization":"authorized by authorization code","authorization_at":"2026-11-23T10:00:20Z"}`},
 		},
 	})

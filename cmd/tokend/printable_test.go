@@ -6,7 +6,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/tokend/tokend/daemon"
+	"github.com/tokend/tokend/api"
 )
 
 // Issue 10, finding 4 (the command line's part): strings a provider chose
@@ -55,18 +55,18 @@ func mustJSON(t *testing.T, v any) string {
 	return string(b)
 }
 
-func hostileStatus() daemon.GrantStatus {
-	return daemon.GrantStatus{
+func hostileStatus() api.GrantStatus {
+	return api.GrantStatus{
 		Name: "g", Type: "client_credentials", Provider: "corp", State: "failing",
 		Scope: hostile, LastError: "oauth: refresh: " + hostile, LastErrorCode: "server_error\x1b[31m",
 		Auth: "failed: " + hostile, AuthAt: testNow,
-		History: []daemon.AttemptStatus{{At: testNow, Result: "transient\x1b[8m", Reason: "due\r", Error: hostile}},
+		History: []api.AttemptStatus{{At: testNow, Result: "transient\x1b[8m", Reason: "due\r", Error: hostile}},
 	}
 }
 
 func TestStatusStripsTerminalControls(t *testing.T) {
 	g := hostileStatus()
-	list := mustJSON(t, daemon.TokenList{Grants: []daemon.GrantStatus{g}})
+	list := mustJSON(t, api.TokenList{Grants: []api.GrantStatus{g}})
 	f := newFakeDaemon(t, map[string][]reply{
 		"GET /v1/tokens":          {{200, list}},
 		"GET /v1/tokens/g/status": {{200, mustJSON(t, g)}},
@@ -113,9 +113,9 @@ func TestStatusStripsTerminalControls(t *testing.T) {
 				t.Errorf("%q prints %q raw:\n%q", args, d, tc.out.String())
 			}
 		}
-		var got daemon.GrantStatus
+		var got api.GrantStatus
 		if len(args) == 2 {
-			var l daemon.TokenList
+			var l api.TokenList
 			if err := json.Unmarshal(tc.out.Bytes(), &l); err != nil || len(l.Grants) != 1 {
 				t.Fatalf("%q: output does not decode: %v\n%s", args, err, tc.out.String())
 			}
@@ -131,13 +131,13 @@ func TestStatusStripsTerminalControls(t *testing.T) {
 
 func TestTokenAndRefreshStripTerminalControls(t *testing.T) {
 	g := hostileStatus()
-	desc := mustJSON(t, daemon.ErrorResponse{Error: "temporarily_unavailable", ErrorDescription: "the token has expired and the provider is failing (" + hostile + "); tokend is retrying"})
-	reauth := mustJSON(t, daemon.ErrorResponse{Error: "reauthorization_required\x1b[2J", ErrorDescription: "refresh token rejected: " + hostile})
+	desc := mustJSON(t, api.ErrorResponse{Error: "temporarily_unavailable", ErrorDescription: "the token has expired and the provider is failing (" + hostile + "); tokend is retrying"})
+	reauth := mustJSON(t, api.ErrorResponse{Error: "reauthorization_required\x1b[2J", ErrorDescription: "refresh token rejected: " + hostile})
 	f := newFakeDaemon(t, map[string][]reply{
 		"GET /v1/tokens/down":       {{503, desc}},
 		"GET /v1/tokens/reauth":     {{409, reauth}},
 		"GET /v1/tokens/injected":   {{200, "at-1\r\nX-Injected: 1\x1b[2J\n"}},
-		"GET /v1/tokens/scoped":     {{200, mustJSON(t, daemon.TokenResponse{AccessToken: "at-1", TokenType: "Bearer", Scope: hostile})}},
+		"GET /v1/tokens/scoped":     {{200, mustJSON(t, api.TokenResponse{AccessToken: "at-1", TokenType: "Bearer", Scope: hostile})}},
 		"POST /v1/tokens/g/refresh": {{200, mustJSON(t, g)}},
 	})
 
@@ -182,7 +182,7 @@ func TestTokenAndRefreshStripTerminalControls(t *testing.T) {
 				t.Errorf("token --json prints %q raw:\n%q", d, tc.out.String())
 			}
 		}
-		var got daemon.TokenResponse
+		var got api.TokenResponse
 		if err := json.Unmarshal(tc.out.Bytes(), &got); err != nil || got.Scope != strings.ToValidUTF8(hostile, "\ufffd") {
 			t.Errorf("token --json: %v, scope %q", err, got.Scope)
 		}

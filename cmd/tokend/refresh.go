@@ -4,21 +4,21 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/tokend/tokend/daemon"
+	"github.com/tokend/tokend/api"
 )
 
 // cmdRefresh asks the daemon to refresh a grant now and prints the result.
 // The exit code says whether the grant is usable: 0 valid, 3 a person must
 // authorize again, 1 anything else.
 func (c *cli) cmdRefresh(ctx context.Context, args []string) int {
-	st, code := c.grantAction(ctx, args, "refresh", (*daemon.Client).Refresh)
+	st, code := c.grantAction(ctx, args, "refresh", (*api.Client).Refresh)
 	if st == nil {
 		return code
 	}
 	switch st.State {
-	case "valid":
+	case api.StateValid:
 		return exitOK
-	case "reauthorization_required":
+	case api.StateReauthorizationRequired:
 		return exitReauth
 	}
 	return exitError
@@ -27,7 +27,7 @@ func (c *cli) cmdRefresh(ctx context.Context, args []string) int {
 // cmdRevoke asks the daemon to revoke a grant's tokens at the provider and
 // forget them, and prints the resulting state.
 func (c *cli) cmdRevoke(ctx context.Context, args []string) int {
-	_, code := c.grantAction(ctx, args, "revoke", (*daemon.Client).Revoke)
+	_, code := c.grantAction(ctx, args, "revoke", (*api.Client).Revoke)
 	return code
 }
 
@@ -35,7 +35,7 @@ func (c *cli) cmdRevoke(ctx context.Context, args []string) int {
 // prints the grant's resulting state. It returns the state, or nil and the
 // exit code of what went wrong.
 func (c *cli) grantAction(ctx context.Context, args []string, cmd string,
-	call func(*daemon.Client, context.Context, string) (*daemon.GrantStatus, error)) (*daemon.GrantStatus, int) {
+	call func(*api.Client, context.Context, string) (*api.GrantStatus, error)) (*api.GrantStatus, int) {
 	fs := c.flagSet(cmd, cmd+" NAME [--socket PATH]")
 	cf := c.addClientFlags(fs)
 	pos, code, ok := c.parseArgs(fs, args)

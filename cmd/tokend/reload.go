@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/tokend/tokend/daemon"
+	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/oauth"
 )
 
@@ -30,7 +30,7 @@ func (c *cli) cmdReload(ctx context.Context, args []string) int {
 	defer cancel()
 	resp, err := cl.Reload(ctx)
 	if err != nil {
-		var ae *daemon.APIError
+		var ae *api.Error
 		if errors.As(err, &ae) && ae.Status == http.StatusUnprocessableEntity {
 			c.printErr(fmt.Errorf("tokend: reload refused, the running configuration stays:\n%s", ae.Description))
 			return exitError

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokend/tokend/daemon"
+	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/oauth/oauthtest"
 )
 
@@ -108,7 +108,7 @@ func TestReloadServe(t *testing.T) {
 		}
 	})
 	sock := filepath.Join(dir, "t.sock")
-	cl := daemon.NewClient(sock)
+	cl := api.NewClient(sock)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if _, err := cl.Token(ctx, "one"); err == nil {
@@ -144,7 +144,7 @@ func TestReloadServe(t *testing.T) {
 	if _, err := cl.Token(ctx, "two"); err != nil {
 		t.Fatalf("after a refused reload: %v", err)
 	}
-	var ae *daemon.APIError
+	var ae *api.Error
 	if _, err := cl.Token(ctx, "three"); !errors.As(err, &ae) {
 		t.Fatalf("unknown grant: %v", err)
 	}

@@ -22,6 +22,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/daemon"
 	"github.com/tokend/tokend/internal/testutil"
@@ -184,7 +185,7 @@ func TestServeSocketActivation(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	var tr daemon.TokenResponse
+	var tr api.TokenResponse
 	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &tr) != nil || tr.AccessToken == "" || tr.TokenType != "Bearer" {
 		t.Fatalf("fetch through the passed socket: %d %s", resp.StatusCode, body)
 	}

@@ -8,7 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/tokend/tokend/daemon"
+	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/oauth"
 )
 
@@ -55,7 +55,7 @@ func (c *cli) cmdStatus(ctx context.Context, args []string) int {
 }
 
 // writeTable writes one line per grant.
-func writeTable(w io.Writer, grants []daemon.GrantStatus, now time.Time) {
+func writeTable(w io.Writer, grants []api.GrantStatus, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "GRANT\tTYPE\tSTATE\tEXPIRES-IN\tLAST-REFRESH\tLAST-ERROR")
 	for _, g := range grants {
@@ -66,7 +66,7 @@ func writeTable(w io.Writer, grants []daemon.GrantStatus, now time.Time) {
 }
 
 // writeDetails writes one grant's status and history.
-func writeDetails(w io.Writer, g *daemon.GrantStatus, now time.Time) {
+func writeDetails(w io.Writer, g *api.GrantStatus, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
 	row("grant", text(g.Name))
@@ -224,7 +224,7 @@ func oneLine(s string, max int) string {
 }
 
 // stateLine summarises a grant after an action: "g: valid, expires in 59m".
-func stateLine(g *daemon.GrantStatus, now time.Time) string {
+func stateLine(g *api.GrantStatus, now time.Time) string {
 	s := text(g.Name) + ": " + orDash(text(g.State))
 	switch {
 	case g.ExpiresAt.IsZero():
@@ -233,7 +233,7 @@ func stateLine(g *daemon.GrantStatus, now time.Time) string {
 	default:
 		s += ", token expired " + human(now.Sub(g.ExpiresAt)) + " ago"
 	}
-	if g.LastError != "" && g.State != "valid" {
+	if g.LastError != "" && g.State != api.StateValid {
 		s += "; last error: " + oneLine(g.LastError, 0)
 	}
 	return s

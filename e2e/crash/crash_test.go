@@ -23,7 +23,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/tokend/tokend/daemon"
+	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/internal/testutil"
 	"github.com/tokend/tokend/oauth/oauthtest"
 	"github.com/tokend/tokend/store"
@@ -105,17 +105,17 @@ func TestKill9Torture(t *testing.T) {
 	cfgPath := writeConfig(t, dir, prov.URL(), names)
 	logPath := filepath.Join(dir, "tokend.log")
 	sock := filepath.Join(dir, "tokend.sock")
-	api := newAPI(sock)
+	ac := newAPI(sock)
 
 	var served serveChecks
 	var running time.Duration // time tokend ran before each kill, in total
-	p := start(t, cfgPath, logPath, api)
+	p := start(t, cfgPath, logPath, ac)
 	for i := range kills {
 		run := time.Duration(100+rng.IntN(1401)) * time.Millisecond
 		running += run
 		stop := make(chan struct{})
 		var wg sync.WaitGroup
-		wg.Go(func() { fetchLoop(api, prov, names, rng.Uint64(), stop, &served) })
+		wg.Go(func() { fetchLoop(ac, prov, names, rng.Uint64(), stop, &served) })
 		time.Sleep(run) // the kill lands at a random moment of the daemon's work
 		close(stop)
 		wg.Wait()
@@ -123,7 +123,7 @@ func TestKill9Torture(t *testing.T) {
 		if i%10 == 9 {
 			t.Logf("kill %d/%d: provider refreshes %d, reuses %d", i+1, kills, prov.Stats().Refreshes, prov.Stats().Reuses)
 		}
-		p = start(t, cfgPath, logPath, api)
+		p = start(t, cfgPath, logPath, ac)
 	}
 
 	loopRefreshes := prov.Stats().Refreshes
@@ -132,9 +132,9 @@ func TestKill9Torture(t *testing.T) {
 	// an operator, so a chain lost by the last kills is found out now
 	// rather than at its next due time.
 	time.Sleep(3 * time.Second)
-	forceRefreshAll(t, api, names)
+	forceRefreshAll(t, ac, names)
 	for _, n := range names {
-		served.check(api, prov, n)
+		served.check(ac, prov, n)
 	}
 	p.term(t)
 
@@ -162,7 +162,7 @@ func TestKill9Torture(t *testing.T) {
 		switch {
 		case !ok:
 			unexplained = append(unexplained, n+": no stored token")
-		case tk.State == daemon.StateReauthorization:
+		case tk.State == api.StateReauthorizationRequired:
 			if tk.LastError == "" {
 				unexplained = append(unexplained, n+": reauthorization_required without last_error")
 			}
@@ -170,7 +170,7 @@ func TestKill9Torture(t *testing.T) {
 				unexplained = append(unexplained, n+": reauthorization_required but its refresh token is still good")
 			}
 			lost = append(lost, n)
-		case tk.State == daemon.StateValid && prov.RefreshValid(tk.RefreshToken) && prov.Valid(tk.AccessToken):
+		case tk.State == api.StateValid && prov.RefreshValid(tk.RefreshToken) && prov.Valid(tk.AccessToken):
 			live = append(live, n)
 		default:
 			unexplained = append(unexplained, fmt.Sprintf("%s: state %q, access valid %v, refresh valid %v, generation %d, last_error %q",
@@ -318,7 +318,7 @@ func seedOne(prov *oauthtest.Server, st *store.Store, name string, age time.Dura
 		Obtained:      obtained,
 		Expiry:        obtained.Add(time.Duration(a.ExpiresIn) * time.Second),
 		RefreshIssued: obtained,
-		State:         daemon.StateValid,
+		State:         api.StateValid,
 		StateSince:    obtained,
 		Generation:    1,
 	}, nil)
@@ -374,7 +374,7 @@ type proc struct {
 }
 
 // start runs `tokend serve` and waits until its socket answers.
-func start(t *testing.T, cfgPath, logPath string, api *apiClient) *proc {
+func start(t *testing.T, cfgPath, logPath string, ac *apiClient) *proc {
 	t.Helper()
 	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
@@ -403,7 +403,7 @@ func start(t *testing.T, cfgPath, logPath string, api *apiClient) *proc {
 			t.Fatalf("tokend exited during start-up: %v\n%s", err, tail(logPath, 40))
 		default:
 		}
-		if code, _, err := api.do(http.MethodGet, "/v1/tokens?ready", 2*time.Second); err == nil && code == http.StatusOK {
+		if code, _, err := ac.do(http.MethodGet, "/v1/tokens?ready", 2*time.Second); err == nil && code == http.StatusOK {
 			return p
 		}
 		if time.Now().After(deadline) {
@@ -484,9 +484,9 @@ type serveChecks struct {
 // that has not expired and that the provider accepts; 409 and 503 say the
 // grant has no usable token. Errors of the connection are ignored (the
 // fetch loop stops before a kill, but start-up may race).
-func (s *serveChecks) check(api *apiClient, prov *oauthtest.Server, name string) {
+func (s *serveChecks) check(ac *apiClient, prov *oauthtest.Server, name string) {
 	sent := time.Now()
-	code, body, err := api.do(http.MethodGet, "/v1/tokens/"+name, 40*time.Second)
+	code, body, err := ac.do(http.MethodGet, "/v1/tokens/"+name, 40*time.Second)
 	if err != nil {
 		return
 	}
@@ -494,7 +494,7 @@ func (s *serveChecks) check(api *apiClient, prov *oauthtest.Server, name string)
 	defer s.mu.Unlock()
 	switch code {
 	case http.StatusOK:
-		var tr daemon.TokenResponse
+		var tr api.TokenResponse
 		if err := json.Unmarshal(body, &tr); err != nil || tr.AccessToken == "" {
 			s.violations = append(s.violations, fmt.Sprintf("GET %s: 200 with a body that is not a token (%v)", name, err))
 			return
@@ -521,7 +521,7 @@ func (s *serveChecks) check(api *apiClient, prov *oauthtest.Server, name string)
 }
 
 // fetchLoop fetches random grants, paced, until stop closes.
-func fetchLoop(api *apiClient, prov *oauthtest.Server, names []string, seed uint64, stop <-chan struct{}, s *serveChecks) {
+func fetchLoop(ac *apiClient, prov *oauthtest.Server, names []string, seed uint64, stop <-chan struct{}, s *serveChecks) {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	for {
 		select {
@@ -529,12 +529,12 @@ func fetchLoop(api *apiClient, prov *oauthtest.Server, names []string, seed uint
 			return
 		case <-time.After(5 * time.Millisecond): // pacing, to leave the CPUs to tokend
 		}
-		s.check(api, prov, names[rng.IntN(len(names))])
+		s.check(ac, prov, names[rng.IntN(len(names))])
 	}
 }
 
 // forceRefreshAll refreshes every grant through the operator API.
-func forceRefreshAll(t *testing.T, api *apiClient, names []string) {
+func forceRefreshAll(t *testing.T, ac *apiClient, names []string) {
 	t.Helper()
 	work := make(chan string)
 	var mu sync.Mutex
@@ -543,7 +543,7 @@ func forceRefreshAll(t *testing.T, api *apiClient, names []string) {
 	for range concurrency {
 		wg.Go(func() {
 			for n := range work {
-				code, body, err := api.do(http.MethodPost, "/v1/tokens/"+n+"/refresh", 40*time.Second)
+				code, body, err := ac.do(http.MethodPost, "/v1/tokens/"+n+"/refresh", 40*time.Second)
 				if err != nil || code != http.StatusOK {
 					mu.Lock()
 					failures = append(failures, fmt.Sprintf("%s: %d %v %s", n, code, err, body))

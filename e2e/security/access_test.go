@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokend/tokend/daemon"
+	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/oauth/oauthtest"
 )
 
@@ -107,7 +107,7 @@ func TestAccess(t *testing.T) {
 			t.Errorf("nobody: tokend %s names the grant secret:\n%v", strings.Join(args, " "), r)
 		}
 	}
-	var list daemon.TokenList
+	var list api.TokenList
 	if r := e.run(uidNobody, "status", "--json"); json.Unmarshal([]byte(r.stdout), &list) != nil || len(list.Grants) != 1 || list.Grants[0].Name != "open" {
 		t.Errorf("nobody's status --json: want exactly [open], got %v", r)
 	}

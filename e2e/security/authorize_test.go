@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokend/tokend/daemon"
+	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/oauth/oauthtest"
 )
 
@@ -71,9 +71,9 @@ func TestCodeInjectionAsOtherUser(t *testing.T) {
 	if r := e.run(uidNobody, "token", "code"); r.code == exitOK {
 		t.Fatalf("a token is served after the injected callback: %v", r)
 	}
-	var st daemon.GrantStatus
+	var st api.GrantStatus
 	if r := e.run(0, "status", "code", "--json"); json.Unmarshal([]byte(r.stdout), &st) != nil ||
-		!strings.HasPrefix(st.Auth, daemon.AuthCallbackUnbound) || st.State != daemon.StatePendingAuthorization {
+		!strings.HasPrefix(st.Auth, api.AuthCallbackUnbound) || st.State != api.StatePendingAuthorization {
 		t.Fatalf("status after the injection: %v", r)
 	}
 	if r := e.run(0, "status", "code"); !strings.Contains(r.stdout, "callback without the browser binding") {

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokend/tokend/daemon"
+	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/internal/testutil"
 	"github.com/tokend/tokend/oauth/oauthtest"
 )
@@ -217,7 +217,7 @@ func TestConnectionFlood(t *testing.T) {
 		if st.code != exitOK {
 			t.Fatalf("root's status during the flood: %v", st)
 		}
-		var s daemon.GrantStatus
+		var s api.GrantStatus
 		if err := json.Unmarshal([]byte(st.stdout), &s); err != nil {
 			t.Fatalf("status --json: %v\n%s", err, st.stdout)
 		}

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokend/tokend/daemon"
+	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/oauth/oauthtest"
 )
 
@@ -122,7 +122,7 @@ func TestNoSecretsInOutput(t *testing.T) {
 			t.Errorf("a replayed callback was accepted")
 		}
 	}
-	var st daemon.GrantStatus
+	var st api.GrantStatus
 	if r := run("status", "code", "--json"); r.code != exitOK || json.Unmarshal([]byte(r.stdout), &st) != nil || st.State != "valid" || !st.HasRefreshToken {
 		t.Fatalf("after the callback, code is not valid with a refresh token: %v", r)
 	}

@@ -1,9 +1,9 @@
-package daemon
+package api
 
 import "time"
 
-// The JSON shapes of the local fetch API (HTTP over the unix socket). The CLI
-// decodes the same types.
+// The JSON shapes of the local API (HTTP over the unix socket). The daemon
+// encodes them; the Client, the command line and tests decode them.
 
 // TokenResponse answers GET /v1/tokens/{name}. Field names follow the token
 // endpoint and cloud metadata servers so existing clients parse it.
@@ -17,7 +17,8 @@ type TokenResponse struct {
 
 // ErrorResponse is every error answer: 400 bad request, 403 not allowed, 404
 // unknown grant, 409 reauthorization_required, 503 provider down and the
-// token expired.
+// token expired, and the others listed with the Code constants (codes.go).
+// The Client returns it as an *Error.
 type ErrorResponse struct {
 	Error            string `json:"error"`
 	ErrorDescription string `json:"error_description,omitempty"`
@@ -29,7 +30,7 @@ type GrantStatus struct {
 	Name            string    `json:"name"`
 	Type            string    `json:"type"`
 	Provider        string    `json:"provider"`
-	State           string    `json:"state"`
+	State           string    `json:"state"` // one of States()
 	StateSince      time.Time `json:"state_since,omitzero"`
 	Scope           string    `json:"scope,omitempty"`
 	ExpiresAt       time.Time `json:"expires_at,omitzero"`
@@ -85,4 +86,12 @@ type AuthorizeResponse struct {
 	// Status is set when the grant needed no person (client_credentials,
 	// password): it was obtained at once.
 	Status *GrantStatus `json:"status,omitempty"`
+}
+
+// ReloadResponse answers POST /v1/reload: the configuration now in
+// effect. Warnings are the new file's (a secret readable by others, ...);
+// the daemon logs them too.
+type ReloadResponse struct {
+	Grants   int      `json:"grants"`
+	Warnings []string `json:"warnings,omitempty"`
 }

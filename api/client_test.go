@@ -1,4 +1,4 @@
-package daemon
+package api
 
 import (
 	"context"
@@ -139,26 +139,26 @@ func TestClientErrors(t *testing.T) {
 		name   string
 		status int
 		body   string
-		want   *APIError
+		want   *Error
 		msg    string
 	}{
 		{"reauthorization", 409, `{"error":"reauthorization_required","error_description":"the provider rejected the refresh token; run tokend authorize g"}`,
-			&APIError{409, "reauthorization_required", "the provider rejected the refresh token; run tokend authorize g"},
+			&Error{409, "reauthorization_required", "the provider rejected the refresh token; run tokend authorize g"},
 			"tokend: the provider rejected the refresh token; run tokend authorize g (reauthorization_required)"},
-		{"forbidden", 403, `{"error":"forbidden"}`, &APIError{403, "forbidden", ""}, "tokend: forbidden (HTTP 403)"},
-		{"not json", 502, "Bad Gateway\nmore", &APIError{502, "", "Bad Gateway"}, "tokend: Bad Gateway (HTTP 502)"},
-		{"empty", 500, "", &APIError{500, "", ""}, "tokend: HTTP 500 Internal Server Error"},
+		{"forbidden", 403, `{"error":"forbidden"}`, &Error{403, "forbidden", ""}, "tokend: forbidden (HTTP 403)"},
+		{"not json", 502, "Bad Gateway\nmore", &Error{502, "", "Bad Gateway"}, "tokend: Bad Gateway (HTTP 502)"},
+		{"empty", 500, "", &Error{500, "", ""}, "tokend: HTTP 500 Internal Server Error"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var got seen
 			_, err := NewClient(fakeAPI(t, tt.status, tt.body, &got)).Token(context.Background(), "g")
-			var ae *APIError
+			var ae *Error
 			if !errors.As(err, &ae) {
 				t.Fatalf("err = %v (%T)", err, err)
 			}
 			if *ae != *tt.want {
-				t.Errorf("APIError = %+v, want %+v", *ae, *tt.want)
+				t.Errorf("Error = %+v, want %+v", *ae, *tt.want)
 			}
 			if err.Error() != tt.msg {
 				t.Errorf("message %q, want %q", err.Error(), tt.msg)

@@ -1,6 +1,6 @@
-package daemon
+package api
 
-// The client of the local fetch API, used by the command line, tests and
+// The client of the local API, used by the command line, tests and
 // programs written in Go.
 
 import (
@@ -48,15 +48,15 @@ func NewClient(socketPath string) *Client {
 // SocketPath returns the socket the client connects to.
 func (c *Client) SocketPath() string { return c.socket }
 
-// APIError is an error answer of the API: the HTTP status and the JSON
-// ErrorResponse's error code and description.
-type APIError struct {
+// Error is an error answer of the API: the HTTP status and the JSON
+// ErrorResponse's error code (one of the Code constants) and description.
+type Error struct {
 	Status      int
 	Code        string
 	Description string
 }
 
-func (e *APIError) Error() string {
+func (e *Error) Error() string {
 	switch {
 	case e.Description != "" && e.Code != "":
 		return fmt.Sprintf("tokend: %s (%s)", e.Description, e.Code)
@@ -163,7 +163,7 @@ func decodeAnswer(body []byte, out any) error {
 }
 
 // request sends one request and returns the body of a 2xx answer; other
-// answers become *APIError.
+// answers become *Error.
 func (c *Client) request(ctx context.Context, method, name, action string, q url.Values, accept string) ([]byte, error) {
 	u := &url.URL{Scheme: "http", Host: "tokend", Path: "/v1/tokens"}
 	if name != "" {
@@ -198,19 +198,59 @@ func (c *Client) request(ctx context.Context, method, name, action string, q url
 	if resp.StatusCode/100 == 2 {
 		return body, nil
 	}
-	e := &APIError{Status: resp.StatusCode}
+	return nil, errorFrom(resp.StatusCode, body)
+}
+
+// Reload asks the daemon to read its configuration file again (POST
+// /v1/reload, operators only) and returns once the new configuration is in
+// effect. An invalid file is an *Error with Status 422 (Code
+// CodeInvalidConfiguration) whose Description is the file's error; the
+// running configuration stays.
+func (c *Client) Reload(ctx context.Context) (*ReloadResponse, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://tokend/v1/reload", nil)
+	if err != nil {
+		return nil, fmt.Errorf("tokend: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "tokend-cli")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, c.dialError(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
+	if err != nil {
+		return nil, fmt.Errorf("tokend: reading the answer: %w", err)
+	}
+	if len(body) > maxResponse {
+		return nil, fmt.Errorf("tokend: the answer is larger than %d bytes", maxResponse)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, errorFrom(resp.StatusCode, body)
+	}
+	var out ReloadResponse
+	if err := decodeAnswer(body, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// errorFrom is the *Error of an answer with status that is not a success.
+func errorFrom(status int, body []byte) *Error {
+	e := &Error{Status: status}
 	var er ErrorResponse
 	if json.Unmarshal(body, &er) == nil && er.Error != "" {
 		e.Code, e.Description = er.Error, er.ErrorDescription
 	} else {
-		// Not the API's JSON (a proxy, a crash): show its first line.
+		// Not the API's JSON (a proxy, a crash, a daemon too old to know
+		// the path): show its first line.
 		line, _, _ := strings.Cut(string(bytes.TrimSpace(body)), "\n")
 		if len(line) > 200 {
 			line = line[:200]
 		}
 		e.Description = line
 	}
-	return nil, e
+	return e
 }
 
 // dialError turns a failure to reach the socket into a message that says

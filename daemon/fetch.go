@@ -1,0 +1,165 @@
+package daemon
+
+// What the socket API asks of the engine: a grant the caller may see, a
+// token to hand out, a refresh now, a grant's status. Failures are
+// *engineError (errors.go); socketapi.go turns them into answers.
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/tokend/tokend/api"
+	"github.com/tokend/tokend/oauth"
+	"github.com/tokend/tokend/store"
+)
+
+// nearExpiry is how close to expiry a token is no longer handed out without
+// first trying a refresh: a caller needs a moment to use it.
+const nearExpiry = 5 * time.Second
+
+// errNeedsOperator refuses an action reserved to operators.
+var errNeedsOperator = newError(kindForbidden, api.CodeForbidden, "this action needs root or an operator group")
+
+// operatorOnly refuses p unless p is an operator.
+func (d *Daemon) operatorOnly(p peer) error {
+	if !d.isOperator(p) {
+		return errNeedsOperator
+	}
+	return nil
+}
+
+// access returns the named grant if p may read it, or may act on it when
+// write is set (operators only). Callers who are not operators get the
+// same refusal for a grant that does not exist as for one they may not
+// read, so they learn nothing about other grants.
+func (d *Daemon) access(p peer, name string, write bool) (*grant, error) {
+	g := d.grant(name)
+	op := d.isOperator(p)
+	switch {
+	case write && !op:
+		return nil, errNeedsOperator
+	case g == nil && op:
+		return nil, newError(kindNotFound, api.CodeUnknownGrant, "no grant named "+strconv.Quote(name))
+	case g == nil || !d.mayRead(p, g):
+		return nil, newError(kindForbidden, api.CodeForbidden, "not allowed to read this grant (or no such grant)")
+	}
+	return g, nil
+}
+
+// fetch returns a token to hand out. A valid token is returned at once.
+// An expired or nearly expired one triggers the grant's refresh (shared
+// with any in flight) and waits for it, at most until the request's
+// deadline. Without a token to hand out the error is of kind
+// kindReauthorization or kindUnavailable.
+func (d *Daemon) fetch(ctx context.Context, g *grant) (*store.Token, error) {
+	_, p := d.config()
+	now := d.clock.Now()
+	t := g.cur.Load()
+	if usable(now.Add(nearExpiry), t, p) {
+		return t, nil
+	}
+	if !g.renewable(t) || t.State == api.StateReauthorizationRequired {
+		if usable(now, t, p) {
+			return t, nil
+		}
+		return nil, errReauthorize(g.name)
+	}
+	if t.State == api.StateCredentialsError || t.State == api.StateConfigurationError {
+		if usable(now, t, p) {
+			return t, nil
+		}
+		// The state is the error code: api.CodeCredentialsError or
+		// api.CodeConfigurationError.
+		return nil, newError(kindUnavailable, t.State, oauth.Printable(t.LastError))
+	}
+	if g.backingOff.Load() {
+		// The provider just failed and the refresh waits to retry: waiting
+		// for it would only make the caller's 503 late.
+		return nil, newError(kindUnavailable, api.CodeTemporarilyUnavailable,
+			"the token has expired and the provider is failing ("+oauth.Printable(t.LastError)+"); tokend is retrying")
+	}
+	wctx, cancel := context.WithTimeout(ctx, d.opts.FetchWait)
+	defer cancel()
+	nt, err := d.refreshWait(wctx, g, "on-demand")
+	now = d.clock.Now()
+	if nt == nil {
+		nt = g.cur.Load()
+	}
+	if nt != nil && usable(now, nt, p) {
+		return nt, nil
+	}
+	if nt != nil && nt.State == api.StateReauthorizationRequired {
+		return nil, errReauthorize(g.name)
+	}
+	desc := "the token has expired and the provider could not be reached"
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			desc = "the token has expired and its refresh did not finish in time"
+		} else {
+			desc = err.Error()
+		}
+	}
+	return nil, &engineError{kind: kindUnavailable, code: api.CodeTemporarilyUnavailable, desc: desc, err: err}
+}
+
+// refreshNow is an operator's refresh of g: it waits for it at most
+// Options.FetchWait. A refresh that ran and failed is no error: the
+// grant's status reports it (state, last_error).
+func (d *Daemon) refreshNow(ctx context.Context, g *grant) error {
+	if !g.renewable(g.cur.Load()) {
+		return newError(kindReauthorization, api.CodeReauthorizationRequired, "no refresh token: a person must authorize this grant: tokend authorize "+g.name)
+	}
+	ctx, cancel := context.WithTimeout(ctx, d.opts.FetchWait)
+	defer cancel()
+	if _, err := d.refreshWait(ctx, g, "manual"); err != nil && ctx.Err() != nil {
+		return newError(kindTimeout, api.CodeTimeout, "the refresh is still running; see tokend status "+g.name)
+	}
+	return nil
+}
+
+// statusWithHistory is g's status with its last refresh attempts.
+func (d *Daemon) statusWithHistory(g *grant) api.GrantStatus {
+	s := d.status(g)
+	if hist, err := d.st.History(g.name); err == nil {
+		for _, a := range hist {
+			s.History = append(s.History, api.AttemptStatus{At: a.At.UTC(), Result: a.Result, LatencyMS: a.Latency.Milliseconds(), Reason: a.Reason, Error: a.Error})
+		}
+	}
+	return s
+}
+
+// status describes g without secrets.
+func (d *Daemon) status(g *grant) api.GrantStatus {
+	cfg, p := d.config()
+	now := d.clock.Now()
+	s := api.GrantStatus{Name: g.name, Type: g.cfg.Type}
+	if c, ok := cfg.Clients[g.cfg.Client]; ok {
+		s.Provider = c.Provider
+	}
+	t := g.cur.Load()
+	// A record may hold only an authorization outcome: stateOf says what
+	// a grant never obtained waits for.
+	s.State, s.StateSince = g.stateOf(t), t.StateSince
+	if t.State == api.StateValid && !usable(now, t, p) {
+		s.State = api.StateExpired
+	}
+	s.Scope = t.Scope
+	if t.AccessToken != "" {
+		exp := expiryOf(t, p)
+		s.ExpiresAt = exp.UTC()
+		s.ExpiresIn = int64(exp.Sub(now) / time.Second)
+		if g.renewable(t) {
+			s.NextRefresh = refreshAt(t, p, g.jitterFor(t.Generation)).UTC()
+		}
+	}
+	s.RefreshExpires = t.RefreshExpiry
+	s.HasRefreshToken = t.RefreshToken != ""
+	s.Obtained = t.Obtained
+	s.LastSuccess, s.LastAttempt = t.LastSuccess, t.LastAttempt
+	s.LastError, s.LastErrorCode, s.Failures = oauth.Printable(t.LastError), t.LastErrorCode, t.Failures
+	s.Generation = t.Generation
+	s.Auth, s.AuthAt = t.Auth, t.AuthAt
+	return s
+}
