@@ -107,38 +107,31 @@ func (c *Client) List(ctx context.Context) (*TokenList, error) {
 // Status returns a grant's state and refresh history (GET
 // /v1/tokens/{name}/status).
 func (c *Client) Status(ctx context.Context, name string) (*GrantStatus, error) {
-	var out GrantStatus
-	if err := c.do(ctx, http.MethodGet, name, "status", nil, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[GrantStatus](ctx, c, http.MethodGet, name, "status")
 }
 
 // Authorize starts obtaining a grant's token (POST
 // /v1/tokens/{name}/authorize): a URL to open, a device code to enter, or,
 // for grants that need no person, the resulting status.
 func (c *Client) Authorize(ctx context.Context, name string) (*AuthorizeResponse, error) {
-	var out AuthorizeResponse
-	if err := c.do(ctx, http.MethodPost, name, "authorize", nil, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[AuthorizeResponse](ctx, c, http.MethodPost, name, "authorize")
 }
 
 // Refresh refreshes a grant's token now (POST /v1/tokens/{name}/refresh).
 func (c *Client) Refresh(ctx context.Context, name string) (*GrantStatus, error) {
-	var out GrantStatus
-	if err := c.do(ctx, http.MethodPost, name, "refresh", nil, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[GrantStatus](ctx, c, http.MethodPost, name, "refresh")
 }
 
 // Revoke revokes a grant's tokens at the provider and forgets them (POST
 // /v1/tokens/{name}/revoke).
 func (c *Client) Revoke(ctx context.Context, name string) (*GrantStatus, error) {
-	var out GrantStatus
-	if err := c.do(ctx, http.MethodPost, name, "revoke", nil, &out); err != nil {
+	return call[GrantStatus](ctx, c, http.MethodPost, name, "revoke")
+}
+
+// call does one request about a grant and decodes its answer into a T.
+func call[T any](ctx context.Context, c *Client, method, name, action string) (*T, error) {
+	var out T
+	if err := c.do(ctx, method, name, action, nil, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil

@@ -330,44 +330,17 @@ func (s *Store) PutPending(p Pending) error {
 // two concurrent calls with the same state and binding, exactly one
 // succeeds.
 func (s *Store) ConsumePending(state, bindingHash string, now time.Time) (Pending, error) {
-	if err := s.rlock(); err != nil {
-		return Pending{}, err
-	}
-	defer s.mu.RUnlock()
-	key := pendingKey(state)
-	var p Pending
-	var refused error
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte(bucketPending))
-		v := b.Get(key)
-		if v == nil {
-			return newError(ErrNotFound, nil, "store: no pending authorization for this state (unknown, or already used)")
-		}
-		var err error
-		if p, err = decodePending(s.seal, key, v); err != nil {
-			return err
-		}
-		switch {
-		case pendingExpired(p, now):
-			refused = newError(ErrExpired, nil, fmt.Sprintf("store: pending authorization of grant %q expired at %s", p.Grant, p.Deadline.Format(time.RFC3339)))
-		case !sameHash(p.BindingHash, bindingHash):
-			// Checked inside the transaction that would delete the record,
-			// so a matching callback racing a refused one still wins.
-			return newError(ErrMismatch, nil, fmt.Sprintf("store: pending authorization of grant %q: the callback does not carry the binding of the browser that started it", p.Grant))
-		}
-		return b.Delete(key)
-	})
-	p.State = state
-	if err == nil {
-		err = refused
-	}
-	if err != nil {
-		if errors.Is(err, ErrExpired) || errors.Is(err, ErrMismatch) {
-			return withoutSecrets(p), err
-		}
-		return Pending{}, s.wrap("consume pending authorization", err)
-	}
-	return p, nil
+	return s.redeemPending("consume pending authorization", state, now,
+		"store: no pending authorization for this state (unknown, or already used)",
+		func(b *bolt.Bucket, key []byte, p *Pending) error {
+			if !sameHash(p.BindingHash, bindingHash) {
+				// Checked inside the transaction that would delete the
+				// record, so a matching callback racing a refused one
+				// still wins.
+				return newError(ErrMismatch, nil, fmt.Sprintf("store: pending authorization of grant %q: the callback does not carry the binding of the browser that started it", p.Grant))
+			}
+			return b.Delete(key)
+		})
 }
 
 // BindPending uses the one-time start page of the pending authorization for
@@ -381,46 +354,59 @@ func (s *Store) BindPending(state, startHash, bindingHash string, now time.Time)
 	if startHash == "" || bindingHash == "" {
 		return Pending{}, errors.New("store: binding a pending authorization needs a start id and a binding")
 	}
+	return s.redeemPending("bind pending authorization", state, now,
+		"store: no pending authorization for this start page (unknown, or already used)",
+		func(b *bolt.Bucket, key []byte, p *Pending) error {
+			if !sameHash(p.StartHash, startHash) {
+				return newError(ErrNotFound, nil, "store: the start page of this pending authorization was already used")
+			}
+			p.StartHash, p.BindingHash = "", bindingHash
+			nv, err := encodePending(s.seal, key, *p)
+			if err != nil {
+				return fmt.Errorf("store: encode pending authorization: %w", err)
+			}
+			return b.Put(key, nv)
+		})
+}
+
+// redeemPending runs act on the pending authorization for state in one write
+// transaction. A missing record is ErrNotFound (with message missing); one
+// past its deadline is deleted and returned with ErrExpired. act's
+// ErrMismatch, like ErrExpired, comes back with the record without its
+// secrets, so the caller can say which grant the attempt was for.
+func (s *Store) redeemPending(op, state string, now time.Time, missing string, act func(b *bolt.Bucket, key []byte, p *Pending) error) (Pending, error) {
 	if err := s.rlock(); err != nil {
 		return Pending{}, err
 	}
 	defer s.mu.RUnlock()
 	key := pendingKey(state)
 	var p Pending
-	var refused error
+	var expired error
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket([]byte(bucketPending))
 		v := b.Get(key)
 		if v == nil {
-			return newError(ErrNotFound, nil, "store: no pending authorization for this start page (unknown, or already used)")
+			return newError(ErrNotFound, nil, missing)
 		}
 		var err error
 		if p, err = decodePending(s.seal, key, v); err != nil {
 			return err
 		}
 		if pendingExpired(p, now) {
-			refused = newError(ErrExpired, nil, fmt.Sprintf("store: pending authorization of grant %q expired at %s", p.Grant, p.Deadline.Format(time.RFC3339)))
+			expired = newError(ErrExpired, nil, fmt.Sprintf("store: pending authorization of grant %q expired at %s", p.Grant, p.Deadline.Format(time.RFC3339)))
 			return b.Delete(key)
 		}
-		if !sameHash(p.StartHash, startHash) {
-			return newError(ErrNotFound, nil, "store: the start page of this pending authorization was already used")
-		}
-		p.StartHash, p.BindingHash = "", bindingHash
-		nv, err := encodePending(s.seal, key, p)
-		if err != nil {
-			return fmt.Errorf("store: encode pending authorization: %w", err)
-		}
-		return b.Put(key, nv)
+		return act(b, key, &p)
 	})
 	p.State = state
 	if err == nil {
-		err = refused
+		err = expired
 	}
 	if err != nil {
-		if errors.Is(err, ErrExpired) {
+		if errors.Is(err, ErrExpired) || errors.Is(err, ErrMismatch) {
 			return withoutSecrets(p), err
 		}
-		return Pending{}, s.wrap("bind pending authorization", err)
+		return Pending{}, s.wrap(op, err)
 	}
 	return p, nil
 }
