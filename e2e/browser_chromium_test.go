@@ -13,8 +13,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/tokend/tokend/internal/testutil"
 )
 
 // The authorization-code flow in a real browser: headless Chromium opens
@@ -109,15 +107,7 @@ func checkBindingCookie(t *testing.T, b *Chromium, s *Setup) {
 // the start link.
 func TestBrowserAuthorizationCode(t *testing.T) {
 	t.Parallel()
-	requireTokend(t)
-	b := StartChromium(t)
-	o, c := interactiveCodeProvider(t)
-	s := NewSetup(t)
-	td := StartTokend(t, s, codeConfig(s, o.Issuer, c))
-	td.NoLeak(c.secret)
-
-	cli := td.StartCLI("authorize", "web", "--wait")
-	startURL := cli.WaitOutput(regexp.MustCompile(regexp.QuoteMeta("http://"+s.Callback+"/start/")+`[A-Za-z0-9_-]+`), 20*time.Second)[0]
+	b, o, s, td, cli, startURL := startBrowserAuthorize(t)
 	openStart(t, b, o, s, startURL)
 	signIn(t, b, o)
 	b.Click("allow")
@@ -173,15 +163,7 @@ func TestBrowserAuthorizationCode(t *testing.T) {
 // fails saying so, and no token is served.
 func TestBrowserConsentDenied(t *testing.T) {
 	t.Parallel()
-	requireTokend(t)
-	b := StartChromium(t)
-	o, c := interactiveCodeProvider(t)
-	s := NewSetup(t)
-	td := StartTokend(t, s, codeConfig(s, o.Issuer, c))
-	td.NoLeak(c.secret)
-
-	cli := td.StartCLI("authorize", "web", "--wait")
-	startURL := cli.WaitOutput(regexp.MustCompile(regexp.QuoteMeta("http://"+s.Callback+"/start/")+`[A-Za-z0-9_-]+`), 20*time.Second)[0]
+	b, o, s, td, cli, startURL := startBrowserAuthorize(t)
 	openStart(t, b, o, s, startURL)
 	signIn(t, b, o)
 	b.Click("deny")
@@ -306,28 +288,6 @@ func TestBrowserAuthorizeOpen(t *testing.T) {
 	}
 }
 
-// startCLIEnv is StartCLI with exactly the environment env.
-func startCLIEnv(td *Tokend, env []string, args ...string) *CLIProcess {
-	td.t.Helper()
-	cmd := exec.Command(tokendBin, append(args, "--socket", td.Setup.Socket)...)
-	cmd.Env = env
-	p := &CLIProcess{t: td.t, cmd: cmd, out: &testutil.SyncBuffer{}, errb: &testutil.SyncBuffer{}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = p.out, p.errb
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		td.t.Fatal(err)
-	}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	td.t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-p.done
-	})
-	return p
-}
-
 // TestBrowserCallbackWithoutBinding: a browser that did not open tokend's
 // start page — here Chromium given the provider's authorization URL that
 // another client's start page redirected to — signs in and allows, and
@@ -336,15 +296,7 @@ func startCLIEnv(td *Tokend, env []string, args ...string) *CLIProcess {
 // and `authorize --wait` warns and keeps waiting.
 func TestBrowserCallbackWithoutBinding(t *testing.T) {
 	t.Parallel()
-	requireTokend(t)
-	b := StartChromium(t)
-	o, c := interactiveCodeProvider(t)
-	s := NewSetup(t)
-	td := StartTokend(t, s, codeConfig(s, o.Issuer, c))
-	td.NoLeak(c.secret)
-
-	cli := td.StartCLI("authorize", "web", "--wait")
-	startURL := cli.WaitOutput(regexp.MustCompile(regexp.QuoteMeta("http://"+s.Callback+"/start/")+`[A-Za-z0-9_-]+`), 20*time.Second)[0]
+	b, o, s, td, cli, startURL := startBrowserAuthorize(t)
 	// Someone else opens the start page (and holds the binding cookie).
 	jar, _ := cookiejar.New(nil)
 	other := &http.Client{Jar: jar, Timeout: 10 * time.Second,
@@ -389,4 +341,20 @@ func TestBrowserCallbackWithoutBinding(t *testing.T) {
 	if st := o.Stats(); st.TokenRequests["authorization_code"] != 0 {
 		t.Errorf("provider stats = %+v, want no code exchange", st)
 	}
+}
+
+// startBrowserAuthorize starts Chromium, an interactive provider and tokend
+// with grant web, runs `tokend authorize web --wait` and returns the start
+// URL it printed.
+func startBrowserAuthorize(t *testing.T) (*Chromium, *OIDC, *Setup, *Tokend, *CLIProcess, string) {
+	t.Helper()
+	requireTokend(t)
+	b := StartChromium(t)
+	o, c := interactiveCodeProvider(t)
+	s := NewSetup(t)
+	td := StartTokend(t, s, codeConfig(s, o.Issuer, c))
+	td.NoLeak(c.secret)
+	cli := td.StartCLI("authorize", "web", "--wait")
+	startURL := cli.WaitOutput(regexp.MustCompile(regexp.QuoteMeta("http://"+s.Callback+"/start/")+`[A-Za-z0-9_-]+`), 20*time.Second)[0]
+	return b, o, s, td, cli, startURL
 }

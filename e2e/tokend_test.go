@@ -392,7 +392,15 @@ type CLIProcess struct {
 // StartCLI starts `tokend ARGS... --socket SOCKET`; it is killed on cleanup.
 func (td *Tokend) StartCLI(args ...string) *CLIProcess {
 	td.t.Helper()
+	return startCLIEnv(td, nil, args...)
+}
+
+// startCLIEnv is StartCLI with exactly the environment env (nil: this
+// process's).
+func startCLIEnv(td *Tokend, env []string, args ...string) *CLIProcess {
+	td.t.Helper()
 	cmd := exec.Command(tokendBin, append(args, "--socket", td.Setup.Socket)...)
+	cmd.Env = env
 	p := &CLIProcess{t: td.t, cmd: cmd, out: &testutil.SyncBuffer{}, errb: &testutil.SyncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.errb
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
