@@ -47,6 +47,10 @@ var _ Store = (*store.Store)(nil)
 // Metrics receives what the daemon measures. *metrics.Metrics implements it.
 type Metrics interface {
 	ObserveRefresh(grant, result string, d time.Duration)
+	// ObserveAttempt counts one request for a new token as it returns;
+	// SetFailures exports the failed requests since the last success.
+	ObserveAttempt(grant, result string)
+	SetFailures(grant string, n int)
 	SetExpiry(grant string, access, refresh time.Time)
 	SetLastSuccess(grant string, t time.Time)
 	SetState(grant, state string)
@@ -632,6 +636,7 @@ func (g *grant) stateOf(t *store.Token) string {
 
 func (d *Daemon) publishMetrics(name string, t *store.Token, p Policy) {
 	d.metrics.SetState(name, t.State)
+	d.metrics.SetFailures(name, t.Failures)
 	if t.AccessToken != "" {
 		d.metrics.SetExpiry(name, expiryOf(t, p), t.RefreshExpiry)
 	}
@@ -667,6 +672,8 @@ func isEmpty(t *store.Token) bool {
 type nopMetrics struct{}
 
 func (nopMetrics) ObserveRefresh(string, string, time.Duration) {}
+func (nopMetrics) ObserveAttempt(string, string)                {}
+func (nopMetrics) SetFailures(string, int)                      {}
 func (nopMetrics) SetExpiry(string, time.Time, time.Time)       {}
 func (nopMetrics) SetLastSuccess(string, time.Time)             {}
 func (nopMetrics) SetState(string, string)                      {}
