@@ -49,6 +49,12 @@ func TestFailedAttemptsVisibleDuringRound(t *testing.T) {
 		t.Fatalf("attempts{cc,success} = %v after the first token, want 1", got)
 	}
 
+	// The provider's own view: discovery and the token endpoint, by code.
+	reqs := series(t, g, "tokend_provider_requests_total")
+	if reqs["200 discovery test"] < 1 || reqs["200 token test"] != 1 {
+		t.Errorf("provider_requests = %v, want discovery 200 and one token 200 for provider test", reqs)
+	}
+
 	h.prov.SetFault(oauthtest.Fault{Kind: oauthtest.Fault503})
 	// 10-minute tokens are refreshed at 75 % ± 5 % of their lifetime: by
 	// 9 minutes the round has started and failed for a while, and it runs
@@ -66,6 +72,9 @@ func TestFailedAttemptsVisibleDuringRound(t *testing.T) {
 	}
 	if got, want := series(t, g, "tokend_refresh_consecutive_failures")["cc"], attempts["cc transient"]; got != want {
 		t.Errorf("consecutive_failures{cc} = %v, want %v (every attempt since the success failed)", got, want)
+	}
+	if got := series(t, g, "tokend_provider_requests_total")["503 token test"]; got != attempts["cc transient"] {
+		t.Errorf("provider_requests{test,token,503} = %v, want one per failed attempt (%v)", got, attempts["cc transient"])
 	}
 	if st := series(t, g, "tokend_grant_state"); st["cc failing"] != 1 {
 		t.Errorf("grant_state = %v, want cc failing", st)

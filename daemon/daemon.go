@@ -51,6 +51,9 @@ type Metrics interface {
 	// SetFailures exports the failed requests since the last success.
 	ObserveAttempt(grant, result string)
 	SetFailures(grant string, n int)
+	// ObserveProviderRequest counts one HTTP request to a provider by
+	// endpoint and outcome (status code or transport class).
+	ObserveProviderRequest(provider, endpoint, code string)
 	SetExpiry(grant string, access, refresh time.Time)
 	SetLastSuccess(grant string, t time.Time)
 	SetState(grant, state string)
@@ -671,14 +674,15 @@ func isEmpty(t *store.Token) bool {
 
 type nopMetrics struct{}
 
-func (nopMetrics) ObserveRefresh(string, string, time.Duration) {}
-func (nopMetrics) ObserveAttempt(string, string)                {}
-func (nopMetrics) SetFailures(string, int)                      {}
-func (nopMetrics) SetExpiry(string, time.Time, time.Time)       {}
-func (nopMetrics) SetLastSuccess(string, time.Time)             {}
-func (nopMetrics) SetState(string, string)                      {}
-func (nopMetrics) ObserveFetch(string, int)                     {}
-func (nopMetrics) Forget(string)                                {}
+func (nopMetrics) ObserveRefresh(string, string, time.Duration)  {}
+func (nopMetrics) ObserveAttempt(string, string)                 {}
+func (nopMetrics) SetFailures(string, int)                       {}
+func (nopMetrics) ObserveProviderRequest(string, string, string) {}
+func (nopMetrics) SetExpiry(string, time.Time, time.Time)        {}
+func (nopMetrics) SetLastSuccess(string, time.Time)              {}
+func (nopMetrics) SetState(string, string)                       {}
+func (nopMetrics) ObserveFetch(string, int)                      {}
+func (nopMetrics) Forget(string)                                 {}
 
 type nopNotifier struct{}
 

@@ -27,3 +27,16 @@ func TestObserveAttemptAndFailures(t *testing.T) {
 		t.Errorf("%d series left after Forget", n)
 	}
 }
+
+func TestObserveProviderRequest(t *testing.T) {
+	m := New(BuildInfo{Version: "v1"})
+	m.ObserveProviderRequest("github", "token", "200")
+	m.ObserveProviderRequest("github", "token", "200")
+	m.ObserveProviderRequest("github", "token", "refused")
+	if got := testutil.ToFloat64(m.providerReqs.WithLabelValues("github", "token", "200")); got != 2 {
+		t.Errorf("provider_requests{github,token,200} = %v, want 2", got)
+	}
+	if got := testutil.ToFloat64(m.providerReqs.WithLabelValues("github", "token", "refused")); got != 1 {
+		t.Errorf("provider_requests{github,token,refused} = %v, want 1", got)
+	}
+}

@@ -63,6 +63,7 @@ type Metrics struct {
 	refreshDuration *prometheus.HistogramVec
 	attemptsTotal   *prometheus.CounterVec
 	failures        *prometheus.GaugeVec
+	providerReqs    *prometheus.CounterVec
 	tokenExpiry     *prometheus.GaugeVec
 	refreshExpiry   *prometheus.GaugeVec
 	lastSuccess     *prometheus.GaugeVec
@@ -99,6 +100,10 @@ func New(b BuildInfo) *Metrics {
 			Help:    "Duration of refresh rounds (backoff waits included), whatever their result.",
 			Buckets: refreshBuckets,
 		}, []string{"grant"}),
+		providerReqs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokend_provider_requests_total",
+			Help: "HTTP requests to OAuth providers by configured provider name, endpoint (token, revocation, device, discovery, registration, other) and code (HTTP status, or timeout, canceled, refused, reset, dns, tls, error when no answer came).",
+		}, []string{"provider", "endpoint", "code"}),
 		tokenExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "tokend_token_expiry_timestamp_seconds",
 			Help: "Unix time at which the grant's current access token expires.",
@@ -139,6 +144,7 @@ func New(b BuildInfo) *Metrics {
 		m.refreshDuration,
 		m.attemptsTotal,
 		m.failures,
+		m.providerReqs,
 		m.tokenExpiry,
 		m.refreshExpiry,
 		m.lastSuccess,
@@ -175,6 +181,12 @@ func (m *Metrics) ObserveAttempt(grant, result string) {
 // requests since the grant's last success.
 func (m *Metrics) SetFailures(grant string, n int) {
 	m.failures.WithLabelValues(grant).Set(float64(n))
+}
+
+// ObserveProviderRequest counts one HTTP request to a provider in
+// tokend_provider_requests_total{provider,endpoint,code}.
+func (m *Metrics) ObserveProviderRequest(provider, endpoint, code string) {
+	m.providerReqs.WithLabelValues(provider, endpoint, code).Inc()
 }
 
 // SetExpiry sets tokend_token_expiry_timestamp_seconds and

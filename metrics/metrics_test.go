@@ -21,6 +21,7 @@ func populate(m *Metrics) {
 	m.ObserveRefresh("reports", "transient", 2*time.Second)
 	m.ObserveAttempt("reports", "transient")
 	m.SetFailures("reports", 1)
+	m.ObserveProviderRequest("github", "token", "503")
 	m.SetExpiry("reports", now.Add(time.Hour), now.Add(24*time.Hour))
 	m.SetLastSuccess("reports", now)
 	m.SetState("reports", StateValid)
