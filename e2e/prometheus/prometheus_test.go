@@ -288,6 +288,12 @@ func (s *server) alerts(t *testing.T) []alert {
 // query runs an instant query and returns each result's labels and value.
 func (s *server) query(t *testing.T, q string) []sample {
 	t.Helper()
+	return s.queryAt(t, q, time.Time{})
+}
+
+// queryAt is query evaluated at at (now when zero).
+func (s *server) queryAt(t *testing.T, q string, at time.Time) []sample {
+	t.Helper()
 	var r struct {
 		Data struct {
 			Result []struct {
@@ -296,7 +302,11 @@ func (s *server) query(t *testing.T, q string) []sample {
 			} `json:"result"`
 		} `json:"data"`
 	}
-	s.get(t, "/api/v1/query?query="+url.QueryEscape(q), &r)
+	path := "/api/v1/query?query=" + url.QueryEscape(q)
+	if !at.IsZero() {
+		path += "&time=" + strconv.FormatFloat(float64(at.UnixMilli())/1e3, 'f', 3, 64)
+	}
+	s.get(t, path, &r)
 	var out []sample
 	for _, x := range r.Data.Result {
 		str, _ := x.Value[1].(string)
@@ -367,6 +377,14 @@ func TestShippedAlertsAgainstPrometheus(t *testing.T) {
 					expiry.Format(time.RFC3339), killed.Format(time.RFC3339))
 			}
 			seen := time.Now()
+			// The expiry of the token the alert is about, as Prometheus
+			// saw it when the alert became active (a refresh that
+			// succeeded just before the provider went down moved it).
+			at := prom.queryAt(t, fmt.Sprintf(`tokend_token_expiry_timestamp_seconds{instance=%q}`, outage.metrics), a.ActiveAt)
+			if len(at) != 1 {
+				t.Fatalf("token expiry at %s: %v", a.ActiveAt, at)
+			}
+			expiry = time.UnixMilli(int64(at[0].Value * 1e3))
 			lead := expiry.Sub(a.ActiveAt)
 			t.Logf("token expiry %s; provider down since %s; alert active at %s (seen firing at %s): lead time %.1f s before expiry",
 				expiry.Format(time.RFC3339Nano), killed.Format(time.RFC3339Nano), a.ActiveAt.Format(time.RFC3339Nano),
