@@ -28,6 +28,13 @@ import (
 // Metrics receives what the daemon measures. *metrics.Metrics implements it.
 type Metrics interface {
 	ObserveRefresh(grant, result string, d time.Duration)
+	// ObserveAttempt counts one request for a new token as it returns;
+	// SetFailures exports the failed requests since the last success.
+	ObserveAttempt(grant, result string)
+	SetFailures(grant string, n int)
+	// ObserveProviderRequest counts one HTTP request to a provider by
+	// endpoint and outcome (status code or transport class).
+	ObserveProviderRequest(provider, endpoint, code string)
 	SetExpiry(grant string, access, refresh time.Time)
 	SetLastSuccess(grant string, t time.Time)
 	SetState(grant, state string)
@@ -613,6 +620,7 @@ func (g *grant) stateOf(t *store.Token) string {
 
 func (d *Daemon) publishMetrics(name string, t *store.Token, p Policy) {
 	d.metrics.SetState(name, t.State)
+	d.metrics.SetFailures(name, t.Failures)
 	if t.AccessToken != "" {
 		d.metrics.SetExpiry(name, expiryOf(t, p), t.RefreshExpiry)
 	}
@@ -647,12 +655,15 @@ func isEmpty(t *store.Token) bool {
 
 type nopMetrics struct{}
 
-func (nopMetrics) ObserveRefresh(string, string, time.Duration) {}
-func (nopMetrics) SetExpiry(string, time.Time, time.Time)       {}
-func (nopMetrics) SetLastSuccess(string, time.Time)             {}
-func (nopMetrics) SetState(string, string)                      {}
-func (nopMetrics) ObserveFetch(string, int)                     {}
-func (nopMetrics) Forget(string)                                {}
+func (nopMetrics) ObserveRefresh(string, string, time.Duration)  {}
+func (nopMetrics) ObserveAttempt(string, string)                 {}
+func (nopMetrics) SetFailures(string, int)                       {}
+func (nopMetrics) ObserveProviderRequest(string, string, string) {}
+func (nopMetrics) SetExpiry(string, time.Time, time.Time)        {}
+func (nopMetrics) SetLastSuccess(string, time.Time)              {}
+func (nopMetrics) SetState(string, string)                       {}
+func (nopMetrics) ObserveFetch(string, int)                      {}
+func (nopMetrics) Forget(string)                                 {}
 
 type nopNotifier struct{}
 

@@ -55,7 +55,12 @@
 // is a round of exponential backoff with jitter that honours Retry-After and
 // ends when the next try would land after the token's expiry. Failures are
 // classified by package oauth; only transient ones are retried, and the
-// grant's state says why a token is missing.
+// grant's state says why a token is missing. Each request is counted as it
+// returns (Metrics.ObserveAttempt, SetFailures), and the first failure of a
+// round is logged at WARN at once (later ones at most every 5 minutes), so
+// a failing provider shows while the token is still valid, not only when
+// the round ends. Every HTTP request to a provider is counted by endpoint
+// and outcome through the client's transport (provmetrics.go).
 //
 // # Time
 //

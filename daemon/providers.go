@@ -66,7 +66,7 @@ func (d *Daemon) providerFor(ctx context.Context, g *grant) (*oauth.Provider, er
 	if err != nil {
 		return nil, err
 	}
-	c.prov = &oauth.Provider{Endpoints: eps, Client: client, HTTP: d.hc, Now: d.clock.Now}
+	c.prov = &oauth.Provider{Endpoints: eps, Client: client, HTTP: d.providerHTTP(c.cfg.Provider, "", &eps), Now: d.clock.Now}
 	return c.prov, nil
 }
 
@@ -83,7 +83,7 @@ func (d *Daemon) endpoints(ctx context.Context, p *providerRT) (oauth.Endpoints,
 	}
 	dctx, cancel := context.WithTimeout(ctx, discoveryTimeout)
 	defer cancel()
-	eps, err := oauth.Discover(dctx, d.hc, p.cfg.Issuer)
+	eps, err := oauth.Discover(dctx, d.providerHTTP(p.name, EndpointDiscovery, nil), p.cfg.Issuer)
 	if err == nil {
 		if b, merr := json.Marshal(eps); merr == nil {
 			if perr := d.st.PutProvider(p.name, b); perr != nil {
@@ -142,7 +142,7 @@ func (d *Daemon) resolveClient(ctx context.Context, c *clientRT, eps oauth.Endpo
 			Description: fmt.Sprintf("client %s has no client_id and provider %s offers no registration endpoint", c.name, c.cfg.Provider)}
 	}
 	req := d.registrationRequest(c)
-	reg, err := oauth.Register(ctx, d.hc, eps.Registration, req)
+	reg, err := oauth.Register(ctx, d.providerHTTP(c.cfg.Provider, EndpointRegistration, nil), eps.Registration, req)
 	if err != nil {
 		return oauth.Client{}, err
 	}

@@ -23,6 +23,10 @@ const (
 	backoffMax     = time.Minute
 	// expiredRound bounds a round for a token that has already expired.
 	expiredRound = 2 * time.Minute
+	// attemptWarnEvery spaces the WARN lines of one round's failed
+	// attempts: the first failure is logged at once, later ones at most
+	// this often (the rest at debug level).
+	attemptWarnEvery = 5 * time.Minute
 )
 
 var errNoRefreshToken = &oauth.Error{
@@ -130,6 +134,7 @@ func (d *Daemon) doRefresh(g *grant, reason string) (*store.Token, error) {
 		stopWaiting()
 		tries++
 		t, how, err := d.obtain(ctx, g, cur)
+		d.countAttempt(g, err, stop)
 		if err != nil {
 			if oauth.ClassOf(err) != oauth.Transient || stop.Err() != nil {
 				return backoff.Permanent(err)
@@ -140,10 +145,21 @@ func (d *Daemon) doRefresh(g *grant, reason string) (*store.Token, error) {
 		got, via = t, how
 		return nil
 	}
+	var lastWarn time.Time
 	notify := func(err error, wait time.Duration) {
 		// Between tries the status already says what is wrong.
 		d.noteFailure(g, p, err)
-		d.log.Debug("refresh failed, retrying", "grant", g.name, "err", err, "retry_in", wait)
+		// The first failure of a round is told at once, while the token
+		// is still valid; later ones at most every attemptWarnEvery.
+		level := slog.LevelDebug
+		if now := d.clock.Now(); lastWarn.IsZero() || now.Sub(lastWarn) >= attemptWarnEvery {
+			level, lastWarn = slog.LevelWarn, now
+		}
+		args := []any{"grant", g.name, "class", oauth.ClassOf(err).String(), "tries", tries, "retry_in", wait, "err", err}
+		if usable(start, cur, p) {
+			args = append(args, "token_expires_at", expiryOf(cur, p).UTC().Format(time.RFC3339))
+		}
+		d.log.Log(context.Background(), level, "refresh attempt failed, retrying", args...)
 		waiting = true
 		g.backingOff.Store(true)
 	}
@@ -306,6 +322,22 @@ func (d *Daemon) noteFailure(g *grant, p Policy, err error) {
 	n := d.withFailure(g, p, err)
 	d.publish(g, &n, p)
 	d.metrics.SetState(g.name, n.State)
+	d.metrics.SetFailures(g.name, n.Failures)
+}
+
+// countAttempt counts one request for a new token as it returns
+// (tokend_refresh_attempts_total), so that failures show while a round is
+// still retrying. A request cut short by shutdown or by an operator action
+// is nobody's failure, and a grant with nothing to refresh with made no
+// request; neither is counted.
+func (d *Daemon) countAttempt(g *grant, err error, stop context.Context) {
+	switch {
+	case err == nil:
+		d.metrics.ObserveAttempt(g.name, "success")
+	case stop.Err() != nil || errors.Is(err, errNoRefreshToken):
+	default:
+		d.metrics.ObserveAttempt(g.name, oauth.ClassOf(err).String())
+	}
 }
 
 func (d *Daemon) failed(g *grant, p Policy, reason string, start time.Time, latency time.Duration, tries int, err error) (*store.Token, error) {

@@ -9,8 +9,11 @@
 //
 // The series are:
 //
-//	tokend_refresh_total{grant,result}                      counter
-//	tokend_refresh_duration_seconds{grant}                  histogram, 5 ms … 30 s
+//	tokend_refresh_total{grant,result}                      counter, per refresh round, at its end
+//	tokend_refresh_duration_seconds{grant}                  histogram, 5 ms … 30 s, per round
+//	tokend_refresh_attempts_total{grant,result}             counter, per request, as it returns
+//	tokend_refresh_consecutive_failures{grant}              gauge, failed requests since the last success
+//	tokend_provider_requests_total{provider,endpoint,code}  counter, per HTTP request to a provider
 //	tokend_token_expiry_timestamp_seconds{grant}            gauge, Unix seconds
 //	tokend_refresh_token_expiry_timestamp_seconds{grant}    gauge, Unix seconds
 //	tokend_last_refresh_success_timestamp_seconds{grant}    gauge, Unix seconds
@@ -22,8 +25,15 @@
 // the value does not go stale between scrapes and PromQL does the arithmetic
 // (tokend_token_expiry_timestamp_seconds - time()).
 //
-// Grant names are the only variable label; every other label takes values
-// from a small fixed set (result classes, states, HTTP codes). A fetch for a
+// A refresh round retries a failing provider with backoff until it succeeds,
+// fails permanently or would outlast the token, so tokend_refresh_total
+// alone hides a failing provider for up to a quarter of a token's lifetime;
+// tokend_refresh_attempts_total and tokend_refresh_consecutive_failures show
+// each failure when it happens, and the alerting rules key on them.
+//
+// Grant names and configured provider names are the only variable labels;
+// every other label takes values from a small fixed set (result classes,
+// states, endpoints, HTTP codes, transport failure classes). A fetch for a
 // name that is not a configured grant, and every refused (403) request, is
 // counted under grant="_unknown", so a client probing random names cannot
 // grow the series set nor learn from /metrics which names exist.

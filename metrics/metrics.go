@@ -30,6 +30,9 @@ type Metrics struct {
 
 	refreshTotal    *prometheus.CounterVec
 	refreshDuration *prometheus.HistogramVec
+	attemptsTotal   *prometheus.CounterVec
+	failures        *prometheus.GaugeVec
+	providerReqs    *prometheus.CounterVec
 	tokenExpiry     *prometheus.GaugeVec
 	refreshExpiry   *prometheus.GaugeVec
 	lastSuccess     *prometheus.GaugeVec
@@ -51,13 +54,25 @@ func New(b BuildInfo) *Metrics {
 		state: make(map[string]string),
 		refreshTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tokend_refresh_total",
-			Help: "Token refresh attempts by grant and result (success, transient, reauthorization, credentials, configuration).",
+			Help: "Refresh rounds by grant and outcome (success, transient, reauthorization, credentials, configuration), counted when a round ends: a round retries with backoff until it succeeds, fails permanently or would outlast the token. Each request is counted by tokend_refresh_attempts_total.",
 		}, []string{"grant", "result"}),
+		attemptsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokend_refresh_attempts_total",
+			Help: "Requests for a new token (refresh, client_credentials or password grant, discovery included) by grant and result (success, transient, reauthorization, credentials, configuration), counted as each one returns.",
+		}, []string{"grant", "result"}),
+		failures: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tokend_refresh_consecutive_failures",
+			Help: "Failed requests for a new token since the grant's last success; 0 when the last one succeeded.",
+		}, []string{"grant"}),
 		refreshDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "tokend_refresh_duration_seconds",
-			Help:    "Duration of token refresh attempts, whatever their result.",
+			Help:    "Duration of refresh rounds (backoff waits included), whatever their result.",
 			Buckets: refreshBuckets,
 		}, []string{"grant"}),
+		providerReqs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokend_provider_requests_total",
+			Help: "HTTP requests to OAuth providers by configured provider name, endpoint (token, revocation, device, discovery, registration, other) and code (HTTP status, or timeout, canceled, refused, reset, dns, tls, error when no answer came).",
+		}, []string{"provider", "endpoint", "code"}),
 		tokenExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "tokend_token_expiry_timestamp_seconds",
 			Help: "Unix time at which the grant's current access token expires.",
@@ -96,6 +111,9 @@ func New(b BuildInfo) *Metrics {
 	m.reg.MustRegister(
 		m.refreshTotal,
 		m.refreshDuration,
+		m.attemptsTotal,
+		m.failures,
+		m.providerReqs,
 		m.tokenExpiry,
 		m.refreshExpiry,
 		m.lastSuccess,
@@ -112,13 +130,32 @@ func New(b BuildInfo) *Metrics {
 // callers that push or federate the same series.
 func (m *Metrics) Gatherer() prometheus.Gatherer { return m.reg }
 
-// ObserveRefresh counts tokend_refresh_total{grant,result} and, for any
-// result, observes tokend_refresh_duration_seconds{grant}. result is
-// "success" or a failure class (transient, reauthorization, credentials,
-// configuration).
+// ObserveRefresh counts the end of a refresh round in
+// tokend_refresh_total{grant,result} and observes its duration in
+// tokend_refresh_duration_seconds{grant}. result is "success" or a failure
+// class (transient, reauthorization, credentials, configuration).
 func (m *Metrics) ObserveRefresh(grant, result string, d time.Duration) {
 	m.refreshTotal.WithLabelValues(grant, result).Inc()
 	m.refreshDuration.WithLabelValues(grant).Observe(d.Seconds())
+}
+
+// ObserveAttempt counts one request for a new token, as it returns, in
+// tokend_refresh_attempts_total{grant,result}; result is as for
+// [Metrics.ObserveRefresh].
+func (m *Metrics) ObserveAttempt(grant, result string) {
+	m.attemptsTotal.WithLabelValues(grant, result).Inc()
+}
+
+// SetFailures sets tokend_refresh_consecutive_failures{grant}: the failed
+// requests since the grant's last success.
+func (m *Metrics) SetFailures(grant string, n int) {
+	m.failures.WithLabelValues(grant).Set(float64(n))
+}
+
+// ObserveProviderRequest counts one HTTP request to a provider in
+// tokend_provider_requests_total{provider,endpoint,code}.
+func (m *Metrics) ObserveProviderRequest(provider, endpoint, code string) {
+	m.providerReqs.WithLabelValues(provider, endpoint, code).Inc()
 }
 
 // SetExpiry sets tokend_token_expiry_timestamp_seconds and
@@ -178,6 +215,8 @@ func (m *Metrics) Forget(grant string) {
 	match := prometheus.Labels{"grant": grant}
 	m.refreshTotal.DeletePartialMatch(match)
 	m.refreshDuration.DeletePartialMatch(match)
+	m.attemptsTotal.DeletePartialMatch(match)
+	m.failures.DeletePartialMatch(match)
 	m.tokenExpiry.DeletePartialMatch(match)
 	m.refreshExpiry.DeletePartialMatch(match)
 	m.lastSuccess.DeletePartialMatch(match)

@@ -21,6 +21,9 @@ func populate(m *Metrics) {
 	now := time.Unix(1_700_000_000, 0)
 	m.ObserveRefresh("reports", "success", 120*time.Millisecond)
 	m.ObserveRefresh("reports", "transient", 2*time.Second)
+	m.ObserveAttempt("reports", "transient")
+	m.SetFailures("reports", 1)
+	m.ObserveProviderRequest("github", "token", "503")
 	m.SetExpiry("reports", now.Add(time.Hour), now.Add(24*time.Hour))
 	m.SetLastSuccess("reports", now)
 	m.SetState("reports", api.StateValid)
@@ -46,7 +49,7 @@ func TestObserveRefresh(t *testing.T) {
 	}
 
 	want := `
-# HELP tokend_refresh_duration_seconds Duration of token refresh attempts, whatever their result.
+# HELP tokend_refresh_duration_seconds Duration of refresh rounds (backoff waits included), whatever their result.
 # TYPE tokend_refresh_duration_seconds histogram
 tokend_refresh_duration_seconds_bucket{grant="billing",le="0.005"} 1
 tokend_refresh_duration_seconds_bucket{grant="billing",le="0.01"} 1
