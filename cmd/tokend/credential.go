@@ -204,6 +204,11 @@ func (c *cli) writeJSONLine(v any) int {
 	return exitOK
 }
 
+// dockerHelperName is the name docker runs for `"credsStore": "tokend"`
+// or `"credHelpers": {"registry": "tokend"}`: a link to tokend of that name
+// is `tokend credential docker`.
+const dockerHelperName = "docker-credential-tokend"
+
 // dockerNotFound is the answer docker-credential-helpers' protocol gives
 // for a server it has nothing for (credentials.errCredentialsNotFound).
 const dockerNotFound = "credentials not found in native keychain"

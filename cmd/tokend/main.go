@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -121,7 +122,13 @@ func newCLI() *cli {
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := newCLI().run(ctx, os.Args[1:])
+	args := os.Args[1:]
+	if filepath.Base(os.Args[0]) == dockerHelperName {
+		// Docker runs its helpers by name: a link
+		// docker-credential-tokend -> tokend is `tokend credential docker`.
+		args = append([]string{"credential", "docker"}, args...)
+	}
+	code := newCLI().run(ctx, args)
 	stop()
 	os.Exit(code)
 }
