@@ -2,6 +2,7 @@ package clients
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -91,7 +93,14 @@ current-context: v1
 func TestKubectlExecPlugin(t *testing.T) {
 	kubectl, err := exec.LookPath("kubectl")
 	if err != nil {
-		t.Skip("kubectl is not installed")
+		t.Fatalf("kubectl is not installed (scripts/test-deps installs Debian's kubernetes-client): %v", err)
+	}
+	// kubectl before 1.22 speaks only v1beta1 (Debian's kubernetes-client
+	// is 1.20).
+	contexts := []string{"v1", "v1beta1"}
+	if minor := kubectlMinor(t, kubectl); minor < 22 {
+		t.Logf("kubectl 1.%d: testing client.authentication.k8s.io/v1beta1 only", minor)
+		contexts = []string{"v1beta1"}
 	}
 	api := &kubeAPI{}
 	var e *env
@@ -118,7 +127,7 @@ func TestKubectlExecPlugin(t *testing.T) {
 	}
 
 	first := e.token("kube")
-	for _, ctx := range []string{"v1", "v1beta1"} {
+	for _, ctx := range contexts {
 		r := run(0, ctx)
 		if r.code != 0 || !strings.Contains(r.stdout, `"kind":"APIVersions"`) {
 			t.Fatalf("kubectl (%s): %s", ctx, r)
@@ -126,7 +135,7 @@ func TestKubectlExecPlugin(t *testing.T) {
 	}
 	before := api.last()
 	e.awaitRotation("kube", first)
-	for _, ctx := range []string{"v1", "v1beta1"} {
+	for _, ctx := range contexts {
 		r := run(0, ctx)
 		if r.code != 0 || !strings.Contains(r.stdout, `"kind":"APIVersions"`) {
 			t.Fatalf("kubectl (%s) after the rotation: %s", ctx, r)
@@ -151,8 +160,30 @@ func TestKubectlExecPlugin(t *testing.T) {
 	if r.code != 4 || r.stdout != "" || !strings.Contains(r.stderr, "not allowed to read this grant") {
 		t.Errorf("helper as the non-reader: %s", r)
 	}
-	r = run(uidNobody, "v1")
+	r = run(uidNobody, contexts[0])
 	if r.code == 0 || strings.Contains(r.stdout, "APIVersions") || !strings.Contains(r.stderr, "not allowed to read this grant") {
 		t.Errorf("kubectl as the non-reader: %s", r)
 	}
+}
+
+// kubectlMinor is the minor version of the kubectl client.
+func kubectlMinor(t *testing.T, kubectl string) int {
+	t.Helper()
+	out, err := exec.Command(kubectl, "version", "--client", "-o", "json").Output()
+	if err != nil {
+		t.Fatalf("kubectl version: %v", err)
+	}
+	var v struct {
+		ClientVersion struct {
+			Minor string `json:"minor"`
+		} `json:"clientVersion"`
+	}
+	if err := json.Unmarshal(out, &v); err != nil {
+		t.Fatalf("kubectl version: %v\n%s", err, out)
+	}
+	n, err := strconv.Atoi(strings.TrimRight(v.ClientVersion.Minor, "+"))
+	if err != nil {
+		t.Fatalf("kubectl version: minor %q", v.ClientVersion.Minor)
+	}
+	return n
 }
