@@ -5,6 +5,6 @@
 // credential helper protocol driven as docker drives it, and tokend exec
 // (environment, exit status, a signal). Each also runs as a user who may
 // not read the grant and checks the refusal. It needs root (the other
-// user) and the built binary; git and kubectl tests skip when the client
-// is not installed.
+// user; it skips otherwise), git with git http-backend and kubectl
+// (scripts/test-deps installs them); a missing client fails its test.
 package clients
