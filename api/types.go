@@ -47,6 +47,12 @@ type GrantStatus struct {
 	Generation      uint64    `json:"generation"`
 	Auth            string    `json:"authorization,omitempty"` // outcome of the last authorization attempt
 	AuthAt          time.Time `json:"authorization_at,omitzero"`
+	// Match and MatchUsername are the grant's match list and the username
+	// the credential helpers send with its token (config keys match and
+	// match_username; the username defaults to DefaultMatchUsername).
+	// Shown, like the rest, only to callers who may read the grant.
+	Match         []string `json:"match,omitempty"`
+	MatchUsername string   `json:"match_username,omitempty"`
 	// History is filled by /status only: the last refresh attempts, newest first.
 	History []AttemptStatus `json:"history,omitempty"`
 }

@@ -176,6 +176,8 @@ type Grant struct {
 	RefreshTokenLifetime time.Duration     `yaml:"refresh_token_lifetime"` // when the provider does not say
 	Schedule             Schedule          `yaml:"schedule"`               // optional, forces a refresh
 	Readers              Readers           `yaml:"readers"`
+	Match                []string          `yaml:"match"`               // credential helpers: URL prefixes (match.go)
+	MatchUsername        string            `yaml:"match_username"`      // credential helpers: username, default oauth2
 	Username             string            `yaml:"username"`            // password grant
 	PasswordFile         string            `yaml:"password_file"`       // password grant
 	PasswordCredential   string            `yaml:"password_credential"` // password grant

@@ -100,6 +100,7 @@ func (c *Config) explain(w io.Writer, now time.Time) {
 			readers = "root and operators only"
 		}
 		fmt.Fprintf(w, "    readers:  %s\n", readers)
+		explainMatch(w, g)
 		if g.RefreshTokenLifetime > 0 {
 			fmt.Fprintf(w, "    refresh token lifetime (assumed): %s\n", g.RefreshTokenLifetime)
 		}

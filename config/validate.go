@@ -183,6 +183,7 @@ func (c *Config) validate(p *problems, l Loader) {
 	}
 
 	// grants
+	checkMatchOverlap(p, c.Grants)
 	if len(c.Grants) == 0 {
 		p.warnf("grants", "no grants are configured: tokend will serve no tokens")
 	}
@@ -247,6 +248,7 @@ func (c *Config) validate(p *problems, l Loader) {
 		if g.RefreshTokenLifetime < 0 {
 			p.errorf(path+".refresh_token_lifetime", "%s must not be negative", g.RefreshTokenLifetime)
 		}
+		checkMatch(p, path, g)
 		l.resolveReaders(p, path+".readers", &g.Readers)
 		if g.Readers.empty() {
 			p.warnf(path+".readers", "no readers: only root and operators can fetch this token")

@@ -161,5 +161,8 @@ func (d *Daemon) status(g *grant) api.GrantStatus {
 	s.LastError, s.LastErrorCode, s.Failures = oauth.Printable(t.LastError), t.LastErrorCode, t.Failures
 	s.Generation = t.Generation
 	s.Auth, s.AuthAt = t.Auth, t.AuthAt
+	if len(g.cfg.Match) > 0 {
+		s.Match, s.MatchUsername = g.cfg.Match, g.cfg.HelperUsername()
+	}
 	return s
 }

@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -65,6 +66,14 @@ Client (talks to the daemon's socket):
   revoke NAME                  revoke a grant's tokens and forget them
   reload                       reload the daemon's configuration file and wait until it is in effect
                                (an invalid file: exit 1, the running configuration stays)
+
+  credential git get|store|erase
+                               git credential helper: the token of the grant whose match covers the URL
+  credential kubectl NAME      kubectl exec plugin: an ExecCredential with NAME's token
+  credential docker get|list|store|erase
+                               docker credential helper (store and erase are refused)
+  exec NAME[=VAR] ... -- CMD [ARGS...]
+                               run CMD (no shell) with each token in VAR (default TOKEND_<NAME>_TOKEN)
 
   Client commands take --socket PATH (default $TOKEND_SOCKET, else
   /run/tokend/tokend.sock) and --timeout DURATION (default 1m). Flags may
@@ -113,7 +122,13 @@ func newCLI() *cli {
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := newCLI().run(ctx, os.Args[1:])
+	args := os.Args[1:]
+	if filepath.Base(os.Args[0]) == dockerHelperName {
+		// Docker runs its helpers by name: a link
+		// docker-credential-tokend -> tokend is `tokend credential docker`.
+		args = append([]string{"credential", "docker"}, args...)
+	}
+	code := newCLI().run(ctx, args)
 	stop()
 	os.Exit(code)
 }
@@ -142,6 +157,10 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		return c.cmdRevoke(ctx, rest)
 	case "reload":
 		return c.cmdReload(ctx, rest)
+	case "credential":
+		return c.cmdCredential(ctx, rest, stdinOf)
+	case "exec":
+		return c.cmdExec(ctx, rest)
 	case "check-config":
 		return c.cmdCheckConfig(ctx, rest)
 	case "rekey":
