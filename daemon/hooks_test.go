@@ -275,3 +275,87 @@ func TestHookQueueFullDropsOldest(t *testing.T) {
 	}
 	h.stop() // kills the sleeping command at once
 }
+
+// A grant whose token runs out while its provider fails raises expired
+// once; a refusal that needs a person raises reauthorization_required.
+func TestHookExpiredAndReauthorization(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "events")
+	script := fmt.Sprintf(`echo "$TOKEND_EVENT_NAME $TOKEND_EVENT_STATE" >> '%s'`, out)
+	h := newHarness(t, harnessOpts{noRun: true, prov: oauthtest.Options{AccessTTL: time.Minute}, config: func(c *config.Config) {
+		c.Hooks = []config.Hook{{Events: config.HookEvents, Command: []string{"sh", "-c", script}}}
+	}})
+	h.start()
+	waitFor(t, "the first refresh's hook", func() bool { return len(readLines(t, out)) == 1 })
+
+	h.prov.SetFault(oauthtest.Fault{Kind: oauthtest.Fault503})
+	h.advance(3 * time.Minute) // due at 45 s, expired at 60 s, rounds keep failing
+	h.prov.ClearFault()
+	h.advance(30 * time.Second)
+	h.prov.SetFault(oauthtest.Fault{Kind: oauthtest.FaultInvalidGrant})
+	if _, err := h.d.refresh(h.d.grant("cc"), "manual"); err == nil {
+		t.Fatal("refresh succeeded against invalid_grant")
+	}
+
+	want := []string{"refreshed valid", "failing failing", "expired expired", "refreshed valid", "recovered valid", "failing reauthorization_required", "reauthorization_required reauthorization_required"}
+	waitFor(t, "the events", func() bool { return len(readLines(t, out)) >= len(want) })
+	time.Sleep(50 * time.Millisecond)
+	got := readLines(t, out)
+	t.Logf("events:\n%s", strings.Join(got, "\n"))
+	// Rounds that start while the grant has expired each raise failing
+	// (the first failed attempt of their round): compress repeats.
+	var comp []string
+	for _, l := range got {
+		if len(comp) > 0 && l == "failing expired" {
+			continue
+		}
+		comp = append(comp, l)
+	}
+	if strings.Join(comp, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("events:\n%s\nwant (repeated failing expired removed):\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// A reload installs new hooks and keeps the runner (and queue) of a hook
+// whose configuration did not change; a slow webhook is cut at its
+// timeout and counted.
+func TestHookReloadAndWebhookTimeout(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+
+	m := &hookMetrics{}
+	h := newHarness(t, harnessOpts{noRun: true})
+	h.startWith(Options{Metrics: m, hookBackoff: 10 * time.Millisecond})
+	cfg := *h.cfg
+	cfg.Hooks = []config.Hook{{Name: "slow", Events: []string{config.EventRevoked}, URL: srv.URL, Secret: oauth.NewSecret("k"), Timeout: 100 * time.Millisecond}}
+	if err := h.d.Reload(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	r0 := h.d.hooks.runners[0]
+	cfg2 := cfg
+	if err := h.d.Reload(&cfg2); err != nil {
+		t.Fatal(err)
+	}
+	if h.d.hooks.runners[0] != r0 {
+		t.Fatal("an unchanged hook got a new runner")
+	}
+	start := time.Now()
+	if err := h.d.revoke(context.Background(), h.d.grant("cc")); err != nil {
+		t.Fatal(err)
+	}
+	if el := time.Since(start); el > 2*time.Second {
+		t.Fatalf("revoke took %s with a slow hook", el)
+	}
+	waitFor(t, "the delivery to time out", func() bool { return m.count("slow/timeout") == 1 })
+	// Four attempts of 100 ms, and 10 + 20 + 40 ms of backoff.
+	if el := time.Since(start); el < 400*time.Millisecond {
+		t.Fatalf("the delivery gave up after %s, before its attempts and waits", el)
+	}
+}
