@@ -92,8 +92,9 @@ func SignHook(secret []byte, timestamp string, body []byte) string {
 
 // hooks are the runners of the configured hooks, replaced on reload.
 type hooks struct {
-	mu      sync.Mutex
+	mu      sync.Mutex // guards runners and stopped; held while enqueueing
 	runners []*hookRunner
+	stopped bool            // no more workers start: wg.Add happens before wg.Wait
 	ctx     context.Context // cancelled when Run ends: kills what runs, drops what waits
 	stop    context.CancelFunc
 	wg      sync.WaitGroup
@@ -155,6 +156,9 @@ func (d *Daemon) configureHooks(cfg *config.Config) {
 // stopHooks kills what hooks run, drops what waits and waits (a little)
 // for the workers to end.
 func (d *Daemon) stopHooks() {
+	d.hooks.mu.Lock()
+	d.hooks.stopped = true
+	d.hooks.mu.Unlock()
 	d.hooks.stop()
 	done := make(chan struct{})
 	go func() { d.hooks.wg.Wait(); close(done) }()
@@ -169,11 +173,13 @@ func (d *Daemon) stopHooks() {
 // t. It never blocks.
 func (d *Daemon) emit(g *grant, event string, t *store.Token) {
 	hs := &d.hooks
-	hs.mu.Lock()
-	runners := hs.runners
-	hs.mu.Unlock()
+	hs.mu.Lock() // enqueue never blocks: a short hold
+	defer hs.mu.Unlock()
+	if hs.stopped {
+		return
+	}
 	var e *HookEvent
-	for _, r := range runners {
+	for _, r := range hs.runners {
 		if !r.cfg.Wants(event, g.name) {
 			continue
 		}
@@ -220,12 +226,10 @@ func (d *Daemon) emitTransition(g *grant, prior string, n *store.Token) {
 	}
 }
 
+// enqueue queues e; the caller holds r.h.mu.
 func (r *hookRunner) enqueue(e *HookEvent) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.h.ctx.Err() != nil {
-		return
-	}
 	if len(r.queue) >= hookQueueSize {
 		old := r.queue[0]
 		r.queue[0] = nil
