@@ -23,6 +23,7 @@ type Config struct {
 	Providers map[string]Provider `yaml:"providers"`
 	Clients   map[string]Client   `yaml:"clients"`
 	Grants    map[string]Grant    `yaml:"grants"`
+	Hooks     []Hook              `yaml:"hooks"` // config/hooks.go
 }
 
 type Store struct {
@@ -217,6 +218,7 @@ var defaultSchedule = MustParseSchedule(DefaultSchedule)
 // Validate on a Config built in code. Store and socket paths follow
 // $STATE_DIRECTORY and $RUNTIME_DIRECTORY when systemd sets them.
 func (c *Config) ApplyDefaults() {
+	c.applyHookDefaults()
 	if c.Store.Path == "" {
 		c.Store.Path = DefaultStorePath
 		if d := firstDir(os.Getenv("STATE_DIRECTORY")); d != "" {

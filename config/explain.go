@@ -108,6 +108,7 @@ func (c *Config) explain(w io.Writer, now time.Time) {
 			fmt.Fprintf(w, "    schedule: %q, next forced refresh %s\n", g.Schedule, g.Schedule.Next(now).Format(time.RFC3339))
 		}
 	}
+	c.explainHooks(w)
 }
 
 func readersText(r Readers, sep string) string {

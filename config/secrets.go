@@ -194,4 +194,5 @@ func (c *Config) resolveSecrets(p *problems) {
 			c.Grants[name] = g
 		}
 	}
+	c.resolveHookSecrets(p)
 }

@@ -255,6 +255,8 @@ func (c *Config) validate(p *problems, l Loader) {
 		}
 		c.Grants[name] = g
 	}
+
+	c.validateHooks(p)
 }
 
 func checkName(p *problems, path, name string) {

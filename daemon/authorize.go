@@ -156,6 +156,7 @@ func (d *Daemon) storeAuthorized(g *grant, t *oauth.Token, outcome string) error
 			return err
 		}
 		d.publish(g, &n, p)
+		d.emitObtained(g, cur.State, &n) // hooks
 		d.publishMetrics(g.name, &n, p)
 		return nil
 	})
@@ -285,6 +286,7 @@ func (d *Daemon) revokeTokens(ctx context.Context, g *grant) error {
 		}
 		_, p := d.config()
 		d.publish(g, &n, p)
+		d.emit(g, config.EventRevoked, &n) // hooks
 		d.publishMetrics(g.name, &n, p)
 		d.log.Info("tokens revoked", "grant", g.name)
 		return nil

@@ -82,6 +82,10 @@ type Options struct {
 	// LoadConfig reads the configuration file again, for ReloadConfig
 	// (SIGHUP, POST /v1/reload); nil when there is no file (tokend dev).
 	LoadConfig func() (*config.Config, []string, error)
+
+	// hookBackoff, when set, replaces the first wait between webhook
+	// attempts (tests).
+	hookBackoff time.Duration
 }
 
 // Daemon is the running process: it owns the store, the grants' current
@@ -127,6 +131,8 @@ type Daemon struct {
 	starts startPages // one-time start pages of authorizations (authorize.go)
 
 	reloadMu sync.Mutex // one ReloadConfig at a time (reload.go)
+
+	hooks hooks // hooks.go
 }
 
 // grant is the runtime of one configured grant. cur is the token fetches
@@ -257,6 +263,10 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 		started:  make(chan struct{}),
 	}
 	d.queue.init()
+	d.hooks.init()
+	if opts.hookBackoff > 0 {
+		d.hooks.backoff = opts.hookBackoff
+	}
 	if err := d.configure(cfg); err != nil {
 		return nil, err
 	}
@@ -351,6 +361,7 @@ func (d *Daemon) configure(cfg *config.Config) error {
 	d.scheduled = scheduled
 	d.operators = ops
 	d.mu.Unlock()
+	d.configureHooks(cfg)
 	for name := range old {
 		if _, ok := grants[name]; !ok {
 			d.metrics.Forget(name)
@@ -551,6 +562,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.log.Info("tokend started", "socket", sock.Addr().String(), "callback", d.CallbackAddr(), "metrics", d.MetricsAddr(), "grants", len(cfg.Grants), "store", cfg.Store.Path)
 	err = g.Wait()
 	d.flushDirty()
+	d.stopHooks()
 	d.log.Info("tokend stopped")
 	return err
 }

@@ -136,6 +136,9 @@ func (d *Daemon) doRefresh(g *grant, reason string) (*store.Token, error) {
 		t, how, err := d.obtain(ctx, g, cur)
 		d.countAttempt(g, err, stop)
 		if err != nil {
+			if tries == 1 && stop.Err() == nil {
+				d.emitFailure(g, p, config.EventFailing, err) // hooks: the first failed attempt of a round
+			}
 			if oauth.ClassOf(err) != oauth.Transient || stop.Err() != nil {
 				return backoff.Permanent(err)
 			}
@@ -262,7 +265,9 @@ func (d *Daemon) succeeded(g *grant, cur *store.Token, p Policy, reason string, 
 	} else {
 		g.dirty.Store(false)
 	}
+	prior := g.cur.Load().State
 	d.publish(g, &n, p)
+	d.emitObtained(g, prior, &n) // hooks
 	d.metrics.ObserveRefresh(g.name, "success", latency)
 	d.publishMetrics(g.name, &n, p)
 	g.mu.Lock()
@@ -320,7 +325,9 @@ func (d *Daemon) withFailure(g *grant, p Policy, err error) store.Token {
 // round goes on; the round's end writes the outcome to the store.
 func (d *Daemon) noteFailure(g *grant, p Policy, err error) {
 	n := d.withFailure(g, p, err)
+	prior := g.cur.Load().State
 	d.publish(g, &n, p)
+	d.emitTransition(g, prior, &n) // hooks
 	d.metrics.SetState(g.name, n.State)
 	d.metrics.SetFailures(g.name, n.Failures)
 }
@@ -349,7 +356,9 @@ func (d *Daemon) failed(g *grant, p Policy, reason string, start time.Time, late
 	if perr := d.st.PutToken(n, &att); perr != nil {
 		d.log.Error("saving refresh failure", "grant", g.name, "err", perr)
 	}
+	prior := g.cur.Load().State
 	d.publish(g, &n, p)
+	d.emitTransition(g, prior, &n) // hooks
 	d.metrics.ObserveRefresh(g.name, class.String(), latency)
 	d.publishMetrics(g.name, &n, p)
 

@@ -44,6 +44,8 @@ type Metrics struct {
 	// unknown state so it can be removed when the grant moves on.
 	mu    sync.Mutex
 	state map[string]string
+
+	hooks hookCollectors // hooks.go
 }
 
 // New builds the collectors, the Go and process collectors and build info.
@@ -123,6 +125,7 @@ func New(b BuildInfo) *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	m.hooks = newHookCollectors(m.reg)
 	return m
 }
 

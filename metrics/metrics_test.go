@@ -29,6 +29,7 @@ func populate(m *Metrics) {
 	m.SetState("reports", api.StateValid)
 	m.ObserveFetch("reports", 200)
 	m.ObserveFetch("", 404)
+	m.ObserveHook("alerts", "success", 30*time.Millisecond) // hooks.go
 }
 
 func TestObserveRefresh(t *testing.T) {
