@@ -247,12 +247,14 @@ func (c *Config) validate(p *problems, l Loader) {
 		if g.RefreshTokenLifetime < 0 {
 			p.errorf(path+".refresh_token_lifetime", "%s must not be negative", g.RefreshTokenLifetime)
 		}
+		l.validateSinks(p, path, g.Sinks)
 		l.resolveReaders(p, path+".readers", &g.Readers)
 		if g.Readers.empty() {
 			p.warnf(path+".readers", "no readers: only root and operators can fetch this token")
 		}
 		c.Grants[name] = g
 	}
+	c.checkSinkPaths(p)
 }
 
 func checkName(p *problems, path, name string) {
