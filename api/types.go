@@ -47,8 +47,23 @@ type GrantStatus struct {
 	Generation      uint64    `json:"generation"`
 	Auth            string    `json:"authorization,omitempty"` // outcome of the last authorization attempt
 	AuthAt          time.Time `json:"authorization_at,omitzero"`
+	// Sinks are the grant's configured files and how writing them goes.
+	Sinks []SinkStatus `json:"sinks,omitempty"`
 	// History is filled by /status only: the last refresh attempts, newest first.
 	History []AttemptStatus `json:"history,omitempty"`
+}
+
+// SinkStatus is one file sink of a grant: whether the file holds the
+// current token, the last error, and how its command last ran.
+type SinkStatus struct {
+	Path              string    `json:"path"`
+	OK                bool      `json:"ok"`
+	Error             string    `json:"error,omitempty"`
+	WrittenAt         time.Time `json:"written_at,omitzero"`
+	CommandExit       *int      `json:"command_exit,omitempty"`
+	CommandError      string    `json:"command_error,omitempty"`
+	CommandAt         time.Time `json:"command_at,omitzero"`
+	CommandStderrTail string    `json:"command_stderr_tail,omitempty"`
 }
 
 // AttemptStatus is one past refresh attempt.

@@ -120,6 +120,9 @@ type Daemon struct {
 	starts startPages // one-time start pages of authorizations (authorize.go)
 
 	reloadMu sync.Mutex // one ReloadConfig at a time (reload.go)
+
+	sinkMu sync.Mutex // guards sinks (sinks.go)
+	sinks  sinkSet
 }
 
 // grant is the runtime of one configured grant. cur is the token fetches
@@ -162,6 +165,10 @@ type tokenState struct {
 	// op serialises everything that replaces the token set: refreshes,
 	// authorizations, revocations. Fetches never take it.
 	op sync.Mutex
+
+	// sinks are the workers of the grant's file sinks (sinks.go); publish
+	// offers them every token it publishes.
+	sinks atomic.Pointer[[]*sinkWorker]
 }
 
 type jitterCache struct {
@@ -186,9 +193,13 @@ const (
 )
 
 // publish makes t the token fetches serve and indexes it for the scheduler.
+// Every caller publishes after the token set is committed to the store (or
+// its write failed and it is served from memory), so a sink never holds a
+// token the store does not.
 func (d *Daemon) publish(g *grant, t *store.Token, p Policy) {
 	g.cur.Store(t)
 	d.index(g, t, p)
+	g.offerSinks(t)
 }
 
 func (d *Daemon) index(g *grant, t *store.Token, p Policy) {
@@ -373,6 +384,7 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 	}
 	if d.running.Load() {
 		d.loadTokens()
+		d.syncSinks()
 	}
 	d.log.Info("configuration reloaded", "grants", len(cfg.Grants))
 	d.queue.kick()
@@ -435,6 +447,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}()
 	d.loadTokens()
+	d.syncSinks()
+	defer d.stopSinks()
 
 	sock, cleanup, err := d.listenSocket(cfg.Listen)
 	if err != nil {

@@ -161,5 +161,6 @@ func (d *Daemon) status(g *grant) api.GrantStatus {
 	s.LastError, s.LastErrorCode, s.Failures = oauth.Printable(t.LastError), t.LastErrorCode, t.Failures
 	s.Generation = t.Generation
 	s.Auth, s.AuthAt = t.Auth, t.AuthAt
+	s.Sinks = g.sinkStatus()
 	return s
 }
