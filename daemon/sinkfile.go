@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -27,10 +28,15 @@ type sinkFile struct {
 // others), in which case only a file of ours may be replaced.
 func openSinkDir(path string, selfUID int) (fd int, shared bool, err error) {
 	dir := filepath.Dir(path)
-	fd, err = unix.Openat2(unix.AT_FDCWD, dir, &unix.OpenHow{
-		Flags:   unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC,
-		Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
-	})
+	fd, err = openNoSymlinks(dir)
+	if errors.Is(err, unix.ENOENT) {
+		// The sink directory is created when its parent is a safe
+		// directory of tokend's (the default /run/tokend/sinks under the
+		// unit's RuntimeDirectory=tokend).
+		if perr := mkdirIn(dir, selfUID); perr == nil {
+			fd, err = openNoSymlinks(dir)
+		}
+	}
 	if err != nil {
 		switch {
 		case errors.Is(err, unix.ELOOP):
@@ -40,23 +46,90 @@ func openSinkDir(path string, selfUID int) (fd int, shared bool, err error) {
 		}
 		return -1, false, fmt.Errorf("sink directory %s: %w", dir, err)
 	}
+	shared, err = checkDir(fd, dir, selfUID)
+	if err != nil {
+		unix.Close(fd)
+		return -1, false, err
+	}
+	return fd, shared, nil
+}
+
+// checkDir checks the directory open at fd: owned by root or tokend's user,
+// writable by no one else unless sticky (shared).
+func checkDir(fd int, dir string, selfUID int) (shared bool, err error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		unix.Close(fd)
-		return -1, false, fmt.Errorf("sink directory %s: %w", dir, err)
+		return false, fmt.Errorf("sink directory %s: %w", dir, err)
 	}
 	if st.Uid != 0 && int(st.Uid) != selfUID {
-		unix.Close(fd)
-		return -1, false, fmt.Errorf("sink directory %s is owned by uid %d, neither root nor tokend's user (uid %d): refused", dir, st.Uid, selfUID)
+		return false, fmt.Errorf("sink directory %s is owned by uid %d, neither root nor tokend's user (uid %d): refused", dir, st.Uid, selfUID)
 	}
 	if st.Mode&0o022 != 0 {
 		if st.Mode&unix.S_ISVTX == 0 {
-			unix.Close(fd)
-			return -1, false, fmt.Errorf("sink directory %s (mode %04o) is writable by other users and not sticky: another user could replace the file; refused", dir, st.Mode&0o7777)
+			return false, fmt.Errorf("sink directory %s (mode %04o) is writable by other users and not sticky: another user could replace the file; refused", dir, st.Mode&0o7777)
 		}
-		shared = true
+		return true, nil
 	}
-	return fd, shared, nil
+	return false, nil
+}
+
+// mkdirIn creates dir (mode 0755) when its parent is a directory tokend
+// may write safely: no symlinks, not shared.
+func mkdirIn(dir string, selfUID int) error {
+	parent := filepath.Dir(dir)
+	pfd, err := openNoSymlinks(parent)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(pfd)
+	if shared, err := checkDir(pfd, parent, selfUID); err != nil || shared {
+		return errors.New("parent not ours")
+	}
+	if err := unix.Mkdirat(pfd, filepath.Base(dir), 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
+		return err
+	}
+	return nil
+}
+
+// openNoSymlinks opens directory dir for reading with no symlink followed
+// in any component: openat2 with RESOLVE_NO_SYMLINKS, or where openat2 is
+// missing or filtered (ENOSYS, EPERM from a seccomp filter), a walk from
+// / that opens each component with O_NOFOLLOW.
+func openNoSymlinks(dir string) (int, error) {
+	fd, err := unix.Openat2(unix.AT_FDCWD, dir, &unix.OpenHow{
+		Flags:   unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	if !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EPERM) {
+		return fd, err
+	}
+	return walkNoSymlinks(dir)
+}
+
+func walkNoSymlinks(dir string) (int, error) {
+	cur, err := unix.Open("/", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	for _, c := range strings.Split(strings.Trim(filepath.Clean(dir), "/"), "/") {
+		if c == "" {
+			continue
+		}
+		next, err := unix.Openat(cur, c, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if errors.Is(err, unix.ENOTDIR) {
+			// O_NOFOLLOW|O_DIRECTORY fails ENOTDIR on a symlink too.
+			var st unix.Stat_t
+			if unix.Fstatat(cur, c, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK {
+				err = unix.ELOOP
+			}
+		}
+		unix.Close(cur)
+		if err != nil {
+			return -1, err
+		}
+		cur = next
+	}
+	return cur, nil
 }
 
 // ours reports whether an existing entry name in dirfd is a regular file

@@ -1,12 +1,15 @@
 package daemon
 
 import (
+	"errors"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/metrics"
@@ -267,5 +270,44 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestOpenNoSymlinksWalk checks the O_NOFOLLOW walk used where openat2 is
+// missing or filtered.
+func TestOpenNoSymlinksWalk(t *testing.T) {
+	base := t.TempDir()
+	real := filepath.Join(base, "real")
+	must(t, os.Mkdir(real, 0o755))
+	must(t, os.Symlink(real, filepath.Join(base, "link")))
+	// The walk itself, as openNoSymlinks runs it after ENOSYS.
+	walk := func(dir string) error {
+		fd, err := walkNoSymlinks(dir)
+		if err == nil {
+			unix.Close(fd)
+		}
+		return err
+	}
+	if err := walk(real); err != nil {
+		t.Errorf("walk %s: %v", real, err)
+	}
+	if err := walk(filepath.Join(base, "link")); !errors.Is(err, unix.ELOOP) {
+		t.Errorf("walk through a symlink: %v, want ELOOP", err)
+	}
+	if err := walk(filepath.Join(base, "nope")); !errors.Is(err, unix.ENOENT) {
+		t.Errorf("walk to a missing directory: %v, want ENOENT", err)
+	}
+}
+
+// TestSinkDirectoryCreated: a missing sink directory is created when its
+// parent is tokend's own (the default /run/tokend/sinks).
+func TestSinkDirectoryCreated(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "sinks")
+	path := filepath.Join(dir, "cc.token")
+	h := newHarness(t, harnessOpts{config: withSinks("cc", config.Sink{Path: path})})
+	h.do(http.MethodPost, "/v1/tokens/cc/refresh")
+	waitFile(t, path, h.token("cc").AccessToken)
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o755 {
+		t.Errorf("sink directory: %v %v", fi.Mode(), err)
 	}
 }
