@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"io"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -83,9 +84,7 @@ func (l Loader) validateSinks(p *problems, path string, sinks []Sink) {
 		}
 		if s.Mode.IsZero() {
 			s.Mode = Mode(DefaultSinkMode)
-		} else if m := s.Mode.Perm(); m&0o7000 != 0 {
-			p.errorf(at+".mode", "%s: setuid, setgid and sticky bits make no sense on a token file", s.Mode)
-		} else if m&0o004 != 0 {
+		} else if s.Mode.Perm()&0o004 != 0 {
 			p.warnf(at+".mode", "%s lets every user read the token", s.Mode)
 		}
 		if s.CommandTimeout < 0 {
@@ -137,6 +136,30 @@ func (c *Config) checkSinkPaths(p *problems) {
 				p.errorf(at, "%q is tokend's own socket or store", s.Path)
 			}
 			seen[s.Path] = at
+		}
+	}
+}
+
+// explainSinks says what tokend does with each sink of a grant.
+func explainSinks(w io.Writer, sinks []Sink) {
+	for _, s := range sinks {
+		what := map[string]string{
+			SinkRaw:    "the token alone",
+			SinkHeader: `"Authorization: <type> <token>"`,
+			SinkJSON:   "JSON as GET /v1/tokens/NAME",
+			SinkEnv:    "TOKEND_ACCESS_TOKEN=, TOKEND_TOKEN_TYPE=, TOKEND_EXPIRES_AT= lines",
+		}[s.Format]
+		owner, group := s.Owner, s.Group
+		if owner == "" {
+			owner = "tokend's user"
+		}
+		if group == "" {
+			group = "tokend's group"
+		}
+		fmt.Fprintf(w, "    sink:     %s: %s, mode %s, owner %s, group %s;\n", s.Path, what, s.Mode, owner, group)
+		fmt.Fprintf(w, "              rewritten atomically on every new token, removed on revoke or when dropped from the configuration\n")
+		if len(s.Command) > 0 {
+			fmt.Fprintf(w, "              then runs %q (timeout %s, never two at once; the token is not in its argv or environment)\n", s.Command, s.CommandTimeout)
 		}
 	}
 }

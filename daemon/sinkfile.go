@@ -244,12 +244,21 @@ func (f *sinkFile) remove() error {
 }
 
 // CheckSinkPath says what would stop tokend, running as uid, from writing
-// a sink at path: the directory's symlinks, owner and mode. check-config
-// uses it; nil means the directory is fit.
+// a sink at path: symlinks in the directory's path, its owner and mode.
+// check-config uses it; it creates nothing. nil means the directory is
+// fit; an error wrapping os.ErrNotExist means it does not exist (yet).
 func CheckSinkPath(path string, uid int) error {
-	fd, _, err := openSinkDir(path, uid)
-	if err != nil {
-		return err
+	dir := filepath.Dir(path)
+	fd, err := openNoSymlinks(dir)
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		return fmt.Errorf("sink directory %s does not exist: %w", dir, os.ErrNotExist)
+	case errors.Is(err, unix.ELOOP):
+		return fmt.Errorf("sink directory %s: a component of the path is a symbolic link; name the real directory", dir)
+	case err != nil:
+		return fmt.Errorf("sink directory %s: %w", dir, err)
 	}
-	return unix.Close(fd)
+	defer unix.Close(fd)
+	_, err = checkDir(fd, dir, uid)
+	return err
 }
