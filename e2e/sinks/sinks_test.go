@@ -379,6 +379,7 @@ func TestKill9Writer(t *testing.T) {
 	p := start(t, cfg, logPath, ac)
 	waitFor(t, "the sinks written", func() bool { _, err := os.Stat(env); return err == nil })
 	writesBefore := len(prov.Issued())
+	midWrite := 0
 	for i := range kills {
 		stop := make(chan struct{})
 		var wg sync.WaitGroup
@@ -396,6 +397,12 @@ func TestKill9Writer(t *testing.T) {
 		p.kill(t)
 		close(stop)
 		wg.Wait()
+		// A temporary file left behind: the kill landed mid-write.
+		for _, f := range []string{raw, js, env} {
+			if _, err := os.Lstat(filepath.Join(sinks, "."+filepath.Base(f)+".tokend-tmp")); err == nil {
+				midWrite++
+			}
+		}
 		check(fmt.Sprintf("after kill %d", i+1))
 		p = start(t, cfg, logPath, ac)
 	}
@@ -416,5 +423,5 @@ func TestKill9Writer(t *testing.T) {
 		ents, _ := os.ReadDir(sinks)
 		return len(ents) == 3
 	})
-	t.Logf("%d kills; %d tokens issued (each written to 3 sinks) while being killed", kills, issuedDuring)
+	t.Logf("%d kills, %d of them in the middle of a sink write (a temporary file left); %d tokens issued (each written to 3 sinks) while being killed", kills, midWrite, issuedDuring)
 }
