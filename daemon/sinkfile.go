@@ -85,10 +85,21 @@ func mkdirIn(dir string, selfUID int) error {
 	if shared, err := checkDir(pfd, parent, selfUID); err != nil || shared {
 		return errors.New("parent not ours")
 	}
-	if err := unix.Mkdirat(pfd, filepath.Base(dir), 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
+	err = unix.Mkdirat(pfd, filepath.Base(dir), 0o755)
+	if errors.Is(err, unix.EEXIST) {
+		return nil
+	}
+	if err != nil {
 		return err
 	}
-	return nil
+	// 0755 whatever the umask (the unit's UMask=0077 would make it 0700,
+	// and no reader could reach its sinks).
+	fd, err := unix.Openat(pfd, filepath.Base(dir), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.Fchmod(fd, 0o755)
 }
 
 // openNoSymlinks opens directory dir for reading with no symlink followed

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -304,6 +305,9 @@ func TestOpenNoSymlinksWalk(t *testing.T) {
 func TestSinkDirectoryCreated(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "sinks")
 	path := filepath.Join(dir, "cc.token")
+	// As under the unit's UMask=0077: the directory is 0755 all the same.
+	old := syscall.Umask(0o077)
+	defer syscall.Umask(old)
 	h := newHarness(t, harnessOpts{config: withSinks("cc", config.Sink{Path: path})})
 	h.do(http.MethodPost, "/v1/tokens/cc/refresh")
 	waitFile(t, path, h.token("cc").AccessToken)
