@@ -315,3 +315,27 @@ func TestSinkDirectoryCreated(t *testing.T) {
 		t.Errorf("sink directory: %v %v", fi.Mode(), err)
 	}
 }
+
+// TestSinkGrantDroppedAndStartUp: a reload that drops the grant removes
+// its sink; at start-up a stale file is brought up to date.
+func TestSinkGrantDroppedAndStartUp(t *testing.T) {
+	dir := sinkDir(t)
+	path := filepath.Join(dir, "cc.token")
+	must(t, os.WriteFile(path, []byte("stale"), 0o600))
+	h := newHarness(t, harnessOpts{noRun: true, config: withSinks("cc", config.Sink{Path: path})})
+	h.start()
+	h.do(http.MethodPost, "/v1/tokens/cc/refresh")
+	tok := h.token("cc")
+	waitFile(t, path, tok.AccessToken)
+	h.stop()
+	must(t, os.WriteFile(path, []byte("stale"), 0o600))
+	h.start()
+	waitFile(t, path, tok.AccessToken)
+
+	cfg := *h.cfg
+	cfg.Grants = map[string]config.Grant{"other": {Client: "app", Type: config.GrantClientCredentials}}
+	if err := h.d.Reload(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the dropped grant's sink removed", func() bool { _, err := os.Stat(path); return os.IsNotExist(err) })
+}
