@@ -128,6 +128,8 @@ func (w *sinkWorker) run() {
 			}
 			return
 		case <-w.wake:
+			// A new token starts the backoff over.
+			delay = sinkRetryMin
 		case <-retryC:
 			retryC = nil
 		}
