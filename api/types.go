@@ -53,8 +53,23 @@ type GrantStatus struct {
 	// Shown, like the rest, only to callers who may read the grant.
 	Match         []string `json:"match,omitempty"`
 	MatchUsername string   `json:"match_username,omitempty"`
+	// Sinks are the grant's configured files and how writing them goes.
+	Sinks []SinkStatus `json:"sinks,omitempty"`
 	// History is filled by /status only: the last refresh attempts, newest first.
 	History []AttemptStatus `json:"history,omitempty"`
+}
+
+// SinkStatus is one file sink of a grant: whether the file holds the
+// current token, the last error, and how its command last ran.
+type SinkStatus struct {
+	Path              string    `json:"path"`
+	OK                bool      `json:"ok"`
+	Error             string    `json:"error,omitempty"`
+	WrittenAt         time.Time `json:"written_at,omitzero"`
+	CommandExit       *int      `json:"command_exit,omitempty"`
+	CommandError      string    `json:"command_error,omitempty"`
+	CommandAt         time.Time `json:"command_at,omitzero"`
+	CommandStderrTail string    `json:"command_stderr_tail,omitempty"`
 }
 
 // AttemptStatus is one past refresh attempt.

@@ -184,6 +184,7 @@ type Grant struct {
 	PasswordCredential   string            `yaml:"password_credential"` // password grant
 	// Password is the resolved password (password grant).
 	Password oauth.Secret `yaml:"-"`
+	Sinks    []Sink       `yaml:"sinks"` // files kept holding the access token (sinks.go)
 }
 
 // Default locations. Under systemd the store and the socket move to the

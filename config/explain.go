@@ -107,6 +107,7 @@ func (c *Config) explain(w io.Writer, now time.Time) {
 		if !g.Schedule.IsZero() {
 			fmt.Fprintf(w, "    schedule: %q, next forced refresh %s\n", g.Schedule, g.Schedule.Next(now).Format(time.RFC3339))
 		}
+		explainSinks(w, g.Sinks)
 	}
 	c.explainHooks(w)
 }

@@ -249,6 +249,7 @@ func (c *Config) validate(p *problems, l Loader) {
 			p.errorf(path+".refresh_token_lifetime", "%s must not be negative", g.RefreshTokenLifetime)
 		}
 		checkMatch(p, path, g)
+		l.validateSinks(p, path, g.Sinks)
 		l.resolveReaders(p, path+".readers", &g.Readers)
 		if g.Readers.empty() {
 			p.warnf(path+".readers", "no readers: only root and operators can fetch this token")
@@ -257,6 +258,7 @@ func (c *Config) validate(p *problems, l Loader) {
 	}
 
 	c.validateHooks(p)
+	c.checkSinkPaths(p)
 }
 
 func checkName(p *problems, path, name string) {

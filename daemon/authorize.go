@@ -117,8 +117,10 @@ func authorizeFailed(kind errorKind, err error) error {
 // awaitDevice polls for a device authorization in the background until the
 // person approves or denies it, or the code expires.
 func (d *Daemon) awaitDevice(g *grant, prov *oauth.Provider, da *oauth.DeviceAuth) {
-	d.inflight.Add(1)
-	defer d.inflight.Done()
+	if !d.inflight.enter() {
+		return
+	}
+	defer d.inflight.leave()
 	ctx := d.baseCtx
 	if !da.ExpiresAt.IsZero() {
 		// ExpiresAt is on the daemon's clock; the poll waits on real time.

@@ -118,7 +118,7 @@ type Daemon struct {
 
 	baseCtx   context.Context // provider requests run under it; cancelled after a grace period at shutdown
 	stopCtx   context.Context // cancelled as shutdown begins: ends backoff waits at once
-	inflight  sync.WaitGroup  // refreshes running
+	inflight  inflightGroup   // refreshes and device polls running
 	lastPrune time.Time       // scheduler goroutine only
 	running   atomic.Bool
 	started   chan struct{}
@@ -132,7 +132,9 @@ type Daemon struct {
 
 	reloadMu sync.Mutex // one ReloadConfig at a time (reload.go)
 
-	hooks hooks // hooks.go
+	hooks  hooks      // hooks.go
+	sinkMu sync.Mutex // guards sinks (sinks.go)
+	sinks  sinkSet
 }
 
 // grant is the runtime of one configured grant. cur is the token fetches
@@ -175,6 +177,10 @@ type tokenState struct {
 	// op serialises everything that replaces the token set: refreshes,
 	// authorizations, revocations. Fetches never take it.
 	op sync.Mutex
+
+	// sinks are the workers of the grant's file sinks (sinks.go); publish
+	// offers them every token it publishes.
+	sinks atomic.Pointer[[]*sinkWorker]
 }
 
 type jitterCache struct {
@@ -199,9 +205,13 @@ const (
 )
 
 // publish makes t the token fetches serve and indexes it for the scheduler.
+// Every caller publishes after the token set is committed to the store (or
+// its write failed and it is served from memory), so a sink never holds a
+// token the store does not.
 func (d *Daemon) publish(g *grant, t *store.Token, p Policy) {
 	g.cur.Store(t)
 	d.index(g, t, p)
+	g.offerSinks(t)
 }
 
 func (d *Daemon) index(g *grant, t *store.Token, p Policy) {
@@ -391,6 +401,7 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 	}
 	if d.running.Load() {
 		d.loadTokens()
+		d.syncSinks()
 	}
 	d.log.Info("configuration reloaded", "grants", len(cfg.Grants))
 	d.queue.kick()
@@ -447,12 +458,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	d.st = st
+	d.inflight.open()
 	defer func() {
 		if err := st.Close(); err != nil {
 			d.log.Error("closing store", "err", err)
 		}
 	}()
 	d.loadTokens()
+	d.syncSinks()
+	defer d.stopSinks()
 
 	sock, cleanup, err := d.listenSocket(cfg.Listen)
 	if err != nil {
@@ -533,7 +547,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		// closed only after the last one returned.
 		d.queue.drop()
 		done := make(chan struct{})
-		go func() { d.inflight.Wait(); close(done) }()
+		go func() { d.inflight.closeAndWait(); close(done) }()
 		select {
 		case <-done:
 		case <-sctx.Done():

@@ -67,3 +67,7 @@ func wrapError(kind errorKind, code string, err error) error {
 func errReauthorize(grant string) error {
 	return newError(kindReauthorization, api.CodeReauthorizationRequired, "a person must authorize this grant: tokend authorize "+grant)
 }
+
+// errShuttingDown: a refresh asked for after shutdown began; it does not
+// start, since the store is about to close.
+var errShuttingDown = newError(kindUnavailable, api.CodeTemporarilyUnavailable, "tokend is shutting down")

@@ -164,5 +164,6 @@ func (d *Daemon) status(g *grant) api.GrantStatus {
 	if len(g.cfg.Match) > 0 {
 		s.Match, s.MatchUsername = g.cfg.Match, g.cfg.HelperUsername()
 	}
+	s.Sinks = g.sinkStatus()
 	return s
 }

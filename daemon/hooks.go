@@ -22,13 +22,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
 	"reflect"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/tokend/tokend/api"
@@ -292,16 +289,7 @@ func (r *hookRunner) deliver(e *HookEvent) {
 // hookEnv is tokend's environment without what belongs to tokend alone
 // (systemd's sockets and credentials, TOKEND_* settings), and the event.
 func hookEnv(e *HookEvent) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		switch {
-		case strings.HasPrefix(k, "TOKEND_"), strings.HasPrefix(k, "LISTEN_"), strings.HasPrefix(k, "WATCHDOG_"),
-			k == "NOTIFY_SOCKET", k == "CREDENTIALS_DIRECTORY":
-			continue
-		}
-		env = append(env, kv)
-	}
+	env := childEnv()
 	add := func(k, v string) { env = append(env, "TOKEND_EVENT_"+k+"="+v) }
 	add("ID", e.ID)
 	add("NAME", e.Event)
@@ -319,32 +307,10 @@ func hookEnv(e *HookEvent) []string {
 	return env
 }
 
-// tailBuffer keeps the last n bytes written to it.
-type tailBuffer struct {
-	n int
-	b []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.b = append(t.b, p...)
-	if len(t.b) > t.n {
-		t.b = t.b[len(t.b)-t.n:]
-	}
-	return len(p), nil
-}
-
 func (r *hookRunner) runCommand(e *HookEvent) (string, error) {
 	ctx, cancel := context.WithTimeout(r.h.ctx, r.cfg.Timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, r.cfg.Command[0], r.cfg.Command[1:]...)
-	cmd.Env = hookEnv(e)
-	stderr := &tailBuffer{n: hookStderrTail}
-	cmd.Stderr = stderr
-	// Its own process group, killed whole at the timeout: a shell's
-	// children too.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = time.Second
+	cmd, stderr := childCommand(ctx, r.cfg.Command, hookEnv(e), hookStderrTail, time.Second)
 	err := cmd.Run()
 	switch {
 	case err == nil:

@@ -97,3 +97,42 @@ func (q *workQueue) kick() {
 	default:
 	}
 }
+
+// inflightGroup counts the refreshes and device polls running, so that
+// shutdown can wait for them before the store is closed. Unlike a bare
+// sync.WaitGroup, a new one cannot start (Add from zero) while shutdown
+// waits: enter refuses once close began.
+type inflightGroup struct {
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// open allows new work again (Run starts).
+func (f *inflightGroup) open() {
+	f.mu.Lock()
+	f.closed = false
+	f.mu.Unlock()
+}
+
+// enter registers one piece of work; false means shutdown has begun and
+// the work must not start.
+func (f *inflightGroup) enter() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return false
+	}
+	f.wg.Add(1)
+	return true
+}
+
+func (f *inflightGroup) leave() { f.wg.Done() }
+
+// closeAndWait refuses new work and waits for the running work to end.
+func (f *inflightGroup) closeAndWait() {
+	f.mu.Lock()
+	f.closed = true
+	f.mu.Unlock()
+	f.wg.Wait()
+}

@@ -90,8 +90,10 @@ type clockAdapter struct{ c Clock }
 func (a clockAdapter) Now() time.Time { return a.c.Now() }
 
 func (d *Daemon) doRefresh(g *grant, reason string) (*store.Token, error) {
-	d.inflight.Add(1)
-	defer d.inflight.Done()
+	if !d.inflight.enter() {
+		return nil, errShuttingDown
+	}
+	defer d.inflight.leave()
 	ctx, stop := d.baseCtx, d.stopCtx
 	if ctx == nil {
 		ctx, stop = context.Background(), context.Background()

@@ -38,6 +38,7 @@ type Metrics struct {
 	lastSuccess     *prometheus.GaugeVec
 	grantState      *prometheus.GaugeVec
 	fetchTotal      *prometheus.CounterVec
+	sinkWrites      *prometheus.CounterVec
 
 	// mu serialises SetState and Forget so that a grant's state series
 	// always have exactly one 1 once the calls return; state remembers an
@@ -95,6 +96,10 @@ func New(b BuildInfo) *Metrics {
 			Name: "tokend_fetch_requests_total",
 			Help: "Token fetch requests on the local API by grant and HTTP status code.",
 		}, []string{"grant", "code"}),
+		sinkWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokend_sink_writes_total",
+			Help: "Writes of file sinks by grant and result (written, removed, error).",
+		}, []string{"grant", "result"}),
 	}
 	goVersion := b.GoVersion
 	if goVersion == "" {
@@ -121,6 +126,7 @@ func New(b BuildInfo) *Metrics {
 		m.lastSuccess,
 		m.grantState,
 		m.fetchTotal,
+		m.sinkWrites,
 		buildInfo,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -225,5 +231,12 @@ func (m *Metrics) Forget(grant string) {
 	m.lastSuccess.DeletePartialMatch(match)
 	m.grantState.DeletePartialMatch(match)
 	m.fetchTotal.DeletePartialMatch(match)
+	m.sinkWrites.DeletePartialMatch(match)
 	delete(m.state, grant)
+}
+
+// ObserveSinkWrite counts tokend_sink_writes_total{grant,result}; result
+// is written, removed or error.
+func (m *Metrics) ObserveSinkWrite(grant, result string) {
+	m.sinkWrites.WithLabelValues(grant, result).Inc()
 }

@@ -73,9 +73,20 @@ func (c *cli) cmdCheckConfig(_ context.Context, args []string) int {
 		fmt.Fprintf(c.stderr, "tokend: the store (store.path) of %s is not safe to use\n", path)
 		return exitError
 	}
+	sinkNotes, sinkProblems := checkSinks(cfg)
+	if len(sinkProblems) > 0 {
+		for _, p := range sinkProblems {
+			fmt.Fprintln(c.stderr, path+": "+p)
+		}
+		fmt.Fprintf(c.stderr, "tokend: %d sink(s) of %s would not be written\n", len(sinkProblems), path)
+		return exitError
+	}
 	cfg.Explain(c.stdout)
 	if note != "" {
 		fmt.Fprintln(c.stdout, "\n"+note)
+	}
+	for _, n := range sinkNotes {
+		fmt.Fprintln(c.stdout, "\n"+n)
 	}
 	fmt.Fprintf(c.stdout, "\n%s: OK\n", path)
 	return exitOK

@@ -59,8 +59,14 @@ func writeTable(w io.Writer, grants []api.GrantStatus, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "GRANT\tTYPE\tSTATE\tEXPIRES-IN\tLAST-REFRESH\tLAST-ERROR")
 	for _, g := range grants {
+		lastErr := g.LastError
+		for _, s := range g.Sinks {
+			if lastErr == "" && !s.OK && s.Error != "" {
+				lastErr = "sink " + s.Path + ": " + s.Error
+			}
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", text(g.Name), orDash(text(g.Type)), orDash(text(g.State)),
-			expiresIn(g.ExpiresAt, now), ago(g.LastSuccess, now), orDash(oneLine(g.LastError, 80)))
+			expiresIn(g.ExpiresAt, now), ago(g.LastSuccess, now), orDash(oneLine(lastErr, 80)))
 	}
 	tw.Flush()
 }
@@ -119,6 +125,9 @@ func writeDetails(w io.Writer, g *api.GrantStatus, now time.Time) {
 	if g.Auth != "" {
 		row("authorization", text(g.Auth)+" ("+stamp(g.AuthAt, now)+")")
 	}
+	for _, s := range g.Sinks {
+		row("sink", sinkLine(s, now))
+	}
 	tw.Flush()
 
 	if len(g.History) == 0 {
@@ -132,6 +141,30 @@ func writeDetails(w io.Writer, g *api.GrantStatus, now time.Time) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", a.At.Format(time.RFC3339), orDash(text(a.Result)), lat, orDash(text(a.Reason)), orDash(oneLine(a.Error, 100)))
 	}
 	tw.Flush()
+}
+
+// sinkLine describes one file sink: written when, or its error; and how
+// its command last ran.
+func sinkLine(s api.SinkStatus, now time.Time) string {
+	line := text(s.Path) + ": "
+	switch {
+	case !s.OK && s.Error != "":
+		line += "FAILING: " + oneLine(s.Error, 0)
+	case s.WrittenAt.IsZero():
+		line += "no file (no token)"
+	default:
+		line += "written " + stamp(s.WrittenAt, now)
+	}
+	if s.CommandExit != nil {
+		line += fmt.Sprintf("; command exit %d", *s.CommandExit)
+		if s.CommandError != "" {
+			line += " (" + oneLine(s.CommandError, 100) + ")"
+		}
+		if s.CommandStderrTail != "" {
+			line += ", stderr: " + oneLine(s.CommandStderrTail, 200)
+		}
+	}
+	return line
 }
 
 // expiresIn says how long until t: "12m3s", or "expired 3m ago".

@@ -44,6 +44,11 @@ func grantsYAML(names ...string) string {
 	var b strings.Builder
 	for _, n := range names {
 		fmt.Fprintf(&b, "  %s:\n    client: app\n    type: client_credentials\n    readers:\n      users: [e2e-reader]\n", n)
+		if n == "demo" {
+			// A file sink in the default directory, under the unit's
+			// RuntimeDirectory=: readable by tokend's group.
+			fmt.Fprintf(&b, "    sinks:\n      - {path: %s, mode: \"0640\"}\n", demoSink)
+		}
 	}
 	return strings.Replace(configYAML, "GRANTS", b.String(), 1)
 }
@@ -74,7 +79,14 @@ func build(t *testing.T, dir string) (deb, provider string) {
 type grantStatus struct {
 	State      string `json:"state"`
 	Generation uint64 `json:"generation"`
+	Sinks      []struct {
+		Path  string `json:"path"`
+		OK    bool   `json:"ok"`
+		Error string `json:"error"`
+	} `json:"sinks"`
 }
+
+const demoSink = "/run/tokend/sinks/demo.token"
 
 func TestSystemd(t *testing.T) {
 	requireTools(t)
@@ -212,6 +224,24 @@ func TestSystemd(t *testing.T) {
 		return s
 	}
 	waitFor(t, "a refresh of demo", 60*time.Second, func() bool { return status().Generation >= 2 })
+
+	// --- The file sink, written under the unit's sandbox and seccomp
+	// filter (a filtered call would kill tokend with SIGSYS here).
+	sinkMatches := func() bool {
+		tok, _, code := c.as("e2e-reader", "tokend", "token", "demo")
+		file, _, fcode := c.as("e2e-reader", "cat", demoSink)
+		return code == 0 && fcode == 0 && file != "" && file == strings.TrimSpace(tok)
+	}
+	waitFor(t, "the sink holding demo's token, read by a member of tokend's group", 60*time.Second, sinkMatches)
+	if out, _, code := c.as("nobody", "cat", demoSink); code == 0 {
+		t.Errorf("nobody reads the 0640 sink: %q", out)
+	}
+	if s := status(); len(s.Sinks) != 1 || !s.Sinks[0].OK || s.Sinks[0].Path != demoSink {
+		t.Errorf("status of the sink: %+v", s.Sinks)
+	}
+	if out, _ := c.run("systemctl", "is-active", "tokend.service"); strings.TrimSpace(out) != "active" {
+		t.Fatalf("after writing the sink tokend.service is %q", strings.TrimSpace(out))
+	}
 
 	// --- Metrics, from inside (the metrics listener is on loopback).
 	metrics := c.must("bash", "-c", "exec 3<>/dev/tcp/"+strings.Replace(metricsAddr, ":", "/", 1)+

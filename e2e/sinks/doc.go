@@ -1,0 +1,8 @@
+// Package sinks tests tokend's file sinks end to end with the built binary:
+// the real Prometheus reading a sink as its credentials_file across token
+// rotations, a reader that never sees a partial file, kill -9 of the
+// writer at random moments, and the owner and mode seen by real users.
+// It needs root (to play other users; without it the tests skip) and the
+// Debian prometheus binary (scripts/test-deps installs it; without it the
+// Prometheus test fails, as make test and CI must run it).
+package sinks
