@@ -29,14 +29,7 @@ func TestMain(m *testing.M) {
 	nodeErr = checkNode()
 	// The race detector watches the daemon under real traffic too; the
 	// tests fail on its reports. E2E_RACE=0 builds without it.
-	var remove func()
-	tokendBin, remove, tokendBuildErr = testutil.BuildTokend(os.Getenv("E2E_RACE") != "0")
-	if tokendBuildErr != nil {
-		tokendBuildErr = fmt.Errorf("e2e: %w", tokendBuildErr)
-	}
-	code := m.Run()
-	remove()
-	os.Exit(code)
+	os.Exit(testutil.MainWithTokend(m, "e2e", os.Getenv("E2E_RACE") != "0", &tokendBin, &tokendBuildErr))
 }
 
 func checkNode() error {

@@ -27,14 +27,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	var remove func()
-	tokendBin, remove, buildErr = testutil.BuildTokend(false)
-	if buildErr != nil {
-		buildErr = fmt.Errorf("clients: %w", buildErr)
-	}
-	code := m.Run()
-	remove()
-	os.Exit(code)
+	os.Exit(testutil.MainWithTokend(m, "clients", false, &tokendBin, &buildErr))
 }
 
 // uidNobody runs the non-reader's commands.

@@ -33,16 +33,7 @@ import (
 var tokendBin string
 
 func TestMain(m *testing.M) {
-	bin, remove, err := testutil.BuildTokend(false)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "crash:", err)
-		remove()
-		os.Exit(2)
-	}
-	tokendBin = bin
-	code := m.Run()
-	remove()
-	os.Exit(code)
+	os.Exit(testutil.MainWithTokend(m, "crash", false, &tokendBin, nil))
 }
 
 const (

@@ -1,11 +1,9 @@
 package prometheus
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -13,10 +11,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/tokend/tokend/internal/testutil"
 	"github.com/tokend/tokend/oauth/oauthtest"
 )
 
@@ -28,67 +26,16 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	tmp, err := os.MkdirTemp("", "tokend-prom-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e/prometheus:", err)
-		os.Exit(2)
-	}
-	tokendBin = filepath.Join(tmp, "tokend")
-	tokendBuildErr = build(tokendBin)
-	code := m.Run()
-	os.RemoveAll(tmp)
-	os.Exit(code)
-}
-
-func build(out string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	args := []string{"build", "-o", out}
 	// As in e2e: the race detector watches the daemon too; E2E_RACE=0
 	// builds without it.
-	if os.Getenv("E2E_RACE") != "0" {
-		args = append(args, "-race")
-	}
-	b, err := exec.CommandContext(ctx, "go", append(args, "../../cmd/tokend")...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("go build ./cmd/tokend: %w\n%s", err, b)
-	}
-	return nil
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// syncBuffer collects a process's output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	os.Exit(testutil.MainWithTokend(m, "e2e/prometheus", os.Getenv("E2E_RACE") != "0", &tokendBin, &tokendBuildErr))
 }
 
 // start runs cmd until the test ends, logging its output if the test
 // failed.
-func start(t *testing.T, name string, cmd *exec.Cmd) *syncBuffer {
+func start(t *testing.T, name string, cmd *exec.Cmd) *testutil.SyncBuffer {
 	t.Helper()
-	out := &syncBuffer{}
+	out := &testutil.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
@@ -114,7 +61,7 @@ func start(t *testing.T, name string, cmd *exec.Cmd) *syncBuffer {
 type tokend struct {
 	prov    *oauthtest.Server
 	metrics string // host:port of /metrics
-	log     *syncBuffer
+	log     *testutil.SyncBuffer
 }
 
 // startTokend runs tokend with one client_credentials grant "api" against
@@ -137,7 +84,7 @@ func startTokend(t *testing.T, ttl time.Duration) *tokend {
 	if err := os.WriteFile(secret, []byte(clientSecret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	td := &tokend{prov: prov, metrics: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+	td := &tokend{prov: prov, metrics: fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))}
 	cfg := fmt.Sprintf(`store:
   path: %s
 listen:
@@ -207,7 +154,7 @@ func scrape(addr, series string) (float64, bool) {
 // server is a running Prometheus.
 type server struct {
 	base string
-	log  *syncBuffer
+	log  *testutil.SyncBuffer
 }
 
 // startPrometheus runs Prometheus on loopback with the shipped rules,
@@ -243,7 +190,7 @@ scrape_configs:
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 	s := &server{base: "http://" + addr}
 	s.log = start(t, "prometheus", exec.Command(bin,
 		"--config.file="+cfgPath,

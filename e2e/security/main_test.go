@@ -29,14 +29,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	var remove func()
-	tokendBin, remove, buildErr = testutil.BuildTokend(false)
-	if buildErr != nil {
-		buildErr = fmt.Errorf("security: %w", buildErr)
-	}
-	code := m.Run()
-	remove()
-	os.Exit(code)
+	os.Exit(testutil.MainWithTokend(m, "security", false, &tokendBin, &buildErr))
 }
 
 // Users the clients run as. 65534 is nobody; 65533 need not exist: the

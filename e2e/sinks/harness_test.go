@@ -20,16 +20,7 @@ import (
 var tokendBin string
 
 func TestMain(m *testing.M) {
-	bin, remove, err := testutil.BuildTokend(false)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "sinks:", err)
-		remove()
-		os.Exit(2)
-	}
-	tokendBin = bin
-	code := m.Run()
-	remove()
-	os.Exit(code)
+	os.Exit(testutil.MainWithTokend(m, "sinks", false, &tokendBin, nil))
 }
 
 const (

@@ -133,3 +133,24 @@ func CopySelf(dir string) (string, error) {
 func AsUser(cmd *exec.Cmd, uid uint32, groups ...uint32) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid, Groups: groups}}
 }
+
+// MainWithTokend is a TestMain that builds tokend once (with the race
+// detector when race is set), stores its path in *bin, runs the tests and
+// removes the build. If the build fails and buildErr is not nil, the error
+// (prefixed with pkg) goes there and the tests run, each failing with it;
+// with a nil buildErr the run ends at once with exit status 2. It returns
+// the exit status for os.Exit.
+func MainWithTokend(m *testing.M, pkg string, race bool, bin *string, buildErr *error) int {
+	b, remove, err := BuildTokend(race)
+	defer remove()
+	if err != nil {
+		err = fmt.Errorf("%s: %w", pkg, err)
+		if buildErr == nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		*buildErr = err
+	}
+	*bin = b
+	return m.Run()
+}
