@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -84,13 +85,15 @@ func startTokend(t *testing.T, ttl time.Duration) *tokend {
 	if err := os.WriteFile(secret, []byte(clientSecret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	td := &tokend{prov: prov, metrics: fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))}
+	// Port 0: tokend binds a free port itself and logs it (a port picked
+	// here and bound later could be taken meanwhile by a parallel test).
+	td := &tokend{prov: prov}
 	cfg := fmt.Sprintf(`store:
   path: %s
 listen:
   socket: %s
   callback: "off"
-  metrics: %s
+  metrics: 127.0.0.1:0
 refresh:
   schedule: "@every 1s"
   min_remaining: 5s
@@ -111,14 +114,27 @@ grants:
     client: app
     type: client_credentials
     scopes: [read]
-`, filepath.Join(dir, "tokend.db"), filepath.Join(dir, "t.sock"), td.metrics, prov.URL(), secret)
+`, filepath.Join(dir, "tokend.db"), filepath.Join(dir, "t.sock"), prov.URL(), secret)
 	cfgPath := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	td.log = start(t, "tokend "+td.metrics, exec.Command(tokendBin, "serve", "--config", cfgPath))
+	td.log = start(t, "tokend "+dir, exec.Command(tokendBin, "serve", "--config", cfgPath))
+	deadline := time.Now().Add(30 * time.Second)
+	for td.metrics == "" {
+		if m := startedMetrics.FindStringSubmatch(td.log.String()); m != nil {
+			td.metrics = m[1]
+		} else if time.Now().After(deadline) {
+			t.Fatalf("tokend did not log its start within 30s:\n%s", td.log.String())
+		} else {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
 	return td
 }
+
+// startedMetrics finds the metrics address in tokend's start-up log line.
+var startedMetrics = regexp.MustCompile(`msg="tokend started" .*\bmetrics=(127\.0\.0\.1:[0-9]+)`)
 
 // expiry waits until tokend exports the expiry of a token and returns it.
 func (td *tokend) expiry(t *testing.T, timeout time.Duration) time.Time {
