@@ -45,6 +45,10 @@ type Metrics struct {
 	// unknown state so it can be removed when the grant moves on.
 	mu    sync.Mutex
 	state map[string]string
+	// failing holds the grants that have a failures series: a grant that
+	// never failed has none (absent reads as 0 in the rules), so 100,000
+	// healthy grants cost no series there.
+	failing map[string]bool
 
 	hooks hookCollectors // hooks.go
 }
@@ -53,8 +57,9 @@ type Metrics struct {
 // An empty b.GoVersion is filled from the running binary.
 func New(b BuildInfo) *Metrics {
 	m := &Metrics{
-		reg:   prometheus.NewRegistry(),
-		state: make(map[string]string),
+		reg:     prometheus.NewRegistry(),
+		state:   make(map[string]string),
+		failing: make(map[string]bool),
 		refreshTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tokend_refresh_total",
 			Help: "Refresh rounds by grant and outcome (success, transient, reauthorization, credentials, configuration), counted when a round ends: a round retries with backoff until it succeeds, fails permanently or would outlast the token. Each request is counted by tokend_refresh_attempts_total.",
@@ -156,8 +161,15 @@ func (m *Metrics) ObserveAttempt(grant, result string) {
 }
 
 // SetFailures sets tokend_refresh_consecutive_failures{grant}: the failed
-// requests since the grant's last success.
+// requests since the grant's last success. The series appears with the
+// grant's first failure and then stays (0 after a success).
 func (m *Metrics) SetFailures(grant string, n int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if n == 0 && !m.failing[grant] {
+		return
+	}
+	m.failing[grant] = true
 	m.failures.WithLabelValues(grant).Set(float64(n))
 }
 
@@ -222,6 +234,7 @@ func (m *Metrics) Forget(grant string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	match := prometheus.Labels{"grant": grant}
+	delete(m.failing, grant)
 	m.refreshTotal.DeletePartialMatch(match)
 	m.refreshDuration.DeletePartialMatch(match)
 	m.attemptsTotal.DeletePartialMatch(match)
