@@ -170,6 +170,12 @@ func (c *Client) request(ctx context.Context, method, name, action string, q url
 	if q != nil {
 		u.RawQuery = q.Encode()
 	}
+	return c.send(ctx, method, u, accept)
+}
+
+// send sends one request to u and returns the body of a 2xx answer; other
+// answers become *Error.
+func (c *Client) send(ctx context.Context, method string, u *url.URL, accept string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), nil)
 	if err != nil {
 		return nil, fmt.Errorf("tokend: %w", err)
@@ -200,26 +206,9 @@ func (c *Client) request(ctx context.Context, method, name, action string, q url
 // CodeInvalidConfiguration) whose Description is the file's error; the
 // running configuration stays.
 func (c *Client) Reload(ctx context.Context) (*ReloadResponse, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://tokend/v1/reload", nil)
+	body, err := c.send(ctx, http.MethodPost, &url.URL{Scheme: "http", Host: "tokend", Path: "/v1/reload"}, "application/json")
 	if err != nil {
-		return nil, fmt.Errorf("tokend: %w", err)
-	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", "tokend-cli")
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return nil, c.dialError(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
-	if err != nil {
-		return nil, fmt.Errorf("tokend: reading the answer: %w", err)
-	}
-	if len(body) > maxResponse {
-		return nil, fmt.Errorf("tokend: the answer is larger than %d bytes", maxResponse)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, errorFrom(resp.StatusCode, body)
+		return nil, err
 	}
 	var out ReloadResponse
 	if err := decodeAnswer(body, &out); err != nil {
