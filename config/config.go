@@ -1,6 +1,8 @@
 package config
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -24,11 +26,41 @@ type Config struct {
 	Clients   map[string]Client   `yaml:"clients"`
 	Grants    map[string]Grant    `yaml:"grants"`
 	Hooks     []Hook              `yaml:"hooks"` // config/hooks.go
+	Fleet     Fleet               `yaml:"fleet"` // fleet mode (store.backend: etcd)
+}
+
+// Fleet names this instance among those sharing an etcd store.
+type Fleet struct {
+	Instance string `yaml:"instance"` // default: the hostname
+}
+
+// Etcd is the store section of fleet mode (store.backend: etcd).
+type Etcd struct {
+	Endpoints          []string      `yaml:"endpoints"`
+	Prefix             string        `yaml:"prefix"` // default /tokend/
+	Username           string        `yaml:"username"`
+	PasswordFile       string        `yaml:"password_file"`
+	PasswordCredential string        `yaml:"password_credential"`
+	TLS                EtcdTLS       `yaml:"tls"`
+	DialTimeout        time.Duration `yaml:"dial_timeout"` // default 5s
+	LeaseTTL           time.Duration `yaml:"lease_ttl"`    // default 10s
+
+	// Password is read from PasswordFile or PasswordCredential.
+	Password oauth.Secret `yaml:"-"`
+}
+
+// EtcdTLS are the files of a TLS connection to etcd.
+type EtcdTLS struct {
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 }
 
 type Store struct {
 	Path    string `yaml:"path"`     // default /var/lib/tokend/tokend.db ($STATE_DIRECTORY/tokend.db under systemd)
 	KeyFile string `yaml:"key_file"` // optional; else the systemd credential tokend.key if present
+	Backend string `yaml:"backend"`  // bbolt (default) | etcd
+	Etcd    Etcd   `yaml:"etcd"`
 	// Key is the resolved 32-byte key (from KeyFile or the credential); nil: unsealed.
 	Key []byte `yaml:"-"`
 }
@@ -128,6 +160,12 @@ type Provider struct {
 	RevocationEndpoint          string `yaml:"revocation_endpoint"`
 	DeviceAuthorizationEndpoint string `yaml:"device_authorization_endpoint"`
 	RegistrationEndpoint        string `yaml:"registration_endpoint"`
+	// CAFile is a PEM bundle of the CAs that sign the provider's server
+	// certificates (private PKI), instead of the system's.
+	CAFile string `yaml:"ca_file"`
+
+	// CAs is CAFile read and parsed; nil means the system's roots.
+	CAs *x509.CertPool `yaml:"-"`
 }
 
 // Endpoints returns the explicitly configured endpoints.
@@ -150,6 +188,24 @@ type Client struct {
 	AuthMethod             string `yaml:"auth_method"` // client_secret_basic (default with a secret) | client_secret_post | none
 	RedirectURI            string `yaml:"redirect_uri"`
 	ClientName             string `yaml:"client_name"` // for dynamic registration, default "tokend on <hostname>"
+	// private_key_jwt: the key (PEM, or a service-account JSON key file).
+	PrivateKeyFile       string `yaml:"private_key_file"`
+	PrivateKeyCredential string `yaml:"private_key_credential"`
+	KeyID                string `yaml:"key_id"`      // kid; default from the key file when it has one
+	SigningAlg           string `yaml:"signing_alg"` // default from the key and the provider's supported algs
+	// AssertionAudience is the aud of client assertions: "" (the token
+	// endpoint), "issuer", or a URL.
+	AssertionAudience string `yaml:"assertion_audience"`
+	// tls_client_auth / self_signed_tls_client_auth: the client certificate.
+	TLSCertFile       string `yaml:"tls_cert_file"`
+	TLSKeyFile        string `yaml:"tls_key_file"`
+	TLSCertCredential string `yaml:"tls_cert_credential"`
+	TLSKeyCredential  string `yaml:"tls_key_credential"`
+
+	// Key is the parsed private key (private_key_jwt); nil otherwise.
+	Key *oauth.SigningKey `yaml:"-"`
+	// TLSCert is the parsed client certificate and key; nil otherwise.
+	TLSCert *tls.Certificate `yaml:"-"`
 	// Secret is the resolved client secret.
 	Secret oauth.Secret `yaml:"-"`
 }
@@ -163,10 +219,30 @@ const (
 	GrantClientCredentials = "client_credentials"
 	GrantPassword          = "password"
 	GrantDeviceCode        = "device_code"
+	GrantJWTBearer         = "jwt_bearer"
+	GrantTokenExchange     = "token_exchange"
 )
 
 // GrantTypes lists the valid grant types, in the order error messages show them.
-var GrantTypes = []string{GrantAuthorizationCode, GrantClientCredentials, GrantPassword, GrantDeviceCode}
+var GrantTypes = []string{GrantAuthorizationCode, GrantClientCredentials, GrantPassword, GrantDeviceCode, GrantJWTBearer, GrantTokenExchange}
+
+// Assertion is the JWT a jwt_bearer grant signs (RFC 7523 §2.1).
+type Assertion struct {
+	Issuer               string         `yaml:"issuer"`   // default: a service-account key's client_email
+	Subject              string         `yaml:"subject"`  // default: the issuer
+	Audience             string         `yaml:"audience"` // default: the token endpoint (or the key's token_uri)
+	PrivateKeyFile       string         `yaml:"private_key_file"`
+	PrivateKeyCredential string         `yaml:"private_key_credential"`
+	KeyID                string         `yaml:"key_id"`
+	SigningAlg           string         `yaml:"signing_alg"`
+	Lifetime             time.Duration  `yaml:"lifetime"` // default 5m
+	Claims               map[string]any `yaml:"claims"`
+
+	// Key is the parsed key; ServiceAccount is set when the key came from
+	// a service-account JSON key file.
+	Key            oauth.SigningKey      `yaml:"-"`
+	ServiceAccount *oauth.ServiceAccount `yaml:"-"`
+}
 
 type Grant struct {
 	Client               string            `yaml:"client"`
@@ -185,6 +261,22 @@ type Grant struct {
 	// Password is the resolved password (password grant).
 	Password oauth.Secret `yaml:"-"`
 	Sinks    []Sink       `yaml:"sinks"` // files kept holding the access token (sinks.go)
+
+	// DPoP asks for DPoP-bound tokens (RFC 9449): tokend keeps a key per
+	// grant and signs the proofs.
+	DPoP bool `yaml:"dpop"`
+	// Assertion is what a jwt_bearer grant signs.
+	Assertion *Assertion `yaml:"assertion"`
+	// token_exchange: the subject token is SubjectGrant's current access
+	// token (or id token, SubjectTokenType id_token); ActorGrant's is the
+	// actor token.
+	SubjectGrant       string   `yaml:"subject_grant"`
+	SubjectTokenType   string   `yaml:"subject_token_type"` // access_token (default) | id_token | a URN
+	ActorGrant         string   `yaml:"actor_grant"`
+	ActorTokenType     string   `yaml:"actor_token_type"`
+	RequestedTokenType string   `yaml:"requested_token_type"`
+	Audience           []string `yaml:"audience"`
+	Resource           []string `yaml:"resource"`
 }
 
 // Default locations. Under systemd the store and the socket move to the

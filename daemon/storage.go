@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"log/slog"
 	"time"
 
@@ -77,6 +78,60 @@ type Store interface {
 }
 
 var _ Store = (*store.Store)(nil)
+
+// Fleet is what a Store shared by several tokend instances adds (fleet
+// mode, store.backend: etcd). The daemon finds it with a type assertion on
+// the Store; the bbolt file is not one.
+//
+// CONTRACT (issue 15): the daemon codes against this; the etcd store
+// implements it.
+//
+//   - SetGrants tells the fleet this instance's grants and their
+//     fingerprints (config.Grant's provider-relevant definition, hashed);
+//     the instance campaigns for the refresh lease of each. Called at
+//     start and after every reload.
+//   - Holds reports whether this instance holds grant's lease with at
+//     least margin of it left, its fingerprint agrees with the fleet's, and
+//     etcd has quorum: only then may it send a refresh. False is cheap.
+//   - PutToken (of Store) is fenced in fleet mode: it succeeds only while
+//     this instance holds the grant's lease and the grant's record is
+//     still the revision this instance last saw (wrote or was told of by
+//     Watch); otherwise it returns an error matching store.ErrFenced and
+//     writes nothing. PutAuthorized writes a new chain from an
+//     authorization (callback, device flow) on whichever instance received
+//     it, fenced only on the record revision.
+//   - Watch calls fn, from one goroutine, with every token record written
+//     by another instance (newest state, in revision order), until ctx
+//     ends. It resumes after a broken watch and resyncs after compaction.
+//   - Lock takes a fleet-wide lock of name (a dynamic registration) until
+//     unlock is called or the instance dies.
+//   - GrantInfo and Health feed status and metrics.
+type Fleet interface {
+	Instance() string
+	SetGrants(fingerprints map[string]string) error
+	Holds(grant string, margin time.Duration) bool
+	PutAuthorized(t store.Token, a *store.Attempt) error
+	Watch(ctx context.Context, fn func(t store.Token))
+	Lock(ctx context.Context, name string) (unlock func(), err error)
+	GrantInfo(grant string) FleetGrant
+	Health() FleetHealth
+}
+
+// FleetGrant is one grant as the fleet sees it.
+type FleetGrant struct {
+	Owner    string // instance holding the lease; "" when none
+	Held     bool   // this instance holds it
+	Conflict string // non-empty: this instance's definition differs (why)
+}
+
+// FleetHealth is this instance's view of the fleet.
+type FleetHealth struct {
+	Quorum     bool          // etcd answers with a quorum
+	LeaseOK    bool          // this instance's lease is alive
+	WatchOK    bool          // the watch is running
+	WatchLag   time.Duration // age of the newest event applied, when behind
+	GrantsHeld int
+}
 
 // openStore opens the bbolt file of package store: what runs when
 // Options.OpenStore is nil.

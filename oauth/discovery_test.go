@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -68,7 +69,7 @@ func TestDiscoverRFC8414First(t *testing.T) {
 	}
 	want := Endpoints{Issuer: issuer, Authorization: issuer + "/authorize", Token: issuer + "/token", Revocation: issuer + "/revoke",
 		DeviceAuthorization: issuer + "/device", Registration: issuer + "/register", IssuerParameterSupported: true}
-	if ep != want {
+	if !reflect.DeepEqual(ep, want) {
 		t.Errorf("Endpoints =\n  %+v\nwant\n  %+v", ep, want)
 	}
 	if got := ds.asked(); got != "/.well-known/oauth-authorization-server/tenant/a" {

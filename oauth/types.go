@@ -1,6 +1,7 @@
 package oauth
 
 import (
+	"encoding/json"
 	"net/http"
 	"time"
 )
@@ -17,6 +18,22 @@ type Endpoints struct {
 	// IssuerParameterSupported is RFC 9207's
 	// authorization_response_iss_parameter_supported.
 	IssuerParameterSupported bool `json:"authorization_response_iss_parameter_supported,omitempty"`
+	// MTLS are RFC 8705 §5's mtls_endpoint_aliases: used instead of the
+	// plain endpoints by a client that authenticates with a certificate.
+	MTLS *MTLSAliases `json:"mtls_endpoint_aliases,omitempty"`
+	// TokenAuthSigningAlgs is token_endpoint_auth_signing_alg_values_supported.
+	TokenAuthSigningAlgs []string `json:"token_endpoint_auth_signing_alg_values_supported,omitempty"`
+	// DPoPSigningAlgs is dpop_signing_alg_values_supported (RFC 9449 §5.1).
+	DPoPSigningAlgs []string `json:"dpop_signing_alg_values_supported,omitempty"`
+}
+
+// MTLSAliases are the endpoints a provider serves with client-certificate
+// authentication (RFC 8705 §5).
+type MTLSAliases struct {
+	Token               string `json:"token_endpoint,omitempty"`
+	Revocation          string `json:"revocation_endpoint,omitempty"`
+	DeviceAuthorization string `json:"device_authorization_endpoint,omitempty"`
+	Registration        string `json:"registration_endpoint,omitempty"`
 }
 
 // AuthMethod is how the client authenticates at the token endpoint.
@@ -34,6 +51,12 @@ type Client struct {
 	Secret      Secret
 	AuthMethod  AuthMethod
 	RedirectURI string
+	// Key signs the client assertion of private_key_jwt (nil otherwise);
+	// client_secret_jwt signs with Secret.
+	Key *SigningKey
+	// AssertionAudience is the aud of client assertions: "" means the
+	// token endpoint; "issuer" the provider's issuer; else that URL.
+	AssertionAudience string
 }
 
 // Token is a token set as the provider returned it, with absolute times
@@ -52,6 +75,8 @@ type Token struct {
 	// or refresh_expires_in (Keycloak); zero when neither was sent.
 	RefreshExpiry time.Time
 	Obtained      time.Time
+	// IssuedTokenType is RFC 8693's issued_token_type (token exchange).
+	IssuedTokenType string
 }
 
 // Provider speaks the protocol to one provider as one client. It is safe
@@ -102,6 +127,12 @@ type RegistrationRequest struct {
 	AuthMethod      AuthMethod
 	Scope           string
 	ApplicationType string // "native" for loopback redirect URIs
+	// JWKS is the public key set of a private_key_jwt client (SigningKey.JWKS).
+	JWKS json.RawMessage
+	// SigningAlg is token_endpoint_auth_signing_alg (private_key_jwt).
+	SigningAlg string
+	// DPoPBound asks for dpop_bound_access_tokens (RFC 9449 §5.2).
+	DPoPBound bool
 }
 
 // Registration is what the registration endpoint returned.

@@ -36,6 +36,12 @@ var (
 	// was never used). The record is left in place, so the browser that
 	// holds the binding can still complete it.
 	ErrMismatch = errors.New("store: pending authorization is bound to another browser")
+	// ErrFenced: fleet mode refused a write: this instance no longer holds
+	// the grant's lease, or another instance wrote the grant since this
+	// one last saw it. Nothing was written.
+	ErrFenced = errors.New("store: write fenced: another instance holds or has written this grant")
+	// ErrUnavailable: fleet mode cannot reach an etcd quorum.
+	ErrUnavailable = errors.New("store: etcd quorum unavailable")
 )
 
 // storeError is an error with a full message of its own (naming the file

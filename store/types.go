@@ -47,6 +47,10 @@ type Token struct {
 	// device flow), e.g. "authorized 2026-11-23T10:00:00Z" or "denied: access_denied".
 	Auth   string
 	AuthAt time.Time
+	// DPoPKey is the grant's DPoP private key (oauth.DPoPKey.Marshal),
+	// sealed at rest; empty for a grant without dpop. It goes with the
+	// token set: a new authorization gets a new key.
+	DPoPKey string
 }
 
 // Attempt is one refresh attempt, kept in a bounded per-grant history.
