@@ -57,6 +57,37 @@ type GrantStatus struct {
 	Sinks []SinkStatus `json:"sinks,omitempty"`
 	// History is filled by /status only: the last refresh attempts, newest first.
 	History []AttemptStatus `json:"history,omitempty"`
+	// DPoP says the grant asks for DPoP-bound tokens (config key dpop);
+	// its proofs come from POST /v1/tokens/{name}/dpop.
+	DPoP bool `json:"dpop,omitempty"`
+	// SubjectGrant is a token_exchange grant's subject grant.
+	SubjectGrant string `json:"subject_grant,omitempty"`
+	// Fleet mode: the instance that refreshes the grant ("" none), whether
+	// it is this one, and why this instance will not refresh it when its
+	// definition differs from the fleet's.
+	Refresher     string `json:"refresher,omitempty"`
+	RefresherSelf bool   `json:"refresher_self,omitempty"`
+	FleetConflict string `json:"fleet_conflict,omitempty"`
+}
+
+// DPoPRequest is the body of POST /v1/tokens/{name}/dpop: the one request
+// (method and URL) the proof is for, and the resource server's nonce when
+// it gave one.
+type DPoPRequest struct {
+	Method string `json:"method"`
+	URL    string `json:"url"`
+	Nonce  string `json:"nonce,omitempty"`
+}
+
+// DPoPResponse answers POST /v1/tokens/{name}/dpop: the grant's current
+// DPoP-bound access token and a fresh proof for the request asked about.
+// Send them as "Authorization: DPoP <access_token>" and "DPoP: <dpop>".
+type DPoPResponse struct {
+	AccessToken string    `json:"access_token"`
+	TokenType   string    `json:"token_type"` // "DPoP"
+	DPoP        string    `json:"dpop"`
+	ExpiresIn   int64     `json:"expires_in"`
+	ExpiresAt   time.Time `json:"expires_at"`
 }
 
 // SinkStatus is one file sink of a grant: whether the file holds the
