@@ -312,6 +312,7 @@ var defaultSchedule = MustParseSchedule(DefaultSchedule)
 // $STATE_DIRECTORY and $RUNTIME_DIRECTORY when systemd sets them.
 func (c *Config) ApplyDefaults() {
 	c.applyHookDefaults()
+	c.applyFleetDefaults()
 	if c.Store.Path == "" {
 		c.Store.Path = DefaultStorePath
 		if d := firstDir(os.Getenv("STATE_DIRECTORY")); d != "" {

@@ -195,4 +195,5 @@ func (c *Config) resolveSecrets(p *problems) {
 		}
 	}
 	c.resolveHookSecrets(p)
+	c.resolveFleetSecrets(p)
 }

@@ -258,6 +258,7 @@ func (c *Config) validate(p *problems, l Loader) {
 	}
 
 	c.validateHooks(p)
+	c.validateFleet(p)
 	c.checkSinkPaths(p)
 }
 
