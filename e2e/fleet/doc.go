@@ -1,0 +1,25 @@
+// Package fleet holds the end-to-end tests of fleet mode (store.backend:
+// etcd): three built `tokend serve` processes share their grants through a
+// three-member etcd cluster (three processes of etcdmember, built by the
+// test) and refresh them at oidc-provider (e2e/oidc/server.mjs), which
+// rotates refresh tokens and detects their reuse.
+//
+// The tests kill -9 the instance refreshing a grant and measure the
+// failover, stop etcd members (one: nothing visible; two: quorum lost,
+// refreshes paused, tokens served until they expire), pause a refresher
+// longer than its lease in the middle of a refresh (the fencing case),
+// deliver an authorization's callback to another instance than the one
+// that started it, and start three instances together on a client that
+// registers dynamically. Every instance runs a reader loop over its socket
+// that checks each token it is served is unexpired.
+//
+// The package has no non-test code besides etcdmember.
+//
+// # Caveats
+//
+// The tests run on real time (the binaries have no fake clock), about three
+// minutes with the defaults on two cores. $FLEET_KILLS (default 5) sets the
+// number of kills of the failover test; the issue's figure is 20
+// (FLEET_KILLS=20, about five minutes more). $FLEET_RACE=1 builds tokend
+// with the race detector (slower failovers on a loaded machine).
+package fleet

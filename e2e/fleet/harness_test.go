@@ -1,0 +1,837 @@
+package fleet
+
+import (
+	"bufio"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tokend/tokend/api"
+	"github.com/tokend/tokend/internal/etcdtest"
+	"github.com/tokend/tokend/internal/testutil"
+)
+
+var (
+	tokendBin, memberBin string
+	buildErr             error
+	oidcDir              string
+	nodeErr              error
+)
+
+func TestMain(m *testing.M) {
+	oidcDir, _ = filepath.Abs("../oidc")
+	nodeErr = checkNode()
+	os.Exit(testutil.MainWithTokend(m, "fleet", os.Getenv("FLEET_RACE") == "1", &tokendBin, &buildErr))
+}
+
+func checkNode() error {
+	if _, err := exec.LookPath("node"); err != nil {
+		return fmt.Errorf("fleet: node is not installed (Node.js >= 20.19 runs oidc-provider): %w", err)
+	}
+	if _, err := os.Stat(filepath.Join(oidcDir, "node_modules", "oidc-provider", "package.json")); err != nil {
+		return errors.New("fleet: oidc-provider is not installed in e2e/oidc/node_modules: run scripts/test-deps")
+	}
+	return nil
+}
+
+var buildMember sync.Once
+
+// requireAll fails the test unless node, tokend and etcdmember are there;
+// it builds etcdmember the first time.
+func requireAll(t testing.TB) {
+	t.Helper()
+	if nodeErr != nil {
+		t.Fatal(nodeErr)
+	}
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	buildMember.Do(func() {
+		bin := filepath.Join(filepath.Dir(tokendBin), "etcdmember")
+		out, err := exec.Command("go", "build", "-o", bin, "github.com/tokend/tokend/internal/etcdtest/etcdmember").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("fleet: go build etcdmember: %v\n%s", err, out)
+			return
+		}
+		memberBin = bin
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+}
+
+// eventually calls f every interval until it returns nil, or fails the
+// test with f's last error after timeout.
+func eventually(t testing.TB, timeout, interval time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v: %v", what, timeout, err)
+		}
+		time.Sleep(interval)
+	}
+}
+
+// proc is a child process whose output is kept, killed when the test ends.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+func startProc(t testing.TB, logs io.Writer, stdout io.Writer, name string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = stdout, logs
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	p := &proc{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	return p
+}
+
+func (p *proc) running() bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// stop sends sig and waits up to 15 s for the exit (then kills).
+func (p *proc) stop(sig syscall.Signal) {
+	p.cmd.Process.Signal(syscall.SIGCONT) // a stopped process cannot exit
+	p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// ---- etcd ----------------------------------------------------------------
+
+// cluster is a three-member etcd cluster, one etcdmember process each
+// (internal/etcdtest/etcdmember).
+type cluster struct {
+	t       testing.TB
+	plan    []etcdtest.Member
+	members []*proc
+	logs    *testutil.SyncBuffer
+}
+
+func startCluster(t testing.TB) *cluster {
+	t.Helper()
+	requireAll(t)
+	plan, err := etcdtest.Plan(3, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cluster{t: t, plan: plan, logs: &testutil.SyncBuffer{}, members: make([]*proc, 3)}
+	t.Cleanup(func() {
+		for _, m := range c.members {
+			if m != nil {
+				m.stop(syscall.SIGKILL)
+			}
+		}
+		if t.Failed() {
+			t.Logf("etcd members' log:\n%s", c.logs.String())
+		}
+	})
+	c.start(0, 1, 2)
+	return c
+}
+
+// start starts members (together: one alone waits for a quorum) and waits
+// until each serves clients.
+func (c *cluster) start(members ...int) {
+	c.t.Helper()
+	ready := make([]*testutil.SyncBuffer, len(members))
+	for k, i := range members {
+		m := c.plan[i]
+		ready[k] = &testutil.SyncBuffer{}
+		c.members[i] = startProc(c.t, c.logs, ready[k], memberBin,
+			"-name", m.Name, "-dir", m.Dir, "-peer", m.PeerURL, "-client", m.ClientURL,
+			"-cluster", m.InitialCluster, "-token", m.ClusterToken)
+	}
+	for k, i := range members {
+		eventually(c.t, 60*time.Second, 50*time.Millisecond, fmt.Sprintf("etcd member m%d ready", i), func() error {
+			if !c.members[i].running() {
+				c.t.Fatalf("etcd member m%d exited: %v\n%s", i, c.members[i].err, c.logs.String())
+			}
+			if !strings.Contains(ready[k].String(), "ready") {
+				return errors.New("not yet")
+			}
+			return nil
+		})
+	}
+}
+
+// stopMember stops member i (SIGTERM: a clean stop, as `systemctl stop`).
+func (c *cluster) stopMember(i int) {
+	c.members[i].stop(syscall.SIGTERM)
+	c.members[i] = nil
+}
+
+func (c *cluster) endpoints() string {
+	var s []string
+	for _, m := range c.plan {
+		s = append(s, m.ClientURL)
+	}
+	return "[" + strings.Join(s, ", ") + "]"
+}
+
+// ---- oidc-provider ---------------------------------------------------------
+
+const (
+	introspectorID     = "fleet-introspector"
+	introspectorSecret = "fleet-introspector-secret-0123456789abcdef"
+	appSecret          = "fleet-app-secret-0123456789"
+	ccSecret           = "fleet-cc-secret-0123456789"
+)
+
+// oidc is a running oidc-provider (e2e/oidc/server.mjs).
+type oidc struct {
+	t      testing.TB
+	Issuer string
+	p      *proc
+	logs   *testutil.SyncBuffer
+}
+
+// stats are the counts GET /_test/stats returns (the fields used here).
+type stats struct {
+	TokenRequests     map[string]int `json:"token_requests"`
+	TokenSuccess      map[string]int `json:"token_success"`
+	TokenErrors       map[string]int `json:"token_errors"`
+	InvalidGrant      int            `json:"invalid_grant"`
+	RefreshTokenReuse int            `json:"refresh_token_reuse"`
+	Registrations     int            `json:"registrations"`
+}
+
+// startOIDC starts oidc-provider with clients "app" (authorization code
+// and refresh, secret basic, any loopback redirect) and "cc" (client
+// credentials), access tokens living accessTTL seconds.
+func startOIDC(t testing.TB, accessTTL int) *oidc {
+	t.Helper()
+	requireAll(t)
+	cfg := map[string]any{
+		"accessTokenTTL": accessTTL, "clientCredentialsTTL": accessTTL,
+		"clients": []map[string]any{{
+			"client_id": "app", "client_secret": appSecret,
+			"grant_types": []string{"authorization_code", "refresh_token"}, "response_types": []string{"code"},
+			"redirect_uris": []string{"http://127.0.0.1/callback"}, "token_endpoint_auth_method": "client_secret_basic",
+		}, {
+			"client_id": "cc", "client_secret": ccSecret,
+			"grant_types": []string{"client_credentials"}, "response_types": []string{}, "redirect_uris": []string{},
+		}, {
+			"client_id": introspectorID, "client_secret": introspectorSecret,
+			"grant_types": []string{"client_credentials"}, "response_types": []string{}, "redirect_uris": []string{},
+		}},
+	}
+	b, _ := json.Marshal(cfg)
+	file := filepath.Join(t.TempDir(), "oidc.json")
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o := &oidc{t: t, logs: &testutil.SyncBuffer{}}
+	pr, pw := io.Pipe()
+	o.p = startProc(t, o.logs, pw, "node", filepath.Join(oidcDir, "server.mjs"), file)
+	t.Cleanup(func() {
+		o.p.stop(syscall.SIGKILL)
+		pw.Close()
+		if t.Failed() {
+			t.Logf("oidc-provider stderr:\n%s", o.logs.String())
+		}
+	})
+	line := make(chan string, 1)
+	go func() {
+		l, _ := bufio.NewReader(pr).ReadString('\n')
+		line <- l
+		io.Copy(io.Discard, pr)
+	}()
+	select {
+	case l := <-line:
+		var hello struct{ Issuer string }
+		if err := json.Unmarshal([]byte(l), &hello); err != nil || hello.Issuer == "" {
+			t.Fatalf("oidc-provider did not start (%q): %v\n%s", l, err, o.logs.String())
+		}
+		o.Issuer = hello.Issuer
+	case <-time.After(30 * time.Second):
+		t.Fatalf("oidc-provider did not start in 30s:\n%s", o.logs.String())
+	}
+	return o
+}
+
+func (o *oidc) getJSON(path string, v any) {
+	o.t.Helper()
+	resp, err := http.Get(o.Issuer + path)
+	if err != nil {
+		o.t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		o.t.Fatalf("GET %s: %v", path, err)
+	}
+}
+
+func (o *oidc) stats() stats {
+	o.t.Helper()
+	var s stats
+	o.getJSON("/_test/stats", &s)
+	return s
+}
+
+// hold makes the provider hold the next token request ms milliseconds;
+// held returns how many requests were held so far.
+func (o *oidc) hold(ms int) { o.getJSON(fmt.Sprintf("/_test/hold?ms=%d", ms), &struct{}{}) }
+
+func (o *oidc) held() int {
+	var h struct{ Held int }
+	o.getJSON("/_test/hold", &h)
+	return h.Held
+}
+
+// active says whether the provider's introspection finds token active.
+func (o *oidc) active(token string) bool {
+	o.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, o.Issuer+"/token/introspection", strings.NewReader(url.Values{"token": {token}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(introspectorID, introspectorSecret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		o.t.Fatalf("introspect: %v", err)
+	}
+	defer resp.Body.Close()
+	var in struct{ Active bool }
+	json.NewDecoder(resp.Body).Decode(&in)
+	return in.Active
+}
+
+// ---- load balancer ---------------------------------------------------------
+
+// balancer is the fleet's redirect URI: a reverse proxy sending each
+// request to the instance set with to (as a load balancer in front of the
+// callback listeners would). The Host header stays the balancer's, which
+// every instance accepts: it is its configured redirect_uri's host.
+type balancer struct {
+	Addr   string
+	target atomic.Pointer[string]
+}
+
+func startBalancer(t testing.TB) *balancer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &balancer{Addr: ln.Addr().String()}
+	rp := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+		r.Out.URL.Scheme, r.Out.URL.Host = "http", *b.target.Load()
+		r.Out.Host = r.In.Host
+	}}
+	srv := &http.Server{Handler: rp}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return b
+}
+
+func (b *balancer) to(in *instance) { a := in.Callback; b.target.Store(&a) }
+
+// ---- tokend instances ------------------------------------------------------
+
+// fleet is the configuration shared by the instances.
+type fleet struct {
+	t        testing.TB
+	dir      string
+	etcd     *cluster
+	op       *oidc
+	lb       *balancer
+	keyFile  string
+	prefix   string
+	leaseTTL time.Duration
+	// extra is appended to the clients and grants sections.
+	clients, grants string
+}
+
+const leaseTTL = 3 * time.Second
+
+func newFleet(t testing.TB, etcd *cluster, op *oidc) *fleet {
+	t.Helper()
+	f := &fleet{t: t, dir: testutil.SharedDir(t), etcd: etcd, op: op, lb: startBalancer(t), leaseTTL: leaseTTL,
+		prefix: fmt.Sprintf("/tokend-e2e-%d/", time.Now().UnixNano())}
+	f.keyFile = filepath.Join(f.dir, "store.key")
+	if err := os.WriteFile(f.keyFile, []byte(hex.EncodeToString([]byte("fleet-e2e-store-key-32-bytes-ok!"))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range map[string]string{"app": appSecret, "cc": ccSecret} {
+		if err := os.WriteFile(filepath.Join(f.dir, name+".secret"), []byte(s+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.clients = fmt.Sprintf(`  app:
+    provider: op
+    client_id: app
+    client_secret_file: %s
+    auth_method: client_secret_basic
+    redirect_uri: http://%s/callback
+  cc:
+    provider: op
+    client_id: cc
+    client_secret_file: %s
+    auth_method: client_secret_basic
+`, filepath.Join(f.dir, "app.secret"), f.lb.Addr, filepath.Join(f.dir, "cc.secret"))
+	f.grants = `  web:
+    client: app
+    type: authorization_code
+    scopes: [openid]
+    READERS
+  svc:
+    client: cc
+    type: client_credentials
+    scopes: [api:read]
+    READERS
+`
+	return f
+}
+
+// instance is one `tokend serve` of the fleet, restartable.
+type instance struct {
+	t        testing.TB
+	Name     string
+	Dir      string
+	Socket   string
+	Callback string
+	Metrics  string
+	cfgPath  string
+	logs     *testutil.SyncBuffer
+	http     *http.Client
+
+	mu sync.Mutex
+	p  *proc
+}
+
+func (f *fleet) config(in *instance) string {
+	readers := fmt.Sprintf("readers: {uids: [%d]}", os.Getuid())
+	return fmt.Sprintf(`# fleet e2e instance %s
+store:
+  backend: etcd
+  key_file: %s
+  etcd:
+    endpoints: %s
+    prefix: %s
+    dial_timeout: 2s
+    lease_ttl: %s
+fleet:
+  instance: %s
+listen:
+  socket: %s
+  callback: %s
+  metrics: %s
+refresh:
+  schedule: "@every 1s"
+  fraction: 0.75
+  min_remaining: 3s
+  timeout: 1s
+log:
+  level: debug
+providers:
+  op:
+    issuer: %s
+clients:
+%s
+grants:
+%s
+`, in.Name, f.keyFile, f.etcd.endpoints(), f.prefix, f.leaseTTL, in.Name, in.Socket, in.Callback, in.Metrics,
+		f.op.Issuer, strings.TrimRight(f.clients, "\n"), strings.ReplaceAll(strings.TrimRight(f.grants, "\n"), "READERS", readers))
+}
+
+// newInstance writes instance name's configuration; start starts it.
+func (f *fleet) newInstance(name string) *instance {
+	t := f.t
+	t.Helper()
+	dir := filepath.Join(f.dir, name)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	in := &instance{
+		t: t, Name: name, Dir: dir, Socket: filepath.Join(dir, "tokend.sock"),
+		Callback: fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t)),
+		Metrics:  fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t)),
+		cfgPath:  filepath.Join(dir, "config.yaml"), logs: &testutil.SyncBuffer{},
+	}
+	in.http = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", in.Socket)
+		},
+	}}
+	if err := os.WriteFile(in.cfgPath, []byte(f.config(in)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		in.kill()
+		logs := in.logs.String()
+		for _, s := range []string{appSecret, ccSecret} {
+			if strings.Contains(logs, s) {
+				t.Errorf("instance %s logged a client secret", name)
+			}
+		}
+		if strings.Contains(logs, "WARNING: DATA RACE") {
+			t.Errorf("instance %s: the race detector reported a data race", name)
+		}
+		if t.Failed() {
+			t.Logf("instance %s log:\n%s", name, logs)
+		}
+	})
+	return in
+}
+
+// start starts the instance; wait waits until its socket answers.
+func (in *instance) start() {
+	in.t.Helper()
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.p != nil && in.p.running() {
+		in.t.Fatalf("instance %s is running", in.Name)
+	}
+	fmt.Fprintf(in.logs, "--- fleet e2e: starting %s at %s\n", in.Name, time.Now().Format(time.RFC3339Nano))
+	in.p = startProc(in.t, in.logs, in.logs, tokendBin, "serve", "--config", in.cfgPath)
+}
+
+func (in *instance) wait() {
+	in.t.Helper()
+	eventually(in.t, 30*time.Second, 50*time.Millisecond, "instance "+in.Name+" serving", func() error {
+		in.mu.Lock()
+		p := in.p
+		in.mu.Unlock()
+		if !p.running() {
+			in.t.Fatalf("instance %s exited while starting (%v)", in.Name, p.err)
+		}
+		resp, err := in.http.Get("http://tokend/v1/tokens")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return errors.New(resp.Status)
+		}
+		return nil
+	})
+}
+
+func (in *instance) signal(sig syscall.Signal) {
+	in.mu.Lock()
+	p := in.p
+	in.mu.Unlock()
+	if p != nil && p.running() {
+		fmt.Fprintf(in.logs, "--- fleet e2e: %v to %s at %s\n", sig, in.Name, time.Now().Format(time.RFC3339Nano))
+		p.cmd.Process.Signal(sig)
+	}
+}
+
+// kill is kill -9; it waits for the exit.
+func (in *instance) kill() {
+	in.mu.Lock()
+	p := in.p
+	in.mu.Unlock()
+	if p != nil && p.running() {
+		fmt.Fprintf(in.logs, "--- fleet e2e: SIGKILL to %s at %s\n", in.Name, time.Now().Format(time.RFC3339Nano))
+		p.stop(syscall.SIGKILL)
+	}
+}
+
+func (in *instance) up() bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.p != nil && in.p.running()
+}
+
+func (in *instance) get(path string) (int, []byte, error) {
+	resp, err := in.http.Get("http://tokend" + path)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
+}
+
+func (in *instance) token(grant string) (api.TokenResponse, int, error) {
+	var tok api.TokenResponse
+	code, b, err := in.get("/v1/tokens/" + grant)
+	if err == nil && code == http.StatusOK {
+		err = json.Unmarshal(b, &tok)
+	}
+	return tok, code, err
+}
+
+func (in *instance) status(grant string) (api.GrantStatus, error) {
+	var st api.GrantStatus
+	code, b, err := in.get("/v1/tokens/" + grant + "/status")
+	if err != nil {
+		return st, err
+	}
+	if code != http.StatusOK {
+		return st, fmt.Errorf("status %s: %d %s", grant, code, b)
+	}
+	return st, json.Unmarshal(b, &st)
+}
+
+func (in *instance) mustStatus(grant string) api.GrantStatus {
+	in.t.Helper()
+	st, err := in.status(grant)
+	if err != nil {
+		in.t.Fatalf("instance %s: %v", in.Name, err)
+	}
+	return st
+}
+
+// metrics returns the metrics page.
+func (in *instance) metrics() string {
+	resp, err := http.Get("http://" + in.Metrics + "/metrics")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// cli runs the tokend client against the instance's socket.
+func (in *instance) cli(args ...string) (string, int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, tokendBin, append(args, "--socket", in.Socket)...)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		code = -1
+	}
+	return string(out), code
+}
+
+// ---- readers ---------------------------------------------------------------
+
+// reader fetches grant from an instance every 100 ms while it is up and
+// counts what it saw. A token served past its expiry is a failure.
+type reader struct {
+	in      *instance
+	grant   string
+	ok      atomic.Int64
+	failed  atomic.Int64 // answers other than 200 while the instance was up
+	expired atomic.Int64 // 200 with a token past its expiry
+	mu      sync.Mutex
+	last    string // the last non-200 answer
+}
+
+func startReaders(t testing.TB, grant string, ins ...*instance) []*reader {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var rs []*reader
+	for _, in := range ins {
+		r := &reader{in: in, grant: grant}
+		rs = append(rs, r)
+		wg.Go(func() {
+			tick := time.NewTicker(100 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
+				if !in.up() {
+					continue
+				}
+				tok, code, err := in.token(grant)
+				now := time.Now()
+				switch {
+				case err != nil:
+					// The instance is being killed or restarted.
+				case code == http.StatusOK && !tok.ExpiresAt.After(now):
+					r.expired.Add(1)
+				case code == http.StatusOK:
+					r.ok.Add(1)
+				default:
+					r.failed.Add(1)
+					r.mu.Lock()
+					r.last = fmt.Sprintf("%d at %s", code, now.Format(time.RFC3339Nano))
+					r.mu.Unlock()
+				}
+			}
+		})
+	}
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	return rs
+}
+
+// check fails the test if a reader was served an expired token, or (when
+// strict) was refused a token.
+func checkReaders(t testing.TB, rs []*reader, strict bool) {
+	t.Helper()
+	for _, r := range rs {
+		r.mu.Lock()
+		last := r.last
+		r.mu.Unlock()
+		t.Logf("reader on %s: %d tokens, %d refusals, %d expired", r.in.Name, r.ok.Load(), r.failed.Load(), r.expired.Load())
+		if r.expired.Load() > 0 {
+			t.Errorf("reader on %s was served %d expired tokens", r.in.Name, r.expired.Load())
+		}
+		if strict && r.failed.Load() > 0 {
+			t.Errorf("reader on %s was refused %d times (last %s)", r.in.Name, r.failed.Load(), last)
+		}
+		if r.ok.Load() == 0 {
+			t.Errorf("reader on %s was never served a token", r.in.Name)
+		}
+	}
+}
+
+// ---- browser ---------------------------------------------------------------
+
+// browser follows redirects and submits forms made only of hidden inputs
+// (oidc-provider's pages finish on their own), like e2e's Browser.
+type browser struct {
+	t       testing.TB
+	client  *http.Client
+	visited []string
+}
+
+func newBrowser(t testing.TB) *browser {
+	jar, _ := cookiejar.New(nil)
+	b := &browser{t: t}
+	b.client = &http.Client{Jar: jar, Timeout: 30 * time.Second, CheckRedirect: func(req *http.Request, via []*http.Request) error {
+		if len(via) >= 20 {
+			return errors.New("too many redirects")
+		}
+		b.visited = append(b.visited, req.URL.String())
+		return nil
+	}}
+	return b
+}
+
+var (
+	formRe  = regexp.MustCompile(`(?is)<form\b([^>]*)>(.*?)</form>`)
+	inputRe = regexp.MustCompile(`(?is)<input\b([^>]*?)/?>`)
+	attrRe  = regexp.MustCompile(`(?is)\b([a-z_-]+)\s*=\s*"([^"]*)"`)
+)
+
+func attrs(s string) map[string]string {
+	m := map[string]string{}
+	for _, a := range attrRe.FindAllStringSubmatch(s, -1) {
+		m[strings.ToLower(a[1])] = html.UnescapeString(a[2])
+	}
+	return m
+}
+
+// open loads rawURL and returns the final status and body.
+func (b *browser) open(rawURL string) (int, string) {
+	b.t.Helper()
+	b.visited = append(b.visited, rawURL)
+	resp, err := b.client.Get(rawURL)
+	for step := 0; ; step++ {
+		if err != nil {
+			b.t.Fatalf("browser: %v (visited %v)", err, b.visited)
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+		forms := formRe.FindAllStringSubmatch(string(body), -1)
+		if len(forms) != 1 || step >= 10 || resp.StatusCode != http.StatusOK || !strings.EqualFold(attrs(forms[0][1])["method"], "post") {
+			return resp.StatusCode, string(body)
+		}
+		fields := url.Values{}
+		for _, in := range inputRe.FindAllStringSubmatch(forms[0][2], -1) {
+			ia := attrs(in[1])
+			if !strings.EqualFold(ia["type"], "hidden") {
+				return resp.StatusCode, string(body)
+			}
+			fields.Add(ia["name"], ia["value"])
+		}
+		target, perr := resp.Request.URL.Parse(attrs(forms[0][1])["action"])
+		if perr != nil {
+			b.t.Fatal(perr)
+		}
+		b.visited = append(b.visited, target.String())
+		resp, err = b.client.PostForm(target.String(), fields)
+	}
+}
+
+// authorize runs `tokend authorize grant` on instance a, opens the start
+// URL in a browser, and lets the provider's redirect reach the balancer,
+// which sends it to instance b. It returns the callback URL visited.
+func (f *fleet) authorize(a, b *instance, grant string) string {
+	t := f.t
+	t.Helper()
+	f.lb.to(b)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, tokendBin, "authorize", grant, "--socket", a.Socket)
+	out := &testutil.SyncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	re := regexp.MustCompile(regexp.QuoteMeta("http://"+a.Callback+"/start/") + `[A-Za-z0-9_-]+`)
+	var start string
+	eventually(t, 20*time.Second, 50*time.Millisecond, "tokend authorize prints a start URL", func() error {
+		if start = re.FindString(out.String()); start == "" {
+			return fmt.Errorf("output so far: %q", out.String())
+		}
+		return nil
+	})
+	br := newBrowser(t)
+	code, body := br.open(start)
+	var cb string
+	for _, v := range br.visited {
+		if strings.HasPrefix(v, "http://"+f.lb.Addr+"/callback") {
+			cb = v
+		}
+	}
+	if cb == "" || code != http.StatusOK {
+		t.Fatalf("authorization ended with %d, callback %q, visited %v:\n%s", code, cb, br.visited, body)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("tokend authorize: %v\n%s", err, out.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("tokend authorize did not exit:\n%s", out.String())
+	}
+	return cb
+}
