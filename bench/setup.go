@@ -112,6 +112,12 @@ type running struct {
 // startDaemon builds and runs a daemon wired as `tokend serve` wires it
 // (real metrics, an info-level logger whose output is discarded).
 func startDaemon(cfg *config.Config, clock daemon.Clock) (*running, error) {
+	return startDaemonWith(cfg, clock, nil)
+}
+
+// startDaemonWith is startDaemon with the store opened by open (nil: the
+// bbolt file), as fleet mode opens etcd.
+func startDaemonWith(cfg *config.Config, clock daemon.Clock, open func(config.Store, *slog.Logger) (daemon.Store, error)) (*running, error) {
 	m := &countingMetrics{Metrics: metrics.New(metrics.BuildInfo{Version: "bench", Revision: "bench", GoVersion: runtime.Version()})}
 	opts := daemon.Options{
 		Logger:         daemon.NewLogger(io.Discard, cfg.Log, false),
@@ -126,6 +132,9 @@ func startDaemon(cfg *config.Config, clock daemon.Clock) (*running, error) {
 	}
 	if expNoMet {
 		opts.Metrics, opts.MetricsHandler = nil, nil
+	}
+	if open != nil {
+		opts.OpenStore = open
 	}
 	if expPool {
 		opts.HTTPClient = &http.Client{Timeout: cfg.Refresh.Timeout, Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Refresh.Concurrency + 8}}
