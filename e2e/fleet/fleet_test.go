@@ -132,10 +132,11 @@ func TestFleetFailover(t *testing.T) {
 		st := r.mustStatus("web")
 		life := st.ExpiresAt.Sub(st.Obtained)
 		due := st.Obtained.Add(life * 3 / 4)
-		// Kill before the grant is due: no refresh is in flight, so none
-		// is lost with the process (the window no fleet can close: see
+		// Kill before the grant is due (refresh.jitter moves the due time
+		// by up to 5 % of 15 s): no refresh is in flight, so none is lost
+		// with the process (the window no fleet can close: see
 		// TestFleetPausedRefresher and the crash tests).
-		if d := time.Until(due.Add(-time.Second)); d > 0 {
+		if d := time.Until(due.Add(-1500 * time.Millisecond)); d > 0 {
 			time.Sleep(d)
 		}
 		if st2 := r.mustStatus("web"); st2.Generation != st.Generation || !st2.RefresherSelf {
