@@ -374,8 +374,8 @@ func (s *Store) Health() store.FleetHealth {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	h := store.FleetHealth{
-		Quorum:   s.quorum.Load(),
-		LeaseOK:  s.lease != 0 && s.leaseExp.After(now),
+		Quorum:  s.quorum.Load(),
+		LeaseOK: s.lease != 0 && s.leaseExp.After(now),
 		// The client resumes a watch by itself while a member is
 		// unreachable, without closing it: a watch is not running
 		// without the quorum it needs either.
