@@ -19,6 +19,7 @@ package config
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -192,4 +193,17 @@ func (c *Config) resolveFleetSecrets(p *problems) {
 			p.warnf("store.etcd.tls.key_file", "%s is readable by group or others (mode %04o): chmod 0600 it", t.KeyFile, fi.Mode().Perm())
 		}
 	}
+}
+
+// fleetSummary is the store line of Explain in fleet mode.
+func (c *Config) fleetSummary() string {
+	e := c.Store.Etcd
+	s := fmt.Sprintf("etcd %s, prefix %s, lease %v, instance %s", strings.Join(e.Endpoints, " "), e.Prefix, e.LeaseTTL, c.Fleet.Instance)
+	if e.Username != "" {
+		s += ", user " + e.Username
+	}
+	if e.TLS.CertFile != "" {
+		s += ", client certificate " + e.TLS.CertFile
+	}
+	return s
 }

@@ -99,3 +99,12 @@ func TestFleetLoadSecrets(t *testing.T) {
 	_, _, err = testLoader.Load(cfg("    tls: {ca_file: " + ca + ", cert_file: " + ca + ", key_file: " + ca + "}\n  key_file: " + key + "\n"))
 	wantProblems(t, err, "holds no PEM certificate", "store.etcd.tls: cert_file")
 }
+
+func TestFleetExplain(t *testing.T) {
+	c := mustParse(t, fleetBase+"    endpoints: [https://e:2379]\n")
+	var b strings.Builder
+	c.Explain(&b)
+	if !strings.Contains(b.String(), "store:     etcd https://e:2379, prefix /tokend/, lease 10s, instance host-a (") {
+		t.Errorf("explain:\n%s", b.String())
+	}
+}

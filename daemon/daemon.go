@@ -113,6 +113,7 @@ type Daemon struct {
 	operators access
 
 	st    Store
+	fleet *fleetRT // fleet mode (fleet.go); nil when st is not a Fleet
 	sf    singleflight.Group
 	queue workQueue
 
@@ -402,6 +403,7 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 	if d.running.Load() {
 		d.loadTokens()
 		d.syncSinks()
+		d.fleetSetGrants()
 	}
 	d.log.Info("configuration reloaded", "grants", len(cfg.Grants))
 	d.queue.kick()
@@ -425,7 +427,7 @@ func (d *Daemon) Ready() error {
 	if !d.running.Load() {
 		return errors.New("not running")
 	}
-	return nil
+	return d.fleetReady()
 }
 
 func (d *Daemon) config() (*config.Config, Policy) {
@@ -458,6 +460,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	d.st = st
+	d.startFleet(st)
 	d.inflight.open()
 	defer func() {
 		if err := st.Close(); err != nil {
@@ -533,6 +536,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		})
 	}
 	g.Go(func() error { return d.runScheduler(gctx) })
+	d.goFleetWatch(g, gctx)
 	g.Go(func() error {
 		<-gctx.Done()
 		_ = d.notifier.Stopping()
