@@ -421,6 +421,22 @@ func TestFleetAuthorizationElsewhere(t *testing.T) {
 	}
 }
 
+// TestFleetStartPageElsewhere: the start URL `tokend authorize` prints is
+// on the redirect URI's host, the balancer, which may send it to any
+// instance. Known to fail: the start page (its id, state and provider URL)
+// is kept in the memory of the instance that ran authorize (daemon
+// startPages), so another instance answers "start link unknown". Run with
+// FLEET_START_ELSEWHERE=1.
+func TestFleetStartPageElsewhere(t *testing.T) {
+	if os.Getenv("FLEET_START_ELSEWHERE") != "1" {
+		t.Skip("known to fail: start pages are per instance (daemon startPages); FLEET_START_ELSEWHERE=1 runs it")
+	}
+	f, ins := startFleet(t, nil)
+	f.lb.to(ins[1])
+	f.authorizeVia(ins[0], "web")
+	waitServed(t, "web", ins...)
+}
+
 // TestFleetRegistrationOnce: three instances started together on a client
 // registered dynamically register it once.
 func TestFleetRegistrationOnce(t *testing.T) {

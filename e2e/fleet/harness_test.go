@@ -342,11 +342,12 @@ func (o *oidc) active(token string) bool {
 
 // balancer is the fleet's redirect URI: a reverse proxy sending each
 // request to the instance set with to (as a load balancer in front of the
-// callback listeners would). The Host header stays the balancer's, which
-// every instance accepts: it is its configured redirect_uri's host.
+// callback listeners would), start pages to the one set with startTo. The
+// Host header stays the balancer's, which every instance accepts: it is
+// its configured redirect_uri's host.
 type balancer struct {
-	Addr   string
-	target atomic.Pointer[string]
+	Addr          string
+	target, start atomic.Pointer[string]
 }
 
 func startBalancer(t testing.TB) *balancer {
@@ -357,7 +358,11 @@ func startBalancer(t testing.TB) *balancer {
 	}
 	b := &balancer{Addr: ln.Addr().String()}
 	rp := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
-		r.Out.URL.Scheme, r.Out.URL.Host = "http", *b.target.Load()
+		to := b.target.Load()
+		if s := b.start.Load(); s != nil && strings.HasPrefix(r.In.URL.Path, "/start/") {
+			to = s
+		}
+		r.Out.URL.Scheme, r.Out.URL.Host = "http", *to
 		r.Out.Host = r.In.Host
 	}}
 	srv := &http.Server{Handler: rp}
@@ -366,7 +371,15 @@ func startBalancer(t testing.TB) *balancer {
 	return b
 }
 
-func (b *balancer) to(in *instance) { a := in.Callback; b.target.Store(&a) }
+// to sends every request to in.
+func (b *balancer) to(in *instance) {
+	a := in.Callback
+	b.target.Store(&a)
+	b.start.Store(nil)
+}
+
+// startTo sends start pages to in, the rest where to said.
+func (b *balancer) startTo(in *instance) { a := in.Callback; b.start.Store(&a) }
 
 // ---- tokend instances ------------------------------------------------------
 
@@ -790,12 +803,21 @@ func (b *browser) open(rawURL string) (int, string) {
 }
 
 // authorize runs `tokend authorize grant` on instance a, opens the start
-// URL in a browser, and lets the provider's redirect reach the balancer,
-// which sends it to instance b. It returns the callback URL visited.
+// URL in a browser (the balancer sends the start page to a, which holds
+// it in memory; see TestFleetStartPageElsewhere), and lets the provider's
+// redirect reach the balancer, which sends it to instance b. It returns
+// the callback URL visited.
 func (f *fleet) authorize(a, b *instance, grant string) string {
+	f.t.Helper()
+	f.lb.to(b)
+	f.lb.startTo(a)
+	return f.authorizeVia(a, grant)
+}
+
+// authorizeVia is authorize with the balancer as set.
+func (f *fleet) authorizeVia(a *instance, grant string) string {
 	t := f.t
 	t.Helper()
-	f.lb.to(b)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, tokendBin, "authorize", grant, "--socket", a.Socket)
@@ -806,7 +828,9 @@ func (f *fleet) authorize(a, b *instance, grant string) string {
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	re := regexp.MustCompile(regexp.QuoteMeta("http://"+a.Callback+"/start/") + `[A-Za-z0-9_-]+`)
+	// The start page is on the redirect URI's host (the balancer), so the
+	// browser binding cookie is set where the provider redirects.
+	re := regexp.MustCompile(`http://127\.0\.0\.1:[0-9]+/start/[A-Za-z0-9_-]+`)
 	var start string
 	eventually(t, 20*time.Second, 50*time.Millisecond, "tokend authorize prints a start URL", func() error {
 		if start = re.FindString(out.String()); start == "" {
