@@ -314,6 +314,7 @@ func TestFleetPausedRefresher(t *testing.T) {
 	f, ins := startFleet(t, nil)
 	waitServed(t, "svc", ins...)
 	r := refresher(t, "svc", ins)
+	fencedBefore := fenced(r)
 	held := f.op.held()
 	f.op.hold(1500)
 	go r.cli("refresh", "svc")
@@ -348,7 +349,6 @@ func TestFleetPausedRefresher(t *testing.T) {
 	if d := leaseTTL + time.Second - time.Since(stoppedAt); d > 0 {
 		time.Sleep(d)
 	}
-	fencedBefore := fenced(r)
 	r.signal(syscall.SIGCONT)
 	t.Logf("%s continued after %v stopped", r.Name, time.Since(stoppedAt).Round(time.Millisecond))
 	time.Sleep(3 * time.Second)
@@ -370,6 +370,13 @@ func TestFleetPausedRefresher(t *testing.T) {
 		// Go may see it before the answer waiting in the socket, and then
 		// nothing is written at all.
 		t.Logf("%s's refresh ended without a write (its timeout fired first on SIGCONT)", r.Name)
+	}
+	if _, after, ok := strings.Cut(logs, "e2e: continued to"); ok {
+		for _, l := range strings.Split(after, "\n") {
+			if strings.Contains(l, "svc") && (strings.Contains(l, "WARN") || strings.Contains(l, "ERROR")) {
+				t.Logf("%s after SIGCONT: %s", r.Name, l)
+			}
+		}
 	}
 	if s := f.op.stats(); s.InvalidGrant != 0 || s.RefreshTokenReuse != 0 {
 		t.Errorf("provider saw invalid_grant %d, reuse %d", s.InvalidGrant, s.RefreshTokenReuse)

@@ -632,7 +632,8 @@ func (in *instance) mustStatus(grant string) api.GrantStatus {
 
 // metrics returns the metrics page.
 func (in *instance) metrics() string {
-	resp, err := http.Get("http://" + in.Metrics + "/metrics")
+	c := http.Client{Timeout: 5 * time.Second} // a stopped instance never answers
+	resp, err := c.Get("http://" + in.Metrics + "/metrics")
 	if err != nil {
 		return ""
 	}
