@@ -99,6 +99,9 @@ var (
 	expNoMet  bool
 )
 
+// startLimit bounds a daemon's start-up.
+var startLimit = 60 * time.Second
+
 // running is a daemon started in this process.
 type running struct {
 	d       *daemon.Daemon
@@ -153,9 +156,9 @@ func startDaemonWith(cfg *config.Config, clock daemon.Clock, open func(config.St
 	case err := <-r.done:
 		cancel()
 		return nil, fmt.Errorf("bench: daemon did not start: %w", err)
-	case <-time.After(60 * time.Second):
+	case <-time.After(startLimit):
 		cancel()
-		return nil, errors.New("bench: daemon did not start within 60 s")
+		return nil, fmt.Errorf("bench: daemon did not start within %s", startLimit)
 	}
 	return r, nil
 }
