@@ -13,13 +13,29 @@
 // registers dynamically. Every instance runs a reader loop over its socket
 // that checks each token it is served is unexpired.
 //
-// The package has no non-test code besides etcdmember.
+// The package has no non-test code.
 //
 // # Caveats
 //
 // The tests run on real time (the binaries have no fake clock), about three
 // minutes with the defaults on two cores. $FLEET_KILLS (default 5) sets the
 // number of kills of the failover test; the issue's figure is 20
-// (FLEET_KILLS=20, about five minutes more). $FLEET_RACE=1 builds tokend
-// with the race detector (slower failovers on a loaded machine).
+// (FLEET_KILLS=20, about three minutes more; `make bench` runs it and
+// reports the median and maximum, $FLEET_FAILOVER_OUT receives every
+// figure). $FLEET_RACE=1 builds tokend with the race detector (slower
+// failovers on a loaded machine).
+//
+// The paused-refresher test pauses the refresher of a client_credentials
+// grant: with a rotating refresh token, a pause after the provider
+// consumed the old token necessarily ends in reuse detection (the fencing
+// window README describes), whatever the store does. Whether the paused
+// instance's write is fenced or its request times out first when it
+// continues is up to the Go runtime; both end with the other instance's
+// token everywhere, and the test logs which happened.
+//
+// Two known gaps are left out of the default run: start pages are kept by
+// the instance that ran `tokend authorize` (TestFleetStartPageElsewhere,
+// FLEET_START_ELSEWHERE=1), and without a quorum a fetch in a token's last
+// 5 s waits for a new token on an instance that does not hold the grant
+// (FLEET_STRICT_EXPIRY=1 checks serving to the end).
 package fleet
