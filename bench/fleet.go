@@ -97,12 +97,26 @@ func startFleetDaemon(cfg *config.Config, clock daemon.Clock, endpoints []string
 // an instance over 100,000 grants in etcd, bytes per grant in etcd, and
 // the failover measured by e2e/fleet (kill -9 of the refresher).
 func benchFleet(rep *report, dir string, fn func(*report, string, *etcdCluster) error) error {
-	c, err := startEtcd(filepath.Join(dir, "fleet-etcd"))
-	if err != nil {
-		return err
+	if sharedEtcd == nil {
+		c, err := startEtcd(filepath.Join(dir, "fleet-etcd"))
+		if err != nil {
+			return err
+		}
+		sharedEtcd = c
 	}
-	defer c.close()
-	return fn(rep, dir, c)
+	return fn(rep, dir, sharedEtcd)
+}
+
+// sharedEtcd is the one cluster of the fleet steps (each on its own
+// prefix): a second embedded cluster in the same process was seen never to
+// become ready. closeFleet closes it once every step ran.
+var sharedEtcd *etcdCluster
+
+func closeFleet() {
+	if sharedEtcd != nil {
+		sharedEtcd.close()
+		sharedEtcd = nil
+	}
 }
 
 // benchFleetFetch: GET /v1/tokens/{name} from a fleet-mode daemon and from

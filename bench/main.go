@@ -103,6 +103,7 @@ func run(out, goCmd, only, sizeList string) error {
 		}
 		fmt.Fprintf(os.Stderr, "bench: %s took %s\n", s.name, time.Since(t).Round(time.Millisecond))
 	}
+	closeFleet()
 	md := rep.markdown()
 	fmt.Print(md)
 	if out != "" {
