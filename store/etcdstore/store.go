@@ -84,9 +84,9 @@ type Store struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	closed   atomic.Bool
-	writeMu  [64]sync.Mutex // by grant hash: this instance's writes of one grant in turn
-	campMu   sync.Mutex     // one campaign at a time
-	campaign chan struct{}  // a campaign is wanted
+	writeMu  [256]sync.Mutex // by grant hash: this instance's writes of one grant in turn
+	campMu   sync.Mutex      // one campaign at a time
+	campaign chan struct{}   // a campaign is wanted
 
 	quorum  atomic.Bool
 	paused  atomic.Bool // tests: keepalives stopped (a paused process)
