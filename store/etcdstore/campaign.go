@@ -135,24 +135,66 @@ func (s *Store) runCampaign() {
 	rand.Shuffle(len(want), func(i, j int) { want[i], want[j] = want[j], want[i] })
 	var taken atomic.Int64
 	var wg sync.WaitGroup
-	next := make(chan string)
+	next := make(chan []string)
 	for range min(campaignWorkers, len(want)) {
 		wg.Go(func() {
-			for g := range next {
-				if s.takeGrant(g, lease) {
-					taken.Add(1)
-				}
+			for gs := range next {
+				taken.Add(int64(s.takeGrants(gs, lease)))
 			}
 		})
 	}
-	for _, g := range want {
-		if int(taken.Load()) >= room || s.ctx.Err() != nil {
+	for len(want) > 0 {
+		left := room - int(taken.Load())
+		if left <= 0 || s.ctx.Err() != nil {
 			break
 		}
-		next <- g
+		// Batches while there is room for them (a fleet's first start
+		// with many grants), one at a time near the share.
+		n := min(len(want), campaignBatch, max(1, left/(2*campaignWorkers)))
+		next <- want[:n]
+		want = want[n:]
 	}
 	close(next)
 	wg.Wait()
+}
+
+// campaignBatch is how many grants one transaction may take at once.
+const campaignBatch = 64
+
+// takeGrants takes the grants gs for this instance under lease: all in one
+// transaction if none is held, else one by one. It says how many it took.
+func (s *Store) takeGrants(gs []string, lease clientv3.LeaseID) int {
+	if len(gs) > 1 {
+		cmps := make([]clientv3.Cmp, len(gs))
+		ops := make([]clientv3.Op, len(gs))
+		for i, g := range gs {
+			k := s.key("owners/" + g)
+			cmps[i] = clientv3.Compare(clientv3.CreateRevision(k), "=", 0)
+			ops[i] = clientv3.OpPut(k, s.inst, clientv3.WithLease(lease))
+		}
+		ctx, cancel := s.req()
+		resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+		cancel()
+		if err != nil {
+			s.noteErr(err)
+			return 0
+		}
+		if resp.Succeeded {
+			s.mu.Lock()
+			for _, g := range gs {
+				s.owners[g] = owner{inst: s.inst, lease: lease}
+			}
+			s.mu.Unlock()
+			return len(gs)
+		}
+	}
+	n := 0
+	for _, g := range gs {
+		if s.takeGrant(g, lease) {
+			n++
+		}
+	}
+	return n
 }
 
 // takeGrant creates owners/<grant> for this instance under lease, if
@@ -218,17 +260,28 @@ func (s *Store) SetGrants(fingerprints map[string]string) error {
 		names = append(names, g)
 	}
 	sort.Strings(names)
+	var batch []string
+	flush := func() error {
+		if err := s.writeDefs(batch, fingerprints, defs); err != nil {
+			return err
+		}
+		batch = batch[:0]
+		return nil
+	}
 	for _, g := range names {
 		fp := fingerprints[g]
 		d, ok := defs[g]
 		if ok && (d.FP == fp || (d.By != s.inst && live[d.By])) {
 			continue
 		}
-		nd, err := s.writeDef(g, fp, d.rev)
-		if err != nil {
-			return err
+		if batch = append(batch, g); len(batch) == campaignBatch {
+			if err := flush(); err != nil {
+				return err
+			}
 		}
-		defs[g] = nd
+	}
+	if err := flush(); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	first := !s.following
@@ -248,6 +301,46 @@ func (s *Store) SetGrants(fingerprints map[string]string) error {
 		s.startDefsWatch(rev)
 	}
 	s.runCampaign()
+	return nil
+}
+
+// writeDefs sets the fleet definitions of gs to fingerprints, each if its
+// record is still the one in defs (absent: rev 0), in one transaction, or
+// one by one if any moved; defs is updated with what the records hold.
+func (s *Store) writeDefs(gs []string, fingerprints map[string]string, defs map[string]def) error {
+	if len(gs) == 0 {
+		return nil
+	}
+	if len(gs) > 1 {
+		cmps := make([]clientv3.Cmp, len(gs))
+		ops := make([]clientv3.Op, len(gs))
+		for i, g := range gs {
+			k := s.key("defs/" + g)
+			v, _ := json.Marshal(def{FP: fingerprints[g], By: s.inst})
+			cmps[i] = clientv3.Compare(clientv3.ModRevision(k), "=", defs[g].rev)
+			ops[i] = clientv3.OpPut(k, string(v))
+		}
+		ctx, cancel := s.req()
+		resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+		cancel()
+		if err != nil {
+			s.noteErr(err)
+			return unavailable("write grant definitions", err)
+		}
+		if resp.Succeeded {
+			for _, g := range gs {
+				defs[g] = def{FP: fingerprints[g], By: s.inst, rev: resp.Header.Revision}
+			}
+			return nil
+		}
+	}
+	for _, g := range gs {
+		nd, err := s.writeDef(g, fingerprints[g], defs[g].rev)
+		if err != nil {
+			return err
+		}
+		defs[g] = nd
+	}
 	return nil
 }
 
