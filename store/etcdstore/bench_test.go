@@ -112,7 +112,8 @@ func BenchmarkStartup100k(b *testing.B) {
 	}
 	c := etcdtest.New(b, etcdtest.Options{Members: 3, NoFsync: true})
 	o := opener{c: c, prefix: "/startup/"}
-	w := o.open(b, "loader")
+	slow := func(opt *etcdstore.Options) { opt.RequestTimeout, opt.DialTimeout = 10*time.Second, 10*time.Second }
+	w := o.open(b, "loader", slow)
 	const grants = 100_000
 	var wg sync.WaitGroup
 	work := make(chan int)
@@ -120,7 +121,13 @@ func BenchmarkStartup100k(b *testing.B) {
 		wg.Go(func() {
 			for i := range work {
 				t := benchToken(fmt.Sprint("g", i), 1)
-				if err := w.ImportGrant(t.Grant, &t, nil); err != nil {
+				var err error
+				for range 5 { // a loaded machine can time a write out
+					if err = w.ImportGrant(t.Grant, &t, nil); err == nil {
+						break
+					}
+				}
+				if err != nil {
 					b.Error(err)
 				}
 			}
@@ -134,7 +141,7 @@ func BenchmarkStartup100k(b *testing.B) {
 	b.ResetTimer()
 	for i := range b.N {
 		start := time.Now()
-		s := o.open(b, fmt.Sprint("i", i))
+		s := o.open(b, fmt.Sprint("i", i), slow)
 		n := 0
 		if err := s.EachToken(func(*store.Token) error { n++; return nil }); err != nil {
 			b.Fatal(err)
