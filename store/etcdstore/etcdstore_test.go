@@ -460,8 +460,8 @@ func TestWatch(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var got, own collector
-	b.Watch(ctx, got.add)
-	a.Watch(ctx, own.add)
+	go b.Watch(ctx, got.add)
+	go a.Watch(ctx, own.add)
 	if err := a.PutToken(tok("g", "w2", 2), nil); err != nil {
 		t.Fatal(err)
 	}
@@ -500,7 +500,7 @@ func TestWatch(t *testing.T) {
 			t.Fatal(err)
 		}
 		var cg collector
-		c.Watch(ctx, cg.add)
+		go c.Watch(ctx, cg.add)
 		waitFor(t, 10*time.Second, "c resyncs to x4 after compaction", func() bool { return cg.last("g") == "x4" })
 		cg.mu.Lock()
 		n := len(cg.ts)

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -81,6 +83,18 @@ const pageSize = 1000
 // revision, which it returns, reading it in pages. fn's error stops it
 // and is returned as it is.
 func (s *Store) walk(ctx context.Context, prefix string, keysOnly bool, fn func(kv *mvccpb.KeyValue) error) (int64, error) {
+	return s.walkPages(ctx, prefix, keysOnly, func(kvs []*mvccpb.KeyValue) error {
+		for _, kv := range kvs {
+			if err := fn(kv); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// walkPages is walk a page at a time.
+func (s *Store) walkPages(ctx context.Context, prefix string, keysOnly bool, fn func(kvs []*mvccpb.KeyValue) error) (int64, error) {
 	end := clientv3.GetPrefixRangeEnd(prefix)
 	from := prefix
 	var rev int64
@@ -102,10 +116,8 @@ func (s *Store) walk(ctx context.Context, prefix string, keysOnly bool, fn func(
 		if rev == 0 {
 			rev = resp.Header.Revision
 		}
-		for _, kv := range resp.Kvs {
-			if err := fn(kv); err != nil {
-				return rev, err
-			}
+		if err := fn(resp.Kvs); err != nil {
+			return rev, err
 		}
 		if !resp.More || len(resp.Kvs) == 0 {
 			return rev, nil
@@ -120,34 +132,71 @@ type errStop struct{ err error }
 func (e errStop) Error() string { return e.err.Error() }
 
 // EachToken calls fn once with every stored token, read as of one
-// revision in pages (100,000 grants need not fit one answer). It records
-// that revision: Watch starts after it.
+// revision in pages (100,000 grants need not fit one answer). The next
+// page is read while one is decoded, and a page's records are decoded
+// (and their secrets opened) in parallel; fn is called on the caller's
+// goroutine, in key order. It records the revision read: Watch starts
+// after it.
 func (s *Store) EachToken(fn func(t *store.Token) error) error {
 	if err := s.check(); err != nil {
 		return err
 	}
 	tp := s.key("tokens/")
-	rev, err := s.walk(s.ctx, tp, false, func(kv *mvccpb.KeyValue) error {
-		grant := string(kv.Key[len(tp):])
-		t, _, err := s.decodeToken(grant, kv.Value)
-		if err != nil {
-			return err
-		}
-		s.saw(grant, kv.ModRevision)
-		if err := fn(&t); err != nil {
-			return errStop{err}
-		}
-		return nil
-	})
-	if es, ok := err.(errStop); ok {
-		return es.err
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+	type page struct {
+		kvs []*mvccpb.KeyValue
+		rev int64
+		err error
+		end bool
 	}
-	if err != nil {
-		return err
+	pages := make(chan page, 1)
+	go func() {
+		rev, err := s.walkPages(ctx, tp, false, func(kvs []*mvccpb.KeyValue) error {
+			select {
+			case pages <- page{kvs: kvs}:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+		select {
+		case pages <- page{rev: rev, err: err, end: true}:
+		case <-ctx.Done():
+		}
+	}()
+	workers := max(1, runtime.GOMAXPROCS(0))
+	for p := range pages {
+		if p.end {
+			if p.err != nil {
+				return p.err
+			}
+			s.mu.Lock()
+			s.loadRev = p.rev
+			s.mu.Unlock()
+			return nil
+		}
+		ts := make([]store.Token, len(p.kvs))
+		errs := make([]error, len(p.kvs))
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Go(func() {
+				for i := w; i < len(p.kvs); i += workers {
+					ts[i], _, errs[i] = s.decodeToken(string(p.kvs[i].Key[len(tp):]), p.kvs[i].Value)
+				}
+			})
+		}
+		wg.Wait()
+		for i, kv := range p.kvs {
+			if errs[i] != nil {
+				return errs[i]
+			}
+			s.saw(ts[i].Grant, kv.ModRevision)
+			if err := fn(&ts[i]); err != nil {
+				return err
+			}
+		}
 	}
-	s.mu.Lock()
-	s.loadRev = rev
-	s.mu.Unlock()
 	return nil
 }
 
