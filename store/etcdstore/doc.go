@@ -11,7 +11,7 @@
 // Under Prefix (default /tokend/):
 //
 //	meta                 format "tokend-store", schema, sealed key check
-//	tokens/<grant>       {writer, at, token: the bbolt file's token record}
+//	tokens/<grant>       writer, time and the bbolt file's token record
 //	history/<grant>      the last store.HistoryLen attempts, newest first
 //	clients/<name>       client record (as in the bbolt file)
 //	providers/<name>     cached provider metadata

@@ -1,6 +1,7 @@
 package etcdstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,13 +18,19 @@ import (
 	"github.com/tokend/tokend/store"
 )
 
-// tokenEnvelope is the value of tokens/<grant>: the bbolt file's token
-// record (secrets sealed) with who wrote it and when, so the watch can
-// skip this instance's own writes and tell how far behind it is.
+// The value of tokens/<grant> is a header naming who wrote it and when
+// (so the watch can skip this instance's own writes and tell how far
+// behind it is), then the bbolt file's token record, secrets sealed:
+//
+//	tokend-token-v1 NL writer NL RFC 3339 time NL record
+//
+// A header of text rather than a JSON envelope spares a second scan of
+// the record on every read (100,000 of them at start).
+const tokenMagic = "tokend-token-v1\n"
+
 type tokenEnvelope struct {
-	Writer string          `json:"writer"`
-	At     time.Time       `json:"at"`
-	Token  json.RawMessage `json:"token"`
+	Writer string
+	At     time.Time
 }
 
 func (s *Store) encodeToken(t store.Token) (string, error) {
@@ -31,16 +38,27 @@ func (s *Store) encodeToken(t store.Token) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("store: encode token: %w", err)
 	}
-	v, err := json.Marshal(tokenEnvelope{Writer: s.inst, At: s.clock().UTC(), Token: rec})
-	return string(v), err
+	return tokenMagic + s.inst + "\n" + s.clock().UTC().Format(time.RFC3339Nano) + "\n" + string(rec), nil
 }
 
 func (s *Store) decodeToken(grant string, v []byte) (store.Token, tokenEnvelope, error) {
 	var env tokenEnvelope
-	if err := json.Unmarshal(v, &env); err != nil {
-		return store.Token{}, env, store.NewError(store.ErrCorrupt, nil, fmt.Sprintf("store: etcd record tokens/%q does not decode", grant))
+	bad := store.NewError(store.ErrCorrupt, nil, fmt.Sprintf("store: etcd record tokens/%q does not decode", grant))
+	rest, ok := bytes.CutPrefix(v, []byte(tokenMagic))
+	if !ok {
+		return store.Token{}, env, bad
 	}
-	t, err := s.codec.DecodeToken(grant, env.Token)
+	writer, rest, ok := bytes.Cut(rest, []byte("\n"))
+	if !ok {
+		return store.Token{}, env, bad
+	}
+	at, rec, ok := bytes.Cut(rest, []byte("\n"))
+	if !ok {
+		return store.Token{}, env, bad
+	}
+	env.Writer = string(writer)
+	env.At, _ = time.Parse(time.RFC3339Nano, string(at))
+	t, err := s.codec.DecodeToken(grant, rec)
 	return t, env, err
 }
 

@@ -142,8 +142,8 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if o.Instance == "" {
 		return nil, errors.New("store: etcd: no instance name given")
 	}
-	if strings.ContainsAny(o.Instance, "/\x00") {
-		return nil, fmt.Errorf("store: etcd: instance name %q may not contain / or NUL", o.Instance)
+	if strings.ContainsAny(o.Instance, "/\x00\n") {
+		return nil, fmt.Errorf("store: etcd: instance name %q may not contain /, newline or NUL", o.Instance)
 	}
 	codec, err := store.NewCodec(o.Key)
 	if err != nil {
