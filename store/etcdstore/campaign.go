@@ -260,14 +260,10 @@ func (s *Store) SetGrants(fingerprints map[string]string) error {
 		names = append(names, g)
 	}
 	sort.Strings(names)
+	// Definitions to write go in batches, several in flight (a fleet's
+	// first start with many grants writes them all).
+	var batches [][]string
 	var batch []string
-	flush := func() error {
-		if err := s.writeDefs(batch, fingerprints, defs); err != nil {
-			return err
-		}
-		batch = batch[:0]
-		return nil
-	}
 	for _, g := range names {
 		fp := fingerprints[g]
 		d, ok := defs[g]
@@ -275,13 +271,44 @@ func (s *Store) SetGrants(fingerprints map[string]string) error {
 			continue
 		}
 		if batch = append(batch, g); len(batch) == campaignBatch {
-			if err := flush(); err != nil {
-				return err
-			}
+			batches, batch = append(batches, batch), nil
 		}
 	}
-	if err := flush(); err != nil {
-		return err
+	if len(batch) > 0 {
+		batches = append(batches, batch)
+	}
+	var wmu sync.Mutex // defs
+	var firstErr error
+	var wg sync.WaitGroup
+	next := make(chan []string)
+	for range min(campaignWorkers, len(batches)) {
+		wg.Go(func() {
+			for gs := range next {
+				wmu.Lock()
+				revs := make(map[string]def, len(gs))
+				for _, g := range gs {
+					revs[g] = defs[g]
+				}
+				wmu.Unlock()
+				err := s.writeDefs(gs, fingerprints, revs)
+				wmu.Lock()
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				for _, g := range gs {
+					defs[g] = revs[g]
+				}
+				wmu.Unlock()
+			}
+		})
+	}
+	for _, gs := range batches {
+		next <- gs
+	}
+	close(next)
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
 	}
 	s.mu.Lock()
 	first := !s.following
