@@ -213,6 +213,15 @@ func TestFencing(t *testing.T) {
 	if b.Holds("g", 0) {
 		t.Fatal("two instances hold g")
 	}
+	if a.Holds("g", 2*ttl) {
+		t.Fatal("Holds with a margin longer than the lease")
+	}
+	if h := a.Health(); !h.Quorum || !h.LeaseOK || h.GrantsHeld != 1 {
+		t.Fatalf("Health = %+v", h)
+	}
+	if gi := b.GrantInfo("g"); gi.Owner != "a" || gi.Held || gi.Conflict != "" {
+		t.Fatalf("b's GrantInfo = %+v", gi)
+	}
 	if err := a.PutToken(tok("g", "a1", 1), nil); err != nil {
 		t.Fatal(err)
 	}
