@@ -165,7 +165,7 @@ func (s *Store) follow(ctx context.Context, prefix string, from int64, apply fun
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-		wch := s.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithPrevKV())
+		wch := s.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
 		compacted := false
 		for resp := range wch {
 			if resp.CompactRevision != 0 {
