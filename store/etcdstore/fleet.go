@@ -202,6 +202,11 @@ func (s *Store) follow(ctx context.Context, prefix string, from int64, apply fun
 		}
 		backoff = min(2*backoff, 2*time.Second)
 		if compacted {
+			// Every instance of the fleet meets the compaction at once:
+			// spread their full reads over a second.
+			if !sleep(ctx, rand.N(time.Second)) {
+				return
+			}
 			s.log.Warn("store: etcd watch compacted; reading afresh", "prefix", prefix, "from", rev)
 			r, err := resync(ctx)
 			if err != nil {
