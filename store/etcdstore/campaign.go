@@ -515,7 +515,9 @@ func (s *Store) Health() store.FleetHealth {
 // Lock takes the fleet-wide lock of name: a key under locks/ bound to this
 // instance's lease, so an instance that dies releases it within the
 // lease's life. It waits (watching the key) until the lock is free or ctx
-// ends.
+// ends. It is not concurrency.Mutex: that needs a concurrency.Session,
+// which renews the lease on its own, behind this instance's tracking of
+// when its lease ends (and keeps it alive when this instance would not).
 func (s *Store) Lock(ctx context.Context, name string) (func(), error) {
 	if err := s.check(); err != nil {
 		return nil, err
