@@ -302,6 +302,14 @@ func (s *Store) putToken(t store.Token, a *store.Attempt, owned bool) error {
 				s.seen[g] = resp.Header.Revision
 			}
 			if av != nil {
+				if len(s.hist) >= maxHistCache {
+					// Bounded: 100,000 grants' histories would cost
+					// hundreds of megabytes; a miss costs one read.
+					for k := range s.hist {
+						delete(s.hist, k)
+						break
+					}
+				}
 				s.hist[g] = histCache{rev: resp.Header.Revision, v: nh}
 			}
 			s.mu.Unlock()
@@ -331,6 +339,10 @@ func (s *Store) putToken(t store.Token, a *store.Attempt, owned bool) error {
 	}
 	return store.NewError(store.ErrFenced, nil, fmt.Sprintf("store: write of grant %q fenced: its history keeps changing", g))
 }
+
+// maxHistCache bounds the histories PutToken keeps to append to without
+// reading them first.
+const maxHistCache = 4096
 
 // readHistory reads grant's history record.
 func (s *Store) readHistory(grant string) (histCache, error) {
