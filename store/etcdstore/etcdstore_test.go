@@ -135,6 +135,14 @@ func TestOpenRefusals(t *testing.T) {
 	if !found {
 		t.Fatal("no tokens/g record")
 	}
+	t.Run("key for an unsealed store", func(t *testing.T) {
+		p := opener{c: o.c, prefix: "/plain/"}
+		p.open(t, "a", func(opt *etcdstore.Options) { opt.Key = nil }).Close()
+		_, err := etcdstore.Open(context.Background(), etcdstore.Options{Endpoints: o.c.Endpoints(), Prefix: "/plain/", Key: testKey, Instance: "b", LeaseTTL: ttl})
+		if !errors.Is(err, store.ErrNotEncrypted) {
+			t.Fatalf("Open with a key of an unsealed store = %v, want ErrNotEncrypted", err)
+		}
+	})
 	s2 := o.open(t, "c")
 	if got, err := s2.Token("g"); err != nil || got.AccessToken != "secret-access" || got.RefreshToken != "rt-secret-access" {
 		t.Fatalf("Token = %+v, %v", got, err)
@@ -278,7 +286,9 @@ func TestFencing(t *testing.T) {
 			t.Fatal("b does not hold g with margin")
 		}
 		b.PauseKeepAlive(true) // SIGSTOP: it believes it holds g
+		paused := time.Now()
 		waitFor(t, 3*ttl, "a takes g over from the paused b", func() bool { return a.Holds("g", 0) })
+		t.Logf("take-over %s after the holder stopped renewing a %s lease", time.Since(paused).Round(10*time.Millisecond), ttl)
 		if err := a.PutToken(tok("g", "a5", 8), nil); err != nil {
 			t.Fatal(err)
 		}
