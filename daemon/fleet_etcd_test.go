@@ -1,0 +1,231 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/internal/etcdtest"
+	"github.com/tokend/tokend/internal/testutil"
+	"github.com/tokend/tokend/oauth"
+	"github.com/tokend/tokend/oauth/oauthtest"
+	"github.com/tokend/tokend/store"
+	"github.com/tokend/tokend/store/etcdstore"
+)
+
+// fleetNode is one daemon of a fleet test on real etcd.
+type fleetNode struct {
+	name   string
+	d      *Daemon
+	st     *etcdstore.Store
+	cancel context.CancelFunc
+	done   chan error
+	logs   *testutil.SyncBuffer
+}
+
+// Two daemons on one three-member etcd and one provider: each grant has
+// exactly one refresher, both serve the same tokens, and when the
+// refresher stops the other takes its grants over and refreshes them.
+// Scheduling time is the shared fake clock; the leases run on real time.
+func TestFleetEtcdTwoDaemons(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an etcd cluster")
+	}
+	c := etcdtest.New(t, etcdtest.Options{Members: 3, NoFsync: true})
+	clock := newFakeClock(t0)
+	prov := oauthtest.New(oauthtest.Options{Now: clock.Now, AccessTTL: 10 * time.Minute,
+		Clients: []oauthtest.Client{{ID: "app", Secret: testSecret, AuthMethod: "client_secret_basic"}}})
+	t.Cleanup(prov.Close)
+	grants := []string{"g1", "g2", "g3", "g4"}
+	key := bytes.Repeat([]byte{7}, store.KeySize)
+
+	start := func(name string) *fleetNode {
+		dir := t.TempDir()
+		cfg := &config.Config{
+			Store: config.Store{Backend: config.BackendEtcd, Key: key, Etcd: config.Etcd{
+				Endpoints: c.Endpoints(), Prefix: "/two/", LeaseTTL: 2 * time.Second, DialTimeout: 5 * time.Second}},
+			Fleet:     config.Fleet{Instance: name},
+			Listen:    config.Listen{Socket: filepath.Join(dir, "t.sock"), Callback: "off", Metrics: "off"},
+			Refresh:   config.Refresh{Schedule: config.MustParseSchedule("@every 15s"), MinRemaining: 10 * time.Second},
+			Log:       config.Log{Level: "debug"},
+			Providers: map[string]config.Provider{"test": {Issuer: prov.URL()}},
+			Clients: map[string]config.Client{
+				"app": {Provider: "test", ClientID: "app", AuthMethod: "client_secret_basic", Secret: oauth.NewSecret(testSecret)},
+			},
+			Grants: map[string]config.Grant{},
+		}
+		for _, g := range grants {
+			cfg.Grants[g] = config.Grant{Client: "app", Type: config.GrantClientCredentials, Scopes: []string{"read"}}
+		}
+		cfg.ApplyDefaults()
+		n := &fleetNode{name: name, logs: &testutil.SyncBuffer{}, done: make(chan error, 1)}
+		d, err := New(cfg, Options{Logger: NewLogger(n.logs, cfg.Log, false), Clock: clock, FetchWait: 5 * time.Second,
+			OpenStore: func(sc config.Store, log *slog.Logger) (Store, error) {
+				st, err := etcdstore.Open(context.Background(), etcdstore.Options{Endpoints: sc.Etcd.Endpoints, Prefix: sc.Etcd.Prefix,
+					LeaseTTL: sc.Etcd.LeaseTTL, DialTimeout: sc.Etcd.DialTimeout, Key: sc.Key, Instance: name, Logger: log})
+				n.st = st
+				return st, err
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.d = d
+		ctx, cancel := context.WithCancel(context.Background())
+		n.cancel = cancel
+		go func() { n.done <- d.Run(ctx) }()
+		select {
+		case <-d.Started():
+		case err := <-n.done:
+			t.Fatalf("%s did not start: %v", name, err)
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s did not start", name)
+		}
+		t.Cleanup(func() { n.stop(t) })
+		return n
+	}
+	a, b := start("host-a"), start("host-b")
+	nodes := []*fleetNode{a, b}
+
+	// Every grant has exactly one refresher, which both agree on, and the
+	// grants are spread over the two.
+	waitFor(t, "one refresher per grant, spread", func() bool {
+		count := map[string]int{}
+		for _, g := range grants {
+			ia, ib := a.st.GrantInfo(g), b.st.GrantInfo(g)
+			if ia.Held == ib.Held || ia.Owner == "" || ia.Owner != ib.Owner {
+				return false
+			}
+			count[ia.Owner]++
+		}
+		return count["host-a"] > 0 && count["host-b"] > 0
+	})
+	// Ticks until every grant has a token: refreshed once, by its holder.
+	same := func() bool {
+		for _, g := range grants {
+			ta, tb := a.d.grant(g).cur.Load(), b.d.grant(g).cur.Load()
+			if ta.AccessToken == "" || ta.AccessToken != tb.AccessToken {
+				return false
+			}
+		}
+		return true
+	}
+	for i := 0; !same(); i++ {
+		if i == 200 {
+			t.Fatal("the daemons do not serve the same tokens")
+		}
+		clock.Advance(15 * time.Second)
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := prov.Stats().TokenRequests; n != len(grants) {
+		t.Fatalf("%d token requests for %d grants: a grant was refreshed by two instances", n, len(grants))
+	}
+	// Past 75 % of the tokens' life both daemons find every grant due at
+	// the same ticks; only each grant's holder refreshes it.
+	first := map[string]string{}
+	for _, g := range grants {
+		first[g] = a.d.grant(g).cur.Load().AccessToken
+	}
+	clock.Advance(8 * time.Minute)
+	for i := 0; ; i++ {
+		if i == 200 {
+			t.Fatal("the tokens were not refreshed when due")
+		}
+		clock.Advance(15 * time.Second)
+		time.Sleep(20 * time.Millisecond)
+		if !same() {
+			continue
+		}
+		renewed := true
+		for _, g := range grants {
+			renewed = renewed && a.d.grant(g).cur.Load().AccessToken != first[g]
+		}
+		if renewed {
+			break
+		}
+	}
+	if n := prov.Stats().TokenRequests; n != 2*len(grants) {
+		t.Fatalf("%d token requests for %d grants due once more: a grant was refreshed by two instances", n, len(grants))
+	}
+	held := map[string]int{}
+	for _, g := range grants {
+		held[a.st.GrantInfo(g).Owner]++
+	}
+	t.Logf("grants per instance: %v", held)
+
+	// The holder of g1 stops: the other takes every grant over and, once
+	// the tokens come due, refreshes them.
+	var gone, survivor *fleetNode
+	for _, n := range nodes {
+		if n.st.GrantInfo("g1").Held {
+			gone = n
+		} else {
+			survivor = n
+		}
+	}
+	gone.stop(t)
+	waitFor(t, "take-over", func() bool {
+		for _, g := range grants {
+			if !survivor.st.Holds(g, 0) {
+				return false
+			}
+		}
+		return true
+	})
+	before := map[string]string{}
+	for _, g := range grants {
+		before[g] = survivor.d.grant(g).cur.Load().AccessToken
+	}
+	renewed := func() bool {
+		for _, g := range grants {
+			if t := survivor.d.grant(g).cur.Load().AccessToken; t == "" || t == before[g] {
+				return false
+			}
+		}
+		return true
+	}
+	for i := 0; !renewed(); i++ {
+		if i == 200 {
+			t.Fatalf("the survivor did not refresh the grants it took over:\n%s", survivor.logs.String())
+		}
+		clock.Advance(15 * time.Second)
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := prov.Stats().TokenRequests; n != 3*len(grants) {
+		t.Fatalf("%d token requests, want %d", n, 3*len(grants))
+	}
+	for _, g := range grants {
+		if st := survivor.d.status(survivor.d.grant(g)); !st.RefresherSelf || st.Refresher != survivor.name {
+			t.Fatalf("status of %s: refresher %q self %v", g, st.Refresher, st.RefresherSelf)
+		}
+	}
+	for _, n := range nodes {
+		for _, s := range prov.Issued() {
+			if bytes.Contains([]byte(n.logs.String()), []byte(s)) {
+				t.Fatalf("%s logged a secret", n.name)
+			}
+		}
+	}
+}
+
+func (n *fleetNode) stop(t *testing.T) {
+	if n.cancel == nil {
+		return
+	}
+	n.cancel()
+	n.cancel = nil
+	select {
+	case err := <-n.done:
+		if err != nil {
+			t.Errorf("%s: Run: %v", n.name, err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Errorf("%s did not stop", n.name)
+	}
+	if t.Failed() {
+		t.Logf("%s log:\n%s", n.name, n.logs.String())
+	}
+}
