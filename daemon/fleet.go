@@ -424,12 +424,31 @@ func (d *Daemon) fleetStatus(g *grant, s *api.GrantStatus) {
 
 // putAuthorized writes a token set a person's authorization or an
 // operator's revocation produced: in fleet mode from whichever instance
-// received it, fenced only on the record's revision.
+// received it, fenced only on the record's revision. Such a set replaces
+// whatever chain the grant had, so a write fenced because this instance
+// had not yet seen the newest record (the watch lags) is tried once more
+// after reading it.
 func (d *Daemon) putAuthorized(t store.Token, a *store.Attempt) error {
-	if d.fleet != nil {
-		return d.fleet.fl.PutAuthorized(t, a)
+	if d.fleet == nil {
+		return d.st.PutToken(t, a)
 	}
-	return d.st.PutToken(t, a)
+	err := d.fleet.fl.PutAuthorized(t, a)
+	if errors.Is(err, store.ErrFenced) {
+		if _, rerr := d.st.Token(t.Grant); rerr == nil || errors.Is(rerr, store.ErrNotFound) {
+			err = d.fleet.fl.PutAuthorized(t, a)
+		}
+	}
+	return err
+}
+
+// putOutcome writes the outcome of a failed authorization onto the grant's
+// current record. Unlike putAuthorized it is not tried again when fenced:
+// the record it copies may be older than the fleet's, which must win.
+func (d *Daemon) putOutcome(t store.Token) error {
+	if d.fleet == nil {
+		return d.st.PutToken(t, nil)
+	}
+	return d.fleet.fl.PutAuthorized(t, nil)
 }
 
 // fleetRegistration takes the fleet-wide lock of c's dynamic registration

@@ -139,6 +139,30 @@ func (f *fakeFleet) otherWrite(t *testing.T, tok store.Token) {
 	f.events <- tok
 }
 
+// Token reads a record; like the etcd store, what this instance reads
+// counts as seen.
+func (f *fakeFleet) Token(grant string) (store.Token, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t, err := f.Store.Token(grant)
+	if err == nil {
+		f.seen[grant] = f.rev[grant]
+	}
+	return t, err
+}
+
+// otherWriteUndelivered is a write by another instance the watch has not
+// delivered yet.
+func (f *fakeFleet) otherWriteUndelivered(t *testing.T, tok store.Token) {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.Store.PutToken(tok, nil); err != nil {
+		t.Fatal(err)
+	}
+	f.rev[tok.Grant]++
+}
+
 func (f *fakeFleet) Watch(ctx context.Context, fn func(t store.Token)) {
 	if f.watchStart != nil {
 		select {
@@ -470,6 +494,9 @@ func TestFleetAuthorizationWritesFleetWide(t *testing.T) {
 	h, f, _ := fleetHarness(t, oauthtest.Options{}, nil, func(c *config.Config) {
 		c.Grants["dev"] = config.Grant{Client: "app", Type: config.GrantDeviceCode}
 	})
+	// Another instance wrote the grant and the watch has not told this
+	// one yet: the authorization, newer, still lands.
+	f.otherWriteUndelivered(t, store.Token{Grant: "dev", State: api.StatePendingAuthorization, Auth: "started"})
 	code, body := h.do(http.MethodPost, "/v1/tokens/dev/authorize")
 	if code != 200 {
 		t.Fatalf("authorize: %d %s", code, body)
@@ -487,8 +514,11 @@ func TestFleetAuthorizationWritesFleetWide(t *testing.T) {
 	f.mu.Lock()
 	rev := f.rev["dev"]
 	f.mu.Unlock()
-	if rev == 0 {
-		t.Fatal("authorization not written to the fleet")
+	if rev != 2 {
+		t.Fatalf("authorization not written to the fleet (revision %d)", rev)
+	}
+	if got := h.stored("dev"); got.AccessToken == "" || got.AccessToken != h.token("dev").AccessToken {
+		t.Fatal("the stored record is not the authorized token")
 	}
 }
 
