@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/internal/etcdtest"
 	"github.com/tokend/tokend/internal/testutil"
@@ -41,52 +42,7 @@ func TestFleetEtcdTwoDaemons(t *testing.T) {
 		Clients: []oauthtest.Client{{ID: "app", Secret: testSecret, AuthMethod: "client_secret_basic"}}})
 	t.Cleanup(prov.Close)
 	grants := []string{"g1", "g2", "g3", "g4"}
-	key := bytes.Repeat([]byte{7}, store.KeySize)
-
-	start := func(name string) *fleetNode {
-		dir := t.TempDir()
-		cfg := &config.Config{
-			Store: config.Store{Backend: config.BackendEtcd, Key: key, Etcd: config.Etcd{
-				Endpoints: c.Endpoints(), Prefix: "/two/", LeaseTTL: 2 * time.Second, DialTimeout: 5 * time.Second}},
-			Fleet:     config.Fleet{Instance: name},
-			Listen:    config.Listen{Socket: filepath.Join(dir, "t.sock"), Callback: "off", Metrics: "off"},
-			Refresh:   config.Refresh{Schedule: config.MustParseSchedule("@every 15s"), MinRemaining: 10 * time.Second},
-			Log:       config.Log{Level: "debug"},
-			Providers: map[string]config.Provider{"test": {Issuer: prov.URL()}},
-			Clients: map[string]config.Client{
-				"app": {Provider: "test", ClientID: "app", AuthMethod: "client_secret_basic", Secret: oauth.NewSecret(testSecret)},
-			},
-			Grants: map[string]config.Grant{},
-		}
-		for _, g := range grants {
-			cfg.Grants[g] = config.Grant{Client: "app", Type: config.GrantClientCredentials, Scopes: []string{"read"}}
-		}
-		cfg.ApplyDefaults()
-		n := &fleetNode{name: name, logs: &testutil.SyncBuffer{}, done: make(chan error, 1)}
-		d, err := New(cfg, Options{Logger: NewLogger(n.logs, cfg.Log, false), Clock: clock, FetchWait: 5 * time.Second,
-			OpenStore: func(sc config.Store, log *slog.Logger) (Store, error) {
-				st, err := etcdstore.Open(context.Background(), etcdstore.Options{Endpoints: sc.Etcd.Endpoints, Prefix: sc.Etcd.Prefix,
-					LeaseTTL: sc.Etcd.LeaseTTL, DialTimeout: sc.Etcd.DialTimeout, Key: sc.Key, Instance: name, Logger: log})
-				n.st = st
-				return st, err
-			}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		n.d = d
-		ctx, cancel := context.WithCancel(context.Background())
-		n.cancel = cancel
-		go func() { n.done <- d.Run(ctx) }()
-		select {
-		case <-d.Started():
-		case err := <-n.done:
-			t.Fatalf("%s did not start: %v", name, err)
-		case <-time.After(30 * time.Second):
-			t.Fatalf("%s did not start", name)
-		}
-		t.Cleanup(func() { n.stop(t) })
-		return n
-	}
+	start := func(name string) *fleetNode { return startFleetNode(t, c, clock, prov, name, grants) }
 	a, b := start("host-a"), start("host-b")
 	nodes := []*fleetNode{a, b}
 
@@ -227,5 +183,123 @@ func (n *fleetNode) stop(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("%s log:\n%s", n.name, n.logs.String())
+	}
+}
+
+// startFleetNode runs a daemon named name on cluster c with grants, all
+// client_credentials of prov.
+func startFleetNode(t *testing.T, c *etcdtest.Cluster, clock *fakeClock, prov *oauthtest.Server, name string, grants []string) *fleetNode {
+	t.Helper()
+	key := bytes.Repeat([]byte{7}, store.KeySize)
+	dir := t.TempDir()
+	cfg := &config.Config{
+		Store: config.Store{Backend: config.BackendEtcd, Key: key, Etcd: config.Etcd{
+			Endpoints: c.Endpoints(), Prefix: "/two/", LeaseTTL: 2 * time.Second, DialTimeout: 5 * time.Second}},
+		Fleet:     config.Fleet{Instance: name},
+		Listen:    config.Listen{Socket: filepath.Join(dir, "t.sock"), Callback: "off", Metrics: "off"},
+		Refresh:   config.Refresh{Schedule: config.MustParseSchedule("@every 15s"), MinRemaining: 10 * time.Second},
+		Log:       config.Log{Level: "debug"},
+		Providers: map[string]config.Provider{"test": {Issuer: prov.URL()}},
+		Clients: map[string]config.Client{
+			"app": {Provider: "test", ClientID: "app", AuthMethod: "client_secret_basic", Secret: oauth.NewSecret(testSecret)},
+		},
+		Grants: map[string]config.Grant{},
+	}
+	for _, g := range grants {
+		cfg.Grants[g] = config.Grant{Client: "app", Type: config.GrantClientCredentials, Scopes: []string{"read"}}
+	}
+	cfg.ApplyDefaults()
+	n := &fleetNode{name: name, logs: &testutil.SyncBuffer{}, done: make(chan error, 1)}
+	d, err := New(cfg, Options{Logger: NewLogger(n.logs, cfg.Log, false), Clock: clock, FetchWait: 5 * time.Second,
+		OpenStore: func(sc config.Store, log *slog.Logger) (Store, error) {
+			st, err := etcdstore.Open(context.Background(), etcdstore.Options{Endpoints: sc.Etcd.Endpoints, Prefix: sc.Etcd.Prefix,
+				LeaseTTL: sc.Etcd.LeaseTTL, DialTimeout: sc.Etcd.DialTimeout, Key: sc.Key, Instance: name, Logger: log})
+			n.st = st
+			return st, err
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.d = d
+	ctx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	go func() { n.done <- d.Run(ctx) }()
+	select {
+	case <-d.Started():
+	case err := <-n.done:
+		t.Fatalf("%s did not start: %v", name, err)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s did not start", name)
+	}
+	t.Cleanup(func() { n.stop(t) })
+	return n
+}
+
+// Two of three etcd members stop: the daemon serves its valid token,
+// refreshes nothing and says why; the members come back and refreshing
+// resumes by itself.
+func TestFleetEtcdQuorumLoss(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an etcd cluster")
+	}
+	c := etcdtest.New(t, etcdtest.Options{Members: 3, NoFsync: true})
+	clock := newFakeClock(t0)
+	prov := oauthtest.New(oauthtest.Options{Now: clock.Now, AccessTTL: 10 * time.Minute,
+		Clients: []oauthtest.Client{{ID: "app", Secret: testSecret, AuthMethod: "client_secret_basic"}}})
+	t.Cleanup(prov.Close)
+	n := startFleetNode(t, c, clock, prov, "host-a", []string{"g"})
+	g := n.d.grant("g")
+	tickUntil := func(what string, cond func() bool) {
+		t.Helper()
+		for end := time.Now().Add(60 * time.Second); !cond(); {
+			if time.Now().After(end) {
+				t.Fatalf("timed out waiting for %s:\n%s", what, n.logs.String())
+			}
+			clock.Advance(15 * time.Second)
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	tickUntil("a token", func() bool { return g.cur.Load().AccessToken != "" })
+	tok := g.cur.Load().AccessToken
+	reqs := prov.Stats().TokenRequests
+
+	c.Stop(1)
+	c.Stop(2)
+	waitFor(t, "quorum lost", func() bool { return !n.st.Health().Quorum })
+	if st := n.d.status(g); st.LastError != fleetPausedError {
+		t.Fatalf("status without quorum: last_error %q", st.LastError)
+	}
+	// Past the refresh point: nothing is sent, the valid token is served.
+	clock.Advance(8 * time.Minute)
+	for range 4 {
+		clock.Advance(15 * time.Second)
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := prov.Stats().TokenRequests; got != reqs {
+		t.Fatalf("%d token requests without quorum", got-reqs)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if got, err := n.d.fetch(ctx, g); err != nil || got.AccessToken != tok {
+		t.Fatalf("fetch without quorum: %v", err)
+	}
+
+	r1, r2 := c.RestartAsync(1), c.RestartAsync(2)
+	for _, r := range []<-chan error{r1, r2} {
+		if err := <-r; err != nil {
+			t.Fatal(err)
+		}
+	}
+	tickUntil("a refresh after quorum returned", func() bool { return g.cur.Load().AccessToken != tok })
+	if got := prov.Stats().TokenRequests; got != reqs+1 {
+		t.Fatalf("%d token requests after quorum returned, want 1", got-reqs)
+	}
+	if st := n.d.status(g); st.LastError != "" || st.State != api.StateValid {
+		t.Fatalf("status after quorum returned: state %s, last_error %q", st.State, st.LastError)
+	}
+	for _, want := range []string{"quorum lost", "quorum back"} {
+		if !bytes.Contains([]byte(n.logs.String()), []byte(want)) {
+			t.Errorf("log does not say %q", want)
+		}
 	}
 }
