@@ -560,3 +560,12 @@ func registeredClient(sc store.Client) oauth.Client {
 		RedirectURI: sc.RedirectURI,
 	}
 }
+
+// storeDesc names the store in the start-up log: the bbolt file, or in
+// fleet mode etcd and this instance.
+func (d *Daemon) storeDesc(cfg *config.Config) string {
+	if d.fleet == nil {
+		return cfg.Store.Path
+	}
+	return "etcd " + cfg.Store.Etcd.Prefix + " as " + d.fleet.fl.Instance()
+}
