@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -268,7 +269,7 @@ func TestClientAssertionEveryRequest(t *testing.T) {
 				t.Errorf("%d assertions, %d distinct jti; want 10 (9 kinds, 2 device polls): %v", len(v.seen), len(v.jtis), *counts)
 			}
 			for _, a := range v.seen {
-				h, err := jose.ParseSigned(a, allAlgs)
+				h, err := jose.ParseSignedCompact(a, allAlgs)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -464,6 +465,14 @@ func TestSignAssertion(t *testing.T) {
 		!c.IssuedAt.Time().Equal(now) || !c.Expiry.Time().Equal(now.Add(5*time.Minute)) || c.ID == "" || tok.Headers[0].KeyID != "kid9" {
 		t.Errorf("claims %+v, scope %q, kid %q", c, extra.Scope, tok.Headers[0].KeyID)
 	}
+	s2, err := SignAssertion(a, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c2 jwt.Claims
+	if tok2, err := jwt.ParseSigned(s2.Reveal(), []jose.SignatureAlgorithm{jose.ES384}); err != nil || tok2.Claims(&ec.PublicKey, &c2) != nil || c2.ID == c.ID {
+		t.Errorf("second assertion: jti %q, first %q (%v)", c2.ID, c.ID, err)
+	}
 	a.Claims = map[string]any{"exp": 1}
 	if _, err := SignAssertion(a, now); ClassOf(err) != Configuration || err == nil {
 		t.Errorf("overriding exp: %v", err)
@@ -492,6 +501,7 @@ func TestSigningKeyJWKS(t *testing.T) {
 func TestKeysPrintRedacted(t *testing.T) {
 	ec := mustEC(t, elliptic.P256())
 	rsaK := mustRSA(t)
+	ed := mustEd(t)
 	dk, err := NewDPoPKey()
 	if err != nil {
 		t.Fatal(err)
@@ -506,10 +516,17 @@ func TestKeysPrintRedacted(t *testing.T) {
 	if err := json.Unmarshal(priv, &jwk); err != nil || jwk.D == "" {
 		t.Fatalf("Marshal gives no private key: %v", err)
 	}
-	forbidden := []string{
-		ec.D.String(), ec.D.Text(16), rsaK.D.String()[:40], rsaK.D.Text(16)[:40],
-		base64.RawURLEncoding.EncodeToString(ec.D.Bytes()), jwk.D, "BEGIN",
+	ecD, err := ec.Bytes()
+	if err != nil {
+		t.Fatal(err)
 	}
+	d := new(big.Int).SetBytes(ecD)
+	forbidden := []string{
+		d.String(), d.Text(16), rsaK.D.String()[:40], rsaK.D.Text(16)[:40],
+		base64.RawURLEncoding.EncodeToString(ecD), jwk.D, "BEGIN",
+		fmt.Sprintf("%x", ed.Seed()), strings.Trim(fmt.Sprint([]byte(ed.Seed())), "[]")[:20],
+	}
+	edKey := SigningKey{Signer: ed}
 	ecKey := SigningKey{Signer: ec, KeyID: "kid-1"}
 	rsaKey := &SigningKey{Signer: rsaK}
 	client := Client{ID: "c", Key: &ecKey}
@@ -518,7 +535,7 @@ func TestKeysPrintRedacted(t *testing.T) {
 		DPoP *DPoPKey
 	}
 	var out bytes.Buffer
-	for _, v := range []any{ecKey, rsaKey, dk, client, holder{ecKey, dk}, &holder{ecKey, dk}} {
+	for _, v := range []any{ecKey, rsaKey, edKey, &edKey, dk, client, holder{ecKey, dk}, &holder{edKey, dk}} {
 		for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%d"} {
 			fmt.Fprintf(&out, verb+"\n", v)
 		}
@@ -529,8 +546,8 @@ func TestKeysPrintRedacted(t *testing.T) {
 		out.Write(b)
 	}
 	log := slog.New(slog.NewJSONHandler(&out, nil))
-	log.Info("keys", "signing", ecKey, "rsa", rsaKey, "dpop", dk, "holder", holder{ecKey, dk})
-	slog.New(slog.NewTextHandler(&out, nil)).Info("keys", "signing", ecKey, "dpop", dk)
+	log.Info("keys", "signing", ecKey, "rsa", rsaKey, "ed", edKey, "dpop", dk, "holder", holder{edKey, dk})
+	slog.New(slog.NewTextHandler(&out, nil)).Info("keys", "signing", ecKey, "ed", edKey, "dpop", dk)
 	for _, f := range forbidden {
 		if strings.Contains(out.String(), f) {
 			t.Fatalf("key material %q… printed in:\n%s", f[:min(len(f), 12)], out.String())

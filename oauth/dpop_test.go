@@ -33,7 +33,7 @@ type dpopClaims struct {
 // claims and the key's thumbprint.
 func verifyProof(t *testing.T, proof string) (dpopClaims, string) {
 	t.Helper()
-	jws, err := jose.ParseSigned(proof, []jose.SignatureAlgorithm{jose.ES256})
+	jws, err := jose.ParseSignedCompact(proof, []jose.SignatureAlgorithm{jose.ES256})
 	if err != nil {
 		t.Fatalf("proof does not parse: %v", err)
 	}
@@ -408,3 +408,33 @@ func BenchmarkClientAssertion(b *testing.B) {
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// TestDPoPKeyConcurrent: one key serves the daemon's /dpop requests and
+// its refreshes at once (run with -race).
+func TestDPoPKeyConcurrent(t *testing.T) {
+	k, err := NewDPoPKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	proofs := make([]Secret, 16)
+	for i := range proofs {
+		wg.Go(func() {
+			k.SetNonce("https://rs.example/x", "n")
+			p, err := k.Proof("GET", "https://rs.example/x", NewSecret("at"), k.Nonce("https://rs.example/"), time.Now())
+			if err != nil {
+				t.Error(err)
+			}
+			proofs[i] = p
+		})
+	}
+	wg.Wait()
+	seen := map[string]bool{}
+	for _, p := range proofs {
+		c, _ := verifyProof(t, p.Reveal())
+		if seen[c.JTI] || c.Nonce != "n" {
+			t.Errorf("jti %s twice, or nonce %q", c.JTI, c.Nonce)
+		}
+		seen[c.JTI] = true
+	}
+}
