@@ -461,16 +461,17 @@ func TestSignAssertion(t *testing.T) {
 	if err := tok.Claims(&ec.PublicKey, &c, &extra); err != nil {
 		t.Fatal(err)
 	}
-	if c.Issuer != "sa@x" || c.Subject != "sa@x" || !c.Audience.Contains("https://as/token") || extra.Scope != "a b" ||
+	if c.Issuer != "sa@x" || c.Subject != "" || !c.Audience.Contains("https://as/token") || extra.Scope != "a b" ||
 		!c.IssuedAt.Time().Equal(now) || !c.Expiry.Time().Equal(now.Add(5*time.Minute)) || c.ID == "" || tok.Headers[0].KeyID != "kid9" {
 		t.Errorf("claims %+v, scope %q, kid %q", c, extra.Scope, tok.Headers[0].KeyID)
 	}
+	a.Subject = "user@x"
 	s2, err := SignAssertion(a, now)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var c2 jwt.Claims
-	if tok2, err := jwt.ParseSigned(s2.Reveal(), []jose.SignatureAlgorithm{jose.ES384}); err != nil || tok2.Claims(&ec.PublicKey, &c2) != nil || c2.ID == c.ID {
+	if tok2, err := jwt.ParseSigned(s2.Reveal(), []jose.SignatureAlgorithm{jose.ES384}); err != nil || tok2.Claims(&ec.PublicKey, &c2) != nil || c2.ID == c.ID || c2.Subject != "user@x" {
 		t.Errorf("second assertion: jti %q, first %q (%v)", c2.ID, c.ID, err)
 	}
 	a.Claims = map[string]any{"exp": 1}
