@@ -423,7 +423,22 @@ func (p *Provider) assertionMaker(op string) (*clientAssertion, error) {
 	conf := func(format string, a ...any) error {
 		return &Error{Op: op, Class: Configuration, Err: fmt.Errorf(format, a...)}
 	}
+	asOp := func(err error) error {
+		var e *Error
+		if errors.As(err, &e) {
+			c := *e
+			c.Op = op
+			return &c
+		}
+		return err
+	}
 	var s jose.Signer
+	switch p.Client.AuthMethod {
+	case AuthPrivateKeyJWT, AuthSecretJWT:
+		if p.Client.ID == "" {
+			return nil, conf("%s needs a client_id (the issuer and subject of its assertions)", p.Client.AuthMethod)
+		}
+	}
 	switch p.Client.AuthMethod {
 	case AuthPrivateKeyJWT:
 		if p.Client.Key == nil || p.Client.Key.Signer == nil {
@@ -431,10 +446,10 @@ func (p *Provider) assertionMaker(op string) (*clientAssertion, error) {
 		}
 		alg, err := p.Client.Key.ChooseAlg(p.Endpoints.TokenAuthSigningAlgs)
 		if err != nil {
-			return nil, err
+			return nil, asOp(err)
 		}
 		if s, err = p.Client.Key.signer(alg); err != nil {
-			return nil, err
+			return nil, asOp(err)
 		}
 	case AuthSecretJWT:
 		secret := p.Client.Secret.Reveal()

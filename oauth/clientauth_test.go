@@ -300,8 +300,13 @@ func TestClientAssertionConfigurationErrors(t *testing.T) {
 			p.Client.AuthMethod = AuthPrivateKeyJWT
 			p.Client.Key = &SigningKey{Signer: mustEd(t)}
 			p.Endpoints.TokenAuthSigningAlgs = []string{"RS256", "ES256"}
-		}, "none of which a Ed25519 key can make"},
+		}, "client_credentials: the provider accepts RS256, ES256, none of which a Ed25519 key can make"},
 		{"short secret", func(p *Provider) { p.Client.AuthMethod = AuthSecretJWT }, "at least 32 bytes"},
+		{"no client_id", func(p *Provider) {
+			p.Client.AuthMethod = AuthSecretJWT
+			p.Client.Secret = NewSecret(testJWTSecret)
+			p.Client.ID = ""
+		}, "needs a client_id"},
 		{"no HMAC offered", func(p *Provider) {
 			p.Client.AuthMethod = AuthSecretJWT
 			p.Client.Secret = NewSecret(testJWTSecret)
