@@ -810,3 +810,24 @@ func TestRegisterClientAuthFields(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseSigningKey: any input is a key tokend can sign with or an error
+// of class Configuration; nothing panics.
+func FuzzParseSigningKey(f *testing.F) {
+	f.Add(pkcs8(f, mustEC(f, elliptic.P256())))
+	f.Add(pkcs8(f, mustEd(f)))
+	f.Add([]byte(`{"type":"service_account","private_key":"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n","client_email":"a@b"}`))
+	f.Add(pemOf(f, "EC PRIVATE KEY", []byte{0x30, 0x03, 0x02, 0x01, 0x01}))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		k, _, err := ParseSigningKey(data)
+		if err != nil {
+			if ClassOf(err) != Configuration {
+				t.Errorf("class %v: %v", ClassOf(err), err)
+			}
+			return
+		}
+		if _, err := k.ChooseAlg(nil); err != nil {
+			t.Errorf("parsed key cannot sign: %v", err)
+		}
+	})
+}

@@ -342,8 +342,23 @@ func TestDPoPNonce401(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := newTestProvider(srv, AuthBasic, newClock()).WithDPoP(k).ClientCredentials(context.Background(), nil, nil); err != nil || len(nonces) != 2 || nonces[1] != "n401" {
+	p := newTestProvider(srv, AuthBasic, newClock()).WithDPoP(k)
+	if _, err := p.ClientCredentials(context.Background(), nil, nil); err != nil || len(nonces) != 2 || nonces[1] != "n401" {
 		t.Errorf("err %v, nonces %q", err, nonces)
+	}
+	// A loop said in the header is a loop too, not a credentials failure.
+	k2, err := NewDPoPKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("DPoP-Nonce", NewState())
+		w.Header().Set("WWW-Authenticate", `DPoP error="use_dpop_nonce"`)
+		w.WriteHeader(401)
+	})
+	_, err = p.WithDPoP(k2).ClientCredentials(context.Background(), nil, nil)
+	if !errors.Is(err, ErrDPoPNonceLoop) || ClassOf(err) != Transient {
+		t.Errorf("401 loop: %v (class %v)", err, ClassOf(err))
 	}
 }
 
