@@ -206,4 +206,3 @@ func postDPoP(t testing.TB, s *Server, a auth, form url.Values, proofs ...string
 	}
 	return do(t, req)
 }
-
