@@ -47,8 +47,10 @@ func TestMTLSClientAuth(t *testing.T) {
 	expired, _ := s.IssueClientCert(subject, clk.Now().Add(-time.Minute))
 	selfSigned, _ := s.SelfSignedClientCert("app", time.Time{})
 	selfSigned2, _ := s.SelfSignedClientCert("app", time.Time{})
+	selfExpired, _ := s.SelfSignedClientCert("app", clk.Now().Add(-time.Minute))
 	s.AddClient(Client{ID: "tls-app", AuthMethod: AuthMethodTLS, TLSSubjectDN: "CN=app,O=Example"})
 	s.AddClient(Client{ID: "self-app", AuthMethod: AuthMethodSelfSignedTLS, JWKS: CertJWKS(selfSigned)})
+	s.AddClient(Client{ID: "self-expired", AuthMethod: AuthMethodSelfSignedTLS, JWKS: CertJWKS(selfExpired)})
 
 	// Discovery advertises the aliases and the methods.
 	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.CertPool()}}}
@@ -78,6 +80,7 @@ func TestMTLSClientAuth(t *testing.T) {
 		{"self-signed for a CA client", "/mtls/token", "tls-app", []tls.Certificate{selfSigned}},
 		{"self-signed not pinned", "/mtls/token", "self-app", []tls.Certificate{selfSigned2}},
 		{"self-signed not at the alias", "/token", "self-app", []tls.Certificate{selfSigned}},
+		{"self-signed expired", "/mtls/token", "self-expired", []tls.Certificate{selfExpired}},
 	} {
 		wantErrorNamed(t, tc.name, tlsPost(t, s, tc.path, tc.id, tc.certs...), http.StatusUnauthorized, "invalid_client")
 	}
