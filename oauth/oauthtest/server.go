@@ -165,6 +165,10 @@ type AssertionIssuer struct {
 	Audiences []string
 	// Subjects restricts the sub its assertions may name; empty means any.
 	Subjects []string
+	// SubjectOptional accepts an assertion without sub as one for the
+	// issuer itself, as Google does for a service account; RFC 7523 §3
+	// requires sub, and so does the server by default.
+	SubjectOptional bool
 }
 
 // Stats count what the server saw since it started.
