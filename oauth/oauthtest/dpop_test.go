@@ -281,3 +281,47 @@ func TestDPoPResourceNonce(t *testing.T) {
 		t.Fatalf("with nonce: %d %s", r.status, r.raw)
 	}
 }
+
+// TestReplayRace: the same proof and the same client assertion sent at
+// once from many goroutines are each accepted exactly once.
+func TestReplayRace(t *testing.T) {
+	clk := newClock()
+	key := mustEC(t, elliptic.P256())
+	o := baseOptions()
+	o.Now = clk.Now
+	o.Clients = append(o.Clients, Client{ID: "pk", AuthMethod: AuthMethodPrivateKeyJWT, JWKS: JWKS(key.Public())})
+	s := mustServer(t, o)
+	p := proof(t, key, "POST", s.URL()+"/token", clk.Now())
+	a := signJWT(t, key, jose.ES256, "", false, nil, jwtClaims("pk", "pk", s.URL()+"/token", clk.Now()))
+	for _, tc := range []struct {
+		name string
+		send func() (response, error)
+	}{
+		{"proof", func() (response, error) {
+			req, _ := http.NewRequest(http.MethodPost, s.URL()+"/token", strings.NewReader("grant_type=client_credentials"))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.SetBasicAuth(url.QueryEscape(basicClient.ID), url.QueryEscape(basicClient.Secret))
+			req.Header.Set("DPoP", p)
+			return tryDo(req)
+		}},
+		{"assertion", func() (response, error) { return tryPost(s, "/token", auth{}, assertionForm(a)) }},
+	} {
+		const n = 16
+		oks := make(chan bool, n)
+		for range n {
+			go func() {
+				r, err := tc.send()
+				oks <- err == nil && r.status == http.StatusOK
+			}()
+		}
+		got := 0
+		for range n {
+			if <-oks {
+				got++
+			}
+		}
+		if got != 1 {
+			t.Errorf("%s sent %d times at once: %d accepted, want 1", tc.name, n, got)
+		}
+	}
+}
