@@ -41,7 +41,7 @@ var authMethods = []string{AuthSecretBasic, AuthSecretPost, AuthSecretJWT, AuthP
 // Signing algorithms: of a private key (private_key_jwt, jwt_bearer) and
 // of a client secret (client_secret_jwt).
 var (
-	keyAlgs    = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+	keyAlgs    = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"}
 	secretAlgs = []string{"HS256", "HS384", "HS512"}
 )
 
@@ -284,12 +284,12 @@ func readSigningKey(p *problems, key, file, credential, keyID, alg string) (oaut
 	if keyID != "" {
 		k.KeyID = keyID
 	}
-	if alg != "" {
-		k.Alg = alg
-		if _, err := k.ChooseAlg(nil); err != nil {
-			p.errorf(key, "%s: signing_alg %s does not fit the key (%s): %v", src, alg, keyType(k.Signer), err)
-			return oauth.SigningKey{}, nil, false
-		}
+	k.Alg = alg
+	// A key type tokend cannot sign with, or an algorithm the key cannot
+	// make, is found now rather than at the first request.
+	if _, err := k.ChooseAlg(nil); err != nil {
+		p.errorf(key, "%s: %v", src, err)
+		return oauth.SigningKey{}, nil, false
 	}
 	return k, sa, true
 }

@@ -37,7 +37,7 @@ func TestClientAuthProblems(t *testing.T) {
 		{"credential with a slash", withClient("    client_id: tokend\n    private_key_credential: a/b\n"),
 			[]string{`x.yaml:9: clients.app.private_key_credential: "a/b" is not a credential name`}},
 		{"HMAC alg for a private key", withClient("    client_id: tokend\n    private_key_file: /k.pem\n    signing_alg: HS256\n"),
-			[]string{`x.yaml:10: clients.app.signing_alg: "HS256" is not one of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA`}},
+			[]string{`x.yaml:10: clients.app.signing_alg: "HS256" is not one of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA`}},
 		{"client_secret_jwt", withClient("    client_id: tokend\n    auth_method: client_secret_jwt\n    client_secret_file: /s\n    signing_alg: HS512\n"), nil},
 		{"client_secret_jwt without a secret", withClient("    client_id: tokend\n    auth_method: client_secret_jwt\n"),
 			[]string{`clients.app.auth_method: client_secret_jwt needs client_secret_file or client_secret_credential`}},
