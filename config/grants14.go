@@ -92,6 +92,8 @@ func (c *Config) applyGrantDefaults() {
 			if g.ActorGrant != "" && g.ActorTokenType == "" {
 				g.ActorTokenType = TokenTypeAccessToken
 			}
+			// Sent as it is: the short names become their URNs here.
+			g.RequestedTokenType = TokenTypeURN(g.RequestedTokenType)
 		}
 		c.Grants[name] = g
 	}

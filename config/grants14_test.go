@@ -113,6 +113,9 @@ func TestGrants14Defaults(t *testing.T) {
 	if id, typ := (Grant{}).ActorToken(); id || typ != "" {
 		t.Errorf("ActorToken without actor = %v %q", id, typ)
 	}
+	if got := c.Grants["tx"].RequestedTokenType; got != "" {
+		t.Errorf("requested_token_type defaulted to %q", got)
+	}
 	if got := TokenTypeURN("jwt"); got != oauth.TokenTypeJWT {
 		t.Errorf("TokenTypeURN(jwt) = %q", got)
 	}
@@ -294,7 +297,7 @@ func TestGrants14Explain(t *testing.T) {
 		"    dpop:     DPoP-bound tokens",
 		"    exchanges: access_token of tx (token_exchange of base (client_credentials))",
 		"    actor:     access_token of base (client_credentials)",
-		"    requested token type: jwt",
+		"    requested token type: urn:ietf:params:oauth:token-type:jwt",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("Explain lacks %q", want)
