@@ -140,6 +140,11 @@ grants:
 	if cl := c.Clients["anon"]; !cl.Dynamic() || cl.Anonymous() {
 		t.Errorf("also device_code: dynamic %v, anonymous %v; want dynamic registration", cl.Dynamic(), cl.Anonymous())
 	}
+	// A provider with no registration endpoint and no issuer is no problem
+	// for an anonymous client, which is never registered.
+	if _, _, err := parse(strings.Replace(yml, "    registration_endpoint: https://oauth2.googleapis.com/register\n", "", 1)); err != nil {
+		t.Errorf("anonymous client of a provider without registration: %v", err)
+	}
 	// Without auth_method none the client is registered (client_secret_basic).
 	c = mustParse(t, strings.Replace(yml, "    auth_method: none\n", "", 1))
 	if cl := c.Clients["anon"]; !cl.Dynamic() {
