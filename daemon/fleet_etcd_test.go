@@ -42,7 +42,7 @@ func TestFleetEtcdTwoDaemons(t *testing.T) {
 		Clients: []oauthtest.Client{{ID: "app", Secret: testSecret, AuthMethod: "client_secret_basic"}}})
 	t.Cleanup(prov.Close)
 	grants := []string{"g1", "g2", "g3", "g4"}
-	start := func(name string) *fleetNode { return startFleetNode(t, c, clock, prov, name, grants) }
+	start := func(name string) *fleetNode { return startFleetNode(t, c, clock, prov, name, grants, 4*time.Second) }
 	a, b := start("host-a"), start("host-b")
 	nodes := []*fleetNode{a, b}
 
@@ -188,13 +188,13 @@ func (n *fleetNode) stop(t *testing.T) {
 
 // startFleetNode runs a daemon named name on cluster c with grants, all
 // client_credentials of prov.
-func startFleetNode(t *testing.T, c *etcdtest.Cluster, clock *fakeClock, prov *oauthtest.Server, name string, grants []string) *fleetNode {
+func startFleetNode(t *testing.T, c *etcdtest.Cluster, clock *fakeClock, prov *oauthtest.Server, name string, grants []string, leaseTTL time.Duration) *fleetNode {
 	t.Helper()
 	key := bytes.Repeat([]byte{7}, store.KeySize)
 	dir := t.TempDir()
 	cfg := &config.Config{
 		Store: config.Store{Backend: config.BackendEtcd, Key: key, Etcd: config.Etcd{
-			Endpoints: c.Endpoints(), Prefix: "/two/", LeaseTTL: 2 * time.Second, DialTimeout: 5 * time.Second}},
+			Endpoints: c.Endpoints(), Prefix: "/two/", LeaseTTL: leaseTTL, DialTimeout: 5 * time.Second}},
 		Fleet:     config.Fleet{Instance: name},
 		Listen:    config.Listen{Socket: filepath.Join(dir, "t.sock"), Callback: "off", Metrics: "off"},
 		Refresh:   config.Refresh{Schedule: config.MustParseSchedule("@every 15s"), MinRemaining: 10 * time.Second},
@@ -247,7 +247,10 @@ func TestFleetEtcdQuorumLoss(t *testing.T) {
 	prov := oauthtest.New(oauthtest.Options{Now: clock.Now, AccessTTL: 10 * time.Minute,
 		Clients: []oauthtest.Client{{ID: "app", Secret: testSecret, AuthMethod: "client_secret_basic"}}})
 	t.Cleanup(prov.Close)
-	n := startFleetNode(t, c, clock, prov, "host-a", []string{"g"})
+	// A longer lease than the take-over test's: a provider request is
+	// bounded by half of it, and under -race on a busy machine 1 s can
+	// run out.
+	n := startFleetNode(t, c, clock, prov, "host-a", []string{"g"}, 4*time.Second)
 	g := n.d.grant("g")
 	tickUntil := func(what string, cond func() bool) {
 		t.Helper()
@@ -265,7 +268,11 @@ func TestFleetEtcdQuorumLoss(t *testing.T) {
 
 	c.Stop(1)
 	c.Stop(2)
-	waitFor(t, "quorum lost", func() bool { return !n.st.Health().Quorum })
+	for end := time.Now().Add(30 * time.Second); n.st.Health().Quorum; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("quorum loss not noticed")
+		}
+	}
 	if st := n.d.status(g); st.LastError != fleetPausedError {
 		t.Fatalf("status without quorum: last_error %q", st.LastError)
 	}
@@ -290,12 +297,15 @@ func TestFleetEtcdQuorumLoss(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	tickUntil("a refresh after quorum returned", func() bool { return g.cur.Load().AccessToken != tok })
+	// Right after the members are back a write may still fail; the
+	// token is then kept in memory and saved on a later tick, with no new
+	// request.
+	tickUntil("a refresh, saved, after quorum returned", func() bool {
+		st := n.d.status(g)
+		return g.cur.Load().AccessToken != tok && st.LastError == "" && st.State == api.StateValid && !g.dirty.Load()
+	})
 	if got := prov.Stats().TokenRequests; got != reqs+1 {
 		t.Fatalf("%d token requests after quorum returned, want 1", got-reqs)
-	}
-	if st := n.d.status(g); st.LastError != "" || st.State != api.StateValid {
-		t.Fatalf("status after quorum returned: state %s, last_error %q", st.State, st.LastError)
 	}
 	for _, want := range []string{"quorum lost", "quorum back"} {
 		if !bytes.Contains([]byte(n.logs.String()), []byte(want)) {
