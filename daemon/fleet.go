@@ -160,8 +160,10 @@ func (d *Daemon) fleetSetGrants() {
 // Fingerprint hashes what of grant name's definition matters to its
 // provider: the provider's issuer and endpoints, the client's identity and
 // authentication, the grant's type, scopes, parameters and the grants it
-// exchanges. Readers, sinks, hooks, match rules and the forced schedule
-// are each host's own and are left out, as are secrets (a rotated client
+// exchanges. Readers, sinks, hooks, match rules, the forced schedule, the
+// redirect URI (each host's callback listener; a refresh does not use it)
+// and a registration's client_name are each host's own and are left out,
+// as are secrets (a rotated client
 // secret must not look like a different grant; the hash must not be a
 // check of a secret either).
 func Fingerprint(cfg *config.Config, name string) string {
@@ -182,7 +184,6 @@ func Fingerprint(cfg *config.Config, name string) string {
 		Issuer, Authz, Token, Revoke string
 		Device, Registration         string
 		Client, ClientID, AuthMethod string
-		RedirectURI, ClientName      string
 		KeyID, SigningAlg, AssertAud string
 		Type                         string
 		Scopes                       []string
@@ -197,7 +198,7 @@ func Fingerprint(cfg *config.Config, name string) string {
 	}{
 		c.Provider, p.Issuer, p.AuthorizationEndpoint, p.TokenEndpoint, p.RevocationEndpoint,
 		p.DeviceAuthorizationEndpoint, p.RegistrationEndpoint,
-		g.Client, c.ClientID, c.AuthMethod, c.RedirectURI, c.ClientName,
+		g.Client, c.ClientID, c.AuthMethod,
 		c.KeyID, c.SigningAlg, c.AssertionAudience,
 		g.Type, g.Scopes, g.AuthParams, g.TokenParams, g.Username, g.DPoP, as,
 		g.SubjectGrant, g.SubjectTokenType, g.ActorGrant, g.ActorTokenType, g.RequestedTokenType,

@@ -569,8 +569,11 @@ func TestFingerprint(t *testing.T) {
 	g.Sinks = []config.Sink{{Path: "/run/x"}}
 	g.Schedule = config.MustParseSchedule("@every 1h")
 	same.Grants["g"] = g
+	cl := same.Clients["c"]
+	cl.RedirectURI, cl.ClientName = "http://127.0.0.1:8785/callback", "tokend on host-b"
+	same.Clients["c"] = cl
 	if Fingerprint(same, "g") != fp {
-		t.Error("readers, sinks or schedule changed the fingerprint")
+		t.Error("readers, sinks, schedule, redirect URI or client name changed the fingerprint")
 	}
 	for name, change := range map[string]func(c *config.Config){
 		"scopes": func(c *config.Config) { g := c.Grants["g"]; g.Scopes = []string{"b"}; c.Grants["g"] = g },
