@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -593,4 +594,13 @@ func TestFingerprint(t *testing.T) {
 			t.Errorf("%s did not change the fingerprint", name)
 		}
 	}
+}
+
+// A token the watch delivers reaches the grant's file sinks as a local
+// refresh's would.
+func TestFleetWatchFeedsSinks(t *testing.T) {
+	path := filepath.Join(sinkDir(t), "cc.token")
+	h, f, _ := fleetHarness(t, oauthtest.Options{}, func(f *fakeFleet) { f.owner["cc"] = "host-b" }, withSinks("cc", config.Sink{Path: path}))
+	f.otherWrite(t, validToken("cc", "from-host-b", 1, h.clock.Now()))
+	waitFile(t, path, "from-host-b")
 }
