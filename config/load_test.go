@@ -136,15 +136,15 @@ func TestConfigProblems(t *testing.T) {
 		{"callback off and no redirect", minimal + "listen:\n  callback: \"off\"\n",
 			[]string{`x.yaml:12: grants.g.type: authorization_code needs a redirect_uri on client "app"`}},
 		{"client_credentials with a public client", strings.Replace(minimal, "authorization_code", "client_credentials", 1),
-			[]string{`x.yaml:12: grants.g.type: client_credentials needs a confidential client: client "app" has no client secret`}},
+			[]string{`x.yaml:12: grants.g.type: client_credentials needs a confidential client: client "app" has no client secret, private key or certificate`}},
 		{"password grant without credentials", strings.Replace(minimal, "authorization_code", "password", 1),
 			[]string{`x.yaml:10: grants.g.username: the password grant needs a username`, `x.yaml:10: grants.g: the password grant needs password_file or password_credential`}},
 		{"password fields on another grant", minimal + "    username: bob\n",
 			[]string{`x.yaml:10: grants.g: username, password_file and password_credential apply to the password grant only`}},
 		{"secret auth method without a secret", strings.Replace(minimal, "client_id: tokend", "client_id: tokend\n    auth_method: client_secret_post", 1),
 			[]string{`x.yaml:9: clients.app.auth_method: client_secret_post needs client_secret_file or client_secret_credential`}},
-		{"unknown auth method", strings.Replace(minimal, "client_id: tokend", "client_id: tokend\n    auth_method: private_key_jwt", 1),
-			[]string{`x.yaml:9: clients.app.auth_method: "private_key_jwt" is not one of client_secret_basic, client_secret_post, none`}},
+		{"unknown auth method", strings.Replace(minimal, "client_id: tokend", "client_id: tokend\n    auth_method: private_jwt", 1),
+			[]string{`x.yaml:9: clients.app.auth_method: "private_jwt" is not one of client_secret_basic, client_secret_post, client_secret_jwt, private_key_jwt, tls_client_auth, self_signed_tls_client_auth, none`}},
 		{"relative secret file", strings.Replace(minimal, "client_id: tokend", "client_id: tokend\n    client_secret_file: app.secret", 1),
 			[]string{`x.yaml:9: clients.app.client_secret_file: "app.secret" must be an absolute path`}},
 		{"dynamic client with a secret", strings.Replace(minimal, "client_id: tokend", "client_secret_file: /etc/app.secret", 1),
@@ -300,7 +300,7 @@ func TestConfigEveryKey(t *testing.T) {
 	want := []string{
 		`every-key.yaml:7: listen.socket_group: unknown group "tokend"`,
 		`every-key.yaml:18: operators.groups[0]: unknown group "tokend-admin"`,
-		`every-key.yaml:40: grants.reports-api.readers.users[0]: unknown user "reports"`,
+		`every-key.yaml:60: grants.reports-api.readers.users[0]: unknown user "reports"`,
 	}
 	if got := errLines(err); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

@@ -176,7 +176,7 @@ func (d *Daemon) recordAuth(g *grant, outcome string) {
 		cur := g.cur.Load()
 		n := *cur
 		n.Auth, n.AuthAt = outcome, d.clock.Now()
-		if err := d.putAuthorized(n, nil); err != nil {
+		if err := d.putOutcome(n); err != nil {
 			return err
 		}
 		_, p := d.config()

@@ -577,7 +577,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	})
 	_ = d.notifier.Ready()
 	d.notifyStatus()
-	d.log.Info("tokend started", "socket", sock.Addr().String(), "callback", d.CallbackAddr(), "metrics", d.MetricsAddr(), "grants", len(cfg.Grants), "store", cfg.Store.Path)
+	d.log.Info("tokend started", "socket", sock.Addr().String(), "callback", d.CallbackAddr(), "metrics", d.MetricsAddr(), "grants", len(cfg.Grants), "store", d.storeDesc(cfg))
 	err = g.Wait()
 	d.flushDirty()
 	d.stopHooks()

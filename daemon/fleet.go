@@ -160,8 +160,10 @@ func (d *Daemon) fleetSetGrants() {
 // Fingerprint hashes what of grant name's definition matters to its
 // provider: the provider's issuer and endpoints, the client's identity and
 // authentication, the grant's type, scopes, parameters and the grants it
-// exchanges. Readers, sinks, hooks, match rules and the forced schedule
-// are each host's own and are left out, as are secrets (a rotated client
+// exchanges. Readers, sinks, hooks, match rules, the forced schedule, the
+// redirect URI (each host's callback listener; a refresh does not use it)
+// and a registration's client_name are each host's own and are left out,
+// as are secrets (a rotated client
 // secret must not look like a different grant; the hash must not be a
 // check of a secret either).
 func Fingerprint(cfg *config.Config, name string) string {
@@ -182,7 +184,6 @@ func Fingerprint(cfg *config.Config, name string) string {
 		Issuer, Authz, Token, Revoke string
 		Device, Registration         string
 		Client, ClientID, AuthMethod string
-		RedirectURI, ClientName      string
 		KeyID, SigningAlg, AssertAud string
 		Type                         string
 		Scopes                       []string
@@ -197,7 +198,7 @@ func Fingerprint(cfg *config.Config, name string) string {
 	}{
 		c.Provider, p.Issuer, p.AuthorizationEndpoint, p.TokenEndpoint, p.RevocationEndpoint,
 		p.DeviceAuthorizationEndpoint, p.RegistrationEndpoint,
-		g.Client, c.ClientID, c.AuthMethod, c.RedirectURI, c.ClientName,
+		g.Client, c.ClientID, c.AuthMethod,
 		c.KeyID, c.SigningAlg, c.AssertionAudience,
 		g.Type, g.Scopes, g.AuthParams, g.TokenParams, g.Username, g.DPoP, as,
 		g.SubjectGrant, g.SubjectTokenType, g.ActorGrant, g.ActorTokenType, g.RequestedTokenType,
@@ -424,12 +425,31 @@ func (d *Daemon) fleetStatus(g *grant, s *api.GrantStatus) {
 
 // putAuthorized writes a token set a person's authorization or an
 // operator's revocation produced: in fleet mode from whichever instance
-// received it, fenced only on the record's revision.
+// received it, fenced only on the record's revision. Such a set replaces
+// whatever chain the grant had, so a write fenced because this instance
+// had not yet seen the newest record (the watch lags) is tried once more
+// after reading it.
 func (d *Daemon) putAuthorized(t store.Token, a *store.Attempt) error {
-	if d.fleet != nil {
-		return d.fleet.fl.PutAuthorized(t, a)
+	if d.fleet == nil {
+		return d.st.PutToken(t, a)
 	}
-	return d.st.PutToken(t, a)
+	err := d.fleet.fl.PutAuthorized(t, a)
+	if errors.Is(err, store.ErrFenced) {
+		if _, rerr := d.st.Token(t.Grant); rerr == nil || errors.Is(rerr, store.ErrNotFound) {
+			err = d.fleet.fl.PutAuthorized(t, a)
+		}
+	}
+	return err
+}
+
+// putOutcome writes the outcome of a failed authorization onto the grant's
+// current record. Unlike putAuthorized it is not tried again when fenced:
+// the record it copies may be older than the fleet's, which must win.
+func (d *Daemon) putOutcome(t store.Token) error {
+	if d.fleet == nil {
+		return d.st.PutToken(t, nil)
+	}
+	return d.fleet.fl.PutAuthorized(t, nil)
 }
 
 // fleetRegistration takes the fleet-wide lock of c's dynamic registration
@@ -540,4 +560,13 @@ func registeredClient(sc store.Client) oauth.Client {
 		AuthMethod:  oauth.AuthMethod(sc.AuthMethod),
 		RedirectURI: sc.RedirectURI,
 	}
+}
+
+// storeDesc names the store in the start-up log: the bbolt file, or in
+// fleet mode etcd and this instance.
+func (d *Daemon) storeDesc(cfg *config.Config) string {
+	if d.fleet == nil {
+		return cfg.Store.Path
+	}
+	return "etcd " + cfg.Store.Etcd.Prefix + " as " + d.fleet.fl.Instance()
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -137,6 +138,30 @@ func (f *fakeFleet) otherWrite(t *testing.T, tok store.Token) {
 		t.Fatal(err)
 	}
 	f.events <- tok
+}
+
+// Token reads a record; like the etcd store, what this instance reads
+// counts as seen.
+func (f *fakeFleet) Token(grant string) (store.Token, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t, err := f.Store.Token(grant)
+	if err == nil {
+		f.seen[grant] = f.rev[grant]
+	}
+	return t, err
+}
+
+// otherWriteUndelivered is a write by another instance the watch has not
+// delivered yet.
+func (f *fakeFleet) otherWriteUndelivered(t *testing.T, tok store.Token) {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.Store.PutToken(tok, nil); err != nil {
+		t.Fatal(err)
+	}
+	f.rev[tok.Grant]++
 }
 
 func (f *fakeFleet) Watch(ctx context.Context, fn func(t store.Token)) {
@@ -470,6 +495,9 @@ func TestFleetAuthorizationWritesFleetWide(t *testing.T) {
 	h, f, _ := fleetHarness(t, oauthtest.Options{}, nil, func(c *config.Config) {
 		c.Grants["dev"] = config.Grant{Client: "app", Type: config.GrantDeviceCode}
 	})
+	// Another instance wrote the grant and the watch has not told this
+	// one yet: the authorization, newer, still lands.
+	f.otherWriteUndelivered(t, store.Token{Grant: "dev", State: api.StatePendingAuthorization, Auth: "started"})
 	code, body := h.do(http.MethodPost, "/v1/tokens/dev/authorize")
 	if code != 200 {
 		t.Fatalf("authorize: %d %s", code, body)
@@ -487,8 +515,11 @@ func TestFleetAuthorizationWritesFleetWide(t *testing.T) {
 	f.mu.Lock()
 	rev := f.rev["dev"]
 	f.mu.Unlock()
-	if rev == 0 {
-		t.Fatal("authorization not written to the fleet")
+	if rev != 2 {
+		t.Fatalf("authorization not written to the fleet (revision %d)", rev)
+	}
+	if got := h.stored("dev"); got.AccessToken == "" || got.AccessToken != h.token("dev").AccessToken {
+		t.Fatal("the stored record is not the authorized token")
 	}
 }
 
@@ -539,8 +570,11 @@ func TestFingerprint(t *testing.T) {
 	g.Sinks = []config.Sink{{Path: "/run/x"}}
 	g.Schedule = config.MustParseSchedule("@every 1h")
 	same.Grants["g"] = g
+	cl := same.Clients["c"]
+	cl.RedirectURI, cl.ClientName = "http://127.0.0.1:8785/callback", "tokend on host-b"
+	same.Clients["c"] = cl
 	if Fingerprint(same, "g") != fp {
-		t.Error("readers, sinks or schedule changed the fingerprint")
+		t.Error("readers, sinks, schedule, redirect URI or client name changed the fingerprint")
 	}
 	for name, change := range map[string]func(c *config.Config){
 		"scopes": func(c *config.Config) { g := c.Grants["g"]; g.Scopes = []string{"b"}; c.Grants["g"] = g },
@@ -560,4 +594,13 @@ func TestFingerprint(t *testing.T) {
 			t.Errorf("%s did not change the fingerprint", name)
 		}
 	}
+}
+
+// A token the watch delivers reaches the grant's file sinks as a local
+// refresh's would.
+func TestFleetWatchFeedsSinks(t *testing.T) {
+	path := filepath.Join(sinkDir(t), "cc.token")
+	h, f, _ := fleetHarness(t, oauthtest.Options{}, func(f *fakeFleet) { f.owner["cc"] = "host-b" }, withSinks("cc", config.Sink{Path: path}))
+	f.otherWrite(t, validToken("cc", "from-host-b", 1, h.clock.Now()))
+	waitFile(t, path, "from-host-b")
 }
