@@ -136,7 +136,7 @@ func parseStoreSpec(v string) (storeSpec, error) {
 	return storeSpec{}, fmt.Errorf("%q: want bbolt:PATH or etcd", v)
 }
 
-// open opens one side. A source bbolt file must exist (Open would create
+// openSpec opens one side. A source bbolt file must exist (Open would create
 // it); a destination one is created.
 func (c *cli) openSpec(ctx context.Context, cfg *config.Config, s storeSpec, source bool) (copyStore, string, error) {
 	if s.etcd {
