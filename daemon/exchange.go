@@ -175,6 +175,7 @@ func (d *Daemon) followSource(g *grant, prev, t *store.Token) {
 		return
 	}
 	for _, dep := range deps {
+		dep.sourceMoved.Store(true)
 		dep.dueAt.Store(now0)
 	}
 	d.queue.kick()

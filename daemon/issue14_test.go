@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -214,8 +215,8 @@ func TestTokenExchangeFollowsSubject(t *testing.T) {
 	if code, body := h.do(http.MethodPost, "/v1/tokens/user/refresh"); code != 200 {
 		t.Fatalf("refresh user: %d %s", code, body)
 	}
-	h.settle()
-	if st := h.status("down"); st.Generation != gen+1 || st.State != api.StateValid {
+	waitFor(t, "dependent re-exchanged", func() bool { return h.status("down").Generation > gen })
+	if st := h.status("down"); st.Generation != gen+1 || st.State != api.StateValid || st.History[0].Reason != "subject_changed" {
 		t.Fatalf("dependent did not follow the subject's new token: %+v", st)
 	}
 	exchanges := h.prov.Stats().Exchanges
@@ -224,10 +225,10 @@ func TestTokenExchangeFollowsSubject(t *testing.T) {
 	// the subject named, and no exchange is tried.
 	h.prov.RevokeFamilyOf(h.stored("user").RefreshToken)
 	h.do(http.MethodPost, "/v1/tokens/user/refresh")
-	h.settle()
 	if st := h.status("user"); st.State != api.StateReauthorizationRequired {
 		t.Fatalf("user: %+v", st)
 	}
+	waitFor(t, "dependent follows its subject", func() bool { return h.status("down").State != api.StateValid })
 	st = h.status("down")
 	if st.State != api.StateReauthorizationRequired || !strings.Contains(st.LastError, "subject grant user needs reauthorization") {
 		t.Fatalf("dependent of a dead subject: %+v", st)
@@ -505,4 +506,48 @@ func TestDPoPProofOfExpiredTokenRefreshesFirst(t *testing.T) {
 	if r.AccessToken == before.AccessToken || !h.prov.Valid(r.AccessToken) {
 		t.Fatal("the proof came with the expired token")
 	}
+}
+
+// A private_key_jwt client registers its public key and then
+// authenticates with assertions; a client with a dpop grant asks for
+// DPoP-bound tokens; the new grant types are registered.
+func TestRegistrationOfKeyAndDPoPClients(t *testing.T) {
+	k := ecSigningKey(t)
+	h := newHarness(t, harnessOpts{prov: oauthtest.Options{AllowRegistration: true, AssertionIssuers: []oauthtest.AssertionIssuer{{Issuer: "svc@example", JWKS: publicJWKS(t, k)}}},
+		config: func(c *config.Config) {
+			c.Clients["dyn"] = config.Client{Provider: "test", AuthMethod: oauthtest.AuthMethodPrivateKeyJWT, Key: &k}
+			c.Grants = map[string]config.Grant{
+				"dyn": {Client: "dyn", Type: config.GrantClientCredentials, DPoP: true},
+				"sa": {Client: "dyn", Type: config.GrantJWTBearer,
+					Assertion: &config.Assertion{Issuer: "svc@example", Key: k}},
+			}
+		}})
+	got := h.token("dyn")
+	if info, _ := h.prov.TokenInfo(got.AccessToken); got.TokenType != "DPoP" || info.JKT == "" || info.ClientID == "" {
+		t.Fatalf("token of the registered client: %+v %+v", got, info)
+	}
+	if s := h.prov.Stats(); s.Registrations != 1 || s.ClientAuthFailures != 0 {
+		t.Fatalf("provider stats: %+v", s)
+	}
+	h.d.mu.RLock()
+	c := h.d.clients["dyn"]
+	h.d.mu.RUnlock()
+	prov, err := h.d.providerFor(context.Background(), h.d.grant("dyn"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := h.d.registrationRequest(c, prov.Endpoints)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !req.DPoPBound || len(req.JWKS) == 0 || req.SigningAlg != "ES256" || req.AuthMethod != oauth.AuthPrivateKeyJWT {
+		t.Fatalf("registration request: %+v", req)
+	}
+	if !slices.Contains(req.GrantTypes, "urn:ietf:params:oauth:grant-type:jwt-bearer") || slices.Contains(req.GrantTypes, "refresh_token") {
+		t.Fatalf("grant types: %v", req.GrantTypes)
+	}
+	if bytes.Contains(req.JWKS, []byte(`"d"`)) {
+		t.Fatal("the registration carries the private key")
+	}
+	h.logMustNotContain(h.prov.Issued()...)
 }
