@@ -155,6 +155,9 @@ func (s *Server) authenticateAssertion(w http.ResponseWriter, r *http.Request, f
 	if c.jwksErr != nil {
 		return fail(false, "client's %v", c.jwksErr)
 	}
+	if need := hmacKeySize[alg]; len(c.Secret) < need && c.AuthMethod == AuthMethodSecretJWT {
+		return fail(false, "the client secret is shorter than the %d bytes %s needs (RFC 7518 §3.2)", need, alg)
+	}
 	cl, err := verifyWith(jws, keys)
 	if err != nil {
 		return fail(false, "client assertion: %v", err)
@@ -254,6 +257,5 @@ func pinned(set *jose.JSONWebKeySet, cert *x509.Certificate) bool {
 // authentication (or names a client).
 func hasClientAuth(r *http.Request, form url.Values) bool {
 	return r.Header.Get("Authorization") != "" || form.Has("client_id") || form.Has("client_secret") ||
-		form.Has("client_assertion") || form.Has("client_assertion_type") ||
-		(r.TLS != nil && len(r.TLS.PeerCertificates) > 0)
+		form.Has("client_assertion") || form.Has("client_assertion_type")
 }
