@@ -551,3 +551,20 @@ func TestRegistrationOfKeyAndDPoPClients(t *testing.T) {
 	}
 	h.logMustNotContain(h.prov.Issued()...)
 }
+
+// The subject's id token and an actor grant's access token.
+func TestTokenExchangeIDTokenAndActor(t *testing.T) {
+	h := newHarness(t, harnessOpts{prov: oauthtest.Options{AutoApprove: true}, config: func(c *config.Config) {
+		exchangeGrants(c)
+		c.Grants["robot"] = config.Grant{Client: "app", Type: config.GrantClientCredentials, Scopes: []string{"read"}}
+		g := c.Grants["down"]
+		g.SubjectTokenType, g.ActorGrant = "id_token", "robot"
+		c.Grants["down"] = g
+	}})
+	h.authorizeSubject()
+	info, ok := h.prov.TokenInfo(h.token("down").AccessToken)
+	if !ok || info.Actor == "" || info.Subject == "" {
+		t.Fatalf("exchanged token: %+v", info)
+	}
+	h.logMustNotContain(h.prov.Issued()...)
+}
