@@ -568,3 +568,44 @@ func TestTokenExchangeIDTokenAndActor(t *testing.T) {
 	}
 	h.logMustNotContain(h.prov.Issued()...)
 }
+
+// A server that asks for a new nonce on every try: each try sends the
+// request once more with the nonce given, no more, and the grant shows
+// why it has no token while the backoff spaces the tries.
+func TestDPoPNonceLoopIsBounded(t *testing.T) {
+	h := newHarness(t, harnessOpts{noRun: true, config: dpopCC})
+	h.prov.SetFault(oauthtest.Fault{Kind: oauthtest.FaultDPoPNonceLoop})
+	h.start()
+	h.advance(2 * time.Minute)
+	st := h.status("cc")
+	if st.State == api.StateValid || !strings.Contains(st.LastError, "nonce loop") {
+		t.Fatalf("status: %+v", st)
+	}
+	tries, requests := st.Failures, h.prov.Stats().TokenRequests
+	if tries == 0 || requests != 2*tries {
+		t.Fatalf("%d token requests for %d tries; want two per try", requests, tries)
+	}
+	if code, _ := h.get("/v1/tokens/cc"); code == 200 {
+		t.Fatal("a token was served")
+	}
+}
+
+// A private_key_jwt client whose key the provider does not know is a
+// credentials error, not retried.
+func TestWrongClientKeyIsCredentialsError(t *testing.T) {
+	known, wrong := ecSigningKey(t), ecSigningKey(t)
+	h := newHarness(t, harnessOpts{prov: oauthtest.Options{Clients: []oauthtest.Client{{ID: "kc", AuthMethod: oauthtest.AuthMethodPrivateKeyJWT, JWKS: publicJWKS(t, known)}}},
+		config: func(c *config.Config) {
+			c.Clients["kc"] = config.Client{Provider: "test", ClientID: "kc", AuthMethod: oauthtest.AuthMethodPrivateKeyJWT, Key: &wrong}
+			c.Grants = map[string]config.Grant{"svc": {Client: "kc", Type: config.GrantClientCredentials}}
+		}})
+	st := h.status("svc")
+	if st.State != api.StateCredentialsError {
+		t.Fatalf("status: %+v", st)
+	}
+	h.advance(time.Minute)
+	if n := h.prov.Stats().ClientAuthFailures; n != 1 {
+		t.Fatalf("%d client authentication failures, want 1", n)
+	}
+	h.logMustNotContain(h.prov.Issued()...)
+}
