@@ -609,3 +609,32 @@ func TestWrongClientKeyIsCredentialsError(t *testing.T) {
 	}
 	h.logMustNotContain(h.prov.Issued()...)
 }
+
+// A client certificate that expired (config refuses one at load; this one
+// expired while tokend ran: before t0, the provider's clock) is the
+// client's credentials failing.
+func TestExpiredClientCertificate(t *testing.T) {
+	for _, m := range []string{oauthtest.AuthMethodTLS, oauthtest.AuthMethodSelfSignedTLS} {
+		t.Run(m, func(t *testing.T) {
+			h := newHarness(t, harnessOpts{tls: true, noRun: true})
+			oc := oauthtest.Client{ID: "mc", AuthMethod: m}
+			var cert, err = h.prov.IssueClientCert(pkix.Name{CommonName: "mtls-app"}, t0.Add(-time.Minute))
+			if m == oauthtest.AuthMethodSelfSignedTLS {
+				cert, err = h.prov.SelfSignedClientCert("mtls-app", t0.Add(-time.Minute))
+				oc.JWKS = oauthtest.CertJWKS(cert)
+			} else {
+				oc.TLSSubjectDN = "CN=mtls-app"
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.prov.AddClient(oc)
+			h.cfg.Clients["mc"] = config.Client{Provider: "test", ClientID: "mc", AuthMethod: m, TLSCert: &cert}
+			h.cfg.Grants = map[string]config.Grant{"svc": {Client: "mc", Type: config.GrantClientCredentials}}
+			h.start()
+			if st := h.status("svc"); st.State != api.StateCredentialsError {
+				t.Fatalf("status: %+v", st)
+			}
+		})
+	}
+}
