@@ -13,6 +13,8 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -36,6 +38,17 @@ func ecSigningKey(t *testing.T) oauth.SigningKey {
 		t.Fatal(err)
 	}
 	return oauth.SigningKey{Signer: k, KeyID: "k1"}
+}
+
+// privateParts are the encodings a private key's scalar would show in a
+// log: base64url (a JWK's d), base64 and hex.
+func privateParts(t *testing.T, k oauth.SigningKey) []string {
+	t.Helper()
+	b, err := k.Signer.(*ecdsa.PrivateKey).Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []string{base64.RawURLEncoding.EncodeToString(b), base64.StdEncoding.EncodeToString(b)[:40], hex.EncodeToString(b)}
 }
 
 func publicJWKS(t *testing.T, k oauth.SigningKey) json.RawMessage {
@@ -124,6 +137,7 @@ func TestClientAssertionAuthRefreshes(t *testing.T) {
 			}
 			h.logMustNotContain(h.prov.Issued()...)
 			h.logMustNotContain(secret)
+			h.logMustNotContain(privateParts(t, k)...)
 		})
 	}
 }
@@ -174,6 +188,7 @@ func TestJWTBearerReobtainsWithFreshAssertion(t *testing.T) {
 		t.Fatalf("token info: %+v", info)
 	}
 	h.logMustNotContain(h.prov.Issued()...)
+	h.logMustNotContain(privateParts(t, k)...)
 }
 
 func exchangeGrants(c *config.Config) {
