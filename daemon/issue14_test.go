@@ -551,8 +551,8 @@ func TestRegistrationOfKeyAndDPoPClients(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, err := h.d.registrationRequest(c, prov.Endpoints)
-	if err != nil {
+	req := h.d.registrationRequest(c)
+	if err := registrationKey(c, prov.Endpoints, &req); err != nil {
 		t.Fatal(err)
 	}
 	if !req.DPoPBound || len(req.JWKS) == 0 || req.SigningAlg != "ES256" || req.AuthMethod != oauth.AuthPrivateKeyJWT {
