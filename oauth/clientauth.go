@@ -299,13 +299,17 @@ func (k SigningKey) signer(alg string) (jose.Signer, error) {
 }
 
 // JWKS returns the public key as a JWK Set ({"keys":[…]}) with kid, use
-// "sig" and alg, for dynamic registration (RFC 7591 jwks). The alg is
-// ChooseAlg(nil): set k.Alg to what ChooseAlg picks for the provider first,
-// since a server may refuse a signature whose alg differs from the key's.
+// "sig" and alg, for dynamic registration (RFC 7591 jwks). The alg is the
+// key's only one (EC, Ed25519) or k.Alg; an RSA key without k.Alg has none,
+// since it may sign with RS256 or PS256 as the provider allows
+// (ChooseAlg), and a server refuses a signature whose alg is not its key's.
 func (k SigningKey) JWKS() (json.RawMessage, error) {
 	alg, err := k.ChooseAlg(nil)
 	if err != nil {
 		return nil, err
+	}
+	if len(algsFor(k.Signer)) > 1 && k.Alg == "" {
+		alg = ""
 	}
 	jwk := jose.JSONWebKey{Key: k.Signer.Public(), KeyID: k.KeyID, Use: "sig", Algorithm: alg}
 	b, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{jwk}})

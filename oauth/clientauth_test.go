@@ -501,6 +501,16 @@ func TestSigningKeyJWKS(t *testing.T) {
 	if bytes.Contains(b, []byte(`"d"`)) {
 		t.Errorf("JWKS holds the private key: %s", b)
 	}
+	// RSA: no alg unless configured, since it may sign RS256 or PS256.
+	for alg, want := range map[string]string{"": "", "PS256": "PS256"} {
+		b, err := SigningKey{Signer: mustRSA(t), Alg: alg}.JWKS()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(b, &set); err != nil || set.Keys[0].Algorithm != want || !set.Keys[0].IsPublic() {
+			t.Errorf("RSA alg %q: JWKS %s (%v)", alg, b, err)
+		}
+	}
 }
 
 // TestKeysPrintRedacted prints keys every way a log line or status could.
