@@ -683,3 +683,26 @@ func TestTokenExchangeTakesSubjectsPermanentState(t *testing.T) {
 		return h.status("robot").State == api.StateValid && h.status("down").State == api.StateValid
 	})
 }
+
+// dpop turned on by a reload: the Bearer token is no longer handed out;
+// the next one is DPoP-bound.
+func TestReloadTurningDPoPOn(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	bearer := h.token("cc")
+	if bearer.TokenType != "Bearer" {
+		t.Fatalf("token type %q", bearer.TokenType)
+	}
+	cfg := *h.cfg
+	cfg.Grants = map[string]config.Grant{"cc": h.cfg.Grants["cc"]}
+	dpopCC(&cfg)
+	if err := h.d.Reload(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	got := h.token("cc")
+	if got.TokenType != "DPoP" || got.AccessToken == bearer.AccessToken {
+		t.Fatalf("after dpop was turned on: %+v", got)
+	}
+	if info, _ := h.prov.TokenInfo(got.AccessToken); info.JKT == "" || info.JKT != thumbprint(t, h.stored("cc").DPoPKey) {
+		t.Fatalf("token info: %+v", info)
+	}
+}
