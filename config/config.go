@@ -318,6 +318,7 @@ func (c *Config) ApplyDefaults() {
 	c.applyHookDefaults()
 	c.applyClientAuthDefaults()
 	c.applyGrantDefaults()
+	c.applyFleetDefaults()
 	if c.Store.Path == "" {
 		c.Store.Path = DefaultStorePath
 		if d := firstDir(os.Getenv("STATE_DIRECTORY")); d != "" {

@@ -23,7 +23,11 @@ func (c *Config) explain(w io.Writer, now time.Time) {
 	case len(c.Store.Key) > 0:
 		sealed = "sealed with AES-256-GCM, key from the " + StoreKeyCredential + " credential"
 	}
-	fmt.Fprintf(w, "store:     %s (%s)\n", c.Store.Path, sealed)
+	if c.Store.FleetMode() {
+		fmt.Fprintf(w, "store:     %s (%s)\n", c.fleetSummary(), sealed)
+	} else {
+		fmt.Fprintf(w, "store:     %s (%s)\n", c.Store.Path, sealed)
+	}
 	sock := fmt.Sprintf("socket:    %s (mode %s", c.Listen.Socket, c.Listen.SocketMode)
 	if c.Listen.SocketGroup != "" {
 		sock += ", group " + c.Listen.SocketGroup

@@ -198,4 +198,5 @@ func (c *Config) resolveSecrets(p *problems) {
 	c.resolveHookSecrets(p)
 	c.resolveClientAuth(p)
 	c.resolveAssertions(p)
+	c.resolveFleetSecrets(p)
 }

@@ -252,6 +252,7 @@ func (c *Config) validate(p *problems, l Loader) {
 
 	c.checkGrantCycles(p)
 	c.validateHooks(p)
+	c.validateFleet(p)
 	c.checkSinkPaths(p)
 }
 

@@ -164,7 +164,7 @@ func (d *Daemon) storeAuthorized(g *grant, t *oauth.Token, key, outcome string) 
 		n.LastError, n.LastErrorCode, n.Failures = "", "", 0
 		n.LastSuccess = now
 		n.Auth, n.AuthAt = outcome, now
-		if err := d.st.PutToken(n, &store.Attempt{At: t.Obtained, Result: "success", Reason: "authorize"}); err != nil {
+		if err := d.putAuthorized(n, &store.Attempt{At: t.Obtained, Result: "success", Reason: "authorize"}); err != nil {
 			return err
 		}
 		d.publish(g, &n, p)
@@ -186,7 +186,7 @@ func (d *Daemon) recordAuth(g *grant, outcome string) {
 		cur := g.cur.Load()
 		n := *cur
 		n.Auth, n.AuthAt = outcome, d.clock.Now()
-		if err := d.st.PutToken(n, nil); err != nil {
+		if err := d.putOutcome(n); err != nil {
 			return err
 		}
 		_, p := d.config()
@@ -293,7 +293,7 @@ func (d *Daemon) revokeTokens(ctx context.Context, g *grant) error {
 		if g.renewable(&n) {
 			n.State = api.StateExpired
 		}
-		if err := d.st.PutToken(n, &store.Attempt{At: now, Result: "revoked", Reason: "manual"}); err != nil {
+		if err := d.putAuthorized(n, &store.Attempt{At: now, Result: "revoked", Reason: "manual"}); err != nil {
 			return err
 		}
 		_, p := d.config()

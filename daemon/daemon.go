@@ -116,6 +116,7 @@ type Daemon struct {
 	dependents map[string][]*grant
 
 	st    Store
+	fleet *fleetRT // fleet mode (fleet.go); nil when st is not a Fleet
 	sf    singleflight.Group
 	queue workQueue
 
@@ -418,6 +419,7 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 	if d.running.Load() {
 		d.loadTokens()
 		d.syncSinks()
+		d.fleetSetGrants()
 	}
 	d.log.Info("configuration reloaded", "grants", len(cfg.Grants))
 	d.queue.kick()
@@ -441,7 +443,7 @@ func (d *Daemon) Ready() error {
 	if !d.running.Load() {
 		return errors.New("not running")
 	}
-	return nil
+	return d.fleetReady()
 }
 
 func (d *Daemon) config() (*config.Config, Policy) {
@@ -474,6 +476,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	d.st = st
+	d.startFleet(st)
 	d.inflight.open()
 	defer func() {
 		if err := st.Close(); err != nil {
@@ -549,6 +552,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		})
 	}
 	g.Go(func() error { return d.runScheduler(gctx) })
+	d.goFleetWatch(g, gctx)
 	g.Go(func() error {
 		<-gctx.Done()
 		_ = d.notifier.Stopping()
@@ -589,7 +593,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	})
 	_ = d.notifier.Ready()
 	d.notifyStatus()
-	d.log.Info("tokend started", "socket", sock.Addr().String(), "callback", d.CallbackAddr(), "metrics", d.MetricsAddr(), "grants", len(cfg.Grants), "store", cfg.Store.Path)
+	d.log.Info("tokend started", "socket", sock.Addr().String(), "callback", d.CallbackAddr(), "metrics", d.MetricsAddr(), "grants", len(cfg.Grants), "store", d.storeDesc(cfg))
 	err = g.Wait()
 	d.flushDirty()
 	d.stopHooks()

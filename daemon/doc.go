@@ -27,7 +27,7 @@
 // socket API asks of the engine), reload.go, storage.go. The servers: socketapi.go (the socket API's routes and
 // answers), access.go and connlimit.go (who may connect and read), listen.go
 // and tcplisten.go (listeners), callback.go (the callback listener's
-// pages), metricsrv.go.
+// pages), metricsrv.go. Fleet mode: fleet.go.
 //
 // # Errors
 //
@@ -64,6 +64,16 @@
 // a failing provider shows while the token is still valid, not only when
 // the round ends. Every HTTP request to a provider is counted by endpoint
 // and outcome through the client's transport (provmetrics.go).
+//
+// # Fleet mode
+//
+// When the Store is also a Fleet (storage.go; store.backend: etcd),
+// several instances share their grants and each grant has one refresher:
+// the scheduler queues, and a refresh round sends, only what this instance
+// Holds; the others take the holder's tokens from the fleet's Watch and
+// serve them from memory like their own. fleet.go says how a fenced write,
+// a lagging watch, a lost quorum and a dynamic registration are handled.
+// Without a Fleet the rest of the daemon pays one nil check.
 //
 // # Time
 //

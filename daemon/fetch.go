@@ -77,6 +77,9 @@ func (d *Daemon) fetch(ctx context.Context, g *grant) (*store.Token, error) {
 		// api.CodeConfigurationError.
 		return nil, newError(kindUnavailable, t.State, oauth.Printable(t.LastError))
 	}
+	if d.fleet != nil && !d.fleetHolds(g) {
+		return d.fleetFetch(ctx, g)
+	}
 	if g.backingOff.Load() {
 		// The provider just failed and the refresh waits to retry: waiting
 		// for it would only make the caller's 503 late.
@@ -113,6 +116,9 @@ func (d *Daemon) fetch(ctx context.Context, g *grant) (*store.Token, error) {
 func (d *Daemon) refreshNow(ctx context.Context, g *grant) error {
 	if !g.renewable(g.cur.Load()) {
 		return newError(kindReauthorization, api.CodeReauthorizationRequired, "no refresh token: a person must authorize this grant: tokend authorize "+g.name)
+	}
+	if err := d.fleetRefuseManual(g); err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, d.opts.FetchWait)
 	defer cancel()
@@ -168,5 +174,6 @@ func (d *Daemon) status(g *grant) api.GrantStatus {
 		s.Match, s.MatchUsername = g.cfg.Match, g.cfg.HelperUsername()
 	}
 	s.Sinks = g.sinkStatus()
+	d.fleetStatus(g, &s)
 	return s
 }

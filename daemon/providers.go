@@ -165,6 +165,18 @@ func (d *Daemon) resolveClient(ctx context.Context, c *clientRT, eps oauth.Endpo
 		return oauth.Client{}, &oauth.Error{Op: "register", Class: oauth.Configuration,
 			Description: fmt.Sprintf("client %s has no client_id and provider %s offers no registration endpoint", c.name, c.cfg.Provider)}
 	}
+	if d.fleet != nil {
+		// Registered once per fleet: under the fleet's lock, after
+		// reading the record again.
+		unlock, sc, found, err := d.fleetRegistration(ctx, c)
+		if err != nil {
+			return oauth.Client{}, err
+		}
+		if found {
+			return registeredClient(sc), nil
+		}
+		defer unlock()
+	}
 	req := d.registrationRequest(c)
 	if err := registrationKey(c, eps, &req); err != nil {
 		return oauth.Client{}, err

@@ -135,7 +135,10 @@ func (d *Daemon) doRefresh(g *grant, reason string) (*store.Token, error) {
 	op := func() error {
 		stopWaiting()
 		tries++
-		t, how, err := d.obtain(ctx, g, cur)
+		t, how, err := d.fleetObtain(ctx, g, cur)
+		if errors.Is(err, errNotHolder) {
+			return backoff.Permanent(err)
+		}
 		d.countAttempt(g, err, stop)
 		if err != nil {
 			if tries == 1 && stop.Err() == nil {
@@ -171,6 +174,9 @@ func (d *Daemon) doRefresh(g *grant, reason string) (*store.Token, error) {
 	err := backoff.RetryNotifyWithTimer(op, backoff.WithContext(b, stop), notify, &backoffTimer{clock: d.clock})
 	stopWaiting()
 	latency := d.clock.Now().Sub(start)
+	if errors.Is(err, errNotHolder) {
+		return d.fleetAbandoned(g), err
+	}
 	if err != nil {
 		if stop.Err() != nil {
 			// Shutting down, or superseded: not the provider's failure,
@@ -296,6 +302,9 @@ func (d *Daemon) succeeded(g *grant, cur *store.Token, p Policy, reason string, 
 	// the provider may already have invalidated the old refresh token, and
 	// the write is retried on the next tick.
 	perr := d.st.PutToken(n, &att)
+	if d.fleetFenced(g, perr) {
+		return g.cur.Load(), perr
+	}
 	if perr != nil {
 		n.LastError = perr.Error()
 		n.LastErrorCode = "store"
@@ -424,7 +433,9 @@ func (d *Daemon) persistDirty(g *grant) {
 	t := g.cur.Load()
 	n := *t
 	n.LastError, n.LastErrorCode = "", ""
-	if err := d.st.PutToken(n, nil); err != nil {
+	if err := d.st.PutToken(n, nil); d.fleetFenced(g, err) {
+		return
+	} else if err != nil {
 		d.log.Warn("saving token still failing", "grant", g.name, "err", err)
 		return
 	}

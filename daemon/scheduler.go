@@ -93,6 +93,9 @@ func (d *Daemon) tick(now time.Time) {
 			d.log.Info("expired pending authorizations removed", "count", n)
 		}
 	}
+	if d.fleet != nil {
+		d.fleetTick(now)
+	}
 	d.mu.RLock()
 	gs, states, scheduled := d.ordered, d.states, d.scheduled
 	d.mu.RUnlock()
@@ -102,7 +105,9 @@ func (d *Daemon) tick(now time.Time) {
 		switch {
 		case at >= ts.dueAt.Load():
 			g := gs[i]
-			d.queue.push(g, d.dueReason(now, g, p))
+			if d.fleet == nil || d.fleetHolds(g) {
+				d.queue.push(g, d.dueReason(now, g, p))
+			}
 		case ts.dirty.Load():
 			d.persistDirty(gs[i])
 		}
@@ -117,7 +122,7 @@ func (d *Daemon) tick(now time.Time) {
 			g.nextForced = g.schedule.Next(now)
 		}
 		g.mu.Unlock()
-		if forced && g.renewable(g.cur.Load()) {
+		if forced && g.renewable(g.cur.Load()) && (d.fleet == nil || d.fleetHolds(g)) {
 			d.queue.push(g, "schedule")
 		}
 	}

@@ -146,7 +146,7 @@ func TestRulesMetrics(t *testing.T) {
 		}
 	}
 	sort.Strings(alerts)
-	want := []string{"TokendDown", "TokendHookFailing", "TokendReauthorizationRequired", "TokendRefreshFailing", "TokendTokenExpiringSoon"}
+	want := []string{"TokendDown", "TokendFleetConflict", "TokendFleetLeaseLost", "TokendFleetQuorumLost", "TokendFleetWatchBroken", "TokendHookFailing", "TokendReauthorizationRequired", "TokendRefreshFailing", "TokendTokenExpiringSoon"}
 	if len(alerts) != len(want) {
 		t.Fatalf("alerts = %v, want %v", alerts, want)
 	}

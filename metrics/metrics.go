@@ -50,7 +50,8 @@ type Metrics struct {
 	// healthy grants cost no series there.
 	failing map[string]bool
 
-	hooks hookCollectors // hooks.go
+	hooks hookCollectors   // hooks.go
+	fleet *fleetCollectors // fleet.go
 }
 
 // New builds the collectors, the Go and process collectors and build info.
@@ -60,6 +61,7 @@ func New(b BuildInfo) *Metrics {
 		reg:     prometheus.NewRegistry(),
 		state:   make(map[string]string),
 		failing: make(map[string]bool),
+		fleet:   newFleetCollectors(),
 		refreshTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tokend_refresh_total",
 			Help: "Refresh rounds by grant and outcome (success, transient, reauthorization, credentials, configuration), counted when a round ends: a round retries with backoff until it succeeds, fails permanently or would outlast the token. Each request is counted by tokend_refresh_attempts_total.",
@@ -245,6 +247,7 @@ func (m *Metrics) Forget(grant string) {
 	m.grantState.DeletePartialMatch(match)
 	m.fetchTotal.DeletePartialMatch(match)
 	m.sinkWrites.DeletePartialMatch(match)
+	m.fleet.conflict.DeletePartialMatch(match)
 	delete(m.state, grant)
 }
 

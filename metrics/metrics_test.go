@@ -13,6 +13,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/tokend/tokend/api"
+	"github.com/tokend/tokend/store"
 )
 
 // populate gives every tokend collector at least one series, so that
@@ -29,7 +30,10 @@ func populate(m *Metrics) {
 	m.SetState("reports", api.StateValid)
 	m.ObserveFetch("reports", 200)
 	m.ObserveFetch("", 404)
-	m.ObserveHook("alerts", "success", 30*time.Millisecond) // hooks.go
+	m.ObserveHook("alerts", "success", 30*time.Millisecond)                                        // hooks.go
+	m.SetFleetHealth(store.FleetHealth{Quorum: true, LeaseOK: true, WatchOK: true, GrantsHeld: 1}) // fleet.go
+	m.ObserveFencedWrite()
+	m.SetFleetConflict("reports", true)
 }
 
 func TestObserveRefresh(t *testing.T) {

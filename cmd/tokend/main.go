@@ -56,6 +56,9 @@ Daemon:
   check-config [FILE]          check a configuration file and explain it
   rekey --config FILE (--new-key-file PATH | --decrypt) [--old-key-file PATH]
                                re-seal the store with a new key, offline (stop the daemon first)
+  store copy --from bbolt:PATH|etcd --to etcd|bbolt:PATH [--config FILE] [--force]
+                               copy every grant, client and provider between the bbolt file
+                               and etcd (fleet mode), offline (stop the daemons first)
 
 Client (talks to the daemon's socket):
   token NAME [--json]          print a grant's access token
@@ -165,6 +168,8 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		return c.cmdCheckConfig(ctx, rest)
 	case "rekey":
 		return c.cmdRekey(ctx, rest)
+	case "store":
+		return c.cmdStore(ctx, rest)
 	case "version", "--version":
 		return c.cmdVersion(ctx, rest)
 	case "help", "-h", "-help", "--help":

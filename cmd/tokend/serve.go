@@ -61,6 +61,7 @@ func serve(ctx context.Context, cfg *config.Config, warnings []string, reload fu
 		MetricsHandler: func(r func() error) http.Handler { return m.Handler(r) },
 		Notifier:       sdNotifier{},
 		LoadConfig:     reload,
+		OpenStore:      fleetOpenStore(cfg),
 	}
 	if d, ok := systemd.WatchdogInterval(); ok {
 		opts.WatchdogInterval = d

@@ -89,6 +89,12 @@ func writeDetails(w io.Writer, g *api.GrantStatus, now time.Time) {
 		state += " (since " + stamp(g.StateSince, now) + ")"
 	}
 	row("state", state)
+	if r := refresherLine(g); r != "" {
+		row("refreshed by", r)
+	}
+	if g.FleetConflict != "" {
+		row("fleet conflict", oneLine(g.FleetConflict, 0)+" (not refreshed by this instance)")
+	}
 	if g.Scope != "" {
 		row("scope", text(g.Scope))
 	}
@@ -276,4 +282,18 @@ func stateLine(g *api.GrantStatus, now time.Time) string {
 		s += "; last error: " + oneLine(g.LastError, 0)
 	}
 	return s
+}
+
+// refresherLine says which fleet instance refreshes g; "" outside fleet
+// mode (the daemon sends no refresher and no conflict there).
+func refresherLine(g *api.GrantStatus) string {
+	switch {
+	case g.RefresherSelf:
+		return text(g.Refresher) + " (this instance)"
+	case g.Refresher != "":
+		return text(g.Refresher)
+	case g.FleetConflict != "":
+		return "-"
+	}
+	return ""
 }

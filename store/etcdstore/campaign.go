@@ -1,0 +1,456 @@
+package etcdstore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/tokend/tokend/store"
+)
+
+// wantCampaign asks the campaigner to run soon (requests coalesce).
+func (s *Store) wantCampaign() {
+	select {
+	case s.campaign <- struct{}{}:
+	default:
+	}
+}
+
+// campaigner runs a campaign when asked (an owner key gone, a new lease,
+// new grants) and at every keepalive period (instances joined: hand
+// grants over; a campaign that found its share full earlier).
+func (s *Store) campaigner() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.keepAliveEvery())
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-s.campaign:
+		case <-t.C:
+		}
+		s.runCampaign()
+	}
+}
+
+// campaignWorkers is how many create transactions a campaign has in flight.
+const campaignWorkers = 16
+
+// runCampaign takes unheld grants of this instance up to its share, and
+// releases the ones beyond it that no refresh is using.
+//
+// The share is ceil(grants / live instances) + Slack, live instances
+// being the keys under instances/ (bound to the instances' leases). The
+// first instance of a fleet takes everything; as others register, it
+// hands grants back at its next campaign (a quarter of the lease life),
+// never one it promised a refresh (Holds) until that promise ran out.
+func (s *Store) runCampaign() {
+	s.campMu.Lock()
+	defer s.campMu.Unlock()
+	if s.ctx.Err() != nil || s.paused.Load() {
+		return
+	}
+	ctx, cancel := s.req()
+	ir, err := s.cli.Get(ctx, s.key("instances/"), clientv3.WithPrefix(), clientv3.WithCountOnly())
+	cancel()
+	if err != nil {
+		s.noteErr(err)
+		return
+	}
+	live := max(int(ir.Count), 1)
+	now := s.clock()
+	s.mu.Lock()
+	lease := s.lease
+	if lease == 0 {
+		s.mu.Unlock()
+		return
+	}
+	share := (len(s.grants)+live-1)/live + s.slack
+	held := 0
+	var want, release []string
+	for g := range s.grants {
+		o, owned := s.owners[g]
+		conflict := s.conflictLocked(g) != ""
+		switch {
+		case owned && o.lease == lease:
+			held++
+			if conflict && !s.busyUntil[g].After(now) {
+				release = append(release, g)
+			}
+		case !owned && !conflict:
+			want = append(want, g)
+		}
+	}
+	// Grants held but no longer this instance's (a reload dropped them).
+	for g, o := range s.owners {
+		if _, ok := s.grants[g]; !ok && o.lease == lease && o.inst == s.inst {
+			release = append(release, g)
+		}
+	}
+	if excess := held - len(release) - share; excess > 0 {
+		var spare []string
+		for g, o := range s.owners {
+			if _, ok := s.grants[g]; ok && o.lease == lease && !s.busyUntil[g].After(now) && s.conflictLocked(g) == "" {
+				spare = append(spare, g)
+			}
+		}
+		rand.Shuffle(len(spare), func(i, j int) { spare[i], spare[j] = spare[j], spare[i] })
+		release = append(release, spare[:min(excess, len(spare))]...)
+	}
+	s.mu.Unlock()
+
+	for _, g := range release {
+		k := s.key("owners/" + g)
+		ctx, cancel := s.req()
+		_, err := s.cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.Value(k), "=", s.inst), clientv3.Compare(clientv3.LeaseValue(k), "=", int64(lease))).
+			Then(clientv3.OpDelete(k)).Commit()
+		cancel()
+		if err != nil {
+			s.noteErr(err)
+			return
+		}
+		s.mu.Lock()
+		if o, ok := s.owners[g]; ok && o.lease == lease {
+			delete(s.owners, g)
+		}
+		s.mu.Unlock()
+		held--
+	}
+	room := share - max(held, 0)
+	if room <= 0 || len(want) == 0 {
+		return
+	}
+	// Each instance tries the grants in its own order, so that instances
+	// starting together do not all race for the same ones.
+	rand.Shuffle(len(want), func(i, j int) { want[i], want[j] = want[j], want[i] })
+	var taken atomic.Int64
+	var wg sync.WaitGroup
+	next := make(chan string)
+	for range min(campaignWorkers, len(want)) {
+		wg.Go(func() {
+			for g := range next {
+				if s.takeGrant(g, lease) {
+					taken.Add(1)
+				}
+			}
+		})
+	}
+	for _, g := range want {
+		if int(taken.Load()) >= room || s.ctx.Err() != nil {
+			break
+		}
+		next <- g
+	}
+	close(next)
+	wg.Wait()
+}
+
+// takeGrant creates owners/<grant> for this instance under lease, if
+// nobody holds it.
+func (s *Store) takeGrant(g string, lease clientv3.LeaseID) bool {
+	k := s.key("owners/" + g)
+	ctx, cancel := s.req()
+	resp, err := s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
+		Then(clientv3.OpPut(k, s.inst, clientv3.WithLease(lease))).Commit()
+	cancel()
+	if err != nil {
+		s.noteErr(err)
+		return false
+	}
+	if !resp.Succeeded {
+		return false
+	}
+	s.mu.Lock()
+	s.owners[g] = owner{inst: s.inst, lease: lease}
+	s.mu.Unlock()
+	return true
+}
+
+// SetGrants records this instance's grants and their fingerprints. A
+// grant's fleet definition (defs/<grant>) is set by the first instance to
+// name it; an instance with another fingerprint is in conflict for that
+// grant (GrantInfo says so): it neither campaigns for nor refreshes it.
+// The record may be replaced by the instance that wrote it (its
+// definition changed on reload) or by anyone once that instance is gone,
+// so a definition changed on every instance ends up agreed. It then
+// campaigns for its share and returns.
+func (s *Store) SetGrants(fingerprints map[string]string) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	dp := s.key("defs/")
+	defs := map[string]def{}
+	rev, err := s.walk(s.ctx, dp, false, func(kv *mvccpb.KeyValue) error {
+		var d def
+		if json.Unmarshal(kv.Value, &d) == nil {
+			d.rev = kv.ModRevision
+			defs[string(kv.Key[len(dp):])] = d
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := s.req()
+	ir, err := s.cli.Get(ctx, s.key("instances/"), clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	cancel()
+	if err != nil {
+		s.noteErr(err)
+		return unavailable("read instances", err)
+	}
+	live := map[string]bool{}
+	for _, kv := range ir.Kvs {
+		live[string(kv.Key[len(s.key("instances/")):])] = true
+	}
+	names := make([]string, 0, len(fingerprints))
+	for g := range fingerprints {
+		names = append(names, g)
+	}
+	sort.Strings(names)
+	for _, g := range names {
+		fp := fingerprints[g]
+		d, ok := defs[g]
+		if ok && (d.FP == fp || (d.By != s.inst && live[d.By])) {
+			continue
+		}
+		nd, err := s.writeDef(g, fp, d.rev)
+		if err != nil {
+			return err
+		}
+		defs[g] = nd
+	}
+	s.mu.Lock()
+	first := !s.following
+	s.following = true
+	s.grants = make(map[string]string, len(fingerprints))
+	for g, fp := range fingerprints {
+		s.grants[g] = fp
+	}
+	for g, d := range defs {
+		// The watch may have applied a newer record than this walk read.
+		if cur, ok := s.defs[g]; !ok || cur.rev < d.rev {
+			s.defs[g] = d
+		}
+	}
+	s.mu.Unlock()
+	if first {
+		s.startDefsWatch(rev)
+	}
+	s.runCampaign()
+	return nil
+}
+
+// writeDef sets grant's fleet definition, if its record is still at rev
+// (0: absent); it returns what the record holds afterwards.
+func (s *Store) writeDef(g, fp string, rev int64) (def, error) {
+	k := s.key("defs/" + g)
+	v, _ := json.Marshal(def{FP: fp, By: s.inst})
+	ctx, cancel := s.req()
+	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(k), "=", rev)).Then(clientv3.OpPut(k, string(v))).Else(clientv3.OpGet(k)).Commit()
+	cancel()
+	if err != nil {
+		s.noteErr(err)
+		return def{}, unavailable("write grant definition", err)
+	}
+	if resp.Succeeded {
+		return def{FP: fp, By: s.inst, rev: resp.Header.Revision}, nil
+	}
+	var d def
+	if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+		_ = json.Unmarshal(kvs[0].Value, &d)
+		d.rev = kvs[0].ModRevision
+	}
+	return d, nil
+}
+
+// startDefsWatch follows defs/ so that a definition another instance
+// changes shows here as a conflict (or its end) at once.
+func (s *Store) startDefsWatch(rev int64) {
+	dp := s.key("defs/")
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.follow(s.ctx, dp, rev, func(ev *clientv3.Event) {
+			g := string(ev.Kv.Key[len(dp):])
+			s.mu.Lock()
+			if ev.Type == clientv3.EventTypeDelete {
+				delete(s.defs, g)
+			} else {
+				var d def
+				if json.Unmarshal(ev.Kv.Value, &d) == nil {
+					d.rev = ev.Kv.ModRevision
+					s.defs[g] = d
+				}
+			}
+			s.mu.Unlock()
+			s.wantCampaign()
+		}, func(ctx context.Context) (int64, error) {
+			defs := map[string]def{}
+			rev, err := s.walk(ctx, dp, false, func(kv *mvccpb.KeyValue) error {
+				var d def
+				if json.Unmarshal(kv.Value, &d) == nil {
+					d.rev = kv.ModRevision
+					defs[string(kv.Key[len(dp):])] = d
+				}
+				return nil
+			})
+			if err == nil {
+				s.mu.Lock()
+				s.defs = defs
+				s.mu.Unlock()
+			}
+			return rev, err
+		}, nil)
+	}()
+}
+
+// conflictLocked says why this instance's definition of g differs from
+// the fleet's; "" when it agrees. s.mu is held.
+func (s *Store) conflictLocked(g string) string {
+	fp, ok := s.grants[g]
+	if !ok {
+		return ""
+	}
+	d, ok := s.defs[g]
+	if !ok || d.FP == fp {
+		return ""
+	}
+	return fmt.Sprintf("this instance's definition of the grant differs from the fleet's (set by instance %q): make the configurations agree", d.By)
+}
+
+// Holds reports whether this instance may refresh grant now: it holds the
+// grant's lease with at least margin of it left (by the last keepalive
+// answer), etcd had a quorum at the last request, and the definitions
+// agree. A true answer is a promise too: the grant is not handed to
+// another instance by this one's balancing until margin has passed.
+func (s *Store) Holds(grant string, margin time.Duration) bool {
+	if s.closed.Load() || !s.quorum.Load() {
+		return false
+	}
+	now := s.clock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o, ok := s.owners[grant]
+	if !ok || s.lease == 0 || o.lease != s.lease || s.leaseExp.Sub(now) < margin || s.conflictLocked(grant) != "" {
+		return false
+	}
+	if _, mine := s.grants[grant]; !mine {
+		return false
+	}
+	if u := now.Add(margin); u.After(s.busyUntil[grant]) {
+		s.busyUntil[grant] = u
+	}
+	return true
+}
+
+// GrantInfo is the fleet's view of grant, for status and metrics.
+func (s *Store) GrantInfo(grant string) store.FleetGrant {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o, ok := s.owners[grant]
+	var fg store.FleetGrant
+	if ok {
+		fg.Owner = o.inst
+		fg.Held = s.lease != 0 && o.lease == s.lease && s.leaseExp.After(s.clock())
+	}
+	fg.Conflict = s.conflictLocked(grant)
+	return fg
+}
+
+// Health is this instance's view of the fleet, for status and metrics.
+func (s *Store) Health() store.FleetHealth {
+	now := s.clock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := store.FleetHealth{
+		Quorum:  s.quorum.Load(),
+		LeaseOK: s.lease != 0 && s.leaseExp.After(now),
+		// The client resumes a watch by itself while a member is
+		// unreachable, without closing it: a watch is not running
+		// without the quorum it needs either.
+		WatchOK:  s.watchOK.Load() && s.quorum.Load(),
+		WatchLag: time.Duration(s.lagNs.Load()),
+	}
+	if h.LeaseOK {
+		for g, o := range s.owners {
+			if _, mine := s.grants[g]; mine && o.lease == s.lease {
+				h.GrantsHeld++
+			}
+		}
+	}
+	return h
+}
+
+// Lock takes the fleet-wide lock of name: a key under locks/ bound to this
+// instance's lease, so an instance that dies releases it within the
+// lease's life. It waits (watching the key) until the lock is free or ctx
+// ends.
+func (s *Store) Lock(ctx context.Context, name string) (func(), error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	k := s.key("locks/" + name)
+	for {
+		s.mu.Lock()
+		lease := s.lease
+		s.mu.Unlock()
+		if lease == 0 {
+			return nil, store.NewError(store.ErrUnavailable, nil, "store: etcd: lock "+name+": this instance has no lease")
+		}
+		rctx, cancel := context.WithTimeout(ctx, s.reqTO)
+		resp, err := s.cli.Txn(rctx).
+			If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
+			Then(clientv3.OpPut(k, s.inst, clientv3.WithLease(lease))).
+			Else(clientv3.OpGet(k)).Commit()
+		cancel()
+		if err != nil {
+			s.noteErr(err)
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, unavailable("lock "+name, err)
+		}
+		if resp.Succeeded {
+			return func() {
+				c, cancel := s.req()
+				defer cancel()
+				_, _ = s.cli.Txn(c).If(clientv3.Compare(clientv3.LeaseValue(k), "=", int64(lease))).Then(clientv3.OpDelete(k)).Commit()
+			}, nil
+		}
+		// Held: wait for the key to go, then try again.
+		wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+		wch := s.cli.Watch(wctx, k, clientv3.WithRev(resp.Header.Revision+1))
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				wcancel()
+				return nil, ctx.Err()
+			case <-s.ctx.Done():
+				wcancel()
+				return nil, store.ErrClosed
+			case wr, ok := <-wch:
+				if !ok || wr.Err() != nil {
+					break wait
+				}
+				for _, ev := range wr.Events {
+					if ev.Type == clientv3.EventTypeDelete {
+						break wait
+					}
+				}
+			}
+		}
+		wcancel()
+	}
+}

@@ -1,0 +1,94 @@
+// Package etcdstore is the store of fleet mode (store.backend: etcd):
+// several tokend instances share their grants through etcd, and each
+// grant has exactly one refresher. It owns the layout of the keys under
+// the prefix, the instance's lease, the ownership of grants, the fencing
+// of writes and the watch that keeps every instance's tokens current. It
+// implements the daemon's Store and Fleet interfaces (daemon/storage.go)
+// without importing the daemon.
+//
+// # Keys
+//
+// Under Prefix (default /tokend/):
+//
+//	meta                 format "tokend-store", schema, sealed key check
+//	tokens/<grant>       {writer, at, token: the bbolt file's token record}
+//	history/<grant>      the last store.HistoryLen attempts, newest first
+//	clients/<name>       client record (as in the bbolt file)
+//	providers/<name>     cached provider metadata
+//	pending/<sha256>     pending authorization, by the hash of its state
+//	owners/<grant>       instance refreshing the grant (bound to its lease)
+//	defs/<grant>         {fingerprint, by}: the fleet's definition of the grant
+//	instances/<instance> live instances (bound to their leases)
+//	locks/<name>         fleet-wide locks (bound to the holder's lease)
+//
+// Records are sealed by store.Codec exactly as in the bbolt file, with the
+// same key on every instance: etcd never holds a plaintext secret, and
+// `tokend store copy` moves records between the backends unchanged. A
+// prefix holding other keys and no meta record, a newer schema, a wrong
+// key (store.ErrWrongKey) or a missing one (store.ErrKeyRequired) are
+// refused at Open.
+//
+// # Ownership
+//
+// Each instance has one lease (LeaseTTL) that it renews every quarter of
+// its life, one request at a time; the lease's end is tracked locally as
+// the send time of the last answered renewal plus the TTL (by Clock), so
+// the local estimate is never later than the server's. For each grant an
+// instance campaigns with a transaction create(owners/<grant>) == 0 →
+// put owners/<grant> = instance with the lease. It takes at most its
+// share, ceil(grants / live instances) + Slack, in a random order, so N
+// instances end up with about grants/N each; the first instance of a
+// fleet takes everything and hands grants back at its next campaign as
+// others register (never one it promised to a refresh through Holds until
+// that promise ran out). When an instance dies its lease expires, etcd
+// deletes its owner keys, and the others, watching owners/, campaign at
+// once: take-over within LeaseTTL and a moment. Close revokes the lease,
+// so a clean stop hands over at once.
+//
+// A grant's definition (fingerprint) is recorded by the first instance
+// naming it; an instance whose fingerprint differs neither campaigns for
+// nor refreshes it, and GrantInfo.Conflict says why. The writer of the
+// record may replace it (its own definition changed), and so may anyone
+// once the writer is gone.
+//
+// # Fencing
+//
+// PutToken is a transaction: If(owners/<grant> == this instance with this
+// lease, mod_revision(tokens/<grant>) == the revision this instance last
+// saw) Then(put tokens/<grant>, put history/<grant>) Else store.ErrFenced.
+// The last seen revision is what this instance wrote, read (Token,
+// EachToken) or was told by Watch. PutAuthorized compares the revision
+// only. So a stale refresher can never overwrite a newer chain, and one
+// that lost its lease can never write at all.
+//
+// What fencing cannot cover is the request to the provider itself: Holds
+// is true only with at least margin of lease left, so a refresh is sent
+// only when it can finish before the lease can end. The residual window
+// is a pause of the process (SIGSTOP, a VM freeze, a swap storm) longer
+// than the remaining lease between Holds and the provider receiving the
+// request: another instance may then take the grant and refresh with the
+// same refresh token. The stale instance's write is fenced, and a
+// provider with reuse detection revokes the chain, which the daemon
+// reports as reauthorization_required. A margin larger than the request
+// timeout makes that window the pause length beyond margin, not the
+// request's duration.
+//
+// # Watch
+//
+// Watch follows tokens/ from the revision of the last EachToken and calls
+// fn for each record written by another instance (the envelope names the
+// writer) that is newer than what this instance has seen. A broken watch
+// resumes from its last revision; after a compaction it reads tokens/
+// afresh and delivers what is newer. Retries back off with jitter (50 ms
+// doubling to 2 s), so a fleet losing etcd does not return in one
+// stampede.
+//
+// # Losing etcd
+//
+// Every request is bounded by RequestTimeout (at most DialTimeout): without
+// a quorum a call fails with store.ErrUnavailable, it never hangs. A
+// renewal that fails marks the quorum lost: Holds is false, Health says
+// so. When quorum returns the renewals resume; a lease that expired
+// meanwhile is replaced and the grants campaigned for again. Fetches
+// never touch etcd: the daemon serves from memory.
+package etcdstore

@@ -1,0 +1,540 @@
+package etcdstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/tokend/tokend/store"
+)
+
+// tokenEnvelope is the value of tokens/<grant>: the bbolt file's token
+// record (secrets sealed) with who wrote it and when, so the watch can
+// skip this instance's own writes and tell how far behind it is.
+type tokenEnvelope struct {
+	Writer string          `json:"writer"`
+	At     time.Time       `json:"at"`
+	Token  json.RawMessage `json:"token"`
+}
+
+func (s *Store) encodeToken(t store.Token) (string, error) {
+	rec, err := s.codec.EncodeToken(t)
+	if err != nil {
+		return "", fmt.Errorf("store: encode token: %w", err)
+	}
+	v, err := json.Marshal(tokenEnvelope{Writer: s.inst, At: s.clock().UTC(), Token: rec})
+	return string(v), err
+}
+
+func (s *Store) decodeToken(grant string, v []byte) (store.Token, tokenEnvelope, error) {
+	var env tokenEnvelope
+	if err := json.Unmarshal(v, &env); err != nil {
+		return store.Token{}, env, store.NewError(store.ErrCorrupt, nil, fmt.Sprintf("store: etcd record tokens/%q does not decode", grant))
+	}
+	t, err := s.codec.DecodeToken(grant, env.Token)
+	return t, env, err
+}
+
+// saw records that this instance has seen revision rev of grant's token.
+func (s *Store) saw(grant string, rev int64) {
+	s.mu.Lock()
+	if rev > s.seen[grant] {
+		s.seen[grant] = rev
+	}
+	s.mu.Unlock()
+}
+
+// Token returns the stored token of a grant, or store.ErrNotFound.
+func (s *Store) Token(grant string) (store.Token, error) {
+	if err := s.check(); err != nil {
+		return store.Token{}, err
+	}
+	ctx, cancel := s.req()
+	defer cancel()
+	resp, err := s.cli.Get(ctx, s.key("tokens/"+grant))
+	if err != nil {
+		s.noteErr(err)
+		return store.Token{}, unavailable("read token", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return store.Token{}, store.NewError(store.ErrNotFound, nil, fmt.Sprintf("store: no token for grant %q", grant))
+	}
+	t, _, err := s.decodeToken(grant, resp.Kvs[0].Value)
+	if err != nil {
+		return store.Token{}, err
+	}
+	s.saw(grant, resp.Kvs[0].ModRevision)
+	return t, nil
+}
+
+// pageSize is how many keys one range request of a walk reads.
+const pageSize = 1000
+
+// walk calls fn with every key under prefix (in key order) as of one
+// revision, which it returns, reading it in pages. fn's error stops it
+// and is returned as it is.
+func (s *Store) walk(ctx context.Context, prefix string, keysOnly bool, fn func(kv *mvccpb.KeyValue) error) (int64, error) {
+	end := clientv3.GetPrefixRangeEnd(prefix)
+	from := prefix
+	var rev int64
+	for {
+		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(pageSize), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend)}
+		if rev != 0 {
+			opts = append(opts, clientv3.WithRev(rev))
+		}
+		if keysOnly {
+			opts = append(opts, clientv3.WithKeysOnly())
+		}
+		rctx, cancel := context.WithTimeout(ctx, s.reqTO)
+		resp, err := s.cli.Get(rctx, from, opts...)
+		cancel()
+		if err != nil {
+			s.noteErr(err)
+			return 0, unavailable("read "+strings.TrimPrefix(prefix, s.pfx), err)
+		}
+		if rev == 0 {
+			rev = resp.Header.Revision
+		}
+		for _, kv := range resp.Kvs {
+			if err := fn(kv); err != nil {
+				return rev, err
+			}
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			return rev, nil
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+}
+
+// errStop carries fn's error out of walk unchanged.
+type errStop struct{ err error }
+
+func (e errStop) Error() string { return e.err.Error() }
+
+// EachToken calls fn once with every stored token, read as of one
+// revision in pages (100,000 grants need not fit one answer). It records
+// that revision: Watch starts after it.
+func (s *Store) EachToken(fn func(t *store.Token) error) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	tp := s.key("tokens/")
+	rev, err := s.walk(s.ctx, tp, false, func(kv *mvccpb.KeyValue) error {
+		grant := string(kv.Key[len(tp):])
+		t, _, err := s.decodeToken(grant, kv.Value)
+		if err != nil {
+			return err
+		}
+		s.saw(grant, kv.ModRevision)
+		if err := fn(&t); err != nil {
+			return errStop{err}
+		}
+		return nil
+	})
+	if es, ok := err.(errStop); ok {
+		return es.err
+	}
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.loadRev = rev
+	s.mu.Unlock()
+	return nil
+}
+
+// lockGrant serialises this instance's writes of one grant, so that two of
+// its own do not fence each other.
+func (s *Store) lockGrant(grant string) func() {
+	h := fnv.New32a()
+	h.Write([]byte(grant))
+	m := &s.writeMu[h.Sum32()%uint32(len(s.writeMu))]
+	m.Lock()
+	return m.Unlock
+}
+
+// PutToken writes t and appends a to its history in one transaction,
+// fenced: only while this instance's lease holds the grant and the
+// grant's record is the revision this instance last saw. Otherwise it
+// writes nothing and returns an error matching store.ErrFenced.
+func (s *Store) PutToken(t store.Token, a *store.Attempt) error {
+	return s.putToken(t, a, true)
+}
+
+// PutAuthorized writes a new chain from an authorization, fenced only on
+// the record's revision (any instance may receive a callback).
+func (s *Store) PutAuthorized(t store.Token, a *store.Attempt) error {
+	return s.putToken(t, a, false)
+}
+
+func (s *Store) putToken(t store.Token, a *store.Attempt, owned bool) error {
+	if t.Grant == "" {
+		return errors.New("store: token has no grant name")
+	}
+	if err := s.check(); err != nil {
+		return err
+	}
+	g := t.Grant
+	tv, err := s.encodeToken(t)
+	if err != nil {
+		return err
+	}
+	var av json.RawMessage
+	if a != nil {
+		if av, err = s.codec.EncodeAttempt(*a); err != nil {
+			return fmt.Errorf("store: encode attempt: %w", err)
+		}
+	}
+	defer s.lockGrant(g)()
+	tk, hk, ok := s.key("tokens/"+g), s.key("history/"+g), s.key("owners/"+g)
+	for range 3 {
+		s.mu.Lock()
+		seen := s.seen[g]
+		lease := s.lease
+		hc, cached := s.hist[g]
+		s.mu.Unlock()
+		if av != nil && !cached {
+			if hc, err = s.readHistory(g); err != nil {
+				return err
+			}
+		}
+		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(tk), "=", seen)}
+		if owned {
+			if lease == 0 {
+				return store.NewError(store.ErrFenced, nil, fmt.Sprintf("store: write of grant %q fenced: this instance has no lease", g))
+			}
+			cmps = append(cmps, clientv3.Compare(clientv3.Value(ok), "=", s.inst), clientv3.Compare(clientv3.LeaseValue(ok), "=", int64(lease)))
+		}
+		ops := []clientv3.Op{clientv3.OpPut(tk, tv)}
+		var nh []json.RawMessage
+		if av != nil {
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(hk), "=", hc.rev))
+			nh = append([]json.RawMessage{av}, hc.v[:min(len(hc.v), store.HistoryLen-1)]...)
+			hv, _ := json.Marshal(nh)
+			ops = append(ops, clientv3.OpPut(hk, string(hv)))
+		}
+		ctx, cancel := s.req()
+		resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).
+			Else(clientv3.OpGet(tk, clientv3.WithKeysOnly()), clientv3.OpGet(ok)).Commit()
+		cancel()
+		if err != nil {
+			s.noteErr(err)
+			return unavailable("write token", err)
+		}
+		if resp.Succeeded {
+			s.mu.Lock()
+			if resp.Header.Revision > s.seen[g] {
+				s.seen[g] = resp.Header.Revision
+			}
+			if av != nil {
+				s.hist[g] = histCache{rev: resp.Header.Revision, v: nh}
+			}
+			s.mu.Unlock()
+			return nil
+		}
+		tkv := resp.Responses[0].GetResponseRange().Kvs
+		okv := resp.Responses[1].GetResponseRange().Kvs
+		var cur int64
+		if len(tkv) > 0 {
+			cur = tkv[0].ModRevision
+		}
+		if cur != seen {
+			return store.NewError(store.ErrFenced, nil, fmt.Sprintf("store: write of grant %q fenced: written elsewhere at revision %d since this instance last saw it (revision %d)", g, cur, seen))
+		}
+		if owned && (len(okv) == 0 || string(okv[0].Value) != s.inst || clientv3.LeaseID(okv[0].Lease) != lease) {
+			holder := "nobody"
+			if len(okv) > 0 {
+				holder = fmt.Sprintf("%q", okv[0].Value)
+			}
+			return store.NewError(store.ErrFenced, nil, fmt.Sprintf("store: write of grant %q fenced: this instance does not hold its lease (held by %s)", g, holder))
+		}
+		// Only the history moved (a copy imported it): read it again and
+		// retry.
+		s.mu.Lock()
+		delete(s.hist, g)
+		s.mu.Unlock()
+	}
+	return store.NewError(store.ErrFenced, nil, fmt.Sprintf("store: write of grant %q fenced: its history keeps changing", g))
+}
+
+// readHistory reads grant's history record.
+func (s *Store) readHistory(grant string) (histCache, error) {
+	ctx, cancel := s.req()
+	defer cancel()
+	resp, err := s.cli.Get(ctx, s.key("history/"+grant))
+	if err != nil {
+		s.noteErr(err)
+		return histCache{}, unavailable("read history", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return histCache{}, nil
+	}
+	var v []json.RawMessage
+	if err := json.Unmarshal(resp.Kvs[0].Value, &v); err != nil {
+		return histCache{}, store.NewError(store.ErrCorrupt, nil, fmt.Sprintf("store: etcd record history/%q does not decode", grant))
+	}
+	return histCache{rev: resp.Kvs[0].ModRevision, v: v}, nil
+}
+
+// History returns the grant's last attempts, newest first.
+func (s *Store) History(grant string) ([]store.Attempt, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	hc, err := s.readHistory(grant)
+	if err != nil {
+		return nil, err
+	}
+	return s.decodeHistory(grant, hc.v)
+}
+
+func (s *Store) decodeHistory(grant string, v []json.RawMessage) ([]store.Attempt, error) {
+	var as []store.Attempt
+	for _, r := range v[:min(len(v), store.HistoryLen)] {
+		a, err := s.codec.DecodeAttempt(grant, r)
+		if err != nil {
+			return nil, err
+		}
+		as = append(as, a)
+	}
+	return as, nil
+}
+
+// Client returns a stored client, or store.ErrNotFound.
+func (s *Store) Client(name string) (store.Client, error) {
+	if err := s.check(); err != nil {
+		return store.Client{}, err
+	}
+	v, err := s.get("clients/"+name, "read client")
+	if err != nil {
+		return store.Client{}, err
+	}
+	if v == nil {
+		return store.Client{}, store.NewError(store.ErrNotFound, nil, fmt.Sprintf("store: no client %q", name))
+	}
+	return s.codec.DecodeClient(name, v)
+}
+
+// PutClient stores a client, replacing one of the same name.
+func (s *Store) PutClient(c store.Client) error {
+	if c.Name == "" {
+		return errors.New("store: client has no name")
+	}
+	if err := s.check(); err != nil {
+		return err
+	}
+	v, err := s.codec.EncodeClient(c)
+	if err != nil {
+		return fmt.Errorf("store: encode client: %w", err)
+	}
+	return s.put("clients/"+c.Name, string(v), "write client")
+}
+
+// Provider returns cached provider metadata, or store.ErrNotFound.
+func (s *Store) Provider(name string) ([]byte, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	v, err := s.get("providers/"+name, "read provider")
+	if err != nil {
+		return nil, err
+	}
+	if v == nil {
+		return nil, store.NewError(store.ErrNotFound, nil, fmt.Sprintf("store: no cached metadata for provider %q", name))
+	}
+	return v, nil
+}
+
+// PutProvider caches provider metadata, replacing what was cached.
+func (s *Store) PutProvider(name string, meta []byte) error {
+	if name == "" {
+		return errors.New("store: provider has no name")
+	}
+	if err := s.check(); err != nil {
+		return err
+	}
+	return s.put("providers/"+name, string(meta), "write provider")
+}
+
+// get returns the value of key, nil when absent (never nil when present).
+func (s *Store) get(key, op string) ([]byte, error) {
+	ctx, cancel := s.req()
+	defer cancel()
+	resp, err := s.cli.Get(ctx, s.key(key))
+	if err != nil {
+		s.noteErr(err)
+		return nil, unavailable(op, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, nil
+	}
+	v := resp.Kvs[0].Value
+	if v == nil {
+		v = []byte{}
+	}
+	return v, nil
+}
+
+func (s *Store) put(key, v, op string) error {
+	ctx, cancel := s.req()
+	defer cancel()
+	_, err := s.cli.Put(ctx, s.key(key), v)
+	if err != nil {
+		s.noteErr(err)
+		return unavailable(op, err)
+	}
+	return nil
+}
+
+// PutPending stores a pending authorization under the hash of its state.
+func (s *Store) PutPending(p store.Pending) error {
+	if p.State == "" {
+		return errors.New("store: pending authorization has no state")
+	}
+	if err := s.check(); err != nil {
+		return err
+	}
+	v, err := s.codec.EncodePending(p)
+	if err != nil {
+		return fmt.Errorf("store: encode pending authorization: %w", err)
+	}
+	return s.put("pending/"+store.PendingKey(p.State), string(v), "write pending authorization")
+}
+
+// ConsumePending redeems the pending authorization of state once across
+// the fleet: it is deleted by a transaction on the revision that was read
+// and checked, so of concurrent consumers on any instances exactly one
+// wins. See the daemon's Store contract for the rest.
+func (s *Store) ConsumePending(state, bindingHash string, now time.Time) (store.Pending, error) {
+	return s.redeem("consume pending authorization", state, now,
+		"store: no pending authorization for this state (unknown, or already used)",
+		func(key string, p *store.Pending) (clientv3.Op, error) {
+			if !store.SameHash(p.BindingHash, bindingHash) {
+				return clientv3.Op{}, store.NewError(store.ErrMismatch, nil, fmt.Sprintf("store: pending authorization of grant %q: the callback does not carry the binding of the browser that started it", p.Grant))
+			}
+			return clientv3.OpDelete(key), nil
+		})
+}
+
+// BindPending uses the one-time start page of the pending authorization
+// of state, once across the fleet (a transaction on the revision read).
+func (s *Store) BindPending(state, startHash, bindingHash string, now time.Time) (store.Pending, error) {
+	if startHash == "" || bindingHash == "" {
+		return store.Pending{}, errors.New("store: binding a pending authorization needs a start id and a binding")
+	}
+	return s.redeem("bind pending authorization", state, now,
+		"store: no pending authorization for this start page (unknown, or already used)",
+		func(key string, p *store.Pending) (clientv3.Op, error) {
+			if !store.SameHash(p.StartHash, startHash) {
+				return clientv3.Op{}, store.NewError(store.ErrNotFound, nil, "store: the start page of this pending authorization was already used")
+			}
+			p.StartHash, p.BindingHash = "", bindingHash
+			np := *p
+			np.State = state
+			v, err := s.codec.EncodePending(np)
+			if err != nil {
+				return clientv3.Op{}, fmt.Errorf("store: encode pending authorization: %w", err)
+			}
+			return clientv3.OpPut(key, string(v)), nil
+		})
+}
+
+// redeem reads the pending authorization of state, decides with act (or
+// expires it) and applies the outcome only if the record is still the
+// revision read; if it moved, it starts over.
+func (s *Store) redeem(op, state string, now time.Time, missing string, act func(key string, p *store.Pending) (clientv3.Op, error)) (store.Pending, error) {
+	if err := s.check(); err != nil {
+		return store.Pending{}, err
+	}
+	name := store.PendingKey(state)
+	key := s.key("pending/" + name)
+	for {
+		ctx, cancel := s.req()
+		resp, err := s.cli.Get(ctx, key)
+		cancel()
+		if err != nil {
+			s.noteErr(err)
+			return store.Pending{}, unavailable(op, err)
+		}
+		if len(resp.Kvs) == 0 {
+			return store.Pending{}, store.NewError(store.ErrNotFound, nil, missing)
+		}
+		kv := resp.Kvs[0]
+		p, err := s.codec.DecodePending(name, kv.Value)
+		if err != nil {
+			return store.Pending{}, err
+		}
+		p.State = state
+		var do clientv3.Op
+		var result error
+		if store.PendingExpired(p, now) {
+			result = store.NewError(store.ErrExpired, nil, fmt.Sprintf("store: pending authorization of grant %q expired at %s", p.Grant, p.Deadline.Format(time.RFC3339)))
+			do = clientv3.OpDelete(key)
+		} else if do, err = act(key, &p); err != nil {
+			if errors.Is(err, store.ErrMismatch) {
+				return store.WithoutSecrets(p), err
+			}
+			return store.Pending{}, err
+		}
+		ctx, cancel = s.req()
+		tr, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", kv.ModRevision)).Then(do).Commit()
+		cancel()
+		if err != nil {
+			s.noteErr(err)
+			return store.Pending{}, unavailable(op, err)
+		}
+		if !tr.Succeeded {
+			continue // used or bound meanwhile: look again
+		}
+		if result != nil {
+			return store.WithoutSecrets(p), result
+		}
+		return p, nil
+	}
+}
+
+// PrunePending deletes the pending authorizations past their deadline.
+func (s *Store) PrunePending(now time.Time) (int, error) {
+	if err := s.check(); err != nil {
+		return 0, err
+	}
+	pp := s.key("pending/")
+	var expired []*mvccpb.KeyValue
+	_, err := s.walk(s.ctx, pp, false, func(kv *mvccpb.KeyValue) error {
+		var r struct {
+			Deadline time.Time `json:"deadline"`
+		}
+		if err := json.Unmarshal(kv.Value, &r); err != nil {
+			return store.NewError(store.ErrCorrupt, nil, fmt.Sprintf("store: etcd record pending/%s does not decode", kv.Key[len(pp):]))
+		}
+		if !r.Deadline.IsZero() && !now.Before(r.Deadline) {
+			expired = append(expired, kv)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, kv := range expired {
+		ctx, cancel := s.req()
+		tr, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision)).Then(clientv3.OpDelete(string(kv.Key))).Commit()
+		cancel()
+		if err != nil {
+			s.noteErr(err)
+			return n, unavailable("prune pending authorizations", err)
+		}
+		if tr.Succeeded {
+			n++
+		}
+	}
+	return n, nil
+}

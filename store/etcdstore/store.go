@@ -1,0 +1,342 @@
+package etcdstore
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/tokend/tokend/store"
+)
+
+// Defaults of Options.
+const (
+	DefaultPrefix         = "/tokend/"
+	DefaultDialTimeout    = 5 * time.Second
+	DefaultLeaseTTL       = 10 * time.Second
+	DefaultRequestTimeout = 3 * time.Second
+)
+
+// schemaVersion is the layout of the keys described in the package doc.
+const schemaVersion = 1
+
+// formatMagic marks a prefix as a tokend store, as the bbolt file's meta
+// bucket does.
+const formatMagic = "tokend-store"
+
+// Options configure Open.
+type Options struct {
+	Endpoints []string
+	// Prefix is where the store's keys live (default /tokend/); a "/" is
+	// added when missing.
+	Prefix   string
+	Username string
+	Password string
+	TLS      *tls.Config // nil: plain connections
+	// DialTimeout bounds the first connection (default 5 s).
+	DialTimeout time.Duration
+	// RequestTimeout bounds every request (default 3 s, at most
+	// DialTimeout): without a quorum a call fails after it, never hangs.
+	RequestTimeout time.Duration
+	// LeaseTTL is the life of this instance's lease (default 10 s; etcd
+	// rounds up to whole seconds and to its own minimum).
+	LeaseTTL time.Duration
+	// Key is the 32-byte sealing key (nil: secrets unsealed). Every
+	// instance needs the same; etcd never sees a plaintext secret.
+	Key []byte
+	// Instance names this instance in the fleet (required; the daemon
+	// defaults it to the hostname).
+	Instance string
+	Logger   *slog.Logger
+	// Clock stamps keepalive answers and is what Holds measures the lease
+	// left by (default time.Now).
+	Clock func() time.Time
+	// Slack is how many grants beyond its fair share an instance may take
+	// (default 1): see the package doc.
+	Slack int
+}
+
+// Store is the etcd store of fleet mode. It implements the daemon's Store
+// and Fleet interfaces. Safe for concurrent use.
+type Store struct {
+	cli      *clientv3.Client
+	pfx      string
+	codec    *store.Codec
+	inst     string
+	log      *slog.Logger
+	clock    func() time.Time
+	reqTO    time.Duration
+	ttl      time.Duration // asked for
+	slack    int
+	ctx      context.Context // ends with Close
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	closed   atomic.Bool
+	writeMu  [64]sync.Mutex // by grant hash: this instance's writes of one grant in turn
+	campMu   sync.Mutex     // one campaign at a time
+	campaign chan struct{}  // a campaign is wanted
+
+	quorum  atomic.Bool
+	paused  atomic.Bool // tests: keepalives stopped (a paused process)
+	watchOK atomic.Bool
+	lagNs   atomic.Int64
+
+	mu        sync.Mutex
+	lease     clientv3.LeaseID // 0: none
+	leaseTTL  time.Duration    // granted
+	leaseExp  time.Time        // by Clock: when the lease ends at the latest, from the last keepalive
+	seen      map[string]int64 // grant -> mod revision of tokens/<grant> last seen (written, read or watched)
+	hist      map[string]histCache
+	grants    map[string]string // this instance's grants -> fingerprint
+	defs      map[string]def    // the fleet's definitions
+	owners    map[string]owner  // grant -> holder, from the watch of owners/
+	busyUntil map[string]time.Time
+	loadRev   int64 // revision of the last EachToken
+	following bool  // the watch of defs/ runs
+}
+
+type histCache struct {
+	rev int64 // mod revision of history/<grant>; 0: none
+	v   []json.RawMessage
+}
+
+type owner struct {
+	inst  string
+	lease clientv3.LeaseID
+}
+
+type def struct {
+	FP  string `json:"fingerprint"`
+	By  string `json:"by"`
+	rev int64
+}
+
+type metaRecord struct {
+	Format  string    `json:"format"`
+	Schema  int       `json:"schema"`
+	Created time.Time `json:"created"`
+	Check   string    `json:"check,omitempty"`
+}
+
+// Open connects to etcd, checks or creates the store's meta record under
+// the prefix (refusing another product's keys, a newer schema, a wrong or
+// missing key), takes this instance's lease and starts following the
+// fleet. It fails with an error matching store.ErrUnavailable when etcd
+// does not answer with a quorum within DialTimeout.
+func Open(ctx context.Context, o Options) (*Store, error) {
+	if len(o.Endpoints) == 0 {
+		return nil, errors.New("store: etcd: no endpoints given")
+	}
+	if o.Instance == "" {
+		return nil, errors.New("store: etcd: no instance name given")
+	}
+	if strings.ContainsAny(o.Instance, "/\x00") {
+		return nil, fmt.Errorf("store: etcd: instance name %q may not contain / or NUL", o.Instance)
+	}
+	codec, err := store.NewCodec(o.Key)
+	if err != nil {
+		return nil, err
+	}
+	pfx := o.Prefix
+	if pfx == "" {
+		pfx = DefaultPrefix
+	}
+	if !strings.HasSuffix(pfx, "/") {
+		pfx += "/"
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = DefaultDialTimeout
+	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = DefaultRequestTimeout
+	}
+	o.RequestTimeout = min(o.RequestTimeout, o.DialTimeout)
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = DefaultLeaseTTL
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	if o.Slack <= 0 {
+		o.Slack = 1
+	}
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:            o.Endpoints,
+		Username:             o.Username,
+		Password:             o.Password,
+		TLS:                  o.TLS,
+		DialTimeout:          o.DialTimeout,
+		DialKeepAliveTime:    o.DialTimeout,
+		DialKeepAliveTimeout: o.DialTimeout,
+		Logger:               zap.NewNop(),
+		Context:              context.WithoutCancel(ctx),
+	})
+	if err != nil {
+		return nil, unavailable("connect", err)
+	}
+	sctx, cancel := context.WithCancel(context.Background())
+	s := &Store{
+		cli: cli, pfx: pfx, codec: codec, inst: o.Instance, log: o.Logger, clock: o.Clock,
+		reqTO: o.RequestTimeout, ttl: o.LeaseTTL, slack: o.Slack, ctx: sctx, cancel: cancel,
+		campaign:  make(chan struct{}, 1),
+		seen:      map[string]int64{},
+		hist:      map[string]histCache{},
+		grants:    map[string]string{},
+		defs:      map[string]def{},
+		owners:    map[string]owner{},
+		busyUntil: map[string]time.Time{},
+	}
+	octx, ocancel := context.WithTimeout(ctx, o.DialTimeout)
+	defer ocancel()
+	if err := s.checkMeta(octx); err != nil {
+		cancel()
+		cli.Close()
+		return nil, err
+	}
+	if err := s.newLease(octx); err != nil {
+		cancel()
+		cli.Close()
+		return nil, err
+	}
+	ownersRev, err := s.loadOwners(octx)
+	if err != nil {
+		cancel()
+		cli.Close()
+		return nil, err
+	}
+	s.quorum.Store(true)
+	s.wg.Add(3)
+	go s.keepAlive()
+	go func() {
+		defer s.wg.Done()
+		s.follow(s.ctx, s.key("owners/"), ownersRev, s.applyOwner, s.loadOwners, nil)
+	}()
+	go s.campaigner()
+	return s, nil
+}
+
+func (s *Store) key(k string) string { return s.pfx + k }
+
+// checkMeta creates the meta record of an empty prefix or checks the one
+// there.
+func (s *Store) checkMeta(ctx context.Context) error {
+	mk := s.key("meta")
+	v, _ := json.Marshal(metaRecord{Format: formatMagic, Schema: schemaVersion, Created: s.clock().UTC(), Check: s.codec.Check()})
+	// A prefix with keys but no meta record is someone else's.
+	others, err := s.cli.Get(ctx, s.pfx, clientv3.WithPrefix(), clientv3.WithLimit(1), clientv3.WithKeysOnly())
+	if err != nil {
+		return unavailable("read the store's meta record", err)
+	}
+	resp, err := s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(mk), "=", 0)).
+		Then(clientv3.OpPut(mk, string(v))).
+		Else(clientv3.OpGet(mk)).Commit()
+	if err != nil {
+		return unavailable("read the store's meta record", err)
+	}
+	where := fmt.Sprintf("etcd prefix %s", s.pfx)
+	if resp.Succeeded {
+		if len(others.Kvs) > 0 {
+			// Undo: the keys there were not ours.
+			_, _ = s.cli.Delete(ctx, mk)
+			return store.NewError(store.ErrCorrupt, nil, fmt.Sprintf("store: %s holds keys that are not a tokend store's; choose another prefix", where))
+		}
+		s.log.Info("store: created the tokend store in etcd", "prefix", s.pfx, "encrypted", s.codec.Sealed())
+		return nil
+	}
+	kvs := resp.Responses[0].GetResponseRange().Kvs
+	if len(kvs) == 0 {
+		return store.NewError(store.ErrCorrupt, nil, fmt.Sprintf("store: %s: meta record vanished while opening", where))
+	}
+	var m metaRecord
+	if err := json.Unmarshal(kvs[0].Value, &m); err != nil || m.Format != formatMagic {
+		return store.NewError(store.ErrCorrupt, nil, fmt.Sprintf("store: %s is not a tokend store (its meta record is someone else's)", where))
+	}
+	if m.Schema > schemaVersion {
+		return store.NewError(store.ErrNewerSchema, nil, fmt.Sprintf("store: %s has schema %d, newer than this tokend's %d", where, m.Schema, schemaVersion))
+	}
+	return s.codec.VerifyCheck(m.Check, where)
+}
+
+// Instance is this instance's name.
+func (s *Store) Instance() string { return s.inst }
+
+// Close revokes this instance's lease, so others take its grants over at
+// once, and disconnects.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	s.cancel()
+	s.wg.Wait()
+	s.mu.Lock()
+	lease := s.lease
+	s.lease = 0
+	s.mu.Unlock()
+	if lease != 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), s.reqTO)
+		_, _ = s.cli.Revoke(ctx, lease)
+		cancel()
+	}
+	return s.cli.Close()
+}
+
+// req is the context of one request: bounded, and ended by Close.
+func (s *Store) req() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(s.ctx, s.reqTO)
+}
+
+// check refuses a call after Close.
+func (s *Store) check() error {
+	if s.closed.Load() {
+		return store.ErrClosed
+	}
+	return nil
+}
+
+// unavailable wraps an etcd error. A timeout or an unreachable cluster
+// matches store.ErrUnavailable; etcd's errors carry keys (grant names),
+// never values.
+func unavailable(op string, err error) error {
+	if isUnavailable(err) {
+		return store.NewError(store.ErrUnavailable, err, "store: etcd: "+op+": no answer from an etcd quorum")
+	}
+	return fmt.Errorf("store: etcd: %s: %w", op, err)
+}
+
+func isUnavailable(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, rpctypes.ErrNoLeader) ||
+		errors.Is(err, rpctypes.ErrTimeout) || errors.Is(err, rpctypes.ErrTimeoutDueToLeaderFail) ||
+		errors.Is(err, rpctypes.ErrTimeoutDueToConnectionLost) {
+		return true
+	}
+	if st, ok := status.FromError(err); ok {
+		switch st.Code() {
+		case codes.Unavailable, codes.DeadlineExceeded:
+			return true
+		}
+	}
+	return false
+}
+
+// noteErr marks the quorum lost when a request timed out.
+func (s *Store) noteErr(err error) {
+	if err != nil && isUnavailable(err) && !s.closed.Load() {
+		s.quorum.Store(false)
+	}
+}
