@@ -81,6 +81,20 @@ func Plan(n int, dir string) ([]Member, error) {
 	return ms, nil
 }
 
+// Args are the command-line arguments of the etcdmember command
+// (internal/etcdtest/etcdmember) running m; logPath may be "".
+func (m Member) Args(logPath string) []string {
+	args := []string{"-name", m.Name, "-dir", m.Dir, "-peer", m.PeerURL, "-client", m.ClientURL,
+		"-cluster", m.InitialCluster, "-token", m.ClusterToken}
+	if m.NoFsync {
+		args = append(args, "-nofsync")
+	}
+	if logPath != "" {
+		args = append(args, "-log", logPath)
+	}
+	return args
+}
+
 // freePorts asks the OS for n distinct free loopback ports, holding every
 // listener until all are chosen so that no port is given twice.
 func freePorts(n int) ([]int, error) {

@@ -1,7 +1,11 @@
 package etcdtest_test
 
 import (
+	"bufio"
 	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -65,6 +69,53 @@ func TestQuorum(t *testing.T) {
 func TestSingleMember(t *testing.T) {
 	c := etcdtest.New(t, etcdtest.Options{Members: 1, NoFsync: true})
 	if err := put(client(t, c.Endpoints()), "a"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestMemberProcesses runs a three-member cluster as three etcdmember
+// processes, as the end-to-end tests do.
+func TestMemberProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the etcdmember command")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "etcdmember")
+	if out, err := exec.Command("go", "build", "-o", bin, "./etcdmember").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	ms, err := etcdtest.Plan(3, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var eps []string
+	ready := make(chan error, len(ms))
+	for _, m := range ms {
+		m.NoFsync = true
+		eps = append(eps, m.ClientURL)
+		cmd := exec.Command(bin, m.Args(filepath.Join(dir, m.Name+".log"))...)
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		go func() {
+			line, err := bufio.NewReader(out).ReadString('\n')
+			if err == nil && line != "ready\n" {
+				err = fmt.Errorf("etcdmember said %q", line)
+			}
+			ready <- err
+		}()
+	}
+	for range ms {
+		if err := <-ready; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := put(client(t, eps), "a"); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -135,24 +135,66 @@ func (s *Store) runCampaign() {
 	rand.Shuffle(len(want), func(i, j int) { want[i], want[j] = want[j], want[i] })
 	var taken atomic.Int64
 	var wg sync.WaitGroup
-	next := make(chan string)
+	next := make(chan []string)
 	for range min(campaignWorkers, len(want)) {
 		wg.Go(func() {
-			for g := range next {
-				if s.takeGrant(g, lease) {
-					taken.Add(1)
-				}
+			for gs := range next {
+				taken.Add(int64(s.takeGrants(gs, lease)))
 			}
 		})
 	}
-	for _, g := range want {
-		if int(taken.Load()) >= room || s.ctx.Err() != nil {
+	for len(want) > 0 {
+		left := room - int(taken.Load())
+		if left <= 0 || s.ctx.Err() != nil {
 			break
 		}
-		next <- g
+		// Batches while there is room for them (a fleet's first start
+		// with many grants), one at a time near the share.
+		n := min(len(want), campaignBatch, max(1, left/(2*campaignWorkers)))
+		next <- want[:n]
+		want = want[n:]
 	}
 	close(next)
 	wg.Wait()
+}
+
+// campaignBatch is how many grants one transaction may take at once.
+const campaignBatch = 64
+
+// takeGrants takes the grants gs for this instance under lease: all in one
+// transaction if none is held, else one by one. It says how many it took.
+func (s *Store) takeGrants(gs []string, lease clientv3.LeaseID) int {
+	if len(gs) > 1 {
+		cmps := make([]clientv3.Cmp, len(gs))
+		ops := make([]clientv3.Op, len(gs))
+		for i, g := range gs {
+			k := s.key("owners/" + g)
+			cmps[i] = clientv3.Compare(clientv3.CreateRevision(k), "=", 0)
+			ops[i] = clientv3.OpPut(k, s.inst, clientv3.WithLease(lease))
+		}
+		ctx, cancel := s.req()
+		resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+		cancel()
+		if err != nil {
+			s.noteErr(err)
+			return 0
+		}
+		if resp.Succeeded {
+			s.mu.Lock()
+			for _, g := range gs {
+				s.owners[g] = owner{inst: s.inst, lease: lease}
+			}
+			s.mu.Unlock()
+			return len(gs)
+		}
+	}
+	n := 0
+	for _, g := range gs {
+		if s.takeGrant(g, lease) {
+			n++
+		}
+	}
+	return n
 }
 
 // takeGrant creates owners/<grant> for this instance under lease, if
@@ -218,17 +260,55 @@ func (s *Store) SetGrants(fingerprints map[string]string) error {
 		names = append(names, g)
 	}
 	sort.Strings(names)
+	// Definitions to write go in batches, several in flight (a fleet's
+	// first start with many grants writes them all).
+	var batches [][]string
+	var batch []string
 	for _, g := range names {
 		fp := fingerprints[g]
 		d, ok := defs[g]
 		if ok && (d.FP == fp || (d.By != s.inst && live[d.By])) {
 			continue
 		}
-		nd, err := s.writeDef(g, fp, d.rev)
-		if err != nil {
-			return err
+		if batch = append(batch, g); len(batch) == campaignBatch {
+			batches, batch = append(batches, batch), nil
 		}
-		defs[g] = nd
+	}
+	if len(batch) > 0 {
+		batches = append(batches, batch)
+	}
+	var wmu sync.Mutex // defs
+	var firstErr error
+	var wg sync.WaitGroup
+	next := make(chan []string)
+	for range min(campaignWorkers, len(batches)) {
+		wg.Go(func() {
+			for gs := range next {
+				wmu.Lock()
+				revs := make(map[string]def, len(gs))
+				for _, g := range gs {
+					revs[g] = defs[g]
+				}
+				wmu.Unlock()
+				err := s.writeDefs(gs, fingerprints, revs)
+				wmu.Lock()
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				for _, g := range gs {
+					defs[g] = revs[g]
+				}
+				wmu.Unlock()
+			}
+		})
+	}
+	for _, gs := range batches {
+		next <- gs
+	}
+	close(next)
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
 	}
 	s.mu.Lock()
 	first := !s.following
@@ -248,6 +328,46 @@ func (s *Store) SetGrants(fingerprints map[string]string) error {
 		s.startDefsWatch(rev)
 	}
 	s.runCampaign()
+	return nil
+}
+
+// writeDefs sets the fleet definitions of gs to fingerprints, each if its
+// record is still the one in defs (absent: rev 0), in one transaction, or
+// one by one if any moved; defs is updated with what the records hold.
+func (s *Store) writeDefs(gs []string, fingerprints map[string]string, defs map[string]def) error {
+	if len(gs) == 0 {
+		return nil
+	}
+	if len(gs) > 1 {
+		cmps := make([]clientv3.Cmp, len(gs))
+		ops := make([]clientv3.Op, len(gs))
+		for i, g := range gs {
+			k := s.key("defs/" + g)
+			v, _ := json.Marshal(def{FP: fingerprints[g], By: s.inst})
+			cmps[i] = clientv3.Compare(clientv3.ModRevision(k), "=", defs[g].rev)
+			ops[i] = clientv3.OpPut(k, string(v))
+		}
+		ctx, cancel := s.req()
+		resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+		cancel()
+		if err != nil {
+			s.noteErr(err)
+			return unavailable("write grant definitions", err)
+		}
+		if resp.Succeeded {
+			for _, g := range gs {
+				defs[g] = def{FP: fingerprints[g], By: s.inst, rev: resp.Header.Revision}
+			}
+			return nil
+		}
+	}
+	for _, g := range gs {
+		nd, err := s.writeDef(g, fingerprints[g], defs[g].rev)
+		if err != nil {
+			return err
+		}
+		defs[g] = nd
+	}
 	return nil
 }
 
@@ -395,7 +515,9 @@ func (s *Store) Health() store.FleetHealth {
 // Lock takes the fleet-wide lock of name: a key under locks/ bound to this
 // instance's lease, so an instance that dies releases it within the
 // lease's life. It waits (watching the key) until the lock is free or ctx
-// ends.
+// ends. It is not concurrency.Mutex: that needs a concurrency.Session,
+// which renews the lease on its own, behind this instance's tracking of
+// when its lease ends (and keeps it alive when this instance would not).
 func (s *Store) Lock(ctx context.Context, name string) (func(), error) {
 	if err := s.check(); err != nil {
 		return nil, err

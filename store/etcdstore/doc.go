@@ -11,7 +11,7 @@
 // Under Prefix (default /tokend/):
 //
 //	meta                 format "tokend-store", schema, sealed key check
-//	tokens/<grant>       {writer, at, token: the bbolt file's token record}
+//	tokens/<grant>       writer, time and the bbolt file's token record
 //	history/<grant>      the last store.HistoryLen attempts, newest first
 //	clients/<name>       client record (as in the bbolt file)
 //	providers/<name>     cached provider metadata
@@ -80,8 +80,9 @@
 // writer) that is newer than what this instance has seen. A broken watch
 // resumes from its last revision; after a compaction it reads tokens/
 // afresh and delivers what is newer. Retries back off with jitter (50 ms
-// doubling to 2 s), so a fleet losing etcd does not return in one
-// stampede.
+// doubling to 2 s), and a resync first waits a random part of a second,
+// so a fleet losing etcd or meeting a compaction does not come back in
+// one stampede.
 //
 // # Losing etcd
 //

@@ -135,6 +135,14 @@ func TestOpenRefusals(t *testing.T) {
 	if !found {
 		t.Fatal("no tokens/g record")
 	}
+	t.Run("key for an unsealed store", func(t *testing.T) {
+		p := opener{c: o.c, prefix: "/plain/"}
+		p.open(t, "a", func(opt *etcdstore.Options) { opt.Key = nil }).Close()
+		_, err := etcdstore.Open(context.Background(), etcdstore.Options{Endpoints: o.c.Endpoints(), Prefix: "/plain/", Key: testKey, Instance: "b", LeaseTTL: ttl})
+		if !errors.Is(err, store.ErrNotEncrypted) {
+			t.Fatalf("Open with a key of an unsealed store = %v, want ErrNotEncrypted", err)
+		}
+	})
 	s2 := o.open(t, "c")
 	if got, err := s2.Token("g"); err != nil || got.AccessToken != "secret-access" || got.RefreshToken != "rt-secret-access" {
 		t.Fatalf("Token = %+v, %v", got, err)
@@ -213,6 +221,15 @@ func TestFencing(t *testing.T) {
 	if b.Holds("g", 0) {
 		t.Fatal("two instances hold g")
 	}
+	if a.Holds("g", 2*ttl) {
+		t.Fatal("Holds with a margin longer than the lease")
+	}
+	if h := a.Health(); !h.Quorum || !h.LeaseOK || h.GrantsHeld != 1 {
+		t.Fatalf("Health = %+v", h)
+	}
+	if gi := b.GrantInfo("g"); gi.Owner != "a" || gi.Held || gi.Conflict != "" {
+		t.Fatalf("b's GrantInfo = %+v", gi)
+	}
 	if err := a.PutToken(tok("g", "a1", 1), nil); err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +286,9 @@ func TestFencing(t *testing.T) {
 			t.Fatal("b does not hold g with margin")
 		}
 		b.PauseKeepAlive(true) // SIGSTOP: it believes it holds g
+		paused := time.Now()
 		waitFor(t, 3*ttl, "a takes g over from the paused b", func() bool { return a.Holds("g", 0) })
+		t.Logf("take-over %s after the holder stopped renewing a %s lease", time.Since(paused).Round(10*time.Millisecond), ttl)
 		if err := a.PutToken(tok("g", "a5", 8), nil); err != nil {
 			t.Fatal(err)
 		}
@@ -460,8 +479,8 @@ func TestWatch(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var got, own collector
-	b.Watch(ctx, got.add)
-	a.Watch(ctx, own.add)
+	go b.Watch(ctx, got.add)
+	go a.Watch(ctx, own.add)
 	if err := a.PutToken(tok("g", "w2", 2), nil); err != nil {
 		t.Fatal(err)
 	}
@@ -500,7 +519,7 @@ func TestWatch(t *testing.T) {
 			t.Fatal(err)
 		}
 		var cg collector
-		c.Watch(ctx, cg.add)
+		go c.Watch(ctx, cg.add)
 		waitFor(t, 10*time.Second, "c resyncs to x4 after compaction", func() bool { return cg.last("g") == "x4" })
 		cg.mu.Lock()
 		n := len(cg.ts)

@@ -165,7 +165,7 @@ func (s *Store) follow(ctx context.Context, prefix string, from int64, apply fun
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-		wch := s.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithPrevKV())
+		wch := s.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
 		compacted := false
 		for resp := range wch {
 			if resp.CompactRevision != 0 {
@@ -202,6 +202,11 @@ func (s *Store) follow(ctx context.Context, prefix string, from int64, apply fun
 		}
 		backoff = min(2*backoff, 2*time.Second)
 		if compacted {
+			// Every instance of the fleet meets the compaction at once:
+			// spread their full reads over a second.
+			if !sleep(ctx, rand.N(time.Second)) {
+				return
+			}
 			s.log.Warn("store: etcd watch compacted; reading afresh", "prefix", prefix, "from", rev)
 			r, err := resync(ctx)
 			if err != nil {
@@ -226,8 +231,8 @@ func sleep(ctx context.Context, d time.Duration) bool {
 
 // Watch calls fn with every token record another instance writes, in
 // revision order, from the revision of the last EachToken (or from now,
-// without one), until ctx ends or the store is closed. It returns at
-// once: fn runs on one goroutine of the store's. A broken watch resumes
+// without one), until ctx ends or the store is closed: it returns then,
+// and fn, called on Watch's goroutine, is not called after. A broken watch resumes
 // from its last revision; after a compaction every record newer than
 // this instance has seen is delivered, after a jittered wait.
 func (s *Store) Watch(ctx context.Context, fn func(t store.Token)) {
@@ -270,18 +275,14 @@ func (s *Store) Watch(ctx context.Context, fn func(t store.Token)) {
 	}
 	// The watch ends with ctx or with Close, whichever comes first.
 	wctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
 	stop := context.AfterFunc(ctx, cancel)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		defer stop()
-		defer cancel()
-		s.follow(wctx, tp, from, func(ev *clientv3.Event) {
-			if ev.Type == clientv3.EventTypePut {
-				deliver(ev.Kv)
-			}
-		}, func(c context.Context) (int64, error) {
-			return s.walk(c, tp, false, func(kv *mvccpb.KeyValue) error { deliver(kv); return nil })
-		}, &s.watchOK)
-	}()
+	defer stop()
+	s.follow(wctx, tp, from, func(ev *clientv3.Event) {
+		if ev.Type == clientv3.EventTypePut {
+			deliver(ev.Kv)
+		}
+	}, func(c context.Context) (int64, error) {
+		return s.walk(c, tp, false, func(kv *mvccpb.KeyValue) error { deliver(kv); return nil })
+	}, &s.watchOK)
 }

@@ -84,9 +84,9 @@ type Store struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	closed   atomic.Bool
-	writeMu  [64]sync.Mutex // by grant hash: this instance's writes of one grant in turn
-	campMu   sync.Mutex     // one campaign at a time
-	campaign chan struct{}  // a campaign is wanted
+	writeMu  [256]sync.Mutex // by grant hash: this instance's writes of one grant in turn
+	campMu   sync.Mutex      // one campaign at a time
+	campaign chan struct{}   // a campaign is wanted
 
 	quorum  atomic.Bool
 	paused  atomic.Bool // tests: keepalives stopped (a paused process)
@@ -142,8 +142,8 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if o.Instance == "" {
 		return nil, errors.New("store: etcd: no instance name given")
 	}
-	if strings.ContainsAny(o.Instance, "/\x00") {
-		return nil, fmt.Errorf("store: etcd: instance name %q may not contain / or NUL", o.Instance)
+	if strings.ContainsAny(o.Instance, "/\x00\n") {
+		return nil, fmt.Errorf("store: etcd: instance name %q may not contain /, newline or NUL", o.Instance)
 	}
 	codec, err := store.NewCodec(o.Key)
 	if err != nil {
