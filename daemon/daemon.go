@@ -111,6 +111,9 @@ type Daemon struct {
 	clients   map[string]*clientRT
 	providers map[string]*providerRT
 	operators access
+	// dependents are the token_exchange grants of each subject or actor
+	// grant (exchange.go).
+	dependents map[string][]*grant
 
 	st    Store
 	fleet *fleetRT // fleet mode (fleet.go); nil when st is not a Fleet
@@ -148,6 +151,11 @@ type grant struct {
 	cfg      config.Grant
 	readers  access
 	schedule cron.Schedule // forced refresh; nil when none
+	// dpop caches the parsed DPoP key of the current token set (dpop.go).
+	dpop atomic.Pointer[dpopKey]
+	// sourceMoved: the grant this token_exchange grant exchanges got a
+	// new token or lost it (exchange.go); the next refresh says why.
+	sourceMoved atomic.Bool
 
 	mu         sync.Mutex // guards the fields below (scheduler and refresher)
 	nextForced time.Time
@@ -210,9 +218,10 @@ const (
 // its write failed and it is served from memory), so a sink never holds a
 // token the store does not.
 func (d *Daemon) publish(g *grant, t *store.Token, p Policy) {
-	g.cur.Store(t)
+	prev := g.cur.Swap(t)
 	d.index(g, t, p)
 	g.offerSinks(t)
+	d.followSource(g, prev, t)
 }
 
 func (d *Daemon) index(g *grant, t *store.Token, p Policy) {
@@ -355,6 +364,12 @@ func (d *Daemon) configure(cfg *config.Config) error {
 			g.tokenState = &fresh[i]
 			d.publish(g, emptyToken(g.name), p)
 		}
+		if missingSource(g, grants) || !g.tokenFits(g.cur.Load()) {
+			// Its subject (or actor) grant is gone, or dpop was turned
+			// on or off: the next tick shows why or gets a token of the
+			// right kind, instead of the token lasting out its lifetime.
+			g.dueAt.Store(now0)
+		}
 		states[i] = g.tokenState
 		if g.schedule != nil {
 			scheduled = append(scheduled, g)
@@ -367,6 +382,7 @@ func (d *Daemon) configure(cfg *config.Config) error {
 	d.providers = providers
 	d.clients = clients
 	d.grants = grants
+	d.dependents = dependentsOf(grants)
 	d.ordered = ordered
 	d.states = states
 	d.scheduled = scheduled

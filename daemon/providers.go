@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"slices"
@@ -62,11 +63,24 @@ func (d *Daemon) providerFor(ctx context.Context, g *grant) (*oauth.Provider, er
 	if err != nil {
 		return nil, err
 	}
-	client, err := d.resolveClient(ctx, c, eps)
+	base, err := d.clientHTTP(c.cfg, p.cfg)
 	if err != nil {
 		return nil, err
 	}
-	c.prov = &oauth.Provider{Endpoints: eps, Client: client, HTTP: d.providerHTTP(c.cfg.Provider, "", &eps), Now: d.clock.Now}
+	if certAuth(oauth.AuthMethod(c.cfg.AuthMethod)) {
+		eps = eps.ForTLSClientAuth()
+	}
+	client, err := d.resolveClient(ctx, c, eps, base)
+	if err != nil {
+		return nil, err
+	}
+	// The key and the assertion audience come from the configuration
+	// however the client was resolved (a stored registration included).
+	client.Key, client.AssertionAudience = c.cfg.Key, c.cfg.AssertionAudience
+	if certAuth(client.AuthMethod) {
+		eps = eps.ForTLSClientAuth()
+	}
+	c.prov = &oauth.Provider{Endpoints: eps, Client: client, HTTP: d.countingHTTP(base, c.cfg.Provider, "", &eps), Now: d.clock.Now}
 	return c.prov, nil
 }
 
@@ -83,7 +97,11 @@ func (d *Daemon) endpoints(ctx context.Context, p *providerRT) (oauth.Endpoints,
 	}
 	dctx, cancel := context.WithTimeout(ctx, discoveryTimeout)
 	defer cancel()
-	eps, err := oauth.Discover(dctx, d.providerHTTP(p.name, EndpointDiscovery, nil), p.cfg.Issuer)
+	base, err := d.clientHTTP(config.Client{}, p.cfg)
+	if err != nil {
+		return oauth.Endpoints{}, err
+	}
+	eps, err := oauth.Discover(dctx, d.countingHTTP(base, p.name, EndpointDiscovery, nil), p.cfg.Issuer)
 	if err == nil {
 		if b, merr := json.Marshal(eps); merr == nil {
 			if perr := d.st.PutProvider(p.name, b); perr != nil {
@@ -118,21 +136,27 @@ func mergeEndpoints(found, explicit oauth.Endpoints) oauth.Endpoints {
 	return found
 }
 
-func (d *Daemon) resolveClient(ctx context.Context, c *clientRT, eps oauth.Endpoints) (oauth.Client, error) {
+// resolveClient returns the client's identity and credentials; base is
+// the HTTP client a dynamic registration goes through.
+func (d *Daemon) resolveClient(ctx context.Context, c *clientRT, eps oauth.Endpoints, base *http.Client) (oauth.Client, error) {
 	if !c.cfg.Dynamic() {
 		return oauth.Client{
-			ID:          c.cfg.ClientID,
-			Secret:      c.cfg.Secret,
-			AuthMethod:  oauth.AuthMethod(c.cfg.AuthMethod),
-			RedirectURI: c.cfg.RedirectURI,
+			ID:                c.cfg.ClientID,
+			Secret:            c.cfg.Secret,
+			AuthMethod:        oauth.AuthMethod(c.cfg.AuthMethod),
+			RedirectURI:       c.cfg.RedirectURI,
+			Key:               c.cfg.Key,
+			AssertionAudience: c.cfg.AssertionAudience,
 		}, nil
 	}
 	if sc, err := d.st.Client(c.name); err == nil && sc.Provider == c.cfg.Provider && sc.ClientID != "" {
 		return oauth.Client{
-			ID:          sc.ClientID,
-			Secret:      oauth.NewSecret(sc.ClientSecret),
-			AuthMethod:  oauth.AuthMethod(sc.AuthMethod),
-			RedirectURI: sc.RedirectURI,
+			ID:                sc.ClientID,
+			Secret:            oauth.NewSecret(sc.ClientSecret),
+			AuthMethod:        oauth.AuthMethod(sc.AuthMethod),
+			RedirectURI:       sc.RedirectURI,
+			Key:               c.cfg.Key,
+			AssertionAudience: c.cfg.AssertionAudience,
 		}, nil
 	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return oauth.Client{}, fmt.Errorf("daemon: reading registered client %s: %w", c.name, err)
@@ -154,7 +178,10 @@ func (d *Daemon) resolveClient(ctx context.Context, c *clientRT, eps oauth.Endpo
 		defer unlock()
 	}
 	req := d.registrationRequest(c)
-	reg, err := oauth.Register(ctx, d.providerHTTP(c.cfg.Provider, EndpointRegistration, nil), eps.Registration, req)
+	if err := registrationKey(c, eps, &req); err != nil {
+		return oauth.Client{}, err
+	}
+	reg, err := oauth.Register(ctx, d.countingHTTP(base, c.cfg.Provider, EndpointRegistration, nil), eps.Registration, req)
 	if err != nil {
 		return oauth.Client{}, err
 	}
@@ -180,10 +207,12 @@ func (d *Daemon) resolveClient(ctx context.Context, c *clientRT, eps oauth.Endpo
 		return oauth.Client{}, fmt.Errorf("daemon: saving registered client %s: %w", c.name, err)
 	}
 	d.log.Info("client registered", "client", c.name, "provider", c.cfg.Provider, "client_id", reg.ClientID, "auth_method", method)
-	return oauth.Client{ID: reg.ClientID, Secret: reg.ClientSecret, AuthMethod: method, RedirectURI: c.cfg.RedirectURI}, nil
+	return oauth.Client{ID: reg.ClientID, Secret: reg.ClientSecret, AuthMethod: method, RedirectURI: c.cfg.RedirectURI,
+		Key: c.cfg.Key, AssertionAudience: c.cfg.AssertionAudience}, nil
 }
 
-// registrationRequest describes the client from the grants that use it.
+// registrationRequest describes the client from the grants that use it; a
+// client with a dpop grant asks for DPoP-bound tokens.
 func (d *Daemon) registrationRequest(c *clientRT) oauth.RegistrationRequest {
 	cfg, _ := d.config()
 	req := oauth.RegistrationRequest{
@@ -203,8 +232,16 @@ func (d *Daemon) registrationRequest(c *clientRT) oauth.RegistrationRequest {
 			continue
 		}
 		gt := g.Type
-		if gt == config.GrantDeviceCode {
+		switch gt {
+		case config.GrantDeviceCode:
 			gt = "urn:ietf:params:oauth:grant-type:device_code"
+		case config.GrantJWTBearer:
+			gt = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+		case config.GrantTokenExchange:
+			gt = "urn:ietf:params:oauth:grant-type:token-exchange"
+		}
+		if g.DPoP {
+			req.DPoPBound = true
 		}
 		if !slices.Contains(req.GrantTypes, gt) {
 			req.GrantTypes = append(req.GrantTypes, gt)
@@ -221,7 +258,7 @@ func (d *Daemon) registrationRequest(c *clientRT) oauth.RegistrationRequest {
 	if len(req.ResponseTypes) == 0 {
 		req.ResponseTypes = []string{}
 	}
-	if g := req.GrantTypes; len(g) > 0 && !(len(g) == 1 && g[0] == config.GrantClientCredentials) {
+	if slices.ContainsFunc(req.GrantTypes, needsRefreshGrant) {
 		req.GrantTypes = append(req.GrantTypes, "refresh_token")
 	}
 	if c.cfg.RedirectURI != "" {
@@ -237,4 +274,39 @@ func (d *Daemon) registrationRequest(c *clientRT) oauth.RegistrationRequest {
 		req.Scope += s
 	}
 	return req
+}
+
+// registrationKey adds a private_key_jwt client's public key (jwks) and
+// signing alg, chosen among the provider's, to its registration.
+func registrationKey(c *clientRT, eps oauth.Endpoints, req *oauth.RegistrationRequest) error {
+	if req.AuthMethod != oauth.AuthPrivateKeyJWT {
+		return nil
+	}
+	fail := func(format string, a ...any) error {
+		return &oauth.Error{Op: "register", Class: oauth.Configuration, Description: fmt.Sprintf("client %s: ", c.name) + fmt.Sprintf(format, a...)}
+	}
+	if c.cfg.Key == nil {
+		return fail("auth_method private_key_jwt needs private_key_file or private_key_credential")
+	}
+	jwks, err := c.cfg.Key.JWKS()
+	if err != nil {
+		return fail("public key for registration: %v", err)
+	}
+	alg, err := c.cfg.Key.ChooseAlg(eps.TokenAuthSigningAlgs)
+	if err != nil {
+		return fail("%v", err)
+	}
+	req.JWKS, req.SigningAlg = jwks, alg
+	return nil
+}
+
+// needsRefreshGrant reports whether a client registered for grant type gt
+// also needs refresh_token: the grants a person authorizes (and password)
+// renew with it; those tokend re-obtains on its own do not.
+func needsRefreshGrant(gt string) bool {
+	switch gt {
+	case config.GrantClientCredentials, "urn:ietf:params:oauth:grant-type:jwt-bearer", "urn:ietf:params:oauth:grant-type:token-exchange":
+		return false
+	}
+	return true
 }

@@ -190,14 +190,31 @@ func (d *Daemon) doRefresh(g *grant, reason string) (*store.Token, error) {
 
 // obtain makes one request for a new token set: a refresh when there is a
 // refresh token, else the grant's own non-interactive grant. A password
-// grant whose refresh token died re-obtains with the password.
+// grant whose refresh token died re-obtains with the password. A dpop
+// grant's request carries a proof of its key (grant.dpopKeyFor): cur's, or
+// a new one for a chain that has none.
 func (d *Daemon) obtain(ctx context.Context, g *grant, cur *store.Token) (*oauth.Token, string, error) {
 	prov, err := d.providerFor(ctx, g)
 	if err != nil {
 		return nil, "", err
 	}
+	if g.cfg.DPoP {
+		k, err := g.dpopKeyFor(cur)
+		if err != nil {
+			return nil, "", err
+		}
+		prov = prov.WithDPoP(k.key)
+	}
+	t, via, err := d.obtainWith(ctx, g, cur, prov)
+	if err == nil {
+		err = checkDPoP(g, t)
+	}
+	return t, via, err
+}
+
+func (d *Daemon) obtainWith(ctx context.Context, g *grant, cur *store.Token, prov *oauth.Provider) (*oauth.Token, string, error) {
 	scopes, params := g.cfg.Scopes, oauth.Params(g.cfg.TokenParams)
-	if g.cfg.Type != config.GrantClientCredentials && cur.RefreshToken != "" {
+	if renewsWithRefreshToken(g.cfg.Type) && cur.RefreshToken != "" {
 		t, err := prov.Refresh(ctx, oauth.NewSecret(cur.RefreshToken), scopes, params)
 		if err == nil || g.cfg.Type != config.GrantPassword || oauth.ClassOf(err) != oauth.Reauthorize {
 			return t, "refresh_token", err
@@ -211,8 +228,26 @@ func (d *Daemon) obtain(ctx context.Context, g *grant, cur *store.Token) (*oauth
 	case config.GrantPassword:
 		t, err := prov.Password(ctx, g.cfg.Username, g.cfg.Password, scopes, params)
 		return t, config.GrantPassword, err
+	case config.GrantJWTBearer:
+		t, err := d.jwtBearer(ctx, g, prov)
+		return t, config.GrantJWTBearer, err
+	case config.GrantTokenExchange:
+		t, err := d.tokenExchange(ctx, g, prov)
+		return t, config.GrantTokenExchange, err
 	}
 	return nil, "", errNoRefreshToken
+}
+
+// renewsWithRefreshToken reports whether a grant of type typ renews with its refresh
+// token. client_credentials, jwt_bearer and token_exchange re-obtain with
+// the grant itself: its inputs (the assertion, the subject token) are
+// what the token stands for.
+func renewsWithRefreshToken(typ string) bool {
+	switch typ {
+	case config.GrantClientCredentials, config.GrantJWTBearer, config.GrantTokenExchange:
+		return false
+	}
+	return true
 }
 
 // tokenFrom merges a provider answer into the grant's record: a response
@@ -253,6 +288,7 @@ func tokenFrom(prev *store.Token, t *oauth.Token, g *grant, p Policy) store.Toke
 
 func (d *Daemon) succeeded(g *grant, cur *store.Token, p Policy, reason string, start time.Time, latency time.Duration, via string, got *oauth.Token) (*store.Token, error) {
 	n := tokenFrom(cur, got, g, p)
+	n.DPoPKey = g.dpopKeyUsed(cur)
 	now := d.clock.Now()
 	if n.State != api.StateValid {
 		n.StateSince = now

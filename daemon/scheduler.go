@@ -131,6 +131,9 @@ func (d *Daemon) tick(now time.Time) {
 
 // dueReason says why g, found due by its index, is due.
 func (d *Daemon) dueReason(now time.Time, g *grant, p Policy) string {
+	if g.sourceMoved.Swap(false) {
+		return "subject_changed"
+	}
 	t := g.cur.Load()
 	if _, why := nextDue(t, p, g.jitterFor(t.Generation), g.renewable(t)); why != "" {
 		return why
@@ -141,7 +144,7 @@ func (d *Daemon) dueReason(now time.Time, g *grant, p Policy) string {
 // renewable reports whether a new token can be had for g without a person.
 func (g *grant) renewable(t *store.Token) bool {
 	switch g.cfg.Type {
-	case config.GrantClientCredentials, config.GrantPassword:
+	case config.GrantClientCredentials, config.GrantPassword, config.GrantJWTBearer, config.GrantTokenExchange:
 		return true
 	}
 	return t.RefreshToken != ""
