@@ -478,6 +478,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.st = st
 	d.startFleet(st)
 	d.inflight.open()
+	d.goFleetSetGrants()
 	defer func() {
 		if err := st.Close(); err != nil {
 			d.log.Error("closing store", "err", err)

@@ -86,6 +86,7 @@ type fleetRT struct {
 
 	ready    atomic.Bool // the watch was up once: readyz answers ready
 	setAgain atomic.Bool // the last SetGrants failed: the next tick retries
+	setMu    sync.Mutex  // one SetGrants at a time (start, reload, tick)
 
 	mu      sync.Mutex
 	waiters map[string]chan struct{} // closed when the watch delivers the grant
@@ -107,8 +108,23 @@ func (d *Daemon) startFleet(st Store) {
 	f := &fleetRT{fl: fl, waiters: map[string]chan struct{}{}, conflicts: map[string]string{}}
 	f.metrics, _ = d.metrics.(FleetMetrics)
 	d.fleet = f
-	d.fleetSetGrants()
 	d.log.Info("fleet mode", "instance", fl.Instance())
+}
+
+// goFleetSetGrants announces the grants in the background, so that the
+// instance serves the tokens it loaded without waiting for its campaign
+// (seconds for 100,000 grants): until SetGrants returns this instance holds
+// nothing and refreshes nothing, which the other instances cover. Run
+// calls it once refreshes may start (inflight is open); shutdown waits
+// for it before the store closes.
+func (d *Daemon) goFleetSetGrants() {
+	if d.fleet == nil || !d.inflight.enter() {
+		return
+	}
+	go func() {
+		defer d.inflight.leave()
+		d.fleetSetGrants()
+	}()
 }
 
 // goFleetWatch runs the watch in g until ctx ends.
@@ -144,6 +160,8 @@ func (d *Daemon) fleetSetGrants() {
 	if f == nil {
 		return
 	}
+	f.setMu.Lock()
+	defer f.setMu.Unlock()
 	cfg, _ := d.config()
 	fps := make(map[string]string, len(cfg.Grants))
 	for name := range cfg.Grants {
@@ -344,10 +362,21 @@ func (f *fleetRT) notify(grant string) {
 // fleetFetch serves a fetch of a token that needs renewing on an instance
 // that does not refresh its grant: it waits for the watch to deliver a
 // newer token (or for this instance to take the grant over), at most
-// Options.FetchWait and the caller's deadline.
+// Options.FetchWait and the caller's deadline. A token that is still valid
+// is not held back for a delivery that cannot come (no quorum, nobody
+// holds the grant, this instance's definition differs): it is served at
+// once; otherwise the wait ends while half of its remaining life is left,
+// and then it is served.
 func (d *Daemon) fleetFetch(ctx context.Context, g *grant) (*store.Token, error) {
 	_, p := d.config()
-	wctx, cancel := context.WithTimeout(ctx, d.opts.FetchWait)
+	wait := d.opts.FetchWait
+	if t, now := g.cur.Load(), d.clock.Now(); usable(now, t, p) && g.tokenFits(t) {
+		if !d.fleetCanDeliver(g) {
+			return t, nil
+		}
+		wait = min(wait, expiryOf(t, p).Sub(now)/2)
+	}
+	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	poll := time.NewTicker(fleetTakeoverPoll)
 	defer poll.Stop()
@@ -356,7 +385,7 @@ func (d *Daemon) fleetFetch(ctx context.Context, g *grant) (*store.Token, error)
 		t := g.cur.Load()
 		now := d.clock.Now()
 		switch {
-		case usable(now.Add(nearExpiry), t, p):
+		case usable(now.Add(nearExpiry), t, p) && g.tokenFits(t):
 			return t, nil
 		case t.State == api.StateReauthorizationRequired || !g.renewable(t):
 			if usable(now, t, p) {
@@ -371,11 +400,47 @@ func (d *Daemon) fleetFetch(ctx context.Context, g *grant) (*store.Token, error)
 		case <-ch:
 		case <-poll.C:
 		case <-wctx.Done():
-			if t := g.cur.Load(); usable(d.clock.Now(), t, p) {
+			if t := g.cur.Load(); usable(d.clock.Now(), t, p) && g.tokenFits(t) {
 				return t, nil
 			}
 			return nil, &engineError{kind: kindUnavailable, code: api.CodeTemporarilyUnavailable, desc: d.fleetWhy(g, "the token has expired and no new one arrived in time"), err: wctx.Err()}
 		}
+	}
+}
+
+// fleetCanDeliver reports whether another instance can be expected to
+// deliver a newer token of g through the watch.
+func (d *Daemon) fleetCanDeliver(g *grant) bool {
+	f := d.fleet
+	if h := f.fl.Health(); !h.Quorum || !h.WatchOK {
+		return false
+	}
+	info := f.fl.GrantInfo(g.name)
+	return info.Owner != "" && info.Conflict == ""
+}
+
+// fleetExpire marks the tokens that expired while nobody could refresh
+// them (no quorum, no holder) as expired, as a failed refresh would have
+// done on a single host: status, metrics and hooks must not call a dead
+// token valid. Scheduler goroutine only.
+func (d *Daemon) fleetExpire(now time.Time) {
+	_, p := d.config()
+	for _, g := range d.grantList() {
+		t := g.cur.Load()
+		if t.State != api.StateValid || t.AccessToken == "" || usable(now, t, p) {
+			continue
+		}
+		n := *t
+		n.State, n.StateSince = api.StateExpired, now
+		if !d.fleet.fl.Health().Quorum {
+			n.LastError, n.LastErrorCode = fleetPausedError, "fleet_unavailable"
+		}
+		if !g.cur.CompareAndSwap(t, &n) {
+			continue // a refresh or the watch replaced it meanwhile
+		}
+		d.index(g, &n, p)
+		d.publishMetrics(g.name, &n, p)
+		d.emitTransition(g, t.State, &n) // hooks
 	}
 }
 
@@ -511,6 +576,7 @@ func (d *Daemon) fleetTick(now time.Time) {
 	case !prev.WatchOK && h.WatchOK:
 		d.log.Info("fleet: etcd watch resumed")
 	}
+	d.fleetExpire(now)
 	if now.Sub(f.lastConflicts) >= fleetConflictEvery || f.lastConflicts.IsZero() {
 		f.lastConflicts = now
 		d.fleetConflicts()

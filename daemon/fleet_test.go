@@ -40,6 +40,7 @@ type fakeFleet struct {
 	dropAfter  int    // > 0: the lease of every grant is lost after this many Holds
 	fenceNext  func() // runs inside the next PutToken, which is then checked as usual
 	watchStart chan struct{}
+	setBlock   chan struct{} // when set, SetGrants waits for it to close
 	watchOK    atomic.Bool
 	events     chan store.Token
 }
@@ -70,6 +71,9 @@ func (f *fakeFleet) set(fn func(f *fakeFleet)) {
 func (f *fakeFleet) Instance() string { return f.instance }
 
 func (f *fakeFleet) SetGrants(fps map[string]string) error {
+	if f.setBlock != nil {
+		<-f.setBlock
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.setCalls++
@@ -227,6 +231,16 @@ type fleetMetrics struct {
 	health    store.FleetHealth
 	fenced    int
 	conflicts map[string]bool
+	states    map[string]string
+}
+
+func (m *fleetMetrics) SetState(g, state string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.states == nil {
+		m.states = map[string]string{}
+	}
+	m.states[g] = state
 }
 
 func (m *fleetMetrics) SetFleetHealth(h store.FleetHealth) { m.mu.Lock(); m.health = h; m.mu.Unlock() }
@@ -603,4 +617,87 @@ func TestFleetWatchFeedsSinks(t *testing.T) {
 	h, f, _ := fleetHarness(t, oauthtest.Options{}, func(f *fakeFleet) { f.owner["cc"] = "host-b" }, withSinks("cc", config.Sink{Path: path}))
 	f.otherWrite(t, validToken("cc", "from-host-b", 1, h.clock.Now()))
 	waitFile(t, path, "from-host-b")
+}
+
+// The instance serves what it loaded while its campaign (SetGrants: seconds
+// for 100,000 grants in etcd) still runs.
+func TestFleetServesBeforeCampaignEnds(t *testing.T) {
+	f := newFakeFleet()
+	f.setBlock = make(chan struct{})
+	h := newHarness(t, harnessOpts{noRun: true})
+	done := make(chan struct{})
+	go func() { h.startWith(Options{OpenStore: f.open, Metrics: &fleetMetrics{}}); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		close(f.setBlock)
+		t.Fatal("the daemon did not start while SetGrants was running")
+	}
+	f.mu.Lock()
+	calls := f.setCalls
+	f.mu.Unlock()
+	if calls != 0 {
+		t.Fatalf("SetGrants returned %d times before it was let go", calls)
+	}
+	close(f.setBlock)
+	waitFor(t, "SetGrants", func() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.setCalls == 1 })
+}
+
+// A non-holder does not hold back a still-valid token for a delivery that
+// cannot come (quorum lost), and waits for one that can only while half of
+// the token's remaining life is left.
+func TestFleetNearExpiryTokenServed(t *testing.T) {
+	h, f, _ := fleetHarness(t, oauthtest.Options{}, func(f *fakeFleet) { f.owner["cc"] = "host-b" }, nil)
+	h.d.opts.FetchWait = time.Hour
+	tok := validToken("cc", "near-expiry", 1, h.clock.Now())
+	tok.Expiry = h.clock.Now().Add(2 * time.Second) // inside nearExpiry
+	f.otherWrite(t, tok)
+	waitFor(t, "delivery", func() bool { return h.d.grant("cc").cur.Load().AccessToken == "near-expiry" })
+	fetch := func(what string) {
+		t.Helper()
+		done := make(chan int, 1)
+		go func() { c, _ := h.get("/v1/tokens/cc"); done <- c }()
+		select {
+		case c := <-done:
+			if c != 200 {
+				t.Fatalf("%s: fetch %d, want the still-valid token", what, c)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s: fetch held back a valid token (FetchWait is an hour)", what)
+		}
+	}
+	f.set(func(f *fakeFleet) { f.quorum = false })
+	fetch("without quorum")
+	f.set(func(f *fakeFleet) { f.quorum = true })
+	fetch("with a holder that does not deliver")
+	if n := h.prov.Stats().TokenRequests; n != 0 {
+		t.Fatalf("a non-holder sent %d token requests", n)
+	}
+}
+
+// A token that expires while nobody can refresh it (quorum lost) is shown
+// and exported expired, as a failed refresh would show it on a single host.
+func TestFleetExpiredWithoutQuorum(t *testing.T) {
+	h, f, m := fleetHarness(t, oauthtest.Options{}, func(f *fakeFleet) { f.held["cc"] = true }, nil)
+	h.token("cc")
+	f.set(func(f *fakeFleet) { f.quorum = false })
+	h.advance(11 * time.Minute)
+	st := h.status("cc")
+	if st.State != api.StateExpired || st.LastError != fleetPausedError {
+		t.Fatalf("status of a token expired without quorum: state %q last_error %q", st.State, st.LastError)
+	}
+	m.mu.Lock()
+	exported := m.states["cc"]
+	m.mu.Unlock()
+	if exported != api.StateExpired {
+		t.Fatalf("state exported to metrics: %q, want expired", exported)
+	}
+	if n := h.prov.Stats().TokenRequests; n != 1 {
+		t.Fatalf("%d token requests, want only the first", n)
+	}
+	f.set(func(f *fakeFleet) { f.quorum = true })
+	h.advance(15 * time.Second)
+	if st := h.status("cc"); st.State != api.StateValid {
+		t.Fatalf("after quorum returned: %+v", st)
+	}
 }
