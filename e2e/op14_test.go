@@ -375,6 +375,35 @@ func writeKey(t testing.TB, path string, key crypto.Signer) string {
 	return writePEM(t, path, "PRIVATE KEY", der, 0o600)
 }
 
+// parseKeyFile reads a PKCS #8 PEM key file written by writeKey.
+func parseKeyFile(path string) (crypto.Signer, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return nil, fmt.Errorf("%s: no PEM block", path)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		return nil, err
+	}
+	s, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("%s: not a signing key", path)
+	}
+	return s, nil
+}
+
+// writeFile writes a 0600 file.
+func writeFile(t testing.TB, path, text string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // newKey generates a key: "EC" (P-256), "EC384" or "RSA" (2048 bits).
 func newKey(t testing.TB, kind string) crypto.Signer {
 	t.Helper()

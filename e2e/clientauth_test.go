@@ -1,0 +1,318 @@
+package e2e
+
+// Issue 14, client authentication beyond shared secrets, against
+// oidc-provider: private_key_jwt (EC P-256 and RSA keys, audience the token
+// endpoint or the issuer), client_secret_jwt, self_signed_tls_client_auth
+// and tls_client_auth over https with a private CA (ca_file), the
+// provider's mtls_endpoint_aliases; a wrong key, an expired certificate;
+// what check-config says; and that no key or assertion shows in tokend's
+// log or CLI output.
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tokend/tokend/api"
+)
+
+const jwtSecret = "hs-secret-e2e-0123456789abcdef0123456789abcdef"
+
+// ccClient is oidc-provider metadata of a client_credentials client.
+func ccClient(id, method string, extra map[string]any) map[string]any {
+	c := map[string]any{
+		"client_id": id, "grant_types": []string{"client_credentials"}, "response_types": []string{}, "redirect_uris": []string{},
+		"token_endpoint_auth_method": method,
+	}
+	for k, v := range extra {
+		c[k] = v
+	}
+	return c
+}
+
+// ccGrant is the grants section of one client_credentials grant "api" of
+// client "svc" with extra lines (indented by four spaces).
+func ccGrant(extra string) string {
+	return "  api:\n    client: svc\n    type: client_credentials\n    scopes: [api:read]\n" + extra + "    {{READERS}}\n"
+}
+
+// withCAFile adds ca_file to provider op of a Setup.Config text.
+func withCAFile(cfg, issuer, caFile string) string {
+	return strings.Replace(cfg, "    issuer: "+issuer+"\n", "    issuer: "+issuer+"\n    ca_file: "+caFile+"\n", 1)
+}
+
+// checkConfig runs `tokend check-config FILE` and returns its output and exit code.
+func checkConfig(t *testing.T, path string) (string, int) {
+	t.Helper()
+	requireTokend(t)
+	out, err := exec.Command(tokendBin, "check-config", path).CombinedOutput()
+	if err != nil && exitCode(err) < 0 {
+		t.Fatal(err)
+	}
+	return string(out), exitCode(err)
+}
+
+// noSecretIn fails the test when out contains one of secrets.
+func noSecretIn(t *testing.T, what, out string, secrets []string) {
+	t.Helper()
+	for _, s := range secrets {
+		if s != "" && strings.Contains(out, s) {
+			t.Errorf("%s contains a secret (%d chars, starts %q)", what, len(s), s[:min(4, len(s))])
+		}
+	}
+}
+
+// jwtParts decodes a compact JWT's header and claims, unverified.
+func jwtParts(t *testing.T, jwt string) (header, claims map[string]any) {
+	t.Helper()
+	p := strings.Split(jwt, ".")
+	if len(p) != 3 {
+		t.Fatalf("not a compact JWS (%d parts)", len(p))
+	}
+	for i, v := range []*map[string]any{&header, &claims} {
+		b, err := base64.RawURLEncoding.DecodeString(p[i])
+		if err != nil || json.Unmarshal(b, v) != nil {
+			t.Fatalf("JWT part %d does not decode", i)
+		}
+	}
+	return header, claims
+}
+
+// TestClientAuthJWT: tokend authenticates with a client assertion (EC P-256
+// and RSA private_key_jwt, audience the token endpoint or the issuer, and
+// HMAC client_secret_jwt), obtains a client_credentials token and renews it
+// on schedule, each assertion fresh (unique jti, short exp); the key and
+// the assertions appear in no log or CLI output.
+func TestClientAuthJWT(t *testing.T) {
+	t.Parallel()
+	requireTokend(t)
+	for _, tc := range []struct {
+		name, method, keyKind, kid, alg, audience string
+	}{
+		{"es256", "private_key_jwt", "EC", "e2e-ec", "ES256", ""},
+		{"rs256-issuer-audience", "private_key_jwt", "RSA", "e2e-rsa", "RS256", "issuer"},
+		{"client_secret_jwt", "client_secret_jwt", "", "", "HS256", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := Setup0(t)
+			var clientLines string
+			var secrets []string
+			var meta map[string]any
+			if tc.keyKind != "" {
+				key := newKey(t, tc.keyKind)
+				keyFile := writeKey(t, s.Dir+"/client.key", key)
+				secrets = keySecrets(t, keyFile, key)
+				meta = ccClient("pk", tc.method, map[string]any{"jwks": publicJWKS(t, key.Public(), tc.kid, tc.alg)})
+				clientLines = fmt.Sprintf("    private_key_file: %s\n    key_id: %s\n", keyFile, tc.kid)
+			} else {
+				secrets = []string{jwtSecret}
+				meta = ccClient("pk", tc.method, map[string]any{"client_secret": jwtSecret})
+				clientLines = fmt.Sprintf("    client_secret_file: %s\n", s.SecretFile("pk", jwtSecret))
+			}
+			if tc.audience != "" {
+				clientLines += "    assertion_audience: " + tc.audience + "\n"
+			}
+			op := StartOP(t, OPConfig{OIDCConfig: OIDCConfig{ClientCredentialsTTL: 15, Clients: []map[string]any{meta}}}, nil)
+			cfg := s.Config(op.Issuer, "  svc:\n    provider: op\n    client_id: pk\n    auth_method: "+tc.method+"\n"+clientLines, ccGrant(""))
+			td := StartTokend(t, s, cfg)
+			td.NoLeak(secrets...)
+			NoLeakSeen(t, td, op)
+
+			first := td.WaitToken("api", 20*time.Second)
+			if in := op.Introspect(first.AccessToken); !in.Active || in.ClientID != "pk" || in.Scope != "api:read" {
+				t.Errorf("introspection = %+v, want active for pk with api:read", in)
+			}
+			// Renewed before expiry (15 s tokens, fraction 0.75).
+			eventually(t, 25*time.Second, 250*time.Millisecond, "a renewed token", func() error {
+				if tok := td.MustToken("api"); tok.AccessToken == first.AccessToken {
+					return fmt.Errorf("still the first token")
+				}
+				return nil
+			})
+			st := op.Stats()
+			if st.TokenSuccess["client_credentials"] < 2 || len(st.ClientAuthErrors) != 0 {
+				t.Errorf("provider stats = %+v, want 2 tokens and no client authentication error", st)
+			}
+
+			// Every assertion tokend sent: iss = sub = client_id, the
+			// configured audience, a unique jti, a short life, the key id.
+			wantAud := op.Issuer + "/token"
+			if tc.audience == "issuer" {
+				wantAud = op.Issuer
+			}
+			seen := op.Seen().ClientAssertions
+			if len(seen) < 2 {
+				t.Fatalf("the provider saw %d client assertions, want 2 or more", len(seen))
+			}
+			jtis := map[string]bool{}
+			for _, a := range seen {
+				h, c := jwtParts(t, a)
+				if h["alg"] != tc.alg || (tc.kid != "" && h["kid"] != tc.kid) {
+					t.Errorf("assertion header %v, want alg %s kid %q", h, tc.alg, tc.kid)
+				}
+				aud := fmt.Sprint(c["aud"])
+				if l, ok := c["aud"].([]any); ok && len(l) == 1 {
+					aud = fmt.Sprint(l[0])
+				}
+				if c["iss"] != "pk" || c["sub"] != "pk" || aud != wantAud {
+					t.Errorf("assertion iss %v sub %v aud %v, want pk, pk, %s", c["iss"], c["sub"], c["aud"], wantAud)
+				}
+				jti, _ := c["jti"].(string)
+				if jti == "" || jtis[jti] {
+					t.Errorf("assertion jti %q empty or used before", jti)
+				}
+				jtis[jti] = true
+				exp, _ := c["exp"].(float64)
+				if life := time.Until(time.Unix(int64(exp), 0)); life > 10*time.Minute {
+					t.Errorf("assertion lives %v more, want a short exp", life)
+				}
+			}
+
+			// Operators' views: no key, no assertion.
+			var outs strings.Builder
+			cc, code := checkConfig(t, td.cfgPath)
+			if code != 0 || !strings.Contains(cc, tc.method) {
+				t.Errorf("check-config exit %d, want 0 and the method %s explained:\n%s", code, tc.method, cc)
+			}
+			outs.WriteString(cc)
+			outs.WriteString(td.MustCLI("status", "api"))
+			outs.WriteString(td.MustCLI("status", "api", "--json"))
+			noSecretIn(t, "check-config and status output", outs.String(), append(secrets, seen...))
+		})
+	}
+}
+
+// TestClientAuthWrongKey: a private_key_jwt client whose key is not the one
+// registered gets no token; the grant's status says the provider refused
+// the client's credentials, and the key is in no output.
+func TestClientAuthWrongKey(t *testing.T) {
+	t.Parallel()
+	requireTokend(t)
+	s := Setup0(t)
+	registered, used := newKey(t, "EC"), newKey(t, "EC")
+	keyFile := writeKey(t, s.Dir+"/client.key", used)
+	op := StartOP(t, OPConfig{OIDCConfig: OIDCConfig{Clients: []map[string]any{
+		ccClient("pk", "private_key_jwt", map[string]any{"jwks": publicJWKS(t, registered.Public(), "", "ES256")}),
+	}}}, nil)
+	cfg := s.Config(op.Issuer, fmt.Sprintf("  svc:\n    provider: op\n    client_id: pk\n    auth_method: private_key_jwt\n    private_key_file: %s\n", keyFile), ccGrant(""))
+	td := StartTokend(t, s, cfg)
+	secrets := keySecrets(t, keyFile, used)
+	td.NoLeak(secrets...)
+	NoLeakSeen(t, td, op)
+
+	var st api.GrantStatus
+	eventually(t, 20*time.Second, 200*time.Millisecond, "a credentials error in status", func() error {
+		st = td.Status("api")
+		if st.State != api.StateCredentialsError {
+			return fmt.Errorf("state %q (last error %q)", st.State, st.LastError)
+		}
+		return nil
+	})
+	if !strings.Contains(st.LastError, "invalid_client") {
+		t.Errorf("last error %q does not name the provider's invalid_client", st.LastError)
+	}
+	if _, code, _ := td.Token("api"); code == 200 {
+		t.Errorf("a token was served")
+	}
+	if st := op.Stats(); len(st.ClientAuthErrors) == 0 || st.TokenSuccess["client_credentials"] != 0 {
+		t.Errorf("provider stats = %+v, want client authentication errors and no token", st)
+	}
+	out, errOut, _ := td.CLI("token", "api")
+	noSecretIn(t, "tokend token output", out+errOut+td.MustCLI("status", "api", "--json"), secrets)
+}
+
+// TestClientAuthMTLS: over https with a private CA given as the provider's
+// ca_file, tokend authenticates with a client certificate: self-signed
+// (self_signed_tls_client_auth, the certificate registered in jwks) at the
+// provider's advertised mtls_endpoint_aliases, and CA-issued
+// (tls_client_auth, subject DN registered) at a token endpoint that asks
+// every client for a certificate. An expired client certificate is refused
+// by check-config, saying so.
+func TestClientAuthMTLS(t *testing.T) {
+	t.Parallel()
+	requireTokend(t)
+	for _, tc := range []struct {
+		name, method string
+		alias        bool
+	}{
+		{"self_signed_at_alias", "self_signed_tls_client_auth", true},
+		{"pki", "tls_client_auth", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := Setup0(t)
+			ca := newPKI(t, s.Dir, "server-ca")
+			srvCert, srvKey := ca.serverCert(t, "op")
+			clientCA := newPKI(t, s.Dir, "client-ca")
+			issuer := clientCA
+			if tc.method == "self_signed_tls_client_auth" {
+				issuer = selfSigned(s.Dir)
+			}
+			certFile, keyFile, cert := issuer.clientCert(t, "client", "tokend-e2e", time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
+			meta := ccClient("tls", tc.method, map[string]any{"tls_client_auth_subject_dn": "CN=tokend-e2e"})
+			if tc.method == "self_signed_tls_client_auth" {
+				meta = ccClient("tls", tc.method, map[string]any{"jwks": publicJWKS(t, cert.PublicKey, "", "", cert)})
+			}
+			op := StartOP(t, OPConfig{
+				OIDCConfig: OIDCConfig{ClientCredentialsTTL: 15, Clients: []map[string]any{meta}},
+				TLS:        &OPTLS{Cert: srvCert, Key: srvKey, ClientCA: clientCA.CAFile},
+				MTLS:       &OPMTLS{TLSClientAuth: true, SelfSignedTLSClientAuth: true, Alias: tc.alias},
+			}, ca.Pool)
+			cfg := withCAFile(s.Config(op.Issuer, fmt.Sprintf("  svc:\n    provider: op\n    client_id: tls\n    auth_method: %s\n    tls_cert_file: %s\n    tls_key_file: %s\n",
+				tc.method, certFile, keyFile), ccGrant("")), op.Issuer, ca.CAFile)
+			td := StartTokend(t, s, cfg)
+			secrets := keySecretsPEM(t, keyFile)
+			td.NoLeak(secrets...)
+
+			first := td.WaitToken("api", 20*time.Second)
+			if in := op.Introspect(first.AccessToken); !in.Active || in.ClientID != "tls" {
+				t.Errorf("introspection = %+v, want active for tls", in)
+			}
+			eventually(t, 25*time.Second, 250*time.Millisecond, "a renewed token", func() error {
+				if tok := td.MustToken("api"); tok.AccessToken == first.AccessToken {
+					return fmt.Errorf("still the first token")
+				}
+				return nil
+			})
+			st := op.Stats()
+			if st.TokenSuccess["client_credentials"] < 2 || len(st.ClientAuthErrors) != 0 || st.ClientCertificates < 2 {
+				t.Errorf("provider stats = %+v, want 2 tokens with a certificate, no client authentication error", st)
+			}
+			if tc.alias && st.AliasRequests < 2 {
+				t.Errorf("%d requests at the mtls alias: tokend did not use mtls_endpoint_aliases", st.AliasRequests)
+			}
+			cc, code := checkConfig(t, td.cfgPath)
+			if code != 0 || !strings.Contains(cc, tc.method) || !strings.Contains(cc, ca.CAFile) {
+				t.Errorf("check-config exit %d, want 0 explaining %s and the CA bundle:\n%s", code, tc.method, cc)
+			}
+			noSecretIn(t, "check-config and status output", cc+td.MustCLI("status", "api", "--json"), secrets)
+
+			// The same client with an expired certificate: check-config
+			// refuses it and says why.
+			expCert, expKey, _ := issuer.clientCert(t, "expired", "tokend-e2e", time.Now().Add(-48*time.Hour), time.Now().Add(-24*time.Hour))
+			bad := strings.NewReplacer(certFile, expCert, keyFile, expKey).Replace(cfg)
+			badPath := s.Dir + "/expired.yaml"
+			writeFile(t, badPath, bad)
+			out, code := checkConfig(t, badPath)
+			if code == 0 || !strings.Contains(out, "expired") || !strings.Contains(out, "tls_cert_file") {
+				t.Errorf("check-config of an expired client certificate: exit %d, want a failure naming tls_cert_file and saying expired:\n%s", code, out)
+			}
+			noSecretIn(t, "check-config output", out, keySecretsPEM(t, expKey))
+		})
+	}
+}
+
+// keySecretsPEM are the strings of a PEM key file that must never be logged.
+func keySecretsPEM(t testing.TB, keyFile string) []string {
+	t.Helper()
+	k, err := parseKeyFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keySecrets(t, keyFile, k)
+}
