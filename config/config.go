@@ -208,10 +208,14 @@ type Client struct {
 	TLSCert *tls.Certificate `yaml:"-"`
 	// Secret is the resolved client secret.
 	Secret oauth.Secret `yaml:"-"`
+
+	// anonymous is set by ApplyDefaults (clientauth.go, Anonymous).
+	anonymous bool
 }
 
-// Dynamic reports whether the client is to be registered dynamically.
-func (c Client) Dynamic() bool { return c.ClientID == "" }
+// Dynamic reports whether the client is to be registered dynamically: it
+// has no client_id and is not anonymous (see Anonymous).
+func (c Client) Dynamic() bool { return c.ClientID == "" && !c.anonymous }
 
 // Grant types: the values of grants.*.type.
 const (
@@ -312,6 +316,8 @@ var defaultSchedule = MustParseSchedule(DefaultSchedule)
 // $STATE_DIRECTORY and $RUNTIME_DIRECTORY when systemd sets them.
 func (c *Config) ApplyDefaults() {
 	c.applyHookDefaults()
+	c.applyClientAuthDefaults()
+	c.applyGrantDefaults()
 	if c.Store.Path == "" {
 		c.Store.Path = DefaultStorePath
 		if d := firstDir(os.Getenv("STATE_DIRECTORY")); d != "" {

@@ -58,6 +58,9 @@ func (c *Config) explain(w io.Writer, now time.Time) {
 				fmt.Fprintf(w, "    %-21s %s\n", e.k+":", e.v)
 			}
 		}
+		if pv.CAFile != "" {
+			fmt.Fprintf(w, "    %-21s %s\n", "CA bundle:", pv.CAFile)
+		}
 	}
 
 	fmt.Fprintf(w, "\nclients (%d):\n", len(c.Clients))
@@ -78,9 +81,18 @@ func (c *Config) explain(w io.Writer, now time.Time) {
 		case cl.Dynamic():
 			secret = "secret from registration"
 		}
+		if how, ok := explainClientAuth(cl); ok {
+			secret = how
+		}
+		if cl.Anonymous() {
+			id = "no client_id"
+		}
 		fmt.Fprintf(w, "  %s: provider %s, %s, %s, %s\n", name, cl.Provider, id, cl.AuthMethod, secret)
 		if cl.RedirectURI != "" {
 			fmt.Fprintf(w, "    redirect_uri: %s\n", cl.RedirectURI)
+		}
+		if cl.AssertionAudience != "" {
+			fmt.Fprintf(w, "    assertion audience: %s\n", cl.AssertionAudience)
 		}
 	}
 
@@ -95,6 +107,7 @@ func (c *Config) explain(w io.Writer, now time.Time) {
 		if g.Type == GrantPassword {
 			fmt.Fprintf(w, "    username: %s\n", g.Username)
 		}
+		c.explainGrant14(func(format string, args ...any) { fmt.Fprintf(w, format, args...) }, g)
 		readers := strings.TrimPrefix(readersText(g.Readers, "; "), "; ")
 		if readers == "" {
 			readers = "root and operators only"

@@ -173,6 +173,15 @@ func (ck *checker) check(n *yaml.Node, t reflect.Type, path string) {
 		ck.check(n.Alias, t, path)
 		return
 	}
+	switch t.Kind() {
+	case reflect.Pointer: // an optional section (grants.*.assertion)
+		if !isNull(n) {
+			ck.check(n, t.Elem(), path)
+		}
+		return
+	case reflect.Interface: // free-form values (assertion claims): any YAML
+		return
+	}
 	if reflect.PointerTo(t).Implements(scalarValueType) {
 		ck.checkValue(n, t, path)
 		return

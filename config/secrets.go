@@ -135,7 +135,8 @@ func errText(err error) string {
 }
 
 // resolveSecrets fills Store.Key, Client.Secret and Grant.Password from
-// files and credentials.
+// files and credentials, and the keys, certificates and CA bundles of
+// clientauth.go and grants14.go.
 func (c *Config) resolveSecrets(p *problems) {
 	keyPath, keyKey := c.Store.KeyFile, "store.key_file"
 	if keyPath == "" {
@@ -195,4 +196,6 @@ func (c *Config) resolveSecrets(p *problems) {
 		}
 	}
 	c.resolveHookSecrets(p)
+	c.resolveClientAuth(p)
+	c.resolveAssertions(p)
 }

@@ -18,8 +18,6 @@ import (
 	"github.com/tokend/tokend/oauth"
 )
 
-var authMethods = []string{"client_secret_basic", "client_secret_post", "none"}
-
 // nameRE restricts provider, client and grant names: they appear in URL
 // paths (/v1/tokens/{name}), metric labels and log lines.
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
@@ -134,6 +132,7 @@ func (c *Config) validate(p *problems, l Loader) {
 				p.errorf(path+".issuer", "%q must not have a query or fragment (RFC 8414)", pv.Issuer)
 			}
 		}
+		checkCAFile(p, path, pv)
 	}
 
 	// clients
@@ -165,18 +164,7 @@ func (c *Config) validate(p *problems, l Loader) {
 				p.errorf(path+".client_id", "is not set, so the client is registered dynamically, but provider %q has no registration_endpoint and no issuer to discover one", cl.Provider)
 			}
 		}
-		switch cl.AuthMethod {
-		case "client_secret_basic", "client_secret_post":
-			if !cl.Dynamic() && !hasClientSecret(cl) {
-				p.errorf(path+".auth_method", "%s needs client_secret_file or client_secret_credential", cl.AuthMethod)
-			}
-		case "none":
-			if hasClientSecret(cl) {
-				p.errorf(path+".auth_method", "is none but a client secret is configured")
-			}
-		default:
-			p.errorf(path+".auth_method", "%q is not one of %s", cl.AuthMethod, strings.Join(authMethods, ", "))
-		}
+		validateClientAuth(p, path, cl, pv, ok)
 		if cl.RedirectURI != "" {
 			checkRedirect(p, path+".redirect_uri", cl.RedirectURI)
 		}
@@ -209,8 +197,8 @@ func (c *Config) validate(p *problems, l Loader) {
 				p.errorf(path+".type", "authorization_code needs an authorization_endpoint or an issuer on provider %q", cl.Provider)
 			}
 		case GrantClientCredentials:
-			if clientOK && !cl.Dynamic() && !hasClientSecret(cl) {
-				p.errorf(path+".type", "client_credentials needs a confidential client: client %q has no client secret", g.Client)
+			if clientOK && !cl.Dynamic() && !confidential(cl) {
+				p.errorf(path+".type", "client_credentials needs a confidential client: client %q has no client secret, private key or certificate", g.Client)
 			}
 		case GrantPassword:
 			if g.Username == "" {
@@ -226,6 +214,10 @@ func (c *Config) validate(p *problems, l Loader) {
 			if providerOK && pv.DeviceAuthorizationEndpoint == "" && pv.Issuer == "" {
 				p.errorf(path+".type", "device_code needs a device_authorization_endpoint or an issuer on provider %q", cl.Provider)
 			}
+		case GrantJWTBearer:
+			validateJWTBearer(p, path, g)
+		case GrantTokenExchange:
+			c.validateTokenExchange(p, path, name, g)
 		case "":
 			p.errorf(path+".type", "must be set to one of %s", strings.Join(GrantTypes, ", "))
 		default:
@@ -234,6 +226,7 @@ func (c *Config) validate(p *problems, l Loader) {
 		if g.Type != GrantPassword && (g.Username != "" || g.PasswordFile != "" || g.PasswordCredential != "") {
 			p.errorf(path, "username, password_file and password_credential apply to the password grant only")
 		}
+		checkGrantTypeKeys(p, path, g)
 		if g.PasswordFile != "" && !filepath.IsAbs(g.PasswordFile) {
 			p.errorf(path+".password_file", "%q must be an absolute path", g.PasswordFile)
 		}
@@ -257,6 +250,7 @@ func (c *Config) validate(p *problems, l Loader) {
 		c.Grants[name] = g
 	}
 
+	c.checkGrantCycles(p)
 	c.validateHooks(p)
 	c.checkSinkPaths(p)
 }

@@ -24,7 +24,7 @@ const defaultInterval = 5 * time.Second
 // confidential client authenticates as it does at the token endpoint
 // (x/oauth2 itself sends only client_id). It is safe for concurrent use.
 func (p *Provider) StartDevice(ctx context.Context, scopes []string, params Params) (*DeviceAuth, error) {
-	if err := needEndpoint(opDevice, "device authorization", p.Endpoints.DeviceAuthorization); err != nil {
+	if err := needEndpoint(opDevice, "device authorization", p.endpoints().DeviceAuthorization); err != nil {
 		return nil, err
 	}
 	if err := checkParams(opDevice, params); err != nil {
@@ -34,7 +34,12 @@ func (p *Provider) StartDevice(ctx context.Context, scopes []string, params Para
 	if err != nil {
 		return nil, err
 	}
+	a, err := p.assertionMaker(opDevice)
+	if err != nil {
+		return nil, err
+	}
 	pr, hc := newProbe(p.HTTP, p.now, "device authorization endpoint")
+	pr.assertion = a
 	defer pr.close()
 	var opts []oauth2.AuthCodeOption
 	for k, v := range params {
@@ -100,7 +105,7 @@ func (p *Provider) StartDevice(ctx context.Context, scopes []string, params Para
 // x/oauth2's and waits on real time, in whole seconds (at least 1 s). It is
 // safe for concurrent use.
 func (p *Provider) AwaitDevice(ctx context.Context, da *DeviceAuth) (*Token, error) {
-	if err := needEndpoint(opDevice, "token", p.Endpoints.Token); err != nil {
+	if err := needEndpoint(opDevice, "token", p.endpoints().Token); err != nil {
 		return nil, err
 	}
 	cfg, err := p.config(opDevice, nil)
@@ -117,7 +122,10 @@ func (p *Provider) AwaitDevice(ctx context.Context, da *DeviceAuth) (*Token, err
 		// from the injected clock.
 		res.Expiry = time.Now().Add(da.ExpiresAt.Sub(p.now()))
 	}
-	pr, hc := newProbe(p.HTTP, p.now, "token endpoint")
+	pr, hc, err := p.tokenProbe(opDevice)
+	if err != nil {
+		return nil, err
+	}
 	secrets := []string{cfg.ClientSecret, res.DeviceCode}
 	tok, err := cfg.DeviceAccessToken(withClient(ctx, hc), res)
 	if err != nil {
@@ -127,9 +135,5 @@ func (p *Provider) AwaitDevice(ctx context.Context, da *DeviceAuth) (*Token, err
 		}
 		return nil, fromXOAuth2(opDevice, p.now(), pr, err, "access_token", secrets)
 	}
-	r := pr.last()
-	if e := checkToken(opDevice, r, tok); e != nil {
-		return nil, e
-	}
-	return convert(tok, r.sent, ""), nil
+	return p.finish(opDevice, pr, tok, "")
 }

@@ -96,13 +96,24 @@ func fetchMetadata(ctx context.Context, hc *http.Client, loc, issuer string) (En
 	if ep.Token == "" {
 		return Endpoints{}, malformed("no token_endpoint")
 	}
-	for _, f := range []struct{ name, v string }{
+	fields := []struct{ name, v string }{
 		{"authorization_endpoint", ep.Authorization},
 		{"token_endpoint", ep.Token},
 		{"revocation_endpoint", ep.Revocation},
 		{"device_authorization_endpoint", ep.DeviceAuthorization},
 		{"registration_endpoint", ep.Registration},
-	} {
+	}
+	if m := ep.MTLS; m != nil {
+		// RFC 8705 §5: the same rule for the aliases a certificate-
+		// authenticated client sends to instead.
+		fields = append(fields, []struct{ name, v string }{
+			{"mtls_endpoint_aliases.token_endpoint", m.Token},
+			{"mtls_endpoint_aliases.revocation_endpoint", m.Revocation},
+			{"mtls_endpoint_aliases.device_authorization_endpoint", m.DeviceAuthorization},
+			{"mtls_endpoint_aliases.registration_endpoint", m.Registration},
+		}...)
+	}
+	for _, f := range fields {
 		if f.v == "" {
 			continue
 		}

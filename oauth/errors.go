@@ -27,6 +27,8 @@ const (
 	opDiscovery         = "discovery"
 	opRegister          = "register"
 	opCallback          = "callback"
+	opJWTBearer         = "jwt_bearer"
+	opTokenExchange     = "token_exchange"
 )
 
 // ErrMalformed is the cause (Error.Err) of every failure where the provider
@@ -127,7 +129,7 @@ func codeClass(op, code, description string, status int) Class {
 		return Denied
 	case "invalid_client", "unauthorized_client":
 		return Credentials
-	case "temporarily_unavailable", "server_error", "slow_down", "authorization_pending":
+	case "temporarily_unavailable", "server_error", "slow_down", "authorization_pending", "use_dpop_nonce":
 		return Transient
 	case "invalid_request":
 		// Dex answers a reused or expired refresh token with
@@ -289,6 +291,34 @@ func fromXOAuth2(op string, now time.Time, pr *probe, err error, want string, se
 	if e, ok := asRedirect(op, err); ok {
 		return e
 	}
+	var own *Error
+	if errors.As(err, &own) {
+		// The probe's own failure to make an assertion or proof.
+		e := *own
+		e.Op = op
+		return &e
+	}
+	e := fromAnswer(op, now, pr, err, want, append(secrets, pr.sentSecrets()...))
+	if e.Code == "use_dpop_nonce" && pr.dpop != nil {
+		// Still asked for a nonce after the one re-send with it, or asked
+		// without being given one: either way the server would never be
+		// satisfied now; perhaps later.
+		e.Class = Transient
+		e.Err = ErrDPoPNonceLoop
+		pr.mu.Lock()
+		retried := pr.nonceRetried
+		pr.mu.Unlock()
+		if retried {
+			e.Description = ErrDPoPNonceLoop.Error() + ": it demanded another after the retry with the nonce it gave"
+		} else {
+			e.Description = "the server demands a DPoP nonce but sent no DPoP-Nonce header"
+		}
+	}
+	return e
+}
+
+// fromAnswer is fromXOAuth2 for an error that is not the probe's own.
+func fromAnswer(op string, now time.Time, pr *probe, err error, want string, secrets []string) *Error {
 	r := pr.last()
 	var re *oauth2.RetrieveError
 	switch {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -21,6 +22,8 @@ var reservedParams = map[string]bool{
 	"redirect_uri": true, "refresh_token": true, "username": true,
 	"password": true, "client_id": true, "client_secret": true,
 	"device_code": true, "client_assertion": true, "client_assertion_type": true,
+	"assertion": true, "subject_token": true, "subject_token_type": true,
+	"actor_token": true, "actor_token_type": true, "requested_token_type": true,
 }
 
 // authRequestParams are the authorization request parameters AuthCodeURL
@@ -40,8 +43,10 @@ func (p *Provider) clientAuth(op string) (oauth2.AuthStyle, string, error) {
 		return oauth2.AuthStyleInHeader, p.Client.Secret.Reveal(), nil
 	case AuthPost:
 		return oauth2.AuthStyleInParams, p.Client.Secret.Reveal(), nil
-	case AuthNone:
-		// client_id in the body, no secret even if one is configured.
+	case AuthNone, AuthTLS, AuthSelfSignedTLS, AuthPrivateKeyJWT, AuthSecretJWT:
+		// client_id in the body, no secret even if one is configured:
+		// the certificate (in the HTTP client) or the client assertion
+		// (added by the probe) authenticates.
 		return oauth2.AuthStyleInParams, "", nil
 	case "":
 		if p.Client.Secret.IsZero() {
@@ -58,13 +63,14 @@ func (p *Provider) config(op string, scopes []string) (*oauth2.Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	ep := p.endpoints()
 	return &oauth2.Config{
 		ClientID:     p.Client.ID,
 		ClientSecret: secret,
 		Endpoint: oauth2.Endpoint{
-			AuthURL:       p.Endpoints.Authorization,
-			DeviceAuthURL: p.Endpoints.DeviceAuthorization,
-			TokenURL:      p.Endpoints.Token,
+			AuthURL:       ep.Authorization,
+			DeviceAuthURL: ep.DeviceAuthorization,
+			TokenURL:      ep.Token,
 			AuthStyle:     style,
 		},
 		RedirectURL: p.Client.RedirectURI,
@@ -124,7 +130,7 @@ func (p *Provider) AuthCodeURL(r AuthRequest) string {
 // none) for tokens, sending the client's redirect URI. It is safe for
 // concurrent use.
 func (p *Provider) Exchange(ctx context.Context, code string, verifier Secret, params Params) (*Token, error) {
-	if err := needEndpoint(opExchange, "token", p.Endpoints.Token); err != nil {
+	if err := needEndpoint(opExchange, "token", p.endpoints().Token); err != nil {
 		return nil, err
 	}
 	if err := checkParams(opExchange, params); err != nil {
@@ -141,16 +147,47 @@ func (p *Provider) Exchange(ctx context.Context, code string, verifier Secret, p
 	for k, v := range params {
 		opts = append(opts, oauth2.SetAuthURLParam(k, v))
 	}
-	pr, hc := newProbe(p.HTTP, p.now, "token endpoint")
+	pr, hc, err := p.tokenProbe(opExchange)
+	if err != nil {
+		return nil, err
+	}
 	tok, err := cfg.Exchange(withClient(ctx, hc), code, opts...)
 	if err != nil {
 		return nil, fromXOAuth2(opExchange, p.now(), pr, err, "access_token", []string{code, verifier.Reveal(), cfg.ClientSecret})
 	}
+	return p.finish(opExchange, pr, tok, "")
+}
+
+// tokenProbe returns the probe and client for a request to the token
+// endpoint: with the client's assertions and, after WithDPoP, DPoP proofs.
+func (p *Provider) tokenProbe(op string) (*probe, *http.Client, error) {
+	a, err := p.assertionMaker(op)
+	if err != nil {
+		return nil, nil, err
+	}
+	pr, hc := newProbe(p.HTTP, p.now, "token endpoint")
+	pr.assertion, pr.dpop = a, p.dpop
+	return pr, hc, nil
+}
+
+// finish checks a token answer x/oauth2 accepted (checkToken) and converts
+// it. With DPoP, an answer whose token_type is not DPoP is refused: the
+// token would be a bearer token, usable by whoever sees it, where the
+// configuration asked for one bound to a key.
+func (p *Provider) finish(op string, pr *probe, tok *oauth2.Token, sentRefresh string) (*Token, error) {
 	r := pr.last()
-	if e := checkToken(opExchange, r, tok); e != nil {
+	if e := checkToken(op, r, tok); e != nil {
 		return nil, e
 	}
-	return convert(tok, r.sent, ""), nil
+	t := convert(tok, r.sent, sentRefresh)
+	if p.dpop != nil {
+		if !strings.EqualFold(t.TokenType, "DPoP") {
+			return nil, &Error{Op: op, Status: r.status, Class: Configuration,
+				Err: fmt.Errorf("%w (token_type %q)", ErrDPoPDowngrade, clean(t.TokenType, 40, nil))}
+		}
+		t.TokenType = "DPoP"
+	}
+	return t, nil
 }
 
 // Refresh uses a refresh token (RFC 6749 §6), sending scopes (if any) and
@@ -158,27 +195,28 @@ func (p *Provider) Exchange(ctx context.Context, code string, verifier Secret, p
 // RefreshToken is zero: the caller keeps the old one. It is safe for
 // concurrent use.
 func (p *Provider) Refresh(ctx context.Context, refresh Secret, scopes []string, params Params) (*Token, error) {
-	return p.grant(ctx, opRefresh, "refresh_token", scopes, params, url.Values{"refresh_token": {refresh.Reveal()}}, refresh.Reveal())
+	return p.grant(ctx, opRefresh, "refresh_token", scopes, params, url.Values{"refresh_token": {refresh.Reveal()}}, []string{refresh.Reveal()}, refresh.Reveal())
 }
 
 // ClientCredentials obtains a token with the client_credentials grant
 // (RFC 6749 §4.4). It is safe for concurrent use.
 func (p *Provider) ClientCredentials(ctx context.Context, scopes []string, params Params) (*Token, error) {
-	return p.grant(ctx, opClientCredentials, "client_credentials", scopes, params, nil, "")
+	return p.grant(ctx, opClientCredentials, "client_credentials", scopes, params, nil, nil, "")
 }
 
 // Password obtains a token with the resource owner password grant
 // (RFC 6749 §4.3). It is safe for concurrent use.
 func (p *Provider) Password(ctx context.Context, username string, password Secret, scopes []string, params Params) (*Token, error) {
-	return p.grant(ctx, opPassword, "password", scopes, params, url.Values{"username": {username}, "password": {password.Reveal()}}, password.Reveal())
+	return p.grant(ctx, opPassword, "password", scopes, params, url.Values{"username": {username}, "password": {password.Reveal()}}, []string{password.Reveal()}, "")
 }
 
 // grant sends a token request through clientcredentials.Config, whose
 // EndpointParams may set grant_type: one code path, x/oauth2's, for every
-// grant that is a plain form POST. secret is the grant's own secret
-// (refresh token, password), scrubbed from provider messages.
-func (p *Provider) grant(ctx context.Context, op, grantType string, scopes []string, params Params, fields url.Values, secret string) (*Token, error) {
-	if err := needEndpoint(op, "token", p.Endpoints.Token); err != nil {
+// grant that is a plain form POST. secrets are the grant's own (refresh
+// token, password, assertion, subject token), scrubbed from provider
+// messages; sentRefresh is the refresh token of a refresh request.
+func (p *Provider) grant(ctx context.Context, op, grantType string, scopes []string, params Params, fields url.Values, secrets []string, sentRefresh string) (*Token, error) {
+	if err := needEndpoint(op, "token", p.endpoints().Token); err != nil {
 		return nil, err
 	}
 	if err := checkParams(op, params); err != nil {
@@ -198,25 +236,20 @@ func (p *Provider) grant(ctx context.Context, op, grantType string, scopes []str
 	cfg := &clientcredentials.Config{
 		ClientID:       p.Client.ID,
 		ClientSecret:   clientSecret,
-		TokenURL:       p.Endpoints.Token,
+		TokenURL:       p.endpoints().Token,
 		Scopes:         scopes,
 		EndpointParams: form,
 		AuthStyle:      style,
 	}
-	pr, hc := newProbe(p.HTTP, p.now, "token endpoint")
+	pr, hc, err := p.tokenProbe(op)
+	if err != nil {
+		return nil, err
+	}
 	tok, err := cfg.Token(withClient(ctx, hc))
 	if err != nil {
-		return nil, fromXOAuth2(op, p.now(), pr, err, "access_token", []string{secret, clientSecret})
+		return nil, fromXOAuth2(op, p.now(), pr, err, "access_token", append(secrets, clientSecret))
 	}
-	r := pr.last()
-	if e := checkToken(op, r, tok); e != nil {
-		return nil, e
-	}
-	sentRefresh := ""
-	if op == opRefresh {
-		sentRefresh = secret
-	}
-	return convert(tok, r.sent, sentRefresh), nil
+	return p.finish(op, pr, tok, sentRefresh)
 }
 
 // convert builds a Token from x/oauth2's (checked by checkToken), with
@@ -234,6 +267,8 @@ func convert(t *oauth2.Token, obtained time.Time, sentRefresh string) *Token {
 		IDToken:      NewSecret(extraString(t, "id_token")),
 		Scope:        Printable(extraString(t, "scope")),
 		Obtained:     obtained,
+		// RFC 8693 §2.2.1; a token type URI, through Printable like scope.
+		IssuedTokenType: Printable(extraString(t, "issued_token_type")),
 	}
 	if sentRefresh != "" && t.RefreshToken == sentRefresh && extraString(t, "refresh_token") == "" {
 		out.RefreshToken = Secret{}

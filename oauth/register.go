@@ -20,6 +20,11 @@ type registrationMetadata struct {
 	AuthMethod      AuthMethod `json:"token_endpoint_auth_method,omitempty"`
 	Scope           string     `json:"scope,omitempty"`
 	ApplicationType string     `json:"application_type,omitempty"`
+	// JWKS is the public key of a private_key_jwt client (RFC 7591 §2).
+	JWKS       json.RawMessage `json:"jwks,omitempty"`
+	SigningAlg string          `json:"token_endpoint_auth_signing_alg,omitempty"`
+	// DPoPBound is RFC 9449 §5.2's dpop_bound_access_tokens.
+	DPoPBound bool `json:"dpop_bound_access_tokens,omitempty"`
 }
 
 func metadataOf(r RegistrationRequest) registrationMetadata {
@@ -30,6 +35,9 @@ func metadataOf(r RegistrationRequest) registrationMetadata {
 		AuthMethod:      r.AuthMethod,
 		Scope:           r.Scope,
 		ApplicationType: r.ApplicationType,
+		JWKS:            r.JWKS,
+		SigningAlg:      r.SigningAlg,
+		DPoPBound:       r.DPoPBound,
 	}
 	if r.ResponseTypes != nil {
 		m.ResponseTypes = &r.ResponseTypes

@@ -16,10 +16,15 @@ import (
 // says 200, also for a token that was already invalid); 503 is Transient
 // with Retry-After. It is safe for concurrent use.
 func (p *Provider) Revoke(ctx context.Context, token Secret, hint string) error {
-	if err := needEndpoint(opRevoke, "revocation", p.Endpoints.Revocation); err != nil {
+	endpoint := p.endpoints().Revocation
+	if err := needEndpoint(opRevoke, "revocation", endpoint); err != nil {
 		return err
 	}
 	style, secret, err := p.clientAuth(opRevoke)
+	if err != nil {
+		return err
+	}
+	a, err := p.assertionMaker(opRevoke)
 	if err != nil {
 		return err
 	}
@@ -33,7 +38,17 @@ func (p *Provider) Revoke(ctx context.Context, token Secret, hint string) error 
 			form.Set("client_secret", secret)
 		}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.Endpoints.Revocation, strings.NewReader(form.Encode()))
+	secrets := []string{token.Reveal(), secret}
+	if a != nil {
+		assertion, err := a.make(p.now())
+		if err != nil {
+			return err
+		}
+		form.Set("client_assertion_type", assertionTypeJWT)
+		form.Set("client_assertion", assertion)
+		secrets = append(secrets, assertion)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
 	if err != nil {
 		return &Error{Op: opRevoke, Class: Configuration, Err: err}
 	}
@@ -57,5 +72,5 @@ func (p *Provider) Revoke(ctx context.Context, token Secret, hint string) error 
 		URI         string `json:"error_uri"`
 	}
 	_ = json.Unmarshal(resp.body, &e) // absent or invalid: classified by status
-	return httpError(opRevoke, now, resp.status, resp.header, e.Code, e.Description, e.URI, resp.body, resp.complete, "error", []string{token.Reveal(), secret})
+	return httpError(opRevoke, now, resp.status, resp.header, e.Code, e.Description, e.URI, resp.body, resp.complete, "error", secrets)
 }

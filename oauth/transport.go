@@ -3,10 +3,13 @@ package oauth
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,18 +43,30 @@ func (p *Provider) now() time.Time {
 // injected clock) and what came back, and keeps a copy of the body as it
 // is read, so that failures x/oauth2 reports only as text ("cannot parse
 // json") can be described by status, content type and size, and so that
-// fields x/oauth2 converts with time.Now can be read again.
+// fields x/oauth2 converts with time.Now can be read again. It is also
+// where client assertions and DPoP proofs join requests that x/oauth2
+// builds: one code path for every grant, made fresh for each HTTP request.
 type probe struct {
 	base http.RoundTripper
 	now  func() time.Time
 	// auth, when set, adds client authentication to each request (x/oauth2
 	// sends none to the device authorization endpoint).
 	auth func(*http.Request)
+	// assertion, when set, adds client_assertion_type and a fresh
+	// client_assertion to each request's form body.
+	assertion *clientAssertion
+	// dpop, when set, adds a DPoP proof to each request and answers the
+	// server's use_dpop_nonce once.
+	dpop *DPoPKey
 
 	mu   sync.Mutex
 	sent time.Time
 	resp *http.Response
 	body *recordingBody
+	// made are the assertions and proofs sent, scrubbed from messages.
+	made []string
+	// nonceRetried is set when a request was re-sent with a new DPoP nonce.
+	nonceRetried bool
 }
 
 // newProbe returns a probe and a client that sends through it, with the
@@ -151,10 +166,130 @@ func withClient(ctx context.Context, hc *http.Client) context.Context {
 }
 
 func (pr *probe) RoundTrip(req *http.Request) (*http.Response, error) {
+	if pr.auth == nil && pr.assertion == nil && pr.dpop == nil {
+		return pr.roundTrip(req)
+	}
+	req = req.Clone(req.Context()) // a RoundTripper must not modify its request
 	if pr.auth != nil {
-		req = req.Clone(req.Context()) // a RoundTripper must not modify its request
 		pr.auth(req)
 	}
+	var body []byte
+	if req.Body != nil && req.Body != http.NoBody {
+		// Read whole: it is re-sent (DPoP nonce) or re-encoded
+		// (assertion). x/oauth2's bodies are small forms.
+		b, err := io.ReadAll(io.LimitReader(req.Body, maxBody+1))
+		req.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		body = b
+	}
+	resp, err := pr.send(req, body)
+	if err != nil || pr.dpop == nil || !pr.nonceChallenge(resp) {
+		return resp, err
+	}
+	// RFC 9449 §8: the server wants a proof with the nonce it has just
+	// given. Re-sending with it is the protocol's own step, not a retry of
+	// a failure (the caller's backoff stays the only one of those), and
+	// it is done once: a server that asks again is in a nonce loop, which
+	// the caller sees as ErrDPoPNonceLoop.
+	_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
+	resp.Body.Close()
+	pr.mu.Lock()
+	pr.nonceRetried = true
+	pr.mu.Unlock()
+	return pr.send(req, body)
+}
+
+// send sends one copy of req with body, adding a fresh client assertion
+// and DPoP proof when the probe makes them.
+func (pr *probe) send(req *http.Request, body []byte) (*http.Response, error) {
+	r := req.Clone(req.Context())
+	if pr.assertion != nil {
+		form, err := url.ParseQuery(string(body))
+		if err != nil {
+			return nil, &Error{Class: Configuration, Err: errors.New("request body is not a form")}
+		}
+		a, err := pr.assertion.make(pr.now())
+		if err != nil {
+			return nil, err
+		}
+		pr.remember(a)
+		form.Set("client_assertion_type", assertionTypeJWT)
+		form.Set("client_assertion", a)
+		body = []byte(form.Encode())
+	}
+	if body != nil {
+		b := body
+		r.Body = io.NopCloser(bytes.NewReader(b))
+		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+		r.ContentLength = int64(len(b))
+	}
+	if pr.dpop != nil {
+		target := r.URL.String()
+		proof, err := pr.dpop.Proof(r.Method, target, Secret{}, pr.dpop.Nonce(target), pr.now())
+		if err != nil {
+			return nil, err
+		}
+		pr.remember(proof.Reveal())
+		r.Header.Set("DPoP", proof.Reveal())
+	}
+	resp, err := pr.roundTrip(r)
+	if err == nil && pr.dpop != nil {
+		// RFC 9449 §8: a nonce may come with any answer, success included.
+		pr.dpop.SetNonce(r.URL.String(), resp.Header.Get("DPoP-Nonce"))
+	}
+	return resp, err
+}
+
+func (pr *probe) remember(s string) {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	pr.made = append(pr.made, s)
+}
+
+// sentSecrets returns the assertions and proofs the probe made.
+func (pr *probe) sentSecrets() []string {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	return append([]string(nil), pr.made...)
+}
+
+// nonceChallenge reports whether resp is RFC 9449 §8's demand for a proof
+// with a new nonce: 400 (token endpoint) or 401 (WWW-Authenticate) with
+// error use_dpop_nonce and a DPoP-Nonce header. It reads a 400's body and
+// puts it back for whoever reads the answer next.
+func (pr *probe) nonceChallenge(resp *http.Response) bool {
+	if resp.Header.Get("DPoP-Nonce") == "" {
+		return false
+	}
+	switch resp.StatusCode {
+	case http.StatusUnauthorized:
+		return strings.Contains(resp.Header.Get("WWW-Authenticate"), "use_dpop_nonce")
+	case http.StatusBadRequest:
+	default:
+		return false
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(b), resp.Body), resp.Body}
+	if err != nil {
+		return false
+	}
+	var e struct {
+		Code string `json:"error"`
+	}
+	if json.Unmarshal(b, &e) != nil {
+		q, _ := url.ParseQuery(string(b))
+		e.Code = q.Get("error")
+	}
+	return e.Code == "use_dpop_nonce"
+}
+
+// roundTrip sends r through the caller's transport and records the answer.
+func (pr *probe) roundTrip(req *http.Request) (*http.Response, error) {
 	sent := pr.now()
 	pr.mu.Lock()
 	pr.sent, pr.resp, pr.body = sent, nil, nil

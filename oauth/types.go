@@ -91,6 +91,9 @@ type Provider struct {
 	HTTP *http.Client
 	// Now is the clock used for Obtained/Expiry; nil means time.Now.
 	Now func() time.Time
+
+	// dpop, set by WithDPoP, makes token requests DPoP-bound.
+	dpop *DPoPKey
 }
 
 // Params are extra form parameters (audience, resource, prompt, ...).
