@@ -128,6 +128,31 @@ func (c *Client) Revoke(ctx context.Context, name string) (*GrantStatus, error) 
 	return call[GrantStatus](ctx, c, http.MethodPost, name, "revoke")
 }
 
+// DPoP returns the grant's DPoP-bound access token and a fresh proof for
+// one request, req.Method to req.URL (POST /v1/tokens/{name}/dpop). The
+// same readers may ask as for Token; a grant without dpop is an *Error
+// with Code CodeDPoPNotEnabled. Send the answer as "Authorization: DPoP
+// <AccessToken>" and "DPoP: <DPoP>"; a proof is good for that one request.
+func (c *Client) DPoP(ctx context.Context, name string, req DPoPRequest) (*DPoPResponse, error) {
+	if name == "" {
+		return nil, errors.New("tokend: no grant name given")
+	}
+	b, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("tokend: %w", err)
+	}
+	u := &url.URL{Scheme: "http", Host: "tokend", Path: "/v1/tokens/" + name + "/dpop", RawPath: "/v1/tokens/" + url.PathEscape(name) + "/dpop"}
+	answer, err := c.send(ctx, http.MethodPost, u, "application/json", b)
+	if err != nil {
+		return nil, err
+	}
+	var out DPoPResponse
+	if err := decodeAnswer(answer, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // call does one request about a grant and decodes its answer into a T.
 func call[T any](ctx context.Context, c *Client, method, name, action string) (*T, error) {
 	var out T
@@ -170,15 +195,22 @@ func (c *Client) request(ctx context.Context, method, name, action string, q url
 	if q != nil {
 		u.RawQuery = q.Encode()
 	}
-	return c.send(ctx, method, u, accept)
+	return c.send(ctx, method, u, accept, nil)
 }
 
-// send sends one request to u and returns the body of a 2xx answer; other
-// answers become *Error.
-func (c *Client) send(ctx context.Context, method string, u *url.URL, accept string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), nil)
+// send sends one request to u, with body as JSON unless it is nil, and
+// returns the body of a 2xx answer; other answers become *Error.
+func (c *Client) send(ctx context.Context, method string, u *url.URL, accept string, body []byte) ([]byte, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
 	if err != nil {
 		return nil, fmt.Errorf("tokend: %w", err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", accept)
 	req.Header.Set("User-Agent", "tokend-cli")
@@ -187,17 +219,17 @@ func (c *Client) send(ctx context.Context, method string, u *url.URL, accept str
 		return nil, c.dialError(err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
 	if err != nil {
 		return nil, fmt.Errorf("tokend: reading the answer: %w", err)
 	}
-	if len(body) > maxResponse {
+	if len(answer) > maxResponse {
 		return nil, fmt.Errorf("tokend: the answer is larger than %d bytes", maxResponse)
 	}
 	if resp.StatusCode/100 == 2 {
-		return body, nil
+		return answer, nil
 	}
-	return nil, errorFrom(resp.StatusCode, body)
+	return nil, errorFrom(resp.StatusCode, answer)
 }
 
 // Reload asks the daemon to read its configuration file again (POST
@@ -206,7 +238,7 @@ func (c *Client) send(ctx context.Context, method string, u *url.URL, accept str
 // CodeInvalidConfiguration) whose Description is the file's error; the
 // running configuration stays.
 func (c *Client) Reload(ctx context.Context) (*ReloadResponse, error) {
-	body, err := c.send(ctx, http.MethodPost, &url.URL{Scheme: "http", Host: "tokend", Path: "/v1/reload"}, "application/json")
+	body, err := c.send(ctx, http.MethodPost, &url.URL{Scheme: "http", Host: "tokend", Path: "/v1/reload"}, "application/json", nil)
 	if err != nil {
 		return nil, err
 	}

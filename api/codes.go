@@ -43,4 +43,12 @@ const (
 	// CodeNotSupported (501): POST /v1/reload on a daemon without a
 	// configuration file (tokend dev).
 	CodeNotSupported = "not_supported"
+	// CodeInvalidRequest (400): the request's body is not what the
+	// endpoint takes (POST .../dpop: method, url, nonce).
+	CodeInvalidRequest = "invalid_request"
+	// CodeDPoPNotEnabled (400): POST .../dpop for a grant without dpop:
+	// its token is a Bearer token, fetched with GET.
+	CodeDPoPNotEnabled = "dpop_not_enabled"
+	// CodeInternalError (500): tokend itself failed.
+	CodeInternalError = "internal_error"
 )

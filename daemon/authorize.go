@@ -29,7 +29,7 @@ const pendingLifetime = 10 * time.Minute
 // configuration cannot work), kindProvider or kindInternal.
 func (d *Daemon) authorize(ctx context.Context, g *grant) (*api.AuthorizeResponse, error) {
 	switch g.cfg.Type {
-	case config.GrantClientCredentials, config.GrantPassword:
+	case config.GrantClientCredentials, config.GrantPassword, config.GrantJWTBearer, config.GrantTokenExchange:
 		if _, err := d.refresh(g, "authorize"); err != nil {
 			return nil, authorizeFailed(kindProvider, err)
 		}
@@ -98,7 +98,12 @@ func (d *Daemon) authorize(ctx context.Context, g *grant) (*api.AuthorizeRespons
 		if err != nil {
 			return nil, authorizeFailed(kindProvider, err)
 		}
-		go d.awaitDevice(g, prov, da)
+		// The token requests of a new authorization sign with a new key.
+		xprov, key, err := dpopProvider(g, prov)
+		if err != nil {
+			return nil, authorizeFailed(kindInternal, err)
+		}
+		go d.awaitDevice(g, xprov, key, da)
 		d.log.Info("device authorization started", "grant", g.name, "verification_uri", da.VerificationURI, "expires_at", da.ExpiresAt.UTC().Format(time.RFC3339))
 		return &api.AuthorizeResponse{
 			Grant: g.name, Kind: config.GrantDeviceCode,
@@ -116,7 +121,7 @@ func authorizeFailed(kind errorKind, err error) error {
 
 // awaitDevice polls for a device authorization in the background until the
 // person approves or denies it, or the code expires.
-func (d *Daemon) awaitDevice(g *grant, prov *oauth.Provider, da *oauth.DeviceAuth) {
+func (d *Daemon) awaitDevice(g *grant, prov *oauth.Provider, key string, da *oauth.DeviceAuth) {
 	if !d.inflight.enter() {
 		return
 	}
@@ -129,18 +134,22 @@ func (d *Daemon) awaitDevice(g *grant, prov *oauth.Provider, da *oauth.DeviceAut
 		defer cancel()
 	}
 	t, err := prov.AwaitDevice(ctx, da)
+	if err == nil {
+		err = checkDPoP(g, t)
+	}
 	if err != nil {
 		d.recordAuth(g, "device authorization failed: "+err.Error())
 		d.log.Warn("device authorization failed", "grant", g.name, "err", err)
 		return
 	}
-	if err := d.storeAuthorized(g, t, "authorized by device code"); err != nil {
+	if err := d.storeAuthorized(g, t, key, "authorized by device code"); err != nil {
 		d.log.Error("saving device-authorized token", "grant", g.name, "err", err)
 	}
 }
 
-// storeAuthorized installs a token set a person just authorized.
-func (d *Daemon) storeAuthorized(g *grant, t *oauth.Token, outcome string) error {
+// storeAuthorized installs a token set a person just authorized; key is
+// the stored form of the DPoP key it is bound to ("" without dpop).
+func (d *Daemon) storeAuthorized(g *grant, t *oauth.Token, key, outcome string) error {
 	_, p := d.config()
 	// One at a time with refreshes of this grant: the new token set
 	// replaces whatever a concurrent refresh would have written.
@@ -149,6 +158,7 @@ func (d *Daemon) storeAuthorized(g *grant, t *oauth.Token, outcome string) error
 		prev := *cur
 		prev.RefreshToken, prev.RefreshExpiry, prev.RefreshIssued, prev.IDToken = "", time.Time{}, time.Time{}, ""
 		n := tokenFrom(&prev, t, g, p)
+		n.DPoPKey = key
 		now := d.clock.Now()
 		n.State, n.StateSince = api.StateValid, now
 		n.LastError, n.LastErrorCode, n.Failures = "", "", 0

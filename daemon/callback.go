@@ -119,14 +119,24 @@ func (d *Daemon) handleCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
-	tok, err := prov.Exchange(ctx, code, oauth.NewSecret(pend.Verifier), oauth.Params(g.cfg.TokenParams))
+	// A new authorization is a new chain: a dpop grant binds it to a new key.
+	xprov, key, err := dpopProvider(g, prov)
+	if err != nil {
+		d.recordAuth(g, "callback failed: "+err.Error())
+		callbackPage(w, http.StatusInternalServerError, "Authorization failed", "tokend could not make a DPoP key.")
+		return
+	}
+	tok, err := xprov.Exchange(ctx, code, oauth.NewSecret(pend.Verifier), oauth.Params(g.cfg.TokenParams))
+	if err == nil {
+		err = checkDPoP(g, tok)
+	}
 	if err != nil {
 		d.recordAuth(g, "code exchange failed: "+err.Error())
 		d.log.Warn("code exchange failed", "grant", g.name, "err", err)
 		callbackPage(w, http.StatusBadGateway, "Authorization failed", fmt.Sprintf("Grant %s: the provider refused the code: %v", g.name, err))
 		return
 	}
-	if err := d.storeAuthorized(g, tok, "authorized by authorization code"); err != nil {
+	if err := d.storeAuthorized(g, tok, key, "authorized by authorization code"); err != nil {
 		d.log.Error("saving authorized token", "grant", g.name, "err", err)
 		callbackPage(w, http.StatusInternalServerError, "Authorization failed", "tokend could not save the token.")
 		return

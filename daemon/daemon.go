@@ -111,6 +111,9 @@ type Daemon struct {
 	clients   map[string]*clientRT
 	providers map[string]*providerRT
 	operators access
+	// dependents are the token_exchange grants of each subject or actor
+	// grant (exchange.go).
+	dependents map[string][]*grant
 
 	st    Store
 	sf    singleflight.Group
@@ -147,6 +150,8 @@ type grant struct {
 	cfg      config.Grant
 	readers  access
 	schedule cron.Schedule // forced refresh; nil when none
+	// dpop caches the parsed DPoP key of the current token set (dpop.go).
+	dpop atomic.Pointer[dpopKey]
 
 	mu         sync.Mutex // guards the fields below (scheduler and refresher)
 	nextForced time.Time
@@ -209,9 +214,10 @@ const (
 // its write failed and it is served from memory), so a sink never holds a
 // token the store does not.
 func (d *Daemon) publish(g *grant, t *store.Token, p Policy) {
-	g.cur.Store(t)
+	prev := g.cur.Swap(t)
 	d.index(g, t, p)
 	g.offerSinks(t)
+	d.followSource(g, prev, t)
 }
 
 func (d *Daemon) index(g *grant, t *store.Token, p Policy) {
@@ -366,6 +372,7 @@ func (d *Daemon) configure(cfg *config.Config) error {
 	d.providers = providers
 	d.clients = clients
 	d.grants = grants
+	d.dependents = dependentsOf(grants)
 	d.ordered = ordered
 	d.states = states
 	d.scheduled = scheduled

@@ -165,5 +165,6 @@ func (d *Daemon) status(g *grant) api.GrantStatus {
 		s.Match, s.MatchUsername = g.cfg.Match, g.cfg.HelperUsername()
 	}
 	s.Sinks = g.sinkStatus()
+	s.DPoP, s.SubjectGrant = g.cfg.DPoP, g.cfg.SubjectGrant
 	return s
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"slices"
@@ -62,11 +63,21 @@ func (d *Daemon) providerFor(ctx context.Context, g *grant) (*oauth.Provider, er
 	if err != nil {
 		return nil, err
 	}
-	client, err := d.resolveClient(ctx, c, eps)
+	base, err := d.clientHTTP(c.cfg, p.cfg)
 	if err != nil {
 		return nil, err
 	}
-	c.prov = &oauth.Provider{Endpoints: eps, Client: client, HTTP: d.providerHTTP(c.cfg.Provider, "", &eps), Now: d.clock.Now}
+	if certAuth(oauth.AuthMethod(c.cfg.AuthMethod)) {
+		eps = mtlsEndpoints(eps)
+	}
+	client, err := d.resolveClient(ctx, c, eps, base)
+	if err != nil {
+		return nil, err
+	}
+	if certAuth(client.AuthMethod) {
+		eps = mtlsEndpoints(eps)
+	}
+	c.prov = &oauth.Provider{Endpoints: eps, Client: client, HTTP: d.countingHTTP(base, c.cfg.Provider, "", &eps), Now: d.clock.Now}
 	return c.prov, nil
 }
 
@@ -83,7 +94,11 @@ func (d *Daemon) endpoints(ctx context.Context, p *providerRT) (oauth.Endpoints,
 	}
 	dctx, cancel := context.WithTimeout(ctx, discoveryTimeout)
 	defer cancel()
-	eps, err := oauth.Discover(dctx, d.providerHTTP(p.name, EndpointDiscovery, nil), p.cfg.Issuer)
+	base, err := d.clientHTTP(config.Client{}, p.cfg)
+	if err != nil {
+		return oauth.Endpoints{}, err
+	}
+	eps, err := oauth.Discover(dctx, d.countingHTTP(base, p.name, EndpointDiscovery, nil), p.cfg.Issuer)
 	if err == nil {
 		if b, merr := json.Marshal(eps); merr == nil {
 			if perr := d.st.PutProvider(p.name, b); perr != nil {
@@ -118,21 +133,27 @@ func mergeEndpoints(found, explicit oauth.Endpoints) oauth.Endpoints {
 	return found
 }
 
-func (d *Daemon) resolveClient(ctx context.Context, c *clientRT, eps oauth.Endpoints) (oauth.Client, error) {
+// resolveClient returns the client's identity and credentials; base is
+// the HTTP client a dynamic registration goes through.
+func (d *Daemon) resolveClient(ctx context.Context, c *clientRT, eps oauth.Endpoints, base *http.Client) (oauth.Client, error) {
 	if !c.cfg.Dynamic() {
 		return oauth.Client{
-			ID:          c.cfg.ClientID,
-			Secret:      c.cfg.Secret,
-			AuthMethod:  oauth.AuthMethod(c.cfg.AuthMethod),
-			RedirectURI: c.cfg.RedirectURI,
+			ID:                c.cfg.ClientID,
+			Secret:            c.cfg.Secret,
+			AuthMethod:        oauth.AuthMethod(c.cfg.AuthMethod),
+			RedirectURI:       c.cfg.RedirectURI,
+			Key:               c.cfg.Key,
+			AssertionAudience: c.cfg.AssertionAudience,
 		}, nil
 	}
 	if sc, err := d.st.Client(c.name); err == nil && sc.Provider == c.cfg.Provider && sc.ClientID != "" {
 		return oauth.Client{
-			ID:          sc.ClientID,
-			Secret:      oauth.NewSecret(sc.ClientSecret),
-			AuthMethod:  oauth.AuthMethod(sc.AuthMethod),
-			RedirectURI: sc.RedirectURI,
+			ID:                sc.ClientID,
+			Secret:            oauth.NewSecret(sc.ClientSecret),
+			AuthMethod:        oauth.AuthMethod(sc.AuthMethod),
+			RedirectURI:       sc.RedirectURI,
+			Key:               c.cfg.Key,
+			AssertionAudience: c.cfg.AssertionAudience,
 		}, nil
 	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return oauth.Client{}, fmt.Errorf("daemon: reading registered client %s: %w", c.name, err)
@@ -141,8 +162,11 @@ func (d *Daemon) resolveClient(ctx context.Context, c *clientRT, eps oauth.Endpo
 		return oauth.Client{}, &oauth.Error{Op: "register", Class: oauth.Configuration,
 			Description: fmt.Sprintf("client %s has no client_id and provider %s offers no registration endpoint", c.name, c.cfg.Provider)}
 	}
-	req := d.registrationRequest(c)
-	reg, err := oauth.Register(ctx, d.providerHTTP(c.cfg.Provider, EndpointRegistration, nil), eps.Registration, req)
+	req, err := d.registrationRequest(c, eps)
+	if err != nil {
+		return oauth.Client{}, err
+	}
+	reg, err := oauth.Register(ctx, d.countingHTTP(base, c.cfg.Provider, EndpointRegistration, nil), eps.Registration, req)
 	if err != nil {
 		return oauth.Client{}, err
 	}
@@ -168,11 +192,14 @@ func (d *Daemon) resolveClient(ctx context.Context, c *clientRT, eps oauth.Endpo
 		return oauth.Client{}, fmt.Errorf("daemon: saving registered client %s: %w", c.name, err)
 	}
 	d.log.Info("client registered", "client", c.name, "provider", c.cfg.Provider, "client_id", reg.ClientID, "auth_method", method)
-	return oauth.Client{ID: reg.ClientID, Secret: reg.ClientSecret, AuthMethod: method, RedirectURI: c.cfg.RedirectURI}, nil
+	return oauth.Client{ID: reg.ClientID, Secret: reg.ClientSecret, AuthMethod: method, RedirectURI: c.cfg.RedirectURI,
+		Key: c.cfg.Key, AssertionAudience: c.cfg.AssertionAudience}, nil
 }
 
-// registrationRequest describes the client from the grants that use it.
-func (d *Daemon) registrationRequest(c *clientRT) oauth.RegistrationRequest {
+// registrationRequest describes the client from the grants that use it: a
+// private_key_jwt client registers its public key (jwks) and signing alg,
+// and a client with a dpop grant asks for DPoP-bound tokens.
+func (d *Daemon) registrationRequest(c *clientRT, eps oauth.Endpoints) (oauth.RegistrationRequest, error) {
 	cfg, _ := d.config()
 	req := oauth.RegistrationRequest{
 		ClientName: c.cfg.ClientName,
@@ -191,8 +218,16 @@ func (d *Daemon) registrationRequest(c *clientRT) oauth.RegistrationRequest {
 			continue
 		}
 		gt := g.Type
-		if gt == config.GrantDeviceCode {
+		switch gt {
+		case config.GrantDeviceCode:
 			gt = "urn:ietf:params:oauth:grant-type:device_code"
+		case config.GrantJWTBearer:
+			gt = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+		case config.GrantTokenExchange:
+			gt = "urn:ietf:params:oauth:grant-type:token-exchange"
+		}
+		if g.DPoP {
+			req.DPoPBound = true
 		}
 		if !slices.Contains(req.GrantTypes, gt) {
 			req.GrantTypes = append(req.GrantTypes, gt)
@@ -209,8 +244,23 @@ func (d *Daemon) registrationRequest(c *clientRT) oauth.RegistrationRequest {
 	if len(req.ResponseTypes) == 0 {
 		req.ResponseTypes = []string{}
 	}
-	if g := req.GrantTypes; len(g) > 0 && !(len(g) == 1 && g[0] == config.GrantClientCredentials) {
+	if slices.ContainsFunc(req.GrantTypes, needsRefreshGrant) {
 		req.GrantTypes = append(req.GrantTypes, "refresh_token")
+	}
+	if req.AuthMethod == oauth.AuthPrivateKeyJWT {
+		if c.cfg.Key == nil {
+			return req, &oauth.Error{Op: "register", Class: oauth.Configuration,
+				Description: fmt.Sprintf("client %s: auth_method private_key_jwt needs private_key_file or private_key_credential", c.name)}
+		}
+		jwks, err := c.cfg.Key.JWKS()
+		if err != nil {
+			return req, &oauth.Error{Op: "register", Class: oauth.Configuration, Description: fmt.Sprintf("client %s: public key for registration: %v", c.name, err)}
+		}
+		alg, err := c.cfg.Key.ChooseAlg(eps.TokenAuthSigningAlgs)
+		if err != nil {
+			return req, &oauth.Error{Op: "register", Class: oauth.Configuration, Description: fmt.Sprintf("client %s: %v", c.name, err)}
+		}
+		req.JWKS, req.SigningAlg = jwks, alg
 	}
 	if c.cfg.RedirectURI != "" {
 		req.RedirectURIs = []string{c.cfg.RedirectURI}
@@ -224,5 +274,16 @@ func (d *Daemon) registrationRequest(c *clientRT) oauth.RegistrationRequest {
 		}
 		req.Scope += s
 	}
-	return req
+	return req, nil
+}
+
+// needsRefreshGrant reports whether a client registered for grant type gt
+// also needs refresh_token: the grants a person authorizes (and password)
+// renew with it; those tokend re-obtains on its own do not.
+func needsRefreshGrant(gt string) bool {
+	switch gt {
+	case config.GrantClientCredentials, "urn:ietf:params:oauth:grant-type:jwt-bearer", "urn:ietf:params:oauth:grant-type:token-exchange":
+		return false
+	}
+	return true
 }

@@ -26,12 +26,13 @@ const (
 	EndpointOther = "other"
 )
 
-// providerHTTP returns the daemon's HTTP client with a transport that
-// counts each request to provider by endpoint and outcome
-// (Metrics.ObserveProviderRequest). endpoint names what every request is
-// for; when it is "", each request's URL is matched against eps.
-func (d *Daemon) providerHTTP(provider, endpoint string, eps *oauth.Endpoints) *http.Client {
-	c := *d.hc
+// countingHTTP returns base (the daemon's HTTP client, or a client's own:
+// clientHTTP) with a transport that counts each request to provider by
+// endpoint and outcome (Metrics.ObserveProviderRequest). endpoint names
+// what every request is for; when it is "", each request's URL is matched
+// against eps.
+func (d *Daemon) countingHTTP(base *http.Client, provider, endpoint string, eps *oauth.Endpoints) *http.Client {
+	c := *base
 	next := c.Transport
 	if next == nil {
 		next = http.DefaultTransport

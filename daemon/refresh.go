@@ -123,7 +123,7 @@ func (d *Daemon) doRefresh(g *grant, reason string) (*store.Token, error) {
 	b := &retryAfterBackOff{ExponentialBackOff: eb, clock: d.clock, deadline: deadline}
 
 	var got *oauth.Token
-	var via string
+	var via, key string
 	tries := 0
 	waiting := false
 	stopWaiting := func() {
@@ -135,7 +135,7 @@ func (d *Daemon) doRefresh(g *grant, reason string) (*store.Token, error) {
 	op := func() error {
 		stopWaiting()
 		tries++
-		t, how, err := d.obtain(ctx, g, cur)
+		t, how, k, err := d.obtain(ctx, g, cur)
 		d.countAttempt(g, err, stop)
 		if err != nil {
 			if tries == 1 && stop.Err() == nil {
@@ -147,7 +147,7 @@ func (d *Daemon) doRefresh(g *grant, reason string) (*store.Token, error) {
 			b.hint = oauth.RetryAfter(err)
 			return err
 		}
-		got, via = t, how
+		got, via, key = t, how, k
 		return nil
 	}
 	var lastWarn time.Time
@@ -179,19 +179,36 @@ func (d *Daemon) doRefresh(g *grant, reason string) (*store.Token, error) {
 		}
 		return d.failed(g, p, reason, start, latency, tries, err)
 	}
-	return d.succeeded(g, cur, p, reason, start, latency, via, got)
+	return d.succeeded(g, cur, p, reason, start, latency, via, key, got)
 }
 
 // obtain makes one request for a new token set: a refresh when there is a
 // refresh token, else the grant's own non-interactive grant. A password
-// grant whose refresh token died re-obtains with the password.
-func (d *Daemon) obtain(ctx context.Context, g *grant, cur *store.Token) (*oauth.Token, string, error) {
+// grant whose refresh token died re-obtains with the password. A dpop
+// grant's request carries a proof of its key; key is the stored form of
+// the key the new token set is bound to ("" without dpop).
+func (d *Daemon) obtain(ctx context.Context, g *grant, cur *store.Token) (t *oauth.Token, via, key string, err error) {
 	prov, err := d.providerFor(ctx, g)
 	if err != nil {
-		return nil, "", err
+		return nil, "", "", err
 	}
+	if g.cfg.DPoP {
+		k, err := g.dpopKeyFor(cur)
+		if err != nil {
+			return nil, "", "", err
+		}
+		prov, key = prov.WithDPoP(k.key), k.raw
+	}
+	t, via, err = d.obtainWith(ctx, g, cur, prov)
+	if err == nil {
+		err = checkDPoP(g, t)
+	}
+	return t, via, key, err
+}
+
+func (d *Daemon) obtainWith(ctx context.Context, g *grant, cur *store.Token, prov *oauth.Provider) (*oauth.Token, string, error) {
 	scopes, params := g.cfg.Scopes, oauth.Params(g.cfg.TokenParams)
-	if g.cfg.Type != config.GrantClientCredentials && cur.RefreshToken != "" {
+	if reobtains(g.cfg.Type) && cur.RefreshToken != "" {
 		t, err := prov.Refresh(ctx, oauth.NewSecret(cur.RefreshToken), scopes, params)
 		if err == nil || g.cfg.Type != config.GrantPassword || oauth.ClassOf(err) != oauth.Reauthorize {
 			return t, "refresh_token", err
@@ -205,8 +222,26 @@ func (d *Daemon) obtain(ctx context.Context, g *grant, cur *store.Token) (*oauth
 	case config.GrantPassword:
 		t, err := prov.Password(ctx, g.cfg.Username, g.cfg.Password, scopes, params)
 		return t, config.GrantPassword, err
+	case config.GrantJWTBearer:
+		t, err := d.jwtBearer(ctx, g, prov)
+		return t, config.GrantJWTBearer, err
+	case config.GrantTokenExchange:
+		t, err := d.tokenExchange(ctx, g, prov)
+		return t, config.GrantTokenExchange, err
 	}
 	return nil, "", errNoRefreshToken
+}
+
+// reobtains reports whether a grant of type typ renews with its refresh
+// token. client_credentials, jwt_bearer and token_exchange re-obtain with
+// the grant itself: its inputs (the assertion, the subject token) are
+// what the token stands for.
+func reobtains(typ string) bool {
+	switch typ {
+	case config.GrantClientCredentials, config.GrantJWTBearer, config.GrantTokenExchange:
+		return false
+	}
+	return true
 }
 
 // tokenFrom merges a provider answer into the grant's record: a response
@@ -245,8 +280,9 @@ func tokenFrom(prev *store.Token, t *oauth.Token, g *grant, p Policy) store.Toke
 	return n
 }
 
-func (d *Daemon) succeeded(g *grant, cur *store.Token, p Policy, reason string, start time.Time, latency time.Duration, via string, got *oauth.Token) (*store.Token, error) {
+func (d *Daemon) succeeded(g *grant, cur *store.Token, p Policy, reason string, start time.Time, latency time.Duration, via, key string, got *oauth.Token) (*store.Token, error) {
 	n := tokenFrom(cur, got, g, p)
+	n.DPoPKey = key
 	now := d.clock.Now()
 	if n.State != api.StateValid {
 		n.StateSince = now

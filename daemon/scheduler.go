@@ -136,7 +136,7 @@ func (d *Daemon) dueReason(now time.Time, g *grant, p Policy) string {
 // renewable reports whether a new token can be had for g without a person.
 func (g *grant) renewable(t *store.Token) bool {
 	switch g.cfg.Type {
-	case config.GrantClientCredentials, config.GrantPassword:
+	case config.GrantClientCredentials, config.GrantPassword, config.GrantJWTBearer, config.GrantTokenExchange:
 		return true
 	}
 	return t.RefreshToken != ""

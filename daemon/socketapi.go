@@ -6,6 +6,7 @@ package daemon
 // reload.go.
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -28,6 +29,7 @@ func (d *Daemon) apiServer() *http.Server {
 	mux.HandleFunc("GET /v1/tokens", d.handleList)
 	mux.HandleFunc("GET /v1/tokens/{name}", d.handleToken)
 	mux.HandleFunc("GET /v1/tokens/{name}/status", d.handleStatus)
+	mux.HandleFunc("POST /v1/tokens/{name}/dpop", d.handleDPoP)
 	mux.HandleFunc("POST /v1/tokens/{name}/refresh", d.handleRefresh)
 	mux.HandleFunc("POST /v1/tokens/{name}/authorize", d.handleAuthorize)
 	mux.HandleFunc("POST /v1/tokens/{name}/revoke", d.handleRevoke)
@@ -55,18 +57,22 @@ func (d *Daemon) socketServer(ln net.Listener) (*http.Server, net.Listener) {
 }
 
 // limitBody refuses a request whose body is over n bytes before any
-// handler acts on it. The API takes no bodies, but an oversized one must
-// not be answered as if it were fine.
+// handler acts on it: an oversized one must not be answered as if it were
+// fine. The body is read whole first (only POST .../dpop takes one), so
+// a handler never waits on a slow sender.
 func limitBody(h http.Handler, n int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > n {
 			writeError(w, http.StatusRequestEntityTooLarge, api.CodeRequestTooLarge, "request body too large")
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, n)
-		if _, err := io.Copy(io.Discard, r.Body); err != nil {
-			writeError(w, http.StatusRequestEntityTooLarge, api.CodeRequestTooLarge, "request body too large")
-			return
+		if r.Body != nil && r.Body != http.NoBody {
+			b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, n))
+			if err != nil {
+				writeError(w, http.StatusRequestEntityTooLarge, api.CodeRequestTooLarge, "request body too large")
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(b))
 		}
 		h.ServeHTTP(w, r)
 	})
@@ -115,7 +121,7 @@ func statusOf(k errorKind) int {
 func answerOf(err error) (int, api.ErrorResponse) {
 	var e *engineError
 	if !errors.As(err, &e) {
-		return http.StatusInternalServerError, api.ErrorResponse{Error: "internal_error", ErrorDescription: err.Error()}
+		return http.StatusInternalServerError, api.ErrorResponse{Error: api.CodeInternalError, ErrorDescription: err.Error()}
 	}
 	return statusOf(e.kind), api.ErrorResponse{Error: e.code, ErrorDescription: e.desc}
 }

@@ -52,8 +52,8 @@ version than this build knows is refused with ErrNewerSchema.
 # Encryption
 
 With a key (Options.Key, 32 bytes; config.ParseKey reads a key file) every
-secret field is sealed with AES-256-GCM: Token.AccessToken, RefreshToken and
-IDToken, Client.ClientSecret and RegistrationAccessToken, Pending.Verifier and
+secret field is sealed with AES-256-GCM: Token.AccessToken, RefreshToken,
+IDToken and DPoPKey, Client.ClientSecret and RegistrationAccessToken, Pending.Verifier and
 DeviceCode. A sealed value is base64 of a random 96-bit nonce followed by the
 ciphertext and tag; its additional data is the bucket name, the record key
 and the field name, so a sealed value copied into another record or field

@@ -14,6 +14,7 @@ type tokenRecord struct {
 	AccessToken   string    `json:"access_token,omitempty"`
 	RefreshToken  string    `json:"refresh_token,omitempty"`
 	IDToken       string    `json:"id_token,omitempty"`
+	DPoPKey       string    `json:"dpop_key,omitempty"`
 	TokenType     string    `json:"token_type,omitempty"`
 	Scope         string    `json:"scope,omitempty"`
 	Obtained      time.Time `json:"obtained"`
@@ -81,6 +82,7 @@ func encodeToken(s *sealer, t Token) ([]byte, error) {
 		AccessToken:   s.seal(t.AccessToken, bucketTokens, k, "access_token"),
 		RefreshToken:  s.seal(t.RefreshToken, bucketTokens, k, "refresh_token"),
 		IDToken:       s.seal(t.IDToken, bucketTokens, k, "id_token"),
+		DPoPKey:       s.seal(t.DPoPKey, bucketTokens, k, "dpop_key"),
 		TokenType:     t.TokenType,
 		Scope:         t.Scope,
 		Obtained:      utc(t.Obtained),
@@ -132,6 +134,9 @@ func decodeToken(s *sealer, key, v []byte) (Token, error) {
 		return Token{}, recordError(bucketTokens, key, err)
 	}
 	if t.IDToken, err = s.open(r.IDToken, bucketTokens, key, "id_token"); err != nil {
+		return Token{}, recordError(bucketTokens, key, err)
+	}
+	if t.DPoPKey, err = s.open(r.DPoPKey, bucketTokens, key, "dpop_key"); err != nil {
 		return Token{}, recordError(bucketTokens, key, err)
 	}
 	return t, nil

@@ -31,6 +31,7 @@ func (t Token) fields() []field {
 		{"AccessToken", t.AccessToken, true},
 		{"RefreshToken", t.RefreshToken, true},
 		{"IDToken", t.IDToken, true},
+		{"DPoPKey", t.DPoPKey, true},
 		{"TokenType", t.TokenType, false},
 		{"Scope", t.Scope, false},
 		{"Obtained", t.Obtained, false},

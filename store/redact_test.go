@@ -39,7 +39,7 @@ func TestRecordsRedactThemselves(t *testing.T) {
 		}
 	}
 	// The output is still useful, and shows that the values were there.
-	for _, want := range []string{"[REDACTED]", sc.tok.Grant, sc.client.ClientID, "Bearer", "device_code"} {
+	for _, want := range []string{"[REDACTED]", sc.tok.Grant, sc.client.ClientID, "DPoP", "device_code"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("output lacks %q", want)
 		}

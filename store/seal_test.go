@@ -16,13 +16,16 @@ type secrets struct {
 	tok     Token
 	client  Client
 	pending Pending
+	dpopD   string // the private part of tok.DPoPKey
 }
 
 func newSecrets(tag string) secrets {
 	return secrets{
+		dpopD: "DPK-" + tag + "-dpopkey",
 		tok: Token{
 			Grant: "reports", AccessToken: "AT-" + tag + "-access", RefreshToken: "RT-" + tag + "-refresh",
-			IDToken: "IDT-" + tag + "-idtoken", TokenType: "Bearer",
+			IDToken: "IDT-" + tag + "-idtoken", TokenType: "DPoP",
+			DPoPKey: `{"kty":"EC","crv":"P-256","d":"DPK-` + tag + `-dpopkey"}`,
 		},
 		client: Client{
 			Name: "corp-app", ClientID: "tokend-prod", ClientSecret: "CS-" + tag + "-clientsecret",
@@ -38,7 +41,7 @@ func newSecrets(tag string) secrets {
 
 func (sc secrets) values() []string {
 	return []string{
-		sc.tok.AccessToken, sc.tok.RefreshToken, sc.tok.IDToken,
+		sc.tok.AccessToken, sc.tok.RefreshToken, sc.tok.IDToken, sc.dpopD,
 		sc.client.ClientSecret, sc.client.RegistrationAccessToken,
 		sc.pending.Verifier, sc.pending.DeviceCode,
 	}
@@ -63,7 +66,7 @@ func (sc secrets) verify(t *testing.T, s *Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tok.AccessToken != sc.tok.AccessToken || tok.RefreshToken != sc.tok.RefreshToken || tok.IDToken != sc.tok.IDToken {
+	if tok.AccessToken != sc.tok.AccessToken || tok.RefreshToken != sc.tok.RefreshToken || tok.IDToken != sc.tok.IDToken || tok.DPoPKey != sc.tok.DPoPKey {
 		t.Fatalf("token secrets differ after reopen")
 	}
 	c, err := s.Client(sc.client.Name)

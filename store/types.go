@@ -18,7 +18,7 @@ type Options struct {
 }
 
 // Token is the stored token set and refresh bookkeeping of one grant.
-// AccessToken, RefreshToken and IDToken are sealed at rest. The record prints
+// AccessToken, RefreshToken, IDToken and DPoPKey are sealed at rest. The record prints
 // redacted through fmt and slog.
 type Token struct {
 	Grant         string

@@ -78,6 +78,12 @@ func writeDetails(w io.Writer, g *api.GrantStatus, now time.Time) {
 	row("grant", text(g.Name))
 	row("type", orDash(text(g.Type)))
 	row("provider", orDash(text(g.Provider)))
+	if g.SubjectGrant != "" {
+		row("subject grant", text(g.SubjectGrant))
+	}
+	if g.DPoP {
+		row("dpop", "yes (sender-constrained: proofs from tokend token "+text(g.Name)+" --dpop METHOD URL)")
+	}
 	state := orDash(text(g.State))
 	if !g.StateSince.IsZero() {
 		state += " (since " + stamp(g.StateSince, now) + ")"

@@ -3,22 +3,31 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"strings"
 	"unicode/utf8"
 
+	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/oauth"
 )
 
 // cmdToken prints a grant's access token: bare (for $(...) in shell), or
-// the whole JSON answer with --json.
+// the whole JSON answer with --json. With --dpop METHOD URL it prints the
+// two header lines of one DPoP request instead.
 func (c *cli) cmdToken(ctx context.Context, args []string) int {
-	fs := c.flagSet("token", "token NAME [--socket PATH] [--json] [--timeout DURATION]")
+	fs := c.flagSet("token", "token NAME [--socket PATH] [--json] [--timeout DURATION] [--dpop METHOD URL [--nonce NONCE]]")
 	cf := c.addClientFlags(fs)
 	asJSON := fs.Bool("json", false, "print the JSON answer (access_token, token_type, expires_in, expires_at, scope)")
+	dpop := fs.String("dpop", "", "print the `METHOD` URL request's headers of a dpop grant: Authorization: DPoP … and DPoP: <proof>")
+	nonce := fs.String("nonce", "", "with --dpop: the DPoP-Nonce the resource server gave")
 	pos, code, ok := c.parseArgs(fs, args)
 	if !ok {
 		return code
+	}
+	if *dpop != "" || *nonce != "" {
+		return c.tokenDPoP(ctx, fs, cf, pos, *dpop, *nonce, *asJSON)
 	}
 	name, code, ok := c.oneName(fs, pos)
 	if !ok {
@@ -45,6 +54,42 @@ func (c *cli) cmdToken(ctx context.Context, args []string) int {
 		return exitError
 	}
 	fmt.Fprintln(c.stdout, tok)
+	return exitOK
+}
+
+// tokenDPoP is tokend token NAME --dpop METHOD URL [--nonce N]: exactly
+// two lines, the headers of the one request the proof is for.
+func (c *cli) tokenDPoP(ctx context.Context, fs *flag.FlagSet, cf *clientFlags, pos []string, method, nonce string, asJSON bool) int {
+	switch {
+	case method == "":
+		return c.usageErr(fs, "token: --nonce goes with --dpop METHOD URL")
+	case len(pos) == 0:
+		return c.usageErr(fs, "token: missing grant NAME")
+	case len(pos) == 1:
+		return c.usageErr(fs, "token: --dpop needs METHOD and URL (tokend token NAME --dpop GET https://api.example/x)")
+	case len(pos) > 2:
+		return c.usageErr(fs, "token: unexpected argument %q", text(pos[2]))
+	case asJSON:
+		return c.usageErr(fs, "token: --json and --dpop do not go together")
+	}
+	name, target := pos[0], pos[1]
+	cl, ctx, cancel := c.client(ctx, cf)
+	defer cancel()
+	r, err := cl.DPoP(ctx, name, api.DPoPRequest{Method: method, URL: target, Nonce: nonce})
+	if err != nil {
+		var ae *api.Error
+		if errors.As(err, &ae) && ae.Code == api.CodeDPoPNotEnabled {
+			c.printErr(fmt.Errorf("tokend: grant %s does not use DPoP (dpop: true in its configuration); print its token without --dpop", text(name)))
+			return exitError
+		}
+		return c.failGrant(name, err)
+	}
+	// Both go into header lines as printed: refused, not repaired.
+	if !isBearerToken(r.AccessToken) || !isBearerToken(r.DPoP) {
+		c.printErr(fmt.Errorf("tokend: the token or proof of %s has characters a header cannot carry (a malformed provider answer); not printing it", text(name)))
+		return exitError
+	}
+	fmt.Fprintf(c.stdout, "Authorization: DPoP %s\nDPoP: %s\n", r.AccessToken, r.DPoP)
 	return exitOK
 }
 

@@ -1,0 +1,225 @@
+package daemon
+
+// DPoP (RFC 9449): a dpop grant's key pair lives with its token set in
+// the store (sealed, store.Token.DPoPKey). It is made when the grant first
+// obtains a token without a person, made anew for every authorization,
+// and kept across refreshes; every token request of the grant carries a
+// proof made with it. Programs never see the key: they ask the daemon for
+// a proof of one request (POST /v1/tokens/{name}/dpop).
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/tokend/tokend/api"
+	"github.com/tokend/tokend/oauth"
+	"github.com/tokend/tokend/store"
+)
+
+// dpopKey is a parsed key and the stored form it came from. unsaved marks
+// a key made for a grant's first token and not yet stored with one: the
+// retries of that first request sign with the same key.
+type dpopKey struct {
+	raw     string
+	key     *oauth.DPoPKey
+	unsaved bool
+}
+
+// newDPoPKey makes a key pair for a new token chain.
+func newDPoPKey(g *grant) (*dpopKey, error) {
+	k, err := oauth.NewDPoPKey()
+	if err == nil {
+		var b []byte
+		if b, err = k.Marshal(); err == nil {
+			return &dpopKey{raw: string(b), key: k, unsaved: true}, nil
+		}
+	}
+	return nil, &oauth.Error{Op: "dpop", Class: oauth.Configuration, Err: err,
+		Description: fmt.Sprintf("grant %s: making a DPoP key: %v", g.name, err)}
+}
+
+// dpopKeyOf returns the key of t, parsed once and cached on the grant.
+func (g *grant) dpopKeyOf(t *store.Token) (*dpopKey, error) {
+	if c := g.dpop.Load(); c != nil && c.raw == t.DPoPKey {
+		if c.unsaved {
+			// Stored with a token now: a chain that loses it (revocation)
+			// starts again with a new key.
+			c = &dpopKey{raw: c.raw, key: c.key}
+			g.dpop.Store(c)
+		}
+		return c, nil
+	}
+	k, err := oauth.ParseDPoPKey([]byte(t.DPoPKey))
+	if err != nil {
+		// The stored key's bytes are never quoted.
+		return nil, &oauth.Error{Op: "dpop", Class: oauth.Configuration,
+			Description: fmt.Sprintf("grant %s: the stored DPoP key cannot be read; authorize the grant again", g.name)}
+	}
+	c := &dpopKey{raw: t.DPoPKey, key: k}
+	g.dpop.Store(c)
+	return c, nil
+}
+
+// dpopKeyFor is the key a token request of g signs with: cur's, or for a
+// chain that has none yet a new one, kept until a token is stored with it.
+func (g *grant) dpopKeyFor(cur *store.Token) (*dpopKey, error) {
+	if cur.DPoPKey != "" {
+		return g.dpopKeyOf(cur)
+	}
+	if c := g.dpop.Load(); c != nil && c.unsaved {
+		return c, nil
+	}
+	c, err := newDPoPKey(g)
+	if err != nil {
+		return nil, err
+	}
+	g.dpop.Store(c)
+	return c, nil
+}
+
+// dpopProvider returns prov signing g's token requests with a new key pair
+// for a new authorization, and that key's stored form.
+func dpopProvider(g *grant, prov *oauth.Provider) (*oauth.Provider, string, error) {
+	if !g.cfg.DPoP {
+		return prov, "", nil
+	}
+	k, err := newDPoPKey(g)
+	if err != nil {
+		return nil, "", err
+	}
+	return prov.WithDPoP(k.key), k.raw, nil
+}
+
+// checkDPoP refuses a token that is not DPoP-bound for a dpop grant: the
+// oauth layer does too, and a Bearer token must never be served as if it
+// were bound.
+func checkDPoP(g *grant, t *oauth.Token) error {
+	if !g.cfg.DPoP || strings.EqualFold(t.TokenType, "DPoP") {
+		return nil
+	}
+	return &oauth.Error{Op: "token", Class: oauth.Configuration, Err: oauth.ErrDPoPDowngrade,
+		Description: fmt.Sprintf("%v (token_type %q)", oauth.ErrDPoPDowngrade, oauth.Printable(t.TokenType))}
+}
+
+// maxDPoPURL bounds the url of a proof request.
+const maxDPoPURL = 8 << 10
+
+// parseDPoPRequest checks the body of a proof request.
+func parseDPoPRequest(r io.Reader) (api.DPoPRequest, error) {
+	var req api.DPoPRequest
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return req, errors.New("body is not a JSON DPoP request ({\"method\":…,\"url\":…,\"nonce\":…})")
+	}
+	if dec.More() {
+		return req, errors.New("body holds more than one JSON value")
+	}
+	if !isHTTPToken(req.Method) {
+		return req, errors.New("method is not an HTTP method token")
+	}
+	if len(req.URL) > maxDPoPURL {
+		return req, fmt.Errorf("url is longer than %d bytes", maxDPoPURL)
+	}
+	u, err := url.Parse(req.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+		return req, errors.New("url is not an absolute http(s) URL")
+	}
+	if !printableASCII(req.Nonce) || len(req.Nonce) > maxDPoPURL {
+		return req, errors.New("nonce holds characters a nonce cannot have")
+	}
+	return req, nil
+}
+
+// isHTTPToken reports whether s is an RFC 9110 token (a method name).
+func isHTTPToken(s string) bool {
+	if s == "" || len(s) > 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// printableASCII reports whether s holds only visible ASCII (RFC 9449's
+// NQCHAR nonce is a subset).
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// proof answers a reader's proof request: g's current token (as a fetch
+// would hand it out, refreshing first when it must) and a fresh proof of
+// req signed with g's key.
+func (d *Daemon) proof(ctx context.Context, g *grant, req api.DPoPRequest) (*api.DPoPResponse, error) {
+	if !g.cfg.DPoP {
+		return nil, newError(kindBadRequest, api.CodeDPoPNotEnabled, "grant "+g.name+" does not use DPoP (set dpop: true); fetch its token with GET")
+	}
+	t, err := d.fetch(ctx, g)
+	if err != nil {
+		return nil, err
+	}
+	if t.DPoPKey == "" || !strings.EqualFold(t.TokenType, "DPoP") {
+		return nil, newError(kindUnavailable, api.CodeTemporarilyUnavailable, "the grant holds no DPoP-bound token yet (see tokend status "+g.name+")")
+	}
+	k, err := g.dpopKeyOf(t)
+	if err != nil {
+		return nil, wrapError(kindInternal, api.CodeInternalError, err)
+	}
+	now := d.clock.Now()
+	pr, err := k.key.Proof(req.Method, req.URL, oauth.NewSecret(t.AccessToken), req.Nonce, now)
+	if err != nil {
+		return nil, newError(kindBadRequest, api.CodeInvalidRequest, "cannot make a proof for this request: "+oauth.Printable(err.Error()))
+	}
+	_, p := d.config()
+	exp := expiryOf(t, p)
+	return &api.DPoPResponse{
+		AccessToken: t.AccessToken,
+		TokenType:   "DPoP",
+		DPoP:        pr.Reveal(),
+		ExpiresIn:   int64(exp.Sub(now) / time.Second),
+		ExpiresAt:   exp.UTC(),
+	}, nil
+}
+
+func (d *Daemon) handleDPoP(w http.ResponseWriter, r *http.Request) {
+	g, ok := d.lookup(w, r, false)
+	if !ok {
+		return
+	}
+	fail := func(err error) {
+		code, resp := answerOf(err)
+		d.fetchMetric(g, code)
+		writeJSON(w, code, resp)
+	}
+	req, err := parseDPoPRequest(r.Body)
+	if err != nil {
+		fail(newError(kindBadRequest, api.CodeInvalidRequest, err.Error()))
+		return
+	}
+	resp, err := d.proof(r.Context(), g, req)
+	if err != nil {
+		fail(err)
+		return
+	}
+	d.fetchMetric(g, http.StatusOK)
+	writeJSON(w, http.StatusOK, resp)
+}

@@ -1,0 +1,167 @@
+package daemon
+
+// The grants tokend re-obtains on its own besides client_credentials and
+// password: jwt_bearer signs a fresh assertion for every request (RFC 7523
+// §2.1), token_exchange trades another grant's current token for its own
+// (RFC 8693) and follows that grant: a new subject token re-exchanges, a
+// subject that needs a person puts the dependent in the same state.
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/tokend/tokend/api"
+	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/oauth"
+	"github.com/tokend/tokend/store"
+)
+
+// jwtBearer signs a fresh assertion (a new jti, iat now) and exchanges it.
+func (d *Daemon) jwtBearer(ctx context.Context, g *grant, prov *oauth.Provider) (*oauth.Token, error) {
+	a := g.cfg.Assertion
+	if a == nil {
+		return nil, &oauth.Error{Op: "jwt_bearer", Class: oauth.Configuration,
+			Description: fmt.Sprintf("grant %s: a jwt_bearer grant needs an assertion section", g.name)}
+	}
+	iss, aud := a.Issuer, a.Audience
+	if sa := a.ServiceAccount; sa != nil {
+		if iss == "" {
+			iss = sa.ClientEmail
+		}
+		if aud == "" {
+			aud = sa.TokenURI
+		}
+	}
+	if aud == "" {
+		aud = prov.Endpoints.Token
+	}
+	sub := a.Subject
+	if sub == "" {
+		sub = iss
+	}
+	assertion, err := oauth.SignAssertion(oauth.Assertion{
+		Issuer: iss, Subject: sub, Audience: aud, Key: a.Key, Lifetime: a.Lifetime, Claims: a.Claims,
+	}, d.clock.Now())
+	if err != nil {
+		return nil, &oauth.Error{Op: "jwt_bearer", Class: oauth.Configuration, Err: err,
+			Description: fmt.Sprintf("grant %s: signing the assertion: %v", g.name, err)}
+	}
+	return prov.JWTBearer(ctx, assertion, g.cfg.Scopes, oauth.Params(g.cfg.TokenParams))
+}
+
+// tokenExchange trades the subject grant's current token (and the actor
+// grant's) for a token of g. It asks nothing of the provider while the
+// subject has no valid token: the failure names the subject grant.
+func (d *Daemon) tokenExchange(ctx context.Context, g *grant, prov *oauth.Provider) (*oauth.Token, error) {
+	subject, subjectType, err := d.exchangeInput(g, "subject", g.cfg.SubjectGrant, g.cfg.SubjectTokenType)
+	if err != nil {
+		return nil, err
+	}
+	req := oauth.ExchangeRequest{
+		SubjectToken:       subject,
+		SubjectTokenType:   subjectType,
+		RequestedTokenType: g.cfg.RequestedTokenType,
+		Audience:           g.cfg.Audience,
+		Resource:           g.cfg.Resource,
+		Scopes:             g.cfg.Scopes,
+		Params:             oauth.Params(g.cfg.TokenParams),
+	}
+	if g.cfg.ActorGrant != "" {
+		if req.ActorToken, req.ActorTokenType, err = d.exchangeInput(g, "actor", g.cfg.ActorGrant, g.cfg.ActorTokenType); err != nil {
+			return nil, err
+		}
+	}
+	return prov.TokenExchange(ctx, req)
+}
+
+// exchangeInput returns the token of grant name (role "subject" or
+// "actor" of g's exchange) of the type asked: its access token, or its id
+// token for id_token.
+func (d *Daemon) exchangeInput(g *grant, role, name, typ string) (oauth.Secret, string, error) {
+	src := d.grant(name)
+	if src == nil || name == "" {
+		// config validates this; a reload that drops the grant must not
+		// make the dependent crash or serve on.
+		return oauth.Secret{}, "", &oauth.Error{Op: "token_exchange", Class: oauth.Configuration,
+			Description: fmt.Sprintf("%s grant %q is not configured", role, name)}
+	}
+	_, p := d.config()
+	t := src.cur.Load()
+	state := src.stateOf(t)
+	if state == api.StateReauthorizationRequired || state == api.StatePendingAuthorization {
+		return oauth.Secret{}, "", &oauth.Error{Op: "token_exchange", Class: oauth.Reauthorize,
+			Description: fmt.Sprintf("%s grant %s needs reauthorization (tokend authorize %s)", role, name, name)}
+	}
+	if !usable(d.clock.Now(), t, p) {
+		if !src.renewable(t) {
+			return oauth.Secret{}, "", &oauth.Error{Op: "token_exchange", Class: oauth.Reauthorize,
+				Description: fmt.Sprintf("%s grant %s needs reauthorization (tokend authorize %s)", role, name, name)}
+		}
+		return oauth.Secret{}, "", &oauth.Error{Op: "token_exchange", Class: oauth.Transient,
+			Description: fmt.Sprintf("%s grant %s has no valid token yet (%s)", role, name, state)}
+	}
+	urn, tok := exchangeTokenType(typ), t.AccessToken
+	if urn == oauth.TokenTypeID {
+		tok = t.IDToken
+		if tok == "" {
+			return oauth.Secret{}, "", &oauth.Error{Op: "token_exchange", Class: oauth.Configuration,
+				Description: fmt.Sprintf("%s grant %s holds no id token (%s_token_type id_token)", role, name, role)}
+		}
+	}
+	return oauth.NewSecret(tok), urn, nil
+}
+
+// exchangeTokenType is the RFC 8693 URN of a configured token type:
+// access_token (the default), id_token, or a URN as given.
+func exchangeTokenType(typ string) string {
+	switch typ {
+	case "", "access_token":
+		return oauth.TokenTypeAccess
+	case "id_token":
+		return oauth.TokenTypeID
+	case "jwt":
+		return oauth.TokenTypeJWT
+	}
+	return typ
+}
+
+// dependentsOf indexes the token_exchange grants by the grants whose
+// tokens they exchange (subject and actor).
+func dependentsOf(grants map[string]*grant) map[string][]*grant {
+	deps := map[string][]*grant{}
+	for _, g := range grants {
+		if g.cfg.Type != config.GrantTokenExchange {
+			continue
+		}
+		for _, src := range []string{g.cfg.SubjectGrant, g.cfg.ActorGrant} {
+			if src != "" && src != g.name {
+				deps[src] = append(deps[src], g)
+			}
+		}
+	}
+	return deps
+}
+
+// followSource makes the exchange grants that depend on g due at once when
+// g's token set changed (prev → t): a new subject token is re-exchanged,
+// and a subject that lost its token (reauthorization, revocation) hands
+// that state on at their next refresh instead of at their expiry.
+func (d *Daemon) followSource(g *grant, prev, t *store.Token) {
+	if prev == t || !d.running.Load() {
+		return
+	}
+	if prev != nil && prev.Generation == t.Generation && prev.AccessToken == t.AccessToken &&
+		(prev.State == t.State || t.State != api.StateReauthorizationRequired) {
+		return
+	}
+	d.mu.RLock()
+	deps := d.dependents[g.name]
+	d.mu.RUnlock()
+	if len(deps) == 0 {
+		return
+	}
+	for _, dep := range deps {
+		dep.dueAt.Store(now0)
+	}
+	d.queue.kick()
+}
