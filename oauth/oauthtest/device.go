@@ -77,7 +77,7 @@ func (s *Server) handleDevice(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func (s *Server) deviceGrant(c *clientState, form url.Values, now time.Time, at, rt string, alter FaultKind, iss string) (*tokenResponse, *oauthError) {
+func (s *Server) deviceGrant(c *clientState, form url.Values, now time.Time, at, rt string, alter FaultKind, iss, jkt string) (*tokenResponse, *oauthError) {
 	value := form.Get("device_code")
 	if value == "" {
 		return nil, invalidRequest("missing device_code")
@@ -106,7 +106,7 @@ func (s *Server) deviceGrant(c *clientState, form url.Values, now time.Time, at,
 		return nil, invalidGrant("device code already used")
 	}
 	d.status = deviceConsumed
-	g := grant{client: c, subject: Subject, scope: d.scope, refresh: true}
+	g := grant{client: c, grantType: GrantDeviceCode, jkt: jkt, subject: Subject, scope: d.scope, refresh: true}
 	return s.issueLocked(g, now, at, rt, alter, iss), nil
 }
 

@@ -62,6 +62,12 @@ const (
 	FaultNoRefreshToken
 	// FaultLowercaseBearer succeeds with token_type "bearer".
 	FaultLowercaseBearer
+	// FaultDPoPDowngrade ignores DPoP proofs: tokens are issued unbound,
+	// with token_type Bearer, as by a provider that does not know DPoP.
+	FaultDPoPDowngrade
+	// FaultDPoPNonceLoop answers every request carrying a DPoP proof 400
+	// use_dpop_nonce with a new DPoP-Nonce, whatever nonce the proof has.
+	FaultDPoPNonceLoop
 )
 
 var faultNames = [...]string{
@@ -69,6 +75,7 @@ var faultNames = [...]string{
 	"huge", "no_access_token", "error_in_200", "invalid_grant",
 	"invalid_client", "invalid_request_refresh", "string_expires_in",
 	"no_expires_in", "no_refresh_token", "lowercase_bearer",
+	"dpop_downgrade", "dpop_nonce_loop",
 }
 
 // String returns a short name such as "503" or "invalid_grant".

@@ -1,7 +1,6 @@
 package oauthtest
 
 import (
-	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"mime"
@@ -30,6 +29,12 @@ func invalidGrant(format string, args ...any) *oauthError {
 
 func invalidClient() *oauthError {
 	return errorf(http.StatusUnauthorized, "invalid_client", "client authentication failed")
+}
+
+// invalidClientf is invalid_client with a reason, which must name no
+// secret.
+func invalidClientf(format string, args ...any) *oauthError {
+	return errorf(http.StatusUnauthorized, "invalid_client", "client authentication failed: "+format, args...)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -65,54 +70,9 @@ func parseForm(w http.ResponseWriter, r *http.Request) (url.Values, *oauthError)
 		return nil, invalidRequest("malformed or too large body")
 	}
 	for k, v := range r.PostForm {
-		if len(v) > 1 {
+		if len(v) > 1 && k != "audience" && k != "resource" { // RFC 8693 §2.1 lets these repeat
 			return nil, invalidRequest("parameter %q is repeated", k)
 		}
 	}
 	return r.PostForm, nil
-}
-
-// authenticate checks the client's credentials exactly per its AuthMethod:
-// client_secret_basic in the Authorization header (both parts URL-decoded,
-// RFC 6749 §2.3.1), client_secret_post in the body, none with client_id
-// only. Anything else is invalid_client.
-func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, form url.Values) (*clientState, *oauthError) {
-	var id, secret, method string
-	if r.Header.Get("Authorization") != "" {
-		u, p, ok := r.BasicAuth()
-		if !ok {
-			return nil, invalidClient()
-		}
-		if form.Has("client_secret") {
-			return nil, invalidRequest("more than one client authentication method")
-		}
-		var err1, err2 error
-		id, err1 = url.QueryUnescape(u)
-		secret, err2 = url.QueryUnescape(p)
-		if err1 != nil || err2 != nil {
-			return nil, invalidClient()
-		}
-		if fid := form.Get("client_id"); fid != "" && fid != id {
-			return nil, invalidClient()
-		}
-		method = AuthMethodBasic
-	} else if form.Has("client_secret") {
-		id, secret, method = form.Get("client_id"), form.Get("client_secret"), AuthMethodPost
-	} else {
-		id, method = form.Get("client_id"), AuthMethodNone
-	}
-	note(w, "client_id", id)
-	if id == "" {
-		return nil, invalidClient()
-	}
-	s.mu.Lock()
-	c, ok := s.clients[id]
-	s.mu.Unlock()
-	if !ok || c.AuthMethod != method {
-		return nil, invalidClient()
-	}
-	if method != AuthMethodNone && subtle.ConstantTimeCompare([]byte(secret), []byte(c.Secret)) != 1 {
-		return nil, invalidClient()
-	}
-	return c, nil
 }

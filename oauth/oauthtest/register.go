@@ -6,7 +6,10 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
+
+	jose "github.com/go-jose/go-jose/v4"
 )
 
 func (s *Server) handleDiscovery(w http.ResponseWriter, r *http.Request) {
@@ -19,19 +22,31 @@ func (s *Server) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 		"device_authorization_endpoint": iss + "/device",
 		"grant_types_supported": []string{
 			GrantAuthorizationCode, GrantRefreshToken, GrantClientCredentials, GrantPassword, GrantDeviceCode,
+			GrantJWTBearer, GrantTokenExchange,
 		},
-		"response_types_supported":                       []string{"code"},
-		"response_modes_supported":                       []string{"query"},
-		"code_challenge_methods_supported":               []string{"S256"},
-		"token_endpoint_auth_methods_supported":          []string{AuthMethodBasic, AuthMethodPost, AuthMethodNone},
-		"revocation_endpoint_auth_methods_supported":     []string{AuthMethodBasic, AuthMethodPost, AuthMethodNone},
-		"authorization_response_iss_parameter_supported": true,
-		"scopes_supported":                               []string{"openid", "offline_access"},
-		"subject_types_supported":                        []string{"public"},
-		"id_token_signing_alg_values_supported":          []string{"HS256"},
+		"response_types_supported":                              []string{"code"},
+		"response_modes_supported":                              []string{"query"},
+		"code_challenge_methods_supported":                      []string{"S256"},
+		"token_endpoint_auth_methods_supported":                 s.authMethods(),
+		"revocation_endpoint_auth_methods_supported":            s.authMethods(),
+		"token_endpoint_auth_signing_alg_values_supported":      algNames(append(slices.Clone(asymmetricAlgs), hmacAlgs...)),
+		"revocation_endpoint_auth_signing_alg_values_supported": algNames(append(slices.Clone(asymmetricAlgs), hmacAlgs...)),
+		"dpop_signing_alg_values_supported":                     algNames(s.dpopAlgs()),
+		"authorization_response_iss_parameter_supported":        true,
+		"scopes_supported":                                      []string{"openid", "offline_access"},
+		"subject_types_supported":                               []string{"public"},
+		"id_token_signing_alg_values_supported":                 []string{"HS256"},
 	}
 	if s.opts.AllowRegistration {
 		doc["registration_endpoint"] = iss + "/register"
+	}
+	if s.TLS() {
+		doc["mtls_endpoint_aliases"] = map[string]string{
+			"token_endpoint":                iss + mtlsPrefix + "/token",
+			"revocation_endpoint":           iss + mtlsPrefix + "/revoke",
+			"device_authorization_endpoint": iss + mtlsPrefix + "/device",
+		}
+		doc["tls_client_certificate_bound_access_tokens"] = false
 	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(doc)
@@ -46,6 +61,12 @@ type registration struct {
 	ResponseTypes           []string `json:"response_types,omitempty"`
 	ClientName              string   `json:"client_name,omitempty"`
 	Scope                   string   `json:"scope,omitempty"`
+	// issue 14
+	JWKS                        json.RawMessage `json:"jwks,omitempty"`
+	JWKSURI                     string          `json:"jwks_uri,omitempty"`
+	TokenEndpointAuthSigningAlg string          `json:"token_endpoint_auth_signing_alg,omitempty"`
+	TLSClientAuthSubjectDN      string          `json:"tls_client_auth_subject_dn,omitempty"`
+	DPoPBoundAccessTokens       bool            `json:"dpop_bound_access_tokens,omitempty"`
 }
 
 type registrationResponse struct {
@@ -77,12 +98,11 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errorf(http.StatusBadRequest, "invalid_client_metadata", "malformed or too large JSON body"))
 		return
 	}
-	switch md.TokenEndpointAuthMethod {
-	case "":
+	if md.TokenEndpointAuthMethod == "" {
 		md.TokenEndpointAuthMethod = AuthMethodBasic
-	case AuthMethodBasic, AuthMethodPost, AuthMethodNone:
-	default:
-		writeError(w, errorf(http.StatusBadRequest, "invalid_client_metadata", "unsupported token_endpoint_auth_method %q", md.TokenEndpointAuthMethod))
+	}
+	if e := s.checkRegistration(&md); e != nil {
+		writeError(w, e)
 		return
 	}
 	for _, u := range md.RedirectURIs {
@@ -103,6 +123,10 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 			ID:           "client_" + strings.ToLower(newSecret("")[:16]),
 			AuthMethod:   md.TokenEndpointAuthMethod,
 			RedirectURIs: md.RedirectURIs,
+			JWKS:         md.JWKS,
+			SigningAlg:   md.TokenEndpointAuthSigningAlg,
+			TLSSubjectDN: md.TLSClientAuthSubjectDN,
+			DPoPBound:    md.DPoPBoundAccessTokens,
 		},
 		regToken:   newSecret("rat_"),
 		issuedAt:   s.now(),
@@ -110,7 +134,9 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		grantTypes: md.GrantTypes,
 		scope:      md.Scope,
 	}
-	if c.AuthMethod != AuthMethodNone {
+	c.jwks, _ = parseJWKS(md.JWKS) // checked by checkRegistration
+	switch c.AuthMethod {
+	case AuthMethodBasic, AuthMethodPost, AuthMethodSecretJWT:
 		c.Secret = newSecret("cs_")
 	}
 	s.mu.Lock()
@@ -131,12 +157,16 @@ func (s *Server) registrationResponse(iss string, c *clientState) registrationRe
 		RegistrationAccessToken: c.regToken,
 		RegistrationClientURI:   iss + "/register/" + c.ID,
 		registration: registration{
-			RedirectURIs:            c.RedirectURIs,
-			TokenEndpointAuthMethod: c.AuthMethod,
-			GrantTypes:              c.grantTypes,
-			ResponseTypes:           []string{"code"},
-			ClientName:              c.name,
-			Scope:                   c.scope,
+			RedirectURIs:                c.RedirectURIs,
+			TokenEndpointAuthMethod:     c.AuthMethod,
+			GrantTypes:                  c.grantTypes,
+			ResponseTypes:               []string{"code"},
+			ClientName:                  c.name,
+			Scope:                       c.scope,
+			JWKS:                        c.JWKS,
+			TokenEndpointAuthSigningAlg: c.SigningAlg,
+			TLSClientAuthSubjectDN:      c.TLSSubjectDN,
+			DPoPBoundAccessTokens:       c.DPoPBound,
 		},
 	}
 }
@@ -170,4 +200,65 @@ func (s *Server) handleRegistration(w http.ResponseWriter, r *http.Request) {
 	resp := s.registrationResponse(iss, c)
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// authMethods are the client authentication methods the server accepts;
+// the RFC 8705 ones only when it runs TLS.
+func (s *Server) authMethods() []string {
+	m := []string{AuthMethodBasic, AuthMethodPost, AuthMethodNone, AuthMethodPrivateKeyJWT, AuthMethodSecretJWT}
+	if s.TLS() {
+		m = append(m, AuthMethodTLS, AuthMethodSelfSignedTLS)
+	}
+	return m
+}
+
+func algNames(algs []jose.SignatureAlgorithm) []string {
+	out := make([]string, len(algs))
+	for i, a := range algs {
+		out[i] = string(a)
+	}
+	return out
+}
+
+// checkRegistration checks the issue-14 metadata of a registration
+// (RFC 7591 §2, RFC 8705 §2.1.2, RFC 9449 §5.2) against its
+// token_endpoint_auth_method.
+func (s *Server) checkRegistration(md *registration) *oauthError {
+	bad := func(format string, args ...any) *oauthError {
+		return errorf(http.StatusBadRequest, "invalid_client_metadata", format, args...)
+	}
+	if md.JWKSURI != "" {
+		return bad("jwks_uri is not supported: send jwks")
+	}
+	if _, err := parseJWKS(md.JWKS); err != nil {
+		return bad("%v", err)
+	}
+	hasKeys := len(md.JWKS) > 0
+	switch md.TokenEndpointAuthMethod {
+	case AuthMethodBasic, AuthMethodPost, AuthMethodNone:
+	case AuthMethodPrivateKeyJWT, AuthMethodSelfSignedTLS:
+		if !hasKeys {
+			return bad("%s needs jwks", md.TokenEndpointAuthMethod)
+		}
+	case AuthMethodSecretJWT:
+	case AuthMethodTLS:
+		if md.TLSClientAuthSubjectDN == "" {
+			return bad("tls_client_auth needs tls_client_auth_subject_dn")
+		}
+	default:
+		return bad("unsupported token_endpoint_auth_method %q", md.TokenEndpointAuthMethod)
+	}
+	if alg := md.TokenEndpointAuthSigningAlg; alg != "" {
+		var ok bool
+		switch md.TokenEndpointAuthMethod {
+		case AuthMethodPrivateKeyJWT:
+			ok = slices.Contains(asymmetricAlgs, jose.SignatureAlgorithm(alg))
+		case AuthMethodSecretJWT:
+			ok = slices.Contains(hmacAlgs, jose.SignatureAlgorithm(alg))
+		}
+		if !ok {
+			return bad("token_endpoint_auth_signing_alg %q does not fit %s", alg, md.TokenEndpointAuthMethod)
+		}
+	}
+	return nil
 }

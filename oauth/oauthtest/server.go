@@ -2,14 +2,19 @@ package oauthtest
 
 import (
 	"crypto/rand"
-	"errors"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
 )
 
 // Client authentication methods (RFC 7591 token_endpoint_auth_method).
@@ -17,6 +22,18 @@ const (
 	AuthMethodBasic = "client_secret_basic"
 	AuthMethodPost  = "client_secret_post"
 	AuthMethodNone  = "none"
+	// AuthMethodPrivateKeyJWT signs a client assertion with a private key
+	// whose public key is in Client.JWKS (RFC 7523 §2.2).
+	AuthMethodPrivateKeyJWT = "private_key_jwt"
+	// AuthMethodSecretJWT signs a client assertion with HMAC keyed by the
+	// client secret.
+	AuthMethodSecretJWT = "client_secret_jwt"
+	// AuthMethodTLS presents a CA-issued client certificate whose subject
+	// is Client.TLSSubjectDN (RFC 8705 §2.1).
+	AuthMethodTLS = "tls_client_auth"
+	// AuthMethodSelfSignedTLS presents a self-signed client certificate
+	// pinned in Client.JWKS (RFC 8705 §2.2).
+	AuthMethodSelfSignedTLS = "self_signed_tls_client_auth"
 )
 
 // Grant types accepted by the token endpoint.
@@ -50,10 +67,23 @@ const (
 // [::1] or localhost matches any port (RFC 8252 §7.3). A client with no
 // RedirectURIs accepts any http loopback redirect URI, which keeps tests
 // short.
+//
+// JWKS (a JWK set, {"keys":[...]}, of public keys) verifies private_key_jwt
+// assertions and pins self_signed_tls_client_auth certificates; SigningAlg,
+// when set, is the only alg its assertions may use
+// (token_endpoint_auth_signing_alg). DPoPBound makes every token request of
+// the client carry a DPoP proof (RFC 9449 §5.2 dpop_bound_access_tokens).
 type Client struct {
 	ID, Secret   string
 	AuthMethod   string
 	RedirectURIs []string
+	JWKS         json.RawMessage
+	SigningAlg   string
+	// TLSSubjectDN is the subject of a tls_client_auth client's
+	// certificate, as crypto/x509/pkix.Name.String renders it (RFC 4514
+	// order, e.g. "CN=app,O=Example").
+	TLSSubjectDN string
+	DPoPBound    bool
 }
 
 // Options configure a [Server]. The zero value is usable: it has no
@@ -93,6 +123,44 @@ type Options struct {
 	// Logf, when set, receives one line per request: method, path without
 	// query, status, client_id, grant type and error code. Never secrets.
 	Logf func(format string, args ...any)
+
+	// ClientCAs verify tls_client_auth certificates; nil means the
+	// server's own CA ([Server.IssueClientCert]).
+	ClientCAs *x509.CertPool
+	// AssertionIssuers are trusted to sign JWT-bearer grant assertions.
+	AssertionIssuers []AssertionIssuer
+	// ClockSkew is how far in the future an iat or nbf may be; 0 means
+	// 30 s.
+	ClockSkew time.Duration
+	// DPoPAlgs are the proof algs accepted (and advertised in
+	// dpop_signing_alg_values_supported); nil means ES256, ES384, ES512,
+	// RS256, PS256 and EdDSA. Symmetric algs and "none" are never
+	// accepted.
+	DPoPAlgs []string
+	// DPoPWindow is how far a proof's iat may be from the server's clock,
+	// either way; 0 means 60 s.
+	DPoPWindow time.Duration
+	// DPoPNonce makes the token endpoint demand a server nonce in DPoP
+	// proofs (RFC 9449 §8): a proof without the current one is answered
+	// 400 use_dpop_nonce with a DPoP-Nonce header.
+	DPoPNonce bool
+	// ResourceNonce makes the resource server ([Server.ResourceHandler])
+	// demand its own nonce (RFC 9449 §9): 401 use_dpop_nonce.
+	ResourceNonce bool
+}
+
+// AssertionIssuer is an issuer trusted for the JWT-bearer grant (RFC 7523
+// §2.1), such as a service account.
+type AssertionIssuer struct {
+	// Issuer is the iss its assertions carry.
+	Issuer string
+	// JWKS is a JWK set of its public keys.
+	JWKS json.RawMessage
+	// Audiences the assertion's aud may name besides the token endpoint URL
+	// and the issuer URL, which are always accepted.
+	Audiences []string
+	// Subjects restricts the sub its assertions may name; empty means any.
+	Subjects []string
 }
 
 // Stats count what the server saw since it started.
@@ -113,6 +181,25 @@ type Stats struct {
 	Revocations int
 	// Faulted counts requests answered (or altered) by an injected fault.
 	Faulted int
+
+	// ClientAuthFailures counts invalid_client answers of client
+	// authentication.
+	ClientAuthFailures int
+	// AssertionFailures counts refused client assertions and JWT-bearer
+	// assertions (replays included); AssertionReplays those refused for a
+	// jti already used.
+	AssertionFailures, AssertionReplays int
+	// ProofFailures counts refused DPoP proofs at the token endpoint and
+	// the resource server (replays included, nonce challenges not);
+	// ProofReplays those refused for a jti already used.
+	ProofFailures, ProofReplays int
+	// NonceChallenges counts use_dpop_nonce answers.
+	NonceChallenges int
+	// Exchanges counts successful token exchanges.
+	Exchanges int
+	// ResourceRequests counts requests to the resource server;
+	// ResourceRefused those answered 401.
+	ResourceRequests, ResourceRefused int
 }
 
 // Server is an in-process OAuth 2.0 authorization server. All its methods
@@ -136,9 +223,17 @@ type Server struct {
 	fault     Fault
 	faultLeft int // remaining uses when fault.Times > 0
 	stats     Stats
+	idTokens  map[string]*accessToken // what an id token says, for token exchange
+	issuers   map[string]*trustedIssuer
+	jtis      map[string]time.Time // namespace, NUL, jti → forget after
+	jtiSweep  int                  // prune jtis when it grows to this
+	nonces    [2]string            // token endpoint DPoP nonces: current, previous
+	rsNonces  [2]string            // the resource server's
+	ca        authority
 
 	lmu      sync.Mutex // guards the lifecycle fields
 	url      string
+	tls      bool
 	srv      *http.Server
 	closed   bool
 	done     chan struct{} // closed by Close: ends fault delays and latency
@@ -147,6 +242,8 @@ type Server struct {
 
 type clientState struct {
 	Client
+	jwks    *jose.JSONWebKeySet
+	jwksErr error // Client.JWKS does not parse: every use fails
 	// set for dynamically registered clients
 	regToken   string
 	issuedAt   time.Time
@@ -164,13 +261,31 @@ type accessToken struct {
 	expires  time.Time
 	fam      *family
 	revoked  bool
+	info     TokenInfo
 }
 
 type refreshToken struct {
 	clientID, subject, scope string
 	expires                  time.Time // zero: never
 	fam                      *family
-	used                     bool // rotated away
+	used                     bool   // rotated away
+	jkt                      string // bound to this DPoP key (public clients)
+}
+
+// TokenInfo is what the server knows of an access token it issued.
+type TokenInfo struct {
+	ClientID  string // "" for an anonymous JWT-bearer request
+	GrantType string
+	Subject   string
+	Scope     string
+	// JKT is the RFC 7638 thumbprint of the DPoP key the token is bound
+	// to; "" for a Bearer token.
+	JKT string
+	// Actor is the subject of a token exchange's actor token.
+	Actor string
+	// Audience and Resource are a token exchange's requested targets.
+	Audience, Resource []string
+	Expires            time.Time
 }
 
 // New starts a server on 127.0.0.1 with a random port, like
@@ -206,6 +321,15 @@ func NewUnstarted(o Options) *Server {
 		userCodes: map[string]*deviceAuth{},
 		stats:     Stats{ByGrant: map[string]int{}},
 		done:      make(chan struct{}),
+		idTokens:  map[string]*accessToken{},
+		issuers:   map[string]*trustedIssuer{},
+		jtis:      map[string]time.Time{},
+		jtiSweep:  1024,
+		nonces:    [2]string{newSecret("n_")},
+		rsNonces:  [2]string{newSecret("rn_")},
+	}
+	for _, ai := range o.AssertionIssuers {
+		s.addIssuer(ai)
 	}
 	rand.Read(s.key)
 	for _, c := range o.Clients {
@@ -222,7 +346,9 @@ func NewUnstarted(o Options) *Server {
 // and serves in the background until Close. The issuer URL becomes
 // http://addr, with an unspecified host (":8080") replaced by 127.0.0.1.
 // Start fails if the server was already started or closed.
-func (s *Server) Start(addr string) error {
+func (s *Server) Start(addr string) error { return s.start(addr, nil) }
+
+func (s *Server) start(addr string, tlsConfig *tls.Config) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("oauthtest: listen on %s: %w", addr, err)
@@ -231,13 +357,17 @@ func (s *Server) Start(addr string) error {
 	if s.srv != nil || s.closed {
 		s.lmu.Unlock()
 		ln.Close()
-		return errors.New("oauthtest: server already started or closed")
+		return errStarted
 	}
 	hostport := ln.Addr().String()
 	if ta, ok := ln.Addr().(*net.TCPAddr); ok && ta.IP.IsUnspecified() {
 		hostport = net.JoinHostPort("127.0.0.1", fmt.Sprint(ta.Port))
 	}
 	s.url = "http://" + hostport
+	if tlsConfig != nil {
+		s.url, s.tls = "https://"+hostport, true
+		ln = tls.NewListener(ln, tlsConfig)
+	}
 	srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second}
 	s.srv = srv
 	s.lmu.Unlock()
@@ -286,8 +416,11 @@ func (s *Server) AddClient(c Client) {
 		}
 	}
 	c.RedirectURIs = append([]string(nil), c.RedirectURIs...)
+	c.JWKS = slices.Clone(c.JWKS)
+	cs := &clientState{Client: c}
+	cs.jwks, cs.jwksErr = parseJWKS(c.JWKS)
 	s.mu.Lock()
-	s.clients[c.ID] = &clientState{Client: c}
+	s.clients[c.ID] = cs
 	s.mu.Unlock()
 }
 
@@ -317,10 +450,12 @@ func (s *Server) Stats() Stats {
 }
 
 // Issued returns every secret the server generated, in order: access,
-// refresh and id tokens, authorization and device codes, and the client
-// secrets and registration access tokens of registered clients. Tests scan
-// logs for them. Secrets given in Options or AddClient/AddUser are not
-// included: the test knows them.
+// refresh and id tokens, authorization and device codes, the client
+// secrets and registration access tokens of registered clients, the
+// private keys of the certificates it made (PEM); and every
+// secret it received: client assertions, JWT-bearer assertions, DPoP proofs,
+// subject and actor tokens. Tests scan logs for them. Secrets given in
+// Options or AddClient/AddUser are not included: the test knows them.
 func (s *Server) Issued() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -362,6 +497,40 @@ func (s *Server) RevokeFamilyOf(refreshToken string) {
 	if rt, ok := s.refresh[refreshToken]; ok {
 		rt.fam.revoked = true
 	}
+}
+
+// TokenInfo returns what the server recorded of accessToken (its subject,
+// DPoP binding, exchange actor and audience...), and false if it did not
+// issue it. It says nothing of validity: see [Server.Valid].
+func (s *Server) TokenInfo(accessToken string) (TokenInfo, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	at, ok := s.access[accessToken]
+	if !ok {
+		return TokenInfo{}, false
+	}
+	info := at.info
+	info.Audience, info.Resource = slices.Clone(info.Audience), slices.Clone(info.Resource)
+	return info, true
+}
+
+// RefreshJKT returns the thumbprint of the DPoP key refreshToken is bound
+// to ("" when unbound), and false if the server did not issue it.
+func (s *Server) RefreshJKT(refreshToken string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rt, ok := s.refresh[refreshToken]
+	if !ok {
+		return "", false
+	}
+	return rt.jkt, true
+}
+
+func (o *Options) skew() time.Duration {
+	if o.ClockSkew > 0 {
+		return o.ClockSkew
+	}
+	return defaultSkew
 }
 
 func (s *Server) now() time.Time {
@@ -409,6 +578,10 @@ func (s *Server) wait(r *http.Request, d time.Duration) bool {
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+mtlsPrefix+"/token", s.handleToken)
+	mux.HandleFunc("POST "+mtlsPrefix+"/revoke", s.handleRevoke)
+	mux.HandleFunc("POST "+mtlsPrefix+"/device", s.handleDevice)
+	mux.HandleFunc("/resource/", s.handleResource)
 	mux.HandleFunc("GET /.well-known/oauth-authorization-server", s.handleDiscovery)
 	mux.HandleFunc("GET /.well-known/openid-configuration", s.handleDiscovery)
 	mux.HandleFunc("GET /authorize", s.handleAuthorize)
@@ -421,6 +594,11 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /register", s.handleRegister)
 	mux.HandleFunc("GET /register/{id}", s.handleRegistration)
 	mux.HandleFunc("DELETE /register/{id}", s.handleRegistration)
+	return s.wrap(mux)
+}
+
+// wrap serves h while the server is open and logs each request.
+func (s *Server) wrap(mux http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.lmu.Lock()
 		if s.closed {

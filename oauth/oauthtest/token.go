@@ -22,11 +22,18 @@ type tokenResponse struct {
 	RefreshTokenExpiresIn int64  `json:"refresh_token_expires_in,omitempty"`
 	Scope                 string `json:"scope,omitempty"`
 	IDToken               string `json:"id_token,omitempty"`
+	IssuedTokenType       string `json:"issued_token_type,omitempty"`
 }
 
 // grant is what a successful grant issues tokens for.
 type grant struct {
-	client  *clientState
+	client    *clientState
+	grantType string
+	jkt       string // bind the tokens to this DPoP key
+	// token exchange
+	actor              string
+	audience, resource []string
+
 	subject string
 	scope   string
 	nonce   string
@@ -62,10 +69,34 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		}
 		alter = f.Kind
 	}
+	if s.opts.DPoPNonce {
+		defer func() {
+			s.mu.Lock()
+			n := s.nonces[0]
+			s.mu.Unlock()
+			if w.Header().Get("DPoP-Nonce") == "" {
+				w.Header().Set("DPoP-Nonce", n)
+			}
+		}()
+	}
 
-	c, e := s.authenticate(w, r, form)
+	// The proof is checked before the client, so that a nonce challenge
+	// does not use up a client assertion's jti.
+	jkt, e := s.tokenDPoP(w, r, alter)
 	if e != nil {
 		writeError(w, e)
+		return
+	}
+	var c *clientState
+	if gt == GrantJWTBearer && !hasClientAuth(r, form) {
+		// RFC 7523 §2.1: client authentication is optional for this grant.
+		note(w, "client_id", "(anonymous)")
+	} else if c, e = s.authenticate(w, r, form); e != nil {
+		writeError(w, e)
+		return
+	}
+	if c != nil && c.DPoPBound && jkt == "" && alter != FaultDPoPDowngrade {
+		writeError(w, invalidProof("a DPoP proof is required for this client (dpop_bound_access_tokens)"))
 		return
 	}
 	now := s.now()
@@ -74,15 +105,15 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	var resp *tokenResponse
 	switch gt {
 	case GrantAuthorizationCode:
-		resp, e = s.authorizationCode(c, form, now, at, rt, alter, s.issuer(r))
+		resp, e = s.authorizationCode(c, form, now, at, rt, alter, s.issuer(r), jkt)
 	case GrantRefreshToken:
-		resp, e = s.refreshGrant(c, form, now, at, rt, alter, s.issuer(r))
+		resp, e = s.refreshGrant(c, form, now, at, rt, alter, s.issuer(r), jkt)
 	case GrantClientCredentials:
 		if c.AuthMethod == AuthMethodNone {
 			e = errorf(http.StatusBadRequest, "unauthorized_client", "public clients cannot use client_credentials")
 			break
 		}
-		g := grant{client: c, subject: c.ID, scope: form.Get("scope"), refresh: s.opts.RefreshForClientCredentials}
+		g := grant{client: c, grantType: gt, jkt: jkt, subject: c.ID, scope: form.Get("scope"), refresh: s.opts.RefreshForClientCredentials}
 		resp, e = s.issueAlone(g, now, at, rt, alter, s.issuer(r))
 	case GrantPassword:
 		user, pass := form.Get("username"), form.Get("password")
@@ -93,10 +124,14 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 			e = invalidGrant("invalid username or password")
 			break
 		}
-		g := grant{client: c, subject: user, scope: form.Get("scope"), refresh: true}
+		g := grant{client: c, grantType: gt, jkt: jkt, subject: user, scope: form.Get("scope"), refresh: true}
 		resp, e = s.issueAlone(g, now, at, rt, alter, s.issuer(r))
 	case GrantDeviceCode:
-		resp, e = s.deviceGrant(c, form, now, at, rt, alter, s.issuer(r))
+		resp, e = s.deviceGrant(c, form, now, at, rt, alter, s.issuer(r), jkt)
+	case GrantJWTBearer:
+		resp, e = s.jwtBearer(c, r, form, now, at, rt, alter, s.issuer(r), jkt)
+	case GrantTokenExchange:
+		resp, e = s.tokenExchange(c, form, now, at, rt, alter, s.issuer(r), jkt)
 	case "":
 		e = invalidRequest("missing grant_type")
 	default:
@@ -130,12 +165,19 @@ func (s *Server) issueLocked(g grant, now time.Time, at, rt string, alter FaultK
 	if g.fam == nil {
 		g.fam = &family{}
 	}
-	s.access[at] = &accessToken{clientID: g.client.ID, expires: now.Add(s.opts.AccessTTL), fam: g.fam}
+	info := TokenInfo{
+		ClientID: g.client.ID, GrantType: g.grantType, Subject: g.subject, Scope: g.scope, JKT: g.jkt,
+		Actor: g.actor, Audience: g.audience, Resource: g.resource, Expires: now.Add(s.opts.AccessTTL),
+	}
+	s.access[at] = &accessToken{clientID: g.client.ID, expires: info.Expires, fam: g.fam, info: info}
 	resp := &tokenResponse{
 		AccessToken: at,
 		TokenType:   "Bearer",
 		ExpiresIn:   ceilSeconds(s.opts.AccessTTL),
 		Scope:       g.scope,
+	}
+	if g.jkt != "" {
+		resp.TokenType = "DPoP"
 	}
 	s.recordLocked(at)
 	if g.refresh && alter != FaultNoRefreshToken {
@@ -148,6 +190,11 @@ func (s *Server) issueLocked(g grant, now time.Time, at, rt string, alter FaultK
 				g.presented.used = true
 			}
 			cur = &refreshToken{clientID: g.client.ID, subject: g.subject, scope: g.scope, fam: g.fam}
+			if g.client.AuthMethod == AuthMethodNone {
+				// RFC 9449 §5: a public client's refresh token is bound
+				// to its DPoP key, which is all that authenticates it.
+				cur.jkt = g.jkt
+			}
 			if s.opts.RefreshTTL > 0 {
 				cur.expires = now.Add(s.opts.RefreshTTL)
 			}
@@ -162,11 +209,14 @@ func (s *Server) issueLocked(g grant, now time.Time, at, rt string, alter FaultK
 	if hasScope(g.scope, "openid") {
 		resp.IDToken = s.idToken(iss, g.subject, g.client.ID, g.nonce, now)
 		s.recordLocked(resp.IDToken)
+		idInfo := info
+		idInfo.JKT = ""
+		s.idTokens[resp.IDToken] = &accessToken{clientID: g.client.ID, expires: info.Expires, fam: g.fam, info: idInfo}
 	}
 	return resp
 }
 
-func (s *Server) authorizationCode(c *clientState, form url.Values, now time.Time, at, rt string, alter FaultKind, iss string) (*tokenResponse, *oauthError) {
+func (s *Server) authorizationCode(c *clientState, form url.Values, now time.Time, at, rt string, alter FaultKind, iss, jkt string) (*tokenResponse, *oauthError) {
 	value := form.Get("code")
 	if value == "" {
 		return nil, invalidRequest("missing code")
@@ -199,11 +249,11 @@ func (s *Server) authorizationCode(c *clientState, form url.Values, now time.Tim
 	}
 	code.used = true
 	code.fam = &family{}
-	g := grant{client: c, subject: code.subject, scope: code.scope, nonce: code.nonce, fam: code.fam, refresh: true}
+	g := grant{client: c, grantType: GrantAuthorizationCode, jkt: jkt, subject: code.subject, scope: code.scope, nonce: code.nonce, fam: code.fam, refresh: true}
 	return s.issueLocked(g, now, at, rt, alter, iss), nil
 }
 
-func (s *Server) refreshGrant(c *clientState, form url.Values, now time.Time, at, rt string, alter FaultKind, iss string) (*tokenResponse, *oauthError) {
+func (s *Server) refreshGrant(c *clientState, form url.Values, now time.Time, at, rt string, alter FaultKind, iss, jkt string) (*tokenResponse, *oauthError) {
 	value := form.Get("refresh_token")
 	if value == "" {
 		return nil, invalidRequest("missing refresh_token")
@@ -224,6 +274,10 @@ func (s *Server) refreshGrant(c *clientState, form url.Values, now time.Time, at
 		return nil, invalidGrant("refresh token reused: family revoked")
 	case !old.expires.IsZero() && !now.Before(old.expires):
 		return nil, invalidGrant("refresh token expired")
+	case old.jkt != "" && jkt == "":
+		return nil, invalidProof("the refresh token is DPoP-bound: a proof by its key is required")
+	case old.jkt != "" && jkt != old.jkt:
+		return nil, invalidGrant("the refresh token is bound to another DPoP key")
 	}
 	scope := old.scope
 	if req := form.Get("scope"); req != "" {
@@ -235,7 +289,7 @@ func (s *Server) refreshGrant(c *clientState, form url.Values, now time.Time, at
 		scope = req
 	}
 	s.stats.Refreshes++
-	g := grant{client: c, subject: old.subject, scope: scope, fam: old.fam, refresh: true, presented: old, presentedValue: value}
+	g := grant{client: c, grantType: GrantRefreshToken, jkt: jkt, subject: old.subject, scope: scope, fam: old.fam, refresh: true, presented: old, presentedValue: value}
 	return s.issueLocked(g, now, at, rt, alter, iss), nil
 }
 
