@@ -12,7 +12,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -213,6 +215,7 @@ func TestClientAuthWrongKey(t *testing.T) {
 		}
 		return nil
 	})
+	t.Logf("status: state %s, last error %q", st.State, st.LastError)
 	if !strings.Contains(st.LastError, "invalid_client") {
 		t.Errorf("last error %q does not name the provider's invalid_client", st.LastError)
 	}
@@ -303,6 +306,30 @@ func TestClientAuthMTLS(t *testing.T) {
 				t.Errorf("check-config of an expired client certificate: exit %d, want a failure naming tls_cert_file and saying expired:\n%s", code, out)
 			}
 			noSecretIn(t, "check-config output", out, keySecretsPEM(t, expKey))
+			t.Logf("check-config of an expired certificate: %s", strings.TrimSpace(out))
+
+			// Without ca_file the provider's certificate is not trusted:
+			// no token, and the status says why.
+			if tc.alias {
+				return
+			}
+			s2 := Setup0(t)
+			cfg2 := s2.Config(op.Issuer, fmt.Sprintf("  svc:\n    provider: op\n    client_id: tls\n    auth_method: %s\n    tls_cert_file: %s\n    tls_key_file: %s\n",
+				tc.method, certFile, keyFile), ccGrant(""))
+			td2 := StartTokend(t, s2, cfg2)
+			td2.NoLeak(secrets...)
+			var st2 api.GrantStatus
+			eventually(t, 20*time.Second, 200*time.Millisecond, "an error without ca_file", func() error {
+				st2 = td2.Status("api")
+				if st2.LastError == "" {
+					return fmt.Errorf("state %q, no error", st2.State)
+				}
+				return nil
+			})
+			t.Logf("without ca_file: state %s, last error %q", st2.State, st2.LastError)
+			if st2.State == api.StateValid || !strings.Contains(st2.LastError, "certificate") {
+				t.Errorf("without ca_file: state %q, last error %q; want no token and a certificate error", st2.State, st2.LastError)
+			}
 		})
 	}
 }
@@ -315,4 +342,99 @@ func keySecretsPEM(t testing.TB, keyFile string) []string {
 		t.Fatal(err)
 	}
 	return keySecrets(t, keyFile, k)
+}
+
+// TestCheckConfig14: oidc-provider has neither the JWT-bearer grant nor
+// token exchange (the in-process provider's tests cover them against
+// tokend); here check-config explains them — the assertion's issuer,
+// subject, audience and key (a PEM key and a Google-style service-account
+// key file), the exchange's subject grant, dpop — without showing a key, and
+// says what is wrong with a bad one.
+func TestCheckConfig14(t *testing.T) {
+	t.Parallel()
+	requireTokend(t)
+	s := Setup0(t)
+	key := newKey(t, "EC")
+	keyFile := writeKey(t, s.Dir+"/assertion.key", key)
+	secrets := keySecrets(t, keyFile, key)
+	pemText, _ := os.ReadFile(keyFile)
+	sa, _ := json.Marshal(map[string]string{
+		"type": "service_account", "project_id": "e2e", "private_key_id": "sa-key-1", "private_key": string(pemText),
+		"client_email": "robot@e2e.iam.example", "client_id": "1234", "token_uri": "https://oauth2.example/token",
+	})
+	saFile := s.Dir + "/sa.json"
+	writeFile(t, saFile, string(sa))
+	good := s.Config("https://op.example", fmt.Sprintf(`  svc:
+    provider: op
+    client_id: cc
+    client_secret_file: %s
+    auth_method: client_secret_basic
+  google:
+    provider: op
+    auth_method: none
+`, s.SecretFile("cc", ccSecret)), fmt.Sprintf(`  bearer:
+    client: svc
+    type: jwt_bearer
+    scopes: [api:read]
+    assertion:
+      issuer: svc@e2e.example
+      subject: user@e2e.example
+      private_key_file: %s
+      key_id: k1
+      lifetime: 2m
+    {{READERS}}
+  robot:
+    client: google
+    type: jwt_bearer
+    assertion:
+      private_key_file: %s
+    {{READERS}}
+  base:
+    client: svc
+    type: client_credentials
+    dpop: true
+    {{READERS}}
+  narrow:
+    client: svc
+    type: token_exchange
+    subject_grant: base
+    audience: [api.example]
+    scopes: [api:read]
+    {{READERS}}
+`, keyFile, saFile))
+	path := s.Dir + "/config.yaml"
+	writeFile(t, path, good)
+	out, code := checkConfig(t, path)
+	defer func() {
+		if t.Failed() {
+			t.Logf("check-config of the good configuration:\n%s", out)
+		}
+	}()
+	for _, want := range []string{"jwt_bearer", "svc@e2e.example", "user@e2e.example", "robot@e2e.iam.example", "service account", "sa-key-1",
+		"token_exchange", "DPoP"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("check-config output lacks %q", want)
+		}
+	}
+	if code != 0 || !regexp.MustCompile(`narrow[^\n]*\n(\s+[^\n]*\n)*?\s+exchanges:[^\n]*\bbase\b`).MatchString(out) {
+		t.Errorf("check-config exit %d; want 0 and narrow's subject grant base explained", code)
+	}
+	noSecretIn(t, "check-config output", out, append(secrets, string(sa)))
+
+	for _, tc := range []struct{ name, from, to, want string }{
+		{"unknown subject grant", "subject_grant: base", "subject_grant: nosuch", "nosuch"},
+		{"no assertion key", "      private_key_file: " + keyFile + "\n", "", "private_key_file"},
+		{"unsupported alg", "      key_id: k1\n", "      key_id: k1\n      signing_alg: RS256\n", "RS256"},
+	} {
+		bad := strings.Replace(good, tc.from, tc.to, 1)
+		if bad == good {
+			t.Fatalf("%s: the replacement did not apply", tc.name)
+		}
+		writeFile(t, path, bad)
+		out, code := checkConfig(t, path)
+		if code == 0 || !strings.Contains(out, tc.want) {
+			t.Errorf("%s: check-config exit %d, want a failure naming %q:\n%s", tc.name, code, tc.want, out)
+		}
+		noSecretIn(t, "check-config output", out, secrets)
+	}
 }

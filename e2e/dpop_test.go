@@ -238,6 +238,7 @@ func TestDPoPDowngrade(t *testing.T) {
 		}
 		return nil
 	})
+	t.Logf("status: state %s, last error %q", st.State, st.LastError)
 	if st.State == api.StateValid || !strings.Contains(st.LastError, "DPoP") {
 		t.Errorf("status state %q, last error %q: want a failure that names DPoP", st.State, st.LastError)
 	}
