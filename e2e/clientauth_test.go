@@ -9,12 +9,14 @@ package e2e
 // log or CLI output.
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -84,9 +86,10 @@ func jwtParts(t *testing.T, jwt string) (header, claims map[string]any) {
 	return header, claims
 }
 
-// TestClientAuthJWT: tokend authenticates with a client assertion (EC P-256
-// and RSA private_key_jwt, audience the token endpoint or the issuer, and
-// HMAC client_secret_jwt), obtains a client_credentials token and renews it
+// TestClientAuthJWT: tokend authenticates with a client assertion
+// (private_key_jwt with EC P-256, RSA, EC P-384 and Ed25519 keys, the
+// algorithm chosen from the key and the provider's list, audience the token
+// endpoint or the issuer; and HMAC client_secret_jwt), obtains a client_credentials token and renews it
 // on schedule, each assertion fresh (unique jti, short exp); the key and
 // the assertions appear in no log or CLI output.
 func TestClientAuthJWT(t *testing.T) {
@@ -94,10 +97,13 @@ func TestClientAuthJWT(t *testing.T) {
 	requireTokend(t)
 	for _, tc := range []struct {
 		name, method, keyKind, kid, alg, audience string
+		providerAlgs                              []string // nil: oidc-provider's default
 	}{
-		{"es256", "private_key_jwt", "EC", "e2e-ec", "ES256", ""},
-		{"rs256-issuer-audience", "private_key_jwt", "RSA", "e2e-rsa", "RS256", "issuer"},
-		{"client_secret_jwt", "client_secret_jwt", "", "", "HS256", ""},
+		{"es256", "private_key_jwt", "EC", "e2e-ec", "ES256", "", nil},
+		{"rs256-issuer-audience", "private_key_jwt", "RSA", "e2e-rsa", "RS256", "issuer", nil},
+		{"es384", "private_key_jwt", "EC384", "", "ES384", "", []string{"RS256", "ES256", "ES384"}},
+		{"ed25519", "private_key_jwt", "Ed25519", "e2e-ed", "EdDSA|Ed25519", "", nil},
+		{"client_secret_jwt", "client_secret_jwt", "", "", "HS256", "", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -109,8 +115,11 @@ func TestClientAuthJWT(t *testing.T) {
 				key := newKey(t, tc.keyKind)
 				keyFile := writeKey(t, s.Dir+"/client.key", key)
 				secrets = keySecrets(t, keyFile, key)
-				meta = ccClient("pk", tc.method, map[string]any{"jwks": publicJWKS(t, key.Public(), tc.kid, tc.alg)})
-				clientLines = fmt.Sprintf("    private_key_file: %s\n    key_id: %s\n", keyFile, tc.kid)
+				meta = ccClient("pk", tc.method, map[string]any{"jwks": publicJWKS(t, key.Public(), tc.kid, "")})
+				clientLines = fmt.Sprintf("    private_key_file: %s\n", keyFile)
+				if tc.kid != "" {
+					clientLines += "    key_id: " + tc.kid + "\n"
+				}
 			} else {
 				secrets = []string{jwtSecret}
 				meta = ccClient("pk", tc.method, map[string]any{"client_secret": jwtSecret})
@@ -119,7 +128,7 @@ func TestClientAuthJWT(t *testing.T) {
 			if tc.audience != "" {
 				clientLines += "    assertion_audience: " + tc.audience + "\n"
 			}
-			op := StartOP(t, OPConfig{OIDCConfig: OIDCConfig{ClientCredentialsTTL: 15, Clients: []map[string]any{meta}}}, nil)
+			op := StartOP(t, OPConfig{OIDCConfig: OIDCConfig{ClientCredentialsTTL: 15, Clients: []map[string]any{meta}}, ClientAuthSigningAlgs: tc.providerAlgs}, nil)
 			cfg := s.Config(op.Issuer, "  svc:\n    provider: op\n    client_id: pk\n    auth_method: "+tc.method+"\n"+clientLines, ccGrant(""))
 			td := StartTokend(t, s, cfg)
 			td.NoLeak(secrets...)
@@ -154,7 +163,7 @@ func TestClientAuthJWT(t *testing.T) {
 			jtis := map[string]bool{}
 			for _, a := range seen {
 				h, c := jwtParts(t, a)
-				if h["alg"] != tc.alg || (tc.kid != "" && h["kid"] != tc.kid) {
+				if !slices.Contains(strings.Split(tc.alg, "|"), fmt.Sprint(h["alg"])) || (tc.kid != "" && h["kid"] != tc.kid) || (tc.kid == "" && h["kid"] != nil) {
 					t.Errorf("assertion header %v, want alg %s kid %q", h, tc.alg, tc.kid)
 				}
 				aud := fmt.Sprint(c["aud"])
@@ -207,17 +216,9 @@ func TestClientAuthWrongKey(t *testing.T) {
 	td.NoLeak(secrets...)
 	NoLeakSeen(t, td, op)
 
-	var st api.GrantStatus
-	eventually(t, 20*time.Second, 200*time.Millisecond, "a credentials error in status", func() error {
-		st = td.Status("api")
-		if st.State != api.StateCredentialsError {
-			return fmt.Errorf("state %q (last error %q)", st.State, st.LastError)
-		}
-		return nil
-	})
-	t.Logf("status: state %s, last error %q", st.State, st.LastError)
-	if !strings.Contains(st.LastError, "invalid_client") {
-		t.Errorf("last error %q does not name the provider's invalid_client", st.LastError)
+	st := waitFailure(t, td, "api")
+	if st.State != api.StateCredentialsError || !strings.Contains(st.LastError, "invalid_client") {
+		t.Errorf("state %q, last error %q: want credentials_error naming the provider's invalid_client", st.State, st.LastError)
 	}
 	if _, code, _ := td.Token("api"); code == 200 {
 		t.Errorf("a token was served")
@@ -229,13 +230,59 @@ func TestClientAuthWrongKey(t *testing.T) {
 	noSecretIn(t, "tokend token output", out+errOut+td.MustCLI("status", "api", "--json"), secrets)
 }
 
+// waitFailure waits until grant's status has an error and returns it.
+func waitFailure(t *testing.T, td *Tokend, grant string) api.GrantStatus {
+	t.Helper()
+	var st api.GrantStatus
+	eventually(t, 20*time.Second, 200*time.Millisecond, "an error in the status of "+grant, func() error {
+		st = td.Status(grant)
+		if st.LastError == "" || st.State == api.StateRefreshing {
+			return fmt.Errorf("state %q, no error", st.State)
+		}
+		return nil
+	})
+	t.Logf("status of %s: state %s, last error %q", grant, st.State, st.LastError)
+	return st
+}
+
+// TestClientAuthUnsupportedAlg: an RSA key for a provider that takes only
+// ES256 client assertions: no token, and a configuration error that names
+// the algorithms; nothing is sent that the provider must refuse.
+func TestClientAuthUnsupportedAlg(t *testing.T) {
+	t.Parallel()
+	requireTokend(t)
+	s := Setup0(t)
+	key := newKey(t, "RSA")
+	keyFile := writeKey(t, s.Dir+"/client.key", key)
+	op := StartOP(t, OPConfig{OIDCConfig: OIDCConfig{Clients: []map[string]any{
+		ccClient("pk", "private_key_jwt", map[string]any{"jwks": publicJWKS(t, key.Public(), "", "")}),
+	}}, ClientAuthSigningAlgs: []string{"ES256"}}, nil)
+	cfg := s.Config(op.Issuer, fmt.Sprintf("  svc:\n    provider: op\n    client_id: pk\n    auth_method: private_key_jwt\n    private_key_file: %s\n", keyFile), ccGrant(""))
+	td := StartTokend(t, s, cfg)
+	td.NoLeak(keySecrets(t, keyFile, key)...)
+	NoLeakSeen(t, td, op)
+
+	st := waitFailure(t, td, "api")
+	if st.State == api.StateValid || !strings.Contains(st.LastError, "ES256") {
+		t.Errorf("state %q, last error %q: want a failure naming the provider's ES256", st.State, st.LastError)
+	}
+	if _, code, _ := td.Token("api"); code == 200 {
+		t.Errorf("a token was served")
+	}
+	if st := op.Stats(); st.TokenRequests["client_credentials"] != 0 {
+		t.Errorf("tokend sent %d token requests with an assertion the provider cannot take", st.TokenRequests["client_credentials"])
+	}
+}
+
 // TestClientAuthMTLS: over https with a private CA given as the provider's
 // ca_file, tokend authenticates with a client certificate: self-signed
 // (self_signed_tls_client_auth, the certificate registered in jwks) at the
 // provider's advertised mtls_endpoint_aliases, and CA-issued
 // (tls_client_auth, subject DN registered) at a token endpoint that asks
-// every client for a certificate. An expired client certificate is refused
-// by check-config, saying so.
+// every client for a certificate; the self-signed client's tokens are
+// certificate-bound (cnf x5t#S256). An expired client certificate is
+// refused by check-config, saying so; without ca_file the provider's
+// certificate is refused.
 func TestClientAuthMTLS(t *testing.T) {
 	t.Parallel()
 	requireTokend(t)
@@ -259,12 +306,13 @@ func TestClientAuthMTLS(t *testing.T) {
 			certFile, keyFile, cert := issuer.clientCert(t, "client", "tokend-e2e", time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
 			meta := ccClient("tls", tc.method, map[string]any{"tls_client_auth_subject_dn": "CN=tokend-e2e"})
 			if tc.method == "self_signed_tls_client_auth" {
-				meta = ccClient("tls", tc.method, map[string]any{"jwks": publicJWKS(t, cert.PublicKey, "", "", cert)})
+				meta = ccClient("tls", tc.method, map[string]any{"jwks": publicJWKS(t, cert.PublicKey, "", "", cert),
+					"tls_client_certificate_bound_access_tokens": true})
 			}
 			op := StartOP(t, OPConfig{
 				OIDCConfig: OIDCConfig{ClientCredentialsTTL: 15, Clients: []map[string]any{meta}},
 				TLS:        &OPTLS{Cert: srvCert, Key: srvKey, ClientCA: clientCA.CAFile},
-				MTLS:       &OPMTLS{TLSClientAuth: true, SelfSignedTLSClientAuth: true, Alias: tc.alias},
+				MTLS:       &OPMTLS{TLSClientAuth: true, SelfSignedTLSClientAuth: true, CertificateBoundAccessTokens: true, Alias: tc.alias},
 			}, ca.Pool)
 			cfg := withCAFile(s.Config(op.Issuer, fmt.Sprintf("  svc:\n    provider: op\n    client_id: tls\n    auth_method: %s\n    tls_cert_file: %s\n    tls_key_file: %s\n",
 				tc.method, certFile, keyFile), ccGrant("")), op.Issuer, ca.CAFile)
@@ -273,8 +321,12 @@ func TestClientAuthMTLS(t *testing.T) {
 			td.NoLeak(secrets...)
 
 			first := td.WaitToken("api", 20*time.Second)
-			if in := op.Introspect(first.AccessToken); !in.Active || in.ClientID != "tls" {
+			in := op.Introspect(first.AccessToken)
+			if !in.Active || in.ClientID != "tls" {
 				t.Errorf("introspection = %+v, want active for tls", in)
+			}
+			if sum := sha256.Sum256(cert.Raw); tc.method == "self_signed_tls_client_auth" && in.Cnf.X5TS256 != base64.RawURLEncoding.EncodeToString(sum[:]) {
+				t.Errorf("token bound to certificate %q, want tokend's %x", in.Cnf.X5TS256, sum)
 			}
 			eventually(t, 25*time.Second, 250*time.Millisecond, "a renewed token", func() error {
 				if tok := td.MustToken("api"); tok.AccessToken == first.AccessToken {

@@ -10,6 +10,7 @@ import (
 	"bufio"
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
@@ -404,7 +405,7 @@ func writeFile(t testing.TB, path, text string) {
 	}
 }
 
-// newKey generates a key: "EC" (P-256), "EC384" or "RSA" (2048 bits).
+// newKey generates a key: "EC" (P-256), "EC384", "RSA" (2048 bits) or "Ed25519".
 func newKey(t testing.TB, kind string) crypto.Signer {
 	t.Helper()
 	var k crypto.Signer
@@ -416,6 +417,8 @@ func newKey(t testing.TB, kind string) crypto.Signer {
 		k, err = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	case "RSA":
 		k, err = rsa.GenerateKey(rand.Reader, 2048)
+	case "Ed25519":
+		_, k, err = ed25519.GenerateKey(rand.Reader)
 	default:
 		err = fmt.Errorf("unknown key kind %q", kind)
 	}
