@@ -25,7 +25,7 @@ const analysisMarker = "<!-- analysis: written by hand, kept by make bench -->"
 func main() {
 	out := flag.String("out", "BENCHMARKS.md", "file to write the results to; empty: print only")
 	goCmd := flag.String("go", "go", "go command, to run the daemon's tick benchmark")
-	only := flag.String("only", "fetch,storm,refresh,scale", "benchmarks to run, comma-separated")
+	only := flag.String("only", "fetch,storm,refresh,scale,dpop", "benchmarks to run, comma-separated")
 	sizes := flag.String("sizes", "1000,10000,100000", "grant counts of the scale benchmark")
 	child := flag.Int("scale-child", 0, "internal: measure a daemon of this many grants and print JSON")
 	dir := flag.String("dir", "", "internal: the child's directory")
@@ -86,6 +86,7 @@ func run(out, goCmd, only, sizeList string) error {
 		{"storm", func() error { return benchStorm(rep, tmp) }},
 		{"refresh", func() error { return benchRefresh(rep, tmp) }},
 		{"scale", func() error { return benchScale(rep, tmp, goCmd, sizes) }},
+		{"dpop", func() error { return benchDPoP(rep, goCmd) }},
 	}
 	for _, s := range steps {
 		if !strings.Contains(","+only+",", ","+s.name+",") {

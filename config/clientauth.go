@@ -45,6 +45,10 @@ var (
 	secretAlgs = []string{"HS256", "HS384", "HS512"}
 )
 
+// minHMACSecret is the shortest client secret client_secret_jwt can sign
+// with (HS256).
+const minHMACSecret = 32
+
 // certNow is the clock certificates are checked against; tests move it.
 var certNow = time.Now
 
@@ -145,11 +149,9 @@ func validateClientAuth(p *problems, path string, cl Client, pv Provider, provid
 			p.errorf(path+".signing_alg", "%q is not one of %s", cl.SigningAlg, strings.Join(keyAlgs, ", "))
 		}
 	case m == AuthSecretJWT:
-		if !slices.Contains(secretAlgs, cl.SigningAlg) {
-			p.errorf(path+".signing_alg", "%q is not one of %s (client_secret_jwt signs with HMAC)", cl.SigningAlg, strings.Join(secretAlgs, ", "))
-		}
+		p.errorf(path+".signing_alg", "applies to auth_method private_key_jwt only: client_secret_jwt signs with the first of %s the provider accepts", strings.Join(secretAlgs, ", "))
 	default:
-		p.errorf(path+".signing_alg", "applies to auth_method private_key_jwt and client_secret_jwt only (auth_method is %s)", m)
+		p.errorf(path+".signing_alg", "applies to auth_method private_key_jwt only (auth_method is %s)", m)
 	}
 	switch a := cl.AssertionAudience; {
 	case a == "":
@@ -237,6 +239,12 @@ func (c *Config) resolveClientAuth(p *problems) {
 	for _, name := range sortedKeys(c.Clients) {
 		cl := c.Clients[name]
 		path := "clients." + name
+		// RFC 7518 §3.2: an HMAC key at least as long as the hash; HS256,
+		// the shortest, needs 32 bytes. A shorter secret never works.
+		if cl.AuthMethod == AuthSecretJWT && !cl.Secret.IsZero() && len(cl.Secret.Reveal()) < minHMACSecret {
+			p.errorf(sourceKey(path, "client_secret_file", cl.ClientSecretFile, "client_secret_credential"),
+				"client_secret_jwt needs a client secret of at least %d bytes (RFC 7518 §3.2); this one has %d", minHMACSecret, len(cl.Secret.Reveal()))
+		}
 		switch {
 		case cl.AuthMethod == AuthPrivateKeyJWT && cl.Key == nil:
 			if cl.PrivateKeyFile != "" && cl.PrivateKeyCredential != "" || cl.PrivateKeyFile != "" && !filepath.IsAbs(cl.PrivateKeyFile) {

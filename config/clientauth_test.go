@@ -38,13 +38,13 @@ func TestClientAuthProblems(t *testing.T) {
 			[]string{`x.yaml:9: clients.app.private_key_credential: "a/b" is not a credential name`}},
 		{"HMAC alg for a private key", withClient("    client_id: tokend\n    private_key_file: /k.pem\n    signing_alg: HS256\n"),
 			[]string{`x.yaml:10: clients.app.signing_alg: "HS256" is not one of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA`}},
-		{"client_secret_jwt", withClient("    client_id: tokend\n    auth_method: client_secret_jwt\n    client_secret_file: /s\n    signing_alg: HS512\n"), nil},
+		{"client_secret_jwt", withClient("    client_id: tokend\n    auth_method: client_secret_jwt\n    client_secret_file: /s\n    assertion_audience: issuer\n"), nil},
 		{"client_secret_jwt without a secret", withClient("    client_id: tokend\n    auth_method: client_secret_jwt\n"),
 			[]string{`clients.app.auth_method: client_secret_jwt needs client_secret_file or client_secret_credential`}},
-		{"client_secret_jwt with RS256", withClient("    client_id: tokend\n    auth_method: client_secret_jwt\n    client_secret_file: /s\n    signing_alg: RS256\n"),
-			[]string{`clients.app.signing_alg: "RS256" is not one of HS256, HS384, HS512 (client_secret_jwt signs with HMAC)`}},
+		{"client_secret_jwt with signing_alg", withClient("    client_id: tokend\n    auth_method: client_secret_jwt\n    client_secret_file: /s\n    signing_alg: HS256\n"),
+			[]string{`clients.app.signing_alg: applies to auth_method private_key_jwt only: client_secret_jwt signs with the first of HS256, HS384, HS512 the provider accepts`}},
 		{"signing_alg with client_secret_basic", withClient("    client_id: tokend\n    client_secret_file: /s\n    signing_alg: RS256\n"),
-			[]string{`clients.app.signing_alg: applies to auth_method private_key_jwt and client_secret_jwt only (auth_method is client_secret_basic)`}},
+			[]string{`clients.app.signing_alg: applies to auth_method private_key_jwt only (auth_method is client_secret_basic)`}},
 		{"assertion audience URL", withClient("    client_id: tokend\n    private_key_file: /k.pem\n    assertion_audience: https://id.example.com/oauth2/token\n"), nil},
 		{"assertion audience loopback http", withClient("    client_id: tokend\n    private_key_file: /k.pem\n    assertion_audience: http://127.0.0.1:9000/token\n"), nil},
 		{"assertion audience plain http", withClient("    client_id: tokend\n    private_key_file: /k.pem\n    assertion_audience: http://id.example.com/token\n"),
@@ -140,6 +140,11 @@ grants:
 	if cl := c.Clients["anon"]; !cl.Dynamic() || cl.Anonymous() {
 		t.Errorf("also device_code: dynamic %v, anonymous %v; want dynamic registration", cl.Dynamic(), cl.Anonymous())
 	}
+	// A provider with no registration endpoint and no issuer is no problem
+	// for an anonymous client, which is never registered.
+	if _, _, err := parse(strings.Replace(yml, "    registration_endpoint: https://oauth2.googleapis.com/register\n", "", 1)); err != nil {
+		t.Errorf("anonymous client of a provider without registration: %v", err)
+	}
 	// Without auth_method none the client is registered (client_secret_basic).
 	c = mustParse(t, strings.Replace(yml, "    auth_method: none\n", "", 1))
 	if cl := c.Clients["anon"]; !cl.Dynamic() {
@@ -217,6 +222,25 @@ func TestClientTLSCertLoad(t *testing.T) {
 			t.Fatalf("err %v", err)
 		}
 	})
+}
+
+func TestClientSecretJWTLength(t *testing.T) {
+	t.Setenv("CREDENTIALS_DIRECTORY", "")
+	dir := t.TempDir()
+	short := writeFile(t, dir, "short.secret", "0123456789abcdef0123456789abcde\n", 0o600) // 31 bytes
+	long := writeFile(t, dir, "long.secret", "0123456789abcdef0123456789abcdef\n", 0o600)
+	cfg := func(f string) string {
+		return withClient("    client_id: tokend\n    auth_method: client_secret_jwt\n    client_secret_file: " + f + "\n")
+	}
+	_, _, err := loadYAML(t, dir, cfg(short))
+	wantProblems(t, err, "config.yaml:10: clients.app.client_secret_file: client_secret_jwt needs a client secret of at least 32 bytes (RFC 7518 §3.2); this one has 31")
+	if _, _, err := loadYAML(t, dir, cfg(long)); err != nil {
+		t.Fatal(err)
+	}
+	// The same short secret is fine for client_secret_basic.
+	if _, _, err := loadYAML(t, dir, withClient("    client_id: tokend\n    client_secret_file: "+short+"\n")); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestProviderCAFile(t *testing.T) {

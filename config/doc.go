@@ -2,8 +2,13 @@
 // into a plain [Config] that the rest of tokend takes as it is. It decodes
 // strictly, fills defaults, validates, looks up the users and groups the
 // file names, reads the secrets it points to (client secrets and passwords
-// in files or systemd credentials, the store key), and explains the result
-// for `tokend check-config` ([Config.Explain]).
+// in files or systemd credentials, the store key, the private keys of
+// private_key_jwt clients and jwt_bearer assertions, client certificates
+// and their keys) and the providers' CA bundles, and explains the result
+// for `tokend check-config` ([Config.Explain]). Keys and certificates are
+// parsed once, here ([Client.Key], [Client.TLSCert], [Assertion.Key],
+// [Provider.CAs]); an expired certificate or a key that does not fit its
+// algorithm is a load error, not a failure at the first request.
 //
 // Every value is parsed once, here, and comes out typed: durations as
 // time.Duration, listen.socket_mode as a [FileMode], refresh.schedule and

@@ -33,6 +33,8 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte("store:\n  path: x\nstore:\n  path: y\n"))
 	f.Add([]byte("refresh: &r {concurrency: 2}\nlisten: {<<: *r}\n"))
 	f.Add([]byte("grants: {<<: [{a: {scopes: !!binary aGk=}}], ? [k] : v}\n"))
+	f.Add([]byte("grants:\n  a: {type: jwt_bearer, assertion: &x {claims: {iss: 1, n: [*x]}}}\n  b: {type: token_exchange, subject_grant: b, actor_grant: a, resource: [\"%zz\"]}\n"))
+	f.Add([]byte("clients:\n  c: {auth_method: tls_client_auth, tls_cert_file: x, private_key_file: /k, assertion_audience: issuer}\ngrants:\n  g: {assertion: ~, dpop: yes}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, warns, err := testLoader.Parse(data, "fuzz.yaml")
 		if err != nil {

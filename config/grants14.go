@@ -92,6 +92,8 @@ func (c *Config) applyGrantDefaults() {
 			if g.ActorGrant != "" && g.ActorTokenType == "" {
 				g.ActorTokenType = TokenTypeAccessToken
 			}
+			// Sent as it is: the short names become their URNs here.
+			g.RequestedTokenType = TokenTypeURN(g.RequestedTokenType)
 		}
 		c.Grants[name] = g
 	}
@@ -200,6 +202,15 @@ func (c *Config) validateTokenExchange(p *problems, path, name string, g Grant) 
 		}
 	}
 	checkTokenType(p, path+".subject_token_type", g.SubjectTokenType, false)
+	for _, ref := range []struct{ key, grant, typ string }{
+		{"subject_token_type", g.SubjectGrant, g.SubjectTokenType},
+		{"actor_token_type", g.ActorGrant, g.ActorTokenType},
+	} {
+		if src, ok := c.Grants[ref.grant]; ok && TokenTypeURN(ref.typ) == oauth.TokenTypeID &&
+			(src.Type == GrantClientCredentials || src.Type == GrantJWTBearer) {
+			p.warnf(path+"."+ref.key, "is id_token but grant %q is %s, which gets no id token: the exchange will fail", ref.grant, src.Type)
+		}
+	}
 	if g.ActorGrant == "" && g.ActorTokenType != "" {
 		p.errorf(path+".actor_token_type", "is set but there is no actor_grant")
 	} else {

@@ -6,6 +6,9 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
+	"os"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -94,6 +97,56 @@ func TestGrants14Problems(t *testing.T) {
 	}
 }
 
+func TestGrants14IDTokenOfMachineGrant(t *testing.T) {
+	_, warns, err := parse(grants14Base + "  tx:\n    client: app\n    type: token_exchange\n    subject_grant: base\n    subject_token_type: id_token\n    readers: {users: [root]}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warns) != 1 || !strings.Contains(warns[0], `x.yaml:19: grants.tx.subject_token_type: is id_token but grant "base" is client_credentials, which gets no id token`) {
+		t.Errorf("warnings = %q", warns)
+	}
+}
+
+// The commented examples of issue 14 in tokend.example.yaml, uncommented,
+// are a valid configuration: the example cannot drift from the rules.
+func TestExampleFile14Blocks(t *testing.T) {
+	data, err := os.ReadFile("../tokend.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	starts := []string{"entra:", "google:", "okta-svc:", "entra-app:", "gcp:", "reports-readonly:"}
+	comment := regexp.MustCompile(`^(\s*)# ( *\S.*)$`)
+	var out []string
+	found, active := map[string]bool{}, false
+	for _, l := range strings.Split(string(data), "\n") {
+		m := comment.FindStringSubmatch(l)
+		switch {
+		case m != nil && slices.ContainsFunc(starts, func(s string) bool { return strings.HasPrefix(m[2], s) }):
+			active = true
+			found[strings.Fields(m[2])[0]] = true
+		case active && (m == nil || !strings.HasPrefix(m[2], "  ")):
+			active = false
+		}
+		if active {
+			l = m[1] + m[2]
+		}
+		out = append(out, l)
+	}
+	if len(found) != len(starts) {
+		t.Fatalf("found the blocks %v, want %v", found, starts)
+	}
+	c, warns, err := exampleAccounts().loader().Parse([]byte(strings.Join(out, "\n")), "example14.yaml")
+	if err != nil {
+		t.Fatalf("the uncommented examples do not parse:\n%v", err)
+	}
+	if len(warns) != 0 {
+		t.Errorf("warnings: %q", warns)
+	}
+	if cl := c.Clients["google"]; !cl.Anonymous() || c.Clients["okta-svc"].AuthMethod != AuthPrivateKeyJWT || c.Grants["reports-readonly"].SubjectGrant != "reports-api" {
+		t.Errorf("clients %+v", c.Clients)
+	}
+}
+
 func TestGrants14Defaults(t *testing.T) {
 	c := mustParse(t, grants14Base+"  jb:\n    client: app\n    type: jwt_bearer\n    assertion: {private_key_file: /k.pem, issuer: me}\n  tx:\n    client: app\n    type: token_exchange\n    subject_grant: base\n    actor_grant: jb\n")
 	if lt := c.Grants["jb"].Assertion.Lifetime; lt != DefaultAssertionLifetime {
@@ -112,6 +165,9 @@ func TestGrants14Defaults(t *testing.T) {
 	}
 	if id, typ := (Grant{}).ActorToken(); id || typ != "" {
 		t.Errorf("ActorToken without actor = %v %q", id, typ)
+	}
+	if got := c.Grants["tx"].RequestedTokenType; got != "" {
+		t.Errorf("requested_token_type defaulted to %q", got)
 	}
 	if got := TokenTypeURN("jwt"); got != oauth.TokenTypeJWT {
 		t.Errorf("TokenTypeURN(jwt) = %q", got)
@@ -294,7 +350,7 @@ func TestGrants14Explain(t *testing.T) {
 		"    dpop:     DPoP-bound tokens",
 		"    exchanges: access_token of tx (token_exchange of base (client_credentials))",
 		"    actor:     access_token of base (client_credentials)",
-		"    requested token type: jwt",
+		"    requested token type: urn:ietf:params:oauth:token-type:jwt",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("Explain lacks %q", want)

@@ -300,7 +300,7 @@ func TestConfigEveryKey(t *testing.T) {
 	want := []string{
 		`every-key.yaml:7: listen.socket_group: unknown group "tokend"`,
 		`every-key.yaml:18: operators.groups[0]: unknown group "tokend-admin"`,
-		`every-key.yaml:40: grants.reports-api.readers.users[0]: unknown user "reports"`,
+		`every-key.yaml:60: grants.reports-api.readers.users[0]: unknown user "reports"`,
 	}
 	if got := errLines(err); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

@@ -55,6 +55,7 @@ func TestForbiddenFetchMetricHidesGrantNames(t *testing.T) {
 		{http.MethodPost, "/refresh"},
 		{http.MethodPost, "/revoke"},
 		{http.MethodPost, "/authorize"},
+		{http.MethodPost, "/dpop"},
 	} {
 		var deltas []map[string]float64
 		for _, name := range []string{"cc", "no-such-grant"} {

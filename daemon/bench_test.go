@@ -1,7 +1,11 @@
 package daemon
 
 import (
+	"bytes"
+	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -105,4 +109,53 @@ func BenchmarkIdleTick(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkDPoPProofs compares POST /v1/tokens/{name}/dpop (a fresh ES256
+// proof per request) with GET /v1/tokens/{name} of the same grant, through
+// the API's handler in one run, so that the ratio holds on a busy machine.
+// It reports proofs/s and fetches/s (all cores, RunParallel).
+func BenchmarkDPoPProofs(b *testing.B) {
+	d := idleDaemon(b, 1)
+	g := d.grantList()[0]
+	g.cfg.DPoP = true
+	k, err := oauth.NewDPoPKey()
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw, err := k.Marshal()
+	if err != nil {
+		b.Fatal(err)
+	}
+	t := *g.cur.Load()
+	t.TokenType, t.DPoPKey = "DPoP", string(raw)
+	_, p := d.config()
+	d.publish(g, &t, p)
+	handler := d.apiServer().Handler
+	ctx := context.WithValue(context.Background(), peerKey{}, peer{ok: true, uid: d.selfUID, gid: d.selfUID})
+	body := []byte(`{"method":"GET","url":"https://api.example/v1/reports?from=2026-11-01"}`)
+	run := func(b *testing.B, unit string, req func() *http.Request) {
+		b.ReportAllocs()
+		start := time.Now()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				w := httptest.NewRecorder()
+				handler.ServeHTTP(w, req().WithContext(ctx))
+				if w.Code != http.StatusOK {
+					b.Errorf("%d %s", w.Code, w.Body)
+					return
+				}
+			}
+		})
+		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), unit)
+	}
+	path := "http://tokend/v1/tokens/" + g.name
+	b.Run("fetch", func(b *testing.B) {
+		run(b, "fetches/s", func() *http.Request { return httptest.NewRequest(http.MethodGet, path, nil) })
+	})
+	b.Run("proof", func(b *testing.B) {
+		run(b, "proofs/s", func() *http.Request {
+			return httptest.NewRequest(http.MethodPost, path+"/dpop", bytes.NewReader(body))
+		})
+	})
 }

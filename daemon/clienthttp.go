@@ -59,23 +59,3 @@ func (d *Daemon) clientHTTP(c config.Client, p config.Provider) (*http.Client, e
 func certAuth(m oauth.AuthMethod) bool {
 	return m == oauth.AuthTLS || m == oauth.AuthSelfSignedTLS
 }
-
-// mtlsEndpoints returns eps with the provider's mtls_endpoint_aliases (RFC
-// 8705 §5) in place of the plain endpoints they alias: a client that
-// authenticates with its certificate must use them.
-func mtlsEndpoints(eps oauth.Endpoints) oauth.Endpoints {
-	a := eps.MTLS
-	if a == nil {
-		return eps
-	}
-	set := func(dst *string, v string) {
-		if v != "" {
-			*dst = v
-		}
-	}
-	set(&eps.Token, a.Token)
-	set(&eps.Revocation, a.Revocation)
-	set(&eps.DeviceAuthorization, a.DeviceAuthorization)
-	set(&eps.Registration, a.Registration)
-	return eps
-}

@@ -360,6 +360,11 @@ func (d *Daemon) configure(cfg *config.Config) error {
 			g.tokenState = &fresh[i]
 			d.publish(g, emptyToken(g.name), p)
 		}
+		if missingSource(g, grants) {
+			// Its subject (or actor) grant is gone: the next tick shows
+			// why, instead of the token lasting out its lifetime.
+			g.dueAt.Store(now0)
+		}
 		states[i] = g.tokenState
 		if g.schedule != nil {
 			scheduled = append(scheduled, g)

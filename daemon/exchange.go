@@ -142,6 +142,20 @@ func dependentsOf(grants map[string]*grant) map[string][]*grant {
 	return deps
 }
 
+// missingSource reports whether g exchanges the token of a grant that is
+// not configured.
+func missingSource(g *grant, grants map[string]*grant) bool {
+	if g.cfg.Type != config.GrantTokenExchange {
+		return false
+	}
+	for _, src := range []string{g.cfg.SubjectGrant, g.cfg.ActorGrant} {
+		if _, ok := grants[src]; src != "" && !ok {
+			return true
+		}
+	}
+	return g.cfg.SubjectGrant == ""
+}
+
 // followSource makes the exchange grants that depend on g due at once when
 // g's token set changed (prev → t): a new subject token is re-exchanged,
 // and a subject that lost its token (reauthorization, revocation) hands

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"io"
 	"net"
@@ -49,6 +50,9 @@ type harnessOpts struct {
 	// provClock, when set, gives the provider its own clock derived from
 	// the daemon's (to move one without the other).
 	provClock func(*fakeClock) func() time.Time
+	// tls serves the provider over HTTPS with its own CA (provider
+	// ca_file) and mtls_endpoint_aliases.
+	tls bool
 }
 
 func newHarness(t *testing.T, o harnessOpts) *harness {
@@ -63,7 +67,12 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 		po.AccessTTL = 10 * time.Minute
 	}
 	po.Clients = append(po.Clients, oauthtest.Client{ID: "app", Secret: testSecret, AuthMethod: "client_secret_basic"})
-	prov := oauthtest.New(po)
+	var prov *oauthtest.Server
+	if o.tls {
+		prov = oauthtest.NewTLS(po)
+	} else {
+		prov = oauthtest.New(po)
+	}
 	t.Cleanup(prov.Close)
 	dir := t.TempDir()
 	cfg := &config.Config{
@@ -72,7 +81,7 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 		Refresh: config.Refresh{Schedule: config.MustParseSchedule("@every 15s"), MinRemaining: 10 * time.Second},
 		Log:     config.Log{Level: "debug"},
 		Providers: map[string]config.Provider{
-			"test": {Issuer: prov.URL()},
+			"test": {Issuer: prov.URL(), CAs: caPool(prov, o.tls)},
 		},
 		Clients: map[string]config.Client{
 			"app": {Provider: "test", ClientID: "app", AuthMethod: "client_secret_basic", Secret: oauth.NewSecret(testSecret)},
@@ -97,6 +106,13 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 		h.start()
 	}
 	return h
+}
+
+func caPool(prov *oauthtest.Server, tls bool) *x509.CertPool {
+	if !tls {
+		return nil
+	}
+	return prov.CertPool()
 }
 
 func (h *harness) start() { h.startWith(Options{}) }

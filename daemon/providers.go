@@ -68,14 +68,14 @@ func (d *Daemon) providerFor(ctx context.Context, g *grant) (*oauth.Provider, er
 		return nil, err
 	}
 	if certAuth(oauth.AuthMethod(c.cfg.AuthMethod)) {
-		eps = mtlsEndpoints(eps)
+		eps = eps.ForTLSClientAuth()
 	}
 	client, err := d.resolveClient(ctx, c, eps, base)
 	if err != nil {
 		return nil, err
 	}
 	if certAuth(client.AuthMethod) {
-		eps = mtlsEndpoints(eps)
+		eps = eps.ForTLSClientAuth()
 	}
 	c.prov = &oauth.Provider{Endpoints: eps, Client: client, HTTP: d.countingHTTP(base, c.cfg.Provider, "", &eps), Now: d.clock.Now}
 	return c.prov, nil

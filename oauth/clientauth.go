@@ -300,7 +300,8 @@ func (k SigningKey) signer(alg string) (jose.Signer, error) {
 
 // JWKS returns the public key as a JWK Set ({"keys":[…]}) with kid, use
 // "sig" and alg, for dynamic registration (RFC 7591 jwks). The alg is
-// ChooseAlg(nil).
+// ChooseAlg(nil): set k.Alg to what ChooseAlg picks for the provider first,
+// since a server may refuse a signature whose alg differs from the key's.
 func (k SigningKey) JWKS() (json.RawMessage, error) {
 	alg, err := k.ChooseAlg(nil)
 	if err != nil {
@@ -352,8 +353,11 @@ type Assertion struct {
 var reservedClaims = []string{"iss", "sub", "aud", "iat", "exp", "jti"}
 
 // SignAssertion signs a with a unique jti, iat = now, exp = now+Lifetime,
-// with the algorithm ChooseAlg(nil) picks. Extra claims naming a reserved
-// claim are a Configuration error.
+// with the algorithm ChooseAlg(nil) picks and the key's kid. An empty
+// Subject sends no sub: RFC 7523 §3 wants one (the config layer sets it),
+// but Google's service accounts take an assertion without sub as the
+// account itself, as golang.org/x/oauth2/jwt sends it. Extra claims naming
+// a reserved claim are a Configuration error.
 func SignAssertion(a Assertion, now time.Time) (Secret, error) {
 	if a.Issuer == "" || a.Audience == "" {
 		return Secret{}, keyError("an assertion needs an issuer and an audience")
@@ -377,11 +381,10 @@ func SignAssertion(a Assertion, now time.Time) (Secret, error) {
 		}
 		claims[k] = v
 	}
-	sub := a.Subject
-	if sub == "" {
-		sub = a.Issuer
+	claims["iss"], claims["aud"] = a.Issuer, a.Audience
+	if a.Subject != "" {
+		claims["sub"] = a.Subject
 	}
-	claims["iss"], claims["sub"], claims["aud"] = a.Issuer, sub, a.Audience
 	claims["iat"], claims["exp"], claims["jti"] = now.Unix(), now.Add(life).Unix(), newJTI()
 	jwt, err := sign(s, claims)
 	if err != nil {

@@ -3,7 +3,21 @@
 // URL with state and PKCE (RFC 7636), the redirect callback with the issuer
 // check of RFC 9207, code exchange, refresh (RFC 6749 §6), the client
 // credentials and password grants, the device flow (RFC 8628), revocation
-// (RFC 7009) and dynamic client registration (RFC 7591).
+// (RFC 7009) and dynamic client registration (RFC 7591); the JWT-bearer
+// (RFC 7523 §2.1) and token-exchange (RFC 8693) grants; client
+// authentication beyond shared secrets: private_key_jwt and
+// client_secret_jwt (RFC 7523 §2.2, OpenID Connect Core §9) and
+// certificate authentication with the provider's mtls_endpoint_aliases
+// (RFC 8705); and DPoP-bound tokens (RFC 9449) with [Provider.WithDPoP] and
+// [DPoPKey.Proof].
+//
+// It owns the keys it signs with: [ParseSigningKey] reads PEM (PKCS #8,
+// PKCS #1, SEC 1: RSA of 2048 bits or more, EC P-256/P-384, Ed25519) and
+// Google-style service-account JSON files; [SigningKey.ChooseAlg] matches
+// a key to what the provider accepts; [DPoPKey] is a grant's ES256 key
+// with the nonces servers gave it. JWS and JWK are go-jose's
+// (github.com/go-jose/go-jose/v4). The TLS client certificate is not this
+// package's: it is in the *http.Client the caller gives.
 //
 // It is built on golang.org/x/oauth2 for everything that package does
 // (authorization URL, token requests, client authentication, the device
@@ -16,9 +30,12 @@
 // or the configuration). Callers switch on [ClassOf] and never on error
 // codes.
 //
-// Secrets (client secrets, tokens, passwords, PKCE verifiers, device codes)
-// are carried as [Secret], which redacts itself in fmt, log/slog and
-// encoding/json. Error messages never contain a secret or a response body.
+// Secrets (client secrets, tokens, passwords, PKCE verifiers, device codes,
+// assertions, DPoP proofs) are carried as [Secret], which redacts itself in
+// fmt, log/slog and encoding/json; [SigningKey] and [DPoPKey] print as
+// their type, kid or thumbprint only. Error messages never contain a
+// secret, a key or a response body: what a provider echoes of a request
+// has the request's secrets, client assertions and proofs replaced.
 //
 // Providers are not trusted further than the protocol requires:
 //
@@ -39,7 +56,17 @@
 //     malformed ([ErrMalformed], Transient).
 //
 // The package knows nothing of storage, schedules or sockets, and it never
-// retries: the caller's backoff is the only source of retries.
+// retries: the caller's backoff is the only source of retries. The one
+// re-send is DPoP's own step (RFC 9449 §8): a token request answered
+// use_dpop_nonce with a DPoP-Nonce is sent once more with that nonce; a
+// second demand is a Transient failure ([ErrDPoPNonceLoop]).
+//
+// Client assertions and DPoP proofs are made fresh for every HTTP request
+// (a unique jti, iat from [Provider.Now]) by the RoundTripper through which
+// x/oauth2 sends, so every grant, the device flow's polling included, gets
+// them from one place. With DPoP, an answer whose token_type is not DPoP is
+// refused ([ErrDPoPDowngrade], Configuration): a bearer token is never
+// handed out in place of a bound one.
 //
 // # Caveats
 //
@@ -58,6 +85,16 @@
 //     malformed (Transient).
 //   - [Provider.AwaitDevice] polls on real time (x/oauth2's
 //     DeviceAccessToken), at whole seconds: at least 1 s between polls.
+//   - client_secret_jwt needs a client secret at least as long as its HMAC
+//     (32 bytes for HS256, RFC 7518 §3.2); a shorter one is a Configuration
+//     error, not a weak signature.
+//   - A client assertion's aud is the token endpoint for every request,
+//     revocation and device authorization included (OpenID Connect Core
+//     §9); [Client.AssertionAudience] makes it the issuer or another URL
+//     for servers that want that.
+//   - The device authorization request carries the client assertion but no
+//     DPoP proof: RFC 9449 binds tokens, and only the token endpoint issues
+//     them.
 //   - Obtained is taken from [Provider.Now] when the request that produced
 //     the token was sent, so computed expiries err on the early side.
 package oauth

@@ -254,6 +254,5 @@ func pinned(set *jose.JSONWebKeySet, cert *x509.Certificate) bool {
 // authentication (or names a client).
 func hasClientAuth(r *http.Request, form url.Values) bool {
 	return r.Header.Get("Authorization") != "" || form.Has("client_id") || form.Has("client_secret") ||
-		form.Has("client_assertion") || form.Has("client_assertion_type") ||
-		(r.TLS != nil && len(r.TLS.PeerCertificates) > 0)
+		form.Has("client_assertion") || form.Has("client_assertion_type")
 }

@@ -137,8 +137,10 @@ func do(t testing.TB, req *http.Request) response {
 	return r
 }
 
-func tryDo(req *http.Request) (response, error) {
-	resp, err := http.DefaultClient.Do(req)
+func tryDo(req *http.Request) (response, error) { return tryDoWith(http.DefaultClient, req) }
+
+func tryDoWith(c *http.Client, req *http.Request) (response, error) {
+	resp, err := c.Do(req)
 	if err != nil {
 		return response{}, fmt.Errorf("%s %s: %w", req.Method, req.URL.Path, err)
 	}

@@ -70,14 +70,10 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		alter = f.Kind
 	}
 	if s.opts.DPoPNonce {
-		defer func() {
-			s.mu.Lock()
-			n := s.nonces[0]
-			s.mu.Unlock()
-			if w.Header().Get("DPoP-Nonce") == "" {
-				w.Header().Set("DPoP-Nonce", n)
-			}
-		}()
+		// RFC 9449 §8.2: every answer may carry the nonce to use next.
+		s.mu.Lock()
+		w.Header().Set("DPoP-Nonce", s.nonces[0])
+		s.mu.Unlock()
 	}
 
 	// The proof is checked before the client, so that a nonce challenge
