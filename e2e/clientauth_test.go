@@ -490,3 +490,39 @@ func TestCheckConfig14(t *testing.T) {
 		noSecretIn(t, "check-config output", out, secrets)
 	}
 }
+
+// TestClientAuthRegistration: a private_key_jwt client without client_id
+// registers itself (RFC 7591) with its public key as jwks, then
+// authenticates with assertions that key signs; no secret is issued.
+func TestClientAuthRegistration(t *testing.T) {
+	t.Parallel()
+	requireTokend(t)
+	s := Setup0(t)
+	key := newKey(t, "EC")
+	keyFile := writeKey(t, s.Dir+"/client.key", key)
+	op := StartOP(t, OPConfig{}, nil)
+	td := StartTokend(t, s, s.Config(op.Issuer, fmt.Sprintf("  dyn:\n    provider: op\n    client_name: tokend e2e\n    auth_method: private_key_jwt\n    private_key_file: %s\n    key_id: dyn-1\n", keyFile),
+		strings.Replace(ccGrant(""), "client: svc", "client: dyn", 1)))
+	td.NoLeak(keySecrets(t, keyFile, key)...)
+	NoLeakSeen(t, td, op)
+	tok := td.WaitToken("api", 20*time.Second)
+	in := op.Introspect(tok.AccessToken)
+	if !in.Active || in.ClientID == "" {
+		t.Fatalf("introspection = %+v", in)
+	}
+	st := op.Stats()
+	if st.Registrations != 1 || len(st.ClientAuthErrors) != 0 {
+		t.Errorf("provider stats = %+v, want one registration and no client authentication error", st)
+	}
+	if !strings.Contains(op.Logs(), "registered client "+in.ClientID+" private_key_jwt") {
+		t.Errorf("the client was not registered for private_key_jwt:\n%s", op.Logs())
+	}
+	seen := op.Seen().ClientAssertions
+	if len(seen) == 0 {
+		t.Fatal("no client assertion seen")
+	}
+	h, c := jwtParts(t, seen[len(seen)-1])
+	if c["iss"] != in.ClientID || h["kid"] != "dyn-1" {
+		t.Errorf("assertion iss %v kid %v, want the registered %s and dyn-1", c["iss"], h["kid"], in.ClientID)
+	}
+}

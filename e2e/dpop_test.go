@@ -249,3 +249,34 @@ func TestDPoPDowngrade(t *testing.T) {
 		t.Errorf("POST /dpop answered 200 without a DPoP-bound token")
 	}
 }
+
+// TestDPoPNonceLoop: a server that answers every proof with a new nonce
+// (use_dpop_nonce) gets one retry per attempt, not a loop; the grant's
+// status says what happened.
+func TestDPoPNonceLoop(t *testing.T) {
+	t.Parallel()
+	requireTokend(t)
+	s := Setup0(t)
+	op := StartOP(t, OPConfig{OIDCConfig: OIDCConfig{Clients: []map[string]any{
+		ccClient("cc", "client_secret_basic", map[string]any{"client_secret": ccSecret}),
+	}}, DPoPNonceLoop: true}, nil)
+	cfg := s.Config(op.Issuer, fmt.Sprintf("  svc:\n    provider: op\n    client_id: cc\n    client_secret_file: %s\n    auth_method: client_secret_basic\n",
+		s.SecretFile("cc", ccSecret)), ccGrant("    dpop: true\n"))
+	td := StartTokend(t, s, cfg)
+	td.NoLeak(ccSecret)
+	NoLeakSeen(t, td, op)
+
+	st := waitFailure(t, td, "api")
+	if st.State == api.StateValid || !strings.Contains(strings.ToLower(st.LastError), "nonce") {
+		t.Errorf("state %q, last error %q: want a failure that names the nonce", st.State, st.LastError)
+	}
+	if _, code, _ := td.Token("api"); code == 200 {
+		t.Errorf("a token was served")
+	}
+	// Every attempt is one request and one retry with the nonce given.
+	n := op.Stats().TokenRequests["nonce-loop"]
+	failures := td.Status("api").Failures
+	if n == 0 || n > 2*failures+2 {
+		t.Errorf("%d token requests for %d failed attempts: want at most one retry per attempt", n, failures)
+	}
+}

@@ -50,6 +50,7 @@ type OPConfig struct {
 	MTLS                  *OPMTLS  `json:"mtls,omitempty"`
 	DPoP                  *bool    `json:"dpop,omitempty"` // nil: on (oidc-provider's default)
 	DPoPNonce             bool     `json:"dpopNonce,omitempty"`
+	DPoPNonceLoop         bool     `json:"dpopNonceLoop,omitempty"`
 	ClientAuthSigningAlgs []string `json:"clientAuthSigningAlgs,omitempty"`
 }
 

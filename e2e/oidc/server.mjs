@@ -41,6 +41,9 @@
 //                         DPoP-bound token, token_type DPoP, cnf.jkt)
 //   dpopNonce             true: every DPoP proof must carry a nonce the server
 //                         gave (use_dpop_nonce, DPoP-Nonce header)
+//   dpopNonceLoop         true: a broken server, not oidc-provider's doing: every
+//                         token request with a DPoP proof is answered
+//                         use_dpop_nonce with a new nonce, whatever nonce it carries
 //   clientAuthSigningAlgs algorithms accepted for client assertions
 //                         (oidc-provider's default: HS256 RS256 PS256 ES256 Ed25519 EdDSA)
 //   clientAuthMethods     token endpoint auth methods (default: oidc-provider's,
@@ -125,6 +128,7 @@ const cfg = {
   mtls: null,
   dpop: true,
   dpopNonce: false,
+  dpopNonceLoop: false,
   clientAuthSigningAlgs: null,
   clientAuthMethods: null,
   ...loadConfig(),
@@ -591,6 +595,13 @@ async function handle(req, res) {
   } catch (err) {
     log('interaction/test route error:', err);
     if (!res.headersSent) json(res, 500, { error: 'server_error', error_description: String(err.message) });
+    return;
+  }
+  if (cfg.dpopNonceLoop && url.pathname === '/token' && req.headers.dpop) {
+    stats.use_dpop_nonce += 1;
+    bump(stats.token_requests, 'nonce-loop');
+    res.writeHead(400, { 'content-type': 'application/json', 'dpop-nonce': randomBytes(16).toString('base64url'), 'cache-control': 'no-store' });
+    res.end(JSON.stringify({ error: 'use_dpop_nonce', error_description: 'Authorization server requires nonce in DPoP proof' }));
     return;
   }
   callback(req, res);
