@@ -521,7 +521,7 @@ func (rs *resourceServer) check(r *http.Request) error {
 	if len(proofs) != 1 {
 		return fmt.Errorf("%d DPoP headers, want 1", len(proofs))
 	}
-	jws, err := jose.ParseSigned(proofs[0], []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.RS256, jose.PS256, jose.EdDSA})
+	jws, err := jose.ParseSignedCompact(proofs[0], []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.RS256, jose.PS256, jose.EdDSA})
 	if err != nil {
 		return fmt.Errorf("proof: %v", err)
 	}
@@ -605,7 +605,7 @@ func (rs *resourceServer) call(t testing.TB, method, target, authorization, dpop
 // dpopThumbprint is the RFC 7638 thumbprint of a proof's key.
 func dpopThumbprint(t testing.TB, proof string) string {
 	t.Helper()
-	jws, err := jose.ParseSigned(proof, []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.RS256, jose.PS256, jose.EdDSA})
+	jws, err := jose.ParseSignedCompact(proof, []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.RS256, jose.PS256, jose.EdDSA})
 	if err != nil {
 		t.Fatalf("proof: %v", err)
 	}

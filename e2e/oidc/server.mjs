@@ -310,7 +310,7 @@ const provider = new Provider(issuer, {
   }),
   clientAuthMethods,
   ...(cfg.clientAuthSigningAlgs ? { enabledJWA: { clientAuthSigningAlgValues: cfg.clientAuthSigningAlgs } } : {}),
-  discovery,
+  ...(mtlsAlias ? { discovery } : {}),
   features: {
     devInteractions: { enabled: false },
     mTLS,
