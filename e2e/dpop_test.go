@@ -26,7 +26,12 @@ import (
 // two header values it prints.
 func dpopHeaders(t *testing.T, td *Tokend, grant, method, target string) (authorization, proof string) {
 	t.Helper()
-	out := td.MustCLI("token", grant, "--dpop", method, target)
+	return headerLines(t, td, td.MustCLI("token", grant, "--dpop", method, target))
+}
+
+// headerLines reads the two header lines of `tokend token --dpop`.
+func headerLines(t *testing.T, td *Tokend, out string) (authorization, proof string) {
+	t.Helper()
 	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
 		k, v, _ := strings.Cut(l, ": ")
 		switch k {
@@ -69,7 +74,8 @@ func dpopFetch(t *testing.T, td *Tokend, grant string, req api.DPoPRequest) (api
 // gets DPoP-bound tokens (token_type DPoP; the provider binds them to one
 // key, the same across renewals), also when the provider demands nonces;
 // programs get proofs that a resource server accepts once, and refuses
-// replayed, sent to another URL or with another method.
+// replayed, sent to another URL or with another method; a resource server
+// that wants its own nonce gets it through --nonce and the socket's nonce.
 func TestDPoPClientCredentials(t *testing.T) {
 	t.Parallel()
 	requireTokend(t)
@@ -136,6 +142,36 @@ func TestDPoPClientCredentials(t *testing.T) {
 					t.Errorf("POST /dpop %+v answered %d, want 400", bad, code)
 				}
 			}
+
+			// A resource server that wants its nonce in proofs: the CLI's
+			// --nonce and the socket's nonce put it there.
+			rs.requireNonce("rs-nonce-" + randomID())
+			authz, proof = dpopHeaders(t, td, "api", "GET", target)
+			req, _ := http.NewRequest("GET", target, nil)
+			req.Header.Set("Authorization", authz)
+			req.Header.Set("DPoP", proof)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			rsNonce := resp.Header.Get("DPoP-Nonce")
+			if resp.StatusCode != 401 || rsNonce == "" {
+				t.Fatalf("resource server wanting a nonce answered %d, nonce %q", resp.StatusCode, rsNonce)
+			}
+			out := td.MustCLI("token", "api", "--dpop", "GET", target, "--nonce", rsNonce)
+			authz, proof = headerLines(t, td, out)
+			if code, body := rs.call(t, "GET", target, authz, proof); code != 200 {
+				t.Errorf("resource server refused a proof made with --nonce: %d %s", code, body)
+			}
+			r, code, body = dpopFetch(t, td, "api", api.DPoPRequest{Method: "GET", URL: target, Nonce: rsNonce})
+			if code != 200 {
+				t.Fatalf("POST /dpop with a nonce: %d %s", code, body)
+			}
+			if code, body := rs.call(t, "GET", target, "DPoP "+r.AccessToken, r.DPoP); code != 200 {
+				t.Errorf("resource server refused a /dpop proof made with its nonce: %d %s", code, body)
+			}
+			rs.requireNonce("")
 
 			// Renewed with a proof of the same key.
 			var second api.TokenResponse

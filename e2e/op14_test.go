@@ -487,6 +487,14 @@ type resourceServer struct {
 	jtis     map[string]bool
 	accepted int
 	refused  []string
+	nonce    string // when set, proofs must carry it (RFC 9449 §9)
+}
+
+// requireNonce makes the server demand nonce in every proof from now on.
+func (rs *resourceServer) requireNonce(nonce string) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	rs.nonce = nonce
 }
 
 func newResourceServer(t testing.TB, op *OP) *resourceServer {
@@ -498,7 +506,14 @@ func newResourceServer(t testing.TB, op *OP) *resourceServer {
 }
 
 func (rs *resourceServer) serve(w http.ResponseWriter, r *http.Request) {
-	if err := rs.check(r); err != nil {
+	if err := rs.check(r); errors.Is(err, errUseNonce) {
+		rs.mu.Lock()
+		w.Header().Set("DPoP-Nonce", rs.nonce)
+		rs.mu.Unlock()
+		w.Header().Set("WWW-Authenticate", `DPoP error="use_dpop_nonce"`)
+		http.Error(w, err.Error(), http.StatusUnauthorized)
+		return
+	} else if err != nil {
 		rs.mu.Lock()
 		rs.refused = append(rs.refused, err.Error())
 		rs.mu.Unlock()
@@ -576,12 +591,17 @@ func (rs *resourceServer) check(r *http.Request) error {
 	}
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
+	if rs.nonce != "" && c.Nonce != rs.nonce {
+		return errUseNonce
+	}
 	if rs.jtis[c.JTI] {
 		return errors.New("proof replayed (jti seen)")
 	}
 	rs.jtis[c.JTI] = true
 	return nil
 }
+
+var errUseNonce = errors.New("proof without the server's nonce")
 
 // call sends one request to the resource server with the two header lines
 // `tokend token --dpop` prints; it returns the status and body.
