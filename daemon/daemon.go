@@ -152,6 +152,9 @@ type grant struct {
 	schedule cron.Schedule // forced refresh; nil when none
 	// dpop caches the parsed DPoP key of the current token set (dpop.go).
 	dpop atomic.Pointer[dpopKey]
+	// sourceMoved: the grant this token_exchange grant exchanges got a
+	// new token or lost it (exchange.go); the next refresh says why.
+	sourceMoved atomic.Bool
 
 	mu         sync.Mutex // guards the fields below (scheduler and refresher)
 	nextForced time.Time

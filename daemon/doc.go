@@ -19,9 +19,12 @@
 //
 // The engine: daemon.go (the Daemon, its grants, Run), scheduler.go and
 // queue.go, refresh.go, policy.go (when a token comes due), providers.go
-// (discovery, registration), authorize.go (the authorization flows and
-// revocation), fetch.go (what the socket API asks of the engine), reload.go,
-// storage.go. The servers: socketapi.go (the socket API's routes and
+// (discovery, registration) and clienthttp.go (a client's certificate, a
+// provider's CAs), exchange.go (the jwt_bearer and token_exchange grants; an
+// exchange grant follows its subject grant), dpop.go (a dpop grant's key,
+// kept with its token set, and the proofs handed to readers),
+// authorize.go (the authorization flows and revocation), fetch.go (what the
+// socket API asks of the engine), reload.go, storage.go. The servers: socketapi.go (the socket API's routes and
 // answers), access.go and connlimit.go (who may connect and read), listen.go
 // and tcplisten.go (listeners), callback.go (the callback listener's
 // pages), metricsrv.go.

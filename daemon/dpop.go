@@ -84,6 +84,22 @@ func (g *grant) dpopKeyFor(cur *store.Token) (*dpopKey, error) {
 	return c, nil
 }
 
+// dpopKeyUsed is the stored form of the key a successful obtain (under
+// g.op, from cur) signed with: cur's, or the new one made for the chain;
+// "" for a grant without dpop.
+func (g *grant) dpopKeyUsed(cur *store.Token) string {
+	switch {
+	case !g.cfg.DPoP:
+		return ""
+	case cur.DPoPKey != "":
+		return cur.DPoPKey
+	}
+	if c := g.dpop.Load(); c != nil && c.unsaved {
+		return c.raw
+	}
+	return ""
+}
+
 // dpopProvider returns prov signing g's token requests with a new key pair
 // for a new authorization, and that key's stored form.
 func dpopProvider(g *grant, prov *oauth.Provider) (*oauth.Provider, string, error) {

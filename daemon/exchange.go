@@ -53,13 +53,14 @@ func (d *Daemon) jwtBearer(ctx context.Context, g *grant, prov *oauth.Provider) 
 // grant's) for a token of g. It asks nothing of the provider while the
 // subject has no valid token: the failure names the subject grant.
 func (d *Daemon) tokenExchange(ctx context.Context, g *grant, prov *oauth.Provider) (*oauth.Token, error) {
-	subject, subjectType, err := d.exchangeInput(g, "subject", g.cfg.SubjectGrant, g.cfg.SubjectTokenType)
+	idToken, typ := g.cfg.SubjectToken()
+	subject, err := d.exchangeInput(g, "subject", g.cfg.SubjectGrant, idToken)
 	if err != nil {
 		return nil, err
 	}
 	req := oauth.ExchangeRequest{
 		SubjectToken:       subject,
-		SubjectTokenType:   subjectType,
+		SubjectTokenType:   typ,
 		RequestedTokenType: g.cfg.RequestedTokenType,
 		Audience:           g.cfg.Audience,
 		Resource:           g.cfg.Resource,
@@ -67,7 +68,8 @@ func (d *Daemon) tokenExchange(ctx context.Context, g *grant, prov *oauth.Provid
 		Params:             oauth.Params(g.cfg.TokenParams),
 	}
 	if g.cfg.ActorGrant != "" {
-		if req.ActorToken, req.ActorTokenType, err = d.exchangeInput(g, "actor", g.cfg.ActorGrant, g.cfg.ActorTokenType); err != nil {
+		idToken, req.ActorTokenType = g.cfg.ActorToken()
+		if req.ActorToken, err = d.exchangeInput(g, "actor", g.cfg.ActorGrant, idToken); err != nil {
 			return nil, err
 		}
 	}
@@ -75,54 +77,32 @@ func (d *Daemon) tokenExchange(ctx context.Context, g *grant, prov *oauth.Provid
 }
 
 // exchangeInput returns the token of grant name (role "subject" or
-// "actor" of g's exchange) of the type asked: its access token, or its id
-// token for id_token.
-func (d *Daemon) exchangeInput(g *grant, role, name, typ string) (oauth.Secret, string, error) {
+// "actor" of g's exchange): its access token, or its id token.
+func (d *Daemon) exchangeInput(g *grant, role, name string, idToken bool) (oauth.Secret, error) {
+	fail := func(class oauth.Class, format string, a ...any) (oauth.Secret, error) {
+		return oauth.Secret{}, &oauth.Error{Op: "token_exchange", Class: class, Description: fmt.Sprintf(format, a...)}
+	}
 	src := d.grant(name)
 	if src == nil || name == "" {
 		// config validates this; a reload that drops the grant must not
 		// make the dependent crash or serve on.
-		return oauth.Secret{}, "", &oauth.Error{Op: "token_exchange", Class: oauth.Configuration,
-			Description: fmt.Sprintf("%s grant %q is not configured", role, name)}
+		return fail(oauth.Configuration, "%s grant %q is not configured", role, name)
 	}
 	_, p := d.config()
 	t := src.cur.Load()
 	state := src.stateOf(t)
-	if state == api.StateReauthorizationRequired || state == api.StatePendingAuthorization {
-		return oauth.Secret{}, "", &oauth.Error{Op: "token_exchange", Class: oauth.Reauthorize,
-			Description: fmt.Sprintf("%s grant %s needs reauthorization (tokend authorize %s)", role, name, name)}
+	usableNow := usable(d.clock.Now(), t, p)
+	switch {
+	case state == api.StateReauthorizationRequired || state == api.StatePendingAuthorization || !usableNow && !src.renewable(t):
+		return fail(oauth.Reauthorize, "%s grant %s needs reauthorization (tokend authorize %s)", role, name, name)
+	case !usableNow:
+		return fail(oauth.Transient, "%s grant %s has no valid token yet (%s)", role, name, state)
+	case idToken && t.IDToken == "":
+		return fail(oauth.Configuration, "%s grant %s holds no id token (%s_token_type id_token)", role, name, role)
+	case idToken:
+		return oauth.NewSecret(t.IDToken), nil
 	}
-	if !usable(d.clock.Now(), t, p) {
-		if !src.renewable(t) {
-			return oauth.Secret{}, "", &oauth.Error{Op: "token_exchange", Class: oauth.Reauthorize,
-				Description: fmt.Sprintf("%s grant %s needs reauthorization (tokend authorize %s)", role, name, name)}
-		}
-		return oauth.Secret{}, "", &oauth.Error{Op: "token_exchange", Class: oauth.Transient,
-			Description: fmt.Sprintf("%s grant %s has no valid token yet (%s)", role, name, state)}
-	}
-	urn, tok := exchangeTokenType(typ), t.AccessToken
-	if urn == oauth.TokenTypeID {
-		tok = t.IDToken
-		if tok == "" {
-			return oauth.Secret{}, "", &oauth.Error{Op: "token_exchange", Class: oauth.Configuration,
-				Description: fmt.Sprintf("%s grant %s holds no id token (%s_token_type id_token)", role, name, role)}
-		}
-	}
-	return oauth.NewSecret(tok), urn, nil
-}
-
-// exchangeTokenType is the RFC 8693 URN of a configured token type:
-// access_token (the default), id_token, or a URN as given.
-func exchangeTokenType(typ string) string {
-	switch typ {
-	case "", "access_token":
-		return oauth.TokenTypeAccess
-	case "id_token":
-		return oauth.TokenTypeID
-	case "jwt":
-		return oauth.TokenTypeJWT
-	}
-	return typ
+	return oauth.NewSecret(t.AccessToken), nil
 }
 
 // dependentsOf indexes the token_exchange grants by the grants whose
@@ -175,6 +155,7 @@ func (d *Daemon) followSource(g *grant, prev, t *store.Token) {
 		return
 	}
 	for _, dep := range deps {
+		dep.sourceMoved.Store(true)
 		dep.dueAt.Store(now0)
 	}
 	d.queue.kick()

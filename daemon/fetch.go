@@ -134,7 +134,7 @@ func (d *Daemon) statusWithHistory(g *grant) api.GrantStatus {
 func (d *Daemon) status(g *grant) api.GrantStatus {
 	cfg, p := d.config()
 	now := d.clock.Now()
-	s := api.GrantStatus{Name: g.name, Type: g.cfg.Type}
+	s := api.GrantStatus{Name: g.name, Type: g.cfg.Type, DPoP: g.cfg.DPoP, SubjectGrant: g.cfg.SubjectGrant}
 	if c, ok := cfg.Clients[g.cfg.Client]; ok {
 		s.Provider = c.Provider
 	}
@@ -165,6 +165,5 @@ func (d *Daemon) status(g *grant) api.GrantStatus {
 		s.Match, s.MatchUsername = g.cfg.Match, g.cfg.HelperUsername()
 	}
 	s.Sinks = g.sinkStatus()
-	s.DPoP, s.SubjectGrant = g.cfg.DPoP, g.cfg.SubjectGrant
 	return s
 }

@@ -13,10 +13,13 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -35,6 +38,17 @@ func ecSigningKey(t *testing.T) oauth.SigningKey {
 		t.Fatal(err)
 	}
 	return oauth.SigningKey{Signer: k, KeyID: "k1"}
+}
+
+// privateParts are the encodings a private key's scalar would show in a
+// log: base64url (a JWK's d), base64 and hex.
+func privateParts(t *testing.T, k oauth.SigningKey) []string {
+	t.Helper()
+	b, err := k.Signer.(*ecdsa.PrivateKey).Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []string{base64.RawURLEncoding.EncodeToString(b), base64.StdEncoding.EncodeToString(b)[:40], hex.EncodeToString(b)}
 }
 
 func publicJWKS(t *testing.T, k oauth.SigningKey) json.RawMessage {
@@ -123,6 +137,7 @@ func TestClientAssertionAuthRefreshes(t *testing.T) {
 			}
 			h.logMustNotContain(h.prov.Issued()...)
 			h.logMustNotContain(secret)
+			h.logMustNotContain(privateParts(t, k)...)
 		})
 	}
 }
@@ -173,6 +188,7 @@ func TestJWTBearerReobtainsWithFreshAssertion(t *testing.T) {
 		t.Fatalf("token info: %+v", info)
 	}
 	h.logMustNotContain(h.prov.Issued()...)
+	h.logMustNotContain(privateParts(t, k)...)
 }
 
 func exchangeGrants(c *config.Config) {
@@ -214,8 +230,8 @@ func TestTokenExchangeFollowsSubject(t *testing.T) {
 	if code, body := h.do(http.MethodPost, "/v1/tokens/user/refresh"); code != 200 {
 		t.Fatalf("refresh user: %d %s", code, body)
 	}
-	h.settle()
-	if st := h.status("down"); st.Generation != gen+1 || st.State != api.StateValid {
+	waitFor(t, "dependent re-exchanged", func() bool { return h.status("down").Generation > gen })
+	if st := h.status("down"); st.Generation != gen+1 || st.State != api.StateValid || st.History[0].Reason != "subject_changed" {
 		t.Fatalf("dependent did not follow the subject's new token: %+v", st)
 	}
 	exchanges := h.prov.Stats().Exchanges
@@ -224,10 +240,10 @@ func TestTokenExchangeFollowsSubject(t *testing.T) {
 	// the subject named, and no exchange is tried.
 	h.prov.RevokeFamilyOf(h.stored("user").RefreshToken)
 	h.do(http.MethodPost, "/v1/tokens/user/refresh")
-	h.settle()
 	if st := h.status("user"); st.State != api.StateReauthorizationRequired {
 		t.Fatalf("user: %+v", st)
 	}
+	waitFor(t, "dependent follows its subject", func() bool { return h.status("down").State != api.StateValid })
 	st = h.status("down")
 	if st.State != api.StateReauthorizationRequired || !strings.Contains(st.LastError, "subject grant user needs reauthorization") {
 		t.Fatalf("dependent of a dead subject: %+v", st)
@@ -504,5 +520,136 @@ func TestDPoPProofOfExpiredTokenRefreshesFirst(t *testing.T) {
 	_ = json.Unmarshal(body, &r)
 	if r.AccessToken == before.AccessToken || !h.prov.Valid(r.AccessToken) {
 		t.Fatal("the proof came with the expired token")
+	}
+}
+
+// A private_key_jwt client registers its public key and then
+// authenticates with assertions; a client with a dpop grant asks for
+// DPoP-bound tokens; the new grant types are registered.
+func TestRegistrationOfKeyAndDPoPClients(t *testing.T) {
+	k := ecSigningKey(t)
+	h := newHarness(t, harnessOpts{prov: oauthtest.Options{AllowRegistration: true, AssertionIssuers: []oauthtest.AssertionIssuer{{Issuer: "svc@example", JWKS: publicJWKS(t, k)}}},
+		config: func(c *config.Config) {
+			c.Clients["dyn"] = config.Client{Provider: "test", AuthMethod: oauthtest.AuthMethodPrivateKeyJWT, Key: &k}
+			c.Grants = map[string]config.Grant{
+				"dyn": {Client: "dyn", Type: config.GrantClientCredentials, DPoP: true},
+				"sa": {Client: "dyn", Type: config.GrantJWTBearer,
+					Assertion: &config.Assertion{Issuer: "svc@example", Key: k}},
+			}
+		}})
+	got := h.token("dyn")
+	if info, _ := h.prov.TokenInfo(got.AccessToken); got.TokenType != "DPoP" || info.JKT == "" || info.ClientID == "" {
+		t.Fatalf("token of the registered client: %+v %+v", got, info)
+	}
+	if s := h.prov.Stats(); s.Registrations != 1 || s.ClientAuthFailures != 0 {
+		t.Fatalf("provider stats: %+v", s)
+	}
+	h.d.mu.RLock()
+	c := h.d.clients["dyn"]
+	h.d.mu.RUnlock()
+	prov, err := h.d.providerFor(context.Background(), h.d.grant("dyn"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := h.d.registrationRequest(c)
+	if err := registrationKey(c, prov.Endpoints, &req); err != nil {
+		t.Fatal(err)
+	}
+	if !req.DPoPBound || len(req.JWKS) == 0 || req.SigningAlg != "ES256" || req.AuthMethod != oauth.AuthPrivateKeyJWT {
+		t.Fatalf("registration request: %+v", req)
+	}
+	if !slices.Contains(req.GrantTypes, "urn:ietf:params:oauth:grant-type:jwt-bearer") || slices.Contains(req.GrantTypes, "refresh_token") {
+		t.Fatalf("grant types: %v", req.GrantTypes)
+	}
+	if bytes.Contains(req.JWKS, []byte(`"d"`)) {
+		t.Fatal("the registration carries the private key")
+	}
+	h.logMustNotContain(h.prov.Issued()...)
+}
+
+// The subject's id token and an actor grant's access token.
+func TestTokenExchangeIDTokenAndActor(t *testing.T) {
+	h := newHarness(t, harnessOpts{prov: oauthtest.Options{AutoApprove: true}, config: func(c *config.Config) {
+		exchangeGrants(c)
+		c.Grants["robot"] = config.Grant{Client: "app", Type: config.GrantClientCredentials, Scopes: []string{"read"}}
+		g := c.Grants["down"]
+		g.SubjectTokenType, g.ActorGrant = "id_token", "robot"
+		c.Grants["down"] = g
+	}})
+	h.authorizeSubject()
+	info, ok := h.prov.TokenInfo(h.token("down").AccessToken)
+	if !ok || info.Actor == "" || info.Subject == "" {
+		t.Fatalf("exchanged token: %+v", info)
+	}
+	h.logMustNotContain(h.prov.Issued()...)
+}
+
+// A server that asks for a new nonce on every try: each try sends the
+// request once more with the nonce given, no more, and the grant shows
+// why it has no token while the backoff spaces the tries.
+func TestDPoPNonceLoopIsBounded(t *testing.T) {
+	h := newHarness(t, harnessOpts{noRun: true, config: dpopCC})
+	h.prov.SetFault(oauthtest.Fault{Kind: oauthtest.FaultDPoPNonceLoop})
+	h.start()
+	h.advance(2 * time.Minute)
+	st := h.status("cc")
+	if st.State == api.StateValid || !strings.Contains(st.LastError, "nonce loop") {
+		t.Fatalf("status: %+v", st)
+	}
+	tries, requests := st.Failures, h.prov.Stats().TokenRequests
+	if tries == 0 || requests != 2*tries {
+		t.Fatalf("%d token requests for %d tries; want two per try", requests, tries)
+	}
+	if code, _ := h.get("/v1/tokens/cc"); code == 200 {
+		t.Fatal("a token was served")
+	}
+}
+
+// A private_key_jwt client whose key the provider does not know is a
+// credentials error, not retried.
+func TestWrongClientKeyIsCredentialsError(t *testing.T) {
+	known, wrong := ecSigningKey(t), ecSigningKey(t)
+	h := newHarness(t, harnessOpts{prov: oauthtest.Options{Clients: []oauthtest.Client{{ID: "kc", AuthMethod: oauthtest.AuthMethodPrivateKeyJWT, JWKS: publicJWKS(t, known)}}},
+		config: func(c *config.Config) {
+			c.Clients["kc"] = config.Client{Provider: "test", ClientID: "kc", AuthMethod: oauthtest.AuthMethodPrivateKeyJWT, Key: &wrong}
+			c.Grants = map[string]config.Grant{"svc": {Client: "kc", Type: config.GrantClientCredentials}}
+		}})
+	st := h.status("svc")
+	if st.State != api.StateCredentialsError {
+		t.Fatalf("status: %+v", st)
+	}
+	h.advance(time.Minute)
+	if n := h.prov.Stats().ClientAuthFailures; n != 1 {
+		t.Fatalf("%d client authentication failures, want 1", n)
+	}
+	h.logMustNotContain(h.prov.Issued()...)
+}
+
+// A client certificate that expired (config refuses one at load; this one
+// expired while tokend ran: before t0, the provider's clock) is the
+// client's credentials failing.
+func TestExpiredClientCertificate(t *testing.T) {
+	for _, m := range []string{oauthtest.AuthMethodTLS, oauthtest.AuthMethodSelfSignedTLS} {
+		t.Run(m, func(t *testing.T) {
+			h := newHarness(t, harnessOpts{tls: true, noRun: true})
+			oc := oauthtest.Client{ID: "mc", AuthMethod: m}
+			var cert, err = h.prov.IssueClientCert(pkix.Name{CommonName: "mtls-app"}, t0.Add(-time.Minute))
+			if m == oauthtest.AuthMethodSelfSignedTLS {
+				cert, err = h.prov.SelfSignedClientCert("mtls-app", t0.Add(-time.Minute))
+				oc.JWKS = oauthtest.CertJWKS(cert)
+			} else {
+				oc.TLSSubjectDN = "CN=mtls-app"
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.prov.AddClient(oc)
+			h.cfg.Clients["mc"] = config.Client{Provider: "test", ClientID: "mc", AuthMethod: m, TLSCert: &cert}
+			h.cfg.Grants = map[string]config.Grant{"svc": {Client: "mc", Type: config.GrantClientCredentials}}
+			h.start()
+			if st := h.status("svc"); st.State != api.StateCredentialsError {
+				t.Fatalf("status: %+v", st)
+			}
+		})
 	}
 }

@@ -162,8 +162,8 @@ func (d *Daemon) resolveClient(ctx context.Context, c *clientRT, eps oauth.Endpo
 		return oauth.Client{}, &oauth.Error{Op: "register", Class: oauth.Configuration,
 			Description: fmt.Sprintf("client %s has no client_id and provider %s offers no registration endpoint", c.name, c.cfg.Provider)}
 	}
-	req, err := d.registrationRequest(c, eps)
-	if err != nil {
+	req := d.registrationRequest(c)
+	if err := registrationKey(c, eps, &req); err != nil {
 		return oauth.Client{}, err
 	}
 	reg, err := oauth.Register(ctx, d.countingHTTP(base, c.cfg.Provider, EndpointRegistration, nil), eps.Registration, req)
@@ -196,10 +196,9 @@ func (d *Daemon) resolveClient(ctx context.Context, c *clientRT, eps oauth.Endpo
 		Key: c.cfg.Key, AssertionAudience: c.cfg.AssertionAudience}, nil
 }
 
-// registrationRequest describes the client from the grants that use it: a
-// private_key_jwt client registers its public key (jwks) and signing alg,
-// and a client with a dpop grant asks for DPoP-bound tokens.
-func (d *Daemon) registrationRequest(c *clientRT, eps oauth.Endpoints) (oauth.RegistrationRequest, error) {
+// registrationRequest describes the client from the grants that use it; a
+// client with a dpop grant asks for DPoP-bound tokens.
+func (d *Daemon) registrationRequest(c *clientRT) oauth.RegistrationRequest {
 	cfg, _ := d.config()
 	req := oauth.RegistrationRequest{
 		ClientName: c.cfg.ClientName,
@@ -247,21 +246,6 @@ func (d *Daemon) registrationRequest(c *clientRT, eps oauth.Endpoints) (oauth.Re
 	if slices.ContainsFunc(req.GrantTypes, needsRefreshGrant) {
 		req.GrantTypes = append(req.GrantTypes, "refresh_token")
 	}
-	if req.AuthMethod == oauth.AuthPrivateKeyJWT {
-		if c.cfg.Key == nil {
-			return req, &oauth.Error{Op: "register", Class: oauth.Configuration,
-				Description: fmt.Sprintf("client %s: auth_method private_key_jwt needs private_key_file or private_key_credential", c.name)}
-		}
-		jwks, err := c.cfg.Key.JWKS()
-		if err != nil {
-			return req, &oauth.Error{Op: "register", Class: oauth.Configuration, Description: fmt.Sprintf("client %s: public key for registration: %v", c.name, err)}
-		}
-		alg, err := c.cfg.Key.ChooseAlg(eps.TokenAuthSigningAlgs)
-		if err != nil {
-			return req, &oauth.Error{Op: "register", Class: oauth.Configuration, Description: fmt.Sprintf("client %s: %v", c.name, err)}
-		}
-		req.JWKS, req.SigningAlg = jwks, alg
-	}
 	if c.cfg.RedirectURI != "" {
 		req.RedirectURIs = []string{c.cfg.RedirectURI}
 		if u, err := url.Parse(c.cfg.RedirectURI); err == nil && oauth.IsLoopbackHost(u.Hostname()) {
@@ -274,7 +258,31 @@ func (d *Daemon) registrationRequest(c *clientRT, eps oauth.Endpoints) (oauth.Re
 		}
 		req.Scope += s
 	}
-	return req, nil
+	return req
+}
+
+// registrationKey adds a private_key_jwt client's public key (jwks) and
+// signing alg, chosen among the provider's, to its registration.
+func registrationKey(c *clientRT, eps oauth.Endpoints, req *oauth.RegistrationRequest) error {
+	if req.AuthMethod != oauth.AuthPrivateKeyJWT {
+		return nil
+	}
+	fail := func(format string, a ...any) error {
+		return &oauth.Error{Op: "register", Class: oauth.Configuration, Description: fmt.Sprintf("client %s: ", c.name) + fmt.Sprintf(format, a...)}
+	}
+	if c.cfg.Key == nil {
+		return fail("auth_method private_key_jwt needs private_key_file or private_key_credential")
+	}
+	jwks, err := c.cfg.Key.JWKS()
+	if err != nil {
+		return fail("public key for registration: %v", err)
+	}
+	alg, err := c.cfg.Key.ChooseAlg(eps.TokenAuthSigningAlgs)
+	if err != nil {
+		return fail("%v", err)
+	}
+	req.JWKS, req.SigningAlg = jwks, alg
+	return nil
 }
 
 // needsRefreshGrant reports whether a client registered for grant type gt

@@ -123,7 +123,7 @@ func (d *Daemon) doRefresh(g *grant, reason string) (*store.Token, error) {
 	b := &retryAfterBackOff{ExponentialBackOff: eb, clock: d.clock, deadline: deadline}
 
 	var got *oauth.Token
-	var via, key string
+	var via string
 	tries := 0
 	waiting := false
 	stopWaiting := func() {
@@ -135,7 +135,7 @@ func (d *Daemon) doRefresh(g *grant, reason string) (*store.Token, error) {
 	op := func() error {
 		stopWaiting()
 		tries++
-		t, how, k, err := d.obtain(ctx, g, cur)
+		t, how, err := d.obtain(ctx, g, cur)
 		d.countAttempt(g, err, stop)
 		if err != nil {
 			if tries == 1 && stop.Err() == nil {
@@ -147,7 +147,7 @@ func (d *Daemon) doRefresh(g *grant, reason string) (*store.Token, error) {
 			b.hint = oauth.RetryAfter(err)
 			return err
 		}
-		got, via, key = t, how, k
+		got, via = t, how
 		return nil
 	}
 	var lastWarn time.Time
@@ -179,36 +179,36 @@ func (d *Daemon) doRefresh(g *grant, reason string) (*store.Token, error) {
 		}
 		return d.failed(g, p, reason, start, latency, tries, err)
 	}
-	return d.succeeded(g, cur, p, reason, start, latency, via, key, got)
+	return d.succeeded(g, cur, p, reason, start, latency, via, got)
 }
 
 // obtain makes one request for a new token set: a refresh when there is a
 // refresh token, else the grant's own non-interactive grant. A password
 // grant whose refresh token died re-obtains with the password. A dpop
-// grant's request carries a proof of its key; key is the stored form of
-// the key the new token set is bound to ("" without dpop).
-func (d *Daemon) obtain(ctx context.Context, g *grant, cur *store.Token) (t *oauth.Token, via, key string, err error) {
+// grant's request carries a proof of its key (grant.dpopKeyFor): cur's, or
+// a new one for a chain that has none.
+func (d *Daemon) obtain(ctx context.Context, g *grant, cur *store.Token) (*oauth.Token, string, error) {
 	prov, err := d.providerFor(ctx, g)
 	if err != nil {
-		return nil, "", "", err
+		return nil, "", err
 	}
 	if g.cfg.DPoP {
 		k, err := g.dpopKeyFor(cur)
 		if err != nil {
-			return nil, "", "", err
+			return nil, "", err
 		}
-		prov, key = prov.WithDPoP(k.key), k.raw
+		prov = prov.WithDPoP(k.key)
 	}
-	t, via, err = d.obtainWith(ctx, g, cur, prov)
+	t, via, err := d.obtainWith(ctx, g, cur, prov)
 	if err == nil {
 		err = checkDPoP(g, t)
 	}
-	return t, via, key, err
+	return t, via, err
 }
 
 func (d *Daemon) obtainWith(ctx context.Context, g *grant, cur *store.Token, prov *oauth.Provider) (*oauth.Token, string, error) {
 	scopes, params := g.cfg.Scopes, oauth.Params(g.cfg.TokenParams)
-	if reobtains(g.cfg.Type) && cur.RefreshToken != "" {
+	if renewsWithRefreshToken(g.cfg.Type) && cur.RefreshToken != "" {
 		t, err := prov.Refresh(ctx, oauth.NewSecret(cur.RefreshToken), scopes, params)
 		if err == nil || g.cfg.Type != config.GrantPassword || oauth.ClassOf(err) != oauth.Reauthorize {
 			return t, "refresh_token", err
@@ -232,11 +232,11 @@ func (d *Daemon) obtainWith(ctx context.Context, g *grant, cur *store.Token, pro
 	return nil, "", errNoRefreshToken
 }
 
-// reobtains reports whether a grant of type typ renews with its refresh
+// renewsWithRefreshToken reports whether a grant of type typ renews with its refresh
 // token. client_credentials, jwt_bearer and token_exchange re-obtain with
 // the grant itself: its inputs (the assertion, the subject token) are
 // what the token stands for.
-func reobtains(typ string) bool {
+func renewsWithRefreshToken(typ string) bool {
 	switch typ {
 	case config.GrantClientCredentials, config.GrantJWTBearer, config.GrantTokenExchange:
 		return false
@@ -280,9 +280,9 @@ func tokenFrom(prev *store.Token, t *oauth.Token, g *grant, p Policy) store.Toke
 	return n
 }
 
-func (d *Daemon) succeeded(g *grant, cur *store.Token, p Policy, reason string, start time.Time, latency time.Duration, via, key string, got *oauth.Token) (*store.Token, error) {
+func (d *Daemon) succeeded(g *grant, cur *store.Token, p Policy, reason string, start time.Time, latency time.Duration, via string, got *oauth.Token) (*store.Token, error) {
 	n := tokenFrom(cur, got, g, p)
-	n.DPoPKey = key
+	n.DPoPKey = g.dpopKeyUsed(cur)
 	now := d.clock.Now()
 	if n.State != api.StateValid {
 		n.StateSince = now

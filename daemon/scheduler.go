@@ -126,6 +126,9 @@ func (d *Daemon) tick(now time.Time) {
 
 // dueReason says why g, found due by its index, is due.
 func (d *Daemon) dueReason(now time.Time, g *grant, p Policy) string {
+	if g.sourceMoved.Swap(false) {
+		return "subject_changed"
+	}
 	t := g.cur.Load()
 	if _, why := nextDue(t, p, g.jitterFor(t.Generation), g.renewable(t)); why != "" {
 		return why

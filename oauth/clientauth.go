@@ -299,13 +299,17 @@ func (k SigningKey) signer(alg string) (jose.Signer, error) {
 }
 
 // JWKS returns the public key as a JWK Set ({"keys":[…]}) with kid, use
-// "sig" and alg, for dynamic registration (RFC 7591 jwks). The alg is
-// ChooseAlg(nil): set k.Alg to what ChooseAlg picks for the provider first,
-// since a server may refuse a signature whose alg differs from the key's.
+// "sig" and alg, for dynamic registration (RFC 7591 jwks). The alg is the
+// key's only one (EC, Ed25519) or k.Alg; an RSA key without k.Alg has none,
+// since it may sign with RS256 or PS256 as the provider allows
+// (ChooseAlg), and a server refuses a signature whose alg is not its key's.
 func (k SigningKey) JWKS() (json.RawMessage, error) {
 	alg, err := k.ChooseAlg(nil)
 	if err != nil {
 		return nil, err
+	}
+	if len(algsFor(k.Signer)) > 1 && k.Alg == "" {
+		alg = ""
 	}
 	jwk := jose.JSONWebKey{Key: k.Signer.Public(), KeyID: k.KeyID, Use: "sig", Algorithm: alg}
 	b, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{jwk}})
@@ -423,7 +427,22 @@ func (p *Provider) assertionMaker(op string) (*clientAssertion, error) {
 	conf := func(format string, a ...any) error {
 		return &Error{Op: op, Class: Configuration, Err: fmt.Errorf(format, a...)}
 	}
+	asOp := func(err error) error {
+		var e *Error
+		if errors.As(err, &e) {
+			c := *e
+			c.Op = op
+			return &c
+		}
+		return err
+	}
 	var s jose.Signer
+	switch p.Client.AuthMethod {
+	case AuthPrivateKeyJWT, AuthSecretJWT:
+		if p.Client.ID == "" {
+			return nil, conf("%s needs a client_id (the issuer and subject of its assertions)", p.Client.AuthMethod)
+		}
+	}
 	switch p.Client.AuthMethod {
 	case AuthPrivateKeyJWT:
 		if p.Client.Key == nil || p.Client.Key.Signer == nil {
@@ -431,10 +450,10 @@ func (p *Provider) assertionMaker(op string) (*clientAssertion, error) {
 		}
 		alg, err := p.Client.Key.ChooseAlg(p.Endpoints.TokenAuthSigningAlgs)
 		if err != nil {
-			return nil, err
+			return nil, asOp(err)
 		}
 		if s, err = p.Client.Key.signer(alg); err != nil {
-			return nil, err
+			return nil, asOp(err)
 		}
 	case AuthSecretJWT:
 		secret := p.Client.Secret.Reveal()

@@ -300,8 +300,13 @@ func TestClientAssertionConfigurationErrors(t *testing.T) {
 			p.Client.AuthMethod = AuthPrivateKeyJWT
 			p.Client.Key = &SigningKey{Signer: mustEd(t)}
 			p.Endpoints.TokenAuthSigningAlgs = []string{"RS256", "ES256"}
-		}, "none of which a Ed25519 key can make"},
+		}, "client_credentials: the provider accepts RS256, ES256, none of which a Ed25519 key can make"},
 		{"short secret", func(p *Provider) { p.Client.AuthMethod = AuthSecretJWT }, "at least 32 bytes"},
+		{"no client_id", func(p *Provider) {
+			p.Client.AuthMethod = AuthSecretJWT
+			p.Client.Secret = NewSecret(testJWTSecret)
+			p.Client.ID = ""
+		}, "needs a client_id"},
 		{"no HMAC offered", func(p *Provider) {
 			p.Client.AuthMethod = AuthSecretJWT
 			p.Client.Secret = NewSecret(testJWTSecret)
@@ -495,6 +500,16 @@ func TestSigningKeyJWKS(t *testing.T) {
 	}
 	if bytes.Contains(b, []byte(`"d"`)) {
 		t.Errorf("JWKS holds the private key: %s", b)
+	}
+	// RSA: no alg unless configured, since it may sign RS256 or PS256.
+	for alg, want := range map[string]string{"": "", "PS256": "PS256"} {
+		b, err := SigningKey{Signer: mustRSA(t), Alg: alg}.JWKS()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(b, &set); err != nil || set.Keys[0].Algorithm != want || !set.Keys[0].IsPublic() {
+			t.Errorf("RSA alg %q: JWKS %s (%v)", alg, b, err)
+		}
 	}
 }
 
@@ -804,4 +819,25 @@ func TestRegisterClientAuthFields(t *testing.T) {
 			t.Errorf("%s sent although not set", k)
 		}
 	}
+}
+
+// FuzzParseSigningKey: any input is a key tokend can sign with or an error
+// of class Configuration; nothing panics.
+func FuzzParseSigningKey(f *testing.F) {
+	f.Add(pkcs8(f, mustEC(f, elliptic.P256())))
+	f.Add(pkcs8(f, mustEd(f)))
+	f.Add([]byte(`{"type":"service_account","private_key":"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n","client_email":"a@b"}`))
+	f.Add(pemOf(f, "EC PRIVATE KEY", []byte{0x30, 0x03, 0x02, 0x01, 0x01}))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		k, _, err := ParseSigningKey(data)
+		if err != nil {
+			if ClassOf(err) != Configuration {
+				t.Errorf("class %v: %v", ClassOf(err), err)
+			}
+			return
+		}
+		if _, err := k.ChooseAlg(nil); err != nil {
+			t.Errorf("parsed key cannot sign: %v", err)
+		}
+	})
 }

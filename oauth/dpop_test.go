@@ -322,6 +322,46 @@ func TestDPoPNonceLoop(t *testing.T) {
 	}
 }
 
+// TestDPoPNonce401: the challenge as a resource server words it (401,
+// WWW-Authenticate), which some token endpoints use too.
+func TestDPoPNonce401(t *testing.T) {
+	var nonces []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, _ := verifyProof(t, r.Header.Get("DPoP"))
+		nonces = append(nonces, c.Nonce)
+		if c.Nonce != "n401" {
+			w.Header().Set("DPoP-Nonce", "n401")
+			w.Header().Set("WWW-Authenticate", `DPoP error="use_dpop_nonce", error_description="Resource server requires nonce in DPoP proof"`)
+			w.WriteHeader(401)
+			return
+		}
+		tokenAnswer(w, "DPoP")
+	}))
+	defer srv.Close()
+	k, err := NewDPoPKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newTestProvider(srv, AuthBasic, newClock()).WithDPoP(k)
+	if _, err := p.ClientCredentials(context.Background(), nil, nil); err != nil || len(nonces) != 2 || nonces[1] != "n401" {
+		t.Errorf("err %v, nonces %q", err, nonces)
+	}
+	// A loop said in the header is a loop too, not a credentials failure.
+	k2, err := NewDPoPKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("DPoP-Nonce", NewState())
+		w.Header().Set("WWW-Authenticate", `DPoP error="use_dpop_nonce"`)
+		w.WriteHeader(401)
+	})
+	_, err = p.WithDPoP(k2).ClientCredentials(context.Background(), nil, nil)
+	if !errors.Is(err, ErrDPoPNonceLoop) || ClassOf(err) != Transient {
+		t.Errorf("401 loop: %v (class %v)", err, ClassOf(err))
+	}
+}
+
 // TestDPoPNonceWithoutHeader: use_dpop_nonce without a DPoP-Nonce header
 // cannot be answered; it is not re-sent.
 func TestDPoPNonceWithoutHeader(t *testing.T) {

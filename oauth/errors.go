@@ -299,6 +299,9 @@ func fromXOAuth2(op string, now time.Time, pr *probe, err error, want string, se
 		return &e
 	}
 	e := fromAnswer(op, now, pr, err, want, append(secrets, pr.sentSecrets()...))
+	if r := pr.last(); e.Code == "" && r.status == http.StatusUnauthorized && strings.Contains(r.header.Get("WWW-Authenticate"), "use_dpop_nonce") {
+		e.Code = "use_dpop_nonce" // said in the header, as resource servers do
+	}
 	if e.Code == "use_dpop_nonce" && pr.dpop != nil {
 		// Still asked for a nonce after the one re-send with it, or asked
 		// without being given one: either way the server would never be

@@ -182,6 +182,9 @@ func (pr *probe) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err != nil {
 			return nil, err
 		}
+		if len(b) > maxBody {
+			return nil, &Error{Class: Configuration, Err: errors.New("request body over 1 MiB")}
+		}
 		body = b
 	}
 	resp, err := pr.send(req, body)

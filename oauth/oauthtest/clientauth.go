@@ -155,6 +155,9 @@ func (s *Server) authenticateAssertion(w http.ResponseWriter, r *http.Request, f
 	if c.jwksErr != nil {
 		return fail(false, "client's %v", c.jwksErr)
 	}
+	if need := hmacKeySize[alg]; len(c.Secret) < need && c.AuthMethod == AuthMethodSecretJWT {
+		return fail(false, "the client secret is shorter than the %d bytes %s needs (RFC 7518 §3.2)", need, alg)
+	}
 	cl, err := verifyWith(jws, keys)
 	if err != nil {
 		return fail(false, "client assertion: %v", err)

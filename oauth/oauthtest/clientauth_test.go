@@ -3,6 +3,9 @@ package oauthtest
 import (
 	"crypto"
 	"crypto/elliptic"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"slices"
@@ -141,4 +144,40 @@ func wantErrorNamed(t testing.TB, name string, r response, status int, code stri
 	if r.status != status || r.str("error") != code {
 		t.Errorf("%s: status %d body %s, want %d %s", name, r.status, r.raw, status, code)
 	}
+}
+
+func TestClientSecretJWTKeySizeAndRegistration(t *testing.T) {
+	clk := newClock()
+	s := mustServer(t, Options{Now: clk.Now, AllowRegistration: true, Clients: []Client{{ID: "short", Secret: "only-20-bytes-secret", AuthMethod: AuthMethodSecretJWT}}})
+	// go-jose will not even sign with it: build the HMAC by hand.
+	c := jwtClaims("short", "short", s.URL()+"/token", clk.Now())
+	h, _ := json.Marshal(map[string]any{"alg": "HS256"})
+	p, _ := json.Marshal(c)
+	input := b64.EncodeToString(h) + "." + b64.EncodeToString(p)
+	mac := hmac.New(sha256.New, []byte("only-20-bytes-secret"))
+	mac.Write([]byte(input))
+	r := post(t, s, "/token", auth{}, assertionForm(input+"."+b64.EncodeToString(mac.Sum(nil))))
+	wantError(t, r, http.StatusUnauthorized, "invalid_client")
+	if !strings.Contains(r.str("error_description"), "shorter") {
+		t.Errorf("description %q does not say why", r.str("error_description"))
+	}
+
+	req, _ := http.NewRequest(http.MethodPost, s.URL()+"/register", strings.NewReader(`{"token_endpoint_auth_method":"client_secret_jwt","grant_types":["client_credentials"]}`))
+	req.Header.Set("Content-Type", "application/json")
+	reg := do(t, req)
+	id, secret := reg.str("client_id"), reg.str("client_secret")
+	wantOK(t, post(t, s, "/token", auth{}, assertionForm(signJWT(t, []byte(secret), jose.HS512, "", false, nil, jwtClaims(id, id, s.URL()+"/token", clk.Now())))))
+}
+
+func TestJWKSHelperMatchesAnyKid(t *testing.T) {
+	clk := newClock()
+	key := mustEC(t, elliptic.P256())
+	s := mustServer(t, Options{Now: clk.Now, Clients: []Client{{ID: "app", AuthMethod: AuthMethodPrivateKeyJWT, JWKS: JWKS(key.Public(), rsaOnce().Public())}}})
+	wantOK(t, post(t, s, "/token", auth{}, assertionForm(signJWT(t, key, jose.ES256, "whatever-kid", false, nil, jwtClaims("app", "app", s.URL()+"/token", clk.Now())))))
+	defer func() {
+		if recover() == nil {
+			t.Errorf("JWKS of a private key did not panic")
+		}
+	}()
+	JWKS(key)
 }

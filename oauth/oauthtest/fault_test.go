@@ -140,6 +140,9 @@ func both(a, b func(*testing.T, *Server, *http.Response, []byte, error)) func(*t
 
 // Every fault kind has a name and a case in TestFaults.
 func TestFaultKindNames(t *testing.T) {
+	if FaultDPoPNonceLoop.String() != "dpop_nonce_loop" || FaultDPoPDowngrade.String() != "dpop_downgrade" {
+		t.Errorf("names: %v %v", FaultDPoPNonceLoop, FaultDPoPDowngrade)
+	}
 	if FaultLowercaseBearer.String() != "lowercase_bearer" || FaultKind(99).String() != "FaultKind(99)" {
 		t.Fatalf("names: %v %v", FaultLowercaseBearer, FaultKind(99))
 	}

@@ -22,6 +22,7 @@ func TestJWTBearerGrant(t *testing.T) {
 	o.AssertionIssuers = []AssertionIssuer{
 		{Issuer: saIssuer, JWKS: jwksOf(t, key, rk), Audiences: []string{"https://oauth2.example/token"}},
 		{Issuer: "restricted", JWKS: jwksOf(t, key), Subjects: []string{"allowed"}},
+		{Issuer: "google-style", JWKS: jwksOf(t, key), SubjectOptional: true},
 	}
 	s := mustServer(t, o)
 	grant := func(assertion string) url.Values {
@@ -48,6 +49,11 @@ func TestJWTBearerGrant(t *testing.T) {
 	}
 	wantOK(t, post(t, s, "/token", auth{}, grant(sign(with(good, "jti", "3", "aud", s.URL())))))
 	wantOK(t, post(t, s, "/token", auth{}, grant(sign(with(good, "jti", "4", "iss", "restricted", "sub", "allowed")))))
+	r = post(t, s, "/token", auth{}, grant(sign(with(good, "jti", "5", "iss", "google-style", "sub", nil))))
+	wantOK(t, r)
+	if info, _ := s.TokenInfo(r.str("access_token")); info.Subject != "google-style" {
+		t.Errorf("subject of a sub-less assertion: %q", info.Subject)
+	}
 
 	replayed := sign(with(good, "jti", "once"))
 	wantOK(t, post(t, s, "/token", auth{}, grant(replayed)))

@@ -21,6 +21,9 @@ var (
 		jose.ES256, jose.ES384, jose.ES512, jose.EdDSA,
 	}
 	hmacAlgs = []jose.SignatureAlgorithm{jose.HS256, jose.HS384, jose.HS512}
+	// hmacKeySize is the least key size of each HMAC alg (RFC 7518 §3.2),
+	// which go-jose enforces.
+	hmacKeySize = map[jose.SignatureAlgorithm]int{jose.HS256: 32, jose.HS384: 48, jose.HS512: 64}
 )
 
 // Assertion types and grant types of issue 14.
@@ -87,14 +90,15 @@ func verifyWith(jws *jose.JSONWebSignature, keys []any) (*claims, error) {
 }
 
 // candidateKeys returns the public keys of set the JWS header may name:
-// those with its kid, or every key when it names none.
+// those with its kid and those without any, or every key when it names
+// none.
 func candidateKeys(set *jose.JSONWebKeySet, h jose.Header) []any {
 	if set == nil {
 		return nil
 	}
 	var out []any
 	for _, k := range set.Keys {
-		if h.KeyID != "" && k.KeyID != h.KeyID {
+		if h.KeyID != "" && k.KeyID != "" && k.KeyID != h.KeyID {
 			continue
 		}
 		if k.Use != "" && k.Use != "sig" {

@@ -93,6 +93,9 @@ func (s *Server) jwtBearer(c *clientState, r *http.Request, form url.Values, now
 		return fail(false, "assertion: %v", err)
 	}
 	accepted := append([]string{iss, iss + "/token", iss + "/mtls/token"}, ti.Audiences...)
+	if cl.Subject == "" && ti.SubjectOptional {
+		cl.Subject = ti.Issuer
+	}
 	switch {
 	case cl.Subject == "":
 		return fail(false, "assertion has no sub")

@@ -1,6 +1,7 @@
 package oauthtest
 
 import (
+	"crypto/rand"
 	"crypto/subtle"
 	"encoding/json"
 	"mime"
@@ -136,8 +137,11 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 	}
 	c.jwks, _ = parseJWKS(md.JWKS) // checked by checkRegistration
 	switch c.AuthMethod {
-	case AuthMethodBasic, AuthMethodPost, AuthMethodSecretJWT:
+	case AuthMethodBasic, AuthMethodPost:
 		c.Secret = newSecret("cs_")
+	case AuthMethodSecretJWT:
+		// Long enough to key HS512 (RFC 7518 §3.2).
+		c.Secret = newSecret("cs_") + rand.Text() + rand.Text()
 	}
 	s.mu.Lock()
 	s.clients[c.ID] = c

@@ -68,8 +68,12 @@ const (
 // RedirectURIs accepts any http loopback redirect URI, which keeps tests
 // short.
 //
-// JWKS (a JWK set, {"keys":[...]}, of public keys) verifies private_key_jwt
-// assertions and pins self_signed_tls_client_auth certificates; SigningAlg,
+// JWKS (a JWK set, {"keys":[...]}, of public keys: see [JWKS] and
+// [CertJWKS]) verifies private_key_jwt assertions and pins
+// self_signed_tls_client_auth certificates; a JWKS that does not parse or
+// holds a private key makes each use fail with invalid_client. A
+// client_secret_jwt Secret must be at least as long as its alg's hash (32
+// bytes for HS256, RFC 7518 §3.2). SigningAlg,
 // when set, is the only alg its assertions may use
 // (token_endpoint_auth_signing_alg). DPoPBound makes every token request of
 // the client carry a DPoP proof (RFC 9449 §5.2 dpop_bound_access_tokens).
@@ -161,6 +165,10 @@ type AssertionIssuer struct {
 	Audiences []string
 	// Subjects restricts the sub its assertions may name; empty means any.
 	Subjects []string
+	// SubjectOptional accepts an assertion without sub as one for the
+	// issuer itself, as Google does for a service account; RFC 7523 §3
+	// requires sub, and so does the server by default.
+	SubjectOptional bool
 }
 
 // Stats count what the server saw since it started.

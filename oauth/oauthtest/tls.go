@@ -1,6 +1,7 @@
 package oauthtest
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -235,5 +236,25 @@ func CertJWKS(cert tls.Certificate) json.RawMessage {
 	}
 	set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: leaf.PublicKey, Certificates: []*x509.Certificate{leaf}, Use: "sig"}}}
 	b, _ := json.Marshal(set)
+	return b
+}
+
+// JWKS returns a JWK set of public keys (*ecdsa.PublicKey, *rsa.PublicKey,
+// ed25519.PublicKey), without kid (which matches any kid an assertion
+// names), for Client.JWKS or AssertionIssuer.JWKS. It panics on another
+// key type.
+func JWKS(keys ...crypto.PublicKey) json.RawMessage {
+	set := jose.JSONWebKeySet{}
+	for _, k := range keys {
+		jwk := jose.JSONWebKey{Key: k, Use: "sig"}
+		if !jwk.Valid() || !jwk.IsPublic() {
+			panic(fmt.Sprintf("oauthtest: JWKS: %T is not a public key", k))
+		}
+		set.Keys = append(set.Keys, jwk)
+	}
+	b, err := json.Marshal(set)
+	if err != nil {
+		panic("oauthtest: JWKS: " + err.Error())
+	}
 	return b
 }
