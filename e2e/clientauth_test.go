@@ -526,3 +526,57 @@ func TestClientAuthRegistration(t *testing.T) {
 		t.Errorf("assertion iss %v kid %v, want the registered %s and dyn-1", c["iss"], h["kid"], in.ClientID)
 	}
 }
+
+// TestDeviceFlowPrivateKeyJWTDPoP: a device_code grant of a private_key_jwt
+// client with dpop: true. Every call to the provider is authenticated with
+// an assertion (device authorization, polling, refresh, revocation); the
+// tokens are DPoP-bound to one key, kept across a restart.
+func TestDeviceFlowPrivateKeyJWTDPoP(t *testing.T) {
+	t.Parallel()
+	requireTokend(t)
+	s := Setup0(t)
+	key := newKey(t, "EC")
+	keyFile := writeKey(t, s.Dir+"/client.key", key)
+	op := StartOP(t, OPConfig{OIDCConfig: OIDCConfig{AccessTokenTTL: 60, Clients: []map[string]any{{
+		"client_id": "tv", "grant_types": []string{"urn:ietf:params:oauth:grant-type:device_code", "refresh_token"},
+		"response_types": []string{}, "redirect_uris": []string{},
+		"token_endpoint_auth_method": "private_key_jwt", "jwks": publicJWKS(t, key.Public(), "", ""),
+	}}}}, nil)
+	td := StartTokend(t, s, s.Config(op.Issuer, fmt.Sprintf("  tv:\n    provider: op\n    client_id: tv\n    auth_method: private_key_jwt\n    private_key_file: %s\n", keyFile),
+		"  tv:\n    client: tv\n    type: device_code\n    scopes: [openid]\n    dpop: true\n    {{READERS}}\n"))
+	td.NoLeak(keySecrets(t, keyFile, key)...)
+	NoLeakSeen(t, td, op)
+
+	cli := td.StartCLI("authorize", "tv")
+	approveDevice(t, op.Issuer, cli.WaitOutput(userCodeRe, 20*time.Second)[0])
+	tok := td.WaitToken("tv", 30*time.Second)
+	if code := cli.Wait(30 * time.Second); code != 0 {
+		t.Errorf("tokend authorize exited %d:\n%s", code, cli.Output())
+	}
+	in := op.Introspect(tok.AccessToken)
+	if !in.Active || in.ClientID != "tv" || in.TokenType != "DPoP" || in.Cnf.JKT == "" {
+		t.Fatalf("introspection = %+v, want an active DPoP-bound token of tv", in)
+	}
+	td.Restart()
+	td.MustCLI("refresh", "tv")
+	tok2 := td.MustToken("tv")
+	if in2 := op.Introspect(tok2.AccessToken); tok2.AccessToken == tok.AccessToken || !in2.Active || in2.Cnf.JKT != in.Cnf.JKT {
+		t.Errorf("after restart and refresh: new token %t, introspection %+v, want bound to %s", tok2.AccessToken != tok.AccessToken, in2, in.Cnf.JKT)
+	}
+	td.MustCLI("revoke", "tv")
+	if op.Introspect(tok2.AccessToken).Active {
+		t.Errorf("token still active after tokend revoke")
+	}
+	st := op.Stats()
+	if len(st.ClientAuthErrors) != 0 || st.RevocationErrors != 0 || st.Revocations < 1 || st.DeviceAuthorizations != 1 || st.InvalidGrant != 0 {
+		t.Errorf("provider stats = %+v, want a device authorization, a revocation, no errors", st)
+	}
+	for _, route := range []string{"device_authorization", "token", "revocation"} {
+		if st.ClientAssertions[route] == 0 {
+			t.Errorf("no client assertion at the %s endpoint (assertions by endpoint: %v)", route, st.ClientAssertions)
+		}
+	}
+	if st.DPoPTokens != 2 || len(st.DPoPErrors) != 0 {
+		t.Errorf("provider stats = %+v, want 2 DPoP tokens (device code, refresh), no proof refused", st)
+	}
+}

@@ -15,6 +15,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -49,6 +52,26 @@ func headerLines(t *testing.T, td *Tokend, out string) (authorization, proof str
 	td.NoLeak(proof)
 	return authorization, proof
 }
+
+// storedDPoPKeys returns the private parts ("d") of the EC JWKs found in an
+// unsealed store: the grants' DPoP keys.
+func storedDPoPKeys(t *testing.T, s *Setup) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(s.Dir, "tokend.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, m := range storedKeyRe.FindAllSubmatch(b, -1) {
+		out = append(out, string(m[1]))
+	}
+	if len(out) == 0 {
+		t.Logf("no DPoP key found in the unsealed store (its layout changed?)")
+	}
+	return out
+}
+
+var storedKeyRe = regexp.MustCompile(`\\?"d\\?"\s*:\s*\\?"([A-Za-z0-9_-]{40,})\\?"`)
 
 // dpopFetch asks POST /v1/tokens/GRANT/dpop for a proof.
 func dpopFetch(t *testing.T, td *Tokend, grant string, req api.DPoPRequest) (api.DPoPResponse, int, string) {
@@ -197,6 +220,9 @@ func TestDPoPClientCredentials(t *testing.T) {
 			if nonce && st.UseDPoPNonce == 0 {
 				t.Errorf("the provider never asked for a nonce: %+v", st)
 			}
+			// The store is unsealed here (no key_file): the DPoP key's
+			// private part is readable in it, and must be in no log.
+			td.NoLeak(storedDPoPKeys(t, s)...)
 			if out := td.MustCLI("status", "api", "--json"); strings.Contains(out, proof) || strings.Contains(out, "\"d\"") {
 				t.Errorf("status shows a proof or a private key")
 			}
@@ -248,6 +274,18 @@ func TestDPoPAuthorizationCode(t *testing.T) {
 	}
 	if rt := op.RefreshTokens("app"); rt.Active != 1 || rt.Consumed != 2 {
 		t.Errorf("refresh tokens = %+v, want 1 active, 2 consumed", rt)
+	}
+
+	// Reauthorization rotates the key: the new token is bound to another.
+	authorizeInBrowser(t, op.OIDC, td, "web")
+	eventually(t, 10*time.Second, 100*time.Millisecond, "a token after reauthorization", func() error {
+		if td.MustToken("web").AccessToken == tok.AccessToken {
+			return fmt.Errorf("still the old token")
+		}
+		return nil
+	})
+	if in3 := op.Introspect(td.MustToken("web").AccessToken); !in3.Active || in3.Cnf.JKT == "" || in3.Cnf.JKT == in.Cnf.JKT {
+		t.Errorf("after reauthorization the token is bound to %q, want a new key (was %q)", in3.Cnf.JKT, in.Cnf.JKT)
 	}
 }
 

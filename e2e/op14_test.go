@@ -82,6 +82,7 @@ type OP struct {
 type OPStats struct {
 	Stats
 	ClientAuthErrors   map[string]int `json:"client_auth_errors"`
+	ClientAssertions   map[string]int `json:"client_assertions"`
 	ClientCertificates int            `json:"client_certificates"`
 	AliasRequests      int            `json:"alias_requests"`
 	DPoPProofs         int            `json:"dpop_proofs"`

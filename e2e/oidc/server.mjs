@@ -94,9 +94,9 @@
 //                                over every refresh token issued to ID, so a test
 //                                can check revocation of tokens it never sees
 //   GET /_test/seen              {"client_assertions":[...],"dpop_proofs":[...]}:
-//                                the last 200 client assertions and DPoP proofs
-//                                presented at the token endpoint, so a test can
-//                                look for them where they must not be (logs)
+//                                the last 200 client assertions (any endpoint) and
+//                                DPoP proofs (token endpoint) presented, so a test
+//                                can look for them where they must not be (logs)
 
 import { generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -161,6 +161,7 @@ const stats = {
   server_errors: 0,
   // issue 14: client authentication beyond secrets, DPoP
   client_auth_errors: {}, // invalid_client detail -> count, at the token endpoint
+  client_assertions: {}, // route (token, revocation, device_authorization, ...) -> requests with a client assertion
   client_certificates: 0, // token endpoint requests that presented a TLS client certificate
   alias_requests: 0, // requests that arrived at the mtls alias listener
   dpop_proofs: 0, // token endpoint requests with a DPoP header
@@ -421,9 +422,13 @@ provider.use(async (ctx, next) => {
     await next();
   } finally {
     const route = ctx.oidc?.route;
+    const assertion = ctx.oidc?.body?.client_assertion;
+    if (assertion) {
+      bump(stats.client_assertions, route || '?');
+      remember(seen.client_assertions, assertion);
+    }
     if (route === 'token') {
       bump(stats.token_requests, ctx.oidc.params?.grant_type || '?');
-      remember(seen.client_assertions, ctx.oidc.body?.client_assertion);
       if (ctx.get('DPoP')) {
         stats.dpop_proofs += 1;
         remember(seen.dpop_proofs, ctx.get('DPoP'));
