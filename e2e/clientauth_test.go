@@ -473,6 +473,15 @@ func TestCheckConfig14(t *testing.T) {
 	}
 	noSecretIn(t, "check-config output", out, append(secrets, string(sa)))
 
+	// A key file others can read: a warning, as for a client secret.
+	if err := os.Chmod(keyFile, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := checkConfig(t, path); !strings.Contains(out, keyFile+" is readable by group or others") {
+		t.Errorf("check-config does not warn of a key file of mode 0644:\n%s", out)
+	}
+	os.Chmod(keyFile, 0o600)
+
 	for _, tc := range []struct{ name, from, to, want string }{
 		{"unknown subject grant", "subject_grant: base", "subject_grant: nosuch", "nosuch"},
 		{"no assertion key", "      private_key_file: " + keyFile + "\n", "", "private_key_file"},
