@@ -110,11 +110,22 @@ func TestDPoPClientCredentials(t *testing.T) {
 				ccClient("cc", "client_secret_basic", map[string]any{"client_secret": ccSecret}),
 			}}, DPoPNonce: nonce}, nil)
 			cfg := s.Config(op.Issuer, fmt.Sprintf("  svc:\n    provider: op\n    client_id: cc\n    client_secret_file: %s\n    auth_method: client_secret_basic\n",
-				s.SecretFile("cc", ccSecret)), ccGrant("    dpop: true\n"))
+				s.SecretFile("cc", ccSecret)), ccGrant("    dpop: true\n")+strings.Replace(ccGrant(""), "  api:", "  plain:", 1))
 			td := StartTokend(t, s, cfg)
 			td.NoLeak(ccSecret)
 			NoLeakSeen(t, td, op)
 			rs := newResourceServer(t, op)
+
+			// A grant without dpop beside it: Bearer, and no proofs for it.
+			if plain := td.WaitToken("plain", 20*time.Second); plain.TokenType != "Bearer" {
+				t.Errorf("grant without dpop: token_type %q, want Bearer", plain.TokenType)
+			}
+			if _, code, body := dpopFetch(t, td, "plain", api.DPoPRequest{Method: "GET", URL: rs.URL + "/x"}); code == 200 || !strings.Contains(strings.ToLower(body), "dpop") {
+				t.Errorf("POST /v1/tokens/plain/dpop for a grant without dpop: %d %s, want a refusal naming dpop", code, body)
+			}
+			if out, errOut, code := td.CLI("token", "plain", "--dpop", "GET", rs.URL+"/x"); code == 0 || !strings.Contains(strings.ToLower(errOut), "dpop") {
+				t.Errorf("tokend token plain --dpop: exit %d, stdout %d chars, stderr %q: want a failure naming dpop", code, len(out), errOut)
+			}
 
 			first := td.WaitToken("api", 20*time.Second)
 			if first.TokenType != "DPoP" {
