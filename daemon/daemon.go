@@ -363,9 +363,10 @@ func (d *Daemon) configure(cfg *config.Config) error {
 			g.tokenState = &fresh[i]
 			d.publish(g, emptyToken(g.name), p)
 		}
-		if missingSource(g, grants) {
-			// Its subject (or actor) grant is gone: the next tick shows
-			// why, instead of the token lasting out its lifetime.
+		if missingSource(g, grants) || !g.tokenFits(g.cur.Load()) {
+			// Its subject (or actor) grant is gone, or dpop was turned
+			// on or off: the next tick shows why or gets a token of the
+			// right kind, instead of the token lasting out its lifetime.
 			g.dueAt.Store(now0)
 		}
 		states[i] = g.tokenState

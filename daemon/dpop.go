@@ -113,6 +113,13 @@ func dpopProvider(g *grant, prov *oauth.Provider) (*oauth.Provider, string, erro
 	return prov.WithDPoP(k.key), k.raw, nil
 }
 
+// tokenFits reports whether t is of the kind g hands out: DPoP-bound for a
+// dpop grant, not bound otherwise. A reload that turns dpop on or off
+// leaves a token of the other kind until the grant's next token.
+func (g *grant) tokenFits(t *store.Token) bool {
+	return t.AccessToken == "" || g.cfg.DPoP == strings.EqualFold(t.TokenType, "DPoP")
+}
+
 // checkDPoP refuses a token that is not DPoP-bound for a dpop grant: the
 // oauth layer does too, and a Bearer token must never be served as if it
 // were bound.

@@ -96,7 +96,16 @@ func (d *Daemon) exchangeInput(g *grant, role, name string, idToken bool) (oauth
 	case state == api.StateReauthorizationRequired || state == api.StatePendingAuthorization || !usableNow && !src.renewable(t):
 		return fail(oauth.Reauthorize, "%s grant %s needs reauthorization (tokend authorize %s)", role, name, name)
 	case !usableNow:
-		return fail(oauth.Transient, "%s grant %s has no valid token yet (%s)", role, name, state)
+		// The dependent takes the subject's state: permanent when a
+		// person must act on the subject, else retried.
+		class := oauth.Transient
+		switch state {
+		case api.StateCredentialsError:
+			class = oauth.Credentials
+		case api.StateConfigurationError:
+			class = oauth.Configuration
+		}
+		return fail(class, "%s grant %s has no valid token (%s)", role, name, state)
 	case idToken && t.IDToken == "":
 		return fail(oauth.Configuration, "%s grant %s holds no id token (%s_token_type id_token)", role, name, role)
 	case idToken:
@@ -136,16 +145,26 @@ func missingSource(g *grant, grants map[string]*grant) bool {
 	return g.cfg.SubjectGrant == ""
 }
 
+// permanentState reports whether a grant in state waits for a person.
+func permanentState(state string) bool {
+	switch state {
+	case api.StateReauthorizationRequired, api.StateCredentialsError, api.StateConfigurationError:
+		return true
+	}
+	return false
+}
+
 // followSource makes the exchange grants that depend on g due at once when
 // g's token set changed (prev → t): a new subject token is re-exchanged,
-// and a subject that lost its token (reauthorization, revocation) hands
-// that state on at their next refresh instead of at their expiry.
+// and a subject that stopped for good (reauthorization, revocation, bad
+// credentials or configuration) hands that on at once instead of at the
+// dependents' expiry.
 func (d *Daemon) followSource(g *grant, prev, t *store.Token) {
 	if prev == t || !d.running.Load() {
 		return
 	}
 	if prev != nil && prev.Generation == t.Generation && prev.AccessToken == t.AccessToken &&
-		(prev.State == t.State || t.State != api.StateReauthorizationRequired) {
+		(prev.State == t.State || !permanentState(t.State)) {
 		return
 	}
 	d.mu.RLock()

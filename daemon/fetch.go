@@ -57,17 +57,20 @@ func (d *Daemon) fetch(ctx context.Context, g *grant) (*store.Token, error) {
 	_, p := d.config()
 	now := d.clock.Now()
 	t := g.cur.Load()
-	if usable(now.Add(nearExpiry), t, p) {
+	// A token of the other kind (Bearer for a dpop grant, or DPoP-bound
+	// for one that no longer is, after a reload) is never handed out.
+	fits := g.tokenFits(t)
+	if fits && usable(now.Add(nearExpiry), t, p) {
 		return t, nil
 	}
 	if !g.renewable(t) || t.State == api.StateReauthorizationRequired {
-		if usable(now, t, p) {
+		if fits && usable(now, t, p) {
 			return t, nil
 		}
 		return nil, errReauthorize(g.name)
 	}
 	if t.State == api.StateCredentialsError || t.State == api.StateConfigurationError {
-		if usable(now, t, p) {
+		if fits && usable(now, t, p) {
 			return t, nil
 		}
 		// The state is the error code: api.CodeCredentialsError or
@@ -87,7 +90,7 @@ func (d *Daemon) fetch(ctx context.Context, g *grant) (*store.Token, error) {
 	if nt == nil {
 		nt = g.cur.Load()
 	}
-	if nt != nil && usable(now, nt, p) {
+	if nt != nil && usable(now, nt, p) && g.tokenFits(nt) {
 		return nt, nil
 	}
 	if nt != nil && nt.State == api.StateReauthorizationRequired {

@@ -653,3 +653,56 @@ func TestExpiredClientCertificate(t *testing.T) {
 		})
 	}
 }
+
+// A subject grant whose client credentials fail hands that state on.
+func TestTokenExchangeTakesSubjectsPermanentState(t *testing.T) {
+	h := newHarness(t, harnessOpts{noRun: true, config: func(c *config.Config) {
+		c.Grants = map[string]config.Grant{
+			"robot": {Client: "app", Type: config.GrantClientCredentials, Scopes: []string{"read"}},
+			"down":  {Client: "app", Type: config.GrantTokenExchange, SubjectGrant: "robot", Scopes: []string{"read"}},
+		}
+	}})
+	h.prov.SetFault(oauthtest.Fault{Kind: oauthtest.FaultInvalidClient, GrantTypes: []string{"client_credentials"}})
+	h.start()
+	if st := h.status("robot"); st.State != api.StateCredentialsError {
+		t.Fatalf("robot: %+v", st)
+	}
+	// The dependent, which tried first, retries after its backoff.
+	h.advance(15 * time.Second)
+	waitFor(t, "dependent takes the subject's state", func() bool { return h.status("down").State == api.StateCredentialsError })
+	if st := h.status("down"); !strings.Contains(st.LastError, "subject grant robot has no valid token (credentials_error)") {
+		t.Fatalf("down: %+v", st)
+	}
+	// Fixed (a reload): both recover.
+	h.prov.ClearFault()
+	if err := h.d.Reload(h.cfg); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "both recover", func() bool {
+		h.advance(15 * time.Second)
+		return h.status("robot").State == api.StateValid && h.status("down").State == api.StateValid
+	})
+}
+
+// dpop turned on by a reload: the Bearer token is no longer handed out;
+// the next one is DPoP-bound.
+func TestReloadTurningDPoPOn(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	bearer := h.token("cc")
+	if bearer.TokenType != "Bearer" {
+		t.Fatalf("token type %q", bearer.TokenType)
+	}
+	cfg := *h.cfg
+	cfg.Grants = map[string]config.Grant{"cc": h.cfg.Grants["cc"]}
+	dpopCC(&cfg)
+	if err := h.d.Reload(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	got := h.token("cc")
+	if got.TokenType != "DPoP" || got.AccessToken == bearer.AccessToken {
+		t.Fatalf("after dpop was turned on: %+v", got)
+	}
+	if info, _ := h.prov.TokenInfo(got.AccessToken); info.JKT == "" || info.JKT != thumbprint(t, h.stored("cc").DPoPKey) {
+		t.Fatalf("token info: %+v", info)
+	}
+}

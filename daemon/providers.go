@@ -74,6 +74,9 @@ func (d *Daemon) providerFor(ctx context.Context, g *grant) (*oauth.Provider, er
 	if err != nil {
 		return nil, err
 	}
+	// The key and the assertion audience come from the configuration
+	// however the client was resolved (a stored registration included).
+	client.Key, client.AssertionAudience = c.cfg.Key, c.cfg.AssertionAudience
 	if certAuth(client.AuthMethod) {
 		eps = eps.ForTLSClientAuth()
 	}
