@@ -365,3 +365,52 @@ func TestDPoPNonceLoop(t *testing.T) {
 		t.Errorf("%d token requests for %d failed attempts: want at most one retry per attempt", n, failures)
 	}
 }
+
+// TestDPoPReload: turning dpop on for a grant in the configuration and
+// reloading (SIGHUP) gets a DPoP-bound token at once, not when the Bearer
+// one would have been renewed (tokens live 5 minutes here); turning it off
+// again gets a Bearer token.
+func TestDPoPReload(t *testing.T) {
+	t.Parallel()
+	requireTokend(t)
+	s := Setup0(t)
+	op := StartOP(t, OPConfig{OIDCConfig: OIDCConfig{ClientCredentialsTTL: 300, Clients: []map[string]any{
+		ccClient("cc", "client_secret_basic", map[string]any{"client_secret": ccSecret}),
+	}}}, nil)
+	plain := s.Config(op.Issuer, fmt.Sprintf("  svc:\n    provider: op\n    client_id: cc\n    client_secret_file: %s\n    auth_method: client_secret_basic\n",
+		s.SecretFile("cc", ccSecret)), ccGrant(""))
+	td := StartTokend(t, s, plain)
+	td.NoLeak(ccSecret)
+	NoLeakSeen(t, td, op)
+
+	bearer := td.WaitToken("api", 20*time.Second)
+	if bearer.TokenType != "Bearer" {
+		t.Fatalf("token_type %q before dpop, want Bearer", bearer.TokenType)
+	}
+	for _, step := range []struct {
+		cfg, want string
+	}{
+		{strings.Replace(plain, "    scopes: [api:read]\n", "    scopes: [api:read]\n    dpop: true\n", 1), "DPoP"},
+		{plain, "Bearer"},
+	} {
+		writeFile(t, td.cfgPath, step.cfg)
+		td.hup()
+		eventually(t, 15*time.Second, 100*time.Millisecond, "a "+step.want+" token after reload", func() error {
+			tok, code, body := td.Token("api")
+			if code != http.StatusOK {
+				return fmt.Errorf("%d %s", code, body)
+			}
+			if tok.TokenType != step.want {
+				return fmt.Errorf("token_type %q", tok.TokenType)
+			}
+			in := op.Introspect(tok.AccessToken)
+			if !in.Active || (in.Cnf.JKT != "") != (step.want == "DPoP") {
+				return fmt.Errorf("served a %s token whose introspection is %+v", tok.TokenType, in)
+			}
+			return nil
+		})
+	}
+	if st := op.Stats(); st.TokenSuccess["client_credentials"] != 3 || st.DPoPTokens != 1 {
+		t.Errorf("provider stats = %+v, want 3 tokens, one DPoP-bound", st)
+	}
+}
