@@ -93,6 +93,10 @@
 //                                {"active":N,"consumed":N,"expired":N,"gone":N}
 //                                over every refresh token issued to ID, so a test
 //                                can check revocation of tokens it never sees
+//   GET /_test/hold?ms=N         hold the next token request N ms before it is
+//                                read and answered (once); {"held":N} counts the
+//                                requests held so far, so a test can pause the
+//                                client in the middle of a refresh (fleet e2e)
 //   GET /_test/seen              {"client_assertions":[...],"dpop_proofs":[...]}:
 //                                the last 200 client assertions (any endpoint) and
 //                                DPoP proofs (token endpoint) presented, so a test
@@ -574,9 +578,22 @@ async function refreshTokenCounts(clientId) {
 }
 
 const callback = provider.callback();
+let holdNext = 0; // ms to hold the next token request
+let held = 0;
 async function handle(req, res) {
   const url = new URL(req.url, issuer);
+  if (holdNext > 0 && req.method === 'POST' && url.pathname === '/token') {
+    const ms = holdNext;
+    holdNext = 0;
+    held += 1;
+    await new Promise((resolve) => { setTimeout(resolve, ms); });
+  }
   try {
+    if (req.method === 'GET' && url.pathname === '/_test/hold') {
+      if (url.searchParams.has('ms')) holdNext = Number(url.searchParams.get('ms')) || 0;
+      json(res, 200, { held });
+      return;
+    }
     if (cfg.interactive && url.pathname.startsWith('/interaction/')) {
       await interactivePage(req, res, url);
       return;
