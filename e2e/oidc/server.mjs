@@ -21,12 +21,39 @@
 //                         true: they are HTML pages a person (or a driven
 //                         browser) fills in, see "Interactive pages" below
 //   clients               oidc-provider client metadata (client_id, client_secret,
-//                         grant_types, redirect_uris, token_endpoint_auth_method, ...);
-//                         application_type defaults to "native" so a loopback
-//                         redirect URI matches on any port
+//                         grant_types, redirect_uris, token_endpoint_auth_method,
+//                         jwks, tls_client_auth_subject_dn, dpop_bound_access_tokens,
+//                         ...); application_type defaults to "native" so a
+//                         loopback redirect URI matches on any port
+//   tls                   {cert, key, clientCA}: PEM file names; serve https
+//                         with this certificate instead of http. clientCA are the
+//                         CAs whose client certificates count as verified
+//                         (tls_client_auth, one CA certificate); any certificate
+//                         is accepted at the handshake and judged by oidc-provider
+//   mtls                  {tlsClientAuth, selfSignedTlsClientAuth,
+//                         certificateBoundAccessTokens, alias}: features.mTLS
+//                         (RFC 8705; needs tls). Without alias the issuer's
+//                         listener asks every client for a certificate; with
+//                         alias: true it asks none, and a second listener that
+//                         does is advertised as mtls_endpoint_aliases
+//   dpop                  false turns features.dPoP off (oidc-provider 9 has it
+//                         on: a token request with a DPoP proof gets a
+//                         DPoP-bound token, token_type DPoP, cnf.jkt)
+//   dpopNonce             true: every DPoP proof must carry a nonce the server
+//                         gave (use_dpop_nonce, DPoP-Nonce header)
+//   dpopNonceLoop         true: a broken server, not oidc-provider's doing: every
+//                         token request with a DPoP proof is answered
+//                         use_dpop_nonce with a new nonce, whatever nonce it carries
+//   clientAuthSigningAlgs algorithms accepted for client assertions
+//                         (oidc-provider's default: HS256 RS256 PS256 ES256 Ed25519 EdDSA)
+//   clientAuthMethods     token endpoint auth methods (default: oidc-provider's,
+//                         none client_secret_basic client_secret_post
+//                         client_secret_jwt private_key_jwt, plus the mtls ones
+//                         enabled)
 //
 // Once listening it prints one JSON line to stdout:
 //   {"issuer":"http://127.0.0.1:PORT","port":PORT}
+// (https with tls; "mtlsAlias":"https://127.0.0.1:PORT2" with mtls.alias)
 // and everything else (oidc-provider's error details, which clients only see
 // as "grant request is invalid") goes to stderr, one line each.
 //
@@ -70,13 +97,23 @@
 //                                read and answered (once); {"held":N} counts the
 //                                requests held so far, so a test can pause the
 //                                client in the middle of a refresh (fleet e2e)
+//   GET /_test/seen              {"client_assertions":[...],"dpop_proofs":[...]}:
+//                                the last 200 client assertions (any endpoint) and
+//                                DPoP proofs (token endpoint) presented, so a test
+//                                can look for them where they must not be (logs)
 
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import { inspect } from 'node:util';
 
-import Provider from 'oidc-provider';
+// The RSA signing key is generated before oidc-provider is loaded: with the
+// key made after a static import, about 1 start in 100 hung in
+// generateKeyPairSync (Node 20.20; 3 of 300 starts, 0 of 300 this way),
+// which the tests saw as "oidc-provider did not start in 30s".
+const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const { default: Provider } = await import('oidc-provider');
 
 function loadConfig() {
   const file = process.argv[2] || process.env.E2E_OIDC_CONFIG_FILE;
@@ -96,8 +133,16 @@ const cfg = {
   resourceScope: 'api:read api:write',
   interactive: false,
   clients: [],
+  tls: null,
+  mtls: null,
+  dpop: true,
+  dpopNonce: false,
+  dpopNonceLoop: false,
+  clientAuthSigningAlgs: null,
+  clientAuthMethods: null,
   ...loadConfig(),
 };
+if (cfg.mtls && !cfg.tls) throw new Error('mtls needs tls');
 
 function log(...args) {
   const line = args.map((a) => (typeof a === 'string' ? a : inspect(a, { depth: 4, breakLength: Infinity }))).join(' ');
@@ -123,7 +168,24 @@ const stats = {
   device_authorizations: 0,
   authorizations: 0,
   server_errors: 0,
+  // issue 14: client authentication beyond secrets, DPoP
+  client_auth_errors: {}, // invalid_client detail -> count, at the token endpoint
+  client_assertions: {}, // route (token, revocation, device_authorization, ...) -> requests with a client assertion
+  client_certificates: 0, // token endpoint requests that presented a TLS client certificate
+  alias_requests: 0, // requests that arrived at the mtls alias listener
+  dpop_proofs: 0, // token endpoint requests with a DPoP header
+  dpop_tokens: 0, // token endpoint answers with token_type DPoP
+  dpop_errors: {}, // invalid_dpop_proof detail -> count
+  use_dpop_nonce: 0, // use_dpop_nonce answers (a nonce handed out)
 };
+
+// The last client assertions and DPoP proofs seen (GET /_test/seen).
+const seen = { client_assertions: [], dpop_proofs: [] };
+function remember(list, value) {
+  if (typeof value !== 'string' || !value) return;
+  list.push(value);
+  if (list.length > 200) list.shift();
+}
 
 function bump(obj, key) {
   obj[key] = (obj[key] || 0) + 1;
@@ -133,18 +195,116 @@ function bump(obj, key) {
 // keeps the tokens; /_test/refresh_tokens looks each up again.
 const refreshTokens = new Map();
 
-const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const jwk = { ...privateKey.export({ format: 'jwk' }), use: 'sig', kid: 'e2e' };
+
+// tlsOptions are the https options of a listener; askCert: request a
+// client certificate (never required at the handshake: oidc-provider
+// answers a missing or unverified one with invalid_client, which says more).
+// The request names no CAs: a client (Go's crypto/tls among them) sends no
+// certificate whose issuer is not among the names given, so naming the
+// clientCA would keep self-signed certificates away; certificateAuthorized
+// checks the chain instead.
+function tlsOptions(askCert) {
+  const o = { cert: readFileSync(cfg.tls.cert), key: readFileSync(cfg.tls.key) };
+  if (askCert) {
+    o.requestCert = true;
+    o.rejectUnauthorized = false;
+  }
+  return o;
+}
+const clientCA = cfg.tls?.clientCA ? new X509Certificate(readFileSync(cfg.tls.clientCA)) : null;
+
+async function listen(srv, port) {
+  await new Promise((resolve, reject) => {
+    srv.once('error', reject);
+    srv.listen(port, '127.0.0.1', resolve);
+  });
+  return srv.address().port;
+}
 
 // The issuer carries the port, which is only known once listening; bind
 // first, then build the provider.
-const server = http.createServer();
-await new Promise((resolve, reject) => {
-  server.once('error', reject);
-  server.listen(cfg.port, '127.0.0.1', resolve);
-});
-const { port } = server.address();
-const issuer = `http://127.0.0.1:${port}`;
+const scheme = cfg.tls ? 'https' : 'http';
+const server = cfg.tls ? https.createServer(tlsOptions(cfg.mtls && !cfg.mtls.alias)) : http.createServer();
+const port = await listen(server, cfg.port);
+const issuer = `${scheme}://127.0.0.1:${port}`;
+
+let aliasServer = null;
+let mtlsAlias = '';
+if (cfg.mtls?.alias) {
+  aliasServer = https.createServer(tlsOptions(true));
+  mtlsAlias = `https://127.0.0.1:${await listen(aliasServer, 0)}`;
+}
+
+// peerCertificate is the client certificate of ctx's connection, if any.
+function peerCertificate(ctx) {
+  const sock = ctx.req.socket;
+  if (typeof sock.getPeerCertificate !== 'function') return undefined;
+  const c = sock.getPeerCertificate(false);
+  if (!c || !c.raw) return undefined;
+  return c;
+}
+
+// dnMatches compares an RFC 4514 string ("CN=a,O=b") with a certificate's
+// subject (Node's {CN:'a',O:'b'}); enough for the tests' simple names.
+function dnMatches(expected, subject) {
+  const want = Object.fromEntries(String(expected).split(',').map((rdn) => {
+    const i = rdn.indexOf('=');
+    return [rdn.slice(0, i).trim().toUpperCase(), rdn.slice(i + 1).trim()];
+  }));
+  const got = Object.entries(subject || {});
+  return got.length === Object.keys(want).length && got.every(([k, v]) => want[k.toUpperCase()] === v);
+}
+
+const mTLS = cfg.mtls ? {
+  enabled: true,
+  tlsClientAuth: !!cfg.mtls.tlsClientAuth,
+  selfSignedTlsClientAuth: !!cfg.mtls.selfSignedTlsClientAuth,
+  certificateBoundAccessTokens: !!cfg.mtls.certificateBoundAccessTokens,
+  getCertificate(ctx) {
+    const c = peerCertificate(ctx);
+    return c ? new X509Certificate(c.raw) : undefined;
+  },
+  // certificateAuthorized: issued and signed by clientCA, and within its
+  // validity period.
+  certificateAuthorized(ctx) {
+    const c = peerCertificate(ctx);
+    if (!c || !clientCA) return false;
+    const x = new X509Certificate(c.raw);
+    const now = Date.now();
+    return x.checkIssued(clientCA) && x.verify(clientCA.publicKey)
+      && Date.parse(x.validFrom) <= now && now <= Date.parse(x.validTo);
+  },
+  certificateSubjectMatches(ctx, property, expected) {
+    const c = peerCertificate(ctx);
+    if (!c) return false;
+    switch (property) {
+      case 'tls_client_auth_subject_dn':
+        return dnMatches(expected, c.subject);
+      case 'tls_client_auth_san_dns':
+        return String(c.subjectaltname || '').split(', ').includes(`DNS:${expected}`);
+      default:
+        return false;
+    }
+  },
+} : { enabled: false };
+
+const clientAuthMethods = cfg.clientAuthMethods || [
+  'none', 'client_secret_basic', 'client_secret_post', 'client_secret_jwt', 'private_key_jwt',
+  ...(cfg.mtls?.tlsClientAuth ? ['tls_client_auth'] : []),
+  ...(cfg.mtls?.selfSignedTlsClientAuth ? ['self_signed_tls_client_auth'] : []),
+];
+
+const discovery = {};
+if (mtlsAlias) {
+  discovery.mtls_endpoint_aliases = {
+    token_endpoint: `${mtlsAlias}/token`,
+    revocation_endpoint: `${mtlsAlias}/token/revocation`,
+    introspection_endpoint: `${mtlsAlias}/token/introspection`,
+    device_authorization_endpoint: `${mtlsAlias}/device/auth`,
+    userinfo_endpoint: `${mtlsAlias}/me`,
+  };
+}
 
 const clients = cfg.clients.map((c) => ({ application_type: 'native', ...c }));
 
@@ -157,8 +317,17 @@ const provider = new Provider(issuer, {
     accountId: sub,
     claims: async () => ({ sub }),
   }),
+  clientAuthMethods,
+  ...(cfg.clientAuthSigningAlgs ? { enabledJWA: { clientAuthSigningAlgValues: cfg.clientAuthSigningAlgs } } : {}),
+  ...(mtlsAlias ? { discovery } : {}),
   features: {
     devInteractions: { enabled: false },
+    mTLS,
+    dPoP: cfg.dpop ? {
+      enabled: true,
+      nonceSecret: cfg.dpopNonce ? randomBytes(32) : undefined,
+      requireNonce: () => !!cfg.dpopNonce,
+    } : { enabled: false },
     clientCredentials: { enabled: true },
     introspection: { enabled: true },
     revocation: { enabled: true },
@@ -219,6 +388,9 @@ provider.on('grant.error', (ctx, err) => {
   const gt = ctx.oidc?.params?.grant_type || '?';
   bump(stats.token_errors, `${gt} ${err.error || err.name}`);
   if (err.error === 'invalid_grant') stats.invalid_grant += 1;
+  if (err.error === 'invalid_client') bump(stats.client_auth_errors, err.error_detail || err.message || '?');
+  if (err.error === 'invalid_dpop_proof') bump(stats.dpop_errors, err.error_detail || err.error_description || '?');
+  if (err.error === 'use_dpop_nonce') stats.use_dpop_nonce += 1;
   if (err.error_detail === 'refresh token already used') stats.refresh_token_reuse += 1;
   // authorization_pending is the normal answer while a device code waits.
   if (err.error !== 'authorization_pending') {
@@ -258,8 +430,19 @@ provider.use(async (ctx, next) => {
     await next();
   } finally {
     const route = ctx.oidc?.route;
+    const assertion = ctx.oidc?.body?.client_assertion;
+    if (assertion) {
+      bump(stats.client_assertions, route || '?');
+      remember(seen.client_assertions, assertion);
+    }
     if (route === 'token') {
       bump(stats.token_requests, ctx.oidc.params?.grant_type || '?');
+      if (ctx.get('DPoP')) {
+        stats.dpop_proofs += 1;
+        remember(seen.dpop_proofs, ctx.get('DPoP'));
+      }
+      if (peerCertificate(ctx)) stats.client_certificates += 1;
+      if (ctx.status === 200 && ctx.body?.token_type === 'DPoP') stats.dpop_tokens += 1;
     } else if (route === 'revocation' && ctx.status === 200) {
       stats.revocations += 1;
     } else if (route === 'introspection') {
@@ -401,7 +584,7 @@ async function refreshTokenCounts(clientId) {
 const callback = provider.callback();
 let holdNext = 0; // ms to hold the next token request
 let held = 0;
-server.on('request', async (req, res) => {
+async function handle(req, res) {
   const url = new URL(req.url, issuer);
   if (holdNext > 0 && req.method === 'POST' && url.pathname === '/token') {
     const ms = holdNext;
@@ -431,13 +614,31 @@ server.on('request', async (req, res) => {
       json(res, 200, await refreshTokenCounts(url.searchParams.get('client_id')));
       return;
     }
+    if (req.method === 'GET' && url.pathname === '/_test/seen') {
+      json(res, 200, seen);
+      return;
+    }
   } catch (err) {
     log('interaction/test route error:', err);
     if (!res.headersSent) json(res, 500, { error: 'server_error', error_description: String(err.message) });
     return;
   }
+  if (cfg.dpopNonceLoop && url.pathname === '/token' && req.headers.dpop) {
+    stats.use_dpop_nonce += 1;
+    bump(stats.token_requests, 'nonce-loop');
+    res.writeHead(400, { 'content-type': 'application/json', 'dpop-nonce': randomBytes(16).toString('base64url'), 'cache-control': 'no-store' });
+    res.end(JSON.stringify({ error: 'use_dpop_nonce', error_description: 'Authorization server requires nonce in DPoP proof' }));
+    return;
+  }
   callback(req, res);
-});
+}
+server.on('request', handle);
+if (aliasServer) {
+  aliasServer.on('request', (req, res) => {
+    stats.alias_requests += 1;
+    handle(req, res);
+  });
+}
 
 process.on('SIGTERM', () => server.close(() => process.exit(0)));
-process.stdout.write(`${JSON.stringify({ issuer, port })}\n`);
+process.stdout.write(`${JSON.stringify({ issuer, port, ...(mtlsAlias ? { mtlsAlias } : {}) })}\n`);
