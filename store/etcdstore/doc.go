@@ -16,6 +16,7 @@
 //	clients/<name>       client record (as in the bbolt file)
 //	providers/<name>     cached provider metadata
 //	pending/<sha256>     pending authorization, by the hash of its state
+//	starts/<sha256>      start page of a pending authorization, by the hash of its id
 //	owners/<grant>       instance refreshing the grant (bound to its lease)
 //	defs/<grant>         {fingerprint, by}: the fleet's definition of the grant
 //	instances/<instance> live instances (bound to their leases)
