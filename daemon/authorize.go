@@ -87,9 +87,11 @@ func (d *Daemon) authorize(ctx context.Context, g *grant) (*api.AuthorizeRespons
 		if err := d.st.PutPending(pend); err != nil {
 			return nil, authorizeFailed(kindInternal, fmt.Errorf("daemon: saving pending authorization: %w", err))
 		}
-		d.starts.add(pend.StartHash, startPage{
-			state: req.State, authURL: prov.AuthCodeURL(req), secure: ru.Scheme == "https", deadline: pend.Deadline,
-		}, now)
+		sp := startPage{state: req.State, authURL: prov.AuthCodeURL(req), secure: ru.Scheme == "https", deadline: pend.Deadline}
+		if err := d.fleetPutStart(pend.StartHash, sp); err != nil {
+			return nil, authorizeFailed(kindInternal, fmt.Errorf("daemon: saving the start page in the fleet: %w", err))
+		}
+		d.starts.add(pend.StartHash, sp, now)
 		start := url.URL{Scheme: ru.Scheme, Host: ru.Host, Path: "/start/" + startID}
 		d.log.Info("authorization started", "grant", g.name, "expires_at", pend.Deadline.UTC().Format(time.RFC3339))
 		return &api.AuthorizeResponse{Grant: g.name, Kind: config.GrantAuthorizationCode, URL: start.String(), ExpiresAt: pend.Deadline.UTC()}, nil
@@ -201,6 +203,7 @@ func (d *Daemon) recordAuth(g *grant, outcome string) {
 // startPage is what the start page of one pending authorization needs. It
 // is kept in memory only: the provider's URL carries the state, which is
 // stored hashed. After a restart the start link is dead; authorize again.
+// In fleet mode it is also kept in the fleet, sealed (fleetstart.go).
 type startPage struct {
 	state    string
 	authURL  string

@@ -159,7 +159,19 @@ func (d *Daemon) handleStart(w http.ResponseWriter, r *http.Request) {
 	var sp startPage
 	ok := id != "" && len(id) <= 128
 	if ok {
+		var err error
 		sp, ok = d.starts.take(hashHex(id))
+		// Fleet mode: another instance may have started it.
+		sp, ok, err = d.fleetTakeStart(hashHex(id), sp, ok)
+		switch {
+		case errors.Is(err, errStartExpired):
+			callbackPage(w, http.StatusBadRequest, "Authorization expired", "This authorization expired. Start again with tokend authorize.")
+			return
+		case err != nil:
+			d.log.Error("reading the start page from the fleet", "err", err)
+			callbackPage(w, http.StatusInternalServerError, "Authorization failed", "tokend could not read its store.")
+			return
+		}
 	}
 	if !ok {
 		d.log.Warn("start page unknown or already used")

@@ -43,17 +43,78 @@ type fakeFleet struct {
 	setBlock   chan struct{} // when set, SetGrants waits for it to close
 	watchOK    atomic.Bool
 	events     chan store.Token
+	starts     *fakeStarts // the fleet's start pages, shared with peers
+	peerOf     *fakeFleet  // set: a second instance on that one's store (peer)
+}
+
+// fakeStarts are the start pages of a fake fleet, shared by its instances.
+type fakeStarts struct {
+	mu    sync.Mutex
+	m     map[string]store.StartPage
+	puts  int
+	takes int
+}
+
+func (f *fakeFleet) PutStart(key string, p store.StartPage) error {
+	f.starts.mu.Lock()
+	defer f.starts.mu.Unlock()
+	f.starts.m[key] = p
+	f.starts.puts++
+	return nil
+}
+
+func (f *fakeFleet) TakeStart(key string, now time.Time) (store.StartPage, error) {
+	f.starts.mu.Lock()
+	defer f.starts.mu.Unlock()
+	f.starts.takes++
+	p, ok := f.starts.m[key]
+	delete(f.starts.m, key)
+	switch {
+	case !ok:
+		return store.StartPage{}, store.ErrNotFound
+	case !p.Deadline.IsZero() && !now.Before(p.Deadline):
+		return store.StartPage{}, store.ErrExpired
+	}
+	return p, nil
+}
+
+// startsLen is how many start pages the fleet holds.
+func (f *fakeFleet) startsLen() int {
+	f.starts.mu.Lock()
+	defer f.starts.mu.Unlock()
+	return len(f.starts.m)
+}
+
+// peer is another instance of f's fleet: the same bbolt store (which its
+// Close leaves open) and start pages, its own leases and revisions.
+func (f *fakeFleet) peer(instance string) *fakeFleet {
+	p := newFakeFleet()
+	p.instance, p.starts, p.peerOf = instance, f.starts, f
+	return p
+}
+
+func (f *fakeFleet) Close() error {
+	if f.peerOf != nil {
+		return nil
+	}
+	return f.Store.Close()
 }
 
 var _ Fleet = (*fakeFleet)(nil)
 
 func newFakeFleet() *fakeFleet {
 	return &fakeFleet{instance: "host-a", held: map[string]bool{}, owner: map[string]string{}, conflict: map[string]string{},
-		quorum: true, rev: map[string]int64{}, seen: map[string]int64{}, events: make(chan store.Token, 16)}
+		quorum: true, rev: map[string]int64{}, seen: map[string]int64{}, events: make(chan store.Token, 16),
+		starts: &fakeStarts{m: map[string]store.StartPage{}}}
 }
 
-// open is an Options.OpenStore that opens the bbolt file under f.
+// open is an Options.OpenStore that opens the bbolt file under f (a
+// peer's: the store of the instance it is a peer of).
 func (f *fakeFleet) open(c config.Store, log *slog.Logger) (Store, error) {
+	if f.peerOf != nil {
+		f.Store = f.peerOf.Store
+		return f, nil
+	}
 	st, err := openStore(c, log)
 	if err != nil {
 		return nil, err

@@ -106,6 +106,15 @@ var _ Store = (*store.Store)(nil)
 //   - Lock takes a fleet-wide lock of name (a dynamic registration) until
 //     unlock is called or the instance dies.
 //   - GrantInfo and Health feed status and metrics.
+//   - PutStart keeps the start page of an authorization (store.StartPage:
+//     its state and provider URL are secrets, kept sealed) under startHash,
+//     the hex SHA-256 of its id, so that whichever instance the load
+//     balancer sends the start URL to can serve it. TakeStart returns it
+//     and deletes it in one atomic step: of concurrent takers on any
+//     instances exactly one gets it, the others store.ErrNotFound (as for
+//     an unknown hash); one past its Deadline is deleted and
+//     store.ErrExpired returned. PrunePending deletes those past their
+//     deadline too.
 type Fleet interface {
 	Instance() string
 	SetGrants(fingerprints map[string]string) error
@@ -115,6 +124,8 @@ type Fleet interface {
 	Lock(ctx context.Context, name string) (unlock func(), err error)
 	GrantInfo(grant string) store.FleetGrant
 	Health() store.FleetHealth
+	PutStart(startHash string, p store.StartPage) error
+	TakeStart(startHash string, now time.Time) (store.StartPage, error)
 }
 
 // openStore opens the bbolt file of package store: what runs when

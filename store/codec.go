@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/json"
 	"fmt"
 	"time"
 )
@@ -110,3 +111,47 @@ func WithoutSecrets(p Pending) Pending { return withoutSecrets(p) }
 // NewError returns an error with message msg that matches sentinel with
 // errors.Is and wraps cause (nil, or an error free of secrets).
 func NewError(sentinel, cause error, msg string) error { return newError(sentinel, cause, msg) }
+
+// recordStarts is the "bucket" of start pages in the additional data of
+// their sealed fields; no bbolt bucket has this name.
+const recordStarts = "starts"
+
+// startRecord is a StartPage at rest: State and AuthURL sealed under the
+// start hash, the deadline in the clear (for pruning).
+type startRecord struct {
+	State    string    `json:"state"`
+	AuthURL  string    `json:"auth_url"`
+	Secure   bool      `json:"secure,omitempty"`
+	Deadline time.Time `json:"deadline"`
+}
+
+// EncodeStart encodes the start page p stored under startHash (the hex
+// SHA-256 of its id), State and AuthURL sealed. The record carries
+// "deadline" in the clear, as a pending authorization does.
+func (c *Codec) EncodeStart(startHash string, p StartPage) ([]byte, error) {
+	k := []byte(startHash)
+	return json.Marshal(startRecord{
+		State:    c.seal.seal(p.State, recordStarts, k, "state"),
+		AuthURL:  c.seal.seal(p.AuthURL, recordStarts, k, "auth_url"),
+		Secure:   p.Secure,
+		Deadline: utc(p.Deadline),
+	})
+}
+
+// DecodeStart decodes the start page stored under startHash.
+func (c *Codec) DecodeStart(startHash string, v []byte) (StartPage, error) {
+	k := []byte(startHash)
+	var r startRecord
+	if err := json.Unmarshal(v, &r); err != nil {
+		return StartPage{}, recordError(recordStarts, k, err)
+	}
+	p := StartPage{Secure: r.Secure, Deadline: utc(r.Deadline)}
+	var err error
+	if p.State, err = c.seal.open(r.State, recordStarts, k, "state"); err != nil {
+		return StartPage{}, recordError(recordStarts, k, err)
+	}
+	if p.AuthURL, err = c.seal.open(r.AuthURL, recordStarts, k, "auth_url"); err != nil {
+		return StartPage{}, recordError(recordStarts, k, err)
+	}
+	return p, nil
+}

@@ -69,3 +69,29 @@ func TestCodec(t *testing.T) {
 		t.Fatalf("client round trip = %+v, %v (%s)", gc, err, cv)
 	}
 }
+
+func TestCodecStartPage(t *testing.T) {
+	p := StartPage{State: "secret-state", AuthURL: "https://op/auth?state=secret-state", Secure: true, Deadline: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	for _, key := range [][]byte{bytes.Repeat([]byte{3}, KeySize), nil} {
+		c, err := NewCodec(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := c.EncodeStart("h1", p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Sealed() && strings.Contains(string(v), "secret-") {
+			t.Fatalf("sealed start page holds a secret: %s", v)
+		}
+		if got, err := c.DecodeStart("h1", v); err != nil || got != p {
+			t.Fatalf("DecodeStart = %+v, %v; want %+v", got, err, p)
+		}
+		if _, err := c.DecodeStart("h2", v); c.Sealed() && !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("a start page moved to another hash opened: %v", err)
+		}
+		if _, err := c.DecodeStart("h1", []byte("{secret")); !errors.Is(err, ErrCorrupt) || strings.Contains(err.Error(), "secret") {
+			t.Fatalf("DecodeStart of garbage = %v", err)
+		}
+	}
+}

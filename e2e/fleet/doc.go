@@ -8,9 +8,10 @@
 // failover, stop etcd members (one: nothing visible; two: quorum lost,
 // refreshes paused, tokens served until they expire), pause a refresher
 // longer than its lease in the middle of a refresh (the fencing case),
-// deliver an authorization's callback to another instance than the one
-// that started it, and start three instances together on a client that
-// registers dynamically. Every instance runs a reader loop over its socket
+// send an authorization's start page and its callback to other instances
+// than the one that started it (the balancer in front of the callback
+// listeners may send either anywhere), and start three instances together
+// on a client that registers dynamically. Every instance runs a reader loop over its socket
 // that checks each token it is served is unexpired.
 //
 // The package has no non-test code.
@@ -33,9 +34,7 @@
 // continues is up to the Go runtime; both end with the other instance's
 // token everywhere, and the test logs which happened.
 //
-// Two known gaps are left out of the default run: start pages are kept by
-// the instance that ran `tokend authorize` (TestFleetStartPageElsewhere,
-// FLEET_START_ELSEWHERE=1), and without a quorum a fetch in a token's last
-// 5 s waits for a new token on an instance that does not hold the grant
-// (FLEET_STRICT_EXPIRY=1 checks serving to the end).
+// A known gap is left out of the default run: without a quorum a fetch in
+// a token's last 5 s waits for a new token on an instance that does not
+// hold the grant (FLEET_STRICT_EXPIRY=1 checks serving to the end).
 package fleet

@@ -3,6 +3,7 @@ package fleet
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"regexp"
 	"slices"
@@ -439,18 +440,32 @@ func TestFleetAuthorizationElsewhere(t *testing.T) {
 
 // TestFleetStartPageElsewhere: the start URL `tokend authorize` prints is
 // on the redirect URI's host, the balancer, which may send it to any
-// instance. Known to fail: the start page (its id, state and provider URL)
-// is kept in the memory of the instance that ran authorize (daemon
-// startPages), so another instance answers "start link unknown". Run with
-// FLEET_START_ELSEWHERE=1.
+// instance. Started on i0, its start page is served by i1 (from the fleet:
+// i0 keeps it in memory), the provider's redirect goes to i2, and every
+// instance serves the grant. The start page is then used up everywhere,
+// i0's memory included.
 func TestFleetStartPageElsewhere(t *testing.T) {
-	if os.Getenv("FLEET_START_ELSEWHERE") != "1" {
-		t.Skip("known to fail: start pages are per instance (daemon startPages); FLEET_START_ELSEWHERE=1 runs it")
-	}
 	f, ins := startFleet(t, nil)
-	f.lb.to(ins[1])
-	f.authorizeVia(ins[0], "web")
+	f.lb.to(ins[2])
+	f.lb.startTo(ins[1])
+	start, _ := f.authorizeVia(ins[0], "web")
 	waitServed(t, "web", ins...)
+	u, err := url.Parse(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range ins {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+in.Callback+u.Path, nil)
+		req.Host = u.Host
+		resp, err := http.DefaultTransport.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || len(resp.Cookies()) != 0 {
+			t.Errorf("used start page opened again on %s: %d, cookies %v; want 400, none", in.Name, resp.StatusCode, resp.Cookies())
+		}
+	}
 }
 
 // TestFleetRegistrationOnce: three instances started together on a client

@@ -344,9 +344,9 @@ func (o *oidc) active(token string) bool {
 
 // balancer is the fleet's redirect URI: a reverse proxy sending each
 // request to the instance set with to (as a load balancer in front of the
-// callback listeners would), start pages to the one set with startTo. The
-// Host header stays the balancer's, which every instance accepts: it is
-// its configured redirect_uri's host.
+// callback listeners would), or start pages to the one set with startTo
+// and the rest to the other. The Host header stays the balancer's, which
+// every instance accepts: it is its configured redirect_uri's host.
 type balancer struct {
 	Addr          string
 	target, start atomic.Pointer[string]
@@ -805,20 +805,20 @@ func (b *browser) open(rawURL string) (int, string) {
 	}
 }
 
-// authorize runs `tokend authorize grant` on instance a, opens the start
-// URL in a browser (the balancer sends the start page to a, which holds
-// it in memory; see TestFleetStartPageElsewhere), and lets the provider's
-// redirect reach the balancer, which sends it to instance b. It returns
-// the callback URL visited.
+// authorize runs `tokend authorize grant` on instance a and opens the
+// start URL in a browser; the balancer sends the start page, and then the
+// provider's redirect, to instance b, which takes the start page from the
+// fleet. It returns the callback URL visited.
 func (f *fleet) authorize(a, b *instance, grant string) string {
 	f.t.Helper()
 	f.lb.to(b)
-	f.lb.startTo(a)
-	return f.authorizeVia(a, grant)
+	_, cb := f.authorizeVia(a, grant)
+	return cb
 }
 
-// authorizeVia is authorize with the balancer as set.
-func (f *fleet) authorizeVia(a *instance, grant string) string {
+// authorizeVia is authorize with the balancer as set; it returns the start
+// URL and the callback URL visited.
+func (f *fleet) authorizeVia(a *instance, grant string) (start, cb string) {
 	t := f.t
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -834,7 +834,6 @@ func (f *fleet) authorizeVia(a *instance, grant string) string {
 	// The start page is on the redirect URI's host (the balancer), so the
 	// browser binding cookie is set where the provider redirects.
 	re := regexp.MustCompile(`http://127\.0\.0\.1:[0-9]+/start/[A-Za-z0-9_-]+`)
-	var start string
 	eventually(t, 20*time.Second, 50*time.Millisecond, "tokend authorize prints a start URL", func() error {
 		if start = re.FindString(out.String()); start == "" {
 			return fmt.Errorf("output so far: %q", out.String())
@@ -843,7 +842,6 @@ func (f *fleet) authorizeVia(a *instance, grant string) string {
 	})
 	br := newBrowser(t)
 	code, body := br.open(start)
-	var cb string
 	for _, v := range br.visited {
 		if strings.HasPrefix(v, "http://"+f.lb.Addr+"/callback") {
 			cb = v
@@ -860,5 +858,5 @@ func (f *fleet) authorizeVia(a *instance, grant string) string {
 	case <-time.After(30 * time.Second):
 		t.Errorf("tokend authorize did not exit:\n%s", out.String())
 	}
-	return cb
+	return start, cb
 }

@@ -16,10 +16,18 @@
 //	clients/<name>       client record (as in the bbolt file)
 //	providers/<name>     cached provider metadata
 //	pending/<sha256>     pending authorization, by the hash of its state
+//	starts/<sha256>      start page of a pending authorization, by the hash of its id
 //	owners/<grant>       instance refreshing the grant (bound to its lease)
 //	defs/<grant>         {fingerprint, by}: the fleet's definition of the grant
 //	instances/<instance> live instances (bound to their leases)
 //	locks/<name>         fleet-wide locks (bound to the holder's lease)
+//
+// A start page (starts/) is taken by a single delete that returns the
+// value it deleted, so of concurrent takers on any instances exactly one
+// gets it; it carries its deadline in the clear and PrunePending deletes
+// it with the pending authorizations. The bbolt file has no such record
+// (a single host keeps its start pages in memory), and `tokend store
+// copy` does not copy them, nor pending authorizations.
 //
 // Records are sealed by store.Codec exactly as in the bbolt file, with the
 // same key on every instance: etcd never holds a plaintext secret, and

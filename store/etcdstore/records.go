@@ -580,27 +580,80 @@ func (s *Store) redeem(op, state string, now time.Time, missing string, act func
 	}
 }
 
-// PrunePending deletes the pending authorizations past their deadline.
+// PutStart stores the start page of a pending authorization under
+// starts/<startHash>, State and AuthURL sealed. Its deadline is that of
+// the authorization: PrunePending deletes it after.
+func (s *Store) PutStart(startHash string, p store.StartPage) error {
+	if startHash == "" || strings.Contains(startHash, "/") {
+		return errors.New("store: start page needs a start hash without /")
+	}
+	if err := s.check(); err != nil {
+		return err
+	}
+	v, err := s.codec.EncodeStart(startHash, p)
+	if err != nil {
+		return fmt.Errorf("store: encode start page: %w", err)
+	}
+	return s.put("starts/"+startHash, string(v), "write start page")
+}
+
+// TakeStart takes the start page stored under startHash, once across the
+// fleet: it is deleted by the request that reads it, so of concurrent
+// takers on any instances exactly one gets it, and the others
+// store.ErrNotFound. One past its deadline is deleted too and
+// store.ErrExpired returned (without the page).
+func (s *Store) TakeStart(startHash string, now time.Time) (store.StartPage, error) {
+	if err := s.check(); err != nil {
+		return store.StartPage{}, err
+	}
+	missing := store.NewError(store.ErrNotFound, nil, "store: no start page under this id (unknown, or already used)")
+	if startHash == "" || strings.Contains(startHash, "/") {
+		return store.StartPage{}, missing
+	}
+	ctx, cancel := s.req()
+	defer cancel()
+	resp, err := s.cli.Delete(ctx, s.key("starts/"+startHash), clientv3.WithPrevKV())
+	if err != nil {
+		s.noteErr(err)
+		return store.StartPage{}, unavailable("take start page", err)
+	}
+	if len(resp.PrevKvs) == 0 {
+		return store.StartPage{}, missing
+	}
+	p, err := s.codec.DecodeStart(startHash, resp.PrevKvs[0].Value)
+	if err != nil {
+		return store.StartPage{}, err
+	}
+	if !p.Deadline.IsZero() && !now.Before(p.Deadline) {
+		return store.StartPage{}, store.NewError(store.ErrExpired, nil, fmt.Sprintf("store: start page expired at %s", p.Deadline.Format(time.RFC3339)))
+	}
+	return p, nil
+}
+
+// PrunePending deletes the pending authorizations and the start pages past
+// their deadline, and says how many of both.
 func (s *Store) PrunePending(now time.Time) (int, error) {
 	if err := s.check(); err != nil {
 		return 0, err
 	}
-	pp := s.key("pending/")
 	var expired []*mvccpb.KeyValue
-	_, err := s.walk(s.ctx, pp, false, func(kv *mvccpb.KeyValue) error {
-		var r struct {
-			Deadline time.Time `json:"deadline"`
+	for _, kind := range []string{"pending/", "starts/"} {
+		pp := s.key(kind)
+		_, err := s.walk(s.ctx, pp, false, func(kv *mvccpb.KeyValue) error {
+			var r struct {
+				Deadline time.Time `json:"deadline"`
+			}
+			if err := json.Unmarshal(kv.Value, &r); err != nil {
+				return store.NewError(store.ErrCorrupt, nil, fmt.Sprintf("store: etcd record %s%s does not decode", kind, kv.Key[len(pp):]))
+			}
+			if !r.Deadline.IsZero() && !now.Before(r.Deadline) {
+				expired = append(expired, kv)
+			}
+			return nil
+		})
+		if err != nil {
+			return 0, err
 		}
-		if err := json.Unmarshal(kv.Value, &r); err != nil {
-			return store.NewError(store.ErrCorrupt, nil, fmt.Sprintf("store: etcd record pending/%s does not decode", kv.Key[len(pp):]))
-		}
-		if !r.Deadline.IsZero() && !now.Before(r.Deadline) {
-			expired = append(expired, kv)
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, err
 	}
 	n := 0
 	for _, kv := range expired {
