@@ -33,8 +33,4 @@
 // instance's write is fenced or its request times out first when it
 // continues is up to the Go runtime; both end with the other instance's
 // token everywhere, and the test logs which happened.
-//
-// A known gap is left out of the default run: without a quorum a fetch in
-// a token's last 5 s waits for a new token on an instance that does not
-// hold the grant (FLEET_STRICT_EXPIRY=1 checks serving to the end).
 package fleet
