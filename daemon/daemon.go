@@ -269,7 +269,9 @@ func (g *grant) exclusive(fn func() error) error {
 	return fn()
 }
 
-// New checks cfg and builds a daemon; nothing is opened until Run.
+// New checks cfg and builds a daemon; nothing is opened until Run. The
+// daemon keeps cfg and reads each grant's section from it: cfg must not
+// change afterwards (Reload takes a new one).
 func New(cfg *config.Config, opts Options) (*Daemon, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -426,7 +428,8 @@ func clearPermanent(t *store.Token) *store.Token {
 	return t
 }
 
-// Reload applies a new configuration without dropping stored tokens.
+// Reload applies a new configuration without dropping stored tokens. As
+// with New, cfg is kept and must not change afterwards.
 func (d *Daemon) Reload(cfg *config.Config) error {
 	_ = d.notifier.Reloading()
 	defer func() { _ = d.notifier.Ready() }()
