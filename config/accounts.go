@@ -76,7 +76,8 @@ func (l Loader) groupID(name string) (uint32, error) {
 // resolveReaders looks up the names of r, recording their ids in r, and
 // reports every unknown name and out-of-range id under path.
 func (l Loader) resolveReaders(p *problems, path string, r *Readers) {
-	r.userIDs, r.groupIDs = nil, nil
+	r.ids = nil
+	var userIDs, groupIDs []uint32
 	ok := true
 	for i, name := range r.Users {
 		id, err := l.userID(name)
@@ -85,7 +86,7 @@ func (l Loader) resolveReaders(p *problems, path string, r *Readers) {
 			ok = false
 			continue
 		}
-		r.userIDs = append(r.userIDs, id)
+		userIDs = append(userIDs, id)
 	}
 	for i, name := range r.Groups {
 		id, err := l.groupID(name)
@@ -94,7 +95,7 @@ func (l Loader) resolveReaders(p *problems, path string, r *Readers) {
 			ok = false
 			continue
 		}
-		r.groupIDs = append(r.groupIDs, id)
+		groupIDs = append(groupIDs, id)
 	}
 	for i, id := range r.UIDs {
 		if !idInRange(id) {
@@ -106,8 +107,8 @@ func (l Loader) resolveReaders(p *problems, path string, r *Readers) {
 			p.errorf(fmt.Sprintf("%s.gids[%d]", path, i), "%d is out of range", id)
 		}
 	}
-	if !ok {
-		r.userIDs, r.groupIDs = nil, nil
+	if ok && len(userIDs)+len(groupIDs) > 0 {
+		r.ids = &readerIDs{users: userIDs, groups: groupIDs}
 	}
 }
 

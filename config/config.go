@@ -112,21 +112,29 @@ type Readers struct {
 	UIDs   []int    `yaml:"uids"`
 	GIDs   []int    `yaml:"gids"`
 
-	// userIDs and groupIDs are the ids of Users and Groups, in order, as
-	// validation resolved them.
-	userIDs, groupIDs []uint32
+	// ids are the ids of Users and Groups, in order, as validation
+	// resolved them; nil when there were none to resolve. Behind a
+	// pointer, as few Readers name users or groups: every grant has a
+	// Readers, and two slices would be 48 bytes of each.
+	ids *readerIDs
 }
+
+type readerIDs struct{ users, groups []uint32 }
 
 // IDs returns every uid and gid r names: the ids Users resolved to, then
 // UIDs; the ids Groups resolved to, then GIDs. It never looks a name up: it
 // fails for a Readers that names users or groups that were never resolved
 // (one built in code and not validated), and for an id out of range.
 func (r Readers) IDs() (uids, gids []uint32, err error) {
-	if len(r.userIDs) != len(r.Users) || len(r.groupIDs) != len(r.Groups) {
+	var userIDs, groupIDs []uint32
+	if r.ids != nil {
+		userIDs, groupIDs = r.ids.users, r.ids.groups
+	}
+	if len(userIDs) != len(r.Users) || len(groupIDs) != len(r.Groups) {
 		return nil, nil, errors.New("config: the users and groups of a Readers were never resolved to ids (Load, Parse and Validate resolve them)")
 	}
-	uids = append(uids, r.userIDs...)
-	gids = append(gids, r.groupIDs...)
+	uids = append(uids, userIDs...)
+	gids = append(gids, groupIDs...)
 	for _, id := range r.UIDs {
 		if !idInRange(id) {
 			return nil, nil, fmt.Errorf("config: uid %d is out of range", id)

@@ -68,6 +68,12 @@ func (*FileMode) expected() string { return `an octal permission such as "0660"`
 // Next it answers: a Schedule is a cron.Schedule. The zero Schedule is
 // unset; one that is not zero was parsed.
 type Schedule struct {
+	// p is shared by copies (it never changes once parsed): one word
+	// rather than four keeps config.Grant, which has a Schedule, small.
+	p *parsedSchedule
+}
+
+type parsedSchedule struct {
 	spec  string
 	sched cron.Schedule
 }
@@ -85,7 +91,7 @@ func ParseSchedule(spec string) (Schedule, error) {
 			cause: err,
 		}
 	}
-	return Schedule{spec: spec, sched: s}, nil
+	return Schedule{&parsedSchedule{spec: spec, sched: s}}, nil
 }
 
 // MustParseSchedule is ParseSchedule for a spec written in code; it panics
@@ -101,17 +107,22 @@ func MustParseSchedule(spec string) Schedule {
 // Next returns the first activation after t; the zero time for an unset
 // Schedule.
 func (s Schedule) Next(t time.Time) time.Time {
-	if s.sched == nil {
+	if s.p == nil {
 		return time.Time{}
 	}
-	return s.sched.Next(t)
+	return s.p.sched.Next(t)
 }
 
 // IsZero reports whether s is unset.
-func (s Schedule) IsZero() bool { return s.sched == nil }
+func (s Schedule) IsZero() bool { return s.p == nil }
 
 // String returns the spec as written.
-func (s Schedule) String() string { return s.spec }
+func (s Schedule) String() string {
+	if s.p == nil {
+		return ""
+	}
+	return s.p.spec
+}
 
 // UnmarshalYAML decodes a scalar with ParseSchedule; "" is unset.
 func (s *Schedule) UnmarshalYAML(n *yaml.Node) error { return unmarshalScalar(n, s) }

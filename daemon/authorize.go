@@ -28,15 +28,15 @@ const pendingLifetime = 10 * time.Minute
 // api.CodeAuthorizationFailed and the kind kindBadRequest (the grant's
 // configuration cannot work), kindProvider or kindInternal.
 func (d *Daemon) authorize(ctx context.Context, g *grant) (*api.AuthorizeResponse, error) {
-	switch g.cfg.Type {
+	switch g.typ {
 	case config.GrantClientCredentials, config.GrantPassword, config.GrantJWTBearer, config.GrantTokenExchange:
 		if _, err := d.refresh(g, "authorize"); err != nil {
 			return nil, authorizeFailed(kindProvider, err)
 		}
 		s := d.status(g)
-		return &api.AuthorizeResponse{Grant: g.name, Kind: g.cfg.Type, Status: &s}, nil
+		return &api.AuthorizeResponse{Grant: g.name, Kind: g.typ, Status: &s}, nil
 	}
-	if g.cfg.Type == config.GrantAuthorizationCode && d.CallbackAddr() == "" {
+	if g.typ == config.GrantAuthorizationCode && d.CallbackAddr() == "" {
 		cfg, _ := d.config()
 		return nil, authorizeFailed(kindBadRequest, fmt.Errorf("daemon: grant %s is an authorization_code grant, but listen.callback is %q: nothing receives the provider's redirect; set listen.callback and restart tokend", g.name, cfg.Listen.Callback))
 	}
@@ -45,7 +45,7 @@ func (d *Daemon) authorize(ctx context.Context, g *grant) (*api.AuthorizeRespons
 		return nil, authorizeFailed(kindProvider, err)
 	}
 	now := d.clock.Now()
-	switch g.cfg.Type {
+	switch g.typ {
 	case config.GrantAuthorizationCode:
 		if prov.Endpoints.Authorization == "" {
 			return nil, authorizeFailed(kindBadRequest, fmt.Errorf("daemon: provider of %s has no authorization endpoint", g.name))
@@ -60,10 +60,10 @@ func (d *Daemon) authorize(ctx context.Context, g *grant) (*api.AuthorizeRespons
 		req := oauth.AuthRequest{
 			State:    oauth.NewState(),
 			Verifier: oauth.NewVerifier(),
-			Scopes:   g.cfg.Scopes,
-			Params:   oauth.Params(g.cfg.AuthParams),
+			Scopes:   g.cfg().Scopes,
+			Params:   oauth.Params(g.cfg().AuthParams),
 		}
-		if slices.Contains(g.cfg.Scopes, "openid") {
+		if slices.Contains(g.cfg().Scopes, "openid") {
 			req.Nonce = oauth.NewState()
 		}
 		// The provider's URL carries the state and the PKCE challenge: with
@@ -96,7 +96,7 @@ func (d *Daemon) authorize(ctx context.Context, g *grant) (*api.AuthorizeRespons
 		d.log.Info("authorization started", "grant", g.name, "expires_at", pend.Deadline.UTC().Format(time.RFC3339))
 		return &api.AuthorizeResponse{Grant: g.name, Kind: config.GrantAuthorizationCode, URL: start.String(), ExpiresAt: pend.Deadline.UTC()}, nil
 	case config.GrantDeviceCode:
-		da, err := prov.StartDevice(ctx, g.cfg.Scopes, oauth.Params(g.cfg.AuthParams))
+		da, err := prov.StartDevice(ctx, g.cfg().Scopes, oauth.Params(g.cfg().AuthParams))
 		if err != nil {
 			return nil, authorizeFailed(kindProvider, err)
 		}
@@ -113,7 +113,7 @@ func (d *Daemon) authorize(ctx context.Context, g *grant) (*api.AuthorizeRespons
 			VerificationURIComplete: da.VerificationURIComplete, ExpiresAt: da.ExpiresAt.UTC(),
 		}, nil
 	}
-	return nil, authorizeFailed(kindBadRequest, fmt.Errorf("daemon: grant %s has unknown type %q", g.name, g.cfg.Type))
+	return nil, authorizeFailed(kindBadRequest, fmt.Errorf("daemon: grant %s has unknown type %q", g.name, g.typ))
 }
 
 // authorizeFailed is an error of authorize.

@@ -118,7 +118,7 @@ func BenchmarkIdleTick(b *testing.B) {
 func BenchmarkDPoPProofs(b *testing.B) {
 	d := idleDaemon(b, 1)
 	g := d.grantList()[0]
-	g.cfg.DPoP = true
+	g.dpopOn = true
 	k, err := oauth.NewDPoPKey()
 	if err != nil {
 		b.Fatal(err)

@@ -126,7 +126,7 @@ func (d *Daemon) handleCallback(w http.ResponseWriter, r *http.Request) {
 		callbackPage(w, http.StatusInternalServerError, "Authorization failed", "tokend could not make a DPoP key.")
 		return
 	}
-	tok, err := xprov.Exchange(ctx, code, oauth.NewSecret(pend.Verifier), oauth.Params(g.cfg.TokenParams))
+	tok, err := xprov.Exchange(ctx, code, oauth.NewSecret(pend.Verifier), oauth.Params(g.cfg().TokenParams))
 	if err == nil {
 		err = checkDPoP(g, tok)
 	}

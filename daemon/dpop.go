@@ -89,7 +89,7 @@ func (g *grant) dpopKeyFor(cur *store.Token) (*dpopKey, error) {
 // "" for a grant without dpop.
 func (g *grant) dpopKeyUsed(cur *store.Token) string {
 	switch {
-	case !g.cfg.DPoP:
+	case !g.dpopOn:
 		return ""
 	case cur.DPoPKey != "":
 		return cur.DPoPKey
@@ -103,7 +103,7 @@ func (g *grant) dpopKeyUsed(cur *store.Token) string {
 // dpopProvider returns prov signing g's token requests with a new key pair
 // for a new authorization, and that key's stored form.
 func dpopProvider(g *grant, prov *oauth.Provider) (*oauth.Provider, string, error) {
-	if !g.cfg.DPoP {
+	if !g.dpopOn {
 		return prov, "", nil
 	}
 	k, err := newDPoPKey(g)
@@ -117,14 +117,14 @@ func dpopProvider(g *grant, prov *oauth.Provider) (*oauth.Provider, string, erro
 // dpop grant, not bound otherwise. A reload that turns dpop on or off
 // leaves a token of the other kind until the grant's next token.
 func (g *grant) tokenFits(t *store.Token) bool {
-	return t.AccessToken == "" || g.cfg.DPoP == strings.EqualFold(t.TokenType, "DPoP")
+	return t.AccessToken == "" || g.dpopOn == strings.EqualFold(t.TokenType, "DPoP")
 }
 
 // checkDPoP refuses a token that is not DPoP-bound for a dpop grant: the
 // oauth layer does too, and a Bearer token must never be served as if it
 // were bound.
 func checkDPoP(g *grant, t *oauth.Token) error {
-	if !g.cfg.DPoP || strings.EqualFold(t.TokenType, "DPoP") {
+	if !g.dpopOn || strings.EqualFold(t.TokenType, "DPoP") {
 		return nil
 	}
 	return &oauth.Error{Op: "token", Class: oauth.Configuration, Err: oauth.ErrDPoPDowngrade,
@@ -193,7 +193,7 @@ func printableASCII(s string) bool {
 // would hand it out, refreshing first when it must) and a fresh proof of
 // req signed with g's key.
 func (d *Daemon) proof(ctx context.Context, g *grant, req api.DPoPRequest) (*api.DPoPResponse, error) {
-	if !g.cfg.DPoP {
+	if !g.dpopOn {
 		return nil, newError(kindBadRequest, api.CodeDPoPNotEnabled, "grant "+g.name+" does not use DPoP (set dpop: true); fetch its token with GET")
 	}
 	t, err := d.fetch(ctx, g)

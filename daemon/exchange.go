@@ -18,7 +18,8 @@ import (
 
 // jwtBearer signs a fresh assertion (a new jti, iat now) and exchanges it.
 func (d *Daemon) jwtBearer(ctx context.Context, g *grant, prov *oauth.Provider) (*oauth.Token, error) {
-	a := g.cfg.Assertion
+	gc := g.cfg()
+	a := gc.Assertion
 	if a == nil {
 		return nil, &oauth.Error{Op: "jwt_bearer", Class: oauth.Configuration,
 			Description: fmt.Sprintf("grant %s: a jwt_bearer grant needs an assertion section", g.name)}
@@ -46,30 +47,31 @@ func (d *Daemon) jwtBearer(ctx context.Context, g *grant, prov *oauth.Provider) 
 		return nil, &oauth.Error{Op: "jwt_bearer", Class: oauth.Configuration, Err: err,
 			Description: fmt.Sprintf("grant %s: signing the assertion: %v", g.name, err)}
 	}
-	return prov.JWTBearer(ctx, assertion, g.cfg.Scopes, oauth.Params(g.cfg.TokenParams))
+	return prov.JWTBearer(ctx, assertion, gc.Scopes, oauth.Params(gc.TokenParams))
 }
 
 // tokenExchange trades the subject grant's current token (and the actor
 // grant's) for a token of g. It asks nothing of the provider while the
 // subject has no valid token: the failure names the subject grant.
 func (d *Daemon) tokenExchange(ctx context.Context, g *grant, prov *oauth.Provider) (*oauth.Token, error) {
-	idToken, typ := g.cfg.SubjectToken()
-	subject, err := d.exchangeInput(g, "subject", g.cfg.SubjectGrant, idToken)
+	gc := g.cfg()
+	idToken, typ := gc.SubjectToken()
+	subject, err := d.exchangeInput(g, "subject", gc.SubjectGrant, idToken)
 	if err != nil {
 		return nil, err
 	}
 	req := oauth.ExchangeRequest{
 		SubjectToken:       subject,
 		SubjectTokenType:   typ,
-		RequestedTokenType: g.cfg.RequestedTokenType,
-		Audience:           g.cfg.Audience,
-		Resource:           g.cfg.Resource,
-		Scopes:             g.cfg.Scopes,
-		Params:             oauth.Params(g.cfg.TokenParams),
+		RequestedTokenType: gc.RequestedTokenType,
+		Audience:           gc.Audience,
+		Resource:           gc.Resource,
+		Scopes:             gc.Scopes,
+		Params:             oauth.Params(gc.TokenParams),
 	}
-	if g.cfg.ActorGrant != "" {
-		idToken, req.ActorTokenType = g.cfg.ActorToken()
-		if req.ActorToken, err = d.exchangeInput(g, "actor", g.cfg.ActorGrant, idToken); err != nil {
+	if gc.ActorGrant != "" {
+		idToken, req.ActorTokenType = gc.ActorToken()
+		if req.ActorToken, err = d.exchangeInput(g, "actor", gc.ActorGrant, idToken); err != nil {
 			return nil, err
 		}
 	}
@@ -119,10 +121,11 @@ func (d *Daemon) exchangeInput(g *grant, role, name string, idToken bool) (oauth
 func dependentsOf(grants map[string]*grant) map[string][]*grant {
 	deps := map[string][]*grant{}
 	for _, g := range grants {
-		if g.cfg.Type != config.GrantTokenExchange {
+		if g.typ != config.GrantTokenExchange {
 			continue
 		}
-		for _, src := range []string{g.cfg.SubjectGrant, g.cfg.ActorGrant} {
+		gc := g.cfg()
+		for _, src := range []string{gc.SubjectGrant, gc.ActorGrant} {
 			if src != "" && src != g.name {
 				deps[src] = append(deps[src], g)
 			}
@@ -134,15 +137,16 @@ func dependentsOf(grants map[string]*grant) map[string][]*grant {
 // missingSource reports whether g exchanges the token of a grant that is
 // not configured.
 func missingSource(g *grant, grants map[string]*grant) bool {
-	if g.cfg.Type != config.GrantTokenExchange {
+	if g.typ != config.GrantTokenExchange {
 		return false
 	}
-	for _, src := range []string{g.cfg.SubjectGrant, g.cfg.ActorGrant} {
+	gc := g.cfg()
+	for _, src := range []string{gc.SubjectGrant, gc.ActorGrant} {
 		if _, ok := grants[src]; src != "" && !ok {
 			return true
 		}
 	}
-	return g.cfg.SubjectGrant == ""
+	return gc.SubjectGrant == ""
 }
 
 // permanentState reports whether a grant in state waits for a person.

@@ -143,8 +143,9 @@ func (d *Daemon) statusWithHistory(g *grant) api.GrantStatus {
 func (d *Daemon) status(g *grant) api.GrantStatus {
 	cfg, p := d.config()
 	now := d.clock.Now()
-	s := api.GrantStatus{Name: g.name, Type: g.cfg.Type, DPoP: g.cfg.DPoP, SubjectGrant: g.cfg.SubjectGrant}
-	if c, ok := cfg.Clients[g.cfg.Client]; ok {
+	gc := g.cfg()
+	s := api.GrantStatus{Name: g.name, Type: g.typ, DPoP: g.dpopOn, SubjectGrant: gc.SubjectGrant}
+	if c, ok := cfg.Clients[gc.Client]; ok {
 		s.Provider = c.Provider
 	}
 	t := g.cur.Load()
@@ -170,8 +171,8 @@ func (d *Daemon) status(g *grant) api.GrantStatus {
 	s.LastError, s.LastErrorCode, s.Failures = oauth.Printable(t.LastError), t.LastErrorCode, t.Failures
 	s.Generation = t.Generation
 	s.Auth, s.AuthAt = t.Auth, t.AuthAt
-	if len(g.cfg.Match) > 0 {
-		s.Match, s.MatchUsername = g.cfg.Match, g.cfg.HelperUsername()
+	if len(gc.Match) > 0 {
+		s.Match, s.MatchUsername = gc.Match, gc.HelperUsername()
 	}
 	s.Sinks = g.sinkStatus()
 	d.fleetStatus(g, &s)

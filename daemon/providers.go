@@ -45,7 +45,7 @@ type clientRT struct {
 // discovering endpoints and registering the client on first use.
 func (d *Daemon) providerFor(ctx context.Context, g *grant) (*oauth.Provider, error) {
 	d.mu.RLock()
-	c := d.clients[g.cfg.Client]
+	c := d.clients[g.cfg().Client]
 	var p *providerRT
 	if c != nil {
 		p = d.providers[c.cfg.Provider]

@@ -198,7 +198,7 @@ func (d *Daemon) obtain(ctx context.Context, g *grant, cur *store.Token) (*oauth
 	if err != nil {
 		return nil, "", err
 	}
-	if g.cfg.DPoP {
+	if g.dpopOn {
 		k, err := g.dpopKeyFor(cur)
 		if err != nil {
 			return nil, "", err
@@ -213,20 +213,20 @@ func (d *Daemon) obtain(ctx context.Context, g *grant, cur *store.Token) (*oauth
 }
 
 func (d *Daemon) obtainWith(ctx context.Context, g *grant, cur *store.Token, prov *oauth.Provider) (*oauth.Token, string, error) {
-	scopes, params := g.cfg.Scopes, oauth.Params(g.cfg.TokenParams)
-	if renewsWithRefreshToken(g.cfg.Type) && cur.RefreshToken != "" {
+	scopes, params := g.cfg().Scopes, oauth.Params(g.cfg().TokenParams)
+	if renewsWithRefreshToken(g.typ) && cur.RefreshToken != "" {
 		t, err := prov.Refresh(ctx, oauth.NewSecret(cur.RefreshToken), scopes, params)
-		if err == nil || g.cfg.Type != config.GrantPassword || oauth.ClassOf(err) != oauth.Reauthorize {
+		if err == nil || g.typ != config.GrantPassword || oauth.ClassOf(err) != oauth.Reauthorize {
 			return t, "refresh_token", err
 		}
 		d.log.Info("refresh token rejected; obtaining a new token with the password grant", "grant", g.name)
 	}
-	switch g.cfg.Type {
+	switch g.typ {
 	case config.GrantClientCredentials:
 		t, err := prov.ClientCredentials(ctx, scopes, params)
 		return t, config.GrantClientCredentials, err
 	case config.GrantPassword:
-		t, err := prov.Password(ctx, g.cfg.Username, g.cfg.Password, scopes, params)
+		t, err := prov.Password(ctx, g.cfg().Username, g.cfg().Password, scopes, params)
 		return t, config.GrantPassword, err
 	case config.GrantJWTBearer:
 		t, err := d.jwtBearer(ctx, g, prov)
@@ -267,7 +267,7 @@ func tokenFrom(prev *store.Token, t *oauth.Token, g *grant, p Policy) store.Toke
 	}
 	n.Scope = t.Scope
 	if n.Scope == "" {
-		n.Scope = strings.Join(g.cfg.Scopes, " ")
+		n.Scope = strings.Join(g.cfg().Scopes, " ")
 	}
 	if !t.IDToken.IsZero() {
 		n.IDToken = t.IDToken.Reveal()
@@ -276,8 +276,8 @@ func tokenFrom(prev *store.Token, t *oauth.Token, g *grant, p Policy) store.Toke
 		n.RefreshToken = t.RefreshToken.Reveal()
 		n.RefreshIssued = t.Obtained
 		n.RefreshExpiry = t.RefreshExpiry
-		if n.RefreshExpiry.IsZero() && g.cfg.RefreshTokenLifetime > 0 {
-			n.RefreshExpiry = t.Obtained.Add(g.cfg.RefreshTokenLifetime)
+		if n.RefreshExpiry.IsZero() && g.cfg().RefreshTokenLifetime > 0 {
+			n.RefreshExpiry = t.Obtained.Add(g.cfg().RefreshTokenLifetime)
 		}
 	} else if !t.RefreshExpiry.IsZero() {
 		n.RefreshExpiry = t.RefreshExpiry

@@ -143,7 +143,7 @@ func (d *Daemon) dueReason(now time.Time, g *grant, p Policy) string {
 
 // renewable reports whether a new token can be had for g without a person.
 func (g *grant) renewable(t *store.Token) bool {
-	switch g.cfg.Type {
+	switch g.typ {
 	case config.GrantClientCredentials, config.GrantPassword, config.GrantJWTBearer, config.GrantTokenExchange:
 		return true
 	}

@@ -383,6 +383,10 @@ func (d *Daemon) syncSinks() {
 	// Every grant's token state learns its workers, and each worker is
 	// offered the current token: start-up brings every sink up to date.
 	for _, g := range d.grantList() {
+		if len(next[g.name]) == 0 {
+			g.sinks.Store(nil) // no allocation for each grant without sinks
+			continue
+		}
 		ws := slices.Collect(maps.Values(next[g.name]))
 		slices.SortFunc(ws, func(a, b *sinkWorker) int { return strings.Compare(a.cfg.Path, b.cfg.Path) })
 		g.sinks.Store(&ws)

@@ -33,18 +33,16 @@ type Metrics struct {
 	attemptsTotal   *prometheus.CounterVec
 	failures        *prometheus.GaugeVec
 	providerReqs    *prometheus.CounterVec
-	tokenExpiry     *prometheus.GaugeVec
-	refreshExpiry   *prometheus.GaugeVec
-	lastSuccess     *prometheus.GaugeVec
-	grantState      *prometheus.GaugeVec
+	grants          grantTable // the four below (grants.go)
+	tokenExpiry     *grantGauge
+	refreshExpiry   *grantGauge
+	lastSuccess     *grantGauge
+	grantState      *grantGauge
 	fetchTotal      *prometheus.CounterVec
 	sinkWrites      *prometheus.CounterVec
 
-	// mu serialises SetState and Forget so that a grant's state series
-	// always have exactly one 1 once the calls return; state remembers an
-	// unknown state so it can be removed when the grant moves on.
-	mu    sync.Mutex
-	state map[string]string
+	// mu guards failing.
+	mu sync.Mutex
 	// failing holds the grants that have a failures series: a grant that
 	// never failed has none (absent reads as 0 in the rules), so 100,000
 	// healthy grants cost no series there.
@@ -59,7 +57,6 @@ type Metrics struct {
 func New(b BuildInfo) *Metrics {
 	m := &Metrics{
 		reg:     prometheus.NewRegistry(),
-		state:   make(map[string]string),
 		failing: make(map[string]bool),
 		fleet:   newFleetCollectors(),
 		refreshTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -83,22 +80,6 @@ func New(b BuildInfo) *Metrics {
 			Name: "tokend_provider_requests_total",
 			Help: "HTTP requests to OAuth providers by configured provider name, endpoint (token, revocation, device, discovery, registration, other) and code (HTTP status, or timeout, canceled, refused, reset, dns, tls, error when no answer came).",
 		}, []string{"provider", "endpoint", "code"}),
-		tokenExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "tokend_token_expiry_timestamp_seconds",
-			Help: "Unix time at which the grant's current access token expires.",
-		}, []string{"grant"}),
-		refreshExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "tokend_refresh_token_expiry_timestamp_seconds",
-			Help: "Unix time at which the grant's refresh token expires, when known.",
-		}, []string{"grant"}),
-		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "tokend_last_refresh_success_timestamp_seconds",
-			Help: "Unix time of the grant's last successful token refresh or issue.",
-		}, []string{"grant"}),
-		grantState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "tokend_grant_state",
-			Help: "Current state of a grant: one series per grant, with value 1, labelled with its state.",
-		}, []string{"grant", "state"}),
 		fetchTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tokend_fetch_requests_total",
 			Help: "Token fetch requests on the local API by grant and HTTP status code.",
@@ -108,6 +89,15 @@ func New(b BuildInfo) *Metrics {
 			Help: "Writes of file sinks by grant and result (written, removed, error).",
 		}, []string{"grant", "result"}),
 	}
+	m.grants.rows = make(map[string]grantRow)
+	m.tokenExpiry = newGrantGauge(&m.grants, fieldExpiry, "tokend_token_expiry_timestamp_seconds",
+		"Unix time at which the grant's current access token expires.")
+	m.refreshExpiry = newGrantGauge(&m.grants, fieldRefreshExpiry, "tokend_refresh_token_expiry_timestamp_seconds",
+		"Unix time at which the grant's refresh token expires, when known.")
+	m.lastSuccess = newGrantGauge(&m.grants, fieldLastSuccess, "tokend_last_refresh_success_timestamp_seconds",
+		"Unix time of the grant's last successful token refresh or issue.")
+	m.grantState = newGrantGauge(&m.grants, fieldState, "tokend_grant_state",
+		"Current state of a grant: one series per grant, with value 1, labelled with its state.")
 	goVersion := b.GoVersion
 	if goVersion == "" {
 		goVersion = runtime.Version()
@@ -184,25 +174,21 @@ func (m *Metrics) ObserveProviderRequest(provider, endpoint, code string) {
 // SetExpiry sets tokend_token_expiry_timestamp_seconds and
 // tokend_refresh_token_expiry_timestamp_seconds (a zero time removes it).
 func (m *Metrics) SetExpiry(grant string, access, refresh time.Time) {
-	setOrDelete(m.tokenExpiry, grant, access)
-	setOrDelete(m.refreshExpiry, grant, refresh)
+	m.setOrDelete(grant, fieldExpiry, access)
+	m.setOrDelete(grant, fieldRefreshExpiry, refresh)
 }
 
 // SetLastSuccess sets tokend_last_refresh_success_timestamp_seconds (a zero
 // time removes it).
 func (m *Metrics) SetLastSuccess(grant string, t time.Time) {
-	setOrDelete(m.lastSuccess, grant, t)
+	m.setOrDelete(grant, fieldLastSuccess, t)
 }
 
 // setOrDelete exports t as Unix seconds with millisecond precision, or
 // removes the series when t is zero: "no refresh token expiry" must read as
 // absent, not as 1970.
-func setOrDelete(v *prometheus.GaugeVec, grant string, t time.Time) {
-	if t.IsZero() {
-		v.DeleteLabelValues(grant)
-		return
-	}
-	v.WithLabelValues(grant).Set(float64(t.UnixMilli()) / 1e3)
+func (m *Metrics) setOrDelete(grant string, field int, t time.Time) {
+	m.grants.set(grant, field, float64(t.UnixMilli())/1e3, !t.IsZero())
 }
 
 // SetState exports tokend_grant_state{grant,state} = 1 for the grant's
@@ -212,13 +198,7 @@ func setOrDelete(v *prometheus.GaugeVec, grant string, t time.Time) {
 // 100,000 grants at 100,000 series instead of 800,000; queries select a
 // state with {state="..."} (absent means not in it).
 func (m *Metrics) SetState(grant, state string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if prev, ok := m.state[grant]; ok && prev != state {
-		m.grantState.DeleteLabelValues(grant, prev)
-	}
-	m.grantState.WithLabelValues(grant, state).Set(1)
-	m.state[grant] = state
+	m.grants.setState(grant, state)
 }
 
 // ObserveFetch counts tokend_fetch_requests_total{grant,code}. Callers pass
@@ -241,14 +221,10 @@ func (m *Metrics) Forget(grant string) {
 	m.refreshDuration.DeletePartialMatch(match)
 	m.attemptsTotal.DeletePartialMatch(match)
 	m.failures.DeletePartialMatch(match)
-	m.tokenExpiry.DeletePartialMatch(match)
-	m.refreshExpiry.DeletePartialMatch(match)
-	m.lastSuccess.DeletePartialMatch(match)
-	m.grantState.DeletePartialMatch(match)
+	m.grants.forget(grant)
 	m.fetchTotal.DeletePartialMatch(match)
 	m.sinkWrites.DeletePartialMatch(match)
 	m.fleet.conflict.DeletePartialMatch(match)
-	delete(m.state, grant)
 }
 
 // ObserveSinkWrite counts tokend_sink_writes_total{grant,result}; result
