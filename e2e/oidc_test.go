@@ -88,14 +88,30 @@ type Introspection struct {
 // if the test fails.
 func StartOIDC(t testing.TB, cfg OIDCConfig) *OIDC {
 	t.Helper()
-	requireNode(t)
-	cfg.Clients = append(append([]map[string]any(nil), cfg.Clients...), map[string]any{
-		"client_id":      introspectorID,
-		"client_secret":  introspectorSecret,
-		"grant_types":    []string{"client_credentials"},
-		"response_types": []string{},
-		"redirect_uris":  []string{},
+	cfg.Clients = withIntrospector(cfg.Clients)
+	o, _ := launchOIDC(t, cfg)
+	return o
+}
+
+// withIntrospector adds the client the harness introspects tokens with.
+func withIntrospector(clients []map[string]any) []map[string]any {
+	return append(append([]map[string]any(nil), clients...), map[string]any{
+		"client_id":                  introspectorID,
+		"client_secret":              introspectorSecret,
+		"grant_types":                []string{"client_credentials"},
+		"response_types":             []string{},
+		"redirect_uris":              []string{},
+		"token_endpoint_auth_method": "client_secret_basic",
 	})
+}
+
+// launchOIDC runs e2e/oidc/server.mjs with cfg (JSON), waits for its hello
+// line (issuer, port, mtlsAlias) and stops it when the test ends; its
+// stderr is logged if the test fails. 60 s: 30 s was once too short for
+// node on a loaded machine.
+func launchOIDC(t testing.TB, cfg any) (*OIDC, []byte) {
+	t.Helper()
+	requireNode(t)
 	b, err := json.Marshal(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -126,7 +142,6 @@ func StartOIDC(t testing.TB, cfg OIDCConfig) *OIDC {
 			t.Logf("oidc-provider stderr:\n%s", o.logs.String())
 		}
 	})
-
 	ready := make(chan string, 1)
 	go func() {
 		line, _ := bufio.NewReader(stdout).ReadString('\n')
@@ -137,16 +152,16 @@ func StartOIDC(t testing.TB, cfg OIDCConfig) *OIDC {
 	case line := <-ready:
 		var hello struct {
 			Issuer string `json:"issuer"`
-			Port   int    `json:"port"`
 		}
 		if err := json.Unmarshal([]byte(line), &hello); err != nil || hello.Issuer == "" {
 			t.Fatalf("e2e: oidc-provider did not start (%q): %v\n%s", line, err, o.logs.String())
 		}
 		o.Issuer = hello.Issuer
-	case <-time.After(30 * time.Second):
-		t.Fatalf("e2e: oidc-provider did not start in 30s:\n%s", o.logs.String())
+		return o, []byte(line)
+	case <-time.After(60 * time.Second):
+		t.Fatalf("e2e: oidc-provider did not start in 60s:\n%s", o.logs.String())
 	}
-	return o
+	return nil, nil
 }
 
 // Stop ends the server (SIGKILL: it keeps nothing worth a graceful stop).

@@ -7,7 +7,6 @@ package e2e
 // oidc-provider without tokend by TestHarness14*.
 
 import (
-	"bufio"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -30,17 +29,13 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
-
-	"github.com/tokend/tokend/internal/testutil"
 )
 
 // OPConfig is OIDCConfig with the options of issue 14 (see oidc/server.mjs).
@@ -110,68 +105,19 @@ type Introspection14 struct {
 // ca, when not nil, is trusted by the harness's own requests to it.
 func StartOP(t testing.TB, cfg OPConfig, ca *x509.CertPool) *OP {
 	t.Helper()
-	requireNode(t)
-	cfg.Clients = append(append([]map[string]any(nil), cfg.Clients...), map[string]any{
-		"client_id":                  introspectorID,
-		"client_secret":              introspectorSecret,
-		"grant_types":                []string{"client_credentials"},
-		"response_types":             []string{},
-		"redirect_uris":              []string{},
-		"token_endpoint_auth_method": "client_secret_basic",
-	})
-	b, err := json.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfgFile := filepath.Join(t.TempDir(), "oidc.json")
-	if err := os.WriteFile(cfgFile, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("node", filepath.Join(oidcDir, "server.mjs"), cfgFile)
-	cmd.Dir = oidcDir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	o := &OIDC{t: t, cmd: cmd, logs: &testutil.SyncBuffer{}, done: make(chan struct{})}
-	cmd.Stderr = o.logs
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("e2e: start oidc-provider: %v", err)
-	}
-	go func() {
-		cmd.Wait()
-		close(o.done)
-	}()
-	t.Cleanup(func() {
-		o.Stop()
-		if t.Failed() {
-			t.Logf("oidc-provider stderr:\n%s", o.logs.String())
-		}
-	})
-	ready := make(chan string, 1)
-	go func() {
-		line, _ := bufio.NewReader(stdout).ReadString('\n')
-		ready <- line
-		io.Copy(io.Discard, stdout)
-	}()
+	cfg.Clients = withIntrospector(cfg.Clients)
+	o, line := launchOIDC(t, cfg)
 	op := &OP{OIDC: o, client: &http.Client{Timeout: 10 * time.Second}}
 	if ca != nil {
 		op.client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca}}
 	}
-	select {
-	case line := <-ready:
-		var hello struct {
-			Issuer    string `json:"issuer"`
-			MTLSAlias string `json:"mtlsAlias"`
-		}
-		if err := json.Unmarshal([]byte(line), &hello); err != nil || hello.Issuer == "" {
-			t.Fatalf("e2e: oidc-provider did not start (%q): %v\n%s", line, err, o.logs.String())
-		}
-		o.Issuer, op.MTLSAlias = hello.Issuer, hello.MTLSAlias
-	case <-time.After(60 * time.Second): // StartOIDC's 30 s was once too short on a loaded machine
-		t.Fatalf("e2e: oidc-provider did not start in 60s:\n%s", o.logs.String())
+	var hello struct {
+		MTLSAlias string `json:"mtlsAlias"`
 	}
+	if err := json.Unmarshal(line, &hello); err != nil {
+		t.Fatalf("e2e: oidc-provider hello %q: %v", line, err)
+	}
+	op.MTLSAlias = hello.MTLSAlias
 	return op
 }
 
