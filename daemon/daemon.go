@@ -498,13 +498,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.st = st
 	d.startFleet(st)
 	d.inflight.open()
-	d.goFleetSetGrants()
 	defer func() {
 		if err := st.Close(); err != nil {
 			d.log.Error("closing store", "err", err)
 		}
 	}()
 	d.loadTokens()
+	d.goFleetSetGrants() // after the load: the campaign does not compete with it
 	d.syncSinks()
 	defer d.stopSinks()
 

@@ -115,7 +115,7 @@ func (d *Daemon) startFleet(st Store) {
 // instance serves the tokens it loaded without waiting for its campaign
 // (seconds for 100,000 grants): until SetGrants returns this instance holds
 // nothing and refreshes nothing, which the other instances cover. Run
-// calls it once refreshes may start (inflight is open); shutdown waits
+// calls it once the tokens are loaded (inflight is open); shutdown waits
 // for it before the store closes.
 func (d *Daemon) goFleetSetGrants() {
 	if d.fleet == nil || !d.inflight.enter() {
