@@ -13,13 +13,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 
-	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/daemon"
 	"github.com/tokend/tokend/internal/etcdtest"
@@ -229,33 +227,10 @@ func benchFleetScale(rep *report, dir string, c *etcdCluster) error {
 	defer cli.Close()
 	sizeBefore, _ := dbSize(cli, c.endpoints)
 	seedStart := time.Now()
-	now := time.Now()
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	errc := make(chan error, 64)
-	for range 64 {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n {
-					return
-				}
-				t := store.Token{
-					Grant: grantName(i), AccessToken: "at_" + strconv.Itoa(i) + "_0123456789ABCDEFGHIJKLMNOPQRSTUV", TokenType: "Bearer",
-					Scope: "read", Obtained: now, Expiry: now.Add(accessTTL), Generation: 1, State: api.StateValid,
-					StateSince: now, LastSuccess: now, LastAttempt: now,
-				}
-				a := []store.Attempt{{At: now, Result: "success", Latency: 40 * time.Millisecond, Reason: "missing"}}
-				if err := st.ImportGrant(t.Grant, &t, a); err != nil {
-					errc <- err
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errc)
-	if err := errors.Join(<-errc, st.Close()); err != nil {
+	err = seedGrants(n, func(t store.Token, a store.Attempt) error {
+		return st.ImportGrant(t.Grant, &t, []store.Attempt{a})
+	})
+	if err := errors.Join(err, st.Close()); err != nil {
 		return err
 	}
 	seeded := time.Since(seedStart)

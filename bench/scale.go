@@ -53,6 +53,14 @@ func seedStore(path string, key []byte, n int) error {
 	if err != nil {
 		return err
 	}
+	err = seedGrants(n, func(t store.Token, a store.Attempt) error { return st.PutToken(t, &a) })
+	return errors.Join(err, st.Close())
+}
+
+// seedGrants calls put, from 64 goroutines, with one fresh token (valid
+// for accessTTL) and one history entry for each of n grants, and returns
+// the first error.
+func seedGrants(n int, put func(store.Token, store.Attempt) error) error {
 	now := time.Now()
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -70,7 +78,7 @@ func seedStore(path string, key []byte, n int) error {
 					StateSince: now, LastSuccess: now, LastAttempt: now,
 				}
 				a := store.Attempt{At: now, Result: "success", Latency: 40 * time.Millisecond, Reason: "missing"}
-				if err := st.PutToken(t, &a); err != nil {
+				if err := put(t, a); err != nil {
 					errs <- err
 					return
 				}
@@ -79,7 +87,7 @@ func seedStore(path string, key []byte, n int) error {
 	}
 	wg.Wait()
 	close(errs)
-	return errors.Join(<-errs, st.Close())
+	return <-errs
 }
 
 // scaleChild runs in a fresh process: it starts the daemon over a seeded
