@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/tokend/tokend/internal/testutil"
 )
@@ -61,24 +60,6 @@ func requireTokend(t testing.TB) {
 	}
 }
 
-// eventually calls f every interval until it returns nil or timeout passes,
-// then fails the test with f's last error. It waits on real time: the
-// processes under test run on their own clocks.
-func eventually(t testing.TB, timeout, interval time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v: %v", what, timeout, err)
-		}
-		time.Sleep(interval)
-	}
-}
-
 // exitCode returns a finished command's exit code, -1 when killed by a signal.
 func exitCode(err error) int {
 	if err == nil {
@@ -90,3 +71,6 @@ func exitCode(err error) int {
 	}
 	return -1
 }
+
+// eventually is testutil.Eventually: real-time waits on processes.
+var eventually = testutil.Eventually

@@ -79,23 +79,6 @@ func requireAll(t testing.TB) {
 	}
 }
 
-// eventually calls f every interval until it returns nil, or fails the
-// test with f's last error after timeout.
-func eventually(t testing.TB, timeout, interval time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v: %v", what, timeout, err)
-		}
-		time.Sleep(interval)
-	}
-}
-
 // proc is a child process whose output is kept, killed when the test ends.
 type proc struct {
 	cmd  *exec.Cmd
@@ -863,3 +846,6 @@ func (f *fleet) authorizeVia(a *instance, grant string) (start, cb string) {
 	}
 	return start, cb
 }
+
+// eventually is testutil.Eventually: real-time waits on processes.
+var eventually = testutil.Eventually

@@ -3,7 +3,8 @@
 // building the tokend binary in TestMain ([BuildTokend]), a free loopback
 // port ([FreePort]), and what running a process as another user takes: a
 // directory that user may enter ([SharedDir]), a copy of the test binary
-// they may run ([CopySelf]) and their credentials ([AsUser]).
+// they may run ([CopySelf]) and their credentials ([AsUser]), and waiting
+// on real time for a process to reach a condition ([Eventually]).
 //
 // Only tests import it: TestOnlyTestsImport fails when a package that is
 // not a test depends on it.
@@ -153,4 +154,22 @@ func MainWithTokend(m *testing.M, pkg string, race bool, bin *string, buildErr *
 	}
 	*bin = b
 	return m.Run()
+}
+
+// Eventually calls f every interval until it returns nil or timeout passes,
+// then fails the test with f's last error. It waits on real time: the
+// processes under test run on their own clocks.
+func Eventually(t testing.TB, timeout, interval time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v: %v", what, timeout, err)
+		}
+		time.Sleep(interval)
+	}
 }
