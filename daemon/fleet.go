@@ -422,8 +422,9 @@ func (d *Daemon) fleetCanDeliver(g *grant) bool {
 // fleetExpire marks the tokens that expired while nobody could refresh
 // them (no quorum, no holder) as expired, as a failed refresh would have
 // done on a single host: status, metrics and hooks must not call a dead
-// token valid. Scheduler goroutine only.
-func (d *Daemon) fleetExpire(now time.Time) {
+// token valid. quorum is the tick's reading of the fleet's health.
+// Scheduler goroutine only.
+func (d *Daemon) fleetExpire(now time.Time, quorum bool) {
 	_, p := d.config()
 	for _, g := range d.grantList() {
 		t := g.cur.Load()
@@ -432,7 +433,7 @@ func (d *Daemon) fleetExpire(now time.Time) {
 		}
 		n := *t
 		n.State, n.StateSince = api.StateExpired, now
-		if !d.fleet.fl.Health().Quorum {
+		if !quorum {
 			n.LastError, n.LastErrorCode = fleetPausedError, "fleet_unavailable"
 		}
 		if !g.cur.CompareAndSwap(t, &n) {
@@ -576,7 +577,7 @@ func (d *Daemon) fleetTick(now time.Time) {
 	case !prev.WatchOK && h.WatchOK:
 		d.log.Info("fleet: etcd watch resumed")
 	}
-	d.fleetExpire(now)
+	d.fleetExpire(now, h.Quorum)
 	if now.Sub(f.lastConflicts) >= fleetConflictEvery || f.lastConflicts.IsZero() {
 		f.lastConflicts = now
 		d.fleetConflicts()
