@@ -58,11 +58,10 @@ const (
 )
 
 // listenerBudget is what each listener may hold of the process's
-// descriptors. Together they hold at most half of RLIMIT_NOFILE (past a
-// floor of 16 for tiny limits): the other half stays for provider
-// requests, the store, hook and sink commands, and the log.
+// descriptors. Together they hold at most half of RLIMIT_NOFILE (under a
+// limit of 32, their floors): the other half stays for provider requests,
+// the store, hook and sink commands, and the log.
 type listenerBudget struct {
-	NOFile                 uint64 // the limit the budget was derived from
 	API, Callback, Metrics connLimits
 }
 
@@ -77,7 +76,6 @@ func budgetFor(nofile uint64) listenerBudget {
 		api = min(half-cb-mt, maxAPIConns)
 	}
 	return listenerBudget{
-		NOFile:   nofile,
 		API:      socketLimits(max(int(api), 8)),
 		Callback: tcpLimits(int(cb)),
 		Metrics:  tcpLimits(int(mt)),
@@ -389,7 +387,7 @@ func (l *connLimiter) noteLocked(now time.Time, uid uint32) {
 }
 
 // acceptFailed counts a failed accept and logs it at WARN, at most every
-// acceptLogEvery, with the failures since the last line. Out of
+// acceptLogEvery per listener, with the failures since the last line. Out of
 // descriptors, net/http retries the accept (sleeping up to a second),
 // connections wait in the kernel's queue, and provider requests and the
 // store fail alike: the outage must leave a trace at the default level.
