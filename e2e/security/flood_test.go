@@ -192,7 +192,7 @@ func TestConnectionFlood(t *testing.T) {
 	t.Cleanup(stopFlood)
 
 	// The flood is on once more connections were answered than the API
-	// may hold at once (512 with 1024 descriptors).
+	// may hold at once (464 with 1024 descriptors).
 	deadline := time.Now().Add(30 * time.Second)
 	for counts.get("answered") < 600 {
 		if time.Now().After(deadline) {
