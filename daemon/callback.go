@@ -43,12 +43,16 @@ func (d *Daemon) callbackServer() *http.Server {
 	refuse := func(w http.ResponseWriter, r *http.Request) {
 		callbackPage(w, http.StatusMisdirectedRequest, "Wrong address", "This request's Host names no address of tokend's callback listener.")
 	}
+	// A browser sends its request as soon as it connects and has no use
+	// for a connection kept open afterwards: short header and idle
+	// timeouts give a silent or idle connection's place back quickly
+	// (Run bounds the listener; connLimiter closes idle ones first).
 	return &http.Server{
 		Handler:           http.MaxBytesHandler(hostGuard(d.CallbackAddr, d.redirectHosts, refuse, mux), 8<<10),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       30 * time.Second,
+		IdleTimeout:       5 * time.Second,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slogErrorLog(d.log, "callback"),
 	}

@@ -7,11 +7,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,31 +21,86 @@ import (
 	"github.com/tokend/tokend/internal/testutil"
 )
 
-func TestConnLimitsFromNofile(t *testing.T) {
+func TestListenerBudgetFromNofile(t *testing.T) {
 	for _, c := range []struct {
 		nofile                          uint64
 		max, reserved, perUID, pressure int
+		callback, metrics               int
 	}{
-		{1024, 512, 64, 128, 384},
-		{20000, 4096, 512, 128, 3072},
-		{65536, 4096, 512, 128, 3072},
-		{1 << 40, 4096, 512, 128, 3072},
-		{64, 32, 4, 8, 24},
-		{0, 8, 1, 2, 6},
+		{1024, 464, 58, 116, 348, 32, 16},
+		{20000, 4096, 512, 128, 3072, 64, 32},
+		{65536, 4096, 512, 128, 3072, 64, 32},
+		{1 << 40, 4096, 512, 128, 3072, 64, 32},
+		{256, 116, 14, 29, 87, 8, 4},
+		{64, 24, 3, 6, 18, 4, 4},
+		{0, 8, 1, 2, 6, 4, 4},
 	} {
-		got := connLimitsFor(c.nofile)
+		b := budgetFor(c.nofile)
+		got := b.API
 		if got.Max != c.max || got.Reserved != c.reserved || got.PerUID != c.perUID || got.Pressure != c.pressure {
-			t.Errorf("connLimitsFor(%d) = %+v, want max %d reserved %d per-uid %d pressure %d", c.nofile, got, c.max, c.reserved, c.perUID, c.pressure)
+			t.Errorf("budgetFor(%d).API = %+v, want max %d reserved %d per-uid %d pressure %d", c.nofile, got, c.max, c.reserved, c.perUID, c.pressure)
+		}
+		if b.Callback.Max != c.callback || b.Metrics.Max != c.metrics {
+			t.Errorf("budgetFor(%d): callback %d, metrics %d; want %d, %d", c.nofile, b.Callback.Max, b.Metrics.Max, c.callback, c.metrics)
 		}
 	}
-	// Whatever the limit, the API leaves half of the descriptors to the
-	// rest of the daemon, and one uid cannot take what the others need.
-	for n := uint64(16); n < 100000; n = n*3/2 + 1 {
-		l := connLimitsFor(n)
-		if uint64(l.Max) > n/2 || l.PerUID > l.Max-l.Reserved || l.Pressure >= l.Max || l.Reserved < 1 {
-			t.Errorf("connLimitsFor(%d) = %+v", n, l)
+	// Whatever the limit, the listeners together leave half of the
+	// descriptors to the rest of the daemon, and on the socket one uid
+	// cannot take what the others need.
+	for n := uint64(32); n < 100000; n = n*3/2 + 1 {
+		b := budgetFor(n)
+		l := b.API
+		if uint64(l.Max+b.Callback.Max+b.Metrics.Max) > n/2 {
+			t.Errorf("budgetFor(%d): the listeners hold %d+%d+%d, more than half", n, l.Max, b.Callback.Max, b.Metrics.Max)
+		}
+		if l.PerUID > l.Max-l.Reserved || l.Pressure >= l.Max || l.Reserved < 1 {
+			t.Errorf("budgetFor(%d).API = %+v", n, l)
+		}
+		for _, tl := range []connLimits{b.Callback, b.Metrics} {
+			if tl.Max < 4 || tl.Reserved != 0 || tl.PerUID != tl.Max || tl.Pressure >= tl.Max {
+				t.Errorf("budgetFor(%d): TCP listener %+v", n, tl)
+			}
 		}
 	}
+}
+
+// listenerMetrics records what the limiters report.
+type listenerMetrics struct {
+	nopMetrics
+	mu        sync.Mutex
+	refused   map[string]int
+	closed    map[string]int
+	errs      map[string]int // listener/reason
+	open, top map[string]int // now, and the most seen
+}
+
+func newListenerMetrics() *listenerMetrics {
+	return &listenerMetrics{refused: map[string]int{}, closed: map[string]int{}, errs: map[string]int{}, open: map[string]int{}, top: map[string]int{}}
+}
+
+func (m *listenerMetrics) ObserveConnRefused(l string) { m.mu.Lock(); m.refused[l]++; m.mu.Unlock() }
+func (m *listenerMetrics) ObserveIdleConnsClosed(l string, n int) {
+	m.mu.Lock()
+	m.closed[l] += n
+	m.mu.Unlock()
+}
+func (m *listenerMetrics) ObserveAcceptError(l, reason string) {
+	m.mu.Lock()
+	m.errs[l+"/"+reason]++
+	m.mu.Unlock()
+}
+func (m *listenerMetrics) SetOpenConns(l string, n int) {
+	m.mu.Lock()
+	m.open[l] = n
+	m.top[l] = max(m.top[l], n)
+	m.mu.Unlock()
+}
+
+// get reads one of the maps under the lock.
+func (m *listenerMetrics) get(which map[string]int, key string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return which[key]
 }
 
 // limTest serves a small handler through a connLimiter. Clients bind their
@@ -69,7 +126,7 @@ func newLimTest(t *testing.T, limits connLimits, opts ...func(*connLimiter)) *li
 	if err != nil {
 		t.Fatal(err)
 	}
-	lt.l = newConnLimiter(ln, limits, func(uid uint32) bool { return uid == 0 }, NewLogger(lt.logs, config.Log{}, false))
+	lt.l = newConnLimiter("api", ln, limits, func(uid uint32) bool { return uid == 0 }, NewLogger(lt.logs, config.Log{}, false), nil)
 	lt.l.peerOf = func(c net.Conn) peer {
 		name := filepath.Base(c.RemoteAddr().String())
 		u, _, _ := strings.Cut(strings.TrimPrefix(name, "u"), "-")
@@ -356,5 +413,133 @@ func TestConnLimiterLogsRateLimited(t *testing.T) {
 	}
 	if !strings.Contains(log, "refused_total=21") {
 		t.Fatalf("the log does not count the refusals:\n%s", log)
+	}
+}
+
+// failingListener's Accept fails with err.
+type failingListener struct{ err error }
+
+func (l failingListener) Accept() (net.Conn, error) { return nil, l.err }
+func (failingListener) Close() error                { return nil }
+func (failingListener) Addr() net.Addr {
+	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8785}
+}
+
+// Out of descriptors, every accept fails: the failures are counted each,
+// and logged at WARN at most every 10 s with the count since the last line.
+func TestConnLimiterAcceptErrorsLogged(t *testing.T) {
+	var logs testutil.SyncBuffer
+	m := newListenerMetrics()
+	emfile := &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	// The default level (info): the lines must show without debug.
+	l := newConnLimiter("callback", failingListener{emfile}, tcpLimits(8), nil, NewLogger(&logs, config.Log{}, false), m)
+	l.now = func() time.Time { return now }
+	accept := func(n int) {
+		t.Helper()
+		for range n {
+			if c, err := l.Accept(); c != nil || !errors.Is(err, syscall.EMFILE) {
+				t.Fatalf("Accept = %v, %v; want the listener's EMFILE", c, err)
+			}
+		}
+	}
+	lines := func() []string {
+		var out []string
+		for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+			if line != "" {
+				out = append(out, line)
+			}
+		}
+		return out
+	}
+
+	accept(50)
+	if got := lines(); len(got) != 1 || !strings.Contains(got[0], "level=WARN") || !strings.Contains(got[0], "out of file descriptors") ||
+		!strings.Contains(got[0], "listener=callback") || !strings.Contains(got[0], "failures=1 ") {
+		t.Fatalf("after 50 failed accepts in one instant, want one WARN line for the first:\n%s", logs.String())
+	}
+	now = now.Add(5 * time.Second)
+	accept(20)
+	if n := len(lines()); n != 1 {
+		t.Fatalf("%d lines 5 s later, want still 1:\n%s", n, logs.String())
+	}
+	now = now.Add(5 * time.Second)
+	accept(1)
+	got := lines()
+	if len(got) != 2 || !strings.Contains(got[1], "failures=70 ") || !strings.Contains(got[1], "level=WARN") {
+		t.Fatalf("10 s after the first line, want a second one counting the 70 failures since:\n%s", logs.String())
+	}
+	if n := m.get(m.errs, "callback/emfile"); n != 71 {
+		t.Fatalf("accept errors counted: %d, want 71", n)
+	}
+
+	// Another reason, and a closed listener (the end of Serve) is neither
+	// counted nor logged.
+	l.Listener = failingListener{&net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.ENFILE)}}
+	_, _ = l.Accept()
+	l.Listener = failingListener{net.ErrClosed}
+	_, _ = l.Accept()
+	if m.get(m.errs, "callback/enfile") != 1 || len(m.errs) != 2 {
+		t.Fatalf("accept errors by reason: %v", m.errs)
+	}
+	if n := len(lines()); n != 2 {
+		t.Fatalf("%d lines, want 2:\n%s", n, logs.String())
+	}
+}
+
+// A flood of the callback and metrics listeners, with silent connections
+// and keep-alive ones that sent a request, never holds more than their
+// share of the descriptor budget: each connection past it closes an idle
+// one or is refused, and is counted. The socket API serves fetches
+// throughout, and both listeners answer once the flood ends.
+func TestListenerFloodBounded(t *testing.T) {
+	h := newHarness(t, harnessOpts{noRun: true, config: func(c *config.Config) { c.Listen.Metrics = "127.0.0.1:0" }})
+	m := newListenerMetrics()
+	h.startWith(Options{Metrics: m, nofile: 256})
+	b := budgetFor(256)
+	const flood = 100
+	for _, l := range []struct {
+		name, addr, path string
+		max, want        int
+	}{
+		{"callback", h.d.CallbackAddr(), "/callback?state=unknown&code=x", b.Callback.Max, http.StatusBadRequest},
+		{"metrics", h.d.MetricsAddr(), "/healthz", b.Metrics.Max, http.StatusOK},
+	} {
+		t.Run(l.name, func(t *testing.T) {
+			req := "GET " + l.path + " HTTP/1.1\r\nHost: " + l.addr + "\r\n\r\n"
+			conns := make([]net.Conn, 0, flood)
+			t.Cleanup(func() {
+				for _, c := range conns {
+					c.Close()
+				}
+			})
+			for i := range flood {
+				c, err := net.Dial("tcp", l.addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				conns = append(conns, c)
+				if i%2 == 1 {
+					_, _ = io.WriteString(c, req)
+				}
+			}
+			waitFor(t, "every flooding connection admitted or refused", func() bool {
+				return m.get(m.closed, l.name)+m.get(m.refused, l.name) >= flood-l.max
+			})
+			if top := m.get(m.top, l.name); top > l.max || top == 0 {
+				t.Fatalf("the %s listener held up to %d connections; its bound is %d", l.name, top, l.max)
+			}
+			if code, body := h.get("/v1/tokens/cc"); code != http.StatusOK {
+				t.Fatalf("fetch during the flood: %d %s", code, body)
+			}
+			for _, c := range conns {
+				c.Close()
+			}
+			waitFor(t, "the flood's connections released", func() bool { return m.get(m.open, l.name) == 0 })
+			if code := rawExchange(t, "tcp", l.addr, []byte(req)); code != l.want {
+				t.Fatalf("%s after the flood: %d, want %d", l.path, code, l.want)
+			}
+			t.Logf("%s: %d idle closed, %d refused, at most %d open", l.name, m.get(m.closed, l.name), m.get(m.refused, l.name), m.get(m.top, l.name))
+		})
 	}
 }

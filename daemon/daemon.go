@@ -86,6 +86,9 @@ type Options struct {
 	// hookBackoff, when set, replaces the first wait between webhook
 	// attempts (tests).
 	hookBackoff time.Duration
+	// nofile, when set, replaces RLIMIT_NOFILE as the source of the
+	// listeners' bounds (tests).
+	nofile uint64
 }
 
 // Daemon is the running process: it owns the store, the grants' current
@@ -550,19 +553,28 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.stopCtx = ctx
 
 	g, gctx := errgroup.WithContext(ctx)
-	// The socket's connections are bounded (connLimiter): past the bound
-	// they would take the descriptors refreshes and the store need.
-	api, sock := d.socketServer(sock)
+	// Every listener's connections are bounded (connLimiter), together to
+	// half of the descriptors: past the bound they would take the
+	// descriptors refreshes and the store need.
+	nofile := d.opts.nofile
+	if nofile == 0 {
+		nofile = nofileLimit()
+	}
+	budget := budgetFor(nofile)
+	api, sock := d.socketServer(sock, budget.API)
 	servers := []*http.Server{api}
 	listeners := []net.Listener{sock}
 	if cb != nil {
-		servers = append(servers, d.callbackServer())
-		listeners = append(listeners, cb)
+		srv := d.callbackServer()
+		servers = append(servers, srv)
+		listeners = append(listeners, d.limitListener("callback", cb, srv, budget.Callback, nil))
 	}
 	if ml != nil {
-		servers = append(servers, d.metricsServer())
-		listeners = append(listeners, ml)
+		srv := d.metricsServer()
+		servers = append(servers, srv)
+		listeners = append(listeners, d.limitListener("metrics", ml, srv, budget.Metrics, nil))
 	}
+	d.log.Info("connection bounds", "nofile", nofile, "api", budget.API.Max, "callback", budget.Callback.Max, "metrics", budget.Metrics.Max)
 	for i, srv := range servers {
 		srv, l := srv, listeners[i]
 		g.Go(func() error {

@@ -25,11 +25,15 @@ func (d *Daemon) metricsServer() *http.Server {
 		})
 		h = mux
 	}
+	// A scraper or a health check sends its request at once; a keep-alive
+	// connection between scrapes is not worth a place of the few this
+	// listener has (Run bounds it; connLimiter closes idle ones first).
 	return &http.Server{
 		Handler:           hostGuard(d.MetricsAddr, nil, misdirected, h),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       5 * time.Second,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slogErrorLog(d.log, "metrics"),
 	}

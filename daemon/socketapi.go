@@ -46,14 +46,22 @@ func (d *Daemon) apiServer() *http.Server {
 	}
 }
 
-// socketServer is the API server on ln, with ln bounded (connLimiter):
-// the server's ConnState tells the limiter which connections are idle.
-// The peer's credentials are read once per connection, at accept.
-func (d *Daemon) socketServer(ln net.Listener) (*http.Server, net.Listener) {
+// socketServer is the API server on ln, with ln bounded by limits
+// (connLimiter): the server's ConnState tells the limiter which
+// connections are idle. The peer's credentials are read once per
+// connection, at accept.
+func (d *Daemon) socketServer(ln net.Listener, limits connLimits) (*http.Server, net.Listener) {
 	srv := d.apiServer()
-	cl := newConnLimiter(ln, apiConnLimits(), func(uid uint32) bool { return uid == 0 || uid == d.selfUID }, d.log)
+	return srv, d.limitListener("api", ln, srv, limits, func(uid uint32) bool { return uid == 0 || uid == d.selfUID })
+}
+
+// limitListener bounds ln, the listener srv serves, by limits (see
+// connLimiter); privileged names the uids the reserve is for (nil: none).
+func (d *Daemon) limitListener(name string, ln net.Listener, srv *http.Server, limits connLimits, privileged func(uint32) bool) net.Listener {
+	m, _ := d.metrics.(ListenerMetrics)
+	cl := newConnLimiter(name, ln, limits, privileged, d.log, m)
 	srv.ConnState = cl.connState
-	return srv, cl
+	return cl
 }
 
 // limitBody refuses a request whose body is over n bytes before any

@@ -48,8 +48,9 @@ type Metrics struct {
 	// healthy grants cost no series there.
 	failing map[string]bool
 
-	hooks hookCollectors   // hooks.go
-	fleet *fleetCollectors // fleet.go
+	hooks     hookCollectors      // hooks.go
+	fleet     *fleetCollectors    // fleet.go
+	listeners *listenerCollectors // listeners.go
 }
 
 // New builds the collectors, the Go and process collectors and build info.
@@ -129,6 +130,7 @@ func New(b BuildInfo) *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	m.hooks = newHookCollectors(m.reg)
+	m.listeners = newListenerCollectors(m.reg)
 	return m
 }
 

@@ -34,6 +34,10 @@ func populate(m *Metrics) {
 	m.SetFleetHealth(store.FleetHealth{Quorum: true, LeaseOK: true, WatchOK: true, GrantsHeld: 1}) // fleet.go
 	m.ObserveFencedWrite()
 	m.SetFleetConflict("reports", true)
+	m.SetOpenConns("callback", 3) // listeners.go
+	m.ObserveConnRefused("callback")
+	m.ObserveIdleConnsClosed("callback", 2)
+	m.ObserveAcceptError("callback", "emfile")
 }
 
 func TestObserveRefresh(t *testing.T) {

@@ -36,6 +36,8 @@ func init() {
 		_, _ = io.Copy(io.Discard, os.Stdin)
 	case "flood":
 		childFlood()
+	case "flood-tcp":
+		childFloodTCP()
 	default:
 		fmt.Fprintln(os.Stderr, "security: unknown child role", os.Getenv(childRoleEnv))
 		os.Exit(2)
