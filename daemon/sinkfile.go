@@ -168,6 +168,11 @@ func (f *sinkFile) ours(dirfd int, name string) error {
 	if err != nil {
 		return err
 	}
+	return f.oursStat(name, &st)
+}
+
+// oursStat is ours for an entry that exists, of stat st.
+func (f *sinkFile) oursStat(name string, st *unix.Stat_t) error {
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return fmt.Errorf("%s exists and is not a regular file (mode %o): refused in a shared directory", filepath.Join(filepath.Dir(f.path), name), st.Mode)
 	}
@@ -232,7 +237,13 @@ func (f *sinkFile) sweep(dirfd int, shared bool) {
 	for {
 		names, err := d.Readdirnames(256)
 		for _, name := range names {
-			if !f.isTmpName(name) || (shared && f.ours(dirfd, name) != nil) {
+			if !f.isTmpName(name) {
+				continue
+			}
+			// In a sticky directory no one but its owner (or root) can
+			// put another file in place of one that is ours.
+			var st unix.Stat_t
+			if unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) != nil || (shared && f.oursStat(name, &st) != nil) {
 				continue
 			}
 			_ = unix.Unlinkat(dirfd, name, 0)
