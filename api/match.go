@@ -16,10 +16,11 @@ import (
 const DefaultMatchUsername = "oauth2"
 
 // ErrAmbiguousPath is the error of ParseMatchURL (and so of MatchGrant) for
-// a URL whose path has a "." or ".." segment, literal or percent-encoded,
-// an encoded "/" or "\", or a "\" at all: servers and proxies resolve such a
-// path differently (team-a/%2e%2e/other-team is other-team's), so no
-// prefix is compared with it and it matches nothing.
+// a URL whose path has a "." or ".." segment, literal or percent-encoded
+// (or followed by ";..."), an encoded "/" or "\", or a "\" at all:
+// servers and proxies resolve such a path differently
+// (team-a/%2e%2e/other-team is other-team's), so no prefix is compared
+// with it and it matches nothing.
 var ErrAmbiguousPath = errors.New("its path has a . or .. segment or an encoded / or \\, which servers resolve differently; it matches no prefix")
 
 // MatchPrefix is a parsed URL prefix of a grant's match list.
@@ -70,13 +71,17 @@ func ParseMatchURL(raw string) (MatchPrefix, error) {
 }
 
 // plainPath reports whether the escaped path p has only segments that
-// mean themselves: none is "." or ".." once decoded (%2e, %2E), and none
-// holds a "/" or "\" once decoded (%2f, %5c, any case; a literal
-// backslash is escaped as %5C by EscapedPath).
+// mean themselves: none is "." or ".." once decoded (%2e, %2E), also
+// before a ";" (servlet containers read "..;x" as ".."), and none holds a
+// "/" or "\" once decoded (%2f, %5c, any case; a literal backslash is
+// escaped as %5C by EscapedPath).
 func plainPath(p string) bool {
 	for seg := range strings.SplitSeq(p, "/") {
 		d, err := url.PathUnescape(seg)
-		if err != nil || d == "." || d == ".." || strings.ContainsAny(d, "/\\") {
+		if err != nil || strings.ContainsAny(d, "/\\") {
+			return false
+		}
+		if d, _, _ = strings.Cut(d, ";"); d == "." || d == ".." {
 			return false
 		}
 	}

@@ -42,6 +42,9 @@ func TestMatchGrant(t *testing.T) {
 		{"https://git.example.com/team/..%5csecret", ""},
 		{"https://git.example.com/team/..\\secret", ""},
 		{"registry.example.com:5000/v2/../x", ""},
+		{"https://git.example.com/team/..;/secret/r.git", ""},
+		{"https://git.example.com/team/..%3Bx/secret/r.git", ""},
+		{"https://git.example.com/team/r;v=1", "team"},
 		{"https://git.example.com/team/r..git", "team"},
 		{"https://git.example.com/team/.well/r.git", "team"},
 	} {
