@@ -15,6 +15,14 @@ import (
 // it for OAuth tokens; GitHub and Gitea accept any username with a token.
 const DefaultMatchUsername = "oauth2"
 
+// ErrAmbiguousPath is the error of ParseMatchURL (and so of MatchGrant) for
+// a URL whose path has a "." or ".." segment, literal or percent-encoded
+// (or followed by ";..."), an encoded "/" or "\", or a "\" at all:
+// servers and proxies resolve such a path differently
+// (team-a/%2e%2e/other-team is other-team's), so no prefix is compared
+// with it and it matches nothing.
+var ErrAmbiguousPath = errors.New("its path has a . or .. segment or an encoded / or \\, which servers resolve differently; it matches no prefix")
+
 // MatchPrefix is a parsed URL prefix of a grant's match list.
 type MatchPrefix struct {
 	Scheme string // http or https
@@ -25,7 +33,8 @@ type MatchPrefix struct {
 // ParseMatchURL parses a match prefix or a URL to match. A URL without a
 // scheme (docker's registry names: "registry.example.com:5000/v2") is
 // taken as https. Only http and https are accepted; user info, queries
-// and fragments are refused.
+// and fragments are refused, and so is a path that is not already normal
+// (ErrAmbiguousPath). Path is the decoded path: /team%2Da is /team-a.
 func ParseMatchURL(raw string) (MatchPrefix, error) {
 	s := strings.TrimSpace(raw)
 	if s == "" {
@@ -48,6 +57,9 @@ func ParseMatchURL(raw string) (MatchPrefix, error) {
 	if u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
 		return MatchPrefix{}, fmt.Errorf("%q must not have user info, a query or a fragment", raw)
 	}
+	if !plainPath(u.EscapedPath()) {
+		return MatchPrefix{}, fmt.Errorf("%q: %w", raw, ErrAmbiguousPath)
+	}
 	host := strings.ToLower(u.Host)
 	if p := u.Port(); (scheme == "https" && p == "443") || (scheme == "http" && p == "80") {
 		host = strings.ToLower(u.Hostname())
@@ -56,6 +68,24 @@ func ParseMatchURL(raw string) (MatchPrefix, error) {
 		}
 	}
 	return MatchPrefix{Scheme: scheme, Host: host, Path: strings.TrimRight(u.Path, "/")}, nil
+}
+
+// plainPath reports whether the escaped path p has only segments that
+// mean themselves: none is "." or ".." once decoded (%2e, %2E), also
+// before a ";" (servlet containers read "..;x" as ".."), and none holds a
+// "/" or "\" once decoded (%2f, %5c, any case; a literal backslash is
+// escaped as %5C by EscapedPath).
+func plainPath(p string) bool {
+	for seg := range strings.SplitSeq(p, "/") {
+		d, err := url.PathUnescape(seg)
+		if err != nil || strings.ContainsAny(d, "/\\") {
+			return false
+		}
+		if d, _, _ = strings.Cut(d, ";"); d == "." || d == ".." {
+			return false
+		}
+	}
+	return true
 }
 
 // String is the prefix as a URL.

@@ -37,6 +37,9 @@ func TestConfigMatch(t *testing.T) {
 	for _, tt := range []struct{ name, yml, want string }{
 		{"not http", minimal + "    match: [ftp://x/]\n", `grants.g.match[0]: "ftp://x/": only http and https URLs are matched`},
 		{"query", minimal + "    match: [\"https://x/?a=b\"]\n", `grants.g.match[0]: "https://x/?a=b" must not have user info, a query or a fragment`},
+		{"dot segment", minimal + "    match: [\"https://x/team-a/%2e%2e/b\"]\n", `grants.g.match[0]: "https://x/team-a/%2e%2e/b": its path has a . or .. segment`},
+		{"same prefix encoded", minimal + "    match: [https://x/a-b]\n  h: {client: app, type: authorization_code, match: [\"https://x/a%2Db\"]}\n",
+			`grants.h.match[0]: "https://x/a%2Db" is also in grants.g.match`},
 		{"username alone", minimal + "    match_username: bob\n", "grants.g.match_username: applies only to a grant with match"},
 		{"same prefix twice", minimal + "    match: [https://x/a]\n  h: {client: app, type: authorization_code, match: [\"https://X/a/\"]}\n",
 			`grants.h.match[0]: "https://X/a/" is also in grants.g.match`},

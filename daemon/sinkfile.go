@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
@@ -19,7 +20,19 @@ type sinkFile struct {
 	uid     int // -1: tokend's own
 	gid     int // -1: tokend's own
 	selfUID int
+
+	// tmpSuffix makes a temporary file's random suffix; nil is
+	// randomSuffix (tests make names collide).
+	tmpSuffix func() string
+	// swept is set once the temporary files a crash left are removed:
+	// done at the first write or removal, as they can only be older.
+	swept bool
 }
+
+// tmpAttempts is how many random temporary names a write tries before it
+// gives up: another user in a shared directory cannot guess them, so a
+// clash is a stale file or astronomically rare.
+const tmpAttempts = 8
 
 // openSinkDir opens the directory of path with no symlink in any
 // component (RESOLVE_NO_SYMLINKS), and checks what it opened: a directory
@@ -155,6 +168,11 @@ func (f *sinkFile) ours(dirfd int, name string) error {
 	if err != nil {
 		return err
 	}
+	return f.oursStat(name, &st)
+}
+
+// oursStat is ours for an entry that exists, of stat st.
+func (f *sinkFile) oursStat(name string, st *unix.Stat_t) error {
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return fmt.Errorf("%s exists and is not a regular file (mode %o): refused in a shared directory", filepath.Join(filepath.Dir(f.path), name), st.Mode)
 	}
@@ -164,7 +182,78 @@ func (f *sinkFile) ours(dirfd int, name string) error {
 	return nil
 }
 
-func (f *sinkFile) tmpName() string { return "." + filepath.Base(f.path) + ".tokend-tmp" }
+// tmpPrefix starts the name of every temporary file of the sink:
+// ".NAME.tokend-tmp-" and a random suffix. Versions before random names
+// used ".NAME.tokend-tmp" alone; isTmpName knows both, to remove what a
+// crash left.
+func (f *sinkFile) tmpPrefix() string { return "." + filepath.Base(f.path) + ".tokend-tmp" }
+
+func (f *sinkFile) isTmpName(name string) bool {
+	p := f.tmpPrefix()
+	return name == p || strings.HasPrefix(name, p+"-")
+}
+
+// randomSuffix is 80 random bits in lower-case base32: a name no other
+// user can create first.
+func randomSuffix() string { return strings.ToLower(rand.Text()[:16]) }
+
+// createTemp creates a new temporary file in dirfd under a random name
+// (O_EXCL: never one that exists, O_NOFOLLOW: never through a symlink),
+// trying tmpAttempts names.
+func (f *sinkFile) createTemp(dirfd int) (fd int, name string, err error) {
+	suffix := f.tmpSuffix
+	if suffix == nil {
+		suffix = randomSuffix
+	}
+	for range tmpAttempts {
+		name = f.tmpPrefix() + "-" + suffix()
+		fd, err = unix.Openat(dirfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if !errors.Is(err, unix.EEXIST) {
+			break
+		}
+	}
+	if err != nil {
+		return -1, "", fmt.Errorf("creating a temporary file for %s: %w", f.path, err)
+	}
+	return fd, name, nil
+}
+
+// sweep removes the sink's temporary files a crash left in dirfd, once per
+// sinkFile. In a shared directory only files that are ours (a regular
+// file of tokend's user or the sink's owner) are removed; another user's
+// file with such a name is left alone and no longer in the way, as every
+// write picks a new name. unlinkat follows nothing. Failures are ignored:
+// a leftover file harms nothing but space.
+func (f *sinkFile) sweep(dirfd int, shared bool) {
+	if f.swept {
+		return
+	}
+	dup, err := unix.FcntlInt(uintptr(dirfd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	d := os.NewFile(uintptr(dup), filepath.Dir(f.path))
+	defer d.Close()
+	for {
+		names, err := d.Readdirnames(256)
+		for _, name := range names {
+			if !f.isTmpName(name) {
+				continue
+			}
+			// In a sticky directory no one but its owner (or root) can
+			// put another file in place of one that is ours.
+			var st unix.Stat_t
+			if unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) != nil || (shared && f.oursStat(name, &st) != nil) {
+				continue
+			}
+			_ = unix.Unlinkat(dirfd, name, 0)
+		}
+		if err != nil {
+			break
+		}
+	}
+	f.swept = true
+}
 
 // write replaces the file with data: a temporary file in the same
 // directory, given its owner and mode before it has content, written,
@@ -177,22 +266,16 @@ func (f *sinkFile) write(data []byte) error {
 		return err
 	}
 	defer unix.Close(dirfd)
-	name, tmp := filepath.Base(f.path), f.tmpName()
+	name := filepath.Base(f.path)
 	if shared {
 		if err := f.ours(dirfd, name); err != nil {
 			return err
 		}
-		if err := f.ours(dirfd, tmp); err != nil {
-			return err
-		}
 	}
-	// A temporary file left by a crash is ours (same name, checked above).
-	if err := unix.Unlinkat(dirfd, tmp, 0); err != nil && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("removing stale %s: %w", tmp, err)
-	}
-	fd, err := unix.Openat(dirfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	f.sweep(dirfd, shared)
+	fd, tmp, err := f.createTemp(dirfd)
 	if err != nil {
-		return fmt.Errorf("creating %s: %w", filepath.Join(filepath.Dir(f.path), tmp), err)
+		return err
 	}
 	file := os.NewFile(uintptr(fd), tmp)
 	ok := false
@@ -230,7 +313,7 @@ func (f *sinkFile) write(data []byte) error {
 	return nil
 }
 
-// remove deletes the file (and a temporary file a crash left), under the
+// remove deletes the file (and temporary files a crash left), under the
 // same rules as write. A file that is not there is removed already.
 func (f *sinkFile) remove() error {
 	dirfd, shared, err := openSinkDir(f.path, f.selfUID)
@@ -241,15 +324,16 @@ func (f *sinkFile) remove() error {
 		return err
 	}
 	defer unix.Close(dirfd)
-	for _, name := range []string{f.tmpName(), filepath.Base(f.path)} {
-		if shared {
-			if err := f.ours(dirfd, name); err != nil {
-				return err
-			}
+	f.swept = false // a removal after writes sweeps again
+	f.sweep(dirfd, shared)
+	name := filepath.Base(f.path)
+	if shared {
+		if err := f.ours(dirfd, name); err != nil {
+			return err
 		}
-		if err := unix.Unlinkat(dirfd, name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
-			return fmt.Errorf("removing %s: %w", filepath.Join(filepath.Dir(f.path), name), err)
-		}
+	}
+	if err := unix.Unlinkat(dirfd, name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("removing %s: %w", f.path, err)
 	}
 	return unix.Fsync(dirfd)
 }
@@ -258,18 +342,20 @@ func (f *sinkFile) remove() error {
 // a sink at path: symlinks in the directory's path, its owner and mode.
 // check-config uses it; it creates nothing. nil means the directory is
 // fit; an error wrapping os.ErrNotExist means it does not exist (yet).
-func CheckSinkPath(path string, uid int) error {
+// shared reports a fit directory other users may write (sticky, as
+// /tmp): any of them can create the sink's own name first and so stop
+// every write until it is removed.
+func CheckSinkPath(path string, uid int) (shared bool, err error) {
 	dir := filepath.Dir(path)
 	fd, err := openNoSymlinks(dir)
 	switch {
 	case errors.Is(err, unix.ENOENT):
-		return fmt.Errorf("sink directory %s does not exist: %w", dir, os.ErrNotExist)
+		return false, fmt.Errorf("sink directory %s does not exist: %w", dir, os.ErrNotExist)
 	case errors.Is(err, unix.ELOOP):
-		return fmt.Errorf("sink directory %s: a component of the path is a symbolic link; name the real directory", dir)
+		return false, fmt.Errorf("sink directory %s: a component of the path is a symbolic link; name the real directory", dir)
 	case err != nil:
-		return fmt.Errorf("sink directory %s: %w", dir, err)
+		return false, fmt.Errorf("sink directory %s: %w", dir, err)
 	}
 	defer unix.Close(fd)
-	_, err = checkDir(fd, dir, uid)
-	return err
+	return checkDir(fd, dir, uid)
 }

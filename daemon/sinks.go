@@ -14,9 +14,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/oauth"
 	"github.com/tokend/tokend/store"
 )
 
@@ -29,7 +31,11 @@ import (
 const (
 	sinkRetryMin = time.Second
 	sinkRetryMax = time.Minute
-	stderrTail   = 1024
+	// stderrRead is how much of the end of a sink command's stderr is
+	// read; stderrTail is how much of it, once filtered (commandTail),
+	// the grant's status keeps. Every reader of the grant sees it.
+	stderrRead = 1024
+	stderrTail = 256
 )
 
 // SinkMetrics is what a Metrics may also implement to count sink writes.
@@ -271,7 +277,7 @@ func (w *sinkWorker) runCommand() {
 		}
 	}()
 	// The token is in neither its argv nor its environment.
-	c, stderr := childCommand(ctx, w.cfg.Command, childEnv("TOKEND_GRANT="+w.grant, "TOKEND_SINK_PATH="+w.cfg.Path), stderrTail, 5*time.Second)
+	c, stderr := childCommand(ctx, w.cfg.Command, childEnv("TOKEND_GRANT="+w.grant, "TOKEND_SINK_PATH="+w.cfg.Path), stderrRead, 5*time.Second)
 	err := c.Run()
 	code := 0
 	var ee *exec.ExitError
@@ -288,7 +294,7 @@ func (w *sinkWorker) runCommand() {
 	}
 	w.mu.Lock()
 	w.status.CommandExit = &code
-	w.status.CommandStderrTail = string(stderr.Bytes())
+	w.status.CommandStderrTail = commandTail(stderr.Bytes(), stderrTail)
 	w.status.CommandAt = w.d.clock.Now().UTC()
 	if err != nil {
 		w.status.CommandError = err.Error()
@@ -301,6 +307,28 @@ func (w *sinkWorker) runCommand() {
 		level = slog.LevelWarn
 	}
 	w.d.log.Log(context.Background(), level, "sink command ran", "grant", w.grant, "path", w.cfg.Path, "exit", code, "err", err)
+}
+
+// commandTail is what the grant's status shows of a command's stderr b:
+// one line of text, filtered as provider strings are (oauth.Printable:
+// no terminal escapes, bidi controls or C1 controls reach a reader's
+// terminal or a program that shows the JSON), at most n bytes from its
+// end, cut between runes.
+func commandTail(b []byte, n int) string {
+	s := strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\r' || r == '\t' {
+			return ' '
+		}
+		return r
+	}, string(b))
+	s = strings.Join(strings.Fields(oauth.Printable(s)), " ")
+	if len(s) > n {
+		s = s[len(s)-n:]
+		for s != "" && !utf8.RuneStart(s[0]) {
+			s = s[1:]
+		}
+	}
+	return s
 }
 
 func (w *sinkWorker) snapshot() api.SinkStatus {

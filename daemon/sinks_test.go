@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"os"
@@ -9,11 +10,14 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/metrics"
+	"github.com/tokend/tokend/oauth"
 )
 
 var _ SinkMetrics = (*metrics.Metrics)(nil)
@@ -223,7 +227,7 @@ func TestSinkDirectoryAttacks(t *testing.T) {
 	// The failures are retried: fix one directory and it is written.
 	must(t, os.Chmod(open, 0o755))
 	waitFile(t, filepath.Join(open, "cc.token"), tok.AccessToken)
-	if err := CheckSinkPath(viaLink, 0); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+	if _, err := CheckSinkPath(viaLink, 0); err == nil || !strings.Contains(err.Error(), "symbolic link") {
 		t.Errorf("CheckSinkPath(%s) = %v", viaLink, err)
 	}
 }
@@ -245,6 +249,49 @@ func TestSinkCommand(t *testing.T) {
 	})
 	if b := readOr(out); strings.Contains(b, tok.AccessToken) || !strings.Contains(b, "TOKEND_GRANT=cc") {
 		t.Errorf("command's argv and environment:\n%s", b)
+	}
+}
+
+// TestSinkCommandStderrFiltered: a sink command (any program tokend's
+// user runs) writes terminal escape sequences, bidi overrides and C1
+// controls to stderr. The grant's status, as every reader gets it from
+// the API, holds the text without any of them, in at most 256 bytes cut
+// between runes.
+func TestSinkCommandStderrFiltered(t *testing.T) {
+	dir := sinkDir(t)
+	script := filepath.Join(t.TempDir(), "cmd.sh")
+	must(t, os.WriteFile(script, []byte(`#!/bin/sh
+# Many two-byte runes first, so that a cut at a fixed byte count would
+# split one.
+i=0; while [ $i -lt 300 ]; do printf 'é' >&2; i=$((i+1)); done
+printf 'x\033[2J\033[31mred\033[0m \033]0;title\007 \033]8;;http://evil.example/\033\\link\033]8;;\033\\\n' >&2
+printf 'bidi \342\200\256evil\342\200\254 \342\201\246iso\342\201\251 ' >&2
+printf 'c1 \302\233 31m \302\235 raw \233 \205 nel \302\205 end\r\n' >&2
+exit 1
+`), 0o755))
+	h := newHarness(t, harnessOpts{config: withSinks("cc", config.Sink{Path: filepath.Join(dir, "cc.token"), Command: []string{script}, CommandTimeout: 10 * time.Second})})
+	h.do(http.MethodPost, "/v1/tokens/cc/refresh")
+	var body []byte
+	var tail string
+	waitFor(t, "command status", func() bool {
+		code, b := h.do(http.MethodGet, "/v1/tokens/cc/status")
+		var st api.GrantStatus
+		if code != 200 || json.Unmarshal(b, &st) != nil || len(st.Sinks) != 1 || st.Sinks[0].CommandExit == nil {
+			return false
+		}
+		body, tail = b, st.Sinks[0].CommandStderrTail
+		return true
+	})
+	for _, bad := range []string{"\\u001b", "\\u0007", "\\u009b", "\\u009d", "\\u0085", "\\r", "\\n", "\\ufffd", "\u202e", "\u202c", "\u2066", "\u2069", "\x1b", "\x9b"} {
+		if strings.Contains(string(body), bad) {
+			t.Errorf("the status's JSON holds %q: %s", bad, body)
+		}
+	}
+	if oauth.Printable(tail) != tail || !utf8.ValidString(tail) {
+		t.Errorf("stderr tail not printable: %q", tail)
+	}
+	if len(tail) > 256 || !strings.HasPrefix(tail, "é") || !strings.HasSuffix(tail, "nel end") || !strings.Contains(tail, "[31mred") || !strings.Contains(tail, "bidi evil iso") {
+		t.Errorf("stderr tail (%d bytes): %q", len(tail), tail)
 	}
 }
 

@@ -76,7 +76,10 @@ func (c *cli) cmdCheckConfig(_ context.Context, args []string) int {
 		fmt.Fprintf(c.stderr, "tokend: the store (store.path) of %s is not safe to use\n", path)
 		return exitError
 	}
-	sinkNotes, sinkProblems := checkSinks(cfg)
+	sinkNotes, sinkWarnings, sinkProblems := checkSinks(cfg)
+	for _, w := range sinkWarnings {
+		fmt.Fprintln(c.stderr, "warning: "+w)
+	}
 	if len(sinkProblems) > 0 {
 		for _, p := range sinkProblems {
 			fmt.Fprintln(c.stderr, path+": "+p)

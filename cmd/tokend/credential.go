@@ -77,6 +77,12 @@ func (c *cli) matchGrant(ctx context.Context, cl *api.Client, rawURL string) (*a
 		return nil, c.fail(err)
 	}
 	g, _, err := api.MatchGrant(list.Grants, rawURL)
+	if errors.Is(err, api.ErrAmbiguousPath) {
+		// Answered as "no match": the URL may be another tenant's
+		// (team-a/../other-team), so no prefix's token goes there.
+		fmt.Fprintf(c.stderr, "tokend: no grant matches %s: %v\n", text(rawURL), api.ErrAmbiguousPath)
+		return nil, exitForbidden
+	}
 	if err != nil {
 		c.printErr(fmt.Errorf("tokend: %w", err))
 		return nil, exitError

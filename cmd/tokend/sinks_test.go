@@ -32,6 +32,9 @@ func TestCheckConfigSinks(t *testing.T) {
 	if code := tc.run("check-config", good); code != 0 {
 		t.Fatalf("exit %d: %s", code, tc.errOut.String())
 	}
+	if strings.Contains(tc.errOut.String(), "sinks[0]") {
+		t.Errorf("a warning for a directory only root may write: %q", tc.errOut.String())
+	}
 	for _, want := range []string{
 		"sink:     " + filepath.Join(real, "g.token") + ": the token alone, mode 0600",
 		"note: grants.g.sinks[1]: sink directory " + filepath.Join(dir, "new") + " does not exist",
@@ -39,6 +42,21 @@ func TestCheckConfigSinks(t *testing.T) {
 		if !strings.Contains(tc.out.String(), want) {
 			t.Errorf("stdout lacks %q:\n%s", want, tc.out.String())
 		}
+	}
+
+	// A sticky directory others may write (as /tmp): written safely, but
+	// another user can take the sink's name first; a warning says so.
+	shared := filepath.Join(dir, "shared")
+	if err := os.Mkdir(shared, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(shared, 0o777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	tc = newTestCLI()
+	if code := tc.run("check-config", writeConfig(t, t.TempDir(), cfg+sinks(filepath.Join(shared, "g.token")))); code != 0 ||
+		!strings.Contains(tc.errOut.String(), "warning: grants.g.sinks[0].path: "+shared+" is a directory other users may write: any of them can create g.token first") {
+		t.Errorf("sink in a shared directory: exit %d, stderr %q", code, tc.errOut.String())
 	}
 
 	bad := writeConfig(t, t.TempDir(), cfg+sinks(filepath.Join(dir, "link", "g.token")))
