@@ -199,4 +199,12 @@ type Error struct {
 	RetryAfter  time.Duration // from Retry-After on 429/503; 0 when absent
 	Class       Class
 	Err         error // the underlying cause, if any
+	// RefreshToken is the new refresh token of a 2xx answer that was
+	// refused (a downgraded or unservable token, a malformed field): the
+	// provider may have retired the one that was sent when it answered,
+	// so the caller must keep this one although it serves nothing else of
+	// the answer. Zero otherwise. It is never part of the message.
+	RefreshToken Secret
+	// RefreshExpiry is RefreshToken's expiry when the answer gave one.
+	RefreshExpiry time.Time
 }
