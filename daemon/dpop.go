@@ -120,15 +120,23 @@ func (g *grant) tokenFits(t *store.Token) bool {
 	return t.AccessToken == "" || g.dpopOn == strings.EqualFold(t.TokenType, "DPoP")
 }
 
-// checkDPoP refuses a token that is not DPoP-bound for a dpop grant: the
-// oauth layer does too, and a Bearer token must never be served as if it
-// were bound.
+// checkDPoP refuses a token of the other kind than g hands out: not
+// DPoP-bound for a dpop grant (a Bearer token must never be served as if
+// it were bound), or DPoP-bound for a grant without dpop (nobody could use
+// it). The oauth layer refuses both too; the error carries the answer's
+// refresh token, as the oauth layer's does.
 func checkDPoP(g *grant, t *oauth.Token) error {
-	if !g.dpopOn || strings.EqualFold(t.TokenType, "DPoP") {
+	if g.dpopOn == strings.EqualFold(t.TokenType, "DPoP") {
 		return nil
 	}
-	return &oauth.Error{Op: "token", Class: oauth.Configuration, Err: oauth.ErrDPoPDowngrade,
-		Description: fmt.Sprintf("%v (token_type %q)", oauth.ErrDPoPDowngrade, oauth.Printable(t.TokenType))}
+	e := &oauth.Error{Op: "token", Class: oauth.Configuration, Err: oauth.ErrDPoPDowngrade,
+		Description:  fmt.Sprintf("%v (token_type %q)", oauth.ErrDPoPDowngrade, oauth.Printable(t.TokenType)),
+		RefreshToken: t.RefreshToken, RefreshExpiry: t.RefreshExpiry}
+	if !g.dpopOn {
+		e.Err = oauth.ErrUnservable
+		e.Description = fmt.Sprintf("%v: token_type %q, a DPoP-bound token, although dpop is not set", oauth.ErrUnservable, oauth.Printable(t.TokenType))
+	}
+	return e
 }
 
 // maxDPoPURL bounds the url of a proof request.

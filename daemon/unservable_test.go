@@ -1,0 +1,193 @@
+package daemon
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/tokend/tokend/api"
+	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/oauth"
+)
+
+// playedProvider is a token endpoint played by the test: the password,
+// client_credentials and refresh grants, refresh tokens rotated on every
+// refresh (and only the newest one accepted), and answers shaped as the
+// test says. It does not check client authentication or DPoP proofs: what
+// is under test is what tokend does with the answers.
+type playedProvider struct {
+	srv *httptest.Server
+
+	mu        sync.Mutex
+	tokenType string // token_type of the answers
+	noAccess  bool   // answers without access_token
+	requests  int
+	n         int
+	current   string         // the refresh token the provider accepts
+	sent      map[string]int // refresh token → times it was sent
+	stale     int            // refresh requests with a retired or unknown refresh token
+	issuedAT  []string
+}
+
+func newPlayedProvider(t *testing.T, tokenType string) *playedProvider {
+	pp := &playedProvider{tokenType: tokenType, sent: map[string]int{}}
+	pp.srv = httptest.NewServer(http.HandlerFunc(pp.serve))
+	t.Cleanup(pp.srv.Close)
+	return pp
+}
+
+func (pp *playedProvider) serve(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost || r.URL.Path != "/token" || r.ParseForm() != nil {
+		http.Error(w, "no", http.StatusNotFound)
+		return
+	}
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	pp.requests++
+	w.Header().Set("Content-Type", "application/json")
+	if r.PostForm.Get("grant_type") == "refresh_token" {
+		rt := r.PostForm.Get("refresh_token")
+		pp.sent[rt]++
+		if rt != pp.current {
+			pp.stale++
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = w.Write([]byte(`{"error":"invalid_grant","error_description":"refresh token reused: family revoked"}`))
+			return
+		}
+	}
+	pp.n++
+	pp.current = fmt.Sprintf("rt-%d", pp.n)
+	at := fmt.Sprintf("at-%d", pp.n)
+	pp.issuedAT = append(pp.issuedAT, at)
+	ans := map[string]any{"token_type": pp.tokenType, "expires_in": 600, "refresh_token": pp.current}
+	if !pp.noAccess {
+		ans["access_token"] = at
+	}
+	_ = json.NewEncoder(w).Encode(ans)
+}
+
+func (pp *playedProvider) set(f func(pp *playedProvider)) {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	f(pp)
+}
+
+func (pp *playedProvider) count() int {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	return pp.requests
+}
+
+// playedConfig points the harness's client at pp (explicit token endpoint,
+// no discovery) and adds grant pw (password, dpop as given).
+func playedConfig(pp *playedProvider, dpop bool) func(*config.Config) {
+	return func(c *config.Config) {
+		c.Providers["test"] = config.Provider{TokenEndpoint: pp.srv.URL + "/token"}
+		delete(c.Grants, "cc")
+		c.Grants["pw"] = config.Grant{Client: "app", Type: config.GrantPassword, Username: "alice",
+			Password: oauth.NewSecret("alice-pw"), DPoP: dpop, Scopes: []string{"read"}}
+	}
+}
+
+// An answer whose token cannot be served for the grant is a
+// configuration_error in the provider's words; readers' fetches get that
+// error and ask the provider nothing: 50 fetches, no token request.
+func TestUnservableAnswerIsConfigurationError(t *testing.T) {
+	for _, c := range []struct {
+		name, tokenType string
+		dpop, noAccess  bool
+		words           string
+	}{
+		{"DPoP for a grant without dpop", "DPoP", false, false, `token_type "DPoP"`},
+		{"Bearer for a dpop grant", "Bearer", true, false, `token_type "Bearer"`},
+		{"no access_token", "Bearer", false, true, "without access_token"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			pp := newPlayedProvider(t, c.tokenType)
+			pp.noAccess = c.noAccess
+			h := newHarness(t, harnessOpts{config: playedConfig(pp, c.dpop)})
+			st := h.status("pw")
+			if st.State != api.StateConfigurationError || st.LastErrorCode != "configuration" || !strings.Contains(st.LastError, c.words) {
+				t.Fatalf("status: state %s, code %s, error %q", st.State, st.LastErrorCode, st.LastError)
+			}
+			before := pp.count()
+			for range 50 {
+				code, body := h.get("/v1/tokens/pw")
+				var e api.ErrorResponse
+				_ = json.Unmarshal(body, &e)
+				if code == http.StatusOK || e.Error != api.CodeConfigurationError || !strings.Contains(e.ErrorDescription, c.words) {
+					t.Fatalf("fetch: %d %s", code, body)
+				}
+			}
+			if n := pp.count() - before; n != 0 {
+				t.Fatalf("50 fetches sent %d token requests", n)
+			}
+			// Backs off like any error: the schedule does not ask again
+			// until a person acts.
+			h.advance(5 * 60e9)
+			if n := pp.count() - before; n != 0 {
+				t.Fatalf("%d token requests while in configuration_error", n)
+			}
+		})
+	}
+}
+
+// A DPoP password grant at a provider that rotates refresh tokens; one
+// refresh answer says token_type Bearer. tokend refuses it but keeps the
+// new refresh token it carried; after the provider is fixed, two more
+// refreshes: every refresh token is sent exactly once, and the Bearer
+// token is never served.
+func TestRotatedRefreshTokenKeptFromRefusedAnswer(t *testing.T) {
+	pp := newPlayedProvider(t, "DPoP")
+	h := newHarness(t, harnessOpts{config: playedConfig(pp, true)})
+	if st := h.status("pw"); st.State != api.StateValid {
+		t.Fatalf("status: %+v", st)
+	}
+	first := h.token("pw")
+	refresh := func() {
+		t.Helper()
+		if code, body := h.post("/v1/tokens/pw/refresh", ""); code != http.StatusOK && code != http.StatusAccepted && code != http.StatusNoContent {
+			t.Fatalf("refresh: %d %s", code, body)
+		}
+	}
+	pp.set(func(pp *playedProvider) { pp.tokenType = "Bearer" })
+	refresh()
+	st := h.status("pw")
+	if st.State != api.StateConfigurationError || !strings.Contains(st.LastError, "not DPoP-bound") {
+		t.Fatalf("status after the Bearer answer: %+v", st)
+	}
+	var bearer string
+	pp.set(func(pp *playedProvider) { bearer = pp.issuedAT[len(pp.issuedAT)-1] })
+	if got := h.stored("pw"); got.AccessToken == bearer || got.RefreshToken != "rt-2" {
+		t.Fatalf("stored after the refused answer: access %s, refresh %s", got.AccessToken, got.RefreshToken)
+	}
+	if code, body := h.get("/v1/tokens/pw"); code == http.StatusOK && strings.Contains(string(body), bearer) {
+		t.Fatal("the access token of the refused answer was served")
+	}
+	if code, body := h.post("/v1/tokens/pw/dpop", `{"method":"GET","url":"https://api.example/x"}`); code == http.StatusOK && strings.Contains(string(body), bearer) {
+		t.Fatal("the access token of the refused answer was served with a proof")
+	}
+	pp.set(func(pp *playedProvider) { pp.tokenType = "DPoP" })
+	refresh()
+	refresh()
+	if st := h.status("pw"); st.State != api.StateValid {
+		t.Fatalf("status after the provider was fixed: %+v", st)
+	}
+	if tok := h.token("pw"); tok.AccessToken == first.AccessToken || tok.AccessToken == bearer {
+		t.Fatalf("served %s", tok.AccessToken)
+	}
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	if pp.stale != 0 || len(pp.sent) != 3 {
+		t.Fatalf("refresh tokens sent: %v (%d stale)", pp.sent, pp.stale)
+	}
+	for rt, n := range pp.sent {
+		if n != 1 {
+			t.Fatalf("refresh token %s sent %d times: %v", rt, n, pp.sent)
+		}
+	}
+}
