@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"crypto/x509/pkix"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -8,10 +9,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/oauth"
+	"github.com/tokend/tokend/oauth/oauthtest"
 )
 
 // playedProvider is a token endpoint played by the test: the password,
@@ -189,5 +192,37 @@ func TestRotatedRefreshTokenKeptFromRefusedAnswer(t *testing.T) {
 		if n != 1 {
 			t.Fatalf("refresh token %s sent %d times: %v", rt, n, pp.sent)
 		}
+	}
+}
+
+// A provider with an issuer and an explicit token_endpoint, a client with
+// tls_client_auth, and discovery listing an mTLS alias on another
+// endpoint: every token request goes to the configured endpoint, none to
+// the alias.
+func TestExplicitTokenEndpointWinsOverMTLSAlias(t *testing.T) {
+	pp := newPlayedProvider(t, "Bearer")
+	h := newHarness(t, harnessOpts{tls: true, noRun: true})
+	cert, err := h.prov.IssueClientCert(pkix.Name{CommonName: "mtls-app"}, time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.prov.AddClient(oauthtest.Client{ID: "mc", AuthMethod: oauthtest.AuthMethodTLS, TLSSubjectDN: "CN=mtls-app"})
+	pv := h.cfg.Providers["test"]
+	pv.TokenEndpoint = pp.srv.URL + "/token"
+	h.cfg.Providers["test"] = pv
+	h.cfg.Clients["mc"] = config.Client{Provider: "test", ClientID: "mc", AuthMethod: oauthtest.AuthMethodTLS, TLSCert: &cert}
+	h.cfg.Grants = map[string]config.Grant{"svc": {Client: "mc", Type: config.GrantClientCredentials, Scopes: []string{"read"}}}
+	h.start()
+	if st := h.status("svc"); st.State != api.StateValid {
+		t.Fatalf("status: %+v", st)
+	}
+	if _, err := h.d.refresh(h.d.grant("svc"), "manual"); err != nil {
+		t.Fatal(err)
+	}
+	if n := pp.count(); n != 2 {
+		t.Fatalf("the configured token endpoint got %d requests, want 2", n)
+	}
+	if n := h.prov.Stats().TokenRequests; n != 0 {
+		t.Fatalf("the discovered mTLS alias got %d token requests", n)
 	}
 }
