@@ -226,3 +226,28 @@ func TestExplicitTokenEndpointWinsOverMTLSAlias(t *testing.T) {
 		t.Fatalf("the discovered mTLS alias got %d token requests", n)
 	}
 }
+
+// A jwt_bearer grant whose service-account key file names a token_uri of
+// another server than the provider's (discovered) token endpoint: the
+// assertion would be addressed to one server and given to another. It is
+// not signed, the grant is in configuration_error naming both, and the
+// provider receives no assertion.
+func TestAssertionNotSentToAnotherAudience(t *testing.T) {
+	k := ecSigningKey(t)
+	const tokenURI = "https://oauth2.googleapis.com/token"
+	h := newHarness(t, harnessOpts{
+		prov: oauthtest.Options{AssertionIssuers: []oauthtest.AssertionIssuer{{Issuer: "robot@example", JWKS: publicJWKS(t, k), Audiences: []string{tokenURI}}}},
+		config: func(c *config.Config) {
+			c.Grants = map[string]config.Grant{"sa": {Client: "app", Type: config.GrantJWTBearer, Scopes: []string{"read"},
+				Assertion: &config.Assertion{Issuer: "robot@example", Audience: tokenURI, Key: k,
+					ServiceAccount: &oauth.ServiceAccount{ClientEmail: "robot@example", TokenURI: tokenURI}}}}
+		},
+	})
+	st := h.status("sa")
+	if st.State != api.StateConfigurationError || !strings.Contains(st.LastError, tokenURI) || !strings.Contains(st.LastError, h.prov.URL()+"/token") {
+		t.Fatalf("status: state %s, error %q", st.State, st.LastError)
+	}
+	if n := h.prov.Stats().ByGrant["urn:ietf:params:oauth:grant-type:jwt-bearer"]; n != 0 {
+		t.Fatalf("the provider received %d assertions addressed to %s", n, tokenURI)
+	}
+}

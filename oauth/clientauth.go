@@ -491,10 +491,34 @@ func (p *Provider) assertionMaker(op string) (*clientAssertion, error) {
 		}
 		aud = p.Endpoints.Issuer
 	default:
+		// A signed assertion goes only to its audience: a configured URL
+		// that is neither the endpoint receiving it nor the issuer would
+		// hand the receiver a credential another server accepts.
+		if !AudienceOf(a, p.endpoints().Token, p.Endpoints.Issuer) {
+			return nil, conf("assertion audience %s is neither the token endpoint %s that receives the assertion nor the issuer %s", clean(a, 200, nil), clean(p.endpoints().Token, 200, nil), clean(p.Endpoints.Issuer, 200, nil))
+		}
 		aud = a
 	}
 	return &clientAssertion{id: p.Client.ID, aud: aud, signer: s}, nil
 }
+
+// AudienceOf reports whether aud names the server an assertion is sent
+// to: the token endpoint that receives it, or its issuer (a trailing slash
+// aside).
+func AudienceOf(aud, tokenEndpoint, issuer string) bool {
+	switch {
+	case aud == "":
+		return false
+	case aud == tokenEndpoint:
+		return true
+	}
+	return issuer != "" && strings.TrimSuffix(aud, "/") == strings.TrimSuffix(issuer, "/")
+}
+
+// TokenEndpoint is the URL token requests are sent to: the provider's
+// token endpoint, or its mTLS alias for a client that authenticates with a
+// certificate.
+func (p *Provider) TokenEndpoint() string { return p.endpoints().Token }
 
 // usesTLSAuth reports whether the client authenticates with a certificate
 // (RFC 8705), and so uses the provider's mtls_endpoint_aliases.
