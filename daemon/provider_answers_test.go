@@ -44,6 +44,17 @@ func newPlayedProvider(t *testing.T, tokenType string) *playedProvider {
 }
 
 func (pp *playedProvider) serve(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet && r.URL.Path == "/.well-known/oauth-authorization-server" {
+		iss := "http://" + r.Host
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"issuer": iss, "token_endpoint": iss + "/token", "revocation_endpoint": iss + "/revoke",
+			"introspection_endpoint": iss + "/introspect", "pushed_authorization_request_endpoint": iss + "/par",
+			"device_authorization_endpoint": iss + "/device", "registration_endpoint": iss + "/register",
+			"mtls_endpoint_aliases": map[string]string{"token_endpoint": iss + "/mtls/token", "introspection_endpoint": iss + "/mtls/introspect"},
+		})
+		return
+	}
 	if r.Method != http.MethodPost || r.URL.Path != "/token" || r.ParseForm() != nil {
 		http.Error(w, "no", http.StatusNotFound)
 		return
@@ -249,5 +260,41 @@ func TestAssertionNotSentToAnotherAudience(t *testing.T) {
 	}
 	if n := h.prov.Stats().ByGrant["urn:ietf:params:oauth:grant-type:jwt-bearer"]; n != 0 {
 		t.Fatalf("the provider received %d assertions addressed to %s", n, tokenURI)
+	}
+}
+
+// A reader of a dpop grant asks for proofs for the endpoints of the
+// grant's authorization server (token, PAR, revocation, introspection,
+// device authorization, registration, an mTLS alias), however it spells
+// them: each is refused with 403 and a reason. A resource server's URL
+// gets its proof.
+func TestDPoPProofRefusedForAuthorizationServer(t *testing.T) {
+	pp := newPlayedProvider(t, "DPoP")
+	h := newHarness(t, harnessOpts{config: func(c *config.Config) {
+		c.Providers["test"] = config.Provider{Issuer: pp.srv.URL}
+		c.Grants = map[string]config.Grant{"cc": {Client: "app", Type: config.GrantClientCredentials, Scopes: []string{"read"}, DPoP: true}}
+	}})
+	if st := h.status("cc"); st.State != api.StateValid {
+		t.Fatalf("status: %+v", st)
+	}
+	host := strings.TrimPrefix(pp.srv.URL, "http://")
+	for _, target := range []string{
+		pp.srv.URL + "/token", pp.srv.URL + "/par", pp.srv.URL + "/revoke", pp.srv.URL + "/introspect",
+		pp.srv.URL + "/device", pp.srv.URL + "/register", pp.srv.URL + "/mtls/token", pp.srv.URL + "/mtls/introspect",
+		"HTTP://" + strings.ToUpper(host) + "/token", pp.srv.URL + "/token/", pp.srv.URL + "/token?x=1#f",
+		pp.srv.URL + "/a/../token", pp.srv.URL + "/TOKEN", pp.srv.URL + "/%74oken",
+	} {
+		code, body := h.post("/v1/tokens/cc/dpop", `{"method":"POST","url":"`+target+`"}`)
+		var e api.ErrorResponse
+		_ = json.Unmarshal(body, &e)
+		if code != http.StatusForbidden || e.Error != api.CodeForbidden || !strings.Contains(e.ErrorDescription, "authorization server") {
+			t.Errorf("proof for %s: %d %s", target, code, body)
+		}
+	}
+	if code, body := h.post("/v1/tokens/cc/dpop", `{"method":"GET","url":"https://api.example/x"}`); code != http.StatusOK {
+		t.Fatalf("proof for a resource server: %d %s", code, body)
+	}
+	if code, body := h.post("/v1/tokens/cc/dpop", `{"method":"GET","url":"`+pp.srv.URL+`/api/things"}`); code != http.StatusOK {
+		t.Fatalf("proof for another path of the same host: %d %s", code, body)
 	}
 }
