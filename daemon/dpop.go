@@ -164,8 +164,11 @@ func parseDPoPRequest(r io.Reader) (api.DPoPRequest, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
 		return req, errors.New("url is not an absolute http(s) URL")
 	}
-	if !printableASCII(req.Nonce) || len(req.Nonce) > maxDPoPURL {
+	if !printableASCII(req.Nonce) {
 		return req, errors.New("nonce holds characters a nonce cannot have")
+	}
+	if len(req.Nonce) > oauth.MaxDPoPNonce {
+		return req, fmt.Errorf("nonce is longer than %d bytes", oauth.MaxDPoPNonce)
 	}
 	return req, nil
 }

@@ -236,6 +236,9 @@ func TestExplicitTokenEndpointWinsOverMTLSAlias(t *testing.T) {
 	if n := h.prov.Stats().TokenRequests; n != 0 {
 		t.Fatalf("the discovered mTLS alias got %d token requests", n)
 	}
+	if got := h.status("svc").TokenEndpoint; got != pv.TokenEndpoint {
+		t.Fatalf("status shows token endpoint %q, want %q", got, pv.TokenEndpoint)
+	}
 }
 
 // A jwt_bearer grant whose service-account key file names a token_uri of
@@ -296,5 +299,18 @@ func TestDPoPProofRefusedForAuthorizationServer(t *testing.T) {
 	}
 	if code, body := h.post("/v1/tokens/cc/dpop", `{"method":"GET","url":"`+pp.srv.URL+`/api/things"}`); code != http.StatusOK {
 		t.Fatalf("proof for another path of the same host: %d %s", code, body)
+	}
+}
+
+// A reader's nonce is bounded as a server's is: 1 KiB.
+func TestProofRequestNonceBound(t *testing.T) {
+	body := func(n int) *strings.Reader {
+		return strings.NewReader(`{"method":"GET","url":"https://api.example/x","nonce":"` + strings.Repeat("n", n) + `"}`)
+	}
+	if _, err := parseDPoPRequest(body(oauth.MaxDPoPNonce)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := parseDPoPRequest(body(oauth.MaxDPoPNonce + 1)); err == nil || !strings.Contains(err.Error(), "1024 bytes") {
+		t.Fatalf("err = %v", err)
 	}
 }

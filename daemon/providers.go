@@ -84,6 +84,22 @@ func (d *Daemon) providerFor(ctx context.Context, g *grant) (*oauth.Provider, er
 	return c.prov, nil
 }
 
+// resolvedTokenEndpoint is where client's token requests go, "" until the
+// client is resolved (providerFor). It asks nothing of the provider.
+func (d *Daemon) resolvedTokenEndpoint(client string) string {
+	d.mu.RLock()
+	c := d.clients[client]
+	d.mu.RUnlock()
+	if c == nil || !c.mu.TryLock() {
+		return "" // being resolved: status does not wait for discovery
+	}
+	defer c.mu.Unlock()
+	if c.prov == nil {
+		return ""
+	}
+	return c.prov.TokenEndpoint()
+}
+
 func (d *Daemon) endpoints(ctx context.Context, p *providerRT) (oauth.Endpoints, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
