@@ -28,6 +28,7 @@ type playedProvider struct {
 	mu        sync.Mutex
 	tokenType string // token_type of the answers
 	noAccess  bool   // answers without access_token
+	issued    string // issued_token_type of token exchange answers (with token_type N_A)
 	requests  int
 	n         int
 	current   string         // the refresh token the provider accepts
@@ -80,6 +81,9 @@ func (pp *playedProvider) serve(w http.ResponseWriter, r *http.Request) {
 	ans := map[string]any{"token_type": pp.tokenType, "expires_in": 600, "refresh_token": pp.current}
 	if !pp.noAccess {
 		ans["access_token"] = at
+	}
+	if r.PostForm.Get("grant_type") == "urn:ietf:params:oauth:grant-type:token-exchange" {
+		ans["issued_token_type"], ans["token_type"] = pp.issued, "N_A"
 	}
 	_ = json.NewEncoder(w).Encode(ans)
 }
@@ -312,5 +316,28 @@ func TestProofRequestNonceBound(t *testing.T) {
 	}
 	if _, err := parseDPoPRequest(body(oauth.MaxDPoPNonce + 1)); err == nil || !strings.Contains(err.Error(), "1024 bytes") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// A token exchange asks for an access token; the server issues a refresh
+// token (issued_token_type refresh_token, token_type N_A). The grant is in
+// configuration_error naming the issued type, and nothing is served.
+func TestTokenExchangeOfAnotherTypeNotServed(t *testing.T) {
+	pp := newPlayedProvider(t, "Bearer")
+	pp.issued = oauth.TokenTypeRefresh
+	h := newHarness(t, harnessOpts{config: func(c *config.Config) {
+		c.Providers["test"] = config.Provider{TokenEndpoint: pp.srv.URL + "/token"}
+		c.Grants = map[string]config.Grant{
+			"base": {Client: "app", Type: config.GrantClientCredentials, Scopes: []string{"read"}},
+			"down": {Client: "app", Type: config.GrantTokenExchange, SubjectGrant: "base", RequestedTokenType: oauth.TokenTypeAccess},
+		}
+	}})
+	h.advance(15 * time.Second) // the exchange waited for its subject's first token
+	st := h.status("down")
+	if st.State != api.StateConfigurationError || !strings.Contains(st.LastError, oauth.TokenTypeRefresh) {
+		t.Fatalf("status: state %s, error %q", st.State, st.LastError)
+	}
+	if code, body := h.get("/v1/tokens/down"); code == http.StatusOK {
+		t.Fatalf("served: %s", body)
 	}
 }
