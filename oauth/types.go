@@ -81,7 +81,8 @@ type Client struct {
 	// client_secret_jwt signs with Secret.
 	Key *SigningKey
 	// AssertionAudience is the aud of client assertions: "" means the
-	// token endpoint; "issuer" the provider's issuer; else that URL.
+	// token endpoint; "issuer" the provider's issuer; else that URL, which
+	// must be one of the two (AudienceOf).
 	AssertionAudience string
 }
 
