@@ -27,9 +27,13 @@ type ErrorResponse struct {
 // GrantStatus is one grant as GET /v1/tokens lists it and GET
 // /v1/tokens/{name}/status shows it: no secrets.
 type GrantStatus struct {
-	Name            string    `json:"name"`
-	Type            string    `json:"type"`
-	Provider        string    `json:"provider"`
+	Name     string `json:"name"`
+	Type     string `json:"type"`
+	Provider string `json:"provider"`
+	// TokenEndpoint is where the grant's token requests go (an mTLS alias
+	// for a certificate-authenticated client), once the daemon has
+	// resolved the provider; empty before.
+	TokenEndpoint   string    `json:"token_endpoint,omitempty"`
 	State           string    `json:"state"` // one of States()
 	StateSince      time.Time `json:"state_since,omitzero"`
 	Scope           string    `json:"scope,omitempty"`

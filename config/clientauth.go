@@ -164,6 +164,8 @@ func validateClientAuth(p *problems, path string, cl Client, pv Provider, provid
 	default:
 		if err := oauth.CheckEndpointURL(a); err != nil {
 			p.errorf(path+".assertion_audience", "must be empty (the token endpoint), issuer, or a URL: %v", err)
+		} else if why := misaddressed(a, pv, cl.Provider); providerOK && why != "" {
+			p.errorf(path+".assertion_audience", "%s", why)
 		}
 	}
 	for _, f := range []struct{ key, v string }{

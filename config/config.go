@@ -202,7 +202,7 @@ type Client struct {
 	KeyID                string `yaml:"key_id"`      // kid; default from the key file when it has one
 	SigningAlg           string `yaml:"signing_alg"` // default from the key and the provider's supported algs
 	// AssertionAudience is the aud of client assertions: "" (the token
-	// endpoint), "issuer", or a URL.
+	// endpoint), "issuer", or a URL that names one of the two.
 	AssertionAudience string `yaml:"assertion_audience"`
 	// tls_client_auth / self_signed_tls_client_auth: the client certificate.
 	TLSCertFile       string `yaml:"tls_cert_file"`

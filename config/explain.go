@@ -51,6 +51,7 @@ func (c *Config) explain(w io.Writer, now time.Time) {
 		} else {
 			fmt.Fprintf(w, "  %s: explicit endpoints\n", name)
 		}
+		explicit := false
 		for _, e := range []struct{ k, v string }{
 			{"authorization", pv.AuthorizationEndpoint},
 			{"token", pv.TokenEndpoint},
@@ -60,7 +61,11 @@ func (c *Config) explain(w io.Writer, now time.Time) {
 		} {
 			if e.v != "" {
 				fmt.Fprintf(w, "    %-21s %s\n", e.k+":", e.v)
+				explicit = true
 			}
+		}
+		if explicit && pv.Issuer != "" {
+			fmt.Fprintf(w, "    (used as written: discovery and its mTLS aliases never replace them)\n")
 		}
 		if pv.CAFile != "" {
 			fmt.Fprintf(w, "    %-21s %s\n", "CA bundle:", pv.CAFile)

@@ -20,7 +20,33 @@ import (
 const (
 	DefaultAssertionLifetime = 5 * time.Minute
 	MaxAssertionLifetime     = time.Hour
+	// LongAssertionLifetime is where check-config starts warning: whoever
+	// holds an assertion can use it at its audience until it expires, and
+	// one request needs it for seconds.
+	LongAssertionLifetime = 10 * time.Minute
 )
+
+// misaddressed says why an assertion with audience aud, sent to provider
+// pv's token endpoint, would be addressed to another server than the one
+// that receives it; "" when aud is that token endpoint or the issuer, or
+// when the token endpoint is discovered (the daemon checks it then). The
+// receiver of a misaddressed assertion holds a signed credential that its
+// audience accepts for the assertion's whole lifetime.
+func misaddressed(aud string, pv Provider, provider string) string {
+	switch {
+	case aud == "" || pv.TokenEndpoint == "":
+		return ""
+	case aud == pv.TokenEndpoint:
+		return ""
+	case pv.Issuer != "" && strings.TrimSuffix(aud, "/") == strings.TrimSuffix(pv.Issuer, "/"):
+		return ""
+	}
+	also := ""
+	if pv.Issuer != "" {
+		also = " nor its issuer " + pv.Issuer
+	}
+	return fmt.Sprintf("%s is not provider %q's token endpoint %s%s, where the assertion is sent: it would be signed for one server and given to another", aud, provider, pv.TokenEndpoint, also)
+}
 
 // Token types as token_exchange grants name them: short names or URNs.
 const (
@@ -141,8 +167,9 @@ func typeName(t string) string {
 	return t
 }
 
-// validateJWTBearer checks a jwt_bearer grant's assertion.
-func validateJWTBearer(p *problems, path string, g Grant) {
+// validateJWTBearer checks a jwt_bearer grant's assertion; pv is its
+// provider (named provider).
+func validateJWTBearer(p *problems, path string, g Grant, pv Provider, provider string) {
 	a := g.Assertion
 	if a == nil {
 		p.errorf(path, "the jwt_bearer grant needs an assertion: {private_key_file or private_key_credential, issuer, subject, audience, ...}")
@@ -169,6 +196,11 @@ func validateJWTBearer(p *problems, path string, g Grant) {
 		p.errorf(ap+".lifetime", "%s must not be negative", a.Lifetime)
 	case a.Lifetime > MaxAssertionLifetime:
 		p.errorf(ap+".lifetime", "%s is longer than the maximum, %s", a.Lifetime, MaxAssertionLifetime)
+	case a.Lifetime > LongAssertionLifetime:
+		p.warnf(ap+".lifetime", "%s: whoever holds an assertion can use it that long; one request needs a few minutes at most (default %s)", a.Lifetime, DefaultAssertionLifetime)
+	}
+	if why := misaddressed(a.Audience, pv, provider); why != "" {
+		p.errorf(ap+".audience", "%s", why)
 	}
 	for _, k := range sortedKeys(a.Claims) {
 		if slices.Contains(reservedClaims, k) {
@@ -337,6 +369,11 @@ func (c *Config) resolveAssertions(p *problems) {
 			}
 			if na.Audience == "" {
 				na.Audience = sa.TokenURI
+				pname := c.Clients[g.Client].Provider
+				if why := misaddressed(sa.TokenURI, c.Providers[pname], pname); why != "" {
+					p.errorf(key, "the key file's token_uri %s (set assertion.audience to the token endpoint, or use the provider the key was made for)", why)
+					continue
+				}
 			}
 		}
 		if na.Subject == "" {

@@ -307,6 +307,43 @@ func TestSigningKeysLoad(t *testing.T) {
 			t.Errorf("assertion = %+v", a)
 		}
 	})
+	// An assertion is addressed to the server that receives it: a key
+	// file's token_uri, or an audience, that is not the provider's
+	// configured token endpoint (or issuer) is refused, naming both.
+	atEndpoint := func(yml, endpoint string) string {
+		return strings.Replace(yml, "    issuer: https://id.example.com\n", "    issuer: https://id.example.com\n    token_endpoint: "+endpoint+"\n", 1)
+	}
+	t.Run("service account token_uri of another server", func(t *testing.T) {
+		_, _, err := loadYAML(t, dir, atEndpoint(jb("      private_key_file: "+saFile+"\n"), "https://id.example.com/oauth2/token"))
+		wantProblems(t, err, `grants.jb.assertion.private_key_file: the key file's token_uri https://oauth2.googleapis.com/token is not provider "corp"'s token endpoint https://id.example.com/oauth2/token nor its issuer https://id.example.com, where the assertion is sent`)
+		if _, _, err := loadYAML(t, dir, atEndpoint(jb("      private_key_file: "+saFile+"\n"), "https://oauth2.googleapis.com/token")); err != nil {
+			t.Fatalf("token_uri = token endpoint: %v", err)
+		}
+	})
+	t.Run("assertion audience of another server", func(t *testing.T) {
+		_, _, err := loadYAML(t, dir, atEndpoint(jb("      private_key_file: "+ecFile+"\n      issuer: me\n      audience: https://other.example.com/token\n"), "https://id.example.com/oauth2/token"))
+		wantProblems(t, err, `grants.jb.assertion.audience: https://other.example.com/token is not provider "corp"'s token endpoint https://id.example.com/oauth2/token nor its issuer https://id.example.com`)
+		for _, aud := range []string{"https://id.example.com/oauth2/token", "https://id.example.com", "https://id.example.com/"} {
+			if _, _, err := loadYAML(t, dir, atEndpoint(jb("      private_key_file: "+ecFile+"\n      issuer: me\n      audience: "+aud+"\n"), "https://id.example.com/oauth2/token")); err != nil {
+				t.Errorf("audience %s: %v", aud, err)
+			}
+		}
+	})
+	t.Run("client assertion audience of another server", func(t *testing.T) {
+		_, _, err := loadYAML(t, dir, atEndpoint(client("    private_key_file: "+ecFile+"\n    assertion_audience: https://other.example.com/token\n"), "https://id.example.com/oauth2/token"))
+		wantProblems(t, err, `clients.app.assertion_audience: https://other.example.com/token is not provider "corp"'s token endpoint https://id.example.com/oauth2/token nor its issuer https://id.example.com`)
+	})
+	t.Run("long assertion lifetime warns", func(t *testing.T) {
+		_, warns, err := loadYAML(t, dir, jb("      private_key_file: "+ecFile+"\n      issuer: me\n      lifetime: 1h\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(warns, func(w string) bool {
+			return strings.Contains(w, "grants.jb.assertion.lifetime: 1h0m0s: whoever holds an assertion can use it that long")
+		}) {
+			t.Errorf("warnings = %q", warns)
+		}
+	})
 	t.Run("PEM needs an issuer", func(t *testing.T) {
 		_, _, err := loadYAML(t, dir, jb("      private_key_file: "+ecFile+"\n"))
 		wantProblems(t, err, "grants.jb.assertion.issuer: must be set (only a service-account key file gives a default)")

@@ -215,7 +215,7 @@ func (c *Config) validate(p *problems, l Loader) {
 				p.errorf(path+".type", "device_code needs a device_authorization_endpoint or an issuer on provider %q", cl.Provider)
 			}
 		case GrantJWTBearer:
-			validateJWTBearer(p, path, g)
+			validateJWTBearer(p, path, g, pv, cl.Provider)
 		case GrantTokenExchange:
 			c.validateTokenExchange(p, path, name, g)
 		case "":

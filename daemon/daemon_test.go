@@ -120,8 +120,8 @@ func TestAccessRules(t *testing.T) {
 	}
 }
 
-// A provider answering garbage leaves the stored token untouched and says
-// why in the status.
+// A provider answering garbage (or no access token) leaves the stored
+// token untouched and says why in the status.
 func TestMalformedProviderAnswers(t *testing.T) {
 	for _, kind := range []oauthtest.FaultKind{oauthtest.FaultHTML, oauthtest.FaultEmpty, oauthtest.FaultHuge, oauthtest.FaultNoAccessToken, oauthtest.FaultErrorIn200} {
 		t.Run(kind.String(), func(t *testing.T) {
@@ -131,7 +131,11 @@ func TestMalformedProviderAnswers(t *testing.T) {
 			go func() { _, _ = h.d.refresh(h.d.grant("cc"), "manual") }()
 			waitFor(t, "failure shown", func() bool { return h.status("cc").LastError != "" })
 			st := h.status("cc")
-			if st.State != api.StateFailing || st.LastError == "" || st.Failures == 0 {
+			want := api.StateFailing
+			if kind == oauthtest.FaultNoAccessToken {
+				want = api.StateConfigurationError // unservable, not garbage: asking again gets the same
+			}
+			if st.State != want || st.LastError == "" || st.Failures == 0 {
 				t.Fatalf("status after %v: %+v", kind, st)
 			}
 			after := h.stored("cc")

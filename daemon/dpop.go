@@ -15,6 +15,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 	"time"
 
@@ -120,15 +121,23 @@ func (g *grant) tokenFits(t *store.Token) bool {
 	return t.AccessToken == "" || g.dpopOn == strings.EqualFold(t.TokenType, "DPoP")
 }
 
-// checkDPoP refuses a token that is not DPoP-bound for a dpop grant: the
-// oauth layer does too, and a Bearer token must never be served as if it
-// were bound.
+// checkDPoP refuses a token of the other kind than g hands out: not
+// DPoP-bound for a dpop grant (a Bearer token must never be served as if
+// it were bound), or DPoP-bound for a grant without dpop (nobody could use
+// it). The oauth layer refuses both too; the error carries the answer's
+// refresh token, as the oauth layer's does.
 func checkDPoP(g *grant, t *oauth.Token) error {
-	if !g.dpopOn || strings.EqualFold(t.TokenType, "DPoP") {
+	if g.dpopOn == strings.EqualFold(t.TokenType, "DPoP") {
 		return nil
 	}
-	return &oauth.Error{Op: "token", Class: oauth.Configuration, Err: oauth.ErrDPoPDowngrade,
-		Description: fmt.Sprintf("%v (token_type %q)", oauth.ErrDPoPDowngrade, oauth.Printable(t.TokenType))}
+	e := &oauth.Error{Op: "token", Class: oauth.Configuration, Err: oauth.ErrDPoPDowngrade,
+		Description:  fmt.Sprintf("%v (token_type %q)", oauth.ErrDPoPDowngrade, oauth.Printable(t.TokenType)),
+		RefreshToken: t.RefreshToken, RefreshExpiry: t.RefreshExpiry}
+	if !g.dpopOn {
+		e.Err = oauth.ErrUnservable
+		e.Description = fmt.Sprintf("%v: token_type %q, a DPoP-bound token, although dpop is not set", oauth.ErrUnservable, oauth.Printable(t.TokenType))
+	}
+	return e
 }
 
 // maxDPoPURL bounds the url of a proof request.
@@ -155,8 +164,11 @@ func parseDPoPRequest(r io.Reader) (api.DPoPRequest, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
 		return req, errors.New("url is not an absolute http(s) URL")
 	}
-	if !printableASCII(req.Nonce) || len(req.Nonce) > maxDPoPURL {
+	if !printableASCII(req.Nonce) {
 		return req, errors.New("nonce holds characters a nonce cannot have")
+	}
+	if len(req.Nonce) > oauth.MaxDPoPNonce {
+		return req, fmt.Errorf("nonce is longer than %d bytes", oauth.MaxDPoPNonce)
 	}
 	return req, nil
 }
@@ -196,6 +208,9 @@ func (d *Daemon) proof(ctx context.Context, g *grant, req api.DPoPRequest) (*api
 	if !g.dpopOn {
 		return nil, newError(kindBadRequest, api.CodeDPoPNotEnabled, "grant "+g.name+" does not use DPoP (set dpop: true); fetch its token with GET")
 	}
+	if err := d.proofTargetAllowed(ctx, g, req.URL); err != nil {
+		return nil, err
+	}
 	t, err := d.fetch(ctx, g)
 	if err != nil {
 		return nil, err
@@ -221,6 +236,49 @@ func (d *Daemon) proof(ctx context.Context, g *grant, req api.DPoPRequest) (*api
 		ExpiresIn:   int64(exp.Sub(now) / time.Second),
 		ExpiresAt:   exp.UTC(),
 	}, nil
+}
+
+// proofTargetAllowed refuses a proof for one of the endpoints of g's
+// authorization server (oauth.Endpoints.AuthorizationServerURLs): with a
+// proof of the grant's key a reader could ask for tokens, push
+// authorization requests, revoke or introspect as the grant, where only
+// tokend may. Proofs are for resource servers.
+func (d *Daemon) proofTargetAllowed(ctx context.Context, g *grant, target string) error {
+	prov, err := d.providerFor(ctx, g)
+	if err != nil {
+		return wrapError(kindUnavailable, api.CodeTemporarilyUnavailable, err)
+	}
+	t := proofTarget(target)
+	for _, e := range prov.Endpoints.AuthorizationServerURLs() {
+		if proofTarget(e) == t {
+			return newError(kindForbidden, api.CodeForbidden,
+				"no proof for "+oauth.Printable(e)+": it is an endpoint of the grant's authorization server, where only tokend acts for the grant; proofs are for resource servers")
+		}
+	}
+	return nil
+}
+
+// proofTarget normalises a URL as a server compares a proof's htu with
+// its own (RFC 9449 §4.3, RFC 3986 §6.2.2-6.2.3), and then some: scheme
+// and host case, a default port, query and fragment, dot segments, a
+// trailing slash and the case of the path do not make another endpoint.
+func proofTarget(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	scheme, host := strings.ToLower(u.Scheme), strings.ToLower(u.Hostname())
+	port := u.Port()
+	if port == "" || scheme == "https" && port == "443" || scheme == "http" && port == "80" {
+		port = ""
+	} else {
+		port = ":" + port
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	p := path.Clean("/" + u.Path)
+	return scheme + "://" + host + port + strings.TrimSuffix(strings.ToLower(p), "/")
 }
 
 func (d *Daemon) handleDPoP(w http.ResponseWriter, r *http.Request) {

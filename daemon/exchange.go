@@ -34,7 +34,14 @@ func (d *Daemon) jwtBearer(ctx context.Context, g *grant, prov *oauth.Provider) 
 		}
 	}
 	if aud == "" {
-		aud = prov.Endpoints.Token
+		aud = prov.TokenEndpoint()
+	}
+	// A signed assertion goes only to its audience: check-config refuses a
+	// mismatch it can see; a discovered token endpoint is checked here.
+	if !oauth.AudienceOf(aud, prov.TokenEndpoint(), prov.Endpoints.Issuer) {
+		return nil, &oauth.Error{Op: "jwt_bearer", Class: oauth.Configuration,
+			Description: fmt.Sprintf("grant %s: the assertion's audience %s is neither the token endpoint %s that would receive it nor the issuer %s; not signed",
+				g.name, oauth.Printable(aud), oauth.Printable(prov.TokenEndpoint()), oauth.Printable(prov.Endpoints.Issuer))}
 	}
 	sub := a.Subject
 	if sub == "" {

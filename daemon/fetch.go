@@ -148,6 +148,7 @@ func (d *Daemon) status(g *grant) api.GrantStatus {
 	if c, ok := cfg.Clients[gc.Client]; ok {
 		s.Provider = c.Provider
 	}
+	s.TokenEndpoint = d.resolvedTokenEndpoint(gc.Client)
 	t := g.cur.Load()
 	// A record may hold only an authorization outcome: stateOf says what
 	// a grant never obtained waits for.

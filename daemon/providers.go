@@ -84,6 +84,22 @@ func (d *Daemon) providerFor(ctx context.Context, g *grant) (*oauth.Provider, er
 	return c.prov, nil
 }
 
+// resolvedTokenEndpoint is where client's token requests go, "" until the
+// client is resolved (providerFor). It asks nothing of the provider.
+func (d *Daemon) resolvedTokenEndpoint(client string) string {
+	d.mu.RLock()
+	c := d.clients[client]
+	d.mu.RUnlock()
+	if c == nil || !c.mu.TryLock() {
+		return "" // being resolved: status does not wait for discovery
+	}
+	defer c.mu.Unlock()
+	if c.prov == nil {
+		return ""
+	}
+	return c.prov.TokenEndpoint()
+}
+
 func (d *Daemon) endpoints(ctx context.Context, p *providerRT) (oauth.Endpoints, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -121,7 +137,12 @@ func (d *Daemon) endpoints(ctx context.Context, p *providerRT) (oauth.Endpoints,
 	return merged, nil
 }
 
-// mergeEndpoints lets explicitly configured endpoints override discovered ones.
+// mergeEndpoints lets explicitly configured endpoints override discovered
+// ones. An endpoint the operator wrote is never replaced by a discovered
+// one, an mTLS alias (RFC 8705 §5) included: the alias of an endpoint
+// that is configured is dropped, so that a certificate-authenticated
+// client sends where the configuration says. Aliases stay only for the
+// endpoints that came from discovery (and passed its URL rule).
 func mergeEndpoints(found, explicit oauth.Endpoints) oauth.Endpoints {
 	set := func(dst *string, v string) {
 		if v != "" {
@@ -133,6 +154,22 @@ func mergeEndpoints(found, explicit oauth.Endpoints) oauth.Endpoints {
 	set(&found.Revocation, explicit.Revocation)
 	set(&found.DeviceAuthorization, explicit.DeviceAuthorization)
 	set(&found.Registration, explicit.Registration)
+	if found.MTLS != nil {
+		m := *found.MTLS
+		drop := func(alias *string, configured string) {
+			if configured != "" {
+				*alias = ""
+			}
+		}
+		drop(&m.Token, explicit.Token)
+		drop(&m.Revocation, explicit.Revocation)
+		drop(&m.DeviceAuthorization, explicit.DeviceAuthorization)
+		drop(&m.Registration, explicit.Registration)
+		found.MTLS = &m
+		if m == (oauth.MTLSAliases{}) {
+			found.MTLS = nil
+		}
+	}
 	return found
 }
 

@@ -139,6 +139,11 @@ func (d *Daemon) doRefresh(g *grant, reason string) (*store.Token, error) {
 		if errors.Is(err, errNotHolder) {
 			return backoff.Permanent(err)
 		}
+		if err != nil {
+			// Before anything else: the next try, and the next round,
+			// send the newest refresh token.
+			cur = d.keepRefreshToken(g, cur, p, err)
+		}
 		d.countAttempt(g, err, stop)
 		if err != nil {
 			if tries == 1 && stop.Err() == nil {
@@ -272,18 +277,61 @@ func tokenFrom(prev *store.Token, t *oauth.Token, g *grant, p Policy) store.Toke
 	if !t.IDToken.IsZero() {
 		n.IDToken = t.IDToken.Reveal()
 	}
-	if !t.RefreshToken.IsZero() {
-		n.RefreshToken = t.RefreshToken.Reveal()
-		n.RefreshIssued = t.Obtained
-		n.RefreshExpiry = t.RefreshExpiry
-		if n.RefreshExpiry.IsZero() && g.cfg().RefreshTokenLifetime > 0 {
-			n.RefreshExpiry = t.Obtained.Add(g.cfg().RefreshTokenLifetime)
-		}
-	} else if !t.RefreshExpiry.IsZero() {
-		n.RefreshExpiry = t.RefreshExpiry
-	}
+	setRefreshToken(&n, g, t.RefreshToken, t.RefreshExpiry, t.Obtained)
 	n.Generation = prev.Generation + 1
 	return n
+}
+
+// setRefreshToken is the one place that writes the refresh token of a
+// provider's answer into a record, whether the answer was taken
+// (tokenFrom) or refused (keepRefreshToken). An answer without a refresh
+// token keeps the old one, with the answer's refresh expiry if it gave
+// one (RFC 6749 §6).
+func setRefreshToken(n *store.Token, g *grant, rt oauth.Secret, expiry, obtained time.Time) {
+	if rt.IsZero() {
+		if !expiry.IsZero() {
+			n.RefreshExpiry = expiry
+		}
+		return
+	}
+	n.RefreshToken = rt.Reveal()
+	n.RefreshIssued = obtained
+	n.RefreshExpiry = expiry
+	if n.RefreshExpiry.IsZero() && g.cfg().RefreshTokenLifetime > 0 {
+		n.RefreshExpiry = obtained.Add(g.cfg().RefreshTokenLifetime)
+	}
+}
+
+// keepRefreshToken stores the new refresh token of an answer that was
+// refused (err carries it: a downgraded or unservable token, a malformed
+// field): the provider may have retired the one that was sent when it
+// answered, and with reuse detection sending that one again would revoke
+// the whole chain. Only the refresh token is taken (with the DPoP key the
+// request proved, to which it may be bound); the answer's access token is
+// never stored or served. It returns the record the next try starts from.
+func (d *Daemon) keepRefreshToken(g *grant, cur *store.Token, p Policy, err error) *store.Token {
+	var oe *oauth.Error
+	if !errors.As(err, &oe) || oe.RefreshToken.IsZero() || !renewsWithRefreshToken(g.typ) {
+		return cur
+	}
+	n := *cur
+	n.Grant = g.name
+	setRefreshToken(&n, g, oe.RefreshToken, oe.RefreshExpiry, d.clock.Now())
+	n.DPoPKey = g.dpopKeyUsed(cur)
+	n.Generation = cur.Generation + 1
+	perr := d.st.PutToken(n, nil)
+	if d.fleetFenced(g, perr) {
+		return g.cur.Load()
+	}
+	if perr != nil {
+		g.dirty.Store(true)
+		d.log.Error("refresh token of a refused answer not saved; keeping it in memory and retrying the write", "grant", g.name, "err", perr)
+	} else {
+		g.dirty.Store(false)
+	}
+	d.publish(g, &n, p)
+	d.log.Warn("provider's answer refused; the new refresh token it carried is kept", "grant", g.name, "generation", n.Generation)
+	return &n
 }
 
 func (d *Daemon) succeeded(g *grant, cur *store.Token, p Policy, reason string, start time.Time, latency time.Duration, via string, got *oauth.Token) (*store.Token, error) {

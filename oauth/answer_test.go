@@ -136,7 +136,7 @@ func TestTokenAnswerSyntax(t *testing.T) {
 func TestTokenAnswerAccepted(t *testing.T) {
 	answers := []answer{
 		{"b64token with every character", "", `{"access_token":"AZaz09-._~+/==","token_type":"bearer","refresh_token":"rt!#$%&'()*+,-./:;<=>?@[\\]^_{|}~","id_token":"h.p.s","scope":"read write"}`},
-		{"JWT, DPoP", "", `{"access_token":"eyJhbGciOi.eyJzdWIiOi.c2lnbmF0dXJl","token_type":"DPoP","scope":"read write"}`},
+		{"JWT", "", `{"access_token":"eyJhbGciOi.eyJzdWIiOi.c2lnbmF0dXJl","token_type":"Bearer","scope":"read write"}`},
 		{"no token_type", "", `{"access_token":"at","scope":"read write"}`},
 		{"scope with escapes", "", `{"access_token":"at","token_type":"Bearer","scope":"read\u001b]0;x\u0007 \u202ewrite\u0085\u2066"}`},
 		{"form scope with escapes", "application/x-www-form-urlencoded", `access_token=at&token_type=bearer&scope=read%1B%5B2J+%E2%80%AEwrite%C2%9B`},

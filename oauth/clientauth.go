@@ -491,10 +491,34 @@ func (p *Provider) assertionMaker(op string) (*clientAssertion, error) {
 		}
 		aud = p.Endpoints.Issuer
 	default:
+		// A signed assertion goes only to its audience: a configured URL
+		// that is neither the endpoint receiving it nor the issuer would
+		// hand the receiver a credential another server accepts.
+		if !AudienceOf(a, p.endpoints().Token, p.Endpoints.Issuer) {
+			return nil, conf("assertion audience %s is neither the token endpoint %s that receives the assertion nor the issuer %s", clean(a, 200, nil), clean(p.endpoints().Token, 200, nil), clean(p.Endpoints.Issuer, 200, nil))
+		}
 		aud = a
 	}
 	return &clientAssertion{id: p.Client.ID, aud: aud, signer: s}, nil
 }
+
+// AudienceOf reports whether aud names the server an assertion is sent
+// to: the token endpoint that receives it, or its issuer (a trailing slash
+// aside).
+func AudienceOf(aud, tokenEndpoint, issuer string) bool {
+	switch {
+	case aud == "":
+		return false
+	case aud == tokenEndpoint:
+		return true
+	}
+	return issuer != "" && strings.TrimSuffix(aud, "/") == strings.TrimSuffix(issuer, "/")
+}
+
+// TokenEndpoint is the URL token requests are sent to: the provider's
+// token endpoint, or its mTLS alias for a client that authenticates with a
+// certificate.
+func (p *Provider) TokenEndpoint() string { return p.endpoints().Token }
 
 // usesTLSAuth reports whether the client authenticates with a certificate
 // (RFC 8705), and so uses the provider's mtls_endpoint_aliases.
@@ -544,7 +568,7 @@ func (p *Provider) JWTBearer(ctx context.Context, assertion Secret, scopes []str
 	if assertion.IsZero() {
 		return nil, &Error{Op: opJWTBearer, Class: Configuration, Err: errors.New("no assertion")}
 	}
-	return p.grant(ctx, opJWTBearer, grantJWTBearer, scopes, params, url.Values{"assertion": {assertion.Reveal()}}, []string{assertion.Reveal()}, "")
+	return p.grant(ctx, opJWTBearer, grantJWTBearer, scopes, params, url.Values{"assertion": {assertion.Reveal()}}, []string{assertion.Reveal()}, "", nil)
 }
 
 // ExchangeRequest is an RFC 8693 token exchange request.
@@ -561,8 +585,8 @@ type ExchangeRequest struct {
 }
 
 // TokenExchange performs an RFC 8693 token exchange. An answer's
-// issued_token_type is in Token.IssuedTokenType; token_type "N_A" is
-// accepted. Params cannot set audience or resource (use the fields). The
+// issued_token_type is in Token.IssuedTokenType and must be the requested
+// type (issuedAsRequested); token_type "N_A" is accepted. Params cannot set audience or resource (use the fields). The
 // subject and actor tokens are scrubbed from provider messages. It is safe
 // for concurrent use.
 func (p *Provider) TokenExchange(ctx context.Context, r ExchangeRequest) (*Token, error) {
@@ -598,7 +622,34 @@ func (p *Provider) TokenExchange(ctx context.Context, r ExchangeRequest) (*Token
 	if len(r.Resource) > 0 {
 		fields["resource"] = r.Resource
 	}
-	return p.grant(ctx, opTokenExchange, grantTokenExchange, r.Scopes, r.Params, fields, secrets, "")
+	return p.grant(ctx, opTokenExchange, grantTokenExchange, r.Scopes, r.Params, fields, secrets, "", func(t *Token) *Error {
+		return issuedAsRequested(r.RequestedTokenType, t)
+	})
+}
+
+// issuedAsRequested checks a token exchange answer's issued_token_type
+// (RFC 8693 §2.2.1): the requested type, or, when none was requested, an
+// access token or a JWT, which is what the caller serves as an access
+// token. An answer without issued_token_type (which RFC 8693 requires) is
+// taken for an access token, as any token endpoint answer is. Anything
+// else (a refresh token, an id token, a SAML assertion) is unservable.
+func issuedAsRequested(requested string, t *Token) *Error {
+	issued := t.IssuedTokenType
+	if issued == "" {
+		issued = TokenTypeAccess
+	}
+	switch {
+	case requested != "" && issued == requested:
+		return nil
+	case requested == "" && (issued == TokenTypeAccess || issued == TokenTypeJWT):
+		return nil
+	}
+	want := requested
+	if want == "" {
+		want = TokenTypeAccess + " or " + TokenTypeJWT
+	}
+	return &Error{Op: opTokenExchange, Class: Configuration,
+		Err: fmt.Errorf("%w: the provider issued %q (issued_token_type), not %s", ErrUnservable, clean(t.IssuedTokenType, 100, nil), want)}
 }
 
 // DPoPKey is a grant's DPoP key pair (ES256) and the nonces servers gave
@@ -751,10 +802,12 @@ func (k *DPoPKey) Nonce(target string) string {
 }
 
 // SetNonce remembers a DPoP-Nonce the origin of target gave (RFC 9449 §8):
-// for a resource server's answers, which this package does not see.
+// for a resource server's answers, which this package does not see. A
+// nonce over MaxDPoPNonce bytes, or with characters other than visible
+// ASCII, is not kept.
 func (k *DPoPKey) SetNonce(target, nonce string) {
 	_, origin, err := htu(target)
-	if err != nil || nonce == "" || !isVisibleASCII(nonce) {
+	if err != nil || nonce == "" || len(nonce) > MaxDPoPNonce || !isVisibleASCII(nonce) {
 		return
 	}
 	k.mu.Lock()
@@ -777,6 +830,14 @@ func (p *Provider) WithDPoP(k *DPoPKey) *Provider {
 // ErrDPoPDowngrade is the cause of a refused answer: DPoP was asked for and
 // the provider returned another token_type.
 var ErrDPoPDowngrade = errors.New("provider returned a token that is not DPoP-bound although dpop is set")
+
+// MaxDPoPNonce bounds the DPoP-Nonce a server may give (bytes): a longer
+// one is not kept, and a demand for one is ErrDPoPNonceTooLong.
+const MaxDPoPNonce = 1 << 10
+
+// ErrDPoPNonceTooLong is the cause of a failure where the token endpoint
+// demanded a DPoP nonce longer than MaxDPoPNonce (a Configuration error).
+var ErrDPoPNonceTooLong = errors.New("DPoP-Nonce over the 1 KiB bound")
 
 // ErrDPoPNonceLoop is the cause of a failure where the server demanded a
 // new DPoP nonce again after the retry that carried the nonce it gave.

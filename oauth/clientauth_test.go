@@ -240,7 +240,7 @@ func TestClientAssertionEveryRequest(t *testing.T) {
 	}{
 		{"private_key_jwt/EC", AuthPrivateKeyJWT, &SigningKey{Signer: ec, KeyID: "k1"}, &ec.PublicKey, nil, ""},
 		{"private_key_jwt/RSA-PS256", AuthPrivateKeyJWT, &SigningKey{Signer: mustRSA(t)}, &mustRSA(t).PublicKey, []string{"PS256"}, "issuer"},
-		{"client_secret_jwt", AuthSecretJWT, nil, []byte(testJWTSecret), []string{"HS512", "RS256"}, "https://as.example.com/aud"},
+		{"client_secret_jwt", AuthSecretJWT, nil, []byte(testJWTSecret), []string{"HS512", "RS256"}, "url"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -257,12 +257,13 @@ func TestClientAssertionEveryRequest(t *testing.T) {
 			p.Client.AssertionAudience = c.aud
 			p.Endpoints.TokenAuthSigningAlgs = c.algs
 			switch c.aud {
-			case "":
+			case "", "url":
 				v.aud = srv.URL + "/token"
 			case "issuer":
 				v.aud = srv.URL
-			default:
-				v.aud = c.aud
+			}
+			if c.aud == "url" {
+				p.Client.AssertionAudience = srv.URL + "/token" // written out: the endpoint that receives it
 			}
 			nineRequests(t, p)
 			if len(v.seen) != 10 || len(v.jtis) != 10 {
@@ -318,6 +319,12 @@ func TestClientAssertionConfigurationErrors(t *testing.T) {
 			p.Client.AssertionAudience = "issuer"
 			p.Endpoints.Issuer = ""
 		}, "has none"},
+		// A signed assertion goes only to its audience.
+		{"audience of another server", func(p *Provider) {
+			p.Client.AuthMethod = AuthSecretJWT
+			p.Client.Secret = NewSecret(testJWTSecret)
+			p.Client.AssertionAudience = "https://other.example.com/token"
+		}, "assertion audience https://other.example.com/token is neither the token endpoint"},
 	} {
 		p := newTestProvider(srv, AuthBasic, newClock())
 		c.set(p)

@@ -133,7 +133,7 @@ func (p *Provider) AwaitDevice(ctx context.Context, da *DeviceAuth) (*Token, err
 			// Our deadline (the code's expiry), not the caller's.
 			return nil, &Error{Op: opDevice, Code: "expired_token", Description: "the device code expired before the user approved", Class: Reauthorize}
 		}
-		return nil, fromXOAuth2(opDevice, p.now(), pr, err, "access_token", secrets)
+		return nil, tokenAnswerError(opDevice, p.now(), pr, err, secrets, "")
 	}
-	return p.finish(opDevice, pr, tok, "")
+	return p.finish(opDevice, pr, tok, "", nil)
 }

@@ -54,6 +54,15 @@
 //     not visible ASCII, or that repeats a top-level key (as do device
 //     authorization and registration answers with a repeated key) is
 //     malformed ([ErrMalformed], Transient).
+//   - A token answer that holds no token the caller can serve as asked
+//     (token_type DPoP without [Provider.WithDPoP], no access_token, a
+//     token exchange issuing another type than requested) is refused as
+//     [ErrUnservable], Configuration: asking again gets the same answer.
+//   - A refused 2xx token answer's new refresh token is handed back in
+//     [Error.RefreshToken]: the provider may have retired the one that was
+//     sent, and the caller must keep the new one.
+//   - A DPoP-Nonce over [MaxDPoPNonce] bytes is not kept, and a demand for
+//     one is a Configuration error ([ErrDPoPNonceTooLong]).
 //
 // The package knows nothing of storage, schedules or sockets, and it never
 // retries: the caller's backoff is the only source of retries. The one
@@ -90,8 +99,9 @@
 //     error, not a weak signature.
 //   - A client assertion's aud is the token endpoint for every request,
 //     revocation and device authorization included (OpenID Connect Core
-//     §9); [Client.AssertionAudience] makes it the issuer or another URL
-//     for servers that want that.
+//     §9); [Client.AssertionAudience] makes it the issuer, or a URL that
+//     must be the token endpoint or the issuer ([AudienceOf]): a signed
+//     assertion goes only to its audience.
 //   - The device authorization request carries the client assertion but no
 //     DPoP proof: RFC 9449 binds tokens, and only the token endpoint issues
 //     them.

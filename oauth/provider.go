@@ -3,6 +3,7 @@ package oauth
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -153,9 +154,9 @@ func (p *Provider) Exchange(ctx context.Context, code string, verifier Secret, p
 	}
 	tok, err := cfg.Exchange(withClient(ctx, hc), code, opts...)
 	if err != nil {
-		return nil, fromXOAuth2(opExchange, p.now(), pr, err, "access_token", []string{code, verifier.Reveal(), cfg.ClientSecret})
+		return nil, tokenAnswerError(opExchange, p.now(), pr, err, []string{code, verifier.Reveal(), cfg.ClientSecret}, "")
 	}
-	return p.finish(opExchange, pr, tok, "")
+	return p.finish(opExchange, pr, tok, "", nil)
 }
 
 // tokenProbe returns the probe and client for a request to the token
@@ -170,44 +171,155 @@ func (p *Provider) tokenProbe(op string) (*probe, *http.Client, error) {
 	return pr, hc, nil
 }
 
-// finish checks a token answer x/oauth2 accepted (checkToken) and converts
-// it. With DPoP, an answer whose token_type is not DPoP is refused: the
-// token would be a bearer token, usable by whoever sees it, where the
-// configuration asked for one bound to a key.
-func (p *Provider) finish(op string, pr *probe, tok *oauth2.Token, sentRefresh string) (*Token, error) {
+// finish checks a token answer x/oauth2 accepted (checkToken, servable)
+// and converts it. accept, when set, is the operation's own check of the
+// converted answer (token exchange: issued_token_type). A refused answer's
+// refresh token travels in the error (keepRefresh).
+func (p *Provider) finish(op string, pr *probe, tok *oauth2.Token, sentRefresh string, accept func(*Token) *Error) (*Token, error) {
 	r := pr.last()
 	if e := checkToken(op, r, tok); e != nil {
-		return nil, e
+		return nil, keepRefresh(e, r, sentRefresh)
 	}
 	t := convert(tok, r.sent, sentRefresh)
+	e := p.servable(op, r.status, t)
+	if e == nil && accept != nil {
+		e = accept(t)
+	}
+	if e != nil {
+		return nil, keepRefresh(e, r, sentRefresh)
+	}
 	if p.dpop != nil {
-		if !strings.EqualFold(t.TokenType, "DPoP") {
-			return nil, &Error{Op: op, Status: r.status, Class: Configuration,
-				Err: fmt.Errorf("%w (token_type %q)", ErrDPoPDowngrade, clean(t.TokenType, 40, nil))}
-		}
 		t.TokenType = "DPoP"
 	}
 	return t, nil
 }
+
+// ErrUnservable is the cause (test with errors.Is) of a refused answer that
+// holds no token tokend can serve as asked: a DPoP-bound token where dpop is
+// not set, no access_token, a token exchange that issued another type of
+// token than the one requested. Such an answer is a Configuration error:
+// asking again gets the same answer.
+var ErrUnservable = errors.New("the provider's answer holds no token that can be served for this grant")
+
+// servable refuses an answer whose token_type is not the kind asked for:
+// with DPoP, a token_type other than DPoP (the token would be a bearer
+// token, usable by whoever sees it, where the configuration asked for one
+// bound to a key: ErrDPoPDowngrade); without, token_type DPoP (the token
+// is bound to a key this request did not prove, and nobody could use it:
+// ErrUnservable).
+func (p *Provider) servable(op string, status int, t *Token) *Error {
+	dpop := strings.EqualFold(t.TokenType, "DPoP")
+	switch {
+	case p.dpop != nil && !dpop:
+		return &Error{Op: op, Status: status, Class: Configuration,
+			Err: fmt.Errorf("%w (token_type %q)", ErrDPoPDowngrade, clean(t.TokenType, 40, nil))}
+	case p.dpop == nil && dpop:
+		return &Error{Op: op, Status: status, Class: Configuration,
+			Err: fmt.Errorf("%w: the provider returned token_type %q, a DPoP-bound token, although dpop is not set", ErrUnservable, clean(t.TokenType, 40, nil))}
+	}
+	return nil
+}
+
+// tokenAnswerError is the *Error for a token request x/oauth2 failed. A
+// 2xx answer that parses and carries no access_token (nor an error code)
+// is unservable, not malformed: the provider meant it, and asking again
+// gets the same answer. A refresh token in a 2xx answer travels in the
+// error (keepRefresh).
+func tokenAnswerError(op string, now time.Time, pr *probe, err error, secrets []string, sentRefresh string) *Error {
+	e := fromXOAuth2(op, now, pr, err, "access_token", secrets)
+	r := pr.last()
+	if r.status < 200 || r.status > 299 {
+		return e
+	}
+	if e.Code == "" && errors.Is(e, ErrMalformed) {
+		if f, ok := answerFields(r); ok && f["access_token"] == "" {
+			e.Class = Configuration
+			e.Err = fmt.Errorf("%w: %w", ErrUnservable, e.Err)
+		}
+	}
+	return keepRefresh(e, r, sentRefresh)
+}
+
+// answerFields returns the string fields of a complete 2xx answer that is
+// a JSON object or a form; false when it is neither.
+func answerFields(r reply) (map[string]string, bool) {
+	if !r.complete || len(r.body) == 0 {
+		return nil, false
+	}
+	out := map[string]string{}
+	if isFormAnswer(r.header) {
+		q, err := url.ParseQuery(string(r.body))
+		if err != nil {
+			return nil, false
+		}
+		for k := range q {
+			out[k] = q.Get(k)
+		}
+		return out, true
+	}
+	var m map[string]any
+	if json.Unmarshal(r.body, &m) != nil || m == nil {
+		return nil, false
+	}
+	for k, v := range m {
+		switch x := v.(type) {
+		case string:
+			out[k] = x
+		case float64:
+			out[k] = strconv.FormatFloat(x, 'f', -1, 64)
+		}
+	}
+	return out, true
+}
+
+// keepRefresh puts the refresh token of a refused 2xx answer into e: the
+// provider may have retired the one that was sent (rotation) the moment it
+// answered, so whatever else is wrong with the answer, the caller must keep
+// this one or lose the grant. Only a new refresh token is carried (not the
+// one sent), and only one that could be sent back (visible ASCII).
+func keepRefresh(e *Error, r reply, sentRefresh string) *Error {
+	if r.status < 200 || r.status > 299 {
+		return e
+	}
+	f, ok := answerFields(r)
+	if !ok {
+		return e
+	}
+	rt := f["refresh_token"]
+	if rt == "" || rt == sentRefresh || !isVisibleASCII(rt) || len(rt) > maxRefreshToken {
+		return e
+	}
+	e.RefreshToken = NewSecret(rt)
+	for _, k := range []string{"refresh_token_expires_in", "refresh_expires_in"} {
+		if in, ok := seconds(f[k]); ok {
+			e.RefreshExpiry = r.sent.Add(in)
+			break
+		}
+	}
+	return e
+}
+
+// maxRefreshToken bounds a refresh token kept from a refused answer.
+const maxRefreshToken = 16 << 10
 
 // Refresh uses a refresh token (RFC 6749 §6), sending scopes (if any) and
 // params. A response without a refresh token returns a Token whose
 // RefreshToken is zero: the caller keeps the old one. It is safe for
 // concurrent use.
 func (p *Provider) Refresh(ctx context.Context, refresh Secret, scopes []string, params Params) (*Token, error) {
-	return p.grant(ctx, opRefresh, "refresh_token", scopes, params, url.Values{"refresh_token": {refresh.Reveal()}}, []string{refresh.Reveal()}, refresh.Reveal())
+	return p.grant(ctx, opRefresh, "refresh_token", scopes, params, url.Values{"refresh_token": {refresh.Reveal()}}, []string{refresh.Reveal()}, refresh.Reveal(), nil)
 }
 
 // ClientCredentials obtains a token with the client_credentials grant
 // (RFC 6749 §4.4). It is safe for concurrent use.
 func (p *Provider) ClientCredentials(ctx context.Context, scopes []string, params Params) (*Token, error) {
-	return p.grant(ctx, opClientCredentials, "client_credentials", scopes, params, nil, nil, "")
+	return p.grant(ctx, opClientCredentials, "client_credentials", scopes, params, nil, nil, "", nil)
 }
 
 // Password obtains a token with the resource owner password grant
 // (RFC 6749 §4.3). It is safe for concurrent use.
 func (p *Provider) Password(ctx context.Context, username string, password Secret, scopes []string, params Params) (*Token, error) {
-	return p.grant(ctx, opPassword, "password", scopes, params, url.Values{"username": {username}, "password": {password.Reveal()}}, []string{password.Reveal()}, "")
+	return p.grant(ctx, opPassword, "password", scopes, params, url.Values{"username": {username}, "password": {password.Reveal()}}, []string{password.Reveal()}, "", nil)
 }
 
 // grant sends a token request through clientcredentials.Config, whose
@@ -215,7 +327,7 @@ func (p *Provider) Password(ctx context.Context, username string, password Secre
 // grant that is a plain form POST. secrets are the grant's own (refresh
 // token, password, assertion, subject token), scrubbed from provider
 // messages; sentRefresh is the refresh token of a refresh request.
-func (p *Provider) grant(ctx context.Context, op, grantType string, scopes []string, params Params, fields url.Values, secrets []string, sentRefresh string) (*Token, error) {
+func (p *Provider) grant(ctx context.Context, op, grantType string, scopes []string, params Params, fields url.Values, secrets []string, sentRefresh string, accept func(*Token) *Error) (*Token, error) {
 	if err := needEndpoint(op, "token", p.endpoints().Token); err != nil {
 		return nil, err
 	}
@@ -247,9 +359,9 @@ func (p *Provider) grant(ctx context.Context, op, grantType string, scopes []str
 	}
 	tok, err := cfg.Token(withClient(ctx, hc))
 	if err != nil {
-		return nil, fromXOAuth2(op, p.now(), pr, err, "access_token", append(secrets, clientSecret))
+		return nil, tokenAnswerError(op, p.now(), pr, err, append(secrets, clientSecret), sentRefresh)
 	}
-	return p.finish(op, pr, tok, sentRefresh)
+	return p.finish(op, pr, tok, sentRefresh, accept)
 }
 
 // convert builds a Token from x/oauth2's (checked by checkToken), with

@@ -198,6 +198,12 @@ func (pr *probe) RoundTrip(req *http.Request) (*http.Response, error) {
 	// the caller sees as ErrDPoPNonceLoop.
 	_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
 	resp.Body.Close()
+	if n := len(resp.Header.Get("DPoP-Nonce")); n > MaxDPoPNonce {
+		// Signed into every proof to this origin: a bound keeps a server
+		// from making each request of the grant as large as it likes.
+		return nil, &Error{Status: resp.StatusCode, Class: Configuration,
+			Err: fmt.Errorf("%w: the server demands a DPoP nonce of %d bytes", ErrDPoPNonceTooLong, n)}
+	}
 	pr.mu.Lock()
 	pr.nonceRetried = true
 	pr.mu.Unlock()

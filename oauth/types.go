@@ -15,6 +15,11 @@ type Endpoints struct {
 	Revocation          string `json:"revocation_endpoint,omitempty"`
 	DeviceAuthorization string `json:"device_authorization_endpoint,omitempty"`
 	Registration        string `json:"registration_endpoint,omitempty"`
+	// PushedAuthorization (RFC 9126) and Introspection (RFC 7662) are
+	// discovered only. tokend sends nothing there; it refuses to make
+	// DPoP proofs for them (see AuthorizationServerURLs).
+	PushedAuthorization string `json:"pushed_authorization_request_endpoint,omitempty"`
+	Introspection       string `json:"introspection_endpoint,omitempty"`
 	// IssuerParameterSupported is RFC 9207's
 	// authorization_response_iss_parameter_supported.
 	IssuerParameterSupported bool `json:"authorization_response_iss_parameter_supported,omitempty"`
@@ -34,6 +39,27 @@ type MTLSAliases struct {
 	Revocation          string `json:"revocation_endpoint,omitempty"`
 	DeviceAuthorization string `json:"device_authorization_endpoint,omitempty"`
 	Registration        string `json:"registration_endpoint,omitempty"`
+	PushedAuthorization string `json:"pushed_authorization_request_endpoint,omitempty"`
+	Introspection       string `json:"introspection_endpoint,omitempty"`
+}
+
+// AuthorizationServerURLs are the endpoints where a request signed with a
+// grant's keys acts on the grant at the authorization server itself:
+// token, pushed authorization, revocation, introspection, device
+// authorization and registration, and their mTLS aliases. Empty ones are
+// left out.
+func (e Endpoints) AuthorizationServerURLs() []string {
+	all := []string{e.Token, e.PushedAuthorization, e.Revocation, e.Introspection, e.DeviceAuthorization, e.Registration}
+	if m := e.MTLS; m != nil {
+		all = append(all, m.Token, m.PushedAuthorization, m.Revocation, m.Introspection, m.DeviceAuthorization, m.Registration)
+	}
+	out := all[:0]
+	for _, u := range all {
+		if u != "" {
+			out = append(out, u)
+		}
+	}
+	return out
 }
 
 // AuthMethod is how the client authenticates at the token endpoint.
@@ -55,7 +81,8 @@ type Client struct {
 	// client_secret_jwt signs with Secret.
 	Key *SigningKey
 	// AssertionAudience is the aud of client assertions: "" means the
-	// token endpoint; "issuer" the provider's issuer; else that URL.
+	// token endpoint; "issuer" the provider's issuer; else that URL, which
+	// must be one of the two (AudienceOf).
 	AssertionAudience string
 }
 
@@ -199,4 +226,12 @@ type Error struct {
 	RetryAfter  time.Duration // from Retry-After on 429/503; 0 when absent
 	Class       Class
 	Err         error // the underlying cause, if any
+	// RefreshToken is the new refresh token of a 2xx answer that was
+	// refused (a downgraded or unservable token, a malformed field): the
+	// provider may have retired the one that was sent when it answered,
+	// so the caller must keep this one although it serves nothing else of
+	// the answer. Zero otherwise. It is never part of the message.
+	RefreshToken Secret
+	// RefreshExpiry is RefreshToken's expiry when the answer gave one.
+	RefreshExpiry time.Time
 }

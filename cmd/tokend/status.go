@@ -78,6 +78,9 @@ func writeDetails(w io.Writer, g *api.GrantStatus, now time.Time) {
 	row("grant", text(g.Name))
 	row("type", orDash(text(g.Type)))
 	row("provider", orDash(text(g.Provider)))
+	if g.TokenEndpoint != "" {
+		row("token endpoint", text(g.TokenEndpoint))
+	}
 	if g.SubjectGrant != "" {
 		row("subject grant", text(g.SubjectGrant))
 	}
