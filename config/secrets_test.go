@@ -15,7 +15,7 @@ import (
 func exampleAccounts() accounts {
 	return baseAccounts().with(
 		map[string]string{"tokend": "990", "reports": "1200", "deploy": "1300"},
-		map[string]string{"tokend": "990", "tokend-admin": "991", "monitoring": "992"},
+		map[string]string{"tokend": "990", "tokend-admin": "991", "monitoring": "992", "tokend-clients": "993"},
 	)
 }
 
