@@ -257,6 +257,9 @@ func TestInstall(t *testing.T) {
 	}{
 		{"etc/tokend", 0o750, 0, gid},
 		{"var/lib/tokend", 0o700, id, gid},
+		// Owned by tokend before tokend.socket binds in it: see the
+		// snippet.
+		{"run/tokend", 0o755, id, gid},
 	} {
 		fi, err := os.Stat(filepath.Join(root, tc.path))
 		if err != nil {
