@@ -64,6 +64,8 @@ deb: build
 # example config goes to /etc/tokend (never over a real config.yaml);
 # ownership of /etc/tokend and /var/lib/tokend is set by the tmpfiles.d
 # snippet (systemd-tmpfiles --create), not here, so this works unprivileged.
+# /etc/tokend is created 0750 when missing; an existing one keeps its mode
+# (the snippet, too, sets the mode only on creation).
 PREFIX    ?= /usr/local
 DESTDIR   ?=
 UNITDIR   := $(PREFIX)/lib/systemd/system
@@ -78,6 +80,7 @@ install:
 	install -D -m 0644 systemd/tokend.socket $(DESTDIR)$(UNITDIR)/tokend.socket
 	install -D -m 0644 systemd/tokend.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/tokend.conf
 	install -D -m 0644 systemd/tokend.tmpfiles $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/tokend.conf
-	install -D -m 0644 tokend.example.yaml $(DESTDIR)/etc/tokend/config.yaml.example
+	test -d $(DESTDIR)/etc/tokend || install -d -m 0750 $(DESTDIR)/etc/tokend
+	install -m 0644 tokend.example.yaml $(DESTDIR)/etc/tokend/config.yaml.example
 	install -D -m 0644 deploy/prometheus/tokend.rules.yml $(DESTDIR)$(SHAREDIR)/prometheus/tokend.rules.yml
 	install -D -m 0644 deploy/grafana/tokend-dashboard.json $(DESTDIR)$(SHAREDIR)/grafana/tokend-dashboard.json

@@ -150,4 +150,8 @@ type AuthorizeResponse struct {
 type ReloadResponse struct {
 	Grants   int      `json:"grants"`
 	Warnings []string `json:"warnings,omitempty"`
+	// RestartNeeded lists the keys the file changed that a reload does not
+	// apply (listen.callback, store.path, ...): they keep their running
+	// values until tokend restarts.
+	RestartNeeded []string `json:"restart_needed,omitempty"`
 }

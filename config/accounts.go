@@ -112,10 +112,15 @@ func (l Loader) resolveReaders(p *problems, path string, r *Readers) {
 	}
 }
 
-// resolveSocketGroup looks up listen.socket_group, recording its gid.
+// resolveSocketGroup looks up listen.socket_group, recording its gid. An
+// unset group becomes DefaultSocketGroup when that group exists; else it
+// stays unset (the socket keeps tokend's own group).
 func (l Loader) resolveSocketGroup(p *problems, ls *Listen) {
 	ls.socketGID, ls.groupResolved = 0, false
 	if ls.SocketGroup == "" {
+		if id, err := l.groupID(DefaultSocketGroup); err == nil {
+			ls.SocketGroup, ls.socketGID, ls.groupResolved = DefaultSocketGroup, id, true
+		}
 		return
 	}
 	id, err := l.groupID(ls.SocketGroup)

@@ -162,8 +162,9 @@ func TestClientTLSCertLoad(t *testing.T) {
 	future := writeFile(t, dir, "future.crt", certPEM(t, key, "tokend-app", now.Add(48*time.Hour), now.Add(96*time.Hour)), 0o644)
 	keyFile := writeFile(t, dir, "app.key", keyPEM(t, key), 0o600)
 	otherKey := writeFile(t, dir, "other.key", keyPEM(t, newECKey(t)), 0o600)
-	openKey := writeFile(t, dir, "open.key", keyPEM(t, key), 0o644)
+	openKey := writeFile(t, dir, "open.key", keyPEM(t, key), 0o640)
 	garbage := writeFile(t, dir, "garbage.crt", "not a certificate\n", 0o644)
+	keyCert := writeFile(t, dir, "keycert.crt", certPEM(t, key, "tokend-app", now.Add(-time.Hour), now.Add(90*24*time.Hour)), 0o600)
 	cfg := func(cert, key string) string {
 		return withClient("    client_id: tokend\n    auth_method: tls_client_auth\n    tls_cert_file: " + cert + "\n    tls_key_file: " + key + "\n")
 	}
@@ -193,7 +194,8 @@ func TestClientTLSCertLoad(t *testing.T) {
 		{"not yet valid", future, keyFile, "clients.app.tls_cert_file: " + future + ": the certificate is not valid before "},
 		{"key of another certificate", valid, otherKey, "config.yaml:11: clients.app.tls_key_file: " + otherKey + " is not the key of the certificate in " + valid},
 		{"not a certificate", garbage, keyFile, "clients.app.tls_cert_file: " + garbage + " holds no PEM certificate"},
-		{"key is a certificate", valid, valid, "clients.app.tls_key_file: " + valid + " holds no PEM private key"},
+		{"key is a certificate", valid, keyCert, "clients.app.tls_key_file: " + keyCert + " holds no PEM private key"},
+		{"key readable by every user", valid, valid, "clients.app.tls_key_file: " + valid + " is readable by every user (mode 0644)"},
 		{"missing key", valid, filepath.Join(dir, "nope.key"), "clients.app.tls_key_file: cannot read " + filepath.Join(dir, "nope.key") + ": no such file or directory"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -202,12 +204,12 @@ func TestClientTLSCertLoad(t *testing.T) {
 		})
 	}
 
-	t.Run("key readable by others warns", func(t *testing.T) {
+	t.Run("key readable by its group warns", func(t *testing.T) {
 		_, warns, err := loadYAML(t, dir, cfg(valid, openKey))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(warns) != 1 || !strings.Contains(warns[0], "clients.app.tls_key_file: "+openKey+" is readable by group or others (mode 0644)") {
+		if len(warns) != 1 || !strings.Contains(warns[0], "clients.app.tls_key_file: "+openKey+" is readable by group or others (mode 0640)") {
 			t.Errorf("warnings = %q", warns)
 		}
 	})

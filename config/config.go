@@ -68,7 +68,7 @@ type Store struct {
 type Listen struct {
 	Socket      string   `yaml:"socket"`       // default /run/tokend/tokend.sock ($RUNTIME_DIRECTORY/tokend.sock under systemd)
 	SocketMode  FileMode `yaml:"socket_mode"`  // octal, default 0660
-	SocketGroup string   `yaml:"socket_group"` // optional group owning the socket, by name or number
+	SocketGroup string   `yaml:"socket_group"` // group owning the socket, by name or number; default DefaultSocketGroup if it exists
 	Callback    string   `yaml:"callback"`     // default 127.0.0.1:8785; "off" disables
 	Metrics     string   `yaml:"metrics"`      // default 127.0.0.1:9785; "off" disables
 
@@ -298,9 +298,14 @@ const (
 	DefaultStorePath  = "/var/lib/tokend/tokend.db"
 	DefaultSocketPath = "/run/tokend/tokend.sock"
 	DefaultSocketMode = 0o660
-	DefaultCallback   = "127.0.0.1:8785"
-	DefaultMetrics    = "127.0.0.1:9785"
-	DefaultSchedule   = "@every 15s"
+	// DefaultSocketGroup is the group that may connect to the socket when
+	// listen.socket_group is not set and a group of this name exists (the
+	// package's sysusers.d snippet creates it; tokend.socket gives it the
+	// socket). It is not tokend's own group, which reads /etc/tokend.
+	DefaultSocketGroup = "tokend-clients"
+	DefaultCallback    = "127.0.0.1:8785"
+	DefaultMetrics     = "127.0.0.1:9785"
+	DefaultSchedule    = "@every 15s"
 	// StoreKeyCredential is the systemd credential holding the store key
 	// when store.key_file is not set.
 	StoreKeyCredential = "tokend.key"

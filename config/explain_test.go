@@ -19,7 +19,7 @@ func TestConfigExplain(t *testing.T) {
 	out := buf.String()
 	for _, want := range []string{
 		"store:     /var/lib/tokend/tokend.db (sealed with AES-256-GCM, key from " + dir + "/store.key)",
-		"socket:    /run/tokend/tokend.sock (mode 0660, group tokend)",
+		"socket:    /run/tokend/tokend.sock (mode 0660, group tokend-clients)",
 		`refresh:   wakes on "@every 15s"; refreshes at 75% of a token's lifetime (±5%) or when less than 1m0s remains`,
 		"operators: root, groups tokend-admin",
 		"  corp: discovery from https://id.example.com",

@@ -189,8 +189,8 @@ func (c *Config) resolveFleetSecrets(p *problems) {
 		if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil {
 			// tls's messages name no key material.
 			p.errorf("store.etcd.tls", "cert_file %s and key_file %s: %s", t.CertFile, t.KeyFile, errText(err))
-		} else if fi, err := os.Stat(t.KeyFile); err == nil && fi.Mode().Perm()&0o077 != 0 {
-			p.warnf("store.etcd.tls.key_file", "%s is readable by group or others (mode %04o): chmod 0600 it", t.KeyFile, fi.Mode().Perm())
+		} else if fi, err := os.Stat(t.KeyFile); err == nil {
+			p.secretModeOK("store.etcd.tls.key_file", t.KeyFile, fi)
 		}
 	}
 }

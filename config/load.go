@@ -556,6 +556,9 @@ type problems struct {
 	warns []string
 	// undecoded is the decoder's error for a tree the check passed.
 	undecoded error
+	// socketGID is the gid that may connect to the socket (-1: none),
+	// which no secret file may be readable by; set by resolveSecrets.
+	socketGID int
 }
 
 // problem is one error and the line it is about (0: none), by which

@@ -289,8 +289,8 @@ listen:
 // TestConfigEveryKey decodes a file that sets every key. Its users and
 // groups are looked up in a user database of the test's own, once without
 // them and once with them: the result does not depend on the accounts of
-// the machine (where tokend is installed, the tokend and tokend-admin
-// groups exist).
+// the machine (where tokend is installed, the tokend, tokend-clients and
+// tokend-admin groups exist).
 func TestConfigEveryKey(t *testing.T) {
 	data, err := os.ReadFile("testdata/every-key.yaml")
 	if err != nil {
@@ -298,7 +298,7 @@ func TestConfigEveryKey(t *testing.T) {
 	}
 	_, _, err = testLoader.Parse(data, "every-key.yaml")
 	want := []string{
-		`every-key.yaml:7: listen.socket_group: unknown group "tokend"`,
+		`every-key.yaml:7: listen.socket_group: unknown group "tokend-clients"`,
 		`every-key.yaml:18: operators.groups[0]: unknown group "tokend-admin"`,
 		`every-key.yaml:60: grants.reports-api.readers.users[0]: unknown user "reports"`,
 	}
@@ -306,7 +306,7 @@ func TestConfigEveryKey(t *testing.T) {
 		t.Fatalf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 
-	installed := baseAccounts().with(map[string]string{"tokend": "990", "reports": "1200"}, map[string]string{"tokend": "990", "tokend-admin": "991"})
+	installed := baseAccounts().with(map[string]string{"tokend": "990", "reports": "1200"}, map[string]string{"tokend": "990", "tokend-admin": "991", "tokend-clients": "992"})
 	c, warns, err := installed.loader().Parse(data, "every-key.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -318,7 +318,7 @@ func TestConfigEveryKey(t *testing.T) {
 	if g.Type != GrantAuthorizationCode || g.AuthParams["audience"] != "https://reports.example.com" || g.RefreshTokenLifetime != 24*time.Hour || g.Schedule.String() != "0 3 * * *" {
 		t.Errorf("grant decoded as %+v", g)
 	}
-	if gid, err := c.Listen.SocketGID(); gid != 990 || err != nil {
+	if gid, err := c.Listen.SocketGID(); gid != 992 || err != nil {
 		t.Errorf("socket group: %d, %v", gid, err)
 	}
 	if _, gids, err := c.Operators.IDs(); err != nil || len(gids) != 1 || gids[0] != 991 {

@@ -12,8 +12,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/tokend/tokend/oauth"
 )
@@ -83,7 +86,8 @@ func credentialPath(name string) (string, bool) {
 	return path, true
 }
 
-// readSecret reads a secret from a file (warning when others may read it)
+// readSecret reads a secret from a file (refused when readers of tokens
+// could read it, see secretModeOK)
 // or from a systemd credential. Messages name the key and the file, never
 // the contents.
 func readSecret(p *problems, key, file, credential string) (string, bool) {
@@ -109,8 +113,8 @@ func readSecret(p *problems, key, file, credential string) (string, bool) {
 		p.errorf(key, "%s is not a regular file", path)
 		return "", false
 	}
-	if file != "" && fi.Mode().Perm()&0o077 != 0 {
-		p.warnf(key, "%s is readable by group or others (mode %04o): chmod 0600 it", path, fi.Mode().Perm())
+	if file != "" && !p.secretModeOK(key, path, fi) {
+		return "", false
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -123,6 +127,79 @@ func readSecret(p *problems, key, file, credential string) (string, bool) {
 		return "", false
 	}
 	return s, true
+}
+
+// secretModeOK checks who besides its owner may read a secret file (the
+// store key, a client secret, a password, a private key). Readable by every
+// user, or by the group that may connect to the socket (the readers of
+// tokens), is an error: a reader would get the client's secret, and with it
+// any token of that client whatever the grants' readers. Readable by some
+// other group (tokend's own, ssl-cert) is a warning. It reports whether
+// the file may be used.
+func (p *problems) secretModeOK(key, path string, fi fs.FileInfo) bool {
+	msg, refused := secretExposure(fi, p.socketGID)
+	switch {
+	case msg == "":
+		return true
+	case refused:
+		p.errorf(key, "%s %s", path, msg)
+		return false
+	}
+	p.warnf(key, "%s %s", path, msg)
+	return true
+}
+
+// secretExposure says who else may read a secret file of this mode and
+// owner, and whether that is refused: readable by others or by socketGID
+// (-1: no socket group) is refused, by another group it is warned about.
+// The message follows the file's name.
+func secretExposure(fi fs.FileInfo, socketGID int) (msg string, refused bool) {
+	perm := fi.Mode().Perm()
+	gid := -1
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		gid = int(st.Gid)
+	}
+	switch {
+	case perm&0o004 != 0:
+		return fmt.Sprintf("is readable by every user (mode %04o): chmod 0600 it (create secrets with umask 077 or install -m 0600)", perm), true
+	case perm&0o040 != 0 && gid >= 0 && gid == socketGID:
+		return fmt.Sprintf("is readable by group %s (mode %04o), the group that may connect to the socket (listen.socket_group): every reader of a token could read it; chmod 0600 it", groupName(gid), perm), true
+	case perm&0o077 != 0:
+		return fmt.Sprintf("is readable by group or others (mode %04o): chmod 0600 it", perm), false
+	}
+	return "", false
+}
+
+// groupName is a gid's name and number, or the number alone.
+func groupName(gid int) string {
+	if g, err := user.LookupGroupId(strconv.Itoa(gid)); err == nil {
+		return fmt.Sprintf("%s (gid %d)", g.Name, gid)
+	}
+	return "gid " + strconv.Itoa(gid)
+}
+
+// CheckSecretFile checks a secret file that Load does not read itself as
+// Load checks the ones it reads: the file the shipped unit passes as the
+// credential tokend.key, say. It returns a warning, or an error when the
+// file is readable by every user or by the group that may connect to the
+// socket. The messages name the file, never its contents.
+func (c *Config) CheckSecretFile(path string) (warning string, err error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", fmt.Errorf("config: %w", err)
+	}
+	gid, gerr := c.Listen.SocketGID()
+	if gerr != nil {
+		gid = -1
+	}
+	msg, refused := secretExposure(fi, gid)
+	switch {
+	case msg == "":
+		return "", nil
+	case refused:
+		return "", fmt.Errorf("config: %s %s", path, msg)
+	}
+	return path + " " + msg, nil
 }
 
 // errText is the reason of a file error without the path os repeats.
@@ -138,6 +215,10 @@ func errText(err error) string {
 // files and credentials, and the keys, certificates and CA bundles of
 // clientauth.go and grants14.go.
 func (c *Config) resolveSecrets(p *problems) {
+	p.socketGID = -1
+	if gid, err := c.Listen.SocketGID(); err == nil {
+		p.socketGID = gid
+	}
 	keyPath, keyKey := c.Store.KeyFile, "store.key_file"
 	if keyPath == "" {
 		if cp, ok := credentialPath(StoreKeyCredential); ok {
@@ -150,13 +231,13 @@ func (c *Config) resolveSecrets(p *problems) {
 		} else if data, err := os.ReadFile(keyPath); err != nil {
 			p.errorf(keyKey, "cannot read %s: %s", keyPath, errText(err))
 		} else {
-			if c.Store.KeyFile != "" && fi.Mode().Perm()&0o077 != 0 {
-				p.warnf(keyKey, "%s is readable by group or others (mode %04o): chmod 0600 it", keyPath, fi.Mode().Perm())
-			}
+			ok := c.Store.KeyFile == "" || p.secretModeOK(keyKey, keyPath, fi)
 			key, err := parseKey(data)
-			if err != nil {
+			switch {
+			case !ok:
+			case err != nil:
 				p.errorf(keyKey, "%s: %v", keyPath, err)
-			} else {
+			default:
 				c.Store.Key = key
 			}
 		}

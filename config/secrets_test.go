@@ -15,7 +15,7 @@ import (
 func exampleAccounts() accounts {
 	return baseAccounts().with(
 		map[string]string{"tokend": "990", "reports": "1200", "deploy": "1300"},
-		map[string]string{"tokend": "990", "tokend-admin": "991", "monitoring": "992"},
+		map[string]string{"tokend": "990", "tokend-admin": "991", "monitoring": "992", "tokend-clients": "993"},
 	)
 }
 
@@ -70,7 +70,7 @@ func TestConfigSecretFiles(t *testing.T) {
 	dir := t.TempDir()
 	secretPath := filepath.Join(dir, "app.secret")
 	const secret = "very-secret-value-42"
-	if err := os.WriteFile(secretPath, []byte(secret+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(secretPath, []byte(secret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	write := func(yml string) string {
@@ -83,11 +83,13 @@ func TestConfigSecretFiles(t *testing.T) {
 	withSecret := strings.Replace(minimal, "client_id: tokend", "client_id: tokend\n    client_secret_file: "+secretPath, 1)
 
 	t.Run("group-readable warns", func(t *testing.T) {
+		chmod(t, secretPath, 0o640)
+		defer chmod(t, secretPath, 0o600)
 		c, warns, err := testLoader.Load(write(withSecret))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(warns) != 1 || !strings.Contains(warns[0], secretPath) || !strings.Contains(warns[0], "mode 0644") ||
+		if len(warns) != 1 || !strings.Contains(warns[0], secretPath) || !strings.Contains(warns[0], "mode 0640") ||
 			!strings.Contains(warns[0], "clients.app.client_secret_file") || !strings.HasPrefix(warns[0], filepath.Join(dir, "config.yaml")+":9: ") {
 			t.Errorf("warnings = %q", warns)
 		}
@@ -107,8 +109,8 @@ func TestConfigSecretFiles(t *testing.T) {
 	})
 
 	t.Run("never in messages", func(t *testing.T) {
-		// An invalid config whose secret file is readable: every message
-		// is checked for the secret.
+		// An invalid config whose secret file is read, as a client secret
+		// and as a (bad) key: every message is checked for the secret.
 		yml := strings.Replace(withSecret, "authorization_code", "bogus", 1) + "store: {key_file: " + secretPath + "}\n"
 		_, warns, err := testLoader.Load(write(yml))
 		if err == nil {
@@ -254,5 +256,86 @@ func TestParseKey(t *testing.T) {
 			strings.Contains(err.Error(), "zz") || strings.Contains(err.Error(), "secret") {
 			t.Errorf("error %q echoes the key", err)
 		}
+	}
+}
+
+func chmod(t testing.TB, path string, mode os.FileMode) {
+	t.Helper()
+	if err := os.Chmod(path, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSecretReadableByReadersRefused: a secret that the readers of tokens
+// could read — every user, or the group that may connect to the socket,
+// whether named in listen.socket_group or the tokend-clients default —
+// stops the load; one readable by another group (tokend's own) is a
+// warning. Every kind of secret file goes through the same rule.
+func TestSecretReadableByReadersRefused(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("gives files to another group: needs root")
+	}
+	t.Setenv("CREDENTIALS_DIRECTORY", "")
+	const clientsGID, serviceGID = 4242, 4243
+	loader := baseAccounts().with(nil, map[string]string{DefaultSocketGroup: "4242", "tokend": "4243", "readers": "4244"}).loader()
+	dir := t.TempDir()
+	secret := writeFile(t, dir, "app.secret", "very-secret-value-42\n", 0o600)
+	key := writeFile(t, dir, "store.key", strings.Repeat("07", 32)+"\n", 0o600)
+	yml := strings.Replace(minimal, "client_id: tokend", "client_id: tokend\n    client_secret_file: "+secret, 1) +
+		"store: {key_file: " + key + "}\n"
+	cfg := filepath.Join(dir, "config.yaml")
+	load := func(t *testing.T, extra string) ([]string, error) {
+		t.Helper()
+		if err := os.WriteFile(cfg, []byte(yml+extra), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, warns, err := loader.Load(cfg)
+		return warns, err
+	}
+	give := func(t *testing.T, path string, gid int, mode os.FileMode) {
+		t.Helper()
+		if err := os.Chown(path, 0, gid); err != nil {
+			t.Fatal(err)
+		}
+		chmod(t, path, mode)
+		t.Cleanup(func() { _ = os.Chown(path, 0, 0); chmod(t, path, 0o600) })
+	}
+
+	for _, tt := range []struct {
+		name     string
+		file     string
+		gid      int
+		mode     os.FileMode
+		extra    string // appended to the file: listen.socket_group
+		refused  string // the error, or "" for a warning
+		warnPart string
+	}{
+		{"key readable by every user", key, 0, 0o644, "", "store.key_file: " + key + " is readable by every user (mode 0644)", ""},
+		{"secret readable by every user", secret, 0, 0o604, "", "clients.app.client_secret_file: " + secret + " is readable by every user (mode 0604)", ""},
+		{"secret of the default socket group", secret, clientsGID, 0o640, "", "clients.app.client_secret_file: " + secret + " is readable by group gid 4242 (mode 0640), the group that may connect to the socket", ""},
+		{"key of the default socket group", key, clientsGID, 0o640, "", "store.key_file: " + key + " is readable by group gid 4242 (mode 0640), the group that may connect to the socket", ""},
+		{"secret of a configured socket group", secret, 4244, 0o640, "listen: {socket_group: readers}\n", "is readable by group gid 4244 (mode 0640), the group that may connect to the socket (listen.socket_group)", ""},
+		{"secret of tokend's group", secret, serviceGID, 0o640, "", "", "clients.app.client_secret_file: " + secret + " is readable by group or others (mode 0640)"},
+		{"default group not the socket's when another is set", secret, clientsGID, 0o640, "listen: {socket_group: readers}\n", "", "is readable by group or others (mode 0640)"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			give(t, tt.file, tt.gid, tt.mode)
+			warns, err := load(t, tt.extra)
+			if tt.refused != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.refused) {
+					t.Fatalf("err = %v\nwant one containing %q", err, tt.refused)
+				}
+				if strings.Contains(err.Error(), "very-secret") {
+					t.Errorf("the secret is in the error: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(warns) != 1 || !strings.Contains(warns[0], tt.warnPart) {
+				t.Errorf("warnings = %q, want one containing %q", warns, tt.warnPart)
+			}
+		})
 	}
 }

@@ -1,11 +1,13 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -157,5 +159,63 @@ func TestReloadWithoutSource(t *testing.T) {
 	}
 	if _, err := h.d.ReloadConfig(); !errors.Is(err, ErrNoConfigSource) {
 		t.Fatalf("ReloadConfig without a source: %v", err)
+	}
+}
+
+// TestKeepUnreloadable: every key a reload cannot apply is named when the
+// file changes it, keeps its running value in the configuration the daemon
+// keeps, and the keys a reload applies are taken from the file.
+func TestKeepUnreloadable(t *testing.T) {
+	base := func() *config.Config {
+		return &config.Config{
+			Store:   config.Store{Path: "/var/lib/tokend/tokend.db", KeyFile: "/etc/tokend/store.key", Key: []byte("k1")},
+			Listen:  config.Listen{Socket: "/run/tokend/tokend.sock", Callback: "127.0.0.1:8785", Metrics: "127.0.0.1:9785"},
+			Refresh: config.Refresh{Concurrency: 8, Timeout: 30e9, Fraction: 0.75},
+			Log:     config.Log{Level: "info", Format: "text"},
+			Fleet:   config.Fleet{Instance: "a"},
+		}
+	}
+	for _, tt := range []struct {
+		change func(*config.Config)
+		want   string // "" when a reload applies it
+	}{
+		{func(c *config.Config) { c.Store.Path = "/srv/other.db" }, "store.path"},
+		{func(c *config.Config) { c.Store.KeyFile = "/etc/tokend/new.key" }, "store.key_file"},
+		{func(c *config.Config) { c.Store.Key = []byte("k2") }, "store.key_file"},
+		{func(c *config.Config) { c.Store.Backend = config.BackendEtcd }, "store.backend"},
+		{func(c *config.Config) { c.Store.Etcd.Endpoints = []string{"http://127.0.0.1:2379"} }, "store.etcd"},
+		{func(c *config.Config) { c.Listen.Socket = "/run/other.sock" }, "listen.socket"},
+		{func(c *config.Config) { c.Listen.SocketMode = config.Mode(0o666) }, "listen.socket_mode"},
+		{func(c *config.Config) { c.Listen.SocketGroup = "staff" }, "listen.socket_group"},
+		{func(c *config.Config) { c.Listen.Callback = "127.0.0.1:9999" }, "listen.callback"},
+		{func(c *config.Config) { c.Listen.Metrics = "off" }, "listen.metrics"},
+		{func(c *config.Config) { c.Log.Level = "debug" }, "log.level"},
+		{func(c *config.Config) { c.Log.Format = "json" }, "log.format"},
+		{func(c *config.Config) { c.Refresh.Concurrency = 2 }, "refresh.concurrency"},
+		{func(c *config.Config) { c.Refresh.Timeout = 5e9 }, "refresh.timeout"},
+		{func(c *config.Config) { c.Fleet.Instance = "b" }, "fleet.instance"},
+		{func(c *config.Config) { c.Refresh.Fraction = 0.5 }, ""},
+		{func(c *config.Config) { c.Grants = map[string]config.Grant{"g": {Client: "app"}} }, ""},
+	} {
+		running, next := base(), base()
+		tt.change(next)
+		fromFile := *next
+		got := keepUnreloadable(next, running)
+		switch {
+		case tt.want == "" && len(got) != 0:
+			t.Errorf("a reloadable change is reported as needing a restart: %v", got)
+		case tt.want != "" && (len(got) != 1 || got[0] != tt.want):
+			t.Errorf("changed %s: reported %v", tt.want, got)
+		}
+		if tt.want != "" {
+			if again := keepUnreloadable(base(), next); len(again) != 0 {
+				t.Errorf("changed %s: the kept configuration still differs from the running one in %v", tt.want, again)
+			}
+		} else if next.Refresh.Fraction != fromFile.Refresh.Fraction || len(next.Grants) != len(fromFile.Grants) {
+			t.Errorf("a reloadable change was not taken from the file: %+v", next)
+		}
+		if !slices.Contains(RestartKeys(), cmp.Or(tt.want, "store.path")) {
+			t.Errorf("RestartKeys lacks %s", tt.want)
+		}
 	}
 }

@@ -473,12 +473,19 @@ func TestCheckConfig14(t *testing.T) {
 	}
 	noSecretIn(t, "check-config output", out, append(secrets, string(sa)))
 
-	// A key file others can read: a warning, as for a client secret.
+	// A key file its group can read: a warning, as for a client secret;
+	// one every user can read: refused.
+	if err := os.Chmod(keyFile, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := checkConfig(t, path); code != 0 || !strings.Contains(out, keyFile+" is readable by group or others") {
+		t.Errorf("check-config does not warn of a key file of mode 0640 (exit %d):\n%s", code, out)
+	}
 	if err := os.Chmod(keyFile, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out, _ := checkConfig(t, path); !strings.Contains(out, keyFile+" is readable by group or others") {
-		t.Errorf("check-config does not warn of a key file of mode 0644:\n%s", out)
+	if out, code := checkConfig(t, path); code == 0 || !strings.Contains(out, keyFile+" is readable by every user") {
+		t.Errorf("check-config does not refuse a key file of mode 0644 (exit %d):\n%s", code, out)
 	}
 	os.Chmod(keyFile, 0o600)
 

@@ -8,8 +8,8 @@
 //
 //	tokend.service    Type=notify service with watchdog and full sandboxing
 //	tokend.socket     the fetch API socket, /run/tokend/tokend.sock, passed as "api"
-//	tokend.sysusers   sysusers.d snippet: the tokend user and the tokend-admin group
-//	tokend.tmpfiles   tmpfiles.d snippet: /etc/tokend and /var/lib/tokend
+//	tokend.sysusers   sysusers.d snippet: the tokend user, the tokend-clients and tokend-admin groups
+//	tokend.tmpfiles   tmpfiles.d snippet: /etc/tokend, /var/lib/tokend and /run/tokend
 //
 // A test runs systemd-analyze (verify, and security with --offline) over the
 // units so that the sandboxing cannot silently regress.

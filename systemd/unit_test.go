@@ -88,8 +88,8 @@ func TestUnitSettings(t *testing.T) {
 		{sock, "RemoveOnStop", "yes", "a stopped socket unit leaves no stale file"},
 		{sock, "ListenStream", "/run/tokend/tokend.sock", "the default socket path of the CLI"},
 		{sock, "FileDescriptorName", "api", "the daemon picks its listener by this name"},
-		{sock, "SocketMode", "0660", "only the tokend group may connect"},
-		{sock, "SocketGroup", "tokend", "matches tokend.sysusers"},
+		{sock, "SocketMode", "0660", "only the socket's group may connect"},
+		{sock, "SocketGroup", "tokend-clients", "matches tokend.sysusers and the config default; not tokend's own group, which reads /etc/tokend"},
 	} {
 		if got := tc.unit[tc.key]; len(got) == 0 || got[len(got)-1] != tc.want {
 			t.Errorf("%s=%v, want %s (%s)", tc.key, got, tc.want, tc.why)
@@ -235,7 +235,7 @@ func TestInstall(t *testing.T) {
 	if uid == nil {
 		t.Fatalf("no tokend user with home /var/lib/tokend in passwd:\n%s", passwd)
 	}
-	for _, g := range []string{"tokend", "tokend-admin"} {
+	for _, g := range []string{"tokend", "tokend-clients", "tokend-admin"} {
 		if !regexp.MustCompile(`(?m)^` + g + `:x:\d+:`).Match(group) {
 			t.Errorf("group %s not created:\n%s", g, group)
 		}
@@ -257,6 +257,9 @@ func TestInstall(t *testing.T) {
 	}{
 		{"etc/tokend", 0o750, 0, gid},
 		{"var/lib/tokend", 0o700, id, gid},
+		// Owned by tokend before tokend.socket binds in it: see the
+		// snippet.
+		{"run/tokend", 0o755, id, gid},
 	} {
 		fi, err := os.Stat(filepath.Join(root, tc.path))
 		if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"html/template"
 	"net/url"
@@ -27,10 +28,12 @@ const waitLimit = 10 * time.Minute
 // cmdAuthorize starts the authorization of a grant: it prints the URL to
 // open (authorization_code) or the code to enter (device_code); grants that
 // need no person are obtained at once. With --wait it polls until the
-// token arrives, the authorization fails, or it expires.
+// token arrives, the authorization fails, it expires, or --timeout (when
+// given) has passed since the command started.
 func (c *cli) cmdAuthorize(ctx context.Context, args []string) int {
-	fs := c.flagSet("authorize", "authorize NAME [--open] [--wait] [--socket PATH]")
+	fs := c.flagSet("authorize", "authorize NAME [--open] [--wait [--timeout D]] [--socket PATH]")
 	cf := c.addClientFlags(fs)
+	fs.Lookup("timeout").Usage = "give up after this long; with --wait, on the whole wait (default: each request 1m, the wait until the authorization expires)"
 	open := fs.Bool("open", false, "open the URL with xdg-open")
 	wait := fs.Bool("wait", false, "wait until the authorization completes")
 	pos, code, ok := c.parseArgs(fs, args)
@@ -112,11 +115,35 @@ func (c *cli) cmdAuthorize(ctx context.Context, args []string) int {
 		fmt.Fprintf(c.stdout, "Then check with: tokend status %s\n", name)
 		return exitOK
 	}
-	deadline := ar.ExpiresAt
-	if deadline.IsZero() {
-		deadline = started.Add(waitLimit)
+	w := waitBound{deadline: ar.ExpiresAt}
+	if w.deadline.IsZero() {
+		w.deadline = started.Add(waitLimit)
 	}
-	return c.waitAuthorized(ctx, cf, name, gen0, started, deadline)
+	// An explicit --timeout bounds the whole wait, not only each request:
+	// a script that says 8s must get its answer after 8s. Without it the
+	// wait lasts as long as the authorization can complete.
+	if flagGiven(fs, "timeout") && cf.timeout > 0 {
+		if limit := started.Add(cf.timeout); limit.Before(w.deadline) {
+			w = waitBound{deadline: limit, timeout: cf.timeout, expires: ar.ExpiresAt}
+		}
+	}
+	return c.waitAuthorized(ctx, cf, name, gen0, started, w)
+}
+
+// waitBound is when `authorize --wait` gives up: deadline, which is the
+// authorization's expiry unless --timeout (timeout, non-zero) comes first;
+// expires is then the authorization's own expiry, for the message.
+type waitBound struct {
+	deadline time.Time
+	timeout  time.Duration
+	expires  time.Time
+}
+
+// flagGiven reports whether the flag name was set on the command line.
+func flagGiven(fs *flag.FlagSet, name string) bool {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
 }
 
 // openable reports whether --open may hand u to the desktop: an absolute
@@ -211,11 +238,16 @@ func sweepRedirectDirs(base string, cutoff time.Time) {
 
 // waitAuthorized polls the grant's status until a new token arrives (its
 // generation grows), the authorization is reported failed, or deadline.
-func (c *cli) waitAuthorized(ctx context.Context, cf *clientFlags, name string, gen0 uint64, started, deadline time.Time) int {
+func (c *cli) waitAuthorized(ctx context.Context, cf *clientFlags, name string, gen0 uint64, started time.Time, w waitBound) int {
 	fmt.Fprintln(c.stderr, "Waiting for the authorization to complete (Ctrl-C to stop)...")
 	warned := false
 	for {
-		if err := c.sleep(ctx, pollInterval); err != nil {
+		// The last poll lands on the deadline, not a poll interval past it.
+		d := min(pollInterval, w.deadline.Sub(c.now()))
+		if d <= 0 {
+			return c.waitTimedOut(name, w)
+		}
+		if err := c.sleep(ctx, d); err != nil {
 			c.printErr(errors.New("tokend: stopped waiting"))
 			return exitError
 		}
@@ -242,9 +274,23 @@ func (c *cli) waitAuthorized(ctx context.Context, cf *clientFlags, name string, 
 			c.printErr(fmt.Errorf("tokend: authorization of %s failed: %s", name, oneLine(st.Auth, 0)))
 			return exitError
 		}
-		if !c.now().Before(deadline) {
-			c.printErr(fmt.Errorf("tokend: the authorization of %s was not completed in time; run tokend authorize %s again", name, name))
-			return exitError
+		if !c.now().Before(w.deadline) {
+			return c.waitTimedOut(name, w)
 		}
 	}
+}
+
+// waitTimedOut reports that --wait gave up, at --timeout or at the
+// authorization's expiry.
+func (c *cli) waitTimedOut(name string, w waitBound) int {
+	if w.timeout > 0 {
+		msg := fmt.Sprintf("tokend: the authorization of %s was not completed within --timeout %s", name, w.timeout)
+		if !w.expires.IsZero() {
+			msg += fmt.Sprintf("; it can still complete until %s (tokend status %s)", w.expires.Format(time.RFC3339), name)
+		}
+		c.printErr(errors.New(msg))
+		return exitError
+	}
+	c.printErr(fmt.Errorf("tokend: the authorization of %s was not completed in time; run tokend authorize %s again", name, name))
+	return exitError
 }

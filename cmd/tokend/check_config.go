@@ -65,8 +65,23 @@ func (c *cli) cmdCheckConfig(_ context.Context, args []string) int {
 		}
 		return exitError
 	}
-	// The store is checked as Open will check it (issue 10, finding 6): a
-	// file or directory another user controls is a problem, not an OK.
+	// The key the shipped unit passes as the credential tokend.key: serve
+	// sees only systemd's private copy, so the file itself is checked here.
+	if !*skipSecrets && cfg.Store.KeyFile == "" && os.Getenv("CREDENTIALS_DIRECTORY") == "" {
+		if _, serr := os.Stat(unitStoreKey); serr == nil {
+			warn, kerr := cfg.CheckSecretFile(unitStoreKey)
+			if kerr != nil {
+				fmt.Fprintln(c.stderr, kerr)
+				fmt.Fprintf(c.stderr, "tokend: the store key %s (LoadCredential= of tokend.service) is not safe to use\n", unitStoreKey)
+				return exitError
+			}
+			if warn != "" {
+				fmt.Fprintln(c.stderr, "warning: store key (credential "+config.StoreKeyCredential+"): "+warn)
+			}
+		}
+	}
+	// The store is checked as Open will check it: a file or directory
+	// another user controls is a problem, not an OK.
 	var note string
 	if !cfg.Store.FleetMode() { // in fleet mode store.path is not used
 		note, err = checkStore(cfg.Store.Path)
@@ -97,6 +112,10 @@ func (c *cli) cmdCheckConfig(_ context.Context, args []string) int {
 	fmt.Fprintf(c.stdout, "\n%s: OK\n", path)
 	return exitOK
 }
+
+// unitStoreKey is the file tokend.service passes as the credential
+// tokend.key (LoadCredential=); a variable for tests.
+var unitStoreKey = "/etc/tokend/store.key"
 
 // serviceUser is the account tokend.service runs as (User=, created by
 // tokend.sysusers).

@@ -438,6 +438,47 @@ func TestAuthorizeWaitFailures(t *testing.T) {
 	})
 }
 
+// TestAuthorizeWaitTimeout is a script's `authorize --wait --timeout D`:
+// the wait ends at D after the start, with the clock advanced by the polls,
+// not when the authorization expires 10 minutes later.
+func TestAuthorizeWaitTimeout(t *testing.T) {
+	for _, tt := range []struct {
+		timeout string
+		want    time.Duration
+	}{{"8s", 8 * time.Second}, {"3s", 3 * time.Second}} {
+		t.Run(tt.timeout, func(t *testing.T) {
+			f := newFakeDaemon(t, map[string][]reply{
+				"POST /v1/tokens/web/authorize": {{200, `{"grant":"web","kind":"authorization_code","url":"https://id.example.com/a","expires_at":"2026-11-23T10:10:00Z"}`}},
+				"GET /v1/tokens/web/status":     {{200, `{"name":"web","state":"reauthorization_required","generation":5,"authorization":"pending","authorization_at":"2026-11-23T10:00:00Z"}`}},
+			})
+			tc := newTestCLI()
+			var elapsed time.Duration
+			tc.now = func() time.Time { return testNow.Add(elapsed) }
+			tc.sleep = func(ctx context.Context, d time.Duration) error {
+				if d <= 0 || d > pollInterval {
+					t.Fatalf("slept %s", d)
+				}
+				elapsed += d
+				if elapsed > 11*time.Minute {
+					t.Fatalf("still waiting after %s", elapsed)
+				}
+				return ctx.Err()
+			}
+			code := tc.run("authorize", "web", "--wait", "--timeout", tt.timeout, "--socket", f.socket)
+			if code != exitError {
+				t.Errorf("exit %d, want %d", code, exitError)
+			}
+			if elapsed != tt.want {
+				t.Errorf("gave up after %s, want %s", elapsed, tt.want)
+			}
+			want := "tokend: the authorization of web was not completed within --timeout " + tt.timeout + "; it can still complete until 2026-11-23T10:10:00Z"
+			if !strings.Contains(tc.errOut.String(), want) {
+				t.Errorf("stderr %q lacks %q", tc.errOut.String(), want)
+			}
+		})
+	}
+}
+
 func TestAuthorizeImmediate(t *testing.T) {
 	f := newFakeDaemon(t, map[string][]reply{
 		"POST /v1/tokens/m2m/authorize": {{200, `{"grant":"m2m","kind":"client_credentials","status":{"name":"m2m","state":"valid","expires_at":"2026-11-23T10:59:59Z"}}`}},

@@ -10,6 +10,7 @@
 //	3  reauthorization required: a person must run `tokend authorize NAME` (HTTP 409)
 //	4  permission denied (HTTP 403)
 //	5  unknown grant (HTTP 404)
+//	6  tokend reload: applied, except changes that need a restart, which it names
 package main
 
 import (
@@ -43,6 +44,9 @@ const (
 	exitReauth    = 3
 	exitForbidden = 4
 	exitNotFound  = 5
+	// exitRestartNeeded: tokend reload applied the file except keys that
+	// need a restart (listen.*, store.*, ...).
+	exitRestartNeeded = 6
 )
 
 const usageText = `tokend keeps OAuth 2.0 tokens fresh and serves them over a unix socket.
@@ -93,6 +97,7 @@ Exit codes:
   3  reauthorization required: run "tokend authorize NAME" (HTTP 409)
   4  permission denied (HTTP 403)
   5  unknown grant (HTTP 404)
+  6  reload: applied, except changes that need a restart (named)
 `
 
 // cli carries the process's environment so commands are testable without

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -147,5 +148,106 @@ func TestReloadServe(t *testing.T) {
 	var ae *api.Error
 	if _, err := cl.Token(ctx, "three"); !errors.As(err, &ae) {
 		t.Fatalf("unknown grant: %v", err)
+	}
+}
+
+// TestReloadNamesKeysThatNeedRestart: `tokend reload` after listen.callback
+// (and a grant) changed in the file applies the grant, leaves the callback
+// listener where it is, names listen.callback as needing a restart, and
+// exits 6 — again on the next reload, since the running value still
+// differs from the file, and 0 once the file agrees again.
+func TestReloadNamesKeysThatNeedRestart(t *testing.T) {
+	for _, k := range []string{"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"} {
+		t.Setenv(k, "")
+	}
+	prov := oauthtest.New(oauthtest.Options{
+		AccessTTL: 10 * time.Minute,
+		Clients:   []oauthtest.Client{{ID: "app", Secret: serveTestSecret, AuthMethod: "client_secret_basic"}},
+	})
+	defer prov.Close()
+	dir, err := os.MkdirTemp("", "tkr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.WriteFile(filepath.Join(dir, "app.secret"), []byte(serveTestSecret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A port of its own for the callback, so that the file can name it.
+	probe, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	callback := probe.Addr().String()
+	probe.Close()
+	path := filepath.Join(dir, "config.yaml")
+	write := func(callback string, grants ...string) {
+		t.Helper()
+		var b strings.Builder
+		for _, g := range grants {
+			fmt.Fprintf(&b, "  %s: {client: app, type: client_credentials}\n", g)
+		}
+		yml := strings.NewReplacer("DIR", dir, "ISSUER", prov.URL(), "GRANTS", b.String(),
+			`callback: "off"`, "callback: "+callback).Replace(reloadConfig)
+		if err := os.WriteFile(path, []byte(yml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(callback, "one")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runServe(ctx, []string{"--config", path}) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	sock := filepath.Join(dir, "t.sock")
+	cl := api.NewClient(sock)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := cl.Token(ctx, "one"); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("the daemon did not serve grant one: %v", err)
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("serve ended: %v", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+
+	moved := "127.0.0.2:" + strings.Split(callback, ":")[1]
+	write(moved, "one", "two")
+	for range 2 {
+		tc := newTestCLI()
+		code := tc.run("reload", "--socket", sock)
+		if code != exitRestartNeeded {
+			t.Errorf("reload with listen.callback changed: exit %d, want %d", code, exitRestartNeeded)
+		}
+		if out := tc.out.String(); out != "configuration reloaded: 2 grants, except listen.callback\n" {
+			t.Errorf("stdout %q", out)
+		}
+		if msg := tc.errOut.String(); !strings.Contains(msg, "listen.callback") || !strings.Contains(msg, "restart") {
+			t.Errorf("stderr %q does not say that listen.callback needs a restart", msg)
+		}
+	}
+	// The rest was applied; the callback did not move.
+	if _, err := cl.Token(ctx, "two"); err != nil {
+		t.Errorf("grant two after the reload: %v", err)
+	}
+	if c, err := net.Dial("tcp", callback); err != nil {
+		t.Errorf("the callback listener left %s: %v", callback, err)
+	} else {
+		c.Close()
+	}
+
+	write(callback, "one", "two")
+	tc := newTestCLI()
+	if code := tc.run("reload", "--socket", sock); code != exitOK || tc.out.String() != "configuration reloaded: 2 grants\n" || strings.Contains(tc.errOut.String(), "restart") {
+		t.Errorf("reload with the running callback again: exit %d, stdout %q, stderr %q", code, tc.out.String(), tc.errOut.String())
 	}
 }

@@ -76,6 +76,9 @@ func serve(ctx context.Context, cfg *config.Config, warnings []string, reload fu
 	if l := pickListener(lns); l != nil {
 		opts.SocketListener = l
 		log.Info("using the socket passed by systemd", "addr", l.Addr().String())
+		if w := passedSocketWarning(l, cfg, os.Getegid()); w != "" {
+			log.Warn(w)
+		}
 	}
 	d, err := daemon.New(cfg, opts)
 	if err != nil {

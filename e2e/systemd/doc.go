@@ -42,11 +42,15 @@
 // nothing; a missing store key (LoadCredential=) fails the start clearly;
 // socket activation from the socket alone and again after systemctl stop
 // tokend.service; READY (the unit becomes active) and STATUS=; fetches as a
-// reader and a non-reader through /run/tokend/tokend.sock; a refresh;
+// reader and a non-reader through /run/tokend/tokend.sock, both members of
+// tokend-clients, and the reader unable to list /etc/tokend or read the key,
+// the client secret or the config; a file sink in a setgid directory of the
+// reader's group; a refresh;
 // metrics; systemctl reload with a new grant (fetchable the moment reload
 // returns) and with a broken file (non-zero, still serving); SIGSTOP of the
 // main process → the watchdog's SIGQUIT, a short dump and a restart with
-// the stored tokens; live systemd-analyze security; stop; dpkg -r keeping
+// the stored tokens; an upgrade (dpkg -i again) that keeps a /etc/tokend
+// tightened to 0710; live systemd-analyze security; stop; dpkg -r keeping
 // /etc/tokend and the store, and purge. All of it runs with
 // SystemCallErrorNumber= unset in a drop-in, so a call outside
 // SystemCallFilter= kills tokend with SIGSYS instead of failing with EPERM:

@@ -45,8 +45,9 @@ func grantsYAML(names ...string) string {
 	for _, n := range names {
 		fmt.Fprintf(&b, "  %s:\n    client: app\n    type: client_credentials\n    readers:\n      users: [e2e-reader]\n", n)
 		if n == "demo" {
-			// A file sink in the default directory, under the unit's
-			// RuntimeDirectory=: readable by tokend's group.
+			// A file sink in a setgid directory of the reader's group
+			// (README, "Owner and group under the shipped unit"): the
+			// file takes that group without a chown.
 			fmt.Fprintf(&b, "    sinks:\n      - {path: %s, mode: \"0640\"}\n", demoSink)
 		}
 	}
@@ -86,7 +87,7 @@ type grantStatus struct {
 	} `json:"sinks"`
 }
 
-const demoSink = "/run/tokend/sinks/demo.token"
+const demoSink = "/run/tokend-sinks/demo.token"
 
 func TestSystemd(t *testing.T) {
 	requireTools(t)
@@ -141,8 +142,13 @@ func TestSystemd(t *testing.T) {
 	c.must("systemd-run", "--unit=e2e-provider", "-p", "Type=notify", "--",
 		"/srv/e2e/provider", "-addr", providerAddr, "-client-id", "tokend-e2e",
 		"-client-secret-file", "/etc/tokend/client.secret", "-ttl", "20s")
-	c.must("useradd", "--no-create-home", "--groups", "tokend", "e2e-reader")
-	c.must("useradd", "--no-create-home", "--groups", "tokend", "e2e-other")
+	// Readers join the socket's group, never tokend's own.
+	c.must("groupadd", "e2e-sinks")
+	c.must("useradd", "--no-create-home", "--groups", "tokend-clients,e2e-sinks", "e2e-reader")
+	c.must("useradd", "--no-create-home", "--groups", "tokend-clients", "e2e-other")
+	c.write("etc/tmpfiles.d/e2e-sinks.conf", "d /run/tokend-sinks 2750 tokend e2e-sinks -\n", 0o644)
+	c.must("systemd-tmpfiles", "--create", "/etc/tmpfiles.d/e2e-sinks.conf")
+	c.write("etc/systemd/system/tokend.service.d/e2e-sinks.conf", "[Service]\nReadWritePaths=/run/tokend-sinks\n", 0o644)
 	c.write("etc/tokend/config.yaml", grantsYAML("demo"), 0o640)
 	c.must("chown", "root:tokend", "/etc/tokend/config.yaml")
 	c.write("etc/systemd/system/tokend.service.d/e2e-sigsys.conf",
@@ -172,7 +178,8 @@ func TestSystemd(t *testing.T) {
 	if st, _ := c.run("systemctl", "status", "--no-pager", "tokend.service"); !strings.Contains(st, "AssertPathExists=/etc/tokend/store.key was not met") {
 		t.Errorf("systemctl status does not name the missing key:\n%s", st)
 	}
-	c.must("sh", "-c", "head -c 32 /dev/urandom > /etc/tokend/store.key && chmod 0600 /etc/tokend/store.key")
+	// As the README says, under umask 077.
+	c.must("sh", "-c", "umask 077; head -c 32 /dev/urandom > /etc/tokend/store.key")
 	c.must("systemctl", "stop", "tokend.socket", "tokend.service")
 	_, _ = c.run("systemctl", "reset-failed", "tokend.service")
 
@@ -209,6 +216,12 @@ func TestSystemd(t *testing.T) {
 	if _, errOut, code := c.as("nobody", "tokend", "token", "demo"); code != 1 || !strings.Contains(errOut, "permission denied") {
 		t.Errorf("a user outside the socket's group: exit %d, stderr %q; want 1, permission denied", code, errOut)
 	}
+	// A reader, allowed on the socket, gets at no secret of the service.
+	for _, argv := range [][]string{{"ls", "/etc/tokend"}, {"cat", "/etc/tokend/store.key"}, {"cat", "/etc/tokend/client.secret"}, {"cat", "/etc/tokend/config.yaml"}} {
+		if out, _, code := c.as("e2e-reader", argv...); code == 0 {
+			t.Errorf("the reader could %q (%d bytes)", argv, len(out))
+		}
+	}
 
 	// --- A refresh: the provider's tokens live 20 s.
 	status := func() grantStatus {
@@ -232,7 +245,7 @@ func TestSystemd(t *testing.T) {
 		file, _, fcode := c.as("e2e-reader", "cat", demoSink)
 		return code == 0 && fcode == 0 && file != "" && file == strings.TrimSpace(tok)
 	}
-	waitFor(t, "the sink holding demo's token, read by a member of tokend's group", 60*time.Second, sinkMatches)
+	waitFor(t, "the sink holding demo's token, read by a member of the sink directory's group", 60*time.Second, sinkMatches)
 	if out, _, code := c.as("nobody", "cat", demoSink); code == 0 {
 		t.Errorf("nobody reads the 0640 sink: %q", out)
 	}
@@ -325,6 +338,17 @@ func TestSystemd(t *testing.T) {
 	}
 	if out, _ := c.run("systemctl", "is-active", "tokend.service"); strings.TrimSpace(out) != "active" {
 		t.Fatalf("the fetch did not start tokend.service again: %q", strings.TrimSpace(out))
+	}
+
+	// --- An upgrade (the same package again) keeps the mode of a
+	// /etc/tokend the operator tightened, and restarts a running tokend.
+	c.must("chmod", "0710", "/etc/tokend")
+	c.must("dpkg", "-i", "/srv/e2e/tokend.deb")
+	if got := strings.TrimSpace(c.must("stat", "-c", "%a %U %G", "/etc/tokend")); got != "710 root tokend" {
+		t.Errorf("/etc/tokend after the upgrade: %s, want 710 root tokend", got)
+	}
+	if _, errOut, code := c.as("e2e-reader", "tokend", "token", "demo"); code != 0 {
+		t.Fatalf("fetch after the upgrade: exit %d, stderr %q", code, errOut)
 	}
 
 	// --- Live exposure.
