@@ -385,7 +385,7 @@ func (d *Daemon) fleetFetch(ctx context.Context, g *grant) (*store.Token, error)
 		t := g.cur.Load()
 		now := d.clock.Now()
 		switch {
-		case usable(now.Add(nearExpiry), t, p) && g.tokenFits(t):
+		case usable(now.Add(fetchMargin(t, p)), t, p) && g.tokenFits(t):
 			return t, nil
 		case t.State == api.StateReauthorizationRequired || !g.renewable(t):
 			if usable(now, t, p) {

@@ -40,6 +40,7 @@ type Metrics struct {
 	grantState      *grantGauge
 	fetchTotal      *prometheus.CounterVec
 	sinkWrites      *prometheus.CounterVec
+	onDemand        *prometheus.CounterVec
 
 	// mu guards failing.
 	mu sync.Mutex
@@ -88,6 +89,10 @@ func New(b BuildInfo) *Metrics {
 			Name: "tokend_sink_writes_total",
 			Help: "Writes of file sinks by grant and result (written, removed, error).",
 		}, []string{"grant", "result"}),
+		onDemand: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokend_on_demand_refreshes_total",
+			Help: "Refreshes that fetches asked for (the token was expired, in its last tenth of life or last 5 s, or of the wrong kind) by grant and result: started, or bounded (refused: a fetch refreshed the grant less than half a token lifetime ago, or its token is in the first half of its life). The schedule's refreshes are not counted here.",
+		}, []string{"grant", "result"}),
 	}
 	m.grants.rows = make(map[string]grantRow)
 	m.tokenExpiry = newGrantGauge(&m.grants, fieldExpiry, "tokend_token_expiry_timestamp_seconds",
@@ -124,6 +129,7 @@ func New(b BuildInfo) *Metrics {
 		m.grantState,
 		m.fetchTotal,
 		m.sinkWrites,
+		m.onDemand,
 		buildInfo,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -224,6 +230,7 @@ func (m *Metrics) Forget(grant string) {
 	m.grants.forget(grant)
 	m.fetchTotal.DeletePartialMatch(match)
 	m.sinkWrites.DeletePartialMatch(match)
+	m.onDemand.DeletePartialMatch(match)
 	m.fleet.conflict.DeletePartialMatch(match)
 }
 
@@ -231,4 +238,10 @@ func (m *Metrics) Forget(grant string) {
 // is written, removed or error.
 func (m *Metrics) ObserveSinkWrite(grant, result string) {
 	m.sinkWrites.WithLabelValues(grant, result).Inc()
+}
+
+// ObserveOnDemand counts tokend_on_demand_refreshes_total{grant,result}: a
+// refresh a fetch asked for; result is started or bounded.
+func (m *Metrics) ObserveOnDemand(grant, result string) {
+	m.onDemand.WithLabelValues(grant, result).Inc()
 }
