@@ -87,7 +87,7 @@ func New(b BuildInfo) *Metrics {
 		}, []string{"grant", "code"}),
 		sinkWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tokend_sink_writes_total",
-			Help: "Writes of file sinks by grant and result (written, removed, error).",
+			Help: "Writes of file sinks by grant and result (written; removed: a file that existed was removed; error).",
 		}, []string{"grant", "result"}),
 		onDemand: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tokend_on_demand_refreshes_total",
