@@ -137,6 +137,7 @@ type Daemon struct {
 	reloadMu sync.Mutex // one ReloadConfig at a time (reload.go)
 
 	hooks  hooks      // hooks.go
+	warns  logLimiter // warnings that events repeat (ratelog.go)
 	sinkMu sync.Mutex // guards sinks (sinks.go)
 	sinks  sinkSet
 }

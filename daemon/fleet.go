@@ -291,7 +291,7 @@ func (d *Daemon) fleetFenced(g *grant, err error) bool {
 	if m := d.fleet.metrics; m != nil {
 		m.ObserveFencedWrite()
 	}
-	d.log.Warn("fleet: write of a refreshed token fenced: another instance holds or has written this grant; its token is served instead",
+	d.warnLimited("fleet fenced "+g.name, "fleet: write of a refreshed token fenced: another instance holds or has written this grant; its token is served instead",
 		"grant", g.name, "instance", d.fleet.fl.Instance(), "refresher", d.fleet.fl.GrantInfo(g.name).Owner)
 	// The watch delivers the winner too; reading it here serves it at
 	// once. A failed read leaves the current token: it is still what was
