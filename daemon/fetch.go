@@ -80,10 +80,11 @@ func (d *Daemon) fetch(ctx context.Context, g *grant) (*store.Token, error) {
 		return d.fleetFetch(ctx, g)
 	}
 	if valid {
-		// Near its end but valid: served now. The refresh goes to the
-		// scheduler's workers, so this fetch (and the next) never waits.
+		// Near its end but valid: served now, and refreshed for the next
+		// callers without anyone waiting. A fetch of the token once it
+		// has expired joins this refresh.
 		if !g.backingOff.Load() && !g.queued.Load() && d.takeOnDemand(g, t, p) {
-			d.queue.push(g, reasonOnDemand)
+			go func() { _, _ = d.refresh(g, reasonOnDemand) }()
 		}
 		return t, nil
 	}

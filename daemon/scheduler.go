@@ -75,25 +75,9 @@ func (d *Daemon) worker(ctx context.Context) {
 		if !ok {
 			return
 		}
-		if !d.stillWanted(it) {
-			d.queue.done(it)
-			continue
-		}
 		_, _ = d.refresh(it.g, it.reason)
 		d.queue.done(it)
 	}
-}
-
-// stillWanted says whether a queued refresh should still run: one a fetch
-// queued for a token near its end is moot when another refresh renewed
-// the token meanwhile.
-func (d *Daemon) stillWanted(it queued) bool {
-	if it.reason != reasonOnDemand {
-		return true
-	}
-	_, p := d.config()
-	t := it.g.cur.Load()
-	return !it.g.tokenFits(t) || !usable(d.clock.Now().Add(fetchMargin(t, p)), t, p)
 }
 
 // tick queues every grant that is due at now. It never blocks on a refresh.
