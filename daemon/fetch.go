@@ -83,7 +83,8 @@ func (d *Daemon) fetch(ctx context.Context, g *grant) (*store.Token, error) {
 		// Near its end but valid: served now, and refreshed for the next
 		// callers without anyone waiting. A fetch of the token once it
 		// has expired joins this refresh.
-		if !g.backingOff.Load() && !g.queued.Load() && d.takeOnDemand(g, t, p) {
+		running := g.queued.Load() || g.endRound.Load() != nil
+		if !running && d.takeOnDemand(g, t, p) {
 			go func() { _, _ = d.refresh(g, reasonOnDemand) }()
 		}
 		return t, nil
