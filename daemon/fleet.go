@@ -299,7 +299,7 @@ func (d *Daemon) fleetFenced(g *grant, err error) bool {
 	if t, rerr := d.st.Token(g.name); rerr == nil {
 		d.fleetPublish(g, t)
 	} else {
-		d.log.Warn("fleet: reading the grant after a fenced write", "grant", g.name, "err", rerr)
+		d.warnLimited("fleet fenced read "+g.name, "fleet: reading the grant after a fenced write", "grant", g.name, "err", rerr)
 		d.metrics.SetState(g.name, g.stateOf(g.cur.Load()))
 	}
 	return true
