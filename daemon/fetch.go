@@ -81,12 +81,8 @@ func (d *Daemon) fetch(ctx context.Context, g *grant) (*store.Token, error) {
 	}
 	if valid {
 		// Near its end but valid: served now, and refreshed for the next
-		// callers without anyone waiting. A fetch of the token once it
-		// has expired joins this refresh.
-		running := g.queued.Load() || g.endRound.Load() != nil
-		if !running && d.takeOnDemand(g, t, p) {
-			go func() { _, _ = d.refresh(g, reasonOnDemand) }()
-		}
+		// callers without anyone waiting.
+		d.refreshNearExpiry(g, t, p)
 		return t, nil
 	}
 	if g.backingOff.Load() {
@@ -156,6 +152,32 @@ func (d *Daemon) takeOnDemand(g *grant, t *store.Token, p Policy) bool {
 		m.ObserveOnDemand(g.name, result)
 	}
 	return ok
+}
+
+// refreshNearExpiry starts, within the on-demand bound, a refresh of g,
+// whose token t is near its end, and returns at once. The grant counts as
+// queued until the refresh is done, so the scheduler does not queue it
+// meanwhile; a fetch of the token once it has expired joins the refresh.
+func (d *Daemon) refreshNearExpiry(g *grant, t *store.Token, p Policy) {
+	if g.endRound.Load() != nil || !g.queued.CompareAndSwap(false, true) {
+		return // a refresh runs or waits for a worker
+	}
+	if !d.takeOnDemand(g, t, p) {
+		g.queued.Store(false)
+		return
+	}
+	go func() {
+		defer g.queued.Store(false)
+		_, _, _ = d.sf.Do(g.name, func() (any, error) {
+			// A refresh that ended just before this one began may have
+			// renewed the token already.
+			_, p := d.config()
+			if cur := g.cur.Load(); g.tokenFits(cur) && usable(d.clock.Now().Add(fetchMargin(cur, p)), cur, p) {
+				return cur, nil
+			}
+			return d.exclusiveRefresh(g, reasonOnDemand)
+		})
+	}()
 }
 
 // refreshOnDemand is a fetch's refresh of g: it joins a refresh that is
