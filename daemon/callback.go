@@ -80,14 +80,14 @@ func (d *Daemon) handleCallback(w http.ResponseWriter, r *http.Request) {
 	pend, err := d.st.ConsumePending(state, binding, now)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		d.log.Warn("callback with an unknown or already used state")
+		d.warnLimited("callback unknown", "callback with an unknown or already used state")
 		callbackPage(w, http.StatusBadRequest, "Authorization failed", "This authorization is unknown or was already used. Start again with tokend authorize.")
 		return
 	case errors.Is(err, store.ErrMismatch):
 		if g := d.grant(pend.Grant); g != nil {
 			d.recordAuth(g, api.AuthCallbackUnbound+" (not from the browser that opened the start page): refused; the authorization is still pending")
 		}
-		d.log.Warn("callback refused: it lacks the browser binding of its authorization", "grant", pend.Grant, "has_cookie", cookie != nil)
+		d.warnLimited("callback unbound "+pend.Grant, "callback refused: it lacks the browser binding of its authorization", "grant", pend.Grant, "has_cookie", cookie != nil)
 		callbackPage(w, http.StatusBadRequest, "Authorization refused",
 			"This callback does not come from the browser that opened tokend's start page, so tokend did not use its code. "+
 				"If you started this authorization, finish it in that browser, or start again with tokend authorize.")
@@ -178,7 +178,7 @@ func (d *Daemon) handleStart(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if !ok {
-		d.log.Warn("start page unknown or already used")
+		d.warnLimited("start page unknown", "start page unknown or already used")
 		callbackPage(w, http.StatusBadRequest, "Authorization failed", "This start link is unknown or was already used. Start again with tokend authorize.")
 		return
 	}
@@ -192,7 +192,7 @@ func (d *Daemon) handleStart(w http.ResponseWriter, r *http.Request) {
 		callbackPage(w, http.StatusBadRequest, "Authorization expired", "This authorization expired. Start again with tokend authorize.")
 		return
 	case errors.Is(err, store.ErrNotFound):
-		d.log.Warn("start page of an unknown or already used authorization")
+		d.warnLimited("start page unknown", "start page of an unknown or already used authorization")
 		callbackPage(w, http.StatusBadRequest, "Authorization failed", "This start link is unknown or was already used. Start again with tokend authorize.")
 		return
 	case err != nil:

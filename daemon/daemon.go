@@ -140,6 +140,7 @@ type Daemon struct {
 	reloadMu sync.Mutex // one ReloadConfig at a time (reload.go)
 
 	hooks  hooks      // hooks.go
+	warns  logLimiter // warnings that events repeat (ratelog.go)
 	sinkMu sync.Mutex // guards sinks (sinks.go)
 	sinks  sinkSet
 }
@@ -198,6 +199,10 @@ type tokenState struct {
 	queued     atomic.Bool
 	dirty      atomic.Bool // the newest token is not yet durable
 	backingOff atomic.Bool // a refresh waits to retry after a transient failure
+	// lastOnDemand is when a fetch last started a refresh (Unix
+	// nanoseconds of the daemon's clock; 0: never), for the on-demand
+	// bound (mayRefreshOnDemand).
+	lastOnDemand atomic.Int64
 	// endRound, set while a refresh round runs, ends it at its next wait:
 	// an operator's revoke or a person's authorization must not queue
 	// behind a round that may back off until the token expires.

@@ -54,7 +54,10 @@
 // compares each grant's due time with now and queues the due ones; at most
 // refresh.concurrency workers refresh them. At most one refresh per grant
 // runs at a time: scheduled, manual (tokend refresh) and on-demand (a fetch
-// of an expired token) refreshes share it through singleflight. Each refresh
+// of an expired token, or of one in its fetch margin) refreshes share it
+// through singleflight. Fetches start refreshes within one bound per grant
+// (mayRefreshOnDemand, policy.go): at most once per half token lifetime,
+// never in a served token's first half of life. Each refresh
 // is a round of exponential backoff with jitter that honours Retry-After and
 // ends when the next try would land after the token's expiry. Failures are
 // classified by package oauth; only transient ones are retried, and the

@@ -15,10 +15,6 @@ import (
 	"github.com/tokend/tokend/store"
 )
 
-// nearExpiry is how close to expiry a token is no longer handed out without
-// first trying a refresh: a caller needs a moment to use it.
-const nearExpiry = 5 * time.Second
-
 // errNeedsOperator refuses an action reserved to operators.
 var errNeedsOperator = newError(kindForbidden, api.CodeForbidden, "this action needs root or an operator group")
 
@@ -48,11 +44,13 @@ func (d *Daemon) access(p peer, name string, write bool) (*grant, error) {
 	return g, nil
 }
 
-// fetch returns a token to hand out. A valid token is returned at once.
-// An expired or nearly expired one triggers the grant's refresh (shared
-// with any in flight) and waits for it, at most until the request's
-// deadline. Without a token to hand out the error is of kind
-// kindReauthorization or kindUnavailable.
+// fetch returns a token to hand out. A valid token is returned at once;
+// in its last moments (fetchMargin) it also starts a refresh for the next
+// callers, without waiting for it. An expired token, or one of the wrong
+// kind, makes the fetch join the grant's refresh or start one, and wait
+// for it at most until the request's deadline. Fetches start refreshes
+// only within the on-demand bound (mayRefreshOnDemand). Without a token to
+// hand out the error is of kind kindReauthorization or kindUnavailable.
 func (d *Daemon) fetch(ctx context.Context, g *grant) (*store.Token, error) {
 	_, p := d.config()
 	now := d.clock.Now()
@@ -60,17 +58,18 @@ func (d *Daemon) fetch(ctx context.Context, g *grant) (*store.Token, error) {
 	// A token of the other kind (Bearer for a dpop grant, or DPoP-bound
 	// for one that no longer is, after a reload) is never handed out.
 	fits := g.tokenFits(t)
-	if fits && usable(now.Add(nearExpiry), t, p) {
+	if fits && usable(now.Add(fetchMargin(t, p)), t, p) {
 		return t, nil
 	}
+	valid := fits && usable(now, t, p)
 	if !g.renewable(t) || t.State == api.StateReauthorizationRequired {
-		if fits && usable(now, t, p) {
+		if valid {
 			return t, nil
 		}
 		return nil, errReauthorize(g.name)
 	}
 	if t.State == api.StateCredentialsError || t.State == api.StateConfigurationError {
-		if fits && usable(now, t, p) {
+		if valid {
 			return t, nil
 		}
 		// The state is the error code: api.CodeCredentialsError or
@@ -80,6 +79,12 @@ func (d *Daemon) fetch(ctx context.Context, g *grant) (*store.Token, error) {
 	if d.fleet != nil && !d.fleetHolds(g) {
 		return d.fleetFetch(ctx, g)
 	}
+	if valid {
+		// Near its end but valid: served now, and refreshed for the next
+		// callers without anyone waiting.
+		d.refreshNearExpiry(g, t, p)
+		return t, nil
+	}
 	if g.backingOff.Load() {
 		// The provider just failed and the refresh waits to retry: waiting
 		// for it would only make the caller's 503 late.
@@ -88,7 +93,7 @@ func (d *Daemon) fetch(ctx context.Context, g *grant) (*store.Token, error) {
 	}
 	wctx, cancel := context.WithTimeout(ctx, d.opts.FetchWait)
 	defer cancel()
-	nt, err := d.refreshWait(wctx, g, "on-demand")
+	nt, err := d.refreshOnDemand(wctx, g)
 	now = d.clock.Now()
 	if nt == nil {
 		nt = g.cur.Load()
@@ -101,13 +106,103 @@ func (d *Daemon) fetch(ctx context.Context, g *grant) (*store.Token, error) {
 	}
 	desc := "the token has expired and the provider could not be reached"
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		switch {
+		case errors.Is(err, errOnDemandBounded):
+			desc = "the token has expired and was refreshed on demand a moment ago; tokend refreshes it on its schedule"
+		case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
 			desc = "the token has expired and its refresh did not finish in time"
-		} else {
+		default:
 			desc = err.Error()
 		}
 	}
 	return nil, &engineError{kind: kindUnavailable, code: api.CodeTemporarilyUnavailable, desc: desc, err: err}
+}
+
+// reasonOnDemand is the reason of a refresh that a fetch started, in the
+// refresh history and the log.
+const reasonOnDemand = "on-demand"
+
+// errOnDemandBounded: a fetch wanted a refresh, none was running to join,
+// and the on-demand bound refused to start one.
+var errOnDemandBounded = errors.New("daemon: a fetch refreshed this grant a moment ago")
+
+// OnDemandMetrics is implemented by a Metrics that also counts the
+// refreshes fetches ask for (metrics.Metrics does): result is "started"
+// (the fetch started a refresh) or "bounded" (the on-demand bound refused
+// one).
+type OnDemandMetrics interface {
+	ObserveOnDemand(grant, result string)
+}
+
+// takeOnDemand claims g's next on-demand refresh, whose token is t: false
+// when the bound (mayRefreshOnDemand) refuses it. Counted either way.
+func (d *Daemon) takeOnDemand(g *grant, t *store.Token, p Policy) bool {
+	now := d.clock.Now()
+	last := g.lastOnDemand.Load()
+	var at time.Time
+	if last != 0 {
+		at = time.Unix(0, last)
+	}
+	ok := mayRefreshOnDemand(now, at, t, g.tokenFits(t), p) && g.lastOnDemand.CompareAndSwap(last, now.UnixNano())
+	if m, isOD := d.metrics.(OnDemandMetrics); isOD {
+		result := "started"
+		if !ok {
+			result = "bounded"
+		}
+		m.ObserveOnDemand(g.name, result)
+	}
+	return ok
+}
+
+// refreshNearExpiry starts, within the on-demand bound, a refresh of g,
+// whose token t is near its end, and returns at once. The grant counts as
+// queued until the refresh is done, so the scheduler does not queue it
+// meanwhile; a fetch of the token once it has expired joins the refresh.
+func (d *Daemon) refreshNearExpiry(g *grant, t *store.Token, p Policy) {
+	if g.endRound.Load() != nil || !g.queued.CompareAndSwap(false, true) {
+		return // a refresh runs or waits for a worker
+	}
+	if !d.takeOnDemand(g, t, p) {
+		g.queued.Store(false)
+		return
+	}
+	go func() {
+		defer g.queued.Store(false)
+		_, _, _ = d.sf.Do(g.name, func() (any, error) {
+			// A refresh that ended just before this one began may have
+			// renewed the token already.
+			_, p := d.config()
+			if cur := g.cur.Load(); g.tokenFits(cur) && usable(d.clock.Now().Add(fetchMargin(cur, p)), cur, p) {
+				return cur, nil
+			}
+			return d.exclusiveRefresh(g, reasonOnDemand)
+		})
+	}()
+}
+
+// refreshOnDemand is a fetch's refresh of g: it joins a refresh that is
+// running (scheduled, manual or another fetch's) and starts one only if
+// the on-demand bound allows. It waits at most until ctx ends, while the
+// refresh itself carries on for everyone else. errOnDemandBounded means no
+// refresh ran.
+func (d *Daemon) refreshOnDemand(ctx context.Context, g *grant) (*store.Token, error) {
+	ch := d.sf.DoChan(g.name, func() (any, error) {
+		// Deciding here, inside the group, makes joining a running
+		// refresh free and the claim one per started refresh.
+		_, p := d.config()
+		t := g.cur.Load()
+		if !d.takeOnDemand(g, t, p) {
+			return t, errOnDemandBounded
+		}
+		return d.exclusiveRefresh(g, reasonOnDemand)
+	})
+	select {
+	case r := <-ch:
+		t, _ := r.Val.(*store.Token)
+		return t, r.Err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // refreshNow is an operator's refresh of g: it waits for it at most

@@ -291,7 +291,7 @@ func (d *Daemon) fleetFenced(g *grant, err error) bool {
 	if m := d.fleet.metrics; m != nil {
 		m.ObserveFencedWrite()
 	}
-	d.log.Warn("fleet: write of a refreshed token fenced: another instance holds or has written this grant; its token is served instead",
+	d.warnLimited("fleet fenced "+g.name, "fleet: write of a refreshed token fenced: another instance holds or has written this grant; its token is served instead",
 		"grant", g.name, "instance", d.fleet.fl.Instance(), "refresher", d.fleet.fl.GrantInfo(g.name).Owner)
 	// The watch delivers the winner too; reading it here serves it at
 	// once. A failed read leaves the current token: it is still what was
@@ -299,7 +299,7 @@ func (d *Daemon) fleetFenced(g *grant, err error) bool {
 	if t, rerr := d.st.Token(g.name); rerr == nil {
 		d.fleetPublish(g, t)
 	} else {
-		d.log.Warn("fleet: reading the grant after a fenced write", "grant", g.name, "err", rerr)
+		d.warnLimited("fleet fenced read "+g.name, "fleet: reading the grant after a fenced write", "grant", g.name, "err", rerr)
 		d.metrics.SetState(g.name, g.stateOf(g.cur.Load()))
 	}
 	return true
@@ -385,7 +385,7 @@ func (d *Daemon) fleetFetch(ctx context.Context, g *grant) (*store.Token, error)
 		t := g.cur.Load()
 		now := d.clock.Now()
 		switch {
-		case usable(now.Add(nearExpiry), t, p) && g.tokenFits(t):
+		case usable(now.Add(fetchMargin(t, p)), t, p) && g.tokenFits(t):
 			return t, nil
 		case t.State == api.StateReauthorizationRequired || !g.renewable(t):
 			if usable(now, t, p) {

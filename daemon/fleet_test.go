@@ -711,7 +711,9 @@ func TestFleetNearExpiryTokenServed(t *testing.T) {
 	h, f, _ := fleetHarness(t, oauthtest.Options{}, func(f *fakeFleet) { f.owner["cc"] = "host-b" }, nil)
 	h.d.opts.FetchWait = time.Hour
 	tok := validToken("cc", "near-expiry", 1, h.clock.Now())
-	tok.Expiry = h.clock.Now().Add(2 * time.Second) // inside nearExpiry
+	// An hour-long token 2 s before its end: inside the fetch margin.
+	tok.Obtained = h.clock.Now().Add(-time.Hour)
+	tok.Expiry = h.clock.Now().Add(2 * time.Second)
 	f.otherWrite(t, tok)
 	waitFor(t, "delivery", func() bool { return h.d.grant("cc").cur.Load().AccessToken == "near-expiry" })
 	fetch := func(what string) {

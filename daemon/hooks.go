@@ -232,7 +232,8 @@ func (r *hookRunner) enqueue(e *HookEvent) {
 		r.queue[0] = nil
 		r.queue = r.queue[1:]
 		r.observe("dropped", 0)
-		r.d.log.Warn("hook queue full: dropped the oldest event", "hook", r.label, "event", old.Event, "grant", old.Grant)
+		r.d.warnLimited("hook dropped "+r.label, "hook queue full: dropped the oldest events",
+			"hook", r.label, "last_event", old.Event, "last_grant", old.Grant)
 	}
 	r.queue = append(r.queue, e)
 	if !r.running {
@@ -283,7 +284,7 @@ func (r *hookRunner) deliver(e *HookEvent) {
 		r.d.log.Debug("hook delivered", "hook", r.label, "event", e.Event, "grant", e.Grant, "latency", latency)
 		return
 	}
-	r.d.log.Warn("hook failed", "hook", r.label, "event", e.Event, "grant", e.Grant, "result", result, "err", err)
+	r.d.warnLimited("hook failed "+r.label, "hook failed", "hook", r.label, "event", e.Event, "grant", e.Grant, "result", result, "err", err)
 }
 
 // hookEnv is tokend's environment without what belongs to tokend alone

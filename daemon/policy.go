@@ -125,6 +125,55 @@ func due(now time.Time, t *store.Token, p Policy, j float64, renewable bool) (bo
 	return true, why
 }
 
+// nearExpiry caps the fetch margin (fetchMargin).
+const nearExpiry = 5 * time.Second
+
+// Bounds of the least time between two refreshes that fetches start for
+// one grant (onDemandGap).
+const (
+	onDemandMinGap = time.Second
+	onDemandMaxGap = time.Minute
+)
+
+// lifetimeOf is how long t was valid for when obtained: its expiry less
+// Obtained, or the default lifetime for a record without a token.
+func lifetimeOf(t *store.Token, p Policy) time.Duration {
+	if t.AccessToken == "" {
+		return p.DefaultLifetime
+	}
+	return max(expiryOf(t, p).Sub(t.Obtained), 0)
+}
+
+// fetchMargin is how long a token must stay valid for a fetch to leave its
+// renewal to the schedule: nearExpiry, but never more than a tenth of the
+// token's lifetime, so a token just obtained is never "near its end" (a
+// 5 s margin made every fetch of a 5 s token a refresh).
+func fetchMargin(t *store.Token, p Policy) time.Duration {
+	return min(nearExpiry, lifetimeOf(t, p)/10)
+}
+
+// onDemandGap is the least time between two refreshes that fetches start
+// for a grant whose tokens live life: half of it, within
+// [onDemandMinGap, onDemandMaxGap].
+func onDemandGap(life time.Duration) time.Duration {
+	return min(max(life/2, onDemandMinGap), onDemandMaxGap)
+}
+
+// mayRefreshOnDemand reports whether a fetch may start a refresh at now
+// of a grant whose token is t, when fetches last started one at last (the
+// zero time: never). fits says whether t is of the kind the grant hands
+// out. However many fetches arrive, a grant is refreshed on demand at most
+// once per onDemandGap, and never while a token it may serve is in the
+// first half of its life: the schedule renews it before then. A wall
+// clock that stepped back (last after now) lifts the bound.
+func mayRefreshOnDemand(now, last time.Time, t *store.Token, fits bool, p Policy) bool {
+	life := lifetimeOf(t, p)
+	if fits && t.AccessToken != "" && now.Before(t.Obtained.Add(life/2)) {
+		return false
+	}
+	return last.IsZero() || now.Before(last) || !now.Before(last.Add(onDemandGap(life)))
+}
+
 // usable reports whether an access token may still be handed out at now.
 func usable(now time.Time, t *store.Token, p Policy) bool {
 	return t.AccessToken != "" && now.Before(expiryOf(t, p))

@@ -484,7 +484,7 @@ func (d *Daemon) persistDirty(g *grant) {
 	if err := d.st.PutToken(n, nil); d.fleetFenced(g, err) {
 		return
 	} else if err != nil {
-		d.log.Warn("saving token still failing", "grant", g.name, "err", err)
+		d.warnLimited("saving token", "saving token still failing", "grant", g.name, "err", err)
 		return
 	}
 	if g.cur.CompareAndSwap(t, &n) {

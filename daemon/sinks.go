@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -171,7 +172,11 @@ func (w *sinkWorker) apply() error {
 	result, what := "written", "written"
 	if fp == "" {
 		result, what = "removed", "removed"
-		err = w.file.remove()
+		var existed bool
+		existed, err = w.removeFile()
+		if err == nil && !existed {
+			result = "" // nothing was there: no removal to count
+		}
 	} else {
 		_, p := w.d.config()
 		err = w.file.write(sinkContent(w.cfg.Format, t, expiryOf(t, p), w.d.clock.Now()))
@@ -179,7 +184,7 @@ func (w *sinkWorker) apply() error {
 	if err != nil {
 		result = "error"
 	}
-	if m, ok := w.d.metrics.(SinkMetrics); ok {
+	if m, ok := w.d.metrics.(SinkMetrics); ok && result != "" {
 		m.ObserveSinkWrite(w.grant, result)
 	}
 	now := w.d.clock.Now().UTC()
@@ -204,7 +209,9 @@ func (w *sinkWorker) apply() error {
 		w.status.WrittenAt = time.Time{}
 	}
 	w.mu.Unlock()
-	w.d.log.Debug("sink "+result, "grant", w.grant, "path", w.cfg.Path, "generation", t.Generation)
+	if result != "" {
+		w.d.log.Debug("sink "+result, "grant", w.grant, "path", w.cfg.Path, "generation", t.Generation)
+	}
 	if fp != "" && len(w.cfg.Command) > 0 {
 		select {
 		case w.cmd <- struct{}{}:
@@ -212,6 +219,13 @@ func (w *sinkWorker) apply() error {
 		}
 	}
 	return nil
+}
+
+// removeFile removes the sink's file; existed says whether there was one
+// to remove (a grant that never had a token has none).
+func (w *sinkWorker) removeFile() (existed bool, err error) {
+	_, serr := os.Lstat(w.cfg.Path)
+	return !errors.Is(serr, os.ErrNotExist), w.file.remove()
 }
 
 // sinkContent renders t in format.

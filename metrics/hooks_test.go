@@ -12,6 +12,9 @@ import (
 // The daemon finds the hook series through its optional interface.
 var _ daemon.HookMetrics = (*Metrics)(nil)
 
+// The daemon finds the on-demand counter through its optional interface.
+var _ daemon.OnDemandMetrics = (*Metrics)(nil)
+
 func TestObserveHook(t *testing.T) {
 	m := New(BuildInfo{Version: "test"})
 	m.ObserveHook("alerts", "success", 20*time.Millisecond)

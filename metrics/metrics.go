@@ -40,6 +40,7 @@ type Metrics struct {
 	grantState      *grantGauge
 	fetchTotal      *prometheus.CounterVec
 	sinkWrites      *prometheus.CounterVec
+	onDemand        *prometheus.CounterVec
 
 	// mu guards failing.
 	mu sync.Mutex
@@ -87,7 +88,11 @@ func New(b BuildInfo) *Metrics {
 		}, []string{"grant", "code"}),
 		sinkWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tokend_sink_writes_total",
-			Help: "Writes of file sinks by grant and result (written, removed, error).",
+			Help: "Writes of file sinks by grant and result (written; removed: a file that existed was removed; error).",
+		}, []string{"grant", "result"}),
+		onDemand: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokend_on_demand_refreshes_total",
+			Help: "Refreshes that fetches asked for (the token was expired, in its last tenth of life or last 5 s, or of the wrong kind) by grant and result: started, or bounded (refused: a fetch refreshed the grant less than half a token lifetime ago, or its token is in the first half of its life). The schedule's refreshes are not counted here.",
 		}, []string{"grant", "result"}),
 	}
 	m.grants.rows = make(map[string]grantRow)
@@ -125,6 +130,7 @@ func New(b BuildInfo) *Metrics {
 		m.grantState,
 		m.fetchTotal,
 		m.sinkWrites,
+		m.onDemand,
 		buildInfo,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -226,6 +232,7 @@ func (m *Metrics) Forget(grant string) {
 	m.grants.forget(grant)
 	m.fetchTotal.DeletePartialMatch(match)
 	m.sinkWrites.DeletePartialMatch(match)
+	m.onDemand.DeletePartialMatch(match)
 	m.fleet.conflict.DeletePartialMatch(match)
 }
 
@@ -233,4 +240,10 @@ func (m *Metrics) Forget(grant string) {
 // is written, removed or error.
 func (m *Metrics) ObserveSinkWrite(grant, result string) {
 	m.sinkWrites.WithLabelValues(grant, result).Inc()
+}
+
+// ObserveOnDemand counts tokend_on_demand_refreshes_total{grant,result}: a
+// refresh a fetch asked for; result is started or bounded.
+func (m *Metrics) ObserveOnDemand(grant, result string) {
+	m.onDemand.WithLabelValues(grant, result).Inc()
 }

@@ -30,6 +30,7 @@ func populate(m *Metrics) {
 	m.SetState("reports", api.StateValid)
 	m.ObserveFetch("reports", 200)
 	m.ObserveFetch("", 404)
+	m.ObserveOnDemand("reports", "started")
 	m.ObserveHook("alerts", "success", 30*time.Millisecond)                                        // hooks.go
 	m.SetFleetHealth(store.FleetHealth{Quorum: true, LeaseOK: true, WatchOK: true, GrantsHeld: 1}) // fleet.go
 	m.ObserveFencedWrite()
@@ -199,6 +200,22 @@ tokend_fetch_requests_total{code="403",grant="reports"} 1
 tokend_fetch_requests_total{code="404",grant="_unknown"} 1
 `
 	if err := testutil.GatherAndCompare(m.Gatherer(), strings.NewReader(want), "tokend_fetch_requests_total"); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestObserveOnDemand(t *testing.T) {
+	m := New(BuildInfo{})
+	m.ObserveOnDemand("reports", "started")
+	m.ObserveOnDemand("reports", "bounded")
+	m.ObserveOnDemand("reports", "bounded")
+	want := `
+# HELP tokend_on_demand_refreshes_total ` + "Refreshes that fetches asked for (the token was expired, in its last tenth of life or last 5 s, or of the wrong kind) by grant and result: started, or bounded (refused: a fetch refreshed the grant less than half a token lifetime ago, or its token is in the first half of its life). The schedule's refreshes are not counted here." + `
+# TYPE tokend_on_demand_refreshes_total counter
+tokend_on_demand_refreshes_total{grant="reports",result="bounded"} 2
+tokend_on_demand_refreshes_total{grant="reports",result="started"} 1
+`
+	if err := testutil.GatherAndCompare(m.Gatherer(), strings.NewReader(want), "tokend_on_demand_refreshes_total"); err != nil {
 		t.Error(err)
 	}
 }
