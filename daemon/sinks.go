@@ -316,11 +316,13 @@ func (w *sinkWorker) runCommand() {
 		w.status.CommandError = ""
 	}
 	w.mu.Unlock()
-	level := slog.LevelDebug
 	if err != nil {
-		level = slog.LevelWarn
+		// A command that fails on every write of a short-lived token
+		// would otherwise log a line per write.
+		w.d.warnLimited("sink command "+w.cfg.Path, "sink command failed", "grant", w.grant, "path", w.cfg.Path, "exit", code, "err", err)
+		return
 	}
-	w.d.log.Log(context.Background(), level, "sink command ran", "grant", w.grant, "path", w.cfg.Path, "exit", code, "err", err)
+	w.d.log.Debug("sink command ran", "grant", w.grant, "path", w.cfg.Path, "exit", code)
 }
 
 // commandTail is what the grant's status shows of a command's stderr b:
