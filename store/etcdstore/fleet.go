@@ -259,12 +259,16 @@ func (s *Store) Watch(ctx context.Context, fn func(t store.Token)) {
 		if old {
 			return
 		}
+		// A record that does not decode is still seen: the owner's next
+		// write is fenced on its revision and replaces it, instead of
+		// being refused as if another instance had written a newer chain.
+		s.saw(grant, kv.ModRevision)
 		t, env, err := s.decodeToken(grant, kv.Value)
 		if err != nil {
-			s.log.Error("store: etcd watch: a token record does not decode", "grant", grant, "err", err)
+			s.badRecords.Add(1)
+			s.log.Error("store: etcd watch: a token record does not decode; skipped", "grant", grant, "revision", kv.ModRevision, "err", err)
 			return
 		}
-		s.saw(grant, kv.ModRevision)
 		if env.Writer == s.inst {
 			return
 		}
