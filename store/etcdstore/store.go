@@ -106,13 +106,14 @@ type Store struct {
 	defs      map[string]def    // the fleet's definitions
 	owners    map[string]owner  // grant -> holder, from the watch of owners/
 	busyUntil map[string]time.Time
+	loadRev   int64 // revision of the last EachToken
+	following bool  // the watch of defs/ runs
+
 	// orphanSince: grant -> when this instance's campaign first found it
 	// ownerless (and not in conflict); keepExcessUntil: until when grants
 	// taken beyond the share as orphans are kept (see takeOrphans).
 	orphanSince     map[string]time.Time
 	keepExcessUntil time.Time
-	loadRev         int64 // revision of the last EachToken
-	following       bool  // the watch of defs/ runs
 }
 
 type histCache struct {
