@@ -79,6 +79,7 @@ func (s *Store) runCampaign() {
 	orphanSince := map[string]time.Time{}
 	for g := range s.grants {
 		o, owned := s.owners[g]
+		owned = owned && o.lease != 0 // a key without a lease is no instance's
 		conflict := s.conflictLocked(g) != ""
 		switch {
 		case owned && o.lease == lease:
@@ -195,9 +196,9 @@ func (s *Store) takeOrphans(orphans []string, lease clientv3.LeaseID, grace time
 	taken := 0
 	for _, g := range orphans {
 		s.mu.Lock()
-		_, owned := s.owners[g]
+		o, owned := s.owners[g]
 		s.mu.Unlock()
-		if owned || s.ctx.Err() != nil {
+		if (owned && o.lease != 0) || s.ctx.Err() != nil {
 			continue
 		}
 		if s.takeGrant(g, lease) {
@@ -248,7 +249,7 @@ func (s *Store) takeGrants(gs []string, lease clientv3.LeaseID) int {
 		ops := make([]clientv3.Op, len(gs))
 		for i, g := range gs {
 			k := s.key("owners/" + g)
-			cmps[i] = clientv3.Compare(clientv3.CreateRevision(k), "=", 0)
+			cmps[i] = clientv3.Compare(clientv3.LeaseValue(k), "=", 0)
 			ops[i] = clientv3.OpPut(k, s.inst, clientv3.WithLease(lease))
 		}
 		ctx, cancel := s.req()
@@ -276,13 +277,16 @@ func (s *Store) takeGrants(gs []string, lease clientv3.LeaseID) int {
 	return n
 }
 
-// takeGrant creates owners/<grant> for this instance under lease, if
-// nobody holds it.
+// takeGrant puts owners/<grant> for this instance under lease, if nobody
+// holds it: the key is absent or bound to no lease (etcd compares an
+// absent key's lease as 0). Every instance writes its owner keys with its
+// lease, so a key without one was written by something else and holds
+// nothing.
 func (s *Store) takeGrant(g string, lease clientv3.LeaseID) bool {
 	k := s.key("owners/" + g)
 	ctx, cancel := s.req()
 	resp, err := s.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
+		If(clientv3.Compare(clientv3.LeaseValue(k), "=", 0)).
 		Then(clientv3.OpPut(k, s.inst, clientv3.WithLease(lease))).Commit()
 	cancel()
 	if err != nil {
@@ -604,7 +608,8 @@ func (s *Store) Lock(ctx context.Context, name string) (func(), error) {
 		}
 		rctx, cancel := context.WithTimeout(ctx, s.reqTO)
 		resp, err := s.cli.Txn(rctx).
-			If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
+			// Free: absent, or a key bound to no lease (no holder's).
+			If(clientv3.Compare(clientv3.LeaseValue(k), "=", 0)).
 			Then(clientv3.OpPut(k, s.inst, clientv3.WithLease(lease))).
 			Else(clientv3.OpGet(k)).Commit()
 		cancel()

@@ -211,3 +211,24 @@ func TestOwnerlessGrantsTakenBeyondShare(t *testing.T) {
 		return true
 	})
 }
+
+// An owner key or a lock key without a lease holds nothing: a real
+// instance takes the grant, and the lock, over it.
+func TestOwnerAndLockKeysWithoutLease(t *testing.T) {
+	o := newCluster(t, 1)
+	a := o.open(t, "a")
+	cli := o.client(t)
+	for _, k := range []string{"owners/g", "locks/register-app"} {
+		if _, err := cli.Put(context.Background(), o.prefix+k, "fake"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hold(t, a, "g")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	unlock, err := a.Lock(ctx, "register-app")
+	if err != nil {
+		t.Fatalf("Lock over a key without a lease: %v", err)
+	}
+	unlock()
+}
