@@ -232,3 +232,20 @@ func TestOwnerAndLockKeysWithoutLease(t *testing.T) {
 	}
 	unlock()
 }
+
+// Junk over a grant's history does not keep its token from being written:
+// the history starts again from the attempt.
+func TestUndecodableHistoryIsReplaced(t *testing.T) {
+	o := newCluster(t, 1)
+	a := o.open(t, "a")
+	hold(t, a, "g")
+	if _, err := o.client(t).Put(context.Background(), o.prefix+"history/g", "junk"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.PutToken(tok("g", "t1", 1), &store.Attempt{At: time.Now(), Result: "success"}); err != nil {
+		t.Fatalf("PutToken with a junk history: %v", err)
+	}
+	if h, err := a.History("g"); err != nil || len(h) != 1 {
+		t.Fatalf("history after the write: %v, %v", h, err)
+	}
+}

@@ -288,7 +288,13 @@ func (s *Store) putToken(t store.Token, a *store.Attempt, owned bool) error {
 		hc, cached := s.hist[g]
 		s.mu.Unlock()
 		if av != nil && !cached {
-			if hc, err = s.readHistory(g); err != nil {
+			hc, err = s.readHistory(g)
+			if errors.Is(err, store.ErrCorrupt) {
+				// A history that does not decode must not keep the token
+				// from being written: it starts again from this attempt.
+				s.log.Error("store: etcd: a history record does not decode; replacing it", "grant", g, "err", err)
+				hc.v = nil
+			} else if err != nil {
 				return err
 			}
 		}
@@ -391,7 +397,8 @@ func (s *Store) readHistory(grant string) (histCache, error) {
 	}
 	var v []json.RawMessage
 	if err := json.Unmarshal(resp.Kvs[0].Value, &v); err != nil {
-		return histCache{}, store.NewError(store.ErrCorrupt, nil, fmt.Sprintf("store: etcd record history/%q does not decode", grant))
+		// The revision goes with the error: a writer replaces the record.
+		return histCache{rev: resp.Kvs[0].ModRevision}, store.NewError(store.ErrCorrupt, nil, fmt.Sprintf("store: etcd record history/%q does not decode", grant))
 	}
 	return histCache{rev: resp.Kvs[0].ModRevision, v: v}, nil
 }
