@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,5 +71,61 @@ func TestFleetEtcdUndecodableRecordKeepsChain(t *testing.T) {
 	}
 	if st := prov.Stats(); st.Reuses != 0 || st.Refreshes < 3 {
 		t.Fatalf("provider: %d refreshes, %d reuses of a rotated refresh token; want ≥ 3 and 0", st.Refreshes, st.Reuses)
+	}
+}
+
+// One record under tokens/ that does not decode: an instance starting
+// again loads the other grants' tokens (serving them without asking the
+// provider) and reports the bad one.
+func TestFleetEtcdRestartWithUndecodableRecord(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an etcd cluster")
+	}
+	c := etcdtest.New(t, etcdtest.Options{Members: 1, NoFsync: true})
+	clock := newFakeClock(t0)
+	prov := oauthtest.New(oauthtest.Options{Now: clock.Now, AccessTTL: 10 * time.Minute,
+		Clients: []oauthtest.Client{{ID: "app", Secret: testSecret, AuthMethod: "client_secret_basic"}}})
+	t.Cleanup(prov.Close)
+	grants := []string{"g1", "g2", "g3"}
+	n := startFleetNode(t, c, clock, prov, "host-a", grants, 4*time.Second)
+	for end := time.Now().Add(60 * time.Second); ; {
+		all := true
+		for _, g := range grants {
+			all = all && n.d.grant(g).cur.Load().AccessToken != "" && !n.d.grant(g).dirty.Load()
+		}
+		if all {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("no tokens:\n%s", n.logs.String())
+		}
+		clock.Advance(15 * time.Second)
+		time.Sleep(20 * time.Millisecond)
+	}
+	before := map[string]string{}
+	for _, g := range grants {
+		before[g] = n.d.grant(g).cur.Load().AccessToken
+	}
+	n.stop(t)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	if _, err := cli.Put(context.Background(), "/two/tokens/g2", "junk"); err != nil {
+		t.Fatal(err)
+	}
+	reqs := prov.Stats().TokenRequests
+	m := startFleetNode(t, c, clock, prov, "host-a", grants, 4*time.Second)
+	for _, g := range []string{"g1", "g3"} {
+		if got := m.d.grant(g).cur.Load().AccessToken; got != before[g] {
+			t.Fatalf("%s not loaded after a restart with a bad record of g2:\n%s", g, m.logs.String())
+		}
+	}
+	if got := prov.Stats().TokenRequests; got != reqs {
+		t.Fatalf("%d token requests at start, want none", got-reqs)
+	}
+	if !strings.Contains(m.logs.String(), "does not decode") {
+		t.Fatalf("the bad record is not reported:\n%s", m.logs.String())
 	}
 }
