@@ -19,7 +19,8 @@ package daemon
 //     before the lease can lapse. What remains is a pause of the process
 //     longer than the lease in the middle of a request (SIGSTOP, a VM
 //     frozen): its write is then fenced (store.ErrFenced), the token it
-//     obtained is dropped and the other instance's chain wins; a provider
+//     obtained is dropped and the other instance's chain wins (a record
+//     that does not decode is no chain: the token is kept); a provider
 //     with reuse detection may then revoke the chain, which shows as
 //     reauthorization_required the usual way.
 //   - Serving: every instance serves every grant from memory. Watch

@@ -73,7 +73,8 @@ func (s *Store) runCampaign() {
 		s.mu.Unlock()
 		return
 	}
-	share := (len(s.grants)+max(len(live), 1)-1)/max(len(live), 1) + s.slack
+	n := max(len(live), 1)
+	share := (len(s.grants)+n-1)/n + s.slack
 	held := 0
 	var want, release, orphans []string
 	orphanSince := map[string]time.Time{}
