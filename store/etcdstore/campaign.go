@@ -73,8 +73,8 @@ func (s *Store) runCampaign() {
 		s.mu.Unlock()
 		return
 	}
-	n := max(len(live), 1)
-	share := (len(s.grants)+n-1)/n + s.slack
+	instances := max(len(live), 1)
+	share := (len(s.grants)+instances-1)/instances + s.slack
 	held := 0
 	var want, release, orphans []string
 	orphanSince := map[string]time.Time{}
