@@ -80,6 +80,11 @@ func (c *cli) cmdRekey(ctx context.Context, args []string) int {
 		}
 		return exitOK
 	}
+	if _, err := os.Stat(cfg.Store.Path); errors.Is(err, os.ErrNotExist) {
+		// Open would create an empty store and "rekey" it.
+		c.printErr(fmt.Errorf("tokend: rekey: there is no store file at %s (store.path): nothing to rekey", cfg.Store.Path))
+		return exitError
+	}
 	s, err := store.Open(store.Options{Path: cfg.Store.Path, Key: oldKey, LockTimeout: c.lockTimeout})
 	switch {
 	case errors.Is(err, store.ErrLocked):

@@ -69,3 +69,22 @@ func TestRekeyEtcdBackend(t *testing.T) {
 		t.Fatalf("token with the new key: %v", err)
 	}
 }
+
+// With the bbolt backend and no file at store.path, rekey says so instead
+// of creating an empty store and reporting success.
+func TestRekeyMissingBboltFile(t *testing.T) {
+	t.Setenv("CREDENTIALS_DIRECTORY", "")
+	dir := t.TempDir()
+	cfg := copyConfig(t, dir, bytes.Repeat([]byte{0x6b}, 32), "")
+	newKey := filepath.Join(dir, "b.key")
+	if err := os.WriteFile(newKey, []byte(hex.EncodeToString(bytes.Repeat([]byte{0x2c}, 32))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tc := newTestCLI()
+	if code := tc.run("rekey", "--config", cfg, "--new-key-file", newKey); code != exitError || !strings.Contains(tc.errOut.String(), "no store file at") {
+		t.Fatalf("rekey without a store file: exit %d, %s%s", code, tc.out.String(), tc.errOut.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "tokend.db")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("rekey created the store file: %v", err)
+	}
+}
