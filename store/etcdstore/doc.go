@@ -112,8 +112,10 @@
 // refuses otherwise): it puts the rekey marker, which instances meet when
 // they register (Open fails, a lease retaken waits), re-seals each record
 // in a transaction on its revision (a record opens with either key
-// meanwhile, so a rekey killed midway is run again and carries on), drops
-// pending authorizations and start pages, and last switches the meta
+// meanwhile, so a rekey killed midway is run again and carries on),
+// re-seals the provider cache through Provider and PutProvider, drops
+// pending authorizations, start pages and the grants' definitions (the
+// instances record them again), and last switches the meta
 // record's check and deletes the marker in one transaction. An instance
 // that lost its lease checks the key again before registering anew.
 //

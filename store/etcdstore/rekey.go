@@ -182,14 +182,22 @@ func Rekey(ctx context.Context, o Options, newKey []byte) (RekeyResult, error) {
 			break
 		}
 	}
-	for _, kind := range []string{"pending/", "starts/"} {
+	if err := rekeyProviders(old, nw, &res); err != nil {
+		return res, err
+	}
+	// Pending authorizations and start pages are dropped (started again);
+	// the grants' definitions too: the first instance to name a grant
+	// records it again, sealed as it seals.
+	for _, kind := range []string{"pending/", "starts/", "defs/"} {
 		c, ccancel = old.req()
 		dr, err := cli.Delete(c, old.key(kind), clientv3.WithPrefix())
 		ccancel()
 		if err != nil {
-			return res, unavailable("drop pending authorizations", err)
+			return res, unavailable("drop "+kind, err)
 		}
-		res.Dropped += int(dr.Deleted)
+		if kind != "defs/" {
+			res.Dropped += int(dr.Deleted)
+		}
 	}
 	sort.Strings(res.Undecodable)
 
@@ -319,4 +327,54 @@ func rekeyPass(old, nw *Store, res *RekeyResult, mine map[string]int64, first bo
 		}
 	}
 	return n, nil
+}
+
+// rekeyProviders re-seals the cached provider documents through the
+// store's own read and write of them (Provider, PutProvider), so they
+// follow whatever those do to a record; a document that opens with
+// neither key is deleted (a cache: fetched again).
+func rekeyProviders(old, nw *Store, res *RekeyResult) error {
+	p := old.key("providers/")
+	var names []string
+	_, err := old.walk(old.ctx, p, true, func(kv *mvccpb.KeyValue) error {
+		names = append(names, string(kv.Key[len(p):]))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	first, second := old, nw
+	if nw.codec.Sealed() {
+		first, second = nw, old
+	}
+	for _, name := range names {
+		meta, err := first.Provider(name)
+		from := first
+		if err != nil {
+			meta, err = second.Provider(name)
+			from = second
+		}
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			continue
+		case errors.Is(err, store.ErrCorrupt), errors.Is(err, store.ErrWrongKey):
+			c, cancel := old.req()
+			_, derr := old.cli.Delete(c, p+name)
+			cancel()
+			if derr != nil {
+				return unavailable("drop provider "+name, derr)
+			}
+			continue
+		case err != nil:
+			return err
+		case from == nw:
+			res.Already++
+			continue
+		}
+		if err := nw.PutProvider(name, meta); err != nil {
+			return err
+		}
+		res.Resealed++
+	}
+	return nil
 }

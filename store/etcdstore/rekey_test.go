@@ -31,6 +31,9 @@ func TestRekey(t *testing.T) {
 	if err := a.PutClient(store.Client{Name: "app", ClientID: "app", ClientSecret: "client-secret"}); err != nil {
 		t.Fatal(err)
 	}
+	if err := a.PutProvider("op", []byte(`{"issuer":"https://op.example"}`)); err != nil {
+		t.Fatal(err)
+	}
 	if err := a.PutPending(store.Pending{State: "st", Grant: "g1", Verifier: "v", Deadline: time.Now().Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
@@ -85,6 +88,10 @@ func TestRekey(t *testing.T) {
 	if c, err := b.Client("app"); err != nil || c.ClientSecret != "client-secret" {
 		t.Fatalf("client with the new key: %v", err)
 	}
+	if meta, err := b.Provider("op"); err != nil || !strings.Contains(string(meta), "op.example") {
+		t.Fatalf("provider with the new key: %q, %v", meta, err)
+	}
+	hold(t, b, grants...) // the definitions are recorded again
 	// Every record opens with the new key only.
 	oldCodec, _ := store.NewCodec(testKey)
 	resp, err := cli.Get(context.Background(), o.prefix+"clients/app")
