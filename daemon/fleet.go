@@ -19,7 +19,8 @@ package daemon
 //     before the lease can lapse. What remains is a pause of the process
 //     longer than the lease in the middle of a request (SIGSTOP, a VM
 //     frozen): its write is then fenced (store.ErrFenced), the token it
-//     obtained is dropped and the other instance's chain wins; a provider
+//     obtained is dropped and the other instance's chain wins (a record
+//     that does not decode is no chain: the token is kept); a provider
 //     with reuse detection may then revoke the chain, which shows as
 //     reauthorization_required the usual way.
 //   - Serving: every instance serves every grant from memory. Watch
@@ -283,20 +284,31 @@ func (d *Daemon) fleetAbandoned(g *grant) *store.Token {
 // holds or has written the grant: the token this instance obtained is not
 // served; the record in the store (the other instance's chain) is. It
 // reports whether err was such a refusal.
+//
+// A record that does not decode is no chain to yield to: the token this
+// instance obtained (perhaps with a rotated refresh token the provider
+// will not take back) is kept, served and written again on the next tick,
+// as for any failed write, and fleetFenced reports false.
 func (d *Daemon) fleetFenced(g *grant, err error) bool {
 	if d.fleet == nil || !errors.Is(err, store.ErrFenced) {
 		return false
 	}
-	g.dirty.Store(false)
 	if m := d.fleet.metrics; m != nil {
 		m.ObserveFencedWrite()
 	}
+	t, rerr := d.st.Token(g.name)
+	if errors.Is(rerr, store.ErrCorrupt) {
+		d.warnLimited("fleet fenced undecodable "+g.name, "fleet: write of a refreshed token fenced by a record that does not decode; keeping the token obtained and writing it again",
+			"grant", g.name, "instance", d.fleet.fl.Instance())
+		return false
+	}
+	g.dirty.Store(false)
 	d.warnLimited("fleet fenced "+g.name, "fleet: write of a refreshed token fenced: another instance holds or has written this grant; its token is served instead",
 		"grant", g.name, "instance", d.fleet.fl.Instance(), "refresher", d.fleet.fl.GrantInfo(g.name).Owner)
 	// The watch delivers the winner too; reading it here serves it at
 	// once. A failed read leaves the current token: it is still what was
 	// served before this refresh.
-	if t, rerr := d.st.Token(g.name); rerr == nil {
+	if rerr == nil {
 		d.fleetPublish(g, t)
 	} else {
 		d.warnLimited("fleet fenced read "+g.name, "fleet: reading the grant after a fenced write", "grant", g.name, "err", rerr)

@@ -187,8 +187,9 @@ func (n *fleetNode) stop(t *testing.T) {
 }
 
 // startFleetNode runs a daemon named name on cluster c with grants, all
-// client_credentials of prov.
-func startFleetNode(t *testing.T, c *etcdtest.Cluster, clock *fakeClock, prov *oauthtest.Server, name string, grants []string, leaseTTL time.Duration) *fleetNode {
+// client_credentials of prov unless a mod of the configuration says
+// otherwise.
+func startFleetNode(t *testing.T, c *etcdtest.Cluster, clock *fakeClock, prov *oauthtest.Server, name string, grants []string, leaseTTL time.Duration, mod ...func(*config.Config)) *fleetNode {
 	t.Helper()
 	key := bytes.Repeat([]byte{7}, store.KeySize)
 	dir := t.TempDir()
@@ -207,6 +208,9 @@ func startFleetNode(t *testing.T, c *etcdtest.Cluster, clock *fakeClock, prov *o
 	}
 	for _, g := range grants {
 		cfg.Grants[g] = config.Grant{Client: "app", Type: config.GrantClientCredentials, Scopes: []string{"read"}}
+	}
+	for _, m := range mod {
+		m(cfg)
 	}
 	cfg.ApplyDefaults()
 	n := &fleetNode{name: name, logs: &testutil.SyncBuffer{}, done: make(chan error, 1)}

@@ -59,10 +59,12 @@ Daemon:
   dev [--dir DIR]              run a self-contained daemon with a built-in test provider
   check-config [FILE]          check a configuration file and explain it
   rekey --config FILE (--new-key-file PATH | --decrypt) [--old-key-file PATH]
-                               re-seal the store with a new key, offline (stop the daemon first)
-  store copy --from bbolt:PATH|etcd --to etcd|bbolt:PATH [--config FILE] [--force]
+                               re-seal the store the configuration uses (bbolt or etcd) with a
+                               new key, offline (stop the daemon, or every instance, first)
+  store copy --from bbolt:PATH|etcd --to etcd|bbolt:PATH [--config FILE] [--force | --into-live-fleet]
                                copy every grant, client and provider between the bbolt file
-                               and etcd (fleet mode), offline (stop the daemons first)
+                               and etcd (fleet mode), offline (stop the daemons first); --force
+                               overwrites records, rolling refresh tokens back
 
 Client (talks to the daemon's socket):
   token NAME [--json]          print a grant's access token

@@ -13,9 +13,10 @@ import (
 
 // cmdRekey re-seals the store's secrets with a new key (or unseals them
 // with --decrypt), offline: the daemon must be stopped, since it holds the
-// store's lock. The current key comes from the configuration (store.key_file
+// store's lock. With store.backend: etcd it re-seals the etcd store, every
+// instance of the fleet stopped (etcdstore.Rekey refuses otherwise). The current key comes from the configuration (store.key_file
 // or the tokend.key credential) unless --old-key-file is given.
-func (c *cli) cmdRekey(_ context.Context, args []string) int {
+func (c *cli) cmdRekey(ctx context.Context, args []string) int {
 	fs := c.flagSet("rekey", "rekey --config FILE (--new-key-file PATH | --decrypt) [--old-key-file PATH]")
 	cfgPath := fs.String("config", config.DefaultFile, "configuration file")
 	newKeyFile := fs.String("new-key-file", "", "file holding the new 32-byte key (raw, hex or base64)")
@@ -62,6 +63,28 @@ func (c *cli) cmdRekey(_ context.Context, args []string) int {
 		return exitError
 	}
 
+	if cfg.Store.Backend == config.BackendEtcd {
+		// The store the configuration uses: never the bbolt file at
+		// store.path, which the fleet does not read.
+		err := rekeyEtcd(ctx, c.stdout, *cfgPath, *newKeyFile, cfg.Store, oldKey, newKey)
+		switch {
+		case errors.Is(err, store.ErrKeyRequired):
+			c.printErr(fmt.Errorf("tokend: rekey: the etcd store is sealed and no current key was found: give it with --old-key-file"))
+			return exitError
+		case errors.Is(err, store.ErrWrongKey):
+			c.printErr(fmt.Errorf("tokend: rekey: the current key does not open the etcd store: give the right one with --old-key-file: %w", err))
+			return exitError
+		case err != nil:
+			c.printErr(fmt.Errorf("tokend: rekey: %w", err))
+			return exitError
+		}
+		return exitOK
+	}
+	if _, err := os.Stat(cfg.Store.Path); errors.Is(err, os.ErrNotExist) {
+		// Open would create an empty store and "rekey" it.
+		c.printErr(fmt.Errorf("tokend: rekey: there is no store file at %s (store.path): nothing to rekey", cfg.Store.Path))
+		return exitError
+	}
 	s, err := store.Open(store.Options{Path: cfg.Store.Path, Key: oldKey, LockTimeout: c.lockTimeout})
 	switch {
 	case errors.Is(err, store.ErrLocked):

@@ -37,11 +37,22 @@ var _ copyStore = (*store.Store)(nil)
 // prefix, no credentials). It is set by storecopy_etcd.go.
 var openEtcdCopy func(ctx context.Context, cfg *config.Config) (s copyStore, describe string, err error)
 
-const storeUsage = `usage: tokend store copy --from SPEC --to SPEC [--config FILE] [--force]
+const storeUsage = `usage: tokend store copy --from SPEC --to SPEC [--config FILE] [--force | --into-live-fleet]
 
 SPEC is bbolt:PATH (a store file) or etcd (the store.etcd section of the
 configuration). Secrets are sealed with the configuration's store key on
-both sides. Stop the daemon (every instance, for etcd) first.
+both sides. Stop the daemon (every instance, for etcd) first: a copy into
+etcd is refused while instances of a fleet are live there.
+
+--force copies into a store that holds records already, overwriting them
+with the copy's: a token refreshed since the copy's source was written is
+rolled back, and a rotated refresh token rolled back is one the provider
+has revoked (its chain may be revoked with it).
+
+--into-live-fleet imports into the etcd store of a running fleet instead:
+a grant's token is written only where the fleet's record is older (a
+lower generation), fenced on the revision read, histories are left alone
+and clients are added only where absent.
 `
 
 // cmdStore runs `tokend store SUBCOMMAND`.
@@ -68,7 +79,8 @@ func (c *cli) cmdStoreCopy(ctx context.Context, args []string) int {
 	cfgPath := fs.String("config", config.DefaultFile, "configuration file: the store key and the store.etcd section")
 	from := fs.String("from", "", "source: bbolt:PATH or etcd")
 	to := fs.String("to", "", "destination: bbolt:PATH or etcd")
-	force := fs.Bool("force", false, "copy into a destination that holds records already (they are overwritten)")
+	force := fs.Bool("force", false, "copy into a destination that holds records already: they are overwritten, refresh tokens rolled back")
+	intoLive := fs.Bool("into-live-fleet", false, "import into the etcd store of a running fleet: only grants whose record there is older, fenced")
 	pos, code, ok := c.parseArgs(fs, args)
 	if !ok {
 		return code
@@ -87,6 +99,9 @@ func (c *cli) cmdStoreCopy(ctx context.Context, args []string) int {
 	if src == dst {
 		return c.usageErr(fs, "store copy: --from and --to are the same store")
 	}
+	if *intoLive && (!dst.etcd || *force) {
+		return c.usageErr(fs, "store copy: --into-live-fleet goes with --to etcd and without --force")
+	}
 
 	cfg, warns, err := config.Load(*cfgPath)
 	for _, w := range warns {
@@ -96,7 +111,7 @@ func (c *cli) cmdStoreCopy(ctx context.Context, args []string) int {
 		c.printErr(err)
 		return exitError
 	}
-	if err := c.storeCopy(ctx, cfg, src, dst, *force); err != nil {
+	if err := c.storeCopy(ctx, cfg, src, dst, *force, *intoLive); err != nil {
 		c.printErr(fmt.Errorf("tokend: store copy: %w", err))
 		return exitError
 	}
@@ -165,7 +180,15 @@ func (c *cli) openSpec(ctx context.Context, cfg *config.Config, s storeSpec, sou
 	return st, s.String(), nil
 }
 
-func (c *cli) storeCopy(ctx context.Context, cfg *config.Config, from, to storeSpec, force bool) (err error) {
+// liveStore is the etcd store as the destination of a copy into a
+// running fleet.
+type liveStore interface {
+	LiveFleet() ([]string, error)
+	ImportGrantLive(t store.Token) (bool, error)
+	PutClientIfAbsent(c store.Client) (bool, error)
+}
+
+func (c *cli) storeCopy(ctx context.Context, cfg *config.Config, from, to storeSpec, force, intoLive bool) (err error) {
 	src, srcName, err := c.openSpec(ctx, cfg, from, true)
 	if err != nil {
 		return err
@@ -177,6 +200,18 @@ func (c *cli) storeCopy(ctx context.Context, cfg *config.Config, from, to storeS
 	}
 	defer func() { err = errors.Join(err, dst.Close()) }()
 
+	if ls, ok := dst.(liveStore); ok {
+		live, err := ls.LiveFleet()
+		if err != nil {
+			return fmt.Errorf("%s: %w", dstName, err)
+		}
+		if intoLive {
+			return c.copyLive(src, srcName, ls, dstName)
+		}
+		if len(live) > 0 {
+			return fmt.Errorf("%s is in use by a running fleet (instances %s): writing over its records unfenced would roll refreshed tokens back; stop every instance first, or give --into-live-fleet to import only the grants whose record there is older", dstName, strings.Join(live, ", "))
+		}
+	}
 	have, err := dst.Count()
 	if err != nil {
 		return fmt.Errorf("%s: %w", dstName, err)
@@ -198,6 +233,44 @@ func (c *cli) storeCopy(ctx context.Context, cfg *config.Config, from, to storeS
 		return fmt.Errorf("%s counted %s but %s were copied: was a daemon running?", srcName, describeCounts(want), describeCounts(done))
 	}
 	printCopy(c.stdout, srcName, dstName, done, want.Pending)
+	return nil
+}
+
+// copyLive imports src into the etcd store of a running fleet: clients
+// where absent, tokens where the fleet's record is older (fenced on the
+// revision read). Histories and provider caches are the fleet's own.
+func (c *cli) copyLive(src copyStore, srcName string, dst liveStore, dstName string) error {
+	var clients, clientsKept, tokens, kept int
+	err := src.EachClient(func(cl *store.Client) error {
+		ok, err := dst.PutClientIfAbsent(*cl)
+		if ok {
+			clients++
+		} else if err == nil {
+			clientsKept++
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("%s to %s: clients: %w", srcName, dstName, err)
+	}
+	var toks []*store.Token
+	if err := src.EachToken(func(t *store.Token) error { toks = append(toks, t); return nil }); err != nil {
+		return fmt.Errorf("%s: tokens: %w", srcName, err)
+	}
+	for _, t := range toks {
+		ok, err := dst.ImportGrantLive(*t)
+		if err != nil {
+			return fmt.Errorf("%s to %s: grant %q: %w", srcName, dstName, t.Grant, err)
+		}
+		if ok {
+			tokens++
+		} else {
+			kept++
+		}
+	}
+	fmt.Fprintf(c.stdout, "Imported %s into the running fleet's %s:\n", srcName, dstName)
+	fmt.Fprintf(c.stdout, "  tokens     %d imported, %d kept (the fleet's record is as new or newer)\n", tokens, kept)
+	fmt.Fprintf(c.stdout, "  clients    %d added, %d kept (already there)\n", clients, clientsKept)
 	return nil
 }
 

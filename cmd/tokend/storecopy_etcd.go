@@ -16,7 +16,10 @@ func init() { openEtcdCopy = openEtcdForCopy }
 // grant, so it takes part in no campaign.
 const copyInstance = "tokend-store-copy"
 
-var _ copyStore = (*etcdstore.Store)(nil)
+var (
+	_ copyStore = (*etcdstore.Store)(nil)
+	_ liveStore = (*etcdstore.Store)(nil)
+)
 
 // openEtcdForCopy opens the etcd store of the configuration's store.etcd
 // section with the store key, as serve does.

@@ -88,3 +88,72 @@ func TestStoreCopyEtcdRoundTrip(t *testing.T) {
 		t.Errorf("wrong key: exit %d, %s", code, tc.errOut.String())
 	}
 }
+
+// A copy into the etcd store of a running fleet: --force is refused while
+// an instance is live (it would roll the fleet's tokens back unfenced);
+// --into-live-fleet imports only the grants whose record there is older.
+func TestStoreCopyIntoLiveFleet(t *testing.T) {
+	t.Setenv("CREDENTIALS_DIRECTORY", "")
+	c := etcdtest.New(t, etcdtest.Options{Members: 1, NoFsync: true})
+	dir := t.TempDir()
+	key := bytes.Repeat([]byte{0x6b}, 32)
+	cfg := copyConfig(t, dir, key, fmt.Sprintf("  backend: etcd\n  etcd: {endpoints: [%s], prefix: /live/}\n", c.Endpoints()[0]))
+	srcPath := filepath.Join(dir, "src.db")
+	src := openCopy(t, srcPath, key)
+	fillStore(t, src, 4)
+	src.Close()
+	tc := newTestCLI()
+	if code := tc.run("store", "copy", "--config", cfg, "--from", "bbolt:"+srcPath, "--to", "etcd"); code != exitOK {
+		t.Fatalf("first copy: exit %d, %s", code, tc.errOut.String())
+	}
+
+	// An instance runs and writes a newer token of grant-001; the source
+	// has a newer one of grant-002.
+	inst, err := etcdstore.Open(context.Background(), etcdstore.Options{Endpoints: c.Endpoints(), Prefix: "/live/", Key: key, Instance: "host-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inst.Close()
+	fleetTok, err := inst.Token("grant-001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fleetTok.AccessToken, fleetTok.Generation = "at-fleet", 10
+	if err := inst.PutAuthorized(fleetTok, nil); err != nil {
+		t.Fatal(err)
+	}
+	src = openCopy(t, srcPath, key)
+	newer, err := src.Token("grant-002")
+	if err != nil {
+		t.Fatal(err)
+	}
+	newer.AccessToken, newer.Generation = "at-newer", 50
+	if err := src.PutToken(newer, nil); err != nil {
+		t.Fatal(err)
+	}
+	src.Close()
+
+	tc = newTestCLI()
+	code := tc.run("store", "copy", "--config", cfg, "--from", "bbolt:"+srcPath, "--to", "etcd", "--force")
+	if code != exitError || !strings.Contains(tc.errOut.String(), "running fleet (instances host-a)") {
+		t.Fatalf("--force into a live fleet: exit %d, %s", code, tc.errOut.String())
+	}
+	if got, err := inst.Token("grant-001"); err != nil || got.AccessToken != "at-fleet" {
+		t.Fatalf("after the refused copy grant-001 is %q, %v", got.AccessToken, err)
+	}
+
+	tc = newTestCLI()
+	if code := tc.run("store", "copy", "--config", cfg, "--from", "bbolt:"+srcPath, "--to", "etcd", "--into-live-fleet"); code != exitOK {
+		t.Fatalf("--into-live-fleet: exit %d, %s", code, tc.errOut.String())
+	}
+	if !strings.Contains(tc.out.String(), "1 imported, 3 kept") {
+		t.Errorf("output:\n%s", tc.out.String())
+	}
+	checkNoSecrets(t, tc)
+	if got, err := inst.Token("grant-001"); err != nil || got.AccessToken != "at-fleet" {
+		t.Fatalf("grant-001 after the live import is %q, %v; want the fleet's", got.AccessToken, err)
+	}
+	if got, err := inst.Token("grant-002"); err != nil || got.AccessToken != "at-newer" {
+		t.Fatalf("grant-002 after the live import is %q, %v; want the source's newer one", got.AccessToken, err)
+	}
+}

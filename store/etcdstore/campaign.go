@@ -49,7 +49,9 @@ const campaignWorkers = 16
 // releases the ones beyond it that no refresh is using.
 //
 // The share is ceil(grants / live instances) + Slack, live instances
-// being the keys under instances/ (bound to the instances' leases). The
+// being the keys under instances/ bound to a lease (liveInstances). A
+// grant ownerless for two campaign periods is taken beyond the share
+// (takeOrphans). The
 // first instance of a fleet takes everything; as others register, it
 // hands grants back at its next campaign (a quarter of the lease life),
 // never one it promised a refresh (Holds) until that promise ran out.
@@ -59,14 +61,11 @@ func (s *Store) runCampaign() {
 	if s.ctx.Err() != nil || s.paused.Load() {
 		return
 	}
-	ctx, cancel := s.req()
-	ir, err := s.cli.Get(ctx, s.key("instances/"), clientv3.WithPrefix(), clientv3.WithCountOnly())
-	cancel()
+	live, err := s.liveInstances()
 	if err != nil {
-		s.noteErr(err)
 		return
 	}
-	live := max(int(ir.Count), 1)
+	grace := 2 * s.keepAliveEvery()
 	now := s.clock()
 	s.mu.Lock()
 	lease := s.lease
@@ -74,11 +73,14 @@ func (s *Store) runCampaign() {
 		s.mu.Unlock()
 		return
 	}
-	share := (len(s.grants)+live-1)/live + s.slack
+	instances := max(len(live), 1)
+	share := (len(s.grants)+instances-1)/instances + s.slack
 	held := 0
-	var want, release []string
+	var want, release, orphans []string
+	orphanSince := map[string]time.Time{}
 	for g := range s.grants {
 		o, owned := s.owners[g]
+		owned = owned && o.lease != 0 // a key without a lease is no instance's
 		conflict := s.conflictLocked(g) != ""
 		switch {
 		case owned && o.lease == lease:
@@ -88,15 +90,24 @@ func (s *Store) runCampaign() {
 			}
 		case !owned && !conflict:
 			want = append(want, g)
+			since, ok := s.orphanSince[g]
+			if !ok {
+				since = now
+			}
+			orphanSince[g] = since
+			if now.Sub(since) >= grace {
+				orphans = append(orphans, g)
+			}
 		}
 	}
+	s.orphanSince = orphanSince
 	// Grants held but no longer this instance's (a reload dropped them).
 	for g, o := range s.owners {
 		if _, ok := s.grants[g]; !ok && o.lease == lease && o.inst == s.inst {
 			release = append(release, g)
 		}
 	}
-	if excess := held - len(release) - share; excess > 0 {
+	if excess := held - len(release) - share; excess > 0 && !now.Before(s.keepExcessUntil) {
 		var spare []string
 		for g, o := range s.owners {
 			if _, ok := s.grants[g]; ok && o.lease == lease && !s.busyUntil[g].After(now) && s.conflictLocked(g) == "" {
@@ -126,6 +137,7 @@ func (s *Store) runCampaign() {
 		s.mu.Unlock()
 		held--
 	}
+	defer s.takeOrphans(orphans, lease, grace)
 	room := share - max(held, 0)
 	if room <= 0 || len(want) == 0 {
 		return
@@ -133,29 +145,98 @@ func (s *Store) runCampaign() {
 	// Each instance tries the grants in its own order, so that instances
 	// starting together do not all race for the same ones.
 	rand.Shuffle(len(want), func(i, j int) { want[i], want[j] = want[j], want[i] })
-	var taken atomic.Int64
+	// Grants in flight count against the room too: an instance takes at
+	// most its share, not its share plus what its workers were sent.
+	var taken, inflight atomic.Int64
 	var wg sync.WaitGroup
 	next := make(chan []string)
+	done := make(chan struct{}, campaignWorkers)
 	for range min(campaignWorkers, len(want)) {
 		wg.Go(func() {
 			for gs := range next {
 				taken.Add(int64(s.takeGrants(gs, lease)))
+				inflight.Add(-int64(len(gs)))
+				select {
+				case done <- struct{}{}:
+				default: // a wake-up is pending already
+				}
 			}
 		})
 	}
-	for len(want) > 0 {
-		left := room - int(taken.Load())
-		if left <= 0 || s.ctx.Err() != nil {
-			break
+	for len(want) > 0 && s.ctx.Err() == nil {
+		left := room - int(taken.Load()) - int(inflight.Load())
+		if left <= 0 {
+			if inflight.Load() == 0 {
+				break
+			}
+			<-done // the outcome of a batch in flight
+			continue
 		}
 		// Batches while there is room for them (a fleet's first start
 		// with many grants), one at a time near the share.
 		n := min(len(want), campaignBatch, max(1, left/(2*campaignWorkers)))
+		inflight.Add(int64(n))
 		next <- want[:n]
 		want = want[n:]
 	}
 	close(next)
 	wg.Wait()
+}
+
+// orphanKeep is how many grace periods an instance that took grants
+// beyond its share (orphans) keeps them before handing the excess back.
+const orphanKeep = 8
+
+// takeOrphans takes the grants that stayed ownerless for grace or longer,
+// beyond this instance's share: the instances counted in the share did not
+// take them (one whose definition differs, or instance keys that are not
+// tokend instances), and a grant with no owner is refreshed by nobody.
+// The excess is then kept a while rather than handed back at once to
+// instances that may not take it again.
+func (s *Store) takeOrphans(orphans []string, lease clientv3.LeaseID, grace time.Duration) {
+	taken := 0
+	for _, g := range orphans {
+		s.mu.Lock()
+		o, owned := s.owners[g]
+		s.mu.Unlock()
+		if (owned && o.lease != 0) || s.ctx.Err() != nil {
+			continue
+		}
+		if s.takeGrant(g, lease) {
+			taken++
+		}
+	}
+	if taken == 0 {
+		return
+	}
+	s.mu.Lock()
+	s.keepExcessUntil = s.clock().Add(orphanKeep * grace)
+	s.mu.Unlock()
+	s.log.Warn("store: etcd: took grants nobody held beyond this instance's share", "instance", s.inst, "grants", taken)
+}
+
+// liveInstances returns the names of the instances registered under
+// instances/ with a lease. etcd deletes a key when its lease ends and
+// refuses a put with a lease that does not exist, so a key with a lease
+// is a live one; a key without (not written by a tokend instance) does
+// not count.
+func (s *Store) liveInstances() (map[string]bool, error) {
+	ip := s.key("instances/")
+	ctx, cancel := s.req()
+	// Not WithKeysOnly: it answers without the keys' leases.
+	ir, err := s.cli.Get(ctx, ip, clientv3.WithPrefix())
+	cancel()
+	if err != nil {
+		s.noteErr(err)
+		return nil, unavailable("read instances", err)
+	}
+	live := make(map[string]bool, len(ir.Kvs))
+	for _, kv := range ir.Kvs {
+		if kv.Lease != 0 {
+			live[string(kv.Key[len(ip):])] = true
+		}
+	}
+	return live, nil
 }
 
 // campaignBatch is how many grants one transaction may take at once.
@@ -169,7 +250,7 @@ func (s *Store) takeGrants(gs []string, lease clientv3.LeaseID) int {
 		ops := make([]clientv3.Op, len(gs))
 		for i, g := range gs {
 			k := s.key("owners/" + g)
-			cmps[i] = clientv3.Compare(clientv3.CreateRevision(k), "=", 0)
+			cmps[i] = clientv3.Compare(clientv3.LeaseValue(k), "=", 0)
 			ops[i] = clientv3.OpPut(k, s.inst, clientv3.WithLease(lease))
 		}
 		ctx, cancel := s.req()
@@ -197,13 +278,16 @@ func (s *Store) takeGrants(gs []string, lease clientv3.LeaseID) int {
 	return n
 }
 
-// takeGrant creates owners/<grant> for this instance under lease, if
-// nobody holds it.
+// takeGrant puts owners/<grant> for this instance under lease, if nobody
+// holds it: the key is absent or bound to no lease (etcd compares an
+// absent key's lease as 0). Every instance writes its owner keys with its
+// lease, so a key without one was written by something else and holds
+// nothing.
 func (s *Store) takeGrant(g string, lease clientv3.LeaseID) bool {
 	k := s.key("owners/" + g)
 	ctx, cancel := s.req()
 	resp, err := s.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
+		If(clientv3.Compare(clientv3.LeaseValue(k), "=", 0)).
 		Then(clientv3.OpPut(k, s.inst, clientv3.WithLease(lease))).Commit()
 	cancel()
 	if err != nil {
@@ -244,16 +328,9 @@ func (s *Store) SetGrants(fingerprints map[string]string) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := s.req()
-	ir, err := s.cli.Get(ctx, s.key("instances/"), clientv3.WithPrefix(), clientv3.WithKeysOnly())
-	cancel()
+	live, err := s.liveInstances()
 	if err != nil {
-		s.noteErr(err)
-		return unavailable("read instances", err)
-	}
-	live := map[string]bool{}
-	for _, kv := range ir.Kvs {
-		live[string(kv.Key[len(s.key("instances/")):])] = true
+		return err
 	}
 	names := make([]string, 0, len(fingerprints))
 	for g := range fingerprints {
@@ -532,7 +609,8 @@ func (s *Store) Lock(ctx context.Context, name string) (func(), error) {
 		}
 		rctx, cancel := context.WithTimeout(ctx, s.reqTO)
 		resp, err := s.cli.Txn(rctx).
-			If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
+			// Free: absent, or a key bound to no lease (no holder's).
+			If(clientv3.Compare(clientv3.LeaseValue(k), "=", 0)).
 			Then(clientv3.OpPut(k, s.inst, clientv3.WithLease(lease))).
 			Else(clientv3.OpGet(k)).Commit()
 		cancel()

@@ -21,6 +21,7 @@
 //	defs/<grant>         {fingerprint, by}: the fleet's definition of the grant
 //	instances/<instance> live instances (bound to their leases)
 //	locks/<name>         fleet-wide locks (bound to the holder's lease)
+//	rekey                present while `tokend rekey` runs (the new key's check)
 //
 // A start page (starts/) is taken by a single delete that returns the
 // value it deleted, so of concurrent takers on any instances exactly one
@@ -59,15 +60,25 @@
 // record may replace it (its own definition changed), and so may anyone
 // once the writer is gone.
 //
+// Live instances are the keys under instances/ bound to a lease: a key
+// without one (written by anyone who can write the prefix) does not
+// count. A grant found ownerless by two campaigns in a row is taken
+// beyond the share (the instances counted did not take it), and kept a
+// while, so no grant stays without a refresher while an instance could
+// take it.
+//
 // # Fencing
 //
 // PutToken is a transaction: If(owners/<grant> == this instance with this
 // lease, mod_revision(tokens/<grant>) == the revision this instance last
 // saw) Then(put tokens/<grant>, put history/<grant>) Else store.ErrFenced.
 // The last seen revision is what this instance wrote, read (Token,
-// EachToken) or was told by Watch. PutAuthorized compares the revision
-// only. So a stale refresher can never overwrite a newer chain, and one
-// that lost its lease can never write at all.
+// EachToken) or was told by Watch, whether or not the record decoded.
+// PutAuthorized compares the revision only. So a stale refresher can never
+// overwrite a newer chain, and one that lost its lease can never write at
+// all. A record written since that does not decode (torn, forged without
+// the key) is no chain: the write is made again on its revision, so the
+// token the provider issued is never dropped for it.
 //
 // What fencing cannot cover is the request to the provider itself: Holds
 // is true only with at least margin of lease left, so a refresh is sent
@@ -91,6 +102,22 @@
 // doubling to 2 s), and a resync first waits a random part of a second,
 // so a fleet losing etcd or meeting a compaction does not come back in
 // one stampede.
+//
+// A record that does not decode is skipped and reported (logged,
+// BadRecords) by EachToken and Watch; the other grants load.
+//
+// # Rekey
+//
+// Rekey re-seals every record with a new key while no instance runs (it
+// refuses otherwise): it puts the rekey marker, which instances meet when
+// they register (Open fails, a lease retaken waits), re-seals each record
+// in a transaction on its revision (a record opens with either key
+// meanwhile, so a rekey killed midway is run again and carries on),
+// re-seals the provider cache through Provider and PutProvider, drops
+// pending authorizations, start pages and the grants' definitions (the
+// instances record them again), and last switches the meta
+// record's check and deletes the marker in one transaction. An instance
+// that lost its lease checks the key again before registering anew.
 //
 // # Losing etcd
 //

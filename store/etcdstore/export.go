@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -160,4 +161,111 @@ func (s *Store) ImportGrant(grant string, t *store.Token, as []store.Attempt) er
 	}
 	s.mu.Unlock()
 	return nil
+}
+
+// LiveFleet names the instances of a running fleet, other than this one:
+// those registered under instances/ or holding a grant under owners/ with
+// a lease (etcd deletes such keys when their lease ends). A copy into the
+// store must not write over what they refresh unfenced.
+func (s *Store) LiveFleet() ([]string, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	own := s.lease
+	s.mu.Unlock()
+	names := map[string]bool{}
+	for _, kind := range []string{"instances/", "owners/"} {
+		p := s.key(kind)
+		_, err := s.walk(s.ctx, p, false, func(kv *mvccpb.KeyValue) error {
+			if kv.Lease == 0 || clientv3.LeaseID(kv.Lease) == own {
+				return nil
+			}
+			name := string(kv.Key[len(p):])
+			if kind == "owners/" {
+				name = string(kv.Value)
+			}
+			names[name] = true
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	out := make([]string, 0, len(names))
+	for n := range names {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// ImportGrantLive writes a grant's token into a store a running fleet
+// uses, through the fencing of a write from an authorization: only if the
+// record is still the revision read, and only if it is older (a lower
+// generation) than t or does not decode. The grant's history is the
+// fleet's and is left alone. It reports whether it wrote; false means the
+// fleet's record is as new or newer (or changed meanwhile) and was kept.
+func (s *Store) ImportGrantLive(t store.Token) (bool, error) {
+	if t.Grant == "" {
+		return false, errors.New("store: import: no grant name")
+	}
+	if err := s.check(); err != nil {
+		return false, err
+	}
+	tk := s.key("tokens/" + t.Grant)
+	ctx, cancel := s.req()
+	resp, err := s.cli.Get(ctx, tk)
+	cancel()
+	if err != nil {
+		s.noteErr(err)
+		return false, unavailable("read token", err)
+	}
+	var rev int64
+	if len(resp.Kvs) > 0 {
+		rev = resp.Kvs[0].ModRevision
+		if cur, _, derr := s.decodeToken(t.Grant, resp.Kvs[0].Value); derr == nil && cur.Generation >= t.Generation {
+			return false, nil
+		}
+	}
+	tv, err := s.encodeToken(t)
+	if err != nil {
+		return false, err
+	}
+	ctx, cancel = s.req()
+	tr, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(tk), "=", rev)).Then(clientv3.OpPut(tk, tv)).Commit()
+	cancel()
+	if err != nil {
+		s.noteErr(err)
+		return false, unavailable("import token", err)
+	}
+	if tr.Succeeded {
+		s.saw(t.Grant, tr.Header.Revision)
+	}
+	return tr.Succeeded, nil
+}
+
+// PutClientIfAbsent stores a client unless one of that name is stored
+// (a running fleet's record, perhaps a newer registration, wins).
+func (s *Store) PutClientIfAbsent(c store.Client) (bool, error) {
+	if err := s.check(); err != nil {
+		return false, err
+	}
+	v, err := s.codec.EncodeClient(c)
+	if err != nil {
+		return false, fmt.Errorf("store: encode client: %w", err)
+	}
+	return s.putIfAbsent("clients/"+c.Name, string(v), "write client")
+}
+
+func (s *Store) putIfAbsent(key, v, op string) (bool, error) {
+	k := s.key(key)
+	ctx, cancel := s.req()
+	defer cancel()
+	tr, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).Then(clientv3.OpPut(k, v)).Commit()
+	if err != nil {
+		s.noteErr(err)
+		return false, unavailable(op, err)
+	}
+	return tr.Succeeded, nil
 }

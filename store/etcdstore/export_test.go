@@ -16,3 +16,13 @@ func (s *Store) RevokeLease() error {
 	_, err := s.cli.Revoke(ctx, lease)
 	return err
 }
+
+// StopRekeyAfter makes Rekey stop, as a kill would, once n records are
+// re-sealed (0: never).
+func StopRekeyAfter(n int) {
+	if n == 0 {
+		rekeyStop = nil
+		return
+	}
+	rekeyStop = func(resealed int) bool { return resealed >= n }
+}

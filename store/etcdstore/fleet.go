@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
@@ -34,9 +35,20 @@ func (s *Store) newLease(ctx context.Context) error {
 		return unavailable("take a lease", err)
 	}
 	iv, _ := json.Marshal(map[string]any{"started": sent.UTC()})
-	if _, err := s.cli.Put(ctx, s.key("instances/"+s.inst), string(iv), clientv3.WithLease(gr.ID)); err != nil {
+	// Not while a rekey runs: Rekey checks that no instance is registered
+	// after it has put its marker, so one of the two refuses.
+	rk := s.key(rekeyMarker)
+	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(rk), "=", 0)).
+		Then(clientv3.OpPut(s.key("instances/"+s.inst), string(iv), clientv3.WithLease(gr.ID))).Commit()
+	if err == nil && !resp.Succeeded {
+		err = errRekeying
+	}
+	if err != nil {
 		_, _ = s.cli.Revoke(ctx, gr.ID)
 		s.noteErr(err)
+		if errors.Is(err, errRekeying) {
+			return store.NewError(store.ErrLocked, nil, fmt.Sprintf("store: etcd prefix %s is being rekeyed (tokend rekey): start the instances once it has finished, with the new key", s.pfx))
+		}
 		return unavailable("register the instance", err)
 	}
 	ttl := time.Duration(gr.TTL) * time.Second
@@ -70,7 +82,15 @@ func (s *Store) keepAlive() {
 		s.mu.Unlock()
 		if lease == 0 {
 			ctx, cancel := s.req()
-			err := s.newLease(ctx)
+			// The store may have been rekeyed while this instance had no
+			// lease (a pause, a partition): it must not write with the
+			// old key, so it checks the key before registering again.
+			err := s.checkMeta(ctx)
+			if err == nil {
+				err = s.newLease(ctx)
+			} else if !errors.Is(err, store.ErrUnavailable) {
+				s.log.Error("store: etcd: not registering again: the store no longer opens with this instance's key (rekeyed?); restart it with the current key", "instance", s.inst, "err", err)
+			}
 			cancel()
 			if err == nil {
 				s.quorum.Store(true)
@@ -259,12 +279,16 @@ func (s *Store) Watch(ctx context.Context, fn func(t store.Token)) {
 		if old {
 			return
 		}
+		// A record that does not decode is still seen: the owner's next
+		// write is fenced on its revision and replaces it, instead of
+		// being refused as if another instance had written a newer chain.
+		s.saw(grant, kv.ModRevision)
 		t, env, err := s.decodeToken(grant, kv.Value)
 		if err != nil {
-			s.log.Error("store: etcd watch: a token record does not decode", "grant", grant, "err", err)
+			s.badRecords.Add(1)
+			s.log.Error("store: etcd watch: a token record does not decode; skipped", "grant", grant, "revision", kv.ModRevision, "err", err)
 			return
 		}
-		s.saw(grant, kv.ModRevision)
 		if env.Writer == s.inst {
 			return
 		}

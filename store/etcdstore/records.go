@@ -86,11 +86,13 @@ func (s *Store) Token(grant string) (store.Token, error) {
 	if len(resp.Kvs) == 0 {
 		return store.Token{}, store.NewError(store.ErrNotFound, nil, fmt.Sprintf("store: no token for grant %q", grant))
 	}
+	// Seen even when it does not decode: this instance's next write of
+	// the grant replaces it (see PutToken).
+	s.saw(grant, resp.Kvs[0].ModRevision)
 	t, _, err := s.decodeToken(grant, resp.Kvs[0].Value)
 	if err != nil {
 		return store.Token{}, err
 	}
-	s.saw(grant, resp.Kvs[0].ModRevision)
 	return t, nil
 }
 
@@ -149,12 +151,17 @@ type errStop struct{ err error }
 
 func (e errStop) Error() string { return e.err.Error() }
 
+// BadRecords is how many token records this instance found that did not
+// decode (at load or delivered by the watch) and skipped.
+func (s *Store) BadRecords() int64 { return s.badRecords.Load() }
+
 // EachToken calls fn once with every stored token, read as of one
 // revision in pages (100,000 grants need not fit one answer). The next
 // page is read while one is decoded, and a page's records are decoded
 // (and their secrets opened) in parallel; fn is called on the caller's
-// goroutine, in key order. It records the revision read: Watch starts
-// after it.
+// goroutine, in key order. A record that does not decode is skipped and
+// reported (logged, counted in BadRecords), not fatal. It records the
+// revision read: Watch starts after it.
 func (s *Store) EachToken(fn func(t *store.Token) error) error {
 	if err := s.check(); err != nil {
 		return err
@@ -184,8 +191,12 @@ func (s *Store) EachToken(fn func(t *store.Token) error) error {
 		}
 	}()
 	workers := max(1, runtime.GOMAXPROCS(0))
+	bad := 0
 	for p := range pages {
 		if p.end {
+			if bad > 0 {
+				s.log.Error("store: etcd: token records that do not decode were skipped; their grants load nothing until their owner writes them again", "count", bad)
+			}
 			if p.err != nil {
 				return p.err
 			}
@@ -207,7 +218,15 @@ func (s *Store) EachToken(fn func(t *store.Token) error) error {
 		wg.Wait()
 		for i, kv := range p.kvs {
 			if errs[i] != nil {
-				return errs[i]
+				// One bad record must not keep every other grant from
+				// loading. It is seen, so its owner's next write
+				// replaces it.
+				grant := string(kv.Key[len(tp):])
+				s.saw(grant, kv.ModRevision)
+				bad++
+				s.badRecords.Add(1)
+				s.log.Error("store: etcd: a token record does not decode; skipped", "grant", grant, "revision", kv.ModRevision, "err", errs[i])
+				continue
 			}
 			s.saw(ts[i].Grant, kv.ModRevision)
 			if err := fn(&ts[i]); err != nil {
@@ -269,7 +288,13 @@ func (s *Store) putToken(t store.Token, a *store.Attempt, owned bool) error {
 		hc, cached := s.hist[g]
 		s.mu.Unlock()
 		if av != nil && !cached {
-			if hc, err = s.readHistory(g); err != nil {
+			hc, err = s.readHistory(g)
+			if errors.Is(err, store.ErrCorrupt) {
+				// A history that does not decode must not keep the token
+				// from being written: it starts again from this attempt.
+				s.log.Error("store: etcd: a history record does not decode; replacing it", "grant", g, "err", err)
+				hc.v = nil
+			} else if err != nil {
 				return err
 			}
 		}
@@ -290,7 +315,7 @@ func (s *Store) putToken(t store.Token, a *store.Attempt, owned bool) error {
 		}
 		ctx, cancel := s.req()
 		resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).
-			Else(clientv3.OpGet(tk, clientv3.WithKeysOnly()), clientv3.OpGet(ok)).Commit()
+			Else(clientv3.OpGet(tk), clientv3.OpGet(ok)).Commit()
 		cancel()
 		if err != nil {
 			s.noteErr(err)
@@ -321,10 +346,24 @@ func (s *Store) putToken(t store.Token, a *store.Attempt, owned bool) error {
 		if len(tkv) > 0 {
 			cur = tkv[0].ModRevision
 		}
+		holder := !owned || (len(okv) > 0 && string(okv[0].Value) == s.inst && clientv3.LeaseID(okv[0].Lease) == lease)
+		if cur != seen && holder && len(tkv) > 0 {
+			if _, _, derr := s.decodeToken(g, tkv[0].Value); derr != nil {
+				// Written since, but not a record anyone can read (a
+				// torn or forged value): no chain to yield to. Dropping
+				// this write would discard a token the provider has
+				// already issued (and maybe a rotated refresh token):
+				// write it over the record, fenced on its revision.
+				s.badRecords.Add(1)
+				s.log.Error("store: etcd: the token record written since this instance last saw it does not decode; writing over it", "grant", g, "revision", cur, "err", derr)
+				s.saw(g, cur)
+				continue
+			}
+		}
 		if cur != seen {
 			return store.NewError(store.ErrFenced, nil, fmt.Sprintf("store: write of grant %q fenced: written elsewhere at revision %d since this instance last saw it (revision %d)", g, cur, seen))
 		}
-		if owned && (len(okv) == 0 || string(okv[0].Value) != s.inst || clientv3.LeaseID(okv[0].Lease) != lease) {
+		if !holder {
 			holder := "nobody"
 			if len(okv) > 0 {
 				holder = fmt.Sprintf("%q", okv[0].Value)
@@ -337,7 +376,7 @@ func (s *Store) putToken(t store.Token, a *store.Attempt, owned bool) error {
 		delete(s.hist, g)
 		s.mu.Unlock()
 	}
-	return store.NewError(store.ErrFenced, nil, fmt.Sprintf("store: write of grant %q fenced: its history keeps changing", g))
+	return store.NewError(store.ErrFenced, nil, fmt.Sprintf("store: write of grant %q fenced: its record or history keeps changing", g))
 }
 
 // maxHistCache bounds the histories PutToken keeps to append to without
@@ -358,7 +397,8 @@ func (s *Store) readHistory(grant string) (histCache, error) {
 	}
 	var v []json.RawMessage
 	if err := json.Unmarshal(resp.Kvs[0].Value, &v); err != nil {
-		return histCache{}, store.NewError(store.ErrCorrupt, nil, fmt.Sprintf("store: etcd record history/%q does not decode", grant))
+		// The revision goes with the error: a writer replaces the record.
+		return histCache{rev: resp.Kvs[0].ModRevision}, store.NewError(store.ErrCorrupt, nil, fmt.Sprintf("store: etcd record history/%q does not decode", grant))
 	}
 	return histCache{rev: resp.Kvs[0].ModRevision, v: v}, nil
 }
@@ -640,13 +680,25 @@ func (s *Store) PrunePending(now time.Time) (int, error) {
 	for _, kind := range []string{"pending/", "starts/"} {
 		pp := s.key(kind)
 		_, err := s.walk(s.ctx, pp, false, func(kv *mvccpb.KeyValue) error {
-			var r struct {
-				Deadline time.Time `json:"deadline"`
+			name := string(kv.Key[len(pp):])
+			var deadline time.Time
+			var err error
+			if kind == "pending/" {
+				var p store.Pending
+				p, err = s.codec.DecodePending(name, kv.Value)
+				deadline = p.Deadline
+			} else {
+				var p store.StartPage
+				p, err = s.codec.DecodeStart(name, kv.Value)
+				deadline = p.Deadline
 			}
-			if err := json.Unmarshal(kv.Value, &r); err != nil {
-				return store.NewError(store.ErrCorrupt, nil, fmt.Sprintf("store: etcd record %s%s does not decode", kind, kv.Key[len(pp):]))
+			if err != nil {
+				// Left in place and reported: one bad record must not
+				// stop the pruning of the others.
+				s.log.Error("store: etcd: a record does not decode; not pruned", "record", kind+name, "err", err)
+				return nil
 			}
-			if !r.Deadline.IsZero() && !now.Before(r.Deadline) {
+			if !deadline.IsZero() && !now.Before(deadline) {
 				expired = append(expired, kv)
 			}
 			return nil

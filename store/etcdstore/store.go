@@ -92,6 +92,9 @@ type Store struct {
 	paused  atomic.Bool // tests: keepalives stopped (a paused process)
 	watchOK atomic.Bool
 	lagNs   atomic.Int64
+	// badRecords counts token records that did not decode (loaded or
+	// delivered): skipped, reported, and written over by their owner.
+	badRecords atomic.Int64
 
 	mu        sync.Mutex
 	lease     clientv3.LeaseID // 0: none
@@ -105,6 +108,12 @@ type Store struct {
 	busyUntil map[string]time.Time
 	loadRev   int64 // revision of the last EachToken
 	following bool  // the watch of defs/ runs
+
+	// orphanSince: grant -> when this instance's campaign first found it
+	// ownerless (and not in conflict); keepExcessUntil: until when grants
+	// taken beyond the share as orphans are kept (see takeOrphans).
+	orphanSince     map[string]time.Time
+	keepExcessUntil time.Time
 }
 
 type histCache struct {
