@@ -3,8 +3,8 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
-	"strings"
 	"fmt"
+	"strings"
 
 	bolt "go.etcd.io/bbolt"
 )
