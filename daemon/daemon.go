@@ -194,6 +194,9 @@ type tokenState struct {
 	jitter     atomic.Pointer[jitterCache]
 	queued     atomic.Bool
 	dirty      atomic.Bool // the newest token is not yet durable
+	// refusedGen is 1 + the generation of the last fleet record refused
+	// as older than the token held (fleetAccept): it is logged once.
+	refusedGen atomic.Uint64
 	backingOff atomic.Bool // a refresh waits to retry after a transient failure
 	// endRound, set while a refresh round runs, ends it at its next wait:
 	// an operator's revoke or a person's authorization must not queue
