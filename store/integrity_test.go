@@ -54,6 +54,15 @@ func wantCorrupt(t *testing.T, what string, err error) {
 	}
 }
 
+func mustSealer(t *testing.T, key []byte) *sealer {
+	t.Helper()
+	sl, err := newSealer(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sl
+}
+
 func TestRecordsAuthenticatedWhole(t *testing.T) {
 	key := newKey(t)
 	path := tempPath(t)
@@ -83,9 +92,16 @@ func TestRecordsAuthenticatedWhole(t *testing.T) {
 	forged, _ := json.Marshal(map[string]any{"grant": "web", "kind": "authorization_code", "binding_hash": "b", "deadline": "2099-01-01T00:00:00Z"})
 	plant(t, path, bucketPending, PendingKey("attacker-state"), forged)
 
+	good, _ := encodeToken(mustSealer(t, key), Token{Grant: "h", AccessToken: "secret-h", Generation: 1})
+	plant(t, path, bucketTokens, "h", good)
+
 	s = MustOpen(t, Options{Path: path, Key: key})
 	_, err := s.Token("g")
 	wantCorrupt(t, "token record written without the key", err)
+	// The other records still load.
+	if toks, err := s.Tokens(); err != nil || len(toks) != 1 || toks[0].AccessToken != "secret-h" {
+		t.Fatalf("Tokens with one bad record = %d, %v", len(toks), err)
+	}
 	_, err = s.Client("c")
 	wantCorrupt(t, "client record written without the key", err)
 	_, err = s.Provider("op")

@@ -55,8 +55,11 @@ func (s *Store) Tokens() ([]Token, error) {
 
 // EachToken calls fn with every stored token, in grant order, inside one
 // read transaction; fn may keep t (it is not reused) but must not call the
-// Store. It stops at fn's first error and returns it. Unlike Tokens it
-// builds no slice of every record, which matters with 100,000 grants.
+// Store. It stops at fn's first error and returns it. A record that does
+// not decode (not sealed with the store key, altered) is skipped and
+// logged, naming it: one bad record does not keep the others from
+// loading. Unlike Tokens it builds no slice of every record, which
+// matters with 100,000 grants.
 func (s *Store) EachToken(fn func(t *Token) error) error {
 	if err := s.rlock(); err != nil {
 		return err
@@ -67,7 +70,8 @@ func (s *Store) EachToken(fn func(t *Token) error) error {
 		return tx.Bucket([]byte(bucketTokens)).ForEach(func(k, v []byte) error {
 			t, err := decodeToken(s.seal, k, v)
 			if err != nil {
-				return err
+				s.log.Error("store: a token record does not decode; skipped", "err", err)
+				return nil
 			}
 			if err := fn(&t); err != nil {
 				fnErr = err
