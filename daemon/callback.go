@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/api"
+	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/oauth"
 	"github.com/tokend/tokend/store"
 )
@@ -98,6 +99,13 @@ func (d *Daemon) handleCallback(w http.ResponseWriter, r *http.Request) {
 		}
 		callbackPage(w, http.StatusBadRequest, "Authorization expired", "This authorization expired. Start again with tokend authorize.")
 		return
+	case errors.Is(err, store.ErrCorrupt):
+		// A record the store refuses (not sealed with its key, altered,
+		// or an authorization-code flow without a verifier) was not
+		// written by tokend: its code is not exchanged.
+		d.log.Error("callback refused: its pending authorization was not written by tokend", "err", err)
+		callbackPage(w, http.StatusBadRequest, "Authorization refused", "This authorization was not started by tokend. Start again with tokend authorize.")
+		return
 	case err != nil:
 		d.log.Error("consuming pending authorization", "err", err)
 		callbackPage(w, http.StatusInternalServerError, "Authorization failed", "tokend could not read its store.")
@@ -106,6 +114,15 @@ func (d *Daemon) handleCallback(w http.ResponseWriter, r *http.Request) {
 	g := d.grant(pend.Grant)
 	if g == nil {
 		callbackPage(w, http.StatusBadRequest, "Authorization failed", "The grant of this authorization is no longer configured.")
+		return
+	}
+	// tokend makes a PKCE verifier for every authorization-code flow it
+	// starts; a code is never exchanged without one, whatever the store
+	// returned.
+	if pend.Kind != config.GrantAuthorizationCode || pend.Verifier == "" || g.cfg().Type != config.GrantAuthorizationCode {
+		d.recordAuth(g, "callback refused: its pending authorization is not an authorization-code flow that tokend started")
+		d.log.Error("callback refused: its pending authorization is not an authorization-code flow with a PKCE verifier", "grant", g.name, "kind", pend.Kind)
+		callbackPage(w, http.StatusBadRequest, "Authorization refused", "This authorization was not started by tokend. Start again with tokend authorize.")
 		return
 	}
 	prov, err := d.providerFor(r.Context(), g)

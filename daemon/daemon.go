@@ -198,6 +198,9 @@ type tokenState struct {
 	jitter     atomic.Pointer[jitterCache]
 	queued     atomic.Bool
 	dirty      atomic.Bool // the newest token is not yet durable
+	// refusedGen is 1 + the generation of the last fleet record refused
+	// as older than the token held (fleetAccept): it is logged once.
+	refusedGen atomic.Uint64
 	backingOff atomic.Bool // a refresh waits to retry after a transient failure
 	// lastOnDemand is when a fetch last started a refresh (Unix
 	// nanoseconds of the daemon's clock; 0: never), for the on-demand

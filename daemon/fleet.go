@@ -59,6 +59,7 @@ import (
 type FleetMetrics interface {
 	SetFleetHealth(h store.FleetHealth)
 	ObserveFencedWrite()
+	ObserveRefusedRecord()
 	SetFleetConflict(grant string, conflict bool)
 }
 
@@ -302,6 +303,11 @@ func (d *Daemon) fleetFenced(g *grant, err error) bool {
 			"grant", g.name, "instance", d.fleet.fl.Instance())
 		return false
 	}
+	if rerr == nil && !d.fleetAccept(g, &t, "read after a fenced write") {
+		// A record older than the token held (replayed) is no chain to
+		// yield to either: the token obtained is kept and written again.
+		return false
+	}
 	g.dirty.Store(false)
 	d.warnLimited("fleet fenced "+g.name, "fleet: write of a refreshed token fenced: another instance holds or has written this grant; its token is served instead",
 		"grant", g.name, "instance", d.fleet.fl.Instance(), "refresher", d.fleet.fl.GrantInfo(g.name).Owner)
@@ -317,13 +323,71 @@ func (d *Daemon) fleetFenced(g *grant, err error) bool {
 	return true
 }
 
+// putToken writes n (and a) as a refresh does. In fleet mode a write
+// fenced against a record older than the token held (a replay, which
+// fleetAccept refuses) is tried once more: reading that record noted its
+// revision, so the write goes over it, and the token just obtained (its
+// refresh token maybe rotated already) is not dropped for a replay.
+func (d *Daemon) putToken(g *grant, n store.Token, a *store.Attempt) error {
+	err := d.st.PutToken(n, a)
+	if d.fleet == nil || !errors.Is(err, store.ErrFenced) {
+		return err
+	}
+	if t, rerr := d.st.Token(g.name); rerr == nil && t.Generation < n.Generation && !d.fleetAccept(g, &t, "found by a fenced write") {
+		err = d.st.PutToken(n, a)
+	}
+	return err
+}
+
 // fleetDelivered publishes a record another instance wrote (Watch).
 func (d *Daemon) fleetDelivered(t store.Token) {
 	g := d.grant(t.Grant)
 	if g == nil {
 		return
 	}
+	if !d.fleetAccept(g, &t, "delivered") {
+		return
+	}
 	d.fleetPublish(g, t)
+}
+
+// fleetAccept reports whether the fleet's record t may replace the token g
+// holds. The store authenticates every record, but someone who may write
+// to etcd can still put back an older value of it (etcd keeps old
+// revisions until compaction): served, it would roll the grant back to a
+// token the provider has expired or revoked, and its refresh token, used
+// by the next refresher, would make the provider revoke the chain. So a
+// record is taken only with a newer generation, or with the same one and
+// the same token set (a change of state, failures or authorization
+// outcome), or emptied at the same generation (a revocation). A token
+// this instance obtained but never saved (dirty) yields to the fleet's
+// record of its generation. A refused record is logged once per
+// generation of the grant and counted; the token held is kept, and the
+// owner's next write goes over the record (the store noted its revision).
+func (d *Daemon) fleetAccept(g *grant, t *store.Token, how string) bool {
+	cur := g.cur.Load()
+	if isEmpty(cur) || t.Generation > cur.Generation {
+		return true
+	}
+	if t.Generation == cur.Generation && (g.dirty.Load() || sameTokenSet(cur, t) || (t.AccessToken == "" && t.RefreshToken == "")) {
+		return true
+	}
+	if m := d.fleet.metrics; m != nil {
+		m.ObserveRefusedRecord()
+	}
+	if g.refusedGen.Swap(t.Generation+1) != t.Generation+1 {
+		d.log.Warn("fleet: refused a token record older than the token held (replayed in etcd?); keeping the token held",
+			"grant", g.name, "how", how, "record_generation", t.Generation, "held_generation", cur.Generation)
+	}
+	return false
+}
+
+// sameTokenSet reports whether a and b carry the same tokens and the same
+// lifetimes.
+func sameTokenSet(a, b *store.Token) bool {
+	return a.AccessToken == b.AccessToken && a.RefreshToken == b.RefreshToken && a.IDToken == b.IDToken &&
+		a.DPoPKey == b.DPoPKey && a.TokenType == b.TokenType && a.Scope == b.Scope &&
+		a.Expiry.Equal(b.Expiry) && a.RefreshExpiry.Equal(b.RefreshExpiry)
 }
 
 // fleetPublish makes the fleet's record t the grant's token, as a local

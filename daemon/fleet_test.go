@@ -291,6 +291,7 @@ type fleetMetrics struct {
 	mu        sync.Mutex
 	health    store.FleetHealth
 	fenced    int
+	refused   int
 	conflicts map[string]bool
 	states    map[string]string
 }
@@ -306,6 +307,7 @@ func (m *fleetMetrics) SetState(g, state string) {
 
 func (m *fleetMetrics) SetFleetHealth(h store.FleetHealth) { m.mu.Lock(); m.health = h; m.mu.Unlock() }
 func (m *fleetMetrics) ObserveFencedWrite()                { m.mu.Lock(); m.fenced++; m.mu.Unlock() }
+func (m *fleetMetrics) ObserveRefusedRecord()              { m.mu.Lock(); m.refused++; m.mu.Unlock() }
 func (m *fleetMetrics) SetFleetConflict(g string, c bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

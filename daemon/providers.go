@@ -126,15 +126,63 @@ func (d *Daemon) endpoints(ctx context.Context, p *providerRT) (oauth.Endpoints,
 		}
 		d.log.Info("provider discovered", "provider", p.name, "issuer", eps.Issuer, "token_endpoint", eps.Token)
 	} else {
-		b, cerr := d.st.Provider(p.name)
-		if cerr != nil || json.Unmarshal(b, &eps) != nil || eps.Issuer != p.cfg.Issuer {
+		cached, cerr := d.cachedEndpoints(p)
+		if cerr != nil {
+			if !errors.Is(cerr, store.ErrNotFound) {
+				d.log.Error("discovery failed, and the cached endpoints are not used", "provider", p.name, "err", err, "cache", cerr)
+			}
 			return oauth.Endpoints{}, err
 		}
+		eps = cached
 		d.log.Warn("discovery failed; using cached endpoints", "provider", p.name, "err", err)
 	}
 	merged := mergeEndpoints(eps, explicit)
 	p.eps = &merged
 	return merged, nil
+}
+
+// cachedEndpoints reads p's endpoints as the store cached them at the last
+// discovery. The store authenticates the record (with its key it is
+// sealed under the provider's name, so nobody without the key can change
+// it); it must name the configured issuer, and every endpoint must pass
+// the rule discovered ones do (https, or http to a loopback host). An
+// error says which check failed and carries no endpoint's content beyond
+// its name.
+func (d *Daemon) cachedEndpoints(p *providerRT) (oauth.Endpoints, error) {
+	b, err := d.st.Provider(p.name)
+	if err != nil {
+		return oauth.Endpoints{}, err
+	}
+	var eps oauth.Endpoints
+	if err := json.Unmarshal(b, &eps); err != nil {
+		return oauth.Endpoints{}, fmt.Errorf("daemon: cached metadata of provider %s is not JSON", p.name)
+	}
+	if eps.Issuer != p.cfg.Issuer {
+		return oauth.Endpoints{}, fmt.Errorf("daemon: cached metadata of provider %s names another issuer", p.name)
+	}
+	if eps.Token == "" {
+		return oauth.Endpoints{}, fmt.Errorf("daemon: cached metadata of provider %s has no token endpoint", p.name)
+	}
+	fields := map[string]string{
+		"authorization_endpoint": eps.Authorization, "token_endpoint": eps.Token, "revocation_endpoint": eps.Revocation,
+		"device_authorization_endpoint": eps.DeviceAuthorization, "registration_endpoint": eps.Registration,
+		"pushed_authorization_request_endpoint": eps.PushedAuthorization, "introspection_endpoint": eps.Introspection,
+	}
+	if m := eps.MTLS; m != nil {
+		fields["mtls_endpoint_aliases.token_endpoint"] = m.Token
+		fields["mtls_endpoint_aliases.revocation_endpoint"] = m.Revocation
+		fields["mtls_endpoint_aliases.device_authorization_endpoint"] = m.DeviceAuthorization
+		fields["mtls_endpoint_aliases.registration_endpoint"] = m.Registration
+	}
+	for name, v := range fields {
+		if v == "" {
+			continue
+		}
+		if oauth.Printable(v) != v || oauth.CheckEndpointURL(v) != nil {
+			return oauth.Endpoints{}, fmt.Errorf("daemon: cached metadata of provider %s: %s is not an https URL (nor http to a loopback host)", p.name, name)
+		}
+	}
+	return eps, nil
 }
 
 // mergeEndpoints lets explicitly configured endpoints override discovered

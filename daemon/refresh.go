@@ -349,7 +349,7 @@ func (d *Daemon) succeeded(g *grant, cur *store.Token, p Policy, reason string, 
 	// is on disk. If the write fails the new token is served anyway, since
 	// the provider may already have invalidated the old refresh token, and
 	// the write is retried on the next tick.
-	perr := d.st.PutToken(n, &att)
+	perr := d.putToken(g, n, &att)
 	if d.fleetFenced(g, perr) {
 		return g.cur.Load(), perr
 	}
@@ -481,7 +481,7 @@ func (d *Daemon) persistDirty(g *grant) {
 	t := g.cur.Load()
 	n := *t
 	n.LastError, n.LastErrorCode = "", ""
-	if err := d.st.PutToken(n, nil); d.fleetFenced(g, err) {
+	if err := d.putToken(g, n, nil); d.fleetFenced(g, err) {
 		return
 	} else if err != nil {
 		d.warnLimited("saving token", "saving token still failing", "grant", g.name, "err", err)

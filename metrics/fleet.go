@@ -19,6 +19,7 @@ type fleetCollectors struct {
 	quorum     prometheus.Gauge
 	watchLag   prometheus.Gauge
 	fenced     prometheus.Counter
+	refused    prometheus.Counter
 	conflict   *prometheus.GaugeVec
 }
 
@@ -48,6 +49,10 @@ func newFleetCollectors() *fleetCollectors {
 			Name: "tokend_fleet_fenced_writes_total",
 			Help: "Fleet mode: refreshed tokens whose write etcd refused because another instance held or had written the grant (the token was dropped, the other chain served).",
 		}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tokend_fleet_refused_records_total",
+			Help: "Fleet mode: token records from etcd refused because they are older than the token this instance holds (a replay); the token held is kept.",
+		}),
 		conflict: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "tokend_fleet_conflict",
 			Help: "Fleet mode: 1 for a grant whose definition on this instance differs from the fleet's (this instance does not refresh it); absent otherwise.",
@@ -58,7 +63,7 @@ func newFleetCollectors() *fleetCollectors {
 func (m *Metrics) fleetOn() *fleetCollectors {
 	f := m.fleet
 	f.once.Do(func() {
-		m.reg.MustRegister(f.grantsHeld, f.leaseOK, f.watchOK, f.quorum, f.watchLag, f.fenced, f.conflict)
+		m.reg.MustRegister(f.grantsHeld, f.leaseOK, f.watchOK, f.quorum, f.watchLag, f.fenced, f.refused, f.conflict)
 	})
 	return f
 }
@@ -75,6 +80,9 @@ func (m *Metrics) SetFleetHealth(h store.FleetHealth) {
 
 // ObserveFencedWrite counts tokend_fleet_fenced_writes_total.
 func (m *Metrics) ObserveFencedWrite() { m.fleetOn().fenced.Inc() }
+
+// ObserveRefusedRecord counts tokend_fleet_refused_records_total.
+func (m *Metrics) ObserveRefusedRecord() { m.fleetOn().refused.Inc() }
 
 // SetFleetConflict sets tokend_fleet_conflict{grant} to 1, or removes it.
 func (m *Metrics) SetFleetConflict(grant string, conflict bool) {

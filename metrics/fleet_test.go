@@ -19,12 +19,13 @@ func TestFleetSeries(t *testing.T) {
 	}
 	m.SetFleetHealth(store.FleetHealth{Quorum: false, LeaseOK: true, WatchOK: true, WatchLag: 1500 * time.Millisecond, GrantsHeld: 7})
 	m.ObserveFencedWrite()
+	m.ObserveRefusedRecord()
 	m.SetFleetConflict("reports", true)
 	m.SetFleetConflict("billing", true)
 	m.SetFleetConflict("billing", false)
 	f := m.fleet
 	for name, want := range map[string]float64{
-		"held": 7, "quorum": 0, "lease": 1, "watch": 1, "lag": 1.5, "fenced": 1,
+		"held": 7, "quorum": 0, "lease": 1, "watch": 1, "lag": 1.5, "fenced": 1, "refused": 1,
 	} {
 		var got float64
 		switch name {
@@ -40,6 +41,8 @@ func TestFleetSeries(t *testing.T) {
 			got = testutil.ToFloat64(f.watchLag)
 		case "fenced":
 			got = testutil.ToFloat64(f.fenced)
+		case "refused":
+			got = testutil.ToFloat64(f.refused)
 		}
 		if got != want {
 			t.Errorf("%s = %v, want %v", name, got, want)

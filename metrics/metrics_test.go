@@ -34,6 +34,7 @@ func populate(m *Metrics) {
 	m.ObserveHook("alerts", "success", 30*time.Millisecond)                                        // hooks.go
 	m.SetFleetHealth(store.FleetHealth{Quorum: true, LeaseOK: true, WatchOK: true, GrantsHeld: 1}) // fleet.go
 	m.ObserveFencedWrite()
+	m.ObserveRefusedRecord()
 	m.SetFleetConflict("reports", true)
 	m.SetOpenConns("callback", 3) // listeners.go
 	m.ObserveConnRefused("callback")

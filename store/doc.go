@@ -2,8 +2,9 @@
 Package store keeps tokend's state in a single bbolt file: the token set and
 refresh bookkeeping of every grant, a short history of refresh attempts,
 client registrations, pending authorizations and cached provider metadata.
-It owns the file's layout, its schema version and migrations, the sealing of
-secrets at rest and the file lock. It knows nothing of HTTP or OAuth.
+It owns the file's layout, its schema version and migrations, the record
+format (Codec: sealed and authenticated whole with the store key, shared
+with the etcd store) and the file lock. It knows nothing of HTTP or OAuth.
 
 # Opening
 
@@ -36,7 +37,7 @@ The file has six top-level buckets:
 	           big-endian sequence number; the newest 20 are kept
 	pending    hex SHA-256 of the state -> pending authorization record
 	clients    client name -> client record
-	providers  provider name -> discovery metadata, raw JSON
+	providers  provider name -> discovery metadata (JSON)
 
 Records are JSON objects with explicit field names (snake_case), so renaming a
 Go field does not change the format. Times are stored in UTC; a zero time
@@ -49,23 +50,49 @@ migrated in the Open transaction, one step at a time (migrations[i] takes
 version i to i+1; version 1 is the initial layout); a file at a newer
 version than this build knows is refused with ErrNewerSchema.
 
-# Encryption
+# Record format
 
 With a key (Options.Key, 32 bytes; config.ParseKey reads a key file) every
-secret field is sealed with AES-256-GCM: Token.AccessToken, RefreshToken,
-IDToken and DPoPKey, Client.ClientSecret and RegistrationAccessToken, Pending.Verifier and
-DeviceCode. A sealed value is base64 of a random 96-bit nonce followed by the
-ciphertext and tag; its additional data is the bucket name, the record key
-and the field name, so a sealed value copied into another record or field
-does not open. Other fields, the bucket structure and record keys (grant and
-client names) are not sealed.
+record is sealed whole with AES-256-GCM (RecordSchema, schema 2):
 
-The meta bucket holds a sealed check value, so a wrong key fails at Open with
-ErrWrongKey, not later with garbage. A sealed file opened without a key fails
-with ErrKeyRequired. A key given for a file that holds unsealed records fails
-with ErrNotEncrypted (run `tokend rekey`); an empty file given a key simply
-becomes sealed. Rekey re-seals every secret under a new key, or unseals
-them, and replaces the check value, in one transaction.
+	"tokend-aead-1:" || 96-bit random nonce || ciphertext and tag of the JSON
+
+Its additional data is a domain string and the record's kind (the bucket
+name, or for the etcd store's own records "starts" and "defs") and key,
+each preceded by its length: the grant or client name, the provider name,
+the hash of a pending authorization's state (a history attempt is bound
+to its grant's name). So nobody without the key can read a record, plant
+one, alter one, or move one to another key or kind; such a record is
+refused with ErrCorrupt, whose message names the record and never holds
+its content, and the other records still load. Codec gives another backend
+(the etcd store of fleet mode) the same format, and adds what the bbolt
+file does not need: a token record's writer and write time inside the
+sealed record, the start pages and the fleet's grant definitions.
+Cached provider metadata is bound to the provider's name; the issuer it
+names is inside, authenticated with it, and the daemon uses it only for
+the configured issuer. An authorization-code pending authorization without
+a PKCE verifier is refused even so: tokend always makes one.
+
+Without a key records are the same JSON, unsealed: there is nothing to
+authenticate with, and someone who can write the file can change any
+record. The bucket structure and record keys (grant and client names) are
+never sealed.
+
+The meta bucket holds a sealed check value, bound to the schema version,
+so a wrong key fails at Open with ErrWrongKey, not later with garbage, and
+a schema set back by someone without the key fails the same way. A sealed
+file opened without a key fails with ErrKeyRequired. A key given for a
+file that holds unsealed records fails with ErrNotEncrypted (run `tokend
+rekey`); an empty file given a key simply becomes sealed. Rekey re-seals
+every record under a new key, or unseals them, and replaces the check
+value, in one transaction.
+
+Schema 1 sealed only the secret fields, each bound to bucket, record and
+field, and left the rest clear and unauthenticated. The migration to
+schema 2 re-encodes tokens, clients, history and provider metadata and
+drops pending authorizations (they live minutes; one of the old format
+cannot be told from one planted without the key). After it, a record of
+the old format is refused.
 
 Token, Client and Pending print with their secrets replaced by "[REDACTED]"
 through fmt (%v, %+v, %s, %#v) and log/slog.
@@ -93,8 +120,11 @@ Sealing protects a copy of the file (a backup, a stolen disk) from a reader
 without the key. It does not protect against a process that can read both
 the file and the key, such as root on the host.
 
-Records are decoded whole: a record sealed with a key that no longer opens it
-(a file edited by hand) fails its reads with ErrCorrupt, naming the record.
+Records are decoded whole: a record that does not authenticate (a file
+edited by hand) fails its reads with ErrCorrupt, naming the record;
+PrunePending deletes such a pending authorization. Sealing does not stop
+someone who can write the file from deleting records, or from putting back
+an older copy of the whole file or of a record (each still authenticates).
 
 Opening reads every page of the file; that is cheap for tokend's sizes (a few
 thousand records), not for a large file.

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -31,7 +30,11 @@ func (s *Store) EachClient(fn func(c *Client) error) error {
 // slice is fn's) of every provider, in name order, as EachClient does.
 func (s *Store) EachProvider(fn func(name string, meta []byte) error) error {
 	return s.each(bucketProviders, "read providers", func(k, v []byte) error {
-		return fn(string(k), bytes.Clone(v))
+		meta, err := decodeProvider(s.seal, k, v)
+		if err != nil {
+			return err
+		}
+		return fn(string(k), meta)
 	})
 }
 
@@ -51,7 +54,7 @@ func (s *Store) EachHistory(fn func(grant string, as []Attempt) error) error {
 			var as []Attempt
 			c := hb.Cursor()
 			for k, v := c.Last(); k != nil && len(as) < HistoryLen; k, v = c.Prev() {
-				a, err := decodeAttempt(k, v)
+				a, err := decodeAttempt(s.seal, grant, v)
 				if err != nil {
 					return err
 				}
@@ -165,7 +168,7 @@ func (s *Store) ImportGrant(grant string, t *Token, as []Attempt) error {
 	as = as[:min(len(as), HistoryLen)]
 	avs := make([][]byte, len(as))
 	for i, a := range as {
-		av, err := encodeAttempt(a)
+		av, err := encodeAttempt(s.seal, []byte(grant), a)
 		if err != nil {
 			return fmt.Errorf("store: encode attempt: %w", err)
 		}

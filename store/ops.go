@@ -55,8 +55,11 @@ func (s *Store) Tokens() ([]Token, error) {
 
 // EachToken calls fn with every stored token, in grant order, inside one
 // read transaction; fn may keep t (it is not reused) but must not call the
-// Store. It stops at fn's first error and returns it. Unlike Tokens it
-// builds no slice of every record, which matters with 100,000 grants.
+// Store. It stops at fn's first error and returns it. A record that does
+// not decode (not sealed with the store key, altered) is skipped and
+// logged, naming it: one bad record does not keep the others from
+// loading. Unlike Tokens it builds no slice of every record, which
+// matters with 100,000 grants.
 func (s *Store) EachToken(fn func(t *Token) error) error {
 	if err := s.rlock(); err != nil {
 		return err
@@ -67,7 +70,8 @@ func (s *Store) EachToken(fn func(t *Token) error) error {
 		return tx.Bucket([]byte(bucketTokens)).ForEach(func(k, v []byte) error {
 			t, err := decodeToken(s.seal, k, v)
 			if err != nil {
-				return err
+				s.log.Error("store: a token record does not decode; skipped", "err", err)
+				return nil
 			}
 			if err := fn(&t); err != nil {
 				fnErr = err
@@ -107,7 +111,7 @@ func (s *Store) PutToken(t Token, a *Attempt) error {
 	}
 	var av []byte
 	if a != nil {
-		if av, err = encodeAttempt(*a); err != nil {
+		if av, err = encodeAttempt(s.seal, key, *a); err != nil {
 			return fmt.Errorf("store: encode attempt: %w", err)
 		}
 	}
@@ -234,7 +238,7 @@ func (s *Store) History(grant string) ([]Attempt, error) {
 		}
 		c := hb.Cursor()
 		for k, v := c.Last(); k != nil && len(as) < HistoryLen; k, v = c.Prev() {
-			a, err := decodeAttempt(k, v)
+			a, err := decodeAttempt(s.seal, []byte(grant), v)
 			if err != nil {
 				return err
 			}
@@ -429,7 +433,8 @@ func withoutSecrets(p Pending) Pending {
 }
 
 // PendingFor lists the pending authorizations of a grant. Their State is
-// empty: only its hash is stored. Safe for concurrent use.
+// empty: only its hash is stored. A record that does not decode is
+// skipped (PrunePending deletes it). Safe for concurrent use.
 func (s *Store) PendingFor(grant string) ([]Pending, error) {
 	if err := s.rlock(); err != nil {
 		return nil, err
@@ -439,10 +444,7 @@ func (s *Store) PendingFor(grant string) ([]Pending, error) {
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket([]byte(bucketPending)).ForEach(func(k, v []byte) error {
 			p, err := decodePending(s.seal, k, v)
-			if err != nil {
-				return err
-			}
-			if p.Grant == grant {
+			if err == nil && p.Grant == grant {
 				ps = append(ps, p)
 			}
 			return nil
@@ -455,7 +457,10 @@ func (s *Store) PendingFor(grant string) ([]Pending, error) {
 }
 
 // PrunePending deletes pending authorizations past their deadline and
-// returns how many. Safe for concurrent use.
+// returns how many. A record that does not decode (not JSON, not sealed
+// with the store key, or refused as forged) is deleted too, and logged:
+// nobody can redeem it, and it must not stop the pruning of the others.
+// Safe for concurrent use.
 func (s *Store) PrunePending(now time.Time) (int, error) {
 	if err := s.rlock(); err != nil {
 		return 0, err
@@ -467,11 +472,13 @@ func (s *Store) PrunePending(now time.Time) (int, error) {
 		b := tx.Bucket([]byte(bucketPending))
 		var expired [][]byte
 		err := b.ForEach(func(k, v []byte) error {
-			var r pendingRecord
-			if err := jsonUnmarshal(v, &r); err != nil {
-				return recordError(bucketPending, k, err)
+			p, err := decodePending(s.seal, k, v)
+			if err != nil {
+				s.log.Warn("store: deleting a pending authorization that does not decode", "err", err)
+				expired = append(expired, bytes.Clone(k))
+				return nil
 			}
-			if !r.Deadline.IsZero() && !now.Before(r.Deadline) {
+			if pendingExpired(p, now) {
 				expired = append(expired, bytes.Clone(k))
 			}
 			return nil
@@ -506,11 +513,10 @@ func (s *Store) DeletePending(grant string) (int, error) {
 		b := tx.Bucket([]byte(bucketPending))
 		var keys [][]byte
 		err := b.ForEach(func(k, v []byte) error {
-			var r pendingRecord
-			if err := jsonUnmarshal(v, &r); err != nil {
-				return recordError(bucketPending, k, err)
-			}
-			if r.Grant == grant {
+			// A record that does not decode names no grant it can be
+			// trusted for; PrunePending deletes it.
+			r, err := decodePending(s.seal, k, v)
+			if err == nil && r.Grant == grant {
 				keys = append(keys, bytes.Clone(k))
 			}
 			return nil
@@ -545,8 +551,9 @@ func (s *Store) Provider(name string) ([]byte, error) {
 		if v == nil {
 			return newError(ErrNotFound, nil, fmt.Sprintf("store: no cached metadata for provider %q", name))
 		}
-		meta = bytes.Clone(v)
-		return nil
+		var err error
+		meta, err = decodeProvider(s.seal, []byte(name), v)
+		return err
 	})
 	if err != nil {
 		return nil, s.wrap("read provider", err)
@@ -554,8 +561,10 @@ func (s *Store) Provider(name string) ([]byte, error) {
 	return meta, nil
 }
 
-// PutProvider caches provider metadata (raw JSON, not secret), replacing
-// what was cached. Safe for concurrent use.
+// PutProvider caches provider metadata (raw JSON), replacing what was
+// cached. It is not secret, but it says where secrets are sent: with a key
+// it is sealed like every record, so nobody without the key can change
+// it. Safe for concurrent use.
 func (s *Store) PutProvider(name string, meta []byte) error {
 	if name == "" {
 		return errors.New("store: provider has no name")
@@ -564,10 +573,7 @@ func (s *Store) PutProvider(name string, meta []byte) error {
 		return err
 	}
 	defer s.mu.RUnlock()
-	v := bytes.Clone(meta)
-	if v == nil {
-		v = []byte{}
-	}
+	v := encodeProvider(s.seal, []byte(name), meta)
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket([]byte(bucketProviders)).Put([]byte(name), v)
 	})

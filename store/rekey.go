@@ -2,12 +2,14 @@ package store
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
+	"strings"
 
 	bolt "go.etcd.io/bbolt"
 )
 
-// Rekey re-seals every secret with newKey (nil: unsealed) in one
+// Rekey re-seals every record with newKey (nil: unsealed) in one
 // transaction and replaces the check value.
 //
 // It waits for operations in flight and holds off new ones until it is
@@ -32,6 +34,9 @@ func (s *Store) Rekey(newKey []byte) error {
 		// collect, then write.
 		reseal := func(bucket string, conv func(k, v []byte) ([]byte, error)) error {
 			b := tx.Bucket([]byte(bucket))
+			if g, ok := strings.CutPrefix(bucket, bucketHistory+"/"); ok {
+				b = tx.Bucket([]byte(bucketHistory)).Bucket([]byte(g))
+			}
 			var out []kv
 			err := b.ForEach(func(k, v []byte) error {
 				nv, err := conv(k, v)
@@ -79,11 +84,40 @@ func (s *Store) Rekey(newKey []byte) error {
 		}); err != nil {
 			return err
 		}
+		if err := reseal(bucketProviders, func(k, v []byte) ([]byte, error) {
+			meta, err := decodeProvider(old, k, v)
+			if err != nil {
+				return nil, err
+			}
+			return encodeProvider(ns, k, meta), nil
+		}); err != nil {
+			return err
+		}
+		hist := tx.Bucket([]byte(bucketHistory))
+		var grants [][]byte
+		if err := hist.ForEachBucket(func(g []byte) error {
+			grants = append(grants, bytes.Clone(g))
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, g := range grants {
+			if err := reseal(bucketHistory+"/"+string(g), func(_, v []byte) ([]byte, error) {
+				a, err := decodeAttempt(old, g, v)
+				if err != nil {
+					return nil, err
+				}
+				return encodeAttempt(ns, g, a)
+			}); err != nil {
+				return err
+			}
+		}
 		mb := tx.Bucket([]byte(bucketMeta))
 		if ns == nil {
 			return mb.Delete(keyCheck)
 		}
-		return mb.Put(keyCheck, []byte(ns.seal(checkPlaintext, bucketMeta, keyCheck, "check")))
+		schema := int(binary.BigEndian.Uint64(mb.Get(keySchema)))
+		return mb.Put(keyCheck, []byte(ns.checkValue(schema)))
 	})
 	if err != nil {
 		return s.wrap(fmt.Sprintf("rekey %s", s.path), err)

@@ -1,7 +1,9 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -303,6 +305,100 @@ var migrations = []migration{
 		}
 		return nil
 	}},
+	{name: "records sealed whole", up: sealRecordsWhole},
+}
+
+// sealRecordsWhole takes a sealed file from schema 1 (secret fields sealed
+// one by one, the rest clear and unauthenticated) to schema 2 (every
+// record sealed whole, bound to its bucket and key). Tokens, clients,
+// history and cached provider metadata are re-encoded; pending
+// authorizations are dropped: they live ten minutes, a person starts one
+// again, and a record of the old format cannot be told from one planted
+// without the key. A record that does not decode in the old format is
+// left as it is: it is refused when read, as it was before. Without a key
+// the two formats are the same plain JSON and nothing changes.
+func sealRecordsWhole(tx *bolt.Tx, sl *sealer) error {
+	if sl == nil {
+		return nil
+	}
+	reencode := func(b *bolt.Bucket, conv func(k, v []byte) ([]byte, error)) error {
+		type kv struct{ k, v []byte }
+		var out []kv
+		err := b.ForEach(func(k, v []byte) error {
+			if v == nil {
+				return nil
+			}
+			if nv, err := conv(k, v); err == nil && nv != nil {
+				out = append(out, kv{bytes.Clone(k), nv})
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, r := range out {
+			if err := b.Put(r.k, r.v); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	// already reports a record of the new format (a migration retried
+	// after a crash never commits half, but a record written by a build
+	// of schema 2 into a copy is possible): kept as it is.
+	already := func(v []byte) bool { return bytes.HasPrefix(v, []byte(recordMagic)) }
+	if err := reencode(tx.Bucket([]byte(bucketTokens)), func(k, v []byte) ([]byte, error) {
+		if already(v) {
+			return nil, nil
+		}
+		t, err := decodeTokenFields(sl, k, v)
+		if err != nil {
+			return nil, err
+		}
+		return encodeToken(sl, t)
+	}); err != nil {
+		return err
+	}
+	if err := reencode(tx.Bucket([]byte(bucketClients)), func(k, v []byte) ([]byte, error) {
+		if already(v) {
+			return nil, nil
+		}
+		c, err := decodeClientFields(sl, k, v)
+		if err != nil {
+			return nil, err
+		}
+		return encodeClient(sl, c)
+	}); err != nil {
+		return err
+	}
+	if err := reencode(tx.Bucket([]byte(bucketProviders)), func(k, v []byte) ([]byte, error) {
+		if already(v) {
+			return nil, nil
+		}
+		return encodeProvider(sl, k, v), nil
+	}); err != nil {
+		return err
+	}
+	hist := tx.Bucket([]byte(bucketHistory))
+	if err := hist.ForEachBucket(func(grant []byte) error {
+		return reencode(hist.Bucket(grant), func(_, v []byte) ([]byte, error) {
+			if already(v) {
+				return nil, nil
+			}
+			var r attemptRecord
+			if err := json.Unmarshal(v, &r); err != nil {
+				return nil, err
+			}
+			return encodeAttempt(sl, grant, r.attempt())
+		})
+	}); err != nil {
+		return err
+	}
+	if err := tx.DeleteBucket([]byte(bucketPending)); err != nil {
+		return err
+	}
+	_, err := tx.CreateBucket([]byte(bucketPending))
+	return err
 }
 
 // initTx creates or checks the meta bucket, checks the key and migrates,
@@ -346,15 +442,16 @@ func (s *Store) initTx(tx *bolt.Tx, migs []migration) error {
 	case check != nil && s.seal == nil:
 		return newError(ErrKeyRequired, nil, fmt.Sprintf("store: %s is encrypted and no key was given (set store.key_file or the tokend.key credential)", s.path))
 	case check != nil:
-		v, err := s.seal.open(string(check), bucketMeta, keyCheck, "check")
-		if err != nil || v != checkPlaintext {
-			return newError(ErrWrongKey, nil, fmt.Sprintf("store: the key given does not open %s (wrong key)", s.path))
+		// The check binds the schema version from RecordSchema on: a
+		// file whose version was set back fails here.
+		if !s.seal.checkOpens(string(check), int(version)) {
+			return newError(ErrWrongKey, nil, fmt.Sprintf("store: the key given does not open %s (wrong key, or its meta bucket was altered)", s.path))
 		}
 	case s.seal != nil:
 		if hasSecretRecords(tx) {
 			return newError(ErrNotEncrypted, nil, fmt.Sprintf("store: %s holds unencrypted records and a key was given; run `tokend rekey` to encrypt it, or open it without a key", s.path))
 		}
-		if err := mb.Put(keyCheck, []byte(s.seal.seal(checkPlaintext, bucketMeta, keyCheck, "check"))); err != nil {
+		if err := mb.Put(keyCheck, []byte(s.seal.checkValue(int(version)))); err != nil {
 			return err
 		}
 	}
@@ -366,6 +463,12 @@ func (s *Store) initTx(tx *bolt.Tx, migs []migration) error {
 		}
 		if err := mb.Put(keySchema, binary.BigEndian.AppendUint64(nil, v+1)); err != nil {
 			return err
+		}
+		if s.seal != nil {
+			// The check names the schema it was written at.
+			if err := mb.Put(keyCheck, []byte(s.seal.checkValue(int(v+1)))); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

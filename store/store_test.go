@@ -324,10 +324,12 @@ func readSchema(t *testing.T, path string) uint64 {
 func TestSchemaMigration(t *testing.T) {
 	key := newKey(t)
 	path := tempPath(t)
-	v1 := migrations[:1]
-	// Version 2 of this test renames every "failing" state to "degraded",
-	// re-encoding (and so re-sealing) every token.
-	v2 := append(v1[:1:1], migration{name: "test: rename state", up: func(tx *bolt.Tx, sl *sealer) error {
+	n := len(migrations)
+	v1 := migrations
+	// The version after the current one, in this test, renames every
+	// "failing" state to "degraded", re-encoding (and so re-sealing)
+	// every token.
+	v2 := append(v1[:n:n], migration{name: "test: rename state", up: func(tx *bolt.Tx, sl *sealer) error {
 		b := tx.Bucket([]byte(bucketTokens))
 		var toks []Token
 		b.ForEach(func(k, v []byte) error {
@@ -359,8 +361,8 @@ func TestSchemaMigration(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	if v := readSchema(t, path); v != 1 {
-		t.Fatalf("schema %d, want 1", v)
+	if v := readSchema(t, path); v != uint64(n) {
+		t.Fatalf("schema %d, want %d", v, n)
 	}
 
 	s, err = open(Options{Path: path, Key: key}, v2)
@@ -372,8 +374,8 @@ func TestSchemaMigration(t *testing.T) {
 		t.Fatalf("after migration: %+v %v", tok, err)
 	}
 	s.Close()
-	if v := readSchema(t, path); v != 2 {
-		t.Fatalf("schema %d, want 2", v)
+	if v := readSchema(t, path); v != uint64(n+1) {
+		t.Fatalf("schema %d, want %d", v, n+1)
 	}
 	MustCheck(t, path)
 
@@ -386,7 +388,7 @@ func TestSchemaMigration(t *testing.T) {
 
 	// A build that only knows version 1 refuses the file.
 	err = mustOpenErr(t, Options{Path: path, Key: key}, ErrNewerSchema)
-	if !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "version 2") {
+	if !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), fmt.Sprintf("version %d", n+1)) {
 		t.Fatalf("error %q does not name the file and version", err)
 	}
 }

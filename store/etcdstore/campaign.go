@@ -2,7 +2,6 @@ package etcdstore
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"sort"
@@ -318,11 +317,8 @@ func (s *Store) SetGrants(fingerprints map[string]string) error {
 	dp := s.key("defs/")
 	defs := map[string]def{}
 	rev, err := s.walk(s.ctx, dp, false, func(kv *mvccpb.KeyValue) error {
-		var d def
-		if json.Unmarshal(kv.Value, &d) == nil {
-			d.rev = kv.ModRevision
-			defs[string(kv.Key[len(dp):])] = d
-		}
+		g := string(kv.Key[len(dp):])
+		defs[g] = s.decodeDef(g, kv)
 		return nil
 	})
 	if err != nil {
@@ -420,7 +416,10 @@ func (s *Store) writeDefs(gs []string, fingerprints map[string]string, defs map[
 		ops := make([]clientv3.Op, len(gs))
 		for i, g := range gs {
 			k := s.key("defs/" + g)
-			v, _ := json.Marshal(def{FP: fingerprints[g], By: s.inst})
+			v, err := s.codec.EncodeDef(g, fingerprints[g], s.inst)
+			if err != nil {
+				return fmt.Errorf("store: encode grant definition: %w", err)
+			}
 			cmps[i] = clientv3.Compare(clientv3.ModRevision(k), "=", defs[g].rev)
 			ops[i] = clientv3.OpPut(k, string(v))
 		}
@@ -452,7 +451,10 @@ func (s *Store) writeDefs(gs []string, fingerprints map[string]string, defs map[
 // (0: absent); it returns what the record holds afterwards.
 func (s *Store) writeDef(g, fp string, rev int64) (def, error) {
 	k := s.key("defs/" + g)
-	v, _ := json.Marshal(def{FP: fp, By: s.inst})
+	v, err := s.codec.EncodeDef(g, fp, s.inst)
+	if err != nil {
+		return def{}, fmt.Errorf("store: encode grant definition: %w", err)
+	}
 	ctx, cancel := s.req()
 	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(k), "=", rev)).Then(clientv3.OpPut(k, string(v))).Else(clientv3.OpGet(k)).Commit()
 	cancel()
@@ -465,10 +467,23 @@ func (s *Store) writeDef(g, fp string, rev int64) (def, error) {
 	}
 	var d def
 	if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
-		_ = json.Unmarshal(kvs[0].Value, &d)
-		d.rev = kvs[0].ModRevision
+		d = s.decodeDef(g, kvs[0])
 	}
 	return d, nil
+}
+
+// decodeDef decodes the fleet's definition of g from its record. A record
+// that does not decode, or is not sealed with the store key, is no
+// definition: it conflicts with nobody (bad), and the next SetGrants of
+// an instance naming the grant writes over it (its revision is kept for
+// that).
+func (s *Store) decodeDef(g string, kv *mvccpb.KeyValue) def {
+	fp, by, err := s.codec.DecodeDef(g, kv.Value)
+	if err != nil {
+		s.log.Warn("store: etcd: a grant definition does not decode; ignored", "err", err)
+		return def{bad: true, rev: kv.ModRevision}
+	}
+	return def{FP: fp, By: by, rev: kv.ModRevision}
 }
 
 // startDefsWatch follows defs/ so that a definition another instance
@@ -484,22 +499,15 @@ func (s *Store) startDefsWatch(rev int64) {
 			if ev.Type == clientv3.EventTypeDelete {
 				delete(s.defs, g)
 			} else {
-				var d def
-				if json.Unmarshal(ev.Kv.Value, &d) == nil {
-					d.rev = ev.Kv.ModRevision
-					s.defs[g] = d
-				}
+				s.defs[g] = s.decodeDef(g, ev.Kv)
 			}
 			s.mu.Unlock()
 			s.wantCampaign()
 		}, func(ctx context.Context) (int64, error) {
 			defs := map[string]def{}
 			rev, err := s.walk(ctx, dp, false, func(kv *mvccpb.KeyValue) error {
-				var d def
-				if json.Unmarshal(kv.Value, &d) == nil {
-					d.rev = kv.ModRevision
-					defs[string(kv.Key[len(dp):])] = d
-				}
+				g := string(kv.Key[len(dp):])
+				defs[g] = s.decodeDef(g, kv)
 				return nil
 			})
 			if err == nil {
@@ -520,7 +528,7 @@ func (s *Store) conflictLocked(g string) string {
 		return ""
 	}
 	d, ok := s.defs[g]
-	if !ok || d.FP == fp {
+	if !ok || d.bad || d.FP == fp {
 		return ""
 	}
 	return fmt.Sprintf("this instance's definition of the grant differs from the fleet's (set by instance %q): make the configurations agree", d.By)

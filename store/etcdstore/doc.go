@@ -10,15 +10,15 @@
 //
 // Under Prefix (default /tokend/):
 //
-//	meta                 format "tokend-store", schema, sealed key check
-//	tokens/<grant>       writer, time and the bbolt file's token record
-//	history/<grant>      the last store.HistoryLen attempts, newest first
+//	meta                 format "tokend-store", schema, sealed key check (JSON, clear)
+//	tokens/<grant>       token record, with the writer and the time inside
+//	history/<grant>      the last store.HistoryLen attempts, newest first, one record
 //	clients/<name>       client record (as in the bbolt file)
 //	providers/<name>     cached provider metadata
 //	pending/<sha256>     pending authorization, by the hash of its state
 //	starts/<sha256>      start page of a pending authorization, by the hash of its id
 //	owners/<grant>       instance refreshing the grant (bound to its lease)
-//	defs/<grant>         {fingerprint, by}: the fleet's definition of the grant
+//	defs/<grant>         the fleet's definition of the grant: fingerprint, writer
 //	instances/<instance> live instances (bound to their leases)
 //	locks/<name>         fleet-wide locks (bound to the holder's lease)
 //	rekey                present while `tokend rekey` runs (the new key's check)
@@ -30,12 +30,34 @@
 // (a single host keeps its start pages in memory), and `tokend store
 // copy` does not copy them, nor pending authorizations.
 //
-// Records are sealed by store.Codec exactly as in the bbolt file, with the
-// same key on every instance: etcd never holds a plaintext secret, and
-// `tokend store copy` moves records between the backends unchanged. A
-// prefix holding other keys and no meta record, a newer schema, a wrong
-// key (store.ErrWrongKey) or a missing one (store.ErrKeyRequired) are
-// refused at Open.
+// Every record of tokens/, history/, clients/, providers/, pending/,
+// starts/ and defs/ is sealed whole by store.Codec, as in the bbolt file
+// (see "Record format" in package store): AES-256-GCM with the same key on
+// every instance, bound to the record's kind and key. etcd never holds a
+// plaintext secret, and someone who can write the prefix without the key
+// cannot plant, alter or move a record: such a record is refused with
+// store.ErrCorrupt (a token record by the watch and at load, a definition
+// is ignored and written over by the next instance that sets it, a
+// pending authorization or start page is deleted by PrunePending). What
+// they can do is delete records, and put back an older value of one: the
+// daemon refuses a token record older than the one it holds (the
+// generation is inside the sealed record). owners/, instances/ and locks/
+// are lease-bound and not sealed: they hold names only. `tokend store
+// copy` re-encodes records between the backends. A prefix holding other
+// keys and no meta record, a newer schema, a wrong key
+// (store.ErrWrongKey) or a missing one (store.ErrKeyRequired) are refused
+// at Open.
+//
+// The meta record's check is bound to the schema. A prefix of schema 1
+// (secret fields sealed one by one, the rest clear, a clear header
+// before each token record) is migrated by the first instance that opens
+// it (migrate.go): every record is rewritten by a transaction on its mod
+// revision, pending authorizations and start pages are deleted, and the
+// meta record is marked last, so a killed migration resumes. It refuses a
+// meta record of schema 1 that was rewritten, or is younger than a record
+// (planted again to have records of the old format migrated). Instances of
+// the previous release must be stopped first: they can read nothing after
+// the migration, and what they write is refused.
 //
 // # Ownership
 //

@@ -32,16 +32,22 @@ func (s *Store) EachClient(fn func(c *store.Client) error) error {
 // EachProvider calls fn with the name and cached metadata of every
 // provider, in name order.
 func (s *Store) EachProvider(fn func(name string, meta []byte) error) error {
-	return s.each("providers/", fn)
+	return s.each("providers/", func(name string, v []byte) error {
+		meta, err := s.codec.DecodeProvider(name, v)
+		if err != nil {
+			return err
+		}
+		return fn(name, meta)
+	})
 }
 
 // EachHistory calls fn with every grant that has a history and its
 // attempts, newest first, in grant order.
 func (s *Store) EachHistory(fn func(grant string, as []store.Attempt) error) error {
 	return s.each("history/", func(grant string, v []byte) error {
-		var raw []json.RawMessage
-		if err := json.Unmarshal(v, &raw); err != nil {
-			return store.NewError(store.ErrCorrupt, nil, fmt.Sprintf("store: etcd record history/%q does not decode", grant))
+		raw, err := s.codec.DecodeHistory(grant, v)
+		if err != nil {
+			return err
 		}
 		if len(raw) == 0 {
 			return nil
@@ -144,7 +150,10 @@ func (s *Store) ImportGrant(grant string, t *store.Token, as []store.Attempt) er
 			}
 			raw = append(raw, av)
 		}
-		hv, _ := json.Marshal(raw)
+		hv, err := s.codec.EncodeHistory(grant, raw)
+		if err != nil {
+			return fmt.Errorf("store: encode history: %w", err)
+		}
 		ops = append(ops, clientv3.OpPut(hk, string(hv)))
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, s.reqTO)

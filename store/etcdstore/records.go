@@ -1,7 +1,6 @@
 package etcdstore
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,48 +17,29 @@ import (
 	"github.com/tokend/tokend/store"
 )
 
-// The value of tokens/<grant> is a header naming who wrote it and when
-// (so the watch can skip this instance's own writes and tell how far
-// behind it is), then the bbolt file's token record, secrets sealed:
-//
-//	tokend-token-v1 NL writer NL RFC 3339 time NL record
-//
-// A header of text rather than a JSON envelope spares a second scan of
-// the record on every read (100,000 of them at start).
-const tokenMagic = "tokend-token-v1\n"
-
+// The value of tokens/<grant> is the token record of store.Codec, with
+// the instance that wrote it and when inside the sealed record (so the
+// watch can skip this instance's own writes and tell how far behind it
+// is, and nobody without the key can change either).
 type tokenEnvelope struct {
 	Writer string
 	At     time.Time
 }
 
 func (s *Store) encodeToken(t store.Token) (string, error) {
-	rec, err := s.codec.EncodeToken(t)
+	rec, err := s.codec.EncodeTokenFrom(t, store.Origin{Writer: s.inst, At: s.clock()})
 	if err != nil {
 		return "", fmt.Errorf("store: encode token: %w", err)
 	}
-	return tokenMagic + s.inst + "\n" + s.clock().UTC().Format(time.RFC3339Nano) + "\n" + string(rec), nil
+	return string(rec), nil
 }
 
 func (s *Store) decodeToken(grant string, v []byte) (store.Token, tokenEnvelope, error) {
-	var env tokenEnvelope
-	bad := store.NewError(store.ErrCorrupt, nil, fmt.Sprintf("store: etcd record tokens/%q does not decode", grant))
-	rest, ok := bytes.CutPrefix(v, []byte(tokenMagic))
-	if !ok {
-		return store.Token{}, env, bad
+	t, o, err := s.codec.DecodeTokenFrom(grant, v)
+	if err != nil {
+		return store.Token{}, tokenEnvelope{}, err
 	}
-	writer, rest, ok := bytes.Cut(rest, []byte("\n"))
-	if !ok {
-		return store.Token{}, env, bad
-	}
-	at, rec, ok := bytes.Cut(rest, []byte("\n"))
-	if !ok {
-		return store.Token{}, env, bad
-	}
-	env.Writer = string(writer)
-	env.At, _ = time.Parse(time.RFC3339Nano, string(at))
-	t, err := s.codec.DecodeToken(grant, rec)
-	return t, env, err
+	return t, tokenEnvelope{Writer: o.Writer, At: o.At}, nil
 }
 
 // saw records that this instance has seen revision rev of grant's token.
@@ -310,7 +290,10 @@ func (s *Store) putToken(t store.Token, a *store.Attempt, owned bool) error {
 		if av != nil {
 			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(hk), "=", hc.rev))
 			nh = append([]json.RawMessage{av}, hc.v[:min(len(hc.v), store.HistoryLen-1)]...)
-			hv, _ := json.Marshal(nh)
+			hv, err := s.codec.EncodeHistory(g, nh)
+			if err != nil {
+				return fmt.Errorf("store: encode history: %w", err)
+			}
 			ops = append(ops, clientv3.OpPut(hk, string(hv)))
 		}
 		ctx, cancel := s.req()
@@ -395,10 +378,10 @@ func (s *Store) readHistory(grant string) (histCache, error) {
 	if len(resp.Kvs) == 0 {
 		return histCache{}, nil
 	}
-	var v []json.RawMessage
-	if err := json.Unmarshal(resp.Kvs[0].Value, &v); err != nil {
+	v, err := s.codec.DecodeHistory(grant, resp.Kvs[0].Value)
+	if err != nil {
 		// The revision goes with the error: a writer replaces the record.
-		return histCache{rev: resp.Kvs[0].ModRevision}, store.NewError(store.ErrCorrupt, nil, fmt.Sprintf("store: etcd record history/%q does not decode", grant))
+		return histCache{rev: resp.Kvs[0].ModRevision}, err
 	}
 	return histCache{rev: resp.Kvs[0].ModRevision, v: v}, nil
 }
@@ -469,7 +452,7 @@ func (s *Store) Provider(name string) ([]byte, error) {
 	if v == nil {
 		return nil, store.NewError(store.ErrNotFound, nil, fmt.Sprintf("store: no cached metadata for provider %q", name))
 	}
-	return v, nil
+	return s.codec.DecodeProvider(name, v)
 }
 
 // PutProvider caches provider metadata, replacing what was cached.
@@ -480,7 +463,7 @@ func (s *Store) PutProvider(name string, meta []byte) error {
 	if err := s.check(); err != nil {
 		return err
 	}
-	return s.put("providers/"+name, string(meta), "write provider")
+	return s.put("providers/"+name, string(s.codec.EncodeProvider(name, meta)), "write provider")
 }
 
 // get returns the value of key, nil when absent (never nil when present).
@@ -671,7 +654,10 @@ func (s *Store) TakeStart(startHash string, now time.Time) (store.StartPage, err
 }
 
 // PrunePending deletes the pending authorizations and the start pages past
-// their deadline, and says how many of both.
+// their deadline, and says how many of both. A record that does not decode
+// (not JSON, not sealed with the store key, refused as forged) is deleted
+// too and logged: nobody can redeem it, and it must not stop the pruning
+// of the others.
 func (s *Store) PrunePending(now time.Time) (int, error) {
 	if err := s.check(); err != nil {
 		return 0, err
@@ -693,9 +679,8 @@ func (s *Store) PrunePending(now time.Time) (int, error) {
 				deadline = p.Deadline
 			}
 			if err != nil {
-				// Left in place and reported: one bad record must not
-				// stop the pruning of the others.
-				s.log.Error("store: etcd: a record does not decode; not pruned", "record", kind+name, "err", err)
+				s.log.Warn("store: etcd: deleting a record that does not decode", "record", kind+name, "err", err)
+				expired = append(expired, kv)
 				return nil
 			}
 			if !deadline.IsZero() && !now.Before(deadline) {

@@ -266,23 +266,11 @@ func rekeyPass(old, nw *Store, res *RekeyResult, mine map[string]int64, first bo
 			return nw.codec.EncodeClient(cl)
 		})},
 		{"history/", either(func(s *Store, name string, v []byte) ([]byte, error) {
-			var raw []json.RawMessage
-			if err := json.Unmarshal(v, &raw); err != nil {
-				return nil, err
-			}
-			as, err := s.decodeHistory(name, raw)
+			raw, err := s.codec.DecodeHistory(name, v)
 			if err != nil || s == nw {
 				return nil, err
 			}
-			out := make([]json.RawMessage, 0, len(as))
-			for _, a := range as {
-				av, err := nw.codec.EncodeAttempt(a)
-				if err != nil {
-					return nil, err
-				}
-				out = append(out, av)
-			}
-			return json.Marshal(out)
+			return nw.codec.EncodeHistory(name, raw)
 		})},
 	}
 	for _, k := range kinds {

@@ -29,8 +29,10 @@ const (
 	DefaultRequestTimeout = 3 * time.Second
 )
 
-// schemaVersion is the layout of the keys described in the package doc.
-const schemaVersion = 1
+// schemaVersion is the layout of the keys and the record format described
+// in the package doc: every record sealed whole (store.RecordSchema).
+// Schema 1 sealed secret fields alone; Open migrates it (migrate.go).
+const schemaVersion = store.RecordSchema
 
 // formatMagic marks a prefix as a tokend store, as the bbolt file's meta
 // bucket does.
@@ -126,10 +128,13 @@ type owner struct {
 	lease clientv3.LeaseID
 }
 
+// def is a grant's fleet definition (defs/<grant>, store.Codec's def
+// record).
 type def struct {
-	FP  string `json:"fingerprint"`
-	By  string `json:"by"`
+	FP  string
+	By  string
 	rev int64
+	bad bool // the record does not decode: no definition, written over
 }
 
 type metaRecord struct {
@@ -279,7 +284,20 @@ func (s *Store) checkMeta(ctx context.Context) error {
 	if m.Schema > schemaVersion {
 		return store.NewError(store.ErrNewerSchema, nil, fmt.Sprintf("store: %s has schema %d, newer than this tokend's %d", where, m.Schema, schemaVersion))
 	}
-	return s.codec.VerifyCheck(m.Check, where)
+	// The check binds the schema (from store.RecordSchema on): a meta
+	// record set back to an older schema fails here.
+	if err := s.codec.VerifyCheckAt(m.Check, m.Schema, where); err != nil {
+		return err
+	}
+	if m.Schema < schemaVersion {
+		// This build never rewrites a meta record of an older schema,
+		// so one that was rewritten was set back by someone else.
+		if kvs[0].ModRevision != kvs[0].CreateRevision {
+			return store.NewError(store.ErrCorrupt, nil, fmt.Sprintf("store: %s: its meta record claims schema %d but was rewritten after it was created (set back by someone without the key?): not migrating", where, m.Schema))
+		}
+		return s.migrate(s.ctx, kvs[0], m)
+	}
+	return nil
 }
 
 // Instance is this instance's name.
