@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/tokend/tokend/internal/testutil"
@@ -49,11 +50,13 @@ func TestGitPathPrefixNotEscaped(t *testing.T) {
 	root := testutil.SharedDir(t)
 	srvRoot := filepath.Join(root, "srv")
 	var e *env
-	var gs *gitServer
+	// The git server is made once the front's URL is known; requests come
+	// from git processes, which give the race detector no ordering.
+	var gs atomic.Pointer[gitServer]
 	log := &credentialLog{}
 	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		log.record(r)
-		gs.ServeHTTP(w, r)
+		gs.Load().ServeHTTP(w, r)
 	}))
 	t.Cleanup(front.Close)
 	e = newEnv(t, fmt.Sprintf(`  team-a:
@@ -61,7 +64,7 @@ func TestGitPathPrefixNotEscaped(t *testing.T) {
     type: client_credentials
     match: ["%s/team-a"]
 `, front.URL))
-	gs = newGitServer(t, e, srvRoot, "oauth2")
+	gs.Store(newGitServer(t, e, srvRoot, "oauth2"))
 	for _, repo := range []string{"team-a/app.git", "other-team/app.git", "team-ab/app.git"} {
 		mustRun(t, e.git(0, root, "init", "-q", "--bare", "-b", "main", filepath.Join(srvRoot, repo)))
 	}
