@@ -227,6 +227,8 @@ func TestFencing(t *testing.T) {
 	if h := a.Health(); !h.Quorum || !h.LeaseOK || h.GrantsHeld != 1 {
 		t.Fatalf("Health = %+v", h)
 	}
+	// b learns the owner through its watch of owners/: eventually.
+	waitFor(t, 10*time.Second, "b sees a as g's owner", func() bool { return b.GrantInfo("g").Owner == "a" })
 	if gi := b.GrantInfo("g"); gi.Owner != "a" || gi.Held || gi.Conflict != "" {
 		t.Fatalf("b's GrantInfo = %+v", gi)
 	}
