@@ -33,7 +33,7 @@ const waitLimit = 10 * time.Minute
 func (c *cli) cmdAuthorize(ctx context.Context, args []string) int {
 	fs := c.flagSet("authorize", "authorize NAME [--open] [--wait [--timeout D]] [--socket PATH]")
 	cf := c.addClientFlags(fs)
-	fs.Lookup("timeout").Usage = "give up after this long; with --wait, on the whole wait (default: each request 1m, the wait until the authorization expires)"
+	fs.Lookup("timeout").Usage = "give up after `DURATION`; with --wait, on the whole wait (default: each request 1m, the wait until the authorization expires)"
 	open := fs.Bool("open", false, "open the URL with xdg-open")
 	wait := fs.Bool("wait", false, "wait until the authorization completes")
 	pos, code, ok := c.parseArgs(fs, args)

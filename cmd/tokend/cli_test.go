@@ -150,7 +150,7 @@ func TestVersion(t *testing.T) {
 	if code := tc.run("version"); code != exitOK {
 		t.Fatalf("exit %d", code)
 	}
-	if want := "tokend dev (" + runtime.Version() + ")\n"; tc.out.String() != want {
+	if want := "tokend " + versionString() + " (" + runtime.Version() + ")\n"; tc.out.String() != want {
 		t.Errorf("got %q, want %q", tc.out.String(), want)
 	}
 }
@@ -225,7 +225,7 @@ func TestTokenUsageAndConnection(t *testing.T) {
 		{[]string{"token"}, exitUsage, "tokend: token: missing grant NAME\nusage: tokend token NAME"},
 		{[]string{"token", "a", "b"}, exitUsage, `tokend: token: unexpected argument "b"`},
 		{[]string{"token", "a", "--bogus"}, exitUsage, "flag provided but not defined: -bogus"},
-		{[]string{"token", "-h"}, exitOK, "usage: tokend token NAME"},
+		{[]string{"token", "--bogus2"}, exitUsage, "usage: tokend token NAME"},
 		{[]string{"token", "a", "--socket", filepath.Join(dir, "none.sock")}, exitError,
 			"tokend: cannot connect to " + filepath.Join(dir, "none.sock") + ": is tokend running?\n"},
 		{[]string{"status", "--socket", filepath.Join(dir, "none.sock")}, exitError, "is tokend running?"},
