@@ -241,8 +241,8 @@ names of the grants the caller may list on the socket.`,
 	},
 	{
 		name: "help", group: "Other", args: argNone,
-		usage: "help [COMMAND]",
-		short: "print this help, or a command's",
+		usage:    "help [COMMAND]",
+		short:    "print this help, or a command's",
 		examples: []string{"tokend help token"},
 	},
 	{

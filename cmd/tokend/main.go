@@ -46,7 +46,6 @@ const (
 	exitRestartNeeded = 6
 )
 
-
 // cli carries the process's environment so commands are testable without
 // building the binary: output streams, environment, clock, waiting and the
 // browser opener are all replaceable.
