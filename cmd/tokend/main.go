@@ -24,6 +24,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -60,6 +61,10 @@ type cli struct {
 	openURL func(url string) (remove func(), err error)
 	// lockTimeout bounds rekey's wait for the store lock.
 	lockTimeout time.Duration
+	// socketGiven is the --socket of the running client command, kept in
+	// the commands it suggests ("Then check with: tokend status NAME
+	// --socket PATH").
+	socketGiven string
 	// onFlagSet, when set, is given every FlagSet a command makes: help,
 	// the man page and completion learn a command's flags from it.
 	onFlagSet func(*flag.FlagSet)
@@ -174,12 +179,48 @@ func (c *cli) daemonExit(err error) int {
 // through oauth.Printable, so it cannot drive the terminal.
 func (c *cli) printErr(err error) {
 	for _, line := range strings.Split(err.Error(), "\n") {
-		line = oauth.Printable(line)
+		line = c.withSocket(oauth.Printable(line))
 		if !strings.HasPrefix(line, "tokend") && !strings.HasPrefix(line, "/") {
 			line = "tokend: " + line
 		}
 		fmt.Fprintln(c.stderr, line)
 	}
+}
+
+// hint is a tokend command line to suggest, with the --socket the user
+// gave.
+func (c *cli) hint(args ...string) string {
+	for i, a := range args {
+		args[i] = shellQuote(text(a))
+	}
+	s := "tokend " + strings.Join(args, " ")
+	if c.socketGiven != "" {
+		s += " --socket " + shellQuote(c.socketGiven)
+	}
+	return s
+}
+
+// suggestedCommand finds the command lines the daemon's messages suggest
+// ("a person must authorize this grant: tokend authorize NAME").
+var suggestedCommand = regexp.MustCompile(`\btokend (authorize|status|refresh|token) [^\s;,()]+`)
+
+// withSocket adds the --socket the user gave to the command lines a
+// message suggests, so they work when pasted.
+func (c *cli) withSocket(line string) string {
+	if c.socketGiven == "" || strings.Contains(line, "--socket") {
+		return line
+	}
+	return suggestedCommand.ReplaceAllStringFunc(line, func(m string) string {
+		return m + " --socket " + shellQuote(c.socketGiven)
+	})
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+=:@,") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // fail prints a client error and returns its exit code.
@@ -314,6 +355,7 @@ func (c *cli) addClientFlags(fs *flag.FlagSet) *clientFlags {
 
 // client returns the socket client and a context bounded by --timeout.
 func (c *cli) client(ctx context.Context, f *clientFlags) (*api.Client, context.Context, context.CancelFunc) {
+	c.socketGiven = f.socket
 	path := f.socket
 	if path == "" {
 		path = c.getenv("TOKEND_SOCKET")
