@@ -728,7 +728,7 @@ func TestExecMissingProgram(t *testing.T) {
 // they work when pasted; a socket from $TOKEND_SOCKET needs no flag.
 func TestHintsKeepTheSocket(t *testing.T) {
 	f := newFakeDaemon(t, map[string][]reply{
-		"GET /v1/tokens/demo-user": {{409, `{"error":"pending_authorization","error_description":"this grant has never been authorized: a person must run tokend authorize demo-user"}`}},
+		"GET /v1/tokens/demo-user":      {{409, `{"error":"pending_authorization","error_description":"this grant has never been authorized: a person must run tokend authorize demo-user"}`}},
 		"POST /v1/tokens/web/authorize": {{200, `{"grant":"web","kind":"authorization_code","url":"https://id.example.com/authorize?state=xyz","expires_at":"2026-11-23T10:10:00Z"}`}},
 	})
 	tc := newTestCLI()

@@ -1,10 +1,10 @@
 package main
 
 import (
-	"errors"
-	"io/fs"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"slices"
