@@ -8,7 +8,7 @@
 //	1  error
 //	2  usage error (bad command or flags)
 //	3  reauthorization required: a person must run `tokend authorize NAME` (HTTP 409)
-//	4  permission denied (HTTP 403)
+//	4  permission denied (HTTP 403, or a socket the caller may not reach)
 //	5  unknown grant (HTTP 404)
 //	6  tokend reload: applied, except changes that need a restart, which it names
 package main
@@ -229,8 +229,12 @@ func (c *cli) fail(err error) int {
 	return exitCode(err)
 }
 
-// exitCode maps an API error's HTTP status to an exit code.
+// exitCode maps an API error's HTTP status to an exit code; a socket the
+// caller may not reach is a permission denied too.
 func exitCode(err error) int {
+	if errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM) {
+		return exitForbidden
+	}
 	var ae *api.Error
 	if errors.As(err, &ae) {
 		switch ae.Status {
