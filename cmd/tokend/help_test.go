@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -147,5 +148,44 @@ func TestManPage(t *testing.T) {
 	rendered := regexp.MustCompile(".\b").ReplaceAllString(stdout.String(), "")
 	if !strings.Contains(rendered, "tokend token NAME") {
 		t.Errorf("rendered page lacks the token command:\n%s", stdout.String())
+	}
+}
+
+// Flags keep both spellings, -name and --name, with = or a separate
+// value, before or after NAME; serve and dev included.
+func TestFlagSpellings(t *testing.T) {
+	f := newFakeDaemon(t, map[string][]reply{
+		"GET /v1/tokens/demo":        {{200, "at-1\n"}},
+		"GET /v1/tokens/demo/status": {{200, `{"name":"demo","state":"valid"}`}},
+	})
+	for _, args := range [][]string{
+		{"token", "-socket", f.socket, "demo"},
+		{"token", "demo", "-socket=" + f.socket},
+		{"token", "--socket=" + f.socket, "demo", "-timeout", "5s"},
+		{"status", "demo", "-json", "--socket", f.socket},
+	} {
+		tc := newTestCLI()
+		if code := tc.run(args...); code != exitOK {
+			t.Errorf("%q: exit %d, %s", args, code, tc.errOut.String())
+		}
+	}
+	missing := filepath.Join(t.TempDir(), "none.yaml")
+	for _, args := range [][]string{
+		{"serve", "-config", missing},
+		{"serve", "--config=" + missing},
+		{"dev", "-config", missing, "-dir", t.TempDir(), "-metrics", "127.0.0.1:0", "-provider", "127.0.0.1:0"},
+	} {
+		tc := newTestCLI()
+		if code := tc.run(args...); code != exitError || !strings.Contains(tc.errOut.String(), "none.yaml") {
+			t.Errorf("%q: exit %d, stderr %q", args, code, tc.errOut.String())
+		}
+	}
+	tc := newTestCLI()
+	if code := tc.run("serve", "extra"); code != exitUsage || !strings.Contains(tc.errOut.String(), `unexpected argument "extra"`) {
+		t.Errorf("serve extra: exit %d, %q", code, tc.errOut.String())
+	}
+	tc = newTestCLI()
+	if code := tc.run("dev", "--bogus"); code != exitUsage || !strings.Contains(tc.errOut.String(), "usage: tokend dev") {
+		t.Errorf("dev --bogus: exit %d, %q", code, tc.errOut.String())
 	}
 }
