@@ -69,7 +69,8 @@ that configuration instead, with a provider named "dev" predefined
 "dev-app" (client_credentials and authorization code, client id
 ` + devClientID + `, secret ` + devClientSecret + `) and "dev-public" (a public
 client, client id ` + devPublicClientID + `). The file may use them, or name
-provider "dev" in its own clients with those ids. listen.socket and
+provider "dev" in its own clients with those ids; a client of provider
+"dev" without client_id registers itself dynamically. listen.socket and
 store.path default to --dir when the file leaves them out.
 
 At start it prints the provider's address, the client ids and secrets,
@@ -123,8 +124,8 @@ etcd) first.`,
 		name: "token", group: "Client", args: argGrant,
 		usage: "token NAME [--json] [--dpop METHOD URL [--nonce NONCE]]",
 		short: "print a grant's access token",
-		long: `Prints the access token of grant NAME, refreshed first when it is about
-to expire. --json prints the whole answer (token type, expires_in,
+		long: `Prints the access token of grant NAME. A valid token is printed at once;
+an expired one is refreshed first (the fetch waits for it). --json prints the whole answer (token type, expires_in,
 expires_at, scope). For a DPoP grant, --dpop METHOD URL prints the two
 headers of a request to URL.
 

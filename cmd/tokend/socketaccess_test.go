@@ -55,6 +55,9 @@ func runCLIAs(t *testing.T, uid uint32, args ...string) (int, string) {
 	io.Copy(dst, src)
 	src.Close()
 	dst.Close()
+	// Explicitly: tokend dev and serve, run in-process by other tests,
+	// set the process's umask to 077.
+	os.Chmod(bin, 0o755)
 	cmd := exec.Command(bin, "-test.run=^TestChildCLI$")
 	cmd.Dir = "/"
 	cmd.Env = []string{"TOKEND_CHILD_ARGS=" + strings.Join(args, "\n"), "PATH=/usr/bin:/bin"}
