@@ -58,9 +58,6 @@ complete -c tokend -a '(__tokend_complete)'
 
 // cmdCompletion is `tokend completion bash|zsh|fish`.
 func (c *cli) cmdCompletion(args []string) int {
-	if len(args) == 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
-		return c.cmdHelp([]string{"completion"})
-	}
 	if len(args) != 1 {
 		fmt.Fprintln(c.stderr, "tokend: completion: name the shell: bash, zsh or fish")
 		return exitUsage

@@ -42,6 +42,15 @@ func TestCommandHelp(t *testing.T) {
 	}
 }
 
+func TestHelpOfCommandsWithoutFlags(t *testing.T) {
+	for _, cmd := range []string{"version", "completion", "man"} {
+		tc := newTestCLI()
+		if code := tc.run(cmd, "--help"); code != exitOK || !strings.HasPrefix(tc.out.String(), "tokend "+cmd+": ") {
+			t.Errorf("%s --help: exit %d, %q %q", cmd, code, tc.out.String(), tc.errOut.String())
+		}
+	}
+}
+
 func TestHelpFlagsSpelledWithTwoDashes(t *testing.T) {
 	tc := newTestCLI()
 	tc.run("dev", "--help")

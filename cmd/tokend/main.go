@@ -101,6 +101,12 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		fmt.Fprint(c.stderr, usageText)
 		return exitUsage
 	}
+	if len(args) == 2 && (args[1] == "-h" || args[1] == "-help" || args[1] == "--help") {
+		switch args[0] {
+		case "version", "completion", "man":
+			return c.cmdHelp(args[:1])
+		}
+	}
 	switch args[0] {
 	case "help", "-h", "-help", "--help":
 		return c.cmdHelp(args[1:])
