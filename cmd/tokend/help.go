@@ -13,7 +13,9 @@ import (
 // the global usage, each command's --help (`tokend help NAME`), the man
 // page (`tokend man`) and shell completion (`tokend completion`); the
 // flags come from the command's own FlagSet, so they cannot drift from
-// what the command parses.
+// what the command parses. The standard flag package stays (rather than
+// cobra's pflag, which reads -socket as the shorthands -s -o -c ...):
+// scripts and units spell flags with one dash or two.
 type cmdDoc struct {
 	name     string   // as typed: "token", "store copy"
 	usage    string   // the synopsis after "tokend "
