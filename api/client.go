@@ -13,6 +13,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os/user"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 )
@@ -276,7 +279,7 @@ func (c *Client) dialError(err error) error {
 	case errors.Is(err, syscall.ENOENT), errors.Is(err, syscall.ECONNREFUSED):
 		return &connError{"tokend: cannot connect to " + c.socket + ": is tokend running?", err}
 	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
-		return &connError{"tokend: permission denied on " + c.socket + ": ask an operator to add you to the socket's group (listen.socket_group)", err}
+		return &connError{"tokend: permission denied on " + c.socket + ": " + socketAccessCause(c.socket), err}
 	}
 	return fmt.Errorf("tokend: talking to %s: %w", c.socket, err)
 }
@@ -289,3 +292,61 @@ type connError struct {
 
 func (e *connError) Error() string { return e.msg }
 func (e *connError) Unwrap() error { return e.err }
+
+// Access modes of access(2).
+const (
+	accessExecute = 1
+	accessWrite   = 2
+)
+
+// socketAccessCause says why connecting to the socket at path was
+// refused: a directory on the way the caller may not enter (then the
+// socket's own group does not help), or the socket itself, which only its
+// owner and group may write to.
+func socketAccessCause(path string) string {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		abs = path
+	}
+	dir := filepath.Dir(abs)
+	var dirs []string
+	for d := dir; ; d = filepath.Dir(d) {
+		dirs = append(dirs, d)
+		if d == filepath.Dir(d) {
+			break
+		}
+	}
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if syscall.Access(dirs[i], accessExecute) == syscall.EACCES {
+			return fmt.Sprintf("you may not enter the directory %s (%s), so neither the socket's mode nor its group (listen.socket_group) can let you in; ask an operator to open that directory to you or to run tokend with its socket elsewhere", dirs[i], fileOwnership(dirs[i]))
+		}
+	}
+	if syscall.Access(abs, accessWrite) == syscall.EACCES {
+		var st syscall.Stat_t
+		if syscall.Stat(abs, &st) == nil {
+			return fmt.Sprintf("the socket (%s) lets in its owner and group only; ask an operator to add you to group %s (listen.socket_group)", fileOwnership(abs), groupName(st.Gid))
+		}
+	}
+	return "ask an operator to add you to the socket's group (listen.socket_group), and check that its directory is open to you"
+}
+
+// fileOwnership is "mode 0750, owner root, group tokend" for path.
+func fileOwnership(path string) string {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return "cannot be examined: " + err.Error()
+	}
+	owner := strconv.FormatUint(uint64(st.Uid), 10)
+	if u, err := user.LookupId(owner); err == nil {
+		owner = u.Username
+	}
+	return fmt.Sprintf("mode %#o, owner %s, group %s", st.Mode&0o7777, owner, groupName(st.Gid))
+}
+
+func groupName(gid uint32) string {
+	g := strconv.FormatUint(uint64(gid), 10)
+	if gr, err := user.LookupGroupId(g); err == nil {
+		return gr.Name
+	}
+	return g
+}

@@ -12,6 +12,10 @@ const (
 	// CodeReauthorizationRequired (409): only a person can get a token
 	// (tokend authorize). The same string as StateReauthorizationRequired.
 	CodeReauthorizationRequired = StateReauthorizationRequired
+	// CodePendingAuthorization (409): the grant needs a person and has
+	// never been authorized (tokend authorize). The same string as
+	// StatePendingAuthorization, the state status shows for it.
+	CodePendingAuthorization = StatePendingAuthorization
 	// CodeTemporarilyUnavailable (503): the token has expired and the
 	// provider is failing or did not answer in time; tokend retries.
 	CodeTemporarilyUnavailable = "temporarily_unavailable"

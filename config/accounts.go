@@ -21,6 +21,11 @@ type Loader struct {
 	// user.UnknownGroupError.
 	LookupUser  func(name string) (*user.User, error)
 	LookupGroup func(name string) (*user.Group, error)
+	// Preset, when set, is called on the decoded file before defaults and
+	// validation: it may add what the file leaves out, which is then
+	// checked like the rest (tokend dev predefines its provider, its
+	// clients and its directory this way).
+	Preset func(*Config)
 }
 
 // userID resolves a user name to its uid. A name that is all digits and

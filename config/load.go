@@ -50,6 +50,9 @@ func (l Loader) Load(path string) (*Config, []string, error) {
 	if c == nil {
 		return nil, p.warns, p.err()
 	}
+	if l.Preset != nil {
+		l.Preset(c)
+	}
 	c.ApplyDefaults()
 	c.validate(p, l)
 	c.resolveSecrets(p)
@@ -64,6 +67,9 @@ func (l Loader) Parse(data []byte, name string) (*Config, []string, error) {
 	c, p := decode(data, name)
 	if c == nil {
 		return nil, p.warns, p.err()
+	}
+	if l.Preset != nil {
+		l.Preset(c)
 	}
 	c.ApplyDefaults()
 	c.validate(p, l)

@@ -1,6 +1,9 @@
 package daemon
 
-import "github.com/tokend/tokend/api"
+import (
+	"github.com/tokend/tokend/api"
+	"github.com/tokend/tokend/store"
+)
 
 // errorKind is what went wrong with a request to the engine, in the terms
 // a caller acts on. The engine (fetch, authorize, revoke, ReloadConfig, the
@@ -66,6 +69,16 @@ func wrapError(kind errorKind, code string, err error) error {
 // person can renew.
 func errReauthorize(grant string) error {
 	return newError(kindReauthorization, api.CodeReauthorizationRequired, "a person must authorize this grant: tokend authorize "+grant)
+}
+
+// errNeedsPerson is the answer for a grant only a person can unblock, in
+// the words status uses for it: pending_authorization for one never
+// authorized, else reauthorization_required.
+func errNeedsPerson(g *grant, t *store.Token) error {
+	if t == nil || g.stateOf(t) == api.StatePendingAuthorization {
+		return newError(kindReauthorization, api.CodePendingAuthorization, "this grant has never been authorized: a person must run tokend authorize "+g.name)
+	}
+	return errReauthorize(g.name)
 }
 
 // errShuttingDown: a refresh asked for after shutdown began; it does not

@@ -66,7 +66,7 @@ func (d *Daemon) fetch(ctx context.Context, g *grant) (*store.Token, error) {
 		if valid {
 			return t, nil
 		}
-		return nil, errReauthorize(g.name)
+		return nil, errNeedsPerson(g, t)
 	}
 	if t.State == api.StateCredentialsError || t.State == api.StateConfigurationError {
 		if valid {

@@ -467,7 +467,7 @@ func (d *Daemon) fleetFetch(ctx context.Context, g *grant) (*store.Token, error)
 			if usable(now, t, p) {
 				return t, nil
 			}
-			return nil, errReauthorize(g.name)
+			return nil, errNeedsPerson(g, t)
 		case d.fleetHolds(g):
 			// Taken over while waiting: refresh here, the usual way.
 			return d.fetch(ctx, g)

@@ -33,7 +33,7 @@ const waitLimit = 10 * time.Minute
 func (c *cli) cmdAuthorize(ctx context.Context, args []string) int {
 	fs := c.flagSet("authorize", "authorize NAME [--open] [--wait [--timeout D]] [--socket PATH]")
 	cf := c.addClientFlags(fs)
-	fs.Lookup("timeout").Usage = "give up after this long; with --wait, on the whole wait (default: each request 1m, the wait until the authorization expires)"
+	fs.Lookup("timeout").Usage = "give up after `DURATION`; with --wait, on the whole wait (default: each request 1m, the wait until the authorization expires)"
 	open := fs.Bool("open", false, "open the URL with xdg-open")
 	wait := fs.Bool("wait", false, "wait until the authorization completes")
 	pos, code, ok := c.parseArgs(fs, args)
@@ -112,7 +112,7 @@ func (c *cli) cmdAuthorize(ctx context.Context, args []string) int {
 		}
 	}
 	if !*wait {
-		fmt.Fprintf(c.stdout, "Then check with: tokend status %s\n", name)
+		fmt.Fprintf(c.stdout, "Then check with: %s\n", c.hint("status", name))
 		return exitOK
 	}
 	w := waitBound{deadline: ar.ExpiresAt}
@@ -286,11 +286,11 @@ func (c *cli) waitTimedOut(name string, w waitBound) int {
 	if w.timeout > 0 {
 		msg := fmt.Sprintf("tokend: the authorization of %s was not completed within --timeout %s", name, w.timeout)
 		if !w.expires.IsZero() {
-			msg += fmt.Sprintf("; it can still complete until %s (tokend status %s)", w.expires.Format(time.RFC3339), name)
+			msg += fmt.Sprintf("; it can still complete until %s (%s)", w.expires.Format(time.RFC3339), c.hint("status", name))
 		}
 		c.printErr(errors.New(msg))
 		return exitError
 	}
-	c.printErr(fmt.Errorf("tokend: the authorization of %s was not completed in time; run tokend authorize %s again", name, name))
+	c.printErr(fmt.Errorf("tokend: the authorization of %s was not completed in time; run %s again", name, c.hint("authorize", name)))
 	return exitError
 }

@@ -150,7 +150,7 @@ func TestVersion(t *testing.T) {
 	if code := tc.run("version"); code != exitOK {
 		t.Fatalf("exit %d", code)
 	}
-	if want := "tokend dev (" + runtime.Version() + ")\n"; tc.out.String() != want {
+	if want := "tokend " + versionString() + " (" + runtime.Version() + ")\n"; tc.out.String() != want {
 		t.Errorf("got %q, want %q", tc.out.String(), want)
 	}
 }
@@ -180,7 +180,7 @@ func TestToken(t *testing.T) {
 		{"json", []string{"token", "a/b", "--json", "--socket", f.socket}, "", 0,
 			"{\n  \"access_token\": \"at-1\",\n  \"token_type\": \"Bearer\",\n  \"expires_in\": 3599,\n  \"expires_at\": \"2026-11-23T11:00:00Z\"\n}\n", "", "GET /v1/tokens/a%2Fb"},
 		{"reauthorization", []string{"token", "reauth", "--socket", f.socket}, "", exitReauth, "",
-			"tokend: the refresh token was rejected (reauthorization_required); an operator must run: tokend authorize reauth\n", "GET /v1/tokens/reauth?format=raw"},
+			"tokend: the refresh token was rejected (reauthorization_required); an operator must run: tokend authorize reauth --socket " + f.socket + "\n", "GET /v1/tokens/reauth?format=raw"},
 		{"forbidden", []string{"token", "secret", "--socket", f.socket}, "", exitForbidden, "",
 			"tokend: uid 1000 may not read grant secret (forbidden)\n", "GET /v1/tokens/secret?format=raw"},
 		{"unknown grant", []string{"token", "missing", "--socket", f.socket}, "", exitNotFound, "", "no grant named missing", "GET /v1/tokens/missing?format=raw"},
@@ -225,7 +225,7 @@ func TestTokenUsageAndConnection(t *testing.T) {
 		{[]string{"token"}, exitUsage, "tokend: token: missing grant NAME\nusage: tokend token NAME"},
 		{[]string{"token", "a", "b"}, exitUsage, `tokend: token: unexpected argument "b"`},
 		{[]string{"token", "a", "--bogus"}, exitUsage, "flag provided but not defined: -bogus"},
-		{[]string{"token", "-h"}, exitOK, "usage: tokend token NAME"},
+		{[]string{"token", "--bogus2"}, exitUsage, "usage: tokend token NAME"},
 		{[]string{"token", "a", "--socket", filepath.Join(dir, "none.sock")}, exitError,
 			"tokend: cannot connect to " + filepath.Join(dir, "none.sock") + ": is tokend running?\n"},
 		{[]string{"status", "--socket", filepath.Join(dir, "none.sock")}, exitError, "is tokend running?"},
@@ -358,7 +358,7 @@ func TestAuthorizeCode(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, tc.errOut.String())
 	}
 	want := "Open this URL in a browser to authorize web:\n\n    https://id.example.com/authorize?state=xyz\n\n" +
-		"This expires at 2026-11-23T10:10:00Z (in 10m).\nThen check with: tokend status web\n"
+		"This expires at 2026-11-23T10:10:00Z (in 10m).\nThen check with: tokend status web --socket " + f.socket + "\n"
 	if tc.out.String() != want {
 		t.Errorf("got:\n%s\nwant:\n%s", tc.out.String(), want)
 	}
@@ -499,7 +499,9 @@ func TestRefreshRevoke(t *testing.T) {
 		"POST /v1/tokens/g/refresh": {{200, `{"name":"g","state":"valid","expires_at":"2026-11-23T11:00:00Z"}`}},
 		"POST /v1/tokens/h/refresh": {{200, `{"name":"h","state":"reauthorization_required","expires_at":"2026-11-23T09:00:00Z","last_error":"oauth: refresh: invalid_grant"}`}},
 		"POST /v1/tokens/x/refresh": {{403, `{"error":"forbidden","error_description":"operator actions need root or an operator group"}`}},
-		"POST /v1/tokens/g/revoke":  {{200, `{"name":"g","state":"revoked"}`}},
+		"POST /v1/tokens/g/revoke":  {{200, `{"name":"g","type":"client_credentials","state":"expired","authorization":"revoked","authorization_at":"2026-11-23T10:00:00Z"}`}},
+		"POST /v1/tokens/u/revoke":  {{200, `{"name":"u","type":"authorization_code","state":"reauthorization_required","authorization":"revoked","authorization_at":"2026-11-23T10:00:00Z"}`}},
+		"POST /v1/tokens/p/revoke":  {{200, `{"name":"p","type":"authorization_code","state":"pending_authorization"}`}},
 		"POST /v1/tokens/zz/revoke": {{404, `{"error":"not_found"}`}},
 	})
 	tests := []struct {
@@ -511,7 +513,11 @@ func TestRefreshRevoke(t *testing.T) {
 		{[]string{"refresh", "g"}, 0, "g: valid, expires in 1h\n", ""},
 		{[]string{"refresh", "h"}, exitReauth, "h: reauthorization_required, token expired 1h ago; last error: oauth: refresh: invalid_grant\n", ""},
 		{[]string{"refresh", "x"}, exitForbidden, "", "tokend: operator actions need root or an operator group (forbidden)\n"},
-		{[]string{"revoke", "g"}, 0, "g: revoked\n", ""},
+		// What happened, not the state alone ("g: expired" read as a
+		// failure), and what comes next.
+		{[]string{"revoke", "g"}, 0, "g: revoked: its tokens were revoked at the provider (where it offers revocation) and forgotten; the next fetch obtains a new one\n", ""},
+		{[]string{"revoke", "u"}, 0, "u: revoked: its tokens were revoked at the provider (where it offers revocation) and forgotten; to use it again: tokend authorize u --socket " + f.socket + "\n", ""},
+		{[]string{"revoke", "p"}, 0, "p: held no tokens; nothing to revoke (pending_authorization)\n", ""},
 		{[]string{"revoke", "zz"}, exitNotFound, "", "tokend: not_found (HTTP 404)\n"},
 	}
 	for _, tt := range tests {
@@ -697,5 +703,54 @@ func TestParseArgs(t *testing.T) {
 		if !ok || strings.Join(pos, ",") != strings.Join(tt.pos, ",") || *j != tt.json {
 			t.Errorf("parseArgs(%q) = %q, json %v, ok %v", tt.args, pos, *j, ok)
 		}
+	}
+}
+
+// A program that does not exist is named once, without Go's "exec:"
+// prefix repeated.
+func TestExecMissingProgram(t *testing.T) {
+	tc := newTestCLI()
+	code := tc.run("exec", "x", "--", "/nonexistent")
+	if code != 127 {
+		t.Errorf("exit %d", code)
+	}
+	if want := "tokend: exec: cannot run /nonexistent: no such file or directory\n"; tc.errOut.String() != want {
+		t.Errorf("stderr %q, want %q", tc.errOut.String(), want)
+	}
+	tc = newTestCLI()
+	tc.run("exec", "x", "--", "no-such-program-tokend")
+	if strings.Count(tc.errOut.String(), "exec:") != 1 || !strings.Contains(tc.errOut.String(), "no-such-program-tokend: executable file not found in $PATH") {
+		t.Errorf("stderr %q", tc.errOut.String())
+	}
+}
+
+// The commands a message suggests keep the --socket the user gave, so
+// they work when pasted; a socket from $TOKEND_SOCKET needs no flag.
+func TestHintsKeepTheSocket(t *testing.T) {
+	f := newFakeDaemon(t, map[string][]reply{
+		"GET /v1/tokens/demo-user":      {{409, `{"error":"pending_authorization","error_description":"this grant has never been authorized: a person must run tokend authorize demo-user"}`}},
+		"POST /v1/tokens/web/authorize": {{200, `{"grant":"web","kind":"authorization_code","url":"https://id.example.com/authorize?state=xyz","expires_at":"2026-11-23T10:10:00Z"}`}},
+	})
+	tc := newTestCLI()
+	if code := tc.run("token", "demo-user", "--socket", f.socket); code != exitReauth {
+		t.Errorf("exit %d", code)
+	}
+	if want := "tokend: this grant has never been authorized: a person must run tokend authorize demo-user --socket " + f.socket + " (pending_authorization)\n"; tc.errOut.String() != want {
+		t.Errorf("stderr %q, want %q", tc.errOut.String(), want)
+	}
+	tc = newTestCLI()
+	tc.env["TOKEND_SOCKET"] = f.socket
+	tc.run("authorize", "web")
+	if !strings.Contains(tc.out.String(), "Then check with: tokend status web\n") {
+		t.Errorf("stdout %q", tc.out.String())
+	}
+	tc = newTestCLI()
+	sock := f.socket + " x"
+	if err := os.Symlink(f.socket, sock); err != nil {
+		t.Fatal(err)
+	}
+	tc.run("authorize", "-socket", sock, "web")
+	if !strings.Contains(tc.out.String(), "Then check with: tokend status web --socket '"+sock+"'\n") {
+		t.Errorf("stdout %q", tc.out.String())
 	}
 }

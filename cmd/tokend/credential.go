@@ -275,7 +275,7 @@ func (c *cli) dockerCredential(ctx context.Context, cl *api.Client, action strin
 		fmt.Fprintln(c.stderr, msg)
 		return exitError
 	case "version":
-		fmt.Fprintln(c.stdout, "tokend "+version)
+		fmt.Fprintln(c.stdout, "tokend "+versionString())
 		return exitOK
 	default:
 		c.printErr(fmt.Errorf("tokend: credential docker: unknown action %s: get, list, store or erase", strconv.Quote(action)))

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"slices"
@@ -53,7 +55,7 @@ func (c *cli) cmdExec(ctx context.Context, args []string) int {
 	}
 	path, err := exec.LookPath(command[0])
 	if err != nil {
-		c.printErr(fmt.Errorf("tokend: exec: %w", err))
+		c.printErr(lookPathError(command[0], err))
 		return 127
 	}
 
@@ -75,6 +77,20 @@ func (c *cli) cmdExec(ctx context.Context, args []string) int {
 	err = syscall.Exec(path, command, env)
 	c.printErr(fmt.Errorf("tokend: exec %s: %w", text(command[0]), err))
 	return 126
+}
+
+// lookPathError words exec.LookPath's failure once: its *exec.Error
+// starts with "exec:" itself, and its stat error repeats the path.
+func lookPathError(name string, err error) error {
+	var ee *exec.Error
+	if errors.As(err, &ee) {
+		err = ee.Err
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	return fmt.Errorf("tokend: exec: cannot run %s: %w", text(name), err)
 }
 
 // execVarName is the default variable of a grant: TOKEND_<NAME>_TOKEN,

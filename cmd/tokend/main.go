@@ -8,7 +8,7 @@
 //	1  error
 //	2  usage error (bad command or flags)
 //	3  reauthorization required: a person must run `tokend authorize NAME` (HTTP 409)
-//	4  permission denied (HTTP 403)
+//	4  permission denied (HTTP 403, or a socket the caller may not reach)
 //	5  unknown grant (HTTP 404)
 //	6  tokend reload: applied, except changes that need a restart, which it names
 package main
@@ -24,6 +24,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -32,9 +33,6 @@ import (
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/oauth"
 )
-
-// version is set at build time: go build -ldflags "-X main.version=v1.2.3".
-var version = "dev"
 
 // Exit codes; see the package comment.
 const (
@@ -48,59 +46,6 @@ const (
 	// need a restart (listen.*, store.*, ...).
 	exitRestartNeeded = 6
 )
-
-const usageText = `tokend keeps OAuth 2.0 tokens fresh and serves them over a unix socket.
-
-Usage:
-  tokend <command> [arguments]
-
-Daemon:
-  serve [--config FILE]        run the daemon (default config /etc/tokend/config.yaml)
-  dev [--dir DIR]              run a self-contained daemon with a built-in test provider
-  check-config [FILE]          check a configuration file and explain it
-  rekey --config FILE (--new-key-file PATH | --decrypt) [--old-key-file PATH]
-                               re-seal the store the configuration uses (bbolt or etcd) with a
-                               new key, offline (stop the daemon, or every instance, first)
-  store copy --from bbolt:PATH|etcd --to etcd|bbolt:PATH [--config FILE] [--force | --into-live-fleet]
-                               copy every grant, client and provider between the bbolt file
-                               and etcd (fleet mode), offline (stop the daemons first); --force
-                               overwrites records, rolling refresh tokens back
-
-Client (talks to the daemon's socket):
-  token NAME [--json]          print a grant's access token
-  status [NAME] [--json]       list grants, or show one grant with its refresh history
-  authorize NAME [--open] [--wait]
-                               start the authorization of a grant (browser URL or device code)
-  refresh NAME                 refresh a grant's token now
-  revoke NAME                  revoke a grant's tokens and forget them
-  reload                       reload the daemon's configuration file and wait until it is in effect
-                               (an invalid file: exit 1, the running configuration stays)
-
-  credential git get|store|erase
-                               git credential helper: the token of the grant whose match covers the URL
-  credential kubectl NAME      kubectl exec plugin: an ExecCredential with NAME's token
-  credential docker get|list|store|erase
-                               docker credential helper (store and erase are refused)
-  exec NAME[=VAR] ... -- CMD [ARGS...]
-                               run CMD (no shell) with each token in VAR (default TOKEND_<NAME>_TOKEN)
-
-  Client commands take --socket PATH (default $TOKEND_SOCKET, else
-  /run/tokend/tokend.sock) and --timeout DURATION (default 1m). Flags may
-  follow NAME.
-
-Other:
-  version                      print the version
-  help                         print this help
-
-Exit codes:
-  0  success
-  1  error
-  2  usage error
-  3  reauthorization required: run "tokend authorize NAME" (HTTP 409)
-  4  permission denied (HTTP 403)
-  5  unknown grant (HTTP 404)
-  6  reload: applied, except changes that need a restart (named)
-`
 
 // cli carries the process's environment so commands are testable without
 // building the binary: output streams, environment, clock, waiting and the
@@ -116,6 +61,13 @@ type cli struct {
 	openURL func(url string) (remove func(), err error)
 	// lockTimeout bounds rekey's wait for the store lock.
 	lockTimeout time.Duration
+	// socketGiven is the --socket of the running client command, kept in
+	// the commands it suggests ("Then check with: tokend status NAME
+	// --socket PATH").
+	socketGiven string
+	// onFlagSet, when set, is given every FlagSet a command makes: help,
+	// the man page and completion learn a command's flags from it.
+	onFlagSet func(*flag.FlagSet)
 }
 
 func newCLI() *cli {
@@ -149,43 +101,67 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		fmt.Fprint(c.stderr, usageText)
 		return exitUsage
 	}
+	if len(args) == 2 && (args[1] == "-h" || args[1] == "-help" || args[1] == "--help") {
+		switch args[0] {
+		case "version", "completion", "man":
+			return c.cmdHelp(args[:1])
+		}
+	}
+	switch args[0] {
+	case "help", "-h", "-help", "--help":
+		return c.cmdHelp(args[1:])
+	case "version", "--version":
+		return c.cmdVersion(ctx, args[1:])
+	case "completion":
+		return c.cmdCompletion(args[1:])
+	case "man":
+		return c.cmdMan(args[1:])
+	case "__complete":
+		return c.cmdComplete(ctx, args[1:])
+	}
+	code, known := c.dispatch(ctx, args)
+	if !known {
+		fmt.Fprintf(c.stderr, "tokend: unknown command %q\n", args[0])
+		c.suggest(args[0])
+		fmt.Fprintln(c.stderr, "Run 'tokend help' for usage.")
+		return exitUsage
+	}
+	return code
+}
+
+// dispatch runs the command that args name; known is false when there is
+// no such command.
+func (c *cli) dispatch(ctx context.Context, args []string) (code int, known bool) {
 	cmd, rest := args[0], args[1:]
 	switch cmd {
 	case "serve":
-		return c.daemonExit(runServe(ctx, rest))
+		return c.daemonExit(c.runServe(ctx, rest)), true
 	case "dev":
-		return c.daemonExit(runDev(ctx, rest))
+		return c.daemonExit(c.runDev(ctx, rest)), true
 	case "token":
-		return c.cmdToken(ctx, rest)
+		return c.cmdToken(ctx, rest), true
 	case "status":
-		return c.cmdStatus(ctx, rest)
+		return c.cmdStatus(ctx, rest), true
 	case "authorize":
-		return c.cmdAuthorize(ctx, rest)
+		return c.cmdAuthorize(ctx, rest), true
 	case "refresh":
-		return c.cmdRefresh(ctx, rest)
+		return c.cmdRefresh(ctx, rest), true
 	case "revoke":
-		return c.cmdRevoke(ctx, rest)
+		return c.cmdRevoke(ctx, rest), true
 	case "reload":
-		return c.cmdReload(ctx, rest)
+		return c.cmdReload(ctx, rest), true
 	case "credential":
-		return c.cmdCredential(ctx, rest, stdinOf)
+		return c.cmdCredential(ctx, rest, stdinOf), true
 	case "exec":
-		return c.cmdExec(ctx, rest)
+		return c.cmdExec(ctx, rest), true
 	case "check-config":
-		return c.cmdCheckConfig(ctx, rest)
+		return c.cmdCheckConfig(ctx, rest), true
 	case "rekey":
-		return c.cmdRekey(ctx, rest)
+		return c.cmdRekey(ctx, rest), true
 	case "store":
-		return c.cmdStore(ctx, rest)
-	case "version", "--version":
-		return c.cmdVersion(ctx, rest)
-	case "help", "-h", "-help", "--help":
-		fmt.Fprint(c.stdout, usageText)
-		return exitOK
-	default:
-		fmt.Fprintf(c.stderr, "tokend: unknown command %q\nRun 'tokend help' for usage.\n", cmd)
-		return exitUsage
+		return c.cmdStore(ctx, rest), true
 	}
+	return exitUsage, false
 }
 
 // daemonExit maps the daemon's result to an exit code: cancellation (a
@@ -196,6 +172,8 @@ func (c *cli) daemonExit(err error) int {
 		return exitOK
 	case errors.Is(err, flag.ErrHelp):
 		return exitOK
+	case errors.Is(err, errUsage):
+		return exitUsage
 	}
 	c.printErr(err)
 	return exitError
@@ -207,12 +185,48 @@ func (c *cli) daemonExit(err error) int {
 // through oauth.Printable, so it cannot drive the terminal.
 func (c *cli) printErr(err error) {
 	for _, line := range strings.Split(err.Error(), "\n") {
-		line = oauth.Printable(line)
+		line = c.withSocket(oauth.Printable(line))
 		if !strings.HasPrefix(line, "tokend") && !strings.HasPrefix(line, "/") {
 			line = "tokend: " + line
 		}
 		fmt.Fprintln(c.stderr, line)
 	}
+}
+
+// hint is a tokend command line to suggest, with the --socket the user
+// gave.
+func (c *cli) hint(args ...string) string {
+	for i, a := range args {
+		args[i] = shellQuote(text(a))
+	}
+	s := "tokend " + strings.Join(args, " ")
+	if c.socketGiven != "" {
+		s += " --socket " + shellQuote(c.socketGiven)
+	}
+	return s
+}
+
+// suggestedCommand finds the command lines the daemon's messages suggest
+// ("a person must authorize this grant: tokend authorize NAME").
+var suggestedCommand = regexp.MustCompile(`\btokend (authorize|status|refresh|token) [^\s;,()]+`)
+
+// withSocket adds the --socket the user gave to the command lines a
+// message suggests, so they work when pasted.
+func (c *cli) withSocket(line string) string {
+	if c.socketGiven == "" || strings.Contains(line, "--socket") {
+		return line
+	}
+	return suggestedCommand.ReplaceAllStringFunc(line, func(m string) string {
+		return m + " --socket " + shellQuote(c.socketGiven)
+	})
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+=:@,") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // fail prints a client error and returns its exit code.
@@ -221,8 +235,12 @@ func (c *cli) fail(err error) int {
 	return exitCode(err)
 }
 
-// exitCode maps an API error's HTTP status to an exit code.
+// exitCode maps an API error's HTTP status to an exit code; a socket the
+// caller may not reach is a permission denied too.
 func exitCode(err error) int {
+	if errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM) {
+		return exitForbidden
+	}
 	var ae *api.Error
 	if errors.As(err, &ae) {
 		switch ae.Status {
@@ -237,13 +255,55 @@ func exitCode(err error) int {
 	return exitError
 }
 
-// flagSet returns a FlagSet for a subcommand printing its usage line.
+// errUsage marks a daemon command's usage problem, already printed.
+var errUsage = errors.New("tokend: usage error")
+
+// wroteTo records whether anything was written through it: the flag
+// package writes its complaint before calling Usage, and writes nothing
+// before calling it for -h/--help.
+type wroteTo struct {
+	w     io.Writer
+	wrote bool
+}
+
+func (r *wroteTo) Write(p []byte) (int, error) {
+	r.wrote = true
+	return r.w.Write(p)
+}
+
+// flagSet returns a FlagSet for a subcommand. Asked for (-h, --help), its
+// usage is the command's full help on stdout; after a problem, the
+// synopsis on stderr. synopsis is used for commands without an entry in
+// commandDocs.
 func (c *cli) flagSet(name, synopsis string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(c.stderr)
+	out := &wroteTo{w: c.stderr}
+	fs.SetOutput(out)
+	d := findDoc(name)
 	fs.Usage = func() {
-		fmt.Fprintf(c.stderr, "usage: tokend %s\n", synopsis)
-		fs.PrintDefaults()
+		if !out.wrote {
+			if d != nil {
+				writeCommandHelp(c.stdout, d, fs)
+			} else {
+				fmt.Fprintf(c.stdout, "usage: tokend %s\n", synopsis)
+				fs.SetOutput(c.stdout)
+				fs.PrintDefaults()
+				fs.SetOutput(out)
+			}
+			return
+		}
+		line := synopsis
+		if d != nil {
+			line = d.usage
+			if fs.Lookup("socket") != nil {
+				line += " [--socket PATH] [--timeout DURATION]"
+			}
+		}
+		line, _, _ = strings.Cut(line, "\n")
+		fmt.Fprintf(c.stderr, "usage: tokend %s\nRun 'tokend help %s' for the flags and examples.\n", line, name)
+	}
+	if c.onFlagSet != nil {
+		c.onFlagSet(fs)
 	}
 	return fs
 }
@@ -273,7 +333,7 @@ func (c *cli) parseArgs(fs *flag.FlagSet, args []string) (pos []string, code int
 
 // usageErr prints a usage problem and the subcommand's usage.
 func (c *cli) usageErr(fs *flag.FlagSet, format string, args ...any) int {
-	fmt.Fprintf(c.stderr, "tokend: "+format+"\n", args...)
+	fmt.Fprintf(fs.Output(), "tokend: "+format+"\n", args...)
 	fs.Usage()
 	return exitUsage
 }
@@ -284,15 +344,28 @@ type clientFlags struct {
 	timeout time.Duration
 }
 
+// timeoutHelp is --timeout's help per command: what it bounds.
+var timeoutHelp = map[string]string{
+	"token":      "give up after `DURATION`; a fetch may wait for a refresh at the provider",
+	"status":     "give up after `DURATION`",
+	"authorize":  "give up after `DURATION`",
+	"refresh":    "give up after `DURATION`; the refresh waits for the provider's answer",
+	"revoke":     "give up after `DURATION`; the revocation waits for the provider's answer",
+	"reload":     "give up after `DURATION` waiting for the new configuration to be in effect",
+	"credential": "give up after `DURATION`; a fetch may wait for a refresh at the provider",
+	"exec":       "give up after `DURATION` fetching the tokens; a fetch may wait for a refresh (CMD itself is not bounded)",
+}
+
 func (c *cli) addClientFlags(fs *flag.FlagSet) *clientFlags {
 	f := &clientFlags{}
-	fs.StringVar(&f.socket, "socket", "", "daemon socket (default $TOKEND_SOCKET, else "+config.DefaultSocketPath+")")
-	fs.DurationVar(&f.timeout, "timeout", time.Minute, "give up after this long (a fetch may wait for a refresh)")
+	fs.StringVar(&f.socket, "socket", "", "daemon socket `PATH` (default $TOKEND_SOCKET, else "+config.DefaultSocketPath+")")
+	fs.DurationVar(&f.timeout, "timeout", time.Minute, timeoutHelp[fs.Name()])
 	return f
 }
 
 // client returns the socket client and a context bounded by --timeout.
 func (c *cli) client(ctx context.Context, f *clientFlags) (*api.Client, context.Context, context.CancelFunc) {
+	c.socketGiven = f.socket
 	path := f.socket
 	if path == "" {
 		path = c.getenv("TOKEND_SOCKET")

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
-	"runtime/debug"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -25,13 +24,22 @@ import (
 // SIGHUP reloads the file, keeping the old configuration if the new one
 // is invalid.
 func runServe(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	path := fs.String("config", config.DefaultFile, "configuration file")
-	if err := fs.Parse(args); err != nil {
-		return err
+	return newCLI().runServe(ctx, args)
+}
+
+func (c *cli) runServe(ctx context.Context, args []string) error {
+	fs := c.flagSet("serve", "serve [--config FILE]")
+	path := fs.String("config", config.DefaultFile, "configuration `FILE`")
+	pos, code, ok := c.parseArgs(fs, args)
+	if !ok {
+		if code == exitOK {
+			return flag.ErrHelp
+		}
+		return errUsage
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+	if len(pos) > 0 {
+		c.usageErr(fs, "serve: unexpected argument %q", pos[0])
+		return errUsage
 	}
 	// Files and sockets are created private; the socket's mode is then set
 	// deliberately from listen.socket_mode.
@@ -54,7 +62,7 @@ func serve(ctx context.Context, cfg *config.Config, warnings []string, reload fu
 	for _, w := range warnings {
 		log.Warn("configuration", "warning", w)
 	}
-	m := metrics.New(metrics.BuildInfo{Version: version, Revision: buildRevision(), GoVersion: runtime.Version()})
+	m := metrics.New(metrics.BuildInfo{Version: currentBuild().version, Revision: buildRevision(), GoVersion: runtime.Version()})
 	opts := daemon.Options{
 		Logger:         log,
 		Metrics:        m,
@@ -138,15 +146,3 @@ func (sdNotifier) Reloading() error        { return systemd.Reloading() }
 func (sdNotifier) Status(msg string) error { return systemd.Status(msg) }
 func (sdNotifier) Stopping() error         { return systemd.Stopping() }
 func (sdNotifier) Watchdog() error         { return systemd.Watchdog() }
-
-// buildRevision is the VCS revision the binary was built from, if recorded.
-func buildRevision() string {
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" {
-				return s.Value
-			}
-		}
-	}
-	return "unknown"
-}

@@ -223,7 +223,7 @@ func (c *cli) storeCopy(ctx context.Context, cfg *config.Config, from, to storeS
 	if err != nil {
 		return fmt.Errorf("%s: %w", srcName, err)
 	}
-	done, err := copyRecords(src, dst)
+	done, err := copyRecords(src, c.withProgress(dst, want))
 	if err != nil {
 		return fmt.Errorf("%s to %s, after %s: %w", srcName, dstName, describeCounts(done), err)
 	}

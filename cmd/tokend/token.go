@@ -116,7 +116,7 @@ func isBearerToken(s string) bool {
 func (c *cli) failGrant(name string, err error) int {
 	code := exitCode(err)
 	if code == exitReauth && !strings.Contains(err.Error(), "authorize") {
-		fmt.Fprintf(c.stderr, "%s; an operator must run: tokend authorize %s\n", text(err.Error()), text(name))
+		fmt.Fprintf(c.stderr, "%s; an operator must run: %s\n", text(err.Error()), c.hint("authorize", name))
 		return code
 	}
 	c.printErr(err)

@@ -213,8 +213,8 @@ func TestSystemd(t *testing.T) {
 	if _, errOut, code := c.as("e2e-other", "tokend", "token", "demo"); code != 4 || !strings.Contains(errOut, "not allowed") {
 		t.Errorf("a non-reader in the socket's group: exit %d, stderr %q; want 4, not allowed", code, errOut)
 	}
-	if _, errOut, code := c.as("nobody", "tokend", "token", "demo"); code != 1 || !strings.Contains(errOut, "permission denied") {
-		t.Errorf("a user outside the socket's group: exit %d, stderr %q; want 1, permission denied", code, errOut)
+	if _, errOut, code := c.as("nobody", "tokend", "token", "demo"); code != 4 || !strings.Contains(errOut, "permission denied") {
+		t.Errorf("a user outside the socket's group: exit %d, stderr %q; want 4, permission denied", code, errOut)
 	}
 	// A reader, allowed on the socket, gets at no secret of the service.
 	for _, argv := range [][]string{{"ls", "/etc/tokend"}, {"cat", "/etc/tokend/store.key"}, {"cat", "/etc/tokend/client.secret"}, {"cat", "/etc/tokend/config.yaml"}} {
