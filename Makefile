@@ -79,7 +79,8 @@ deb:
 #   make install DESTDIR=/tmp/pkg PREFIX=/usr
 # Units, sysusers.d and tmpfiles.d snippets go under $(PREFIX)/lib, where
 # systemd looks for both /usr and /usr/local; ExecStart follows PREFIX. The
-# example config goes to /etc/tokend (never over a real config.yaml);
+# reference config goes to /etc/tokend (never over a real config.yaml),
+# and with the minimal examples to $(PREFIX)/share/doc/tokend/examples;
 # ownership of /etc/tokend and /var/lib/tokend is set by the tmpfiles.d
 # snippet (systemd-tmpfiles --create), not here, so this works unprivileged.
 # /etc/tokend is created 0750 when missing; an existing one keeps its mode
@@ -88,6 +89,7 @@ PREFIX    ?= /usr/local
 DESTDIR   ?=
 UNITDIR   := $(PREFIX)/lib/systemd/system
 SHAREDIR  := $(PREFIX)/share/tokend
+DOCDIR    := $(PREFIX)/share/doc/tokend
 
 install:
 	@test -x $(BIN) || { echo "install: $(BIN) missing; run make build first" >&2; exit 1; }
@@ -100,5 +102,8 @@ install:
 	install -D -m 0644 systemd/tokend.tmpfiles $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/tokend.conf
 	test -d $(DESTDIR)/etc/tokend || install -d -m 0750 $(DESTDIR)/etc/tokend
 	install -m 0644 tokend.example.yaml $(DESTDIR)/etc/tokend/config.yaml.example
+	install -d -m 0755 $(DESTDIR)$(DOCDIR)/examples
+	install -m 0644 examples/*.yaml $(DESTDIR)$(DOCDIR)/examples/
+	install -m 0644 tokend.example.yaml $(DESTDIR)$(DOCDIR)/examples/reference.yaml
 	install -D -m 0644 deploy/prometheus/tokend.rules.yml $(DESTDIR)$(SHAREDIR)/prometheus/tokend.rules.yml
 	install -D -m 0644 deploy/grafana/tokend-dashboard.json $(DESTDIR)$(SHAREDIR)/grafana/tokend-dashboard.json
