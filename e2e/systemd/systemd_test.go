@@ -341,9 +341,16 @@ func TestSystemd(t *testing.T) {
 	}
 
 	// --- An upgrade (the same package again) keeps the mode of a
-	// /etc/tokend the operator tightened, and restarts a running tokend.
+	// /etc/tokend the operator tightened, keeps the units the operator
+	// enabled enabled, and restarts a running tokend.
+	c.must("systemctl", "enable", "tokend.service")
 	c.must("chmod", "0710", "/etc/tokend")
 	c.must("dpkg", "-i", "/srv/e2e/tokend.deb")
+	for _, u := range []string{"tokend.service", "tokend.socket"} {
+		if out, _ := c.run("systemctl", "is-enabled", u); strings.TrimSpace(out) != "enabled" {
+			t.Errorf("%s after the upgrade: is-enabled %q, want enabled", u, strings.TrimSpace(out))
+		}
+	}
 	if got := strings.TrimSpace(c.must("stat", "-c", "%a %U %G", "/etc/tokend")); got != "710 root tokend" {
 		t.Errorf("/etc/tokend after the upgrade: %s, want 710 root tokend", got)
 	}
@@ -384,7 +391,9 @@ func TestSystemd(t *testing.T) {
 		t.Error("dpkg -r left /usr/bin/tokend")
 	}
 	c.must("dpkg", "--purge", "tokend")
-	for _, p := range []string{"/etc/tokend", "/var/lib/tokend"} {
+	for _, p := range []string{"/etc/tokend", "/var/lib/tokend",
+		"/etc/systemd/system/multi-user.target.wants/tokend.service",
+		"/etc/systemd/system/sockets.target.wants/tokend.socket"} {
 		if _, err := c.run("test", "-e", p); err == nil {
 			t.Errorf("dpkg --purge left %s", p)
 		}
