@@ -1,6 +1,8 @@
-// Package packaging holds the Debian package's nfpm configuration and
-// maintainer scripts (`make deb`). Its test checks them statically;
-// e2e/systemd installs the built package under a real systemd.
+// Package packaging holds the Debian package's nfpm configuration,
+// maintainer scripts, copyright, lintian overrides and the scripts giving
+// its version and changelog (`make deb`). Its tests check them, build the
+// package and let lintian judge it, and run check-config on the examples
+// it ships; e2e/systemd installs the built package under a real systemd.
 package packaging
 
 import (

@@ -345,7 +345,15 @@ func TestSystemd(t *testing.T) {
 	// enabled enabled, and restarts a running tokend.
 	c.must("systemctl", "enable", "tokend.service")
 	c.must("chmod", "0710", "/etc/tokend")
+	// The postinst restarts through deb-systemd-invoke, which asks
+	// policy-rc.d first: a host's (a container image's "exit 101") would
+	// forbid it. The container's copy goes; the host's file stays.
+	c.must("rm", "-f", "/usr/sbin/policy-rc.d")
+	pidBefore := c.show("tokend.service", "MainPID")["MainPID"]
 	c.must("dpkg", "-i", "/srv/e2e/tokend.deb")
+	if st := c.show("tokend.service", "MainPID", "ActiveState"); st["ActiveState"] != "active" || st["MainPID"] == pidBefore || pidBefore == "0" {
+		t.Errorf("the upgrade did not restart the running tokend: MainPID %s before, %v after", pidBefore, st)
+	}
 	for _, u := range []string{"tokend.service", "tokend.socket"} {
 		if out, _ := c.run("systemctl", "is-enabled", u); strings.TrimSpace(out) != "enabled" {
 			t.Errorf("%s after the upgrade: is-enabled %q, want enabled", u, strings.TrimSpace(out))
