@@ -1,6 +1,8 @@
-// Package packaging holds the Debian package's nfpm configuration and
-// maintainer scripts (`make deb`). Its test checks them statically;
-// e2e/systemd installs the built package under a real systemd.
+// Package packaging holds the Debian package's nfpm configuration,
+// maintainer scripts, copyright, lintian overrides and the scripts giving
+// its version and changelog (`make deb`). Its tests check them, build the
+// package and let lintian judge it, and run check-config on the examples
+// it ships; e2e/systemd installs the built package under a real systemd.
 package packaging
 
 import (
@@ -12,8 +14,8 @@ import (
 	"testing"
 )
 
-// Every file the package ships exists in the repository, and the binary
-// is the one `make deb` fills in.
+// Every file the package ships exists in the repository, but for the
+// binary, man page and changelog `make deb` stages (@STAGE@).
 func TestContentsExist(t *testing.T) {
 	b, err := os.ReadFile("nfpm.yaml")
 	if err != nil {
@@ -23,23 +25,28 @@ func TestContentsExist(t *testing.T) {
 	if len(srcs) < 8 {
 		t.Fatalf("only %d files in nfpm.yaml", len(srcs))
 	}
-	sawBin := false
+	staged := map[string]bool{}
 	for _, m := range srcs {
-		if m[1] == "@BIN@" {
-			sawBin = true
+		if f, ok := strings.CutPrefix(m[1], "@STAGE@/"); ok {
+			staged[f] = true
 			continue
 		}
 		if _, err := os.Stat(filepath.Join("..", m[1])); err != nil {
 			t.Errorf("nfpm.yaml ships %s: %v", m[1], err)
 		}
 	}
-	if !sawBin {
-		t.Error("nfpm.yaml does not ship the binary @BIN@ that make deb fills in")
+	for _, f := range []string{"tokend", "tokend.1.gz", "changelog.gz"} {
+		if !staged[f] {
+			t.Errorf("nfpm.yaml does not ship @STAGE@/%s that make deb stages", f)
+		}
 	}
 }
 
 // The maintainer scripts are valid sh, and enable or start nothing: the
-// operator does, once the configuration and the store key exist.
+// operator does, once the configuration and the store key exist. They act
+// on units as debhelper's scripts do: systemctl only for daemon-reload,
+// deb-systemd-invoke (which asks policy-rc.d) to stop and try-restart,
+// deb-systemd-helper enable only for a unit that was enabled.
 func TestMaintainerScripts(t *testing.T) {
 	for _, name := range []string{"postinst", "prerm", "postrm"} {
 		path := filepath.Join("deb", name)
@@ -54,6 +61,9 @@ func TestMaintainerScripts(t *testing.T) {
 			t.Errorf("sh -n %s: %v\n%s", path, err, out)
 		}
 		b, _ := os.ReadFile(path)
+		if i := strings.Index(string(b), "deb-systemd-helper enable"); i >= 0 && !strings.Contains(string(b[:i]), "was-enabled") {
+			t.Errorf("%s: deb-systemd-helper enable not under was-enabled", path)
+		}
 		for _, l := range strings.Split(string(b), "\n") {
 			l = strings.TrimSpace(l)
 			if strings.HasPrefix(l, "#") {
@@ -61,6 +71,12 @@ func TestMaintainerScripts(t *testing.T) {
 			}
 			if regexp.MustCompile(`systemctl (enable|start|restart|reenable)\b`).MatchString(l) {
 				t.Errorf("%s: %q enables or starts a unit", path, l)
+			}
+			if regexp.MustCompile(`(^|[;&|]\s*)systemctl\b`).MatchString(l) && !strings.Contains(l, "daemon-reload") {
+				t.Errorf("%s: %q calls systemctl for more than daemon-reload", path, l)
+			}
+			if m := regexp.MustCompile(`deb-systemd-invoke (\S+)`).FindStringSubmatch(l); m != nil && m[1] != "stop" && m[1] != "try-restart" {
+				t.Errorf("%s: %q: deb-systemd-invoke %s (only stop and try-restart)", path, l, m[1])
 			}
 		}
 	}

@@ -185,14 +185,17 @@ func TestInstall(t *testing.T) {
 		t.Fatalf("make install: %v\n%s", err, out)
 	}
 	for path, mode := range map[string]os.FileMode{
-		"usr/bin/tokend":                                 0o755,
-		"usr/lib/systemd/system/tokend.service":          0o644,
-		"usr/lib/systemd/system/tokend.socket":           0o644,
-		"usr/lib/sysusers.d/tokend.conf":                 0o644,
-		"usr/lib/tmpfiles.d/tokend.conf":                 0o644,
-		"etc/tokend/config.yaml.example":                 0o644,
-		"usr/share/tokend/prometheus/tokend.rules.yml":   0o644,
-		"usr/share/tokend/grafana/tokend-dashboard.json": 0o644,
+		"usr/bin/tokend":                                        0o755,
+		"usr/lib/systemd/system/tokend.service":                 0o644,
+		"usr/lib/systemd/system/tokend.socket":                  0o644,
+		"usr/lib/sysusers.d/tokend.conf":                        0o644,
+		"usr/lib/tmpfiles.d/tokend.conf":                        0o644,
+		"etc/tokend/config.yaml.example":                        0o644,
+		"usr/share/doc/tokend/examples/reference.yaml":          0o644,
+		"usr/share/doc/tokend/examples/client-credentials.yaml": 0o644,
+		"usr/share/doc/tokend/examples/authorization-code.yaml": 0o644,
+		"usr/share/tokend/prometheus/tokend.rules.yml":          0o644,
+		"usr/share/tokend/grafana/tokend-dashboard.json":        0o644,
 	} {
 		fi, err := os.Stat(filepath.Join(root, path))
 		if err != nil {

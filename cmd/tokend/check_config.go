@@ -15,6 +15,10 @@ import (
 	"github.com/tokend/tokend/store"
 )
 
+// installedExamples is where the Debian package puts the example
+// configurations (packaging/nfpm.yaml).
+const installedExamples = "/usr/share/doc/tokend/examples/"
+
 // cmdCheckConfig loads a configuration file as the daemon would, prints
 // its warnings and every problem found, or a summary of what it
 // configures. --skip-secrets checks everything but the secret files and
@@ -59,6 +63,9 @@ func (c *cli) cmdCheckConfig(_ context.Context, args []string) int {
 	if err != nil {
 		// Each line names the file and line already.
 		fmt.Fprintln(c.stderr, err)
+		if _, serr := os.Stat(path); errors.Is(serr, os.ErrNotExist) {
+			fmt.Fprintf(c.stderr, "tokend: no configuration yet: copy an example from %s (examples/ in the source) to %s\n", installedExamples, path)
+		}
 		n := len(strings.Split(err.Error(), "\n"))
 		if n > 1 {
 			fmt.Fprintf(c.stderr, "tokend: %d problems in %s\n", n, path)

@@ -1,10 +1,11 @@
 // Package sinks tests tokend's file sinks end to end with the built binary:
 // the real Prometheus reading a sink as its credentials_file across token
-// rotations, a reader that never sees a partial file, kill -9 of the
+// rotations, the README's nginx recipe with the real nginx proxying to an
+// upstream across rotations, a reader that never sees a partial file, kill -9 of the
 // writer at random moments, the owner and mode seen by real users, and a
 // sink in a sticky shared directory whose temporary names another user
 // tries to take first.
 // It needs root (to play other users; without it the tests skip) and the
-// Debian prometheus binary (scripts/test-deps installs it; without it the
-// Prometheus test fails, as make test and CI must run it).
+// Debian prometheus and nginx binaries (scripts/test-deps installs them;
+// without them their tests fail, as make test and CI must run them).
 package sinks

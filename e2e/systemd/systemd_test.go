@@ -341,9 +341,24 @@ func TestSystemd(t *testing.T) {
 	}
 
 	// --- An upgrade (the same package again) keeps the mode of a
-	// /etc/tokend the operator tightened, and restarts a running tokend.
+	// /etc/tokend the operator tightened, keeps the units the operator
+	// enabled enabled, and restarts a running tokend.
+	c.must("systemctl", "enable", "tokend.service")
 	c.must("chmod", "0710", "/etc/tokend")
+	// The postinst restarts through deb-systemd-invoke, which asks
+	// policy-rc.d first: a host's (a container image's "exit 101") would
+	// forbid it. The container's copy goes; the host's file stays.
+	c.must("rm", "-f", "/usr/sbin/policy-rc.d")
+	pidBefore := c.show("tokend.service", "MainPID")["MainPID"]
 	c.must("dpkg", "-i", "/srv/e2e/tokend.deb")
+	if st := c.show("tokend.service", "MainPID", "ActiveState"); st["ActiveState"] != "active" || st["MainPID"] == pidBefore || pidBefore == "0" {
+		t.Errorf("the upgrade did not restart the running tokend: MainPID %s before, %v after", pidBefore, st)
+	}
+	for _, u := range []string{"tokend.service", "tokend.socket"} {
+		if out, _ := c.run("systemctl", "is-enabled", u); strings.TrimSpace(out) != "enabled" {
+			t.Errorf("%s after the upgrade: is-enabled %q, want enabled", u, strings.TrimSpace(out))
+		}
+	}
 	if got := strings.TrimSpace(c.must("stat", "-c", "%a %U %G", "/etc/tokend")); got != "710 root tokend" {
 		t.Errorf("/etc/tokend after the upgrade: %s, want 710 root tokend", got)
 	}
@@ -384,7 +399,9 @@ func TestSystemd(t *testing.T) {
 		t.Error("dpkg -r left /usr/bin/tokend")
 	}
 	c.must("dpkg", "--purge", "tokend")
-	for _, p := range []string{"/etc/tokend", "/var/lib/tokend"} {
+	for _, p := range []string{"/etc/tokend", "/var/lib/tokend",
+		"/etc/systemd/system/multi-user.target.wants/tokend.service",
+		"/etc/systemd/system/sockets.target.wants/tokend.socket"} {
 		if _, err := c.run("test", "-e", p); err == nil {
 			t.Errorf("dpkg --purge left %s", p)
 		}
