@@ -388,8 +388,8 @@ func (c *Config) resolveAssertions(p *problems) {
 	}
 }
 
-// explainGrant14 writes the setup of issue 14's grant types and dpop.
-func (c *Config) explainGrant14(w func(format string, args ...any), g Grant) {
+// explainExtGrant writes the setup of issue 14's grant types and dpop.
+func (c *Config) explainExtGrant(w func(format string, args ...any), g Grant) {
 	if a := g.Assertion; g.Type == GrantJWTBearer && a != nil {
 		src := a.PrivateKeyFile
 		if src == "" {

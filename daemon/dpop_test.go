@@ -1,25 +1,17 @@
 package daemon
 
-// Issue 14 against the in-process provider: client authentication beyond
-// secrets, the jwt_bearer and token_exchange grants, DPoP-bound tokens and
-// the proof endpoint. Each test also scans the log for every secret the
-// provider issued or received (assertions, proofs, tokens) and for the
-// DPoP keys.
+// DPoP-bound tokens (RFC 9449) against the in-process provider: the key
+// that follows authorizations, nonces, a provider that ignores DPoP, the
+// proof endpoint, and turning dpop on by reload. Each test also scans the
+// log for every proof and token and for the DPoP keys.
 
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509/pkix"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -30,35 +22,6 @@ import (
 	"github.com/tokend/tokend/oauth/oauthtest"
 	"github.com/tokend/tokend/store"
 )
-
-func ecSigningKey(t *testing.T) oauth.SigningKey {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return oauth.SigningKey{Signer: k, KeyID: "k1"}
-}
-
-// privateParts are the encodings a private key's scalar would show in a
-// log: base64url (a JWK's d), base64 and hex.
-func privateParts(t *testing.T, k oauth.SigningKey) []string {
-	t.Helper()
-	b, err := k.Signer.(*ecdsa.PrivateKey).Bytes()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return []string{base64.RawURLEncoding.EncodeToString(b), base64.StdEncoding.EncodeToString(b)[:40], hex.EncodeToString(b)}
-}
-
-func publicJWKS(t *testing.T, k oauth.SigningKey) json.RawMessage {
-	t.Helper()
-	b, err := k.JWKS()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 func (h *harness) post(path, body string) (int, []byte) {
 	h.t.Helper()
@@ -94,187 +57,6 @@ func thumbprint(t *testing.T, stored string) string {
 		t.Fatal(err)
 	}
 	return k.Thumbprint()
-}
-
-// reobtained runs a client_credentials-like grant through two token
-// lifetimes and checks each brought a new token.
-func reobtained(t *testing.T, h *harness, name string) {
-	t.Helper()
-	first := h.token(name)
-	h.advance(10 * time.Minute)
-	second := h.token(name)
-	if first.AccessToken == second.AccessToken {
-		t.Fatalf("%s was not re-obtained", name)
-	}
-	if !h.prov.Valid(second.AccessToken) {
-		t.Fatalf("%s: the provider does not know the new token", name)
-	}
-	if st := h.status(name); st.State != api.StateValid || st.Generation < 2 {
-		t.Fatalf("status: %+v", st)
-	}
-}
-
-func TestClientAssertionAuthRefreshes(t *testing.T) {
-	for _, m := range []string{oauthtest.AuthMethodPrivateKeyJWT, oauthtest.AuthMethodSecretJWT} {
-		t.Run(m, func(t *testing.T) {
-			k := ecSigningKey(t)
-			secret := "a-client-secret-long-enough-for-HS256!!"
-			oc := oauthtest.Client{ID: "kc", AuthMethod: m}
-			cc := config.Client{Provider: "test", ClientID: "kc", AuthMethod: m}
-			if m == oauthtest.AuthMethodPrivateKeyJWT {
-				oc.JWKS, cc.Key = publicJWKS(t, k), &k
-			} else {
-				oc.Secret, cc.Secret = secret, oauth.NewSecret(secret)
-			}
-			h := newHarness(t, harnessOpts{prov: oauthtest.Options{Clients: []oauthtest.Client{oc}}, config: func(c *config.Config) {
-				c.Clients["kc"] = cc
-				c.Grants = map[string]config.Grant{"svc": {Client: "kc", Type: config.GrantClientCredentials, Scopes: []string{"read"}}}
-			}})
-			reobtained(t, h, "svc")
-			s := h.prov.Stats()
-			if s.ClientAuthFailures != 0 || s.AssertionFailures != 0 || s.ByGrant["client_credentials"] < 2 {
-				t.Fatalf("provider stats: %+v", s)
-			}
-			h.logMustNotContain(h.prov.Issued()...)
-			h.logMustNotContain(secret)
-			h.logMustNotContain(privateParts(t, k)...)
-		})
-	}
-}
-
-func TestTLSClientAuthRefreshes(t *testing.T) {
-	for _, m := range []string{oauthtest.AuthMethodTLS, oauthtest.AuthMethodSelfSignedTLS} {
-		t.Run(m, func(t *testing.T) {
-			h := newHarness(t, harnessOpts{tls: true, noRun: true})
-			oc := oauthtest.Client{ID: "mc", AuthMethod: m}
-			var cert, err = h.prov.IssueClientCert(pkix.Name{CommonName: "mtls-app"}, time.Now().Add(time.Hour))
-			if m == oauthtest.AuthMethodSelfSignedTLS {
-				cert, err = h.prov.SelfSignedClientCert("mtls-app", time.Now().Add(time.Hour))
-				oc.JWKS = oauthtest.CertJWKS(cert)
-			} else {
-				oc.TLSSubjectDN = "CN=mtls-app"
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			h.prov.AddClient(oc)
-			h.cfg.Clients["mc"] = config.Client{Provider: "test", ClientID: "mc", AuthMethod: m, TLSCert: &cert}
-			h.cfg.Grants = map[string]config.Grant{"svc": {Client: "mc", Type: config.GrantClientCredentials, Scopes: []string{"read"}}}
-			h.start()
-			reobtained(t, h, "svc")
-			if s := h.prov.Stats(); s.ClientAuthFailures != 0 || s.ByGrant["client_credentials"] < 2 {
-				t.Fatalf("provider stats: %+v", s)
-			}
-			h.logMustNotContain(h.prov.Issued()...)
-		})
-	}
-}
-
-func TestJWTBearerReobtainsWithFreshAssertion(t *testing.T) {
-	k := ecSigningKey(t)
-	h := newHarness(t, harnessOpts{
-		prov: oauthtest.Options{AssertionIssuers: []oauthtest.AssertionIssuer{{Issuer: "svc@example", JWKS: publicJWKS(t, k)}}},
-		config: func(c *config.Config) {
-			c.Grants = map[string]config.Grant{"sa": {Client: "app", Type: config.GrantJWTBearer, Scopes: []string{"read"},
-				Assertion: &config.Assertion{Issuer: "svc@example", Subject: "robot", Key: k}}}
-		},
-	})
-	reobtained(t, h, "sa")
-	s := h.prov.Stats()
-	if n := s.ByGrant["urn:ietf:params:oauth:grant-type:jwt-bearer"]; n < 2 || s.AssertionFailures != 0 || s.AssertionReplays != 0 {
-		t.Fatalf("provider stats: %+v", s)
-	}
-	if info, _ := h.prov.TokenInfo(h.token("sa").AccessToken); info.Subject != "robot" {
-		t.Fatalf("token info: %+v", info)
-	}
-	h.logMustNotContain(h.prov.Issued()...)
-	h.logMustNotContain(privateParts(t, k)...)
-}
-
-func exchangeGrants(c *config.Config) {
-	userGrant(c)
-	c.Grants["down"] = config.Grant{Client: "app", Type: config.GrantTokenExchange, SubjectGrant: "user",
-		Audience: []string{"https://api.example"}, Scopes: []string{"openid"}}
-}
-
-// authorizeSubject authorizes the subject grant and waits for the
-// dependent to be exchanged (its kick reaches the scheduler
-// asynchronously).
-func (h *harness) authorizeSubject() {
-	h.t.Helper()
-	h.authorizeViaCallback("user")
-	waitFor(h.t, "dependent exchanged", func() bool { return h.status("down").State == api.StateValid })
-}
-
-func TestTokenExchangeFollowsSubject(t *testing.T) {
-	h := newHarness(t, harnessOpts{prov: oauthtest.Options{Rotate: true, AutoApprove: true}, config: exchangeGrants})
-	// Before anyone authorized the subject, the dependent says so and asks
-	// nothing of the provider.
-	st := h.status("down")
-	if st.State != api.StateReauthorizationRequired || !strings.Contains(st.LastError, "subject grant user needs reauthorization") || st.SubjectGrant != "user" {
-		t.Fatalf("status before the subject is authorized: %+v", st)
-	}
-	if n := h.prov.Stats().ByGrant["urn:ietf:params:oauth:grant-type:token-exchange"]; n != 0 {
-		t.Fatalf("%d exchanges without a subject token", n)
-	}
-
-	h.authorizeSubject()
-	first := h.token("down")
-	info, ok := h.prov.TokenInfo(first.AccessToken)
-	if !ok || info.GrantType != "urn:ietf:params:oauth:grant-type:token-exchange" || len(info.Audience) != 1 {
-		t.Fatalf("exchanged token: %+v", info)
-	}
-	gen := h.status("down").Generation
-
-	// A new subject token is exchanged again at once.
-	if code, body := h.do(http.MethodPost, "/v1/tokens/user/refresh"); code != 200 {
-		t.Fatalf("refresh user: %d %s", code, body)
-	}
-	waitFor(t, "dependent re-exchanged", func() bool { return h.status("down").Generation > gen })
-	if st := h.status("down"); st.Generation != gen+1 || st.State != api.StateValid || st.History[0].Reason != "subject_changed" {
-		t.Fatalf("dependent did not follow the subject's new token: %+v", st)
-	}
-	exchanges := h.prov.Stats().Exchanges
-
-	// The subject loses its authorization: so does the dependent, with
-	// the subject named, and no exchange is tried.
-	h.prov.RevokeFamilyOf(h.stored("user").RefreshToken)
-	h.do(http.MethodPost, "/v1/tokens/user/refresh")
-	if st := h.status("user"); st.State != api.StateReauthorizationRequired {
-		t.Fatalf("user: %+v", st)
-	}
-	waitFor(t, "dependent follows its subject", func() bool { return h.status("down").State != api.StateValid })
-	st = h.status("down")
-	if st.State != api.StateReauthorizationRequired || !strings.Contains(st.LastError, "subject grant user needs reauthorization") {
-		t.Fatalf("dependent of a dead subject: %+v", st)
-	}
-	if n := h.prov.Stats().Exchanges; n != exchanges {
-		t.Fatalf("exchanged a dead subject's token: %d → %d", exchanges, n)
-	}
-
-	// Authorized again: the dependent follows.
-	h.authorizeSubject()
-	h.logMustNotContain(h.prov.Issued()...)
-}
-
-func TestTokenExchangeSubjectRemovedByReload(t *testing.T) {
-	h := newHarness(t, harnessOpts{prov: oauthtest.Options{AutoApprove: true}, config: exchangeGrants})
-	h.authorizeSubject()
-	cfg := *h.cfg
-	cfg.Grants = map[string]config.Grant{"down": h.cfg.Grants["down"]}
-	if err := h.d.Reload(&cfg); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "dependent of a removed subject", func() bool { return h.status("down").State != api.StateValid })
-	st := h.status("down")
-	if st.State != api.StateConfigurationError || !strings.Contains(st.LastError, `subject grant "user" is not configured`) {
-		t.Fatalf("status after the subject grant was removed: %+v", st)
-	}
-	// Past its expiry the token is not served.
-	h.advance(11 * time.Minute)
-	if code, body := h.get("/v1/tokens/down"); code != http.StatusServiceUnavailable {
-		t.Fatalf("fetch: %d %s", code, body)
-	}
 }
 
 func dpopUserGrant(c *config.Config) {
@@ -523,67 +305,6 @@ func TestDPoPProofOfExpiredTokenRefreshesFirst(t *testing.T) {
 	}
 }
 
-// A private_key_jwt client registers its public key and then
-// authenticates with assertions; a client with a dpop grant asks for
-// DPoP-bound tokens; the new grant types are registered.
-func TestRegistrationOfKeyAndDPoPClients(t *testing.T) {
-	k := ecSigningKey(t)
-	h := newHarness(t, harnessOpts{prov: oauthtest.Options{AllowRegistration: true, AssertionIssuers: []oauthtest.AssertionIssuer{{Issuer: "svc@example", JWKS: publicJWKS(t, k)}}},
-		config: func(c *config.Config) {
-			c.Clients["dyn"] = config.Client{Provider: "test", AuthMethod: oauthtest.AuthMethodPrivateKeyJWT, Key: &k}
-			c.Grants = map[string]config.Grant{
-				"dyn": {Client: "dyn", Type: config.GrantClientCredentials, DPoP: true},
-				"sa": {Client: "dyn", Type: config.GrantJWTBearer,
-					Assertion: &config.Assertion{Issuer: "svc@example", Key: k}},
-			}
-		}})
-	got := h.token("dyn")
-	if info, _ := h.prov.TokenInfo(got.AccessToken); got.TokenType != "DPoP" || info.JKT == "" || info.ClientID == "" {
-		t.Fatalf("token of the registered client: %+v %+v", got, info)
-	}
-	if s := h.prov.Stats(); s.Registrations != 1 || s.ClientAuthFailures != 0 {
-		t.Fatalf("provider stats: %+v", s)
-	}
-	h.d.mu.RLock()
-	c := h.d.clients["dyn"]
-	h.d.mu.RUnlock()
-	prov, err := h.d.providerFor(context.Background(), h.d.grant("dyn"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req := h.d.registrationRequest(c)
-	if err := registrationKey(c, prov.Endpoints, &req); err != nil {
-		t.Fatal(err)
-	}
-	if !req.DPoPBound || len(req.JWKS) == 0 || req.SigningAlg != "ES256" || req.AuthMethod != oauth.AuthPrivateKeyJWT {
-		t.Fatalf("registration request: %+v", req)
-	}
-	if !slices.Contains(req.GrantTypes, "urn:ietf:params:oauth:grant-type:jwt-bearer") || slices.Contains(req.GrantTypes, "refresh_token") {
-		t.Fatalf("grant types: %v", req.GrantTypes)
-	}
-	if bytes.Contains(req.JWKS, []byte(`"d"`)) {
-		t.Fatal("the registration carries the private key")
-	}
-	h.logMustNotContain(h.prov.Issued()...)
-}
-
-// The subject's id token and an actor grant's access token.
-func TestTokenExchangeIDTokenAndActor(t *testing.T) {
-	h := newHarness(t, harnessOpts{prov: oauthtest.Options{AutoApprove: true}, config: func(c *config.Config) {
-		exchangeGrants(c)
-		c.Grants["robot"] = config.Grant{Client: "app", Type: config.GrantClientCredentials, Scopes: []string{"read"}}
-		g := c.Grants["down"]
-		g.SubjectTokenType, g.ActorGrant = "id_token", "robot"
-		c.Grants["down"] = g
-	}})
-	h.authorizeSubject()
-	info, ok := h.prov.TokenInfo(h.token("down").AccessToken)
-	if !ok || info.Actor == "" || info.Subject == "" {
-		t.Fatalf("exchanged token: %+v", info)
-	}
-	h.logMustNotContain(h.prov.Issued()...)
-}
-
 // A server that asks for a new nonce on every try: each try sends the
 // request once more with the nonce given, no more, and the grant shows
 // why it has no token while the backoff spaces the tries.
@@ -603,84 +324,6 @@ func TestDPoPNonceLoopIsBounded(t *testing.T) {
 	if code, _ := h.get("/v1/tokens/cc"); code == 200 {
 		t.Fatal("a token was served")
 	}
-}
-
-// A private_key_jwt client whose key the provider does not know is a
-// credentials error, not retried.
-func TestWrongClientKeyIsCredentialsError(t *testing.T) {
-	known, wrong := ecSigningKey(t), ecSigningKey(t)
-	h := newHarness(t, harnessOpts{prov: oauthtest.Options{Clients: []oauthtest.Client{{ID: "kc", AuthMethod: oauthtest.AuthMethodPrivateKeyJWT, JWKS: publicJWKS(t, known)}}},
-		config: func(c *config.Config) {
-			c.Clients["kc"] = config.Client{Provider: "test", ClientID: "kc", AuthMethod: oauthtest.AuthMethodPrivateKeyJWT, Key: &wrong}
-			c.Grants = map[string]config.Grant{"svc": {Client: "kc", Type: config.GrantClientCredentials}}
-		}})
-	// The first obtain runs at start; on a loaded machine it may still be
-	// on its way when the harness hands over.
-	waitFor(t, "credentials error", func() bool { return h.status("svc").State == api.StateCredentialsError })
-	h.advance(time.Minute)
-	if n := h.prov.Stats().ClientAuthFailures; n != 1 {
-		t.Fatalf("%d client authentication failures, want 1", n)
-	}
-	h.logMustNotContain(h.prov.Issued()...)
-}
-
-// A client certificate that expired (config refuses one at load; this one
-// expired while tokend ran: before t0, the provider's clock) is the
-// client's credentials failing.
-func TestExpiredClientCertificate(t *testing.T) {
-	for _, m := range []string{oauthtest.AuthMethodTLS, oauthtest.AuthMethodSelfSignedTLS} {
-		t.Run(m, func(t *testing.T) {
-			h := newHarness(t, harnessOpts{tls: true, noRun: true})
-			oc := oauthtest.Client{ID: "mc", AuthMethod: m}
-			var cert, err = h.prov.IssueClientCert(pkix.Name{CommonName: "mtls-app"}, t0.Add(-time.Minute))
-			if m == oauthtest.AuthMethodSelfSignedTLS {
-				cert, err = h.prov.SelfSignedClientCert("mtls-app", t0.Add(-time.Minute))
-				oc.JWKS = oauthtest.CertJWKS(cert)
-			} else {
-				oc.TLSSubjectDN = "CN=mtls-app"
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			h.prov.AddClient(oc)
-			h.cfg.Clients["mc"] = config.Client{Provider: "test", ClientID: "mc", AuthMethod: m, TLSCert: &cert}
-			h.cfg.Grants = map[string]config.Grant{"svc": {Client: "mc", Type: config.GrantClientCredentials}}
-			h.start()
-			if st := h.status("svc"); st.State != api.StateCredentialsError {
-				t.Fatalf("status: %+v", st)
-			}
-		})
-	}
-}
-
-// A subject grant whose client credentials fail hands that state on.
-func TestTokenExchangeTakesSubjectsPermanentState(t *testing.T) {
-	h := newHarness(t, harnessOpts{noRun: true, config: func(c *config.Config) {
-		c.Grants = map[string]config.Grant{
-			"robot": {Client: "app", Type: config.GrantClientCredentials, Scopes: []string{"read"}},
-			"down":  {Client: "app", Type: config.GrantTokenExchange, SubjectGrant: "robot", Scopes: []string{"read"}},
-		}
-	}})
-	h.prov.SetFault(oauthtest.Fault{Kind: oauthtest.FaultInvalidClient, GrantTypes: []string{"client_credentials"}})
-	h.start()
-	if st := h.status("robot"); st.State != api.StateCredentialsError {
-		t.Fatalf("robot: %+v", st)
-	}
-	// The dependent, which tried first, retries after its backoff.
-	h.advance(15 * time.Second)
-	waitFor(t, "dependent takes the subject's state", func() bool { return h.status("down").State == api.StateCredentialsError })
-	if st := h.status("down"); !strings.Contains(st.LastError, "subject grant robot has no valid token (credentials_error)") {
-		t.Fatalf("down: %+v", st)
-	}
-	// Fixed (a reload): both recover.
-	h.prov.ClearFault()
-	if err := h.d.Reload(h.cfg); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "both recover", func() bool {
-		h.advance(15 * time.Second)
-		return h.status("robot").State == api.StateValid && h.status("down").State == api.StateValid
-	})
 }
 
 // dpop turned on by a reload: the Bearer token is no longer handed out;

@@ -92,8 +92,8 @@ type OPSeen struct {
 	DPoPProofs       []string `json:"dpop_proofs"`
 }
 
-// Introspection14 is an introspection answer with its confirmation claim.
-type Introspection14 struct {
+// OPIntrospection is an introspection answer with its confirmation claim.
+type OPIntrospection struct {
 	Introspection
 	Cnf struct {
 		JKT     string `json:"jkt"`
@@ -162,7 +162,7 @@ func (op *OP) Discovery() map[string]any {
 }
 
 // Introspect asks the introspection endpoint about token.
-func (op *OP) Introspect(token string) Introspection14 {
+func (op *OP) Introspect(token string) OPIntrospection {
 	op.t.Helper()
 	req, err := http.NewRequest(http.MethodPost, op.Issuer+"/token/introspection",
 		strings.NewReader(url.Values{"token": {token}}.Encode()))
@@ -180,7 +180,7 @@ func (op *OP) Introspect(token string) Introspection14 {
 	if resp.StatusCode != http.StatusOK {
 		op.t.Fatalf("e2e: introspect: %s: %s", resp.Status, b)
 	}
-	var in Introspection14
+	var in OPIntrospection
 	if err := json.Unmarshal(b, &in); err != nil {
 		op.t.Fatalf("e2e: introspect: %v: %s", err, b)
 	}
@@ -197,9 +197,9 @@ func NoLeakSeen(t testing.TB, td *Tokend, op *OP) {
 	})
 }
 
-// Setup0 is a Setup for tokend without a callback listener and with its
+// NewSetupNoCallback is a Setup for tokend without a callback listener and with its
 // metrics listener on a port it picks itself.
-func Setup0(t testing.TB) *Setup {
+func NewSetupNoCallback(t testing.TB) *Setup {
 	dir := t.TempDir()
 	return &Setup{t: t, Dir: dir, Socket: filepath.Join(dir, "tokend.sock"), Callback: `"off"`, Metrics: "127.0.0.1:0"}
 }
