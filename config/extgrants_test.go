@@ -107,8 +107,10 @@ func TestTokenExchangeIDTokenOfMachineGrant(t *testing.T) {
 	}
 }
 
-// The commented examples of issue 14 in tokend.example.yaml, uncommented,
-// are a valid configuration: the example cannot drift from the rules.
+// The commented provider, client and grant examples in tokend.example.yaml
+// (key and certificate client authentication, jwt_bearer, token_exchange),
+// uncommented, are a valid configuration: the example cannot drift from
+// the rules.
 func TestExampleFileCommentedGrantsParse(t *testing.T) {
 	data, err := os.ReadFile("../tokend.example.yaml")
 	if err != nil {

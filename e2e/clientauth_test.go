@@ -1,6 +1,6 @@
 package e2e
 
-// Issue 14, client authentication beyond shared secrets, against
+// Client authentication beyond shared secrets against
 // oidc-provider: private_key_jwt (EC P-256 and RSA keys, audience the token
 // endpoint or the issuer), client_secret_jwt, self_signed_tls_client_auth
 // and tls_client_auth over https with a private CA (ca_file), the

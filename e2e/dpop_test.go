@@ -1,6 +1,6 @@
 package e2e
 
-// Issue 14, DPoP (RFC 9449) against oidc-provider, which verifies the
+// DPoP (RFC 9449) against oidc-provider, which verifies the
 // proofs tokend sends with its token requests and binds the tokens (cnf.jkt
 // in introspection): client_credentials with and without server nonces,
 // authorization_code with a DPoP-bound refresh token (public client), the

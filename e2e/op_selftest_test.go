@@ -1,6 +1,6 @@
 package e2e
 
-// Self-tests of the issue-14 harness: oidc-provider's private_key_jwt,
+// Self-tests of the oidc-provider harness (op_test.go): its private_key_jwt,
 // client_secret_jwt, mTLS and DPoP options and the resource server, driven
 // by hand-made assertions and proofs, no tokend. A failing TestClientAuth* or
 // TestDPoP* then points at tokend.

@@ -1,10 +1,10 @@
 package e2e
 
-// Harness of the issue-14 tests (client authentication beyond secrets,
-// DPoP): oidc-provider with its https, mTLS and DPoP options (OPConfig), a
-// throw-away PKI, client keys and their public JWK Sets, and an independent
-// DPoP-verifying resource server. The harness itself is checked against
-// oidc-provider without tokend by TestHarness14*.
+// Harness of the client-authentication and DPoP tests: oidc-provider with
+// its https, mTLS and DPoP options (OPConfig), a throw-away PKI, client keys
+// and their public JWK Sets, and an independent DPoP-verifying resource
+// server. The harness itself is checked against
+// oidc-provider without tokend by op_selftest_test.go.
 
 import (
 	"crypto"
@@ -38,7 +38,8 @@ import (
 	"github.com/go-jose/go-jose/v4"
 )
 
-// OPConfig is OIDCConfig with the options of issue 14 (see oidc/server.mjs).
+// OPConfig is OIDCConfig with the https, mTLS, client-key and DPoP options
+// (see oidc/server.mjs).
 type OPConfig struct {
 	OIDCConfig
 	TLS                   *OPTLS   `json:"tls,omitempty"`
@@ -73,7 +74,8 @@ type OP struct {
 	client    *http.Client
 }
 
-// OPStats are GET /_test/stats, with the issue-14 counters.
+// OPStats are GET /_test/stats, with the client-authentication and DPoP
+// counters.
 type OPStats struct {
 	Stats
 	ClientAuthErrors   map[string]int `json:"client_auth_errors"`
@@ -101,7 +103,7 @@ type OPIntrospection struct {
 	} `json:"cnf"`
 }
 
-// StartOP starts oidc-provider (see StartOIDC) with the issue-14 options;
+// StartOP starts oidc-provider (see StartOIDC) with the options of cfg;
 // ca, when not nil, is trusted by the harness's own requests to it.
 func StartOP(t testing.TB, cfg OPConfig, ca *x509.CertPool) *OP {
 	t.Helper()
