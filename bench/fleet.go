@@ -25,7 +25,7 @@ import (
 	"github.com/tokend/tokend/store/etcdstore"
 )
 
-// Fleet mode (issue 15): the same daemon with its store on a three-member
+// Fleet mode: the same daemon with its store on a three-member
 // etcd cluster running in this process (go.etcd.io/etcd/server/v3/embed,
 // fsync on, loopback).
 

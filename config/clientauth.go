@@ -1,6 +1,6 @@
 package config
 
-// Client authentication beyond shared secrets (issue 14): private_key_jwt
+// Client authentication beyond shared secrets: private_key_jwt
 // and client_secret_jwt (RFC 7523 §2.2), tls_client_auth and
 // self_signed_tls_client_auth (RFC 8705), and the providers' CA bundles for
 // private PKI. Validation checks which keys go with which method; Load reads

@@ -116,7 +116,7 @@ func (c *Config) explain(w io.Writer, now time.Time) {
 		if g.Type == GrantPassword {
 			fmt.Fprintf(w, "    username: %s\n", g.Username)
 		}
-		c.explainGrant14(func(format string, args ...any) { fmt.Fprintf(w, format, args...) }, g)
+		c.explainExtGrant(func(format string, args ...any) { fmt.Fprintf(w, format, args...) }, g)
 		readers := strings.TrimPrefix(readersText(g.Readers, "; "), "; ")
 		if readers == "" {
 			readers = "root and operators only"

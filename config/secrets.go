@@ -213,7 +213,7 @@ func errText(err error) string {
 
 // resolveSecrets fills Store.Key, Client.Secret and Grant.Password from
 // files and credentials, and the keys, certificates and CA bundles of
-// clientauth.go and grants14.go.
+// clientauth.go and extgrants.go.
 func (c *Config) resolveSecrets(p *problems) {
 	p.socketGID = -1
 	if gid, err := c.Listen.SocketGID(); err == nil {

@@ -118,7 +118,7 @@ func (h *harness) codeFor(c *http.Client, auth *url.URL) string {
 	return h.onListener(loc)
 }
 
-// The code injection of finding 2: another local user who learned the
+// Code injection: another local user who learned the
 // authorization URL (state and PKCE challenge, once readable in the
 // browser's argv) signs in to their own account with it and delivers that
 // code to the callback first. The callback does not carry the cookie of
@@ -275,7 +275,7 @@ func TestStartPageSecureCookie(t *testing.T) {
 	}
 }
 
-// Finding 12: a callback after the authorization expired records why on
+// A callback after the authorization expired records why on
 // the grant (tokend status shows it), instead of nothing.
 func TestExpiredCallbackRecordsOutcome(t *testing.T) {
 	h := newHarness(t, harnessOpts{prov: oauthtest.Options{AutoApprove: true}, config: func(c *config.Config) {

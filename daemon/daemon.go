@@ -237,8 +237,8 @@ func (g *grant) jitterFor(generation uint64) float64 {
 }
 
 const (
-	never = math.MaxInt64
-	now0  = math.MinInt64
+	never    = math.MaxInt64
+	earliest = math.MinInt64
 )
 
 // publish makes t the token fetches serve and indexes it for the scheduler.
@@ -258,12 +258,12 @@ func (d *Daemon) index(g *grant, t *store.Token, p Policy) {
 	case why == "":
 		g.dueAt.Store(never)
 	case at.IsZero():
-		g.dueAt.Store(now0)
+		g.dueAt.Store(earliest)
 	default:
 		g.dueAt.Store(int64(at.Sub(d.epoch)))
 	}
 	if t.AccessToken == "" {
-		g.validUntil.Store(now0)
+		g.validUntil.Store(earliest)
 	} else {
 		g.validUntil.Store(int64(expiryOf(t, p).Sub(d.epoch)))
 	}
@@ -398,7 +398,7 @@ func (d *Daemon) configure(cfg *config.Config) error {
 			// Its subject (or actor) grant is gone, or dpop was turned
 			// on or off: the next tick shows why or gets a token of the
 			// right kind, instead of the token lasting out its lifetime.
-			g.dueAt.Store(now0)
+			g.dueAt.Store(earliest)
 		}
 		states[i] = g.tokenState
 		if g.schedule != nil {

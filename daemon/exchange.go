@@ -186,7 +186,7 @@ func (d *Daemon) followSource(g *grant, prev, t *store.Token) {
 	}
 	for _, dep := range deps {
 		dep.sourceMoved.Store(true)
-		dep.dueAt.Store(now0)
+		dep.dueAt.Store(earliest)
 	}
 	d.queue.kick()
 }

@@ -83,8 +83,8 @@ var _ Store = (*store.Store)(nil)
 // mode, store.backend: etcd). The daemon finds it with a type assertion on
 // the Store; the bbolt file is not one.
 //
-// CONTRACT (issue 15): the daemon codes against this; the etcd store
-// implements it.
+// The contract: the daemon codes against this; the etcd store implements
+// it.
 //
 //   - SetGrants tells the fleet this instance's grants and their
 //     fingerprints (config.Grant's provider-relevant definition, hashed);

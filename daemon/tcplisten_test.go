@@ -12,7 +12,7 @@ import (
 	"github.com/tokend/tokend/oauth/oauthtest"
 )
 
-// Finding 9: listen.callback "off" (which check-config accepts) runs, with
+// listen.callback "off" (which check-config accepts) runs, with
 // the metrics listener off too; an authorization_code grant then cannot be
 // started and authorize says why, while other grants work.
 func TestListenersOff(t *testing.T) {
@@ -33,7 +33,7 @@ func TestListenersOff(t *testing.T) {
 	}
 }
 
-// Finding 9: a port another process holds is reported with the listener,
+// A port another process holds is reported with the listener,
 // the address and the key to change.
 func TestListenerPortInUse(t *testing.T) {
 	for _, tc := range []struct{ what, key string }{{"callback", "listen.callback"}, {"metrics", "listen.metrics"}} {
@@ -66,7 +66,7 @@ func TestListenerPortInUse(t *testing.T) {
 	}
 }
 
-// Finding 10: DNS rebinding. A page at attacker.example, re-pointed at
+// DNS rebinding: a page at attacker.example, re-pointed at
 // 127.0.0.1, is same-origin with itself; its requests reach the listener
 // with Host: attacker.example:PORT. Those get 421, on the metrics listener
 // and on the callback listener, where they must not use up a start page.

@@ -1,6 +1,6 @@
 package e2e
 
-// Issue 14, client authentication beyond shared secrets, against
+// Client authentication beyond shared secrets against
 // oidc-provider: private_key_jwt (EC P-256 and RSA keys, audience the token
 // endpoint or the issuer), client_secret_jwt, self_signed_tls_client_auth
 // and tls_client_auth over https with a private CA (ca_file), the
@@ -107,7 +107,7 @@ func TestClientAuthJWT(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			s := Setup0(t)
+			s := NewSetupNoCallback(t)
 			var clientLines string
 			var secrets []string
 			var meta map[string]any
@@ -204,7 +204,7 @@ func TestClientAuthJWT(t *testing.T) {
 func TestClientAuthWrongKey(t *testing.T) {
 	t.Parallel()
 	requireTokend(t)
-	s := Setup0(t)
+	s := NewSetupNoCallback(t)
 	registered, used := newKey(t, "EC"), newKey(t, "EC")
 	keyFile := writeKey(t, s.Dir+"/client.key", used)
 	op := StartOP(t, OPConfig{OIDCConfig: OIDCConfig{Clients: []map[string]any{
@@ -251,7 +251,7 @@ func waitFailure(t *testing.T, td *Tokend, grant string) api.GrantStatus {
 func TestClientAuthUnsupportedAlg(t *testing.T) {
 	t.Parallel()
 	requireTokend(t)
-	s := Setup0(t)
+	s := NewSetupNoCallback(t)
 	key := newKey(t, "RSA")
 	keyFile := writeKey(t, s.Dir+"/client.key", key)
 	op := StartOP(t, OPConfig{OIDCConfig: OIDCConfig{Clients: []map[string]any{
@@ -295,7 +295,7 @@ func TestClientAuthMTLS(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			s := Setup0(t)
+			s := NewSetupNoCallback(t)
 			ca := newPKI(t, s.Dir, "server-ca")
 			srvCert, srvKey := ca.serverCert(t, "op")
 			clientCA := newPKI(t, s.Dir, "client-ca")
@@ -365,7 +365,7 @@ func TestClientAuthMTLS(t *testing.T) {
 			if tc.alias {
 				return
 			}
-			s2 := Setup0(t)
+			s2 := NewSetupNoCallback(t)
 			cfg2 := s2.Config(op.Issuer, fmt.Sprintf("  svc:\n    provider: op\n    client_id: tls\n    auth_method: %s\n    tls_cert_file: %s\n    tls_key_file: %s\n",
 				tc.method, certFile, keyFile), ccGrant(""))
 			td2 := StartTokend(t, s2, cfg2)
@@ -396,16 +396,16 @@ func keySecretsPEM(t testing.TB, keyFile string) []string {
 	return keySecrets(t, keyFile, k)
 }
 
-// TestCheckConfig14: oidc-provider has neither the JWT-bearer grant nor
+// TestCheckConfigExplainsAssertionAndExchange: oidc-provider has neither the JWT-bearer grant nor
 // token exchange (the in-process provider's tests cover them against
 // tokend); here check-config explains them — the assertion's issuer,
 // subject, audience and key (a PEM key and a Google-style service-account
 // key file), the exchange's subject grant, dpop — without showing a key, and
 // says what is wrong with a bad one.
-func TestCheckConfig14(t *testing.T) {
+func TestCheckConfigExplainsAssertionAndExchange(t *testing.T) {
 	t.Parallel()
 	requireTokend(t)
-	s := Setup0(t)
+	s := NewSetupNoCallback(t)
 	key := newKey(t, "EC")
 	keyFile := writeKey(t, s.Dir+"/assertion.key", key)
 	secrets := keySecrets(t, keyFile, key)
@@ -513,7 +513,7 @@ func TestCheckConfig14(t *testing.T) {
 func TestClientAuthRegistration(t *testing.T) {
 	t.Parallel()
 	requireTokend(t)
-	s := Setup0(t)
+	s := NewSetupNoCallback(t)
 	key := newKey(t, "EC")
 	keyFile := writeKey(t, s.Dir+"/client.key", key)
 	op := StartOP(t, OPConfig{}, nil)
@@ -550,7 +550,7 @@ func TestClientAuthRegistration(t *testing.T) {
 func TestDeviceFlowPrivateKeyJWTDPoP(t *testing.T) {
 	t.Parallel()
 	requireTokend(t)
-	s := Setup0(t)
+	s := NewSetupNoCallback(t)
 	key := newKey(t, "EC")
 	keyFile := writeKey(t, s.Dir+"/client.key", key)
 	op := StartOP(t, OPConfig{OIDCConfig: OIDCConfig{AccessTokenTTL: 60, Clients: []map[string]any{{

@@ -1,6 +1,6 @@
 package e2e
 
-// Issue 14, DPoP (RFC 9449) against oidc-provider, which verifies the
+// DPoP (RFC 9449) against oidc-provider, which verifies the
 // proofs tokend sends with its token requests and binds the tokens (cnf.jkt
 // in introspection): client_credentials with and without server nonces,
 // authorization_code with a DPoP-bound refresh token (public client), the
@@ -105,7 +105,7 @@ func TestDPoPClientCredentials(t *testing.T) {
 	for _, nonce := range []bool{false, true} {
 		t.Run(fmt.Sprintf("nonce=%t", nonce), func(t *testing.T) {
 			t.Parallel()
-			s := Setup0(t)
+			s := NewSetupNoCallback(t)
 			op := StartOP(t, OPConfig{OIDCConfig: OIDCConfig{ClientCredentialsTTL: 15, Clients: []map[string]any{
 				ccClient("cc", "client_secret_basic", map[string]any{"client_secret": ccSecret}),
 			}}, DPoPNonce: nonce}, nil)
@@ -305,7 +305,7 @@ func TestDPoPAuthorizationCode(t *testing.T) {
 func TestDPoPDowngrade(t *testing.T) {
 	t.Parallel()
 	requireTokend(t)
-	s := Setup0(t)
+	s := NewSetupNoCallback(t)
 	off := false
 	op := StartOP(t, OPConfig{OIDCConfig: OIDCConfig{Clients: []map[string]any{
 		ccClient("cc", "client_secret_basic", map[string]any{"client_secret": ccSecret}),
@@ -341,7 +341,7 @@ func TestDPoPDowngrade(t *testing.T) {
 func TestDPoPNonceLoop(t *testing.T) {
 	t.Parallel()
 	requireTokend(t)
-	s := Setup0(t)
+	s := NewSetupNoCallback(t)
 	op := StartOP(t, OPConfig{OIDCConfig: OIDCConfig{Clients: []map[string]any{
 		ccClient("cc", "client_secret_basic", map[string]any{"client_secret": ccSecret}),
 	}}, DPoPNonceLoop: true}, nil)
@@ -373,7 +373,7 @@ func TestDPoPNonceLoop(t *testing.T) {
 func TestDPoPReload(t *testing.T) {
 	t.Parallel()
 	requireTokend(t)
-	s := Setup0(t)
+	s := NewSetupNoCallback(t)
 	op := StartOP(t, OPConfig{OIDCConfig: OIDCConfig{ClientCredentialsTTL: 300, Clients: []map[string]any{
 		ccClient("cc", "client_secret_basic", map[string]any{"client_secret": ccSecret}),
 	}}}, nil)

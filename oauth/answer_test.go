@@ -69,8 +69,8 @@ func eachTokenOp(t *testing.T, answers []answer, check func(t *testing.T, name s
 	wg.Wait()
 }
 
-// TestTokenAnswerSyntax is the header injection of finding 4 and the
-// duplicate keys of finding 11: an answer whose access_token is not an
+// TestTokenAnswerSyntax refuses header injection and duplicate keys: an
+// answer whose access_token is not an
 // RFC 6750 b64token, whose token_type is not an HTTP token, whose
 // refresh_token or id_token is not visible ASCII, or that repeats a key,
 // is malformed (Transient, ErrMalformed), for every kind of token request.
@@ -132,7 +132,7 @@ func TestTokenAnswerSyntax(t *testing.T) {
 }
 
 // TestTokenAnswerAccepted: the syntax checks accept what providers send,
-// and the scope is made printable (finding 4: scope reaches terminals).
+// and the scope, which reaches terminals, is made printable.
 func TestTokenAnswerAccepted(t *testing.T) {
 	answers := []answer{
 		{"b64token with every character", "", `{"access_token":"AZaz09-._~+/==","token_type":"bearer","refresh_token":"rt!#$%&'()*+,-./:;<=>?@[\\]^_{|}~","id_token":"h.p.s","scope":"read write"}`},
@@ -164,9 +164,9 @@ func TestTokenAnswerAccepted(t *testing.T) {
 }
 
 // TestDeviceAnswer: what the device authorization endpoint returns is shown
-// to a person and may be opened in a browser (finding 4: `--open` ran
-// xdg-open file:///etc/passwd), and a repeated key makes it ambiguous
-// (finding 11).
+// to a person and may be opened in a browser (so no file:///etc/passwd
+// for `--open`, and no terminal escapes), and a repeated key makes it
+// ambiguous.
 func TestDeviceAnswer(t *testing.T) {
 	const ok = `"device_code":"dc-1","user_code":"ABCD-EFGH","verification_uri":"https://id.example.com/device"`
 	cases := []struct {
@@ -219,7 +219,8 @@ func TestDeviceAnswer(t *testing.T) {
 }
 
 // TestRegistrationAnswer: the values of a registration answer that tokend
-// sends, stores or prints, and repeated keys (findings 4, 8 and 11).
+// sends, stores or prints (printable text, no cleartext URLs to another
+// host), and repeated keys.
 func TestRegistrationAnswer(t *testing.T) {
 	cases := []struct {
 		name, body string

@@ -26,7 +26,7 @@ func hasEscape(s string) bool { return Printable(s) != s }
 
 // TestErrorDescriptionPrintable: a provider's error_description and error
 // code reach `tokend status` and the 503 a reader sees; C0, C1 and bidi
-// overrides are removed (finding 4; bidi overrides passed before).
+// overrides are removed.
 func TestErrorDescriptionPrintable(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -69,9 +69,9 @@ func TestErrorMessagePrintable(t *testing.T) {
 	}
 }
 
-// TestTLSErrorPrintable is finding 4's network attack: a certificate (no
-// valid one needed) whose names hold terminal escapes. Go's TLS error
-// quotes them; the message must not.
+// TestTLSErrorPrintable is the network attack on the terminal: a
+// certificate (no valid one needed) whose names hold terminal escapes. Go's
+// TLS error quotes them; the message must not.
 func TestTLSErrorPrintable(t *testing.T) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

@@ -99,7 +99,7 @@ func (rec *recorder) received() []string {
 	return append([]string(nil), rec.got...)
 }
 
-// TestRedirectsAreNotFollowed is the attack of finding 3: a provider (or
+// TestRedirectsAreNotFollowed performs the redirect attack: a provider (or
 // whoever can answer for it) redirects every OAuth request, 301 to 308,
 // to another port, to another scheme, with the form (client secret,
 // password, refresh token) re-posted for 307 and 308. Nothing may arrive

@@ -43,7 +43,7 @@ func TestCheckEndpointURL(t *testing.T) {
 	}
 }
 
-// TestDiscoverRefusesCleartextEndpoints is finding 8: a metadata document
+// TestDiscoverRefusesCleartextEndpoints: a metadata document
 // may not name an http endpoint on another host, which the same URL in the
 // configuration would be refused for. The error is a Configuration error
 // naming the field, and the other location is not tried.

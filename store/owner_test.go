@@ -11,11 +11,11 @@ import (
 	"time"
 )
 
-// Issue 10, finding 6: the store accepted a file another user had created
-// (in a shared sticky directory): a root tokend wrote tokens into it and
-// that user read them. These tests plant such files and directories and
-// check that Open and CheckPath refuse them, naming the path and the owner,
-// and leave the planted file as it was.
+// A store file another user created first (in a shared sticky directory)
+// would have a root tokend write tokens where that user reads them. These
+// tests plant such files and directories and check that Open and CheckPath
+// refuse them, naming the path and the owner, and leave the planted file as
+// it was.
 
 // otherUID is a uid that is neither root nor the test's: 65533 need not
 // exist, the kernel records whatever number it is given.

@@ -100,8 +100,8 @@ func TestOpenRefusesUnsafePermissions(t *testing.T) {
 			t.Fatalf("Open created the file in an unsafe directory: %v", err)
 		}
 	})
-	// Sticky does not help: another user may create the file first (issue
-	// 10, finding 6; see owner_test.go).
+	// Sticky does not help: another user may create the file first (see
+	// owner_test.go).
 	t.Run("sticky directory", func(t *testing.T) {
 		dir := t.TempDir()
 		if err := os.Chmod(dir, 0o777|os.ModeSticky); err != nil {

@@ -9,8 +9,9 @@ import (
 	"testing"
 )
 
-// Issue 10, finding 6: check-config said OK for a store file another user
-// had planted in a shared directory. It must refuse what serve refuses.
+// check-config refuses a store file another user could have planted in a
+// shared directory, as serve does: it must never say OK to what serve
+// refuses.
 
 func TestCheckConfigRefusesSharedStoreDirectory(t *testing.T) {
 	t.Setenv("CREDENTIALS_DIRECTORY", "")

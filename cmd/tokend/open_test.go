@@ -110,7 +110,7 @@ func runCodeDaemon(t *testing.T) (sock string, prov *oauthtest.Server) {
 
 var refreshRe = regexp.MustCompile(`<meta http-equiv="refresh" content="0; url=([^"]+)">`)
 
-// Finding 2: what `ps` shows while `tokend authorize --open` runs. The
+// What `ps` shows while `tokend authorize --open` runs. The
 // browser opener gets only the path of a private redirect file; neither its
 // command line nor its environment holds the start id, the state or the
 // PKCE challenge, and the file leads to the start page, which leads to the

@@ -9,9 +9,9 @@ import (
 	"github.com/tokend/tokend/api"
 )
 
-// Issue 10, finding 4 (the command line's part): strings a provider chose
-// (a scope, an error description, a TLS certificate's name in a transport
-// error) reach the terminal through the daemon's answers. These tests serve
+// Provider text on the terminal, the command line's part: strings a
+// provider chose (a scope, an error description, a TLS certificate's name
+// in a transport error) reach the terminal through the daemon's answers. These tests serve
 // such strings from a fake daemon and check that what the command line
 // prints holds none of what a terminal acts on, while keeping the text.
 

@@ -168,7 +168,7 @@ const stats = {
   device_authorizations: 0,
   authorizations: 0,
   server_errors: 0,
-  // issue 14: client authentication beyond secrets, DPoP
+  // client authentication beyond secrets, DPoP
   client_auth_errors: {}, // invalid_client detail -> count, at the token endpoint
   client_assertions: {}, // route (token, revocation, device_authorization, ...) -> requests with a client assertion
   client_certificates: 0, // token endpoint requests that presented a TLS client certificate

@@ -12,7 +12,7 @@ import (
 	"github.com/tokend/tokend/oauth/oauthtest"
 )
 
-// TestCodeInjectionAsOtherUser is finding 2 as it was carried out: root
+// TestCodeInjectionAsOtherUser carries out code injection for real: root
 // starts an authorization; another local user (uid 65534, a real process)
 // who learned the provider's authorization URL, state and PKCE challenge
 // included (it used to be on the browser's command line), signs in with it

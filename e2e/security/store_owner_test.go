@@ -16,7 +16,7 @@ import (
 	"github.com/tokend/tokend/oauth/oauthtest"
 )
 
-// TestStorePlantedByAnotherUser is issue 10, finding 6, as it was shown: a
+// TestStorePlantedByAnotherUser plants the store as another user would: a
 // user (uid 65533) creates tokend's store file first, 0600, in a directory
 // they can write; a root tokend used to write its tokens into it, and the
 // user read them, while check-config said OK. Now serve refuses to start,

@@ -101,7 +101,7 @@ func TestTokenExchange(t *testing.T) {
 	o := baseOptions()
 	o.Now = clk.Now
 	s := mustServer(t, o)
-	subject := post(t, s, "/token", basicAuth, with2(passwordForm, "scope", "openid read write"))
+	subject := post(t, s, "/token", basicAuth, withForm(passwordForm, "scope", "openid read write"))
 	wantOK(t, subject)
 	actor := post(t, s, "/token", postAuth, url.Values{"grant_type": {"client_credentials"}, "scope": {"svc"}})
 	wantOK(t, actor)
@@ -179,7 +179,7 @@ func TestTokenExchange(t *testing.T) {
 	wantError(t, post(t, s, "/token", basicAuth, f), http.StatusBadRequest, "invalid_grant")
 }
 
-func with2(v url.Values, kv ...string) url.Values {
+func withForm(v url.Values, kv ...string) url.Values {
 	out := cloneValues(v)
 	for i := 0; i+1 < len(kv); i += 2 {
 		out.Set(kv[i], kv[i+1])

@@ -26,7 +26,8 @@ var (
 	hmacKeySize = map[jose.SignatureAlgorithm]int{jose.HS256: 32, jose.HS384: 48, jose.HS512: 64}
 )
 
-// Assertion types and grant types of issue 14.
+// The client assertion type and the jwt_bearer and token_exchange grant
+// types.
 const (
 	// ClientAssertionType is the client_assertion_type of private_key_jwt
 	// and client_secret_jwt (RFC 7523 §2.2).

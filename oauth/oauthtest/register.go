@@ -62,7 +62,7 @@ type registration struct {
 	ResponseTypes           []string `json:"response_types,omitempty"`
 	ClientName              string   `json:"client_name,omitempty"`
 	Scope                   string   `json:"scope,omitempty"`
-	// issue 14
+	// Key and certificate client authentication, DPoP.
 	JWKS                        json.RawMessage `json:"jwks,omitempty"`
 	JWKSURI                     string          `json:"jwks_uri,omitempty"`
 	TokenEndpointAuthSigningAlg string          `json:"token_endpoint_auth_signing_alg,omitempty"`
@@ -224,8 +224,8 @@ func algNames(algs []jose.SignatureAlgorithm) []string {
 	return out
 }
 
-// checkRegistration checks the issue-14 metadata of a registration
-// (RFC 7591 §2, RFC 8705 §2.1.2, RFC 9449 §5.2) against its
+// checkRegistration checks the key, certificate and DPoP metadata of a
+// registration (RFC 7591 §2, RFC 8705 §2.1.2, RFC 9449 §5.2) against its
 // token_endpoint_auth_method.
 func (s *Server) checkRegistration(md *registration) *oauthError {
 	bad := func(format string, args ...any) *oauthError {

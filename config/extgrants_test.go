@@ -16,9 +16,9 @@ import (
 	"github.com/tokend/tokend/oauth"
 )
 
-// grants14Base has a confidential client and one client_credentials grant
+// extGrantsBase has a confidential client and one client_credentials grant
 // that others exchange; tests append grants.
-const grants14Base = `
+const extGrantsBase = `
 providers:
   corp:
     issuer: https://id.example.com
@@ -34,7 +34,7 @@ grants:
     readers: {users: [root]}
 `
 
-func TestGrants14Problems(t *testing.T) {
+func TestExtGrantProblems(t *testing.T) {
 	tests := []struct {
 		name string
 		yml  string
@@ -85,7 +85,7 @@ func TestGrants14Problems(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, _, err := parse(grants14Base + tt.yml)
+			_, _, err := parse(extGrantsBase + tt.yml)
 			if tt.want == nil {
 				if err != nil {
 					t.Fatalf("unexpected problems:\n%v", err)
@@ -97,8 +97,8 @@ func TestGrants14Problems(t *testing.T) {
 	}
 }
 
-func TestGrants14IDTokenOfMachineGrant(t *testing.T) {
-	_, warns, err := parse(grants14Base + "  tx:\n    client: app\n    type: token_exchange\n    subject_grant: base\n    subject_token_type: id_token\n    readers: {users: [root]}\n")
+func TestTokenExchangeIDTokenOfMachineGrant(t *testing.T) {
+	_, warns, err := parse(extGrantsBase + "  tx:\n    client: app\n    type: token_exchange\n    subject_grant: base\n    subject_token_type: id_token\n    readers: {users: [root]}\n")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,9 +107,11 @@ func TestGrants14IDTokenOfMachineGrant(t *testing.T) {
 	}
 }
 
-// The commented examples of issue 14 in tokend.example.yaml, uncommented,
-// are a valid configuration: the example cannot drift from the rules.
-func TestExampleFile14Blocks(t *testing.T) {
+// The commented provider, client and grant examples in tokend.example.yaml
+// (key and certificate client authentication, jwt_bearer, token_exchange),
+// uncommented, are a valid configuration: the example cannot drift from
+// the rules.
+func TestExampleFileCommentedGrantsParse(t *testing.T) {
 	data, err := os.ReadFile("../tokend.example.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -135,7 +137,7 @@ func TestExampleFile14Blocks(t *testing.T) {
 	if len(found) != len(starts) {
 		t.Fatalf("found the blocks %v, want %v", found, starts)
 	}
-	c, warns, err := exampleAccounts().loader().Parse([]byte(strings.Join(out, "\n")), "example14.yaml")
+	c, warns, err := exampleAccounts().loader().Parse([]byte(strings.Join(out, "\n")), "example-uncommented.yaml")
 	if err != nil {
 		t.Fatalf("the uncommented examples do not parse:\n%v", err)
 	}
@@ -147,8 +149,8 @@ func TestExampleFile14Blocks(t *testing.T) {
 	}
 }
 
-func TestGrants14Defaults(t *testing.T) {
-	c := mustParse(t, grants14Base+"  jb:\n    client: app\n    type: jwt_bearer\n    assertion: {private_key_file: /k.pem, issuer: me}\n  tx:\n    client: app\n    type: token_exchange\n    subject_grant: base\n    actor_grant: jb\n")
+func TestExtGrantDefaults(t *testing.T) {
+	c := mustParse(t, extGrantsBase+"  jb:\n    client: app\n    type: jwt_bearer\n    assertion: {private_key_file: /k.pem, issuer: me}\n  tx:\n    client: app\n    type: token_exchange\n    subject_grant: base\n    actor_grant: jb\n")
 	if lt := c.Grants["jb"].Assertion.Lifetime; lt != DefaultAssertionLifetime {
 		t.Errorf("assertion lifetime %s, want %s", lt, DefaultAssertionLifetime)
 	}
@@ -272,7 +274,7 @@ func TestSigningKeysLoad(t *testing.T) {
 
 	secret := writeFile(t, dir, "app.secret", "s3cret\n", 0o600)
 	jb := func(assertion string) string {
-		return strings.Replace(grants14Base, "/etc/app.secret", secret, 1) + "  jb:\n    client: app\n    type: jwt_bearer\n    assertion:\n" + assertion
+		return strings.Replace(extGrantsBase, "/etc/app.secret", secret, 1) + "  jb:\n    client: app\n    type: jwt_bearer\n    assertion:\n" + assertion
 	}
 	t.Run("service account", func(t *testing.T) {
 		c, _, err := loadYAML(t, dir, jb("      private_key_file: "+saFile+"\n      claims: {scope: https://www.googleapis.com/auth/cloud-platform}\n"))
@@ -361,8 +363,8 @@ func TestSigningKeysLoad(t *testing.T) {
 	})
 }
 
-func TestGrants14Explain(t *testing.T) {
-	c := mustParse(t, grants14Base+`  tx:
+func TestExtGrantExplain(t *testing.T) {
+	c := mustParse(t, extGrantsBase+`  tx:
     client: app
     type: token_exchange
     subject_grant: base

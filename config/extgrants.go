@@ -1,7 +1,7 @@
 package config
 
-// The grants of issue 14: jwt_bearer (RFC 7523 §2.1), token_exchange
-// (RFC 8693), and dpop (RFC 9449), which any grant may set. Validation
+// The extension grants (RFC 6749 §4.5): jwt_bearer (RFC 7523 §2.1) and
+// token_exchange (RFC 8693), and dpop (RFC 9449), which any grant may set. Validation
 // keeps each type's keys on grants of that type, and refuses a
 // token_exchange chain that loops; Load reads the assertion keys.
 
@@ -101,7 +101,8 @@ func (g Grant) ActorToken() (idToken bool, tokenType string) {
 	return t == oauth.TokenTypeID, t
 }
 
-// applyGrantDefaults fills the defaults of issue 14's grant keys.
+// applyGrantDefaults fills the defaults of the jwt_bearer and
+// token_exchange grants' keys.
 func (c *Config) applyGrantDefaults() {
 	for name, g := range c.Grants {
 		switch g.Type {
@@ -388,8 +389,9 @@ func (c *Config) resolveAssertions(p *problems) {
 	}
 }
 
-// explainGrant14 writes the setup of issue 14's grant types and dpop.
-func (c *Config) explainGrant14(w func(format string, args ...any), g Grant) {
+// explainExtGrant writes the setup of a jwt_bearer or token_exchange grant
+// and of any grant's dpop binding.
+func (c *Config) explainExtGrant(w func(format string, args ...any), g Grant) {
 	if a := g.Assertion; g.Type == GrantJWTBearer && a != nil {
 		src := a.PrivateKeyFile
 		if src == "" {

@@ -1,6 +1,6 @@
 package e2e
 
-// Self-tests of the issue-14 harness: oidc-provider's private_key_jwt,
+// Self-tests of the oidc-provider harness (op_test.go): its private_key_jwt,
 // client_secret_jwt, mTLS and DPoP options and the resource server, driven
 // by hand-made assertions and proofs, no tokend. A failing TestClientAuth* or
 // TestDPoP* then points at tokend.
@@ -73,7 +73,7 @@ func tokenCall(t testing.TB, c *http.Client, endpoint string, form url.Values, p
 	return resp.StatusCode, m, resp.Header.Get("DPoP-Nonce")
 }
 
-func TestHarness14PrivateKeyJWT(t *testing.T) {
+func TestOPAcceptsPrivateKeyJWT(t *testing.T) {
 	t.Parallel()
 	key := newKey(t, "EC")
 	wrong := newKey(t, "EC")
@@ -127,10 +127,10 @@ func anyStrings(v any) []string {
 	return out
 }
 
-// TestHarness14MTLS: https with a test CA; the issuer's listener asks for no
+// TestOPAcceptsClientCertificates: https with a test CA; the issuer's listener asks for no
 // certificate and the advertised alias does; self_signed_tls_client_auth
 // matches the registered certificate, tls_client_auth the CA and subject.
-func TestHarness14MTLS(t *testing.T) {
+func TestOPAcceptsClientCertificates(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	ca := newPKI(t, dir, "server-ca")
@@ -190,11 +190,11 @@ func TestHarness14MTLS(t *testing.T) {
 	}
 }
 
-// TestHarness14DPoP: a proof gets a DPoP-bound token (introspection shows
+// TestOPAndResourceServerCheckDPoP: a proof gets a DPoP-bound token (introspection shows
 // cnf.jkt); with dpopNonce the first proof is answered use_dpop_nonce with a
 // nonce; the resource server accepts a proof once and refuses a replay, a
 // re-targeted proof and another key; with dpop off a Bearer token comes back.
-func TestHarness14DPoP(t *testing.T) {
+func TestOPAndResourceServerCheckDPoP(t *testing.T) {
 	t.Parallel()
 	client := map[string]any{"client_id": "d", "client_secret": "d-secret-0123456789", "grant_types": []string{"client_credentials"},
 		"response_types": []string{}, "redirect_uris": []string{}, "token_endpoint_auth_method": "client_secret_post"}

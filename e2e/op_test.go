@@ -1,10 +1,10 @@
 package e2e
 
-// Harness of the issue-14 tests (client authentication beyond secrets,
-// DPoP): oidc-provider with its https, mTLS and DPoP options (OPConfig), a
-// throw-away PKI, client keys and their public JWK Sets, and an independent
-// DPoP-verifying resource server. The harness itself is checked against
-// oidc-provider without tokend by TestHarness14*.
+// Harness of the client-authentication and DPoP tests: oidc-provider with
+// its https, mTLS and DPoP options (OPConfig), a throw-away PKI, client keys
+// and their public JWK Sets, and an independent DPoP-verifying resource
+// server. The harness itself is checked against
+// oidc-provider without tokend by op_selftest_test.go.
 
 import (
 	"crypto"
@@ -38,7 +38,8 @@ import (
 	"github.com/go-jose/go-jose/v4"
 )
 
-// OPConfig is OIDCConfig with the options of issue 14 (see oidc/server.mjs).
+// OPConfig is OIDCConfig with the https, mTLS, client-key and DPoP options
+// (see oidc/server.mjs).
 type OPConfig struct {
 	OIDCConfig
 	TLS                   *OPTLS   `json:"tls,omitempty"`
@@ -73,7 +74,8 @@ type OP struct {
 	client    *http.Client
 }
 
-// OPStats are GET /_test/stats, with the issue-14 counters.
+// OPStats are GET /_test/stats, with the client-authentication and DPoP
+// counters.
 type OPStats struct {
 	Stats
 	ClientAuthErrors   map[string]int `json:"client_auth_errors"`
@@ -92,8 +94,8 @@ type OPSeen struct {
 	DPoPProofs       []string `json:"dpop_proofs"`
 }
 
-// Introspection14 is an introspection answer with its confirmation claim.
-type Introspection14 struct {
+// OPIntrospection is an introspection answer with its confirmation claim.
+type OPIntrospection struct {
 	Introspection
 	Cnf struct {
 		JKT     string `json:"jkt"`
@@ -101,7 +103,7 @@ type Introspection14 struct {
 	} `json:"cnf"`
 }
 
-// StartOP starts oidc-provider (see StartOIDC) with the issue-14 options;
+// StartOP starts oidc-provider (see StartOIDC) with the options of cfg;
 // ca, when not nil, is trusted by the harness's own requests to it.
 func StartOP(t testing.TB, cfg OPConfig, ca *x509.CertPool) *OP {
 	t.Helper()
@@ -162,7 +164,7 @@ func (op *OP) Discovery() map[string]any {
 }
 
 // Introspect asks the introspection endpoint about token.
-func (op *OP) Introspect(token string) Introspection14 {
+func (op *OP) Introspect(token string) OPIntrospection {
 	op.t.Helper()
 	req, err := http.NewRequest(http.MethodPost, op.Issuer+"/token/introspection",
 		strings.NewReader(url.Values{"token": {token}}.Encode()))
@@ -180,7 +182,7 @@ func (op *OP) Introspect(token string) Introspection14 {
 	if resp.StatusCode != http.StatusOK {
 		op.t.Fatalf("e2e: introspect: %s: %s", resp.Status, b)
 	}
-	var in Introspection14
+	var in OPIntrospection
 	if err := json.Unmarshal(b, &in); err != nil {
 		op.t.Fatalf("e2e: introspect: %v: %s", err, b)
 	}
@@ -197,9 +199,9 @@ func NoLeakSeen(t testing.TB, td *Tokend, op *OP) {
 	})
 }
 
-// Setup0 is a Setup for tokend without a callback listener and with its
+// NewSetupNoCallback is a Setup for tokend without a callback listener and with its
 // metrics listener on a port it picks itself.
-func Setup0(t testing.TB) *Setup {
+func NewSetupNoCallback(t testing.TB) *Setup {
 	dir := t.TempDir()
 	return &Setup{t: t, Dir: dir, Socket: filepath.Join(dir, "tokend.sock"), Callback: `"off"`, Metrics: "127.0.0.1:0"}
 }

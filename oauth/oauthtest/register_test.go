@@ -67,7 +67,7 @@ func TestRegistrationOfKeysAndDPoP(t *testing.T) {
 	}
 }
 
-func TestDiscoveryOfIssue14(t *testing.T) {
+func TestDiscoveryAdvertisesKeyAuthAndDPoP(t *testing.T) {
 	s := mustServer(t, Options{DPoPAlgs: []string{"ES256", "HS256", "EdDSA"}})
 	req, _ := http.NewRequest(http.MethodGet, s.URL()+"/.well-known/oauth-authorization-server", nil)
 	md := do(t, req)
