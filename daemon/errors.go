@@ -1,6 +1,10 @@
 package daemon
 
-import "github.com/tokend/tokend/api"
+import (
+	"time"
+
+	"github.com/tokend/tokend/api"
+)
 
 // errorKind is what went wrong with a request to the engine, in the terms
 // a caller acts on. The engine (fetch, authorize, revoke, ReloadConfig, the
@@ -46,6 +50,8 @@ type engineError struct {
 	code string // api.Code*
 	desc string
 	err  error
+	// retryAfter, when set, is sent as Retry-After with the answer.
+	retryAfter time.Duration
 }
 
 func (e *engineError) Error() string { return e.desc }
