@@ -106,7 +106,30 @@ func (s *Store) runCampaign() {
 			release = append(release, g)
 		}
 	}
-	if excess := held - len(release) - share; excess > 0 && !now.Before(s.keepExcessUntil) {
+	// The lightest other live instance: an instance holding two or more
+	// grants beyond it hands grants over (down to the fair share, at
+	// least one), and one holding more than it takes none, so that an
+	// instance that joins, or returns after losing its lease, gets its
+	// part within a few campaigns while the slack above does not keep
+	// the others at their share plus one.
+	fair := (len(s.grants) + instances - 1) / instances
+	counts := map[string]int{}
+	for g := range s.grants {
+		if o, ok := s.owners[g]; ok && o.lease != 0 && o.lease != lease {
+			counts[o.inst]++
+		}
+	}
+	lightest := -1
+	for inst := range live {
+		if inst != s.inst && (lightest < 0 || counts[inst] < lightest) {
+			lightest = counts[inst]
+		}
+	}
+	excess := held - len(release) - share
+	if lightest >= 0 && held-len(release)-lightest >= 2 {
+		excess = max(excess, held-len(release)-fair, 1)
+	}
+	if excess > 0 && !now.Before(s.keepExcessUntil) {
 		var spare []string
 		for g, o := range s.owners {
 			if _, ok := s.grants[g]; ok && o.lease == lease && !s.busyUntil[g].After(now) && s.conflictLocked(g) == "" {
@@ -138,6 +161,9 @@ func (s *Store) runCampaign() {
 	}
 	defer s.takeOrphans(orphans, lease, grace)
 	room := share - max(held, 0)
+	if lightest >= 0 && lightest < held {
+		room = 0 // a lighter instance takes them
+	}
 	if room <= 0 || len(want) == 0 {
 		return
 	}
