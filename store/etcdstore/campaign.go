@@ -562,7 +562,8 @@ func (s *Store) conflictLocked(g string) string {
 
 // Holds reports whether this instance may refresh grant now: it holds the
 // grant's lease with at least margin of it left (by the last keepalive
-// answer), etcd had a quorum at the last request, and the definitions
+// answer), the last renewal landed (through a member with a leader) and
+// no request has failed for want of a quorum since, and the definitions
 // agree. A true answer is a promise too: the grant is not handed to
 // another instance by this one's balancing until margin has passed.
 func (s *Store) Holds(grant string, margin time.Duration) bool {
