@@ -161,7 +161,14 @@ func testIsolatedMember(t *testing.T, leader bool, isolation time.Duration) {
 	before := prov.Stats()
 	marks := make([]int, len(nodes))
 	for i, n := range nodes {
-		marks[i] = len(n.logs.String())
+		logs := n.logs.String()
+		marks[i] = len(logs)
+		// A normal start on a fresh prefix is not a warning.
+		for _, bad := range []string{"watch is broken", "quorum lost", "lease not renewed"} {
+			if strings.Contains(logs, bad) {
+				t.Errorf("%s logged %q at a normal start", n.name, bad)
+			}
+		}
 	}
 
 	c.Isolate(0)
