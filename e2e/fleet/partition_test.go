@@ -1,10 +1,14 @@
 package fleet
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
+	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -111,4 +115,57 @@ func TestFleetIsolatedMember(t *testing.T) {
 		}
 	}
 	checkReaders(t, readers, false)
+}
+
+// freeRun returns a base port such that base+k is free for every k in ks.
+func freeRun(t *testing.T, ks ...int) int {
+	t.Helper()
+	for range 100 {
+		base := 20000 + rand.IntN(20000)
+		ok := true
+		var ls []net.Listener
+		for _, k := range ks {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+k))
+			if err != nil {
+				ok = false
+				break
+			}
+			ls = append(ls, l)
+		}
+		for _, l := range ls {
+			l.Close()
+		}
+		if ok {
+			return base
+		}
+	}
+	t.Fatal("no free run of ports")
+	return 0
+}
+
+// TestFleetQuickstart runs scripts/fleet-quickstart, README's fleet quick
+// start end to end: three etcd members, oidc-provider, three instances,
+// one authorization, a kill -9 of the refresher and a fetch from a
+// survivor.
+func TestFleetQuickstart(t *testing.T) {
+	requireAll(t)
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Fatal("fleet: curl is not installed (the quick start's browser)")
+	}
+	etcdPort := freeRun(t, 0, 1, 2, 3, 4, 5)
+	tokendPort := freeRun(t, 0, 1, 2, 1000, 1001, 1002)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "../../scripts/fleet-quickstart")
+	cmd.Env = append(os.Environ(), "FLEET_DIR="+t.TempDir(), "TOKEND="+tokendBin, "ETCDMEMBER="+memberBin,
+		fmt.Sprintf("ETCD_PORT=%d", etcdPort), fmt.Sprintf("TOKEND_PORT=%d", tokendPort))
+	// Its own process group, killed whole if it overruns (the script's
+	// trap stops its children otherwise).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "fleet quick start: ok") {
+		t.Fatalf("scripts/fleet-quickstart: %v\n%s", err, out)
+	}
+	t.Logf("%s", out)
 }
