@@ -139,7 +139,19 @@ func (s *Store) runCampaign() {
 		rand.Shuffle(len(spare), func(i, j int) { spare[i], spare[j] = spare[j], spare[i] })
 		release = append(release, spare[:min(excess, len(spare))]...)
 	}
+	// From here Holds refuses them: a refresh promised between this choice
+	// and the deletes would be sent for a grant another instance takes.
+	for _, g := range release {
+		s.releasing[g] = true
+	}
 	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		for _, g := range release {
+			delete(s.releasing, g)
+		}
+		s.mu.Unlock()
+	}()
 
 	for _, g := range release {
 		k := s.key("owners/" + g)
@@ -574,7 +586,7 @@ func (s *Store) Holds(grant string, margin time.Duration) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	o, ok := s.owners[grant]
-	if !ok || s.lease == 0 || o.lease != s.lease || s.leaseExp.Sub(now) < margin || s.conflictLocked(grant) != "" {
+	if !ok || s.lease == 0 || o.lease != s.lease || s.leaseExp.Sub(now) < margin || s.conflictLocked(grant) != "" || s.releasing[grant] {
 		return false
 	}
 	if _, mine := s.grants[grant]; !mine {

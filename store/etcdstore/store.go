@@ -114,8 +114,9 @@ type Store struct {
 	defs      map[string]def    // the fleet's definitions
 	owners    map[string]owner  // grant -> holder, from the watch of owners/
 	busyUntil map[string]time.Time
-	loadRev   int64 // revision of the last EachToken
-	following bool  // the watch of defs/ runs
+	releasing map[string]bool // grants a campaign is handing over: Holds refuses them
+	loadRev   int64           // revision of the last EachToken
+	following bool            // the watch of defs/ runs
 
 	// orphanSince: grant -> when this instance's campaign first found it
 	// ownerless (and not in conflict); keepExcessUntil: until when grants
@@ -211,6 +212,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		defs:      map[string]def{},
 		owners:    map[string]owner{},
 		busyUntil: map[string]time.Time{},
+		releasing: map[string]bool{},
 	}
 	octx, ocancel := context.WithTimeout(ctx, o.DialTimeout)
 	defer ocancel()
