@@ -32,7 +32,7 @@ func newClient(ctx context.Context, o Options) (*clientv3.Client, error) {
 const rangeMethod = "/etcdserverpb.KV/Range"
 
 // minReadTry is the shortest time a try of a read is given.
-const minReadTry = 300 * time.Millisecond
+const minReadTry = 500 * time.Millisecond
 
 // noLeaderPause spaces the tries of a request every member refused for
 // want of a leader (an election is under way).
@@ -58,7 +58,7 @@ func leaderRequired(ctx context.Context, method string, req, reply any, cc *grpc
 	for try := 1; ; try++ {
 		tctx, cancel := ctx, context.CancelFunc(func() {})
 		if dl, ok := ctx.Deadline(); ok && read {
-			tctx, cancel = context.WithTimeout(ctx, max(time.Until(dl)/3, minReadTry))
+			tctx, cancel = context.WithTimeout(ctx, max(time.Until(dl)/2, minReadTry))
 		}
 		err := invoker(tctx, method, req, reply, cc, opts...)
 		timedOut := tctx.Err() != nil
