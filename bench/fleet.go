@@ -38,16 +38,23 @@ const (
 type etcdCluster struct {
 	endpoints []string
 	members   []*embed.Etcd
+	relay     *etcdtest.PeerRelay // the peer traffic: isolates a member
+	ids       []uint64            // the members' IDs
 }
 
 func startEtcd(dir string) (*etcdCluster, error) {
 	var lastErr error
 	for attempt := range 3 {
-		ms, err := etcdtest.Plan(3, filepath.Join(dir, fmt.Sprint("etcd", attempt)))
+		ms, err := etcdtest.PlanRelayed(3, filepath.Join(dir, fmt.Sprint("etcd", attempt)))
 		if err != nil {
 			return nil, err
 		}
-		c := &etcdCluster{members: make([]*embed.Etcd, len(ms))}
+		relay, err := etcdtest.NewPeerRelay(ms)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		c := &etcdCluster{members: make([]*embed.Etcd, len(ms)), relay: relay}
 		errs := make([]error, len(ms))
 		var wg sync.WaitGroup
 		for i, m := range ms {
@@ -56,6 +63,9 @@ func startEtcd(dir string) (*etcdCluster, error) {
 		}
 		wg.Wait()
 		if lastErr = errors.Join(errs...); lastErr == nil {
+			for _, e := range c.members {
+				c.ids = append(c.ids, uint64(e.Server.MemberID()))
+			}
 			return c, nil
 		}
 		c.close()
@@ -69,6 +79,14 @@ func (c *etcdCluster) close() {
 			e.Close()
 		}
 	}
+	if c.relay != nil {
+		c.relay.Close()
+	}
+}
+
+// leaderless reports whether member i has no leader.
+func (c *etcdCluster) leaderless(i int) bool {
+	return c.members[i].Server.Leader() == 0
 }
 
 // fleetOpener opens the etcd store in the daemon's place, as `tokend
@@ -204,6 +222,95 @@ func benchFleetRefresh(rep *report, dir string, c *etcdCluster) error {
 	rep.add(row{"5. Fleet refresh throughput", "durable refreshes/s through 3-member etcd", fmtRate(rate), "", "", "≥ 1000/s", met(rate >= 1000)})
 	rep.notef("Fleet refresh throughput: one instance, %d client_credentials grants, refresh.concurrency 64, etcd fsync on. The first round (taking the leases of every grant and obtaining every token) took %s; then the clock moved 50 min and %d refreshes took %s, each counted after its fenced transaction (owner and revision compared) returned.",
 		refreshGrants, first.Round(time.Millisecond), refreshGrants, took.Round(time.Millisecond))
+	return nil
+}
+
+// timedStore times each PutToken: the daemon writes a refreshed token
+// right after the provider's answer, so it is the time from that answer to
+// the durable write.
+type timedStore struct {
+	*etcdstore.Store
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func (s *timedStore) PutToken(t store.Token, a *store.Attempt) error {
+	start := time.Now()
+	err := s.Store.PutToken(t, a)
+	s.mu.Lock()
+	s.d = append(s.d, time.Since(start))
+	s.mu.Unlock()
+	return err
+}
+
+// take returns the durations timed since the last take.
+func (s *timedStore) take() loadResult {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	slices.Sort(s.d)
+	r := loadResult{lat: s.d}
+	s.d = nil
+	return r
+}
+
+// benchFleetIsolated: the time from a provider's answer to its durable
+// write in etcd (p99), healthy and with the member the instance lists
+// first cut off from its peers (alive, answering, without a leader).
+func benchFleetIsolated(rep *report, dir string, c *etcdCluster) error {
+	const grants = 300
+	prov := newProvider()
+	defer prov.Close()
+	cfg, err := benchConfig(filepath.Join(dir, "fleet-isolated"), newKey(), prov.URL(), grants, 16)
+	if err != nil {
+		return err
+	}
+	const prefix, instance = "/bench-isolated/", "bench-a"
+	cfg.Store.Backend = "etcd"
+	cfg.Store.Etcd.Endpoints, cfg.Store.Etcd.Prefix, cfg.Store.Etcd.LeaseTTL = c.endpoints, prefix, fleetLeaseTTL
+	cfg.Fleet.Instance = instance
+	var ts *timedStore
+	open := func(sc config.Store, log *slog.Logger) (daemon.Store, error) {
+		st, err := fleetOpener(c.endpoints, prefix, instance)(sc, log)
+		if err != nil {
+			return nil, err
+		}
+		ts = &timedStore{Store: st.(*etcdstore.Store)}
+		return ts, nil
+	}
+	clock := newShiftClock()
+	r, err := startDaemonWith(cfg, clock, open)
+	if err != nil {
+		return err
+	}
+	defer r.stop()
+	if _, err := r.waitRefreshed(grants, 5*time.Minute); err != nil {
+		return err
+	}
+	round := func(k int64) (loadResult, error) {
+		ts.take()
+		clock.Shift(50 * time.Minute)
+		_, err := r.waitRefreshed(k*grants, 5*time.Minute)
+		return ts.take(), err
+	}
+	healthy, err := round(2)
+	if err != nil {
+		return err
+	}
+	c.relay.Isolate(0)
+	defer c.relay.Heal(0)
+	for start := time.Now(); !c.leaderless(0); time.Sleep(10 * time.Millisecond) {
+		if time.Since(start) > 30*time.Second {
+			return errors.New("bench: the isolated member kept a leader")
+		}
+	}
+	isolated, err := round(3)
+	if err != nil {
+		return err
+	}
+	sec := "5. Fleet refresh, one etcd member of three isolated"
+	rep.add(row{sec, "provider answer → durable write, p99 (isolated vs healthy)", fmtDur(isolated.pct(99)), fmtDur(healthy.pct(99)), fmtRatio(float64(isolated.pct(99)) / float64(healthy.pct(99))), "", nil})
+	rep.add(row{sec, "provider answer → durable write, max (isolated vs healthy)", fmtDur(isolated.pct(100)), fmtDur(healthy.pct(100)), "", "", nil})
+	rep.notef("Fleet refresh with one member isolated: one instance, %d client_credentials grants, refresh.concurrency 16, etcd fsync on, the instance's endpoints listing the isolated member first. Each grant refreshed once healthy, then once more after member m0 was cut off from its peers (its peer connections closed and refused by etcdtest.PeerRelay; it answers clients with no leader). The time is each PutToken's, which the daemon calls as soon as the provider has answered (%d and %d writes).", grants, healthy.n(), isolated.n())
 	return nil
 }
 

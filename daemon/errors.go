@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"time"
+
 	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/store"
 )
@@ -49,6 +51,8 @@ type engineError struct {
 	code string // api.Code*
 	desc string
 	err  error
+	// retryAfter, when set, is sent as Retry-After with the answer.
+	retryAfter time.Duration
 }
 
 func (e *engineError) Error() string { return e.desc }

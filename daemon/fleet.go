@@ -27,7 +27,9 @@ package daemon
 //     delivers the records others write and they are published exactly as
 //     a local refresh would (cur, index, sinks, hooks, metrics). A fetch of
 //     an expired token on an instance that does not refresh the grant
-//     waits for the watch to deliver the new one, never for etcd.
+//     waits for the watch to deliver the new one, never for etcd; on an
+//     instance cut off from the fleet (no quorum, or its lease lost) it is
+//     answered at once (503, with the reason and Retry-After).
 //   - Quorum loss: Holds is false everywhere, so nothing is refreshed;
 //     valid tokens are served until they expire, status says why
 //     (fleetPausedError), the metrics and alert rules show it, and it
@@ -96,6 +98,7 @@ type fleetRT struct {
 	// scheduler goroutine only
 	lastHealth    store.FleetHealth
 	healthSeen    bool
+	watchSeen     bool // the watch was up at a tick once
 	lastConflicts time.Time
 	conflicts     map[string]string
 }
@@ -452,6 +455,12 @@ func (d *Daemon) fleetFetch(ctx context.Context, g *grant) (*store.Token, error)
 		}
 		wait = min(wait, expiryOf(t, p).Sub(now)/2)
 	}
+	if err := d.fleetCutOff(g); err != nil {
+		// Nothing can come: not through the watch, and this instance
+		// cannot take the grant over. Waiting would only make the
+		// caller's answer late.
+		return nil, err
+	}
 	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	poll := time.NewTicker(fleetTakeoverPoll)
@@ -472,6 +481,9 @@ func (d *Daemon) fleetFetch(ctx context.Context, g *grant) (*store.Token, error)
 			// Taken over while waiting: refresh here, the usual way.
 			return d.fetch(ctx, g)
 		}
+		if err := d.fleetCutOff(g); err != nil {
+			return nil, err
+		}
 		select {
 		case <-ch:
 		case <-poll.C:
@@ -482,6 +494,26 @@ func (d *Daemon) fleetFetch(ctx context.Context, g *grant) (*store.Token, error)
 			return nil, &engineError{kind: kindUnavailable, code: api.CodeTemporarilyUnavailable, desc: d.fleetWhy(g, "the token has expired and no new one arrived in time"), err: wctx.Err()}
 		}
 	}
+}
+
+// fleetCutOff returns the error a fetch of g's expired token gets at once
+// on an instance cut off from the fleet (etcd without a quorum, or this
+// instance's lease lost): no token can come through the watch, nor from a
+// refresh here. It returns nil otherwise. The answer carries Retry-After:
+// a lease's life, by when the instance has its lease again or another
+// instance holds the grant.
+func (d *Daemon) fleetCutOff(g *grant) error {
+	h := d.fleet.fl.Health()
+	if h.Quorum && h.LeaseOK {
+		return nil
+	}
+	why := "the token has expired: " + fleetPausedError
+	if h.Quorum {
+		why = "the token has expired: fleet: this instance has lost its etcd lease and refreshes nothing until it has a new one"
+	}
+	cfg, _ := d.config()
+	return &engineError{kind: kindUnavailable, code: api.CodeTemporarilyUnavailable, desc: why,
+		retryAfter: max(time.Second, cfg.Store.Etcd.LeaseTTL)}
 }
 
 // fleetCanDeliver reports whether another instance can be expected to
@@ -633,6 +665,11 @@ func (d *Daemon) fleetTick(now time.Time) {
 	prev := f.lastHealth
 	if !f.healthSeen {
 		prev = store.FleetHealth{Quorum: true, LeaseOK: true, WatchOK: true}
+	}
+	if !f.watchSeen {
+		// A watch that has not come up yet is starting, not broken.
+		prev.WatchOK = h.WatchOK
+		f.watchSeen = h.WatchOK
 	}
 	f.healthSeen, f.lastHealth = true, h
 	switch {

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -32,6 +33,7 @@ type fakeFleet struct {
 	owner      map[string]string // the holder when not this instance
 	conflict   map[string]string
 	quorum     bool
+	leaseLost  bool // Health: this instance's lease lost (quorum or not)
 	rev, seen  map[string]int64
 	fps        map[string]string
 	setCalls   int
@@ -282,7 +284,7 @@ func (f *fakeFleet) Health() store.FleetHealth {
 			n++
 		}
 	}
-	return store.FleetHealth{Quorum: f.quorum, LeaseOK: f.quorum, WatchOK: f.watchOK.Load(), GrantsHeld: n}
+	return store.FleetHealth{Quorum: f.quorum, LeaseOK: f.quorum && !f.leaseLost, WatchOK: f.watchOK.Load(), GrantsHeld: n}
 }
 
 // fleetMetrics records the fleet metrics the daemon exports.
@@ -764,5 +766,53 @@ func TestFleetExpiredWithoutQuorum(t *testing.T) {
 	h.advance(15 * time.Second)
 	if st := h.status("cc"); st.State != api.StateValid {
 		t.Fatalf("after quorum returned: %+v", st)
+	}
+}
+
+// An instance cut off from the fleet (no quorum, or its lease lost) while
+// another instance held the grant answers a fetch of the expired token at
+// once: 503 with the reason and Retry-After, never a wait for a delivery
+// that cannot come; status says expired.
+func TestFleetCutOffFetchAnswersAtOnce(t *testing.T) {
+	for name, tc := range map[string]struct {
+		cut  func(f *fakeFleet)
+		says string
+	}{
+		"no quorum":  {func(f *fakeFleet) { f.quorum = false }, fleetPausedError},
+		"lease lost": {func(f *fakeFleet) { f.leaseLost = true }, "lost its etcd lease"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			h, f, _ := fleetHarness(t, oauthtest.Options{}, func(f *fakeFleet) { f.held["cc"] = true }, nil)
+			h.token("cc")
+			f.set(func(f *fakeFleet) {
+				f.held["cc"] = false
+				f.owner["cc"] = "host-b"
+				tc.cut(f)
+			})
+			h.advance(11 * time.Minute) // past the token's end
+			h.d.opts.FetchWait = 30 * time.Second
+			start := time.Now()
+			req, _ := http.NewRequest(http.MethodGet, "http://tokend/v1/tokens/cc", nil)
+			resp, err := h.http.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			took := time.Since(start)
+			if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), tc.says) {
+				t.Fatalf("fetch on a cut-off instance: %d %s", resp.StatusCode, body)
+			}
+			if ra := resp.Header.Get("Retry-After"); ra == "" {
+				t.Errorf("no Retry-After")
+			}
+			// A wait for the watch would last FetchWait (30 s).
+			if took > time.Second {
+				t.Errorf("fetch on a cut-off instance answered after %s", took)
+			}
+			if st := h.status("cc"); st.State != api.StateExpired {
+				t.Errorf("status: %q, want expired", st.State)
+			}
+		})
 	}
 }

@@ -137,7 +137,15 @@ func answerOf(err error) (int, api.ErrorResponse) {
 // writeFailure answers a request the engine failed with err.
 func writeFailure(w http.ResponseWriter, err error) {
 	code, resp := answerOf(err)
+	setRetryAfter(w, err)
 	writeJSON(w, code, resp)
+}
+
+// setRetryAfter sends the Retry-After an engine error carries.
+func setRetryAfter(w http.ResponseWriter, err error) {
+	if e := (*engineError)(nil); errors.As(err, &e) && e.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((e.retryAfter+time.Second-1)/time.Second)))
+	}
 }
 
 // refuse answers a request refused before it reached a grant (access,
@@ -179,6 +187,7 @@ func (d *Daemon) handleToken(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		code, resp := answerOf(err)
 		d.fetchMetric(g, code)
+		setRetryAfter(w, err)
 		writeJSON(w, code, resp)
 		return
 	}

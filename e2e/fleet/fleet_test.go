@@ -275,8 +275,15 @@ func TestFleetEtcdMemberLoss(t *testing.T) {
 		if st.Generation != frozen.Generation {
 			t.Errorf("quorum lost: %s refreshed (generation %d -> %d)", in.Name, frozen.Generation, st.Generation)
 		}
-		if _, code, err := in.token("svc"); err == nil && code == http.StatusOK {
-			t.Errorf("quorum lost: %s serves svc past its expiry", in.Name)
+		// Cut off, the instance knows nothing can come: it answers at
+		// once (a wait for the watch would last fetch_wait, 30 s).
+		code, retryAfter, took, err := in.fetchTimed("svc")
+		t.Logf("quorum lost, token expired: %s answered %d (Retry-After %q) in %v", in.Name, code, retryAfter, took.Round(time.Millisecond))
+		if err != nil || code != http.StatusServiceUnavailable || retryAfter == "" {
+			t.Errorf("quorum lost: %s answered a fetch of the expired token with %d, Retry-After %q, %v; want 503 with Retry-After", in.Name, code, retryAfter, err)
+		}
+		if took > 5*time.Second {
+			t.Errorf("quorum lost: %s answered a fetch of the expired token after %v", in.Name, took)
 		}
 		t.Logf("quorum lost, token expired: %s state %q, last error %q", in.Name, st.State, st.LastError)
 		if st.State != "expired" {

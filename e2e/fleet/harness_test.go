@@ -132,22 +132,28 @@ type cluster struct {
 	plan    []etcdtest.Member
 	members []*proc
 	logs    *testutil.SyncBuffer
+	relay   *etcdtest.PeerRelay // the members' peer traffic (isolate)
 }
 
 func startCluster(t testing.TB) *cluster {
 	t.Helper()
 	requireAll(t)
-	plan, err := etcdtest.Plan(3, t.TempDir())
+	plan, err := etcdtest.PlanRelayed(3, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &cluster{t: t, plan: plan, logs: &testutil.SyncBuffer{}, members: make([]*proc, 3)}
+	relay, err := etcdtest.NewPeerRelay(plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cluster{t: t, plan: plan, logs: &testutil.SyncBuffer{}, members: make([]*proc, 3), relay: relay}
 	t.Cleanup(func() {
 		for _, m := range c.members {
 			if m != nil {
 				m.stop(syscall.SIGKILL)
 			}
 		}
+		relay.Close()
 		if t.Failed() {
 			t.Logf("etcd members' log:\n%s", c.logs.String())
 		}
@@ -164,9 +170,7 @@ func (c *cluster) start(members ...int) {
 	for k, i := range members {
 		m := c.plan[i]
 		ready[k] = &testutil.SyncBuffer{}
-		c.members[i] = startProc(c.t, c.logs, ready[k], memberBin,
-			"-name", m.Name, "-dir", m.Dir, "-peer", m.PeerURL, "-client", m.ClientURL,
-			"-cluster", m.InitialCluster, "-token", m.ClusterToken)
+		c.members[i] = startProc(c.t, c.logs, ready[k], memberBin, m.Args("")...)
 	}
 	for k, i := range members {
 		eventually(c.t, 60*time.Second, 50*time.Millisecond, fmt.Sprintf("etcd member m%d ready", i), func() error {
@@ -186,6 +190,12 @@ func (c *cluster) stopMember(i int) {
 	c.members[i].stop(syscall.SIGTERM)
 	c.members[i] = nil
 }
+
+// isolate cuts member i off from its peers: it runs and answers clients,
+// with no leader, until heal.
+func (c *cluster) isolate(i int) { c.relay.Isolate(i) }
+
+func (c *cluster) heal(i int) { c.relay.Heal(i) }
 
 func (c *cluster) endpoints() string {
 	var s []string
@@ -583,6 +593,19 @@ func (in *instance) get(path string) (int, []byte, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, b, err
+}
+
+// fetchTimed fetches grant and says how long the answer took and its
+// Retry-After.
+func (in *instance) fetchTimed(grant string) (code int, retryAfter string, took time.Duration, err error) {
+	start := time.Now()
+	resp, err := in.http.Get("http://tokend/v1/tokens/" + grant)
+	if err != nil {
+		return 0, "", time.Since(start), err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, resp.Header.Get("Retry-After"), time.Since(start), nil
 }
 
 func (in *instance) token(grant string) (api.TokenResponse, int, error) {

@@ -3,7 +3,9 @@
 // ports the OS picks, data in the test's temporary directory, election
 // settings fast enough that a lost leader is replaced in about a second,
 // and logs kept in memory and printed only when the test fails. Members
-// can be stopped and restarted (quorum loss, member loss).
+// can be stopped and restarted (quorum loss, member loss), and, in a
+// relayed cluster, cut off from their peers while their clients still
+// reach them (PeerRelay: a member alive with no leader).
 //
 // It also exports what a small binary needs to run one member as a
 // separate process (Plan, Member.Start, and the etcdmember command), for
@@ -39,9 +41,12 @@ const (
 // Member is one etcd member's identity: its name, data directory and URLs.
 // A member restarted with the same Member rejoins its cluster.
 type Member struct {
-	Name           string
-	Dir            string
-	PeerURL        string // http://127.0.0.1:port
+	Name    string
+	Dir     string
+	PeerURL string // http://127.0.0.1:port, advertised to the peers
+	// ListenPeerURL is where the member listens for its peers when a
+	// PeerRelay stands on PeerURL (PlanRelayed); "": on PeerURL.
+	ListenPeerURL  string
 	ClientURL      string // http://127.0.0.1:port
 	InitialCluster string // name=peerURL,... of every member
 	ClusterToken   string
@@ -86,6 +91,9 @@ func Plan(n int, dir string) ([]Member, error) {
 func (m Member) Args(logPath string) []string {
 	args := []string{"-name", m.Name, "-dir", m.Dir, "-peer", m.PeerURL, "-client", m.ClientURL,
 		"-cluster", m.InitialCluster, "-token", m.ClusterToken}
+	if m.ListenPeerURL != "" {
+		args = append(args, "-listen-peer", m.ListenPeerURL)
+	}
 	if m.NoFsync {
 		args = append(args, "-nofsync")
 	}
@@ -130,6 +138,13 @@ func (m Member) Config(log io.Writer) (*embed.Config, error) {
 		return nil, fmt.Errorf("etcdtest: client URL: %w", err)
 	}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*peer}, []url.URL{*peer}
+	if m.ListenPeerURL != "" {
+		lp, err := url.Parse(m.ListenPeerURL)
+		if err != nil {
+			return nil, fmt.Errorf("etcdtest: listen peer URL: %w", err)
+		}
+		cfg.ListenPeerUrls = []url.URL{*lp}
+	}
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*client}, []url.URL{*client}
 	cfg.InitialCluster = m.InitialCluster
 	cfg.InitialClusterToken = m.ClusterToken
@@ -174,6 +189,9 @@ func (m Member) Start(log io.Writer, timeout time.Duration) (*embed.Etcd, error)
 type Options struct {
 	Members int  // 1 or 3 (default 3)
 	NoFsync bool // see Member.NoFsync
+	// Relayed puts a PeerRelay on the peer URLs, so that Isolate can cut
+	// a member off from its peers while its clients still reach it.
+	Relayed bool
 }
 
 // Cluster is an embedded etcd cluster.
@@ -181,6 +199,7 @@ type Cluster struct {
 	tb      testing.TB
 	members []Member
 	log     *logBuffer
+	relay   *PeerRelay // nil unless Options.Relayed
 
 	mu   sync.Mutex
 	etcd []*embed.Etcd // nil: stopped
@@ -197,7 +216,11 @@ func New(tb testing.TB, o Options) *Cluster {
 	log := &logBuffer{}
 	var lastErr error
 	for attempt := range 3 {
-		ms, err := Plan(n, filepath.Join(tb.TempDir(), fmt.Sprint("etcd", attempt)))
+		plan := Plan
+		if o.Relayed {
+			plan = PlanRelayed
+		}
+		ms, err := plan(n, filepath.Join(tb.TempDir(), fmt.Sprint("etcd", attempt)))
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -205,6 +228,11 @@ func New(tb testing.TB, o Options) *Cluster {
 			ms[i].NoFsync = o.NoFsync
 		}
 		c := &Cluster{tb: tb, members: ms, log: log, etcd: make([]*embed.Etcd, n)}
+		if o.Relayed {
+			if c.relay, lastErr = NewPeerRelay(ms); lastErr != nil {
+				continue // a port was taken meanwhile
+			}
+		}
 		if lastErr = c.startAll(); lastErr == nil {
 			tb.Cleanup(func() {
 				c.Close()
@@ -288,10 +316,32 @@ func (c *Cluster) RestartAsync(i int) <-chan error {
 	return ch
 }
 
+// Isolate cuts member i off from its peers (Options.Relayed): it keeps
+// running and answering clients, without a leader, until Heal.
+func (c *Cluster) Isolate(i int) {
+	c.tb.Helper()
+	if c.relay == nil {
+		c.tb.Fatal("etcdtest: Isolate needs Options.Relayed")
+	}
+	c.relay.Isolate(i)
+}
+
+// Heal reconnects member i to its peers.
+func (c *Cluster) Heal(i int) {
+	c.tb.Helper()
+	if c.relay == nil {
+		c.tb.Fatal("etcdtest: Heal needs Options.Relayed")
+	}
+	c.relay.Heal(i)
+}
+
 // Close stops every member.
 func (c *Cluster) Close() {
 	for i := range c.members {
 		c.Stop(i)
+	}
+	if c.relay != nil {
+		c.relay.Close()
 	}
 }
 

@@ -3,12 +3,14 @@ package etcdtest_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -117,5 +119,71 @@ func TestMemberProcesses(t *testing.T) {
 	}
 	if err := put(client(t, eps), "a"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestIsolate: a member cut off from its peers answers its clients "no
+// leader" (when they require one) while the others keep a quorum; healed,
+// it has the writes made meanwhile.
+func TestIsolate(t *testing.T) {
+	c := etcdtest.New(t, etcdtest.Options{Members: 3, NoFsync: true, Relayed: true})
+	eps := c.Endpoints()
+	all, lone := client(t, eps), client(t, eps[:1])
+	if err := put(all, "a"); err != nil {
+		t.Fatal(err)
+	}
+	c.Isolate(0)
+	leader := func() (uint64, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		st, err := lone.Status(ctx, eps[0])
+		if err != nil {
+			return 0, err
+		}
+		return st.Leader, nil
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		l, err := leader()
+		if err == nil && l == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("isolated member: leader %x (%v), want none", l, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// A request that requires a leader fails at once (the client retries
+	// it on this one endpoint until its deadline).
+	ctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(context.Background()), time.Second)
+	_, err := lone.Put(ctx, "x", "v")
+	cancel()
+	if !errors.Is(err, rpctypes.ErrNoLeader) {
+		t.Fatalf("isolated member, a write requiring a leader: %v, want no leader", err)
+	}
+	// Its clients still reach it: a serializable read without the leader
+	// requirement is answered.
+	ctx, cancel = context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := lone.Get(ctx, "a", clientv3.WithSerializable()); err != nil {
+		t.Fatalf("isolated member does not answer: %v", err)
+	}
+	others := client(t, eps[1:])
+	if err := put(others, "b"); err != nil {
+		t.Fatalf("the two others: %v", err)
+	}
+	c.Heal(0)
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(context.Background()), 2*time.Second)
+		r, err := lone.Get(ctx, "b", clientv3.WithSerializable())
+		cancel()
+		if err == nil && len(r.Kvs) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("healed member: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -106,7 +106,30 @@ func (s *Store) runCampaign() {
 			release = append(release, g)
 		}
 	}
-	if excess := held - len(release) - share; excess > 0 && !now.Before(s.keepExcessUntil) {
+	// The lightest other live instance: an instance holding two or more
+	// grants beyond it hands grants over (down to the fair share, at
+	// least one), and one holding more than it takes none, so that an
+	// instance that joins, or returns after losing its lease, gets its
+	// part within a few campaigns while the slack above does not keep
+	// the others at their share plus one.
+	fair := (len(s.grants) + instances - 1) / instances
+	counts := map[string]int{}
+	for g := range s.grants {
+		if o, ok := s.owners[g]; ok && o.lease != 0 && o.lease != lease {
+			counts[o.inst]++
+		}
+	}
+	lightest := -1
+	for inst := range live {
+		if inst != s.inst && (lightest < 0 || counts[inst] < lightest) {
+			lightest = counts[inst]
+		}
+	}
+	excess := held - len(release) - share
+	if lightest >= 0 && held-len(release)-lightest >= 2 {
+		excess = max(excess, held-len(release)-fair, 1)
+	}
+	if excess > 0 && !now.Before(s.keepExcessUntil) {
 		var spare []string
 		for g, o := range s.owners {
 			if _, ok := s.grants[g]; ok && o.lease == lease && !s.busyUntil[g].After(now) && s.conflictLocked(g) == "" {
@@ -116,7 +139,19 @@ func (s *Store) runCampaign() {
 		rand.Shuffle(len(spare), func(i, j int) { spare[i], spare[j] = spare[j], spare[i] })
 		release = append(release, spare[:min(excess, len(spare))]...)
 	}
+	// From here Holds refuses them: a refresh promised between this choice
+	// and the deletes would be sent for a grant another instance takes.
+	for _, g := range release {
+		s.releasing[g] = true
+	}
 	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		for _, g := range release {
+			delete(s.releasing, g)
+		}
+		s.mu.Unlock()
+	}()
 
 	for _, g := range release {
 		k := s.key("owners/" + g)
@@ -138,6 +173,9 @@ func (s *Store) runCampaign() {
 	}
 	defer s.takeOrphans(orphans, lease, grace)
 	room := share - max(held, 0)
+	if lightest >= 0 && lightest < held {
+		room = 0 // a lighter instance takes them
+	}
 	if room <= 0 || len(want) == 0 {
 		return
 	}
@@ -536,18 +574,19 @@ func (s *Store) conflictLocked(g string) string {
 
 // Holds reports whether this instance may refresh grant now: it holds the
 // grant's lease with at least margin of it left (by the last keepalive
-// answer), etcd had a quorum at the last request, and the definitions
+// answer), the last renewal landed (through a member with a leader) and
+// no request has failed for want of a quorum since, and the definitions
 // agree. A true answer is a promise too: the grant is not handed to
 // another instance by this one's balancing until margin has passed.
 func (s *Store) Holds(grant string, margin time.Duration) bool {
-	if s.closed.Load() || !s.quorum.Load() {
+	if s.closed.Load() || !s.quorum.Load() || !s.renewed.Load() {
 		return false
 	}
 	now := s.clock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	o, ok := s.owners[grant]
-	if !ok || s.lease == 0 || o.lease != s.lease || s.leaseExp.Sub(now) < margin || s.conflictLocked(grant) != "" {
+	if !ok || s.lease == 0 || o.lease != s.lease || s.leaseExp.Sub(now) < margin || s.conflictLocked(grant) != "" || s.releasing[grant] {
 		return false
 	}
 	if _, mine := s.grants[grant]; !mine {
@@ -573,18 +612,33 @@ func (s *Store) GrantInfo(grant string) store.FleetGrant {
 	return fg
 }
 
+// watchGrace is how long a watch of tokens/ that broke still counts as
+// running while it is set up again (Health).
+const watchGrace = 2 * time.Second
+
 // Health is this instance's view of the fleet, for status and metrics.
+// It describes the cluster, not the member a connection happens to use:
+// a request refused by a member without a leader is sent to another one
+// (see leaderRequired), one failed lease renewal is tried again at once,
+// and a watch set up again within watchGrace is not reported broken.
 func (s *Store) Health() store.FleetHealth {
 	now := s.clock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	watching := s.watchOK.Load()
+	if down := s.watchDown.Load(); !watching && down != 0 && now.Sub(time.Unix(0, down)) < watchGrace {
+		// Broken a moment ago: set up again on another member (the one it
+		// was on lost its leader, or its connection dropped). Not a
+		// broken watch yet, so health does not flap with one member.
+		watching = true
+	}
 	h := store.FleetHealth{
 		Quorum:  s.quorum.Load(),
 		LeaseOK: s.lease != 0 && s.leaseExp.After(now),
 		// The client resumes a watch by itself while a member is
 		// unreachable, without closing it: a watch is not running
 		// without the quorum it needs either.
-		WatchOK:  s.watchOK.Load() && s.quorum.Load(),
+		WatchOK:  watching && s.quorum.Load(),
 		WatchLag: time.Duration(s.lagNs.Load()),
 	}
 	if h.LeaseOK {

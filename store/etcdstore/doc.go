@@ -67,11 +67,15 @@
 // the local estimate is never later than the server's. For each grant an
 // instance campaigns with a transaction create(owners/<grant>) == 0 →
 // put owners/<grant> = instance with the lease. It takes at most its
-// share, ceil(grants / live instances) + Slack, in a random order, so N
-// instances end up with about grants/N each; the first instance of a
-// fleet takes everything and hands grants back at its next campaign as
-// others register (never one it promised to a refresh through Holds until
-// that promise ran out). When an instance dies its lease expires, etcd
+// share, ceil(grants / live instances) + Slack, in a random order, and
+// none while another live instance holds fewer than it does; an instance
+// holding two or more grants beyond the lightest other live instance hands
+// grants back (down to ceil(grants / live instances), at least one) at its
+// next campaign. So N instances end up with about grants/N each: the
+// first instance of a fleet takes everything and hands grants back as
+// others register, and an instance that lost its lease and returns gets
+// its part again within a few campaigns (never a grant another promised to
+// a refresh through Holds until that promise ran out). When an instance dies its lease expires, etcd
 // deletes its owner keys, and the others, watching owners/, campaign at
 // once: take-over within LeaseTTL and a moment. Close revokes the lease,
 // so a clean stop hands over at once.
@@ -144,9 +148,29 @@
 // # Losing etcd
 //
 // Every request is bounded by RequestTimeout (at most DialTimeout): without
-// a quorum a call fails with store.ErrUnavailable, it never hangs. A
-// renewal that fails marks the quorum lost: Holds is false, Health says
-// so. When quorum returns the renewals resume; a lease that expired
-// meanwhile is replaced and the grants campaigned for again. Fetches
-// never touch etcd: the daemon serves from memory.
+// a quorum a call fails with store.ErrUnavailable, it never hangs.
+//
+// Every request, watch and lease renewal requires a leader
+// (clientv3.WithRequireLeader, client.go): a member cut off from its peers
+// (alive, reachable, without a leader) refuses it at once instead of
+// holding it until its timeout, and it is sent again at once, which the
+// client's round-robin balancer sends to the next member. The etcd client
+// retries reads itself, not writes; a write refused for want of a leader
+// was never proposed, so sending it again is safe. A read is given a part
+// of its time per try, so a member that was the leader when it was cut off
+// (it holds requests until it steps down) does not use all of it. A token
+// write that gets no answer is tried again while the lease could still
+// hold; a try applied after all is recognised by its value.
+//
+// Health describes the cluster, not the member a connection happens to
+// use. A renewal that fails is tried again at once; two failures in a row
+// mark the quorum lost: Holds is false, Health says so. Any other request
+// that failed for want of a quorum makes Holds false until the next
+// renewal lands, which it asks for at once: no refresh is sent unless a
+// renewal through a leader has just landed. A watch that breaks (its
+// member lost its leader) is set up again at once on another member and
+// counts as running for 2 s meanwhile; it counts as running once created,
+// not at its first event. When quorum returns the renewals resume; a
+// lease that expired meanwhile is replaced and the grants campaigned for
+// again. Fetches never touch etcd: the daemon serves from memory.
 package etcdstore

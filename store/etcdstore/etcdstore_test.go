@@ -618,3 +618,66 @@ func TestExportImport(t *testing.T) {
 		t.Fatalf("EachProvider: %v, %v", ps, err)
 	}
 }
+
+// An instance that lost its lease and came back holds its part again
+// within a few lease periods: the others hand grants over between their
+// refreshes, never one they promised a refresh (Holds) until the promise
+// runs out.
+func TestRejoinedInstanceGetsItsShare(t *testing.T) {
+	o := newCluster(t, 3)
+	fps := map[string]string{}
+	var grants []string
+	for i := range 6 {
+		g := fmt.Sprintf("g%d", i)
+		grants = append(grants, g)
+		fps[g] = "fp"
+	}
+	ss := []*etcdstore.Store{o.open(t, "a"), o.open(t, "b"), o.open(t, "c")}
+	for _, s := range ss {
+		if err := s.SetGrants(fps); err != nil {
+			t.Fatal(err)
+		}
+	}
+	held := func(s *etcdstore.Store) (n int) {
+		for _, g := range grants {
+			if s.GrantInfo(g).Held {
+				n++
+			}
+		}
+		return n
+	}
+	waitFor(t, 10*time.Second, "every instance holds grants", func() bool { return min(held(ss[0]), held(ss[1]), held(ss[2])) >= 1 })
+
+	// c loses its lease (a pause longer than it): a and b take its grants.
+	ss[2].PauseKeepAlive(true)
+	if err := ss[2].RevokeLease(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ttl+2*time.Second, "a and b hold every grant", func() bool { return held(ss[0])+held(ss[1]) == len(grants) })
+	// a promises a refresh of each of its grants (as long as its lease
+	// allows).
+	promise := ttl / 2
+	var promised []string
+	for _, g := range grants {
+		if ss[0].Holds(g, promise) {
+			promised = append(promised, g)
+		}
+	}
+	if len(promised) == 0 {
+		t.Fatal("a promised nothing")
+	}
+	promisedAt := time.Now()
+	ss[2].PauseKeepAlive(false)
+	waitFor(t, 4*ttl, "the rejoined c holds grants again", func() bool { return held(ss[2]) >= 1 })
+	for time.Since(promisedAt) < promise-100*time.Millisecond {
+		for _, g := range promised {
+			if owner := ss[0].GrantInfo(g).Owner; owner != "a" && owner != "" {
+				t.Fatalf("%s, promised by a for %s, handed to %s after %s", g, promise, owner, time.Since(promisedAt))
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	waitFor(t, 4*ttl, "each instance holds 2 of 6", func() bool {
+		return held(ss[0]) == 2 && held(ss[1]) == 2 && held(ss[2]) == 2
+	})
+}

@@ -25,6 +25,15 @@ func (s *Store) keepAliveEvery() time.Duration {
 	return max(ttl/4, 100*time.Millisecond)
 }
 
+// try is the context of one try of a request that is tried again at once
+// when it fails (a lease renewal, a token write): bounded by the renewal
+// period (at least 500 ms, at most RequestTimeout), so that a try held by
+// a member that lost its leader leaves time for another before the lease
+// can run out.
+func (s *Store) try() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(s.ctx, min(s.reqTO, max(s.keepAliveEvery(), 500*time.Millisecond)))
+}
+
 // newLease takes a fresh lease and registers the instance under it.
 func (s *Store) newLease(ctx context.Context) error {
 	secs := int64((s.ttl + time.Second - 1) / time.Second)
@@ -67,11 +76,13 @@ func (s *Store) keepAlive() {
 	defer s.wg.Done()
 	t := time.NewTimer(s.keepAliveEvery())
 	defer t.Stop()
+	failed := 0 // renewals failed in a row
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
 		case <-t.C:
+		case <-s.renewNow:
 		}
 		t.Reset(s.keepAliveEvery())
 		if s.paused.Load() {
@@ -93,17 +104,21 @@ func (s *Store) keepAlive() {
 			}
 			cancel()
 			if err == nil {
+				failed = 0
+				s.renewed.Store(true)
 				s.quorum.Store(true)
 				s.wantCampaign()
 			}
 			continue
 		}
 		sent := s.clock()
-		ctx, cancel := s.req()
+		ctx, cancel := s.try()
 		resp, err := s.cli.KeepAliveOnce(clientv3.WithRequireLeader(ctx), lease)
 		cancel()
 		switch {
 		case err == nil:
+			failed = 0
+			s.renewed.Store(true)
 			s.quorum.Store(true)
 			s.mu.Lock()
 			if s.lease == lease {
@@ -111,6 +126,8 @@ func (s *Store) keepAlive() {
 			}
 			s.mu.Unlock()
 		case errors.Is(err, rpctypes.ErrLeaseNotFound):
+			failed = 0
+			s.renewed.Store(true)
 			s.quorum.Store(true)
 			s.log.Warn("store: etcd lease expired; taking a new one", "instance", s.inst)
 			s.loseLease(lease)
@@ -118,6 +135,17 @@ func (s *Store) keepAlive() {
 		default:
 			if s.ctx.Err() != nil {
 				return
+			}
+			// Nothing is refreshed until a renewal lands again. One
+			// failure is tried again at once: it may have been held by
+			// a member that lost its leader meanwhile (the client's
+			// balancer sends the next try to another member). A second
+			// one in a row says the cluster has no quorum.
+			s.renewed.Store(false)
+			if failed++; failed == 1 {
+				s.log.Debug("store: etcd lease renewal failed; trying again at once", "instance", s.inst, "err", err)
+				t.Reset(0)
+				continue
 			}
 			s.quorum.Store(false)
 			s.log.Warn("store: etcd lease not renewed", "instance", s.inst, "err", err)
@@ -182,28 +210,35 @@ func (s *Store) applyOwner(ev *clientv3.Event) {
 // nil, is told whether the watch runs.
 func (s *Store) follow(ctx context.Context, prefix string, from int64, apply func(ev *clientv3.Event), resync func(context.Context) (int64, error), state *atomic.Bool) {
 	rev := from
-	backoff := 50 * time.Millisecond
+	backoff := minWatchBackoff
 	for ctx.Err() == nil {
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-		wch := s.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
-		compacted := false
+		// WithCreatedNotify: the watch counts as running once a member
+		// with a leader has created it, not at its first event (a fresh
+		// prefix may have none for a long time).
+		wch := s.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithCreatedNotify())
+		compacted, noLeader := false, false
 		for resp := range wch {
 			if resp.CompactRevision != 0 {
 				compacted = true
 				break
 			}
-			if resp.Err() != nil {
+			if err := resp.Err(); err != nil {
+				noLeader = isNoLeader(err)
 				break
 			}
 			if state != nil {
 				state.Store(true)
+				s.watchDown.Store(0)
 			}
-			backoff = 50 * time.Millisecond
+			backoff = minWatchBackoff
 			for _, ev := range resp.Events {
 				apply(ev)
 				rev = max(rev, ev.Kv.ModRevision)
 			}
-			if len(resp.Events) == 0 && resp.Header.Revision > rev {
+			// A progress notification says nothing older is to come; the
+			// creation notice comes before the events from rev+1.
+			if len(resp.Events) == 0 && !resp.Created && resp.Header.Revision > rev {
 				rev = resp.Header.Revision
 			}
 			if state != nil && len(wch) == 0 {
@@ -211,11 +246,17 @@ func (s *Store) follow(ctx context.Context, prefix string, from int64, apply fun
 			}
 		}
 		cancel()
-		if state != nil {
-			state.Store(false)
+		if state != nil && state.Swap(false) {
+			s.watchDown.Store(s.clock().UnixNano())
 		}
 		if ctx.Err() != nil {
 			return
+		}
+		if noLeader && !compacted {
+			// The member the watch was on lost its leader: another one
+			// may have one, and the client's balancer picks another for
+			// the next watch. Only a short pause, no backing off.
+			backoff = minWatchBackoff
 		}
 		if !sleep(ctx, backoff/2+rand.N(backoff)) {
 			return
@@ -236,6 +277,9 @@ func (s *Store) follow(ctx context.Context, prefix string, from int64, apply fun
 		}
 	}
 }
+
+// minWatchBackoff is the first wait before a broken watch is set up again.
+const minWatchBackoff = 50 * time.Millisecond
 
 // sleep waits d or until ctx ends; false: it ended.
 func sleep(ctx context.Context, d time.Duration) bool {

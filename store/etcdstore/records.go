@@ -261,7 +261,14 @@ func (s *Store) putToken(t store.Token, a *store.Attempt, owned bool) error {
 	}
 	defer s.lockGrant(g)()
 	tk, hk, ok := s.key("tokens/"+g), s.key("history/"+g), s.key("owners/"+g)
-	for range 3 {
+	// A write that gets no answer is tried again while the lease could
+	// still hold (a refresh's token must not be dropped for one member
+	// that lost its leader, or a leader election); a try that was applied
+	// after all is recognised by its value, which no other write has (the
+	// record is sealed with a fresh nonce).
+	deadline := time.Now().Add(s.writeBudget(owned))
+	unsure := false
+	for fences := 0; fences < 3; fences++ {
 		s.mu.Lock()
 		seen := s.seen[g]
 		lease := s.lease
@@ -296,13 +303,29 @@ func (s *Store) putToken(t store.Token, a *store.Attempt, owned bool) error {
 			}
 			ops = append(ops, clientv3.OpPut(hk, string(hv)))
 		}
-		ctx, cancel := s.req()
+		ctx, cancel := s.try()
 		resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).
 			Else(clientv3.OpGet(tk), clientv3.OpGet(ok)).Commit()
 		cancel()
+		if err != nil && isUnavailable(err) && s.ctx.Err() == nil && time.Now().Before(deadline) {
+			unsure = true
+			fences--
+			sleep(s.ctx, writeRetryPause)
+			continue
+		}
 		if err != nil {
 			s.noteErr(err)
 			return unavailable("write token", err)
+		}
+		if !resp.Succeeded && unsure {
+			if tkv := resp.Responses[0].GetResponseRange().Kvs; len(tkv) > 0 && string(tkv[0].Value) == tv {
+				// An earlier try was applied.
+				s.saw(g, tkv[0].ModRevision)
+				s.mu.Lock()
+				delete(s.hist, g)
+				s.mu.Unlock()
+				return nil
+			}
 		}
 		if resp.Succeeded {
 			s.mu.Lock()
@@ -360,6 +383,22 @@ func (s *Store) putToken(t store.Token, a *store.Attempt, owned bool) error {
 		s.mu.Unlock()
 	}
 	return store.NewError(store.ErrFenced, nil, fmt.Sprintf("store: write of grant %q fenced: its record or history keeps changing", g))
+}
+
+// writeRetryPause spaces the tries of a token write that got no answer.
+const writeRetryPause = 50 * time.Millisecond
+
+// writeBudget is how long a token write may be tried again: while this
+// instance's lease could still hold, for a refresh's write (owned); one
+// request timeout otherwise.
+func (s *Store) writeBudget(owned bool) time.Duration {
+	if !owned {
+		return s.reqTO
+	}
+	s.mu.Lock()
+	left := s.leaseExp.Sub(s.clock())
+	s.mu.Unlock()
+	return max(s.reqTO, left)
 }
 
 // maxHistCache bounds the histories PutToken keeps to append to without

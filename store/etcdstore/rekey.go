@@ -12,7 +12,6 @@ import (
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/tokend/tokend/store"
 )
@@ -91,10 +90,7 @@ func Rekey(ctx context.Context, o Options, newKey []byte) (RekeyResult, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints: o.Endpoints, Username: o.Username, Password: o.Password, TLS: o.TLS,
-		DialTimeout: o.DialTimeout, Logger: zap.NewNop(), Context: context.WithoutCancel(ctx),
-	})
+	cli, err := newClient(ctx, o)
 	if err != nil {
 		return res, unavailable("connect", err)
 	}

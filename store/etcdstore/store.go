@@ -14,7 +14,6 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -89,11 +88,18 @@ type Store struct {
 	writeMu  [256]sync.Mutex // by grant hash: this instance's writes of one grant in turn
 	campMu   sync.Mutex      // one campaign at a time
 	campaign chan struct{}   // a campaign is wanted
+	renewNow chan struct{}   // a renewal is wanted at once (noteErr)
 
-	quorum  atomic.Bool
+	quorum atomic.Bool
+	// renewed: the last renewal of the lease landed (through a member
+	// with a leader); Holds is false while it is not.
+	renewed atomic.Bool
 	paused  atomic.Bool // tests: keepalives stopped (a paused process)
 	watchOK atomic.Bool
-	lagNs   atomic.Int64
+	// watchDown: when (by Clock, UnixNano) the watch of tokens/ broke; 0
+	// while it runs or before it first ran (see Health).
+	watchDown atomic.Int64
+	lagNs     atomic.Int64
 	// badRecords counts token records that did not decode (loaded or
 	// delivered): skipped, reported, and written over by their owner.
 	badRecords atomic.Int64
@@ -108,8 +114,9 @@ type Store struct {
 	defs      map[string]def    // the fleet's definitions
 	owners    map[string]owner  // grant -> holder, from the watch of owners/
 	busyUntil map[string]time.Time
-	loadRev   int64 // revision of the last EachToken
-	following bool  // the watch of defs/ runs
+	releasing map[string]bool // grants a campaign is handing over: Holds refuses them
+	loadRev   int64           // revision of the last EachToken
+	following bool            // the watch of defs/ runs
 
 	// orphanSince: grant -> when this instance's campaign first found it
 	// ownerless (and not in conflict); keepExcessUntil: until when grants
@@ -189,17 +196,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if o.Slack <= 0 {
 		o.Slack = 1
 	}
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:            o.Endpoints,
-		Username:             o.Username,
-		Password:             o.Password,
-		TLS:                  o.TLS,
-		DialTimeout:          o.DialTimeout,
-		DialKeepAliveTime:    o.DialTimeout,
-		DialKeepAliveTimeout: o.DialTimeout,
-		Logger:               zap.NewNop(),
-		Context:              context.WithoutCancel(ctx),
-	})
+	cli, err := newClient(ctx, o)
 	if err != nil {
 		return nil, unavailable("connect", err)
 	}
@@ -208,12 +205,14 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		cli: cli, pfx: pfx, codec: codec, inst: o.Instance, log: o.Logger, clock: o.Clock,
 		reqTO: o.RequestTimeout, ttl: o.LeaseTTL, slack: o.Slack, ctx: sctx, cancel: cancel,
 		campaign:  make(chan struct{}, 1),
+		renewNow:  make(chan struct{}, 1),
 		seen:      map[string]int64{},
 		hist:      map[string]histCache{},
 		grants:    map[string]string{},
 		defs:      map[string]def{},
 		owners:    map[string]owner{},
 		busyUntil: map[string]time.Time{},
+		releasing: map[string]bool{},
 	}
 	octx, ocancel := context.WithTimeout(ctx, o.DialTimeout)
 	defer ocancel()
@@ -234,6 +233,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		return nil, err
 	}
 	s.quorum.Store(true)
+	s.renewed.Store(true)
 	s.wg.Add(3)
 	go s.keepAlive()
 	go func() {
@@ -361,9 +361,17 @@ func isUnavailable(err error) bool {
 	return false
 }
 
-// noteErr marks the quorum lost when a request timed out.
+// noteErr is told of a request that failed. One that got no answer from
+// a quorum (after its tries on other members) casts doubt: nothing is
+// refreshed (Holds) until the lease is renewed again, which is tried at
+// once. Whether the cluster has lost its quorum is the renewals' finding
+// alone (keepAlive): a request's failure may be a single member's.
 func (s *Store) noteErr(err error) {
 	if err != nil && isUnavailable(err) && !s.closed.Load() {
-		s.quorum.Store(false)
+		s.renewed.Store(false)
+		select {
+		case s.renewNow <- struct{}{}:
+		default:
+		}
 	}
 }

@@ -3,7 +3,7 @@
 // cluster with etcdtest.Plan and starts one etcdmember per member.
 //
 //	etcdmember -name m0 -dir DIR -peer http://127.0.0.1:P -client http://127.0.0.1:C \
-//	    -cluster m0=http://...,m1=... [-token T] [-nofsync] [-log FILE]
+//	    -cluster m0=http://...,m1=... [-token T] [-listen-peer URL] [-nofsync] [-log FILE]
 //
 // It prints "ready" on standard output once the member has joined its
 // cluster, and runs until killed (SIGTERM or SIGINT: a clean stop).
@@ -27,6 +27,7 @@ func main() {
 	flag.StringVar(&m.Name, "name", "", "member name")
 	flag.StringVar(&m.Dir, "dir", "", "data directory")
 	flag.StringVar(&m.PeerURL, "peer", "", "peer URL")
+	flag.StringVar(&m.ListenPeerURL, "listen-peer", "", "peer URL to listen on when a relay stands on -peer (default: -peer)")
 	flag.StringVar(&m.ClientURL, "client", "", "client URL")
 	flag.StringVar(&m.InitialCluster, "cluster", "", "initial cluster: name=peerURL,...")
 	flag.StringVar(&m.ClusterToken, "token", "etcdtest", "initial cluster token")
