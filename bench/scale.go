@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +21,8 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/api"
+	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/daemon"
 	"github.com/tokend/tokend/store"
 )
 
@@ -34,6 +37,25 @@ type scaleResult struct {
 	RSSFile   int64 `json:"rss_file"` // of RSS: file pages (the store's mmap, the binary)
 	HeapInuse int64 `json:"heap_inuse"`
 	Refreshes int64 `json:"refreshes"`
+	// Peak is where VmHWM was reached: the start-up phase and what the
+	// RSS was made of then (sampled every few milliseconds).
+	Peak peakSample `json:"peak"`
+	// PhaseHWM is VmHWM at the end of each start-up phase, in order.
+	PhaseHWM []phaseHWM `json:"phase_hwm"`
+}
+
+// peakSample is one reading of the process's memory during start-up.
+type peakSample struct {
+	Phase    string `json:"phase"`
+	RSS      int64  `json:"rss"`
+	Anon     int64  `json:"anon"`
+	File     int64  `json:"file"`
+	HeapGoal int64  `json:"heap_goal"` // the GC's heap goal then
+}
+
+type phaseHWM struct {
+	Phase string `json:"phase"`
+	HWM   int64  `json:"hwm"`
 }
 
 const keyEnv = "TOKEND_BENCH_KEY"
@@ -97,6 +119,7 @@ func scaleChild(dir string, n int, cpuprofile, memprofile string) error {
 	if err != nil || len(key) != 32 {
 		return errors.New("bench: child: no key")
 	}
+	mem := startSampler("configuration")
 	prov := newProvider()
 	defer prov.Close()
 	cfg, err := benchConfig(dir, key, prov.URL(), n, 0)
@@ -104,6 +127,16 @@ func scaleChild(dir string, n int, cpuprofile, memprofile string) error {
 		return err
 	}
 	res := scaleResult{Grants: n, BaseRSS: procStatus("VmRSS")}
+	mem.enter("daemon.New")
+	// The store is opened as the daemon opens it (daemon.openStore), with
+	// the phase marked around it: what follows the open, until Started,
+	// is the load of every token.
+	open := func(c config.Store, log *slog.Logger) (daemon.Store, error) {
+		mem.enter("store open")
+		st, err := store.Open(store.Options{Path: c.Path, Key: c.Key, Logger: log})
+		mem.enter("token load")
+		return st, err
+	}
 	if cpuprofile != "" {
 		f, err := os.Create(cpuprofile)
 		if err != nil {
@@ -113,15 +146,17 @@ func scaleChild(dir string, n int, cpuprofile, memprofile string) error {
 			return err
 		}
 	}
-	r, err := startDaemon(cfg, nil)
+	r, err := startDaemonWith(cfg, nil, open)
 	pprof.StopCPUProfile()
 	if err != nil {
 		return err
 	}
+	mem.enter("after start")
 	res.StartupNS = r.startup.Nanoseconds()
 	// The first tick runs right after start; give it and the listeners
 	// time to settle, then read what the kernel says the process holds.
 	time.Sleep(3 * time.Second)
+	res.Peak, res.PhaseHWM = mem.finish()
 	res.RSS = procStatus("VmRSS")
 	res.PeakRSS = procStatus("VmHWM")
 	if memprofile != "" {
@@ -273,6 +308,12 @@ func benchScale(rep *report, dir, goCmd string, sizes []int) error {
 		rs, rm := target("< 300 MB", sr.RSS < 300e6)
 		rep.add(row{sec, "RSS after start", fmtBytes(sr.RSS), fmtBytes(sr.BaseRSS) + " before New", "", rs, rm})
 		rep.add(row{sec, "peak RSS (VmHWM)", fmtBytes(sr.PeakRSS), "", "", "", nil})
+		rep.add(row{sec, "at the peak: phase, anonymous / file, GC heap goal", fmt.Sprintf("%s, %s / %s, %s", sr.Peak.Phase, fmtBytes(sr.Peak.Anon), fmtBytes(sr.Peak.File), fmtBytes(sr.Peak.HeapGoal)), "", "", "", nil})
+		var hwms []string
+		for _, h := range sr.PhaseHWM {
+			hwms = append(hwms, h.Phase+" "+fmtBytes(h.HWM))
+		}
+		rep.add(row{sec, "VmHWM at the end of each phase", strings.Join(hwms, ", "), "", "", "", nil})
 		rep.add(row{sec, "RSS: anonymous / file (store mmap)", fmtBytes(sr.RSSAnon) + " / " + fmtBytes(sr.RSSFile), "", "", "", nil})
 		rep.add(row{sec, "Go heap in use", fmtBytes(sr.HeapInuse), "", "", "", nil})
 		if tr, ok := ticks[n]; ok {
