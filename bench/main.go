@@ -63,6 +63,11 @@ func main() {
 	}
 }
 
+// prerequisites are the checks of what steps need beyond Go, by step.
+var prerequisites = map[string]func() error{
+	"failover": failoverReady,
+}
+
 func run(out, goCmd, only, sizeList string) error {
 	var sizes []int
 	for _, s := range strings.Split(sizeList, ",") {
@@ -93,8 +98,26 @@ func run(out, goCmd, only, sizeList string) error {
 		{"fleet-scale", func() error { return benchFleet(rep, tmp, benchFleetScale) }},
 		{"failover", func() error { return benchFailover(rep, tmp, goCmd) }},
 	}
+	selected := func(name string) bool { return strings.Contains(","+only+",", ","+name+",") }
+	// What a step needs beyond Go is checked before anything runs: a step
+	// that lacks it says so now, is reported as failed, and the others
+	// still run and report.
+	missing := map[string]error{}
+	for name, check := range prerequisites {
+		if !selected(name) {
+			continue
+		}
+		if err := check(); err != nil {
+			missing[name] = err
+			fmt.Fprintf(os.Stderr, "bench: %s will not run: %v\n", name, err)
+		}
+	}
 	for _, s := range steps {
-		if !strings.Contains(","+only+",", ","+s.name+",") {
+		if !selected(s.name) {
+			continue
+		}
+		if err := missing[s.name]; err != nil {
+			rep.errs = append(rep.errs, fmt.Sprintf("%s: not run: %v", s.name, err))
 			continue
 		}
 		fmt.Fprintf(os.Stderr, "bench: %s\n", s.name)
