@@ -20,6 +20,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -493,8 +494,24 @@ func keyPath(path, key string) string {
 	return path + "." + key
 }
 
+// fieldsOf caches yamlFields by type: the check asks for the fields of
+// every mapping it meets, one per grant among them, and building the map
+// each time was the largest allocation of a load (about 200 MB at
+// 100,000 grants).
+var fieldsOf sync.Map // reflect.Type -> map[string]reflect.Type
+
 // yamlFields maps the YAML key names of struct t to their field types.
+// The map is shared: callers must not modify it.
 func yamlFields(t reflect.Type) map[string]reflect.Type {
+	if m, ok := fieldsOf.Load(t); ok {
+		return m.(map[string]reflect.Type)
+	}
+	m := buildYAMLFields(t)
+	fieldsOf.Store(t, m)
+	return m
+}
+
+func buildYAMLFields(t reflect.Type) map[string]reflect.Type {
 	m := map[string]reflect.Type{}
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
