@@ -115,21 +115,43 @@ func decode(data []byte, name string) (*Config, *problems) {
 		p.add(root.Line, fmt.Sprintf("%s:%d: the top level must be a mapping of keys (store, listen, providers, ...)", name, root.Line))
 		return nil, p
 	}
+	// The grants are taken out of the tree before the check, and checked
+	// and decoded a block at a time, their nodes dropped as they are
+	// decoded: the tree is by far the largest thing a load holds (about
+	// 150 MB for 100,000 grants), and the Config and the key lines grow
+	// as it shrinks instead of on top of it.
+	grantsKey, grants := detachGrants(root)
 	ck := &checker{p: p, done: map[visit]bool{}}
 	ck.check(root, reflect.TypeFor[Config](), "")
+	c := &Config{}
+	var err error
+	if !ck.fatal && !stop {
+		err = root.Decode(c)
+	}
+	if grants != nil {
+		ck.setLine("grants", grantsKey.Line)
+		mapType := yamlFields(reflect.TypeFor[Config]())["grants"]
+		c.Grants = make(map[string]Grant, len(grants.Content)/2)
+		for len(grants.Content) > 0 {
+			n := min(len(grants.Content), 2*grantBlock)
+			block := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: grants.Line, Column: grants.Column, Content: grants.Content[:n]}
+			ck.check(block, mapType, "grants")
+			for i := 0; i+1 < n; i += 2 {
+				if err == nil && !ck.fatal && !stop {
+					var g Grant
+					err = block.Content[i+1].Decode(&g)
+					c.Grants[block.Content[i].Value] = g
+				}
+				block.Content[i], block.Content[i+1] = nil, nil
+			}
+			grants.Content = grants.Content[n:]
+			if grantBlockDone != nil {
+				grantBlockDone()
+			}
+		}
+	}
 	if ck.fatal || stop {
 		return nil, p
-	}
-	c := &Config{}
-	grants := detachGrants(root)
-	err := root.Decode(c)
-	if err == nil && grants != nil {
-		c.Grants = make(map[string]Grant, len(grants.Content)/2)
-		for i := 0; err == nil && i+1 < len(grants.Content); i += 2 {
-			var g Grant
-			err = grants.Content[i+1].Decode(&g)
-			c.Grants[grants.Content[i].Value] = g
-		}
 	}
 	if err != nil {
 		// The check above accepts only what the decoder takes, so this is
@@ -142,35 +164,54 @@ func decode(data []byte, name string) (*Config, *problems) {
 	return c, p
 }
 
-// detachGrants takes the grants mapping out of root, for decode to decode
-// grant by grant, and returns it; nil (root untouched) unless it is a
-// plain mapping of names in a document without merges at the top. The
-// YAML decoder checks a mapping's keys for duplicates pairwise, which
-// took 150 s for 100,000 grants; the check has already refused
-// duplicates, with a map. A mapping with merge keys, aliases or anchors
-// is left to the decoder, which counts alias expansion over the whole
-// document.
-func detachGrants(root *yaml.Node) *yaml.Node {
+// grantBlock is how many grants decode checks and decodes at a time.
+const grantBlock = 1024
+
+// grantBlockDone, when set (tests), is called after each block of grants.
+var grantBlockDone func()
+
+// detachGrants takes the grants mapping out of root, for decode to check
+// and decode grant by grant, and returns it and its key; nil (root
+// untouched) unless it is a plain mapping of distinct names, given once,
+// in a document without merges at the top. The YAML decoder checks a
+// mapping's keys for duplicates pairwise, which took 150 s for 100,000
+// grants; a map finds them here, and a mapping with a duplicate is left
+// in the tree, for the check to report. A mapping with merge keys,
+// aliases or anchors is left to the decoder, which counts alias expansion
+// over the whole document.
+func detachGrants(root *yaml.Node) (key, grants *yaml.Node) {
 	if slices.ContainsFunc(root.Content, isMerge) {
-		return nil // merged keys may bring grants of their own
+		return nil, nil // merged keys may bring grants of their own
 	}
+	at := -1
 	for i := 0; i+1 < len(root.Content); i += 2 {
-		k, v := root.Content[i], root.Content[i+1]
-		if k.Kind != yaml.ScalarNode || k.Value != "grants" {
-			continue
-		}
-		if v.Kind != yaml.MappingNode || v.Anchor != "" || hasAlias(v) {
-			return nil
-		}
-		for j := 0; j+1 < len(v.Content); j += 2 {
-			if gk := v.Content[j]; gk.Kind != yaml.ScalarNode || gk.ShortTag() != "!!str" || isMerge(gk) {
-				return nil
+		if k := root.Content[i]; k.Kind == yaml.ScalarNode && k.Value == "grants" {
+			if at >= 0 {
+				return nil, nil // given twice: the check says so
 			}
+			at = i
 		}
-		root.Content = slices.Delete(slices.Clone(root.Content), i, i+2)
-		return v
 	}
-	return nil
+	if at < 0 {
+		return nil, nil
+	}
+	k, v := root.Content[at], root.Content[at+1]
+	if v.Kind != yaml.MappingNode || v.Anchor != "" || k.Anchor != "" || hasAlias(v) {
+		return nil, nil
+	}
+	seen := make(map[string]struct{}, len(v.Content)/2)
+	for j := 0; j+1 < len(v.Content); j += 2 {
+		gk := v.Content[j]
+		if gk.Kind != yaml.ScalarNode || gk.ShortTag() != "!!str" || isMerge(gk) {
+			return nil, nil
+		}
+		if _, dup := seen[gk.Value]; dup {
+			return nil, nil
+		}
+		seen[gk.Value] = struct{}{}
+	}
+	root.Content = slices.Delete(slices.Clone(root.Content), at, at+2)
+	return k, v
 }
 
 // hasAlias reports whether n or a node under it is an alias or an anchor.
