@@ -29,6 +29,7 @@ func main() {
 	sizes := flag.String("sizes", "1000,10000,100000", "grant counts of the scale benchmark")
 	child := flag.Int("scale-child", 0, "internal: measure a daemon of this many grants and print JSON")
 	dir := flag.String("dir", "", "internal: the child's directory")
+	fromYAML := flag.Bool("scale-yaml", false, "internal: the child parses its configuration from YAML")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (not the children) to this file")
 	flag.BoolVar(&expNoSync, "exp-nosync", false, "experiment: open the daemon's store with NoSync (not a valid measurement)")
 	flag.BoolVar(&expPool, "exp-pool", false, "experiment: give the daemon an HTTP client keeping refresh.concurrency idle connections")
@@ -50,7 +51,7 @@ func main() {
 	}
 
 	if *child > 0 {
-		if err := scaleChild(*dir, *child, *cpuprofile, *memprofile); err != nil {
+		if err := scaleChild(*dir, *child, *fromYAML, *cpuprofile, *memprofile); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}

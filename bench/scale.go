@@ -24,6 +24,7 @@ import (
 	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/daemon"
+	"github.com/tokend/tokend/oauth"
 	"github.com/tokend/tokend/store"
 )
 
@@ -38,6 +39,7 @@ type scaleResult struct {
 	RSSFile   int64 `json:"rss_file"` // of RSS: file pages (the store's mmap, the binary)
 	HeapInuse int64 `json:"heap_inuse"`
 	Refreshes int64 `json:"refreshes"`
+	ParseNS   int64 `json:"parse_ns"` // config.Parse of the YAML text (-scale-yaml)
 	// Peak is where VmHWM was reached: the start-up phase and what the
 	// RSS was made of then (sampled every few milliseconds).
 	Peak peakSample `json:"peak"`
@@ -115,7 +117,7 @@ func seedGrants(n int, put func(store.Token, store.Attempt) error) error {
 
 // scaleChild runs in a fresh process: it starts the daemon over a seeded
 // store of n grants and prints what it measured as JSON.
-func scaleChild(dir string, n int, cpuprofile, memprofile string) error {
+func scaleChild(dir string, n int, fromYAML bool, cpuprofile, memprofile string) error {
 	key, err := hex.DecodeString(os.Getenv(keyEnv))
 	if err != nil || len(key) != 32 {
 		return errors.New("bench: child: no key")
@@ -123,11 +125,31 @@ func scaleChild(dir string, n int, cpuprofile, memprofile string) error {
 	mem := startSampler("configuration")
 	prov := newProvider()
 	defer prov.Close()
-	cfg, err := benchConfig(dir, key, prov.URL(), n, 0)
-	if err != nil {
-		return err
+	var cfg *config.Config
+	var parseNS int64
+	if fromYAML {
+		// As `tokend serve` reads its file: the text, then config.Parse
+		// (Load is Parse and the secrets' files; the secrets are set
+		// here, as Load would resolve them).
+		text := benchYAML(dir, prov.URL(), n)
+		begin := time.Now()
+		c, _, err := config.Parse(text, filepath.Join(dir, "config.yaml"))
+		if err != nil {
+			return err
+		}
+		parseNS = time.Since(begin).Nanoseconds()
+		c.Store.Key = key
+		cl := c.Clients["app"]
+		cl.Secret = oauth.NewSecret(clientSecret)
+		c.Clients["app"] = cl
+		cfg = c
+	} else {
+		cfg, err = benchConfig(dir, key, prov.URL(), n, 0)
+		if err != nil {
+			return err
+		}
 	}
-	res := scaleResult{Grants: n, BaseRSS: procStatus("VmRSS")}
+	res := scaleResult{Grants: n, BaseRSS: procStatus("VmRSS"), ParseNS: parseNS}
 	mem.enter("daemon.New")
 	// The store is opened as the daemon opens it (daemon.openStore), with
 	// the phase marked around it: what follows the open, until Started,
@@ -188,9 +210,12 @@ func scaleChild(dir string, n int, cpuprofile, memprofile string) error {
 const scaleRounds = 3
 
 // runScaleChild measures one daemon of n grants over the store in d in a
-// fresh process.
-func runScaleChild(self, d string, key []byte, n, round int) (scaleResult, error) {
+// fresh process, its configuration built in code or (fromYAML) parsed.
+func runScaleChild(self, d string, key []byte, n, round int, fromYAML bool) (scaleResult, error) {
 	args := []string{"-scale-child", strconv.Itoa(n), "-dir", d}
+	if fromYAML {
+		args = append(args, "-scale-yaml")
+	}
 	if expNoMet {
 		args = append(args, "-exp-nometrics")
 	}
@@ -290,8 +315,9 @@ func benchScale(rep *report, dir, goCmd string, sizes []int) error {
 	if err != nil {
 		return err
 	}
-	res := map[int]scaleResult{}   // the round of median start-up
-	all := map[int][]scaleResult{} // every round
+	res := map[int]scaleResult{}     // the round of median start-up
+	all := map[int][]scaleResult{}   // every round
+	yamlRun := map[int]scaleResult{} // the configuration parsed from YAML
 	sizeOf := map[int]int64{}
 	for _, n := range sizes {
 		d := filepath.Join(dir, fmt.Sprintf("scale-%d", n))
@@ -307,13 +333,22 @@ func benchScale(rep *report, dir, goCmd string, sizes []int) error {
 			rounds = scaleRounds
 		}
 		for round := range rounds {
-			sr, err := runScaleChild(self, d, key, n, round)
+			sr, err := runScaleChild(self, d, key, n, round, false)
 			if err != nil {
 				return err
 			}
 			all[n] = append(all[n], sr)
 		}
 		res[n] = medianStartup(all[n])
+		if rounds > 1 {
+			// Once more as `tokend serve` starts: the configuration parsed
+			// from YAML, whose tree is the largest thing a start holds.
+			sr, err := runScaleChild(self, d, key, n, 0, true)
+			if err != nil {
+				return err
+			}
+			yamlRun[n] = sr
+		}
 		fi, err := os.Stat(path)
 		if err != nil {
 			return err
@@ -371,6 +406,15 @@ func benchScale(rep *report, dir, goCmd string, sizes []int) error {
 			hwms = append(hwms, h.Phase+" "+fmtBytes(h.HWM))
 		}
 		rep.add(row{sec, "VmHWM at the end of each phase", strings.Join(hwms, ", "), "", "", "", nil})
+		if y, ok := yamlRun[n]; ok {
+			var yh []string
+			for _, h := range y.PhaseHWM {
+				yh = append(yh, h.Phase+" "+fmtBytes(h.HWM))
+			}
+			rep.add(row{sec, "configuration from YAML: config.Parse", fmtDur(time.Duration(y.ParseNS)), "", "", "", nil})
+			rep.add(row{sec, "configuration from YAML: start-up, RSS after start, peak RSS", fmt.Sprintf("%s, %s, %s", fmtDur(time.Duration(y.StartupNS)), fmtBytes(y.RSS), fmtBytes(y.PeakRSS)), "", "", "", nil})
+			rep.add(row{sec, "configuration from YAML: VmHWM at the end of each phase", strings.Join(yh, ", "), "", "", "", nil})
+		}
 		rep.add(row{sec, "RSS: anonymous / file (store mmap)", fmtBytes(sr.RSSAnon) + " / " + fmtBytes(sr.RSSFile), "", "", "", nil})
 		rep.add(row{sec, "Go heap in use", fmtBytes(sr.HeapInuse), "", "", "", nil})
 		if tr, ok := ticks[n]; ok {
