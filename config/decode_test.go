@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"reflect"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"testing"
 
@@ -166,4 +167,30 @@ func TestDecodeLetsGrantNodesGo(t *testing.T) {
 		t.Errorf("live heap grew from %d KiB to %d KiB while decoding the grants: their nodes are held", first>>10, last>>10)
 	}
 	runtime.KeepAlive(data)
+}
+
+// A file is parsed, checked and decoded with GOGC at parseGCPercent and
+// GOGC is given back after, so that the heap does not grow to twice the
+// document's tree; a lower GOGC set by whoever runs the process is kept.
+// Not parallel: GOGC belongs to the process.
+func TestParseLowersGCPercent(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	gogc := func() int {
+		p := debug.SetGCPercent(-1)
+		debug.SetGCPercent(p)
+		return p
+	}
+	doc := []byte("providers:\n  p:\n    issuer: https://id.example.com\nclients:\n  app:\n    provider: p\n    client_id: x\n    client_secret_file: /nonexistent\ngrants:\n  g:\n    client: app\n    type: client_credentials\n")
+	var during int
+	grantBlockDone = func() { during = gogc() }
+	defer func() { grantBlockDone = nil }()
+	for _, tc := range []struct{ set, during int }{{100, parseGCPercent}, {20, 20}} {
+		debug.SetGCPercent(tc.set)
+		if _, _, err := Parse(doc, "x.yaml"); err != nil {
+			t.Fatal(err)
+		}
+		if during != tc.during || gogc() != tc.set {
+			t.Errorf("GOGC %d: %d while parsing, %d after; want %d, then %d", tc.set, during, gogc(), tc.during, tc.set)
+		}
+	}
 }

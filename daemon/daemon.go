@@ -22,6 +22,7 @@ import (
 
 	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/internal/gcburst"
 	"github.com/tokend/tokend/store"
 )
 
@@ -502,7 +503,7 @@ func (d *Daemon) grantList() []*grant {
 // the store closes last. Cancellation is a clean exit (nil).
 func (d *Daemon) Run(ctx context.Context) error {
 	cfg, _ := d.config()
-	restoreGC := lowerGCPercent(startGCPercent)
+	restoreGC := gcburst.Lower(startGCPercent)
 	st, err := d.opts.OpenStore(cfg.Store, d.log)
 	if err != nil {
 		restoreGC()
@@ -646,7 +647,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 }
 
 // startGCPercent is the garbage collector's GOGC while Run opens the
-// store and loads every token. Loading is a burst in which the live heap
+// store and loads every token (gcburst.Lower: a lower GOGC, or GOGC=off,
+// chosen by whoever runs the daemon is kept). Loading is a burst in which the live heap
 // only grows (each token read is kept) while the records' garbage comes
 // and goes; at the default of 100 the heap may grow to twice what was
 // live at the last collection before the load ended, memory the daemon
@@ -654,18 +656,6 @@ func (d *Daemon) Run(ctx context.Context) error {
 // above the steady state (see BENCHMARKS.md). At 50 the heap stays within
 // 1.5 times what is live, for about one more collection during the load.
 const startGCPercent = 50
-
-// lowerGCPercent sets GOGC to p, unless it is already lower or the
-// collector is off (GOGC=off, or a lower GOGC chosen by whoever runs the
-// daemon), and returns the function that restores it.
-func lowerGCPercent(p int) (restore func()) {
-	prev := debug.SetGCPercent(p)
-	if prev < 0 || prev <= p {
-		debug.SetGCPercent(prev)
-		return func() {}
-	}
-	return func() { debug.SetGCPercent(prev) }
-}
 
 // flushDirty makes a last attempt to save tokens held only in memory (their
 // write failed): after a restart the stored, older refresh token may
