@@ -99,7 +99,8 @@ func benchFetch(rep *report, dir string) error {
 		}
 		sec := fmt.Sprintf("1. Fetch, %d client(s)", clients)
 		ratio := t.rps() / b.rps()
-		rep.add(row{sec, "throughput (req/s)", fmtRate(t.rps()), fmtRate(b.rps()), fmtRatio(ratio), "≥ 0.80×", met(ratio >= 0.8)})
+		rep.add(row{sec, "throughput (req/s)", fmtRate(t.rps()), fmtRate(b.rps()), fmtRatio(ratio), "≥ 0.90×", met(ratio >= 0.9)})
+		rep.add(roundsRow(sec, "throughput by round, min / median / max", td, bs))
 		rep.add(row{sec, "p50 latency", fmtDur(t.pct(50)), fmtDur(b.pct(50)), fmtRatio(float64(t.pct(50)) / float64(b.pct(50))), "", nil})
 		rep.add(row{sec, "p99 latency", fmtDur(t.pct(99)), fmtDur(b.pct(99)), fmtRatio(float64(t.pct(99)) / float64(b.pct(99))), "", nil})
 		rep.notef("Fetch, %d client(s): %d requests per server in %d rounds alternating tokend and the bare server; body %d bytes.", clients, t.n(), rounds, len(body))

@@ -186,6 +186,7 @@ func benchFleetFetch(rep *report, dir string, c *etcdCluster) error {
 		sec := fmt.Sprintf("5. Fleet fetch, %d client(s)", clients)
 		ratio := f.rps() / s.rps()
 		rep.add(row{sec, "throughput (req/s) vs single host", fmtRate(f.rps()), fmtRate(s.rps()), fmtRatio(ratio), "≥ 0.90×", met(ratio >= 0.9)})
+		rep.add(roundsRow(sec, "throughput by round, min / median / max", fl, sg))
 		rep.add(row{sec, "p99 latency vs single host", fmtDur(f.pct(99)), fmtDur(s.pct(99)), fmtRatio(float64(f.pct(99)) / float64(s.pct(99))), "", nil})
 		rep.notef("Fleet fetch, %d client(s): %d requests per daemon in %d rounds alternating a fleet-mode daemon (etcd store, three embedded members, fsync on) and a single-host daemon (bbolt), same configuration otherwise.", clients, f.n(), rounds)
 	}
@@ -419,6 +420,19 @@ func dbSize(cli *clientv3.Client, endpoints []string) (int64, error) {
 
 // benchFailover runs e2e/fleet's kill test (FLEET_KILLS kills, default 20)
 // and reports the median and the maximum failover it measured.
+// failoverReady checks what the failover test needs beyond Go: node and
+// oidc-provider in e2e/oidc/node_modules (make bench installs it; so does
+// scripts/test-deps).
+func failoverReady() error {
+	if _, err := exec.LookPath("node"); err != nil {
+		return errors.New("node is not installed (Node.js >= 20.19 runs oidc-provider)")
+	}
+	if _, err := os.Stat(filepath.Join("e2e", "oidc", "node_modules", "oidc-provider", "package.json")); err != nil {
+		return errors.New("oidc-provider is not installed in e2e/oidc/node_modules: run `scripts/test-deps oidc` (make bench does)")
+	}
+	return nil
+}
+
 func benchFailover(rep *report, dir, goCmd string) error {
 	kills := os.Getenv("FLEET_KILLS")
 	if kills == "" {

@@ -29,6 +29,7 @@ func main() {
 	sizes := flag.String("sizes", "1000,10000,100000", "grant counts of the scale benchmark")
 	child := flag.Int("scale-child", 0, "internal: measure a daemon of this many grants and print JSON")
 	dir := flag.String("dir", "", "internal: the child's directory")
+	fromYAML := flag.Bool("scale-yaml", false, "internal: the child parses its configuration from YAML")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (not the children) to this file")
 	flag.BoolVar(&expNoSync, "exp-nosync", false, "experiment: open the daemon's store with NoSync (not a valid measurement)")
 	flag.BoolVar(&expPool, "exp-pool", false, "experiment: give the daemon an HTTP client keeping refresh.concurrency idle connections")
@@ -50,7 +51,7 @@ func main() {
 	}
 
 	if *child > 0 {
-		if err := scaleChild(*dir, *child, *cpuprofile, *memprofile); err != nil {
+		if err := scaleChild(*dir, *child, *fromYAML, *cpuprofile, *memprofile); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
@@ -61,6 +62,11 @@ func main() {
 		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
+}
+
+// prerequisites are the checks of what steps need beyond Go, by step.
+var prerequisites = map[string]func() error{
+	"failover": failoverReady,
 }
 
 func run(out, goCmd, only, sizeList string) error {
@@ -94,8 +100,26 @@ func run(out, goCmd, only, sizeList string) error {
 		{"fleet-scale", func() error { return benchFleet(rep, tmp, benchFleetScale) }},
 		{"failover", func() error { return benchFailover(rep, tmp, goCmd) }},
 	}
+	selected := func(name string) bool { return strings.Contains(","+only+",", ","+name+",") }
+	// What a step needs beyond Go is checked before anything runs: a step
+	// that lacks it says so now, is reported as failed, and the others
+	// still run and report.
+	missing := map[string]error{}
+	for name, check := range prerequisites {
+		if !selected(name) {
+			continue
+		}
+		if err := check(); err != nil {
+			missing[name] = err
+			fmt.Fprintf(os.Stderr, "bench: %s will not run: %v\n", name, err)
+		}
+	}
 	for _, s := range steps {
-		if !strings.Contains(","+only+",", ","+s.name+",") {
+		if !selected(s.name) {
+			continue
+		}
+		if err := missing[s.name]; err != nil {
+			rep.errs = append(rep.errs, fmt.Sprintf("%s: not run: %v", s.name, err))
 			continue
 		}
 		fmt.Fprintf(os.Stderr, "bench: %s\n", s.name)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"path/filepath"
 	"time"
@@ -8,42 +9,68 @@ import (
 
 const refreshGrants = 10000
 
+// refreshRounds is how many times the refresh throughput at concurrency 64
+// (the figure with a target) is measured; the default concurrency is
+// measured once, for context.
+const refreshRounds = 3
+
 // benchRefresh is benchmark 3: refreshes per second with 10,000 grants all
 // due at once (none holds a token at start, so all are "missing" at the
 // first tick), a provider with no latency, fsync on. A refresh counts when
 // the daemon reports it, which is after its token is durable.
 func benchRefresh(rep *report, dir string) error {
 	for _, conc := range []int{64, 8} {
-		prov := newProvider()
-		cfg, err := benchConfig(filepath.Join(dir, fmt.Sprintf("refresh-%d", conc)), newKey(), prov.URL(), refreshGrants, conc)
-		if err != nil {
-			prov.Close()
-			return err
-		}
-		r, err := startDaemon(cfg, nil)
-		if err != nil {
-			prov.Close()
-			return err
-		}
-		took, werr := r.waitRefreshed(refreshGrants, 3*time.Minute)
-		serr := r.stop()
-		reqs := prov.Stats().TokenRequests
-		prov.Close()
-		if werr != nil {
-			return werr
-		}
-		if serr != nil {
-			return serr
-		}
-		rate := refreshGrants / took.Seconds()
-		sec := "3. Refresh throughput"
+		rounds := 1
 		if conc == 64 {
-			rep.add(row{sec, fmt.Sprintf("refreshes/s, concurrency %d", conc), fmtRate(rate), "", "", "≥ 2000/s", met(rate >= 2000)})
+			rounds = refreshRounds
+		}
+		var rates []float64
+		var took []time.Duration
+		var reqs int64
+		for i := range rounds {
+			d, n, err := refreshRound(filepath.Join(dir, fmt.Sprintf("refresh-%d-%d", conc, i)), conc)
+			if err != nil {
+				return err
+			}
+			rates = append(rates, refreshGrants/d.Seconds())
+			took = append(took, d.Round(time.Millisecond))
+			reqs += n
+		}
+		sec := "3. Refresh throughput"
+		rate := median(rates, cmp.Compare)
+		if conc == 64 {
+			rep.add(row{sec, fmt.Sprintf("refreshes/s, concurrency %d, median of %d rounds", conc, rounds), fmtRate(rate), "", "", "≥ 5000/s", met(rate >= 5000)})
+			rep.add(row{sec, fmt.Sprintf("refreshes/s, concurrency %d, min / median / max", conc), spread(rates, cmp.Compare, fmtRate), "", "", "", nil})
 		} else {
 			rep.add(row{sec, fmt.Sprintf("refreshes/s, concurrency %d (default)", conc), fmtRate(rate), "", "", "", nil})
 		}
-		rep.notef("Refresh throughput, refresh.concurrency %d: %d grants with no stored token, all due at the first tick; %s from Started() until the daemon had reported %d successful refreshes (each after PutToken returned, fsync on, bbolt Batch); the provider saw %d token requests.",
-			conc, refreshGrants, took.Round(time.Millisecond), refreshGrants, reqs)
+		rep.notef("Refresh throughput, refresh.concurrency %d: %d round(s), each a fresh daemon with %d grants with no stored token, all due at the first tick; %v from Started() until the daemon had reported %d successful refreshes (each after PutToken returned, fsync on, bbolt Batch); the provider saw %d token requests in all.",
+			conc, rounds, refreshGrants, took, refreshGrants, reqs)
 	}
 	return nil
+}
+
+// refreshRound starts a daemon of refreshGrants grants without tokens at
+// concurrency conc and times their first refreshes; it returns the time
+// and the token requests the provider saw.
+func refreshRound(dir string, conc int) (time.Duration, int64, error) {
+	prov := newProvider()
+	defer prov.Close()
+	cfg, err := benchConfig(dir, newKey(), prov.URL(), refreshGrants, conc)
+	if err != nil {
+		return 0, 0, err
+	}
+	r, err := startDaemon(cfg, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	took, werr := r.waitRefreshed(refreshGrants, 3*time.Minute)
+	serr := r.stop()
+	if werr != nil {
+		return 0, 0, werr
+	}
+	if serr != nil {
+		return 0, 0, serr
+	}
+	return took, int64(prov.Stats().TokenRequests), nil
 }

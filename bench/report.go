@@ -1,10 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
@@ -121,4 +123,45 @@ func (r *report) markdown() string {
 		fmt.Fprintf(&b, "- %s\n", n)
 	}
 	return b.String()
+}
+
+// spread renders the minimum, median and maximum of a figure over the
+// rounds that measured it, so that one noisy round shows as such.
+func spread[T any](vals []T, less func(a, b T) int, format func(T) string) string {
+	if len(vals) == 0 {
+		return ""
+	}
+	s := slices.Clone(vals)
+	slices.SortFunc(s, less)
+	return fmt.Sprintf("%s / %s / %s", format(s[0]), format(s[len(s)/2]), format(s[len(s)-1]))
+}
+
+// median returns the median of vals (the upper one of an even count).
+func median[T any](vals []T, less func(a, b T) int) T {
+	s := slices.Clone(vals)
+	slices.SortFunc(s, less)
+	return s[len(s)/2]
+}
+
+// roundRatios returns a/b of each round's throughput.
+func roundRatios(a, b []loadResult) []float64 {
+	r := make([]float64, len(a))
+	for i := range a {
+		r[i] = a[i].rps() / b[i].rps()
+	}
+	return r
+}
+
+// roundsRow is the spread of a throughput comparison over its rounds: a's
+// and b's requests per second and their ratio, each min / median / max
+// (the ratio's taken round by round).
+func roundsRow(section, metric string, a, b []loadResult) row {
+	rps := func(rs []loadResult) []float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = r.rps()
+		}
+		return v
+	}
+	return row{section, metric, spread(rps(a), cmp.Compare, fmtRate), spread(rps(b), cmp.Compare, fmtRate), spread(roundRatios(a, b), cmp.Compare, fmtRatio), "", nil}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -74,6 +75,21 @@ func benchConfig(dir string, key []byte, issuer string, n, concurrency int) (*co
 		return nil, fmt.Errorf("bench: config: %w", err)
 	}
 	return cfg, nil
+}
+
+// benchYAML is benchConfig as a configuration file: the text `tokend
+// serve` would read (the client secret named by a file, which
+// config.Parse does not read).
+func benchYAML(dir, issuer string, n int) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "store:\n  path: %s\nlisten:\n  socket: %s\n  callback: 127.0.0.1:0\n  metrics: 127.0.0.1:0\nlog:\n  level: info\n",
+		filepath.Join(dir, "tokend.db"), filepath.Join(dir, "tokend.sock"))
+	fmt.Fprintf(&b, "providers:\n  bench:\n    issuer: %s\nclients:\n  app:\n    provider: bench\n    client_id: %s\n    auth_method: client_secret_basic\n    client_secret_file: %s\ngrants:\n",
+		issuer, clientID, filepath.Join(dir, "client.secret"))
+	for i := range n {
+		fmt.Fprintf(&b, "  %s:\n    client: app\n    type: client_credentials\n    scopes: [read]\n", grantName(i))
+	}
+	return b.Bytes()
 }
 
 // countingMetrics is the real metrics plus a count of successful

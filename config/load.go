@@ -20,9 +20,12 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/tokend/tokend/internal/gcburst"
 )
 
 // Load reads, strictly decodes, defaults and validates the YAML file at
@@ -40,12 +43,20 @@ func Load(path string) (*Config, []string, error) { return Loader{}.Load(path) }
 // Secret, Password and Key stay zero.
 func Parse(data []byte, name string) (*Config, []string, error) { return Loader{}.Parse(data, name) }
 
+// parseGCPercent is the garbage collector's GOGC while a file is parsed,
+// checked and decoded (gcburst.Lower: never raised). The YAML library
+// builds a tree of the whole document first, by far the largest thing a
+// load holds (about 150 MB for 100,000 grants); at GOGC 100 the heap grew
+// to twice that while the Config was built from it.
+const parseGCPercent = 50
+
 // Load is the package's Load, looking users and groups up with l.
 func (l Loader) Load(path string) (*Config, []string, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("config: %w", err)
 	}
+	defer gcburst.Lower(parseGCPercent)()
 	c, p := decode(data, path)
 	if c == nil {
 		return nil, p.warns, p.err()
@@ -64,6 +75,7 @@ func (l Loader) Load(path string) (*Config, []string, error) {
 
 // Parse is the package's Parse, looking users and groups up with l.
 func (l Loader) Parse(data []byte, name string) (*Config, []string, error) {
+	defer gcburst.Lower(parseGCPercent)()
 	c, p := decode(data, name)
 	if c == nil {
 		return nil, p.warns, p.err()
@@ -120,21 +132,43 @@ func decode(data []byte, name string) (*Config, *problems) {
 		p.add(root.Line, fmt.Sprintf("%s:%d: the top level must be a mapping of keys (store, listen, providers, ...)", name, root.Line))
 		return nil, p
 	}
+	// The grants are taken out of the tree before the check, and checked
+	// and decoded a block at a time, their nodes dropped as they are
+	// decoded: the tree is by far the largest thing a load holds (about
+	// 150 MB for 100,000 grants), and the Config and the key lines grow
+	// as it shrinks instead of on top of it.
+	grantsKey, grants := detachGrants(root)
 	ck := &checker{p: p, done: map[visit]bool{}}
 	ck.check(root, reflect.TypeFor[Config](), "")
+	c := &Config{}
+	var err error
+	if !ck.fatal && !stop {
+		err = root.Decode(c)
+	}
+	if grants != nil {
+		ck.setLine("grants", grantsKey.Line)
+		mapType := yamlFields(reflect.TypeFor[Config]())["grants"]
+		c.Grants = make(map[string]Grant, len(grants.Content)/2)
+		for len(grants.Content) > 0 {
+			n := min(len(grants.Content), 2*grantBlock)
+			block := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: grants.Line, Column: grants.Column, Content: grants.Content[:n]}
+			ck.check(block, mapType, "grants")
+			for i := 0; i+1 < n; i += 2 {
+				if err == nil && !ck.fatal && !stop {
+					var g Grant
+					err = block.Content[i+1].Decode(&g)
+					c.Grants[block.Content[i].Value] = g
+				}
+				block.Content[i], block.Content[i+1] = nil, nil
+			}
+			grants.Content = grants.Content[n:]
+			if grantBlockDone != nil {
+				grantBlockDone()
+			}
+		}
+	}
 	if ck.fatal || stop {
 		return nil, p
-	}
-	c := &Config{}
-	grants := detachGrants(root)
-	err := root.Decode(c)
-	if err == nil && grants != nil {
-		c.Grants = make(map[string]Grant, len(grants.Content)/2)
-		for i := 0; err == nil && i+1 < len(grants.Content); i += 2 {
-			var g Grant
-			err = grants.Content[i+1].Decode(&g)
-			c.Grants[grants.Content[i].Value] = g
-		}
 	}
 	if err != nil {
 		// The check above accepts only what the decoder takes, so this is
@@ -147,35 +181,54 @@ func decode(data []byte, name string) (*Config, *problems) {
 	return c, p
 }
 
-// detachGrants takes the grants mapping out of root, for decode to decode
-// grant by grant, and returns it; nil (root untouched) unless it is a
-// plain mapping of names in a document without merges at the top. The
-// YAML decoder checks a mapping's keys for duplicates pairwise, which
-// took 150 s for 100,000 grants; the check has already refused
-// duplicates, with a map. A mapping with merge keys, aliases or anchors
-// is left to the decoder, which counts alias expansion over the whole
-// document.
-func detachGrants(root *yaml.Node) *yaml.Node {
+// grantBlock is how many grants decode checks and decodes at a time.
+const grantBlock = 1024
+
+// grantBlockDone, when set (tests), is called after each block of grants.
+var grantBlockDone func()
+
+// detachGrants takes the grants mapping out of root, for decode to check
+// and decode grant by grant, and returns it and its key; nil (root
+// untouched) unless it is a plain mapping of distinct names, given once,
+// in a document without merges at the top. The YAML decoder checks a
+// mapping's keys for duplicates pairwise, which took 150 s for 100,000
+// grants; a map finds them here, and a mapping with a duplicate is left
+// in the tree, for the check to report. A mapping with merge keys,
+// aliases or anchors is left to the decoder, which counts alias expansion
+// over the whole document.
+func detachGrants(root *yaml.Node) (key, grants *yaml.Node) {
 	if slices.ContainsFunc(root.Content, isMerge) {
-		return nil // merged keys may bring grants of their own
+		return nil, nil // merged keys may bring grants of their own
 	}
+	at := -1
 	for i := 0; i+1 < len(root.Content); i += 2 {
-		k, v := root.Content[i], root.Content[i+1]
-		if k.Kind != yaml.ScalarNode || k.Value != "grants" {
-			continue
-		}
-		if v.Kind != yaml.MappingNode || v.Anchor != "" || hasAlias(v) {
-			return nil
-		}
-		for j := 0; j+1 < len(v.Content); j += 2 {
-			if gk := v.Content[j]; gk.Kind != yaml.ScalarNode || gk.ShortTag() != "!!str" || isMerge(gk) {
-				return nil
+		if k := root.Content[i]; k.Kind == yaml.ScalarNode && k.Value == "grants" {
+			if at >= 0 {
+				return nil, nil // given twice: the check says so
 			}
+			at = i
 		}
-		root.Content = slices.Delete(slices.Clone(root.Content), i, i+2)
-		return v
 	}
-	return nil
+	if at < 0 {
+		return nil, nil
+	}
+	k, v := root.Content[at], root.Content[at+1]
+	if v.Kind != yaml.MappingNode || v.Anchor != "" || k.Anchor != "" || hasAlias(v) {
+		return nil, nil
+	}
+	seen := make(map[string]struct{}, len(v.Content)/2)
+	for j := 0; j+1 < len(v.Content); j += 2 {
+		gk := v.Content[j]
+		if gk.Kind != yaml.ScalarNode || gk.ShortTag() != "!!str" || isMerge(gk) {
+			return nil, nil
+		}
+		if _, dup := seen[gk.Value]; dup {
+			return nil, nil
+		}
+		seen[gk.Value] = struct{}{}
+	}
+	root.Content = slices.Delete(slices.Clone(root.Content), at, at+2)
+	return k, v
 }
 
 // hasAlias reports whether n or a node under it is an alias or an anchor.
@@ -499,8 +552,24 @@ func keyPath(path, key string) string {
 	return path + "." + key
 }
 
+// fieldsOf caches yamlFields by type: the check asks for the fields of
+// every mapping it meets, one per grant among them, and building the map
+// each time was the largest allocation of a load (about 200 MB at
+// 100,000 grants).
+var fieldsOf sync.Map // reflect.Type -> map[string]reflect.Type
+
 // yamlFields maps the YAML key names of struct t to their field types.
+// The map is shared: callers must not modify it.
 func yamlFields(t reflect.Type) map[string]reflect.Type {
+	if m, ok := fieldsOf.Load(t); ok {
+		return m.(map[string]reflect.Type)
+	}
+	m := buildYAMLFields(t)
+	fieldsOf.Store(t, m)
+	return m
+}
+
+func buildYAMLFields(t reflect.Type) map[string]reflect.Type {
 	m := map[string]reflect.Type{}
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)

@@ -67,8 +67,11 @@ func (s *Store) EachToken(fn func(t *Token) error) error {
 	defer s.mu.RUnlock()
 	var fnErr error
 	err := s.db.View(func(tx *bolt.Tx) error {
+		rel := walkRelease{tx: tx}
+		dec := newTokenDecoder(s.seal)
 		return tx.Bucket([]byte(bucketTokens)).ForEach(func(k, v []byte) error {
-			t, err := decodeToken(s.seal, k, v)
+			rel.saw(k, v)
+			t, _, err := dec.decode(k, v)
 			if err != nil {
 				s.log.Error("store: a token record does not decode; skipped", "err", err)
 				return nil

@@ -98,7 +98,11 @@ const recordMagic = "tokend-aead-1:"
 // distinct (kind, key) pairs never give the same bytes and none equals the
 // additional data of a sealed field (additionalData).
 func recordAD(kind string, key []byte) []byte {
-	ad := make([]byte, 0, 32+len(kind)+len(key))
+	return appendRecordAD(make([]byte, 0, 32+len(kind)+len(key)), kind, key)
+}
+
+// appendRecordAD appends recordAD(kind, key) to ad.
+func appendRecordAD(ad []byte, kind string, key []byte) []byte {
 	ad = append(ad, "tokend record\x00"...)
 	ad = binary.AppendUvarint(ad, uint64(len(kind)))
 	ad = append(ad, kind...)
@@ -123,12 +127,18 @@ func (s *sealer) sealRecord(pt, ad []byte) []byte {
 
 // openRecord reverses sealRecord. Its error never contains the record.
 func (s *sealer) openRecord(v, ad []byte) ([]byte, error) {
+	return s.openRecordTo(nil, v, ad)
+}
+
+// openRecordTo is openRecord appending the plaintext to dst (which may be
+// a buffer reused from record to record: dst[:0]).
+func (s *sealer) openRecordTo(dst, v, ad []byte) ([]byte, error) {
 	raw, ok := bytes.CutPrefix(v, []byte(recordMagic))
 	ns := s.aead.NonceSize()
 	if !ok || len(raw) < ns+s.aead.Overhead() {
 		return nil, errors.New("sealed record is malformed")
 	}
-	pt, err := s.aead.Open(nil, raw[:ns], raw[ns:], ad)
+	pt, err := s.aead.Open(dst, raw[:ns], raw[ns:], ad)
 	if err != nil {
 		return nil, errors.New("sealed record does not open with this key")
 	}

@@ -271,9 +271,11 @@ func inspect(tx *bolt.Tx) (reason string) {
 	if string(mb.Get(keyFormat)) != formatMagic {
 		return fmt.Sprintf("its %q bucket has no tokend format marker", bucketMeta)
 	}
+	rel := walkRelease{tx: tx}
 	var walk func(b *bolt.Bucket) error
 	walk = func(b *bolt.Bucket) error {
 		return b.ForEach(func(k, v []byte) error {
+			rel.saw(k, v)
 			if v == nil {
 				if sub := b.Bucket(k); sub != nil {
 					return walk(sub)
