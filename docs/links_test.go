@@ -1,6 +1,7 @@
-// Package docs holds no code: its test keeps the relative links of
+// Package docs holds no code: its tests keep the relative links of
 // README.md, ARCHITECTURE.md and docs/*.md pointing at files and headings
-// that exist.
+// that exist, and a runbook entry in docs/operations.md for every alerting
+// rule of deploy/prometheus.
 package docs
 
 import (
@@ -152,5 +153,35 @@ func TestBrokenLinksFound(t *testing.T) {
 	}
 	if len(broken) != 2 || !strings.Contains(broken[0], "missing.md") || !strings.Contains(broken[1], "#nowhere") {
 		t.Fatalf("broken links found: %q", broken)
+	}
+}
+
+// TestEveryAlertHasARunbookEntry fails when an alerting rule of
+// deploy/prometheus has no heading of its own name in docs/operations.md.
+func TestEveryAlertHasARunbookEntry(t *testing.T) {
+	rules, err := filepath.Glob(filepath.Join("..", "deploy", "prometheus", "*.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops, err := os.ReadFile("operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries := anchors(string(ops))
+	alerts := 0
+	for _, f := range rules {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range regexp.MustCompile(`(?m)^\s*- alert: (\S+)`).FindAllStringSubmatch(string(b), -1) {
+			alerts++
+			if !entries[strings.ToLower(m[1])] {
+				t.Errorf("%s: alert %s has no runbook entry (a heading ### %s) in docs/operations.md", f, m[1], m[1])
+			}
+		}
+	}
+	if alerts == 0 {
+		t.Fatal("no alerting rules found in deploy/prometheus")
 	}
 }
