@@ -1,11 +1,13 @@
 // Package api is tokend's local API as a program sees it: the JSON shapes
 // of its answers (TokenResponse, GrantStatus, ErrorResponse, ...), the
 // error codes it answers with (the Code constants), the one list of grant
-// states (the State constants, States), and the Go client of the unix
-// socket (Client).
+// states (the State constants, States), the Go client of the unix
+// socket (Client), and how a URL picks a grant by its match prefixes
+// (MatchPrefix, ParseMatchURL, MatchGrant), which the credential helpers
+// use.
 //
-// The daemon (package daemon) serves these types and the command line
-// prints them; the states are also the values of the state label of the
+// tokend's socket server serves these types and the command line prints
+// them; the states are also the values of the state label of the
 // tokend_grant_state metric (package metrics).
 //
 // A Go program that only wants a token imports this package alone: it
@@ -18,11 +20,13 @@
 //	GET  /v1/tokens                    TokenList: the grants the caller may read
 //	GET  /v1/tokens/{name}             TokenResponse (?format=raw or Accept: text/plain: the bare token)
 //	GET  /v1/tokens/{name}/status      GrantStatus with History
+//	POST /v1/tokens/{name}/dpop        DPoPResponse for a DPoPRequest (the grant's readers; dpop grants only)
 //	POST /v1/tokens/{name}/refresh     GrantStatus (operators)
 //	POST /v1/tokens/{name}/authorize   AuthorizeResponse (operators)
 //	POST /v1/tokens/{name}/revoke      GrantStatus (operators)
 //	POST /v1/reload                    ReloadResponse (operators)
 //
 // Every error answer is an ErrorResponse; the Client returns it as an
-// *Error carrying the HTTP status.
+// *Error carrying the HTTP status. docs/api.md describes each answer and
+// error for people.
 package api

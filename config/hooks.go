@@ -26,7 +26,7 @@ const (
 	EventExpired                 = "expired"                  // a refresh failed after the access token had expired
 )
 
-// HookEvents lists every hook event, in the order the README gives them.
+// HookEvents lists every hook event, in the order docs/delivery.md gives them.
 var HookEvents = []string{EventRefreshed, EventFailing, EventRecovered, EventReauthorizationRequired, EventRevoked, EventExpired}
 
 // DefaultHookTimeout bounds one run of a command or one webhook request.

@@ -7,7 +7,8 @@
 // produced. The registry also carries the Go and process collectors and
 // tokend_build_info.
 //
-// The series are:
+// The series are (labels in braces; fleet series only in fleet mode,
+// registered on the first fleet call so a single host exports none):
 //
 //	tokend_refresh_total{grant,result}                      counter, per refresh round, at its end
 //	tokend_refresh_duration_seconds{grant}                  histogram, 5 ms … 30 s, per round
@@ -18,7 +19,23 @@
 //	tokend_refresh_token_expiry_timestamp_seconds{grant}    gauge, Unix seconds
 //	tokend_last_refresh_success_timestamp_seconds{grant}    gauge, Unix seconds
 //	tokend_grant_state{grant,state}                         gauge, 1 for the current state
-//	tokend_fetch_requests_total{grant,code}                 counter
+//	tokend_fetch_requests_total{grant,code}                 counter, per fetch on the socket
+//	tokend_on_demand_refreshes_total{grant,result}          counter, refreshes fetches asked for (started, bounded)
+//	tokend_sink_writes_total{grant,result}                  counter, file sink writes (written, removed, error)
+//	tokend_hook_runs_total{hook,result}                     counter, hook deliveries (success, failure, timeout, dropped)
+//	tokend_hook_duration_seconds{hook}                      histogram, 5 ms … 60 s, event to end of delivery
+//	tokend_connections_open{listener}                       gauge, connections each listener holds
+//	tokend_connections_refused_total{listener}              counter, connections refused past a bound
+//	tokend_connections_idle_closed_total{listener}          counter, idle connections shed for a new one
+//	tokend_accept_errors_total{listener,reason}             counter, failed accepts (emfile, enfile, other)
+//	tokend_fleet_grants_held                                gauge, grants whose refresh lease this instance holds
+//	tokend_fleet_lease_ok                                   gauge, 1 while this instance's etcd lease is alive
+//	tokend_fleet_watch_ok                                   gauge, 1 while the etcd watch runs
+//	tokend_fleet_quorum                                     gauge, 1 while etcd answers with a quorum
+//	tokend_fleet_watch_lag_seconds                          gauge, age of the newest watch event while behind
+//	tokend_fleet_fenced_writes_total                        counter, token writes etcd refused (another owner)
+//	tokend_fleet_refused_records_total                      counter, replayed (older) token records refused
+//	tokend_fleet_conflict{grant}                            gauge, 1 where this instance's definition differs
 //	tokend_build_info{version,revision,goversion}           gauge, always 1
 //
 // Expiry and success are exported as timestamps, not as "seconds left", so
@@ -38,10 +55,14 @@
 // counted under grant="_unknown", so a client probing random names cannot
 // grow the series set nor learn from /metrics which names exist.
 //
-// Only the daemon package imports metrics. The store and oauth packages never
-// do: they return values and classified errors, and the daemon turns those
-// into observations. That keeps the leaf packages free of Prometheus and lets
-// the daemon's tests use a real Metrics without any wiring in the leaves.
+// Only the command that wires tokend together (cmd/tokend serve) and the
+// benchmarks import metrics: the packages that observe declare the narrow
+// interfaces they use (daemon.Metrics and the sink, hook, listener and
+// fleet observers) and *Metrics implements them. The store and oauth
+// packages never do: they return values and classified errors, and the
+// daemon turns those into observations. metrics itself imports store only
+// for the fleet's health type. That keeps the leaf packages free of
+// Prometheus and lets the daemon's tests use a real Metrics or a fake.
 //
 // # Caveats
 //

@@ -34,7 +34,7 @@
 // The paused-refresher test pauses the refresher of a client_credentials
 // grant: with a rotating refresh token, a pause after the provider
 // consumed the old token necessarily ends in reuse detection (the fencing
-// window README describes), whatever the store does. Whether the paused
+// window docs/fleet.md describes), whatever the store does. Whether the paused
 // instance's write is fenced or its request times out first when it
 // continues is up to the Go runtime; both end with the other instance's
 // token everywhere, and the test logs which happened.

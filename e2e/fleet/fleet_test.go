@@ -324,7 +324,7 @@ func TestFleetEtcdMemberLoss(t *testing.T) {
 // client_credentials one: with a rotating refresh token the provider would
 // have consumed the paused instance's refresh token, and the takeover's
 // refresh would be reuse however the stale write is handled (the residual
-// window README describes).
+// window docs/fleet.md describes).
 func TestFleetPausedRefresher(t *testing.T) {
 	f, ins := startFleet(t, nil)
 	waitServed(t, "svc", ins...)

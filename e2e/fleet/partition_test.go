@@ -143,7 +143,7 @@ func freeRun(t *testing.T, ks ...int) int {
 	return 0
 }
 
-// TestFleetQuickstart runs scripts/fleet-quickstart, README's fleet quick
+// TestFleetQuickstart runs scripts/fleet-quickstart, docs/fleet.md's quick
 // start end to end: three etcd members, oidc-provider, three instances,
 // one authorization, a kill -9 of the refresher and a fetch from a
 // survivor.

@@ -21,40 +21,40 @@ import (
 	"github.com/tokend/tokend/internal/testutil"
 )
 
-// readmeNginxRecipe returns the nginx recipe of the README: the shell
+// nginxRecipe returns the nginx recipe of docs/delivery.md: the shell
 // script of nginx-token.service's ExecStart= as sh receives it (systemd's
 // "$$", "%%" and "\\" undone), and the bootstrap commands.
-func readmeNginxRecipe(t *testing.T) (script, bootstrap string) {
+func nginxRecipe(t *testing.T) (script, bootstrap string) {
 	t.Helper()
-	b, err := os.ReadFile("../../README.md")
+	b, err := os.ReadFile("../../docs/delivery.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	readme := string(b)
-	m := regexp.MustCompile(`(?m)^# /etc/systemd/system/nginx-token\.service\n(?:.*\n)*?ExecStart=/bin/sh -ec '(.*)'$`).FindStringSubmatch(readme)
+	page := string(b)
+	m := regexp.MustCompile(`(?m)^# /etc/systemd/system/nginx-token\.service\n(?:.*\n)*?ExecStart=/bin/sh -ec '(.*)'$`).FindStringSubmatch(page)
 	if m == nil {
-		t.Fatal("README: no ExecStart=/bin/sh -ec '…' in the nginx-token.service of the nginx recipe")
+		t.Fatal("docs/delivery.md: no ExecStart=/bin/sh -ec '…' in the nginx-token.service of the nginx recipe")
 	}
 	script = strings.NewReplacer(`$$`, `$`, `%%`, `%`, `\\`, `\`).Replace(m[1])
-	i := strings.Index(readme, "systemctl enable --now nginx-token.path")
+	i := strings.Index(page, "systemctl enable --now nginx-token.path")
 	if i < 0 {
-		t.Fatal("README: the nginx recipe does not enable nginx-token.path")
+		t.Fatal("docs/delivery.md: the nginx recipe does not enable nginx-token.path")
 	}
-	end := strings.Index(readme[i:], "```")
+	end := strings.Index(page[i:], "```")
 	if end < 0 {
-		t.Fatal("README: the nginx bootstrap block does not end")
+		t.Fatal("docs/delivery.md: the nginx bootstrap block does not end")
 	}
-	return script, readme[i : i+end]
+	return script, page[i : i+end]
 }
 
-// TestNginxRecipe follows the README's nginx recipe with Debian's nginx,
+// TestNginxRecipe follows the nginx recipe of docs/delivery.md with Debian's nginx,
 // run as a process on loopback under a scratch prefix: tokend keeps a raw
 // sink; the recipe's script (the path unit's ExecStart, paths moved to the
 // scratch directories, `systemctl try-reload-or-restart nginx` turned into
 // `nginx -s reload`) writes the include; nginx proxies to an upstream that
 // accepts only the provider's valid tokens. The test plays the path unit:
 // it runs the script whenever the sink's content changes. Bootstrap as the
-// README orders it: an include of a file the script has not written yet
+// page orders it: an include of a file the script has not written yet
 // fails `nginx -t`; after the first run it passes. Then every request
 // through nginx reaches the upstream with a valid token across several
 // rotations.
@@ -66,14 +66,14 @@ func TestNginxRecipe(t *testing.T) {
 		// installs Debian's nginx).
 		t.Fatal("nginx is not installed: run ./scripts/test-deps")
 	}
-	script, bootstrap := readmeNginxRecipe(t)
+	script, bootstrap := nginxRecipe(t)
 	for _, step := range []string{"systemctl start nginx-token.service", "include /etc/nginx/token.conf;", "nginx -t"} {
 		if !strings.Contains(bootstrap, step) {
-			t.Fatalf("README: the nginx bootstrap lacks %q:\n%s", step, bootstrap)
+			t.Fatalf("docs/delivery.md: the nginx bootstrap lacks %q:\n%s", step, bootstrap)
 		}
 	}
 	if strings.Index(bootstrap, "systemctl start nginx-token.service") > strings.Index(bootstrap, "include /etc/nginx/token.conf;") {
-		t.Fatalf("README: the nginx bootstrap adds the include before the first run writes it:\n%s", bootstrap)
+		t.Fatalf("docs/delivery.md: the nginx bootstrap adds the include before the first run writes it:\n%s", bootstrap)
 	}
 
 	prov := newProvider(t, 4*time.Second)

@@ -46,7 +46,7 @@ func grantsYAML(names ...string) string {
 		fmt.Fprintf(&b, "  %s:\n    client: app\n    type: client_credentials\n    readers:\n      users: [e2e-reader]\n", n)
 		if n == "demo" {
 			// A file sink in a setgid directory of the reader's group
-			// (README, "Owner and group under the shipped unit"): the
+			// (docs/delivery.md, "Owner and group under the shipped unit"): the
 			// file takes that group without a chown.
 			fmt.Fprintf(&b, "    sinks:\n      - {path: %s, mode: \"0640\"}\n", demoSink)
 		}
