@@ -30,14 +30,6 @@ import (
 	"github.com/go-jose/go-jose/v4/cryptosigner"
 )
 
-// More client authentication methods (Client.AuthMethod).
-const (
-	AuthPrivateKeyJWT AuthMethod = "private_key_jwt"
-	AuthSecretJWT     AuthMethod = "client_secret_jwt"
-	AuthTLS           AuthMethod = "tls_client_auth"
-	AuthSelfSignedTLS AuthMethod = "self_signed_tls_client_auth"
-)
-
 // Token type identifiers of RFC 8693 §3.
 const (
 	TokenTypeAccess  = "urn:ietf:params:oauth:token-type:access_token"
@@ -523,7 +515,7 @@ func (p *Provider) TokenEndpoint() string { return p.endpoints().Token }
 // usesTLSAuth reports whether the client authenticates with a certificate
 // (RFC 8705), and so uses the provider's mtls_endpoint_aliases.
 func (p *Provider) usesTLSAuth() bool {
-	return p.Client.AuthMethod == AuthTLS || p.Client.AuthMethod == AuthSelfSignedTLS
+	return p.Client.AuthMethod.IsCertificate()
 }
 
 // endpoints returns the endpoints this client sends to: the provider's,
