@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/oauth"
+	"github.com/tokend/tokend/systemd"
 )
 
 // authMethods lists the valid values of clients.*.auth_method, in the order
@@ -365,7 +366,7 @@ func readTLSCert(p *problems, path string, cl Client) (*tls.Certificate, bool) {
 func readCert(p *problems, key, file, credential string) ([]byte, bool) {
 	path := file
 	if file == "" {
-		cp, ok := credentialPath(credential)
+		cp, ok := systemd.Credential(credential)
 		if !ok {
 			p.errorf(key, "credential %q not found in $CREDENTIALS_DIRECTORY", credential)
 			return nil, false
