@@ -22,21 +22,15 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/oauth"
+	"github.com/tokend/tokend/systemd"
 )
 
-// Client authentication methods: the values of clients.*.auth_method.
-const (
-	AuthSecretBasic   = "client_secret_basic"
-	AuthSecretPost    = "client_secret_post"
-	AuthNone          = "none"
-	AuthPrivateKeyJWT = "private_key_jwt"
-	AuthSecretJWT     = "client_secret_jwt"
-	AuthTLS           = "tls_client_auth"
-	AuthSelfSignedTLS = "self_signed_tls_client_auth"
-)
-
-// authMethods lists the valid auth methods, in the order messages show them.
-var authMethods = []string{AuthSecretBasic, AuthSecretPost, AuthSecretJWT, AuthPrivateKeyJWT, AuthTLS, AuthSelfSignedTLS, AuthNone}
+// authMethods lists the valid values of clients.*.auth_method, in the order
+// messages show them.
+var authMethods = []string{
+	string(oauth.AuthBasic), string(oauth.AuthPost), string(oauth.AuthSecretJWT), string(oauth.AuthPrivateKeyJWT),
+	string(oauth.AuthTLS), string(oauth.AuthSelfSignedTLS), string(oauth.AuthNone),
+}
 
 // Signing algorithms: of a private key (private_key_jwt, jwt_bearer) and
 // of a client secret (client_secret_jwt).
@@ -59,10 +53,6 @@ var certNow = time.Now
 // client must not be registered dynamically.
 func (c Client) Anonymous() bool { return c.anonymous }
 
-// usesTLSCert reports whether the method authenticates with a client
-// certificate.
-func usesTLSCert(method string) bool { return method == AuthTLS || method == AuthSelfSignedTLS }
-
 func hasPrivateKey(cl Client) bool {
 	return cl.PrivateKeyFile != "" || cl.PrivateKeyCredential != "" || cl.Key != nil
 }
@@ -84,13 +74,13 @@ func (c *Config) applyClientAuthDefaults() {
 		if cl.AuthMethod == "" {
 			switch {
 			case hasPrivateKey(cl) && !hasClientSecret(cl) && !hasTLSCert(cl):
-				cl.AuthMethod = AuthPrivateKeyJWT
+				cl.AuthMethod = oauth.AuthPrivateKeyJWT
 			case hasTLSCert(cl) && !hasClientSecret(cl) && !hasPrivateKey(cl):
-				cl.AuthMethod = AuthTLS
+				cl.AuthMethod = oauth.AuthTLS
 			}
 		}
 		types := users[name]
-		cl.anonymous = cl.ClientID == "" && cl.AuthMethod == AuthNone && len(types) > 0 &&
+		cl.anonymous = cl.ClientID == "" && cl.AuthMethod == oauth.AuthNone && len(types) > 0 &&
 			!slices.ContainsFunc(types, func(t string) bool { return t != GrantJWTBearer })
 		c.Clients[name] = cl
 	}
@@ -101,15 +91,15 @@ func (c *Config) applyClientAuthDefaults() {
 func validateClientAuth(p *problems, path string, cl Client, pv Provider, providerOK bool) {
 	m := cl.AuthMethod
 	switch m {
-	case AuthSecretBasic, AuthSecretPost, AuthSecretJWT:
+	case oauth.AuthBasic, oauth.AuthPost, oauth.AuthSecretJWT:
 		if !cl.Dynamic() && !hasClientSecret(cl) {
 			p.errorf(path+".auth_method", "%s needs client_secret_file or client_secret_credential", m)
 		}
-	case AuthNone:
+	case oauth.AuthNone:
 		if hasClientSecret(cl) {
 			p.errorf(path+".auth_method", "is none but a client secret is configured")
 		}
-	case AuthPrivateKeyJWT:
+	case oauth.AuthPrivateKeyJWT:
 		if hasClientSecret(cl) {
 			p.errorf(path, "private_key_jwt authenticates with a private key: remove client_secret_file/client_secret_credential")
 		}
@@ -119,13 +109,13 @@ func validateClientAuth(p *problems, path string, cl Client, pv Provider, provid
 		case !hasPrivateKey(cl):
 			p.errorf(path+".auth_method", "private_key_jwt needs private_key_file or private_key_credential")
 		}
-	case AuthTLS, AuthSelfSignedTLS:
+	case oauth.AuthTLS, oauth.AuthSelfSignedTLS:
 		if hasClientSecret(cl) {
 			p.errorf(path, "%s authenticates with a certificate: remove client_secret_file/client_secret_credential", m)
 		}
 		if cl.TLSCert == nil {
-			checkPair(p, path, "tls_cert_file", cl.TLSCertFile, "tls_cert_credential", cl.TLSCertCredential, m+" needs a certificate: tls_cert_file or tls_cert_credential")
-			checkPair(p, path, "tls_key_file", cl.TLSKeyFile, "tls_key_credential", cl.TLSKeyCredential, m+" needs the certificate's key: tls_key_file or tls_key_credential")
+			checkPair(p, path, "tls_cert_file", cl.TLSCertFile, "tls_cert_credential", cl.TLSCertCredential, string(m)+" needs a certificate: tls_cert_file or tls_cert_credential")
+			checkPair(p, path, "tls_key_file", cl.TLSKeyFile, "tls_key_credential", cl.TLSKeyCredential, string(m)+" needs the certificate's key: tls_key_file or tls_key_credential")
 		}
 		if cl.ClientID == "" {
 			p.errorf(path+".client_id", "%s needs a client_id: tokend does not register certificate clients dynamically", m)
@@ -136,26 +126,26 @@ func validateClientAuth(p *problems, path string, cl Client, pv Provider, provid
 	}
 
 	// Keys of one method on a client of another.
-	if m != AuthPrivateKeyJWT && (cl.PrivateKeyFile != "" || cl.PrivateKeyCredential != "" || cl.KeyID != "") {
+	if m != oauth.AuthPrivateKeyJWT && (cl.PrivateKeyFile != "" || cl.PrivateKeyCredential != "" || cl.KeyID != "") {
 		p.errorf(path, "private_key_file, private_key_credential and key_id apply to auth_method private_key_jwt only (auth_method is %s)", m)
 	}
-	if !usesTLSCert(m) && hasTLSCert(cl) {
+	if !m.IsCertificate() && hasTLSCert(cl) {
 		p.errorf(path, "tls_cert_file, tls_key_file, tls_cert_credential and tls_key_credential apply to auth_method tls_client_auth and self_signed_tls_client_auth only (auth_method is %s)", m)
 	}
 	switch {
 	case cl.SigningAlg == "":
-	case m == AuthPrivateKeyJWT:
+	case m == oauth.AuthPrivateKeyJWT:
 		if !slices.Contains(keyAlgs, cl.SigningAlg) {
 			p.errorf(path+".signing_alg", "%q is not one of %s", cl.SigningAlg, strings.Join(keyAlgs, ", "))
 		}
-	case m == AuthSecretJWT:
+	case m == oauth.AuthSecretJWT:
 		p.errorf(path+".signing_alg", "applies to auth_method private_key_jwt only: client_secret_jwt signs with the first of %s the provider accepts", strings.Join(secretAlgs, ", "))
 	default:
 		p.errorf(path+".signing_alg", "applies to auth_method private_key_jwt only (auth_method is %s)", m)
 	}
 	switch a := cl.AssertionAudience; {
 	case a == "":
-	case m != AuthPrivateKeyJWT && m != AuthSecretJWT:
+	case m != oauth.AuthPrivateKeyJWT && m != oauth.AuthSecretJWT:
 		p.errorf(path+".assertion_audience", "applies to auth_method private_key_jwt and client_secret_jwt only (auth_method is %s)", m)
 	case a == "issuer":
 		if providerOK && pv.Issuer == "" {
@@ -243,12 +233,12 @@ func (c *Config) resolveClientAuth(p *problems) {
 		path := "clients." + name
 		// RFC 7518 §3.2: an HMAC key at least as long as the hash; HS256,
 		// the shortest, needs 32 bytes. A shorter secret never works.
-		if cl.AuthMethod == AuthSecretJWT && !cl.Secret.IsZero() && len(cl.Secret.Reveal()) < minHMACSecret {
+		if cl.AuthMethod == oauth.AuthSecretJWT && !cl.Secret.IsZero() && len(cl.Secret.Reveal()) < minHMACSecret {
 			p.errorf(sourceKey(path, "client_secret_file", cl.ClientSecretFile, "client_secret_credential"),
 				"client_secret_jwt needs a client secret of at least %d bytes (RFC 7518 §3.2); this one has %d", minHMACSecret, len(cl.Secret.Reveal()))
 		}
 		switch {
-		case cl.AuthMethod == AuthPrivateKeyJWT && cl.Key == nil:
+		case cl.AuthMethod == oauth.AuthPrivateKeyJWT && cl.Key == nil:
 			if cl.PrivateKeyFile != "" && cl.PrivateKeyCredential != "" || cl.PrivateKeyFile != "" && !filepath.IsAbs(cl.PrivateKeyFile) {
 				continue
 			}
@@ -261,7 +251,7 @@ func (c *Config) resolveClientAuth(p *problems) {
 				continue
 			}
 			cl.Key = &k
-		case usesTLSCert(cl.AuthMethod) && cl.TLSCert == nil:
+		case cl.AuthMethod.IsCertificate() && cl.TLSCert == nil:
 			cert, ok := readTLSCert(p, path, cl)
 			if !ok {
 				continue
@@ -376,7 +366,7 @@ func readTLSCert(p *problems, path string, cl Client) (*tls.Certificate, bool) {
 func readCert(p *problems, key, file, credential string) ([]byte, bool) {
 	path := file
 	if file == "" {
-		cp, ok := credentialPath(credential)
+		cp, ok := systemd.Credential(credential)
 		if !ok {
 			p.errorf(key, "credential %q not found in $CREDENTIALS_DIRECTORY", credential)
 			return nil, false
@@ -418,13 +408,13 @@ func explainClientAuth(cl Client) (string, bool) {
 		return "credential " + cred
 	}
 	switch cl.AuthMethod {
-	case AuthPrivateKeyJWT:
+	case oauth.AuthPrivateKeyJWT:
 		s := "key from " + src(cl.PrivateKeyFile, cl.PrivateKeyCredential)
 		if cl.Key != nil {
 			s += " (" + signingKeyText(*cl.Key) + ")"
 		}
 		return s, true
-	case AuthTLS, AuthSelfSignedTLS:
+	case oauth.AuthTLS, oauth.AuthSelfSignedTLS:
 		s := "certificate from " + src(cl.TLSCertFile, cl.TLSCertCredential) + ", key from " + src(cl.TLSKeyFile, cl.TLSKeyCredential)
 		if cl.TLSCert != nil && len(cl.TLSCert.Certificate) > 0 {
 			if leaf, err := x509.ParseCertificate(cl.TLSCert.Certificate[0]); err == nil {
@@ -432,7 +422,7 @@ func explainClientAuth(cl Client) (string, bool) {
 			}
 		}
 		return s, true
-	case AuthNone:
+	case oauth.AuthNone:
 		if cl.Anonymous() {
 			return "no client authentication (anonymous client for jwt_bearer grants)", true
 		}

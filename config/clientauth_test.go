@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokend/tokend/oauth"
 )
 
 // withClient is minimal with the client's keys replaced by keys.
@@ -93,15 +95,15 @@ func TestClientAuthProblems(t *testing.T) {
 
 func TestClientAuthDefaults(t *testing.T) {
 	c := mustParse(t, withClient("    client_id: tokend\n    private_key_file: /k.pem\n"))
-	if m := c.Clients["app"].AuthMethod; m != AuthPrivateKeyJWT {
+	if m := c.Clients["app"].AuthMethod; m != oauth.AuthPrivateKeyJWT {
 		t.Errorf("a client with a private key: auth_method %q, want private_key_jwt", m)
 	}
 	c = mustParse(t, withClient("    client_id: tokend\n    tls_cert_file: /c.pem\n    tls_key_file: /k.pem\n"))
-	if m := c.Clients["app"].AuthMethod; m != AuthTLS {
+	if m := c.Clients["app"].AuthMethod; m != oauth.AuthTLS {
 		t.Errorf("a client with a certificate: auth_method %q, want tls_client_auth", m)
 	}
 	c = mustParse(t, withClient("    private_key_file: /k.pem\n"))
-	if cl := c.Clients["app"]; !cl.Dynamic() || cl.AuthMethod != AuthPrivateKeyJWT {
+	if cl := c.Clients["app"]; !cl.Dynamic() || cl.AuthMethod != oauth.AuthPrivateKeyJWT {
 		t.Errorf("a private_key_jwt client without client_id: dynamic %v, auth_method %q", cl.Dynamic(), cl.AuthMethod)
 	}
 }

@@ -189,13 +189,13 @@ func (p Provider) Endpoints() oauth.Endpoints {
 }
 
 type Client struct {
-	Provider               string `yaml:"provider"`
-	ClientID               string `yaml:"client_id"` // omit id and secret to register dynamically
-	ClientSecretFile       string `yaml:"client_secret_file"`
-	ClientSecretCredential string `yaml:"client_secret_credential"`
-	AuthMethod             string `yaml:"auth_method"` // client_secret_basic (default with a secret) | client_secret_post | none
-	RedirectURI            string `yaml:"redirect_uri"`
-	ClientName             string `yaml:"client_name"` // for dynamic registration, default "tokend on <hostname>"
+	Provider               string           `yaml:"provider"`
+	ClientID               string           `yaml:"client_id"` // omit id and secret to register dynamically
+	ClientSecretFile       string           `yaml:"client_secret_file"`
+	ClientSecretCredential string           `yaml:"client_secret_credential"`
+	AuthMethod             oauth.AuthMethod `yaml:"auth_method"` // client_secret_basic (default with a secret) | client_secret_post | none
+	RedirectURI            string           `yaml:"redirect_uri"`
+	ClientName             string           `yaml:"client_name"` // for dynamic registration, default "tokend on <hostname>"
 	// private_key_jwt: the key (PEM, or a service-account JSON key file).
 	PrivateKeyFile       string `yaml:"private_key_file"`
 	PrivateKeyCredential string `yaml:"private_key_credential"`
@@ -397,9 +397,9 @@ func (c *Config) ApplyDefaults() {
 		if cl.AuthMethod == "" {
 			switch {
 			case cl.Dynamic(), hasClientSecret(cl):
-				cl.AuthMethod = "client_secret_basic"
+				cl.AuthMethod = oauth.AuthBasic
 			default:
-				cl.AuthMethod = "none" // a public client (PKCE)
+				cl.AuthMethod = oauth.AuthNone // a public client (PKCE)
 			}
 		}
 		if cl.RedirectURI == "" && codeClients[name] && c.Listen.Callback != "off" {

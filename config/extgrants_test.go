@@ -144,7 +144,7 @@ func TestExampleFileCommentedGrantsParse(t *testing.T) {
 	if len(warns) != 0 {
 		t.Errorf("warnings: %q", warns)
 	}
-	if cl := c.Clients["google"]; !cl.Anonymous() || c.Clients["okta-svc"].AuthMethod != AuthPrivateKeyJWT || c.Grants["reports-readonly"].SubjectGrant != "reports-api" {
+	if cl := c.Clients["google"]; !cl.Anonymous() || c.Clients["okta-svc"].AuthMethod != oauth.AuthPrivateKeyJWT || c.Grants["reports-readonly"].SubjectGrant != "reports-api" {
 		t.Errorf("clients %+v", c.Clients)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokend/tokend/oauth"
 )
 
 func TestConfigUnknownKey(t *testing.T) {
@@ -241,11 +243,11 @@ grants:
 		{"refresh.timeout", c.Refresh.Timeout, 30 * time.Second},
 		{"log.level", c.Log.Level, "info"},
 		{"log.format", c.Log.Format, "text"},
-		{"public client auth", c.Clients["app"].AuthMethod, "none"},
+		{"public client auth", c.Clients["app"].AuthMethod, oauth.AuthNone},
 		{"public client redirect", c.Clients["app"].RedirectURI, "http://127.0.0.1:8785/callback"},
-		{"confidential client auth", c.Clients["confidential"].AuthMethod, "client_secret_basic"},
+		{"confidential client auth", c.Clients["confidential"].AuthMethod, oauth.AuthBasic},
 		{"no redirect without a code grant", c.Clients["confidential"].RedirectURI, ""},
-		{"dynamic client auth", c.Clients["dynamic"].AuthMethod, "client_secret_basic"},
+		{"dynamic client auth", c.Clients["dynamic"].AuthMethod, oauth.AuthBasic},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {

@@ -19,6 +19,7 @@ import (
 	"syscall"
 
 	"github.com/tokend/tokend/oauth"
+	"github.com/tokend/tokend/systemd"
 )
 
 // keySize is the size of a store key in bytes (AES-256; store.KeySize).
@@ -71,21 +72,6 @@ func parseKey(b []byte) ([]byte, error) {
 	return nil, fmt.Errorf("a key must be 32 raw bytes, 64 hex characters or base64 of 32 bytes (got %d bytes, not one of those forms)", len(b))
 }
 
-// credentialPath returns the path of a systemd credential if it exists.
-// (A local copy of systemd.Credential, so loading a config does not depend
-// on that package.)
-func credentialPath(name string) (string, bool) {
-	dir := os.Getenv("CREDENTIALS_DIRECTORY")
-	if dir == "" || name == "" || strings.ContainsRune(name, '/') {
-		return "", false
-	}
-	path := filepath.Join(dir, name)
-	if _, err := os.Stat(path); err != nil {
-		return "", false
-	}
-	return path, true
-}
-
 // readSecret reads a secret from a file (refused when readers of tokens
 // could read it, see secretModeOK)
 // or from a systemd credential. Messages name the key and the file, never
@@ -93,7 +79,7 @@ func credentialPath(name string) (string, bool) {
 func readSecret(p *problems, key, file, credential string) (string, bool) {
 	path := file
 	if file == "" {
-		cp, ok := credentialPath(credential)
+		cp, ok := systemd.Credential(credential)
 		if !ok {
 			if os.Getenv("CREDENTIALS_DIRECTORY") == "" {
 				p.errorf(key, "credential %q not found: $CREDENTIALS_DIRECTORY is not set (pass it with LoadCredential= in the unit)", credential)
@@ -221,7 +207,7 @@ func (c *Config) resolveSecrets(p *problems) {
 	}
 	keyPath, keyKey := c.Store.KeyFile, "store.key_file"
 	if keyPath == "" {
-		if cp, ok := credentialPath(StoreKeyCredential); ok {
+		if cp, ok := systemd.Credential(StoreKeyCredential); ok {
 			keyPath, keyKey = cp, "store (credential "+StoreKeyCredential+")"
 		}
 	}

@@ -339,3 +339,50 @@ func TestSecretReadableByReadersRefused(t *testing.T) {
 		})
 	}
 }
+
+// A credential name is a file in $CREDENTIALS_DIRECTORY and nothing else:
+// "." and ".." (the directory itself and its parent) and a credential that is
+// not a regular file are not found, so a configuration cannot make tokend
+// read outside the directory systemd filled, or read a directory or FIFO as
+// a secret or certificate. ("." and ".." are also refused by validation.)
+func TestCredentialOutsideDirectoryOrIrregularRefused(t *testing.T) {
+	creds := t.TempDir()
+	if err := os.Mkdir(filepath.Join(creds, "subdir"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(creds, "client.key"), []byte("not read"), 0o400); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("CREDENTIALS_DIRECTORY", creds)
+	tests := []struct {
+		name, keys, want string
+	}{
+		{"secret ..", "    client_id: tokend\n    client_secret_credential: ..\n",
+			`clients.app.client_secret_credential: credential ".." not found in $CREDENTIALS_DIRECTORY`},
+		{"secret .", "    client_id: tokend\n    client_secret_credential: .\n",
+			`clients.app.client_secret_credential: credential "." not found in $CREDENTIALS_DIRECTORY`},
+		{"secret directory", "    client_id: tokend\n    client_secret_credential: subdir\n",
+			`clients.app.client_secret_credential: credential "subdir" not found in $CREDENTIALS_DIRECTORY`},
+		{"certificate ..", "    client_id: tokend\n    auth_method: tls_client_auth\n    tls_cert_credential: ..\n    tls_key_credential: client.key\n",
+			`clients.app.tls_cert_credential: credential ".." not found in $CREDENTIALS_DIRECTORY`},
+		{"certificate directory", "    client_id: tokend\n    auth_method: tls_client_auth\n    tls_cert_credential: subdir\n    tls_key_credential: client.key\n",
+			`clients.app.tls_cert_credential: credential "subdir" not found in $CREDENTIALS_DIRECTORY`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "config.yaml")
+			if err := os.WriteFile(path, []byte(withClient(tt.keys)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, _, err := testLoader.Load(path)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Load: %v\nwant the problem %s", err, tt.want)
+			}
+			for _, line := range errLines(err) {
+				if strings.Contains(line, "regular file") || strings.Contains(line, "cannot read") {
+					t.Errorf("tokend looked at a file that is no credential: %s", line)
+				}
+			}
+		})
+	}
+}

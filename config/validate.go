@@ -34,9 +34,24 @@ func (c *Config) Validate() error {
 }
 
 // validate appends every problem of c to p, looking users and groups up
-// with l.
+// with l, one section after the other.
 func (c *Config) validate(p *problems, l Loader) {
-	// store
+	c.validateStore(p)
+	l.validateListen(p, &c.Listen)
+	c.validateRefresh(p)
+	l.resolveReaders(p, "operators", &c.Operators)
+	c.validateLog(p)
+	c.validateProviders(p)
+	c.validateClients(p)
+	c.validateGrants(p, l)
+	c.checkGrantCycles(p)
+	c.validateHooks(p)
+	c.validateFleet(p)
+	c.checkSinkPaths(p)
+}
+
+// validateStore checks the store section: absolute paths.
+func (c *Config) validateStore(p *problems) {
 	if c.Store.Path == "" {
 		p.errorf("store.path", "must be set")
 	} else if !filepath.IsAbs(c.Store.Path) {
@@ -45,22 +60,28 @@ func (c *Config) validate(p *problems, l Loader) {
 	if c.Store.KeyFile != "" && !filepath.IsAbs(c.Store.KeyFile) {
 		p.errorf("store.key_file", "%q must be an absolute path", c.Store.KeyFile)
 	}
+}
 
-	// listen
-	if c.Listen.Socket == "" {
+// validateListen checks the listen section: the socket's path and group,
+// and the callback and metrics addresses.
+func (l Loader) validateListen(p *problems, ls *Listen) {
+	if ls.Socket == "" {
 		p.errorf("listen.socket", "must be set")
-	} else if !filepath.IsAbs(c.Listen.Socket) {
-		p.errorf("listen.socket", "%q must be an absolute path", c.Listen.Socket)
+	} else if !filepath.IsAbs(ls.Socket) {
+		p.errorf("listen.socket", "%q must be an absolute path", ls.Socket)
 	}
-	l.resolveSocketGroup(p, &c.Listen)
-	if c.Listen.Callback != "off" {
-		checkHostPort(p, "listen.callback", c.Listen.Callback, true)
+	l.resolveSocketGroup(p, ls)
+	if ls.Callback != "off" {
+		checkHostPort(p, "listen.callback", ls.Callback, true)
 	}
-	if c.Listen.Metrics != "off" {
-		checkHostPort(p, "listen.metrics", c.Listen.Metrics, false)
+	if ls.Metrics != "off" {
+		checkHostPort(p, "listen.metrics", ls.Metrics, false)
 	}
+}
 
-	// refresh
+// validateRefresh checks the refresh section: schedule, fractions,
+// durations and concurrency.
+func (c *Config) validateRefresh(p *problems) {
 	r := c.Refresh
 	if r.Schedule.IsZero() {
 		p.errorf("refresh.schedule", "must be set")
@@ -87,10 +108,10 @@ func (c *Config) validate(p *problems, l Loader) {
 	if r.Concurrency < 1 {
 		p.errorf("refresh.concurrency", "%d must be at least 1", r.Concurrency)
 	}
+}
 
-	l.resolveReaders(p, "operators", &c.Operators)
-
-	// log
+// validateLog checks the log section's level and format.
+func (c *Config) validateLog(p *problems) {
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -101,8 +122,11 @@ func (c *Config) validate(p *problems, l Loader) {
 	default:
 		p.errorf("log.format", "%q is not one of text, json", c.Log.Format)
 	}
+}
 
-	// providers
+// validateProviders checks each provider: its name, an issuer or token
+// endpoint, every endpoint URL, and its CA bundle.
+func (c *Config) validateProviders(p *problems) {
 	for _, name := range sortedKeys(c.Providers) {
 		pv := c.Providers[name]
 		path := "providers." + name
@@ -134,8 +158,12 @@ func (c *Config) validate(p *problems, l Loader) {
 		}
 		checkCAFile(p, path, pv)
 	}
+}
 
-	// clients
+// validateClients checks each client: its name, its provider, its secret's
+// source, dynamic registration, its authentication (clientauth.go) and its
+// redirect URI.
+func (c *Config) validateClients(p *problems) {
 	for _, name := range sortedKeys(c.Clients) {
 		cl := c.Clients[name]
 		path := "clients." + name
@@ -169,91 +197,102 @@ func (c *Config) validate(p *problems, l Loader) {
 			checkRedirect(p, path+".redirect_uri", cl.RedirectURI)
 		}
 	}
+}
 
-	// grants
+// validateGrants checks the grants: overlapping matches, then each grant in
+// name order (validateGrant).
+func (c *Config) validateGrants(p *problems, l Loader) {
 	checkMatchOverlap(p, c.Grants)
 	if len(c.Grants) == 0 {
 		p.warnf("grants", "no grants are configured: tokend will serve no tokens")
 	}
 	for _, name := range sortedKeys(c.Grants) {
 		g := c.Grants[name]
-		path := "grants." + name
-		checkName(p, path, name)
-		cl, clientOK := c.Clients[g.Client]
-		switch {
-		case g.Client == "":
-			p.errorf(path+".client", "must name a client")
-		case !clientOK:
-			p.errorf(path+".client", "client %q is not defined under clients%s", g.Client, definedList(c.Clients))
-		}
-		pv, providerOK := c.Providers[cl.Provider]
-		providerOK = clientOK && providerOK
-		switch g.Type {
-		case GrantAuthorizationCode:
-			if clientOK && cl.RedirectURI == "" {
-				p.errorf(path+".type", "authorization_code needs a redirect_uri on client %q (listen.callback is off)", g.Client)
-			}
-			if providerOK && pv.AuthorizationEndpoint == "" && pv.Issuer == "" {
-				p.errorf(path+".type", "authorization_code needs an authorization_endpoint or an issuer on provider %q", cl.Provider)
-			}
-		case GrantClientCredentials:
-			if clientOK && !cl.Dynamic() && !confidential(cl) {
-				p.errorf(path+".type", "client_credentials needs a confidential client: client %q has no client secret, private key or certificate", g.Client)
-			}
-		case GrantPassword:
-			if g.Username == "" {
-				p.errorf(path+".username", "the password grant needs a username")
-			}
-			if !hasPassword(g) {
-				p.errorf(path, "the password grant needs password_file or password_credential")
-			}
-			if g.PasswordFile != "" && g.PasswordCredential != "" {
-				p.errorf(path, "give password_file or password_credential, not both")
-			}
-		case GrantDeviceCode:
-			if providerOK && pv.DeviceAuthorizationEndpoint == "" && pv.Issuer == "" {
-				p.errorf(path+".type", "device_code needs a device_authorization_endpoint or an issuer on provider %q", cl.Provider)
-			}
-		case GrantJWTBearer:
-			validateJWTBearer(p, path, g, pv, cl.Provider)
-		case GrantTokenExchange:
-			c.validateTokenExchange(p, path, name, g)
-		case "":
-			p.errorf(path+".type", "must be set to one of %s", strings.Join(GrantTypes, ", "))
-		default:
-			p.errorf(path+".type", "unknown grant type %q: valid types are %s", g.Type, strings.Join(GrantTypes, ", "))
-		}
-		if g.Type != GrantPassword && (g.Username != "" || g.PasswordFile != "" || g.PasswordCredential != "") {
-			p.errorf(path, "username, password_file and password_credential apply to the password grant only")
-		}
-		checkGrantTypeKeys(p, path, g)
-		if g.PasswordFile != "" && !filepath.IsAbs(g.PasswordFile) {
-			p.errorf(path+".password_file", "%q must be an absolute path", g.PasswordFile)
-		}
-		if g.PasswordCredential != "" {
-			checkCredentialName(p, path+".password_credential", g.PasswordCredential)
-		}
-		for i, s := range g.Scopes {
-			if s == "" || strings.ContainsAny(s, " \t\n\"\\") {
-				p.errorf(fmt.Sprintf("%s.scopes[%d]", path, i), "%q is not a valid scope (no spaces, quotes or backslashes)", s)
-			}
-		}
-		if g.RefreshTokenLifetime < 0 {
-			p.errorf(path+".refresh_token_lifetime", "%s must not be negative", g.RefreshTokenLifetime)
-		}
-		checkMatch(p, path, g)
-		l.validateSinks(p, path, g.Sinks)
-		l.resolveReaders(p, path+".readers", &g.Readers)
-		if g.Readers.empty() {
-			p.warnf(path+".readers", "no readers: only root and operators can fetch this token")
-		}
+		c.validateGrant(p, l, name, &g)
 		c.Grants[name] = g
 	}
+}
 
-	c.checkGrantCycles(p)
-	c.validateHooks(p)
-	c.validateFleet(p)
-	c.checkSinkPaths(p)
+// validateGrant checks the grant called name and completes g: its readers'
+// ids and its sinks (validateSinks).
+func (c *Config) validateGrant(p *problems, l Loader, name string, g *Grant) {
+	path := "grants." + name
+	checkName(p, path, name)
+	cl, clientOK := c.Clients[g.Client]
+	switch {
+	case g.Client == "":
+		p.errorf(path+".client", "must name a client")
+	case !clientOK:
+		p.errorf(path+".client", "client %q is not defined under clients%s", g.Client, definedList(c.Clients))
+	}
+	pv, providerOK := c.Providers[cl.Provider]
+	providerOK = clientOK && providerOK
+	c.validateGrantType(p, path, name, *g, cl, clientOK, pv, providerOK)
+	if g.Type != GrantPassword && (g.Username != "" || g.PasswordFile != "" || g.PasswordCredential != "") {
+		p.errorf(path, "username, password_file and password_credential apply to the password grant only")
+	}
+	checkGrantTypeKeys(p, path, *g)
+	if g.PasswordFile != "" && !filepath.IsAbs(g.PasswordFile) {
+		p.errorf(path+".password_file", "%q must be an absolute path", g.PasswordFile)
+	}
+	if g.PasswordCredential != "" {
+		checkCredentialName(p, path+".password_credential", g.PasswordCredential)
+	}
+	for i, s := range g.Scopes {
+		if s == "" || strings.ContainsAny(s, " \t\n\"\\") {
+			p.errorf(fmt.Sprintf("%s.scopes[%d]", path, i), "%q is not a valid scope (no spaces, quotes or backslashes)", s)
+		}
+	}
+	if g.RefreshTokenLifetime < 0 {
+		p.errorf(path+".refresh_token_lifetime", "%s must not be negative", g.RefreshTokenLifetime)
+	}
+	checkMatch(p, path, *g)
+	l.validateSinks(p, path, g.Sinks)
+	l.resolveReaders(p, path+".readers", &g.Readers)
+	if g.Readers.empty() {
+		p.warnf(path+".readers", "no readers: only root and operators can fetch this token")
+	}
+}
+
+// validateGrantType checks what grant g's type needs of it, its client cl
+// and its provider pv (clientOK and providerOK say whether they are
+// defined).
+func (c *Config) validateGrantType(p *problems, path, name string, g Grant, cl Client, clientOK bool, pv Provider, providerOK bool) {
+	switch g.Type {
+	case GrantAuthorizationCode:
+		if clientOK && cl.RedirectURI == "" {
+			p.errorf(path+".type", "authorization_code needs a redirect_uri on client %q (listen.callback is off)", g.Client)
+		}
+		if providerOK && pv.AuthorizationEndpoint == "" && pv.Issuer == "" {
+			p.errorf(path+".type", "authorization_code needs an authorization_endpoint or an issuer on provider %q", cl.Provider)
+		}
+	case GrantClientCredentials:
+		if clientOK && !cl.Dynamic() && !confidential(cl) {
+			p.errorf(path+".type", "client_credentials needs a confidential client: client %q has no client secret, private key or certificate", g.Client)
+		}
+	case GrantPassword:
+		if g.Username == "" {
+			p.errorf(path+".username", "the password grant needs a username")
+		}
+		if !hasPassword(g) {
+			p.errorf(path, "the password grant needs password_file or password_credential")
+		}
+		if g.PasswordFile != "" && g.PasswordCredential != "" {
+			p.errorf(path, "give password_file or password_credential, not both")
+		}
+	case GrantDeviceCode:
+		if providerOK && pv.DeviceAuthorizationEndpoint == "" && pv.Issuer == "" {
+			p.errorf(path+".type", "device_code needs a device_authorization_endpoint or an issuer on provider %q", cl.Provider)
+		}
+	case GrantJWTBearer:
+		validateJWTBearer(p, path, g, pv, cl.Provider)
+	case GrantTokenExchange:
+		c.validateTokenExchange(p, path, name, g)
+	case "":
+		p.errorf(path+".type", "must be set to one of %s", strings.Join(GrantTypes, ", "))
+	default:
+		p.errorf(path+".type", "unknown grant type %q: valid types are %s", g.Type, strings.Join(GrantTypes, ", "))
+	}
 }
 
 func checkName(p *problems, path, name string) {

@@ -80,7 +80,7 @@ func TestClientAssertionAuthRefreshes(t *testing.T) {
 			k := ecSigningKey(t)
 			secret := "a-client-secret-long-enough-for-HS256!!"
 			oc := oauthtest.Client{ID: "kc", AuthMethod: m}
-			cc := config.Client{Provider: "test", ClientID: "kc", AuthMethod: m}
+			cc := config.Client{Provider: "test", ClientID: "kc", AuthMethod: oauth.AuthMethod(m)}
 			if m == oauthtest.AuthMethodPrivateKeyJWT {
 				oc.JWKS, cc.Key = publicJWKS(t, k), &k
 			} else {
@@ -118,7 +118,7 @@ func TestTLSClientAuthRefreshes(t *testing.T) {
 				t.Fatal(err)
 			}
 			h.prov.AddClient(oc)
-			h.cfg.Clients["mc"] = config.Client{Provider: "test", ClientID: "mc", AuthMethod: m, TLSCert: &cert}
+			h.cfg.Clients["mc"] = config.Client{Provider: "test", ClientID: "mc", AuthMethod: oauth.AuthMethod(m), TLSCert: &cert}
 			h.cfg.Grants = map[string]config.Grant{"svc": {Client: "mc", Type: config.GrantClientCredentials, Scopes: []string{"read"}}}
 			h.start()
 			reobtained(t, h, "svc")
@@ -212,7 +212,7 @@ func TestExpiredClientCertificate(t *testing.T) {
 				t.Fatal(err)
 			}
 			h.prov.AddClient(oc)
-			h.cfg.Clients["mc"] = config.Client{Provider: "test", ClientID: "mc", AuthMethod: m, TLSCert: &cert}
+			h.cfg.Clients["mc"] = config.Client{Provider: "test", ClientID: "mc", AuthMethod: oauth.AuthMethod(m), TLSCert: &cert}
 			h.cfg.Grants = map[string]config.Grant{"svc": {Client: "mc", Type: config.GrantClientCredentials}}
 			h.start()
 			if st := h.status("svc"); st.State != api.StateCredentialsError {

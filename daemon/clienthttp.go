@@ -53,9 +53,3 @@ func (d *Daemon) clientHTTP(c config.Client, p config.Provider) (*http.Client, e
 	hc.Transport = tr
 	return &hc, nil
 }
-
-// certAuth reports whether m authenticates the client with its TLS
-// certificate.
-func certAuth(m oauth.AuthMethod) bool {
-	return m == oauth.AuthTLS || m == oauth.AuthSelfSignedTLS
-}

@@ -221,7 +221,7 @@ func Fingerprint(cfg *config.Config, name string) string {
 	}{
 		c.Provider, p.Issuer, p.AuthorizationEndpoint, p.TokenEndpoint, p.RevocationEndpoint,
 		p.DeviceAuthorizationEndpoint, p.RegistrationEndpoint,
-		g.Client, c.ClientID, c.AuthMethod,
+		g.Client, c.ClientID, string(c.AuthMethod),
 		c.KeyID, c.SigningAlg, c.AssertionAudience,
 		g.Type, g.Scopes, g.AuthParams, g.TokenParams, g.Username, g.DPoP, as,
 		g.SubjectGrant, g.SubjectTokenType, g.ActorGrant, g.ActorTokenType, g.RequestedTokenType,

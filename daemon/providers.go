@@ -67,7 +67,7 @@ func (d *Daemon) providerFor(ctx context.Context, g *grant) (*oauth.Provider, er
 	if err != nil {
 		return nil, err
 	}
-	if certAuth(oauth.AuthMethod(c.cfg.AuthMethod)) {
+	if c.cfg.AuthMethod.IsCertificate() {
 		eps = eps.ForTLSClientAuth()
 	}
 	client, err := d.resolveClient(ctx, c, eps, base)
@@ -77,7 +77,7 @@ func (d *Daemon) providerFor(ctx context.Context, g *grant) (*oauth.Provider, er
 	// The key and the assertion audience come from the configuration
 	// however the client was resolved (a stored registration included).
 	client.Key, client.AssertionAudience = c.cfg.Key, c.cfg.AssertionAudience
-	if certAuth(client.AuthMethod) {
+	if client.AuthMethod.IsCertificate() {
 		eps = eps.ForTLSClientAuth()
 	}
 	c.prov = &oauth.Provider{Endpoints: eps, Client: client, HTTP: d.countingHTTP(base, c.cfg.Provider, "", &eps), Now: d.clock.Now}
@@ -228,7 +228,7 @@ func (d *Daemon) resolveClient(ctx context.Context, c *clientRT, eps oauth.Endpo
 		return oauth.Client{
 			ID:                c.cfg.ClientID,
 			Secret:            c.cfg.Secret,
-			AuthMethod:        oauth.AuthMethod(c.cfg.AuthMethod),
+			AuthMethod:        c.cfg.AuthMethod,
 			RedirectURI:       c.cfg.RedirectURI,
 			Key:               c.cfg.Key,
 			AssertionAudience: c.cfg.AssertionAudience,
@@ -302,7 +302,7 @@ func (d *Daemon) registrationRequest(c *clientRT) oauth.RegistrationRequest {
 	cfg, _ := d.config()
 	req := oauth.RegistrationRequest{
 		ClientName: c.cfg.ClientName,
-		AuthMethod: oauth.AuthMethod(c.cfg.AuthMethod),
+		AuthMethod: c.cfg.AuthMethod,
 	}
 	if req.ClientName == "" {
 		host, _ := os.Hostname()

@@ -65,11 +65,21 @@ func (e Endpoints) AuthorizationServerURLs() []string {
 // AuthMethod is how the client authenticates at the token endpoint.
 type AuthMethod string
 
+// Client authentication methods (RFC 7591 token_endpoint_auth_method,
+// RFC 7523 §2.2, RFC 8705 §2).
 const (
-	AuthBasic AuthMethod = "client_secret_basic"
-	AuthPost  AuthMethod = "client_secret_post"
-	AuthNone  AuthMethod = "none"
+	AuthBasic         AuthMethod = "client_secret_basic"
+	AuthPost          AuthMethod = "client_secret_post"
+	AuthNone          AuthMethod = "none"
+	AuthPrivateKeyJWT AuthMethod = "private_key_jwt"
+	AuthSecretJWT     AuthMethod = "client_secret_jwt"
+	AuthTLS           AuthMethod = "tls_client_auth"
+	AuthSelfSignedTLS AuthMethod = "self_signed_tls_client_auth"
 )
+
+// IsCertificate reports whether m authenticates the client with its TLS
+// certificate (RFC 8705): tls_client_auth or self_signed_tls_client_auth.
+func (m AuthMethod) IsCertificate() bool { return m == AuthTLS || m == AuthSelfSignedTLS }
 
 // Client is our registration at a provider.
 type Client struct {
