@@ -83,12 +83,14 @@ func (m Member) MemberID() string {
 // ListenPeerURL.
 func NewPeerRelay(ms []Member) (*PeerRelay, error) {
 	r := &PeerRelay{ms: ms, ids: map[string]int{}, isolated: map[int]bool{}, conns: map[*relayConn]bool{}}
+	// ids is complete before the first relay goroutine reads it.
 	for i, m := range ms {
 		if m.ListenPeerURL == "" {
-			r.Close()
 			return nil, fmt.Errorf("etcdtest: member %s has no ListenPeerURL (use PlanRelayed)", m.Name)
 		}
 		r.ids[m.MemberID()] = i
+	}
+	for i, m := range ms {
 		u, err := url.Parse(m.PeerURL)
 		if err != nil {
 			r.Close()
