@@ -9,7 +9,7 @@
 // resolved (config.Readers.IDs, config.Listen.SocketGID). It speaks to
 // providers through package oauth (the concrete *oauth.Provider: the
 // protocol has one implementation, and tests put an in-process provider
-// from oauth/oauthtest behind it), keeps state through the Store interface
+// from internal/devprovider behind it), keeps state through the Store interface
 // (storage.go, which states the contract a backend meets; package store's
 // bbolt file implements it, Options.OpenStore plugs in another), answers
 // in the shapes of package api, and reports through the Metrics and

@@ -19,8 +19,8 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/internal/devprovider"
 	"github.com/tokend/tokend/oauth"
-	"github.com/tokend/tokend/oauth/oauthtest"
 )
 
 // hookMetrics counts hook deliveries by hook and result.
@@ -59,7 +59,7 @@ func readLines(t *testing.T, path string) []string {
 }
 
 // assertNoToken fails if any token the provider issued appears in text.
-func assertNoToken(t *testing.T, prov *oauthtest.Server, what, text string) {
+func assertNoToken(t *testing.T, prov *devprovider.Server, what, text string) {
 	t.Helper()
 	issued := prov.Issued()
 	if len(issued) == 0 {
@@ -94,7 +94,7 @@ func TestHookCommandOrderAndEnvironment(t *testing.T) {
 	}
 	last := g.cur.Load().Generation
 	// Phase 2: a failing round that recovers, then a revocation.
-	h.prov.SetFault(oauthtest.Fault{Kind: oauthtest.Fault503, Times: 1})
+	h.prov.SetFault(devprovider.Fault{Kind: devprovider.Fault503, Times: 1})
 	done := make(chan error, 1)
 	go func() { _, err := h.d.refresh(g, "manual"); done <- err }()
 	waitFor(t, "a round backing off", g.backingOff.Load)
@@ -145,7 +145,7 @@ func TestHookCommandOrderAndEnvironment(t *testing.T) {
 // keep their schedule meanwhile.
 func TestHookTimeoutKillsAndRefreshesGoOn(t *testing.T) {
 	m := &hookMetrics{}
-	h := newHarness(t, harnessOpts{noRun: true, prov: oauthtest.Options{AccessTTL: time.Minute}, config: func(c *config.Config) {
+	h := newHarness(t, harnessOpts{noRun: true, prov: devprovider.Options{AccessTTL: time.Minute}, config: func(c *config.Config) {
 		c.Hooks = []config.Hook{{Events: []string{config.EventRefreshed}, Command: []string{"sleep", "60"}, Timeout: 200 * time.Millisecond}}
 	}})
 	h.startWith(Options{Metrics: m})
@@ -282,17 +282,17 @@ func TestHookExpiredAndReauthorization(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "events")
 	script := fmt.Sprintf(`echo "$TOKEND_EVENT_NAME $TOKEND_EVENT_STATE" >> '%s'`, out)
-	h := newHarness(t, harnessOpts{noRun: true, prov: oauthtest.Options{AccessTTL: time.Minute}, config: func(c *config.Config) {
+	h := newHarness(t, harnessOpts{noRun: true, prov: devprovider.Options{AccessTTL: time.Minute}, config: func(c *config.Config) {
 		c.Hooks = []config.Hook{{Events: config.HookEvents, Command: []string{"sh", "-c", script}}}
 	}})
 	h.start()
 	waitFor(t, "the first refresh's hook", func() bool { return len(readLines(t, out)) == 1 })
 
-	h.prov.SetFault(oauthtest.Fault{Kind: oauthtest.Fault503})
+	h.prov.SetFault(devprovider.Fault{Kind: devprovider.Fault503})
 	h.advance(3 * time.Minute) // due at 45 s, expired at 60 s, rounds keep failing
 	h.prov.ClearFault()
 	h.advance(30 * time.Second)
-	h.prov.SetFault(oauthtest.Fault{Kind: oauthtest.FaultInvalidGrant})
+	h.prov.SetFault(devprovider.Fault{Kind: devprovider.FaultInvalidGrant})
 	if _, err := h.d.refresh(h.d.grant("cc"), "manual"); err == nil {
 		t.Fatal("refresh succeeded against invalid_grant")
 	}

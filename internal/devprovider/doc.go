@@ -1,5 +1,6 @@
-// Package oauthtest is an in-process OAuth 2.0 authorization server for
-// tests, benchmarks and the `tokend dev` demo.
+// Package devprovider is the development provider: an in-process OAuth 2.0
+// authorization server that `tokend dev` runs as a local demo provider and
+// that tests and benchmarks run as the provider under test.
 //
 // It speaks plain HTTP (or HTTPS, [Server.StartTLS]) on a loopback address and implements, from the
 // specifications rather than from tokend's own oauth package (which it must
@@ -65,4 +66,4 @@
 //   - Secrets (client secrets, passwords, tokens, codes, PKCE verifiers,
 //     assertions, DPoP proofs, keys) are never written to [Options.Logf]; client IDs, grant types, error codes
 //     and paths (without query strings) are.
-package oauthtest
+package devprovider

@@ -1,4 +1,4 @@
-package oauthtest
+package devprovider
 
 import (
 	"crypto/rand"
@@ -30,9 +30,9 @@ type deviceAuth struct {
 
 // Errors of ApproveDevice and DenyDevice.
 var (
-	ErrUnknownUserCode = errors.New("oauthtest: unknown user code")
-	ErrDeviceExpired   = errors.New("oauthtest: device authorization expired")
-	ErrDeviceDecided   = errors.New("oauthtest: device authorization already approved or denied")
+	ErrUnknownUserCode = errors.New("devprovider: unknown user code")
+	ErrDeviceExpired   = errors.New("devprovider: device authorization expired")
+	ErrDeviceDecided   = errors.New("devprovider: device authorization already approved or denied")
 )
 
 // handleDevice is the device authorization endpoint: any registered client,
@@ -140,11 +140,11 @@ func (s *Server) decideDevice(userCode string, st deviceStatus) error {
 }
 
 var verifyPage = template.Must(template.New("verify").Parse(`<!doctype html>
-<html><head><title>oauthtest: device</title></head>
+<html><head><title>devprovider: device</title></head>
 <body>
 {{if .Message}}<p>{{.Message}}</p>{{else}}
 <h1>Connect a device</h1>
-<p>This is the oauthtest demo provider: approving signs the device in as <code>{{.Subject}}</code>.</p>
+<p>This is the tokend development provider: approving signs the device in as <code>{{.Subject}}</code>.</p>
 <form method="post" action="/device/verify">
 <label>Code <input name="user_code" value="{{.UserCode}}"></label>
 <button type="submit" name="action" value="approve">Approve</button>
@@ -167,7 +167,7 @@ func (s *Server) handleVerifyPage(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
 	if err := r.ParseForm(); err != nil {
-		http.Error(w, "oauthtest: malformed form", http.StatusBadRequest)
+		http.Error(w, "devprovider: malformed form", http.StatusBadRequest)
 		return
 	}
 	uc := r.PostForm.Get("user_code")
@@ -182,7 +182,7 @@ func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request) {
 
 func verifyMessage(err error, done string) string {
 	if err != nil {
-		return strings.TrimPrefix(err.Error(), "oauthtest: ")
+		return strings.TrimPrefix(err.Error(), "devprovider: ")
 	}
 	return "Device " + done + ". You may close this page."
 }

@@ -1,4 +1,4 @@
-package oauthtest
+package devprovider
 
 import (
 	"bytes"
@@ -750,7 +750,7 @@ func TestLifecycle(t *testing.T) {
 	if _, err := http.Get(s.URL() + "/.well-known/openid-configuration"); err == nil {
 		t.Fatal("server still answers after Close")
 	}
-	if err := NewUnstarted(Options{}).Start("256.0.0.1:0"); err == nil || !strings.HasPrefix(err.Error(), "oauthtest: ") {
+	if err := NewUnstarted(Options{}).Start("256.0.0.1:0"); err == nil || !strings.HasPrefix(err.Error(), "devprovider: ") {
 		t.Fatalf("bad address: %v", err)
 	}
 

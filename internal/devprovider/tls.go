@@ -1,4 +1,4 @@
-package oauthtest
+package devprovider
 
 import (
 	"crypto"
@@ -68,7 +68,7 @@ func (s *Server) authority() (*authority, error) {
 		a.pem = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	})
 	if a.err != nil {
-		return nil, fmt.Errorf("oauthtest: make CA: %w", a.err)
+		return nil, fmt.Errorf("devprovider: make CA: %w", a.err)
 	}
 	return a, nil
 }
@@ -153,7 +153,7 @@ func (s *Server) issueCert(tmpl, parent *x509.Certificate, parentKey *ecdsa.Priv
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("oauthtest: make certificate: %w", err)
+		return tls.Certificate{}, fmt.Errorf("devprovider: make certificate: %w", err)
 	}
 	leaf, _ := x509.ParseCertificate(der)
 	pk, err := x509.MarshalPKCS8PrivateKey(key)
@@ -225,7 +225,7 @@ func (s *Server) TLS() bool {
 	return s.tls
 }
 
-var errStarted = errors.New("oauthtest: server already started or closed")
+var errStarted = errors.New("devprovider: server already started or closed")
 
 // CertJWKS returns a JWK set holding the public key and certificate of
 // cert, to pin it for self_signed_tls_client_auth (Client.JWKS).
@@ -248,13 +248,13 @@ func JWKS(keys ...crypto.PublicKey) json.RawMessage {
 	for _, k := range keys {
 		jwk := jose.JSONWebKey{Key: k, Use: "sig"}
 		if !jwk.Valid() || !jwk.IsPublic() {
-			panic(fmt.Sprintf("oauthtest: JWKS: %T is not a public key", k))
+			panic(fmt.Sprintf("devprovider: JWKS: %T is not a public key", k))
 		}
 		set.Keys = append(set.Keys, jwk)
 	}
 	b, err := json.Marshal(set)
 	if err != nil {
-		panic("oauthtest: JWKS: " + err.Error())
+		panic("devprovider: JWKS: " + err.Error())
 	}
 	return b
 }

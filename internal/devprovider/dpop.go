@@ -1,4 +1,4 @@
-package oauthtest
+package devprovider
 
 import (
 	"crypto"

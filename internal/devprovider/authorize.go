@@ -1,4 +1,4 @@
-package oauthtest
+package devprovider
 
 import (
 	"html/template"
@@ -21,11 +21,11 @@ type authCode struct {
 }
 
 var approvePage = template.Must(template.New("approve").Parse(`<!doctype html>
-<html><head><title>oauthtest: authorize {{.ClientID}}</title></head>
+<html><head><title>devprovider: authorize {{.ClientID}}</title></head>
 <body>
 <h1>Authorize {{.ClientID}}?</h1>
 <p>Scope: <code>{{.Scope}}</code></p>
-<p>This is the oauthtest demo provider: approving signs you in as <code>{{.Subject}}</code>.</p>
+<p>This is the tokend development provider: approving signs you in as <code>{{.Subject}}</code>.</p>
 <form method="post" action="/authorize/approve">
 <input type="hidden" name="request" value="{{.ID}}">
 <button type="submit" name="action" value="approve">Approve</button>
@@ -45,7 +45,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	c, ok := s.clients[clientID]
 	s.mu.Unlock()
 	if !ok {
-		http.Error(w, "oauthtest: unknown client_id", http.StatusBadRequest)
+		http.Error(w, "devprovider: unknown client_id", http.StatusBadRequest)
 		return
 	}
 	redirectURI := q.Get("redirect_uri")
@@ -54,7 +54,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		target = c.RedirectURIs[0]
 	}
 	if target == "" || !redirectAllowed(c.RedirectURIs, target) {
-		http.Error(w, "oauthtest: redirect_uri is not registered for this client", http.StatusBadRequest)
+		http.Error(w, "devprovider: redirect_uri is not registered for this client", http.StatusBadRequest)
 		return
 	}
 	iss := s.issuer(r)
@@ -98,7 +98,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleApprove(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
 	if err := r.ParseForm(); err != nil {
-		http.Error(w, "oauthtest: malformed form", http.StatusBadRequest)
+		http.Error(w, "devprovider: malformed form", http.StatusBadRequest)
 		return
 	}
 	id := r.PostForm.Get("request")
@@ -107,7 +107,7 @@ func (s *Server) handleApprove(w http.ResponseWriter, r *http.Request) {
 	delete(s.authReqs, id)
 	s.mu.Unlock()
 	if !ok || !s.now().Before(ar.expires) {
-		http.Error(w, "oauthtest: unknown or expired authorization request", http.StatusBadRequest)
+		http.Error(w, "devprovider: unknown or expired authorization request", http.StatusBadRequest)
 		return
 	}
 	note(w, "client_id", ar.clientID)
@@ -144,7 +144,7 @@ func (s *Server) approve(w http.ResponseWriter, r *http.Request, ar *authRequest
 func redirect(w http.ResponseWriter, r *http.Request, target string, params url.Values) {
 	u, err := url.Parse(target)
 	if err != nil {
-		http.Error(w, "oauthtest: bad redirect_uri", http.StatusBadRequest)
+		http.Error(w, "devprovider: bad redirect_uri", http.StatusBadRequest)
 		return
 	}
 	q := u.Query()

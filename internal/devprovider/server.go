@@ -1,4 +1,4 @@
-package oauthtest
+package devprovider
 
 import (
 	"crypto/rand"
@@ -359,7 +359,7 @@ func (s *Server) Start(addr string) error { return s.start(addr, nil) }
 func (s *Server) start(addr string, tlsConfig *tls.Config) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("oauthtest: listen on %s: %w", addr, err)
+		return fmt.Errorf("devprovider: listen on %s: %w", addr, err)
 	}
 	s.lmu.Lock()
 	if s.srv != nil || s.closed {
@@ -611,7 +611,7 @@ func (s *Server) wrap(mux http.Handler) http.Handler {
 		s.lmu.Lock()
 		if s.closed {
 			s.lmu.Unlock()
-			http.Error(w, "oauthtest: server closed", http.StatusServiceUnavailable)
+			http.Error(w, "devprovider: server closed", http.StatusServiceUnavailable)
 			return
 		}
 		s.inflight.Add(1)
@@ -621,7 +621,7 @@ func (s *Server) wrap(mux http.Handler) http.Handler {
 		start := time.Now()
 		defer func() {
 			if s.opts.Logf != nil {
-				s.opts.Logf("oauthtest: %s %s -> %d%s (%s)", r.Method, r.URL.Path, rec.status, rec.note.String(), time.Since(start).Round(time.Microsecond))
+				s.opts.Logf("devprovider: %s %s -> %d%s (%s)", r.Method, r.URL.Path, rec.status, rec.note.String(), time.Since(start).Round(time.Microsecond))
 			}
 		}()
 		mux.ServeHTTP(rec, r)
