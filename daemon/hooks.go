@@ -30,6 +30,7 @@ import (
 
 	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/internal/childproc"
 	"github.com/tokend/tokend/oauth"
 	"github.com/tokend/tokend/store"
 )
@@ -290,7 +291,7 @@ func (r *hookRunner) deliver(e *HookEvent) {
 // hookEnv is tokend's environment without what belongs to tokend alone
 // (systemd's sockets and credentials, TOKEND_* settings), and the event.
 func hookEnv(e *HookEvent) []string {
-	env := childEnv()
+	env := childproc.Env()
 	add := func(k, v string) { env = append(env, "TOKEND_EVENT_"+k+"="+v) }
 	add("ID", e.ID)
 	add("NAME", e.Event)
@@ -311,7 +312,7 @@ func hookEnv(e *HookEvent) []string {
 func (r *hookRunner) runCommand(e *HookEvent) (string, error) {
 	ctx, cancel := context.WithTimeout(r.h.ctx, r.cfg.Timeout)
 	defer cancel()
-	cmd, stderr := childCommand(ctx, r.cfg.Command, hookEnv(e), hookStderrTail, time.Second)
+	cmd, stderr := childproc.Command(ctx, r.cfg.Command, hookEnv(e), hookStderrTail, time.Second)
 	err := cmd.Run()
 	switch {
 	case err == nil:
@@ -319,7 +320,7 @@ func (r *hookRunner) runCommand(e *HookEvent) (string, error) {
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return "timeout", fmt.Errorf("killed after %s", r.cfg.Timeout)
 	}
-	if tail := strings.TrimSpace(oauth.Printable(string(stderr.b))); tail != "" {
+	if tail := strings.TrimSpace(oauth.Printable(string(stderr.Bytes()))); tail != "" {
 		err = fmt.Errorf("%w; stderr: %s", err, tail)
 	}
 	return "failure", err

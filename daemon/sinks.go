@@ -19,6 +19,7 @@ import (
 
 	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/internal/childproc"
 	"github.com/tokend/tokend/oauth"
 	"github.com/tokend/tokend/store"
 )
@@ -291,7 +292,7 @@ func (w *sinkWorker) runCommand() {
 		}
 	}()
 	// The token is in neither its argv nor its environment.
-	c, stderr := childCommand(ctx, w.cfg.Command, childEnv("TOKEND_GRANT="+w.grant, "TOKEND_SINK_PATH="+w.cfg.Path), stderrRead, 5*time.Second)
+	c, stderr := childproc.Command(ctx, w.cfg.Command, childproc.Env("TOKEND_GRANT="+w.grant, "TOKEND_SINK_PATH="+w.cfg.Path), stderrRead, 5*time.Second)
 	err := c.Run()
 	code := 0
 	var ee *exec.ExitError
