@@ -22,6 +22,7 @@ import (
 
 	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/sink"
 	"github.com/tokend/tokend/store"
 )
 
@@ -217,7 +218,7 @@ type tokenState struct {
 
 	// sinks are the workers of the grant's file sinks (sinks.go); publish
 	// offers them every token it publishes.
-	sinks atomic.Pointer[[]*sinkWorker]
+	sinks atomic.Pointer[[]*sink.Worker]
 }
 
 type jitterCache struct {
@@ -248,7 +249,7 @@ const (
 func (d *Daemon) publish(g *grant, t *store.Token, p Policy) {
 	prev := g.cur.Swap(t)
 	d.index(g, t, p)
-	g.offerSinks(t)
+	g.offerSinks(t, p)
 	d.followSource(g, prev, t)
 }
 

@@ -1,4 +1,4 @@
-package daemon
+package sink
 
 import (
 	"crypto/rand"
@@ -11,10 +11,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// sinkFile writes and removes one sink's file without following a symlink
+// file writes and removes one sink's file without following a symlink
 // anywhere in its path, and only in a directory no other user can swap
 // files in (sinkDir).
-type sinkFile struct {
+type file struct {
 	path    string
 	mode    os.FileMode
 	uid     int // -1: tokend's own
@@ -159,7 +159,7 @@ func walkNoSymlinks(dir string) (int, error) {
 // ours reports whether an existing entry name in dirfd is a regular file
 // tokend may replace or remove in a shared directory: owned by tokend's
 // user or the sink's owner. A missing entry is ours to create.
-func (f *sinkFile) ours(dirfd int, name string) error {
+func (f *file) ours(dirfd int, name string) error {
 	var st unix.Stat_t
 	err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
 	if errors.Is(err, unix.ENOENT) {
@@ -172,7 +172,7 @@ func (f *sinkFile) ours(dirfd int, name string) error {
 }
 
 // oursStat is ours for an entry that exists, of stat st.
-func (f *sinkFile) oursStat(name string, st *unix.Stat_t) error {
+func (f *file) oursStat(name string, st *unix.Stat_t) error {
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return fmt.Errorf("%s exists and is not a regular file (mode %o): refused in a shared directory", filepath.Join(filepath.Dir(f.path), name), st.Mode)
 	}
@@ -186,9 +186,9 @@ func (f *sinkFile) oursStat(name string, st *unix.Stat_t) error {
 // ".NAME.tokend-tmp-" and a random suffix. Versions before random names
 // used ".NAME.tokend-tmp" alone; isTmpName knows both, to remove what a
 // crash left.
-func (f *sinkFile) tmpPrefix() string { return "." + filepath.Base(f.path) + ".tokend-tmp" }
+func (f *file) tmpPrefix() string { return "." + filepath.Base(f.path) + ".tokend-tmp" }
 
-func (f *sinkFile) isTmpName(name string) bool {
+func (f *file) isTmpName(name string) bool {
 	p := f.tmpPrefix()
 	return name == p || strings.HasPrefix(name, p+"-")
 }
@@ -200,7 +200,7 @@ func randomSuffix() string { return strings.ToLower(rand.Text()[:16]) }
 // createTemp creates a new temporary file in dirfd under a random name
 // (O_EXCL: never one that exists, O_NOFOLLOW: never through a symlink),
 // trying tmpAttempts names.
-func (f *sinkFile) createTemp(dirfd int) (fd int, name string, err error) {
+func (f *file) createTemp(dirfd int) (fd int, name string, err error) {
 	suffix := f.tmpSuffix
 	if suffix == nil {
 		suffix = randomSuffix
@@ -219,12 +219,12 @@ func (f *sinkFile) createTemp(dirfd int) (fd int, name string, err error) {
 }
 
 // sweep removes the sink's temporary files a crash left in dirfd, once per
-// sinkFile. In a shared directory only files that are ours (a regular
+// file. In a shared directory only files that are ours (a regular
 // file of tokend's user or the sink's owner) are removed; another user's
 // file with such a name is left alone and no longer in the way, as every
 // write picks a new name. unlinkat follows nothing. Failures are ignored:
 // a leftover file harms nothing but space.
-func (f *sinkFile) sweep(dirfd int, shared bool) {
+func (f *file) sweep(dirfd int, shared bool) {
 	if f.swept {
 		return
 	}
@@ -260,7 +260,7 @@ func (f *sinkFile) sweep(dirfd int, shared bool) {
 // fsynced and renamed over the old one; then the directory is fsynced.
 // A reader sees the old file or the new one, never a part; so does
 // whoever looks after a crash at any moment.
-func (f *sinkFile) write(data []byte) error {
+func (f *file) write(data []byte) error {
 	dirfd, shared, err := openSinkDir(f.path, f.selfUID)
 	if err != nil {
 		return err
@@ -277,11 +277,11 @@ func (f *sinkFile) write(data []byte) error {
 	if err != nil {
 		return err
 	}
-	file := os.NewFile(uintptr(fd), tmp)
+	out := os.NewFile(uintptr(fd), tmp)
 	ok := false
 	defer func() {
 		if !ok {
-			file.Close()
+			out.Close()
 			_ = unix.Unlinkat(dirfd, tmp, 0)
 		}
 	}()
@@ -294,13 +294,13 @@ func (f *sinkFile) write(data []byte) error {
 	if err := unix.Fchmod(fd, uint32(f.mode.Perm())); err != nil {
 		return fmt.Errorf("setting mode of %s: %w", f.path, err)
 	}
-	if _, err := file.Write(data); err != nil {
+	if _, err := out.Write(data); err != nil {
 		return fmt.Errorf("writing %s: %w", f.path, err)
 	}
-	if err := file.Sync(); err != nil {
+	if err := out.Sync(); err != nil {
 		return fmt.Errorf("syncing %s: %w", f.path, err)
 	}
-	if err := file.Close(); err != nil {
+	if err := out.Close(); err != nil {
 		return fmt.Errorf("closing %s: %w", f.path, err)
 	}
 	if err := unix.Renameat(dirfd, tmp, dirfd, name); err != nil {
@@ -315,7 +315,7 @@ func (f *sinkFile) write(data []byte) error {
 
 // remove deletes the file (and temporary files a crash left), under the
 // same rules as write. A file that is not there is removed already.
-func (f *sinkFile) remove() error {
+func (f *file) remove() error {
 	dirfd, shared, err := openSinkDir(f.path, f.selfUID)
 	if err != nil {
 		if _, serr := os.Lstat(filepath.Dir(f.path)); errors.Is(serr, os.ErrNotExist) {
@@ -338,14 +338,14 @@ func (f *sinkFile) remove() error {
 	return unix.Fsync(dirfd)
 }
 
-// CheckSinkPath says what would stop tokend, running as uid, from writing
+// CheckPath says what would stop tokend, running as uid, from writing
 // a sink at path: symlinks in the directory's path, its owner and mode.
 // check-config uses it; it creates nothing. nil means the directory is
 // fit; an error wrapping os.ErrNotExist means it does not exist (yet).
 // shared reports a fit directory other users may write (sticky, as
 // /tmp): any of them can create the sink's own name first and so stop
 // every write until it is removed.
-func CheckSinkPath(path string, uid int) (shared bool, err error) {
+func CheckPath(path string, uid int) (shared bool, err error) {
 	dir := filepath.Dir(path)
 	fd, err := openNoSymlinks(dir)
 	switch {

@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 
@@ -109,33 +108,5 @@ echo squat > .other.token.tokend-tmp`)
 	}
 	if got := readOr(filepath.Join(dir, ".cc.token.tokend-tmp")); got != "squat\n" {
 		t.Errorf("the other user's file now holds %q", got)
-	}
-}
-
-// TestSinkTempNameRetries: a write whose random names are taken tries
-// others, and fails without following anything when every try is taken.
-func TestSinkTempNameRetries(t *testing.T) {
-	dir := stickyDir(t)
-	target := filepath.Join(testutil.SharedDir(t), "target")
-	must(t, os.WriteFile(target, []byte("target"), 0o666))
-	asNobody(t, dir, `
-echo squat > .s.tokend-tmp-1
-ln -s `+target+` .s.tokend-tmp-2`)
-	next := 0
-	f := &sinkFile{path: filepath.Join(dir, "s"), mode: 0o600, uid: -1, gid: -1, selfUID: 0,
-		tmpSuffix: func() string { next++; return string(rune('0' + next)) }}
-	must(t, f.write([]byte("one")))
-	if next != 3 || readOr(f.path) != "one" {
-		t.Errorf("after %d names, the sink holds %q", next, readOr(f.path))
-	}
-
-	next = 0
-	f.tmpSuffix = func() string { next = next%2 + 1; return string(rune('0' + next)) }
-	err := f.write([]byte("two"))
-	if err == nil || !strings.Contains(err.Error(), "file exists") {
-		t.Errorf("every name taken: %v", err)
-	}
-	if readOr(f.path) != "one" || readOr(target) != "target" {
-		t.Errorf("sink %q, symlink target %q", readOr(f.path), readOr(target))
 	}
 }
