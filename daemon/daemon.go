@@ -22,6 +22,7 @@ import (
 
 	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/hook"
 	"github.com/tokend/tokend/sink"
 	"github.com/tokend/tokend/store"
 )
@@ -140,7 +141,7 @@ type Daemon struct {
 
 	reloadMu sync.Mutex // one ReloadConfig at a time (reload.go)
 
-	hooks  hooks      // hooks.go
+	hooks  *hook.Set  // hooks.go
 	warns  logLimiter // warnings that events repeat (ratelog.go)
 	sinkMu sync.Mutex // guards sinks (sinks.go)
 	sinks  sinkSet
@@ -314,10 +315,7 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 		started:  make(chan struct{}),
 	}
 	d.queue.init()
-	d.hooks.init()
-	if opts.hookBackoff > 0 {
-		d.hooks.backoff = opts.hookBackoff
-	}
+	d.hooks = d.newHooks()
 	if err := d.configure(cfg); err != nil {
 		return nil, err
 	}

@@ -26,7 +26,8 @@
 // authorize.go (the authorization flows and revocation), fetch.go (what the
 // socket API asks of the engine), reload.go, storage.go, sinks.go (which
 // sinks each grant has and the token each is offered; package sink writes
-// the files and runs their commands). The servers: socketapi.go (the socket API's routes and
+// the files and runs their commands), hooks.go (which hook event fires
+// when; package hook delivers them). The servers: socketapi.go (the socket API's routes and
 // answers), access.go and connlimit.go (who may connect and read), listen.go
 // and tcplisten.go (listeners), callback.go (the callback listener's
 // pages), metricsrv.go. Fleet mode: fleet.go.
