@@ -310,7 +310,7 @@ func TestJSONSinkIsTheFetchAnswer(t *testing.T) {
 	now := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
 	p := Policy{DefaultLifetime: time.Hour}
 	for _, tok := range []*store.Token{
-		{AccessToken: "at_ABC.def-123~", TokenType: "Bearer", Scope: "read write", Expiry: now.Add(90*time.Minute + 500*time.Millisecond)},
+		{AccessToken: "at_ABC.def-123~", TokenType: "Bearer", Scope: "read write", Expiry: now.Add(90*time.Minute + 500*time.Millisecond).In(time.FixedZone("x", 3600))},
 		{AccessToken: "odd\"quote\\and<tag>&\u00e9\x01", TokenType: "bearer", Scope: "ü", Obtained: now.Add(-time.Minute)},
 	} {
 		want := appendTokenJSON(nil, tok, expiryOf(tok, p), now)
