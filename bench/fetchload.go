@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/config"
-	"github.com/tokend/tokend/oauth/oauthtest"
+	"github.com/tokend/tokend/internal/devprovider"
 )
 
 const (
@@ -53,9 +53,9 @@ func benchFetchLoad(rep *report, dir string) error {
 // fetchLoadRun runs one daemon with schedule sched and returns the token
 // requests of a window without fetches and of one under fetch load.
 func fetchLoadRun(dir, sched string) (alone, loaded, fetches int, err error) {
-	prov := oauthtest.New(oauthtest.Options{
+	prov := devprovider.New(devprovider.Options{
 		AccessTTL: fetchLoadTTL,
-		Clients:   []oauthtest.Client{{ID: clientID, Secret: clientSecret, AuthMethod: oauthtest.AuthMethodBasic}},
+		Clients:   []devprovider.Client{{ID: clientID, Secret: clientSecret, AuthMethod: devprovider.AuthMethodBasic}},
 	})
 	defer prov.Close()
 	cfg, err := benchConfig(dir, newKey(), prov.URL(), fetchLoadGrants, 0)

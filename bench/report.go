@@ -106,7 +106,7 @@ func (r *report) markdown() string {
 	fmt.Fprintf(&b, "- Machine: `nproc` = %s, %s, %s/%s\n", nproc, cpu, runtime.GOOS, runtime.GOARCH)
 	fmt.Fprintf(&b, "- Go: %s, GOMAXPROCS %d\n", runtime.Version(), runtime.GOMAXPROCS(0))
 	fmt.Fprintf(&b, "- Everything runs in one process on loopback and unix sockets (load generator included), except the scale figures, each measured in a fresh child process, and the tick, measured by `go test -bench BenchmarkIdleTick ./daemon/`.\n")
-	fmt.Fprintf(&b, "- Setup common to all: the daemon is `daemon.New` + `Run` with a real configuration: sealed store (AES-256-GCM, encryption at rest on) in a temporary directory, bbolt fsync on, real unix socket, loopback callback and metrics listeners, real Prometheus metrics, info-level logging formatted and discarded; the provider is the in-process `oauthtest` server on 127.0.0.1; grants are `client_credentials` of one client.\n\n")
+	fmt.Fprintf(&b, "- Setup common to all: the daemon is `daemon.New` + `Run` with a real configuration: sealed store (AES-256-GCM, encryption at rest on) in a temporary directory, bbolt fsync on, real unix socket, loopback callback and metrics listeners, real Prometheus metrics, info-level logging formatted and discarded; the provider is the in-process `devprovider` server on 127.0.0.1; grants are `client_credentials` of one client.\n\n")
 	b.WriteString("| Benchmark | Figure | tokend | Baseline | Ratio | Target | Met |\n")
 	b.WriteString("| --- | --- | ---: | ---: | ---: | --- | --- |\n")
 	for _, x := range r.rows {

@@ -18,9 +18,9 @@ import (
 
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/daemon"
+	"github.com/tokend/tokend/internal/devprovider"
 	"github.com/tokend/tokend/metrics"
 	"github.com/tokend/tokend/oauth"
-	"github.com/tokend/tokend/oauth/oauthtest"
 	"github.com/tokend/tokend/store"
 )
 
@@ -32,10 +32,10 @@ const (
 
 // newProvider starts the in-process provider on loopback with the one
 // confidential client every benchmark grant uses.
-func newProvider() *oauthtest.Server {
-	return oauthtest.New(oauthtest.Options{
+func newProvider() *devprovider.Server {
+	return devprovider.New(devprovider.Options{
 		AccessTTL: accessTTL,
-		Clients:   []oauthtest.Client{{ID: clientID, Secret: clientSecret, AuthMethod: oauthtest.AuthMethodBasic}},
+		Clients:   []devprovider.Client{{ID: clientID, Secret: clientSecret, AuthMethod: devprovider.AuthMethodBasic}},
 	})
 }
 

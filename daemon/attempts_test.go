@@ -7,8 +7,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tokend/tokend/internal/devprovider"
 	"github.com/tokend/tokend/metrics"
-	"github.com/tokend/tokend/oauth/oauthtest"
 )
 
 // series returns the value of every series of one metric family, keyed by
@@ -55,7 +55,7 @@ func TestFailedAttemptsVisibleDuringRound(t *testing.T) {
 		t.Errorf("provider_requests = %v, want discovery 200 and one token 200 for provider test", reqs)
 	}
 
-	h.prov.SetFault(oauthtest.Fault{Kind: oauthtest.Fault503})
+	h.prov.SetFault(devprovider.Fault{Kind: devprovider.Fault503})
 	// 10-minute tokens are refreshed at 75 % ± 5 % of their lifetime: by
 	// 9 minutes the round has started and failed for a while, and it runs
 	// until the token expires at 10 minutes.

@@ -13,7 +13,7 @@ import (
 
 	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
-	"github.com/tokend/tokend/oauth/oauthtest"
+	"github.com/tokend/tokend/internal/devprovider"
 	"github.com/tokend/tokend/store"
 )
 
@@ -126,7 +126,7 @@ func (h *harness) codeFor(c *http.Client, auth *url.URL) string {
 // stored, and the authorization stays pending, so the operator's browser
 // completes it.
 func TestCodeInjectionWithoutBrowserBindingRefused(t *testing.T) {
-	h := newHarness(t, harnessOpts{prov: oauthtest.Options{AutoApprove: true}, config: userGrant})
+	h := newHarness(t, harnessOpts{prov: devprovider.Options{AutoApprove: true}, config: userGrant})
 	start := h.startAuthorization("user")
 	operator := newBrowser(t)
 	auth := h.openStart(operator, start)
@@ -181,7 +181,7 @@ func TestCodeInjectionWithoutBrowserBindingRefused(t *testing.T) {
 // attributes, and keeps only hashes in the store; its id, the cookie and
 // the state are not on disk.
 func TestStartPageOnce(t *testing.T) {
-	h := newHarness(t, harnessOpts{prov: oauthtest.Options{AutoApprove: true}, config: userGrant})
+	h := newHarness(t, harnessOpts{prov: devprovider.Options{AutoApprove: true}, config: userGrant})
 	start := h.startAuthorization("user")
 	id := strings.TrimPrefix(start.Path, "/start/")
 	if start.Host != "127.0.0.1:1" || start.Scheme != "http" {
@@ -241,7 +241,7 @@ func TestStartPageOnce(t *testing.T) {
 
 // An expired start page: 400, and the outcome is on the grant.
 func TestStartPageExpired(t *testing.T) {
-	h := newHarness(t, harnessOpts{prov: oauthtest.Options{AutoApprove: true}, config: func(c *config.Config) {
+	h := newHarness(t, harnessOpts{prov: devprovider.Options{AutoApprove: true}, config: func(c *config.Config) {
 		userGrant(c)
 		c.Refresh.Schedule = config.MustParseSchedule("@every 24h") // no tick prunes the record meanwhile
 	}})
@@ -258,7 +258,7 @@ func TestStartPageExpired(t *testing.T) {
 
 // Over https the cookie is Secure and __Host- prefixed.
 func TestStartPageSecureCookie(t *testing.T) {
-	h := newHarness(t, harnessOpts{prov: oauthtest.Options{AutoApprove: true}, config: func(c *config.Config) {
+	h := newHarness(t, harnessOpts{prov: devprovider.Options{AutoApprove: true}, config: func(c *config.Config) {
 		userGrant(c)
 		cl := c.Clients["app"]
 		cl.RedirectURI = "https://tokend.example/callback" // a TLS proxy in front of the listener
@@ -278,7 +278,7 @@ func TestStartPageSecureCookie(t *testing.T) {
 // A callback after the authorization expired records why on
 // the grant (tokend status shows it), instead of nothing.
 func TestExpiredCallbackRecordsOutcome(t *testing.T) {
-	h := newHarness(t, harnessOpts{prov: oauthtest.Options{AutoApprove: true}, config: func(c *config.Config) {
+	h := newHarness(t, harnessOpts{prov: devprovider.Options{AutoApprove: true}, config: func(c *config.Config) {
 		userGrant(c)
 		c.Refresh.Schedule = config.MustParseSchedule("@every 24h") // no tick prunes the record meanwhile
 	}})

@@ -23,8 +23,8 @@ import (
 
 	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/internal/devprovider"
 	"github.com/tokend/tokend/oauth"
-	"github.com/tokend/tokend/oauth/oauthtest"
 )
 
 func ecSigningKey(t *testing.T) oauth.SigningKey {
@@ -75,18 +75,18 @@ func reobtained(t *testing.T, h *harness, name string) {
 }
 
 func TestClientAssertionAuthRefreshes(t *testing.T) {
-	for _, m := range []string{oauthtest.AuthMethodPrivateKeyJWT, oauthtest.AuthMethodSecretJWT} {
+	for _, m := range []string{devprovider.AuthMethodPrivateKeyJWT, devprovider.AuthMethodSecretJWT} {
 		t.Run(m, func(t *testing.T) {
 			k := ecSigningKey(t)
 			secret := "a-client-secret-long-enough-for-HS256!!"
-			oc := oauthtest.Client{ID: "kc", AuthMethod: m}
+			oc := devprovider.Client{ID: "kc", AuthMethod: m}
 			cc := config.Client{Provider: "test", ClientID: "kc", AuthMethod: oauth.AuthMethod(m)}
-			if m == oauthtest.AuthMethodPrivateKeyJWT {
+			if m == devprovider.AuthMethodPrivateKeyJWT {
 				oc.JWKS, cc.Key = publicJWKS(t, k), &k
 			} else {
 				oc.Secret, cc.Secret = secret, oauth.NewSecret(secret)
 			}
-			h := newHarness(t, harnessOpts{prov: oauthtest.Options{Clients: []oauthtest.Client{oc}}, config: func(c *config.Config) {
+			h := newHarness(t, harnessOpts{prov: devprovider.Options{Clients: []devprovider.Client{oc}}, config: func(c *config.Config) {
 				c.Clients["kc"] = cc
 				c.Grants = map[string]config.Grant{"svc": {Client: "kc", Type: config.GrantClientCredentials, Scopes: []string{"read"}}}
 			}})
@@ -103,14 +103,14 @@ func TestClientAssertionAuthRefreshes(t *testing.T) {
 }
 
 func TestTLSClientAuthRefreshes(t *testing.T) {
-	for _, m := range []string{oauthtest.AuthMethodTLS, oauthtest.AuthMethodSelfSignedTLS} {
+	for _, m := range []string{devprovider.AuthMethodTLS, devprovider.AuthMethodSelfSignedTLS} {
 		t.Run(m, func(t *testing.T) {
 			h := newHarness(t, harnessOpts{tls: true, noRun: true})
-			oc := oauthtest.Client{ID: "mc", AuthMethod: m}
+			oc := devprovider.Client{ID: "mc", AuthMethod: m}
 			var cert, err = h.prov.IssueClientCert(pkix.Name{CommonName: "mtls-app"}, time.Now().Add(time.Hour))
-			if m == oauthtest.AuthMethodSelfSignedTLS {
+			if m == devprovider.AuthMethodSelfSignedTLS {
 				cert, err = h.prov.SelfSignedClientCert("mtls-app", time.Now().Add(time.Hour))
-				oc.JWKS = oauthtest.CertJWKS(cert)
+				oc.JWKS = devprovider.CertJWKS(cert)
 			} else {
 				oc.TLSSubjectDN = "CN=mtls-app"
 			}
@@ -135,9 +135,9 @@ func TestTLSClientAuthRefreshes(t *testing.T) {
 // DPoP-bound tokens; the new grant types are registered.
 func TestRegistrationOfKeyAndDPoPClients(t *testing.T) {
 	k := ecSigningKey(t)
-	h := newHarness(t, harnessOpts{prov: oauthtest.Options{AllowRegistration: true, AssertionIssuers: []oauthtest.AssertionIssuer{{Issuer: "svc@example", JWKS: publicJWKS(t, k)}}},
+	h := newHarness(t, harnessOpts{prov: devprovider.Options{AllowRegistration: true, AssertionIssuers: []devprovider.AssertionIssuer{{Issuer: "svc@example", JWKS: publicJWKS(t, k)}}},
 		config: func(c *config.Config) {
-			c.Clients["dyn"] = config.Client{Provider: "test", AuthMethod: oauthtest.AuthMethodPrivateKeyJWT, Key: &k}
+			c.Clients["dyn"] = config.Client{Provider: "test", AuthMethod: devprovider.AuthMethodPrivateKeyJWT, Key: &k}
 			c.Grants = map[string]config.Grant{
 				"dyn": {Client: "dyn", Type: config.GrantClientCredentials, DPoP: true},
 				"sa": {Client: "dyn", Type: config.GrantJWTBearer,
@@ -178,9 +178,9 @@ func TestRegistrationOfKeyAndDPoPClients(t *testing.T) {
 // credentials error, not retried.
 func TestWrongClientKeyIsCredentialsError(t *testing.T) {
 	known, wrong := ecSigningKey(t), ecSigningKey(t)
-	h := newHarness(t, harnessOpts{prov: oauthtest.Options{Clients: []oauthtest.Client{{ID: "kc", AuthMethod: oauthtest.AuthMethodPrivateKeyJWT, JWKS: publicJWKS(t, known)}}},
+	h := newHarness(t, harnessOpts{prov: devprovider.Options{Clients: []devprovider.Client{{ID: "kc", AuthMethod: devprovider.AuthMethodPrivateKeyJWT, JWKS: publicJWKS(t, known)}}},
 		config: func(c *config.Config) {
-			c.Clients["kc"] = config.Client{Provider: "test", ClientID: "kc", AuthMethod: oauthtest.AuthMethodPrivateKeyJWT, Key: &wrong}
+			c.Clients["kc"] = config.Client{Provider: "test", ClientID: "kc", AuthMethod: devprovider.AuthMethodPrivateKeyJWT, Key: &wrong}
 			c.Grants = map[string]config.Grant{"svc": {Client: "kc", Type: config.GrantClientCredentials}}
 		}})
 	// The first obtain runs at start; on a loaded machine it may still be
@@ -197,14 +197,14 @@ func TestWrongClientKeyIsCredentialsError(t *testing.T) {
 // expired while tokend ran: before t0, the provider's clock) is the
 // client's credentials failing.
 func TestExpiredClientCertificate(t *testing.T) {
-	for _, m := range []string{oauthtest.AuthMethodTLS, oauthtest.AuthMethodSelfSignedTLS} {
+	for _, m := range []string{devprovider.AuthMethodTLS, devprovider.AuthMethodSelfSignedTLS} {
 		t.Run(m, func(t *testing.T) {
 			h := newHarness(t, harnessOpts{tls: true, noRun: true})
-			oc := oauthtest.Client{ID: "mc", AuthMethod: m}
+			oc := devprovider.Client{ID: "mc", AuthMethod: m}
 			var cert, err = h.prov.IssueClientCert(pkix.Name{CommonName: "mtls-app"}, t0.Add(-time.Minute))
-			if m == oauthtest.AuthMethodSelfSignedTLS {
+			if m == devprovider.AuthMethodSelfSignedTLS {
 				cert, err = h.prov.SelfSignedClientCert("mtls-app", t0.Add(-time.Minute))
-				oc.JWKS = oauthtest.CertJWKS(cert)
+				oc.JWKS = devprovider.CertJWKS(cert)
 			} else {
 				oc.TLSSubjectDN = "CN=mtls-app"
 			}

@@ -22,7 +22,9 @@ import (
 
 	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/hook"
 	"github.com/tokend/tokend/internal/gcburst"
+	"github.com/tokend/tokend/sink"
 	"github.com/tokend/tokend/store"
 )
 
@@ -140,7 +142,7 @@ type Daemon struct {
 
 	reloadMu sync.Mutex // one ReloadConfig at a time (reload.go)
 
-	hooks  hooks      // hooks.go
+	hooks  *hook.Set  // hooks.go
 	warns  logLimiter // warnings that events repeat (ratelog.go)
 	sinkMu sync.Mutex // guards sinks (sinks.go)
 	sinks  sinkSet
@@ -218,7 +220,7 @@ type tokenState struct {
 
 	// sinks are the workers of the grant's file sinks (sinks.go); publish
 	// offers them every token it publishes.
-	sinks atomic.Pointer[[]*sinkWorker]
+	sinks atomic.Pointer[[]*sink.Worker]
 }
 
 type jitterCache struct {
@@ -249,7 +251,7 @@ const (
 func (d *Daemon) publish(g *grant, t *store.Token, p Policy) {
 	prev := g.cur.Swap(t)
 	d.index(g, t, p)
-	g.offerSinks(t)
+	g.offerSinks(t, p)
 	d.followSource(g, prev, t)
 }
 
@@ -314,10 +316,7 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 		started:  make(chan struct{}),
 	}
 	d.queue.init()
-	d.hooks.init()
-	if opts.hookBackoff > 0 {
-		d.hooks.backoff = opts.hookBackoff
-	}
+	d.hooks = d.newHooks()
 	if err := d.configure(cfg); err != nil {
 		return nil, err
 	}

@@ -17,9 +17,9 @@ import (
 
 	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/internal/devprovider"
 	"github.com/tokend/tokend/internal/testutil"
 	"github.com/tokend/tokend/oauth"
-	"github.com/tokend/tokend/oauth/oauthtest"
 	"github.com/tokend/tokend/store"
 )
 
@@ -123,16 +123,16 @@ func TestAccessRules(t *testing.T) {
 // A provider answering garbage (or no access token) leaves the stored
 // token untouched and says why in the status.
 func TestMalformedProviderAnswers(t *testing.T) {
-	for _, kind := range []oauthtest.FaultKind{oauthtest.FaultHTML, oauthtest.FaultEmpty, oauthtest.FaultHuge, oauthtest.FaultNoAccessToken, oauthtest.FaultErrorIn200} {
+	for _, kind := range []devprovider.FaultKind{devprovider.FaultHTML, devprovider.FaultEmpty, devprovider.FaultHuge, devprovider.FaultNoAccessToken, devprovider.FaultErrorIn200} {
 		t.Run(kind.String(), func(t *testing.T) {
 			h := newHarness(t, harnessOpts{})
 			before := h.stored("cc")
-			h.prov.SetFault(oauthtest.Fault{Kind: kind})
+			h.prov.SetFault(devprovider.Fault{Kind: kind})
 			go func() { _, _ = h.d.refresh(h.d.grant("cc"), "manual") }()
 			waitFor(t, "failure shown", func() bool { return h.status("cc").LastError != "" })
 			st := h.status("cc")
 			want := api.StateFailing
-			if kind == oauthtest.FaultNoAccessToken {
+			if kind == devprovider.FaultNoAccessToken {
 				want = api.StateConfigurationError // unservable, not garbage: asking again gets the same
 			}
 			if st.State != want || st.LastError == "" || st.Failures == 0 {
@@ -154,7 +154,7 @@ func TestMalformedProviderAnswers(t *testing.T) {
 
 func TestRetryAfterHonoured(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
-	h.prov.SetFault(oauthtest.Fault{Kind: oauthtest.Fault429, RetryAfter: 40 * time.Second, Times: 1})
+	h.prov.SetFault(devprovider.Fault{Kind: devprovider.Fault429, RetryAfter: 40 * time.Second, Times: 1})
 	before := h.prov.Stats().TokenRequests
 	for h.prov.Stats().TokenRequests == before { // until due: the refresh hits the 429
 		h.advance(15 * time.Second)
@@ -171,7 +171,7 @@ func TestRetryAfterHonoured(t *testing.T) {
 
 func TestBackoffGivesUpBeforeExpiry(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
-	h.prov.SetFault(oauthtest.Fault{Kind: oauthtest.Fault500})
+	h.prov.SetFault(devprovider.Fault{Kind: devprovider.Fault500})
 	h.advance(9*time.Minute + 30*time.Second)
 	st := h.status("cc")
 	if st.State != api.StateFailing {
@@ -248,7 +248,7 @@ func TestInvalidGrantNeedsReauthorization(t *testing.T) {
 
 func TestPasswordGrantReobtainsWhenRefreshTokenDies(t *testing.T) {
 	h := newHarness(t, harnessOpts{
-		prov: oauthtest.Options{Users: map[string]string{"svc": "pw"}, Rotate: true},
+		prov: devprovider.Options{Users: map[string]string{"svc": "pw"}, Rotate: true},
 		config: func(c *config.Config) {
 			c.Grants = map[string]config.Grant{"pw": {Client: "app", Type: config.GrantPassword, Username: "svc", Password: oauth.NewSecret("pw")}}
 		},
@@ -271,7 +271,7 @@ func TestPasswordGrantReobtainsWhenRefreshTokenDies(t *testing.T) {
 
 // With rotation on, tokend never sends a refresh token twice.
 func TestRotationNeverReusesRefreshToken(t *testing.T) {
-	h := newHarness(t, harnessOpts{prov: oauthtest.Options{Rotate: true, AccessTTL: time.Minute, AutoApprove: true}, config: userGrant})
+	h := newHarness(t, harnessOpts{prov: devprovider.Options{Rotate: true, AccessTTL: time.Minute, AutoApprove: true}, config: userGrant})
 	h.authorizeViaCallback("user")
 	seen := map[string]bool{}
 	for range 20 {
@@ -308,7 +308,7 @@ func (h *harness) authorizeViaCallback(name string) string {
 }
 
 func TestCallbackOnceOnly(t *testing.T) {
-	h := newHarness(t, harnessOpts{prov: oauthtest.Options{AutoApprove: true}, config: userGrant})
+	h := newHarness(t, harnessOpts{prov: devprovider.Options{AutoApprove: true}, config: userGrant})
 	if st := h.status("user"); st.State != api.StatePendingAuthorization {
 		t.Fatalf("before authorization: %+v", st)
 	}
@@ -365,7 +365,7 @@ func TestOnDemandAndNeverWait(t *testing.T) {
 	first := h.token("cc")
 
 	// A refresh that hangs at the provider while the token is still valid.
-	h.prov.SetFault(oauthtest.Fault{Kind: oauthtest.FaultSlow, Delay: time.Hour, Times: 1})
+	h.prov.SetFault(devprovider.Fault{Kind: devprovider.FaultSlow, Delay: time.Hour, Times: 1})
 	g := h.d.grant("cc")
 	go func() { _, _ = h.d.refresh(g, "manual") }()
 	waitFor(t, "slow refresh in flight", func() bool { return h.prov.Stats().Faulted == 1 })
@@ -445,7 +445,7 @@ func TestReloadKeepsTokensAndAddsGrants(t *testing.T) {
 
 func TestInvalidClientIsCredentialsError(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
-	h.prov.SetFault(oauthtest.Fault{Kind: oauthtest.FaultInvalidClient})
+	h.prov.SetFault(devprovider.Fault{Kind: devprovider.FaultInvalidClient})
 	h.do(http.MethodPost, "/v1/tokens/cc/refresh")
 	st := h.status("cc")
 	if st.State != api.StateCredentialsError || st.LastErrorCode != "invalid_client" {
@@ -459,7 +459,7 @@ func TestInvalidClientIsCredentialsError(t *testing.T) {
 }
 
 func TestRevoke(t *testing.T) {
-	h := newHarness(t, harnessOpts{prov: oauthtest.Options{AutoApprove: true, Rotate: true}, config: userGrant})
+	h := newHarness(t, harnessOpts{prov: devprovider.Options{AutoApprove: true, Rotate: true}, config: userGrant})
 	h.authorizeViaCallback("user")
 	tok := h.stored("user")
 	code, body := h.do(http.MethodPost, "/v1/tokens/user/revoke")
@@ -479,7 +479,7 @@ func TestRevoke(t *testing.T) {
 }
 
 func TestDynamicRegistrationOnce(t *testing.T) {
-	h := newHarness(t, harnessOpts{prov: oauthtest.Options{AllowRegistration: true}, config: func(c *config.Config) {
+	h := newHarness(t, harnessOpts{prov: devprovider.Options{AllowRegistration: true}, config: func(c *config.Config) {
 		c.Clients["dyn"] = config.Client{Provider: "test"}
 		c.Grants = map[string]config.Grant{"dyn": {Client: "dyn", Type: config.GrantClientCredentials}}
 	}})
@@ -502,7 +502,7 @@ func TestDynamicRegistrationOnce(t *testing.T) {
 }
 
 func TestDeviceFlow(t *testing.T) {
-	h := newHarness(t, harnessOpts{prov: oauthtest.Options{Rotate: true}, config: func(c *config.Config) {
+	h := newHarness(t, harnessOpts{prov: devprovider.Options{Rotate: true}, config: func(c *config.Config) {
 		c.Grants = map[string]config.Grant{"dev": {Client: "app", Type: config.GrantDeviceCode, Scopes: []string{"read"}}}
 	}})
 	code, body := h.do(http.MethodPost, "/v1/tokens/dev/authorize")
@@ -573,7 +573,7 @@ func TestDiscoveryFallsBackToCache(t *testing.T) {
 func TestRefreshTokenLifetimeKeptAlive(t *testing.T) {
 	h := newHarness(t, harnessOpts{
 		step: time.Hour,
-		prov: oauthtest.Options{Rotate: true, AccessTTL: 48 * time.Hour, RefreshTTL: 24 * time.Hour, AutoApprove: true},
+		prov: devprovider.Options{Rotate: true, AccessTTL: 48 * time.Hour, RefreshTTL: 24 * time.Hour, AutoApprove: true},
 		config: func(c *config.Config) {
 			userGrant(c)
 			c.Refresh.Schedule = config.MustParseSchedule("@every 1h")
@@ -651,10 +651,10 @@ func TestSocketPathOccupied(t *testing.T) {
 // A refresh running across a reload lands in the reloaded grant: otherwise
 // the grant would keep serving (and refreshing with) the old token set.
 func TestRefreshAcrossReload(t *testing.T) {
-	h := newHarness(t, harnessOpts{prov: oauthtest.Options{AutoApprove: true, Rotate: true}, config: userGrant})
+	h := newHarness(t, harnessOpts{prov: devprovider.Options{AutoApprove: true, Rotate: true}, config: userGrant})
 	h.authorizeViaCallback("user")
 	first := h.stored("user")
-	h.prov.SetFault(oauthtest.Fault{Kind: oauthtest.FaultSlow, Delay: 300 * time.Millisecond, Times: 1})
+	h.prov.SetFault(devprovider.Fault{Kind: devprovider.FaultSlow, Delay: 300 * time.Millisecond, Times: 1})
 	done := make(chan struct{})
 	go func() { _, _ = h.d.refresh(h.d.grant("user"), "manual"); close(done) }()
 	waitFor(t, "refresh at the provider", func() bool { return h.prov.Stats().Faulted == 1 })
@@ -696,10 +696,10 @@ func TestTokenJSONMatchesEncodingJSON(t *testing.T) {
 // An operator's revoke does not queue behind a refresh round that backs
 // off (it could until the token expires): it ends the round and goes first.
 func TestRevokeEndsBackoffRound(t *testing.T) {
-	h := newHarness(t, harnessOpts{prov: oauthtest.Options{AutoApprove: true, Rotate: true}, config: userGrant})
+	h := newHarness(t, harnessOpts{prov: devprovider.Options{AutoApprove: true, Rotate: true}, config: userGrant})
 	h.authorizeViaCallback("user")
 	tok := h.stored("user")
-	h.prov.SetFault(oauthtest.Fault{Kind: oauthtest.Fault500})
+	h.prov.SetFault(devprovider.Fault{Kind: devprovider.Fault500})
 	go func() { _, _ = h.d.refresh(h.d.grant("user"), "manual") }()
 	waitFor(t, "refresh backing off", func() bool { return h.d.grant("user").backingOff.Load() })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -9,7 +9,7 @@
 // resolved (config.Readers.IDs, config.Listen.SocketGID). It speaks to
 // providers through package oauth (the concrete *oauth.Provider: the
 // protocol has one implementation, and tests put an in-process provider
-// from oauth/oauthtest behind it), keeps state through the Store interface
+// from internal/devprovider behind it), keeps state through the Store interface
 // (storage.go, which states the contract a backend meets; package store's
 // bbolt file implements it, Options.OpenStore plugs in another), answers
 // in the shapes of package api, and reports through the Metrics and
@@ -24,7 +24,10 @@
 // exchange grant follows its subject grant), dpop.go (a dpop grant's key,
 // kept with its token set, and the proofs handed to readers),
 // authorize.go (the authorization flows and revocation), fetch.go (what the
-// socket API asks of the engine), reload.go, storage.go. The servers: socketapi.go (the socket API's routes and
+// socket API asks of the engine), reload.go, storage.go, sinks.go (which
+// sinks each grant has and the token each is offered; package sink writes
+// the files and runs their commands), hooks.go (which hook event fires
+// when; package hook delivers them). The servers: socketapi.go (the socket API's routes and
 // answers), access.go and connlimit.go (who may connect and read), listen.go
 // and tcplisten.go (listeners), callback.go (the callback listener's
 // pages), metricsrv.go. Fleet mode: fleet.go.

@@ -18,8 +18,8 @@ import (
 
 	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/internal/devprovider"
 	"github.com/tokend/tokend/oauth"
-	"github.com/tokend/tokend/oauth/oauthtest"
 	"github.com/tokend/tokend/store"
 )
 
@@ -68,7 +68,7 @@ func dpopUserGrant(c *config.Config) {
 }
 
 func TestDPoPKeyFollowsAuthorizations(t *testing.T) {
-	h := newHarness(t, harnessOpts{prov: oauthtest.Options{Rotate: true, AutoApprove: true}, config: dpopUserGrant})
+	h := newHarness(t, harnessOpts{prov: devprovider.Options{Rotate: true, AutoApprove: true}, config: dpopUserGrant})
 	h.authorizeViaCallback("user")
 	s1 := h.stored("user")
 	if s1.TokenType != "DPoP" || s1.DPoPKey == "" {
@@ -158,7 +158,7 @@ func dpopCC(c *config.Config) {
 // says why; nothing is served.
 func TestDPoPDowngradeRefused(t *testing.T) {
 	h := newHarness(t, harnessOpts{noRun: true, config: dpopCC})
-	h.prov.SetFault(oauthtest.Fault{Kind: oauthtest.FaultDPoPDowngrade})
+	h.prov.SetFault(devprovider.Fault{Kind: devprovider.FaultDPoPDowngrade})
 	h.start()
 	st := h.status("cc")
 	if st.State != api.StateConfigurationError || !strings.Contains(st.LastError, "not DPoP-bound") {
@@ -175,7 +175,7 @@ func TestDPoPDowngradeRefused(t *testing.T) {
 // The token endpoint's nonce (use_dpop_nonce) is answered, also after the
 // server moves to a new one.
 func TestDPoPNonce(t *testing.T) {
-	h := newHarness(t, harnessOpts{prov: oauthtest.Options{DPoPNonce: true}, config: dpopCC})
+	h := newHarness(t, harnessOpts{prov: devprovider.Options{DPoPNonce: true}, config: dpopCC})
 	key := h.stored("cc").DPoPKey
 	if h.prov.Stats().NonceChallenges == 0 {
 		t.Fatal("the provider never asked for a nonce")
@@ -192,7 +192,7 @@ func TestDPoPNonce(t *testing.T) {
 }
 
 func TestDPoPProofEndpoint(t *testing.T) {
-	h := newHarness(t, harnessOpts{prov: oauthtest.Options{ResourceNonce: true}, noRun: true, config: func(c *config.Config) {
+	h := newHarness(t, harnessOpts{prov: devprovider.Options{ResourceNonce: true}, noRun: true, config: func(c *config.Config) {
 		dpopCC(c)
 		g := c.Grants["cc"]
 		g.Readers = config.Readers{UIDs: []int{1000}}
@@ -310,7 +310,7 @@ func TestDPoPProofOfExpiredTokenRefreshesFirst(t *testing.T) {
 // why it has no token while the backoff spaces the tries.
 func TestDPoPNonceLoopIsBounded(t *testing.T) {
 	h := newHarness(t, harnessOpts{noRun: true, config: dpopCC})
-	h.prov.SetFault(oauthtest.Fault{Kind: oauthtest.FaultDPoPNonceLoop})
+	h.prov.SetFault(devprovider.Fault{Kind: devprovider.FaultDPoPNonceLoop})
 	h.start()
 	h.advance(2 * time.Minute)
 	st := h.status("cc")

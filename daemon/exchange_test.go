@@ -13,13 +13,13 @@ import (
 
 	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
-	"github.com/tokend/tokend/oauth/oauthtest"
+	"github.com/tokend/tokend/internal/devprovider"
 )
 
 func TestJWTBearerReobtainsWithFreshAssertion(t *testing.T) {
 	k := ecSigningKey(t)
 	h := newHarness(t, harnessOpts{
-		prov: oauthtest.Options{AssertionIssuers: []oauthtest.AssertionIssuer{{Issuer: "svc@example", JWKS: publicJWKS(t, k)}}},
+		prov: devprovider.Options{AssertionIssuers: []devprovider.AssertionIssuer{{Issuer: "svc@example", JWKS: publicJWKS(t, k)}}},
 		config: func(c *config.Config) {
 			c.Grants = map[string]config.Grant{"sa": {Client: "app", Type: config.GrantJWTBearer, Scopes: []string{"read"},
 				Assertion: &config.Assertion{Issuer: "svc@example", Subject: "robot", Key: k}}}
@@ -53,7 +53,7 @@ func (h *harness) authorizeSubject() {
 }
 
 func TestTokenExchangeFollowsSubject(t *testing.T) {
-	h := newHarness(t, harnessOpts{prov: oauthtest.Options{Rotate: true, AutoApprove: true}, config: exchangeGrants})
+	h := newHarness(t, harnessOpts{prov: devprovider.Options{Rotate: true, AutoApprove: true}, config: exchangeGrants})
 	// Before anyone authorized the subject, the dependent says so and asks
 	// nothing of the provider.
 	st := h.status("down")
@@ -104,7 +104,7 @@ func TestTokenExchangeFollowsSubject(t *testing.T) {
 }
 
 func TestTokenExchangeSubjectRemovedByReload(t *testing.T) {
-	h := newHarness(t, harnessOpts{prov: oauthtest.Options{AutoApprove: true}, config: exchangeGrants})
+	h := newHarness(t, harnessOpts{prov: devprovider.Options{AutoApprove: true}, config: exchangeGrants})
 	h.authorizeSubject()
 	cfg := *h.cfg
 	cfg.Grants = map[string]config.Grant{"down": h.cfg.Grants["down"]}
@@ -125,7 +125,7 @@ func TestTokenExchangeSubjectRemovedByReload(t *testing.T) {
 
 // The subject's id token and an actor grant's access token.
 func TestTokenExchangeIDTokenAndActor(t *testing.T) {
-	h := newHarness(t, harnessOpts{prov: oauthtest.Options{AutoApprove: true}, config: func(c *config.Config) {
+	h := newHarness(t, harnessOpts{prov: devprovider.Options{AutoApprove: true}, config: func(c *config.Config) {
 		exchangeGrants(c)
 		c.Grants["robot"] = config.Grant{Client: "app", Type: config.GrantClientCredentials, Scopes: []string{"read"}}
 		g := c.Grants["down"]
@@ -148,7 +148,7 @@ func TestTokenExchangeTakesSubjectsPermanentState(t *testing.T) {
 			"down":  {Client: "app", Type: config.GrantTokenExchange, SubjectGrant: "robot", Scopes: []string{"read"}},
 		}
 	}})
-	h.prov.SetFault(oauthtest.Fault{Kind: oauthtest.FaultInvalidClient, GrantTypes: []string{"client_credentials"}})
+	h.prov.SetFault(devprovider.Fault{Kind: devprovider.FaultInvalidClient, GrantTypes: []string{"client_credentials"}})
 	h.start()
 	if st := h.status("robot"); st.State != api.StateCredentialsError {
 		t.Fatalf("robot: %+v", st)

@@ -16,9 +16,9 @@ import (
 
 	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/internal/devprovider"
 	"github.com/tokend/tokend/internal/testutil"
 	"github.com/tokend/tokend/oauth"
-	"github.com/tokend/tokend/oauth/oauthtest"
 	"github.com/tokend/tokend/store"
 )
 
@@ -66,7 +66,7 @@ type tickCounter struct {
 func (c *tickCounter) Status(string) error { c.n.Add(1); return nil }
 
 type faultOpts struct {
-	prov   oauthtest.Options
+	prov   devprovider.Options
 	config func(*config.Config)
 	noRun  bool
 	// fetchWait caps a fetch's wait for a refresh (real time); 0 means 5 s.
@@ -173,7 +173,7 @@ func ccGrants(names []string) func(*config.Config) {
 // token away), the old token is never served again, and the next tick
 // after the disk recovers writes it.
 func TestDiskFullDuringRefresh(t *testing.T) {
-	fh := newFaultHarness(t, faultOpts{prov: oauthtest.Options{Rotate: true, AutoApprove: true}, config: userGrant})
+	fh := newFaultHarness(t, faultOpts{prov: devprovider.Options{Rotate: true, AutoApprove: true}, config: userGrant})
 	fh.authorizeViaCallback("user")
 	old := fh.token("user")
 	oldStored := fh.storedDirect("user")
@@ -253,7 +253,7 @@ func TestDiskFullDuringRefresh(t *testing.T) {
 // restarted daemon refreshes with the rotated-away refresh token and the
 // chain is lost (the provider revokes the family on the reuse).
 func TestDiskFullRecoveredThenStopKeepsToken(t *testing.T) {
-	fh := newFaultHarness(t, faultOpts{prov: oauthtest.Options{Rotate: true, AutoApprove: true}, config: userGrant})
+	fh := newFaultHarness(t, faultOpts{prov: devprovider.Options{Rotate: true, AutoApprove: true}, config: userGrant})
 	fh.authorizeViaCallback("user")
 	fh.fs.failPut.Store(true)
 	fh.advance(8 * time.Minute)
@@ -315,7 +315,7 @@ func (fh *faultHarness) seedStaggered(names []string, step time.Duration) {
 // that fired late.
 func TestClockJumpForwardRefreshesEachOnce(t *testing.T) {
 	names := grantNames(100)
-	fh := newFaultHarness(t, faultOpts{prov: oauthtest.Options{AccessTTL: time.Hour}, config: ccGrants(names), noRun: true})
+	fh := newFaultHarness(t, faultOpts{prov: devprovider.Options{AccessTTL: time.Hour}, config: ccGrants(names), noRun: true})
 	fh.seedStaggered(names, 30*time.Second) // obtained over 50 min
 	fh.start()
 	fh.advance(time.Minute)
@@ -357,7 +357,7 @@ func TestClockJumpForwardRefreshesEachOnce(t *testing.T) {
 // time.
 func TestClockJumpBackNoNeedlessRefresh(t *testing.T) {
 	names := grantNames(100)
-	fh := newFaultHarness(t, faultOpts{prov: oauthtest.Options{AccessTTL: time.Hour}, config: ccGrants(names), noRun: true})
+	fh := newFaultHarness(t, faultOpts{prov: devprovider.Options{AccessTTL: time.Hour}, config: ccGrants(names), noRun: true})
 	fh.seedStaggered(names, 30*time.Second)
 	fh.start()
 	fh.advance(time.Minute)
@@ -396,7 +396,7 @@ func TestClockRefreshedTokenKeepsMonotonicReading(t *testing.T) {
 
 	// The whole path: a daemon on the real clock obtains a token from a
 	// provider on the real clock.
-	prov := oauthtest.New(oauthtest.Options{Clients: []oauthtest.Client{{ID: "app", Secret: testSecret}}, AccessTTL: 10 * time.Minute})
+	prov := devprovider.New(devprovider.Options{Clients: []devprovider.Client{{ID: "app", Secret: testSecret}}, AccessTTL: 10 * time.Minute})
 	t.Cleanup(prov.Close)
 	dir := t.TempDir()
 	cfg := &config.Config{
@@ -453,7 +453,7 @@ func TestOutageBackoffBounded(t *testing.T) {
 	if n := fh.prov.Stats().TokenRequests; n != len(names) {
 		t.Fatalf("%d token requests at start, want %d", n, len(names))
 	}
-	fh.prov.SetFault(oauthtest.Fault{Kind: oauthtest.FaultDown})
+	fh.prov.SetFault(devprovider.Fault{Kind: devprovider.FaultDown})
 	before := fh.prov.Stats().TokenRequests
 	fh.advance(outage)
 	during := fh.prov.Stats().TokenRequests - before

@@ -9,8 +9,8 @@ import (
 
 	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/internal/devprovider"
 	"github.com/tokend/tokend/metrics"
-	"github.com/tokend/tokend/oauth/oauthtest"
 	"github.com/tokend/tokend/store"
 )
 
@@ -89,7 +89,7 @@ type fetchLoadResult struct {
 func fetchLoad(t *testing.T, life time.Duration, sched string, period, step time.Duration, readers, perReader int) fetchLoadResult {
 	t.Helper()
 	h := newHarness(t, harnessOpts{
-		prov:   oauthtest.Options{AccessTTL: life},
+		prov:   devprovider.Options{AccessTTL: life},
 		config: func(c *config.Config) { c.Refresh.Schedule = config.MustParseSchedule(sched) },
 		noRun:  true,
 		step:   step,
@@ -193,13 +193,13 @@ func TestFetchLoadBoundsOnDemandRefreshes(t *testing.T) {
 // leaves one refresh running for the next callers; it never waits for it.
 func TestFetchNearExpiryNeverWaits(t *testing.T) {
 	h := newHarness(t, harnessOpts{
-		prov:   oauthtest.Options{AccessTTL: 5 * time.Second},
+		prov:   devprovider.Options{AccessTTL: 5 * time.Second},
 		config: func(c *config.Config) { c.Refresh.Schedule = config.MustParseSchedule("@every 1h") },
 	})
 	first := h.token("cc")
 	// 4.6 s into a 5 s life: inside the 0.5 s margin, still valid.
 	h.clock.Advance(4600 * time.Millisecond)
-	h.prov.SetFault(oauthtest.Fault{Kind: oauthtest.FaultSlow, Delay: time.Hour, Times: 1})
+	h.prov.SetFault(devprovider.Fault{Kind: devprovider.FaultSlow, Delay: time.Hour, Times: 1})
 	for i := range 20 {
 		done := make(chan api.TokenResponse, 1)
 		go func() { done <- h.token("cc") }()

@@ -10,10 +10,10 @@ import (
 
 	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/internal/devprovider"
 	"github.com/tokend/tokend/internal/etcdtest"
 	"github.com/tokend/tokend/internal/testutil"
 	"github.com/tokend/tokend/oauth"
-	"github.com/tokend/tokend/oauth/oauthtest"
 	"github.com/tokend/tokend/store"
 	"github.com/tokend/tokend/store/etcdstore"
 )
@@ -38,8 +38,8 @@ func TestFleetEtcdTwoDaemons(t *testing.T) {
 	}
 	c := etcdtest.New(t, etcdtest.Options{Members: 3, NoFsync: true})
 	clock := newFakeClock(t0)
-	prov := oauthtest.New(oauthtest.Options{Now: clock.Now, AccessTTL: 10 * time.Minute,
-		Clients: []oauthtest.Client{{ID: "app", Secret: testSecret, AuthMethod: "client_secret_basic"}}})
+	prov := devprovider.New(devprovider.Options{Now: clock.Now, AccessTTL: 10 * time.Minute,
+		Clients: []devprovider.Client{{ID: "app", Secret: testSecret, AuthMethod: "client_secret_basic"}}})
 	t.Cleanup(prov.Close)
 	grants := []string{"g1", "g2", "g3", "g4"}
 	start := func(name string) *fleetNode { return startFleetNode(t, c, clock, prov, name, grants, 4*time.Second) }
@@ -189,7 +189,7 @@ func (n *fleetNode) stop(t *testing.T) {
 // startFleetNode runs a daemon named name on cluster c with grants, all
 // client_credentials of prov unless a mod of the configuration says
 // otherwise.
-func startFleetNode(t *testing.T, c *etcdtest.Cluster, clock *fakeClock, prov *oauthtest.Server, name string, grants []string, leaseTTL time.Duration, mod ...func(*config.Config)) *fleetNode {
+func startFleetNode(t *testing.T, c *etcdtest.Cluster, clock *fakeClock, prov *devprovider.Server, name string, grants []string, leaseTTL time.Duration, mod ...func(*config.Config)) *fleetNode {
 	t.Helper()
 	key := bytes.Repeat([]byte{7}, store.KeySize)
 	dir := t.TempDir()
@@ -248,8 +248,8 @@ func TestFleetEtcdQuorumLoss(t *testing.T) {
 	}
 	c := etcdtest.New(t, etcdtest.Options{Members: 3, NoFsync: true})
 	clock := newFakeClock(t0)
-	prov := oauthtest.New(oauthtest.Options{Now: clock.Now, AccessTTL: 10 * time.Minute,
-		Clients: []oauthtest.Client{{ID: "app", Secret: testSecret, AuthMethod: "client_secret_basic"}}})
+	prov := devprovider.New(devprovider.Options{Now: clock.Now, AccessTTL: 10 * time.Minute,
+		Clients: []devprovider.Client{{ID: "app", Secret: testSecret, AuthMethod: "client_secret_basic"}}})
 	t.Cleanup(prov.Close)
 	// A longer lease than the take-over test's: a provider request is
 	// bounded by half of it, and under -race on a busy machine 1 s can

@@ -18,10 +18,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/internal/devprovider"
 	"github.com/tokend/tokend/internal/etcdtest"
 	"github.com/tokend/tokend/internal/testutil"
 	"github.com/tokend/tokend/oauth"
-	"github.com/tokend/tokend/oauth/oauthtest"
 	"github.com/tokend/tokend/store"
 	"github.com/tokend/tokend/store/etcdstore"
 )
@@ -102,8 +102,8 @@ func TestFleetEtcdRefusesReplayedToken(t *testing.T) {
 	}
 	c := etcdtest.New(t, etcdtest.Options{Members: 1, NoFsync: true})
 	clock := newFakeClock(t0)
-	prov := oauthtest.New(oauthtest.Options{Now: clock.Now, AccessTTL: 10 * time.Minute, Rotate: true, Users: map[string]string{"svc": "pw"},
-		Clients: []oauthtest.Client{{ID: "app", Secret: testSecret, AuthMethod: "client_secret_basic"}}})
+	prov := devprovider.New(devprovider.Options{Now: clock.Now, AccessTTL: 10 * time.Minute, Rotate: true, Users: map[string]string{"svc": "pw"},
+		Clients: []devprovider.Client{{ID: "app", Secret: testSecret, AuthMethod: "client_secret_basic"}}})
 	t.Cleanup(prov.Close)
 	grant := func(cfg *config.Config) {
 		cfg.Grants["pw"] = config.Grant{Client: "app", Type: config.GrantPassword, Username: "svc", Password: oauth.NewSecret("pw"), Scopes: []string{"read"}}
@@ -175,8 +175,8 @@ func TestFleetEtcdTamperedProviderCacheUnused(t *testing.T) {
 	}
 	c := etcdtest.New(t, etcdtest.Options{Members: 1, NoFsync: true})
 	clock := newFakeClock(t0)
-	prov := oauthtest.New(oauthtest.Options{Now: clock.Now, AccessTTL: 10 * time.Minute,
-		Clients: []oauthtest.Client{{ID: "app", Secret: testSecret, AuthMethod: "client_secret_basic"}}})
+	prov := devprovider.New(devprovider.Options{Now: clock.Now, AccessTTL: 10 * time.Minute,
+		Clients: []devprovider.Client{{ID: "app", Secret: testSecret, AuthMethod: "client_secret_basic"}}})
 	t.Cleanup(prov.Close)
 	var stolen atomic.Int32
 	attacker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -231,8 +231,8 @@ func TestFleetEtcdForgedPendingRefused(t *testing.T) {
 	}
 	c := etcdtest.New(t, etcdtest.Options{Members: 1, NoFsync: true})
 	clock := newFakeClock(t0)
-	prov := oauthtest.New(oauthtest.Options{Now: clock.Now, AccessTTL: 10 * time.Minute, AutoApprove: true,
-		Clients: []oauthtest.Client{{ID: "app", Secret: testSecret, AuthMethod: "client_secret_basic"}}})
+	prov := devprovider.New(devprovider.Options{Now: clock.Now, AccessTTL: 10 * time.Minute, AutoApprove: true,
+		Clients: []devprovider.Client{{ID: "app", Secret: testSecret, AuthMethod: "client_secret_basic"}}})
 	t.Cleanup(prov.Close)
 	grant := func(cfg *config.Config) {
 		cfg.Grants["web"] = config.Grant{Client: "app", Type: config.GrantAuthorizationCode, Scopes: []string{"read"}}

@@ -11,9 +11,9 @@ import (
 
 	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/internal/devprovider"
 	"github.com/tokend/tokend/internal/etcdtest"
 	"github.com/tokend/tokend/oauth"
-	"github.com/tokend/tokend/oauth/oauthtest"
 )
 
 // A writer of the etcd prefix without the store key puts junk over a
@@ -26,9 +26,9 @@ func TestFleetEtcdUndecodableRecordKeepsChain(t *testing.T) {
 	}
 	c := etcdtest.New(t, etcdtest.Options{Members: 1, NoFsync: true})
 	clock := newFakeClock(t0)
-	prov := oauthtest.New(oauthtest.Options{Now: clock.Now, AccessTTL: 10 * time.Minute, Rotate: true,
+	prov := devprovider.New(devprovider.Options{Now: clock.Now, AccessTTL: 10 * time.Minute, Rotate: true,
 		Users:   map[string]string{"svc": "pw"},
-		Clients: []oauthtest.Client{{ID: "app", Secret: testSecret, AuthMethod: "client_secret_basic"}}})
+		Clients: []devprovider.Client{{ID: "app", Secret: testSecret, AuthMethod: "client_secret_basic"}}})
 	t.Cleanup(prov.Close)
 	n := startFleetNode(t, c, clock, prov, "host-a", []string{"g"}, 4*time.Second, func(cfg *config.Config) {
 		cfg.Grants["g"] = config.Grant{Client: "app", Type: config.GrantPassword, Username: "svc", Password: oauth.NewSecret("pw"), Scopes: []string{"read"}}
@@ -83,8 +83,8 @@ func TestFleetEtcdRestartWithUndecodableRecord(t *testing.T) {
 	}
 	c := etcdtest.New(t, etcdtest.Options{Members: 1, NoFsync: true})
 	clock := newFakeClock(t0)
-	prov := oauthtest.New(oauthtest.Options{Now: clock.Now, AccessTTL: 10 * time.Minute,
-		Clients: []oauthtest.Client{{ID: "app", Secret: testSecret, AuthMethod: "client_secret_basic"}}})
+	prov := devprovider.New(devprovider.Options{Now: clock.Now, AccessTTL: 10 * time.Minute,
+		Clients: []devprovider.Client{{ID: "app", Secret: testSecret, AuthMethod: "client_secret_basic"}}})
 	t.Cleanup(prov.Close)
 	grants := []string{"g1", "g2", "g3"}
 	n := startFleetNode(t, c, clock, prov, "host-a", grants, 4*time.Second)

@@ -12,9 +12,9 @@ import (
 
 	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/internal/devprovider"
 	"github.com/tokend/tokend/internal/etcdtest"
 	"github.com/tokend/tokend/oauth"
-	"github.com/tokend/tokend/oauth/oauthtest"
 )
 
 // isolationFor is how long TestFleetEtcdIsolatedMember keeps a member
@@ -105,8 +105,8 @@ func TestFleetEtcdIsolatedMember(t *testing.T) {
 func testIsolatedMember(t *testing.T, leader bool, isolation time.Duration) {
 	c := etcdtest.New(t, etcdtest.Options{Members: 3, NoFsync: true, Relayed: true})
 	clock := newFakeClock(t0)
-	prov := oauthtest.New(oauthtest.Options{Now: clock.Now, AccessTTL: time.Minute, Rotate: true, Users: map[string]string{"svc": "pw"},
-		Clients: []oauthtest.Client{{ID: "app", Secret: testSecret, AuthMethod: "client_secret_basic"}}})
+	prov := devprovider.New(devprovider.Options{Now: clock.Now, AccessTTL: time.Minute, Rotate: true, Users: map[string]string{"svc": "pw"},
+		Clients: []devprovider.Client{{ID: "app", Secret: testSecret, AuthMethod: "client_secret_basic"}}})
 	t.Cleanup(prov.Close)
 	var grants []string
 	for i := range 6 {

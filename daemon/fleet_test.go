@@ -15,7 +15,7 @@ import (
 
 	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
-	"github.com/tokend/tokend/oauth/oauthtest"
+	"github.com/tokend/tokend/internal/devprovider"
 	"github.com/tokend/tokend/store"
 )
 
@@ -320,7 +320,7 @@ func (m *fleetMetrics) SetFleetConflict(g string, c bool) {
 }
 
 // fleetHarness runs a daemon on a fakeFleet; cc is held by setup's choice.
-func fleetHarness(t *testing.T, po oauthtest.Options, setup func(f *fakeFleet), config func(*config.Config)) (*harness, *fakeFleet, *fleetMetrics) {
+func fleetHarness(t *testing.T, po devprovider.Options, setup func(f *fakeFleet), config func(*config.Config)) (*harness, *fakeFleet, *fleetMetrics) {
 	t.Helper()
 	f := newFakeFleet()
 	if setup != nil {
@@ -339,7 +339,7 @@ func validToken(grant, access string, gen uint64, now time.Time) store.Token {
 }
 
 func TestFleetRefreshesOnlyWhenHeld(t *testing.T) {
-	h, f, m := fleetHarness(t, oauthtest.Options{}, func(f *fakeFleet) { f.owner["cc"] = "host-b" }, nil)
+	h, f, m := fleetHarness(t, devprovider.Options{}, func(f *fakeFleet) { f.owner["cc"] = "host-b" }, nil)
 	h.advance(time.Minute)
 	if n := h.prov.Stats().TokenRequests; n != 0 {
 		t.Fatalf("a non-holder sent %d token requests", n)
@@ -376,7 +376,7 @@ func TestFleetRefreshesOnlyWhenHeld(t *testing.T) {
 // A lease lost between the tick that queued the grant and the request:
 // the request is not sent and nothing is recorded as a failure.
 func TestFleetLeaseLostBeforeRequest(t *testing.T) {
-	h, f, _ := fleetHarness(t, oauthtest.Options{}, func(f *fakeFleet) { f.owner["cc"] = "host-b" }, nil)
+	h, f, _ := fleetHarness(t, devprovider.Options{}, func(f *fakeFleet) { f.owner["cc"] = "host-b" }, nil)
 	f.set(func(f *fakeFleet) { f.held["cc"], f.dropAfter = true, 2 }) // the tick's Holds, then lost
 	h.advance(15 * time.Second)
 	if n := h.prov.Stats().TokenRequests; n != 0 {
@@ -391,7 +391,7 @@ func TestFleetLeaseLostBeforeRequest(t *testing.T) {
 }
 
 func TestFleetWatchPublishesAndFetchWaits(t *testing.T) {
-	h, f, _ := fleetHarness(t, oauthtest.Options{}, func(f *fakeFleet) { f.owner["cc"] = "host-b" }, nil)
+	h, f, _ := fleetHarness(t, devprovider.Options{}, func(f *fakeFleet) { f.owner["cc"] = "host-b" }, nil)
 	// No token yet: a fetch waits for the watch instead of refreshing.
 	type result struct {
 		code int
@@ -423,7 +423,7 @@ func TestFleetWatchPublishesAndFetchWaits(t *testing.T) {
 }
 
 func TestFleetFetchTimesOutNamingRefresher(t *testing.T) {
-	h, _, _ := fleetHarness(t, oauthtest.Options{}, func(f *fakeFleet) { f.owner["cc"] = "host-b" }, nil)
+	h, _, _ := fleetHarness(t, devprovider.Options{}, func(f *fakeFleet) { f.owner["cc"] = "host-b" }, nil)
 	h.d.opts.FetchWait = 100 * time.Millisecond
 	code, body := h.get("/v1/tokens/cc")
 	if code != http.StatusServiceUnavailable || !strings.Contains(string(body), "instance host-b refreshes this grant") {
@@ -432,7 +432,7 @@ func TestFleetFetchTimesOutNamingRefresher(t *testing.T) {
 }
 
 func TestFleetFetchTakesOverWhileWaiting(t *testing.T) {
-	h, f, _ := fleetHarness(t, oauthtest.Options{}, nil, nil)
+	h, f, _ := fleetHarness(t, devprovider.Options{}, nil, nil)
 	done := make(chan int, 1)
 	go func() { c, _ := h.get("/v1/tokens/cc"); done <- c }()
 	time.Sleep(20 * time.Millisecond)
@@ -446,7 +446,7 @@ func TestFleetFetchTakesOverWhileWaiting(t *testing.T) {
 }
 
 func TestFleetFencedWrite(t *testing.T) {
-	h, f, m := fleetHarness(t, oauthtest.Options{}, func(f *fakeFleet) { f.held["cc"] = true }, nil)
+	h, f, m := fleetHarness(t, devprovider.Options{}, func(f *fakeFleet) { f.held["cc"] = true }, nil)
 	first := h.token("cc")
 	winner := validToken("cc", "written-by-host-b", 7, h.clock.Now())
 	f.set(func(f *fakeFleet) {
@@ -489,7 +489,7 @@ func TestFleetFencedWrite(t *testing.T) {
 }
 
 func TestFleetQuorumLossPausesAndResumes(t *testing.T) {
-	h, f, m := fleetHarness(t, oauthtest.Options{}, func(f *fakeFleet) { f.held["cc"] = true }, nil)
+	h, f, m := fleetHarness(t, devprovider.Options{}, func(f *fakeFleet) { f.held["cc"] = true }, nil)
 	tok := h.token("cc")
 	f.set(func(f *fakeFleet) { f.quorum = false })
 	h.advance(15 * time.Second)
@@ -528,7 +528,7 @@ func TestFleetQuorumLossPausesAndResumes(t *testing.T) {
 }
 
 func TestFleetManualRefreshRefused(t *testing.T) {
-	h, _, _ := fleetHarness(t, oauthtest.Options{}, func(f *fakeFleet) { f.owner["cc"] = "host-b" }, nil)
+	h, _, _ := fleetHarness(t, devprovider.Options{}, func(f *fakeFleet) { f.owner["cc"] = "host-b" }, nil)
 	code, body := h.do(http.MethodPost, "/v1/tokens/cc/refresh")
 	if code == 200 || code == 204 || !strings.Contains(string(body), "tokend refresh cc on host-b") {
 		t.Fatalf("manual refresh on a non-holder: %d %s", code, body)
@@ -539,7 +539,7 @@ func TestFleetManualRefreshRefused(t *testing.T) {
 }
 
 func TestFleetConflict(t *testing.T) {
-	h, _, m := fleetHarness(t, oauthtest.Options{}, func(f *fakeFleet) {
+	h, _, m := fleetHarness(t, devprovider.Options{}, func(f *fakeFleet) {
 		f.held["cc"] = true
 		f.conflict["cc"] = "scopes differ from host-b's"
 	}, nil)
@@ -571,7 +571,7 @@ func TestFleetReadyAfterWatch(t *testing.T) {
 }
 
 func TestFleetAuthorizationWritesFleetWide(t *testing.T) {
-	h, f, _ := fleetHarness(t, oauthtest.Options{}, nil, func(c *config.Config) {
+	h, f, _ := fleetHarness(t, devprovider.Options{}, nil, func(c *config.Config) {
 		c.Grants["dev"] = config.Grant{Client: "app", Type: config.GrantDeviceCode}
 	})
 	// Another instance wrote the grant and the watch has not told this
@@ -609,7 +609,7 @@ func TestFleetRegistrationUnderLock(t *testing.T) {
 	}
 	held := func(f *fakeFleet) { f.held["dyn"] = true }
 	t.Run("registers once, under the lock", func(t *testing.T) {
-		h, f, _ := fleetHarness(t, oauthtest.Options{AllowRegistration: true}, held, dyn)
+		h, f, _ := fleetHarness(t, devprovider.Options{AllowRegistration: true}, held, dyn)
 		h.token("dyn")
 		f.mu.Lock()
 		locks := append([]string(nil), f.locks...)
@@ -619,7 +619,7 @@ func TestFleetRegistrationUnderLock(t *testing.T) {
 		}
 	})
 	t.Run("another instance registered while waiting", func(t *testing.T) {
-		h, _, _ := fleetHarness(t, oauthtest.Options{AllowRegistration: true}, func(ff *fakeFleet) {
+		h, _, _ := fleetHarness(t, devprovider.Options{AllowRegistration: true}, func(ff *fakeFleet) {
 			held(ff)
 			ff.onLock = func() {
 				if err := ff.Store.PutClient(store.Client{Name: "dyn", Provider: "test", ClientID: "app", ClientSecret: testSecret, AuthMethod: "client_secret_basic"}); err != nil {
@@ -679,7 +679,7 @@ func TestFingerprint(t *testing.T) {
 // refresh's would.
 func TestFleetWatchFeedsSinks(t *testing.T) {
 	path := filepath.Join(sinkDir(t), "cc.token")
-	h, f, _ := fleetHarness(t, oauthtest.Options{}, func(f *fakeFleet) { f.owner["cc"] = "host-b" }, withSinks("cc", config.Sink{Path: path}))
+	h, f, _ := fleetHarness(t, devprovider.Options{}, func(f *fakeFleet) { f.owner["cc"] = "host-b" }, withSinks("cc", config.Sink{Path: path}))
 	f.otherWrite(t, validToken("cc", "from-host-b", 1, h.clock.Now()))
 	waitFile(t, path, "from-host-b")
 }
@@ -712,7 +712,7 @@ func TestFleetServesBeforeCampaignEnds(t *testing.T) {
 // cannot come (quorum lost), and waits for one that can only while half of
 // the token's remaining life is left.
 func TestFleetNearExpiryTokenServed(t *testing.T) {
-	h, f, _ := fleetHarness(t, oauthtest.Options{}, func(f *fakeFleet) { f.owner["cc"] = "host-b" }, nil)
+	h, f, _ := fleetHarness(t, devprovider.Options{}, func(f *fakeFleet) { f.owner["cc"] = "host-b" }, nil)
 	h.d.opts.FetchWait = time.Hour
 	tok := validToken("cc", "near-expiry", 1, h.clock.Now())
 	// An hour-long token 2 s before its end: inside the fetch margin.
@@ -745,7 +745,7 @@ func TestFleetNearExpiryTokenServed(t *testing.T) {
 // A token that expires while nobody can refresh it (quorum lost) is shown
 // and exported expired, as a failed refresh would show it on a single host.
 func TestFleetExpiredWithoutQuorum(t *testing.T) {
-	h, f, m := fleetHarness(t, oauthtest.Options{}, func(f *fakeFleet) { f.held["cc"] = true }, nil)
+	h, f, m := fleetHarness(t, devprovider.Options{}, func(f *fakeFleet) { f.held["cc"] = true }, nil)
 	h.token("cc")
 	f.set(func(f *fakeFleet) { f.quorum = false })
 	h.advance(11 * time.Minute)
@@ -782,7 +782,7 @@ func TestFleetCutOffFetchAnswersAtOnce(t *testing.T) {
 		"lease lost": {func(f *fakeFleet) { f.leaseLost = true }, "lost its etcd lease"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			h, f, _ := fleetHarness(t, oauthtest.Options{}, func(f *fakeFleet) { f.held["cc"] = true }, nil)
+			h, f, _ := fleetHarness(t, devprovider.Options{}, func(f *fakeFleet) { f.held["cc"] = true }, nil)
 			h.token("cc")
 			f.set(func(f *fakeFleet) {
 				f.held["cc"] = false

@@ -8,7 +8,7 @@ import (
 
 	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
-	"github.com/tokend/tokend/oauth/oauthtest"
+	"github.com/tokend/tokend/internal/devprovider"
 )
 
 // fleetPair runs two daemons of one fake fleet, a and b: one store, one
@@ -16,7 +16,7 @@ import (
 func fleetPair(t *testing.T) (a, b *harness, fa *fakeFleet) {
 	t.Helper()
 	fa = newFakeFleet()
-	a = newHarness(t, harnessOpts{prov: oauthtest.Options{AutoApprove: true}, config: userGrant, noRun: true})
+	a = newHarness(t, harnessOpts{prov: devprovider.Options{AutoApprove: true}, config: userGrant, noRun: true})
 	a.startWith(Options{OpenStore: fa.open})
 	waitFor(t, "a's watch up", func() bool { return fa.watchOK.Load() })
 	fb := fa.peer("host-b")

@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/internal/devprovider"
 	"github.com/tokend/tokend/oauth"
-	"github.com/tokend/tokend/oauth/oauthtest"
 	"github.com/tokend/tokend/store"
 )
 
@@ -28,7 +28,7 @@ import (
 // authorization-code grant) by nobody but operators.
 type fuzzEnv struct {
 	d     *Daemon
-	prov  *oauthtest.Server
+	prov  *devprovider.Server
 	clock *fakeClock
 }
 
@@ -42,9 +42,9 @@ const (
 
 func newFuzzEnv(f *testing.F) *fuzzEnv {
 	clock := newFakeClock(t0)
-	prov := oauthtest.New(oauthtest.Options{
+	prov := devprovider.New(devprovider.Options{
 		Now: clock.Now, AccessTTL: time.Hour, RefreshForClientCredentials: true, AutoApprove: true,
-		Clients: []oauthtest.Client{{ID: "app", Secret: testSecret, AuthMethod: "client_secret_basic"}},
+		Clients: []devprovider.Client{{ID: "app", Secret: testSecret, AuthMethod: "client_secret_basic"}},
 	})
 	f.Cleanup(prov.Close)
 	dir := f.TempDir()

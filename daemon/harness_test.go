@@ -14,9 +14,9 @@ import (
 
 	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/internal/devprovider"
 	"github.com/tokend/tokend/internal/testutil"
 	"github.com/tokend/tokend/oauth"
-	"github.com/tokend/tokend/oauth/oauthtest"
 	"github.com/tokend/tokend/store"
 )
 
@@ -29,7 +29,7 @@ const testSecret = "s3cr3t-client"
 type harness struct {
 	t      *testing.T
 	clock  *fakeClock
-	prov   *oauthtest.Server
+	prov   *devprovider.Server
 	cfg    *config.Config
 	d      *Daemon
 	sock   string
@@ -41,7 +41,7 @@ type harness struct {
 }
 
 type harnessOpts struct {
-	prov   oauthtest.Options
+	prov   devprovider.Options
 	config func(*config.Config)
 	noRun  bool
 	// step is how far advance moves the clock at a time; it should match
@@ -66,12 +66,12 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	if po.AccessTTL == 0 {
 		po.AccessTTL = 10 * time.Minute
 	}
-	po.Clients = append(po.Clients, oauthtest.Client{ID: "app", Secret: testSecret, AuthMethod: "client_secret_basic"})
-	var prov *oauthtest.Server
+	po.Clients = append(po.Clients, devprovider.Client{ID: "app", Secret: testSecret, AuthMethod: "client_secret_basic"})
+	var prov *devprovider.Server
 	if o.tls {
-		prov = oauthtest.NewTLS(po)
+		prov = devprovider.NewTLS(po)
 	} else {
-		prov = oauthtest.New(po)
+		prov = devprovider.New(po)
 	}
 	t.Cleanup(prov.Close)
 	dir := t.TempDir()
@@ -108,7 +108,7 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	return h
 }
 
-func caPool(prov *oauthtest.Server, tls bool) *x509.CertPool {
+func caPool(prov *devprovider.Server, tls bool) *x509.CertPool {
 	if !tls {
 		return nil
 	}

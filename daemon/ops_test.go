@@ -24,8 +24,8 @@ import (
 
 	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/internal/devprovider"
 	"github.com/tokend/tokend/metrics"
-	"github.com/tokend/tokend/oauth/oauthtest"
 	"github.com/tokend/tokend/store"
 	"github.com/tokend/tokend/systemd"
 )
@@ -569,7 +569,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	// The provider fails (500, transient) past the token's expiry: the
 	// rounds that gave up are counted as transient, the grant is expired,
 	// and the expiry gauge still says when the old token expired.
-	h.prov.SetFault(oauthtest.Fault{Kind: oauthtest.Fault500})
+	h.prov.SetFault(devprovider.Fault{Kind: devprovider.Fault500})
 	h.advance(10*time.Minute + 30*time.Second)
 	s = h.scrapeMetrics()
 	transient, _ := s.value("tokend_refresh_total", "grant", "cc", "result", "transient")
@@ -597,7 +597,7 @@ func TestMetricsEndpoint(t *testing.T) {
 
 	// invalid_client is a credentials failure; the still-valid token
 	// keeps its expiry gauge.
-	h.prov.SetFault(oauthtest.Fault{Kind: oauthtest.FaultInvalidClient})
+	h.prov.SetFault(devprovider.Fault{Kind: devprovider.FaultInvalidClient})
 	if code, body := h.do(http.MethodPost, "/v1/tokens/cc/refresh"); code != http.StatusOK {
 		t.Fatalf("manual refresh: %d %s", code, body)
 	}

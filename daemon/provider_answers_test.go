@@ -13,8 +13,8 @@ import (
 
 	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/internal/devprovider"
 	"github.com/tokend/tokend/oauth"
-	"github.com/tokend/tokend/oauth/oauthtest"
 )
 
 // playedProvider is a token endpoint played by the test: the password,
@@ -221,11 +221,11 @@ func TestExplicitTokenEndpointWinsOverMTLSAlias(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.prov.AddClient(oauthtest.Client{ID: "mc", AuthMethod: oauthtest.AuthMethodTLS, TLSSubjectDN: "CN=mtls-app"})
+	h.prov.AddClient(devprovider.Client{ID: "mc", AuthMethod: devprovider.AuthMethodTLS, TLSSubjectDN: "CN=mtls-app"})
 	pv := h.cfg.Providers["test"]
 	pv.TokenEndpoint = pp.srv.URL + "/token"
 	h.cfg.Providers["test"] = pv
-	h.cfg.Clients["mc"] = config.Client{Provider: "test", ClientID: "mc", AuthMethod: oauthtest.AuthMethodTLS, TLSCert: &cert}
+	h.cfg.Clients["mc"] = config.Client{Provider: "test", ClientID: "mc", AuthMethod: devprovider.AuthMethodTLS, TLSCert: &cert}
 	h.cfg.Grants = map[string]config.Grant{"svc": {Client: "mc", Type: config.GrantClientCredentials, Scopes: []string{"read"}}}
 	h.start()
 	if st := h.status("svc"); st.State != api.StateValid {
@@ -254,7 +254,7 @@ func TestAssertionNotSentToAnotherAudience(t *testing.T) {
 	k := ecSigningKey(t)
 	const tokenURI = "https://oauth2.googleapis.com/token"
 	h := newHarness(t, harnessOpts{
-		prov: oauthtest.Options{AssertionIssuers: []oauthtest.AssertionIssuer{{Issuer: "robot@example", JWKS: publicJWKS(t, k), Audiences: []string{tokenURI}}}},
+		prov: devprovider.Options{AssertionIssuers: []devprovider.AssertionIssuer{{Issuer: "robot@example", JWKS: publicJWKS(t, k), Audiences: []string{tokenURI}}}},
 		config: func(c *config.Config) {
 			c.Grants = map[string]config.Grant{"sa": {Client: "app", Type: config.GrantJWTBearer, Scopes: []string{"read"},
 				Assertion: &config.Assertion{Issuer: "robot@example", Audience: tokenURI, Key: k,

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/hook"
 )
 
 func TestLogLimiter(t *testing.T) {
@@ -63,8 +64,8 @@ func TestSlowHookBurstLogsBoundedLines(t *testing.T) {
 	}
 	burst()
 	first := m.count("hook0/dropped")
-	if first < 2000-hookQueueSize-1 {
-		t.Fatalf("%d events dropped of 2000 with a queue of %d", first, hookQueueSize)
+	if first < 2000-hook.QueueSize-1 {
+		t.Fatalf("%d events dropped of 2000 with a queue of %d", first, hook.QueueSize)
 	}
 	if lines := dropLines(); len(lines) != 1 || !strings.Contains(lines[0], "level=WARN") || !strings.Contains(lines[0], "events=1") {
 		t.Fatalf("after the first burst (%d drops), the drop lines are:\n%s", first, strings.Join(lines, "\n"))

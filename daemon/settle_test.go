@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokend/tokend/oauth/oauthtest"
+	"github.com/tokend/tokend/internal/devprovider"
 )
 
 // The harness's settle returns only once what the clock set off is done:
@@ -12,7 +12,7 @@ import (
 // after a backoff) shows its token as soon as start or advance returns.
 func TestSettleWaitsForRefreshes(t *testing.T) {
 	h := newHarness(t, harnessOpts{noRun: true})
-	slow := oauthtest.Fault{Kind: oauthtest.FaultSlow, Delay: 200 * time.Millisecond}
+	slow := devprovider.Fault{Kind: devprovider.FaultSlow, Delay: 200 * time.Millisecond}
 	generation := func(want uint64, during string) {
 		t.Helper()
 		if st := h.status("cc"); st.Generation != want {
@@ -31,7 +31,7 @@ func TestSettleWaitsForRefreshes(t *testing.T) {
 	generation(2, "the scheduled refresh")
 
 	// A refresh that fails once, waits to retry, and retries (slowly).
-	h.prov.SetFault(oauthtest.Fault{Kind: oauthtest.Fault500, Times: 1})
+	h.prov.SetFault(devprovider.Fault{Kind: devprovider.Fault500, Times: 1})
 	before = h.prov.Stats().TokenRequests
 	for h.prov.Stats().TokenRequests == before {
 		h.advance(15 * time.Second)

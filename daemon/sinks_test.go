@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"encoding/json"
-	"errors"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -12,15 +11,15 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/metrics"
 	"github.com/tokend/tokend/oauth"
+	"github.com/tokend/tokend/sink"
+	"github.com/tokend/tokend/store"
 )
 
-var _ SinkMetrics = (*metrics.Metrics)(nil)
+var _ sink.Metrics = (*metrics.Metrics)(nil)
 
 func sinkDir(t *testing.T) string {
 	t.Helper()
@@ -227,8 +226,8 @@ func TestSinkDirectoryAttacks(t *testing.T) {
 	// The failures are retried: fix one directory and it is written.
 	must(t, os.Chmod(open, 0o755))
 	waitFile(t, filepath.Join(open, "cc.token"), tok.AccessToken)
-	if _, err := CheckSinkPath(viaLink, 0); err == nil || !strings.Contains(err.Error(), "symbolic link") {
-		t.Errorf("CheckSinkPath(%s) = %v", viaLink, err)
+	if _, err := sink.CheckPath(viaLink, 0); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		t.Errorf("sink.CheckPath(%s) = %v", viaLink, err)
 	}
 }
 
@@ -305,12 +304,19 @@ func TestSinkCommandTimeout(t *testing.T) {
 	})
 }
 
-func TestSinkContent(t *testing.T) {
-	if got := shellQuote("a'b c"); got != `'a'\''b c'` {
-		t.Errorf("shellQuote = %s", got)
-	}
-	if got := shellQuote("abc.DEF-123_~+/="); got != "abc.DEF-123_~+/=" {
-		t.Errorf("shellQuote = %s", got)
+// TestJSONSinkIsTheFetchAnswer: a json sink holds the bytes a fetch of
+// the same token answers at the same moment.
+func TestJSONSinkIsTheFetchAnswer(t *testing.T) {
+	now := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	p := Policy{DefaultLifetime: time.Hour}
+	for _, tok := range []*store.Token{
+		{AccessToken: "at_ABC.def-123~", TokenType: "Bearer", Scope: "read write", Expiry: now.Add(90*time.Minute + 500*time.Millisecond).In(time.FixedZone("x", 3600))},
+		{AccessToken: "odd\"quote\\and<tag>&\u00e9\x01", TokenType: "bearer", Scope: "ü", Obtained: now.Add(-time.Minute)},
+	} {
+		want := appendTokenJSON(nil, tok, expiryOf(tok, p), now)
+		if got := sink.Content(config.SinkJSON, sinkToken(tok, p), now); string(got) != string(want) {
+			t.Errorf("json sink %s\nfetch     %s", got, want)
+		}
 	}
 }
 
@@ -318,32 +324,6 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
-	}
-}
-
-// TestOpenNoSymlinksWalk checks the O_NOFOLLOW walk used where openat2 is
-// missing or filtered.
-func TestOpenNoSymlinksWalk(t *testing.T) {
-	base := t.TempDir()
-	real := filepath.Join(base, "real")
-	must(t, os.Mkdir(real, 0o755))
-	must(t, os.Symlink(real, filepath.Join(base, "link")))
-	// The walk itself, as openNoSymlinks runs it after ENOSYS.
-	walk := func(dir string) error {
-		fd, err := walkNoSymlinks(dir)
-		if err == nil {
-			unix.Close(fd)
-		}
-		return err
-	}
-	if err := walk(real); err != nil {
-		t.Errorf("walk %s: %v", real, err)
-	}
-	if err := walk(filepath.Join(base, "link")); !errors.Is(err, unix.ELOOP) {
-		t.Errorf("walk through a symlink: %v, want ELOOP", err)
-	}
-	if err := walk(filepath.Join(base, "nope")); !errors.Is(err, unix.ENOENT) {
-		t.Errorf("walk to a missing directory: %v, want ENOENT", err)
 	}
 }
 

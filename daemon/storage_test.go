@@ -17,7 +17,7 @@ import (
 
 	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
-	"github.com/tokend/tokend/oauth/oauthtest"
+	"github.com/tokend/tokend/internal/devprovider"
 	"github.com/tokend/tokend/store"
 )
 
@@ -390,7 +390,7 @@ func storeContract(t *testing.T, open func(t *testing.T) Store) {
 func TestDaemonRunsOnAnotherStore(t *testing.T) {
 	mem := newMemStore()
 	opts := Options{OpenStore: func(config.Store, *slog.Logger) (Store, error) { return mem, nil }}
-	h := newHarness(t, harnessOpts{prov: oauthtest.Options{AutoApprove: true}, noRun: true, config: func(c *config.Config) {
+	h := newHarness(t, harnessOpts{prov: devprovider.Options{AutoApprove: true}, noRun: true, config: func(c *config.Config) {
 		userGrant(c)
 		c.Grants["cc"] = config.Grant{Client: "app", Type: config.GrantClientCredentials, Scopes: []string{"read"}}
 	}})

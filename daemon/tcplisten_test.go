@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/config"
-	"github.com/tokend/tokend/oauth/oauthtest"
+	"github.com/tokend/tokend/internal/devprovider"
 )
 
 // listen.callback "off" (which check-config accepts) runs, with
@@ -71,7 +71,7 @@ func TestListenerPortInUse(t *testing.T) {
 // with Host: attacker.example:PORT. Those get 421, on the metrics listener
 // and on the callback listener, where they must not use up a start page.
 func TestHostHeaderRebinding(t *testing.T) {
-	h := newHarness(t, harnessOpts{prov: oauthtest.Options{AutoApprove: true}, config: func(c *config.Config) {
+	h := newHarness(t, harnessOpts{prov: devprovider.Options{AutoApprove: true}, config: func(c *config.Config) {
 		userGrant(c)
 		c.Listen.Metrics = "127.0.0.1:0"
 	}})

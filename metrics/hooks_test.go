@@ -7,10 +7,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/tokend/tokend/daemon"
+	"github.com/tokend/tokend/hook"
 )
 
-// The daemon finds the hook series through its optional interface.
-var _ daemon.HookMetrics = (*Metrics)(nil)
+// A hook set counts deliveries through its Metrics interface.
+var _ hook.Metrics = (*Metrics)(nil)
 
 // The daemon finds the on-demand counter through its optional interface.
 var _ daemon.OnDemandMetrics = (*Metrics)(nil)

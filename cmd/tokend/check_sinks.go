@@ -11,7 +11,7 @@ import (
 	"strconv"
 
 	"github.com/tokend/tokend/config"
-	"github.com/tokend/tokend/daemon"
+	"github.com/tokend/tokend/sink"
 )
 
 // checkSinks checks the directory of every sink as tokend would at its
@@ -33,7 +33,7 @@ func checkSinks(cfg *config.Config) (notes, warnings, problems []string) {
 	}
 	for _, name := range sortedGrantNames(cfg) {
 		for i, s := range cfg.Grants[name].Sinks {
-			shared, err := daemon.CheckSinkPath(s.Path, uid)
+			shared, err := sink.CheckPath(s.Path, uid)
 			switch {
 			case err == nil && shared:
 				warnings = append(warnings, fmt.Sprintf("grants.%s.sinks[%d].path: %s is a directory other users may write: any of them can create %s first and stop every write of the sink; prefer a directory only tokend may write (such as /run/tokend/sinks)", name, i, filepath.Dir(s.Path), filepath.Base(s.Path)))

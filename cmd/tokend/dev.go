@@ -16,8 +16,8 @@ import (
 
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/daemon"
+	"github.com/tokend/tokend/internal/devprovider"
 	"github.com/tokend/tokend/oauth"
-	"github.com/tokend/tokend/oauth/oauthtest"
 )
 
 // The development provider's clients. Their ids and the secret are fixed
@@ -77,14 +77,14 @@ func (e devEnv) preset(cfg *config.Config) {
 
 // devProvider starts the development provider on addr, or on a free port
 // of the same host when addr is taken.
-func devProvider(addr string, ttl time.Duration) (*oauthtest.Server, error) {
-	prov := oauthtest.NewUnstarted(oauthtest.Options{
+func devProvider(addr string, ttl time.Duration) (*devprovider.Server, error) {
+	prov := devprovider.NewUnstarted(devprovider.Options{
 		AccessTTL:         ttl,
 		RefreshTTL:        24 * time.Hour,
 		Rotate:            true,
 		AutoApprove:       true,
 		AllowRegistration: true,
-		Clients: []oauthtest.Client{
+		Clients: []devprovider.Client{
 			// No redirect URIs: any loopback one is accepted, so a file
 			// may move listen.callback.
 			{ID: devClientID, Secret: devClientSecret, AuthMethod: "client_secret_basic"},

@@ -16,8 +16,8 @@ import (
 	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/daemon"
+	"github.com/tokend/tokend/internal/devprovider"
 	"github.com/tokend/tokend/internal/testutil"
-	"github.com/tokend/tokend/oauth/oauthtest"
 )
 
 // fakeXDGOpen puts an xdg-open first in PATH that records, in the returned
@@ -68,9 +68,9 @@ func waitFile(t *testing.T, path string) []byte {
 
 // runCodeDaemon runs a daemon with an authorization_code grant "web"
 // against an in-process provider and returns its socket.
-func runCodeDaemon(t *testing.T) (sock string, prov *oauthtest.Server) {
+func runCodeDaemon(t *testing.T) (sock string, prov *devprovider.Server) {
 	t.Helper()
-	prov = oauthtest.New(oauthtest.Options{Clients: []oauthtest.Client{{ID: "app", Secret: serveTestSecret, AuthMethod: "client_secret_basic"}}})
+	prov = devprovider.New(devprovider.Options{Clients: []devprovider.Client{{ID: "app", Secret: serveTestSecret, AuthMethod: "client_secret_basic"}}})
 	t.Cleanup(prov.Close)
 	dir, err := os.MkdirTemp("", "tkd") // short: a socket path is at most 107 bytes
 	if err != nil {

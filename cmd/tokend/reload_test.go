@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/api"
-	"github.com/tokend/tokend/oauth/oauthtest"
+	"github.com/tokend/tokend/internal/devprovider"
 )
 
 func TestReloadCommand(t *testing.T) {
@@ -72,9 +72,9 @@ func TestReloadServe(t *testing.T) {
 	for _, k := range []string{"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"} {
 		t.Setenv(k, "")
 	}
-	prov := oauthtest.New(oauthtest.Options{
+	prov := devprovider.New(devprovider.Options{
 		AccessTTL: 10 * time.Minute,
-		Clients:   []oauthtest.Client{{ID: "app", Secret: serveTestSecret, AuthMethod: "client_secret_basic"}},
+		Clients:   []devprovider.Client{{ID: "app", Secret: serveTestSecret, AuthMethod: "client_secret_basic"}},
 	})
 	defer prov.Close()
 	dir, err := os.MkdirTemp("", "tkr")
@@ -160,9 +160,9 @@ func TestReloadNamesKeysThatNeedRestart(t *testing.T) {
 	for _, k := range []string{"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"} {
 		t.Setenv(k, "")
 	}
-	prov := oauthtest.New(oauthtest.Options{
+	prov := devprovider.New(devprovider.Options{
 		AccessTTL: 10 * time.Minute,
-		Clients:   []oauthtest.Client{{ID: "app", Secret: serveTestSecret, AuthMethod: "client_secret_basic"}},
+		Clients:   []devprovider.Client{{ID: "app", Secret: serveTestSecret, AuthMethod: "client_secret_basic"}},
 	})
 	defer prov.Close()
 	dir, err := os.MkdirTemp("", "tkr")

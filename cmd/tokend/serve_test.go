@@ -25,9 +25,9 @@ import (
 	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/daemon"
+	"github.com/tokend/tokend/internal/devprovider"
 	"github.com/tokend/tokend/internal/testutil"
 	"github.com/tokend/tokend/oauth"
-	"github.com/tokend/tokend/oauth/oauthtest"
 	"github.com/tokend/tokend/store"
 )
 
@@ -232,9 +232,9 @@ func TestHelperServeActivated(t *testing.T) {
 	}
 	dir := os.Getenv(serveHelperDirEnv)
 	os.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid()))
-	prov := oauthtest.New(oauthtest.Options{
+	prov := devprovider.New(devprovider.Options{
 		AccessTTL: 10 * time.Minute,
-		Clients:   []oauthtest.Client{{ID: "app", Secret: serveTestSecret, AuthMethod: "client_secret_basic"}},
+		Clients:   []devprovider.Client{{ID: "app", Secret: serveTestSecret, AuthMethod: "client_secret_basic"}},
 	})
 	defer prov.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/api"
+	"github.com/tokend/tokend/internal/devprovider"
 	"github.com/tokend/tokend/internal/testutil"
-	"github.com/tokend/tokend/oauth/oauthtest"
 )
 
 var (
@@ -43,7 +43,7 @@ type env struct {
 	t      *testing.T
 	dir    string // 0755
 	sock   string
-	prov   *oauthtest.Server
+	prov   *devprovider.Server
 	client *api.Client
 	logs   *testutil.SyncBuffer
 }
@@ -75,9 +75,9 @@ func newEnv(t *testing.T, grants string) *env {
 	e.sock = filepath.Join(run, "tokend.sock")
 	secret := "client-secret-" + rand.Text()
 	writeFile(t, filepath.Join(dir, "app.secret"), secret, 0o600)
-	e.prov = oauthtest.New(oauthtest.Options{
+	e.prov = devprovider.New(devprovider.Options{
 		AccessTTL: accessTTL,
-		Clients:   []oauthtest.Client{{ID: "app", Secret: secret, AuthMethod: "client_secret_basic"}},
+		Clients:   []devprovider.Client{{ID: "app", Secret: secret, AuthMethod: "client_secret_basic"}},
 	})
 	t.Cleanup(e.prov.Close)
 	cfg := fmt.Sprintf(`store:

@@ -24,8 +24,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/tokend/tokend/api"
+	"github.com/tokend/tokend/internal/devprovider"
 	"github.com/tokend/tokend/internal/testutil"
-	"github.com/tokend/tokend/oauth/oauthtest"
 	"github.com/tokend/tokend/store"
 )
 
@@ -78,10 +78,10 @@ func TestKill9Torture(t *testing.T) {
 	t.Logf("grants %d, kills %d, seed %d (set TOKEND_CRASH_SEED to repeat the kill times)", grants, kills, seed)
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 
-	prov := oauthtest.New(oauthtest.Options{
+	prov := devprovider.New(devprovider.Options{
 		Rotate:    true,
 		AccessTTL: accessTTL,
-		Clients:   []oauthtest.Client{{ID: clientID, Secret: clientSecret, AuthMethod: oauthtest.AuthMethodBasic}},
+		Clients:   []devprovider.Client{{ID: clientID, Secret: clientSecret, AuthMethod: devprovider.AuthMethodBasic}},
 		Users:     map[string]string{userName: userPassword},
 	})
 	t.Cleanup(prov.Close)
@@ -231,7 +231,7 @@ func TestKill9Torture(t *testing.T) {
 // grant: a refresh token in a family of its own) and writes it to a new
 // store as an authorization_code grant's token, so tokend can only keep it
 // alive by refreshing, and a lost chain cannot be re-obtained.
-func seedStore(t *testing.T, prov *oauthtest.Server, path string, names []string) {
+func seedStore(t *testing.T, prov *devprovider.Server, path string, names []string) {
 	t.Helper()
 	st, err := store.Open(store.Options{Path: path})
 	if err != nil {
@@ -284,7 +284,7 @@ type tokenAnswer struct {
 // seedOne stores a token set obtained now as if it had been obtained age
 // ago: its stated expiry is earlier than the provider's, which only makes
 // tokend refresh it sooner.
-func seedOne(prov *oauthtest.Server, st *store.Store, name string, age time.Duration) error {
+func seedOne(prov *devprovider.Server, st *store.Store, name string, age time.Duration) error {
 	form := url.Values{"grant_type": {"password"}, "username": {userName}, "password": {userPassword}, "scope": {"read"}}
 	req, _ := http.NewRequest(http.MethodPost, prov.URL()+"/token", strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -475,7 +475,7 @@ type serveChecks struct {
 // that has not expired and that the provider accepts; 409 and 503 say the
 // grant has no usable token. Errors of the connection are ignored (the
 // fetch loop stops before a kill, but start-up may race).
-func (s *serveChecks) check(ac *apiClient, prov *oauthtest.Server, name string) {
+func (s *serveChecks) check(ac *apiClient, prov *devprovider.Server, name string) {
 	sent := time.Now()
 	code, body, err := ac.do(http.MethodGet, "/v1/tokens/"+name, 40*time.Second)
 	if err != nil {
@@ -512,7 +512,7 @@ func (s *serveChecks) check(ac *apiClient, prov *oauthtest.Server, name string) 
 }
 
 // fetchLoop fetches random grants, paced, until stop closes.
-func fetchLoop(ac *apiClient, prov *oauthtest.Server, names []string, seed uint64, stop <-chan struct{}, s *serveChecks) {
+func fetchLoop(ac *apiClient, prov *devprovider.Server, names []string, seed uint64, stop <-chan struct{}, s *serveChecks) {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	for {
 		select {

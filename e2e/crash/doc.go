@@ -1,5 +1,5 @@
 // Package crash holds tokend's crash-consistency tests: they build the tokend
-// binary, run it against the in-process provider (oauthtest) with refresh
+// binary, run it against the in-process provider (devprovider) with refresh
 // token rotation on, kill it with SIGKILL at random moments many times over,
 // and then check the store file and every grant's refresh chain.
 //

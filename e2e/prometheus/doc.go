@@ -2,7 +2,7 @@
 // (deploy/prometheus/tokend.rules.yml) against a real Prometheus (the
 // Debian prometheus binary that scripts/test-deps installs) scraping real
 // tokend processes every second, each talking to its own in-process OAuth
-// provider (oauth/oauthtest):
+// provider (internal/devprovider):
 //
 //   - outage: the provider is shut down after the first 90-second token;
 //     TokendTokenExpiringSoon must fire before that token expires (the lead

@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokend/tokend/internal/devprovider"
 	"github.com/tokend/tokend/internal/testutil"
-	"github.com/tokend/tokend/oauth/oauthtest"
 )
 
 const clientSecret = "prom-e2e-secret-0123456789abcdef"
@@ -60,7 +60,7 @@ func start(t *testing.T, name string, cmd *exec.Cmd) *testutil.SyncBuffer {
 
 // tokend is one tokend serve process with its own provider.
 type tokend struct {
-	prov    *oauthtest.Server
+	prov    *devprovider.Server
 	metrics string // host:port of /metrics
 	log     *testutil.SyncBuffer
 }
@@ -70,9 +70,9 @@ type tokend struct {
 // every second, refreshing at the default 75 % of a token's lifetime.
 func startTokend(t *testing.T, ttl time.Duration) *tokend {
 	t.Helper()
-	prov := oauthtest.New(oauthtest.Options{
+	prov := devprovider.New(devprovider.Options{
 		AccessTTL: ttl,
-		Clients:   []oauthtest.Client{{ID: "app", Secret: clientSecret, AuthMethod: "client_secret_basic"}},
+		Clients:   []devprovider.Client{{ID: "app", Secret: clientSecret, AuthMethod: "client_secret_basic"}},
 	})
 	t.Cleanup(prov.Close)
 	// A short directory: the socket path must fit in sun_path.
@@ -422,7 +422,7 @@ func TestShippedAlertsAgainstPrometheus(t *testing.T) {
 		t.Run("reauth", func(t *testing.T) {
 			t.Parallel()
 			expiry := reauth.expiry(t, 20*time.Second)
-			reauth.prov.SetFault(oauthtest.Fault{Kind: oauthtest.FaultInvalidGrant})
+			reauth.prov.SetFault(devprovider.Fault{Kind: devprovider.FaultInvalidGrant})
 			start := time.Now()
 			// The next refresh (at 75 % of the token's lifetime, or at
 			// once if the token has already expired) gets invalid_grant.

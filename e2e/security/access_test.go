@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/api"
-	"github.com/tokend/tokend/oauth/oauthtest"
+	"github.com/tokend/tokend/internal/devprovider"
 )
 
 const accessGrants = `  open:
@@ -31,7 +31,7 @@ const accessGrants = `  open:
 func TestAccess(t *testing.T) {
 	requireRoot(t)
 	e := newEnv(t, envOpts{
-		prov:   oauthtest.Options{AccessTTL: time.Hour, RefreshForClientCredentials: true},
+		prov:   devprovider.Options{AccessTTL: time.Hour, RefreshForClientCredentials: true},
 		grants: accessGrants,
 	})
 	e.start()

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/api"
-	"github.com/tokend/tokend/oauth/oauthtest"
+	"github.com/tokend/tokend/internal/devprovider"
 )
 
 // TestCodeInjectionAsOtherUser carries out code injection for real: root
@@ -23,7 +23,7 @@ import (
 func TestCodeInjectionAsOtherUser(t *testing.T) {
 	requireRoot(t)
 	e := newEnv(t, envOpts{
-		prov: oauthtest.Options{AccessTTL: time.Hour, AutoApprove: true},
+		prov: devprovider.Options{AccessTTL: time.Hour, AutoApprove: true},
 		grants: `  code:
     client: app
     type: authorization_code

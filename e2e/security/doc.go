@@ -1,7 +1,7 @@
 // Package security holds end-to-end tests of tokend's access control and of
 // its handling of secrets, run against the built binary: `tokend serve` as
 // root, its command line as other users (uid 65534 and 65533 through
-// SysProcAttr credentials), and an in-process provider (oauthtest) on
+// SysProcAttr credentials), and an in-process provider (devprovider) on
 // loopback.
 //
 // # Caveats

@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/api"
+	"github.com/tokend/tokend/internal/devprovider"
 	"github.com/tokend/tokend/internal/testutil"
-	"github.com/tokend/tokend/oauth/oauthtest"
 )
 
 // childFlood opens connections to $TOKEND_SOCK from 8 workers, each
@@ -149,7 +149,7 @@ func (f *floodCounts) get(key string) int {
 func TestConnectionFlood(t *testing.T) {
 	requireRoot(t)
 	e := newEnv(t, envOpts{
-		prov:   oauthtest.Options{AccessTTL: 20 * time.Second},
+		prov:   devprovider.Options{AccessTTL: 20 * time.Second},
 		grants: floodGrants,
 	})
 	mustWrite(t, e.config, e.configWith(`schedule: "@every 15s"`, `schedule: "@every 1s"`))
@@ -376,7 +376,7 @@ func startFlood(t *testing.T, role string, uid uint32, env ...string) (*floodCou
 func TestListenerFlood(t *testing.T) {
 	requireRoot(t)
 	e := newEnv(t, envOpts{
-		prov:   oauthtest.Options{AccessTTL: 20 * time.Second},
+		prov:   devprovider.Options{AccessTTL: 20 * time.Second},
 		grants: floodGrants,
 	})
 	metricsAddr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))

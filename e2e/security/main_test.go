@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokend/tokend/internal/devprovider"
 	"github.com/tokend/tokend/internal/testutil"
-	"github.com/tokend/tokend/oauth/oauthtest"
 )
 
 var (
@@ -67,14 +67,14 @@ type env struct {
 	secret   string // the client secret of client "app"
 	key      []byte // the store key (raw)
 	keyText  string // the store key as written in its file
-	prov     *oauthtest.Server
+	prov     *devprovider.Server
 	cmd      *exec.Cmd
 	stderr   *testutil.SyncBuffer
 	done     chan error
 }
 
 type envOpts struct {
-	prov oauthtest.Options
+	prov devprovider.Options
 	// grants is the YAML of the grants: section, indented by two spaces;
 	// the client is "app".
 	grants string
@@ -99,8 +99,8 @@ func newEnv(t *testing.T, o envOpts) *env {
 	mustWrite(t, filepath.Join(base, "store.key"), e.keyText+"\n")
 
 	po := o.prov
-	po.Clients = append(po.Clients, oauthtest.Client{ID: "app", Secret: e.secret, AuthMethod: "client_secret_basic"})
-	e.prov = oauthtest.New(po)
+	po.Clients = append(po.Clients, devprovider.Client{ID: "app", Secret: e.secret, AuthMethod: "client_secret_basic"})
+	e.prov = devprovider.New(po)
 	t.Cleanup(e.prov.Close)
 
 	e.callback = fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))

@@ -17,8 +17,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tokend/tokend/internal/devprovider"
 	"github.com/tokend/tokend/internal/testutil"
-	"github.com/tokend/tokend/oauth/oauthtest"
 )
 
 // childRoleEnv makes the test binary play a part (a client of tokend's
@@ -209,7 +209,7 @@ func exchange(t *testing.T, c net.Conn, r *bufio.Reader, method, path string) (i
 func TestPIDReuse(t *testing.T) {
 	requireRoot(t)
 	e := newEnv(t, envOpts{
-		prov:   oauthtest.Options{AccessTTL: time.Hour},
+		prov:   devprovider.Options{AccessTTL: time.Hour},
 		grants: pidReuseGrants,
 	})
 	mustWrite(t, e.config, e.configWith("operators:\n  groups: []\n", fmt.Sprintf("operators:\n  gids: [%d]\n", gidOperators)))

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/api"
-	"github.com/tokend/tokend/oauth/oauthtest"
+	"github.com/tokend/tokend/internal/devprovider"
 )
 
 const secretGrants = `  cc:
@@ -42,7 +42,7 @@ type output struct {
 func TestNoSecretsInOutput(t *testing.T) {
 	requireRoot(t)
 	e := newEnv(t, envOpts{
-		prov:   oauthtest.Options{AccessTTL: time.Hour, Rotate: true, AutoApprove: true, RefreshForClientCredentials: true},
+		prov:   devprovider.Options{AccessTTL: time.Hour, Rotate: true, AutoApprove: true, RefreshForClientCredentials: true},
 		grants: secretGrants,
 	})
 	e.start()
@@ -131,7 +131,7 @@ func TestNoSecretsInOutput(t *testing.T) {
 	if r := run("refresh", "code"); r.code != exitOK {
 		t.Errorf("%v", r)
 	}
-	e.prov.SetFault(oauthtest.Fault{Kind: oauthtest.FaultInvalidClient, Times: 1, GrantTypes: []string{"refresh_token"}})
+	e.prov.SetFault(devprovider.Fault{Kind: devprovider.FaultInvalidClient, Times: 1, GrantTypes: []string{"refresh_token"}})
 	if r := run("refresh", "code"); r.code == exitOK {
 		t.Errorf("a refresh answered invalid_client succeeded: %v", r)
 	}

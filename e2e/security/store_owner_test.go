@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokend/tokend/internal/devprovider"
 	"github.com/tokend/tokend/internal/testutil"
-	"github.com/tokend/tokend/oauth/oauthtest"
 )
 
 // TestStorePlantedByAnotherUser plants the store as another user would: a
@@ -24,7 +24,7 @@ import (
 func TestStorePlantedByAnotherUser(t *testing.T) {
 	requireRoot(t)
 	e := newEnv(t, envOpts{
-		prov: oauthtest.Options{AccessTTL: time.Hour},
+		prov: devprovider.Options{AccessTTL: time.Hour},
 		grants: `  g:
     client: app
     type: client_credentials

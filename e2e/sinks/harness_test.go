@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/api"
+	"github.com/tokend/tokend/internal/devprovider"
 	"github.com/tokend/tokend/internal/testutil"
-	"github.com/tokend/tokend/oauth/oauthtest"
 )
 
 var tokendBin string
@@ -35,11 +35,11 @@ func needRoot(t *testing.T) {
 	}
 }
 
-func newProvider(t *testing.T, ttl time.Duration) *oauthtest.Server {
+func newProvider(t *testing.T, ttl time.Duration) *devprovider.Server {
 	t.Helper()
-	prov := oauthtest.New(oauthtest.Options{
+	prov := devprovider.New(devprovider.Options{
 		AccessTTL: ttl,
-		Clients:   []oauthtest.Client{{ID: clientID, Secret: clientSecret, AuthMethod: oauthtest.AuthMethodBasic}},
+		Clients:   []devprovider.Client{{ID: clientID, Secret: clientSecret, AuthMethod: devprovider.AuthMethodBasic}},
 	})
 	t.Cleanup(prov.Close)
 	return prov

@@ -1,7 +1,7 @@
 // Package systemd tests tokend's Debian package under a real systemd: the
 // test boots systemd 252 as PID 1 in a container, installs the .deb that
 // `make deb` builds with dpkg, and runs tokend as an operator would, with
-// systemctl, against the in-process test provider (oauth/oauthtest, built
+// systemctl, against the in-process test provider (internal/devprovider, built
 // from ./provider) running inside the same container.
 //
 // The package has no non-test code; `go test ./e2e/systemd` (part of `make

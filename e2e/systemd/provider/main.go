@@ -1,4 +1,4 @@
-// Command provider runs the in-process test OAuth server (oauth/oauthtest)
+// Command provider runs the in-process test OAuth server (internal/devprovider)
 // as a process of its own, for the systemd end-to-end test: tokend runs
 // under a real systemd inside a container there, and its provider must be
 // a process inside that container too. It is test-only and never shipped.
@@ -19,7 +19,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/tokend/tokend/oauth/oauthtest"
+	"github.com/tokend/tokend/internal/devprovider"
 	"github.com/tokend/tokend/systemd"
 )
 
@@ -33,11 +33,11 @@ func main() {
 	if err != nil {
 		log.Fatalf("provider: %v", err)
 	}
-	srv := oauthtest.NewUnstarted(oauthtest.Options{
+	srv := devprovider.NewUnstarted(devprovider.Options{
 		AccessTTL:  *ttl,
 		RefreshTTL: 24 * time.Hour,
 		Rotate:     true,
-		Clients: []oauthtest.Client{{
+		Clients: []devprovider.Client{{
 			ID: *clientID, Secret: strings.TrimSpace(string(b)), AuthMethod: "client_secret_basic",
 		}},
 		Logf: func(format string, args ...any) { log.Printf(format, args...) },
