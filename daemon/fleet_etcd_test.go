@@ -212,9 +212,18 @@ func startFleetNode(t *testing.T, c *etcdtest.Cluster, clock *fakeClock, prov *d
 	for _, m := range mod {
 		m(cfg)
 	}
+	return runFleetNode(t, clock, cfg, nil)
+}
+
+// runFleetNode runs a daemon of cfg (its instance named by
+// cfg.Fleet.Instance) on the etcd store its configuration names, with m as
+// its metrics (nil: none), until the test ends.
+func runFleetNode(t *testing.T, clock *fakeClock, cfg *config.Config, m Metrics) *fleetNode {
+	t.Helper()
+	name := cfg.Fleet.Instance
 	cfg.ApplyDefaults()
 	n := &fleetNode{name: name, logs: &testutil.SyncBuffer{}, done: make(chan error, 1)}
-	d, err := New(cfg, Options{Logger: NewLogger(n.logs, cfg.Log, false), Clock: clock, FetchWait: 5 * time.Second,
+	d, err := New(cfg, Options{Logger: NewLogger(n.logs, cfg.Log, false), Clock: clock, FetchWait: 5 * time.Second, Metrics: m,
 		OpenStore: func(sc config.Store, log *slog.Logger) (Store, error) {
 			st, err := etcdstore.Open(context.Background(), etcdstore.Options{Endpoints: sc.Etcd.Endpoints, Prefix: sc.Etcd.Prefix,
 				LeaseTTL: sc.Etcd.LeaseTTL, DialTimeout: sc.Etcd.DialTimeout, Key: sc.Key, Instance: name, Logger: log})

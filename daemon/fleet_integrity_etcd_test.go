@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -20,10 +19,8 @@ import (
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/internal/devprovider"
 	"github.com/tokend/tokend/internal/etcdtest"
-	"github.com/tokend/tokend/internal/testutil"
 	"github.com/tokend/tokend/oauth"
 	"github.com/tokend/tokend/store"
-	"github.com/tokend/tokend/store/etcdstore"
 )
 
 // The attacks of this file are made through a raw etcd client, as someone
@@ -63,33 +60,8 @@ func integrityConfig(c *etcdtest.Cluster, prefix, name, issuer string, mod func(
 // startIntegrityNode runs a daemon of cfg, with m as its metrics.
 func startIntegrityNode(t *testing.T, clock *fakeClock, cfg *config.Config, m Metrics) *fleetNode {
 	t.Helper()
-	name := cfg.Fleet.Instance
 	cfg.Listen.Socket = filepath.Join(t.TempDir(), "t.sock")
-	cfg.ApplyDefaults()
-	n := &fleetNode{name: name, logs: &testutil.SyncBuffer{}, done: make(chan error, 1)}
-	d, err := New(cfg, Options{Logger: NewLogger(n.logs, cfg.Log, false), Clock: clock, FetchWait: 5 * time.Second, Metrics: m,
-		OpenStore: func(sc config.Store, log *slog.Logger) (Store, error) {
-			st, err := etcdstore.Open(context.Background(), etcdstore.Options{Endpoints: sc.Etcd.Endpoints, Prefix: sc.Etcd.Prefix,
-				LeaseTTL: sc.Etcd.LeaseTTL, DialTimeout: sc.Etcd.DialTimeout, Key: sc.Key, Instance: name, Logger: log})
-			n.st = st
-			return st, err
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.d = d
-	ctx, cancel := context.WithCancel(context.Background())
-	n.cancel = cancel
-	go func() { n.done <- d.Run(ctx) }()
-	select {
-	case <-d.Started():
-	case err := <-n.done:
-		t.Fatalf("%s did not start: %v", name, err)
-	case <-time.After(30 * time.Second):
-		t.Fatalf("%s did not start", name)
-	}
-	t.Cleanup(func() { n.stop(t) })
-	return n
+	return runFleetNode(t, clock, cfg, m)
 }
 
 // An older value of tokens/<grant>, put back verbatim by a keyless etcd
