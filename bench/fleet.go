@@ -89,6 +89,28 @@ func (c *etcdCluster) leaderless(i int) bool {
 	return c.members[i].Server.Leader() == 0
 }
 
+// heal rejoins member i to its peers and waits (at most 30 s) until every
+// member has followed a leader for a second: a member back from isolation
+// can still unsettle the leadership just after it rejoins.
+func (c *etcdCluster) heal(i int) {
+	c.relay.Heal(i)
+	var since time.Time
+	for start := time.Now(); time.Since(start) < 30*time.Second; time.Sleep(10 * time.Millisecond) {
+		led := true
+		for j := range c.members {
+			led = led && !c.leaderless(j)
+		}
+		switch {
+		case !led:
+			since = time.Time{}
+		case since.IsZero():
+			since = time.Now()
+		case time.Since(since) >= time.Second:
+			return
+		}
+	}
+}
+
 // fleetOpener opens the etcd store in the daemon's place, as `tokend
 // serve` does with store.backend: etcd.
 func fleetOpener(endpoints []string, prefix, instance string) func(config.Store, *slog.Logger) (daemon.Store, error) {
@@ -298,7 +320,9 @@ func benchFleetIsolated(rep *report, dir string, c *etcdCluster) error {
 		return err
 	}
 	c.relay.Isolate(0)
-	defer c.relay.Heal(0)
+	// The steps after this one share the cluster: it is handed back with
+	// the member rejoined and every member following a leader again.
+	defer c.heal(0)
 	for start := time.Now(); !c.leaderless(0); time.Sleep(10 * time.Millisecond) {
 		if time.Since(start) > 30*time.Second {
 			return errors.New("bench: the isolated member kept a leader")
