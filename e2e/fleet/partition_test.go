@@ -118,10 +118,18 @@ func TestFleetIsolatedMember(t *testing.T) {
 }
 
 // freeRun returns a base port such that base+k is free for every k in ks.
+// The ports lie below the kernel's ephemeral range (32768 and up by
+// default), where the outgoing connections and port-0 listeners of the
+// tests running meanwhile cannot take them between this check and the
+// script's bind.
 func freeRun(t *testing.T, ks ...int) int {
 	t.Helper()
+	top := 0
+	for _, k := range ks {
+		top = max(top, k)
+	}
 	for range 100 {
-		base := 20000 + rand.IntN(20000)
+		base := 10000 + rand.IntN(32768-10000-top)
 		ok := true
 		var ls []net.Listener
 		for _, k := range ks {
