@@ -375,12 +375,13 @@ func (d *Daemon) fleetAccept(g *grant, t *store.Token, how string) bool {
 	if t.Generation == cur.Generation && (g.dirty.Load() || sameTokenSet(cur, t) || (t.AccessToken == "" && t.RefreshToken == "")) {
 		return true
 	}
-	if m := d.fleet.metrics; m != nil {
-		m.ObserveRefusedRecord()
-	}
+	// Logged before it is counted: whoever sees the count finds the line.
 	if g.refusedGen.Swap(t.Generation+1) != t.Generation+1 {
 		d.log.Warn("fleet: refused a token record older than the token held (replayed in etcd?); keeping the token held",
 			"grant", g.name, "how", how, "record_generation", t.Generation, "held_generation", cur.Generation)
+	}
+	if m := d.fleet.metrics; m != nil {
+		m.ObserveRefusedRecord()
 	}
 	return false
 }
