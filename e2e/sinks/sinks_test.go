@@ -241,7 +241,10 @@ func TestReaderNeverSeesPartial(t *testing.T) {
 		fmt.Sprintf("      - path: %s\n        owner: \"65534\"\n        group: \"65534\"\n        mode: \"0440\"\n      - path: %s\n        format: json\n", raw, js))
 	ac := api.NewClient(filepath.Join(dir, "tokend.sock"))
 	start(t, cfg, filepath.Join(dir, "tokend.log"), ac)
-	waitFor(t, "the sink written", func() bool { _, err := os.Stat(raw); return err == nil })
+	// Each sink has its own worker: the readers start once both wrote.
+	for _, path := range []string{raw, js} {
+		waitFor(t, path+" written", func() bool { _, err := os.Stat(path); return err == nil })
+	}
 
 	stop := make(chan struct{})
 	var reads, bad atomic.Int64
