@@ -163,23 +163,17 @@ func (d *Daemon) cachedEndpoints(p *providerRT) (oauth.Endpoints, error) {
 	if eps.Token == "" {
 		return oauth.Endpoints{}, fmt.Errorf("daemon: cached metadata of provider %s has no token endpoint", p.name)
 	}
-	fields := map[string]string{
-		"authorization_endpoint": eps.Authorization, "token_endpoint": eps.Token, "revocation_endpoint": eps.Revocation,
-		"device_authorization_endpoint": eps.DeviceAuthorization, "registration_endpoint": eps.Registration,
-		"pushed_authorization_request_endpoint": eps.PushedAuthorization, "introspection_endpoint": eps.Introspection,
-	}
-	if m := eps.MTLS; m != nil {
-		fields["mtls_endpoint_aliases.token_endpoint"] = m.Token
-		fields["mtls_endpoint_aliases.revocation_endpoint"] = m.Revocation
-		fields["mtls_endpoint_aliases.device_authorization_endpoint"] = m.DeviceAuthorization
-		fields["mtls_endpoint_aliases.registration_endpoint"] = m.Registration
-	}
-	for name, v := range fields {
-		if v == "" {
+	// Besides the endpoints discovery checks, the two it keeps for
+	// refusing DPoP proofs (PAR, introspection) are held to the rule too.
+	fields := append(eps.Fields(),
+		oauth.NamedURL{Name: "pushed_authorization_request_endpoint", URL: eps.PushedAuthorization},
+		oauth.NamedURL{Name: "introspection_endpoint", URL: eps.Introspection})
+	for _, f := range fields {
+		if f.URL == "" {
 			continue
 		}
-		if oauth.Printable(v) != v || oauth.CheckEndpointURL(v) != nil {
-			return oauth.Endpoints{}, fmt.Errorf("daemon: cached metadata of provider %s: %s is not an https URL (nor http to a loopback host)", p.name, name)
+		if oauth.Printable(f.URL) != f.URL || oauth.CheckEndpointURL(f.URL) != nil {
+			return oauth.Endpoints{}, fmt.Errorf("daemon: cached metadata of provider %s: %s is not an https URL (nor http to a loopback host)", p.name, f.Name)
 		}
 	}
 	return eps, nil

@@ -96,35 +96,19 @@ func fetchMetadata(ctx context.Context, hc *http.Client, loc, issuer string) (En
 	if ep.Token == "" {
 		return Endpoints{}, malformed("no token_endpoint")
 	}
-	fields := []struct{ name, v string }{
-		{"authorization_endpoint", ep.Authorization},
-		{"token_endpoint", ep.Token},
-		{"revocation_endpoint", ep.Revocation},
-		{"device_authorization_endpoint", ep.DeviceAuthorization},
-		{"registration_endpoint", ep.Registration},
-	}
-	if m := ep.MTLS; m != nil {
-		// RFC 8705 §5: the same rule for the aliases a certificate-
-		// authenticated client sends to instead.
-		fields = append(fields, []struct{ name, v string }{
-			{"mtls_endpoint_aliases.token_endpoint", m.Token},
-			{"mtls_endpoint_aliases.revocation_endpoint", m.Revocation},
-			{"mtls_endpoint_aliases.device_authorization_endpoint", m.DeviceAuthorization},
-			{"mtls_endpoint_aliases.registration_endpoint", m.Registration},
-		}...)
-	}
+	fields := ep.Fields()
 	for _, f := range fields {
-		if f.v == "" {
+		if f.URL == "" {
 			continue
 		}
-		if eu, err := url.Parse(f.v); err != nil || (eu.Scheme != "https" && eu.Scheme != "http") || eu.Host == "" || Printable(f.v) != f.v {
-			return Endpoints{}, malformed(f.name + " is not an http(s) URL")
+		if eu, err := url.Parse(f.URL); err != nil || (eu.Scheme != "https" && eu.Scheme != "http") || eu.Host == "" || Printable(f.URL) != f.URL {
+			return Endpoints{}, malformed(f.Name + " is not an http(s) URL")
 		}
 		// The rule a URL written in the configuration has to follow:
 		// secrets go over https, or in clear text only to this host.
-		if err := CheckEndpointURL(f.v); err != nil {
+		if err := CheckEndpointURL(f.URL); err != nil {
 			return Endpoints{}, &Error{Op: opDiscovery, Status: resp.status, Class: Configuration,
-				Err: fmt.Errorf("%w: %s: %s %w", errRefusedDocument, loc, f.name, err)}
+				Err: fmt.Errorf("%w: %s: %s %w", errRefusedDocument, loc, f.Name, err)}
 		}
 	}
 	return ep, nil

@@ -32,6 +32,32 @@ type Endpoints struct {
 	DPoPSigningAlgs []string `json:"dpop_signing_alg_values_supported,omitempty"`
 }
 
+// NamedURL is one endpoint of a provider, by its metadata name.
+type NamedURL struct{ Name, URL string }
+
+// Fields lists the endpoints tokend sends requests to, by their metadata
+// names, the mTLS aliases (RFC 8705 §5) included, empty ones too: the
+// URLs that discovery, and whoever reuses discovered metadata, must hold
+// to the endpoint rule (CheckEndpointURL).
+func (e Endpoints) Fields() []NamedURL {
+	fs := []NamedURL{
+		{"authorization_endpoint", e.Authorization},
+		{"token_endpoint", e.Token},
+		{"revocation_endpoint", e.Revocation},
+		{"device_authorization_endpoint", e.DeviceAuthorization},
+		{"registration_endpoint", e.Registration},
+	}
+	if m := e.MTLS; m != nil {
+		fs = append(fs,
+			NamedURL{"mtls_endpoint_aliases.token_endpoint", m.Token},
+			NamedURL{"mtls_endpoint_aliases.revocation_endpoint", m.Revocation},
+			NamedURL{"mtls_endpoint_aliases.device_authorization_endpoint", m.DeviceAuthorization},
+			NamedURL{"mtls_endpoint_aliases.registration_endpoint", m.Registration},
+		)
+	}
+	return fs
+}
+
 // MTLSAliases are the endpoints a provider serves with client-certificate
 // authentication (RFC 8705 §5).
 type MTLSAliases struct {
