@@ -3,7 +3,6 @@ package daemon
 import (
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -11,29 +10,6 @@ import (
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/internal/testutil"
 )
-
-// stickyDir makes a 1777 directory, as /tmp, that uid 65534 can reach.
-func stickyDir(t *testing.T) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to play another user")
-	}
-	dir := filepath.Join(testutil.SharedDir(t), "shared")
-	must(t, os.Mkdir(dir, 0o755))
-	must(t, os.Chmod(dir, 0o777|os.ModeSticky))
-	return dir
-}
-
-// asNobody runs the shell script as uid 65534 in dir.
-func asNobody(t *testing.T, dir, script string) {
-	t.Helper()
-	cmd := exec.Command("/bin/sh", "-ec", script)
-	cmd.Dir = dir
-	testutil.AsUser(cmd, 65534)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("as uid 65534: %v\n%s", err, out)
-	}
-}
 
 // owner is the uid owning path (not following a symlink).
 func owner(t *testing.T, path string) uint32 {
@@ -52,10 +28,10 @@ func owner(t *testing.T, path string) uint32 {
 // as they are and nothing is written through the symlink. tokend's own
 // temporary files a crash left, of the old name or the new, are removed.
 func TestSinkTempNameSquatted(t *testing.T) {
-	dir := stickyDir(t)
+	dir := testutil.StickyDir(t)
 	target := filepath.Join(testutil.SharedDir(t), "target")
 	must(t, os.WriteFile(target, []byte("target"), 0o666))
-	asNobody(t, dir, `
+	testutil.AsNobody(t, dir, `
 echo squat > .cc.token.tokend-tmp
 ln -s `+target+` .cc.token.tokend-tmp-link
 for i in $(seq 1 64); do echo squat > .cc.token.tokend-tmp-$i; done

@@ -3,7 +3,6 @@ package sink
 import (
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -28,36 +27,13 @@ func readOr(path string) string {
 	return string(b)
 }
 
-// stickyDir makes a 1777 directory, as /tmp, that uid 65534 can reach.
-func stickyDir(t *testing.T) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to play another user")
-	}
-	dir := filepath.Join(testutil.SharedDir(t), "shared")
-	must(t, os.Mkdir(dir, 0o755))
-	must(t, os.Chmod(dir, 0o777|os.ModeSticky))
-	return dir
-}
-
-// asNobody runs the shell script as uid 65534 in dir.
-func asNobody(t *testing.T, dir, script string) {
-	t.Helper()
-	cmd := exec.Command("/bin/sh", "-ec", script)
-	cmd.Dir = dir
-	testutil.AsUser(cmd, 65534)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("as uid 65534: %v\n%s", err, out)
-	}
-}
-
 // TestTempNameRetries: a write whose random names are taken tries
 // others, and fails without following anything when every try is taken.
 func TestTempNameRetries(t *testing.T) {
-	dir := stickyDir(t)
+	dir := testutil.StickyDir(t)
 	target := filepath.Join(testutil.SharedDir(t), "target")
 	must(t, os.WriteFile(target, []byte("target"), 0o666))
-	asNobody(t, dir, `
+	testutil.AsNobody(t, dir, `
 echo squat > .s.tokend-tmp-1
 ln -s `+target+` .s.tokend-tmp-2`)
 	next := 0

@@ -109,6 +109,36 @@ func SharedDir(t testing.TB) string {
 	return dir
 }
 
+// StickyDir returns a new 1777 directory, as /tmp, inside a SharedDir, so
+// that another user (uid 65534, see AsNobody) can create files in it. It
+// skips the test unless it runs as root, who alone can play another user.
+func StickyDir(t testing.TB) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to play another user")
+	}
+	dir := filepath.Join(SharedDir(t), "shared")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// AsNobody runs the shell script (sh -e) as uid 65534 in dir, failing the
+// test if it fails.
+func AsNobody(t testing.TB, dir, script string) {
+	t.Helper()
+	cmd := exec.Command("/bin/sh", "-ec", script)
+	cmd.Dir = dir
+	AsUser(cmd, 65534)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("as uid 65534: %v\n%s", err, out)
+	}
+}
+
 // CopySelf copies the running test binary into dir, mode 0755, and returns
 // the copy's path. The go tool builds test binaries in a directory only
 // its user may enter; a test that runs itself as another user (a child
