@@ -112,9 +112,14 @@ func (c *Config) applyGrantDefaults() {
 				a.Lifetime = DefaultAssertionLifetime
 				g.Assertion = &a
 			}
-			if ia := g.IdentityAssertion; ia != nil && ia.SubjectTokenType == "" {
+			if ia := g.IdentityAssertion; ia != nil && (ia.SubjectTokenType == "" || len(ia.Resource) == 0 && g.ProtectedResource != "") {
 				n := *ia
-				n.SubjectTokenType = TokenTypeIDToken
+				if n.SubjectTokenType == "" {
+					n.SubjectTokenType = TokenTypeIDToken
+				}
+				if len(n.Resource) == 0 && g.ProtectedResource != "" {
+					n.Resource = []string{g.ProtectedResource}
+				}
 				g.IdentityAssertion = &n
 			}
 		case GrantTokenExchange:

@@ -36,7 +36,7 @@ type IdentityAssertion struct {
 	// discovered).
 	Audience string `yaml:"audience"`
 	// Resource lists the RFC 8707 resources the ID-JAG is for; default:
-	// none (a protected_resource grant: its resource).
+	// none, or a protected_resource grant's resource.
 	Resource []string `yaml:"resource"`
 
 	// SubjectToken is read from SubjectTokenFile or
@@ -119,7 +119,9 @@ func (c *Config) validateIdentityAssertion(p *problems, path, name string, g Gra
 	checkTokenType(p, ip+".subject_token_type", ia.SubjectTokenType, false)
 	switch a := ia.Audience; {
 	case a == "":
-		if providerOK && pv.Issuer == "" {
+		// A provider derived from a protected resource has the issuer
+		// discovery finds.
+		if providerOK && pv.Issuer == "" && pv.Resource == nil {
 			p.errorf(ip+".audience", "must be set: provider %q has no issuer, and the ID-JAG is addressed to the issuer of the authorization server that takes it", c.Clients[g.Client].Provider)
 		}
 	case oauth.CheckEndpointURL(a) != nil:

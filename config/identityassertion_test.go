@@ -1,6 +1,11 @@
 package config
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -164,5 +169,90 @@ func TestIdentityAssertionExplain(t *testing.T) {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("explain lacks %q:\n%s", want, b.String())
 		}
+	}
+}
+
+// The machine grants of a protected resource, as the MCP extensions
+// configure them: client_credentials with client_secret_basic or with
+// private_key_jwt (an ES256 PKCS #8 key, assertions addressed to the
+// issuer discovery finds), and a jwt_bearer grant whose assertion an
+// identity provider issues for the resource.
+func TestResourceMachineGrantsLoad(t *testing.T) {
+	t.Setenv("CREDENTIALS_DIRECTORY", "")
+	dir := t.TempDir()
+	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(ecKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := writeFile(t, dir, "cc.pem", string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})), 0o600)
+	secret := writeFile(t, dir, "cc.secret", "cc-secret\n", 0o600)
+	idToken := writeFile(t, dir, "id.token", "eyJ.id.token\n", 0o600)
+	yml := `
+providers:
+  idp:
+    token_endpoint: http://127.0.0.1:9001/token
+clients:
+  cc-basic:
+    client_id: conformance-test-client
+    client_secret_file: ` + secret + `
+  cc-jwt:
+    client_id: conformance-test-client
+    private_key_file: ` + keyFile + `
+    signing_alg: ES256
+    assertion_audience: issuer
+  xaa:
+    client_id: conformance-test-xaa-client
+    client_secret_file: ` + secret + `
+  at-idp:
+    provider: idp
+    client_id: conformance-test-idp-client
+grants:
+  basic:
+    protected_resource: http://127.0.0.1:9000/mcp
+    type: client_credentials
+    client: cc-basic
+    readers: {users: [root]}
+  jwt:
+    protected_resource: http://127.0.0.1:9002/mcp
+    type: client_credentials
+    client: cc-jwt
+    readers: {users: [root]}
+  ea:
+    protected_resource: http://127.0.0.1:9003/mcp
+    type: jwt_bearer
+    client: xaa
+    identity_assertion:
+      client: at-idp
+      subject_token_file: ` + idToken + `
+    readers: {users: [root]}
+`
+	cfg := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfg, []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, warns, err := testLoader.Load(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warns) != 0 {
+		t.Errorf("warnings: %q", warns)
+	}
+	if cl := c.Clients["cc-basic"]; cl.AuthMethod != oauth.AuthBasic || cl.Secret.Reveal() != "cc-secret" || cl.Provider != DerivedName("basic") {
+		t.Errorf("cc-basic: %+v", cl)
+	}
+	if cl := c.Clients["cc-jwt"]; cl.AuthMethod != oauth.AuthPrivateKeyJWT || cl.Key == nil || cl.Key.Signer == nil || cl.AssertionAudience != "issuer" || cl.Provider != DerivedName("jwt") {
+		t.Errorf("cc-jwt: %+v", cl)
+	}
+	ia := c.Grants["ea"].IdentityAssertion
+	if ia.SubjectToken.Reveal() != "eyJ.id.token" || ia.SubjectTokenURN() != oauth.TokenTypeID ||
+		len(ia.Resource) != 1 || ia.Resource[0] != "http://127.0.0.1:9003/mcp" || ia.Audience != "" {
+		t.Errorf("identity assertion: %+v", ia)
+	}
+	if c.Clients["xaa"].Provider != DerivedName("ea") {
+		t.Errorf("xaa's provider: %q", c.Clients["xaa"].Provider)
 	}
 }
