@@ -112,14 +112,9 @@ func (c *Config) applyGrantDefaults() {
 				a.Lifetime = DefaultAssertionLifetime
 				g.Assertion = &a
 			}
-			if ia := g.IdentityAssertion; ia != nil && (ia.SubjectTokenType == "" || len(ia.Resource) == 0 && g.ProtectedResource != "") {
+			if ia := g.IdentityAssertion; ia != nil && ia.SubjectTokenType == "" {
 				n := *ia
-				if n.SubjectTokenType == "" {
-					n.SubjectTokenType = TokenTypeIDToken
-				}
-				if len(n.Resource) == 0 && g.ProtectedResource != "" {
-					n.Resource = []string{g.ProtectedResource}
-				}
+				n.SubjectTokenType = TokenTypeIDToken
 				g.IdentityAssertion = &n
 			}
 		case GrantTokenExchange:
@@ -438,7 +433,7 @@ func (c *Config) explainExtGrant(w func(format string, args ...any), g Grant) {
 		}
 	}
 	if ia := g.IdentityAssertion; g.Type == GrantJWTBearer && ia != nil {
-		c.explainIdentityAssertion(w, ia)
+		c.explainIdentityAssertion(w, g, ia)
 	}
 	if g.Type == GrantTokenExchange {
 		w("    exchanges: %s of %s\n", g.SubjectTokenType, c.grantChain(g.SubjectGrant))

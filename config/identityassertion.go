@@ -36,7 +36,7 @@ type IdentityAssertion struct {
 	// discovered).
 	Audience string `yaml:"audience"`
 	// Resource lists the RFC 8707 resources the ID-JAG is for; default:
-	// none, or a protected_resource grant's resource.
+	// none, or the resource a protected_resource grant's requests name.
 	Resource []string `yaml:"resource"`
 
 	// SubjectToken is read from SubjectTokenFile or
@@ -166,7 +166,7 @@ func (c *Config) resolveIdentityAssertions(p *problems) {
 
 // explainIdentityAssertion writes where a jwt_bearer grant's identity
 // assertion comes from.
-func (c *Config) explainIdentityAssertion(w func(format string, args ...any), ia *IdentityAssertion) {
+func (c *Config) explainIdentityAssertion(w func(format string, args ...any), g Grant, ia *IdentityAssertion) {
 	idp := c.Clients[ia.Client].Provider
 	src := ""
 	switch {
@@ -183,7 +183,10 @@ func (c *Config) explainIdentityAssertion(w func(format string, args ...any), ia
 		aud = "the issuer of the grant's provider"
 	}
 	w("    identity assertion audience: %s\n", aud)
-	if len(ia.Resource) > 0 {
+	switch {
+	case len(ia.Resource) > 0:
 		w("    identity assertion resource: %s\n", strings.Join(ia.Resource, " "))
+	case g.ProtectedResource != "":
+		w("    identity assertion resource: the protected resource's\n")
 	}
 }

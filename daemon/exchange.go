@@ -58,7 +58,7 @@ func (d *Daemon) jwtBearer(ctx context.Context, g *grant, prov *oauth.Provider) 
 		return nil, &oauth.Error{Op: "jwt_bearer", Class: oauth.Configuration, Err: err,
 			Description: fmt.Sprintf("grant %s: signing the assertion: %v", g.name, err)}
 	}
-	return prov.JWTBearer(ctx, assertion, gc.Scopes, oauth.Params(gc.TokenParams))
+	return prov.JWTBearer(ctx, assertion, d.grantScopes(g), d.grantParams(g, gc.TokenParams))
 }
 
 // tokenExchange trades the subject grant's current token (and the actor
@@ -230,15 +230,20 @@ func (d *Daemon) identityAssertion(ctx context.Context, g *grant, prov *oauth.Pr
 	if err != nil {
 		return nil, err
 	}
+	resource := ia.Resource
+	if r := d.resourceOf(g); len(resource) == 0 && r != "" {
+		resource = []string{r}
+	}
+	scopes := d.grantScopes(g)
 	jag, err := idp.IdentityAssertion(ctx, oauth.IdentityAssertionRequest{
 		SubjectToken:     subject,
 		SubjectTokenType: ia.SubjectTokenURN(),
 		Audience:         aud,
-		Resource:         ia.Resource,
-		Scopes:           gc.Scopes,
+		Resource:         resource,
+		Scopes:           scopes,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return prov.JWTBearer(ctx, jag, gc.Scopes, oauth.Params(gc.TokenParams))
+	return prov.JWTBearer(ctx, jag, scopes, d.grantParams(g, gc.TokenParams))
 }
