@@ -91,13 +91,13 @@ type bridge struct {
 
 	mu        sync.Mutex
 	sessionID string
-	version   string             // MCP-Protocol-Version, from the initialize result
+	version   string // MCP-Protocol-Version, from the initialize result
 	// ended: the server ended the session (404); until the client
 	// initializes a new one, its messages are answered so at once.
 	ended   bool
-	stopGET   context.CancelFunc // ends the current session's GET stream
-	nonce     string             // the server's last DPoP-Nonce
-	logMu     sync.Mutex
+	stopGET context.CancelFunc // ends the current session's GET stream
+	nonce   string             // the server's last DPoP-Nonce
+	logMu   sync.Mutex
 }
 
 // Run bridges stdin and stdout to the server until stdin ends (then the
