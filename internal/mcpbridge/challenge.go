@@ -45,6 +45,9 @@ func parseChallenges(s string) []challenge {
 			p.skip(" \t")
 			start := p.i
 			name := p.token()
+			if name != "" && p.token68End() {
+				break // a token68 (Basic's credentials): no parameters
+			}
 			p.skip(" \t")
 			if name == "" || !p.eat('=') {
 				// A new challenge's scheme (or a token68, which is kept
@@ -125,6 +128,28 @@ func (p *challengeParser) skip(set string) {
 	for p.i < len(p.s) && strings.IndexByte(set, p.s[p.i]) >= 0 {
 		p.i++
 	}
+}
+
+// token68End consumes the "=" padding that ends a token68 and reports
+// whether there was one: "=" signs followed by the end or a comma, not a
+// parameter's "=".
+func (p *challengeParser) token68End() bool {
+	j := p.i
+	for j < len(p.s) && p.s[j] == '=' {
+		j++
+	}
+	if j == p.i {
+		return false
+	}
+	k := j
+	for k < len(p.s) && (p.s[k] == ' ' || p.s[k] == '\t') {
+		k++
+	}
+	if k < len(p.s) && p.s[k] != ',' {
+		return false
+	}
+	p.i = k
+	return true
 }
 
 // token reads an RFC 9110 token; token68's trailing "=" padding is left.
