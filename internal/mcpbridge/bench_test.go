@@ -19,7 +19,7 @@ func BenchmarkToolCall(b *testing.B) {
 			d, _ := newFakeDaemon(b, "read")
 			s, srv := newMCPServer(b, d)
 			s.sse = mode == "sse"
-			s.sessions["session-b"] = true
+			s.sessions["session-b"], s.initialized["session-b"] = true, true
 			hc := &http.Client{}
 			body := []byte(`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":` + toolCall("echo", "hello") + `}`)
 			b.ResetTimer()

@@ -351,3 +351,16 @@ func TestBridgeDPoP(t *testing.T) {
 		t.Errorf("a nonce request was reported as a refused token")
 	}
 }
+
+// A server's HTTP error that carries a JSON-RPC error reaches the client
+// as the server wrote it, with the request's id.
+func TestBridgeForwardsTheServersErrorAnswer(t *testing.T) {
+	d, cl := newFakeDaemon(t, "read")
+	_, srv := newMCPServer(t, d)
+	h := startBridge(t, Config{URL: srv.URL, Daemon: cl})
+	h.call(1, "initialize", "{}") // and no notifications/initialized
+	code, msg, _ := rpcError(t, h.call(2, "tools/list", "{}"))
+	if code != -32600 || msg != "tools/list before notifications/initialized" {
+		t.Errorf("error %v %q", code, msg)
+	}
+}

@@ -168,15 +168,18 @@ type mcpServer struct {
 	refuse    map[string]bool
 	refuseAll bool
 	sessions  map[string]bool
-	nsession  int
-	seen      []seenRequest
-	resume    map[string]string // Last-Event-ID → the events that follow it
-	getOpen   chan struct{}
-	greedyN   int
+	// initialized: the sessions whose client sent
+	// notifications/initialized.
+	initialized map[string]bool
+	nsession    int
+	seen        []seenRequest
+	resume      map[string]string // Last-Event-ID → the events that follow it
+	getOpen     chan struct{}
+	greedyN     int
 }
 
 func newMCPServer(t testing.TB, d *fakeDaemon) (*mcpServer, *httptest.Server) {
-	s := &mcpServer{t: t, daemon: d, refuse: map[string]bool{}, sessions: map[string]bool{}, resume: map[string]string{}, getOpen: make(chan struct{}, 10)}
+	s := &mcpServer{t: t, daemon: d, refuse: map[string]bool{}, sessions: map[string]bool{}, initialized: map[string]bool{}, resume: map[string]string{}, getOpen: make(chan struct{}, 10)}
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
 	return s, srv
@@ -264,8 +267,25 @@ func (s *mcpServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Accept "+a, http.StatusNotAcceptable)
 		return
 	}
+	if msg.Method == "notifications/initialized" {
+		// Slow to take note, as a busy server may be: a request sent
+		// before this answer would find the session not initialized.
+		time.Sleep(20 * time.Millisecond)
+		s.mu.Lock()
+		s.initialized[sid] = true
+		s.mu.Unlock()
+	}
 	if msg.ID == nil || msg.Method == "" {
 		w.WriteHeader(http.StatusAccepted) // a notification or a response
+		return
+	}
+	s.mu.Lock()
+	ready := s.initialized[sid]
+	s.mu.Unlock()
+	if msg.Method != "initialize" && msg.Method != "ping" && !ready {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		io.WriteString(w, `{"jsonrpc":"2.0","id":`+string(msg.ID)+`,"error":{"code":-32600,"message":"`+msg.Method+` before notifications/initialized"}}`)
 		return
 	}
 	var result string
