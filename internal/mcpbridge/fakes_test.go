@@ -75,12 +75,6 @@ func (d *fakeDaemon) issue(scope string) {
 	d.issued[d.token] = scope
 }
 
-func (d *fakeDaemon) current() (string, string) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.token, d.scope
-}
-
 func (d *fakeDaemon) scopesOf(token string) (string, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
