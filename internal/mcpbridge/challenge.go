@@ -45,12 +45,12 @@ func parseChallenges(s string) []challenge {
 			p.skip(" \t")
 			start := p.i
 			name := p.token()
-			if name != "" && p.token68End() {
-				break // a token68 (Basic's credentials): no parameters
+			if name != "" && p.credentialsEnd() {
+				break // credentials in the form of Basic's: no parameters
 			}
 			p.skip(" \t")
 			if name == "" || !p.eat('=') {
-				// A new challenge's scheme (or a token68, which is kept
+				// A new challenge's scheme (or credentials as one token, kept
 				// as nothing).
 				p.i = start
 				break
@@ -130,10 +130,10 @@ func (p *challengeParser) skip(set string) {
 	}
 }
 
-// token68End consumes the "=" padding that ends a token68 and reports
+// credentialsEnd consumes the "=" padding that ends a token68 and reports
 // whether there was one: "=" signs followed by the end or a comma, not a
 // parameter's "=".
-func (p *challengeParser) token68End() bool {
+func (p *challengeParser) credentialsEnd() bool {
 	j := p.i
 	for j < len(p.s) && p.s[j] == '=' {
 		j++
@@ -152,7 +152,7 @@ func (p *challengeParser) token68End() bool {
 	return true
 }
 
-// token reads an RFC 9110 token; token68's trailing "=" padding is left.
+// token reads an RFC 9110 token; the "=" padding after credentials written as one token is left.
 func (p *challengeParser) token() string {
 	start := p.i
 	for p.i < len(p.s) && isTokenChar(p.s[p.i]) {
