@@ -130,7 +130,8 @@ func (p *challengeParser) skip(set string) {
 	}
 }
 
-// credentialsEnd consumes the "=" padding that ends a token68 and reports
+// credentialsEnd consumes the "=" padding that ends credentials written
+// as one token (RFC 9110's token68) and reports
 // whether there was one: "=" signs followed by the end or a comma, not a
 // parameter's "=".
 func (p *challengeParser) credentialsEnd() bool {
@@ -152,7 +153,8 @@ func (p *challengeParser) credentialsEnd() bool {
 	return true
 }
 
-// token reads an RFC 9110 token; the "=" padding after credentials written as one token is left.
+// token reads an RFC 9110 token; the "=" padding after credentials
+// written as one token is left.
 func (p *challengeParser) token() string {
 	start := p.i
 	for p.i < len(p.s) && isTokenChar(p.s[p.i]) {
