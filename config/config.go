@@ -289,6 +289,13 @@ type Grant struct {
 	RequestedTokenType string   `yaml:"requested_token_type"`
 	Audience           []string `yaml:"audience"`
 	Resource           []string `yaml:"resource"`
+
+	// ProtectedResource is the URL of the resource the grant's tokens are
+	// for (RFC 9728).
+	ProtectedResource string `yaml:"protected_resource"`
+	// Proxy, when set, has the daemon serve a local reverse proxy to the
+	// protected resource that adds the grant's token (proxy.go).
+	Proxy *GrantProxy `yaml:"proxy"`
 }
 
 // Default locations. Under systemd the store and the socket move to the
