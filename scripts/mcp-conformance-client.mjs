@@ -1,17 +1,20 @@
-// mcp-conformance-client.mjs TOKEND GRANT: the MCP client of
+// mcp-conformance-client.mjs TOKEND GRANT [PROXY_URL]: the MCP client of
 // scripts/mcp-conformance-client. It is the MCP TypeScript SDK's Client with
 // no auth provider at all: it launches `TOKEND mcp GRANT` (the bridge from
-// stdio to the grant's Streamable HTTP server, which adds the token) and
+// stdio to the grant's Streamable HTTP server, which adds the token), or
+// with PROXY_URL speaks Streamable HTTP to the grant's proxy, and
 // initializes, lists the tools and calls each one. Any error ends it with
 // status 1. It needs Node >= 22 and the SDK that scripts/test-deps mcp
 // installs into e2e/mcpconformance/node_modules (found from this file's
 // place, so it runs from any directory).
+import { execFileSync } from "node:child_process";
 import { dirname, join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
-const [tokend, grant] = process.argv.slice(2);
+const [tokend, grant, proxyURL] = process.argv.slice(2);
 if (!tokend || !grant) {
-  console.error("usage: mcp-conformance-client.mjs TOKEND GRANT");
+  console.error("usage: mcp-conformance-client.mjs TOKEND GRANT [PROXY_URL]");
   process.exit(2);
 }
 
@@ -29,6 +32,9 @@ const sdk = join(
 const load = (path) => import(pathToFileURL(join(sdk, path)).href);
 const { Client } = await load("client/index.js");
 const { StdioClientTransport } = await load("client/stdio.js");
+const { StreamableHTTPClientTransport } = await load(
+  "client/streamableHttp.js",
+);
 
 // argumentsFor gives a tool the required arguments its input schema names,
 // with a plain value of each property's type.
@@ -52,12 +58,42 @@ function argumentsFor(tool) {
 }
 
 const say = (msg) => console.error(`mcp-conformance-client.mjs: ${msg}`);
-const transport = new StdioClientTransport({
-  command: tokend,
-  args: ["mcp", grant],
-  env: { ...process.env },
-  stderr: "inherit",
-});
+
+// grantState is the grant's state as `tokend status GRANT --json` says.
+function grantState() {
+  try {
+    return JSON.parse(execFileSync(tokend, ["status", grant, "--json"])).state;
+  } catch {
+    return "";
+  }
+}
+
+// stepUps runs call; through the proxy, which passes a 403
+// insufficient_scope on once it has recorded the step-up, it waits for the
+// grant to be valid again (a person authorized the wider scopes) and
+// calls again, at most twice, as a person retrying would. The bridge
+// does that waiting itself.
+async function stepUps(call) {
+  for (let retry = 0; ; retry++) {
+    try {
+      return await call();
+    } catch (err) {
+      if (!proxyURL || err?.code !== 403 || retry >= 2) throw err;
+      say(`403 from the proxy (${err.message}); waiting for the grant`);
+      const end = Date.now() + 30_000;
+      while (grantState() !== "valid" && Date.now() < end) await sleep(200);
+    }
+  }
+}
+
+const transport = proxyURL
+  ? new StreamableHTTPClientTransport(new URL(proxyURL))
+  : new StdioClientTransport({
+      command: tokend,
+      args: ["mcp", grant],
+      env: { ...process.env },
+      stderr: "inherit",
+    });
 const client = new Client(
   { name: "tokend-mcp-conformance-client", version: "1.0.0" },
   { capabilities: {} },
@@ -67,13 +103,12 @@ let status = 0;
 try {
   await client.connect(transport);
   say(`initialized: server ${JSON.stringify(client.getServerVersion())}`);
-  const { tools } = await client.listTools();
+  const { tools } = await stepUps(() => client.listTools());
   say(`tools: ${tools.map((t) => t.name).join(", ") || "none"}`);
   for (const tool of tools) {
-    const result = await client.callTool({
-      name: tool.name,
-      arguments: argumentsFor(tool),
-    });
+    const result = await stepUps(() =>
+      client.callTool({ name: tool.name, arguments: argumentsFor(tool) }),
+    );
     if (result.isError) {
       throw new Error(
         `tool ${tool.name} answered an error: ${JSON.stringify(result.content)}`,

@@ -130,7 +130,23 @@ type check struct {
 	Status      string `json:"status"`
 }
 
+// TestAuthScenarios runs every scenario with an MCP client launching
+// `tokend mcp` (the bridge): the figure the project reports.
 func TestAuthScenarios(t *testing.T) {
+	runAll(t, "bridge", "MCP conformance auth")
+}
+
+// TestAuthScenariosThroughProxy runs them again with an MCP client that
+// speaks Streamable HTTP to the grant's proxy, served by the daemon. The
+// proxy passes a 403 insufficient_scope on once it recorded the step-up;
+// the client then waits for the grant and tries again, at most twice.
+func TestAuthScenariosThroughProxy(t *testing.T) {
+	runAll(t, "proxy", "MCP conformance auth through tokend's proxy")
+}
+
+// runAll runs every scenario, parallel at a time, through transport
+// (MCP_CONFORMANCE_TRANSPORT of the client script) and logs the figure.
+func runAll(t *testing.T, transport, what string) {
 	requireDeps(t)
 	var passed, ran atomic.Int32
 	slots := make(chan struct{}, parallel)
@@ -141,7 +157,7 @@ func TestAuthScenarios(t *testing.T) {
 				slots <- struct{}{}
 				defer func() { <-slots }()
 				ran.Add(1)
-				if runScenario(t, name) {
+				if runScenario(t, name, transport) {
 					passed.Add(1)
 				}
 			})
@@ -151,21 +167,28 @@ func TestAuthScenarios(t *testing.T) {
 	if int(ran.Load()) != len(authScenarios) {
 		partial = fmt.Sprintf(", %d of the %d scenarios run", ran.Load(), len(authScenarios))
 	}
-	summary := fmt.Sprintf("MCP conformance auth: passed %d/%d (@modelcontextprotocol/conformance %s%s)", passed.Load(), ran.Load(), suiteVersion, partial)
+	summary := fmt.Sprintf("%s: passed %d/%d (@modelcontextprotocol/conformance %s%s)", what, passed.Load(), ran.Load(), suiteVersion, partial)
 	t.Log(summary)
 	// go test shows a passing package's log only with -v: make test names
-	// a file to receive the figure, and prints it.
-	if f := os.Getenv("MCP_CONFORMANCE_SUMMARY"); f != "" {
-		if err := os.WriteFile(f, []byte(summary+"\n"), 0o644); err != nil {
+	// a file to receive the figures, and prints it.
+	if name := os.Getenv("MCP_CONFORMANCE_SUMMARY"); name != "" {
+		f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err == nil {
+			_, err = fmt.Fprintln(f, summary)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
+		if err != nil {
 			t.Errorf("MCP_CONFORMANCE_SUMMARY: %v", err)
 		}
 	}
 }
 
 // runScenario runs one scenario with scripts/mcp-conformance-client as the
-// suite's client, fails t unless the suite judges it passed, and says
+// suite's client (its MCP client going through transport), fails t unless the suite judges it passed, and says
 // whether it did.
-func runScenario(t *testing.T, name string) bool {
+func runScenario(t *testing.T, name, transport string) bool {
 	t.Helper()
 	results := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -174,7 +197,7 @@ func runScenario(t *testing.T, name string) bool {
 		"--command", filepath.Join(root, "scripts", "mcp-conformance-client"),
 		"--scenario", name, "--timeout", "60000", "-o", results)
 	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "TOKEND="+tokendBin)
+	cmd.Env = append(os.Environ(), "TOKEND="+tokendBin, "MCP_CONFORMANCE_TRANSPORT="+transport)
 	// Its own process group, killed whole when it ends: the client script
 	// stops its daemon itself, but not if the suite kills it at its timeout.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

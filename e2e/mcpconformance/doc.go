@@ -10,8 +10,11 @@
 //
 // A scenario passes as the suite judges it: no check FAILURE or WARNING,
 // no timeout, and the client exited 0 unless the scenario expects it to
-// fail (resource-mismatch, scope-retry-limit). The test logs the
-// passed/total figure.
+// fail (resource-mismatch, scope-retry-limit). TestAuthScenarios runs them
+// with the MCP client launching `tokend mcp` and logs the passed/total
+// figure; TestAuthScenariosThroughProxy runs them again with the client
+// speaking Streamable HTTP to the grant's proxy (the daemon's), and logs
+// its own.
 //
 // It needs what `scripts/test-deps mcp` installs (Node 22, the suite and
 // the MCP TypeScript SDK, into node_modules here) and curl; without them it
@@ -22,6 +25,9 @@
 //	e2e/mcpconformance/node_modules/.bin/node \
 //	  e2e/mcpconformance/node_modules/@modelcontextprotocol/conformance/dist/index.js \
 //	  client --command scripts/mcp-conformance-client --scenario auth/metadata-default
+//
+// (MCP_CONFORMANCE_TRANSPORT=proxy for the proxy; MCP_CONFORMANCE_KEEP=DIR
+// keeps the daemon's configuration, store and log.)
 //
 // The package has no non-test code.
 package mcpconformance
