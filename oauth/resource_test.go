@@ -724,6 +724,12 @@ func TestResourceDiscoveryCheck(t *testing.T) {
 		"listed in cleartext": func(d *ResourceDiscovery) {
 			d.AuthorizationServers = append(d.AuthorizationServers, "http://as.example.com")
 		},
+		"issuer not the endpoints'": func(d *ResourceDiscovery) {
+			d.Issuer, d.AuthorizationServers = "https://other.example.com", []string{"https://other.example.com"}
+		},
+		"no metadata URL without legacy":  func(d *ResourceDiscovery) { d.ResourceMetadataURL = "" },
+		"legacy issuer on another origin": func(d *ResourceDiscovery) { d.Legacy = LegacyServerMetadata },
+		"unknown legacy":                  func(d *ResourceDiscovery) { d.Legacy = "2024" },
 	}
 	for name, change := range cases {
 		d := good()
