@@ -116,7 +116,7 @@ func TestExampleFileCommentedGrantsParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	starts := []string{"entra:", "google:", "okta-svc:", "entra-app:", "gcp:", "reports-readonly:"}
+	starts := []string{"entra:", "google:", "okta-svc:", "entra-app:", "gcp:", "reports-readonly:", "notes-mcp:"}
 	comment := regexp.MustCompile(`^(\s*)# ( *\S.*)$`)
 	var out []string
 	found, active := map[string]bool{}, false
@@ -144,7 +144,8 @@ func TestExampleFileCommentedGrantsParse(t *testing.T) {
 	if len(warns) != 0 {
 		t.Errorf("warnings: %q", warns)
 	}
-	if cl := c.Clients["google"]; !cl.Anonymous() || c.Clients["okta-svc"].AuthMethod != oauth.AuthPrivateKeyJWT || c.Grants["reports-readonly"].SubjectGrant != "reports-api" {
+	if cl := c.Clients["google"]; !cl.Anonymous() || c.Clients["okta-svc"].AuthMethod != oauth.AuthPrivateKeyJWT || c.Grants["reports-readonly"].SubjectGrant != "reports-api" ||
+		c.Grants["notes-mcp"].IdentityAssertion.SubjectGrant != "reports-api" {
 		t.Errorf("clients %+v", c.Clients)
 	}
 }

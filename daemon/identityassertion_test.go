@@ -159,7 +159,7 @@ func TestIdentityAssertionFollowsSubjectGrant(t *testing.T) {
 	idp.anyJWT = true
 	h := idjagHarness(t, idp, config.IdentityAssertion{SubjectGrant: "user", SubjectTokenType: config.TokenTypeIDToken}, userGrant)
 	st := h.status("ea")
-	if st.State != api.StateReauthorizationRequired || !strings.Contains(st.LastError, "subject grant user needs reauthorization") {
+	if st.State != api.StateReauthorizationRequired || !strings.Contains(st.LastError, "subject grant user needs reauthorization") || st.SubjectGrant != "user" {
 		t.Fatalf("status before the subject is authorized: %+v", st)
 	}
 	if _, n := idp.last(); n != 0 {
