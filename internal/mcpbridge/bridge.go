@@ -97,6 +97,7 @@ type bridge struct {
 	ended   bool
 	stopGET context.CancelFunc // ends the current session's GET stream
 	nonce   string             // the server's last DPoP-Nonce
+	stepUps map[string]*stepUpWait
 	logMu   sync.Mutex
 }
 

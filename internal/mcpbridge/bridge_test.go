@@ -3,6 +3,7 @@ package mcpbridge
 import (
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -362,5 +363,30 @@ func TestBridgeForwardsTheServersErrorAnswer(t *testing.T) {
 	code, msg, _ := rpcError(t, h.call(2, "tools/list", "{}"))
 	if code != -32600 || msg != "tools/list before notifications/initialized" {
 		t.Errorf("error %v %q", code, msg)
+	}
+}
+
+// Requests refused for the same scopes at once share one step-up: the
+// daemon's bound on step-ups is not used up by parallel tool calls.
+func TestBridgeParallelRequestsShareAStepUp(t *testing.T) {
+	d, cl := newFakeDaemon(t, "read")
+	d.authorizeAfter = 5
+	d.stepUpLimit = 1
+	_, srv := newMCPServer(t, d)
+	h := startBridge(t, Config{URL: srv.URL, Daemon: cl})
+	h.initialize(1)
+	for id := 2; id <= 5; id++ {
+		h.send(`{"jsonrpc":"2.0","id":` + strconv.Itoa(id) + `,"method":"tools/call","params":` + toolCall("admin", "") + `}`)
+	}
+	for range 4 {
+		if m := h.recv(); resultText(t, m) != "admin done" {
+			t.Errorf("answer %v", m)
+		}
+	}
+	d.mu.Lock()
+	n := len(d.stepUps)
+	d.mu.Unlock()
+	if n != 1 {
+		t.Errorf("%d step-ups recorded, want 1", n)
 	}
 }

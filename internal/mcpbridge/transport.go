@@ -193,10 +193,49 @@ func (b *bridge) daemonError(what string, err error) *deliveryError {
 	return e
 }
 
-// stepUp records the scopes the server asked for and waits, bounded by
-// StepUpWait, for a token that has them: a token whose scope covers them,
-// or, when the daemon names no scope, a token other than the refused one.
+// stepUpWait is one step-up being waited for; the requests refused for
+// the same scopes meanwhile wait for it too rather than record their own
+// (the daemon bounds step-ups per grant: parallel tool calls refused at
+// once must not use up that bound).
+type stepUpWait struct {
+	done chan struct{}
+	err  error
+}
+
+// stepUp records the scopes the server asked for and waits for a token
+// that has them, or joins the wait already under way for them.
 func (b *bridge) stepUp(ctx context.Context, scope, chal, refused string) error {
+	b.mu.Lock()
+	w, joined := b.stepUps[scope]
+	if !joined {
+		w = &stepUpWait{done: make(chan struct{})}
+		if b.stepUps == nil {
+			b.stepUps = map[string]*stepUpWait{}
+		}
+		b.stepUps[scope] = w
+	}
+	b.mu.Unlock()
+	if joined {
+		select {
+		case <-w.done:
+			return w.err
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+	w.err = b.awaitStepUp(ctx, scope, chal, refused)
+	b.mu.Lock()
+	delete(b.stepUps, scope)
+	b.mu.Unlock()
+	close(w.done)
+	return w.err
+}
+
+// awaitStepUp records the scopes the server asked for and waits, bounded
+// by StepUpWait, for a token that has them: a token whose scope covers
+// them, or, when the daemon names no scope, a token other than the
+// refused one.
+func (b *bridge) awaitStepUp(ctx context.Context, scope, chal, refused string) error {
 	dctx, cancel := context.WithTimeout(ctx, daemonTimeout)
 	_, err := b.cfg.Daemon.StepUp(dctx, b.cfg.Grant, api.StepUpRequest{Scope: scope, Challenge: chal})
 	cancel()
