@@ -390,3 +390,20 @@ func TestBridgeParallelRequestsShareAStepUp(t *testing.T) {
 		t.Errorf("%d step-ups recorded, want 1", n)
 	}
 }
+
+// A notification the client writes after a request reaches the server
+// after it, though the request is not answered yet: a cancellation finds
+// its request.
+func TestBridgeKeepsTheClientsOrder(t *testing.T) {
+	d, cl := newFakeDaemon(t, "read")
+	_, srv := newMCPServer(t, d)
+	h := startBridge(t, Config{URL: srv.URL, Daemon: cl})
+	h.initialize(1)
+	for id := 2; id < 6; id++ {
+		h.send(`{"jsonrpc":"2.0","id":` + strconv.Itoa(id) + `,"method":"tools/call","params":` + toolCall("wait", "") + `}`)
+		h.send(`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":` + strconv.Itoa(id) + `}}`)
+		if got := resultText(t, h.recv()); got != "cancelled" {
+			t.Fatalf("request %d: %q", id, got)
+		}
+	}
+}

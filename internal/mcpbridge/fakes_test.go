@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -147,6 +148,7 @@ type seenRequest struct {
 //	greedy  always asks for one scope more than the token has
 //	drop    (event streams) sends a notification, then drops the stream;
 //	        the answer comes on the GET that resumes it
+//	wait    answers once the client cancels it
 type mcpServer struct {
 	t      testing.TB
 	daemon *fakeDaemon
@@ -168,12 +170,16 @@ type mcpServer struct {
 	nsession    int
 	seen        []seenRequest
 	resume      map[string]string // Last-Event-ID → the events that follow it
-	getOpen     chan struct{}
-	greedyN     int
+	// waiting: the wait tool's calls, by id, until cancelled;
+	// cancelledEarly: cancellations that came before their request.
+	waiting        map[string]chan struct{}
+	cancelledEarly []string
+	getOpen        chan struct{}
+	greedyN        int
 }
 
 func newMCPServer(t testing.TB, d *fakeDaemon) (*mcpServer, *httptest.Server) {
-	s := &mcpServer{t: t, daemon: d, refuse: map[string]bool{}, sessions: map[string]bool{}, initialized: map[string]bool{}, resume: map[string]string{}, getOpen: make(chan struct{}, 10)}
+	s := &mcpServer{t: t, daemon: d, refuse: map[string]bool{}, sessions: map[string]bool{}, initialized: map[string]bool{}, waiting: map[string]chan struct{}{}, resume: map[string]string{}, getOpen: make(chan struct{}, 10)}
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
 	return s, srv
@@ -200,7 +206,8 @@ func (s *mcpServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ID     json.RawMessage `json:"id"`
 		Method string          `json:"method"`
 		Params struct {
-			Name      string `json:"name"`
+			RequestID json.RawMessage `json:"requestId"`
+			Name      string          `json:"name"`
 			Arguments struct {
 				Text string `json:"text"`
 			} `json:"arguments"`
@@ -261,6 +268,17 @@ func (s *mcpServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Accept "+a, http.StatusNotAcceptable)
 		return
 	}
+	if msg.Method == "notifications/cancelled" {
+		s.mu.Lock()
+		id := string(msg.Params.RequestID)
+		if w, ok := s.waiting[id]; ok {
+			close(w)
+			delete(s.waiting, id)
+		} else {
+			s.cancelledEarly = append(s.cancelledEarly, id)
+		}
+		s.mu.Unlock()
+	}
 	if msg.Method == "notifications/initialized" {
 		// Slow to take note, as a busy server may be: a request sent
 		// before this answer would find the session not initialized.
@@ -314,6 +332,25 @@ func (s *mcpServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case "drop":
 			s.serveDrop(w, msg.ID)
 			return
+		case "wait":
+			// Answers once the client cancels it.
+			s.mu.Lock()
+			early := slices.Contains(s.cancelledEarly, string(msg.ID))
+			cancelled := make(chan struct{})
+			if !early {
+				s.waiting[string(msg.ID)] = cancelled
+			}
+			s.mu.Unlock()
+			if early {
+				result = `{"content":[{"type":"text","text":"the cancellation came before the request"}]}`
+				break
+			}
+			select {
+			case <-cancelled:
+				result = `{"content":[{"type":"text","text":"cancelled"}]}`
+			case <-r.Context().Done():
+				return
+			}
 		default:
 			result = `{"content":[],"isError":true}`
 		}

@@ -29,8 +29,10 @@ type outgoing struct {
 	body   []byte
 	header http.Header
 	// stepUp allows waiting for a step-up authorization (POSTs of the
-	// client's messages): not for streams and the final DELETE.
+	// client's requests): not for streams and the final DELETE.
 	stepUp bool
+	// written, if set, is called when the body has been written out.
+	written func()
 }
 
 func defaultHTTPClient() *http.Client {
@@ -74,9 +76,16 @@ func (b *bridge) send(ctx context.Context, o outgoing) (*http.Response, error) {
 		stepUps    int
 	)
 	for {
-		req, err := http.NewRequestWithContext(ctx, o.method, b.cfg.URL, bodyOf(o.body))
+		req, err := http.NewRequestWithContext(ctx, o.method, b.cfg.URL, nil)
 		if err != nil {
 			return nil, &deliveryError{msg: "tokend mcp: " + err.Error()}
+		}
+		if o.body != nil {
+			req.Body = &writtenReader{r: bytes.NewReader(o.body), written: o.written}
+			req.ContentLength = int64(len(o.body))
+			req.GetBody = func() (io.ReadCloser, error) {
+				return &writtenReader{r: bytes.NewReader(o.body), written: o.written}, nil
+			}
 		}
 		req.Header = o.header.Clone()
 		if req.Header == nil {
@@ -146,12 +155,22 @@ func (b *bridge) send(ctx context.Context, o outgoing) (*http.Response, error) {
 	}
 }
 
-func bodyOf(b []byte) io.Reader {
-	if b == nil {
-		return nil
-	}
-	return bytes.NewReader(b)
+// writtenReader is a request's body that tells when the transport has
+// read it all, that is written it to the connection.
+type writtenReader struct {
+	r       *bytes.Reader
+	written func()
 }
+
+func (w *writtenReader) Read(p []byte) (int, error) {
+	n, err := w.r.Read(p)
+	if err == io.EOF && w.written != nil {
+		w.written()
+	}
+	return n, err
+}
+
+func (w *writtenReader) Close() error { return nil }
 
 // authorize sets the request's credentials from the daemon: the token
 // given (the answer to a rejection), else the grant's current one; a fresh
