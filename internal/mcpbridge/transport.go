@@ -205,7 +205,7 @@ func (b *bridge) authorize(ctx context.Context, req *http.Request, override stri
 func (b *bridge) daemonError(what string, err error) *deliveryError {
 	e := &deliveryError{msg: fmt.Sprintf("tokend mcp: grant %s: %s: %v", b.cfg.Grant, what, err)}
 	var ae *api.Error
-	if errors.As(err, &ae) && (ae.Status == http.StatusConflict) {
+	if errors.As(err, &ae) && ae.Status == http.StatusConflict && !strings.Contains(err.Error(), "tokend authorize") {
 		e.msg += fmt.Sprintf(" (a person must run: tokend authorize %s)", b.cfg.Grant)
 	}
 	b.logf("%s", strings.TrimPrefix(e.msg, "tokend mcp: "))
