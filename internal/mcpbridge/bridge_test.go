@@ -116,6 +116,29 @@ func TestBridgeResumesDroppedStream(t *testing.T) {
 	}
 }
 
+// A server that refuses to resume a stream (a 4xx to the GET) is asked
+// once, and the client gets an error answer.
+func TestBridgeResumeRefused(t *testing.T) {
+	d, cl := newFakeDaemon(t, "read")
+	s, srv := newMCPServer(t, d)
+	s.sse = true
+	h := startBridge(t, Config{URL: srv.URL, Daemon: cl})
+	h.initialize(1)
+	_, msg, data := rpcError(t, h.call(2, "tools/call", toolCall("drop-forgotten", "")))
+	if data["http_status"] != float64(400) || !strings.Contains(msg, "refused to resume its event stream") {
+		t.Errorf("error %q %v", msg, data)
+	}
+	gets := 0
+	for _, r := range s.requests() {
+		if r.method == "GET" && r.lastEventID == "d-2" {
+			gets++
+		}
+	}
+	if gets != 1 {
+		t.Errorf("%d attempts to resume, want 1", gets)
+	}
+}
+
 // A stream that drops with no event id cannot be resumed: the client gets
 // an error answer rather than waiting forever.
 func TestBridgeUnresumableStreamIsAnError(t *testing.T) {

@@ -148,6 +148,7 @@ type seenRequest struct {
 //	greedy  always asks for one scope more than the token has
 //	drop    (event streams) sends a notification, then drops the stream;
 //	        the answer comes on the GET that resumes it
+//	drop-forgotten  as drop, but the stream cannot be resumed (400)
 //	wait    answers once the client cancels it
 type mcpServer struct {
 	t      testing.TB
@@ -329,8 +330,8 @@ func (s *mcpServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("WWW-Authenticate", `Bearer error="insufficient_scope", scope="`+more+`"`)
 			w.WriteHeader(http.StatusForbidden)
 			return
-		case "drop":
-			s.serveDrop(w, msg.ID)
+		case "drop", "drop-forgotten":
+			s.serveDrop(w, msg.ID, msg.Params.Name == "drop")
 			return
 		case "wait":
 			// Answers once the client cancels it.
@@ -374,10 +375,12 @@ func (s *mcpServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // serveDrop sends a priming event, a notification, and drops the stream
 // before the answer; the GET resuming after e-2 gets the answer.
-func (s *mcpServer) serveDrop(w http.ResponseWriter, id json.RawMessage) {
-	s.mu.Lock()
-	s.resume["d-2"] = "id: d-3\ndata: " + `{"jsonrpc":"2.0","id":` + string(id) + `,"result":{"content":[{"type":"text","text":"after the drop"}]}}` + "\n\n"
-	s.mu.Unlock()
+func (s *mcpServer) serveDrop(w http.ResponseWriter, id json.RawMessage, resumable bool) {
+	if resumable {
+		s.mu.Lock()
+		s.resume["d-2"] = "id: d-3\ndata: " + `{"jsonrpc":"2.0","id":` + string(id) + `,"result":{"content":[{"type":"text","text":"after the drop"}]}}` + "\n\n"
+		s.mu.Unlock()
+	}
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.WriteHeader(http.StatusOK)
 	io.WriteString(w, "id: d-1\nretry: 7\ndata:\n\nid: d-2\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{\"level\":\"info\",\"data\":\"before the drop\"}}\n\n")
