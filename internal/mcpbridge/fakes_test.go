@@ -302,6 +302,7 @@ func (s *mcpServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var result string
+	begun := false // the event stream's headers are out
 	switch msg.Method {
 	case "initialize":
 		s.mu.Lock()
@@ -346,6 +347,13 @@ func (s *mcpServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				result = `{"content":[{"type":"text","text":"the cancellation came before the request"}]}`
 				break
 			}
+			if s.sse {
+				// The answer begins: the client may go on.
+				w.Header().Set("Content-Type", "text/event-stream")
+				w.WriteHeader(http.StatusOK)
+				w.(http.Flusher).Flush()
+				begun = true
+			}
 			select {
 			case <-cancelled:
 				result = `{"content":[{"type":"text","text":"cancelled"}]}`
@@ -362,6 +370,10 @@ func (s *mcpServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !s.sse {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, answer)
+		return
+	}
+	if begun {
+		io.WriteString(w, "data: "+answer+"\n\n")
 		return
 	}
 	w.Header().Set("Content-Type", "text/event-stream")

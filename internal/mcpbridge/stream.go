@@ -93,7 +93,8 @@ func (b *bridge) exchange(ctx context.Context, m *clientMessage, p *pending) err
 	if version != "" {
 		h.Set(headerProtocolVersion, version)
 	}
-	resp, err := b.send(ctx, outgoing{method: http.MethodPost, body: m.raw, header: h, stepUp: len(m.requests) > 0, written: m.markSent})
+	resp, err := b.send(ctx, outgoing{method: http.MethodPost, body: m.raw, header: h, stepUp: len(m.requests) > 0, written: m.writtenOut})
+	m.markSent() // the server has begun answering
 	if err != nil {
 		return err
 	}
