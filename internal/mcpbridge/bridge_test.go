@@ -3,6 +3,7 @@ package mcpbridge
 import (
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -112,6 +113,29 @@ func TestBridgeResumesDroppedStream(t *testing.T) {
 	}
 	if sl := h.sleeps(); !slices.Contains(sl, 7*time.Millisecond) {
 		t.Errorf("waits %v: the server's retry of 7ms was not honoured", sl)
+	}
+}
+
+// A server that refuses to resume a stream (a 4xx to the GET) is asked
+// once, and the client gets an error answer.
+func TestBridgeResumeRefused(t *testing.T) {
+	d, cl := newFakeDaemon(t, "read")
+	s, srv := newMCPServer(t, d)
+	s.sse = true
+	h := startBridge(t, Config{URL: srv.URL, Daemon: cl})
+	h.initialize(1)
+	_, msg, data := rpcError(t, h.call(2, "tools/call", toolCall("drop-forgotten", "")))
+	if data["http_status"] != float64(400) || !strings.Contains(msg, "refused to resume its event stream") {
+		t.Errorf("error %q %v", msg, data)
+	}
+	gets := 0
+	for _, r := range s.requests() {
+		if r.method == "GET" && r.lastEventID == "d-2" {
+			gets++
+		}
+	}
+	if gets != 1 {
+		t.Errorf("%d attempts to resume, want 1", gets)
 	}
 }
 
@@ -362,5 +386,56 @@ func TestBridgeForwardsTheServersErrorAnswer(t *testing.T) {
 	code, msg, _ := rpcError(t, h.call(2, "tools/list", "{}"))
 	if code != -32600 || msg != "tools/list before notifications/initialized" {
 		t.Errorf("error %v %q", code, msg)
+	}
+}
+
+// Requests refused for the same scopes at once share one step-up: the
+// daemon's bound on step-ups is not used up by parallel tool calls.
+func TestBridgeParallelRequestsShareAStepUp(t *testing.T) {
+	d, cl := newFakeDaemon(t, "read")
+	d.authorizeAfter = 5
+	d.stepUpLimit = 1
+	_, srv := newMCPServer(t, d)
+	h := startBridge(t, Config{URL: srv.URL, Daemon: cl})
+	h.initialize(1)
+	for id := 2; id <= 5; id++ {
+		h.send(`{"jsonrpc":"2.0","id":` + strconv.Itoa(id) + `,"method":"tools/call","params":` + toolCall("admin", "") + `}`)
+	}
+	for range 4 {
+		if m := h.recv(); resultText(t, m) != "admin done" {
+			t.Errorf("answer %v", m)
+		}
+	}
+	d.mu.Lock()
+	n := len(d.stepUps)
+	d.mu.Unlock()
+	if n != 1 {
+		t.Errorf("%d step-ups recorded, want 1", n)
+	}
+}
+
+// A notification the client writes after a request reaches the server
+// after it, though the request is not answered yet: a cancellation finds
+// its request. With an event stream the server begins its answer at
+// once; with JSON the bridge waits orderGrace for a beginning that does
+// not come.
+func TestBridgeKeepsTheClientsOrder(t *testing.T) {
+	for _, sse := range []bool{true, false} {
+		d, cl := newFakeDaemon(t, "read")
+		s, srv := newMCPServer(t, d)
+		s.sse = sse
+		h := startBridge(t, Config{URL: srv.URL, Daemon: cl})
+		h.initialize(1)
+		for id := 2; id < 6; id++ {
+			h.send(`{"jsonrpc":"2.0","id":` + strconv.Itoa(id) + `,"method":"tools/call","params":` + toolCall("wait", "") + `}`)
+			h.send(`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":` + strconv.Itoa(id) + `}}`)
+			m := h.recv()
+			for m["method"] != nil {
+				m = h.recv()
+			}
+			if got := resultText(t, m); got != "cancelled" {
+				t.Fatalf("event stream %v, request %d: %q", sse, id, got)
+			}
+		}
 	}
 }

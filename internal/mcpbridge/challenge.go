@@ -78,12 +78,15 @@ func parseChallenges(s string) []challenge {
 	}
 }
 
-// insufficientScope finds a Bearer or DPoP challenge with
-// error="insufficient_scope" and returns the scopes it asks for; "" when
-// there is none or it names no scope.
+// insufficientScope finds, in the challenge of a 403, a Bearer or DPoP
+// challenge asking for scopes and returns them; "" when there is none.
+// RFC 6750 and the MCP authorization spec say error="insufficient_scope";
+// a challenge with a scope and no error at all is taken as one too (the
+// Go SDK's bearer middleware writes that), one with another error is
+// not.
 func insufficientScope(chal string) string {
 	for _, c := range parseChallenges(chal) {
-		if (c.scheme == "bearer" || c.scheme == "dpop") && c.params["error"] == "insufficient_scope" {
+		if (c.scheme == "bearer" || c.scheme == "dpop") && (c.params["error"] == "insufficient_scope" || c.params["error"] == "") {
 			if s := strings.Join(strings.Fields(c.params["scope"]), " "); s != "" {
 				return s
 			}

@@ -14,6 +14,7 @@ func TestInsufficientScope(t *testing.T) {
 		`DPoP algs="ES256", error=insufficient_scope, scope=x`:                                                                                  "x",
 		`Basic YWxhZGRpbjpvcGVuc2VzYW1l==, Bearer error="insufficient_scope",scope="y"`:                                                         "y",
 		`Bearer ERROR="insufficient_scope", Scope="z \"q\""`:                                                                                    `z "q"`,
+		`Bearer scope="read admin", resource_metadata="https://r/x"`:                                                                            "read admin",
 		`Bearer error="insufficient_scope"`:                                                                                                     "",
 		`Bearer error="invalid_token", scope="x"`:                                                                                               "",
 		`Newauth error="insufficient_scope", scope="x"`:                                                                                         "",

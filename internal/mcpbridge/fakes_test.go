@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -147,6 +148,8 @@ type seenRequest struct {
 //	greedy  always asks for one scope more than the token has
 //	drop    (event streams) sends a notification, then drops the stream;
 //	        the answer comes on the GET that resumes it
+//	drop-forgotten  as drop, but the stream cannot be resumed (400)
+//	wait    answers once the client cancels it
 type mcpServer struct {
 	t      testing.TB
 	daemon *fakeDaemon
@@ -168,12 +171,16 @@ type mcpServer struct {
 	nsession    int
 	seen        []seenRequest
 	resume      map[string]string // Last-Event-ID → the events that follow it
-	getOpen     chan struct{}
-	greedyN     int
+	// waiting: the wait tool's calls, by id, until cancelled;
+	// cancelledEarly: cancellations that came before their request.
+	waiting        map[string]chan struct{}
+	cancelledEarly []string
+	getOpen        chan struct{}
+	greedyN        int
 }
 
 func newMCPServer(t testing.TB, d *fakeDaemon) (*mcpServer, *httptest.Server) {
-	s := &mcpServer{t: t, daemon: d, refuse: map[string]bool{}, sessions: map[string]bool{}, initialized: map[string]bool{}, resume: map[string]string{}, getOpen: make(chan struct{}, 10)}
+	s := &mcpServer{t: t, daemon: d, refuse: map[string]bool{}, sessions: map[string]bool{}, initialized: map[string]bool{}, waiting: map[string]chan struct{}{}, resume: map[string]string{}, getOpen: make(chan struct{}, 10)}
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
 	return s, srv
@@ -200,7 +207,8 @@ func (s *mcpServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ID     json.RawMessage `json:"id"`
 		Method string          `json:"method"`
 		Params struct {
-			Name      string `json:"name"`
+			RequestID json.RawMessage `json:"requestId"`
+			Name      string          `json:"name"`
 			Arguments struct {
 				Text string `json:"text"`
 			} `json:"arguments"`
@@ -261,6 +269,17 @@ func (s *mcpServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Accept "+a, http.StatusNotAcceptable)
 		return
 	}
+	if msg.Method == "notifications/cancelled" {
+		s.mu.Lock()
+		id := string(msg.Params.RequestID)
+		if w, ok := s.waiting[id]; ok {
+			close(w)
+			delete(s.waiting, id)
+		} else {
+			s.cancelledEarly = append(s.cancelledEarly, id)
+		}
+		s.mu.Unlock()
+	}
 	if msg.Method == "notifications/initialized" {
 		// Slow to take note, as a busy server may be: a request sent
 		// before this answer would find the session not initialized.
@@ -283,6 +302,7 @@ func (s *mcpServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var result string
+	begun := false // the event stream's headers are out
 	switch msg.Method {
 	case "initialize":
 		s.mu.Lock()
@@ -311,9 +331,35 @@ func (s *mcpServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("WWW-Authenticate", `Bearer error="insufficient_scope", scope="`+more+`"`)
 			w.WriteHeader(http.StatusForbidden)
 			return
-		case "drop":
-			s.serveDrop(w, msg.ID)
+		case "drop", "drop-forgotten":
+			s.serveDrop(w, msg.ID, msg.Params.Name == "drop")
 			return
+		case "wait":
+			// Answers once the client cancels it.
+			s.mu.Lock()
+			early := slices.Contains(s.cancelledEarly, string(msg.ID))
+			cancelled := make(chan struct{})
+			if !early {
+				s.waiting[string(msg.ID)] = cancelled
+			}
+			s.mu.Unlock()
+			if early {
+				result = `{"content":[{"type":"text","text":"the cancellation came before the request"}]}`
+				break
+			}
+			if s.sse {
+				// The answer begins: the client may go on.
+				w.Header().Set("Content-Type", "text/event-stream")
+				w.WriteHeader(http.StatusOK)
+				w.(http.Flusher).Flush()
+				begun = true
+			}
+			select {
+			case <-cancelled:
+				result = `{"content":[{"type":"text","text":"cancelled"}]}`
+			case <-r.Context().Done():
+				return
+			}
 		default:
 			result = `{"content":[],"isError":true}`
 		}
@@ -324,6 +370,10 @@ func (s *mcpServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !s.sse {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, answer)
+		return
+	}
+	if begun {
+		io.WriteString(w, "data: "+answer+"\n\n")
 		return
 	}
 	w.Header().Set("Content-Type", "text/event-stream")
@@ -337,10 +387,12 @@ func (s *mcpServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // serveDrop sends a priming event, a notification, and drops the stream
 // before the answer; the GET resuming after e-2 gets the answer.
-func (s *mcpServer) serveDrop(w http.ResponseWriter, id json.RawMessage) {
-	s.mu.Lock()
-	s.resume["d-2"] = "id: d-3\ndata: " + `{"jsonrpc":"2.0","id":` + string(id) + `,"result":{"content":[{"type":"text","text":"after the drop"}]}}` + "\n\n"
-	s.mu.Unlock()
+func (s *mcpServer) serveDrop(w http.ResponseWriter, id json.RawMessage, resumable bool) {
+	if resumable {
+		s.mu.Lock()
+		s.resume["d-2"] = "id: d-3\ndata: " + `{"jsonrpc":"2.0","id":` + string(id) + `,"result":{"content":[{"type":"text","text":"after the drop"}]}}` + "\n\n"
+		s.mu.Unlock()
+	}
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.WriteHeader(http.StatusOK)
 	io.WriteString(w, "id: d-1\nretry: 7\ndata:\n\nid: d-2\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{\"level\":\"info\",\"data\":\"before the drop\"}}\n\n")
