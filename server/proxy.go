@@ -180,6 +180,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &api.Error{Status: http.StatusForbidden, Code: api.CodeForbidden, Description: "the proxy does not know who is calling"})
 		return
 	}
+	if r.Method == http.MethodConnect {
+		// The proxy forwards to one resource; it is no tunnel to others.
+		writeError(w, &api.Error{Status: http.StatusMethodNotAllowed, Code: api.CodeInvalidRequest, Description: "CONNECT is not forwarded"})
+		return
+	}
 	p.rp.ServeHTTP(w, r)
 }
 
