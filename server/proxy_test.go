@@ -496,3 +496,37 @@ func TestProxyRefusesNonReader(t *testing.T) {
 		t.Errorf("upstream saw %d requests, want 2 (the reader's)", n)
 	}
 }
+
+// Whatever host a request names, it goes to the resource: the proxy is no
+// open proxy, and no tunnel.
+func TestProxyForwardsToTheResourceOnly(t *testing.T) {
+	up := newUpstream(t, nil)
+	base := startProxy(t, up, newFakeSource(self()), nil)
+	c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rd := bufio.NewReader(c)
+	for _, req := range []string{
+		"GET http://other.example/x HTTP/1.1\r\nHost: other.example\r\n\r\n",
+		"CONNECT other.example:443 HTTP/1.1\r\nHost: other.example:443\r\n\r\n",
+	} {
+		if _, err := io.WriteString(c, req); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(rd, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if strings.HasPrefix(req, "CONNECT") && resp.StatusCode != http.StatusMethodNotAllowed {
+			t.Errorf("CONNECT answered %d", resp.StatusCode)
+		}
+	}
+	got := up.requests()
+	if len(got) != 1 || got[0].path != "/mcp/x" {
+		t.Errorf("upstream saw %+v", got)
+	}
+}
