@@ -96,8 +96,7 @@ func TestGrantProxyRefreshesRejectedToken(t *testing.T) {
 	rs.mu.Lock()
 	rs.refuse["Bearer "+old] = true
 	rs.mu.Unlock()
-	// A token obtained a moment ago is not refreshed for a refusal.
-	h.advance(rejectedMinAge + time.Second)
+	h.advance(rejectedSpacing + time.Second)
 	if code := proxyGet(t, hc); code != 200 {
 		t.Fatalf("through the proxy: %d", code)
 	}
