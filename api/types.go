@@ -72,6 +72,15 @@ type GrantStatus struct {
 	Refresher     string `json:"refresher,omitempty"`
 	RefresherSelf bool   `json:"refresher_self,omitempty"`
 	FleetConflict string `json:"fleet_conflict,omitempty"`
+	// ProtectedResource is a resource-first grant's resource URL (config
+	// key protected_resource): where the proxy and the MCP bridge send
+	// requests by default.
+	ProtectedResource string `json:"protected_resource,omitempty"`
+	// StepUpScopes are the scopes a resource asked for (POST
+	// .../step-up) that the next authorization adds to the held ones, and
+	// StepUpReason says which resource asked and why.
+	StepUpScopes []string `json:"step_up_scopes,omitempty"`
+	StepUpReason string   `json:"step_up_reason,omitempty"`
 }
 
 // DPoPRequest is the body of POST /v1/tokens/{name}/dpop: the one request

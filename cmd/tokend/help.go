@@ -201,13 +201,15 @@ grant that needs no person, its next fetch obtains a new token).
 	},
 	{
 		name: "credential", group: "Client", args: argNone,
-		words: []string{"git", "kubectl", "docker"},
-		usage: "credential git (get|store|erase) | kubectl NAME | docker (get|list|store|erase)",
-		short: "credential helper for git, kubectl and docker",
+		words: []string{"git", "kubectl", "docker", "headers"},
+		usage: "credential git (get|store|erase) | kubectl NAME | docker (get|list|store|erase) | headers NAME",
+		short: "credential helper for git, kubectl, docker and MCP clients' headers",
 		long: `git: the token of the grant whose match covers the URL git asks for.
 kubectl: an ExecCredential with grant NAME's token (an exec plugin).
 docker: a docker credential helper (store and erase are refused); a link
 docker-credential-tokend -> tokend works as one.
+headers: {"Authorization": "Bearer <token>"} for grant NAME, what MCP
+clients' headersHelper runs; a dpop grant needs the proxy instead.
 
 ` + clientFlagsNote,
 		examples: []string{
@@ -226,6 +228,24 @@ TOKEND_<NAME>_TOKEN (NAME upper-cased, other characters as _).
 ` + clientFlagsNote,
 		examples: []string{
 			`tokend exec github=GH_TOKEN -- gh repo list`,
+		},
+	},
+	{
+		name: "mcp", group: "Client", args: argGrant,
+		usage: "mcp NAME [--url URL]",
+		short: "bridge an MCP client's stdio to the grant's Streamable HTTP MCP server",
+		long: `Speaks the MCP stdio transport on stdin and stdout and Streamable HTTP
+to the MCP server at URL (default: the grant's protected_resource),
+with the grant's token, fresh from the daemon, on every request: what a
+stdio-only MCP client launches instead of mcp-remote. A 401 makes the
+daemon refresh once; a 403 insufficient_scope waits (up to 5 minutes)
+for a person to run "tokend authorize NAME" for the wider scopes.
+Messages for people go to stderr. The session ends when stdin does.
+
+` + clientFlagsNote,
+		examples: []string{
+			"tokend mcp notes",
+			`claude mcp add notes -- tokend mcp notes`,
 		},
 	},
 	{
