@@ -91,10 +91,13 @@ type bridge struct {
 
 	mu        sync.Mutex
 	sessionID string
-	version   string             // MCP-Protocol-Version, from the initialize result
-	stopGET   context.CancelFunc // ends the current session's GET stream
-	nonce     string             // the server's last DPoP-Nonce
-	logMu     sync.Mutex
+	version   string // MCP-Protocol-Version, from the initialize result
+	// ended: the server ended the session (404); until the client
+	// initializes a new one, its messages are answered so at once.
+	ended   bool
+	stopGET context.CancelFunc // ends the current session's GET stream
+	nonce   string             // the server's last DPoP-Nonce
+	logMu   sync.Mutex
 }
 
 // Run bridges stdin and stdout to the server until stdin ends (then the
@@ -148,6 +151,14 @@ loop:
 			if perr != nil {
 				b.logf("a line on stdin is not a JSON-RPC message: %v", perr)
 				b.out.write(errorAnswer("null", codeParseError, "tokend mcp: parse error: "+perr.Error(), errorData{}, nil))
+				continue
+			}
+			if len(m.requests) == 0 {
+				// A notification or a response: delivered before the
+				// next message is read, so the server sees them in the
+				// client's order (notifications/initialized before the
+				// first request, a cancellation after its request).
+				b.deliver(ctx, m)
 				continue
 			}
 			select {
@@ -254,11 +265,12 @@ func (b *bridge) logf(format string, args ...any) {
 	fmt.Fprintf(b.cfg.Log, "tokend mcp: %s\n", line)
 }
 
-// session returns the session id and protocol version to send.
-func (b *bridge) session() (id, version string) {
+// session returns the session id and protocol version to send, and
+// whether the server ended the session.
+func (b *bridge) session() (id, version string, ended bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.sessionID, b.version
+	return b.sessionID, b.version, b.ended
 }
 
 // startSession takes the session id the server gave with its answer to
@@ -271,7 +283,7 @@ func (b *bridge) startSession(id string) {
 		b.stopGET()
 		b.stopGET = nil
 	}
-	b.sessionID, b.version = id, ""
+	b.sessionID, b.version, b.ended = id, "", false
 }
 
 func (b *bridge) setVersion(v string) {
@@ -293,7 +305,7 @@ func (b *bridge) sessionGone(id string) {
 		b.stopGET()
 		b.stopGET = nil
 	}
-	b.sessionID, b.version = "", ""
+	b.sessionID, b.version, b.ended = "", "", true
 }
 
 func (b *bridge) dpopNonce() string {

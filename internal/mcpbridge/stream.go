@@ -10,6 +10,11 @@ import (
 	"time"
 )
 
+// errSessionGone answers the messages of a session the server ended
+// (transport §"Session Management": 404 for its id): the client must
+// initialize a new one.
+var errSessionGone = &deliveryError{msg: "tokend mcp: the MCP server ended the session (HTTP 404): initialize a new one", status: http.StatusNotFound}
+
 // pending is what one client message is still owed: the ids of its
 // requests the server has not answered yet.
 type pending struct {
@@ -73,10 +78,13 @@ func (b *bridge) exchange(ctx context.Context, m *clientMessage, p *pending) err
 	h := http.Header{}
 	h.Set("Content-Type", "application/json")
 	h.Set("Accept", "application/json, text/event-stream")
-	sid, version := b.session()
-	if m.initID != "" {
+	sid, version, ended := b.session()
+	switch {
+	case m.initID != "":
 		// A new session: the server gives its id with the answer.
 		sid, version = "", ""
+	case ended:
+		return errSessionGone
 	}
 	if sid != "" {
 		h.Set(headerSessionID, sid)
@@ -84,7 +92,7 @@ func (b *bridge) exchange(ctx context.Context, m *clientMessage, p *pending) err
 	if version != "" {
 		h.Set(headerProtocolVersion, version)
 	}
-	resp, err := b.send(ctx, outgoing{method: http.MethodPost, body: m.raw, header: h, stepUp: true})
+	resp, err := b.send(ctx, outgoing{method: http.MethodPost, body: m.raw, header: h, stepUp: len(m.requests) > 0})
 	if err != nil {
 		return err
 	}
@@ -103,7 +111,7 @@ func (b *bridge) answer(ctx context.Context, resp *http.Response, sid string, p 
 	case resp.StatusCode == http.StatusNotFound && sid != "":
 		drain(resp)
 		b.sessionGone(sid)
-		return &deliveryError{msg: "tokend mcp: the MCP server ended the session (HTTP 404): initialize a new one", status: http.StatusNotFound}
+		return errSessionGone
 	case resp.StatusCode/100 != 2:
 		return httpFailure(resp)
 	}
@@ -187,7 +195,7 @@ func (b *bridge) followStream(ctx context.Context, body io.ReadCloser, sid strin
 func (b *bridge) openStream(ctx context.Context, sid, lastID string) (*http.Response, error) {
 	h := http.Header{}
 	h.Set("Accept", "text/event-stream")
-	_, version := b.session()
+	_, version, _ := b.session()
 	if sid != "" {
 		h.Set(headerSessionID, sid)
 	}
@@ -205,7 +213,7 @@ func (b *bridge) openStream(ctx context.Context, sid, lastID string) (*http.Resp
 	case resp.StatusCode == http.StatusNotFound && sid != "":
 		drain(resp)
 		b.sessionGone(sid)
-		return nil, &deliveryError{msg: "tokend mcp: the MCP server ended the session (HTTP 404): initialize a new one", status: http.StatusNotFound}
+		return nil, errSessionGone
 	case resp.StatusCode/100 != 2:
 		return nil, httpFailure(resp)
 	case mediaType(resp.Header) != "text/event-stream":
