@@ -54,6 +54,26 @@ func (c *Client) StepUp(ctx context.Context, name string, req StepUpRequest) (*G
 	return postJSON[GrantStatus](ctx, c, name, "step-up", req)
 }
 
+// AuthorizePaste starts a paste-back authorization of an
+// authorization_code grant (POST /v1/tokens/{name}/authorize with
+// {"paste": true}; operators only): the answer's URL is the authorization
+// server's, to open in any browser, and its PasteID names it for
+// CompletePaste, which the same user must call with the address the
+// browser ended on.
+func (c *Client) AuthorizePaste(ctx context.Context, name string) (*AuthorizeResponse, error) {
+	return postJSON[AuthorizeResponse](ctx, c, name, "authorize", AuthorizeRequest{Paste: true})
+}
+
+// CompletePaste completes a paste-back authorization (POST
+// /v1/tokens/{name}/authorize/complete): pasteID from AuthorizePaste and
+// address, where the browser ended. The daemon checks the answer's state
+// (and iss, where the server sends it), uses it once, and answers the
+// grant's status; a refused paste is an *Error with Code
+// CodePasteRefused.
+func (c *Client) CompletePaste(ctx context.Context, name, pasteID, address string) (*GrantStatus, error) {
+	return postJSON[GrantStatus](ctx, c, name, "authorize/complete", CompleteRequest{PasteID: pasteID, URL: address})
+}
+
 // postJSON posts body as JSON to /v1/tokens/{name}/{action} and decodes
 // the answer into a T.
 func postJSON[T any](ctx context.Context, c *Client, name, action string, body any) (*T, error) {

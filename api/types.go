@@ -83,6 +83,22 @@ type GrantStatus struct {
 	StepUpReason string   `json:"step_up_reason,omitempty"`
 }
 
+// AuthorizeRequest is the optional body of POST
+// /v1/tokens/{name}/authorize. Paste asks for a paste-back authorization
+// (authorization_code grants): the answer's URL is the authorization
+// server's own and PasteID names it for POST .../authorize/complete.
+type AuthorizeRequest struct {
+	Paste bool `json:"paste,omitempty"`
+}
+
+// CompleteRequest is the body of POST /v1/tokens/{name}/authorize/complete:
+// the PasteID of a paste-back authorization and the address the browser
+// ended on (the redirect URI with the authorization server's answer).
+type CompleteRequest struct {
+	PasteID string `json:"paste_id"`
+	URL     string `json:"url"`
+}
+
 // DPoPRequest is the body of POST /v1/tokens/{name}/dpop: the one request
 // (method and URL) the proof is for, and the resource server's nonce when
 // it gave one.
@@ -151,6 +167,11 @@ type AuthorizeResponse struct {
 	// Status is set when the grant needed no person (client_credentials,
 	// password): it was obtained at once.
 	Status *GrantStatus `json:"status,omitempty"`
+	// PasteID is set for a paste-back authorization (AuthorizeRequest
+	// Paste): URL is then the authorization server's address itself, and
+	// the address the browser ends on goes to POST .../authorize/complete
+	// with this id, from the same user.
+	PasteID string `json:"paste_id,omitempty"`
 }
 
 // ReloadResponse answers POST /v1/reload: the configuration now in

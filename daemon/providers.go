@@ -29,6 +29,9 @@ type providerRT struct {
 
 	mu  sync.Mutex
 	eps *oauth.Endpoints
+	// found is what discovery from a protected resource found, for a
+	// provider derived from a protected_resource grant (resource.go).
+	found *resourceFound
 }
 
 // clientRT resolves a client once: configured credentials, or a dynamic

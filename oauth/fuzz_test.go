@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -272,6 +273,51 @@ func FuzzParseCallback(f *testing.F) {
 		}
 		if strings.ContainsAny(e.Description+e.Code+e.URI, "\x00\n\r") {
 			t.Fatalf("control characters in %q", err)
+		}
+	})
+}
+
+func FuzzParseBearerChallenge(f *testing.F) {
+	f.Add(`Bearer resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/mcp", scope="a b"`, "")
+	f.Add(`Basic realm="x", Bearer error="insufficient_scope", scope="a", error_description="say \"no\""`, `Bearer scope="b"`)
+	f.Add(`Negotiate abc==, Bearer`, `DPoP algs="ES256"`)
+	f.Add(`Bearer scope="a\`, `,,,`)
+	f.Add("Bearer a=\"\xff\u202e\\\x01\"", "=")
+	f.Fuzz(func(t *testing.T, h1, h2 string) {
+		c, err := ParseBearerChallenge([]string{h1, h2})
+		if err != nil {
+			if !errors.Is(err, ErrMalformedChallenge) || c.Found || c.Params != nil {
+				t.Fatalf("error %v with challenge %#v", err, c)
+			}
+			if strings.ContainsAny(err.Error(), "\x00\n\r\x1b") {
+				t.Fatalf("control characters in %q", err)
+			}
+			return
+		}
+		if len(h1)+len(h2) > MaxChallengeBytes {
+			t.Fatalf("accepted %d bytes", len(h1)+len(h2))
+		}
+		if !c.Found {
+			if c.Params != nil || c.Scope != "" {
+				t.Fatalf("values without a challenge: %#v", c)
+			}
+			return
+		}
+		// What was parsed, written back as quoted strings, parses to the
+		// same values: escapes are undone exactly once.
+		var b strings.Builder
+		b.WriteString("Bearer")
+		sep := " "
+		for k, v := range c.Params {
+			if Printable(v) != v {
+				t.Fatalf("%s=%q not printable", k, v)
+			}
+			b.WriteString(sep + k + `="` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(v) + `"`)
+			sep = ", "
+		}
+		again, err := ParseBearerChallenge([]string{b.String()})
+		if err != nil || !reflect.DeepEqual(again, c) {
+			t.Fatalf("%q parsed to %#v, written back as %q to %#v (%v)", h1+" / "+h2, c, b.String(), again, err)
 		}
 	})
 }

@@ -208,6 +208,11 @@ type Stats struct {
 	// ResourceRequests counts requests to the resource server;
 	// ResourceRefused those answered 401.
 	ResourceRequests, ResourceRefused int
+	// Resources records the RFC 8707 resource parameters received, one
+	// entry per request that sent any: "authorize <resource>" for an
+	// authorization request, "<grant_type> <resource>" for a token
+	// request (repeated values joined with spaces).
+	Resources []string
 }
 
 // Server is an in-process OAuth 2.0 authorization server. All its methods
@@ -454,6 +459,7 @@ func (s *Server) Stats() Stats {
 	for k, v := range s.stats.ByGrant {
 		st.ByGrant[k] = v
 	}
+	st.Resources = append([]string(nil), s.stats.Resources...)
 	return st
 }
 
