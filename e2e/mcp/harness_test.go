@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -298,12 +299,14 @@ func postInitialize(t testing.TB, rawURL, auth string) (int, string) {
 
 // tokend is one `tokend serve`, restartable with the same configuration.
 type tokend struct {
-	t       testing.TB
-	dir     string
-	Socket  string
-	cfgPath string
-	logs    *testutil.SyncBuffer
-	http    *http.Client
+	t      testing.TB
+	dir    string
+	Socket string
+	// Callback is the callback listener's host:port.
+	Callback string
+	cfgPath  string
+	logs     *testutil.SyncBuffer
+	http     *http.Client
 
 	mu sync.Mutex
 	p  *proc
@@ -323,7 +326,8 @@ func newTokend(t testing.TB, grants ...grantConfig) *tokend {
 	t.Helper()
 	requireTokend(t)
 	dir := testutil.SharedDir(t)
-	td := &tokend{t: t, dir: dir, Socket: filepath.Join(dir, "tokend.sock"), cfgPath: filepath.Join(dir, "config.yaml"), logs: &testutil.SyncBuffer{}}
+	td := &tokend{t: t, dir: dir, Socket: filepath.Join(dir, "tokend.sock"), cfgPath: filepath.Join(dir, "config.yaml"), logs: &testutil.SyncBuffer{},
+		Callback: fmt.Sprintf("127.0.0.1:%d", lowPort(t))}
 	var g strings.Builder
 	for _, gr := range grants {
 		readers := gr.Readers
@@ -340,7 +344,7 @@ store:
   path: %s
 listen:
   socket: %s
-  callback: 127.0.0.1:%d
+  callback: %s
   metrics: 127.0.0.1:%d
 refresh:
   schedule: "@every 1s"
@@ -350,7 +354,7 @@ refresh:
 log:
   level: debug
 grants:
-%s`, filepath.Join(dir, "tokend.db"), td.Socket, lowPort(t), lowPort(t), g.String())
+%s`, filepath.Join(dir, "tokend.db"), td.Socket, td.Callback, lowPort(t), g.String())
 	if err := os.WriteFile(td.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -520,6 +524,31 @@ func (td *tokend) authorizePaste(name, issuer string) *url.URL {
 		t.Fatalf("tokend authorize --paste did not finish in 60s; stderr:\n%s", errb.String())
 	}
 	return authURL
+}
+
+// authorizeStartPage authorizes grant name the usual way: `tokend
+// authorize NAME` prints a one-time start page on the callback listener; a
+// browser opens it, is sent to the authorization server with a binding
+// cookie, and comes back to tokend's callback, which answers 200.
+func (td *tokend) authorizeStartPage(name string) {
+	td.t.Helper()
+	t := td.t
+	out, errs, code := td.cli("", "authorize", name)
+	start := regexp.MustCompile(regexp.QuoteMeta("http://"+td.Callback+"/start/") + `[A-Za-z0-9_-]+`).FindString(out)
+	if code != 0 || start == "" {
+		t.Fatalf("tokend authorize %s: exit %d, no start URL\nstdout: %s\nstderr: %s", name, code, out, errs)
+	}
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, Timeout: 30 * time.Second}
+	resp, err := c.Get(start)
+	if err != nil {
+		t.Fatalf("browser: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || resp.Request.URL.Host != td.Callback || resp.Request.URL.Path != "/callback" {
+		t.Fatalf("browser ended at %s with %s, want tokend's callback answering 200:\n%s", resp.Request.URL.Redacted(), resp.Status, body)
+	}
 }
 
 // browse opens rawURL in a fresh browser (cookie jar, redirects followed

@@ -21,7 +21,8 @@ func bridge(td *tokend, session, grant string) clientSession {
 // TestMCPResource: a grant that names only the MCP server's URL is
 // discovered (the SDK server's 401 challenge and metadata, oidc-provider's
 // metadata), registered (dynamic registration), authorized in paste mode
-// with the resource and the scopes the challenge named, and the SDK
+// with the resource and the scopes the challenge named (a second grant
+// through the start page on the callback listener), and the SDK
 // clients call tools through the grant's proxy and through `tokend mcp`
 // with the grant's token; a token of a grant for the other resource is
 // refused by the server's audience check.
@@ -89,8 +90,9 @@ func TestMCPResource(t *testing.T) {
 		resp.Body.Close()
 	}
 
-	// A token for the other resource is refused by this one.
-	td.authorizePaste("other", st.AS.Issuer)
+	// A token for the other resource (authorized through the start page
+	// this time) is refused by this one.
+	td.authorizeStartPage("other")
 	other, err := td.token("other")
 	if err != nil {
 		t.Fatal(err)
