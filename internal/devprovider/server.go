@@ -115,6 +115,10 @@ type Options struct {
 	// AllowRegistration enables dynamic client registration (RFC 7591) at
 	// /register and advertises it in discovery.
 	AllowRegistration bool
+	// MetadataDocuments advertises client_id_metadata_document_supported.
+	// The server fetches no document: a test registers the client whose
+	// client_id is the document's URL (AuthMethod none) in Clients.
+	MetadataDocuments bool
 	// AutoApprove makes GET /authorize redirect straight back with a code,
 	// and GET /device/verify?user_code=... approve at once, with no page.
 	AutoApprove bool
