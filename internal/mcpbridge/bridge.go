@@ -97,6 +97,7 @@ type bridge struct {
 	ended   bool
 	stopGET context.CancelFunc // ends the current session's GET stream
 	nonce   string             // the server's last DPoP-Nonce
+	stepUps map[string]*stepUpWait
 	logMu   sync.Mutex
 }
 
@@ -155,9 +156,8 @@ loop:
 			}
 			if len(m.requests) == 0 {
 				// A notification or a response: delivered before the
-				// next message is read, so the server sees them in the
-				// client's order (notifications/initialized before the
-				// first request, a cancellation after its request).
+				// next message is read (notifications/initialized is
+				// taken before the first request).
 				b.deliver(ctx, m)
 				continue
 			}
@@ -171,6 +171,15 @@ loop:
 				defer func() { <-slots; inflight.Done() }()
 				b.deliver(ctx, m)
 			}()
+			// The next message goes once this request is written out,
+			// not answered: the server sees the client's order (a
+			// cancellation after its request) while requests run side
+			// by side.
+			select {
+			case <-m.sent:
+			case <-ctx.Done():
+				break loop
+			}
 		case err = <-readErr:
 			break loop
 		}

@@ -3,6 +3,7 @@ package mcpbridge
 import (
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -349,5 +350,60 @@ func TestBridgeDPoP(t *testing.T) {
 	d.mu.Unlock()
 	if rej != 0 {
 		t.Errorf("a nonce request was reported as a refused token")
+	}
+}
+
+// A server's HTTP error that carries a JSON-RPC error reaches the client
+// as the server wrote it, with the request's id.
+func TestBridgeForwardsTheServersErrorAnswer(t *testing.T) {
+	d, cl := newFakeDaemon(t, "read")
+	_, srv := newMCPServer(t, d)
+	h := startBridge(t, Config{URL: srv.URL, Daemon: cl})
+	h.call(1, "initialize", "{}") // and no notifications/initialized
+	code, msg, _ := rpcError(t, h.call(2, "tools/list", "{}"))
+	if code != -32600 || msg != "tools/list before notifications/initialized" {
+		t.Errorf("error %v %q", code, msg)
+	}
+}
+
+// Requests refused for the same scopes at once share one step-up: the
+// daemon's bound on step-ups is not used up by parallel tool calls.
+func TestBridgeParallelRequestsShareAStepUp(t *testing.T) {
+	d, cl := newFakeDaemon(t, "read")
+	d.authorizeAfter = 5
+	d.stepUpLimit = 1
+	_, srv := newMCPServer(t, d)
+	h := startBridge(t, Config{URL: srv.URL, Daemon: cl})
+	h.initialize(1)
+	for id := 2; id <= 5; id++ {
+		h.send(`{"jsonrpc":"2.0","id":` + strconv.Itoa(id) + `,"method":"tools/call","params":` + toolCall("admin", "") + `}`)
+	}
+	for range 4 {
+		if m := h.recv(); resultText(t, m) != "admin done" {
+			t.Errorf("answer %v", m)
+		}
+	}
+	d.mu.Lock()
+	n := len(d.stepUps)
+	d.mu.Unlock()
+	if n != 1 {
+		t.Errorf("%d step-ups recorded, want 1", n)
+	}
+}
+
+// A notification the client writes after a request reaches the server
+// after it, though the request is not answered yet: a cancellation finds
+// its request.
+func TestBridgeKeepsTheClientsOrder(t *testing.T) {
+	d, cl := newFakeDaemon(t, "read")
+	_, srv := newMCPServer(t, d)
+	h := startBridge(t, Config{URL: srv.URL, Daemon: cl})
+	h.initialize(1)
+	for id := 2; id < 6; id++ {
+		h.send(`{"jsonrpc":"2.0","id":` + strconv.Itoa(id) + `,"method":"tools/call","params":` + toolCall("wait", "") + `}`)
+		h.send(`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":` + strconv.Itoa(id) + `}}`)
+		if got := resultText(t, h.recv()); got != "cancelled" {
+			t.Fatalf("request %d: %q", id, got)
+		}
 	}
 }

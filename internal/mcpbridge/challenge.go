@@ -45,9 +45,12 @@ func parseChallenges(s string) []challenge {
 			p.skip(" \t")
 			start := p.i
 			name := p.token()
+			if name != "" && p.credentialsEnd() {
+				break // credentials in the form of Basic's: no parameters
+			}
 			p.skip(" \t")
 			if name == "" || !p.eat('=') {
-				// A new challenge's scheme (or a token68, which is kept
+				// A new challenge's scheme (or credentials as one token, kept
 				// as nothing).
 				p.i = start
 				break
@@ -75,12 +78,15 @@ func parseChallenges(s string) []challenge {
 	}
 }
 
-// insufficientScope finds a Bearer or DPoP challenge with
-// error="insufficient_scope" and returns the scopes it asks for; "" when
-// there is none or it names no scope.
+// insufficientScope finds, in the challenge of a 403, a Bearer or DPoP
+// challenge asking for scopes and returns them; "" when there is none.
+// RFC 6750 and the MCP authorization spec say error="insufficient_scope";
+// a challenge with a scope and no error at all is taken as one too (the
+// Go SDK's bearer middleware writes that), one with another error is
+// not.
 func insufficientScope(chal string) string {
 	for _, c := range parseChallenges(chal) {
-		if (c.scheme == "bearer" || c.scheme == "dpop") && c.params["error"] == "insufficient_scope" {
+		if (c.scheme == "bearer" || c.scheme == "dpop") && (c.params["error"] == "insufficient_scope" || c.params["error"] == "") {
 			if s := strings.Join(strings.Fields(c.params["scope"]), " "); s != "" {
 				return s
 			}
@@ -127,7 +133,31 @@ func (p *challengeParser) skip(set string) {
 	}
 }
 
-// token reads an RFC 9110 token; token68's trailing "=" padding is left.
+// credentialsEnd consumes the "=" padding that ends credentials written
+// as one token (RFC 9110's token68) and reports
+// whether there was one: "=" signs followed by the end or a comma, not a
+// parameter's "=".
+func (p *challengeParser) credentialsEnd() bool {
+	j := p.i
+	for j < len(p.s) && p.s[j] == '=' {
+		j++
+	}
+	if j == p.i {
+		return false
+	}
+	k := j
+	for k < len(p.s) && (p.s[k] == ' ' || p.s[k] == '\t') {
+		k++
+	}
+	if k < len(p.s) && p.s[k] != ',' {
+		return false
+	}
+	p.i = k
+	return true
+}
+
+// token reads an RFC 9110 token; the "=" padding after credentials
+// written as one token is left.
 func (p *challengeParser) token() string {
 	start := p.i
 	for p.i < len(p.s) && isTokenChar(p.s[p.i]) {

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -73,12 +74,6 @@ func (d *fakeDaemon) issue(scope string) {
 	d.n++
 	d.token, d.scope = fmt.Sprintf("at-%d", d.n), scope
 	d.issued[d.token] = scope
-}
-
-func (d *fakeDaemon) current() (string, string) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.token, d.scope
 }
 
 func (d *fakeDaemon) scopesOf(token string) (string, bool) {
@@ -153,6 +148,7 @@ type seenRequest struct {
 //	greedy  always asks for one scope more than the token has
 //	drop    (event streams) sends a notification, then drops the stream;
 //	        the answer comes on the GET that resumes it
+//	wait    answers once the client cancels it
 type mcpServer struct {
 	t      testing.TB
 	daemon *fakeDaemon
@@ -168,15 +164,22 @@ type mcpServer struct {
 	refuse    map[string]bool
 	refuseAll bool
 	sessions  map[string]bool
-	nsession  int
-	seen      []seenRequest
-	resume    map[string]string // Last-Event-ID → the events that follow it
-	getOpen   chan struct{}
-	greedyN   int
+	// initialized: the sessions whose client sent
+	// notifications/initialized.
+	initialized map[string]bool
+	nsession    int
+	seen        []seenRequest
+	resume      map[string]string // Last-Event-ID → the events that follow it
+	// waiting: the wait tool's calls, by id, until cancelled;
+	// cancelledEarly: cancellations that came before their request.
+	waiting        map[string]chan struct{}
+	cancelledEarly []string
+	getOpen        chan struct{}
+	greedyN        int
 }
 
 func newMCPServer(t testing.TB, d *fakeDaemon) (*mcpServer, *httptest.Server) {
-	s := &mcpServer{t: t, daemon: d, refuse: map[string]bool{}, sessions: map[string]bool{}, resume: map[string]string{}, getOpen: make(chan struct{}, 10)}
+	s := &mcpServer{t: t, daemon: d, refuse: map[string]bool{}, sessions: map[string]bool{}, initialized: map[string]bool{}, waiting: map[string]chan struct{}{}, resume: map[string]string{}, getOpen: make(chan struct{}, 10)}
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
 	return s, srv
@@ -203,7 +206,8 @@ func (s *mcpServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ID     json.RawMessage `json:"id"`
 		Method string          `json:"method"`
 		Params struct {
-			Name      string `json:"name"`
+			RequestID json.RawMessage `json:"requestId"`
+			Name      string          `json:"name"`
 			Arguments struct {
 				Text string `json:"text"`
 			} `json:"arguments"`
@@ -264,8 +268,36 @@ func (s *mcpServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Accept "+a, http.StatusNotAcceptable)
 		return
 	}
+	if msg.Method == "notifications/cancelled" {
+		s.mu.Lock()
+		id := string(msg.Params.RequestID)
+		if w, ok := s.waiting[id]; ok {
+			close(w)
+			delete(s.waiting, id)
+		} else {
+			s.cancelledEarly = append(s.cancelledEarly, id)
+		}
+		s.mu.Unlock()
+	}
+	if msg.Method == "notifications/initialized" {
+		// Slow to take note, as a busy server may be: a request sent
+		// before this answer would find the session not initialized.
+		time.Sleep(20 * time.Millisecond)
+		s.mu.Lock()
+		s.initialized[sid] = true
+		s.mu.Unlock()
+	}
 	if msg.ID == nil || msg.Method == "" {
 		w.WriteHeader(http.StatusAccepted) // a notification or a response
+		return
+	}
+	s.mu.Lock()
+	ready := s.initialized[sid]
+	s.mu.Unlock()
+	if msg.Method != "initialize" && msg.Method != "ping" && !ready {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		io.WriteString(w, `{"jsonrpc":"2.0","id":`+string(msg.ID)+`,"error":{"code":-32600,"message":"`+msg.Method+` before notifications/initialized"}}`)
 		return
 	}
 	var result string
@@ -300,6 +332,25 @@ func (s *mcpServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case "drop":
 			s.serveDrop(w, msg.ID)
 			return
+		case "wait":
+			// Answers once the client cancels it.
+			s.mu.Lock()
+			early := slices.Contains(s.cancelledEarly, string(msg.ID))
+			cancelled := make(chan struct{})
+			if !early {
+				s.waiting[string(msg.ID)] = cancelled
+			}
+			s.mu.Unlock()
+			if early {
+				result = `{"content":[{"type":"text","text":"the cancellation came before the request"}]}`
+				break
+			}
+			select {
+			case <-cancelled:
+				result = `{"content":[{"type":"text","text":"cancelled"}]}`
+			case <-r.Context().Done():
+				return
+			}
 		default:
 			result = `{"content":[],"isError":true}`
 		}

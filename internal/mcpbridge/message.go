@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"sync"
 )
 
 // envelope is what the bridge reads of a JSON-RPC message: enough to tell
@@ -56,14 +57,20 @@ type clientMessage struct {
 	method   string // the first member's, for messages to people
 	// initID is the id of an initialize request in it, "" if none.
 	initID string
+	// sent is closed once the message is written to the server (or will
+	// not be): the next message of the client goes after it.
+	sent     chan struct{}
+	sentOnce sync.Once
 }
+
+func (m *clientMessage) markSent() { m.sentOnce.Do(func() { close(m.sent) }) }
 
 func parseClientMessage(line []byte) (*clientMessage, error) {
 	raw, err := compactMessage(line)
 	if err != nil {
 		return nil, err
 	}
-	m := &clientMessage{raw: raw}
+	m := &clientMessage{raw: raw, sent: make(chan struct{})}
 	for i, e := range envelopes(raw) {
 		if i == 0 {
 			m.method = e.Method

@@ -38,6 +38,7 @@ func (p *pending) done() bool { return p == nil || len(p.ids) == 0 }
 // deliver sends one client message and forwards what the server answers;
 // each of its requests left unanswered gets an error answer.
 func (b *bridge) deliver(ctx context.Context, m *clientMessage) {
+	defer m.markSent() // also when it could not be sent
 	p := newPending(m)
 	err := b.exchange(ctx, m, p)
 	if p.initialized {
@@ -92,7 +93,7 @@ func (b *bridge) exchange(ctx context.Context, m *clientMessage, p *pending) err
 	if version != "" {
 		h.Set(headerProtocolVersion, version)
 	}
-	resp, err := b.send(ctx, outgoing{method: http.MethodPost, body: m.raw, header: h, stepUp: len(m.requests) > 0})
+	resp, err := b.send(ctx, outgoing{method: http.MethodPost, body: m.raw, header: h, stepUp: len(m.requests) > 0, written: m.markSent})
 	if err != nil {
 		return err
 	}

@@ -29,8 +29,10 @@ type outgoing struct {
 	body   []byte
 	header http.Header
 	// stepUp allows waiting for a step-up authorization (POSTs of the
-	// client's messages): not for streams and the final DELETE.
+	// client's requests): not for streams and the final DELETE.
 	stepUp bool
+	// written, if set, is called when the body has been written out.
+	written func()
 }
 
 func defaultHTTPClient() *http.Client {
@@ -74,9 +76,16 @@ func (b *bridge) send(ctx context.Context, o outgoing) (*http.Response, error) {
 		stepUps    int
 	)
 	for {
-		req, err := http.NewRequestWithContext(ctx, o.method, b.cfg.URL, bodyOf(o.body))
+		req, err := http.NewRequestWithContext(ctx, o.method, b.cfg.URL, nil)
 		if err != nil {
 			return nil, &deliveryError{msg: "tokend mcp: " + err.Error()}
+		}
+		if o.body != nil {
+			req.Body = &writtenReader{r: bytes.NewReader(o.body), written: o.written}
+			req.ContentLength = int64(len(o.body))
+			req.GetBody = func() (io.ReadCloser, error) {
+				return &writtenReader{r: bytes.NewReader(o.body), written: o.written}, nil
+			}
 		}
 		req.Header = o.header.Clone()
 		if req.Header == nil {
@@ -146,12 +155,22 @@ func (b *bridge) send(ctx context.Context, o outgoing) (*http.Response, error) {
 	}
 }
 
-func bodyOf(b []byte) io.Reader {
-	if b == nil {
-		return nil
-	}
-	return bytes.NewReader(b)
+// writtenReader is a request's body that tells when the transport has
+// read it all, that is written it to the connection.
+type writtenReader struct {
+	r       *bytes.Reader
+	written func()
 }
+
+func (w *writtenReader) Read(p []byte) (int, error) {
+	n, err := w.r.Read(p)
+	if err == io.EOF && w.written != nil {
+		w.written()
+	}
+	return n, err
+}
+
+func (w *writtenReader) Close() error { return nil }
 
 // authorize sets the request's credentials from the daemon: the token
 // given (the answer to a rejection), else the grant's current one; a fresh
@@ -193,10 +212,49 @@ func (b *bridge) daemonError(what string, err error) *deliveryError {
 	return e
 }
 
-// stepUp records the scopes the server asked for and waits, bounded by
-// StepUpWait, for a token that has them: a token whose scope covers them,
-// or, when the daemon names no scope, a token other than the refused one.
+// stepUpWait is one step-up being waited for; the requests refused for
+// the same scopes meanwhile wait for it too rather than record their own
+// (the daemon bounds step-ups per grant: parallel tool calls refused at
+// once must not use up that bound).
+type stepUpWait struct {
+	done chan struct{}
+	err  error
+}
+
+// stepUp records the scopes the server asked for and waits for a token
+// that has them, or joins the wait already under way for them.
 func (b *bridge) stepUp(ctx context.Context, scope, chal, refused string) error {
+	b.mu.Lock()
+	w, joined := b.stepUps[scope]
+	if !joined {
+		w = &stepUpWait{done: make(chan struct{})}
+		if b.stepUps == nil {
+			b.stepUps = map[string]*stepUpWait{}
+		}
+		b.stepUps[scope] = w
+	}
+	b.mu.Unlock()
+	if joined {
+		select {
+		case <-w.done:
+			return w.err
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+	w.err = b.awaitStepUp(ctx, scope, chal, refused)
+	b.mu.Lock()
+	delete(b.stepUps, scope)
+	b.mu.Unlock()
+	close(w.done)
+	return w.err
+}
+
+// awaitStepUp records the scopes the server asked for and waits, bounded
+// by StepUpWait, for a token that has them: a token whose scope covers
+// them, or, when the daemon names no scope, a token other than the
+// refused one.
+func (b *bridge) awaitStepUp(ctx context.Context, scope, chal, refused string) error {
 	dctx, cancel := context.WithTimeout(ctx, daemonTimeout)
 	_, err := b.cfg.Daemon.StepUp(dctx, b.cfg.Grant, api.StepUpRequest{Scope: scope, Challenge: chal})
 	cancel()
