@@ -550,6 +550,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	proxies, err := d.listenProxies(cfg)
+	if err != nil {
+		for _, l := range []net.Listener{sock, cb, ml} {
+			if l != nil {
+				l.Close()
+			}
+		}
+		return err
+	}
 	d.addrMu.Lock()
 	if cb != nil {
 		d.callbackAddr = cb.Addr().String()
@@ -596,6 +605,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			return nil
 		})
 	}
+	d.goProxies(g, gctx, proxies)
 	g.Go(func() error { return d.runScheduler(gctx) })
 	d.goFleetWatch(g, gctx)
 	g.Go(func() error {

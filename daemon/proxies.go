@@ -1,0 +1,195 @@
+package daemon
+
+// The grants' local proxies (key proxy: {listen}): package server serves
+// them; what they ask of the engine goes through proxySource, with the
+// rights of the caller the proxy identified, exactly as a request on the
+// socket would.
+
+import (
+	"context"
+	"crypto/subtle"
+	"fmt"
+	"maps"
+	"math"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tokend/tokend/api"
+	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/server"
+)
+
+// grantProxy is one grant's proxy, listening.
+type grantProxy struct {
+	grant string
+	ln    net.Listener
+	h     *server.Proxy
+}
+
+// listenProxies opens the listener of every grant with a proxy. Proxies
+// are configured at start: a reload changes which tokens they add (the
+// grant is looked up per request), not where they listen.
+func (d *Daemon) listenProxies(cfg *config.Config) ([]grantProxy, error) {
+	var ps []grantProxy
+	fail := func(err error) ([]grantProxy, error) {
+		for _, p := range ps {
+			p.ln.Close()
+		}
+		return nil, err
+	}
+	for _, name := range sortedGrantNames(cfg) {
+		gc := cfg.Grants[name]
+		if gc.Proxy == nil {
+			continue
+		}
+		up, err := url.Parse(gc.ProtectedResource)
+		if err != nil {
+			return fail(fmt.Errorf("daemon: grants.%s.protected_resource: %w", name, err))
+		}
+		h, err := server.NewProxy(server.ProxyConfig{
+			Grant:    name,
+			Upstream: up,
+			DPoP:     gc.DPoP,
+			Source:   proxySource{d},
+			Log:      d.log.With("grant", name),
+		})
+		if err != nil {
+			return fail(fmt.Errorf("daemon: grants.%s.proxy: %w", name, err))
+		}
+		ln, err := server.Listen(gc.Proxy.Listen)
+		if err != nil {
+			return fail(fmt.Errorf("daemon: grants.%s.proxy.listen: %w", name, err))
+		}
+		ps = append(ps, grantProxy{grant: name, ln: ln, h: h})
+	}
+	return ps, nil
+}
+
+// goProxies serves the proxies in g until ctx ends.
+func (d *Daemon) goProxies(g *errgroup.Group, ctx context.Context, ps []grantProxy) {
+	for _, p := range ps {
+		d.log.Info("proxy listening", "grant", p.grant, "listen", p.ln.Addr().String())
+		g.Go(func() error {
+			if err := server.Serve(ctx, p.ln, p.h, d.log.With("grant", p.grant)); err != nil && err != http.ErrServerClosed {
+				return fmt.Errorf("daemon: proxy of %s: %w", p.grant, err)
+			}
+			return nil
+		})
+	}
+}
+
+func sortedGrantNames(cfg *config.Config) []string {
+	return slices.Sorted(maps.Keys(cfg.Grants))
+}
+
+// proxySource is the engine as a proxy's server.TokenSource.
+type proxySource struct{ d *Daemon }
+
+var _ server.TokenSource = proxySource{}
+
+// noGID stands for a group the kernel did not name: a TCP caller has a
+// uid and nothing else. (gid_t)-1 is no group on Linux (chown(2) takes it
+// for "leave unchanged"), so no readers list can name it.
+const noGID = math.MaxUint32
+
+// peerOf is c as the socket's access rules judge callers.
+func peerOf(c server.Caller) peer {
+	p := peer{ok: true, uid: c.UID, gid: noGID}
+	if c.HasGroups {
+		p.gid, p.groups = c.GID, c.Groups
+	}
+	return p
+}
+
+// apiError is err as the socket API would answer it.
+func apiError(err error) error {
+	code, resp := answerOf(err)
+	return &api.Error{Status: code, Code: resp.Error, Description: resp.ErrorDescription}
+}
+
+func (s proxySource) grant(c server.Caller, name string) (*grant, error) {
+	g, err := s.d.access(peerOf(c), name, false)
+	if err != nil {
+		s.d.fetchMetric(nil, statusOfErr(err))
+		return nil, apiError(err)
+	}
+	return g, nil
+}
+
+func statusOfErr(err error) int {
+	code, _ := answerOf(err)
+	return code
+}
+
+func (s proxySource) Token(ctx context.Context, c server.Caller, name string) (*api.TokenResponse, error) {
+	g, err := s.grant(c, name)
+	if err != nil {
+		return nil, err
+	}
+	t, err := s.d.fetch(ctx, g)
+	if err != nil {
+		s.d.fetchMetric(g, statusOfErr(err))
+		return nil, apiError(err)
+	}
+	s.d.fetchMetric(g, http.StatusOK)
+	_, p := s.d.config()
+	exp := expiryOf(t, p)
+	return &api.TokenResponse{
+		AccessToken: t.AccessToken,
+		TokenType:   t.TokenType,
+		ExpiresIn:   int64(exp.Sub(s.d.clock.Now()) / time.Second),
+		ExpiresAt:   exp.UTC(),
+		Scope:       t.Scope,
+	}, nil
+}
+
+// rejectedMinAge: a token obtained less than this long ago is not
+// refreshed again because a resource refused it; a resource that refuses
+// every token must not drive the grant's refreshes.
+const rejectedMinAge = 10 * time.Second
+
+// Rejected refreshes the grant when the refused token is still its
+// current one (joining a refresh that runs), then answers the current
+// token.
+func (s proxySource) Rejected(ctx context.Context, c server.Caller, name string, req api.RejectedRequest) (*api.TokenResponse, error) {
+	g, err := s.grant(c, name)
+	if err != nil {
+		return nil, err
+	}
+	d := s.d
+	t := g.cur.Load()
+	if t != nil && req.AccessToken != "" && subtle.ConstantTimeCompare([]byte(t.AccessToken), []byte(req.AccessToken)) == 1 &&
+		g.renewable(t) && d.clock.Now().Sub(t.Obtained) >= rejectedMinAge && d.fleetRefuseManual(g) == nil {
+		wctx, cancel := context.WithTimeout(ctx, d.opts.FetchWait)
+		_, _ = d.refreshWait(wctx, g, "rejected by the resource")
+		cancel()
+	}
+	return s.Token(ctx, c, name)
+}
+
+// StepUp is not recorded by this engine yet: the proxy passes the 403 on.
+func (s proxySource) StepUp(_ context.Context, c server.Caller, name string, _ api.StepUpRequest) (*api.GrantStatus, error) {
+	if _, err := s.grant(c, name); err != nil {
+		return nil, err
+	}
+	return nil, &api.Error{Status: http.StatusNotImplemented, Code: api.CodeInternalError, Description: "this daemon does not record step-ups"}
+}
+
+func (s proxySource) DPoP(ctx context.Context, c server.Caller, name string, req api.DPoPRequest) (*api.DPoPResponse, error) {
+	g, err := s.grant(c, name)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.d.proof(ctx, g, req)
+	if err != nil {
+		s.d.fetchMetric(g, statusOfErr(err))
+		return nil, apiError(err)
+	}
+	s.d.fetchMetric(g, http.StatusOK)
+	return resp, nil
+}

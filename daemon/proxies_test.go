@@ -1,0 +1,121 @@
+package daemon
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/server"
+)
+
+// resource is a protected resource that refuses the tokens in refuse and
+// records the Authorization of each request.
+type resource struct {
+	mu     sync.Mutex
+	auths  []string
+	refuse map[string]bool
+}
+
+func (rs *resource) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rs.mu.Lock()
+	a := r.Header.Get("Authorization")
+	rs.auths = append(rs.auths, a)
+	refused := rs.refuse[a]
+	rs.mu.Unlock()
+	if refused {
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	io.WriteString(w, "ok")
+}
+
+func (rs *resource) seen() []string {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return append([]string(nil), rs.auths...)
+}
+
+// proxyHarness runs a daemon whose grant cc has a proxy on a unix socket
+// to a resource, and returns a client of that proxy.
+func proxyHarness(t *testing.T, rs *resource) (*harness, *http.Client) {
+	t.Helper()
+	up := httptest.NewServer(rs)
+	t.Cleanup(up.Close)
+	sock := filepath.Join(t.TempDir(), "cc-proxy.sock")
+	h := newHarness(t, harnessOpts{config: func(c *config.Config) {
+		g := c.Grants["cc"]
+		g.ProtectedResource = up.URL + "/mcp"
+		g.Proxy = &config.GrantProxy{Listen: sock}
+		c.Grants["cc"] = g
+	}})
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", sock)
+	}}}
+	return h, hc
+}
+
+func proxyGet(t *testing.T, hc *http.Client) int {
+	t.Helper()
+	resp, err := hc.Get("http://proxy/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// A grant's proxy, served by the daemon, adds the grant's current token.
+func TestGrantProxyAddsCurrentToken(t *testing.T) {
+	rs := &resource{}
+	h, hc := proxyHarness(t, rs)
+	tok := h.token("cc").AccessToken
+	if code := proxyGet(t, hc); code != 200 {
+		t.Fatalf("through the proxy: %d", code)
+	}
+	if got := rs.seen(); len(got) != 1 || got[0] != "Bearer "+tok {
+		t.Fatalf("resource saw %d requests (want the grant's token)", len(got))
+	}
+	h.logMustNotContain(tok)
+}
+
+// The resource refuses the current token: the daemon refreshes once and
+// the proxy sends the request again with the new token.
+func TestGrantProxyRefreshesRejectedToken(t *testing.T) {
+	rs := &resource{refuse: map[string]bool{}}
+	h, hc := proxyHarness(t, rs)
+	old := h.token("cc").AccessToken
+	rs.mu.Lock()
+	rs.refuse["Bearer "+old] = true
+	rs.mu.Unlock()
+	// A token obtained a moment ago is not refreshed for a refusal.
+	h.advance(rejectedMinAge + time.Second)
+	if code := proxyGet(t, hc); code != 200 {
+		t.Fatalf("through the proxy: %d", code)
+	}
+	cur := h.token("cc").AccessToken
+	got := rs.seen()
+	if cur == old || len(got) != 2 || got[0] != "Bearer "+old || got[1] != "Bearer "+cur {
+		t.Fatalf("resource saw %d requests; token renewed: %v", len(got), cur != old)
+	}
+}
+
+// A TCP caller has a uid and nothing else: no readers' group, root's
+// included, admits it.
+func TestProxyCallerWithoutGroupsMatchesNoGroup(t *testing.T) {
+	a := access{gids: map[uint32]bool{0: true}}
+	if a.allows(peerOf(server.Caller{UID: 1000})) {
+		t.Error("a caller without groups was admitted by group 0")
+	}
+	if !a.allows(peerOf(server.Caller{UID: 1000, GID: 0, HasGroups: true})) {
+		t.Error("a unix socket caller of group 0 was refused")
+	}
+}
