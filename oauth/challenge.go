@@ -159,8 +159,8 @@ func (p *challengeParser) skipListSeparators() bool {
 //	auth-param  = token BWS "=" BWS ( token / quoted-string )
 //	token68     = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 //
-// An auth-param and the next challenge are both "token" after a comma;
-// what follows the token tells them apart ("=" for a parameter).
+// After a comma, what follows the next token tells an auth-param from
+// the next challenge (paramFollows).
 func parseChallenges(s string) ([]rawChallenge, error) {
 	p := &challengeParser{s: s}
 	var out []rawChallenge
@@ -175,7 +175,7 @@ func parseChallenges(s string) ([]rawChallenge, error) {
 			return nil, p.errorf("%s after auth-scheme %q", describeByte(s[p.pos]), clean(scheme, 40, nil))
 		}
 		p.skipOWS()
-		if p.pos < len(s) && s[p.pos] != ',' {
+		if p.pos < len(s) && (s[p.pos] != ',' || p.paramFollows()) {
 			if err := p.challengeBody(&c); err != nil {
 				return nil, err
 			}
@@ -241,23 +241,29 @@ func (p *challengeParser) challengeBody(c *rawChallenge) error {
 		if p.s[p.pos] != ',' {
 			return p.errorf("expected a comma after auth-param %q, found %s", clean(name, 40, nil), describeByte(p.s[p.pos]))
 		}
-		// Another auth-param of this challenge, or the next challenge?
-		save := p.pos
-		p.skipListSeparators()
-		if p.pos >= len(p.s) {
-			return nil
+		if !p.paramFollows() {
+			return nil // the next challenge starts after the comma
 		}
-		look := p.pos
-		if p.token() != "" {
-			p.skipOWS()
-			if p.pos < len(p.s) && p.s[p.pos] == '=' {
-				p.pos = look
-				continue
-			}
-		}
-		p.pos = save // the next challenge starts after the comma
-		return nil
 	}
+}
+
+// paramFollows, at a comma, reports whether an auth-param of the same
+// challenge comes next (empty list elements aside), and then moves to it;
+// otherwise pos stays at the comma. An auth-param and the next challenge
+// both start with a token; a parameter's is followed by "=".
+func (p *challengeParser) paramFollows() bool {
+	save := p.pos
+	p.skipListSeparators()
+	look := p.pos
+	if p.token() != "" {
+		p.skipOWS()
+		if p.pos < len(p.s) && p.s[p.pos] == '=' {
+			p.pos = look
+			return true
+		}
+	}
+	p.pos = save
+	return false
 }
 
 // isOpaqueToken reports whether a token68 starts at pos and is the whole

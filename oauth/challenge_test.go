@@ -48,6 +48,11 @@ func TestParseBearerChallenge(t *testing.T) {
 			want:    Challenge{Found: true, Scheme: "Bearer", Scope: "b", Params: map[string]string{"scope": "b"}},
 		},
 		{
+			name:    "empty list elements before and between parameters",
+			headers: []string{`, Bearer ,, scope="a" , , realm=r ,`},
+			want:    Challenge{Found: true, Scheme: "Bearer", Scope: "a", Realm: "r", Params: map[string]string{"scope": "a", "realm": "r"}},
+		},
+		{
 			name:    "bare Bearer",
 			headers: []string{`Bearer`},
 			want:    Challenge{Found: true, Scheme: "Bearer", Params: map[string]string{}},
