@@ -60,8 +60,4 @@ const (
 	CodePasteRefused = "paste_refused"
 	// CodeInternalError (500): tokend itself failed.
 	CodeInternalError = "internal_error"
-	// CodeStepUpLimit (429): POST .../step-up beyond the number of
-	// step-ups a grant may record in a while; an authorization loop is
-	// refused, not followed.
-	CodeStepUpLimit = "step_up_limit"
 )

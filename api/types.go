@@ -119,21 +119,6 @@ type DPoPResponse struct {
 	ExpiresAt   time.Time `json:"expires_at"`
 }
 
-// RejectedRequest is the body of POST /v1/tokens/{name}/rejected: a
-// resource refused AccessToken (its WWW-Authenticate in Challenge).
-type RejectedRequest struct {
-	AccessToken string `json:"access_token"`
-	Challenge   string `json:"www_authenticate,omitempty"`
-}
-
-// StepUpRequest is the body of POST /v1/tokens/{name}/step-up: a resource
-// answered 403 insufficient_scope asking for Scope (its WWW-Authenticate
-// in Challenge).
-type StepUpRequest struct {
-	Scope     string `json:"scope"`
-	Challenge string `json:"www_authenticate,omitempty"`
-}
-
 // SinkStatus is one file sink of a grant: whether the file holds the
 // current token, the last error, and how its command last ran.
 type SinkStatus struct {

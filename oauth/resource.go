@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"time"
 )
 
 // ResourceOptions tune DiscoverResource.
@@ -100,11 +99,13 @@ func (d *ResourceDiscovery) IssParameterSupported() bool {
 	return d.Endpoints.IssuerParameterSupported
 }
 
-// Check re-validates a discovery, typically one read back from a cache:
-// every URL passes CheckEndpointURL, Resource is on ResourceURL's origin
-// and path (as DiscoverResource requires), Issuer is listed when there
-// is resource metadata, there is a token endpoint. Its error is a
-// Configuration *Error naming the field.
+// Check re-validates a discovery, typically one read back from a cache,
+// against the rules DiscoverResource applied: every URL passes
+// CheckEndpointURL; Resource is ResourceURL or a parent of it on its
+// origin; Issuer is Endpoints.Issuer and, with resource metadata, one of
+// AuthorizationServers, or, with Legacy, a URL on the resource's origin;
+// there is a token endpoint. Its error is a Configuration *Error naming
+// the field.
 func (d *ResourceDiscovery) Check() error {
 	bad := func(format string, a ...any) error {
 		return &Error{Op: opDiscovery, Class: Configuration, Err: fmt.Errorf("cached discovery: "+format, a...)}
@@ -118,7 +119,10 @@ func (d *ResourceDiscovery) Check() error {
 		return bad("resource %w", err)
 	}
 	if !resourceMatches(ru, named) {
-		return bad("resource %q is not %q or a parent of it", clean(d.Resource, 200, nil), d.ResourceURL)
+		return bad("resource %q is not %q or a parent of it", clean(d.Resource, 200, nil), clean(d.ResourceURL, 200, nil))
+	}
+	if d.Issuer != d.Endpoints.Issuer {
+		return bad("issuer %q is not the endpoints' %q", clean(d.Issuer, 200, nil), clean(d.Endpoints.Issuer, 200, nil))
 	}
 	urls := []NamedURL{{"resource_url", d.ResourceURL}, {"issuer", d.Issuer}, {"resource_metadata_url", d.ResourceMetadataURL}}
 	for _, as := range d.AuthorizationServers {
@@ -136,8 +140,20 @@ func (d *ResourceDiscovery) Check() error {
 	if d.Endpoints.Token == "" {
 		return bad("no token_endpoint")
 	}
-	if d.Legacy == LegacyNone && !slices.ContainsFunc(d.AuthorizationServers, func(as string) bool { return sameIssuer(as, d.Issuer) }) {
-		return bad("issuer %q is not among the authorization_servers", clean(d.Issuer, 200, nil))
+	switch d.Legacy {
+	case LegacyNone:
+		if d.ResourceMetadataURL == "" {
+			return bad("no resource_metadata_url")
+		}
+		if !slices.ContainsFunc(d.AuthorizationServers, func(as string) bool { return sameIssuer(as, d.Issuer) }) {
+			return bad("issuer %q is not among the authorization_servers", clean(d.Issuer, 200, nil))
+		}
+	case LegacyServerMetadata, LegacyDefaultEndpoints:
+		if !sameOriginURL(d.Issuer, d.ResourceURL) {
+			return bad("issuer %q of a resource without metadata is not on the resource's origin", clean(d.Issuer, 200, nil))
+		}
+	default:
+		return bad("legacy %q is none of tokend's", clean(string(d.Legacy), 60, nil))
 	}
 	return nil
 }
@@ -377,29 +393,13 @@ type protectedResourceMetadata struct {
 // fetchResourceMetadata fetches the protected-resource metadata at loc and
 // holds it to the resource ru (resourceMatches).
 func fetchResourceMetadata(ctx context.Context, hc *http.Client, loc string, ru *url.URL) (protectedResourceMetadata, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, loc, nil)
-	if err != nil {
-		return protectedResourceMetadata{}, &Error{Op: opDiscovery, Class: Configuration, Err: err}
-	}
-	req.Header.Set("Accept", "application/json")
-	now := time.Now()
-	resp, err := send(opDiscovery, "protected resource metadata", hc, req)
+	resp, err := getDocument(ctx, hc, loc, "protected resource metadata", "resource")
 	if err != nil {
 		return protectedResourceMetadata{}, err
 	}
-	malformed := func(why string) error {
-		return &Error{Op: opDiscovery, Status: resp.status, Class: Transient, Err: fmt.Errorf("%w: %s: %s", ErrMalformed, loc, why)}
-	}
+	malformed := func(why string) error { return malformedDocument(resp, loc, why) }
 	refused := func(format string, a ...any) error {
 		return &Error{Op: opDiscovery, Status: resp.status, Class: Configuration, Err: fmt.Errorf("%w: %s: "+format, append([]any{errRefusedDocument, loc}, a...)...)}
-	}
-	if resp.status != http.StatusOK {
-		e := httpError(opDiscovery, now, resp.status, resp.header, "", "", "", resp.body, resp.complete, "resource", nil)
-		e.Err = fmt.Errorf("%s: %w", loc, e.Err)
-		return protectedResourceMetadata{}, e
-	}
-	if !resp.complete {
-		return protectedResourceMetadata{}, malformed(fmt.Sprintf("document over %d bytes", maxBody))
 	}
 	var m protectedResourceMetadata
 	if err := json.Unmarshal(resp.body, &m); err != nil {
