@@ -12,7 +12,6 @@ package config
 import (
 	"net"
 	"net/url"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -83,11 +82,8 @@ func (c *Config) applyResourceDefaults() {
 }
 
 // validateResource checks the resource keys of grant g (called name, at
-// path) and the proxy any grant may have; cl is its client.
+// path; the proxy any grant may have is validateProxies'); cl is its client.
 func (c *Config) validateResource(p *problems, path, name string, g Grant, cl Client, clientOK bool) {
-	if g.Proxy != nil {
-		checkProxyListen(p, path+".proxy.listen", g.Proxy.Listen)
-	}
 	if g.ProtectedResource == "" {
 		for _, k := range []struct{ key, v string }{
 			{"authorization_server", g.AuthorizationServer},
@@ -146,31 +142,6 @@ func checkResourceURL(p *problems, path, raw string) {
 	}
 	if u, err := url.Parse(raw); err == nil && u.Fragment != "" {
 		p.errorf(path, "%q must not have a fragment", raw)
-	}
-}
-
-// checkProxyListen checks a grant proxy's address: a TCP host:port on a
-// loopback address, or the absolute path of a unix socket.
-func checkProxyListen(p *problems, path, addr string) {
-	switch {
-	case addr == "":
-		p.errorf(path, "must be set: a loopback host:port such as 127.0.0.1:8790, or the absolute path of a unix socket")
-	case strings.HasPrefix(addr, "/"):
-		if filepath.Clean(addr) != addr {
-			p.errorf(path, "%q is not a clean absolute path", addr)
-		}
-	default:
-		host, port, err := splitHostPort(addr)
-		if err != nil {
-			p.errorf(path, "%q is neither host:port (e.g. 127.0.0.1:8790) nor an absolute unix socket path", addr)
-			return
-		}
-		if port < 1 || port > 65535 {
-			p.errorf(path, "%q has an invalid port", addr)
-		}
-		if !oauth.IsLoopbackHost(host) || host == "" {
-			p.errorf(path, "%q is not a loopback address: the proxy adds the grant's token to every request, so only this host may reach it", addr)
-		}
 	}
 }
 
