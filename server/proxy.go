@@ -238,6 +238,10 @@ func writeError(w http.ResponseWriter, e *api.Error) {
 	if status < 400 || status > 599 {
 		status = http.StatusBadGateway
 	}
+	if status == http.StatusForbidden {
+		// A caller who may not read the grant keeps no connection open.
+		w.Header().Set("Connection", "close")
+	}
 	code := e.Code
 	if code == "" {
 		code = http.StatusText(status)

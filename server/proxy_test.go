@@ -530,3 +530,66 @@ func TestProxyForwardsToTheResourceOnly(t *testing.T) {
 		t.Errorf("upstream saw %+v", got)
 	}
 }
+
+// One user cannot hold more than its share of the proxy's connections;
+// closing them gives the room back.
+func TestProxyBoundsConnectionsPerUser(t *testing.T) {
+	up := newUpstream(t, nil)
+	base := startProxy(t, up, newFakeSource(self()), nil)
+	addr := strings.TrimPrefix(base, "http://")
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	get := func(c net.Conn) error {
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: p\r\n\r\n"); err != nil {
+			return err
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return nil
+	}
+	for i := range maxConnsPerUID {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		if err := get(c); err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+	}
+	extra, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := get(extra); err == nil {
+		t.Fatal("a connection beyond the bound was served")
+	}
+	extra.Close()
+	conns[0].Close()
+	conns = conns[1:]
+	// The proxy notices the close when it next reads that connection.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = get(c)
+		c.Close()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no room after a connection closed: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
