@@ -593,3 +593,36 @@ func TestProxyBoundsConnectionsPerUser(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// A resource that wants a DPoP nonce gets the request again with a proof
+// carrying it, and later requests carry it from the start.
+func TestProxyDPoPNonce(t *testing.T) {
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request, s seen) {
+		w.Header().Set("DPoP-Nonce", "n-1")
+		if s.dpop == "proof-1" {
+			w.Header().Set("WWW-Authenticate", `DPoP error="use_dpop_nonce", error_description="nonce required"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		io.WriteString(w, "ok")
+	})
+	src := newFakeSource(self())
+	base := startProxy(t, up, src, func(c *ProxyConfig) { c.DPoP = true })
+	for range 2 {
+		req, _ := http.NewRequest(http.MethodPost, base+"/", strings.NewReader("{}"))
+		if code, _, _ := do(t, req); code != 200 {
+			t.Fatalf("answer %d", code)
+		}
+	}
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	if len(src.proofs) != 3 || src.proofs[0].Nonce != "" || src.proofs[1].Nonce != "n-1" || src.proofs[2].Nonce != "n-1" {
+		t.Errorf("proofs asked for %+v", src.proofs)
+	}
+	if n := src.rejected.Load(); n != 0 {
+		t.Errorf("a nonce request was reported as a rejected token %d times", n)
+	}
+	if got := up.requests(); len(got) != 3 {
+		t.Errorf("upstream saw %d requests, want 3", len(got))
+	}
+}
