@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -161,7 +162,10 @@ func startProxy(t *testing.T, up *upstream, src TokenSource, edit func(*ProxyCon
 func serveProxy(t *testing.T, ln net.Listener, up *upstream, src TokenSource, edit func(*ProxyConfig)) {
 	t.Helper()
 	u, _ := url.Parse(up.srv.URL + "/mcp")
-	cfg := ProxyConfig{Grant: "notes", Upstream: u, Source: src}
+	// Every line the proxy logs, at every level, is checked for tokens.
+	logs := &testutil.SyncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cfg := ProxyConfig{Grant: "notes", Upstream: u, Source: src, Log: log}
 	if edit != nil {
 		edit(&cfg)
 	}
@@ -171,11 +175,16 @@ func serveProxy(t *testing.T, ln net.Listener, up *upstream, src TokenSource, ed
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, ln, p, nil) }()
+	go func() { done <- Serve(ctx, ln, p, log) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("Serve: %v", err)
+		}
+		for _, secret := range []string{"tok-", "proof-", "caller-secret", "caller-proof"} {
+			if strings.Contains(logs.String(), secret) {
+				t.Errorf("the log holds %q:\n%s", secret, logs.String())
+			}
 		}
 	})
 }
