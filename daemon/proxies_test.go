@@ -200,3 +200,26 @@ func TestGrantProxyRefusesNonReader(t *testing.T) {
 		t.Errorf("the resource saw %d requests, want root's 2", n)
 	}
 }
+
+// A proxy that cannot listen stops the start with an error naming it.
+func TestGrantProxyAddressTaken(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	h := newHarness(t, harnessOpts{noRun: true, config: func(c *config.Config) {
+		g := c.Grants["cc"]
+		g.ProtectedResource = "https://r.example.com"
+		g.Proxy = &config.GrantProxy{Listen: busy.Addr().String()}
+		c.Grants["cc"] = g
+	}})
+	d, err := New(h.cfg, Options{Logger: NewLogger(h.logs, h.cfg.Log, false), Clock: h.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = d.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "grants.cc.proxy.listen") {
+		t.Fatalf("Run: %v", err)
+	}
+}
