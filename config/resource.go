@@ -10,7 +10,6 @@ package config
 // them; check-config shows them.
 
 import (
-	"encoding/json"
 	"net"
 	"net/url"
 	"path/filepath"
@@ -119,14 +118,8 @@ func (c *Config) validateResource(p *problems, path, name string, g Grant, cl Cl
 		}
 	}
 	if d := g.ClientIDMetadataDocument; d != "" {
-		u, err := url.Parse(d)
-		switch {
-		case err != nil || u.Scheme != "https" || u.Host == "":
-			p.errorf(path+".client_id_metadata_document", "%q must be an https URL: the authorization server fetches it", d)
-		case u.Path == "" || u.Path == "/":
-			p.errorf(path+".client_id_metadata_document", "%q needs a path, e.g. https://app.example.com/tokend.json", d)
-		case u.Fragment != "" || u.User != nil:
-			p.errorf(path+".client_id_metadata_document", "%q must not have a fragment or user information", d)
+		if err := oauth.CheckClientIDMetadataURL(d); err != nil {
+			p.errorf(path+".client_id_metadata_document", "%v", err)
 		}
 		if g.Client != DerivedName(name) {
 			p.errorf(path+".client_id_metadata_document", "applies to a grant without client: client %q is pre-registered and would always be used instead", g.Client)
@@ -181,25 +174,6 @@ func checkProxyListen(p *problems, path, addr string) {
 	}
 }
 
-// ClientMetadataDocument is the client metadata document (CIMD) a
-// protected_resource grant's client_id_metadata_document must serve, for
-// redirect URI redirect; nil when the grant names no document.
-func (g Grant) ClientMetadataDocument(redirect string) []byte {
-	if g.ClientIDMetadataDocument == "" {
-		return nil
-	}
-	doc := map[string]any{
-		"client_id":                  g.ClientIDMetadataDocument,
-		"client_name":                "tokend",
-		"redirect_uris":              []string{redirect},
-		"grant_types":                []string{"authorization_code", "refresh_token"},
-		"response_types":             []string{"code"},
-		"token_endpoint_auth_method": "none",
-	}
-	b, _ := json.MarshalIndent(doc, "      ", "  ")
-	return b
-}
-
 // explainResource writes how a protected_resource grant gets its
 // authorization server and client.
 func (c *Config) explainResource(w func(format string, args ...any), name string, g Grant) {
@@ -224,17 +198,27 @@ func (c *Config) explainResource(w func(format string, args ...any), name string
 		return
 	}
 	w("    client: %s, where the server takes metadata documents; else registered dynamically\n", g.ClientIDMetadataDocument)
-	w("    publish this document at that address:\n      %s\n", c.ClientMetadataDocumentFor(name))
+	doc, err := c.ClientMetadataDocumentFor(name)
+	if err != nil {
+		w("    (no document to publish: %v)\n", err)
+		return
+	}
+	w("    publish this document at that address:\n")
+	for _, line := range strings.Split(strings.TrimSuffix(string(doc), "\n"), "\n") {
+		w("      %s\n", line)
+	}
 }
 
-// ClientMetadataDocumentFor is ClientMetadataDocument of grant name with
-// the redirect URI of its client; nil when it names no document.
-func (c *Config) ClientMetadataDocumentFor(name string) []byte {
+// ClientMetadataDocumentFor is the client metadata document grant name's
+// client_id_metadata_document must serve (oauth.ClientMetadataDocument,
+// with the redirect URI of its client); nil when it names none.
+func (c *Config) ClientMetadataDocumentFor(name string) ([]byte, error) {
 	g, ok := c.Grants[name]
-	if !ok {
-		return nil
+	if !ok || g.ClientIDMetadataDocument == "" {
+		return nil, nil
 	}
-	return g.ClientMetadataDocument(c.Clients[g.Client].RedirectURI)
+	cl := c.Clients[g.Client]
+	return oauth.ClientMetadataDocument(g.ClientIDMetadataDocument, cl.RedirectURI, cl.ClientName)
 }
 
 // splitHostPort splits host:port and parses the port.

@@ -44,9 +44,9 @@ func TestResourceGrantProblems(t *testing.T) {
 		{"device code on a resource", "  notes:\n    protected_resource: https://mcp.example.com/mcp\n    type: device_code\n",
 			[]string{`grants.notes.type: a protected_resource grant is one of authorization_code, client_credentials, jwt_bearer, not device_code`}},
 		{"metadata document over http", "  notes:\n    protected_resource: https://mcp.example.com/mcp\n    client_id_metadata_document: http://app.example.com/tokend.json\n",
-			[]string{`grants.notes.client_id_metadata_document: "http://app.example.com/tokend.json" must be an https URL`}},
+			[]string{`grants.notes.client_id_metadata_document: "http://app.example.com/tokend.json" uses http to a non-loopback host`}},
 		{"metadata document without path", "  notes:\n    protected_resource: https://mcp.example.com/mcp\n    client_id_metadata_document: https://app.example.com\n",
-			[]string{`grants.notes.client_id_metadata_document: "https://app.example.com" needs a path`}},
+			[]string{`grants.notes.client_id_metadata_document: "https://app.example.com" has no path`}},
 		{"metadata document with a client", "  notes:\n    protected_resource: https://mcp.example.com/mcp\n    client: app\n    client_id_metadata_document: https://app.example.com/t.json\n",
 			[]string{`grants.notes.client_id_metadata_document: applies to a grant without client: client "app" is pre-registered`}},
 		{"resource param", "  notes:\n    protected_resource: https://mcp.example.com/mcp\n    token_params: {resource: https://other.example.com}\n",
@@ -135,7 +135,11 @@ func TestResourceGrantDerivesProviderAndClient(t *testing.T) {
 		}
 	}
 	var doc map[string]any
-	if err := json.Unmarshal(c.ClientMetadataDocumentFor("notes"), &doc); err != nil {
+	b, err := c.ClientMetadataDocumentFor("notes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
 		t.Fatal(err)
 	}
 	if doc["client_id"] != "https://app.example.com/tokend.json" || doc["token_endpoint_auth_method"] != "none" {

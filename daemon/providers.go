@@ -31,7 +31,7 @@ type providerRT struct {
 	eps *oauth.Endpoints
 	// found is what discovery from a protected resource found, for a
 	// provider derived from a protected_resource grant (resource.go).
-	found *resourceFound
+	found *oauth.ResourceDiscovery
 }
 
 // clientRT resolves a client once: configured credentials, or a dynamic
@@ -114,6 +114,9 @@ func (d *Daemon) endpoints(ctx context.Context, p *providerRT) (oauth.Endpoints,
 	defer p.mu.Unlock()
 	if p.eps != nil {
 		return *p.eps, nil
+	}
+	if p.cfg.Resource != nil {
+		return d.resourceEndpoints(ctx, p)
 	}
 	explicit := p.cfg.Endpoints()
 	if p.cfg.Issuer == "" {
@@ -237,7 +240,11 @@ func (d *Daemon) resolveClient(ctx context.Context, c *clientRT, eps oauth.Endpo
 			AssertionAudience: c.cfg.AssertionAudience,
 		}, nil
 	}
-	if sc, err := d.st.Client(c.name); err == nil && sc.Provider == c.cfg.Provider && sc.ClientID != "" {
+	if cl, ok, err := d.derivedIdentity(c, eps); err != nil || ok {
+		return cl, err
+	}
+	owner := registrationOwner(c, eps)
+	if sc, err := d.st.Client(c.name); err == nil && sc.Provider == owner && sc.ClientID != "" {
 		return oauth.Client{
 			ID:                sc.ClientID,
 			Secret:            oauth.NewSecret(sc.ClientSecret),
@@ -256,7 +263,7 @@ func (d *Daemon) resolveClient(ctx context.Context, c *clientRT, eps oauth.Endpo
 	if d.fleet != nil {
 		// Registered once per fleet: under the fleet's lock, after
 		// reading the record again.
-		unlock, sc, found, err := d.fleetRegistration(ctx, c)
+		unlock, sc, found, err := d.fleetRegistration(ctx, c, owner)
 		if err != nil {
 			return oauth.Client{}, err
 		}
@@ -266,6 +273,19 @@ func (d *Daemon) resolveClient(ctx context.Context, c *clientRT, eps oauth.Endpo
 		defer unlock()
 	}
 	req := d.registrationRequest(c)
+	if c.cfg.ForGrant != "" {
+		// A derived client authenticates as the server allows; the
+		// registration gives it a secret where that needs one.
+		var supported []string
+		if f := d.foundOf(c.name); f != nil {
+			supported = f.TokenEndpointAuthMethods
+		}
+		m, err := oauth.ChooseAuthMethod(supported, true)
+		if err != nil {
+			return oauth.Client{}, err
+		}
+		req.AuthMethod = m
+	}
 	if err := registrationKey(c, eps, &req); err != nil {
 		return oauth.Client{}, err
 	}
@@ -279,7 +299,7 @@ func (d *Daemon) resolveClient(ctx context.Context, c *clientRT, eps oauth.Endpo
 	}
 	sc := store.Client{
 		Name:                    c.name,
-		Provider:                c.cfg.Provider,
+		Provider:                owner,
 		ClientID:                reg.ClientID,
 		ClientSecret:            reg.ClientSecret.Reveal(),
 		AuthMethod:              string(method),

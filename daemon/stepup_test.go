@@ -296,3 +296,21 @@ func TestRejectedTokenRefreshedOnce(t *testing.T) {
 		t.Fatalf("rejected without a token: %d %s", code, b)
 	}
 }
+
+// A client_credentials grant on a protected resource names it on every
+// token request.
+func TestResourceOnClientCredentials(t *testing.T) {
+	h := newHarness(t, harnessOpts{config: func(c *config.Config) {
+		g := c.Grants["cc"]
+		g.ProtectedResource = "https://api.example.com/v1"
+		c.Grants["cc"] = g
+	}})
+	h.token("cc")
+	if code, body := h.post("/v1/tokens/cc/refresh", ""); code != 200 {
+		t.Fatalf("refresh: %d %s", code, body)
+	}
+	got := h.prov.Stats().Resources
+	if len(got) != 2 || got[0] != "client_credentials https://api.example.com/v1" || got[1] != got[0] {
+		t.Fatalf("resources sent: %q", got)
+	}
+}

@@ -95,9 +95,9 @@ func ParseBearerChallenge(headers []string) (Challenge, error) {
 }
 
 type rawChallenge struct {
-	scheme  string
-	token68 string
-	params  map[string]string
+	scheme string
+	opaque string // the token68 form of a challenge body
+	params map[string]string
 }
 
 // challengeParser walks one header value; pos is a byte offset.
@@ -182,8 +182,8 @@ func (p *challengeParser) challengeBody(c *rawChallenge) error {
 	start := p.pos
 	// token68 ends in "=" padding and is followed by the end or a comma;
 	// an auth-param's name is followed by "=" and a value.
-	if p.isToken68() {
-		c.token68 = p.s[start:p.pos]
+	if p.isOpaqueToken() {
+		c.opaque = p.s[start:p.pos]
 		return nil
 	}
 	for {
@@ -247,11 +247,11 @@ func (p *challengeParser) challengeBody(c *rawChallenge) error {
 	}
 }
 
-// isToken68 reports whether a token68 starts at pos and is the whole
+// isOpaqueToken reports whether a token68 starts at pos and is the whole
 // challenge body (the end or a comma follows); it then moves past it.
-func (p *challengeParser) isToken68() bool {
+func (p *challengeParser) isOpaqueToken() bool {
 	i := p.pos
-	for i < len(p.s) && isToken68Char(p.s[i]) {
+	for i < len(p.s) && isOpaqueTokenChar(p.s[i]) {
 		i++
 	}
 	if i == p.pos {
@@ -311,7 +311,7 @@ func isTchar(c byte) bool {
 	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
 }
 
-func isToken68Char(c byte) bool {
+func isOpaqueTokenChar(c byte) bool {
 	switch {
 	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
 		return true

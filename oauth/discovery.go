@@ -106,6 +106,38 @@ var errIssuerMismatch = errors.New("issuer mismatch")
 // tokend will not use; the other location is not tried.
 var errRefusedDocument = errors.New("refused metadata")
 
+// getDocument GETs the JSON document at loc; what names it in messages,
+// want is the member every such document has (for describing a wrong
+// answer). An answer other than 200, and one over the package's body
+// limit, is an *Error.
+func getDocument(ctx context.Context, hc *http.Client, loc, what, want string) (response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, loc, nil)
+	if err != nil {
+		return response{}, &Error{Op: opDiscovery, Class: Configuration, Err: err}
+	}
+	req.Header.Set("Accept", "application/json")
+	now := time.Now()
+	resp, err := send(opDiscovery, what, hc, req)
+	if err != nil {
+		return response{}, err
+	}
+	if resp.status != http.StatusOK {
+		e := httpError(opDiscovery, now, resp.status, resp.header, "", "", "", resp.body, resp.complete, want, nil)
+		e.Err = fmt.Errorf("%s: %w", loc, e.Err)
+		return response{}, e
+	}
+	if !resp.complete {
+		return response{}, malformedDocument(resp, loc, fmt.Sprintf("document over %d bytes", maxBody))
+	}
+	return resp, nil
+}
+
+// malformedDocument is the error for a document at loc that is not what
+// it should be.
+func malformedDocument(resp response, loc, why string) error {
+	return &Error{Op: opDiscovery, Status: resp.status, Class: Transient, Err: fmt.Errorf("%w: %s: %s", ErrMalformed, loc, why)}
+}
+
 // ServerMetadata is an authorization server's metadata document (RFC 8414
 // §2, OpenID Connect Discovery) as tokend reads it: the endpoints, and
 // the capabilities a client chooses by. A capability of the wrong JSON
@@ -164,27 +196,11 @@ func printableStrings(l []string) []string {
 // document may name a path under it); every endpoint must pass
 // CheckEndpointURL.
 func fetchServerMetadata(ctx context.Context, hc *http.Client, loc, issuer string, sameOrigin bool) (ServerMetadata, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, loc, nil)
-	if err != nil {
-		return ServerMetadata{}, &Error{Op: opDiscovery, Class: Configuration, Err: err}
-	}
-	req.Header.Set("Accept", "application/json")
-	now := time.Now()
-	resp, err := send(opDiscovery, "metadata document", hc, req)
+	resp, err := getDocument(ctx, hc, loc, "metadata document", "issuer")
 	if err != nil {
 		return ServerMetadata{}, err
 	}
-	malformed := func(why string) error {
-		return &Error{Op: opDiscovery, Status: resp.status, Class: Transient, Err: fmt.Errorf("%w: %s: %s", ErrMalformed, loc, why)}
-	}
-	if resp.status != http.StatusOK {
-		e := httpError(opDiscovery, now, resp.status, resp.header, "", "", "", resp.body, resp.complete, "issuer", nil)
-		e.Err = fmt.Errorf("%s: %w", loc, e.Err)
-		return ServerMetadata{}, e
-	}
-	if !resp.complete {
-		return ServerMetadata{}, malformed(fmt.Sprintf("document over %d bytes", maxBody))
-	}
+	malformed := func(why string) error { return malformedDocument(resp, loc, why) }
 	var md ServerMetadata
 	var caps serverCapabilities
 	if json.Unmarshal(resp.body, &md.Endpoints) != nil || json.Unmarshal(resp.body, &caps) != nil {

@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"time"
 )
 
 // ResourceOptions tune DiscoverResource.
@@ -377,29 +376,13 @@ type protectedResourceMetadata struct {
 // fetchResourceMetadata fetches the protected-resource metadata at loc and
 // holds it to the resource ru (resourceMatches).
 func fetchResourceMetadata(ctx context.Context, hc *http.Client, loc string, ru *url.URL) (protectedResourceMetadata, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, loc, nil)
-	if err != nil {
-		return protectedResourceMetadata{}, &Error{Op: opDiscovery, Class: Configuration, Err: err}
-	}
-	req.Header.Set("Accept", "application/json")
-	now := time.Now()
-	resp, err := send(opDiscovery, "protected resource metadata", hc, req)
+	resp, err := getDocument(ctx, hc, loc, "protected resource metadata", "resource")
 	if err != nil {
 		return protectedResourceMetadata{}, err
 	}
-	malformed := func(why string) error {
-		return &Error{Op: opDiscovery, Status: resp.status, Class: Transient, Err: fmt.Errorf("%w: %s: %s", ErrMalformed, loc, why)}
-	}
+	malformed := func(why string) error { return malformedDocument(resp, loc, why) }
 	refused := func(format string, a ...any) error {
 		return &Error{Op: opDiscovery, Status: resp.status, Class: Configuration, Err: fmt.Errorf("%w: %s: "+format, append([]any{errRefusedDocument, loc}, a...)...)}
-	}
-	if resp.status != http.StatusOK {
-		e := httpError(opDiscovery, now, resp.status, resp.header, "", "", "", resp.body, resp.complete, "resource", nil)
-		e.Err = fmt.Errorf("%s: %w", loc, e.Err)
-		return protectedResourceMetadata{}, e
-	}
-	if !resp.complete {
-		return protectedResourceMetadata{}, malformed(fmt.Sprintf("document over %d bytes", maxBody))
 	}
 	var m protectedResourceMetadata
 	if err := json.Unmarshal(resp.body, &m); err != nil {

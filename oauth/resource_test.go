@@ -60,6 +60,27 @@ func (h *fakeHost) log() string {
 	return strings.Join(h.asked, ", ")
 }
 
+// wantAsked checks the requests h received; who names h.
+func (h *fakeHost) wantAsked(t *testing.T, who, want string) {
+	t.Helper()
+	if got := h.log(); got != want {
+		t.Errorf("%s asked: %s\nwant %s", who, got, want)
+	}
+}
+
+// discoverFrom starts a resource server and an authorization server, has
+// setup route them and discovers the resource at path on the first.
+func discoverFrom(t *testing.T, setup func(rs, as *fakeHost), path string, opts func(as *fakeHost) ResourceOptions) (rs, as *fakeHost, d *ResourceDiscovery, err error) {
+	rs, as = newFakeHost(t), newFakeHost(t)
+	setup(rs, as)
+	var o ResourceOptions
+	if opts != nil {
+		o = opts(as)
+	}
+	d, err = DiscoverResource(context.Background(), rs.Client(), rs.URL+path, o)
+	return rs, as, d, err
+}
+
 // challenge401 answers 401 with the given WWW-Authenticate headers.
 func challenge401(headers ...string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
@@ -285,22 +306,12 @@ func TestDiscoverResourceOrder(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			rs, as := newFakeHost(t), newFakeHost(t)
-			c.setup(rs, as)
-			var opts ResourceOptions
-			if c.opts != nil {
-				opts = c.opts(as)
-			}
-			d, err := DiscoverResource(context.Background(), rs.Client(), rs.URL+c.resource, opts)
+			rs, as, d, err := discoverFrom(t, c.setup, c.resource, c.opts)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := rs.log(); got != c.rsAsked {
-				t.Errorf("resource server asked: %s\nwant %s", got, c.rsAsked)
-			}
-			if got := as.log(); got != c.asAsked {
-				t.Errorf("authorization server asked: %s\nwant %s", got, c.asAsked)
-			}
+			rs.wantAsked(t, "resource server", c.rsAsked)
+			as.wantAsked(t, "authorization server", c.asAsked)
 			if c.check != nil {
 				c.check(t, d, rs, as)
 			}
@@ -336,7 +347,7 @@ func TestDiscoverResourceRefuses(t *testing.T) {
 	cases := []struct {
 		name      string
 		setup     func(rs, as *fakeHost)
-		opts      ResourceOptions
+		opts      func(as *fakeHost) ResourceOptions
 		class     Class
 		malformed bool
 		contains  string
@@ -520,9 +531,11 @@ func TestDiscoverResourceRefuses(t *testing.T) {
 			rsAsked:  "POST /mcp, GET /.well-known/oauth-protected-resource/mcp",
 		},
 		{
-			name:     "an authorization server the metadata does not list",
-			setup:    withPRM(func(m map[string]any, rs, as *fakeHost) {}),
-			opts:     ResourceOptions{AuthorizationServer: "https://other.example.com"},
+			name:  "an authorization server the metadata does not list",
+			setup: withPRM(func(m map[string]any, rs, as *fakeHost) {}),
+			opts: func(*fakeHost) ResourceOptions {
+				return ResourceOptions{AuthorizationServer: "https://other.example.com"}
+			},
 			class:    Configuration,
 			contains: `authorization server "https://other.example.com" is not among those`,
 			rsAsked:  "POST /mcp, GET /.well-known/oauth-protected-resource/mcp",
@@ -563,9 +576,7 @@ func TestDiscoverResourceRefuses(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			rs, as := newFakeHost(t), newFakeHost(t)
-			c.setup(rs, as)
-			d, err := DiscoverResource(context.Background(), rs.Client(), rs.URL+"/mcp", c.opts)
+			rs, as, d, err := discoverFrom(t, c.setup, "/mcp", c.opts)
 			var e *Error
 			if !errors.As(err, &e) || e.Op != "discovery" || e.Class != c.class || errors.Is(err, ErrMalformed) != c.malformed || d != nil {
 				t.Fatalf("err = %v (%#v), discovery %+v", err, err, d)
@@ -576,12 +587,8 @@ func TestDiscoverResourceRefuses(t *testing.T) {
 			if len(err.Error()) > 600 || strings.Contains(err.Error(), "xxxx") || strings.Contains(err.Error(), "s s s") || strings.Contains(err.Error(), "SPA") {
 				t.Errorf("message quotes the answer: %.300q", err)
 			}
-			if got := rs.log(); got != c.rsAsked {
-				t.Errorf("resource server asked: %s\nwant %s", got, c.rsAsked)
-			}
-			if got := as.log(); got != c.asAsked {
-				t.Errorf("authorization server asked: %s\nwant %s", got, c.asAsked)
-			}
+			rs.wantAsked(t, "resource server", c.rsAsked)
+			as.wantAsked(t, "authorization server", c.asAsked)
 		})
 	}
 }
