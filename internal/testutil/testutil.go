@@ -5,8 +5,9 @@
 // directory that user may enter ([SharedDir]), a copy of the test binary
 // they may run ([CopySelf]) and their credentials ([AsUser]), and waiting
 // on real time for a process to reach a condition ([Eventually]), the size
-// knobs of long runs read from the environment ([EnvInt]), and JWTs signed
-// by hand as assertions and proofs ([SignJWT]).
+// knobs of long runs read from the environment ([EnvInt]), JWTs signed by
+// hand as assertions and proofs ([SignJWT]), and a person's browser reduced
+// to cookies, redirects and self-submitting forms ([Browser]).
 //
 // Only tests import it: TestOnlyTestsImport fails when a package that is
 // not a test depends on it.
