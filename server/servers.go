@@ -89,13 +89,18 @@ func (s *Servers) Listen(c *config.Config) (err error) {
 	defer func() {
 		if err != nil {
 			s.closeListeners()
+			s.cleanup()
+			s.cleanup = func() {}
 		}
 	}()
 	if s.cfg.SocketListener != nil {
 		s.sock = s.cfg.SocketListener
-	} else if s.sock, s.cleanup, err = listenSocket(c.Listen, s.self, s.cfg.SocketBound); err != nil {
-		s.cleanup = func() {}
-		return err
+	} else {
+		sock, cleanup, err := listenSocket(c.Listen, s.self, s.cfg.SocketBound)
+		if err != nil {
+			return err
+		}
+		s.sock, s.cleanup = sock, cleanup
 	}
 	// With listen.callback "off" no authorization_code grant can be
 	// started (the engine says so); everything else works without it.

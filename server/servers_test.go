@@ -2,11 +2,15 @@ package server
 
 import (
 	"context"
+	"errors"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -159,5 +163,24 @@ func TestServersServeTheEngine(t *testing.T) {
 	}
 	if code := statusOfGet(t, "http://"+s.CallbackAddr()+"/callback?state=x&code=y"); code != http.StatusBadRequest {
 		t.Fatalf("callback: %d, want 400", code)
+	}
+}
+
+// A listener that cannot be bound leaves nothing bound behind it: not the
+// socket file created before it.
+func TestServersListenFailureRemovesTheSocket(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	sock := filepath.Join(t.TempDir(), "t.sock")
+	s := New(Config{Engine: fakeEngine{}})
+	err = s.Listen(&config.Config{Listen: config.Listen{Socket: sock, Callback: taken.Addr().String(), Metrics: "off"}})
+	if err == nil || !strings.Contains(err.Error(), "already in use") {
+		t.Fatalf("Listen = %v, want the callback's port in use", err)
+	}
+	if _, err := os.Lstat(sock); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the socket file is left behind: %v", err)
 	}
 }
