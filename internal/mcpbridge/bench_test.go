@@ -2,6 +2,7 @@ package mcpbridge
 
 import (
 	"bytes"
+	"context"
 
 	"io"
 	"net/http"
@@ -12,8 +13,17 @@ import (
 // server: directly (an HTTP client holding the token and the session) and
 // through the bridge (a line on stdin to a line on stdout, with the
 // token fetched from the daemon's socket for the request). The
-// difference is the bridge's added latency per call.
+// difference is the bridge's added latency per call; daemon-token is the
+// part of it the token's fetch from the socket takes.
 func BenchmarkToolCall(b *testing.B) {
+	b.Run("daemon-token", func(b *testing.B) {
+		_, cl := newFakeDaemon(b, "read")
+		for b.Loop() {
+			if _, err := cl.Token(context.Background(), grant); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	for _, mode := range []string{"json", "sse"} {
 		b.Run("direct/"+mode, func(b *testing.B) {
 			d, _ := newFakeDaemon(b, "read")

@@ -171,10 +171,10 @@ loop:
 				defer func() { <-slots; inflight.Done() }()
 				b.deliver(ctx, m)
 			}()
-			// The next message goes once this request is written out,
-			// not answered: the server sees the client's order (a
-			// cancellation after its request) while requests run side
-			// by side.
+			// The next message goes once the server has begun
+			// answering this request (not once it answered): the
+			// server sees the client's order (a cancellation after its
+			// request) while requests run side by side.
 			select {
 			case <-m.sent:
 			case <-ctx.Done():

@@ -116,6 +116,29 @@ func TestBridgeResumesDroppedStream(t *testing.T) {
 	}
 }
 
+// A server that refuses to resume a stream (a 4xx to the GET) is asked
+// once, and the client gets an error answer.
+func TestBridgeResumeRefused(t *testing.T) {
+	d, cl := newFakeDaemon(t, "read")
+	s, srv := newMCPServer(t, d)
+	s.sse = true
+	h := startBridge(t, Config{URL: srv.URL, Daemon: cl})
+	h.initialize(1)
+	_, msg, data := rpcError(t, h.call(2, "tools/call", toolCall("drop-forgotten", "")))
+	if data["http_status"] != float64(400) || !strings.Contains(msg, "refused to resume its event stream") {
+		t.Errorf("error %q %v", msg, data)
+	}
+	gets := 0
+	for _, r := range s.requests() {
+		if r.method == "GET" && r.lastEventID == "d-2" {
+			gets++
+		}
+	}
+	if gets != 1 {
+		t.Errorf("%d attempts to resume, want 1", gets)
+	}
+}
+
 // A stream that drops with no event id cannot be resumed: the client gets
 // an error answer rather than waiting forever.
 func TestBridgeUnresumableStreamIsAnError(t *testing.T) {
@@ -393,17 +416,26 @@ func TestBridgeParallelRequestsShareAStepUp(t *testing.T) {
 
 // A notification the client writes after a request reaches the server
 // after it, though the request is not answered yet: a cancellation finds
-// its request.
+// its request. With an event stream the server begins its answer at
+// once; with JSON the bridge waits orderGrace for a beginning that does
+// not come.
 func TestBridgeKeepsTheClientsOrder(t *testing.T) {
-	d, cl := newFakeDaemon(t, "read")
-	_, srv := newMCPServer(t, d)
-	h := startBridge(t, Config{URL: srv.URL, Daemon: cl})
-	h.initialize(1)
-	for id := 2; id < 6; id++ {
-		h.send(`{"jsonrpc":"2.0","id":` + strconv.Itoa(id) + `,"method":"tools/call","params":` + toolCall("wait", "") + `}`)
-		h.send(`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":` + strconv.Itoa(id) + `}}`)
-		if got := resultText(t, h.recv()); got != "cancelled" {
-			t.Fatalf("request %d: %q", id, got)
+	for _, sse := range []bool{true, false} {
+		d, cl := newFakeDaemon(t, "read")
+		s, srv := newMCPServer(t, d)
+		s.sse = sse
+		h := startBridge(t, Config{URL: srv.URL, Daemon: cl})
+		h.initialize(1)
+		for id := 2; id < 6; id++ {
+			h.send(`{"jsonrpc":"2.0","id":` + strconv.Itoa(id) + `,"method":"tools/call","params":` + toolCall("wait", "") + `}`)
+			h.send(`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":` + strconv.Itoa(id) + `}}`)
+			m := h.recv()
+			for m["method"] != nil {
+				m = h.recv()
+			}
+			if got := resultText(t, m); got != "cancelled" {
+				t.Fatalf("event stream %v, request %d: %q", sse, id, got)
+			}
 		}
 	}
 }

@@ -148,6 +148,7 @@ type seenRequest struct {
 //	greedy  always asks for one scope more than the token has
 //	drop    (event streams) sends a notification, then drops the stream;
 //	        the answer comes on the GET that resumes it
+//	drop-forgotten  as drop, but the stream cannot be resumed (400)
 //	wait    answers once the client cancels it
 type mcpServer struct {
 	t      testing.TB
@@ -301,6 +302,7 @@ func (s *mcpServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var result string
+	begun := false // the event stream's headers are out
 	switch msg.Method {
 	case "initialize":
 		s.mu.Lock()
@@ -329,8 +331,8 @@ func (s *mcpServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("WWW-Authenticate", `Bearer error="insufficient_scope", scope="`+more+`"`)
 			w.WriteHeader(http.StatusForbidden)
 			return
-		case "drop":
-			s.serveDrop(w, msg.ID)
+		case "drop", "drop-forgotten":
+			s.serveDrop(w, msg.ID, msg.Params.Name == "drop")
 			return
 		case "wait":
 			// Answers once the client cancels it.
@@ -344,6 +346,13 @@ func (s *mcpServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if early {
 				result = `{"content":[{"type":"text","text":"the cancellation came before the request"}]}`
 				break
+			}
+			if s.sse {
+				// The answer begins: the client may go on.
+				w.Header().Set("Content-Type", "text/event-stream")
+				w.WriteHeader(http.StatusOK)
+				w.(http.Flusher).Flush()
+				begun = true
 			}
 			select {
 			case <-cancelled:
@@ -363,6 +372,10 @@ func (s *mcpServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, answer)
 		return
 	}
+	if begun {
+		io.WriteString(w, "data: "+answer+"\n\n")
+		return
+	}
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.WriteHeader(http.StatusOK)
 	// A notification before the answer, data split over lines, and a
@@ -374,10 +387,12 @@ func (s *mcpServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // serveDrop sends a priming event, a notification, and drops the stream
 // before the answer; the GET resuming after e-2 gets the answer.
-func (s *mcpServer) serveDrop(w http.ResponseWriter, id json.RawMessage) {
-	s.mu.Lock()
-	s.resume["d-2"] = "id: d-3\ndata: " + `{"jsonrpc":"2.0","id":` + string(id) + `,"result":{"content":[{"type":"text","text":"after the drop"}]}}` + "\n\n"
-	s.mu.Unlock()
+func (s *mcpServer) serveDrop(w http.ResponseWriter, id json.RawMessage, resumable bool) {
+	if resumable {
+		s.mu.Lock()
+		s.resume["d-2"] = "id: d-3\ndata: " + `{"jsonrpc":"2.0","id":` + string(id) + `,"result":{"content":[{"type":"text","text":"after the drop"}]}}` + "\n\n"
+		s.mu.Unlock()
+	}
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.WriteHeader(http.StatusOK)
 	io.WriteString(w, "id: d-1\nretry: 7\ndata:\n\nid: d-2\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{\"level\":\"info\",\"data\":\"before the drop\"}}\n\n")

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"sync"
+	"time"
 )
 
 // envelope is what the bridge reads of a JSON-RPC message: enough to tell
@@ -57,13 +58,26 @@ type clientMessage struct {
 	method   string // the first member's, for messages to people
 	// initID is the id of an initialize request in it, "" if none.
 	initID string
-	// sent is closed once the message is written to the server (or will
-	// not be): the next message of the client goes after it.
+	// sent is closed once the server has begun answering the message,
+	// or orderGrace after it was written out, or when it will not be
+	// sent: the client's next message goes after it.
 	sent     chan struct{}
 	sentOnce sync.Once
 }
 
+// orderGrace is how long after writing a request out the bridge waits for
+// the server to begin answering before it sends the client's next
+// message. Two HTTP requests on two connections can be taken in either
+// order; a server that answers with an event stream begins at once, and
+// one that answers JSON only when done would otherwise hold up the next
+// message for the whole request.
+const orderGrace = 50 * time.Millisecond
+
 func (m *clientMessage) markSent() { m.sentOnce.Do(func() { close(m.sent) }) }
+
+// writtenOut starts the grace after which the next message goes even
+// though the server has not begun answering this one.
+func (m *clientMessage) writtenOut() { time.AfterFunc(orderGrace, m.markSent) }
 
 func parseClientMessage(line []byte) (*clientMessage, error) {
 	raw, err := compactMessage(line)

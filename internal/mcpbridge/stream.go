@@ -93,7 +93,8 @@ func (b *bridge) exchange(ctx context.Context, m *clientMessage, p *pending) err
 	if version != "" {
 		h.Set(headerProtocolVersion, version)
 	}
-	resp, err := b.send(ctx, outgoing{method: http.MethodPost, body: m.raw, header: h, stepUp: len(m.requests) > 0, written: m.markSent})
+	resp, err := b.send(ctx, outgoing{method: http.MethodPost, body: m.raw, header: h, stepUp: len(m.requests) > 0, written: m.writtenOut})
+	m.markSent() // the server has begun answering
 	if err != nil {
 		return err
 	}
@@ -105,8 +106,8 @@ func (b *bridge) exchange(ctx context.Context, m *clientMessage, p *pending) err
 	return b.answer(ctx, resp, sid, p)
 }
 
-// answer follows the server's answer to a POST (or to a GET resuming
-// its stream): JSON, an event stream, or nothing (202).
+// answer follows the server's answer to a POST: JSON, an event stream,
+// or nothing (202).
 func (b *bridge) answer(ctx context.Context, resp *http.Response, sid string, p *pending) error {
 	switch {
 	case resp.StatusCode == http.StatusNotFound && sid != "":
@@ -179,8 +180,13 @@ func (b *bridge) followStream(ctx context.Context, body io.ReadCloser, sid strin
 			resp, err := b.openStream(ctx, sid, lastID)
 			if err != nil {
 				var de *deliveryError
-				if errors.As(err, &de) && de.status == http.StatusNotFound {
-					return err
+				if errors.As(err, &de) && de.status >= 400 && de.status < 500 && de.status != http.StatusRequestTimeout && de.status != http.StatusTooManyRequests {
+					// The session is gone (404), or the server will
+					// not resume this stream: trying again will not help.
+					if de != errSessionGone {
+						de = &deliveryError{msg: "tokend mcp: the MCP server refused to resume its event stream (HTTP " + strconv.Itoa(de.status) + ")", status: de.status, challenge: de.challenge}
+					}
+					return de
 				}
 				b.logf("resuming the event stream: %v", strings.TrimPrefix(err.Error(), "tokend mcp: "))
 				continue

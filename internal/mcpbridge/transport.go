@@ -111,7 +111,7 @@ func (b *bridge) send(ctx context.Context, o outgoing) (*http.Response, error) {
 		chal := wwwAuthenticate(resp.Header)
 		switch resp.StatusCode {
 		case http.StatusUnauthorized:
-			if b.cfg.DPoP && !nonceRetry && asksDPoPNonce(chal) && resp.Header.Get("DPoP-Nonce") != "" {
+			if b.cfg.DPoP && !nonceRetry && asksDPoPNonce(resp.Header) {
 				nonceRetry = true
 				drain(resp)
 				continue
@@ -133,7 +133,7 @@ func (b *bridge) send(ctx context.Context, o outgoing) (*http.Response, error) {
 			b.logf("the MCP server refused the grant's token (HTTP 401); sending again with the token the daemon gave")
 			continue
 		case http.StatusForbidden:
-			scope := insufficientScope(chal)
+			scope := insufficientScope(resp.Header)
 			if scope == "" || !o.stepUp {
 				return resp, nil
 			}
@@ -205,7 +205,7 @@ func (b *bridge) authorize(ctx context.Context, req *http.Request, override stri
 func (b *bridge) daemonError(what string, err error) *deliveryError {
 	e := &deliveryError{msg: fmt.Sprintf("tokend mcp: grant %s: %s: %v", b.cfg.Grant, what, err)}
 	var ae *api.Error
-	if errors.As(err, &ae) && (ae.Status == http.StatusConflict) {
+	if errors.As(err, &ae) && ae.Status == http.StatusConflict && !strings.Contains(err.Error(), "tokend authorize") {
 		e.msg += fmt.Sprintf(" (a person must run: tokend authorize %s)", b.cfg.Grant)
 	}
 	b.logf("%s", strings.TrimPrefix(e.msg, "tokend mcp: "))
