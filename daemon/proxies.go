@@ -32,8 +32,9 @@ type grantProxy struct {
 }
 
 // listenProxies opens the listener of every grant with a proxy. Proxies
-// are configured at start: a reload changes which tokens they add (the
-// grant is looked up per request), not where they listen.
+// are configured at start (address, resource, DPoP): a reload changes
+// whether each caller may read the grant and the token added (both looked
+// up per request), and reports a changed proxy as needing a restart.
 func (d *Daemon) listenProxies(cfg *config.Config) ([]grantProxy, error) {
 	var ps []grantProxy
 	fail := func(err error) ([]grantProxy, error) {
@@ -68,6 +69,32 @@ func (d *Daemon) listenProxies(cfg *config.Config) ([]grantProxy, error) {
 		ps = append(ps, grantProxy{grant: name, ln: ln, h: h})
 	}
 	return ps, nil
+}
+
+// proxyListens maps each grant with a proxy to its address.
+func proxyListens(c *config.Config) map[string]string {
+	m := map[string]string{}
+	for name, g := range c.Grants {
+		if g.Proxy != nil {
+			m[name] = g.Proxy.Listen
+		}
+	}
+	return m
+}
+
+// keepProxies gives next's grants the proxies running has: they listen
+// where they started until a restart.
+func keepProxies(next, running *config.Config) {
+	for name, g := range next.Grants {
+		var p *config.GrantProxy
+		if r, ok := running.Grants[name]; ok {
+			p = r.Proxy
+		}
+		if g.Proxy != p {
+			g.Proxy = p
+			next.Grants[name] = g
+		}
+	}
 }
 
 // goProxies serves the proxies in g until ctx ends.

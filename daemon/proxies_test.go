@@ -2,16 +2,23 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/internal/testutil"
 	"github.com/tokend/tokend/server"
 )
 
@@ -117,5 +124,102 @@ func TestProxyCallerWithoutGroupsMatchesNoGroup(t *testing.T) {
 	}
 	if !a.allows(peerOf(server.Caller{UID: 1000, GID: 0, HasGroups: true})) {
 		t.Error("a unix socket caller of group 0 was refused")
+	}
+}
+
+// proxyGetEnv makes the test binary a client of a proxy instead of
+// running tests: "NETWORK ADDR" sends one GET and prints the status.
+const proxyGetEnv = "TOKEND_DAEMON_TEST_PROXY_GET"
+
+func init() {
+	if v := os.Getenv(proxyGetEnv); v != "" {
+		network, addr, _ := strings.Cut(v, " ")
+		var d net.Dialer
+		hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, network, addr)
+		}}}
+		resp, err := hc.Get("http://proxy/")
+		if err != nil {
+			fmt.Println("error:", err)
+			os.Exit(0)
+		}
+		resp.Body.Close()
+		fmt.Println(resp.StatusCode)
+		os.Exit(0)
+	}
+}
+
+// A local user who may not read the grant is refused by the daemon's
+// proxy, over loopback TCP (its uid from sock_diag) and over a unix socket
+// (SO_PEERCRED), and the resource receives nothing.
+func TestGrantProxyRefusesNonReader(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to play another user")
+	}
+	dir, bin := sharedDir(t)
+	rs := &resource{}
+	up := httptest.NewServer(rs)
+	t.Cleanup(up.Close)
+	sock := filepath.Join(dir, "proxy.sock")
+	var tcpAddr string
+	for range 50 {
+		a := "127.0.0.1:" + strconv.Itoa(20000+rand.IntN(12000))
+		if l, err := net.Listen("tcp", a); err == nil {
+			l.Close()
+			tcpAddr = a
+			break
+		}
+	}
+	// Grant cc has no readers: root (an operator) only.
+	newHarness(t, harnessOpts{config: func(c *config.Config) {
+		g := c.Grants["cc"]
+		g.ProtectedResource = up.URL
+		g.Proxy = &config.GrantProxy{Listen: tcpAddr}
+		c.Grants["cc"] = g
+		g.Proxy = &config.GrantProxy{Listen: sock}
+		c.Grants["cc2"] = g
+	}})
+	for _, target := range []string{"tcp " + tcpAddr, "unix " + sock} {
+		for _, c := range []struct {
+			uid  uint32
+			want string
+		}{{65534, "403"}, {0, "200"}} {
+			cmd := exec.Command(bin)
+			cmd.Env = []string{proxyGetEnv + "=" + target}
+			testutil.AsUser(cmd, c.uid)
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("%s as %d: %v", target, c.uid, err)
+			}
+			if got := strings.TrimSpace(string(out)); got != c.want {
+				t.Errorf("%s as uid %d: %s, want %s", target, c.uid, got, c.want)
+			}
+		}
+	}
+	if n := len(rs.seen()); n != 2 {
+		t.Errorf("the resource saw %d requests, want root's 2", n)
+	}
+}
+
+// A proxy that cannot listen stops the start with an error naming it.
+func TestGrantProxyAddressTaken(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	h := newHarness(t, harnessOpts{noRun: true, config: func(c *config.Config) {
+		g := c.Grants["cc"]
+		g.ProtectedResource = "https://r.example.com"
+		g.Proxy = &config.GrantProxy{Listen: busy.Addr().String()}
+		c.Grants["cc"] = g
+	}})
+	d, err := New(h.cfg, Options{Logger: NewLogger(h.logs, h.cfg.Log, false), Clock: h.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = d.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "grants.cc.proxy.listen") {
+		t.Fatalf("Run: %v", err)
 	}
 }

@@ -180,6 +180,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &api.Error{Status: http.StatusForbidden, Code: api.CodeForbidden, Description: "the proxy does not know who is calling"})
 		return
 	}
+	if r.Method == http.MethodConnect {
+		// The proxy forwards to one resource; it is no tunnel to others.
+		writeError(w, &api.Error{Status: http.StatusMethodNotAllowed, Code: api.CodeInvalidRequest, Description: "CONNECT is not forwarded"})
+		return
+	}
 	p.rp.ServeHTTP(w, r)
 }
 
@@ -232,6 +237,10 @@ func writeError(w http.ResponseWriter, e *api.Error) {
 	status := e.Status
 	if status < 400 || status > 599 {
 		status = http.StatusBadGateway
+	}
+	if status == http.StatusForbidden {
+		// A caller who may not read the grant keeps no connection open.
+		w.Header().Set("Connection", "close")
 	}
 	code := e.Code
 	if code == "" {
@@ -294,14 +303,18 @@ func (t authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		nt, err := p.rejected(ctx, caller, cred.token, ch.raw)
 		if err != nil {
-			p.cfg.Log.Info("proxy: the resource refused the token and no other could be had",
-				"grant", p.cfg.Grant, "error", err.Error())
+			// Refusals within the interval are the rate limit at work:
+			// one line for each would flood the log.
+			if !errors.Is(err, errRejectedTooOften) {
+				p.cfg.Log.Info("proxy: the resource refused the token and no other could be had",
+					"grant", p.cfg.Grant, "error", err.Error())
+			}
 			return resp, nil
 		}
 		if !replay || nt.AccessToken == cred.token {
 			return resp, nil
 		}
-		retry, err := p.credential(ctx, caller, req, &retryWith{token: nt.AccessToken, tokenType: nt.TokenType})
+		retry, err := p.credential(ctx, caller, req, &retryWith{token: nt.AccessToken})
 		if err != nil {
 			return resp, nil
 		}
@@ -348,9 +361,10 @@ type credential struct {
 	proof string
 }
 
-// retryWith: the token to use instead of the current one, and a DPoP nonce.
+// retryWith: the token to use instead of the current one (a Bearer
+// grant's), and a DPoP nonce (a DPoP grant's proof).
 type retryWith struct {
-	token, tokenType, nonce string
+	token, nonce string
 }
 
 // credential asks the source for what to send with req.
