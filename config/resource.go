@@ -184,11 +184,15 @@ func (c *Config) explainResource(w func(format string, args ...any), name string
 		return
 	}
 	w("    protected resource: %s (sent as the resource of every request)\n", g.ProtectedResource)
-	as := "the first the resource lists"
-	if g.AuthorizationServer != "" {
-		as = g.AuthorizationServer
+	if pv := c.Clients[g.Client].Provider; !IsDerived(pv) {
+		w("    authorization server: provider %s, as configured (nothing is discovered from the resource)\n", pv)
+	} else {
+		as := "the first the resource lists"
+		if g.AuthorizationServer != "" {
+			as = g.AuthorizationServer
+		}
+		w("    authorization server: discovered from the resource: %s\n", as)
 	}
-	w("    authorization server: discovered from the resource: %s\n", as)
 	if g.Client != DerivedName(name) {
 		w("    client: %s (pre-registered)\n", g.Client)
 		return

@@ -87,7 +87,7 @@ func TestResourceGrantProblems(t *testing.T) {
 }
 
 func TestResourceGrantDerivesProviderAndClient(t *testing.T) {
-	c := mustParse(t, looseBase+"  notes:\n    protected_resource: https://mcp.example.com/mcp\n    authorization_server: https://as.example.com\n    client_id_metadata_document: https://app.example.com/tokend.json\n    proxy: {listen: \"127.0.0.1:8790\"}\n  pre:\n    protected_resource: https://pre.example.com/\n    client: loose\n")
+	c := mustParse(t, looseBase+"  notes:\n    protected_resource: https://mcp.example.com/mcp\n    authorization_server: https://as.example.com\n    client_id_metadata_document: https://app.example.com/tokend.json\n    proxy: {listen: \"127.0.0.1:8790\"}\n  pre:\n    protected_resource: https://pre.example.com/\n    client: loose\n  explicit:\n    protected_resource: https://api.example.com/\n    client: app\n")
 	g := c.Grants["notes"]
 	if g.Type != GrantAuthorizationCode || g.Client != DerivedName("notes") {
 		t.Fatalf("grant type %q client %q, want authorization_code and the derived client", g.Type, g.Client)
@@ -129,6 +129,7 @@ func TestResourceGrantDerivesProviderAndClient(t *testing.T) {
 		`"client_id": "https://app.example.com/tokend.json"`,
 		"proxy:    127.0.0.1:8790",
 		"client: loose (pre-registered)",
+		"authorization server: provider corp, as configured (nothing is discovered from the resource)",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("Explain lacks %q:\n%s", want, out.String())
