@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
 
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/oauth"
@@ -43,14 +44,21 @@ func (d *Daemon) resourceOf(g *grant) string {
 }
 
 // grantScopes are the scopes g asks for: configured ones win; a
-// protected_resource grant without them asks for those discovery chose.
+// protected_resource grant without them asks for those discovery chose,
+// without offline_access for a grant that gets no refresh token (a
+// machine grant obtains its token again instead; a server may refuse the
+// scope to a client with no user).
 func (d *Daemon) grantScopes(g *grant) []string {
 	gc := g.cfg()
 	if len(gc.Scopes) > 0 || gc.ProtectedResource == "" {
 		return gc.Scopes
 	}
 	if f := d.resourceFoundFor(g); f != nil {
-		return f.Scopes(nil)
+		s := f.Scopes(nil)
+		if !renewsWithRefreshToken(g.typ) {
+			s = slices.DeleteFunc(s, func(x string) bool { return x == oauth.ScopeOfflineAccess })
+		}
+		return s
 	}
 	return nil
 }
