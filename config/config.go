@@ -320,7 +320,6 @@ type Grant struct {
 	Proxy *GrantProxy `yaml:"proxy"`
 }
 
-
 // Default locations. Under systemd the store and the socket move to the
 // directories systemd creates ($STATE_DIRECTORY, $RUNTIME_DIRECTORY).
 const (
