@@ -72,6 +72,12 @@ func TestPasteAuthorization(t *testing.T) {
 	ar := h.authorizePaste("user")
 	landed := h.approve(ar.URL)
 
+	// The browser's redirect reaching the callback listener (a browser on
+	// this host) cannot use it: it has no binding.
+	lu, _ := url.Parse(landed)
+	if resp, page := get(t, noCookies, h.onListener(lu), ""); resp.StatusCode != http.StatusBadRequest || !strings.Contains(page, "--paste") {
+		t.Fatalf("callback of a paste-back authorization: %d %s", resp.StatusCode, page)
+	}
 	code, body := h.complete("user", "not-"+ar.PasteID, landed)
 	if code != http.StatusBadRequest || !strings.Contains(string(body), api.CodePasteRefused) {
 		t.Fatalf("paste with another id: %d %s", code, body)
