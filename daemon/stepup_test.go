@@ -2,8 +2,10 @@ package daemon
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -338,4 +340,46 @@ func TestStepUpClientCredentials(t *testing.T) {
 	if st.State != api.StateValid || len(st.StepUpScopes) != 0 || !slices.Equal(strings.Fields(st.Scope), []string{"read", "write"}) {
 		t.Fatalf("after authorize: state %s, step-up %q, scope %q", st.State, st.StepUpScopes, st.Scope)
 	}
+}
+
+// A recorded step-up is a hook event; a covered one and a refused one are
+// not, and the metric counts all three.
+func TestStepUpHookAndMetric(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "events")
+	script := fmt.Sprintf(`printf '%%s %%s %%s\n' "$TOKEND_EVENT_NAME" "$TOKEND_EVENT_GRANT" "$TOKEND_EVENT_STATE" >> '%s'`, out)
+	m := &stepUpCounts{}
+	h := newHarness(t, harnessOpts{noRun: true, config: func(c *config.Config) {
+		c.Hooks = []config.Hook{{Events: []string{config.EventStepUp}, Command: []string{"sh", "-c", script}}}
+	}})
+	h.startWith(Options{Metrics: m})
+	for _, scope := range []string{"read", "write", "admin", "delete", "more"} {
+		h.post("/v1/tokens/cc/step-up", `{"scope":"`+scope+`"}`)
+	}
+	want := []string{"step_up cc reauthorization_required", "step_up cc reauthorization_required", "step_up cc reauthorization_required"}
+	waitFor(t, "the step-up events", func() bool { return len(readLines(t, out)) >= len(want) })
+	if got := readLines(t, out); !slices.Equal(got, want) {
+		t.Fatalf("events %q, want %q", got, want)
+	}
+	if got := m.get(); !slices.Equal(got, []string{"cc covered", "cc recorded", "cc recorded", "cc recorded", "cc limited"}) {
+		t.Fatalf("step-up metric %q", got)
+	}
+}
+
+// stepUpCounts is a Metrics that records ObserveStepUp.
+type stepUpCounts struct {
+	nopMetrics
+	mu   sync.Mutex
+	seen []string
+}
+
+func (m *stepUpCounts) ObserveStepUp(grant, result string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.seen = append(m.seen, grant+" "+result)
+}
+
+func (m *stepUpCounts) get() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.seen)
 }
