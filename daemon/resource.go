@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
 
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/oauth"
@@ -43,14 +44,21 @@ func (d *Daemon) resourceOf(g *grant) string {
 }
 
 // grantScopes are the scopes g asks for: configured ones win; a
-// protected_resource grant without them asks for those discovery chose.
+// protected_resource grant without them asks for those discovery chose,
+// without offline_access for a grant that gets no refresh token (a
+// machine grant obtains its token again instead; a server may refuse the
+// scope to a client with no user).
 func (d *Daemon) grantScopes(g *grant) []string {
 	gc := g.cfg()
 	if len(gc.Scopes) > 0 || gc.ProtectedResource == "" {
 		return gc.Scopes
 	}
 	if f := d.resourceFoundFor(g); f != nil {
-		return f.Scopes(nil)
+		s := f.Scopes(nil)
+		if !renewsWithRefreshToken(g.typ) {
+			s = slices.DeleteFunc(s, func(x string) bool { return x == oauth.ScopeOfflineAccess })
+		}
+		return s
 	}
 	return nil
 }
@@ -97,7 +105,7 @@ func (d *Daemon) resourceEndpoints(ctx context.Context, p *providerRT) (oauth.En
 			return oauth.Endpoints{}, err
 		}
 	}
-	p.found = found
+	p.found.Store(found)
 	eps := found.Endpoints
 	p.eps = &eps
 	return eps, nil
@@ -126,7 +134,8 @@ func (d *Daemon) cachedResource(p *providerRT) (*oauth.ResourceDiscovery, error)
 }
 
 // resourceFoundFor is what discovery found for g's provider; nil when it
-// has none (yet), or is not derived from a protected resource.
+// has none (yet: providerFor discovers), or is not derived from a
+// protected resource.
 func (d *Daemon) resourceFoundFor(g *grant) *oauth.ResourceDiscovery {
 	return d.foundOf(g.cfg().Client)
 }
@@ -141,11 +150,10 @@ func (d *Daemon) foundOf(client string) *oauth.ResourceDiscovery {
 		p = d.providers[c.cfg.Provider]
 	}
 	d.mu.RUnlock()
-	if p == nil || !p.mu.TryLock() {
-		return nil // being discovered: whoever needs it waits in providerFor first
+	if p == nil {
+		return nil
 	}
-	defer p.mu.Unlock()
-	return p.found
+	return p.found.Load()
 }
 
 // derivedIdentity is derivedClient for c, with what discovery found for
