@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/internal/devprovider"
 	"github.com/tokend/tokend/internal/testutil"
 	"github.com/tokend/tokend/server"
 )
@@ -222,4 +223,40 @@ func TestGrantProxyAddressTaken(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "grants.cc.proxy.listen") {
 		t.Fatalf("Run: %v", err)
 	}
+}
+
+// A dpop grant's proxy against a resource that checks every proof (key,
+// method, exact URL, token hash, one use) and wants its nonce: the first
+// request is refused for the nonce and sent again, the next carries it.
+func TestGrantProxyDPoPAgainstResource(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "cc-proxy.sock")
+	h := newHarness(t, harnessOpts{prov: devprovider.Options{ResourceNonce: true}, config: func(c *config.Config) {
+		dpopCC(c)
+		g := c.Grants["cc"]
+		g.Proxy = &config.GrantProxy{Listen: sock}
+		c.Grants["cc"] = g
+	}, noRun: true})
+	g := h.cfg.Grants["cc"]
+	g.ProtectedResource = h.prov.URL() + "/resource/notes"
+	h.cfg.Grants["cc"] = g
+	h.start()
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", sock)
+	}}}
+	for i := range 3 {
+		resp, err := hc.Post("http://proxy/", "application/json", strings.NewReader(`{"n":1}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(b), `"token_type":"DPoP"`) {
+			t.Fatalf("request %d: %d %s", i, resp.StatusCode, b)
+		}
+	}
+	if st := h.prov.Stats(); st.ResourceRequests != 4 || st.ResourceRefused != 1 {
+		t.Errorf("resource: %d requests, %d refused; want 4 and 1 (the nonce)", st.ResourceRequests, st.ResourceRefused)
+	}
+	h.logMustNotContain(h.prov.Issued()...)
 }
