@@ -260,3 +260,42 @@ func TestGrantProxyDPoPAgainstResource(t *testing.T) {
 	}
 	h.logMustNotContain(h.prov.Issued()...)
 }
+
+// Many callers refused with the same token at once: the daemon obtains
+// one new token, and each request reaches the resource twice.
+func TestGrantProxyConcurrentRejectionsOneRefresh(t *testing.T) {
+	const n = 8
+	rs := &resource{refuse: map[string]bool{}}
+	h, hc := proxyHarness(t, rs)
+	old := h.token("cc").AccessToken
+	rs.mu.Lock()
+	rs.refuse["Bearer "+old] = true
+	rs.mu.Unlock()
+	h.advance(rejectedMinAge + time.Second)
+	before := h.prov.Stats().TokenRequests
+	var wg sync.WaitGroup
+	codes := make([]int, n)
+	for i := range n {
+		wg.Go(func() {
+			resp, err := hc.Get("http://proxy/")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			codes[i] = resp.StatusCode
+		})
+	}
+	wg.Wait()
+	for i, c := range codes {
+		if c != 200 {
+			t.Errorf("caller %d: %d", i, c)
+		}
+	}
+	if got := h.prov.Stats().TokenRequests - before; got != 1 {
+		t.Errorf("the provider was asked for %d tokens, want 1", got)
+	}
+	if got := len(rs.seen()); got > 2*n {
+		t.Errorf("the resource saw %d requests for %d callers", got, n)
+	}
+}
