@@ -137,57 +137,7 @@ func (c *Client) Revoke(ctx context.Context, name string) (*GrantStatus, error) 
 // with Code CodeDPoPNotEnabled. Send the answer as "Authorization: DPoP
 // <AccessToken>" and "DPoP: <DPoP>"; a proof is good for that one request.
 func (c *Client) DPoP(ctx context.Context, name string, req DPoPRequest) (*DPoPResponse, error) {
-	if name == "" {
-		return nil, errors.New("tokend: no grant name given")
-	}
-	b, err := json.Marshal(req)
-	if err != nil {
-		return nil, fmt.Errorf("tokend: %w", err)
-	}
-	u := &url.URL{Scheme: "http", Host: "tokend", Path: "/v1/tokens/" + name + "/dpop", RawPath: "/v1/tokens/" + url.PathEscape(name) + "/dpop"}
-	answer, err := c.send(ctx, http.MethodPost, u, "application/json", b)
-	if err != nil {
-		return nil, err
-	}
-	var out DPoPResponse
-	if err := decodeAnswer(answer, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
-}
-
-// Rejected says a resource refused req.AccessToken and returns a token
-// other than it (POST /v1/tokens/{name}/rejected): the daemon refreshes
-// once when the refused token is still the grant's current one.
-func (c *Client) Rejected(ctx context.Context, name string, req RejectedRequest) (*TokenResponse, error) {
-	return post[TokenResponse](ctx, c, name, "rejected", req)
-}
-
-// StepUp records that a resource asked for more scopes (POST
-// /v1/tokens/{name}/step-up) and returns the grant's status.
-func (c *Client) StepUp(ctx context.Context, name string, req StepUpRequest) (*GrantStatus, error) {
-	return post[GrantStatus](ctx, c, name, "step-up", req)
-}
-
-// post sends body as JSON to a grant's action and decodes the answer.
-func post[T any](ctx context.Context, c *Client, name, action string, body any) (*T, error) {
-	if name == "" {
-		return nil, errors.New("tokend: no grant name given")
-	}
-	b, err := json.Marshal(body)
-	if err != nil {
-		return nil, fmt.Errorf("tokend: %w", err)
-	}
-	u := &url.URL{Scheme: "http", Host: "tokend", Path: "/v1/tokens/" + name + "/" + action, RawPath: "/v1/tokens/" + url.PathEscape(name) + "/" + action}
-	answer, err := c.send(ctx, http.MethodPost, u, "application/json", b)
-	if err != nil {
-		return nil, err
-	}
-	var out T
-	if err := decodeAnswer(answer, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return postJSON[DPoPResponse](ctx, c, name, "dpop", req)
 }
 
 // call does one request about a grant and decodes its answer into a T.

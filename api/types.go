@@ -72,6 +72,31 @@ type GrantStatus struct {
 	Refresher     string `json:"refresher,omitempty"`
 	RefresherSelf bool   `json:"refresher_self,omitempty"`
 	FleetConflict string `json:"fleet_conflict,omitempty"`
+	// ProtectedResource is a resource-first grant's resource URL (config
+	// key protected_resource): where the proxy and the MCP bridge send
+	// requests by default.
+	ProtectedResource string `json:"protected_resource,omitempty"`
+	// StepUpScopes are the scopes a resource asked for (POST
+	// .../step-up) that the next authorization adds to the held ones, and
+	// StepUpReason says which resource asked and why.
+	StepUpScopes []string `json:"step_up_scopes,omitempty"`
+	StepUpReason string   `json:"step_up_reason,omitempty"`
+}
+
+// AuthorizeRequest is the optional body of POST
+// /v1/tokens/{name}/authorize. Paste asks for a paste-back authorization
+// (authorization_code grants): the answer's URL is the authorization
+// server's own and PasteID names it for POST .../authorize/complete.
+type AuthorizeRequest struct {
+	Paste bool `json:"paste,omitempty"`
+}
+
+// CompleteRequest is the body of POST /v1/tokens/{name}/authorize/complete:
+// the PasteID of a paste-back authorization and the address the browser
+// ended on (the redirect URI with the authorization server's answer).
+type CompleteRequest struct {
+	PasteID string `json:"paste_id"`
+	URL     string `json:"url"`
 }
 
 // DPoPRequest is the body of POST /v1/tokens/{name}/dpop: the one request
@@ -92,21 +117,6 @@ type DPoPResponse struct {
 	DPoP        string    `json:"dpop"`
 	ExpiresIn   int64     `json:"expires_in"`
 	ExpiresAt   time.Time `json:"expires_at"`
-}
-
-// RejectedRequest is the body of POST /v1/tokens/{name}/rejected: a
-// resource refused AccessToken (its WWW-Authenticate in Challenge).
-type RejectedRequest struct {
-	AccessToken string `json:"access_token"`
-	Challenge   string `json:"www_authenticate,omitempty"`
-}
-
-// StepUpRequest is the body of POST /v1/tokens/{name}/step-up: a resource
-// answered 403 insufficient_scope asking for Scope (its WWW-Authenticate
-// in Challenge).
-type StepUpRequest struct {
-	Scope     string `json:"scope"`
-	Challenge string `json:"www_authenticate,omitempty"`
 }
 
 // SinkStatus is one file sink of a grant: whether the file holds the
@@ -157,6 +167,11 @@ type AuthorizeResponse struct {
 	// Status is set when the grant needed no person (client_credentials,
 	// password): it was obtained at once.
 	Status *GrantStatus `json:"status,omitempty"`
+	// PasteID is set for a paste-back authorization (AuthorizeRequest
+	// Paste): URL is then the authorization server's address itself, and
+	// the address the browser ends on goes to POST .../authorize/complete
+	// with this id, from the same user.
+	PasteID string `json:"paste_id,omitempty"`
 }
 
 // ReloadResponse answers POST /v1/reload: the configuration now in

@@ -139,6 +139,7 @@ type Daemon struct {
 	metricsAddr  string
 
 	starts startPages // one-time start pages of authorizations (authorize.go)
+	fb     feedback   // step-ups and rejected tokens that programs reported (stepup.go)
 
 	reloadMu sync.Mutex // one ReloadConfig at a time (reload.go)
 

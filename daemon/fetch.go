@@ -271,6 +271,8 @@ func (d *Daemon) status(g *grant) api.GrantStatus {
 		s.Match, s.MatchUsername = gc.Match, gc.HelperUsername()
 	}
 	s.Sinks = g.sinkStatus()
+	s.ProtectedResource = gc.ProtectedResource
+	d.applyStepUp(g, &s)
 	d.fleetStatus(g, &s)
 	return s
 }

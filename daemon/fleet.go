@@ -630,15 +630,16 @@ func (d *Daemon) putOutcome(t store.Token) error {
 // fleetRegistration takes the fleet-wide lock of c's dynamic registration
 // and reads the client record again under it: another instance may have
 // registered it meanwhile. It returns the record when one is there (the
-// lock already released), else the unlock to call once registered.
-func (d *Daemon) fleetRegistration(ctx context.Context, c *clientRT) (unlock func(), sc store.Client, found bool, err error) {
+// lock already released), else the unlock to call once registered. owner
+// is what the record must name (registrationOwner).
+func (d *Daemon) fleetRegistration(ctx context.Context, c *clientRT, owner string) (unlock func(), sc store.Client, found bool, err error) {
 	unlock, err = d.fleet.fl.Lock(ctx, "register/"+c.name)
 	if err != nil {
 		return nil, store.Client{}, false, fmt.Errorf("daemon: fleet lock for registering client %s: %w", c.name, err)
 	}
 	sc, err = d.st.Client(c.name)
 	switch {
-	case err == nil && sc.Provider == c.cfg.Provider && sc.ClientID != "":
+	case err == nil && sc.Provider == owner && sc.ClientID != "":
 		unlock()
 		return nil, sc, true, nil
 	case err != nil && !errors.Is(err, store.ErrNotFound):
