@@ -323,12 +323,6 @@ type Grant struct {
 	Proxy *GrantProxy `yaml:"proxy"`
 }
 
-// GrantProxy is a grant's local proxy: Listen is a TCP loopback host:port
-// or the absolute path of a unix socket.
-type GrantProxy struct {
-	Listen string `yaml:"listen"`
-}
-
 // Default locations. Under systemd the store and the socket move to the
 // directories systemd creates ($STATE_DIRECTORY, $RUNTIME_DIRECTORY).
 const (

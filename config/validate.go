@@ -209,6 +209,7 @@ func (c *Config) validateClients(p *problems) {
 // name order (validateGrant).
 func (c *Config) validateGrants(p *problems, l Loader) {
 	checkMatchOverlap(p, c.Grants)
+	c.validateProxies(p)
 	if len(c.Grants) == 0 {
 		p.warnf("grants", "no grants are configured: tokend will serve no tokens")
 	}

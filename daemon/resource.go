@@ -6,14 +6,12 @@ package daemon
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
 
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/oauth"
-	"github.com/tokend/tokend/store"
 )
 
 // grantParams are params (a grant's auth_params or token_params) with,
@@ -90,12 +88,7 @@ func (d *Daemon) resourceEndpoints(ctx context.Context, p *providerRT) (oauth.En
 	found, err := oauth.DiscoverResource(dctx, d.countingHTTP(base, p.name, EndpointDiscovery, nil), r.Resource,
 		oauth.ResourceOptions{AuthorizationServer: r.AuthorizationServer})
 	if err == nil {
-		rec := resourceRecord{Resource: r.Resource, AuthorizationServer: r.AuthorizationServer, Discovery: found}
-		if b, merr := json.Marshal(rec); merr == nil {
-			if perr := d.st.PutProvider(p.name, b); perr != nil {
-				d.log.Warn("caching discovered resource metadata", "provider", p.name, "err", perr)
-			}
-		}
+		d.cacheDiscovered(p, resourceRecord{Resource: r.Resource, AuthorizationServer: r.AuthorizationServer, Discovery: found}, "resource metadata")
 		d.log.Info("protected resource discovered", "grant", r.Grant, "resource", found.Resource, "issuer", found.Issuer,
 			"token_endpoint", found.Endpoints.Token, "legacy", string(found.Legacy))
 	} else {
@@ -105,15 +98,12 @@ func (d *Daemon) resourceEndpoints(ctx context.Context, p *providerRT) (oauth.En
 			// overridden by an older answer.
 			return oauth.Endpoints{}, err
 		}
-		cached, cerr := d.cachedResource(p)
-		if cerr != nil {
-			if !errors.Is(cerr, store.ErrNotFound) {
-				d.log.Error("discovery failed, and the cached resource metadata is not used", "provider", p.name, "err", err, "cache", cerr)
-			}
+		if err = d.fallBackToCache(p, err, "resource metadata", func() (cerr error) {
+			found, cerr = d.cachedResource(p)
+			return cerr
+		}); err != nil {
 			return oauth.Endpoints{}, err
 		}
-		found = cached
-		d.log.Warn("discovery failed; using cached resource metadata", "provider", p.name, "err", err)
 	}
 	p.found = found
 	eps := found.Endpoints

@@ -314,3 +314,22 @@ func TestResourceOnClientCredentials(t *testing.T) {
 		t.Fatalf("resources sent: %q", got)
 	}
 }
+
+// A step-up of a grant that needs no person: tokend authorize obtains a
+// token with the held and the asked-for scopes at once, which ends it.
+func TestStepUpClientCredentials(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	if s := h.status("cc").Scope; s != "read" {
+		t.Fatalf("scope %q", s)
+	}
+	if code, body := h.post("/v1/tokens/cc/step-up", `{"scope":"write"}`); code != 200 || !strings.Contains(string(body), `"step_up_scopes":["write"]`) {
+		t.Fatalf("step-up: %d %s", code, body)
+	}
+	if code, body := h.post("/v1/tokens/cc/authorize", ""); code != 200 {
+		t.Fatalf("authorize: %d %s", code, body)
+	}
+	st := h.status("cc")
+	if st.State != api.StateValid || len(st.StepUpScopes) != 0 || !slices.Equal(strings.Fields(st.Scope), []string{"read", "write"}) {
+		t.Fatalf("after authorize: state %s, step-up %q, scope %q", st.State, st.StepUpScopes, st.Scope)
+	}
+}

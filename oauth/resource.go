@@ -99,11 +99,13 @@ func (d *ResourceDiscovery) IssParameterSupported() bool {
 	return d.Endpoints.IssuerParameterSupported
 }
 
-// Check re-validates a discovery, typically one read back from a cache:
-// every URL passes CheckEndpointURL, Resource is on ResourceURL's origin
-// and path (as DiscoverResource requires), Issuer is listed when there
-// is resource metadata, there is a token endpoint. Its error is a
-// Configuration *Error naming the field.
+// Check re-validates a discovery, typically one read back from a cache,
+// against the rules DiscoverResource applied: every URL passes
+// CheckEndpointURL; Resource is ResourceURL or a parent of it on its
+// origin; Issuer is Endpoints.Issuer and, with resource metadata, one of
+// AuthorizationServers, or, with Legacy, a URL on the resource's origin;
+// there is a token endpoint. Its error is a Configuration *Error naming
+// the field.
 func (d *ResourceDiscovery) Check() error {
 	bad := func(format string, a ...any) error {
 		return &Error{Op: opDiscovery, Class: Configuration, Err: fmt.Errorf("cached discovery: "+format, a...)}
@@ -117,7 +119,10 @@ func (d *ResourceDiscovery) Check() error {
 		return bad("resource %w", err)
 	}
 	if !resourceMatches(ru, named) {
-		return bad("resource %q is not %q or a parent of it", clean(d.Resource, 200, nil), d.ResourceURL)
+		return bad("resource %q is not %q or a parent of it", clean(d.Resource, 200, nil), clean(d.ResourceURL, 200, nil))
+	}
+	if d.Issuer != d.Endpoints.Issuer {
+		return bad("issuer %q is not the endpoints' %q", clean(d.Issuer, 200, nil), clean(d.Endpoints.Issuer, 200, nil))
 	}
 	urls := []NamedURL{{"resource_url", d.ResourceURL}, {"issuer", d.Issuer}, {"resource_metadata_url", d.ResourceMetadataURL}}
 	for _, as := range d.AuthorizationServers {
@@ -135,8 +140,20 @@ func (d *ResourceDiscovery) Check() error {
 	if d.Endpoints.Token == "" {
 		return bad("no token_endpoint")
 	}
-	if d.Legacy == LegacyNone && !slices.ContainsFunc(d.AuthorizationServers, func(as string) bool { return sameIssuer(as, d.Issuer) }) {
-		return bad("issuer %q is not among the authorization_servers", clean(d.Issuer, 200, nil))
+	switch d.Legacy {
+	case LegacyNone:
+		if d.ResourceMetadataURL == "" {
+			return bad("no resource_metadata_url")
+		}
+		if !slices.ContainsFunc(d.AuthorizationServers, func(as string) bool { return sameIssuer(as, d.Issuer) }) {
+			return bad("issuer %q is not among the authorization_servers", clean(d.Issuer, 200, nil))
+		}
+	case LegacyServerMetadata, LegacyDefaultEndpoints:
+		if !sameOriginURL(d.Issuer, d.ResourceURL) {
+			return bad("issuer %q of a resource without metadata is not on the resource's origin", clean(d.Issuer, 200, nil))
+		}
+	default:
+		return bad("legacy %q is none of tokend's", clean(string(d.Legacy), 60, nil))
 	}
 	return nil
 }
