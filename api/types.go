@@ -64,7 +64,8 @@ type GrantStatus struct {
 	// DPoP says the grant asks for DPoP-bound tokens (config key dpop);
 	// its proofs come from POST /v1/tokens/{name}/dpop.
 	DPoP bool `json:"dpop,omitempty"`
-	// SubjectGrant is a token_exchange grant's subject grant.
+	// SubjectGrant is the grant whose token a token_exchange grant, or
+	// a jwt_bearer grant's identity assertion, exchanges.
 	SubjectGrant string `json:"subject_grant,omitempty"`
 	// Fleet mode: the instance that refreshes the grant ("" none), whether
 	// it is this one, and why this instance will not refresh it when its

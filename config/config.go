@@ -292,6 +292,9 @@ type Grant struct {
 	DPoP bool `yaml:"dpop"`
 	// Assertion is what a jwt_bearer grant signs.
 	Assertion *Assertion `yaml:"assertion"`
+	// IdentityAssertion is where a jwt_bearer grant gets its assertion
+	// instead: from an identity provider (identityassertion.go).
+	IdentityAssertion *IdentityAssertion `yaml:"identity_assertion"`
 	// token_exchange: the subject token is SubjectGrant's current access
 	// token (or id token, SubjectTokenType id_token); ActorGrant's is the
 	// actor token.

@@ -39,7 +39,7 @@ func IsDerived(name string) bool { return strings.HasPrefix(name, derivedPrefix)
 
 // ResourceGrantTypes are the grant types a protected_resource grant may
 // have; the first is its default.
-var ResourceGrantTypes = []string{GrantAuthorizationCode, GrantClientCredentials}
+var ResourceGrantTypes = []string{GrantAuthorizationCode, GrantClientCredentials, GrantJWTBearer}
 
 // applyResourceDefaults gives every protected_resource grant its type
 // (authorization_code by default), its derived provider and, without a

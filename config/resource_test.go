@@ -40,7 +40,7 @@ func TestResourceGrantProblems(t *testing.T) {
 		{"bad authorization server", "  notes:\n    protected_resource: https://mcp.example.com/mcp\n    authorization_server: ftp://as\n",
 			[]string{`grants.notes.authorization_server: `}},
 		{"device code on a resource", "  notes:\n    protected_resource: https://mcp.example.com/mcp\n    type: device_code\n",
-			[]string{`grants.notes.type: a protected_resource grant is one of authorization_code, client_credentials, not device_code`}},
+			[]string{`grants.notes.type: a protected_resource grant is one of authorization_code, client_credentials, jwt_bearer, not device_code`}},
 		{"metadata document over http", "  notes:\n    protected_resource: https://mcp.example.com/mcp\n    client_id_metadata_document: http://app.example.com/tokend.json\n",
 			[]string{`grants.notes.client_id_metadata_document: "http://app.example.com/tokend.json" uses http to a non-loopback host`}},
 		{"metadata document without path", "  notes:\n    protected_resource: https://mcp.example.com/mcp\n    client_id_metadata_document: https://app.example.com\n",

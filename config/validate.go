@@ -297,6 +297,10 @@ func (c *Config) validateGrantType(p *problems, path, name string, g Grant, cl C
 			p.errorf(path+".type", "device_code needs a device_authorization_endpoint or an issuer on provider %q", cl.Provider)
 		}
 	case GrantJWTBearer:
+		if g.IdentityAssertion != nil {
+			c.validateIdentityAssertion(p, path, name, g, pv, providerOK)
+			break
+		}
 		validateJWTBearer(p, path, g, pv, cl.Provider)
 	case GrantTokenExchange:
 		c.validateTokenExchange(p, path, name, g)

@@ -240,6 +240,9 @@ func (d *Daemon) status(g *grant) api.GrantStatus {
 	now := d.clock.Now()
 	gc := g.cfg()
 	s := api.GrantStatus{Name: g.name, Type: g.typ, DPoP: g.dpopOn, SubjectGrant: gc.SubjectGrant}
+	if ia := gc.IdentityAssertion; ia != nil {
+		s.SubjectGrant = ia.SubjectGrant
+	}
 	if c, ok := cfg.Clients[gc.Client]; ok {
 		s.Provider = c.Provider
 	}

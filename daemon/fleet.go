@@ -202,6 +202,21 @@ func Fingerprint(cfg *config.Config, name string) string {
 	if a := g.Assertion; a != nil {
 		as = &assertion{a.Issuer, a.Subject, a.Audience, a.KeyID, a.SigningAlg, a.Lifetime, a.Claims}
 	}
+	// An identity assertion: the identity provider, tokend's client
+	// there and what is exchanged (not the subject token itself). Absent
+	// from the JSON when unset, so other grants hash as before.
+	type identityAssertion struct {
+		Issuer, Token, ClientID, AuthMethod string
+		SubjectGrant, SubjectType, Audience string
+		Resource                            []string
+	}
+	var ia *identityAssertion
+	if a := g.IdentityAssertion; a != nil {
+		ic := cfg.Clients[a.Client]
+		ip := cfg.Providers[ic.Provider]
+		ia = &identityAssertion{ip.Issuer, ip.TokenEndpoint, ic.ClientID, string(ic.AuthMethod),
+			a.SubjectGrant, a.SubjectTokenType, a.Audience, a.Resource}
+	}
 	v := struct {
 		Provider                     string
 		Issuer, Authz, Token, Revoke string
@@ -218,6 +233,7 @@ func Fingerprint(cfg *config.Config, name string) string {
 		ActorGrant, ActorType        string
 		RequestedType                string
 		Audience, Resource           []string
+		IdentityAssertion            *identityAssertion `json:",omitempty"`
 	}{
 		c.Provider, p.Issuer, p.AuthorizationEndpoint, p.TokenEndpoint, p.RevocationEndpoint,
 		p.DeviceAuthorizationEndpoint, p.RegistrationEndpoint,
@@ -225,7 +241,7 @@ func Fingerprint(cfg *config.Config, name string) string {
 		c.KeyID, c.SigningAlg, c.AssertionAudience,
 		g.Type, g.Scopes, g.AuthParams, g.TokenParams, g.Username, g.DPoP, as,
 		g.SubjectGrant, g.SubjectTokenType, g.ActorGrant, g.ActorTokenType, g.RequestedTokenType,
-		g.Audience, g.Resource,
+		g.Audience, g.Resource, ia,
 	}
 	// encoding/json writes map keys sorted: the same definition always
 	// hashes the same.

@@ -49,15 +49,21 @@ type clientRT struct {
 // providerFor returns the protocol client of g's client at g's provider,
 // discovering endpoints and registering the client on first use.
 func (d *Daemon) providerFor(ctx context.Context, g *grant) (*oauth.Provider, error) {
+	return d.clientProvider(ctx, g.name, g.cfg().Client)
+}
+
+// clientProvider returns the protocol client of client name at its
+// provider, for grant (named in errors), as providerFor does.
+func (d *Daemon) clientProvider(ctx context.Context, grant, name string) (*oauth.Provider, error) {
 	d.mu.RLock()
-	c := d.clients[g.cfg().Client]
+	c := d.clients[name]
 	var p *providerRT
 	if c != nil {
 		p = d.providers[c.cfg.Provider]
 	}
 	d.mu.RUnlock()
 	if c == nil || p == nil {
-		return nil, &oauth.Error{Op: "config", Description: fmt.Sprintf("grant %s: client or provider not configured", g.name), Class: oauth.Configuration}
+		return nil, &oauth.Error{Op: "config", Description: fmt.Sprintf("grant %s: client %s or its provider not configured", grant, name), Class: oauth.Configuration}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

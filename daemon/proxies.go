@@ -7,7 +7,6 @@ package daemon
 
 import (
 	"context"
-	"crypto/subtle"
 	"fmt"
 	"maps"
 	"math"
@@ -22,6 +21,7 @@ import (
 	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/server"
+	"github.com/tokend/tokend/store"
 )
 
 // grantProxy is one grant's proxy, listening.
@@ -164,6 +164,11 @@ func (s proxySource) Token(ctx context.Context, c server.Caller, name string) (*
 		return nil, apiError(err)
 	}
 	s.d.fetchMetric(g, http.StatusOK)
+	return s.tokenResponse(t), nil
+}
+
+// tokenResponse is t as the socket API answers it.
+func (s proxySource) tokenResponse(t *store.Token) *api.TokenResponse {
 	_, p := s.d.config()
 	exp := expiryOf(t, p)
 	return &api.TokenResponse{
@@ -172,39 +177,36 @@ func (s proxySource) Token(ctx context.Context, c server.Caller, name string) (*
 		ExpiresIn:   int64(exp.Sub(s.d.clock.Now()) / time.Second),
 		ExpiresAt:   exp.UTC(),
 		Scope:       t.Scope,
-	}, nil
+	}
 }
 
-// rejectedMinAge: a token obtained less than this long ago is not
-// refreshed again because a resource refused it; a resource that refuses
-// every token must not drive the grant's refreshes.
-const rejectedMinAge = 10 * time.Second
-
-// Rejected refreshes the grant when the refused token is still its
-// current one (joining a refresh that runs), then answers the current
-// token.
+// Rejected is the engine's answer to a refused token (stepup.go): the
+// grant refreshed once for everyone reporting the same token.
 func (s proxySource) Rejected(ctx context.Context, c server.Caller, name string, req api.RejectedRequest) (*api.TokenResponse, error) {
 	g, err := s.grant(c, name)
 	if err != nil {
 		return nil, err
 	}
-	d := s.d
-	t := g.cur.Load()
-	if t != nil && req.AccessToken != "" && subtle.ConstantTimeCompare([]byte(t.AccessToken), []byte(req.AccessToken)) == 1 &&
-		g.renewable(t) && d.clock.Now().Sub(t.Obtained) >= rejectedMinAge && d.fleetRefuseManual(g) == nil {
-		wctx, cancel := context.WithTimeout(ctx, d.opts.FetchWait)
-		_, _ = d.refreshWait(wctx, g, "rejected by the resource")
-		cancel()
+	t, err := s.d.rejected(ctx, g, req)
+	if err != nil {
+		s.d.fetchMetric(g, statusOfErr(err))
+		return nil, apiError(err)
 	}
-	return s.Token(ctx, c, name)
+	s.d.fetchMetric(g, http.StatusOK)
+	return s.tokenResponse(t), nil
 }
 
-// StepUp is not recorded by this engine yet: the proxy passes the 403 on.
-func (s proxySource) StepUp(_ context.Context, c server.Caller, name string, _ api.StepUpRequest) (*api.GrantStatus, error) {
-	if _, err := s.grant(c, name); err != nil {
+// StepUp records the scopes a resource asked for (stepup.go).
+func (s proxySource) StepUp(_ context.Context, c server.Caller, name string, req api.StepUpRequest) (*api.GrantStatus, error) {
+	g, err := s.grant(c, name)
+	if err != nil {
 		return nil, err
 	}
-	return nil, &api.Error{Status: http.StatusNotImplemented, Code: api.CodeInternalError, Description: "this daemon does not record step-ups"}
+	if err := s.d.recordStepUp(g, req); err != nil {
+		return nil, apiError(err)
+	}
+	st := s.d.status(g)
+	return &st, nil
 }
 
 func (s proxySource) DPoP(ctx context.Context, c server.Caller, name string, req api.DPoPRequest) (*api.DPoPResponse, error) {
