@@ -10,10 +10,8 @@ package config
 // them; check-config shows them.
 
 import (
-	"net"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/tokend/tokend/oauth"
@@ -82,7 +80,8 @@ func (c *Config) applyResourceDefaults() {
 }
 
 // validateResource checks the resource keys of grant g (called name, at
-// path; the proxy any grant may have is validateProxies'); cl is its client.
+// path); cl is its client. Its proxy is checked with the others
+// (validateProxies).
 func (c *Config) validateResource(p *problems, path, name string, g Grant, cl Client, clientOK bool) {
 	if g.ProtectedResource == "" {
 		for _, k := range []struct{ key, v string }{
@@ -148,18 +147,19 @@ func checkResourceURL(p *problems, path, raw string) {
 // explainResource writes how a protected_resource grant gets its
 // authorization server and client.
 func (c *Config) explainResource(w func(format string, args ...any), name string, g Grant) {
-	if g.Proxy != nil {
-		w("    proxy:    %s\n", g.Proxy.Listen)
-	}
 	if g.ProtectedResource == "" {
 		return
 	}
 	w("    protected resource: %s (sent as the resource of every request)\n", g.ProtectedResource)
-	as := "the first the resource lists"
-	if g.AuthorizationServer != "" {
-		as = g.AuthorizationServer
+	if pv := c.Clients[g.Client].Provider; !IsDerived(pv) {
+		w("    authorization server: provider %s, as configured (nothing is discovered from the resource)\n", pv)
+	} else {
+		as := "the first the resource lists"
+		if g.AuthorizationServer != "" {
+			as = g.AuthorizationServer
+		}
+		w("    authorization server: discovered from the resource: %s\n", as)
 	}
-	w("    authorization server: discovered from the resource: %s\n", as)
 	if g.Client != DerivedName(name) {
 		w("    client: %s (pre-registered)\n", g.Client)
 		return
@@ -190,17 +190,4 @@ func (c *Config) ClientMetadataDocumentFor(name string) ([]byte, error) {
 	}
 	cl := c.Clients[g.Client]
 	return oauth.ClientMetadataDocument(g.ClientIDMetadataDocument, cl.RedirectURI, cl.ClientName)
-}
-
-// splitHostPort splits host:port and parses the port.
-func splitHostPort(addr string) (string, int, error) {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", 0, err
-	}
-	n, err := strconv.Atoi(port)
-	if err != nil {
-		return "", 0, err
-	}
-	return host, n, nil
 }

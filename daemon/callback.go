@@ -52,7 +52,8 @@ func (d *Daemon) CompleteAuthorization(ctx context.Context, q url.Values, bindin
 		d.warnLimited("callback unbound "+pend.Grant, "callback refused: it lacks the browser binding of its authorization", "grant", pend.Grant, "has_cookie", binding != "")
 		return "", pageError(kindBadRequest, engine.CodeAuthorizationRefused,
 			"This callback does not come from the browser that opened tokend's start page, so tokend did not use its code. "+
-				"If you started this authorization, finish it in that browser, or start again with tokend authorize.")
+				"If you started this authorization, finish it in that browser, or start again with tokend authorize. "+
+				"If you started it with tokend authorize --paste, paste this page's address there.")
 	case errors.Is(err, store.ErrExpired):
 		if g := d.grant(pend.Grant); g != nil {
 			d.recordAuth(g, "callback after the authorization expired")

@@ -8,6 +8,7 @@ package daemon
 
 import (
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -137,19 +138,46 @@ func TestIdentityAssertionFromSubjectToken(t *testing.T) {
 }
 
 // The identity provider refuses the subject token: the grant says so, and
-// nothing reaches the authorization server.
+// nothing reaches the authorization server. A reload with a new subject
+// token (its file rewritten) tries again at once; one with the same token
+// does not.
 func TestIdentityAssertionRefusedByIdentityProvider(t *testing.T) {
 	idp := newIDJAGIssuer(t)
-	h := idjagHarness(t, idp, config.IdentityAssertion{SubjectToken: oauth.NewSecret("an-expired-id-token")}, nil)
+	h := idjagHarness(t, idp, config.IdentityAssertion{SubjectTokenFile: "/etc/tokend/alice.id_token", SubjectToken: oauth.NewSecret("an-expired-id-token")}, nil)
 	waitFor(t, "refusal recorded", func() bool { return h.status("ea").LastError != "" })
 	st := h.status("ea")
-	if st.State == api.StateValid || !strings.Contains(st.LastError, "identity_assertion") || !strings.Contains(st.LastError, "invalid_grant") {
+	if st.State == api.StateValid || !strings.Contains(st.LastError, "identity_assertion: invalid_grant: the identity provider refused the subject token: put a new subject token in /etc/tokend/alice.id_token and run tokend reload") {
 		t.Fatalf("status: %+v", st)
 	}
 	if n := h.prov.Stats().ByGrant["urn:ietf:params:oauth:grant-type:jwt-bearer"]; n != 0 {
 		t.Fatalf("%d JWT-bearer requests without an ID-JAG", n)
 	}
-	h.logMustNotContain("an-expired-id-token")
+
+	reload := func(token string) {
+		t.Helper()
+		cfg := *h.cfg
+		cfg.Grants = maps.Clone(h.cfg.Grants)
+		g := cfg.Grants["ea"]
+		ia := *g.IdentityAssertion
+		ia.SubjectToken = oauth.NewSecret(token)
+		g.IdentityAssertion = &ia
+		cfg.Grants["ea"] = g
+		if err := h.d.Reload(&cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, asked := idp.last()
+	reload("an-expired-id-token")
+	h.settle()
+	if _, n := idp.last(); n != asked || h.status("ea").State != api.StateReauthorizationRequired {
+		t.Fatalf("a reload with the same refused token asked again (%d → %d requests): %+v", asked, n, h.status("ea"))
+	}
+	idp.mu.Lock()
+	idp.subjects["a-fresh-id-token"] = "alice"
+	idp.mu.Unlock()
+	reload("a-fresh-id-token")
+	waitFor(t, "the new subject token exchanged", func() bool { return h.status("ea").State == api.StateValid })
+	h.logMustNotContain("an-expired-id-token", "a-fresh-id-token")
 }
 
 // The subject token is another grant's id token: nothing is asked of the

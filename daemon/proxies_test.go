@@ -15,9 +15,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/internal/devprovider"
 	"github.com/tokend/tokend/internal/testutil"
 	"github.com/tokend/tokend/server"
 )
@@ -28,6 +28,13 @@ type resource struct {
 	mu     sync.Mutex
 	auths  []string
 	refuse map[string]bool
+}
+
+// refuseBearer has the resource answer 401 to "Bearer tok".
+func (rs *resource) refuseBearer(tok string) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	rs.refuse["Bearer "+tok] = true
 }
 
 func (rs *resource) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -100,10 +107,7 @@ func TestGrantProxyRefreshesRejectedToken(t *testing.T) {
 	rs := &resource{refuse: map[string]bool{}}
 	h, hc := proxyHarness(t, rs)
 	old := h.token("cc").AccessToken
-	rs.mu.Lock()
-	rs.refuse["Bearer "+old] = true
-	rs.mu.Unlock()
-	h.advance(rejectedSpacing + time.Second)
+	rs.refuseBearer(old)
 	if code := proxyGet(t, hc); code != 200 {
 		t.Fatalf("through the proxy: %d", code)
 	}
@@ -220,5 +224,77 @@ func TestGrantProxyAddressTaken(t *testing.T) {
 	err = d.Run(context.Background(), serversOf(d))
 	if err == nil || !strings.Contains(err.Error(), "grants.cc.proxy.listen") {
 		t.Fatalf("Run: %v", err)
+	}
+}
+
+// A dpop grant's proxy against a resource that checks every proof (key,
+// method, exact URL, token hash, one use) and wants its nonce: the first
+// request is refused for the nonce and sent again, the next carries it.
+func TestGrantProxyDPoPAgainstResource(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "cc-proxy.sock")
+	h := newHarness(t, harnessOpts{prov: devprovider.Options{ResourceNonce: true}, config: func(c *config.Config) {
+		dpopCC(c)
+		g := c.Grants["cc"]
+		g.Proxy = &config.GrantProxy{Listen: sock}
+		c.Grants["cc"] = g
+	}, noRun: true})
+	g := h.cfg.Grants["cc"]
+	g.ProtectedResource = h.prov.URL() + "/resource/notes"
+	h.cfg.Grants["cc"] = g
+	h.start()
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", sock)
+	}}}
+	for i := range 3 {
+		resp, err := hc.Post("http://proxy/", "application/json", strings.NewReader(`{"n":1}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(b), `"token_type":"DPoP"`) {
+			t.Fatalf("request %d: %d %s", i, resp.StatusCode, b)
+		}
+	}
+	if st := h.prov.Stats(); st.ResourceRequests != 4 || st.ResourceRefused != 1 {
+		t.Errorf("resource: %d requests, %d refused; want 4 and 1 (the nonce)", st.ResourceRequests, st.ResourceRefused)
+	}
+	h.logMustNotContain(h.prov.Issued()...)
+}
+
+// Many callers refused with the same token at once: the daemon obtains
+// one new token, and each request reaches the resource twice.
+func TestGrantProxyConcurrentRejectionsOneRefresh(t *testing.T) {
+	const n = 8
+	rs := &resource{refuse: map[string]bool{}}
+	h, hc := proxyHarness(t, rs)
+	old := h.token("cc").AccessToken
+	rs.refuseBearer(old)
+	before := h.prov.Stats().TokenRequests
+	var wg sync.WaitGroup
+	codes := make([]int, n)
+	for i := range n {
+		wg.Go(func() {
+			resp, err := hc.Get("http://proxy/")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			codes[i] = resp.StatusCode
+		})
+	}
+	wg.Wait()
+	for i, c := range codes {
+		if c != 200 {
+			t.Errorf("caller %d: %d", i, c)
+		}
+	}
+	if got := h.prov.Stats().TokenRequests - before; got != 1 {
+		t.Errorf("the provider was asked for %d tokens, want 1", got)
+	}
+	if got := len(rs.seen()); got > 2*n {
+		t.Errorf("the resource saw %d requests for %d callers", got, n)
 	}
 }

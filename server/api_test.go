@@ -3,7 +3,6 @@ package server
 import (
 	"bytes"
 	"encoding/json"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -40,19 +39,5 @@ func TestProofRequestNonceBound(t *testing.T) {
 	}
 	if _, err := parseDPoPRequest(body(oauth.MaxDPoPNonce + 1)); err == nil || !strings.Contains(err.Error(), "1024 bytes") {
 		t.Fatalf("err = %v", err)
-	}
-}
-
-// Without the connect-time list of groups the peer has none: peerGroups
-// fails on what is not a socket, and returns nothing.
-func TestPeerGroupsFailClosed(t *testing.T) {
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	defer w.Close()
-	if gs, err := peerGroups(int(r.Fd())); err == nil || gs != nil {
-		t.Fatalf("peerGroups on a pipe: %v, %v; want an error and no groups", gs, err)
 	}
 }

@@ -24,31 +24,7 @@ import (
 // (POST .../rejected), which refreshes, and the client on stdio never
 // notices.
 func TestMCPBridgeWithDevDaemon(t *testing.T) {
-	dir, err := os.MkdirTemp("", "tkmcp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "tokend.sock")
-	ctx, cancel := context.WithCancel(context.Background())
-	daemon := newTestCLI()
-	done := make(chan int, 1)
-	go func() {
-		done <- daemon.cli.run(ctx, []string{"dev", "--dir", dir, "--metrics", "127.0.0.1:0", "--provider", "127.0.0.1:0"})
-	}()
-	defer func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Error("tokend dev did not stop")
-		}
-	}()
-	cl := api.NewClient(sock)
-	waitFor(t, "the demo grant's token", 30*time.Second, func() bool {
-		_, err := cl.Token(context.Background(), "demo")
-		return err == nil
-	})
+	sock, cl := startDevDaemon(t)
 
 	var mu sync.Mutex
 	var seen []string
@@ -144,6 +120,38 @@ func TestMCPBridgeWithDevDaemon(t *testing.T) {
 			t.Errorf("the server saw %q, without %q", got, w)
 		}
 	}
+}
+
+// startDevDaemon runs tokend dev until the test ends and returns its
+// socket once the demo grant (client_credentials) has a token.
+func startDevDaemon(t *testing.T) (string, *api.Client) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "tkmcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "tokend.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	daemon := newTestCLI()
+	done := make(chan int, 1)
+	go func() {
+		done <- daemon.cli.run(ctx, []string{"dev", "--dir", dir, "--metrics", "127.0.0.1:0", "--provider", "127.0.0.1:0"})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Error("tokend dev did not stop")
+		}
+		os.RemoveAll(dir)
+	})
+	cl := api.NewClient(sock)
+	waitFor(t, "the demo grant's token", 30*time.Second, func() bool {
+		_, err := cl.Token(context.Background(), "demo")
+		return err == nil
+	})
+	return sock, cl
 }
 
 // Without --url the bridge goes to the grant's protected_resource; a

@@ -15,14 +15,15 @@ import (
 	"github.com/tokend/tokend/server"
 )
 
-// cmdProxy is tokend proxy NAME --listen ADDR --upstream URL: a local
+// cmdProxy is tokend proxy NAME --listen ADDR [--upstream URL]: a local
 // reverse proxy that adds grant NAME's token, as a client of the daemon's
-// socket, until SIGINT or SIGTERM.
+// socket, until SIGINT or SIGTERM. The upstream is the grant's
+// protected_resource unless --upstream names another.
 func (c *cli) cmdProxy(ctx context.Context, args []string) int {
-	fs := c.flagSet("proxy", "proxy NAME --listen ADDR --upstream URL [--socket PATH]")
+	fs := c.flagSet("proxy", "proxy NAME --listen ADDR [--upstream URL] [--socket PATH]")
 	cf := c.addClientFlags(fs)
 	listen := fs.String("listen", "", "listen on `ADDR`: 127.0.0.1:PORT, [::1]:PORT or an absolute unix socket path")
-	upstream := fs.String("upstream", "", "the grant's protected resource, `URL` (requests for / go to it, /x to URL/x)")
+	upstream := fs.String("upstream", "", "forward to `URL` (requests for / go to it, /x to URL/x); default: the grant's protected_resource")
 	pos, code, ok := c.parseArgs(fs, args)
 	if !ok {
 		return code
@@ -31,18 +32,19 @@ func (c *cli) cmdProxy(ctx context.Context, args []string) int {
 	if !ok {
 		return code
 	}
-	switch {
-	case *listen == "":
+	if *listen == "" {
 		return c.usageErr(fs, "proxy: --listen ADDR is required")
-	case *upstream == "":
-		return c.usageErr(fs, "proxy: --upstream URL is required")
 	}
 	if err := server.CheckListenAddr(*listen); err != nil {
 		return c.usageErr(fs, "proxy: %s", err)
 	}
-	up, err := url.Parse(*upstream)
-	if err != nil {
-		return c.usageErr(fs, "proxy: --upstream: %s", err)
+	var up *url.URL
+	if *upstream != "" {
+		u, err := url.Parse(*upstream)
+		if err != nil {
+			return c.usageErr(fs, "proxy: --upstream: %s", err)
+		}
+		up = u
 	}
 	// --timeout bounds each request to the daemon, not the proxy's life.
 	cl, _, cancel := c.client(context.Background(), cf)
@@ -54,6 +56,14 @@ func (c *cli) cmdProxy(ctx context.Context, args []string) int {
 	scancel()
 	if err != nil {
 		return c.failGrant(name, err)
+	}
+	if up == nil {
+		if st.ProtectedResource == "" {
+			return c.usageErr(fs, "proxy: grant %s has no protected_resource: give --upstream URL", text(name))
+		}
+		if up, err = url.Parse(st.ProtectedResource); err != nil {
+			return c.usageErr(fs, "proxy: grant %s's protected_resource: %s", text(name), err)
+		}
 	}
 	log := slog.New(slog.NewTextHandler(c.stderr, nil))
 	p, err := server.NewProxy(server.ProxyConfig{

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -73,6 +74,10 @@ type attack struct {
 	// forbidden must not appear in what tokend says or logs (e.g. a
 	// lookup of a name it must not fetch).
 	forbidden *regexp.Regexp
+	// control marks the honest set-up, which shows that the fakes see
+	// what tokend sends: there the registration must reach the
+	// authorization server.
+	control bool
 }
 
 func goodPRM(base, as string) any {
@@ -92,6 +97,13 @@ func challengeTo(base string) string {
 }
 
 var attacks = []attack{{
+	name:       "control: an honest resource",
+	challenge:  challengeTo,
+	prm:        goodPRM,
+	asMeta:     goodASMeta,
+	clearError: regexp.MustCompile(`(?i)past`), // it waits for the pasted address, which never comes
+	control:    true,
+}, {
 	name:      "metadata naming another resource",
 	challenge: challengeTo,
 	prm: func(base, as string) any {
@@ -171,6 +183,13 @@ func TestMCPAttacks(t *testing.T) {
 			if code == 0 {
 				t.Errorf("tokend authorize --paste succeeded against %s:\n%s", a.name, said)
 			}
+			t.Logf("tokend said: %s; resource saw %v; authorization server saw %v", strings.TrimSpace(out+errs), res.requests(), as.requests())
+			if a.control {
+				if !slices.ContainsFunc(as.requests(), sent.MatchString) {
+					t.Errorf("the honest set-up: the authorization server saw no registration (%v): the fakes do not see what tokend sends", as.requests())
+				}
+				return
+			}
 			if !a.clearError.MatchString(out + errs) {
 				t.Errorf("tokend authorize says %q: want an error matching %v", strings.TrimSpace(out+errs), a.clearError)
 			}
@@ -192,20 +211,20 @@ func TestMCPAttacks(t *testing.T) {
 					}
 				}
 			}
-			t.Logf("tokend said: %s; resource saw %v; authorization server saw %v", strings.TrimSpace(out+errs), res.requests(), as.requests())
 		})
 	}
 }
 
-// curlAs runs curl as uid with args; it returns curl's output (the HTTP
-// status, or its error) and exit code.
+// curlAs runs curl as uid with args; it returns curl's output (the answer's
+// body, then the HTTP status on a line of its own; or curl's error) and
+// exit code.
 func curlAs(t testing.TB, uid uint32, args ...string) (string, int) {
 	t.Helper()
 	curl, err := exec.LookPath("curl")
 	if err != nil {
 		missing(t, fmt.Errorf("e2e/mcp: curl plays the other local user: %v (scripts/test-deps installs it)", err))
 	}
-	cmd := exec.Command(curl, append([]string{"-sS", "-o", "/dev/null", "-w", "%{http_code}", "-m", "20",
+	cmd := exec.Command(curl, append([]string{"-sS", "-w", "\n%{http_code}", "-m", "20",
 		"-H", "Content-Type: application/json", "-H", "Accept: application/json, text/event-stream", "--data", initialize}, args...)...)
 	testutil.AsUser(cmd, uid)
 	b, err := cmd.CombinedOutput()
@@ -247,25 +266,30 @@ func TestMCPProxyRefusesNonReaders(t *testing.T) {
 	} {
 		t.Run(via.name, func(t *testing.T) {
 			before := st.MCP.stats()["/mcp"].Requests
-			if out, code := curlAs(t, uint32(os.Getuid()), via.args...); code != 0 || out != "200" {
+			if out, code := curlAs(t, uint32(os.Getuid()), via.args...); code != 0 || !strings.HasSuffix(out, "\n200") {
 				t.Fatalf("the reader through the %s proxy: curl exit %d, %s: want 200", via.name, code, out)
 			}
 			if got := st.MCP.stats()["/mcp"].Requests; got != before+1 {
 				t.Fatalf("the reader's request: the MCP server saw %d requests, want 1", got-before)
 			}
 			out, code := curlAs(t, 65534, via.args...)
-			// Refused: 403 from the proxy, or the connection refused or
-			// closed before any answer.
-			if code == 0 && out != "403" {
-				t.Errorf("uid 65534 through the %s proxy: HTTP %s, want 403 or no connection", via.name, out)
+			// Refused: 403 from the proxy with an error that says so, or
+			// the connection refused before any answer.
+			i := strings.LastIndex(out, "\n")
+			body, status := strings.TrimSpace(out[:max(i, 0)]), out[i+1:]
+			if code == 0 {
+				var e struct {
+					Error       string `json:"error"`
+					Description string `json:"error_description"`
+				}
+				if status != "403" || json.Unmarshal([]byte(body), &e) != nil || e.Error == "" || e.Description == "" {
+					t.Errorf("uid 65534 through the %s proxy: %s %s, want 403 with an error saying why", via.name, status, body)
+				}
 			}
 			if got := st.MCP.stats()["/mcp"].Requests; got != before+1 {
 				t.Errorf("uid 65534's request reached the MCP server (%d requests)", got-before-1)
 			}
 			t.Logf("uid 65534 through the %s proxy: curl exit %d, %s", via.name, code, out)
 		})
-	}
-	if !regexp.MustCompile(`(?i)65534`).MatchString(td.logs.String()) {
-		t.Errorf("tokend's log does not say which user was refused")
 	}
 }
