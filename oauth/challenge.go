@@ -16,12 +16,15 @@ const MaxChallengeBytes = 8 << 10
 // that is not RFC 9110 §11.6.1's, an auth-param repeated in one challenge.
 var ErrMalformedChallenge = errors.New("malformed WWW-Authenticate")
 
-// Challenge is the Bearer challenge of a resource's 401 or 403 answer
-// (RFC 6750 §3, RFC 9728 §5.1). Its values have been through Printable.
+// Challenge is the Bearer (or DPoP) challenge of a resource's 401 or 403
+// answer (RFC 6750 §3, RFC 9449 §7.1, RFC 9728 §5.1). Its values have
+// been through Printable.
 type Challenge struct {
-	// Found reports that the headers held a Bearer challenge; the other
-	// fields are empty otherwise.
+	// Found reports that the headers held a Bearer or DPoP challenge; the
+	// other fields are empty otherwise.
 	Found bool
+	// Scheme is "Bearer" or "DPoP", as this package spells them.
+	Scheme string
 	// ResourceMetadata is RFC 9728's resource_metadata: where the
 	// resource's protected-resource metadata is. Not checked here:
 	// DiscoverResource holds it to CheckEndpointURL before fetching it.
@@ -51,11 +54,13 @@ func (c Challenge) Scopes() []string {
 // challenges (RFC 9110 §11.6.1: auth-scheme, then a token68 or
 // comma-separated auth-params whose values are tokens or quoted strings
 // with backslash escapes). The first challenge of scheme Bearer (any case)
-// is returned; the others are checked for syntax and skipped. Headers
+// is returned, or else the first of scheme DPoP, which carries the same
+// parameters (a resource that takes only DPoP-bound tokens names its
+// metadata there); the others are checked for syntax and skipped. Headers
 // over MaxChallengeBytes in all, malformed syntax and an auth-param given
 // twice in one challenge are refused with an error wrapping
 // ErrMalformedChallenge that says where (it quotes none of the header).
-// No Bearer challenge is not an error: Found is false.
+// No such challenge is not an error: Found is false.
 func ParseBearerChallenge(headers []string) (Challenge, error) {
 	total := 0
 	for _, h := range headers {
@@ -64,7 +69,7 @@ func ParseBearerChallenge(headers []string) (Challenge, error) {
 	if total > MaxChallengeBytes {
 		return Challenge{}, fmt.Errorf("%w: %d bytes, over the %d-byte limit", ErrMalformedChallenge, total, MaxChallengeBytes)
 	}
-	var found *rawChallenge
+	var found, dpop *rawChallenge
 	for i, h := range headers {
 		cs, err := parseChallenges(h)
 		if err != nil {
@@ -74,15 +79,23 @@ func ParseBearerChallenge(headers []string) (Challenge, error) {
 			return Challenge{}, fmt.Errorf("%w: %w", ErrMalformedChallenge, err)
 		}
 		for j := range cs {
-			if found == nil && strings.EqualFold(cs[j].scheme, "Bearer") {
+			switch {
+			case found == nil && strings.EqualFold(cs[j].scheme, "Bearer"):
 				found = &cs[j]
+			case dpop == nil && strings.EqualFold(cs[j].scheme, "DPoP"):
+				dpop = &cs[j]
 			}
 		}
 	}
-	if found == nil {
+	c := Challenge{Found: true, Scheme: "Bearer"}
+	switch {
+	case found != nil:
+	case dpop != nil:
+		found, c.Scheme = dpop, "DPoP"
+	default:
 		return Challenge{}, nil
 	}
-	c := Challenge{Found: true, Params: make(map[string]string, len(found.params))}
+	c.Params = make(map[string]string, len(found.params))
 	for k, v := range found.params {
 		c.Params[k] = Printable(v)
 	}
@@ -146,8 +159,8 @@ func (p *challengeParser) skipListSeparators() bool {
 //	auth-param  = token BWS "=" BWS ( token / quoted-string )
 //	token68     = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 //
-// An auth-param and the next challenge are both "token" after a comma;
-// what follows the token tells them apart ("=" for a parameter).
+// After a comma, what follows the next token tells an auth-param from
+// the next challenge (paramFollows).
 func parseChallenges(s string) ([]rawChallenge, error) {
 	p := &challengeParser{s: s}
 	var out []rawChallenge
@@ -162,7 +175,7 @@ func parseChallenges(s string) ([]rawChallenge, error) {
 			return nil, p.errorf("%s after auth-scheme %q", describeByte(s[p.pos]), clean(scheme, 40, nil))
 		}
 		p.skipOWS()
-		if p.pos < len(s) && s[p.pos] != ',' {
+		if p.pos < len(s) && (s[p.pos] != ',' || p.paramFollows()) {
 			if err := p.challengeBody(&c); err != nil {
 				return nil, err
 			}
@@ -228,23 +241,29 @@ func (p *challengeParser) challengeBody(c *rawChallenge) error {
 		if p.s[p.pos] != ',' {
 			return p.errorf("expected a comma after auth-param %q, found %s", clean(name, 40, nil), describeByte(p.s[p.pos]))
 		}
-		// Another auth-param of this challenge, or the next challenge?
-		save := p.pos
-		p.skipListSeparators()
-		if p.pos >= len(p.s) {
-			return nil
+		if !p.paramFollows() {
+			return nil // the next challenge starts after the comma
 		}
-		look := p.pos
-		if p.token() != "" {
-			p.skipOWS()
-			if p.pos < len(p.s) && p.s[p.pos] == '=' {
-				p.pos = look
-				continue
-			}
-		}
-		p.pos = save // the next challenge starts after the comma
-		return nil
 	}
+}
+
+// paramFollows, at a comma, reports whether an auth-param of the same
+// challenge comes next (empty list elements aside), and then moves to it;
+// otherwise pos stays at the comma. An auth-param and the next challenge
+// both start with a token; a parameter's is followed by "=".
+func (p *challengeParser) paramFollows() bool {
+	save := p.pos
+	p.skipListSeparators()
+	look := p.pos
+	if p.token() != "" {
+		p.skipOWS()
+		if p.pos < len(p.s) && p.s[p.pos] == '=' {
+			p.pos = look
+			return true
+		}
+	}
+	p.pos = save
+	return false
 }
 
 // isOpaqueToken reports whether a token68 starts at pos and is the whole

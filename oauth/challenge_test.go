@@ -16,30 +16,46 @@ func TestParseBearerChallenge(t *testing.T) {
 		{
 			name:    "MCP 401",
 			headers: []string{`Bearer resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/mcp", scope="files:read files:write"`},
-			want: Challenge{Found: true, ResourceMetadata: "https://mcp.example.com/.well-known/oauth-protected-resource/mcp", Scope: "files:read files:write",
+			want: Challenge{Found: true, Scheme: "Bearer", ResourceMetadata: "https://mcp.example.com/.well-known/oauth-protected-resource/mcp", Scope: "files:read files:write",
 				Params: map[string]string{"resource_metadata": "https://mcp.example.com/.well-known/oauth-protected-resource/mcp", "scope": "files:read files:write"}},
 		},
 		{
 			name:    "403 insufficient_scope, token values, odd spacing and case",
 			headers: []string{`bEARER   Error = insufficient_scope ,SCOPE="a b",error_description="needs \"b\" \\ now",, realm=x`},
-			want: Challenge{Found: true, Error: "insufficient_scope", Scope: "a b", ErrorDescription: `needs "b" \ now`, Realm: "x",
+			want: Challenge{Found: true, Scheme: "Bearer", Error: "insufficient_scope", Scope: "a b", ErrorDescription: `needs "b" \ now`, Realm: "x",
 				Params: map[string]string{"error": "insufficient_scope", "scope": "a b", "error_description": `needs "b" \ now`, "realm": "x"}},
 		},
 		{
 			name:    "Bearer after other challenges in one header",
 			headers: []string{`Basic realm="simple", Negotiate abc+/==, Newauth realm="apps", type=1, title="Login to \"apps\"", Bearer scope="s", resource_metadata="https://r.example/m"`},
-			want: Challenge{Found: true, Scope: "s", ResourceMetadata: "https://r.example/m",
+			want: Challenge{Found: true, Scheme: "Bearer", Scope: "s", ResourceMetadata: "https://r.example/m",
 				Params: map[string]string{"scope": "s", "resource_metadata": "https://r.example/m"}},
 		},
 		{
 			name:    "several headers: the first Bearer wins",
 			headers: []string{`Basic realm="a"`, `DPoP algs="ES256", Bearer scope="first"`, `Bearer scope="second"`},
-			want:    Challenge{Found: true, Scope: "first", Params: map[string]string{"scope": "first"}},
+			want:    Challenge{Found: true, Scheme: "Bearer", Scope: "first", Params: map[string]string{"scope": "first"}},
+		},
+		{
+			name:    "DPoP only: its parameters",
+			headers: []string{`Basic realm="x", DPoP algs="ES256 PS256", error="invalid_token", resource_metadata="https://r.example/m"`},
+			want: Challenge{Found: true, Scheme: "DPoP", Error: "invalid_token", ResourceMetadata: "https://r.example/m",
+				Params: map[string]string{"algs": "ES256 PS256", "error": "invalid_token", "resource_metadata": "https://r.example/m"}},
+		},
+		{
+			name:    "Bearer over an earlier DPoP",
+			headers: []string{`dpop algs="ES256", scope="d"`, `bearer scope="b"`},
+			want:    Challenge{Found: true, Scheme: "Bearer", Scope: "b", Params: map[string]string{"scope": "b"}},
+		},
+		{
+			name:    "empty list elements before and between parameters",
+			headers: []string{`, Bearer ,, scope="a" , , realm=r ,`},
+			want:    Challenge{Found: true, Scheme: "Bearer", Scope: "a", Realm: "r", Params: map[string]string{"scope": "a", "realm": "r"}},
 		},
 		{
 			name:    "bare Bearer",
 			headers: []string{`Bearer`},
-			want:    Challenge{Found: true, Params: map[string]string{}},
+			want:    Challenge{Found: true, Scheme: "Bearer", Params: map[string]string{}},
 		},
 		{
 			name:    "no Bearer challenge",
@@ -54,7 +70,7 @@ func TestParseBearerChallenge(t *testing.T) {
 		{
 			name:    "bidi overrides and invalid UTF-8 are dropped from values",
 			headers: []string{"Bearer error_description=\"a\\\"b\u202ec\xff\""},
-			want:    Challenge{Found: true, ErrorDescription: `a"bc`, Params: map[string]string{"error_description": `a"bc`}},
+			want:    Challenge{Found: true, Scheme: "Bearer", ErrorDescription: `a"bc`, Params: map[string]string{"error_description": `a"bc`}},
 		},
 	}
 	for _, c := range cases {

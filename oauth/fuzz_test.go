@@ -309,7 +309,7 @@ func FuzzParseBearerChallenge(f *testing.F) {
 		// What was parsed, written back as quoted strings, parses to the
 		// same values: escapes are undone exactly once.
 		var b strings.Builder
-		b.WriteString("Bearer")
+		b.WriteString(c.Scheme)
 		sep := " "
 		for k, v := range c.Params {
 			if Printable(v) != v {

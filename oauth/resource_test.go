@@ -265,6 +265,22 @@ func TestDiscoverResourceOrder(t *testing.T) {
 			},
 		},
 		{
+			name: "a resource taking DPoP only names its metadata in its DPoP challenge",
+			setup: func(rs, as *fakeHost) {
+				rs.route("/mcp", challenge401(`DPoP algs="ES256", resource_metadata="`+rs.URL+`/prm", scope="x"`))
+				rs.json("/prm", map[string]any{"resource": rs.URL + "/mcp", "authorization_servers": []string{as.URL}})
+				as.json("/.well-known/oauth-authorization-server", serverMetadata(as.URL))
+			},
+			resource: "/mcp",
+			rsAsked:  "POST /mcp, GET /prm",
+			asAsked:  "GET /.well-known/oauth-authorization-server",
+			check: func(t *testing.T, d *ResourceDiscovery, rs, as *fakeHost) {
+				if d.ResourceMetadataURL != rs.URL+"/prm" || !reflect.DeepEqual(d.ChallengeScopes, []string{"x"}) {
+					t.Errorf("%+v", d)
+				}
+			},
+		},
+		{
 			name: "GET probe",
 			setup: func(rs, as *fakeHost) {
 				rs.route("GET /api", challenge401(`Bearer scope="read"`))
