@@ -142,6 +142,9 @@ func (c *Config) explain(w io.Writer, now time.Time) {
 			fmt.Fprintf(w, "    schedule: %q, next forced refresh %s\n", g.Schedule, g.Schedule.Next(now).Format(time.RFC3339))
 		}
 		explainSinks(w, g.Sinks)
+		if g.Proxy != nil {
+			fmt.Fprintf(w, "    proxy:    %s -> %s, for the readers (by group over a unix socket only)\n", g.Proxy.Listen, g.ProtectedResource)
+		}
 	}
 	c.explainHooks(w)
 }

@@ -1,6 +1,9 @@
 package config
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestGrantProxy(t *testing.T) {
 	grant := func(name, extra string) string {
@@ -41,5 +44,14 @@ func TestGrantProxy(t *testing.T) {
 			}
 			wantProblems(t, err, tt.want...)
 		})
+	}
+}
+
+func TestExplainGrantProxy(t *testing.T) {
+	c := mustParse(t, minimal+"  n:\n    client: app\n    type: authorization_code\n    readers: {users: [root]}\n    protected_resource: https://mcp.example.com/mcp\n    proxy: {listen: \"127.0.0.1:8790\"}\n")
+	var b strings.Builder
+	c.Explain(&b)
+	if want := "    proxy:    127.0.0.1:8790 -> https://mcp.example.com/mcp, for the readers"; !strings.Contains(b.String(), want) {
+		t.Errorf("explanation lacks %q:\n%s", want, b.String())
 	}
 }

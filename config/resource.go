@@ -10,11 +10,8 @@ package config
 // them; check-config shows them.
 
 import (
-	"net"
 	"net/url"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/tokend/tokend/oauth"
@@ -83,11 +80,9 @@ func (c *Config) applyResourceDefaults() {
 }
 
 // validateResource checks the resource keys of grant g (called name, at
-// path) and the proxy any grant may have; cl is its client.
+// path); cl is its client. Its proxy is checked with the others
+// (validateProxies).
 func (c *Config) validateResource(p *problems, path, name string, g Grant, cl Client, clientOK bool) {
-	if g.Proxy != nil {
-		checkProxyListen(p, path+".proxy.listen", g.Proxy.Listen)
-	}
 	if g.ProtectedResource == "" {
 		for _, k := range []struct{ key, v string }{
 			{"authorization_server", g.AuthorizationServer},
@@ -149,46 +144,22 @@ func checkResourceURL(p *problems, path, raw string) {
 	}
 }
 
-// checkProxyListen checks a grant proxy's address: a TCP host:port on a
-// loopback address, or the absolute path of a unix socket.
-func checkProxyListen(p *problems, path, addr string) {
-	switch {
-	case addr == "":
-		p.errorf(path, "must be set: a loopback host:port such as 127.0.0.1:8790, or the absolute path of a unix socket")
-	case strings.HasPrefix(addr, "/"):
-		if filepath.Clean(addr) != addr {
-			p.errorf(path, "%q is not a clean absolute path", addr)
-		}
-	default:
-		host, port, err := splitHostPort(addr)
-		if err != nil {
-			p.errorf(path, "%q is neither host:port (e.g. 127.0.0.1:8790) nor an absolute unix socket path", addr)
-			return
-		}
-		if port < 1 || port > 65535 {
-			p.errorf(path, "%q has an invalid port", addr)
-		}
-		if !oauth.IsLoopbackHost(host) || host == "" {
-			p.errorf(path, "%q is not a loopback address: the proxy adds the grant's token to every request, so only this host may reach it", addr)
-		}
-	}
-}
-
 // explainResource writes how a protected_resource grant gets its
 // authorization server and client.
 func (c *Config) explainResource(w func(format string, args ...any), name string, g Grant) {
-	if g.Proxy != nil {
-		w("    proxy:    %s\n", g.Proxy.Listen)
-	}
 	if g.ProtectedResource == "" {
 		return
 	}
 	w("    protected resource: %s (sent as the resource of every request)\n", g.ProtectedResource)
-	as := "the first the resource lists"
-	if g.AuthorizationServer != "" {
-		as = g.AuthorizationServer
+	if pv := c.Clients[g.Client].Provider; !IsDerived(pv) {
+		w("    authorization server: provider %s, as configured (nothing is discovered from the resource)\n", pv)
+	} else {
+		as := "the first the resource lists"
+		if g.AuthorizationServer != "" {
+			as = g.AuthorizationServer
+		}
+		w("    authorization server: discovered from the resource: %s\n", as)
 	}
-	w("    authorization server: discovered from the resource: %s\n", as)
 	if g.Client != DerivedName(name) {
 		w("    client: %s (pre-registered)\n", g.Client)
 		return
@@ -219,17 +190,4 @@ func (c *Config) ClientMetadataDocumentFor(name string) ([]byte, error) {
 	}
 	cl := c.Clients[g.Client]
 	return oauth.ClientMetadataDocument(g.ClientIDMetadataDocument, cl.RedirectURI, cl.ClientName)
-}
-
-// splitHostPort splits host:port and parses the port.
-func splitHostPort(addr string) (string, int, error) {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", 0, err
-	}
-	n, err := strconv.Atoi(port)
-	if err != nil {
-		return "", 0, err
-	}
-	return host, n, nil
 }

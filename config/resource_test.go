@@ -33,8 +33,6 @@ func TestResourceGrantProblems(t *testing.T) {
 		{"every key", "  notes:\n    protected_resource: https://mcp.example.com/mcp\n    authorization_server: https://as.example.com\n    client_id_metadata_document: https://app.example.com/tokend.json\n    scopes: [a, b]\n    proxy: {listen: \"127.0.0.1:8790\"}\n    readers: {users: [root]}\n", nil},
 		{"provider-less client", "  notes:\n    protected_resource: http://127.0.0.1:9000/mcp\n    client: loose\n    readers: {users: [root]}\n", nil},
 		{"client_credentials", "  m:\n    protected_resource: https://api.example.com/\n    type: client_credentials\n    readers: {users: [root]}\n", nil},
-		{"unix proxy", "  notes:\n    protected_resource: https://mcp.example.com/mcp\n    proxy: {listen: /run/tokend/notes.sock}\n    readers: {users: [root]}\n", nil},
-		{"proxy on an ordinary grant", "  g:\n    client: app\n    type: authorization_code\n    proxy: {listen: \"[::1]:8790\"}\n    readers: {users: [root]}\n", nil},
 		{"http resource off loopback", "  notes:\n    protected_resource: http://mcp.example.com/mcp\n",
 			[]string{`grants.notes.protected_resource: `}},
 		{"resource with fragment", "  notes:\n    protected_resource: https://mcp.example.com/mcp#x\n",
@@ -59,12 +57,6 @@ func TestResourceGrantProblems(t *testing.T) {
 			[]string{`grants.b.client: client "loose" has no provider and already serves protected_resource grant "a"`}},
 		{"provider-less client on an ordinary grant", "  a:\n    protected_resource: https://a.example.com/mcp\n    client: loose\n  g:\n    client: loose\n    type: authorization_code\n",
 			[]string{`grants.g.client: client "loose" has no provider of its own: it serves protected_resource grant "a"`}},
-		{"proxy off loopback", "  notes:\n    protected_resource: https://mcp.example.com/mcp\n    proxy: {listen: \"0.0.0.0:8790\"}\n",
-			[]string{`grants.notes.proxy.listen: "0.0.0.0:8790" is not a loopback address`}},
-		{"proxy relative socket", "  notes:\n    protected_resource: https://mcp.example.com/mcp\n    proxy: {listen: notes.sock}\n",
-			[]string{`grants.notes.proxy.listen: "notes.sock" is neither host:port`}},
-		{"proxy without listen", "  notes:\n    protected_resource: https://mcp.example.com/mcp\n    proxy: {}\n",
-			[]string{`grants.notes.proxy.listen: must be set`}},
 		{"neither client nor resource", "  g:\n    type: authorization_code\n",
 			[]string{`grants.g.client: must name a client (or the protected_resource the token is for)`}},
 	}
@@ -87,7 +79,7 @@ func TestResourceGrantProblems(t *testing.T) {
 }
 
 func TestResourceGrantDerivesProviderAndClient(t *testing.T) {
-	c := mustParse(t, looseBase+"  notes:\n    protected_resource: https://mcp.example.com/mcp\n    authorization_server: https://as.example.com\n    client_id_metadata_document: https://app.example.com/tokend.json\n    proxy: {listen: \"127.0.0.1:8790\"}\n  pre:\n    protected_resource: https://pre.example.com/\n    client: loose\n")
+	c := mustParse(t, looseBase+"  notes:\n    protected_resource: https://mcp.example.com/mcp\n    authorization_server: https://as.example.com\n    client_id_metadata_document: https://app.example.com/tokend.json\n    proxy: {listen: \"127.0.0.1:8790\"}\n  pre:\n    protected_resource: https://pre.example.com/\n    client: loose\n  explicit:\n    protected_resource: https://api.example.com/\n    client: app\n")
 	g := c.Grants["notes"]
 	if g.Type != GrantAuthorizationCode || g.Client != DerivedName("notes") {
 		t.Fatalf("grant type %q client %q, want authorization_code and the derived client", g.Type, g.Client)
@@ -127,8 +119,9 @@ func TestResourceGrantDerivesProviderAndClient(t *testing.T) {
 		"authorization server: discovered from the resource: https://as.example.com",
 		"client: https://app.example.com/tokend.json",
 		`"client_id": "https://app.example.com/tokend.json"`,
-		"proxy:    127.0.0.1:8790",
+		"proxy:    127.0.0.1:8790 -> https://mcp.example.com/mcp",
 		"client: loose (pre-registered)",
+		"authorization server: provider corp, as configured (nothing is discovered from the resource)",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("Explain lacks %q:\n%s", want, out.String())

@@ -33,6 +33,8 @@ func (d *Daemon) authorize(ctx context.Context, g *grant) (*api.AuthorizeRespons
 		if _, err := d.refresh(g, "authorize"); err != nil {
 			return nil, authorizeFailed(kindProvider, err)
 		}
+		// The new token was asked for with a step-up's scopes.
+		d.clearStepUp(g.name)
 		s := d.status(g)
 		return &api.AuthorizeResponse{Grant: g.name, Kind: g.typ, Status: &s}, nil
 	}

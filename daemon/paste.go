@@ -159,6 +159,11 @@ func (d *Daemon) exchangeCode(ctx context.Context, g *grant, prov *oauth.Provide
 		d.log.Warn("code exchange failed", "grant", g.name, "err", err)
 		return err
 	}
+	if tok.Scope == "" {
+		// No scope in the answer: the scopes asked for (RFC 6749 §5.1),
+		// which a step-up's check compares with.
+		tok.Scope = strings.Join(d.authorizeScopes(g, d.grantScopes(g)), " ")
+	}
 	if err := d.storeAuthorized(g, tok, key, outcome); err != nil {
 		d.log.Error("saving authorized token", "grant", g.name, "err", err)
 		return err

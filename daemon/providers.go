@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tokend/tokend/config"
@@ -30,8 +31,9 @@ type providerRT struct {
 	mu  sync.Mutex
 	eps *oauth.Endpoints
 	// found is what discovery from a protected resource found, for a
-	// provider derived from a protected_resource grant (resource.go).
-	found *oauth.ResourceDiscovery
+	// provider derived from a protected_resource grant (resource.go); set
+	// with eps, read without mu (nil until then).
+	found atomic.Pointer[oauth.ResourceDiscovery]
 }
 
 // clientRT resolves a client once: configured credentials, or a dynamic
@@ -131,26 +133,43 @@ func (d *Daemon) endpoints(ctx context.Context, p *providerRT) (oauth.Endpoints,
 	}
 	eps, err := oauth.Discover(dctx, d.countingHTTP(base, p.name, EndpointDiscovery, nil), p.cfg.Issuer)
 	if err == nil {
-		if b, merr := json.Marshal(eps); merr == nil {
-			if perr := d.st.PutProvider(p.name, b); perr != nil {
-				d.log.Warn("caching discovered endpoints", "provider", p.name, "err", perr)
-			}
-		}
+		d.cacheDiscovered(p, eps, "endpoints")
 		d.log.Info("provider discovered", "provider", p.name, "issuer", eps.Issuer, "token_endpoint", eps.Token)
-	} else {
-		cached, cerr := d.cachedEndpoints(p)
-		if cerr != nil {
-			if !errors.Is(cerr, store.ErrNotFound) {
-				d.log.Error("discovery failed, and the cached endpoints are not used", "provider", p.name, "err", err, "cache", cerr)
-			}
-			return oauth.Endpoints{}, err
-		}
-		eps = cached
-		d.log.Warn("discovery failed; using cached endpoints", "provider", p.name, "err", err)
+	} else if err = d.fallBackToCache(p, err, "endpoints", func() (cerr error) {
+		eps, cerr = d.cachedEndpoints(p)
+		return cerr
+	}); err != nil {
+		return oauth.Endpoints{}, err
 	}
 	merged := mergeEndpoints(eps, explicit)
 	p.eps = &merged
 	return merged, nil
+}
+
+// cacheDiscovered keeps v, what discovery found for p (what names it in
+// the log), in the store, for discovery to fall back on when it fails.
+func (d *Daemon) cacheDiscovered(p *providerRT, v any, what string) {
+	b, err := json.Marshal(v)
+	if err == nil {
+		err = d.st.PutProvider(p.name, b)
+	}
+	if err != nil {
+		d.log.Warn("caching discovered "+what, "provider", p.name, "err", err)
+	}
+}
+
+// fallBackToCache reads what discovery cached for p with read, after
+// discovery failed with err: nil when the cache serves, else err. A cache
+// that read refuses is logged.
+func (d *Daemon) fallBackToCache(p *providerRT, err error, what string, read func() error) error {
+	if cerr := read(); cerr != nil {
+		if !errors.Is(cerr, store.ErrNotFound) {
+			d.log.Error("discovery failed, and the cached "+what+" are not used", "provider", p.name, "err", err, "cache", cerr)
+		}
+		return err
+	}
+	d.log.Warn("discovery failed; using cached "+what, "provider", p.name, "err", err)
+	return nil
 }
 
 // cachedEndpoints reads p's endpoints as the store cached them at the last

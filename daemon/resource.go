@@ -6,13 +6,12 @@ package daemon
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
+	"slices"
 
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/oauth"
-	"github.com/tokend/tokend/store"
 )
 
 // grantParams are params (a grant's auth_params or token_params) with,
@@ -45,14 +44,21 @@ func (d *Daemon) resourceOf(g *grant) string {
 }
 
 // grantScopes are the scopes g asks for: configured ones win; a
-// protected_resource grant without them asks for those discovery chose.
+// protected_resource grant without them asks for those discovery chose,
+// without offline_access for a grant that gets no refresh token (a
+// machine grant obtains its token again instead; a server may refuse the
+// scope to a client with no user).
 func (d *Daemon) grantScopes(g *grant) []string {
 	gc := g.cfg()
 	if len(gc.Scopes) > 0 || gc.ProtectedResource == "" {
 		return gc.Scopes
 	}
 	if f := d.resourceFoundFor(g); f != nil {
-		return f.Scopes(nil)
+		s := f.Scopes(nil)
+		if !renewsWithRefreshToken(g.typ) {
+			s = slices.DeleteFunc(s, func(x string) bool { return x == oauth.ScopeOfflineAccess })
+		}
+		return s
 	}
 	return nil
 }
@@ -82,12 +88,7 @@ func (d *Daemon) resourceEndpoints(ctx context.Context, p *providerRT) (oauth.En
 	found, err := oauth.DiscoverResource(dctx, d.countingHTTP(base, p.name, EndpointDiscovery, nil), r.Resource,
 		oauth.ResourceOptions{AuthorizationServer: r.AuthorizationServer})
 	if err == nil {
-		rec := resourceRecord{Resource: r.Resource, AuthorizationServer: r.AuthorizationServer, Discovery: found}
-		if b, merr := json.Marshal(rec); merr == nil {
-			if perr := d.st.PutProvider(p.name, b); perr != nil {
-				d.log.Warn("caching discovered resource metadata", "provider", p.name, "err", perr)
-			}
-		}
+		d.cacheDiscovered(p, resourceRecord{Resource: r.Resource, AuthorizationServer: r.AuthorizationServer, Discovery: found}, "resource metadata")
 		d.log.Info("protected resource discovered", "grant", r.Grant, "resource", found.Resource, "issuer", found.Issuer,
 			"token_endpoint", found.Endpoints.Token, "legacy", string(found.Legacy))
 	} else {
@@ -97,17 +98,14 @@ func (d *Daemon) resourceEndpoints(ctx context.Context, p *providerRT) (oauth.En
 			// overridden by an older answer.
 			return oauth.Endpoints{}, err
 		}
-		cached, cerr := d.cachedResource(p)
-		if cerr != nil {
-			if !errors.Is(cerr, store.ErrNotFound) {
-				d.log.Error("discovery failed, and the cached resource metadata is not used", "provider", p.name, "err", err, "cache", cerr)
-			}
+		if err = d.fallBackToCache(p, err, "resource metadata", func() (cerr error) {
+			found, cerr = d.cachedResource(p)
+			return cerr
+		}); err != nil {
 			return oauth.Endpoints{}, err
 		}
-		found = cached
-		d.log.Warn("discovery failed; using cached resource metadata", "provider", p.name, "err", err)
 	}
-	p.found = found
+	p.found.Store(found)
 	eps := found.Endpoints
 	p.eps = &eps
 	return eps, nil
@@ -136,7 +134,8 @@ func (d *Daemon) cachedResource(p *providerRT) (*oauth.ResourceDiscovery, error)
 }
 
 // resourceFoundFor is what discovery found for g's provider; nil when it
-// has none (yet), or is not derived from a protected resource.
+// has none (yet: providerFor discovers), or is not derived from a
+// protected resource.
 func (d *Daemon) resourceFoundFor(g *grant) *oauth.ResourceDiscovery {
 	return d.foundOf(g.cfg().Client)
 }
@@ -151,11 +150,10 @@ func (d *Daemon) foundOf(client string) *oauth.ResourceDiscovery {
 		p = d.providers[c.cfg.Provider]
 	}
 	d.mu.RUnlock()
-	if p == nil || !p.mu.TryLock() {
-		return nil // being discovered: whoever needs it waits in providerFor first
+	if p == nil {
+		return nil
 	}
-	defer p.mu.Unlock()
-	return p.found
+	return p.found.Load()
 }
 
 // derivedIdentity is derivedClient for c, with what discovery found for

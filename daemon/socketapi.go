@@ -183,6 +183,15 @@ func (d *Daemon) fetchMetric(g *grant, code int) {
 	d.metrics.ObserveFetch(name, code)
 }
 
+// writeFetchFailure answers a request for g's token that failed with err,
+// and counts it as a fetch.
+func (d *Daemon) writeFetchFailure(w http.ResponseWriter, g *grant, err error) {
+	code, resp := answerOf(err)
+	d.fetchMetric(g, code)
+	setRetryAfter(w, err)
+	writeJSON(w, code, resp)
+}
+
 func (d *Daemon) handleToken(w http.ResponseWriter, r *http.Request) {
 	g, ok := d.lookup(w, r, false)
 	if !ok {
@@ -190,10 +199,7 @@ func (d *Daemon) handleToken(w http.ResponseWriter, r *http.Request) {
 	}
 	t, err := d.fetch(r.Context(), g)
 	if err != nil {
-		code, resp := answerOf(err)
-		d.fetchMetric(g, code)
-		setRetryAfter(w, err)
-		writeJSON(w, code, resp)
+		d.writeFetchFailure(w, g, err)
 		return
 	}
 	d.fetchMetric(g, http.StatusOK)
@@ -319,21 +325,12 @@ func (d *Daemon) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
-// handleComplete completes a paste-back authorization (paste.go).
+// handleComplete completes a paste-back authorization (paste.go), for
+// the operator who started it.
 func (d *Daemon) handleComplete(w http.ResponseWriter, r *http.Request) {
-	g, ok := d.lookup(w, r, true)
-	if !ok {
-		return
-	}
-	var req api.CompleteRequest
-	if !decodeBody(w, r, &req, false) {
-		return
-	}
-	if err := d.completePaste(r.Context(), g, peerFrom(r.Context()), req); err != nil {
-		writeFailure(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, d.status(g))
+	statusAction(d, w, r, true, func(g *grant, req api.CompleteRequest) error {
+		return d.completePaste(r.Context(), g, peerFrom(r.Context()), req)
+	})
 }
 
 // handleRejected serves POST .../rejected (stepup.go) to the grant's readers.
@@ -348,10 +345,7 @@ func (d *Daemon) handleRejected(w http.ResponseWriter, r *http.Request) {
 	}
 	t, err := d.rejected(r.Context(), g, req)
 	if err != nil {
-		code, resp := answerOf(err)
-		d.fetchMetric(g, code)
-		setRetryAfter(w, err)
-		writeJSON(w, code, resp)
+		d.writeFetchFailure(w, g, err)
 		return
 	}
 	d.fetchMetric(g, http.StatusOK)
@@ -363,15 +357,24 @@ func (d *Daemon) handleRejected(w http.ResponseWriter, r *http.Request) {
 
 // handleStepUp serves POST .../step-up (stepup.go) to the grant's readers.
 func (d *Daemon) handleStepUp(w http.ResponseWriter, r *http.Request) {
-	g, ok := d.lookup(w, r, false)
+	statusAction(d, w, r, false, func(g *grant, req api.StepUpRequest) error {
+		return d.recordStepUp(g, req)
+	})
+}
+
+// statusAction serves a request whose JSON body, a T, act carries out on
+// the named grant (which the caller may read, or act on when write is
+// set), answering the grant's status.
+func statusAction[T any](d *Daemon, w http.ResponseWriter, r *http.Request, write bool, act func(g *grant, req T) error) {
+	g, ok := d.lookup(w, r, write)
 	if !ok {
 		return
 	}
-	var req api.StepUpRequest
+	var req T
 	if !decodeBody(w, r, &req, false) {
 		return
 	}
-	if err := d.recordStepUp(g, req); err != nil {
+	if err := act(g, req); err != nil {
 		writeFailure(w, err)
 		return
 	}

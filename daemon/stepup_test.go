@@ -2,8 +2,10 @@ package daemon
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -72,6 +74,12 @@ func TestPasteAuthorization(t *testing.T) {
 	ar := h.authorizePaste("user")
 	landed := h.approve(ar.URL)
 
+	// The browser's redirect reaching the callback listener (a browser on
+	// this host) cannot use it: it has no binding.
+	lu, _ := url.Parse(landed)
+	if resp, page := get(t, noCookies, h.onListener(lu), ""); resp.StatusCode != http.StatusBadRequest || !strings.Contains(page, "--paste") {
+		t.Fatalf("callback of a paste-back authorization: %d %s", resp.StatusCode, page)
+	}
 	code, body := h.complete("user", "not-"+ar.PasteID, landed)
 	if code != http.StatusBadRequest || !strings.Contains(string(body), api.CodePasteRefused) {
 		t.Fatalf("paste with another id: %d %s", code, body)
@@ -295,4 +303,83 @@ func TestRejectedTokenRefreshedOnce(t *testing.T) {
 	if code, b := h.post("/v1/tokens/user/rejected", `{}`); code != http.StatusBadRequest {
 		t.Fatalf("rejected without a token: %d %s", code, b)
 	}
+}
+
+// A client_credentials grant on a protected resource names it on every
+// token request.
+func TestResourceOnClientCredentials(t *testing.T) {
+	h := newHarness(t, harnessOpts{config: func(c *config.Config) {
+		g := c.Grants["cc"]
+		g.ProtectedResource = "https://api.example.com/v1"
+		c.Grants["cc"] = g
+	}})
+	h.token("cc")
+	if code, body := h.post("/v1/tokens/cc/refresh", ""); code != 200 {
+		t.Fatalf("refresh: %d %s", code, body)
+	}
+	got := h.prov.Stats().Resources
+	if len(got) != 2 || got[0] != "client_credentials https://api.example.com/v1" || got[1] != got[0] {
+		t.Fatalf("resources sent: %q", got)
+	}
+}
+
+// A step-up of a grant that needs no person: tokend authorize obtains a
+// token with the held and the asked-for scopes at once, which ends it.
+func TestStepUpClientCredentials(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	if s := h.status("cc").Scope; s != "read" {
+		t.Fatalf("scope %q", s)
+	}
+	if code, body := h.post("/v1/tokens/cc/step-up", `{"scope":"write"}`); code != 200 || !strings.Contains(string(body), `"step_up_scopes":["write"]`) {
+		t.Fatalf("step-up: %d %s", code, body)
+	}
+	if code, body := h.post("/v1/tokens/cc/authorize", ""); code != 200 {
+		t.Fatalf("authorize: %d %s", code, body)
+	}
+	st := h.status("cc")
+	if st.State != api.StateValid || len(st.StepUpScopes) != 0 || !slices.Equal(strings.Fields(st.Scope), []string{"read", "write"}) {
+		t.Fatalf("after authorize: state %s, step-up %q, scope %q", st.State, st.StepUpScopes, st.Scope)
+	}
+}
+
+// A recorded step-up is a hook event; a covered one and a refused one are
+// not, and the metric counts all three.
+func TestStepUpHookAndMetric(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "events")
+	script := fmt.Sprintf(`printf '%%s %%s %%s\n' "$TOKEND_EVENT_NAME" "$TOKEND_EVENT_GRANT" "$TOKEND_EVENT_STATE" >> '%s'`, out)
+	m := &stepUpCounts{}
+	h := newHarness(t, harnessOpts{noRun: true, config: func(c *config.Config) {
+		c.Hooks = []config.Hook{{Events: []string{config.EventStepUp}, Command: []string{"sh", "-c", script}}}
+	}})
+	h.startWith(Options{Metrics: m})
+	for _, scope := range []string{"read", "write", "admin", "delete", "more"} {
+		h.post("/v1/tokens/cc/step-up", `{"scope":"`+scope+`"}`)
+	}
+	want := []string{"step_up cc reauthorization_required", "step_up cc reauthorization_required", "step_up cc reauthorization_required"}
+	waitFor(t, "the step-up events", func() bool { return len(readLines(t, out)) >= len(want) })
+	if got := readLines(t, out); !slices.Equal(got, want) {
+		t.Fatalf("events %q, want %q", got, want)
+	}
+	if got := m.get(); !slices.Equal(got, []string{"cc covered", "cc recorded", "cc recorded", "cc recorded", "cc limited"}) {
+		t.Fatalf("step-up metric %q", got)
+	}
+}
+
+// stepUpCounts is a Metrics that records ObserveStepUp.
+type stepUpCounts struct {
+	nopMetrics
+	mu   sync.Mutex
+	seen []string
+}
+
+func (m *stepUpCounts) ObserveStepUp(grant, result string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.seen = append(m.seen, grant+" "+result)
+}
+
+func (m *stepUpCounts) get() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.seen)
 }

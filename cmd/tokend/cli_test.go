@@ -803,3 +803,24 @@ func TestAuthorizePaste(t *testing.T) {
 		t.Fatalf("requests %q", calls)
 	}
 }
+
+// tokend status NAME says which scopes a step-up asks for, and why.
+func TestStatusStepUp(t *testing.T) {
+	st := `{"name":"notes","type":"authorization_code","provider":"resource:notes","state":"reauthorization_required",
+	 "protected_resource":"https://mcp.example.com/mcp","step_up_scopes":["notes:write","notes:admin"],
+	 "step_up_reason":"a resource asked for scope \"notes:write\" (403 insufficient_scope) at 2026-11-23T09:59:00Z","generation":1}`
+	f := newFakeDaemon(t, map[string][]reply{"GET /v1/tokens/notes/status": {{200, st}}})
+	tc := newTestCLI()
+	if code := tc.run("status", "notes", "--socket", f.socket); code != 0 {
+		t.Fatalf("exit %d: %s", code, tc.errOut.String())
+	}
+	for _, want := range []string{
+		"protected resource:  https://mcp.example.com/mcp\n",
+		"step-up scopes:      notes:write notes:admin (the next tokend authorize notes asks for them too)\n",
+		`step-up reason:      a resource asked for scope "notes:write" (403 insufficient_scope) at 2026-11-23T09:59:00Z` + "\n",
+	} {
+		if !strings.Contains(tc.out.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, tc.out.String())
+		}
+	}
+}
