@@ -390,7 +390,11 @@ func (d *Daemon) configure(cfg *config.Config) error {
 			g.tokenState = prev.tokenState
 			// Re-indexed under the new policy; a permanent failure gets
 			// another chance, since the configuration may have fixed it.
-			d.publish(g, clearPermanent(g.cur.Load()), p)
+			t := clearPermanent(g.cur.Load())
+			if newSubjectToken(prev, g) {
+				t = retryRefused(t)
+			}
+			d.publish(g, t, p)
 		} else {
 			g.tokenState = &fresh[i]
 			d.publish(g, emptyToken(g.name), p)

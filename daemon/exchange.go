@@ -8,6 +8,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/tokend/tokend/api"
@@ -243,7 +244,55 @@ func (d *Daemon) identityAssertion(ctx context.Context, g *grant, prov *oauth.Pr
 		Scopes:           scopes,
 	})
 	if err != nil {
-		return nil, err
+		return nil, subjectRefused(err, ia)
 	}
 	return prov.JWTBearer(ctx, jag, scopes, d.grantParams(g, gc.TokenParams))
+}
+
+// subjectRefused adds to the identity provider's refusal of the subject
+// token (invalid_grant: expired, revoked) what a person does about it; any
+// other failure is returned as it is.
+func subjectRefused(err error, ia *config.IdentityAssertion) error {
+	var e *oauth.Error
+	if !errors.As(err, &e) || e.Class != oauth.Reauthorize {
+		return err
+	}
+	var what string
+	switch {
+	case ia.SubjectGrant != "":
+		what = "it is exchanged again when grant " + ia.SubjectGrant + " gets a new token"
+	case ia.SubjectTokenFile != "":
+		what = "put a new subject token in " + ia.SubjectTokenFile + " and run tokend reload"
+	case ia.SubjectTokenCredential != "":
+		what = "give credential " + ia.SubjectTokenCredential + " a new subject token and run tokend reload"
+	default:
+		what = "configure a new subject token"
+	}
+	n := *e
+	desc := "the identity provider refused the subject token"
+	if e.Description != "" {
+		desc = e.Description + "; " + desc
+	}
+	n.Description = desc + ": " + what
+	return &n
+}
+
+// newSubjectToken reports whether a reload gave g's identity assertion
+// another subject token (from its file or credential) than prev had: the
+// token the identity provider refused may have been replaced.
+func newSubjectToken(prev, g *grant) bool {
+	a, b := prev.cfg().IdentityAssertion, g.cfg().IdentityAssertion
+	return b != nil && b.SubjectGrant == "" && (a == nil || a.SubjectToken.Reveal() != b.SubjectToken.Reveal())
+}
+
+// retryRefused lets a grant stopped by a refused input (reauthorization
+// required, which no person's authorization fixes for a jwt_bearer grant)
+// be tried again.
+func retryRefused(t *store.Token) *store.Token {
+	if t.State != api.StateReauthorizationRequired {
+		return t
+	}
+	c := *t
+	c.State = api.StateFailing
+	return &c
 }

@@ -8,9 +8,11 @@ package daemon
 
 import (
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -136,19 +138,46 @@ func TestIdentityAssertionFromSubjectToken(t *testing.T) {
 }
 
 // The identity provider refuses the subject token: the grant says so, and
-// nothing reaches the authorization server.
+// nothing reaches the authorization server. A reload with a new subject
+// token (its file rewritten) tries again at once; one with the same token
+// does not.
 func TestIdentityAssertionRefusedByIdentityProvider(t *testing.T) {
 	idp := newIDJAGIssuer(t)
-	h := idjagHarness(t, idp, config.IdentityAssertion{SubjectToken: oauth.NewSecret("an-expired-id-token")}, nil)
+	h := idjagHarness(t, idp, config.IdentityAssertion{SubjectTokenFile: "/etc/tokend/alice.id_token", SubjectToken: oauth.NewSecret("an-expired-id-token")}, nil)
 	waitFor(t, "refusal recorded", func() bool { return h.status("ea").LastError != "" })
 	st := h.status("ea")
-	if st.State == api.StateValid || !strings.Contains(st.LastError, "identity_assertion") || !strings.Contains(st.LastError, "invalid_grant") {
+	if st.State == api.StateValid || !strings.Contains(st.LastError, "identity_assertion: invalid_grant: the identity provider refused the subject token: put a new subject token in /etc/tokend/alice.id_token and run tokend reload") {
 		t.Fatalf("status: %+v", st)
 	}
 	if n := h.prov.Stats().ByGrant["urn:ietf:params:oauth:grant-type:jwt-bearer"]; n != 0 {
 		t.Fatalf("%d JWT-bearer requests without an ID-JAG", n)
 	}
-	h.logMustNotContain("an-expired-id-token")
+
+	reload := func(token string) {
+		t.Helper()
+		cfg := *h.cfg
+		cfg.Grants = maps.Clone(h.cfg.Grants)
+		g := cfg.Grants["ea"]
+		ia := *g.IdentityAssertion
+		ia.SubjectToken = oauth.NewSecret(token)
+		g.IdentityAssertion = &ia
+		cfg.Grants["ea"] = g
+		if err := h.d.Reload(&cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, asked := idp.last()
+	reload("an-expired-id-token")
+	h.settle()
+	if _, n := idp.last(); n != asked || h.status("ea").State != api.StateReauthorizationRequired {
+		t.Fatalf("a reload with the same refused token asked again (%d → %d requests): %+v", asked, n, h.status("ea"))
+	}
+	idp.mu.Lock()
+	idp.subjects["a-fresh-id-token"] = "alice"
+	idp.mu.Unlock()
+	reload("a-fresh-id-token")
+	waitFor(t, "the new subject token exchanged", func() bool { return h.status("ea").State == api.StateValid })
+	h.logMustNotContain("an-expired-id-token", "a-fresh-id-token")
 }
 
 // The subject token is another grant's id token: nothing is asked of the
@@ -186,4 +215,69 @@ func TestIdentityAssertionFollowsSubjectGrant(t *testing.T) {
 	if form, _ := idp.last(); form.Get("subject_token") != newID {
 		t.Fatalf("exchanged %v, not the new id token", form)
 	}
+}
+
+// The machine grants of a protected resource: everything but the client is
+// discovered from the resource, whose URL every request names (RFC 8707).
+
+// A client_credentials grant with a key (private_key_jwt, ES256), its
+// assertions addressed to the issuer discovery found.
+func TestResourceClientCredentialsWithKey(t *testing.T) {
+	k := ecSigningKey(t)
+	h, pr := resourceHarness(t, devprovider.Options{Clients: []devprovider.Client{{ID: "robot", AuthMethod: devprovider.AuthMethodPrivateKeyJWT, JWKS: publicJWKS(t, k)}}},
+		func(c *config.Config, _ *protectedResource) {
+			c.Clients["robot"] = config.Client{ClientID: "robot", Key: &k, SigningAlg: "ES256", AssertionAudience: "issuer"}
+			g := c.Grants["notes"]
+			g.Client, g.Type = "robot", config.GrantClientCredentials
+			c.Grants["notes"] = g
+		})
+	reobtained(t, h, "notes")
+	info, _ := h.prov.TokenInfo(h.token("notes").AccessToken)
+	if info.ClientID != "robot" || info.GrantType != "client_credentials" || info.Scope != "notes:read" {
+		t.Errorf("token: %+v", info)
+	}
+	for _, r := range h.prov.Stats().Resources {
+		if r != "client_credentials "+pr.url() {
+			t.Errorf("resource sent: %q, want client_credentials %s", r, pr.url())
+		}
+	}
+	if s := h.prov.Stats(); s.Registrations != 0 || len(s.Resources) < 2 {
+		t.Errorf("stats: %+v", s)
+	}
+	h.logMustNotContain(privateParts(t, k)...)
+}
+
+// Enterprise-managed authorization on a protected resource: the ID-JAG is
+// asked for the discovered authorization server's issuer and the
+// resource, and presented there with the pre-registered client.
+func TestResourceIdentityAssertion(t *testing.T) {
+	idp := newIDJAGIssuer(t)
+	idp.subjects["the-id-token"] = "alice"
+	// The daemon's fake clock starts at t0 and is not moved here.
+	idp.clock = newFakeClock(t0)
+	h, pr := resourceHarness(t, devprovider.Options{AssertionIssuers: []devprovider.AssertionIssuer{{Issuer: idp.srv.URL, JWKS: publicJWKS(t, idp.key)}}},
+		func(c *config.Config, _ *protectedResource) {
+			c.Providers["idp"] = config.Provider{TokenEndpoint: idp.srv.URL + "/token"}
+			c.Clients["at-idp"] = config.Client{Provider: "idp", ClientID: "tokend-at-idp", AuthMethod: oauth.AuthNone}
+			c.Clients["xaa"] = config.Client{ClientID: "app", Secret: oauth.NewSecret(testSecret)}
+			g := c.Grants["notes"]
+			g.Client, g.Type = "xaa", config.GrantJWTBearer
+			g.IdentityAssertion = &config.IdentityAssertion{Client: "at-idp", SubjectToken: oauth.NewSecret("the-id-token")}
+			c.Grants["notes"] = g
+		})
+	info, ok := h.prov.TokenInfo(h.token("notes").AccessToken)
+	if !ok || info.Subject != "alice" || info.ClientID != "app" || info.GrantType != "urn:ietf:params:oauth:grant-type:jwt-bearer" {
+		t.Fatalf("token: %+v", info)
+	}
+	form, _ := idp.last()
+	if form.Get("audience") != h.prov.URL() || form.Get("resource") != pr.url() || form.Get("scope") != "notes:read" {
+		t.Errorf("request for an ID-JAG: %v", form)
+	}
+	if got, want := h.prov.Stats().Resources, []string{"urn:ietf:params:oauth:grant-type:jwt-bearer " + pr.url()}; !slices.Equal(got, want) {
+		t.Errorf("resources at the authorization server: %q, want %q", got, want)
+	}
+	if st := h.status("notes"); st.State != api.StateValid || st.Provider != config.DerivedName("notes") {
+		t.Errorf("status: %+v", st)
+	}
+	h.logMustNotContain(append(idp.issued, "the-id-token")...)
 }
