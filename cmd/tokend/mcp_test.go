@@ -19,39 +19,25 @@ import (
 
 // tokend mcp against a real daemon (tokend dev and its development
 // provider): the MCP server accepts only the token the daemon holds for
-// the grant, and the client on stdio reaches it through the bridge.
+// the grant, and refuses the first one it sees, as a resource does with a
+// token revoked behind tokend's back: the bridge reports it to the daemon
+// (POST .../rejected), which refreshes, and the client on stdio never
+// notices.
 func TestMCPBridgeWithDevDaemon(t *testing.T) {
-	dir, err := os.MkdirTemp("", "tkmcp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "tokend.sock")
-	ctx, cancel := context.WithCancel(context.Background())
-	daemon := newTestCLI()
-	done := make(chan int, 1)
-	go func() {
-		done <- daemon.cli.run(ctx, []string{"dev", "--dir", dir, "--metrics", "127.0.0.1:0", "--provider", "127.0.0.1:0"})
-	}()
-	defer func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Error("tokend dev did not stop")
-		}
-	}()
-	cl := api.NewClient(sock)
-	waitFor(t, "the demo grant's token", 30*time.Second, func() bool {
-		_, err := cl.Token(context.Background(), "demo")
-		return err == nil
-	})
+	sock, cl := startDevDaemon(t)
 
 	var mu sync.Mutex
 	var seen []string
+	var refused string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tok, err := cl.Token(r.Context(), "demo")
-		if err != nil || r.Header.Get("Authorization") != "Bearer "+tok.AccessToken {
+		mu.Lock()
+		if refused == "" && err == nil {
+			refused = tok.AccessToken
+		}
+		first := err == nil && tok.AccessToken == refused
+		mu.Unlock()
+		if err != nil || first || r.Header.Get("Authorization") != "Bearer "+tok.AccessToken {
 			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 			w.WriteHeader(http.StatusUnauthorized)
 			return
@@ -123,6 +109,10 @@ func TestMCPBridgeWithDevDaemon(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
+	now, err := cl.Token(context.Background(), "demo")
+	if err != nil || now.AccessToken == refused || !strings.Contains(bridge.errOut.String(), "refused the grant's token (HTTP 401)") {
+		t.Errorf("the daemon still holds the refused token (%v), or the bridge did not say it reported it: %s", err, bridge.errOut.String())
+	}
 	want := []string{"POST initialize ", "POST notifications/initialized s1", "POST tools/call s1", "DELETE  s1"}
 	got := strings.Join(seen, "|")
 	for _, w := range want {
@@ -130,6 +120,38 @@ func TestMCPBridgeWithDevDaemon(t *testing.T) {
 			t.Errorf("the server saw %q, without %q", got, w)
 		}
 	}
+}
+
+// startDevDaemon runs tokend dev until the test ends and returns its
+// socket once the demo grant (client_credentials) has a token.
+func startDevDaemon(t *testing.T) (string, *api.Client) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "tkmcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "tokend.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	daemon := newTestCLI()
+	done := make(chan int, 1)
+	go func() {
+		done <- daemon.cli.run(ctx, []string{"dev", "--dir", dir, "--metrics", "127.0.0.1:0", "--provider", "127.0.0.1:0"})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Error("tokend dev did not stop")
+		}
+		os.RemoveAll(dir)
+	})
+	cl := api.NewClient(sock)
+	waitFor(t, "the demo grant's token", 30*time.Second, func() bool {
+		_, err := cl.Token(context.Background(), "demo")
+		return err == nil
+	})
+	return sock, cl
 }
 
 // Without --url the bridge goes to the grant's protected_resource; a

@@ -21,6 +21,13 @@
 // client's request (the client would otherwise wait forever); everything
 // for people goes to stderr, since stdout is the protocol.
 //
+// The transport is written here rather than taken from the Go MCP SDK:
+// its client connection learns the negotiated version and opens the GET
+// stream only when driven by its own ClientSession, which answers pings,
+// types every method and would not pass other messages through unchanged;
+// and its failures do not become answers to the request that failed. The
+// SDK's server is what the tests check the bridge against.
+//
 // # Caveats
 //
 //   - The HTTP+SSE transport of 2024-11-05 (a GET that announces a POST

@@ -111,7 +111,7 @@ func (b *bridge) send(ctx context.Context, o outgoing) (*http.Response, error) {
 		chal := wwwAuthenticate(resp.Header)
 		switch resp.StatusCode {
 		case http.StatusUnauthorized:
-			if b.cfg.DPoP && !nonceRetry && asksDPoPNonce(chal) && resp.Header.Get("DPoP-Nonce") != "" {
+			if b.cfg.DPoP && !nonceRetry && asksDPoPNonce(resp.Header) {
 				nonceRetry = true
 				drain(resp)
 				continue
@@ -133,7 +133,7 @@ func (b *bridge) send(ctx context.Context, o outgoing) (*http.Response, error) {
 			b.logf("the MCP server refused the grant's token (HTTP 401); sending again with the token the daemon gave")
 			continue
 		case http.StatusForbidden:
-			scope := insufficientScope(chal)
+			scope := insufficientScope(resp.Header)
 			if scope == "" || !o.stepUp {
 				return resp, nil
 			}
