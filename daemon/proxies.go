@@ -159,16 +159,16 @@ func (s proxySource) Token(ctx context.Context, c server.Caller, name string) (*
 		return nil, err
 	}
 	t, err := s.d.fetch(ctx, g)
-	return s.answer(g, t, err)
-}
-
-// answer is the token t of g, or err, as the socket API would answer it.
-func (s proxySource) answer(g *grant, t *store.Token, err error) (*api.TokenResponse, error) {
 	if err != nil {
 		s.d.fetchMetric(g, statusOfErr(err))
 		return nil, apiError(err)
 	}
 	s.d.fetchMetric(g, http.StatusOK)
+	return s.tokenResponse(t), nil
+}
+
+// tokenResponse is t as the socket API answers it.
+func (s proxySource) tokenResponse(t *store.Token) *api.TokenResponse {
 	_, p := s.d.config()
 	exp := expiryOf(t, p)
 	return &api.TokenResponse{
@@ -177,24 +177,26 @@ func (s proxySource) answer(g *grant, t *store.Token, err error) (*api.TokenResp
 		ExpiresIn:   int64(exp.Sub(s.d.clock.Now()) / time.Second),
 		ExpiresAt:   exp.UTC(),
 		Scope:       t.Scope,
-	}, nil
+	}
 }
 
-// Rejected is POST .../rejected for the proxy's caller: a token other
-// than the refused one, the grant refreshed once for every reporter when
-// the refused token is still its current one (stepup.go).
+// Rejected is the engine's answer to a refused token (stepup.go): the
+// grant refreshed once for everyone reporting the same token.
 func (s proxySource) Rejected(ctx context.Context, c server.Caller, name string, req api.RejectedRequest) (*api.TokenResponse, error) {
 	g, err := s.grant(c, name)
 	if err != nil {
 		return nil, err
 	}
 	t, err := s.d.rejected(ctx, g, req)
-	return s.answer(g, t, err)
+	if err != nil {
+		s.d.fetchMetric(g, statusOfErr(err))
+		return nil, apiError(err)
+	}
+	s.d.fetchMetric(g, http.StatusOK)
+	return s.tokenResponse(t), nil
 }
 
-// StepUp is POST .../step-up for the proxy's caller: the scopes a
-// resource asked for are recorded (stepup.go) and the grant's status
-// answered.
+// StepUp records the scopes a resource asked for (stepup.go).
 func (s proxySource) StepUp(_ context.Context, c server.Caller, name string, req api.StepUpRequest) (*api.GrantStatus, error) {
 	g, err := s.grant(c, name)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 	"unsafe"
@@ -115,15 +116,35 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logge
 	return nil
 }
 
-// admitListener returns only connections whose caller is known.
+// Bounds on a proxy's open connections: any local user may connect, and
+// one must not hold every descriptor of the process that serves the
+// others (the daemon, for the proxies it serves).
+const (
+	maxConns       = 1024
+	maxConnsPerUID = 128
+)
+
+// admitListener returns only connections whose caller is known, within
+// the bounds above; others are closed at once.
 type admitListener struct {
 	net.Listener
 	log *slog.Logger
+
+	mu    sync.Mutex
+	open  int
+	byUID map[uint32]int
 }
 
 type callerConn struct {
 	net.Conn
 	caller Caller
+	once   sync.Once
+	l      *admitListener
+}
+
+func (c *callerConn) Close() error {
+	c.once.Do(func() { c.l.release(c.caller.UID) })
+	return c.Conn.Close()
 }
 
 func (l *admitListener) Accept() (net.Conn, error) {
@@ -138,7 +159,35 @@ func (l *admitListener) Accept() (net.Conn, error) {
 			c.Close()
 			continue
 		}
-		return &callerConn{Conn: c, caller: caller}, nil
+		if !l.take(caller.UID) {
+			l.log.Debug("proxy: connection refused: too many open", "uid", caller.UID)
+			c.Close()
+			continue
+		}
+		return &callerConn{Conn: c, caller: caller, l: l}, nil
+	}
+}
+
+func (l *admitListener) take(uid uint32) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.byUID == nil {
+		l.byUID = map[uint32]int{}
+	}
+	if l.open >= maxConns || l.byUID[uid] >= maxConnsPerUID {
+		return false
+	}
+	l.open++
+	l.byUID[uid]++
+	return true
+}
+
+func (l *admitListener) release(uid uint32) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.open--
+	if l.byUID[uid]--; l.byUID[uid] <= 0 {
+		delete(l.byUID, uid)
 	}
 }
 

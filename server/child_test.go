@@ -18,8 +18,9 @@ import (
 
 // childEnv makes the test binary a client playing another user instead of
 // running tests: "dial NET ADDR" connects, writes "c" and holds the
-// connection until stdin closes; "get NET ADDR" sends one GET through a
-// proxy and prints the answer's status and body.
+// connection until stdin closes; "identify NET ADDR" listens and prints
+// the uid found for the first connection; "get NET ADDR" sends one GET
+// through a proxy and prints the answer's status and body.
 const childEnv = "TOKEND_SERVER_TEST_CHILD"
 
 func init() {
@@ -44,6 +45,27 @@ func child(args []string) int {
 		_, _ = io.WriteString(c, "c")
 		_, _ = io.Copy(io.Discard, os.Stdin)
 		c.Close()
+		return 0
+	case "identify":
+		// Listens, prints its address, and prints the uid found for the
+		// first connection: sock_diag asked by a user who is not root.
+		ln, err := net.Listen(network, addr)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		fmt.Println(ln.Addr().String())
+		c, err := ln.Accept()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		caller, err := Identify(c)
+		if err != nil {
+			fmt.Println("error:", err)
+			return 0
+		}
+		fmt.Println(caller.UID)
 		return 0
 	case "get":
 		var d net.Dialer

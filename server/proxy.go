@@ -238,6 +238,10 @@ func writeError(w http.ResponseWriter, e *api.Error) {
 	if status < 400 || status > 599 {
 		status = http.StatusBadGateway
 	}
+	if status == http.StatusForbidden {
+		// A caller who may not read the grant keeps no connection open.
+		w.Header().Set("Connection", "close")
+	}
 	code := e.Code
 	if code == "" {
 		code = http.StatusText(status)
@@ -299,14 +303,18 @@ func (t authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		nt, err := p.rejected(ctx, caller, cred.token, ch.raw)
 		if err != nil {
-			p.cfg.Log.Info("proxy: the resource refused the token and no other could be had",
-				"grant", p.cfg.Grant, "error", err.Error())
+			// Refusals within the interval are the rate limit at work:
+			// one line for each would flood the log.
+			if !errors.Is(err, errRejectedTooOften) {
+				p.cfg.Log.Info("proxy: the resource refused the token and no other could be had",
+					"grant", p.cfg.Grant, "error", err.Error())
+			}
 			return resp, nil
 		}
 		if !replay || nt.AccessToken == cred.token {
 			return resp, nil
 		}
-		retry, err := p.credential(ctx, caller, req, &retryWith{token: nt.AccessToken, tokenType: nt.TokenType})
+		retry, err := p.credential(ctx, caller, req, &retryWith{token: nt.AccessToken})
 		if err != nil {
 			return resp, nil
 		}
@@ -353,9 +361,10 @@ type credential struct {
 	proof string
 }
 
-// retryWith: the token to use instead of the current one, and a DPoP nonce.
+// retryWith: the token to use instead of the current one (a Bearer
+// grant's), and a DPoP nonce (a DPoP grant's proof).
 type retryWith struct {
-	token, tokenType, nonce string
+	token, nonce string
 }
 
 // credential asks the source for what to send with req.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -161,7 +162,10 @@ func startProxy(t *testing.T, up *upstream, src TokenSource, edit func(*ProxyCon
 func serveProxy(t *testing.T, ln net.Listener, up *upstream, src TokenSource, edit func(*ProxyConfig)) {
 	t.Helper()
 	u, _ := url.Parse(up.srv.URL + "/mcp")
-	cfg := ProxyConfig{Grant: "notes", Upstream: u, Source: src}
+	// Every line the proxy logs, at every level, is checked for tokens.
+	logs := &testutil.SyncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cfg := ProxyConfig{Grant: "notes", Upstream: u, Source: src, Log: log}
 	if edit != nil {
 		edit(&cfg)
 	}
@@ -171,11 +175,16 @@ func serveProxy(t *testing.T, ln net.Listener, up *upstream, src TokenSource, ed
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, ln, p, nil) }()
+	go func() { done <- Serve(ctx, ln, p, log) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("Serve: %v", err)
+		}
+		for _, secret := range []string{"tok-", "proof-", "caller-secret", "caller-proof"} {
+			if strings.Contains(logs.String(), secret) {
+				t.Errorf("the log holds %q:\n%s", secret, logs.String())
+			}
 		}
 	})
 }
@@ -528,5 +537,101 @@ func TestProxyForwardsToTheResourceOnly(t *testing.T) {
 	got := up.requests()
 	if len(got) != 1 || got[0].path != "/mcp/x" {
 		t.Errorf("upstream saw %+v", got)
+	}
+}
+
+// One user cannot hold more than its share of the proxy's connections;
+// closing them gives the room back.
+func TestProxyBoundsConnectionsPerUser(t *testing.T) {
+	up := newUpstream(t, nil)
+	base := startProxy(t, up, newFakeSource(self()), nil)
+	addr := strings.TrimPrefix(base, "http://")
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	get := func(c net.Conn) error {
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: p\r\n\r\n"); err != nil {
+			return err
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return nil
+	}
+	for i := range maxConnsPerUID {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		if err := get(c); err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+	}
+	extra, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := get(extra); err == nil {
+		t.Fatal("a connection beyond the bound was served")
+	}
+	extra.Close()
+	conns[0].Close()
+	conns = conns[1:]
+	// The proxy notices the close when it next reads that connection.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = get(c)
+		c.Close()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no room after a connection closed: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A resource that wants a DPoP nonce gets the request again with a proof
+// carrying it, and later requests carry it from the start.
+func TestProxyDPoPNonce(t *testing.T) {
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request, s seen) {
+		w.Header().Set("DPoP-Nonce", "n-1")
+		if s.dpop == "proof-1" {
+			w.Header().Set("WWW-Authenticate", `DPoP error="use_dpop_nonce", error_description="nonce required"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		io.WriteString(w, "ok")
+	})
+	src := newFakeSource(self())
+	base := startProxy(t, up, src, func(c *ProxyConfig) { c.DPoP = true })
+	for range 2 {
+		req, _ := http.NewRequest(http.MethodPost, base+"/", strings.NewReader("{}"))
+		if code, _, _ := do(t, req); code != 200 {
+			t.Fatalf("answer %d", code)
+		}
+	}
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	if len(src.proofs) != 3 || src.proofs[0].Nonce != "" || src.proofs[1].Nonce != "n-1" || src.proofs[2].Nonce != "n-1" {
+		t.Errorf("proofs asked for %+v", src.proofs)
+	}
+	if n := src.rejected.Load(); n != 0 {
+		t.Errorf("a nonce request was reported as a rejected token %d times", n)
+	}
+	if got := up.requests(); len(got) != 3 {
+		t.Errorf("upstream saw %d requests, want 3", len(got))
 	}
 }

@@ -1,10 +1,16 @@
 package server
 
 import (
+	"bufio"
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
+	"strconv"
+	"strings"
 	"testing"
+
+	"github.com/tokend/tokend/internal/testutil"
 )
 
 // listenLoopback listens on a free port of the loopback address of network
@@ -111,4 +117,35 @@ func TestLoopbackPeerUIDRefusesOtherAddresses(t *testing.T) {
 
 func netipAddrPort(ip string, port uint16) netip.AddrPort {
 	return netip.AddrPortFrom(netip.MustParseAddr(ip), port)
+}
+
+// A user who is not root can ask: tokend proxy runs as its user.
+func TestIdentifyAsUnprivilegedUser(t *testing.T) {
+	bin := childBin(t)
+	cmd := exec.Command(bin)
+	cmd.Env = []string{childEnv + "=identify tcp4 127.0.0.1:0"}
+	testutil.AsUser(cmd, 65534)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	rd := bufio.NewReader(out)
+	addr, err := rd.ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp4", strings.TrimSpace(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	got, _ := rd.ReadString('\n')
+	if want := strconv.Itoa(os.Getuid()); strings.TrimSpace(got) != want {
+		t.Errorf("uid 65534 identified this process's connection as %q, want %s", got, want)
+	}
 }
