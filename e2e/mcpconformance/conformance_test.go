@@ -239,11 +239,17 @@ func runScenario(t *testing.T, name, transport string) bool {
 		t.Errorf("%s: the suite failed it (%v):\n%s", name, err, out.String())
 		return false
 	}
+	// The client's stderr has the bridge's (its daemon's log is checked
+	// by the client script).
+	stderr, _ := os.ReadFile(filepath.Join(filepath.Dir(files[0]), "stderr.txt"))
+	if strings.Contains(string(stderr), "WARNING: DATA RACE") {
+		t.Errorf("%s: the race detector reported a data race:\n%s", name, stderr)
+		return false
+	}
 	if name == "auth/resource-mismatch" {
 		// The suite only sees that no authorization was requested, which a
 		// daemon that never started would achieve too: the refusal must be
 		// tokend's, over the resource.
-		stderr, _ := os.ReadFile(filepath.Join(filepath.Dir(files[0]), "stderr.txt"))
 		refused := strings.Contains(string(stderr), "tokend authorize --paste failed") &&
 			strings.Contains(strings.ToLower(string(stderr)), "resource")
 		if !refused || strings.Contains(string(stderr), "tokend did not start") {
