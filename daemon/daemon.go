@@ -454,7 +454,7 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 	if d.running.Load() {
 		d.loadTokens()
 		d.syncSinks()
-		d.fleetSetGrants()
+		d.fleetSetGrants(d.stopping())
 	}
 	d.log.Info("configuration reloaded", "grants", len(cfg.Grants))
 	d.queue.kick()
@@ -522,7 +522,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}()
 	d.loadTokens()
 	restoreGC()
-	d.goFleetSetGrants() // after the load: the campaign does not compete with it
+	d.goFleetSetGrants(ctx) // after the load: the campaign does not compete with it
 	d.syncSinks()
 	defer d.stopSinks()
 
