@@ -474,7 +474,7 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 	if d.running.Load() {
 		d.loadTokens()
 		d.syncSinks()
-		d.fleetSetGrants()
+		d.fleetSetGrants(d.stopping())
 	}
 	d.log.Info("configuration reloaded", "grants", len(cfg.Grants))
 	d.queue.kick()
@@ -543,7 +543,7 @@ func (d *Daemon) Run(ctx context.Context, front Frontend) error {
 	}()
 	d.loadTokens()
 	restoreGC()
-	d.goFleetSetGrants() // after the load: the campaign does not compete with it
+	d.goFleetSetGrants(ctx) // after the load: the campaign does not compete with it
 	d.syncSinks()
 	defer d.stopSinks()
 
