@@ -21,8 +21,8 @@ const maxSunPath = 107
 // listenSocket creates the fetch API's unix socket with a deliberate mode
 // and group. The returned cleanup removes the socket file. self is the
 // process's uid; bound, when set, runs after the socket is bound in its
-// private directory and before its group and mode are set
-// (Config.SocketBound).
+// private directory and before its group and mode are set: the one moment
+// someone could tamper with the directory, which tests do there.
 //
 // The socket is bound in a fresh private directory (0700) inside the
 // socket's directory, given its group and mode there through a descriptor

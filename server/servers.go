@@ -41,10 +41,6 @@ type Config struct {
 	// NoFile, when set, replaces RLIMIT_NOFILE as the source of the
 	// listeners' bounds.
 	NoFile uint64
-	// SocketBound, when set, runs after the socket is bound in its
-	// private directory and before its group and mode are set: the one
-	// moment the directory may be tampered with.
-	SocketBound func(privDir string)
 }
 
 // Servers are tokend's listeners and what serves them. Create with New;
@@ -96,7 +92,7 @@ func (s *Servers) Listen(c *config.Config) (err error) {
 	if s.cfg.SocketListener != nil {
 		s.sock = s.cfg.SocketListener
 	} else {
-		sock, cleanup, err := listenSocket(c.Listen, s.self, s.cfg.SocketBound)
+		sock, cleanup, err := listenSocket(c.Listen, s.self, nil)
 		if err != nil {
 			return err
 		}
