@@ -17,6 +17,7 @@ import (
 	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/internal/engine"
+	"github.com/tokend/tokend/internal/testutil"
 )
 
 // fakeEngine serves one grant, cc, whose token anyone may read; every
@@ -140,15 +141,16 @@ func statusOfGet(t *testing.T, u string) int {
 	return resp.StatusCode
 }
 
+// waitFor waits (on real time: the servers' goroutines run on their
+// own) until cond holds.
 func waitFor(tb testing.TB, what string, cond func() bool) {
 	tb.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
+	testutil.Eventually(tb, 10*time.Second, 2*time.Millisecond, what, func() error {
+		if cond() {
+			return nil
 		}
-		time.Sleep(2 * time.Millisecond)
-	}
+		return errors.New("not yet")
+	})
 }
 
 // The servers serve the socket API from the engine, refuse a grant the
