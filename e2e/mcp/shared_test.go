@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,6 +38,9 @@ func startProxyCLI(t testing.TB, td *tokend, grant, addr string) *proc {
 	logs := &testutil.SyncBuffer{}
 	p := startProc(t, logs, logs, td.env(), tokendBin, "proxy", grant, "--listen", addr)
 	t.Cleanup(func() {
+		if strings.Contains(logs.String(), "WARNING: DATA RACE") {
+			t.Errorf("the race detector reported a data race in tokend proxy")
+		}
 		if t.Failed() {
 			t.Logf("tokend proxy log:\n%s", logs.String())
 		}
