@@ -107,9 +107,9 @@ type clientSource struct {
 	sleep func(context.Context, time.Duration) error
 }
 
-// daemonWait is how long a request through tokend proxy waits for the
-// daemon to answer again: long enough for a restart, after which the
-// caller gets a 503.
+// daemonWait is how long a request through tokend proxy (or tokend mcp)
+// waits for the daemon to answer again: long enough for a restart, after
+// which the caller gets a 503 (an error answer).
 const daemonWait = 30 * time.Second
 
 // daemonAway reports whether err says the daemon could not be reached (its
