@@ -209,6 +209,13 @@ func joinPath(base, in *url.URL) (path, rawPath string) {
 	return path, rp
 }
 
+// sourceError is a TokenSource failure that is not an answer of tokend's
+// (tokend could not be reached): the resource was never asked.
+type sourceError struct{ err error }
+
+func (e *sourceError) Error() string { return e.err.Error() }
+func (e *sourceError) Unwrap() error { return e.err }
+
 // upstreamError answers a request that got no answer from the resource,
 // or whose token could not be had.
 func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
@@ -219,6 +226,12 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 	}
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		// The caller went away.
+		return
+	}
+	var se *sourceError
+	if errors.As(err, &se) {
+		p.cfg.Log.Warn("proxy: tokend did not answer for the grant's token", "grant", p.cfg.Grant, "error", err.Error())
+		writeError(w, &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeTemporarilyUnavailable, Description: "tokend did not answer for the grant's token"})
 		return
 	}
 	p.cfg.Log.Warn("proxy: the resource did not answer", "grant", p.cfg.Grant, "error", err.Error())
@@ -420,7 +433,7 @@ func (p *Proxy) credential(ctx context.Context, caller Caller, req *http.Request
 		}
 		resp, err := p.cfg.Source.DPoP(ctx, caller, p.cfg.Grant, dr)
 		if err != nil {
-			return credential{}, err
+			return credential{}, sourceErr(err)
 		}
 		return credential{token: resp.AccessToken, dpop: true, proof: resp.DPoP}, nil
 	}
@@ -429,9 +442,18 @@ func (p *Proxy) credential(ctx context.Context, caller Caller, req *http.Request
 	}
 	tr, err := p.cfg.Source.Token(ctx, caller, p.cfg.Grant)
 	if err != nil {
-		return credential{}, err
+		return credential{}, sourceErr(err)
 	}
 	return credential{token: tr.AccessToken}, nil
+}
+
+// sourceErr marks err as the token source's unless it is tokend's answer.
+func sourceErr(err error) error {
+	var ae *api.Error
+	if errors.As(err, &ae) {
+		return err
+	}
+	return &sourceError{err}
 }
 
 // send sends req upstream with c; again is a second attempt, which goes

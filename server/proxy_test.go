@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -676,5 +677,27 @@ func TestTokenChallenge(t *testing.T) {
 		if ch.Found != (raw != "") || len(raw) > oauth.MaxChallengeBytes+len(c.header)*2 {
 			t.Errorf("%.60q: raw challenge of %d bytes for found=%v", c.header, len(raw), ch.Found)
 		}
+	}
+}
+
+// unreachableSource is a tokend that cannot be reached.
+type unreachableSource struct{ *fakeSource }
+
+func (unreachableSource) Token(context.Context, Caller, string) (*api.TokenResponse, error) {
+	return nil, fmt.Errorf("tokend: cannot connect to /run/tokend.sock: is tokend running?: %w", syscall.ECONNREFUSED)
+}
+
+// No token because tokend cannot be reached: a 503 that says so, and the
+// resource is not asked.
+func TestProxyTokendUnreachable(t *testing.T) {
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request, s seen) { io.WriteString(w, "ok") })
+	base := startProxy(t, up, unreachableSource{newFakeSource(self())}, nil)
+	req, _ := http.NewRequest(http.MethodGet, base+"/", nil)
+	code, body, _ := do(t, req)
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "tokend did not answer") {
+		t.Errorf("answer %d %q", code, body)
+	}
+	if n := len(up.requests()); n != 0 {
+		t.Errorf("upstream saw %d requests", n)
 	}
 }

@@ -260,7 +260,8 @@ DPoP proof per request for a dpop grant). A request for / goes to the
 resource's URL itself, /x to that URL followed by /x. When the resource
 refuses the token, the daemon is asked for a new one and the request
 sent once more (bodies up to 1 MiB); a 403 insufficient_scope is
-reported as a step-up and passed on.
+reported as a step-up and passed on. While the daemon cannot be reached
+(a restart), a request waits for it, up to 30 s, then gets a 503.
 
 The daemon judges the user running the proxy. The proxy admits that
 user alone, by the uid the kernel names for each connection (on loopback

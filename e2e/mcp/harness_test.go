@@ -649,6 +649,9 @@ func startClients(t testing.TB, interval time.Duration, sessions ...clientSessio
 	}()
 	t.Cleanup(func() {
 		c.p.kill()
+		if strings.Contains(c.logs.String(), "WARNING: DATA RACE") {
+			t.Errorf("the race detector reported a data race in a tokend mcp bridge (see the clients' stderr)")
+		}
 		if t.Failed() {
 			t.Logf("MCP clients' stderr (the bridges' logs among it):\n%s", c.logs.String())
 		}

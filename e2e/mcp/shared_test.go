@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -29,14 +30,17 @@ func soakPlan(t testing.TB) (rotations, killEvery int) {
 	return rotations, 5
 }
 
-// startProxyCLI starts `tokend proxy NAME --listen ADDR --upstream URL`,
-// the proxy as a client of the daemon's socket (it outlives a restart of
-// the daemon), and waits until it listens.
-func startProxyCLI(t testing.TB, td *tokend, grant, addr, upstream string) *proc {
+// startProxyCLI starts `tokend proxy NAME --listen ADDR`, the proxy as a
+// client of the daemon's socket (it outlives a restart of the daemon) to
+// the grant's protected_resource, and waits until it listens.
+func startProxyCLI(t testing.TB, td *tokend, grant, addr string) *proc {
 	t.Helper()
 	logs := &testutil.SyncBuffer{}
-	p := startProc(t, logs, logs, td.env(), tokendBin, "proxy", grant, "--listen", addr, "--upstream", upstream)
+	p := startProc(t, logs, logs, td.env(), tokendBin, "proxy", grant, "--listen", addr)
 	t.Cleanup(func() {
+		if strings.Contains(logs.String(), "WARNING: DATA RACE") {
+			t.Errorf("the race detector reported a data race in tokend proxy")
+		}
 		if t.Failed() {
 			t.Logf("tokend proxy log:\n%s", logs.String())
 		}
@@ -69,7 +73,7 @@ func TestMCPSharedGrant(t *testing.T) {
 	td := newTokend(t, grantConfig{Name: "notes", Resource: st.MCP.URL})
 	td.authorizePaste("notes", st.AS.Issuer)
 	proxyAddr := fmt.Sprintf("127.0.0.1:%d", lowPort(t))
-	startProxyCLI(t, td, "notes", proxyAddr, st.MCP.URL)
+	startProxyCLI(t, td, "notes", proxyAddr)
 
 	sessions := []clientSession{{Name: "proxy", URL: proxyURL(proxyAddr)}}
 	for i := 1; i <= 8; i++ {
