@@ -186,8 +186,8 @@ func runAll(t *testing.T, transport, what string) {
 }
 
 // runScenario runs one scenario with scripts/mcp-conformance-client as the
-// suite's client (its MCP client going through transport), fails t unless the suite judges it passed, and says
-// whether it did.
+// suite's client (its MCP client going through transport), fails t unless
+// the suite judges it passed, and says whether it did.
 func runScenario(t *testing.T, name, transport string) bool {
 	t.Helper()
 	results := t.TempDir()
@@ -249,10 +249,14 @@ func runScenario(t *testing.T, name, transport string) bool {
 	if name == "auth/resource-mismatch" {
 		// The suite only sees that no authorization was requested, which a
 		// daemon that never started would achieve too: the refusal must be
-		// tokend's, over the resource.
-		refused := strings.Contains(string(stderr), "tokend authorize --paste failed") &&
-			strings.Contains(strings.ToLower(string(stderr)), "resource")
-		if !refused || strings.Contains(string(stderr), "tokend did not start") {
+		// tokend authorize's, naming the resource the metadata claimed.
+		refused := false
+		for _, line := range strings.Split(string(stderr), "\n") {
+			if strings.HasPrefix(line, "tokend: ") && strings.Contains(line, "https://evil.example.com/mcp") {
+				refused = true
+			}
+		}
+		if !refused || !strings.Contains(string(stderr), "tokend authorize --paste failed") {
 			t.Errorf("%s: no authorization, but not refused by tokend over the resource:\n%s", name, stderr)
 			return false
 		}
