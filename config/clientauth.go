@@ -43,9 +43,6 @@ var (
 // with (HS256).
 const minHMACSecret = 32
 
-// certNow is the clock certificates are checked against; tests move it.
-var certNow = time.Now
-
 // Anonymous reports whether the client authenticates to nobody and
 // registers nowhere: auth_method none, no client_id, and used only by
 // jwt_bearer grants (decided by ApplyDefaults). Providers such as Google
@@ -334,7 +331,7 @@ func readTLSCert(p *problems, path string, cl Client) (*tls.Certificate, bool) {
 		p.errorf(certKey, "%s: the certificate does not parse: %v", certSrc, err)
 		return nil, false
 	}
-	now := certNow()
+	now := time.Now()
 	switch {
 	case now.After(leaf.NotAfter):
 		p.errorf(certKey, "%s: the certificate expired on %s (valid from %s until %s)", certSrc,

@@ -72,13 +72,6 @@ func (q *workQueue) done(it queued) {
 	it.g.queued.Store(false)
 }
 
-// queuedLen is how many grants wait for a worker.
-func (q *workQueue) queuedLen() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return len(q.items)
-}
-
 // drop forgets everything still queued (at shutdown).
 func (q *workQueue) drop() {
 	q.mu.Lock()

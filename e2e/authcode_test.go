@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokend/tokend/internal/testutil"
 )
 
 // authClient is one way for tokend to authenticate at the token endpoint.
@@ -58,7 +60,7 @@ func codeConfig(s *Setup, issuer string, c authClient) string {
 func authorizeInBrowser(t *testing.T, o *OIDC, td *Tokend, grant string) string {
 	t.Helper()
 	startURL, cli := td.Authorize(grant)
-	b := NewBrowser(t)
+	b := testutil.NewBrowser(t)
 	page := b.Open(startURL)
 	if len(b.Visited) < 2 || b.Visited[0] != startURL || !strings.HasPrefix(b.Visited[1], o.Issuer+"/") {
 		t.Fatalf("the start page did not redirect to the provider: visited %v", b.Visited)
@@ -183,10 +185,10 @@ func TestAuthorizationCodeInjection(t *testing.T) {
 	td.NoLeak(c.secret)
 
 	startURL, cli := td.Authorize("web")
-	operator := NewBrowser(t)
+	operator := testutil.NewBrowser(t)
 	// The operator's browser opens the start page (and gets the cookie);
 	// the test stops at its redirect to learn the provider's URL.
-	stop := *operator.client
+	stop := *operator.HTTPClient()
 	stop.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	resp, err := stop.Get(startURL)
 	if err != nil {
@@ -198,7 +200,7 @@ func TestAuthorizationCodeInjection(t *testing.T) {
 		t.Fatalf("start page: %d, Location %q", resp.StatusCode, authURL)
 	}
 
-	attacker := NewBrowser(t)
+	attacker := testutil.NewBrowser(t)
 	page := attacker.Open(authURL)
 	if attacker.Find("http://"+s.Callback+"/callback") == "" || page.Status != http.StatusBadRequest {
 		t.Fatalf("the attacker's callback answered %d at %s, want 400:\n%s", page.Status, page.URL, page.Body)

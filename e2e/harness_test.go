@@ -22,6 +22,8 @@ import (
 
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/tokend/tokend/internal/testutil"
 )
 
 func TestHarnessClientCredentials(t *testing.T) {
@@ -153,13 +155,13 @@ func TestHarnessAuthorizationCode(t *testing.T) {
 
 			if tc.method == "none" {
 				// PKCE is required of a public client.
-				p := NewBrowser(t).Open(conf.AuthCodeURL("s0"))
+				p := testutil.NewBrowser(t).Open(conf.AuthCodeURL("s0"))
 				if q := rt.last(t); q.Get("error") != "invalid_request" || p.Status != http.StatusOK {
 					t.Errorf("public client without PKCE: redirect query %v, want error=invalid_request", q)
 				}
 			}
 
-			b := NewBrowser(t)
+			b := testutil.NewBrowser(t)
 			tok := authCodeFlow(t, o, b, rt, conf)
 			if tok.RefreshToken == "" {
 				t.Fatal("no refresh token without offline_access")
@@ -217,7 +219,7 @@ func TestHarnessAuthorizationCode(t *testing.T) {
 
 // authCodeFlow runs one authorization-code flow with PKCE in browser b and
 // exchanges the code.
-func authCodeFlow(t testing.TB, o *OIDC, b *Browser, rt *redirectTarget, conf *oauth2.Config) *oauth2.Token {
+func authCodeFlow(t testing.TB, o *OIDC, b *testutil.Browser, rt *redirectTarget, conf *oauth2.Config) *oauth2.Token {
 	t.Helper()
 	verifier := oauth2.GenerateVerifier()
 	state := oauth2.GenerateVerifier()
@@ -322,7 +324,7 @@ func TestHarnessDeviceFlow(t *testing.T) {
 				t.Errorf("stats = %+v", s)
 			}
 			// A used user code cannot be approved again.
-			p := NewBrowser(t).Open(o.Issuer + "/device?user_code=" + url.QueryEscape(da.UserCode))
+			p := testutil.NewBrowser(t).Open(o.Issuer + "/device?user_code=" + url.QueryEscape(da.UserCode))
 			if strings.Contains(p.Body, "device approved") {
 				t.Errorf("a used user code was approved again")
 			}

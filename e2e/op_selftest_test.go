@@ -22,30 +22,9 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
-)
 
-// signJWT signs claims with key (alg) and the given typ header.
-func signJWT(t testing.TB, key any, alg jose.SignatureAlgorithm, typ string, embed bool, claims map[string]any) string {
-	t.Helper()
-	opts := (&jose.SignerOptions{}).WithType(jose.ContentType(typ))
-	if embed {
-		opts.EmbedJWK = true
-	}
-	s, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := json.Marshal(claims)
-	jws, err := s.Sign(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := jws.CompactSerialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
+	"github.com/tokend/tokend/internal/testutil"
+)
 
 func randomID() string {
 	b := make([]byte, 16)
@@ -86,7 +65,7 @@ func TestOPAcceptsPrivateKeyJWT(t *testing.T) {
 	}}}}, nil)
 	assertion := func(k any, alg jose.SignatureAlgorithm, id, aud string) string {
 		now := time.Now().Unix()
-		return signJWT(t, k, alg, "JWT", false, map[string]any{"iss": id, "sub": id, "aud": aud, "jti": randomID(), "iat": now, "exp": now + 60})
+		return testutil.SignJWT(t, k, alg, "", false, map[jose.HeaderKey]any{"typ": "JWT"}, map[string]any{"iss": id, "sub": id, "aud": aud, "jti": randomID(), "iat": now, "exp": now + 60})
 	}
 	form := func(id, a string) url.Values {
 		return url.Values{"grant_type": {"client_credentials"}, "scope": {"api:read"}, "client_id": {id},
@@ -209,7 +188,7 @@ func TestOPAndResourceServerCheckDPoP(t *testing.T) {
 			sum := sha256.Sum256([]byte(token))
 			c["ath"] = base64.RawURLEncoding.EncodeToString(sum[:])
 		}
-		return signJWT(t, k, jose.ES256, "dpop+jwt", true, c)
+		return testutil.SignJWT(t, k, jose.ES256, "", true, map[jose.HeaderKey]any{"typ": "dpop+jwt"}, c)
 	}
 	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {"d"}, "client_secret": {"d-secret-0123456789"}}
 	for _, nonce := range []bool{false, true} {

@@ -45,19 +45,6 @@ const (
 	concurrency  = 8
 )
 
-func envInt(t *testing.T, name string, def int) int {
-	t.Helper()
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 {
-		t.Fatalf("$%s=%q: want a positive integer", name, v)
-	}
-	return n
-}
-
 // TestKill9Torture kills tokend with SIGKILL at random moments while it
 // refreshes a few hundred rotating refresh-token chains, restarting it each
 // time, and then checks that the store is intact, that every grant either
@@ -65,8 +52,8 @@ func envInt(t *testing.T, name string, def int) int {
 // past its expiry.
 func TestKill9Torture(t *testing.T) {
 	began := time.Now()
-	grants := envInt(t, "TOKEND_CRASH_GRANTS", 300)
-	kills := envInt(t, "TOKEND_CRASH_KILLS", 50)
+	grants := testutil.EnvInt(t, "TOKEND_CRASH_GRANTS", 300)
+	kills := testutil.EnvInt(t, "TOKEND_CRASH_KILLS", 50)
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("TOKEND_CRASH_SEED"); s != "" {
 		v, err := strconv.ParseUint(s, 10, 64)

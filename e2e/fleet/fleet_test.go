@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tokend/tokend/internal/testutil"
 )
 
 // accessTTL is the provider's access token lifetime: with fraction 0.75 a
@@ -100,26 +102,13 @@ func others(ins []*instance, not *instance) []*instance {
 	return o
 }
 
-func envInt(t *testing.T, name string, def int) int {
-	t.Helper()
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 {
-		t.Fatalf("$%s=%q: want a positive integer", name, v)
-	}
-	return n
-}
-
 // TestFleetFailover: kill -9 the instance refreshing a grant just before
 // the grant is due, restart it, FLEET_KILLS times. Another instance must
 // refresh within lease_ttl + one tick (+ slack for a loaded machine), the
 // provider never sees a refresh token twice, and no reader is ever served
 // an expired token.
 func TestFleetFailover(t *testing.T) {
-	kills := envInt(t, "FLEET_KILLS", 5)
+	kills := testutil.EnvInt(t, "FLEET_KILLS", 5)
 	f, ins := startFleet(t, nil)
 	f.authorize(ins[0], ins[1], "web")
 	waitServed(t, "web", ins...)

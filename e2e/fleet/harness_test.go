@@ -7,11 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"html"
 	"io"
 	"net"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httputil"
 	"net/url"
 	"os"
@@ -745,75 +743,6 @@ func checkReaders(t testing.TB, rs []*reader, strict bool) {
 	}
 }
 
-// ---- browser ---------------------------------------------------------------
-
-// browser follows redirects and submits forms made only of hidden inputs
-// (oidc-provider's pages finish on their own), like e2e's Browser.
-type browser struct {
-	t       testing.TB
-	client  *http.Client
-	visited []string
-}
-
-func newBrowser(t testing.TB) *browser {
-	jar, _ := cookiejar.New(nil)
-	b := &browser{t: t}
-	b.client = &http.Client{Jar: jar, Timeout: 30 * time.Second, CheckRedirect: func(req *http.Request, via []*http.Request) error {
-		if len(via) >= 20 {
-			return errors.New("too many redirects")
-		}
-		b.visited = append(b.visited, req.URL.String())
-		return nil
-	}}
-	return b
-}
-
-var (
-	formRe  = regexp.MustCompile(`(?is)<form\b([^>]*)>(.*?)</form>`)
-	inputRe = regexp.MustCompile(`(?is)<input\b([^>]*?)/?>`)
-	attrRe  = regexp.MustCompile(`(?is)\b([a-z_-]+)\s*=\s*"([^"]*)"`)
-)
-
-func attrs(s string) map[string]string {
-	m := map[string]string{}
-	for _, a := range attrRe.FindAllStringSubmatch(s, -1) {
-		m[strings.ToLower(a[1])] = html.UnescapeString(a[2])
-	}
-	return m
-}
-
-// open loads rawURL and returns the final status and body.
-func (b *browser) open(rawURL string) (int, string) {
-	b.t.Helper()
-	b.visited = append(b.visited, rawURL)
-	resp, err := b.client.Get(rawURL)
-	for step := 0; ; step++ {
-		if err != nil {
-			b.t.Fatalf("browser: %v (visited %v)", err, b.visited)
-		}
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		resp.Body.Close()
-		forms := formRe.FindAllStringSubmatch(string(body), -1)
-		if len(forms) != 1 || step >= 10 || resp.StatusCode != http.StatusOK || !strings.EqualFold(attrs(forms[0][1])["method"], "post") {
-			return resp.StatusCode, string(body)
-		}
-		fields := url.Values{}
-		for _, in := range inputRe.FindAllStringSubmatch(forms[0][2], -1) {
-			ia := attrs(in[1])
-			if !strings.EqualFold(ia["type"], "hidden") {
-				return resp.StatusCode, string(body)
-			}
-			fields.Add(ia["name"], ia["value"])
-		}
-		target, perr := resp.Request.URL.Parse(attrs(forms[0][1])["action"])
-		if perr != nil {
-			b.t.Fatal(perr)
-		}
-		b.visited = append(b.visited, target.String())
-		resp, err = b.client.PostForm(target.String(), fields)
-	}
-}
-
 // authorize runs `tokend authorize grant` on instance a and opens the
 // start URL in a browser; the balancer sends the start page, and then the
 // provider's redirect, to instance b, which takes the start page from the
@@ -849,15 +778,15 @@ func (f *fleet) authorizeVia(a *instance, grant string) (start, cb string) {
 		}
 		return nil
 	})
-	br := newBrowser(t)
-	code, body := br.open(start)
-	for _, v := range br.visited {
+	br := testutil.NewBrowser(t)
+	page := br.Open(start)
+	for _, v := range br.Visited {
 		if strings.HasPrefix(v, "http://"+f.lb.Addr+"/callback") {
 			cb = v
 		}
 	}
-	if cb == "" || code != http.StatusOK {
-		t.Fatalf("authorization ended with %d, callback %q, visited %v:\n%s", code, cb, br.visited, body)
+	if cb == "" || page.Status != http.StatusOK {
+		t.Fatalf("authorization ended with %d, callback %q, visited %v:\n%s", page.Status, cb, br.Visited, page.Body)
 	}
 	select {
 	case err := <-done:

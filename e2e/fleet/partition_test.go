@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tokend/tokend/internal/testutil"
 )
 
 func envDuration(t *testing.T, name string, def time.Duration) time.Duration {
@@ -38,7 +40,7 @@ func envDuration(t *testing.T, name string, def time.Duration) time.Duration {
 // token twice; the grant stays valid everywhere.
 func TestFleetIsolatedMember(t *testing.T) {
 	isolation := envDuration(t, "FLEET_ISOLATION", 20*time.Second)
-	kills := envInt(t, "FLEET_ISOLATION_KILLS", 3)
+	kills := testutil.EnvInt(t, "FLEET_ISOLATION_KILLS", 3)
 	// Tokens living 8 s: refreshed every 5 s or so, a few times between
 	// kills.
 	f := newFleet(t, startCluster(t), startOIDC(t, 8))

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/tokend/tokend/internal/testutil"
 )
 
 func TestPrivateKeyJWT(t *testing.T) {
@@ -28,7 +30,7 @@ func TestPrivateKeyJWT(t *testing.T) {
 	tokenURL := s.URL() + "/token"
 	good := jwtClaims(id, id, tokenURL, clk.Now())
 	sign := func(key crypto.Signer, alg jose.SignatureAlgorithm, kid string, c map[string]any) string {
-		return signJWT(t, key, alg, kid, false, nil, c)
+		return testutil.SignJWT(t, key, alg, kid, false, nil, c)
 	}
 
 	for _, tc := range []struct {
@@ -68,7 +70,7 @@ func TestPrivateKeyJWT(t *testing.T) {
 		{"wrong key named by a kid", sign(other, jose.ES256, "k0", good)},
 		{"alg none", rawJWT(t, nil, hdr("none"), good)},
 		{"alg none with signature", rawJWT(t, ec, hdr("none"), good)},
-		{"HS256 keyed with the public key", signJWT(t, publicPEM(t, ec), jose.HS256, "", false, nil, good)},
+		{"HS256 keyed with the public key", testutil.SignJWT(t, publicPEM(t, ec), jose.HS256, "", false, nil, good)},
 		{"alg header lies", rawJWT(t, ec, hdr("ES384"), good)},
 		{"wrong aud", sign(ec, jose.ES256, "", with(good, "aud", "https://elsewhere.example/token"))},
 		{"no aud", sign(ec, jose.ES256, "", with(good, "aud", nil))},
@@ -125,13 +127,13 @@ func TestClientSecretJWT(t *testing.T) {
 	s := mustServer(t, Options{Now: clk.Now, Clients: []Client{{ID: id, Secret: secret, AuthMethod: AuthMethodSecretJWT}}}, secret)
 	good := jwtClaims(id, id, s.URL()+"/token", clk.Now())
 	for _, alg := range []jose.SignatureAlgorithm{jose.HS256, jose.HS384, jose.HS512} {
-		wantOK(t, post(t, s, "/token", auth{}, assertionForm(signJWT(t, []byte(secret), alg, "", false, nil, with(good, "jti", string(alg))))))
+		wantOK(t, post(t, s, "/token", auth{}, assertionForm(testutil.SignJWT(t, []byte(secret), alg, "", false, nil, with(good, "jti", string(alg))))))
 	}
 	for _, tc := range []struct{ name, assertion string }{
-		{"wrong secret", signJWT(t, []byte(secret+"x"), jose.HS256, "", false, nil, good)},
-		{"asymmetric alg", signJWT(t, mustEC(t, elliptic.P256()), jose.ES256, "", false, nil, good)},
+		{"wrong secret", testutil.SignJWT(t, []byte(secret+"x"), jose.HS256, "", false, nil, good)},
+		{"asymmetric alg", testutil.SignJWT(t, mustEC(t, elliptic.P256()), jose.ES256, "", false, nil, good)},
 		{"alg none", rawJWT(t, nil, map[string]any{"alg": "none"}, good)},
-		{"expired", signJWT(t, []byte(secret), jose.HS256, "", false, nil, with(good, "exp", clk.Now().Unix()))},
+		{"expired", testutil.SignJWT(t, []byte(secret), jose.HS256, "", false, nil, with(good, "exp", clk.Now().Unix()))},
 	} {
 		wantErrorNamed(t, tc.name, post(t, s, "/token", auth{}, assertionForm(tc.assertion)), http.StatusUnauthorized, "invalid_client")
 	}
@@ -166,14 +168,14 @@ func TestClientSecretJWTKeySizeAndRegistration(t *testing.T) {
 	req.Header.Set("Content-Type", "application/json")
 	reg := do(t, req)
 	id, secret := reg.str("client_id"), reg.str("client_secret")
-	wantOK(t, post(t, s, "/token", auth{}, assertionForm(signJWT(t, []byte(secret), jose.HS512, "", false, nil, jwtClaims(id, id, s.URL()+"/token", clk.Now())))))
+	wantOK(t, post(t, s, "/token", auth{}, assertionForm(testutil.SignJWT(t, []byte(secret), jose.HS512, "", false, nil, jwtClaims(id, id, s.URL()+"/token", clk.Now())))))
 }
 
 func TestJWKSHelperMatchesAnyKid(t *testing.T) {
 	clk := newClock()
 	key := mustEC(t, elliptic.P256())
 	s := mustServer(t, Options{Now: clk.Now, Clients: []Client{{ID: "app", AuthMethod: AuthMethodPrivateKeyJWT, JWKS: JWKS(key.Public(), rsaOnce().Public())}}})
-	wantOK(t, post(t, s, "/token", auth{}, assertionForm(signJWT(t, key, jose.ES256, "whatever-kid", false, nil, jwtClaims("app", "app", s.URL()+"/token", clk.Now())))))
+	wantOK(t, post(t, s, "/token", auth{}, assertionForm(testutil.SignJWT(t, key, jose.ES256, "whatever-kid", false, nil, jwtClaims("app", "app", s.URL()+"/token", clk.Now())))))
 	defer func() {
 		if recover() == nil {
 			t.Errorf("JWKS of a private key did not panic")

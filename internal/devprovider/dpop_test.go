@@ -11,6 +11,8 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/tokend/tokend/internal/testutil"
 )
 
 func TestDPoPTokenEndpoint(t *testing.T) {
@@ -84,14 +86,14 @@ func TestDPoPTokenEndpoint(t *testing.T) {
 		{"iat in the future", pf("iat", now.Add(2*time.Minute).Unix())},
 		{"no iat", pf("iat", nil)},
 		{"no jti", pf("jti", nil)},
-		{"wrong typ", signJWT(t, key, jose.ES256, "", true, map[jose.HeaderKey]any{jose.HeaderType: "JWT"}, claims)},
-		{"no typ", signJWT(t, key, jose.ES256, "", true, nil, claims)},
-		{"no jwk", signJWT(t, key, jose.ES256, "", false, typ, claims)},
+		{"wrong typ", testutil.SignJWT(t, key, jose.ES256, "", true, map[jose.HeaderKey]any{jose.HeaderType: "JWT"}, claims)},
+		{"no typ", testutil.SignJWT(t, key, jose.ES256, "", true, nil, claims)},
+		{"no jwk", testutil.SignJWT(t, key, jose.ES256, "", false, typ, claims)},
 		{"alg none", rawJWT(t, nil, map[string]any{"alg": "none", "typ": "dpop+jwt", "jwk": pub}, claims)},
-		{"HS256", signJWT(t, []byte("0123456789abcdef0123456789abcdef"), jose.HS256, "", false, map[jose.HeaderKey]any{jose.HeaderType: "dpop+jwt", "jwk": pub}, claims)},
+		{"HS256", testutil.SignJWT(t, []byte("0123456789abcdef0123456789abcdef"), jose.HS256, "", false, map[jose.HeaderKey]any{jose.HeaderType: "dpop+jwt", "jwk": pub}, claims)},
 		{"private jwk", rawJWT(t, key, map[string]any{"alg": "ES256", "typ": "dpop+jwt", "jwk": priv}, claims)},
 		{"jwk of another key", rawJWT(t, key, map[string]any{"alg": "ES256", "typ": "dpop+jwt", "jwk": jose.JSONWebKey{Key: other.Public()}}, claims)},
-		{"alg not allowed (RS512)", signJWT(t, rk, jose.RS512, "", true, typ, claims)},
+		{"alg not allowed (RS512)", testutil.SignJWT(t, rk, jose.RS512, "", true, typ, claims)},
 		{"garbage", "a.b.c"},
 	} {
 		wantErrorNamed(t, tc.name, postDPoP(t, s, basicAuth, cc, tc.proof), http.StatusBadRequest, "invalid_dpop_proof")
@@ -100,7 +102,7 @@ func TestDPoPTokenEndpoint(t *testing.T) {
 	// A query on htu is ignored (RFC 9449 §4.3), as is the case of the host.
 	wantOK(t, postDPoP(t, s, basicAuth, cc, pf("htu", strings.Replace(tokenURL, "127.0.0.1", "127.0.0.1", 1)+"?x=1")))
 	// An RSA proof, when allowed.
-	wantOK(t, postDPoP(t, s, basicAuth, cc, signJWT(t, rk, jose.PS256, "", true, typ, with(claims, "jti", "rsa"))))
+	wantOK(t, postDPoP(t, s, basicAuth, cc, testutil.SignJWT(t, rk, jose.PS256, "", true, typ, with(claims, "jti", "rsa"))))
 }
 
 func TestDPoPBoundClientAndDowngrade(t *testing.T) {
@@ -292,7 +294,7 @@ func TestReplayRace(t *testing.T) {
 	o.Clients = append(o.Clients, Client{ID: "pk", AuthMethod: AuthMethodPrivateKeyJWT, JWKS: JWKS(key.Public())})
 	s := mustServer(t, o)
 	p := proof(t, key, "POST", s.URL()+"/token", clk.Now())
-	a := signJWT(t, key, jose.ES256, "", false, nil, jwtClaims("pk", "pk", s.URL()+"/token", clk.Now()))
+	a := testutil.SignJWT(t, key, jose.ES256, "", false, nil, jwtClaims("pk", "pk", s.URL()+"/token", clk.Now()))
 	for _, tc := range []struct {
 		name string
 		send func() (response, error)

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/tokend/tokend/internal/testutil"
 )
 
 const saIssuer = "robot@project.iam.example"
@@ -29,7 +31,7 @@ func TestJWTBearerGrant(t *testing.T) {
 		return url.Values{"grant_type": {GrantJWTBearer}, "assertion": {assertion}, "scope": {"read write"}}
 	}
 	good := jwtClaims(saIssuer, "user@example", s.URL()+"/token", clk.Now())
-	sign := func(c map[string]any) string { return signJWT(t, key, jose.ES256, "", false, nil, c) }
+	sign := func(c map[string]any) string { return testutil.SignJWT(t, key, jose.ES256, "", false, nil, c) }
 
 	// Anonymous, as Google's token endpoint takes it.
 	r := post(t, s, "/token", auth{}, grant(sign(good)))
@@ -42,7 +44,7 @@ func TestJWTBearerGrant(t *testing.T) {
 		t.Errorf("TokenInfo = %+v, %v", info, ok)
 	}
 	// With client authentication, an audience of the issuer's list, RS256.
-	r = post(t, s, "/token", basicAuth, grant(signJWT(t, rk, jose.RS256, "k1", false, nil, with(good, "jti", "2", "aud", "https://oauth2.example/token"))))
+	r = post(t, s, "/token", basicAuth, grant(testutil.SignJWT(t, rk, jose.RS256, "k1", false, nil, with(good, "jti", "2", "aud", "https://oauth2.example/token"))))
 	wantOK(t, r)
 	if info, _ := s.TokenInfo(r.str("access_token")); info.ClientID != basicClient.ID {
 		t.Errorf("client %q", info.ClientID)
@@ -65,11 +67,11 @@ func TestJWTBearerGrant(t *testing.T) {
 	}
 
 	for _, tc := range []struct{ name, assertion string }{
-		{"wrong key", signJWT(t, other, jose.ES256, "", false, nil, good)},
+		{"wrong key", testutil.SignJWT(t, other, jose.ES256, "", false, nil, good)},
 		{"untrusted issuer", sign(with(good, "iss", "stranger"))},
 		{"no issuer", sign(with(good, "iss", nil))},
 		{"alg none", rawJWT(t, nil, map[string]any{"alg": "none"}, good)},
-		{"HS256 keyed with the public key", signJWT(t, publicPEM(t, key), jose.HS256, "", false, nil, good)},
+		{"HS256 keyed with the public key", testutil.SignJWT(t, publicPEM(t, key), jose.HS256, "", false, nil, good)},
 		{"wrong aud", sign(with(good, "aud", "https://elsewhere.example/token"))},
 		{"another issuer's audience", sign(with(good, "iss", "restricted", "sub", "allowed", "aud", "https://oauth2.example/token"))},
 		{"subject not allowed", sign(with(good, "iss", "restricted", "sub", "other"))},

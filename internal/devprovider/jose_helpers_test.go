@@ -20,6 +20,8 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/tokend/tokend/internal/testutil"
 )
 
 func mustEC(t testing.TB, c elliptic.Curve) *ecdsa.PrivateKey {
@@ -62,34 +64,6 @@ func jwksOf(t testing.TB, keys ...crypto.Signer) json.RawMessage {
 		t.Fatal(err)
 	}
 	return b
-}
-
-// signJWT signs claims with key and alg; headers are extra protected
-// headers ("typ" included); embed puts the public key in a jwk header.
-func signJWT(t testing.TB, key any, alg jose.SignatureAlgorithm, kid string, embed bool, headers map[jose.HeaderKey]any, claims map[string]any) string {
-	t.Helper()
-	opts := &jose.SignerOptions{EmbedJWK: embed}
-	for k, v := range headers {
-		opts = opts.WithHeader(k, v)
-	}
-	sk := jose.SigningKey{Algorithm: alg, Key: key}
-	if kid != "" {
-		sk.Key = jose.JSONWebKey{Key: key, KeyID: kid}
-	}
-	signer, err := jose.NewSigner(sk, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	payload, _ := json.Marshal(claims)
-	jws, err := signer.Sign(payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := jws.CompactSerialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
 
 var b64 = base64.RawURLEncoding
@@ -162,7 +136,7 @@ func assertionForm(assertion string) url.Values {
 func proof(t testing.TB, key *ecdsa.PrivateKey, method, target string, now time.Time, extra ...any) string {
 	t.Helper()
 	c := with(map[string]any{"htm": method, "htu": target, "iat": now.Unix(), "jti": rand.Text()}, extra...)
-	return signJWT(t, key, jose.ES256, "", true, map[jose.HeaderKey]any{jose.HeaderType: "dpop+jwt"}, c)
+	return testutil.SignJWT(t, key, jose.ES256, "", true, map[jose.HeaderKey]any{jose.HeaderType: "dpop+jwt"}, c)
 }
 
 // thumbprint is the RFC 7638 SHA-256 thumbprint of k's public key.

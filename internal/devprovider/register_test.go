@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/tokend/tokend/internal/testutil"
 )
 
 func TestRegistrationOfKeysAndDPoP(t *testing.T) {
@@ -28,9 +30,9 @@ func TestRegistrationOfKeysAndDPoP(t *testing.T) {
 		t.Fatalf("registration %d %s", r.status, r.raw)
 	}
 	id := r.str("client_id")
-	form := assertionForm(signJWT(t, key, jose.ES256, "k0", false, nil, jwtClaims(id, id, s.URL()+"/token", clk.Now())))
+	form := assertionForm(testutil.SignJWT(t, key, jose.ES256, "k0", false, nil, jwtClaims(id, id, s.URL()+"/token", clk.Now())))
 	wantError(t, post(t, s, "/token", auth{}, form), http.StatusBadRequest, "invalid_dpop_proof") // dpop_bound_access_tokens
-	form = assertionForm(signJWT(t, key, jose.ES256, "k0", false, nil, jwtClaims(id, id, s.URL()+"/token", clk.Now())))
+	form = assertionForm(testutil.SignJWT(t, key, jose.ES256, "k0", false, nil, jwtClaims(id, id, s.URL()+"/token", clk.Now())))
 	if r := postDPoP(t, s, auth{}, form, proof(t, key, "POST", s.URL()+"/token", clk.Now())); r.status != http.StatusOK || r.str("token_type") != "DPoP" {
 		t.Fatalf("token: %d %s", r.status, r.raw)
 	}

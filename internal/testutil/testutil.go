@@ -4,7 +4,10 @@
 // port ([FreePort]), and what running a process as another user takes: a
 // directory that user may enter ([SharedDir]), a copy of the test binary
 // they may run ([CopySelf]) and their credentials ([AsUser]), and waiting
-// on real time for a process to reach a condition ([Eventually]).
+// on real time for a process to reach a condition ([Eventually]), the size
+// knobs of long runs read from the environment ([EnvInt]), JWTs signed by
+// hand as assertions and proofs ([SignJWT]), and a person's browser reduced
+// to cookies, redirects and self-submitting forms ([Browser]).
 //
 // Only tests import it: TestOnlyTestsImport fails when a package that is
 // not a test depends on it.
@@ -18,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -202,4 +206,21 @@ func Eventually(t testing.TB, timeout, interval time.Duration, what string, f fu
 		}
 		time.Sleep(interval)
 	}
+}
+
+// EnvInt reads a positive integer from the environment variable name, or
+// returns def when it is unset: long soaks and torture runs default to a
+// short form and take their long form from the environment. Anything else
+// fails the test, so that a mistyped value is not silently the default.
+func EnvInt(t testing.TB, name string, def int) int {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		t.Fatalf("$%s=%q: want a positive integer", name, v)
+	}
+	return n
 }
