@@ -14,11 +14,15 @@ BIN       := bin/tokend
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/tokend
 
-# Everything: installs the test peers (oidc-provider, promtool), checks
-# formatting, vet and staticcheck, then runs every Go test with -race,
-# end-to-end tests against oidc-provider included.
+# Everything: installs the test peers (oidc-provider, promtool, the MCP
+# conformance suite), checks formatting, vet and staticcheck, then runs
+# every Go test with -race, end-to-end tests against oidc-provider
+# included, and prints the MCP conformance figure (passed/total).
 test: e2e-deps lint
-	$(GO) test -race -count=1 -timeout 30m ./...
+	@rm -f bin/mcp-conformance-summary
+	@mkdir -p bin
+	MCP_CONFORMANCE_SUMMARY=$(CURDIR)/bin/mcp-conformance-summary $(GO) test -race -count=1 -timeout 30m ./...; \
+		status=$$?; cat bin/mcp-conformance-summary 2>/dev/null; exit $$status
 
 e2e-deps:
 	./scripts/test-deps
@@ -47,7 +51,7 @@ bench-deps:
 # Long fuzzing, one target at a time (make test runs their seed corpora).
 FUZZTIME ?= 60s
 fuzz:
-	for t in FuzzTokenResponse FuzzDiscovery FuzzRegistration FuzzParseCallback; do \
+	for t in FuzzTokenResponse FuzzDiscovery FuzzRegistration FuzzParseCallback FuzzParseBearerChallenge FuzzDiscoverResource; do \
 		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./oauth/ || exit 1; done
 	$(GO) test -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME) ./config/
 	for t in FuzzAPIPath FuzzCallback; do \

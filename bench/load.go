@@ -56,6 +56,11 @@ func merge(rs ...loadResult) loadResult {
 // over the unix socket at sock, each doing perClient GETs of path(c, i)
 // unless limit passes first. Only 200 answers with a body count.
 func runLoad(sock string, clients, perClient int, limit time.Duration, path func(c, i int) string) loadResult {
+	return runLoadOn(func() *http.Client { return unixClient(sock) }, "http://tokend", clients, perClient, limit, path)
+}
+
+// runLoadOn is runLoad with clients from newClient, GETting base+path.
+func runLoadOn(newClient func() *http.Client, base string, clients, perClient int, limit time.Duration, path func(c, i int) string) loadResult {
 	var (
 		mu  sync.Mutex
 		res loadResult
@@ -63,7 +68,7 @@ func runLoad(sock string, clients, perClient int, limit time.Duration, path func
 	)
 	hcs := make([]*http.Client, clients)
 	for c := range hcs {
-		hcs[c] = unixClient(sock)
+		hcs[c] = newClient()
 	}
 	start := time.Now()
 	deadline := start.Add(limit)
@@ -75,7 +80,7 @@ func runLoad(sock string, clients, perClient int, limit time.Duration, path func
 			var first error
 			for i := 0; i < perClient && time.Now().Before(deadline); i++ {
 				t := time.Now()
-				err := get(hc, "http://tokend"+path(c, i))
+				err := get(hc, base+path(c, i))
 				d := time.Since(t)
 				if err != nil {
 					errs++

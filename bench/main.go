@@ -25,7 +25,7 @@ const analysisMarker = "<!-- analysis: written by hand, kept by make bench -->"
 func main() {
 	out := flag.String("out", "BENCHMARKS.md", "file to write the results to; empty: print only")
 	goCmd := flag.String("go", "go", "go command, to run the daemon's tick benchmark")
-	only := flag.String("only", "fetch,storm,refresh,scale,dpop,fetch-load,fleet-fetch,fleet-refresh,fleet-isolated,fleet-scale,failover", "benchmarks to run, comma-separated")
+	only := flag.String("only", "fetch,storm,refresh,scale,dpop,fetch-load,fleet-fetch,fleet-refresh,fleet-isolated,fleet-scale,failover,proxy", "benchmarks to run, comma-separated")
 	sizes := flag.String("sizes", "1000,10000,100000", "grant counts of the scale benchmark")
 	child := flag.Int("scale-child", 0, "internal: measure a daemon of this many grants and print JSON")
 	dir := flag.String("dir", "", "internal: the child's directory")
@@ -99,6 +99,7 @@ func run(out, goCmd, only, sizeList string) error {
 		{"fleet-isolated", func() error { return benchFleet(rep, tmp, benchFleetIsolated) }},
 		{"fleet-scale", func() error { return benchFleet(rep, tmp, benchFleetScale) }},
 		{"failover", func() error { return benchFailover(rep, tmp, goCmd) }},
+		{"proxy", func() error { return benchProxy(rep, tmp) }},
 	}
 	selected := func(name string) bool { return strings.Contains(","+only+",", ","+name+",") }
 	// What a step needs beyond Go is checked before anything runs: a step

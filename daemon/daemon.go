@@ -139,6 +139,7 @@ type Daemon struct {
 	metricsAddr  string
 
 	starts startPages // one-time start pages of authorizations (authorize.go)
+	fb     feedback   // step-ups and rejected tokens that programs reported (stepup.go)
 
 	reloadMu sync.Mutex // one ReloadConfig at a time (reload.go)
 
@@ -389,7 +390,11 @@ func (d *Daemon) configure(cfg *config.Config) error {
 			g.tokenState = prev.tokenState
 			// Re-indexed under the new policy; a permanent failure gets
 			// another chance, since the configuration may have fixed it.
-			d.publish(g, clearPermanent(g.cur.Load()), p)
+			t := clearPermanent(g.cur.Load())
+			if newSubjectToken(prev, g) {
+				t = retryRefused(t)
+			}
+			d.publish(g, t, p)
 		} else {
 			g.tokenState = &fresh[i]
 			d.publish(g, emptyToken(g.name), p)
@@ -549,6 +554,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	proxies, err := d.listenProxies(cfg)
+	if err != nil {
+		for _, l := range []net.Listener{sock, cb, ml} {
+			if l != nil {
+				l.Close()
+			}
+		}
+		return err
+	}
 	d.addrMu.Lock()
 	if cb != nil {
 		d.callbackAddr = cb.Addr().String()
@@ -595,6 +609,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			return nil
 		})
 	}
+	d.goProxies(g, gctx, proxies)
 	g.Go(func() error { return d.runScheduler(gctx) })
 	d.goFleetWatch(g, gctx)
 	g.Go(func() error {

@@ -71,11 +71,12 @@ var unreloadable = []struct {
 	{"refresh.concurrency", func(c *config.Config) any { return c.Refresh.Concurrency }},
 	{"refresh.timeout", func(c *config.Config) any { return c.Refresh.Timeout }},
 	{"fleet.instance", func(c *config.Config) any { return c.Fleet.Instance }},
+	{"grants.*.proxy", func(c *config.Config) any { return proxyListens(c) }},
 }
 
 // RestartKeys lists the configuration keys that a reload does not apply:
-// store.*, listen.*, log.*, refresh.concurrency, refresh.timeout and
-// fleet.instance. Every other key (refresh's schedule and policy,
+// store.*, listen.*, log.*, refresh.concurrency, refresh.timeout,
+// fleet.instance and the grants' proxies. Every other key (refresh's schedule and policy,
 // operators, providers, clients, grants, hooks) is applied by a reload.
 func RestartKeys() []string {
 	keys := make([]string, len(unreloadable))
@@ -102,5 +103,6 @@ func keepUnreloadable(next, running *config.Config) []string {
 	next.Fleet = running.Fleet
 	next.Refresh.Concurrency = running.Refresh.Concurrency
 	next.Refresh.Timeout = running.Refresh.Timeout
+	keepProxies(next, running)
 	return changed
 }

@@ -194,6 +194,9 @@ func TestKeepUnreloadable(t *testing.T) {
 		{func(c *config.Config) { c.Refresh.Concurrency = 2 }, "refresh.concurrency"},
 		{func(c *config.Config) { c.Refresh.Timeout = 5e9 }, "refresh.timeout"},
 		{func(c *config.Config) { c.Fleet.Instance = "b" }, "fleet.instance"},
+		{func(c *config.Config) {
+			c.Grants = map[string]config.Grant{"g": {Client: "app", Proxy: &config.GrantProxy{Listen: "127.0.0.1:8790"}}}
+		}, "grants.*.proxy"},
 		{func(c *config.Config) { c.Refresh.Fraction = 0.5 }, ""},
 		{func(c *config.Config) { c.Grants = map[string]config.Grant{"g": {Client: "app"}} }, ""},
 	} {

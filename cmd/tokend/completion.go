@@ -137,7 +137,7 @@ func (c *cli) completions(ctx context.Context, typed []string, cur string) []str
 				return []string{"get", "store", "erase"}
 			case len(pos) == 1 && pos[0] == "docker":
 				return []string{"get", "list", "store", "erase"}
-			case len(pos) == 1 && pos[0] == "kubectl":
+			case len(pos) == 1 && (pos[0] == "kubectl" || pos[0] == "headers"):
 				return c.grantNames(ctx, socket)
 			}
 		}

@@ -30,7 +30,7 @@ func TestCompleteWords(t *testing.T) {
 		// A flag's value and exec's command are the shell's (files).
 		{[]string{"token", "--socket", ""}, f.socket, ""},
 		{[]string{"exec", "demo", "--", "c"}, f.socket, ""},
-		{[]string{"credential", ""}, "", "git\nkubectl\ndocker\n"},
+		{[]string{"credential", ""}, "", "git\nkubectl\ndocker\nheaders\n"},
 		{[]string{"credential", "git", ""}, "", "get\nstore\nerase\n"},
 		{[]string{"completion", ""}, "", "bash\nzsh\nfish\n"},
 		{[]string{"store", ""}, "", "copy\n"},

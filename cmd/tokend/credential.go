@@ -15,19 +15,20 @@ import (
 	"github.com/tokend/tokend/api"
 )
 
-// cmdCredential is `tokend credential git|kubectl|docker`: the credential
-// helper protocols of git, kubectl's exec plugins and docker, answered
+// cmdCredential is `tokend credential git|kubectl|docker|headers`: the
+// credential helper protocols of git, kubectl's exec plugins, docker and
+// MCP clients' headers helpers, answered
 // from the socket. The helpers are clients like any other: the caller gets
 // only tokens of grants it may read.
 func (c *cli) cmdCredential(ctx context.Context, args []string, stdin io.Reader) int {
-	fs := c.flagSet("credential", "credential git (get|store|erase) | kubectl NAME | docker (get|list|store|erase)  [--socket PATH] [--timeout DURATION]")
+	fs := c.flagSet("credential", "credential git (get|store|erase) | kubectl NAME | docker (get|list|store|erase) | headers NAME  [--socket PATH] [--timeout DURATION]")
 	cf := c.addClientFlags(fs)
 	pos, code, ok := c.parseArgs(fs, args)
 	if !ok {
 		return code
 	}
 	if len(pos) == 0 {
-		return c.usageErr(fs, "credential: name the helper: git, kubectl or docker")
+		return c.usageErr(fs, "credential: name the helper: git, kubectl, docker or headers")
 	}
 	helper, rest := pos[0], pos[1:]
 	cl, ctx, cancel := c.client(ctx, cf)
@@ -48,8 +49,13 @@ func (c *cli) cmdCredential(ctx context.Context, args []string, stdin io.Reader)
 			return c.usageErr(fs, "credential docker: give one action (get, list, store or erase), as docker does")
 		}
 		return c.dockerCredential(ctx, cl, rest[0], stdin)
+	case "headers":
+		if len(rest) != 1 || rest[0] == "" {
+			return c.usageErr(fs, "credential headers: give the grant NAME")
+		}
+		return c.headersCredential(ctx, cl, rest[0])
 	default:
-		return c.usageErr(fs, "credential: unknown helper %q: git, kubectl or docker", helper)
+		return c.usageErr(fs, "credential: unknown helper %q: git, kubectl, docker or headers", helper)
 	}
 }
 
@@ -198,6 +204,25 @@ func (c *cli) kubectlCredential(ctx context.Context, cl *api.Client, name string
 		out.Status.ExpirationTimestamp = t.ExpiresAt.UTC().Format(time.RFC3339)
 	}
 	return c.writeJSONLine(out)
+}
+
+// headersCredential prints the HTTP headers of a request with grant
+// name's token as one JSON object, {"Authorization": "Bearer …"}: the
+// headersHelper convention of MCP clients (Claude Code runs the command
+// and adds the headers to its requests to the server). A DPoP-bound
+// token needs a fresh proof for each request, which a helper run once per
+// connection cannot give: the proxy (tokend proxy, or the grant's proxy:
+// listen) can.
+func (c *cli) headersCredential(ctx context.Context, cl *api.Client, name string) int {
+	t, code := c.helperToken(ctx, cl, name)
+	if t == nil {
+		return code
+	}
+	if strings.EqualFold(t.TokenType, "DPoP") {
+		c.printErr(fmt.Errorf("tokend: credential headers: grant %s has DPoP-bound tokens, which need a fresh proof for each request that a headers helper cannot give: point the MCP client at the proxy instead (tokend proxy, or proxy: {listen: …} in the grant)", text(name)))
+		return exitError
+	}
+	return c.writeJSONLine(map[string]string{"Authorization": "Bearer " + t.AccessToken})
 }
 
 func (c *cli) writeJSONLine(v any) int {

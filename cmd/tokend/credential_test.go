@@ -16,6 +16,7 @@ func TestCredentialHelpers(t *testing.T) {
 		"GET /v1/tokens/host":  {{200, strings.Replace(tok, "at-team", "at-host", 1)}},
 		"GET /v1/tokens/stuck": {{409, `{"error":"reauthorization_required","error_description":"the refresh token was rejected"}`}},
 		"GET /v1/tokens/bad":   {{200, strings.Replace(tok, "at-team", "at team", 1)}},
+		"GET /v1/tokens/bound": {{200, strings.Replace(tok, `"Bearer"`, `"DPoP"`, 1)}},
 	})
 	tests := []struct {
 		name, stdin, env string
@@ -55,6 +56,11 @@ func TestCredentialHelpers(t *testing.T) {
 		{"docker dot segments", "https://git.example.com/team/%2e%2E/other\n", "", []string{"docker", "get"}, exitError, "credentials not found in native keychain\n", "no grant matches"},
 		{"docker not found", "nowhere.example.com", "", []string{"docker", "get"}, exitError, "credentials not found in native keychain\n", "no grant you may read"},
 		{"docker erase", "x", "", []string{"docker", "erase"}, exitError, "tokend: credential docker: erase is refused", "erase is refused"},
+		{"headers", "", "", []string{"headers", "team"}, 0, `{"Authorization":"Bearer at-team"}` + "\n", ""},
+		{"headers reauthorization", "", "", []string{"headers", "stuck"}, exitReauth, "", "tokend authorize stuck"},
+		{"headers malformed token", "", "", []string{"headers", "bad"}, exitError, "", "not passing it on"},
+		{"headers dpop", "", "", []string{"headers", "bound"}, exitError, "", "DPoP-bound tokens, which need a fresh proof for each request that a headers helper cannot give: point the MCP client at the proxy"},
+		{"headers no name", "", "", []string{"headers"}, exitUsage, "", "credential headers: give the grant NAME"},
 		{"unknown helper", "", "", []string{"svn"}, exitUsage, "", `unknown helper "svn"`},
 	}
 	for _, tt := range tests {

@@ -201,13 +201,15 @@ grant that needs no person, its next fetch obtains a new token).
 	},
 	{
 		name: "credential", group: "Client", args: argNone,
-		words: []string{"git", "kubectl", "docker"},
-		usage: "credential git (get|store|erase) | kubectl NAME | docker (get|list|store|erase)",
-		short: "credential helper for git, kubectl and docker",
+		words: []string{"git", "kubectl", "docker", "headers"},
+		usage: "credential git (get|store|erase) | kubectl NAME | docker (get|list|store|erase) | headers NAME",
+		short: "credential helper for git, kubectl, docker and MCP clients' headers",
 		long: `git: the token of the grant whose match covers the URL git asks for.
 kubectl: an ExecCredential with grant NAME's token (an exec plugin).
 docker: a docker credential helper (store and erase are refused); a link
 docker-credential-tokend -> tokend works as one.
+headers: {"Authorization": "Bearer <token>"} for grant NAME, what MCP
+clients' headersHelper runs; a dpop grant needs the proxy instead.
 
 ` + clientFlagsNote,
 		examples: []string{
@@ -226,6 +228,45 @@ TOKEND_<NAME>_TOKEN (NAME upper-cased, other characters as _).
 ` + clientFlagsNote,
 		examples: []string{
 			`tokend exec github=GH_TOKEN -- gh repo list`,
+		},
+	},
+	{
+		name: "mcp", group: "Client", args: argGrant,
+		usage: "mcp NAME [--url URL]",
+		short: "bridge an MCP client's stdio to the grant's Streamable HTTP MCP server",
+		long: `Speaks the MCP stdio transport on stdin and stdout and Streamable HTTP
+to the MCP server at URL (default: the grant's protected_resource),
+with the grant's token, fresh from the daemon, on every request: what a
+stdio-only MCP client launches instead of mcp-remote. A 401 makes the
+daemon refresh once; a 403 insufficient_scope waits (up to 5 minutes)
+for a person to run "tokend authorize NAME" for the wider scopes.
+Messages for people go to stderr. The session ends when stdin does.
+
+` + clientFlagsNote,
+		examples: []string{
+			"tokend mcp notes",
+			`claude mcp add notes -- tokend mcp notes`,
+		},
+	},
+	{
+		name: "proxy", group: "Client", args: argGrant,
+		usage: "proxy NAME --listen ADDR --upstream URL",
+		short: "serve a local reverse proxy to URL that adds grant NAME's token",
+		long: `Listens on ADDR (a loopback IP address with a port, or an absolute
+unix socket path) and forwards every request to URL with grant NAME's
+token, replacing any Authorization or DPoP header the caller sent (and a
+fresh DPoP proof per request for a dpop grant). A request for / goes to
+URL itself, /x to URL/x. When the resource refuses the token, the daemon
+is asked for a new one and the request sent once more (bodies up to
+1 MiB); a 403 insufficient_scope is reported as a step-up and passed on.
+
+The daemon judges the user running the proxy. The proxy admits that
+user alone, by the uid the kernel names for each connection (on loopback
+TCP too): other local users are refused, root included.
+
+` + clientFlagsNote,
+		examples: []string{
+			"tokend proxy notes --listen 127.0.0.1:8790 --upstream https://mcp.example.com/mcp",
 		},
 	},
 	{

@@ -11,7 +11,7 @@ import (
 )
 
 func TestCommandHelp(t *testing.T) {
-	for _, cmd := range []string{"serve", "dev", "token", "status", "authorize", "refresh", "revoke", "reload", "credential", "exec", "check-config", "rekey", "store copy"} {
+	for _, cmd := range []string{"serve", "dev", "token", "status", "authorize", "refresh", "revoke", "reload", "credential", "exec", "mcp", "check-config", "rekey", "store copy"} {
 		words := strings.Fields(cmd)
 		viaHelp := newTestCLI()
 		if code := viaHelp.run(append([]string{"help"}, words...)...); code != exitOK {

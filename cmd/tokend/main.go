@@ -154,6 +154,10 @@ func (c *cli) dispatch(ctx context.Context, args []string) (code int, known bool
 		return c.cmdCredential(ctx, rest, stdinOf), true
 	case "exec":
 		return c.cmdExec(ctx, rest), true
+	case "mcp":
+		return c.cmdMCP(ctx, rest), true
+	case "proxy":
+		return c.cmdProxy(ctx, rest), true
 	case "check-config":
 		return c.cmdCheckConfig(ctx, rest), true
 	case "rekey":
@@ -354,6 +358,8 @@ var timeoutHelp = map[string]string{
 	"reload":     "give up after `DURATION` waiting for the new configuration to be in effect",
 	"credential": "give up after `DURATION`; a fetch may wait for a refresh at the provider",
 	"exec":       "give up after `DURATION` fetching the tokens; a fetch may wait for a refresh (CMD itself is not bounded)",
+	"mcp":        "give up after `DURATION` asking the daemon for the grant's status at start (the bridge itself runs as long as its client)",
+	"proxy":      "give up after `DURATION` on each request to the daemon (the proxy runs until stopped)",
 }
 
 func (c *cli) addClientFlags(fs *flag.FlagSet) *clientFlags {

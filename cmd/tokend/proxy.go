@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/tokend/tokend/api"
+	"github.com/tokend/tokend/server"
+)
+
+// cmdProxy is tokend proxy NAME --listen ADDR --upstream URL: a local
+// reverse proxy that adds grant NAME's token, as a client of the daemon's
+// socket, until SIGINT or SIGTERM.
+func (c *cli) cmdProxy(ctx context.Context, args []string) int {
+	fs := c.flagSet("proxy", "proxy NAME --listen ADDR --upstream URL [--socket PATH]")
+	cf := c.addClientFlags(fs)
+	listen := fs.String("listen", "", "listen on `ADDR`: 127.0.0.1:PORT, [::1]:PORT or an absolute unix socket path")
+	upstream := fs.String("upstream", "", "the grant's protected resource, `URL` (requests for / go to it, /x to URL/x)")
+	pos, code, ok := c.parseArgs(fs, args)
+	if !ok {
+		return code
+	}
+	name, code, ok := c.oneName(fs, pos)
+	if !ok {
+		return code
+	}
+	switch {
+	case *listen == "":
+		return c.usageErr(fs, "proxy: --listen ADDR is required")
+	case *upstream == "":
+		return c.usageErr(fs, "proxy: --upstream URL is required")
+	}
+	if err := server.CheckListenAddr(*listen); err != nil {
+		return c.usageErr(fs, "proxy: %s", err)
+	}
+	up, err := url.Parse(*upstream)
+	if err != nil {
+		return c.usageErr(fs, "proxy: --upstream: %s", err)
+	}
+	// --timeout bounds each request to the daemon, not the proxy's life.
+	cl, _, cancel := c.client(context.Background(), cf)
+	cancel()
+	// The daemon judges this process's user; a grant it may not read, or
+	// none, is said now rather than at the first request.
+	sctx, scancel := context.WithTimeout(ctx, cf.timeout)
+	st, err := cl.Status(sctx, name)
+	scancel()
+	if err != nil {
+		return c.failGrant(name, err)
+	}
+	log := slog.New(slog.NewTextHandler(c.stderr, nil))
+	p, err := server.NewProxy(server.ProxyConfig{
+		Grant:    name,
+		Upstream: up,
+		DPoP:     st.DPoP,
+		Source:   &clientSource{cl: cl, uid: uint32(os.Getuid()), timeout: cf.timeout},
+		Log:      log,
+	})
+	if err != nil {
+		return c.usageErr(fs, "proxy: %s", err)
+	}
+	ln, err := server.Listen(*listen)
+	if err != nil {
+		c.printErr(err)
+		return exitError
+	}
+	fmt.Fprintf(c.stderr, "tokend: proxy of %s to %s listening on %s\n", text(name), text(up.Redacted()), ln.Addr())
+	if err := server.Serve(ctx, ln, p, log); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		c.printErr(err)
+		return exitError
+	}
+	return exitOK
+}
+
+// clientSource is the daemon's socket as a proxy's token source. The
+// daemon sees one caller, the user running tokend proxy, and decides
+// whether that user may read the grant; the proxy itself admits that
+// user alone. Another local user (root included) connecting to it is
+// refused, even one the grant names as a reader: its own tokend proxy, or
+// the socket, serve it with its own rights.
+type clientSource struct {
+	cl      *api.Client
+	uid     uint32
+	timeout time.Duration
+}
+
+var _ server.TokenSource = (*clientSource)(nil)
+
+func (s *clientSource) admit(c server.Caller) error {
+	if c.UID != s.uid {
+		return &api.Error{Status: http.StatusForbidden, Code: api.CodeForbidden,
+			Description: "this proxy serves uid " + strconv.FormatUint(uint64(s.uid), 10) + ", who runs it, alone"}
+	}
+	return nil
+}
+
+// bound applies --timeout to one request to the daemon.
+func (s *clientSource) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if s.timeout > 0 {
+		return context.WithTimeout(ctx, s.timeout)
+	}
+	return context.WithCancel(ctx)
+}
+
+func (s *clientSource) Token(ctx context.Context, c server.Caller, grant string) (*api.TokenResponse, error) {
+	if err := s.admit(c); err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	return s.cl.Token(ctx, grant)
+}
+
+func (s *clientSource) Rejected(ctx context.Context, c server.Caller, grant string, req api.RejectedRequest) (*api.TokenResponse, error) {
+	if err := s.admit(c); err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	return s.cl.Rejected(ctx, grant, req)
+}
+
+func (s *clientSource) StepUp(ctx context.Context, c server.Caller, grant string, req api.StepUpRequest) (*api.GrantStatus, error) {
+	if err := s.admit(c); err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	return s.cl.StepUp(ctx, grant, req)
+}
+
+func (s *clientSource) DPoP(ctx context.Context, c server.Caller, grant string, req api.DPoPRequest) (*api.DPoPResponse, error) {
+	if err := s.admit(c); err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	return s.cl.DPoP(ctx, grant, req)
+}
