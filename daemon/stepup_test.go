@@ -218,11 +218,12 @@ func TestStepUp(t *testing.T) {
 	}
 	// The token is still served for what it covers.
 	h.token("user")
+	// The scope may come in the challenge alone.
+	if code, body := h.post("/v1/tokens/user/step-up", `{"www_authenticate":"Bearer error=\"insufficient_scope\", scope=\"notes:admin\""}`); code != 200 || !strings.Contains(string(body), `"notes:admin"`) {
+		t.Fatalf("step-up by challenge: %d %s", code, body)
+	}
 	if code, _, body = stepUp("notes:admin"); code != 200 {
 		t.Fatalf("second step-up: %d %s", code, body)
-	}
-	if code, _, body = stepUp("notes:write"); code != 200 {
-		t.Fatalf("third step-up: %d %s", code, body)
 	}
 	if code, _, body = stepUp("notes:delete"); code != http.StatusTooManyRequests || !strings.Contains(body, api.CodeStepUpLimit) {
 		t.Fatalf("fourth step-up within the window: %d %s", code, body)
@@ -302,6 +303,14 @@ func TestRejectedTokenRefreshedOnce(t *testing.T) {
 	}
 	if code, b := h.post("/v1/tokens/user/rejected", `{}`); code != http.StatusBadRequest {
 		t.Fatalf("rejected without a token: %d %s", code, b)
+	}
+	// A token refused for its scopes is a step-up, not a refresh.
+	scoped, _ := json.Marshal(api.RejectedRequest{AccessToken: got[0], Challenge: `Bearer error="insufficient_scope", scope="write"`})
+	if code, b := h.post("/v1/tokens/user/rejected", string(scoped)); code != http.StatusBadRequest || !strings.Contains(string(b), "step-up") {
+		t.Fatalf("rejected for insufficient_scope: %d %s", code, b)
+	}
+	if n := h.prov.Stats().Refreshes - before; n != 1 {
+		t.Fatalf("a token refused for its scopes was refreshed")
 	}
 }
 
