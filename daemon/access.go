@@ -2,14 +2,13 @@ package daemon
 
 import (
 	"context"
-	"encoding/binary"
 	"net"
 	"syscall"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/server"
 )
 
 // peer is a socket caller as the kernel recorded it when the caller
@@ -64,40 +63,9 @@ func connPeer(c net.Conn) peer {
 		p = peer{ok: true, pid: cred.Pid, uid: cred.Uid, gid: cred.Gid}
 		// Failing closed: without the connect-time list, the caller is
 		// judged by its uid and primary gid alone.
-		p.groups, _ = peerGroups(int(fd))
+		p.groups, _ = server.PeerGroups(int(fd))
 	})
 	return p
-}
-
-// peerGroups returns the supplementary groups the kernel recorded for the
-// peer at connect (SO_PEERGROUPS, Linux 4.13). x/sys has no helper: the
-// option fills an array of gid_t and says ERANGE, with the size it needs,
-// when the buffer is short.
-func peerGroups(fd int) ([]uint32, error) {
-	buf := make([]byte, 64*4)
-	for range 4 {
-		n := uint32(len(buf))
-		_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_PEERGROUPS,
-			uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&n)), 0)
-		switch {
-		case errno == unix.ERANGE && int(n) > len(buf):
-			buf = make([]byte, n)
-			continue
-		case errno != 0:
-			return nil, errno
-		}
-		if n%4 != 0 || int(n) > len(buf) {
-			return nil, unix.EINVAL
-		}
-		gs := make([]uint32, 0, n/4)
-		for i := 0; i < int(n); i += 4 {
-			gs = append(gs, binary.NativeEndian.Uint32(buf[i:]))
-		}
-		return gs, nil
-	}
-	// The list kept growing between calls; it cannot for a connected
-	// socket, so something is wrong: no groups.
-	return nil, unix.ERANGE
 }
 
 func peerFrom(ctx context.Context) peer {

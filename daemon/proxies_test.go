@@ -30,6 +30,13 @@ type resource struct {
 	refuse map[string]bool
 }
 
+// refuseBearer has the resource answer 401 to "Bearer tok".
+func (rs *resource) refuseBearer(tok string) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	rs.refuse["Bearer "+tok] = true
+}
+
 func (rs *resource) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rs.mu.Lock()
 	a := r.Header.Get("Authorization")
@@ -100,9 +107,7 @@ func TestGrantProxyRefreshesRejectedToken(t *testing.T) {
 	rs := &resource{refuse: map[string]bool{}}
 	h, hc := proxyHarness(t, rs)
 	old := h.token("cc").AccessToken
-	rs.mu.Lock()
-	rs.refuse["Bearer "+old] = true
-	rs.mu.Unlock()
+	rs.refuseBearer(old)
 	if code := proxyGet(t, hc); code != 200 {
 		t.Fatalf("through the proxy: %d", code)
 	}
@@ -265,9 +270,7 @@ func TestGrantProxyConcurrentRejectionsOneRefresh(t *testing.T) {
 	rs := &resource{refuse: map[string]bool{}}
 	h, hc := proxyHarness(t, rs)
 	old := h.token("cc").AccessToken
-	rs.mu.Lock()
-	rs.refuse["Bearer "+old] = true
-	rs.mu.Unlock()
+	rs.refuseBearer(old)
 	before := h.prov.Stats().TokenRequests
 	var wg sync.WaitGroup
 	codes := make([]int, n)

@@ -62,6 +62,20 @@ func (c Challenge) Scopes() []string {
 // ErrMalformedChallenge that says where (it quotes none of the header).
 // No such challenge is not an error: Found is false.
 func ParseBearerChallenge(headers []string) (Challenge, error) {
+	return parseTokenChallenge(headers, "Bearer", "DPoP")
+}
+
+// ParseDPoPChallenge is ParseBearerChallenge for a client that sent a
+// DPoP-bound token: the first DPoP challenge wins, else the first Bearer
+// one. A resource that takes both schemes names both, and only the DPoP
+// one carries what is about the proof (use_dpop_nonce, invalid_dpop_proof).
+func ParseDPoPChallenge(headers []string) (Challenge, error) {
+	return parseTokenChallenge(headers, "DPoP", "Bearer")
+}
+
+// parseTokenChallenge returns the first challenge of scheme first, else of
+// scheme second (spelled as Challenge.Scheme spells them).
+func parseTokenChallenge(headers []string, first, second string) (Challenge, error) {
 	total := 0
 	for _, h := range headers {
 		total += len(h)
@@ -69,7 +83,7 @@ func ParseBearerChallenge(headers []string) (Challenge, error) {
 	if total > MaxChallengeBytes {
 		return Challenge{}, fmt.Errorf("%w: %d bytes, over the %d-byte limit", ErrMalformedChallenge, total, MaxChallengeBytes)
 	}
-	var found, dpop *rawChallenge
+	var found, other *rawChallenge
 	for i, h := range headers {
 		cs, err := parseChallenges(h)
 		if err != nil {
@@ -80,18 +94,18 @@ func ParseBearerChallenge(headers []string) (Challenge, error) {
 		}
 		for j := range cs {
 			switch {
-			case found == nil && strings.EqualFold(cs[j].scheme, "Bearer"):
+			case found == nil && strings.EqualFold(cs[j].scheme, first):
 				found = &cs[j]
-			case dpop == nil && strings.EqualFold(cs[j].scheme, "DPoP"):
-				dpop = &cs[j]
+			case other == nil && strings.EqualFold(cs[j].scheme, second):
+				other = &cs[j]
 			}
 		}
 	}
-	c := Challenge{Found: true, Scheme: "Bearer"}
+	c := Challenge{Found: true, Scheme: first}
 	switch {
 	case found != nil:
-	case dpop != nil:
-		found, c.Scheme = dpop, "DPoP"
+	case other != nil:
+		found, c.Scheme = other, second
 	default:
 		return Challenge{}, nil
 	}

@@ -86,6 +86,47 @@ func TestParseBearerChallenge(t *testing.T) {
 	}
 }
 
+// A client that sent a DPoP-bound token reads the DPoP challenge of a
+// resource that names both schemes: the nonce it asks for is there.
+func TestParseDPoPChallenge(t *testing.T) {
+	cases := []struct {
+		name    string
+		headers []string
+		want    Challenge
+	}{
+		{
+			name:    "DPoP over an earlier Bearer",
+			headers: []string{`Bearer realm="r"`, `DPoP error="use_dpop_nonce", algs="ES256"`},
+			want: Challenge{Found: true, Scheme: "DPoP", Error: "use_dpop_nonce",
+				Params: map[string]string{"error": "use_dpop_nonce", "algs": "ES256"}},
+		},
+		{
+			name:    "Bearer only: its parameters",
+			headers: []string{`Basic realm="x", Bearer error="invalid_token"`},
+			want:    Challenge{Found: true, Scheme: "Bearer", Error: "invalid_token", Params: map[string]string{"error": "invalid_token"}},
+		},
+		{
+			name:    "neither",
+			headers: []string{`Basic realm="x"`},
+			want:    Challenge{},
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := ParseDPoPChallenge(c.headers)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, c.want) {
+				t.Errorf("got\n  %#v\nwant\n  %#v", got, c.want)
+			}
+		})
+	}
+	if _, err := ParseDPoPChallenge([]string{strings.Repeat("x", MaxChallengeBytes+1)}); !errors.Is(err, ErrMalformedChallenge) {
+		t.Errorf("oversized: %v", err)
+	}
+}
+
 func TestParseBearerChallengeScopes(t *testing.T) {
 	c, err := ParseBearerChallenge([]string{`Bearer scope="  a   b c "`})
 	if err != nil {

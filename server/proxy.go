@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/api"
+	"github.com/tokend/tokend/oauth"
 )
 
 // Caller is the local user a request came from, as the kernel recorded it
@@ -216,6 +218,13 @@ func joinPath(base, in *url.URL) (path, rawPath string) {
 	return path, rp
 }
 
+// sourceError is a TokenSource failure that is not an answer of tokend's
+// (tokend could not be reached): the resource was never asked.
+type sourceError struct{ err error }
+
+func (e *sourceError) Error() string { return e.err.Error() }
+func (e *sourceError) Unwrap() error { return e.err }
+
 // upstreamError answers a request that got no answer from the resource,
 // or whose token could not be had.
 func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
@@ -226,6 +235,12 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 	}
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		// The caller went away.
+		return
+	}
+	var se *sourceError
+	if errors.As(err, &se) {
+		p.cfg.Log.Warn("proxy: tokend did not answer for the grant's token", "grant", p.cfg.Grant, "error", err.Error())
+		writeError(w, &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeTemporarilyUnavailable, Description: "tokend did not answer for the grant's token"})
 		return
 	}
 	p.cfg.Log.Warn("proxy: the resource did not answer", "grant", p.cfg.Grant, "error", err.Error())
@@ -282,8 +297,8 @@ func (t authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	switch resp.StatusCode {
 	case http.StatusUnauthorized:
-		ch := parseChallenges(resp.Header.Values("WWW-Authenticate"))
-		if nonce := resp.Header.Get("DPoP-Nonce"); nonce != "" && cred.dpop && ch.has("dpop", "use_dpop_nonce") && replay {
+		ch, raw := tokenChallenge(resp, cred.dpop)
+		if nonce := resp.Header.Get("DPoP-Nonce"); nonce != "" && cred.dpop && wantsNonce(ch) && replay {
 			// RFC 9449 §9: the resource wants a nonce in the proof; the
 			// same token, a new proof.
 			retry, err := p.credential(ctx, caller, req, &retryWith{nonce: nonce, token: cred.token})
@@ -296,12 +311,12 @@ func (t authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 				return resp, err
 			}
 			cred = retry
-			ch = parseChallenges(resp.Header.Values("WWW-Authenticate"))
+			ch, raw = tokenChallenge(resp, cred.dpop)
 		}
-		if !ch.rejectsToken() {
+		if !rejectsToken(ch) {
 			return resp, nil
 		}
-		nt, err := p.rejected(ctx, caller, cred.token, ch.raw)
+		nt, err := p.rejected(ctx, caller, cred.token, raw)
 		if err != nil {
 			// Refusals within the interval are the rate limit at work:
 			// one line for each would flood the log.
@@ -321,15 +336,63 @@ func (t authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		drain(resp)
 		return p.send(req, retry, true)
 	case http.StatusForbidden:
-		ch := parseChallenges(resp.Header.Values("WWW-Authenticate"))
-		if scope, ok := ch.insufficientScope(); ok {
-			if _, err := p.cfg.Source.StepUp(ctx, caller, p.cfg.Grant, api.StepUpRequest{Scope: scope, Challenge: ch.raw}); err != nil {
+		ch, raw := tokenChallenge(resp, cred.dpop)
+		if scope, ok := insufficientScope(ch); ok {
+			if _, err := p.cfg.Source.StepUp(ctx, caller, p.cfg.Grant, api.StepUpRequest{Scope: scope, Challenge: raw}); err != nil {
 				p.cfg.Log.Info("proxy: the resource asked for more scopes and the step-up was not recorded",
 					"grant", p.cfg.Grant, "scope", scope, "error", err.Error())
 			}
 		}
 	}
 	return resp, nil
+}
+
+// tokenChallenge reads the resource's challenge about the token sent (the
+// DPoP one for a DPoP-bound token, else the Bearer one; see
+// oauth.ParseDPoPChallenge) and the header as received, which the daemon
+// gets with a report. A challenge that cannot be read, malformed or over
+// oauth.MaxChallengeBytes, counts as none: the answer goes to the caller
+// as it is.
+func tokenChallenge(resp *http.Response, dpop bool) (oauth.Challenge, string) {
+	lines := resp.Header.Values("WWW-Authenticate")
+	parse := oauth.ParseBearerChallenge
+	if dpop {
+		parse = oauth.ParseDPoPChallenge
+	}
+	c, err := parse(lines)
+	if err != nil || !c.Found {
+		return oauth.Challenge{}, ""
+	}
+	return c, strings.Join(lines, ", ")
+}
+
+// wantsNonce: the resource asks for a DPoP proof with its nonce (RFC 9449
+// §9), not for another token.
+func wantsNonce(c oauth.Challenge) bool {
+	return c.Scheme == "DPoP" && c.Error == "use_dpop_nonce"
+}
+
+// rejectsToken: a 401 with a Bearer or DPoP challenge says the token the
+// proxy sent is not good (invalid_token, or no error at all: a resource
+// that does not know the token may answer as if there were none), except
+// when it only asks for a DPoP nonce.
+func rejectsToken(c oauth.Challenge) bool {
+	return c.Found && !wantsNonce(c) && c.Error != "insufficient_scope"
+}
+
+// insufficientScope returns the scopes a 403 insufficient_scope asks for.
+func insufficientScope(c oauth.Challenge) (string, bool) {
+	if c.Error != "insufficient_scope" {
+		return "", false
+	}
+	s := strings.TrimSpace(c.Scope)
+	return s, s != ""
+}
+
+// appendQuoted appends s as a JSON string.
+func appendQuoted(b []byte, s string) []byte {
+	q, _ := json.Marshal(s)
+	return append(b, q...)
 }
 
 // replayable makes req's body one that can be sent twice when it is small
@@ -379,7 +442,7 @@ func (p *Proxy) credential(ctx context.Context, caller Caller, req *http.Request
 		}
 		resp, err := p.cfg.Source.DPoP(ctx, caller, p.cfg.Grant, dr)
 		if err != nil {
-			return credential{}, err
+			return credential{}, sourceErr(err)
 		}
 		return credential{token: resp.AccessToken, dpop: true, proof: resp.DPoP}, nil
 	}
@@ -388,9 +451,18 @@ func (p *Proxy) credential(ctx context.Context, caller Caller, req *http.Request
 	}
 	tr, err := p.cfg.Source.Token(ctx, caller, p.cfg.Grant)
 	if err != nil {
-		return credential{}, err
+		return credential{}, sourceErr(err)
 	}
 	return credential{token: tr.AccessToken}, nil
+}
+
+// sourceErr marks err as the token source's unless it is tokend's answer.
+func sourceErr(err error) error {
+	var ae *api.Error
+	if errors.As(err, &ae) {
+		return err
+	}
+	return &sourceError{err}
 }
 
 // send sends req upstream with c; again is a second attempt, which goes

@@ -15,11 +15,13 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/internal/testutil"
+	"github.com/tokend/tokend/oauth"
 )
 
 // fakeSource is a grant as the daemon would serve it: a current token,
@@ -604,12 +606,14 @@ func TestProxyBoundsConnectionsPerUser(t *testing.T) {
 }
 
 // A resource that wants a DPoP nonce gets the request again with a proof
-// carrying it, and later requests carry it from the start.
+// carrying it, and later requests carry it from the start. The resource
+// names the Bearer scheme too, first: the DPoP challenge is the one read.
 func TestProxyDPoPNonce(t *testing.T) {
 	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request, s seen) {
 		w.Header().Set("DPoP-Nonce", "n-1")
 		if s.dpop == "proof-1" {
-			w.Header().Set("WWW-Authenticate", `DPoP error="use_dpop_nonce", error_description="nonce required"`)
+			w.Header().Add("WWW-Authenticate", `Bearer realm="notes"`)
+			w.Header().Add("WWW-Authenticate", `DPoP error="use_dpop_nonce", error_description="nonce required"`)
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
@@ -633,5 +637,67 @@ func TestProxyDPoPNonce(t *testing.T) {
 	}
 	if got := up.requests(); len(got) != 3 {
 		t.Errorf("upstream saw %d requests, want 3", len(got))
+	}
+}
+
+// What the proxy makes of a resource's challenge: a token to replace, a
+// step-up's scopes, a DPoP nonce, or nothing (the answer passes as it is).
+func TestTokenChallenge(t *testing.T) {
+	for _, c := range []struct {
+		header  []string
+		dpop    bool
+		rejects bool
+		scope   string
+		nonce   bool
+	}{
+		{[]string{`Bearer error="invalid_token", error_description="expired"`}, false, true, "", false},
+		{[]string{`Bearer realm="x"`}, false, true, "", false},
+		{[]string{`Bearer`}, false, true, "", false},
+		{[]string{`Basic realm="x"`}, false, false, "", false},
+		{[]string{`Basic abc==, Bearer error=invalid_token`}, false, true, "", false},
+		{[]string{`Basic realm="a, b", DPoP error="use_dpop_nonce", algs="ES256"`}, true, false, "", true},
+		{[]string{`Bearer realm="a", DPoP error="use_dpop_nonce", algs="ES256"`}, true, false, "", true},
+		{[]string{`Basic realm="x"`, `DPoP algs="ES256"`}, true, true, "", false},
+		{[]string{`Basic realm="x"`, `DPoP algs="ES256"`}, false, true, "", false},
+		{[]string{`Bearer error="insufficient_scope", scope="a b"`}, false, false, "a b", false},
+		{[]string{`Bearer error="insufficient_scope", scope="a b"`}, true, false, "a b", false},
+		{[]string{`Bearer error="insufficient_scope", scope="a \"q\" b"`}, false, false, `a "q" b`, false},
+		{[]string{`Bearer error="insufficient_scope"`}, false, false, "", false},
+		{[]string{`Bearer error="insufficient_scope", scope="unterminated`}, false, false, "", false},
+		{[]string{`Negotiate`}, false, false, "", false},
+		{[]string{``}, false, false, "", false},
+		{[]string{"Bearer realm=" + strings.Repeat("x", 64<<10)}, false, false, "", false},
+	} {
+		resp := &http.Response{Header: http.Header{"Www-Authenticate": c.header}}
+		ch, raw := tokenChallenge(resp, c.dpop)
+		scope, _ := insufficientScope(ch)
+		if rejectsToken(ch) != c.rejects || scope != c.scope || wantsNonce(ch) != c.nonce {
+			t.Errorf("%.60q dpop %v: rejects %v scope %q nonce %v; read %+v", c.header, c.dpop, rejectsToken(ch), scope, wantsNonce(ch), ch)
+		}
+		if ch.Found != (raw != "") || len(raw) > oauth.MaxChallengeBytes+len(c.header)*2 {
+			t.Errorf("%.60q: raw challenge of %d bytes for found=%v", c.header, len(raw), ch.Found)
+		}
+	}
+}
+
+// unreachableSource is a tokend that cannot be reached.
+type unreachableSource struct{ *fakeSource }
+
+func (unreachableSource) Token(context.Context, Caller, string) (*api.TokenResponse, error) {
+	return nil, fmt.Errorf("tokend: cannot connect to /run/tokend.sock: is tokend running?: %w", syscall.ECONNREFUSED)
+}
+
+// No token because tokend cannot be reached: a 503 that says so, and the
+// resource is not asked.
+func TestProxyTokendUnreachable(t *testing.T) {
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request, s seen) { io.WriteString(w, "ok") })
+	base := startProxy(t, up, unreachableSource{newFakeSource(self())}, nil)
+	req, _ := http.NewRequest(http.MethodGet, base+"/", nil)
+	code, body, _ := do(t, req)
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "tokend did not answer") {
+		t.Errorf("answer %d %q", code, body)
+	}
+	if n := len(up.requests()); n != 0 {
+		t.Errorf("upstream saw %d requests", n)
 	}
 }

@@ -250,15 +250,18 @@ Messages for people go to stderr. The session ends when stdin does.
 	},
 	{
 		name: "proxy", group: "Client", args: argGrant,
-		usage: "proxy NAME --listen ADDR --upstream URL",
-		short: "serve a local reverse proxy to URL that adds grant NAME's token",
+		usage: "proxy NAME --listen ADDR [--upstream URL]",
+		short: "serve a local reverse proxy to a grant's resource that adds its token",
 		long: `Listens on ADDR (a loopback IP address with a port, or an absolute
-unix socket path) and forwards every request to URL with grant NAME's
-token, replacing any Authorization or DPoP header the caller sent (and a
-fresh DPoP proof per request for a dpop grant). A request for / goes to
-URL itself, /x to URL/x. When the resource refuses the token, the daemon
-is asked for a new one and the request sent once more (bodies up to
-1 MiB); a 403 insufficient_scope is reported as a step-up and passed on.
+unix socket path) and forwards every request to grant NAME's
+protected_resource, or to --upstream URL, with the grant's token,
+replacing any Authorization or DPoP header the caller sent (and a fresh
+DPoP proof per request for a dpop grant). A request for / goes to the
+resource's URL itself, /x to that URL followed by /x. When the resource
+refuses the token, the daemon is asked for a new one and the request
+sent once more (bodies up to 1 MiB); a 403 insufficient_scope is
+reported as a step-up and passed on. While the daemon cannot be reached
+(a restart), a request waits for it, up to 30 s, then gets a 503.
 
 The daemon judges the user running the proxy. The proxy admits that
 user alone, by the uid the kernel names for each connection (on loopback
@@ -266,7 +269,8 @@ TCP too): other local users are refused, root included.
 
 ` + clientFlagsNote,
 		examples: []string{
-			"tokend proxy notes --listen 127.0.0.1:8790 --upstream https://mcp.example.com/mcp",
+			"tokend proxy notes --listen 127.0.0.1:8790",
+			"tokend proxy notes --listen /run/user/1000/notes.sock --upstream https://mcp.example.com/v2/mcp",
 		},
 	},
 	{

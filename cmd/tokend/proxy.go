@@ -4,25 +4,28 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/server"
 )
 
-// cmdProxy is tokend proxy NAME --listen ADDR --upstream URL: a local
+// cmdProxy is tokend proxy NAME --listen ADDR [--upstream URL]: a local
 // reverse proxy that adds grant NAME's token, as a client of the daemon's
-// socket, until SIGINT or SIGTERM.
+// socket, until SIGINT or SIGTERM. The upstream is the grant's
+// protected_resource unless --upstream names another.
 func (c *cli) cmdProxy(ctx context.Context, args []string) int {
-	fs := c.flagSet("proxy", "proxy NAME --listen ADDR --upstream URL [--socket PATH]")
+	fs := c.flagSet("proxy", "proxy NAME --listen ADDR [--upstream URL] [--socket PATH]")
 	cf := c.addClientFlags(fs)
 	listen := fs.String("listen", "", "listen on `ADDR`: 127.0.0.1:PORT, [::1]:PORT or an absolute unix socket path")
-	upstream := fs.String("upstream", "", "the grant's protected resource, `URL` (requests for / go to it, /x to URL/x)")
+	upstream := fs.String("upstream", "", "forward to `URL` (requests for / go to it, /x to URL/x); default: the grant's protected_resource")
 	pos, code, ok := c.parseArgs(fs, args)
 	if !ok {
 		return code
@@ -31,18 +34,19 @@ func (c *cli) cmdProxy(ctx context.Context, args []string) int {
 	if !ok {
 		return code
 	}
-	switch {
-	case *listen == "":
+	if *listen == "" {
 		return c.usageErr(fs, "proxy: --listen ADDR is required")
-	case *upstream == "":
-		return c.usageErr(fs, "proxy: --upstream URL is required")
 	}
 	if err := server.CheckListenAddr(*listen); err != nil {
 		return c.usageErr(fs, "proxy: %s", err)
 	}
-	up, err := url.Parse(*upstream)
-	if err != nil {
-		return c.usageErr(fs, "proxy: --upstream: %s", err)
+	var up *url.URL
+	if *upstream != "" {
+		u, err := url.Parse(*upstream)
+		if err != nil {
+			return c.usageErr(fs, "proxy: --upstream: %s", err)
+		}
+		up = u
 	}
 	// --timeout bounds each request to the daemon, not the proxy's life.
 	cl, _, cancel := c.client(context.Background(), cf)
@@ -55,12 +59,20 @@ func (c *cli) cmdProxy(ctx context.Context, args []string) int {
 	if err != nil {
 		return c.failGrant(name, err)
 	}
+	if up == nil {
+		if st.ProtectedResource == "" {
+			return c.usageErr(fs, "proxy: grant %s has no protected_resource: give --upstream URL", text(name))
+		}
+		if up, err = url.Parse(st.ProtectedResource); err != nil {
+			return c.usageErr(fs, "proxy: grant %s's protected_resource: %s", text(name), err)
+		}
+	}
 	log := slog.New(slog.NewTextHandler(c.stderr, nil))
 	p, err := server.NewProxy(server.ProxyConfig{
 		Grant:    name,
 		Upstream: up,
 		DPoP:     st.DPoP,
-		Source:   &clientSource{cl: cl, uid: uint32(os.Getuid()), timeout: cf.timeout},
+		Source:   &clientSource{cl: cl, uid: uint32(os.Getuid()), timeout: cf.timeout, wait: daemonWait, sleep: sleepCtx},
 		Log:      log,
 	})
 	if err != nil {
@@ -89,6 +101,47 @@ type clientSource struct {
 	cl      *api.Client
 	uid     uint32
 	timeout time.Duration
+	// wait bounds how long one request waits for a daemon that cannot be
+	// reached (daemonAway); sleep waits between tries.
+	wait  time.Duration
+	sleep func(context.Context, time.Duration) error
+}
+
+// daemonWait is how long a request through tokend proxy waits for the
+// daemon to answer again: long enough for a restart, after which the
+// caller gets a 503.
+const daemonWait = 30 * time.Second
+
+// daemonAway reports whether err says the daemon could not be reached (its
+// socket refused or absent: stopped, restarting), or, for a call that may
+// be sent twice, that the connection broke before its answer (the daemon
+// died during the call).
+func daemonAway(err error, repeatable bool) bool {
+	if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT) {
+		return true
+	}
+	return repeatable && (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF))
+}
+
+// untilAnswered makes call, each try bounded by --timeout, and tries again
+// while the daemon is away (daemonAway), backing off from 50 ms to 1 s,
+// for up to s.wait and while ctx lasts. The last error is returned.
+func untilAnswered[T any](ctx context.Context, s *clientSource, repeatable bool, call func(context.Context) (*T, error)) (*T, error) {
+	deadline := time.Now().Add(s.wait)
+	delay := 50 * time.Millisecond
+	for {
+		cctx, cancel := s.bound(ctx)
+		v, err := call(cctx)
+		cancel()
+		if err == nil || !daemonAway(err, repeatable) || time.Now().Add(delay).After(deadline) {
+			return v, err
+		}
+		if s.sleep(ctx, delay) != nil {
+			return v, err
+		}
+		delay = min(2*delay, time.Second)
+	}
 }
 
 var _ server.TokenSource = (*clientSource)(nil)
@@ -113,34 +166,38 @@ func (s *clientSource) Token(ctx context.Context, c server.Caller, grant string)
 	if err := s.admit(c); err != nil {
 		return nil, err
 	}
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	return s.cl.Token(ctx, grant)
+	return untilAnswered(ctx, s, true, func(ctx context.Context) (*api.TokenResponse, error) {
+		return s.cl.Token(ctx, grant)
+	})
 }
 
 func (s *clientSource) Rejected(ctx context.Context, c server.Caller, grant string, req api.RejectedRequest) (*api.TokenResponse, error) {
 	if err := s.admit(c); err != nil {
 		return nil, err
 	}
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	return s.cl.Rejected(ctx, grant, req)
+	// The daemon refreshes once for a refused token, however often it is
+	// reported.
+	return untilAnswered(ctx, s, true, func(ctx context.Context) (*api.TokenResponse, error) {
+		return s.cl.Rejected(ctx, grant, req)
+	})
 }
 
 func (s *clientSource) StepUp(ctx context.Context, c server.Caller, grant string, req api.StepUpRequest) (*api.GrantStatus, error) {
 	if err := s.admit(c); err != nil {
 		return nil, err
 	}
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	return s.cl.StepUp(ctx, grant, req)
+	// A step-up counts against the grant's bound: sent again only when it
+	// was not sent at all.
+	return untilAnswered(ctx, s, false, func(ctx context.Context) (*api.GrantStatus, error) {
+		return s.cl.StepUp(ctx, grant, req)
+	})
 }
 
 func (s *clientSource) DPoP(ctx context.Context, c server.Caller, grant string, req api.DPoPRequest) (*api.DPoPResponse, error) {
 	if err := s.admit(c); err != nil {
 		return nil, err
 	}
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	return s.cl.DPoP(ctx, grant, req)
+	return untilAnswered(ctx, s, true, func(ctx context.Context) (*api.DPoPResponse, error) {
+		return s.cl.DPoP(ctx, grant, req)
+	})
 }

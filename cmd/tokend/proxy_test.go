@@ -9,8 +9,10 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,13 +21,54 @@ import (
 )
 
 // tokend proxy takes the grant's token from the socket, and a new one
-// through POST …/rejected when the resource refuses it.
+// through POST …/rejected when the resource refuses it. It forwards to the
+// grant's protected resource.
 func TestProxyCommandThroughTheSocket(t *testing.T) {
+	up, seen := proxyUpstream(t)
+	status := `{"name":"notes","type":"authorization_code","provider":"p","state":"valid","generation":1,"protected_resource":"` + up.URL + `/mcp"}`
+	tc := runProxyCommand(t, status, "/")
+	got := seen()
+	if len(got) != 2 || got[0] != "/mcp Bearer tok-1" || got[1] != "/mcp Bearer tok-2" {
+		t.Errorf("resource saw %q", got)
+	}
+	if strings.Contains(tc.errOut.String(), "tok-") {
+		t.Errorf("a token was printed: %s", tc.errOut.String())
+	}
+}
+
+// --upstream wins over the grant's protected resource.
+func TestProxyCommandUpstreamFlag(t *testing.T) {
+	up, seen := proxyUpstream(t)
+	status := `{"name":"notes","type":"authorization_code","provider":"p","state":"valid","generation":1,"protected_resource":"https://elsewhere.invalid/mcp"}`
+	runProxyCommand(t, status, "/x", "--upstream", up.URL+"/v2")
+	if got := seen(); len(got) != 2 || got[0] != "/v2/x Bearer tok-1" || got[1] != "/v2/x Bearer tok-2" {
+		t.Errorf("resource saw %q", got)
+	}
+}
+
+// A grant without a protected resource needs --upstream; nothing listens.
+func TestProxyCommandWithoutProtectedResource(t *testing.T) {
+	f := newFakeDaemon(t, map[string][]reply{
+		"GET /v1/tokens/notes/status": {{200, `{"name":"notes","type":"authorization_code","provider":"p","state":"valid","generation":1}`}},
+	})
+	sock := filepath.Join(filepath.Dir(f.socket), "proxy.sock")
+	tc := newTestCLI()
+	if code := tc.run("proxy", "notes", "--listen", sock, "--socket", f.socket); code != exitUsage || !strings.Contains(tc.errOut.String(), "grant notes has no protected_resource: give --upstream URL") {
+		t.Errorf("exit %d, stderr %q", code, tc.errOut.String())
+	}
+	if _, err := os.Stat(sock); err == nil {
+		t.Errorf("%s was created", sock)
+	}
+}
+
+// proxyUpstream is a resource that refuses tok-1; seen lists "path
+// Authorization" of each request it got.
+func proxyUpstream(t *testing.T) (*httptest.Server, func() []string) {
 	var mu sync.Mutex
-	var auths []string
+	var reqs []string
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
-		auths = append(auths, r.Header.Get("Authorization"))
+		reqs = append(reqs, r.URL.Path+" "+r.Header.Get("Authorization"))
 		mu.Unlock()
 		if r.Header.Get("Authorization") == "Bearer tok-1" {
 			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
@@ -34,9 +77,21 @@ func TestProxyCommandThroughTheSocket(t *testing.T) {
 		}
 		io.WriteString(w, "ok")
 	}))
-	defer up.Close()
+	t.Cleanup(up.Close)
+	return up, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), reqs...)
+	}
+}
+
+// runProxyCommand runs tokend proxy notes on a unix socket against a
+// fake daemon answering status with the given grant status, sends one GET
+// of path through it, and stops it.
+func runProxyCommand(t *testing.T, status, path string, args ...string) *testCLI {
+	t.Helper()
 	f := newFakeDaemon(t, map[string][]reply{
-		"GET /v1/tokens/notes/status":    {{200, `{"name":"notes","type":"authorization_code","provider":"p","state":"valid","generation":1}`}},
+		"GET /v1/tokens/notes/status":    {{200, status}},
 		"GET /v1/tokens/notes":           {{200, `{"access_token":"tok-1","token_type":"Bearer","expires_in":60}`}},
 		"POST /v1/tokens/notes/rejected": {{200, `{"access_token":"tok-2","token_type":"Bearer","expires_in":60}`}},
 	})
@@ -45,7 +100,7 @@ func TestProxyCommandThroughTheSocket(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {
-		done <- tc.cli.run(ctx, []string{"proxy", "notes", "--listen", sock, "--upstream", up.URL + "/mcp", "--socket", f.socket})
+		done <- tc.cli.run(ctx, append([]string{"proxy", "notes", "--listen", sock, "--socket", f.socket}, args...))
 	}()
 	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
@@ -54,16 +109,18 @@ func TestProxyCommandThroughTheSocket(t *testing.T) {
 	var resp *http.Response
 	var err error
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		if resp, err = hc.Get("http://proxy/"); err == nil || time.Now().After(deadline) {
+		if resp, err = hc.Get("http://proxy" + path); err == nil || time.Now().After(deadline) {
 			break
 		}
 		select {
 		case code := <-done:
+			cancel()
 			t.Fatalf("tokend proxy ended with %d: %s", code, tc.errOut.String())
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
 	if err != nil {
+		cancel()
 		t.Fatal(err)
 	}
 	b, _ := io.ReadAll(resp.Body)
@@ -75,14 +132,7 @@ func TestProxyCommandThroughTheSocket(t *testing.T) {
 	if resp.StatusCode != 200 || string(b) != "ok" {
 		t.Fatalf("through the proxy: %d %q", resp.StatusCode, b)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(auths) != 2 || auths[0] != "Bearer tok-1" || auths[1] != "Bearer tok-2" {
-		t.Errorf("resource saw %q", auths)
-	}
-	if strings.Contains(tc.errOut.String(), "tok-") {
-		t.Errorf("a token was printed: %s", tc.errOut.String())
-	}
+	return tc
 }
 
 // The proxy admits the user running it alone.
@@ -104,7 +154,6 @@ func TestProxyCommandUsage(t *testing.T) {
 		want string
 	}{
 		{[]string{"proxy", "notes", "--upstream", "https://r.example.com"}, "--listen ADDR is required"},
-		{[]string{"proxy", "notes", "--listen", "127.0.0.1:8790"}, "--upstream URL is required"},
 		{[]string{"proxy", "notes", "--listen", "0.0.0.0:8790", "--upstream", "https://r.example.com"}, "only a loopback IP address"},
 		{[]string{"proxy", "--listen", "127.0.0.1:8790", "--upstream", "https://r.example.com"}, "missing grant NAME"},
 	} {
@@ -112,5 +161,52 @@ func TestProxyCommandUsage(t *testing.T) {
 		if code := tc.run(c.args...); code != exitUsage || !strings.Contains(tc.errOut.String(), c.want) {
 			t.Errorf("%q: exit %d, stderr %q", c.args, code, tc.errOut.String())
 		}
+	}
+}
+
+// While the daemon's socket is gone (a restart) a request waits and is
+// answered once it is back; past the wait, the error is the daemon's.
+func TestProxyCommandWaitsForTheDaemon(t *testing.T) {
+	f := newFakeDaemon(t, map[string][]reply{
+		"GET /v1/tokens/notes": {{200, `{"access_token":"tok-1","token_type":"Bearer","expires_in":60}`}},
+	})
+	away := f.socket + ".away"
+	if err := os.Rename(f.socket, away); err != nil {
+		t.Fatal(err)
+	}
+	var slept []time.Duration
+	s := &clientSource{cl: api.NewClient(f.socket), uid: uint32(os.Getuid()), timeout: time.Second, wait: 30 * time.Second,
+		sleep: func(_ context.Context, d time.Duration) error {
+			slept = append(slept, d)
+			if len(slept) == 3 {
+				return os.Rename(away, f.socket)
+			}
+			return nil
+		}}
+	tr, err := s.Token(context.Background(), server.Caller{UID: uint32(os.Getuid())}, "notes")
+	if err != nil || tr.AccessToken != "tok-1" {
+		t.Fatalf("token %+v, %v", tr, err)
+	}
+	if want := []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond}; !slices.Equal(slept, want) {
+		t.Errorf("waited %v, want %v", slept, want)
+	}
+
+	// Gone for longer than the wait: the connection error, after a few
+	// tries.
+	if err := os.Rename(f.socket, away); err != nil {
+		t.Fatal(err)
+	}
+	slept = nil
+	s.cl = api.NewClient(f.socket) // no connection kept open from before
+	s.wait = 300 * time.Millisecond
+	s.sleep = func(_ context.Context, d time.Duration) error { slept = append(slept, d); return nil }
+	_, err = s.Token(context.Background(), server.Caller{UID: uint32(os.Getuid())}, "notes")
+	if err == nil || !strings.Contains(err.Error(), "is tokend running?") || len(slept) == 0 || len(slept) > 3 {
+		t.Errorf("error %v after waiting %v", err, slept)
+	}
+	// A step-up is not sent twice, but one that was never sent is tried
+	// again like the others.
+	if !daemonAway(syscall.ECONNREFUSED, false) || daemonAway(io.ErrUnexpectedEOF, false) || !daemonAway(io.ErrUnexpectedEOF, true) {
+		t.Error("daemonAway")
 	}
 }
