@@ -3,10 +3,16 @@ package main
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/tokend/tokend/internal/mcpbridge"
 	"github.com/tokend/tokend/oauth"
 )
+
+// daemonRestartWait is how long the long-running clients of the socket
+// (tokend mcp, tokend proxy) wait for a daemon that cannot be reached,
+// e.g. while systemd restarts it, before a request fails.
+const daemonRestartWait = 30 * time.Second
 
 // cmdMCP is `tokend mcp NAME [--url URL]`: the MCP bridge between the
 // stdio transport of the client that launched it and the Streamable HTTP
@@ -37,6 +43,9 @@ func (c *cli) cmdMCP(ctx context.Context, args []string) int {
 	if err != nil {
 		return c.failGrant(name, err)
 	}
+	// From now on a restart of the daemon is a wait for the client's
+	// requests, not an error answer (the check above fails at once).
+	cl.RideOutRestarts(daemonRestartWait)
 	target := *serverURL
 	if target == "" {
 		target = st.ProtectedResource

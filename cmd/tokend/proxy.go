@@ -59,6 +59,9 @@ func (c *cli) cmdProxy(ctx context.Context, args []string) int {
 	if err != nil {
 		return c.failGrant(name, err)
 	}
+	// From now on a restart of the daemon is a wait for the callers, not
+	// an error answer (the start-up check above fails at once).
+	cl.RideOutRestarts(daemonRestartWait)
 	if up == nil {
 		if st.ProtectedResource == "" {
 			return c.usageErr(fs, "proxy: grant %s has no protected_resource: give --upstream URL", text(name))

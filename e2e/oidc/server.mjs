@@ -17,6 +17,12 @@
 //   deviceInterval        polling interval put in device authorization responses (1)
 //   scopes                scopes the server knows (openid offline_access api:read api:write)
 //   resourceScope         scopes of every resource server (resource indicators) ("api:read api:write")
+//   jwtResources          resource indicators whose access tokens are JWTs (RS256,
+//                         typ at+jwt, aud = the indicator, the resourceScope
+//                         scopes), which a resource server verifies itself
+//                         with the provider's JWKS; other resources keep opaque
+//                         tokens ([])
+//   defaultResource       the resource of a request that names none (none)
 //   interactive           false (default): login and consent finish on their own;
 //                         true: they are HTML pages a person (or a driven
 //                         browser) fills in, see "Interactive pages" below
@@ -140,6 +146,8 @@ const cfg = {
   dpopNonceLoop: false,
   clientAuthSigningAlgs: null,
   clientAuthMethods: null,
+  jwtResources: [],
+  defaultResource: '',
   ...loadConfig(),
 };
 if (cfg.mtls && !cfg.tls) throw new Error('mtls needs tls');
@@ -348,7 +356,19 @@ ${form}
     },
     resourceIndicators: {
       enabled: true,
-      async getResourceServerInfo() {
+      async defaultResource(_ctx, _client, oneOf) {
+        return oneOf || cfg.defaultResource || undefined;
+      },
+      async getResourceServerInfo(_ctx, indicator) {
+        if (cfg.jwtResources.includes(indicator)) {
+          return {
+            scope: cfg.resourceScope,
+            audience: indicator,
+            accessTokenFormat: 'jwt',
+            jwt: { sign: { alg: 'RS256' } },
+            accessTokenTTL: cfg.accessTokenTTL,
+          };
+        }
         return {
           scope: cfg.resourceScope,
           accessTokenFormat: 'opaque',
