@@ -37,7 +37,7 @@ func (s *Store) campaigner() {
 		case <-s.campaign:
 		case <-t.C:
 		}
-		s.runCampaign()
+		s.runCampaign(s.ctx)
 	}
 }
 
@@ -54,10 +54,12 @@ const campaignWorkers = 16
 // first instance of a fleet takes everything; as others register, it
 // hands grants back at its next campaign (a quarter of the lease life),
 // never one it promised a refresh (Holds) until that promise ran out.
-func (s *Store) runCampaign() {
+// When ctx ends it sends no more transactions and returns once those in
+// flight have; the next campaign takes what this one left.
+func (s *Store) runCampaign(ctx context.Context) {
 	s.campMu.Lock()
 	defer s.campMu.Unlock()
-	if s.ctx.Err() != nil || s.paused.Load() {
+	if ctx.Err() != nil || s.paused.Load() {
 		return
 	}
 	live, err := s.liveInstances()
@@ -171,7 +173,7 @@ func (s *Store) runCampaign() {
 		s.mu.Unlock()
 		held--
 	}
-	defer s.takeOrphans(orphans, lease, grace)
+	defer s.takeOrphans(ctx, orphans, lease, grace)
 	room := share - max(held, 0)
 	if lightest >= 0 && lightest < held {
 		room = 0 // a lighter instance takes them
@@ -200,7 +202,7 @@ func (s *Store) runCampaign() {
 			}
 		})
 	}
-	for len(want) > 0 && s.ctx.Err() == nil {
+	for len(want) > 0 && ctx.Err() == nil {
 		left := room - int(taken.Load()) - int(inflight.Load())
 		if left <= 0 {
 			if inflight.Load() == 0 {
@@ -230,13 +232,13 @@ const orphanKeep = 8
 // tokend instances), and a grant with no owner is refreshed by nobody.
 // The excess is then kept a while rather than handed back at once to
 // instances that may not take it again.
-func (s *Store) takeOrphans(orphans []string, lease clientv3.LeaseID, grace time.Duration) {
+func (s *Store) takeOrphans(ctx context.Context, orphans []string, lease clientv3.LeaseID, grace time.Duration) {
 	taken := 0
 	for _, g := range orphans {
 		s.mu.Lock()
 		o, owned := s.owners[g]
 		s.mu.Unlock()
-		if (owned && o.lease != 0) || s.ctx.Err() != nil {
+		if (owned && o.lease != 0) || ctx.Err() != nil {
 			continue
 		}
 		if s.takeGrant(g, lease) {
@@ -347,14 +349,23 @@ func (s *Store) takeGrant(g string, lease clientv3.LeaseID) bool {
 // The record may be replaced by the instance that wrote it (its
 // definition changed on reload) or by anyone once that instance is gone,
 // so a definition changed on every instance ends up agreed. It then
-// campaigns for its share and returns.
-func (s *Store) SetGrants(fingerprints map[string]string) error {
+// campaigns for its share and returns. When ctx ends it stops early: with
+// ctx's error while definitions are left to write (the next call writes
+// them), without one once only the campaign was left (the next periodic
+// campaign takes what it did not).
+func (s *Store) SetGrants(ctx context.Context, fingerprints map[string]string) error {
 	if err := s.check(); err != nil {
 		return err
 	}
+	// ctx ends at the daemon's shutdown, Close ends s.ctx: either stops
+	// the walk, the writes and the campaign (a first start of 100,000
+	// grants writes for tens of seconds on a loaded cluster).
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(s.ctx, cancel)()
 	dp := s.key("defs/")
 	defs := map[string]def{}
-	rev, err := s.walk(s.ctx, dp, false, func(kv *mvccpb.KeyValue) error {
+	rev, err := s.walk(ctx, dp, false, func(kv *mvccpb.KeyValue) error {
 		g := string(kv.Key[len(dp):])
 		defs[g] = s.decodeDef(g, kv)
 		return nil
@@ -413,13 +424,21 @@ func (s *Store) SetGrants(fingerprints map[string]string) error {
 			}
 		})
 	}
+send:
 	for _, gs := range batches {
-		next <- gs
+		select {
+		case next <- gs:
+		case <-ctx.Done():
+			break send
+		}
 	}
 	close(next)
 	wg.Wait()
 	if firstErr != nil {
 		return firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return err // definitions left to write: not following yet
 	}
 	s.mu.Lock()
 	first := !s.following
@@ -438,7 +457,7 @@ func (s *Store) SetGrants(fingerprints map[string]string) error {
 	if first {
 		s.startDefsWatch(rev)
 	}
-	s.runCampaign()
+	s.runCampaign(ctx)
 	return nil
 }
 
