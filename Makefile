@@ -47,7 +47,7 @@ bench-deps:
 # Long fuzzing, one target at a time (make test runs their seed corpora).
 FUZZTIME ?= 60s
 fuzz:
-	for t in FuzzTokenResponse FuzzDiscovery FuzzRegistration FuzzParseCallback; do \
+	for t in FuzzTokenResponse FuzzDiscovery FuzzRegistration FuzzParseCallback FuzzParseBearerChallenge FuzzDiscoverResource; do \
 		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./oauth/ || exit 1; done
 	$(GO) test -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME) ./config/
 	for t in FuzzAPIPath FuzzCallback; do \

@@ -137,23 +137,7 @@ func (c *Client) Revoke(ctx context.Context, name string) (*GrantStatus, error) 
 // with Code CodeDPoPNotEnabled. Send the answer as "Authorization: DPoP
 // <AccessToken>" and "DPoP: <DPoP>"; a proof is good for that one request.
 func (c *Client) DPoP(ctx context.Context, name string, req DPoPRequest) (*DPoPResponse, error) {
-	if name == "" {
-		return nil, errors.New("tokend: no grant name given")
-	}
-	b, err := json.Marshal(req)
-	if err != nil {
-		return nil, fmt.Errorf("tokend: %w", err)
-	}
-	u := &url.URL{Scheme: "http", Host: "tokend", Path: "/v1/tokens/" + name + "/dpop", RawPath: "/v1/tokens/" + url.PathEscape(name) + "/dpop"}
-	answer, err := c.send(ctx, http.MethodPost, u, "application/json", b)
-	if err != nil {
-		return nil, err
-	}
-	var out DPoPResponse
-	if err := decodeAnswer(answer, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return postJSON[DPoPResponse](ctx, c, name, "dpop", req)
 }
 
 // call does one request about a grant and decodes its answer into a T.

@@ -53,6 +53,11 @@ const (
 	// CodeDPoPNotEnabled (400): POST .../dpop for a grant without dpop:
 	// its token is a Bearer token, fetched with GET.
 	CodeDPoPNotEnabled = "dpop_not_enabled"
+	// CodePasteRefused (400): POST .../authorize/complete with an address
+	// or paste id that completes no pending paste-back authorization of
+	// the caller (unknown, already used, expired, another user's, or an
+	// answer whose state or iss does not match).
+	CodePasteRefused = "paste_refused"
 	// CodeInternalError (500): tokend itself failed.
 	CodeInternalError = "internal_error"
 )

@@ -21,6 +21,8 @@
 //	GET  /v1/tokens/{name}             TokenResponse (?format=raw or Accept: text/plain: the bare token)
 //	GET  /v1/tokens/{name}/status      GrantStatus with History
 //	POST /v1/tokens/{name}/dpop        DPoPResponse for a DPoPRequest (the grant's readers; dpop grants only)
+//	POST /v1/tokens/{name}/rejected    TokenResponse for a RejectedRequest (the grant's readers)
+//	POST /v1/tokens/{name}/step-up     GrantStatus for a StepUpRequest (the grant's readers)
 //	POST /v1/tokens/{name}/refresh     GrantStatus (operators)
 //	POST /v1/tokens/{name}/authorize   AuthorizeResponse (operators)
 //	POST /v1/tokens/{name}/revoke      GrantStatus (operators)

@@ -64,7 +64,8 @@ type GrantStatus struct {
 	// DPoP says the grant asks for DPoP-bound tokens (config key dpop);
 	// its proofs come from POST /v1/tokens/{name}/dpop.
 	DPoP bool `json:"dpop,omitempty"`
-	// SubjectGrant is a token_exchange grant's subject grant.
+	// SubjectGrant is the grant whose token a token_exchange grant, or
+	// a jwt_bearer grant's identity assertion, exchanges.
 	SubjectGrant string `json:"subject_grant,omitempty"`
 	// Fleet mode: the instance that refreshes the grant ("" none), whether
 	// it is this one, and why this instance will not refresh it when its
@@ -72,6 +73,31 @@ type GrantStatus struct {
 	Refresher     string `json:"refresher,omitempty"`
 	RefresherSelf bool   `json:"refresher_self,omitempty"`
 	FleetConflict string `json:"fleet_conflict,omitempty"`
+	// ProtectedResource is a resource-first grant's resource URL (config
+	// key protected_resource): where the proxy and the MCP bridge send
+	// requests by default.
+	ProtectedResource string `json:"protected_resource,omitempty"`
+	// StepUpScopes are the scopes a resource asked for (POST
+	// .../step-up) that the next authorization adds to the held ones, and
+	// StepUpReason says which resource asked and why.
+	StepUpScopes []string `json:"step_up_scopes,omitempty"`
+	StepUpReason string   `json:"step_up_reason,omitempty"`
+}
+
+// AuthorizeRequest is the optional body of POST
+// /v1/tokens/{name}/authorize. Paste asks for a paste-back authorization
+// (authorization_code grants): the answer's URL is the authorization
+// server's own and PasteID names it for POST .../authorize/complete.
+type AuthorizeRequest struct {
+	Paste bool `json:"paste,omitempty"`
+}
+
+// CompleteRequest is the body of POST /v1/tokens/{name}/authorize/complete:
+// the PasteID of a paste-back authorization and the address the browser
+// ended on (the redirect URI with the authorization server's answer).
+type CompleteRequest struct {
+	PasteID string `json:"paste_id"`
+	URL     string `json:"url"`
 }
 
 // DPoPRequest is the body of POST /v1/tokens/{name}/dpop: the one request
@@ -142,6 +168,11 @@ type AuthorizeResponse struct {
 	// Status is set when the grant needed no person (client_credentials,
 	// password): it was obtained at once.
 	Status *GrantStatus `json:"status,omitempty"`
+	// PasteID is set for a paste-back authorization (AuthorizeRequest
+	// Paste): URL is then the authorization server's address itself, and
+	// the address the browser ends on goes to POST .../authorize/complete
+	// with this id, from the same user.
+	PasteID string `json:"paste_id,omitempty"`
 }
 
 // ReloadResponse answers POST /v1/reload: the configuration now in

@@ -148,7 +148,9 @@ func validateClientAuth(p *problems, path string, cl Client, pv Provider, provid
 	case m != oauth.AuthPrivateKeyJWT && m != oauth.AuthSecretJWT:
 		p.errorf(path+".assertion_audience", "applies to auth_method private_key_jwt and client_secret_jwt only (auth_method is %s)", m)
 	case a == "issuer":
-		if providerOK && pv.Issuer == "" {
+		// A provider derived from a protected resource has the issuer
+		// discovery finds; the daemon refuses to sign without one.
+		if providerOK && pv.Issuer == "" && pv.Resource == nil {
 			p.errorf(path+".assertion_audience", "is issuer but provider %q has no issuer", cl.Provider)
 		}
 	default:

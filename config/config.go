@@ -174,6 +174,11 @@ type Provider struct {
 
 	// CAs is CAFile read and parsed; nil means the system's roots.
 	CAs *x509.CertPool `yaml:"-"`
+
+	// Resource is set on the provider tokend derives for a
+	// protected_resource grant (resource.go): its endpoints are discovered
+	// from the resource, not configured.
+	Resource *ResourceDiscovery `yaml:"-"`
 }
 
 // Endpoints returns the explicitly configured endpoints.
@@ -219,6 +224,14 @@ type Client struct {
 
 	// anonymous is set by ApplyDefaults (clientauth.go, Anonymous).
 	anonymous bool
+	// ForGrant names the protected_resource grant this client was derived
+	// for (resource.go); "" for a configured client. A derived client is
+	// registered at runtime: by its metadata document (CIMD) when the
+	// authorization server takes one, else dynamically.
+	ForGrant string `yaml:"-"`
+	// MetadataDocument is the client_id_metadata_document of the grant
+	// a derived client serves.
+	MetadataDocument string `yaml:"-"`
 }
 
 // Dynamic reports whether the client is to be registered dynamically: it
@@ -279,6 +292,9 @@ type Grant struct {
 	DPoP bool `yaml:"dpop"`
 	// Assertion is what a jwt_bearer grant signs.
 	Assertion *Assertion `yaml:"assertion"`
+	// IdentityAssertion is where a jwt_bearer grant gets its assertion
+	// instead: from an identity provider (identityassertion.go).
+	IdentityAssertion *IdentityAssertion `yaml:"identity_assertion"`
 	// token_exchange: the subject token is SubjectGrant's current access
 	// token (or id token, SubjectTokenType id_token); ActorGrant's is the
 	// actor token.
@@ -289,6 +305,22 @@ type Grant struct {
 	RequestedTokenType string   `yaml:"requested_token_type"`
 	Audience           []string `yaml:"audience"`
 	Resource           []string `yaml:"resource"`
+
+	// ProtectedResource is the URL of the resource the grant's token is
+	// for (resource.go): its authorization server, scopes and the client's
+	// registration are discovered from it, and it is sent as the RFC 8707
+	// resource of every request.
+	ProtectedResource string `yaml:"protected_resource"`
+	// AuthorizationServer chooses among the resource's authorization
+	// servers (default: the first it lists).
+	AuthorizationServer string `yaml:"authorization_server"`
+	// ClientIDMetadataDocument is the https URL where the operator
+	// publishes the client's metadata: its client_id at an authorization
+	// server that takes such documents.
+	ClientIDMetadataDocument string `yaml:"client_id_metadata_document"`
+	// Proxy is the local proxy the daemon serves for the grant: requests
+	// to it are sent on to the resource with the grant's token.
+	Proxy *GrantProxy `yaml:"proxy"`
 }
 
 // Default locations. Under systemd the store and the socket move to the
@@ -328,6 +360,7 @@ var defaultSchedule = MustParseSchedule(DefaultSchedule)
 // Validate on a Config built in code. Store and socket paths follow
 // $STATE_DIRECTORY and $RUNTIME_DIRECTORY when systemd sets them.
 func (c *Config) ApplyDefaults() {
+	c.applyResourceDefaults()
 	c.applyHookDefaults()
 	c.applyClientAuthDefaults()
 	c.applyGrantDefaults()
@@ -394,7 +427,7 @@ func (c *Config) ApplyDefaults() {
 		}
 	}
 	for name, cl := range c.Clients {
-		if cl.AuthMethod == "" {
+		if cl.AuthMethod == "" && cl.ForGrant == "" { // a derived client's is chosen at registration
 			switch {
 			case cl.Dynamic(), hasClientSecret(cl):
 				cl.AuthMethod = oauth.AuthBasic

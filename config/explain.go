@@ -46,6 +46,10 @@ func (c *Config) explain(w io.Writer, now time.Time) {
 	fmt.Fprintf(w, "\nproviders (%d):\n", len(c.Providers))
 	for _, name := range sortedKeys(c.Providers) {
 		pv := c.Providers[name]
+		if r := pv.Resource; r != nil {
+			fmt.Fprintf(w, "  %s: discovered from protected resource %s\n", name, r.Resource)
+			continue
+		}
 		if pv.Issuer != "" {
 			fmt.Fprintf(w, "  %s: discovery from %s\n", name, pv.Issuer)
 		} else {
@@ -75,6 +79,13 @@ func (c *Config) explain(w io.Writer, now time.Time) {
 	fmt.Fprintf(w, "\nclients (%d):\n", len(c.Clients))
 	for _, name := range sortedKeys(c.Clients) {
 		cl := c.Clients[name]
+		if cl.ForGrant != "" {
+			fmt.Fprintf(w, "  %s: provider %s, registered at runtime (client metadata document or dynamic registration)\n", name, cl.Provider)
+			if cl.RedirectURI != "" {
+				fmt.Fprintf(w, "    redirect_uri: %s\n", cl.RedirectURI)
+			}
+			continue
+		}
 		id := "client_id " + cl.ClientID
 		if cl.Dynamic() {
 			id = "dynamic registration"
@@ -117,6 +128,7 @@ func (c *Config) explain(w io.Writer, now time.Time) {
 			fmt.Fprintf(w, "    username: %s\n", g.Username)
 		}
 		c.explainExtGrant(func(format string, args ...any) { fmt.Fprintf(w, format, args...) }, g)
+		c.explainResource(func(format string, args ...any) { fmt.Fprintf(w, format, args...) }, name, g)
 		readers := strings.TrimPrefix(readersText(g.Readers, "; "), "; ")
 		if readers == "" {
 			readers = "root and operators only"
@@ -130,6 +142,9 @@ func (c *Config) explain(w io.Writer, now time.Time) {
 			fmt.Fprintf(w, "    schedule: %q, next forced refresh %s\n", g.Schedule, g.Schedule.Next(now).Format(time.RFC3339))
 		}
 		explainSinks(w, g.Sinks)
+		if g.Proxy != nil {
+			fmt.Fprintf(w, "    proxy:    %s -> %s, for the readers (by group over a unix socket only)\n", g.Proxy.Listen, g.ProtectedResource)
+		}
 	}
 	c.explainHooks(w)
 }

@@ -112,6 +112,11 @@ func (c *Config) applyGrantDefaults() {
 				a.Lifetime = DefaultAssertionLifetime
 				g.Assertion = &a
 			}
+			if ia := g.IdentityAssertion; ia != nil && ia.SubjectTokenType == "" {
+				n := *ia
+				n.SubjectTokenType = TokenTypeIDToken
+				g.IdentityAssertion = &n
+			}
 		case GrantTokenExchange:
 			if g.SubjectTokenType == "" {
 				g.SubjectTokenType = TokenTypeAccessToken
@@ -135,6 +140,9 @@ func confidential(cl Client) bool {
 func checkGrantTypeKeys(p *problems, path string, g Grant) {
 	if g.Type != GrantJWTBearer && g.Assertion != nil {
 		p.errorf(path+".assertion", "applies to the jwt_bearer grant only (this grant is %s)", typeName(g.Type))
+	}
+	if g.Type != GrantJWTBearer && g.IdentityAssertion != nil {
+		p.errorf(path+".identity_assertion", "applies to the jwt_bearer grant only (this grant is %s)", typeName(g.Type))
 	}
 	if g.Type == GrantTokenExchange {
 		return
@@ -173,7 +181,7 @@ func typeName(t string) string {
 func validateJWTBearer(p *problems, path string, g Grant, pv Provider, provider string) {
 	a := g.Assertion
 	if a == nil {
-		p.errorf(path, "the jwt_bearer grant needs an assertion: {private_key_file or private_key_credential, issuer, subject, audience, ...}")
+		p.errorf(path, "the jwt_bearer grant needs an assertion: {private_key_file or private_key_credential, issuer, subject, audience, ...}, or an identity_assertion from an identity provider")
 		return
 	}
 	ap := path + ".assertion"
@@ -284,16 +292,18 @@ func checkTokenType(p *problems, path, t string, requested bool) {
 }
 
 // checkGrantCycles refuses token_exchange grants whose subject_grant and
-// actor_grant chains come back to themselves: none could ever be obtained.
-// Each cycle is reported once, at its first grant in name order.
+// actor_grant chains (and identity assertions' subject_grant) come back to
+// themselves: none could ever be obtained. Each cycle is reported once, at
+// its first grant in name order.
 func (c *Config) checkGrantCycles(p *problems) {
 	next := func(name string) []string {
 		g := c.Grants[name]
-		if g.Type != GrantTokenExchange {
-			return nil
+		srcs := []string{identityAssertionSubject(g)}
+		if g.Type == GrantTokenExchange {
+			srcs = []string{g.SubjectGrant, g.ActorGrant}
 		}
 		var out []string
-		for _, n := range []string{g.SubjectGrant, g.ActorGrant} {
+		for _, n := range srcs {
 			if _, ok := c.Grants[n]; ok && n != name && !slices.Contains(out, n) {
 				out = append(out, n)
 			}
@@ -322,7 +332,7 @@ func (c *Config) checkGrantCycles(p *problems) {
 				key := cycleKey(cycle[:len(cycle)-1])
 				if !reported[key] {
 					reported[key] = true
-					p.errorf("grants."+m, "token_exchange grants form a cycle: %s (a subject or actor grant cannot depend on the grant itself)", strings.Join(cycle, " → "))
+					p.errorf("grants."+m, "grants form a cycle: %s (a subject or actor grant cannot depend on the grant itself)", strings.Join(cycle, " → "))
 				}
 			}
 		}
@@ -421,6 +431,9 @@ func (c *Config) explainExtGrant(w func(format string, args ...any), g Grant) {
 		if len(a.Claims) > 0 {
 			w("    assertion claims: %s\n", strings.Join(sortedKeys(a.Claims), ", "))
 		}
+	}
+	if ia := g.IdentityAssertion; g.Type == GrantJWTBearer && ia != nil {
+		c.explainIdentityAssertion(w, g, ia)
 	}
 	if g.Type == GrantTokenExchange {
 		w("    exchanges: %s of %s\n", g.SubjectTokenType, c.grantChain(g.SubjectGrant))

@@ -68,9 +68,9 @@ func TestExtGrantProblems(t *testing.T) {
 		{"token_exchange of an undefined grant", "  tx:\n    client: app\n    type: token_exchange\n    subject_grant: nope\n    actor_grant: nada\n",
 			[]string{`x.yaml:18: grants.tx.subject_grant: grant "nope" is not defined under grants (defined: base, tx)`, `x.yaml:19: grants.tx.actor_grant: grant "nada" is not defined`}},
 		{"token_exchange cycle", "  a:\n    client: app\n    type: token_exchange\n    subject_grant: b\n  b:\n    client: app\n    type: token_exchange\n    subject_grant: a\n",
-			[]string{`x.yaml:15: grants.a: token_exchange grants form a cycle: a → b → a`}},
+			[]string{`x.yaml:15: grants.a: grants form a cycle: a → b → a`}},
 		{"token_exchange cycle through an actor", "  a:\n    client: app\n    type: token_exchange\n    subject_grant: base\n    actor_grant: c\n  b:\n    client: app\n    type: token_exchange\n    subject_grant: a\n  c:\n    client: app\n    type: token_exchange\n    subject_grant: b\n",
-			[]string{`x.yaml:15: grants.a: token_exchange grants form a cycle: a → c → b → a`}},
+			[]string{`x.yaml:15: grants.a: grants form a cycle: a → c → b → a`}},
 		{"token types", "  tx:\n    client: app\n    type: token_exchange\n    subject_grant: base\n    subject_token_type: refresh_token\n    actor_token_type: access_token\n    requested_token_type: saml\n",
 			[]string{`x.yaml:19: grants.tx.subject_token_type: "refresh_token" is not one of access_token, id_token or a urn: token type`,
 				`x.yaml:20: grants.tx.actor_token_type: is set but there is no actor_grant`,
@@ -116,7 +116,7 @@ func TestExampleFileCommentedGrantsParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	starts := []string{"entra:", "google:", "okta-svc:", "entra-app:", "gcp:", "reports-readonly:"}
+	starts := []string{"entra:", "google:", "okta-svc:", "entra-app:", "gcp:", "reports-readonly:", "notes-mcp:"}
 	comment := regexp.MustCompile(`^(\s*)# ( *\S.*)$`)
 	var out []string
 	found, active := map[string]bool{}, false
@@ -144,7 +144,8 @@ func TestExampleFileCommentedGrantsParse(t *testing.T) {
 	if len(warns) != 0 {
 		t.Errorf("warnings: %q", warns)
 	}
-	if cl := c.Clients["google"]; !cl.Anonymous() || c.Clients["okta-svc"].AuthMethod != oauth.AuthPrivateKeyJWT || c.Grants["reports-readonly"].SubjectGrant != "reports-api" {
+	if cl := c.Clients["google"]; !cl.Anonymous() || c.Clients["okta-svc"].AuthMethod != oauth.AuthPrivateKeyJWT || c.Grants["reports-readonly"].SubjectGrant != "reports-api" ||
+		c.Grants["notes-mcp"].IdentityAssertion.SubjectGrant != "reports-api" {
 		t.Errorf("clients %+v", c.Clients)
 	}
 }

@@ -24,10 +24,11 @@ const (
 	EventReauthorizationRequired = "reauthorization_required" // the grant now needs `tokend authorize`
 	EventRevoked                 = "revoked"                  // an operator revoked the grant's tokens
 	EventExpired                 = "expired"                  // a refresh failed after the access token had expired
+	EventStepUp                  = "step_up"                  // a resource asked for scopes the grant's token lacks: it needs `tokend authorize`
 )
 
 // HookEvents lists every hook event, in the order docs/delivery.md gives them.
-var HookEvents = []string{EventRefreshed, EventFailing, EventRecovered, EventReauthorizationRequired, EventRevoked, EventExpired}
+var HookEvents = []string{EventRefreshed, EventFailing, EventRecovered, EventReauthorizationRequired, EventRevoked, EventExpired, EventStepUp}
 
 // DefaultHookTimeout bounds one run of a command or one webhook request.
 const DefaultHookTimeout = 10 * time.Second

@@ -265,5 +265,6 @@ func (c *Config) resolveSecrets(p *problems) {
 	c.resolveHookSecrets(p)
 	c.resolveClientAuth(p)
 	c.resolveAssertions(p)
+	c.resolveIdentityAssertions(p)
 	c.resolveFleetSecrets(p)
 }

@@ -130,6 +130,9 @@ func (c *Config) validateProviders(p *problems) {
 	for _, name := range sortedKeys(c.Providers) {
 		pv := c.Providers[name]
 		path := "providers." + name
+		if pv.Resource != nil {
+			continue // derived from a protected_resource grant, which is checked instead
+		}
 		checkName(p, path, name)
 		if pv.Issuer == "" && pv.TokenEndpoint == "" {
 			p.errorf(path, "needs an issuer (for discovery) or a token_endpoint")
@@ -167,11 +170,14 @@ func (c *Config) validateClients(p *problems) {
 	for _, name := range sortedKeys(c.Clients) {
 		cl := c.Clients[name]
 		path := "clients." + name
+		if cl.ForGrant != "" {
+			continue // derived from a protected_resource grant, which is checked instead
+		}
 		checkName(p, path, name)
 		pv, ok := c.Providers[cl.Provider]
 		switch {
 		case cl.Provider == "":
-			p.errorf(path+".provider", "must name a provider")
+			p.errorf(path+".provider", "must name a provider (it may be omitted only by a client that serves a protected_resource grant)")
 		case !ok:
 			p.errorf(path+".provider", "provider %q is not defined under providers%s", cl.Provider, definedList(c.Providers))
 		}
@@ -188,7 +194,7 @@ func (c *Config) validateClients(p *problems) {
 			if hasClientSecret(cl) {
 				p.errorf(path, "has a client secret but no client_id (omit both to register dynamically)")
 			}
-			if ok && pv.RegistrationEndpoint == "" && pv.Issuer == "" {
+			if ok && pv.RegistrationEndpoint == "" && pv.Issuer == "" && pv.Resource == nil {
 				p.errorf(path+".client_id", "is not set, so the client is registered dynamically, but provider %q has no registration_endpoint and no issuer to discover one", cl.Provider)
 			}
 		}
@@ -203,6 +209,7 @@ func (c *Config) validateClients(p *problems) {
 // name order (validateGrant).
 func (c *Config) validateGrants(p *problems, l Loader) {
 	checkMatchOverlap(p, c.Grants)
+	c.validateProxies(p)
 	if len(c.Grants) == 0 {
 		p.warnf("grants", "no grants are configured: tokend will serve no tokens")
 	}
@@ -221,13 +228,18 @@ func (c *Config) validateGrant(p *problems, l Loader, name string, g *Grant) {
 	cl, clientOK := c.Clients[g.Client]
 	switch {
 	case g.Client == "":
-		p.errorf(path+".client", "must name a client")
+		p.errorf(path+".client", "must name a client (or the protected_resource the token is for)")
+	case cl.ForGrant != "" && cl.ForGrant != name:
+		// Another grant's derived client: not a name one can configure.
+		clientOK = false
+		p.errorf(path+".client", "client %q is not defined under clients%s", g.Client, definedList(configured(c.Clients)))
 	case !clientOK:
 		p.errorf(path+".client", "client %q is not defined under clients%s", g.Client, definedList(c.Clients))
 	}
 	pv, providerOK := c.Providers[cl.Provider]
 	providerOK = clientOK && providerOK
 	c.validateGrantType(p, path, name, *g, cl, clientOK, pv, providerOK)
+	c.validateResource(p, path, name, *g, cl, clientOK)
 	if g.Type != GrantPassword && (g.Username != "" || g.PasswordFile != "" || g.PasswordCredential != "") {
 		p.errorf(path, "username, password_file and password_credential apply to the password grant only")
 	}
@@ -263,7 +275,7 @@ func (c *Config) validateGrantType(p *problems, path, name string, g Grant, cl C
 		if clientOK && cl.RedirectURI == "" {
 			p.errorf(path+".type", "authorization_code needs a redirect_uri on client %q (listen.callback is off)", g.Client)
 		}
-		if providerOK && pv.AuthorizationEndpoint == "" && pv.Issuer == "" {
+		if providerOK && pv.AuthorizationEndpoint == "" && pv.Issuer == "" && pv.Resource == nil {
 			p.errorf(path+".type", "authorization_code needs an authorization_endpoint or an issuer on provider %q", cl.Provider)
 		}
 	case GrantClientCredentials:
@@ -281,10 +293,14 @@ func (c *Config) validateGrantType(p *problems, path, name string, g Grant, cl C
 			p.errorf(path, "give password_file or password_credential, not both")
 		}
 	case GrantDeviceCode:
-		if providerOK && pv.DeviceAuthorizationEndpoint == "" && pv.Issuer == "" {
+		if providerOK && pv.DeviceAuthorizationEndpoint == "" && pv.Issuer == "" && pv.Resource == nil {
 			p.errorf(path+".type", "device_code needs a device_authorization_endpoint or an issuer on provider %q", cl.Provider)
 		}
 	case GrantJWTBearer:
+		if g.IdentityAssertion != nil {
+			c.validateIdentityAssertion(p, path, name, g, pv, providerOK)
+			break
+		}
 		validateJWTBearer(p, path, g, pv, cl.Provider)
 	case GrantTokenExchange:
 		c.validateTokenExchange(p, path, name, g)
@@ -337,6 +353,17 @@ func checkRedirect(p *problems, path, raw string) {
 	if u.Scheme == "http" && !oauth.IsLoopbackHost(u.Hostname()) {
 		p.warnf(path, "%q uses http to a non-loopback host: authorization codes travel in clear text", raw)
 	}
+}
+
+// configured leaves out the clients derived from protected_resource grants.
+func configured(m map[string]Client) map[string]Client {
+	out := make(map[string]Client, len(m))
+	for k, v := range m {
+		if v.ForGrant == "" {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 func definedList[V any](m map[string]V) string {

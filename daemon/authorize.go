@@ -33,6 +33,8 @@ func (d *Daemon) authorize(ctx context.Context, g *grant) (*api.AuthorizeRespons
 		if _, err := d.refresh(g, "authorize"); err != nil {
 			return nil, authorizeFailed(kindProvider, err)
 		}
+		// The new token was asked for with a step-up's scopes.
+		d.clearStepUp(g.name)
 		s := d.status(g)
 		return &api.AuthorizeResponse{Grant: g.name, Kind: g.typ, Status: &s}, nil
 	}
@@ -57,14 +59,11 @@ func (d *Daemon) authorize(ctx context.Context, g *grant) (*api.AuthorizeRespons
 		if err != nil || ru.Host == "" || (ru.Scheme != "http" && ru.Scheme != "https") {
 			return nil, authorizeFailed(kindBadRequest, fmt.Errorf("daemon: client of %s: redirect_uri %q is not an absolute http(s) URL", g.name, prov.Client.RedirectURI))
 		}
-		req := oauth.AuthRequest{
-			State:    oauth.NewState(),
-			Verifier: oauth.NewVerifier(),
-			Scopes:   g.cfg().Scopes,
-			Params:   oauth.Params(g.cfg().AuthParams),
-		}
-		if slices.Contains(g.cfg().Scopes, "openid") {
-			req.Nonce = oauth.NewState()
+		req, pend := d.codeRequest(g, prov, now)
+		startID := randomToken()
+		pend.StartHash = hashHex(startID)
+		if err := d.st.PutPending(pend); err != nil {
+			return nil, authorizeFailed(kindInternal, fmt.Errorf("daemon: saving pending authorization: %w", err))
 		}
 		// The provider's URL carries the state and the PKCE challenge: with
 		// them anyone can sign in to their own account and deliver the code
@@ -72,21 +71,6 @@ func (d *Daemon) authorize(ctx context.Context, g *grant) (*api.AuthorizeRespons
 		// up in a browser's argv; the caller gets a one-time start page on
 		// the callback's origin, which binds the authorization to the
 		// browser that opens it (a cookie) and redirects there.
-		startID := randomToken()
-		pend := store.Pending{
-			State:       req.State,
-			Grant:       g.name,
-			Kind:        config.GrantAuthorizationCode,
-			Verifier:    req.Verifier.Reveal(),
-			Nonce:       req.Nonce,
-			RedirectURI: prov.Client.RedirectURI,
-			Created:     now,
-			Deadline:    now.Add(pendingLifetime),
-			StartHash:   hashHex(startID),
-		}
-		if err := d.st.PutPending(pend); err != nil {
-			return nil, authorizeFailed(kindInternal, fmt.Errorf("daemon: saving pending authorization: %w", err))
-		}
 		sp := startPage{state: req.State, authURL: prov.AuthCodeURL(req), secure: ru.Scheme == "https", deadline: pend.Deadline}
 		if err := d.fleetPutStart(pend.StartHash, sp); err != nil {
 			return nil, authorizeFailed(kindInternal, fmt.Errorf("daemon: saving the start page in the fleet: %w", err))
@@ -114,6 +98,35 @@ func (d *Daemon) authorize(ctx context.Context, g *grant) (*api.AuthorizeRespons
 		}, nil
 	}
 	return nil, authorizeFailed(kindBadRequest, fmt.Errorf("daemon: grant %s has unknown type %q", g.name, g.typ))
+}
+
+// codeRequest makes the authorization request of an authorization_code
+// grant g at prov, and the pending authorization that redeems its answer
+// (without a binding: the caller adds the start page's or the paste's).
+// It asks for the grant's scopes and, after a step-up, for those its token
+// holds and those asked for; a protected_resource grant's request names
+// the resource.
+func (d *Daemon) codeRequest(g *grant, prov *oauth.Provider, now time.Time) (oauth.AuthRequest, store.Pending) {
+	req := oauth.AuthRequest{
+		State:    oauth.NewState(),
+		Verifier: oauth.NewVerifier(),
+		Scopes:   d.authorizeScopes(g, d.grantScopes(g)),
+		Params:   d.grantParams(g, g.cfg().AuthParams),
+	}
+	if slices.Contains(req.Scopes, "openid") {
+		req.Nonce = oauth.NewState()
+	}
+	pend := store.Pending{
+		State:       req.State,
+		Grant:       g.name,
+		Kind:        config.GrantAuthorizationCode,
+		Verifier:    req.Verifier.Reveal(),
+		Nonce:       req.Nonce,
+		RedirectURI: prov.Client.RedirectURI,
+		Created:     now,
+		Deadline:    now.Add(pendingLifetime),
+	}
+	return req, pend
 }
 
 // authorizeFailed is an error of authorize.
@@ -175,6 +188,8 @@ func (d *Daemon) storeAuthorized(g *grant, t *oauth.Token, key, outcome string) 
 		return nil
 	})
 	if err == nil {
+		// The authorization asked for the scopes a step-up wanted.
+		d.clearStepUp(g.name)
 		d.log.Info("grant authorized", "grant", g.name, "outcome", outcome)
 		d.notifyStatus()
 	}

@@ -5,7 +5,6 @@ package daemon
 // starts the flows), answered with small HTML pages.
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -138,28 +137,8 @@ func (d *Daemon) handleCallback(w http.ResponseWriter, r *http.Request) {
 		callbackPage(w, http.StatusBadRequest, "Authorization failed", fmt.Sprintf("Grant %s was not authorized: %v", g.name, err))
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
-	defer cancel()
-	// A new authorization is a new chain: a dpop grant binds it to a new key.
-	xprov, key, err := dpopProvider(g, prov)
-	if err != nil {
-		d.recordAuth(g, "callback failed: "+err.Error())
-		callbackPage(w, http.StatusInternalServerError, "Authorization failed", "tokend could not make a DPoP key.")
-		return
-	}
-	tok, err := xprov.Exchange(ctx, code, oauth.NewSecret(pend.Verifier), oauth.Params(g.cfg().TokenParams))
-	if err == nil {
-		err = checkDPoP(g, tok)
-	}
-	if err != nil {
-		d.recordAuth(g, "code exchange failed: "+err.Error())
-		d.log.Warn("code exchange failed", "grant", g.name, "err", err)
-		callbackPage(w, http.StatusBadGateway, "Authorization failed", fmt.Sprintf("Grant %s: the provider refused the code: %v", g.name, err))
-		return
-	}
-	if err := d.storeAuthorized(g, tok, key, "authorized by authorization code"); err != nil {
-		d.log.Error("saving authorized token", "grant", g.name, "err", err)
-		callbackPage(w, http.StatusInternalServerError, "Authorization failed", "tokend could not save the token.")
+	if err := d.exchangeCode(r.Context(), g, prov, code, pend.Verifier, "authorized by authorization code"); err != nil {
+		callbackPage(w, http.StatusBadGateway, "Authorization failed", fmt.Sprintf("Grant %s: the code could not be exchanged: %v", g.name, err))
 		return
 	}
 	if cookie != nil { // always: nothing else redeems an authorization

@@ -139,6 +139,7 @@ type Daemon struct {
 	metricsAddr  string
 
 	starts startPages // one-time start pages of authorizations (authorize.go)
+	fb     feedback   // step-ups and rejected tokens that programs reported (stepup.go)
 
 	reloadMu sync.Mutex // one ReloadConfig at a time (reload.go)
 
@@ -389,7 +390,11 @@ func (d *Daemon) configure(cfg *config.Config) error {
 			g.tokenState = prev.tokenState
 			// Re-indexed under the new policy; a permanent failure gets
 			// another chance, since the configuration may have fixed it.
-			d.publish(g, clearPermanent(g.cur.Load()), p)
+			t := clearPermanent(g.cur.Load())
+			if newSubjectToken(prev, g) {
+				t = retryRefused(t)
+			}
+			d.publish(g, t, p)
 		} else {
 			g.tokenState = &fresh[i]
 			d.publish(g, emptyToken(g.name), p)

@@ -41,6 +41,9 @@ const (
 	// kindNotSupported: this daemon cannot do it (a reload without a
 	// configuration file).
 	kindNotSupported
+	// kindTooMany: the caller asked for this too often (a grant's
+	// step-ups).
+	kindTooMany
 )
 
 // engineError is an error of the engine with what the API answers for it:

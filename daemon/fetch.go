@@ -240,6 +240,9 @@ func (d *Daemon) status(g *grant) api.GrantStatus {
 	now := d.clock.Now()
 	gc := g.cfg()
 	s := api.GrantStatus{Name: g.name, Type: g.typ, DPoP: g.dpopOn, SubjectGrant: gc.SubjectGrant}
+	if ia := gc.IdentityAssertion; ia != nil {
+		s.SubjectGrant = ia.SubjectGrant
+	}
 	if c, ok := cfg.Clients[gc.Client]; ok {
 		s.Provider = c.Provider
 	}
@@ -271,6 +274,8 @@ func (d *Daemon) status(g *grant) api.GrantStatus {
 		s.Match, s.MatchUsername = gc.Match, gc.HelperUsername()
 	}
 	s.Sinks = g.sinkStatus()
+	s.ProtectedResource = gc.ProtectedResource
+	d.applyStepUp(g, &s)
 	d.fleetStatus(g, &s)
 	return s
 }

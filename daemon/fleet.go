@@ -202,6 +202,21 @@ func Fingerprint(cfg *config.Config, name string) string {
 	if a := g.Assertion; a != nil {
 		as = &assertion{a.Issuer, a.Subject, a.Audience, a.KeyID, a.SigningAlg, a.Lifetime, a.Claims}
 	}
+	// An identity assertion: the identity provider, tokend's client
+	// there and what is exchanged (not the subject token itself). Absent
+	// from the JSON when unset, so other grants hash as before.
+	type identityAssertion struct {
+		Issuer, Token, ClientID, AuthMethod string
+		SubjectGrant, SubjectType, Audience string
+		Resource                            []string
+	}
+	var ia *identityAssertion
+	if a := g.IdentityAssertion; a != nil {
+		ic := cfg.Clients[a.Client]
+		ip := cfg.Providers[ic.Provider]
+		ia = &identityAssertion{ip.Issuer, ip.TokenEndpoint, ic.ClientID, string(ic.AuthMethod),
+			a.SubjectGrant, a.SubjectTokenType, a.Audience, a.Resource}
+	}
 	v := struct {
 		Provider                     string
 		Issuer, Authz, Token, Revoke string
@@ -218,6 +233,7 @@ func Fingerprint(cfg *config.Config, name string) string {
 		ActorGrant, ActorType        string
 		RequestedType                string
 		Audience, Resource           []string
+		IdentityAssertion            *identityAssertion `json:",omitempty"`
 	}{
 		c.Provider, p.Issuer, p.AuthorizationEndpoint, p.TokenEndpoint, p.RevocationEndpoint,
 		p.DeviceAuthorizationEndpoint, p.RegistrationEndpoint,
@@ -225,7 +241,7 @@ func Fingerprint(cfg *config.Config, name string) string {
 		c.KeyID, c.SigningAlg, c.AssertionAudience,
 		g.Type, g.Scopes, g.AuthParams, g.TokenParams, g.Username, g.DPoP, as,
 		g.SubjectGrant, g.SubjectTokenType, g.ActorGrant, g.ActorTokenType, g.RequestedTokenType,
-		g.Audience, g.Resource,
+		g.Audience, g.Resource, ia,
 	}
 	// encoding/json writes map keys sorted: the same definition always
 	// hashes the same.
@@ -630,15 +646,16 @@ func (d *Daemon) putOutcome(t store.Token) error {
 // fleetRegistration takes the fleet-wide lock of c's dynamic registration
 // and reads the client record again under it: another instance may have
 // registered it meanwhile. It returns the record when one is there (the
-// lock already released), else the unlock to call once registered.
-func (d *Daemon) fleetRegistration(ctx context.Context, c *clientRT) (unlock func(), sc store.Client, found bool, err error) {
+// lock already released), else the unlock to call once registered. owner
+// is what the record must name (registrationOwner).
+func (d *Daemon) fleetRegistration(ctx context.Context, c *clientRT, owner string) (unlock func(), sc store.Client, found bool, err error) {
 	unlock, err = d.fleet.fl.Lock(ctx, "register/"+c.name)
 	if err != nil {
 		return nil, store.Client{}, false, fmt.Errorf("daemon: fleet lock for registering client %s: %w", c.name, err)
 	}
 	sc, err = d.st.Client(c.name)
 	switch {
-	case err == nil && sc.Provider == c.cfg.Provider && sc.ClientID != "":
+	case err == nil && sc.Provider == owner && sc.ClientID != "":
 		unlock()
 		return nil, sc, true, nil
 	case err != nil && !errors.Is(err, store.ErrNotFound):

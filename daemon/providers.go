@@ -29,6 +29,9 @@ type providerRT struct {
 
 	mu  sync.Mutex
 	eps *oauth.Endpoints
+	// found is what discovery from a protected resource found, for a
+	// provider derived from a protected_resource grant (resource.go).
+	found *oauth.ResourceDiscovery
 }
 
 // clientRT resolves a client once: configured credentials, or a dynamic
@@ -44,15 +47,21 @@ type clientRT struct {
 // providerFor returns the protocol client of g's client at g's provider,
 // discovering endpoints and registering the client on first use.
 func (d *Daemon) providerFor(ctx context.Context, g *grant) (*oauth.Provider, error) {
+	return d.clientProvider(ctx, g.name, g.cfg().Client)
+}
+
+// clientProvider returns the protocol client of client name at its
+// provider, for grant (named in errors), as providerFor does.
+func (d *Daemon) clientProvider(ctx context.Context, grant, name string) (*oauth.Provider, error) {
 	d.mu.RLock()
-	c := d.clients[g.cfg().Client]
+	c := d.clients[name]
 	var p *providerRT
 	if c != nil {
 		p = d.providers[c.cfg.Provider]
 	}
 	d.mu.RUnlock()
 	if c == nil || p == nil {
-		return nil, &oauth.Error{Op: "config", Description: fmt.Sprintf("grant %s: client or provider not configured", g.name), Class: oauth.Configuration}
+		return nil, &oauth.Error{Op: "config", Description: fmt.Sprintf("grant %s: client %s or its provider not configured", grant, name), Class: oauth.Configuration}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -106,6 +115,9 @@ func (d *Daemon) endpoints(ctx context.Context, p *providerRT) (oauth.Endpoints,
 	if p.eps != nil {
 		return *p.eps, nil
 	}
+	if p.cfg.Resource != nil {
+		return d.resourceEndpoints(ctx, p)
+	}
 	explicit := p.cfg.Endpoints()
 	if p.cfg.Issuer == "" {
 		p.eps = &explicit
@@ -119,26 +131,43 @@ func (d *Daemon) endpoints(ctx context.Context, p *providerRT) (oauth.Endpoints,
 	}
 	eps, err := oauth.Discover(dctx, d.countingHTTP(base, p.name, EndpointDiscovery, nil), p.cfg.Issuer)
 	if err == nil {
-		if b, merr := json.Marshal(eps); merr == nil {
-			if perr := d.st.PutProvider(p.name, b); perr != nil {
-				d.log.Warn("caching discovered endpoints", "provider", p.name, "err", perr)
-			}
-		}
+		d.cacheDiscovered(p, eps, "endpoints")
 		d.log.Info("provider discovered", "provider", p.name, "issuer", eps.Issuer, "token_endpoint", eps.Token)
-	} else {
-		cached, cerr := d.cachedEndpoints(p)
-		if cerr != nil {
-			if !errors.Is(cerr, store.ErrNotFound) {
-				d.log.Error("discovery failed, and the cached endpoints are not used", "provider", p.name, "err", err, "cache", cerr)
-			}
-			return oauth.Endpoints{}, err
-		}
-		eps = cached
-		d.log.Warn("discovery failed; using cached endpoints", "provider", p.name, "err", err)
+	} else if err = d.fallBackToCache(p, err, "endpoints", func() (cerr error) {
+		eps, cerr = d.cachedEndpoints(p)
+		return cerr
+	}); err != nil {
+		return oauth.Endpoints{}, err
 	}
 	merged := mergeEndpoints(eps, explicit)
 	p.eps = &merged
 	return merged, nil
+}
+
+// cacheDiscovered keeps v, what discovery found for p (what names it in
+// the log), in the store, for discovery to fall back on when it fails.
+func (d *Daemon) cacheDiscovered(p *providerRT, v any, what string) {
+	b, err := json.Marshal(v)
+	if err == nil {
+		err = d.st.PutProvider(p.name, b)
+	}
+	if err != nil {
+		d.log.Warn("caching discovered "+what, "provider", p.name, "err", err)
+	}
+}
+
+// fallBackToCache reads what discovery cached for p with read, after
+// discovery failed with err: nil when the cache serves, else err. A cache
+// that read refuses is logged.
+func (d *Daemon) fallBackToCache(p *providerRT, err error, what string, read func() error) error {
+	if cerr := read(); cerr != nil {
+		if !errors.Is(cerr, store.ErrNotFound) {
+			d.log.Error("discovery failed, and the cached "+what+" are not used", "provider", p.name, "err", err, "cache", cerr)
+		}
+		return err
+	}
+	d.log.Warn("discovery failed; using cached "+what, "provider", p.name, "err", err)
+	return nil
 }
 
 // cachedEndpoints reads p's endpoints as the store cached them at the last
@@ -228,7 +257,11 @@ func (d *Daemon) resolveClient(ctx context.Context, c *clientRT, eps oauth.Endpo
 			AssertionAudience: c.cfg.AssertionAudience,
 		}, nil
 	}
-	if sc, err := d.st.Client(c.name); err == nil && sc.Provider == c.cfg.Provider && sc.ClientID != "" {
+	if cl, ok, err := d.derivedIdentity(c, eps); err != nil || ok {
+		return cl, err
+	}
+	owner := registrationOwner(c, eps)
+	if sc, err := d.st.Client(c.name); err == nil && sc.Provider == owner && sc.ClientID != "" {
 		return oauth.Client{
 			ID:                sc.ClientID,
 			Secret:            oauth.NewSecret(sc.ClientSecret),
@@ -247,7 +280,7 @@ func (d *Daemon) resolveClient(ctx context.Context, c *clientRT, eps oauth.Endpo
 	if d.fleet != nil {
 		// Registered once per fleet: under the fleet's lock, after
 		// reading the record again.
-		unlock, sc, found, err := d.fleetRegistration(ctx, c)
+		unlock, sc, found, err := d.fleetRegistration(ctx, c, owner)
 		if err != nil {
 			return oauth.Client{}, err
 		}
@@ -257,6 +290,19 @@ func (d *Daemon) resolveClient(ctx context.Context, c *clientRT, eps oauth.Endpo
 		defer unlock()
 	}
 	req := d.registrationRequest(c)
+	if c.cfg.ForGrant != "" {
+		// A derived client authenticates as the server allows; the
+		// registration gives it a secret where that needs one.
+		var supported []string
+		if f := d.foundOf(c.name); f != nil {
+			supported = f.TokenEndpointAuthMethods
+		}
+		m, err := oauth.ChooseAuthMethod(supported, true)
+		if err != nil {
+			return oauth.Client{}, err
+		}
+		req.AuthMethod = m
+	}
 	if err := registrationKey(c, eps, &req); err != nil {
 		return oauth.Client{}, err
 	}
@@ -270,7 +316,7 @@ func (d *Daemon) resolveClient(ctx context.Context, c *clientRT, eps oauth.Endpo
 	}
 	sc := store.Client{
 		Name:                    c.name,
-		Provider:                c.cfg.Provider,
+		Provider:                owner,
 		ClientID:                reg.ClientID,
 		ClientSecret:            reg.ClientSecret.Reveal(),
 		AuthMethod:              string(method),

@@ -218,7 +218,9 @@ func (d *Daemon) obtain(ctx context.Context, g *grant, cur *store.Token) (*oauth
 }
 
 func (d *Daemon) obtainWith(ctx context.Context, g *grant, cur *store.Token, prov *oauth.Provider) (*oauth.Token, string, error) {
-	scopes, params := g.cfg().Scopes, oauth.Params(g.cfg().TokenParams)
+	// A refresh sends the configured scopes only: without them the
+	// provider keeps what was granted (RFC 6749 §6), a step-up's included.
+	scopes, params := g.cfg().Scopes, d.grantParams(g, g.cfg().TokenParams)
 	if renewsWithRefreshToken(g.typ) && cur.RefreshToken != "" {
 		t, err := prov.Refresh(ctx, oauth.NewSecret(cur.RefreshToken), scopes, params)
 		if err == nil || g.typ != config.GrantPassword || oauth.ClassOf(err) != oauth.Reauthorize {
@@ -228,7 +230,9 @@ func (d *Daemon) obtainWith(ctx context.Context, g *grant, cur *store.Token, pro
 	}
 	switch g.typ {
 	case config.GrantClientCredentials:
-		t, err := prov.ClientCredentials(ctx, scopes, params)
+		// With the scopes a step-up asked for, which tokend authorize
+		// obtains at once for a grant that needs no person.
+		t, err := prov.ClientCredentials(ctx, d.authorizeScopes(g, d.grantScopes(g)), params)
 		return t, config.GrantClientCredentials, err
 	case config.GrantPassword:
 		t, err := prov.Password(ctx, g.cfg().Username, g.cfg().Password, scopes, params)

@@ -32,6 +32,9 @@ func (d *Daemon) apiServer() *http.Server {
 	mux.HandleFunc("POST /v1/tokens/{name}/dpop", d.handleDPoP)
 	mux.HandleFunc("POST /v1/tokens/{name}/refresh", d.handleRefresh)
 	mux.HandleFunc("POST /v1/tokens/{name}/authorize", d.handleAuthorize)
+	mux.HandleFunc("POST /v1/tokens/{name}/authorize/complete", d.handleComplete)
+	mux.HandleFunc("POST /v1/tokens/{name}/rejected", d.handleRejected)
+	mux.HandleFunc("POST /v1/tokens/{name}/step-up", d.handleStepUp)
 	mux.HandleFunc("POST /v1/tokens/{name}/revoke", d.handleRevoke)
 	mux.HandleFunc("POST /v1/reload", d.handleReload)
 	return &http.Server{
@@ -118,6 +121,8 @@ func statusOf(k errorKind) int {
 		return http.StatusUnprocessableEntity
 	case kindNotSupported:
 		return http.StatusNotImplemented
+	case kindTooMany:
+		return http.StatusTooManyRequests
 	}
 	return http.StatusInternalServerError
 }
@@ -178,6 +183,15 @@ func (d *Daemon) fetchMetric(g *grant, code int) {
 	d.metrics.ObserveFetch(name, code)
 }
 
+// writeFetchFailure answers a request for g's token that failed with err,
+// and counts it as a fetch.
+func (d *Daemon) writeFetchFailure(w http.ResponseWriter, g *grant, err error) {
+	code, resp := answerOf(err)
+	d.fetchMetric(g, code)
+	setRetryAfter(w, err)
+	writeJSON(w, code, resp)
+}
+
 func (d *Daemon) handleToken(w http.ResponseWriter, r *http.Request) {
 	g, ok := d.lookup(w, r, false)
 	if !ok {
@@ -185,10 +199,7 @@ func (d *Daemon) handleToken(w http.ResponseWriter, r *http.Request) {
 	}
 	t, err := d.fetch(r.Context(), g)
 	if err != nil {
-		code, resp := answerOf(err)
-		d.fetchMetric(g, code)
-		setRetryAfter(w, err)
-		writeJSON(w, code, resp)
+		d.writeFetchFailure(w, g, err)
 		return
 	}
 	d.fetchMetric(g, http.StatusOK)
@@ -296,12 +307,100 @@ func (d *Daemon) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	resp, err := d.authorize(r.Context(), g)
+	var req api.AuthorizeRequest
+	if !decodeBody(w, r, &req, true) {
+		return
+	}
+	var resp *api.AuthorizeResponse
+	var err error
+	if req.Paste {
+		resp, err = d.authorizePaste(r.Context(), g, peerFrom(r.Context()))
+	} else {
+		resp, err = d.authorize(r.Context(), g)
+	}
 	if err != nil {
 		writeFailure(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// handleComplete completes a paste-back authorization (paste.go), for
+// the operator who started it.
+func (d *Daemon) handleComplete(w http.ResponseWriter, r *http.Request) {
+	statusAction(d, w, r, true, func(g *grant, req api.CompleteRequest) error {
+		return d.completePaste(r.Context(), g, peerFrom(r.Context()), req)
+	})
+}
+
+// handleRejected serves POST .../rejected (stepup.go) to the grant's readers.
+func (d *Daemon) handleRejected(w http.ResponseWriter, r *http.Request) {
+	g, ok := d.lookup(w, r, false)
+	if !ok {
+		return
+	}
+	var req api.RejectedRequest
+	if !decodeBody(w, r, &req, false) {
+		return
+	}
+	t, err := d.rejected(r.Context(), g, req)
+	if err != nil {
+		d.writeFetchFailure(w, g, err)
+		return
+	}
+	d.fetchMetric(g, http.StatusOK)
+	_, p := d.config()
+	w.Header()["Cache-Control"] = noStore
+	w.Header()["Content-Type"] = appJSON
+	_, _ = w.Write(appendTokenJSON(nil, t, expiryOf(t, p), d.clock.Now()))
+}
+
+// handleStepUp serves POST .../step-up (stepup.go) to the grant's readers.
+func (d *Daemon) handleStepUp(w http.ResponseWriter, r *http.Request) {
+	statusAction(d, w, r, false, func(g *grant, req api.StepUpRequest) error {
+		return d.recordStepUp(g, req)
+	})
+}
+
+// statusAction serves a request whose JSON body, a T, act carries out on
+// the named grant (which the caller may read, or act on when write is
+// set), answering the grant's status.
+func statusAction[T any](d *Daemon, w http.ResponseWriter, r *http.Request, write bool, act func(g *grant, req T) error) {
+	g, ok := d.lookup(w, r, write)
+	if !ok {
+		return
+	}
+	var req T
+	if !decodeBody(w, r, &req, false) {
+		return
+	}
+	if err := act(g, req); err != nil {
+		writeFailure(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, d.status(g))
+}
+
+// decodeBody decodes r's JSON body into v, or answers 400
+// invalid_request; optional accepts an empty body.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any, optional bool) bool {
+	b, err := io.ReadAll(r.Body)
+	if err == nil && len(bytes.TrimSpace(b)) == 0 {
+		if optional {
+			return true
+		}
+		err = errors.New("the request needs a JSON body")
+	}
+	if err == nil {
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		err = dec.Decode(v)
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, api.CodeInvalidRequest, "malformed request body: "+err.Error())
+		return false
+	}
+	return true
 }
 
 func (d *Daemon) handleRevoke(w http.ResponseWriter, r *http.Request) {

@@ -41,6 +41,7 @@ type Metrics struct {
 	fetchTotal      *prometheus.CounterVec
 	sinkWrites      *prometheus.CounterVec
 	onDemand        *prometheus.CounterVec
+	stepUps         *prometheus.CounterVec
 
 	// mu guards failing.
 	mu sync.Mutex
@@ -94,6 +95,10 @@ func New(b BuildInfo) *Metrics {
 			Name: "tokend_on_demand_refreshes_total",
 			Help: "Refreshes that fetches asked for (the token was expired, in its last tenth of life or last 5 s, or of the wrong kind) by grant and result: started, or bounded (refused: a fetch refreshed the grant less than half a token lifetime ago, or its token is in the first half of its life). The schedule's refreshes are not counted here.",
 		}, []string{"grant", "result"}),
+		stepUps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokend_step_up_total",
+			Help: "Step-ups reported for a grant (a resource asked for scopes its token lacks) by result: recorded (the grant needs an authorization for more scopes), covered (the token already has them), limited (refused: too many within 10 minutes).",
+		}, []string{"grant", "result"}),
 	}
 	m.grants.rows = make(map[string]grantRow)
 	m.tokenExpiry = newGrantGauge(&m.grants, fieldExpiry, "tokend_token_expiry_timestamp_seconds",
@@ -131,6 +136,7 @@ func New(b BuildInfo) *Metrics {
 		m.fetchTotal,
 		m.sinkWrites,
 		m.onDemand,
+		m.stepUps,
 		buildInfo,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -233,6 +239,7 @@ func (m *Metrics) Forget(grant string) {
 	m.fetchTotal.DeletePartialMatch(match)
 	m.sinkWrites.DeletePartialMatch(match)
 	m.onDemand.DeletePartialMatch(match)
+	m.stepUps.DeletePartialMatch(match)
 	m.fleet.conflict.DeletePartialMatch(match)
 }
 
@@ -240,6 +247,12 @@ func (m *Metrics) Forget(grant string) {
 // is written, removed or error.
 func (m *Metrics) ObserveSinkWrite(grant, result string) {
 	m.sinkWrites.WithLabelValues(grant, result).Inc()
+}
+
+// ObserveStepUp counts tokend_step_up_total{grant,result}: a step-up a
+// program reported; result is recorded, covered or limited.
+func (m *Metrics) ObserveStepUp(grant, result string) {
+	m.stepUps.WithLabelValues(grant, result).Inc()
 }
 
 // ObserveOnDemand counts tokend_on_demand_refreshes_total{grant,result}: a

@@ -204,3 +204,27 @@ func TestDiscoverUnreachable(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+func TestServerMetadataCapabilities(t *testing.T) {
+	ds := newDiscoveryServer(t, func(w http.ResponseWriter, r *http.Request, base string) {
+		m := metadata(base)
+		m["scopes_supported"] = []string{"openid", "", "a\u202eb"}
+		m["token_endpoint_auth_methods_supported"] = "client_secret_basic" // not a list: read as absent
+		m["grant_types_supported"] = []any{"authorization_code", 7}        // not strings: read as absent
+		m["code_challenge_methods_supported"] = []string{"S256"}
+		m["client_id_metadata_document_supported"] = "true" // not a boolean: false
+		writeJSON(w, 200, m)
+	})
+	md, _, err := discoverServer(context.Background(), ds.Client(), ds.URL, []string{ds.URL + "/.well-known/oauth-authorization-server"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(md.ScopesSupported, []string{"openid", "ab"}) || md.TokenEndpointAuthMethods != nil || md.GrantTypesSupported != nil ||
+		!reflect.DeepEqual(md.CodeChallengeMethods, []string{"S256"}) || md.ClientIDMetadataDocumentSupported || md.Token != ds.URL+"/token" {
+		t.Errorf("%+v", md)
+	}
+	// Discover reads the same document.
+	if _, err := Discover(context.Background(), ds.Client(), ds.URL); err != nil {
+		t.Errorf("Discover: %v", err)
+	}
+}

@@ -3,7 +3,13 @@
 // URL with state and PKCE (RFC 7636), the redirect callback with the issuer
 // check of RFC 9207, code exchange, refresh (RFC 6749 §6), the client
 // credentials and password grants, the device flow (RFC 8628), revocation
-// (RFC 7009) and dynamic client registration (RFC 7591); the JWT-bearer
+// (RFC 7009) and dynamic client registration (RFC 7591); discovery from a
+// protected resource ([DiscoverResource]: its Bearer challenge, RFC 9728
+// metadata, the authorization server's metadata in the order of the MCP
+// authorization specification, and its 2025-03-26 fallbacks), with the
+// choices that follow from it ([SelectScopes], [ChooseAuthMethod]) and
+// the Client ID Metadata Document a client publishes
+// ([ClientMetadataDocument]); the JWT-bearer
 // (RFC 7523 §2.1) and token-exchange (RFC 8693) grants; client
 // authentication beyond shared secrets: private_key_jwt and
 // client_secret_jwt (RFC 7523 §2.2, OpenID Connect Core §9) and
@@ -22,7 +28,7 @@
 // It is built on golang.org/x/oauth2 for everything that package does
 // (authorization URL, token requests, client authentication, the device
 // flow's polling) and hand-writes only what it lacks (discovery, revocation,
-// registration).
+// registration, WWW-Authenticate parsing).
 //
 // It is also the one place where provider errors are classified: every
 // failure is an [*Error] whose [Class] tells the caller what to do
@@ -44,7 +50,14 @@
 //     carry the client secret, password or refresh token wherever Location
 //     points.
 //   - Every endpoint, configured, discovered or returned by registration,
-//     must pass [CheckEndpointURL]: https, or http to a loopback host.
+//     must pass [CheckEndpointURL]: https, or http to a loopback host. So
+//     must a protected resource, the metadata URL its challenge names,
+//     and the authorization servers its metadata lists.
+//   - A protected resource's metadata must name that resource (or a
+//     parent of it on its origin), and an authorization server's metadata
+//     the issuer it was fetched for: tokend never asks for a token for
+//     another resource, nor from another server than the one named.
+//   - A WWW-Authenticate over [MaxChallengeBytes] is refused unread.
 //   - Provider-supplied text that leaves the package (scope, the device
 //     flow's user code and URIs, error codes and descriptions, any error
 //     message) goes through [Printable]; the device flow's URIs must be

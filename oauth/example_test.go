@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"time"
 
 	"github.com/tokend/tokend/oauth"
@@ -46,4 +47,42 @@ func ExampleProvider_ClientCredentials() {
 	// Bearer reports:read 2030-01-02T04:04:05Z
 	// printed: [REDACTED], revealed: at-123
 	// oauth: client_credentials: invalid_client (HTTP 401) credentials
+}
+
+func ExampleDiscoverResource() {
+	// One server plays an MCP server at /mcp, which answers 401 with a
+	// challenge naming its metadata, and its authorization server at /as.
+	mux := http.NewServeMux()
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	jsonAnswer := func(body string) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, strings.ReplaceAll(body, "BASE", srv.URL))
+		}
+	}
+	mux.HandleFunc("POST /mcp", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token", resource_metadata="`+srv.URL+`/.well-known/oauth-protected-resource/mcp", scope="notes:read"`)
+		w.WriteHeader(http.StatusUnauthorized)
+	})
+	mux.HandleFunc("/.well-known/oauth-protected-resource/mcp", jsonAnswer(`{"resource":"BASE/mcp","authorization_servers":["BASE/as"],"scopes_supported":["notes:read","notes:write"]}`))
+	mux.HandleFunc("/.well-known/oauth-authorization-server/as", jsonAnswer(`{"issuer":"BASE/as","authorization_endpoint":"BASE/as/authorize","token_endpoint":"BASE/as/token",
+		"registration_endpoint":"BASE/as/register","scopes_supported":["notes:read","notes:write","offline_access"],"token_endpoint_auth_methods_supported":["none","client_secret_post"]}`))
+
+	d, err := oauth.DiscoverResource(context.Background(), srv.Client(), srv.URL+"/mcp", oauth.ResourceOptions{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	short := func(u string) string { return strings.TrimPrefix(u, srv.URL) }
+	fmt.Println("resource:", short(d.Resource))
+	fmt.Println("issuer:", short(d.Issuer), "token endpoint:", short(d.Endpoints.Token))
+	fmt.Println("scopes:", d.Scopes(nil))
+	m, _ := oauth.ChooseAuthMethod(d.TokenEndpointAuthMethods, true)
+	fmt.Println("register with:", m)
+	// Output:
+	// resource: /mcp
+	// issuer: /as token endpoint: /as/token
+	// scopes: [notes:read offline_access]
+	// register with: client_secret_post
 }

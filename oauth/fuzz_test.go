@@ -1,11 +1,15 @@
 package oauth
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -272,6 +276,104 @@ func FuzzParseCallback(f *testing.F) {
 		}
 		if strings.ContainsAny(e.Description+e.Code+e.URI, "\x00\n\r") {
 			t.Fatalf("control characters in %q", err)
+		}
+	})
+}
+
+func FuzzParseBearerChallenge(f *testing.F) {
+	f.Add(`Bearer resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/mcp", scope="a b"`, "")
+	f.Add(`Basic realm="x", Bearer error="insufficient_scope", scope="a", error_description="say \"no\""`, `Bearer scope="b"`)
+	f.Add(`Negotiate abc==, Bearer`, `DPoP algs="ES256"`)
+	f.Add(`Bearer scope="a\`, `,,,`)
+	f.Add("Bearer a=\"\xff\u202e\\\x01\"", "=")
+	f.Fuzz(func(t *testing.T, h1, h2 string) {
+		c, err := ParseBearerChallenge([]string{h1, h2})
+		if err != nil {
+			if !errors.Is(err, ErrMalformedChallenge) || c.Found || c.Params != nil {
+				t.Fatalf("error %v with challenge %#v", err, c)
+			}
+			if strings.ContainsAny(err.Error(), "\x00\n\r\x1b") {
+				t.Fatalf("control characters in %q", err)
+			}
+			return
+		}
+		if len(h1)+len(h2) > MaxChallengeBytes {
+			t.Fatalf("accepted %d bytes", len(h1)+len(h2))
+		}
+		if !c.Found {
+			if c.Params != nil || c.Scope != "" {
+				t.Fatalf("values without a challenge: %#v", c)
+			}
+			return
+		}
+		// What was parsed, written back as quoted strings, parses to the
+		// same values: escapes are undone exactly once.
+		var b strings.Builder
+		b.WriteString(c.Scheme)
+		sep := " "
+		for k, v := range c.Params {
+			if Printable(v) != v {
+				t.Fatalf("%s=%q not printable", k, v)
+			}
+			b.WriteString(sep + k + `="` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(v) + `"`)
+			sep = ", "
+		}
+		again, err := ParseBearerChallenge([]string{b.String()})
+		if err != nil || !reflect.DeepEqual(again, c) {
+			t.Fatalf("%q parsed to %#v, written back as %q to %#v (%v)", h1+" / "+h2, c, b.String(), again, err)
+		}
+	})
+}
+
+func FuzzDiscoverResource(f *testing.F) {
+	// RESOURCE and AS in the inputs are replaced by the resource's URL and
+	// the authorization server's.
+	f.Add(401, `Bearer resource_metadata="https://mcp.example.com/prm", scope="a b"`, []byte(`{"resource":"RESOURCE","authorization_servers":["AS"],"scopes_supported":["a"]}`))
+	f.Add(401, `Bearer`, []byte(`{"resource":"https://evil.example.com/mcp","authorization_servers":["AS"]}`))
+	f.Add(403, `Bearer error="insufficient_scope", resource_metadata="http://mcp.example.com/prm"`, []byte(`{}`))
+	f.Add(401, `Bearer resource_metadata="https://mcp.example.com/prm`, []byte(`{"resource":"RESOURCE","authorization_servers":["http://as.example.com"]}`))
+	f.Add(200, ``, []byte(`{"resource":"https://mcp.example.com","authorization_servers":["AS","AS/t"],"Resource":"x"}`))
+	f.Add(404, `Basic realm="x"`, []byte(`<html>`))
+	f.Fuzz(func(t *testing.T, status int, challenge string, prm []byte) {
+		const resource, as = "https://mcp.example.com/mcp", "https://as.example.com"
+		prm = []byte(strings.NewReplacer("RESOURCE", resource, "AS", as).Replace(string(prm)))
+		challenge = strings.ReplaceAll(headerSafe(challenge), "RESOURCE", resource)
+		status = 200 + abs(status)%400
+		hc := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			if err := CheckEndpointURL(r.URL.String()); err != nil {
+				t.Fatalf("request sent to %s: %v", r.URL, err)
+			}
+			answer := func(status int, h http.Header, body []byte) (*http.Response, error) {
+				if h == nil {
+					h = http.Header{}
+				}
+				return &http.Response{StatusCode: status, Header: h, Body: io.NopCloser(bytes.NewReader(body)), Request: r}, nil
+			}
+			switch {
+			case r.URL.Host == "mcp.example.com" && r.URL.Path == "/mcp":
+				return answer(status, http.Header{"Www-Authenticate": {challenge}}, nil)
+			case r.URL.Host == "mcp.example.com":
+				return answer(200, http.Header{"Content-Type": {"application/json"}}, prm)
+			case r.URL.Host == "as.example.com" && strings.HasPrefix(r.URL.Path, "/.well-known/oauth-authorization-server"):
+				issuer := as + strings.TrimPrefix(r.URL.Path, "/.well-known/oauth-authorization-server")
+				b, _ := json.Marshal(serverMetadata(issuer))
+				return answer(200, nil, b)
+			}
+			return answer(404, nil, nil)
+		})}
+		d, err := DiscoverResource(context.Background(), hc, resource, ResourceOptions{})
+		if err != nil {
+			var e *Error
+			if !errors.As(err, &e) || !strings.HasPrefix(err.Error(), "oauth: discovery: ") || Printable(err.Error()) != err.Error() || d != nil {
+				t.Fatalf("error %T: %v", err, err)
+			}
+			return
+		}
+		if err := d.Check(); err != nil {
+			t.Fatalf("discovered %+v, which Check refuses: %v", d, err)
+		}
+		if d.Legacy == LegacyNone && !strings.HasPrefix(d.Resource, "https://mcp.example.com") {
+			t.Fatalf("resource %q accepted", d.Resource)
 		}
 	})
 }

@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -42,7 +45,54 @@ func metadataOf(r RegistrationRequest) registrationMetadata {
 	if r.ResponseTypes != nil {
 		m.ResponseTypes = &r.ResponseTypes
 	}
+	if m.ApplicationType == "" && len(r.RedirectURIs) > 0 && !slices.ContainsFunc(r.RedirectURIs, notLoopbackHTTP) {
+		// OpenID Connect Registration's default is "web", whose redirect
+		// URIs may not be on localhost: servers that apply it refuse a
+		// loopback redirect URI unless the client says it is native.
+		m.ApplicationType = "native"
+	}
 	return m
+}
+
+// notLoopbackHTTP reports whether uri is anything but an http URL to a
+// loopback host (RFC 8252 §7.3's redirect URI of a native app).
+func notLoopbackHTTP(uri string) bool {
+	u, err := url.Parse(uri)
+	return err != nil || u.Scheme != "http" || !IsLoopbackHost(u.Hostname())
+}
+
+// ChooseAuthMethod chooses the token_endpoint_auth_method to register a
+// client with (RFC 7591 §2) among those the authorization server lists
+// (token_endpoint_auth_methods_supported): client_secret_basic, then
+// client_secret_post, then none. haveSecret says whether the client may
+// use a secret: true for dynamic registration, where tokend keeps the
+// secret the server issues; false limits the choice to none. An empty
+// list is RFC 8414 §2's default, client_secret_basic (none without a
+// secret). A list with none of these is a Configuration error naming
+// what the server supports.
+func ChooseAuthMethod(supported []string, haveSecret bool) (AuthMethod, error) {
+	prefs := []AuthMethod{AuthBasic, AuthPost, AuthNone}
+	if !haveSecret {
+		prefs = []AuthMethod{AuthNone}
+	}
+	if len(supported) == 0 {
+		return prefs[0], nil
+	}
+	for _, m := range prefs {
+		if slices.Contains(supported, string(m)) {
+			return m, nil
+		}
+	}
+	listed := make([]string, len(supported))
+	for i, s := range supported {
+		listed[i] = clean(s, 60, nil)
+	}
+	want := "client_secret_basic, client_secret_post or none"
+	if !haveSecret {
+		want = "none (the client has no secret)"
+	}
+	return "", &Error{Op: opRegister, Class: Configuration,
+		Err: fmt.Errorf("the authorization server authenticates clients at its token endpoint by %s only; tokend registers clients with %s", strings.Join(listed, ", "), want)}
 }
 
 // registrationResponse is RFC 7591 §3.2.1's answer (and §3.2.2's error).

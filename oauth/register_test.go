@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 )
@@ -140,6 +141,66 @@ func TestRegisterEmptyResponseTypes(t *testing.T) {
 		srv.Close()
 		if err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+func TestRegisterApplicationType(t *testing.T) {
+	cases := []struct {
+		name string
+		req  RegistrationRequest
+		want string // application_type sent, "" for none
+	}{
+		{"loopback redirect: native by default", RegistrationRequest{RedirectURIs: []string{"http://127.0.0.1:8785/callback", "http://localhost:9/cb", "http://[::1]:7/"}}, "native"},
+		{"an https redirect: left to the server", RegistrationRequest{RedirectURIs: []string{"http://127.0.0.1:8785/callback", "https://app.example.com/cb"}}, ""},
+		{"http to another host: left to the server", RegistrationRequest{RedirectURIs: []string{"http://app.example.com/cb"}}, ""},
+		{"no redirect URI", RegistrationRequest{GrantTypes: []string{"client_credentials"}}, ""},
+		{"set explicitly", RegistrationRequest{RedirectURIs: []string{"http://127.0.0.1:8785/callback"}, ApplicationType: "web"}, "web"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				var m map[string]any
+				_ = json.NewDecoder(r.Body).Decode(&m)
+				got, has := m["application_type"]
+				if (c.want == "" && has) || (c.want != "" && got != c.want) {
+					t.Errorf("application_type = %v, want %q", got, c.want)
+				}
+				writeJSON(w, 201, map[string]any{"client_id": "c"})
+			}))
+			defer srv.Close()
+			if _, err := Register(context.Background(), srv.Client(), srv.URL+"/register", c.req); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestChooseAuthMethod(t *testing.T) {
+	cases := []struct {
+		supported  []string
+		haveSecret bool
+		want       AuthMethod
+		fails      bool
+	}{
+		{[]string{"none", "client_secret_post", "client_secret_basic"}, true, AuthBasic, false},
+		{[]string{"private_key_jwt", "client_secret_post", "none"}, true, AuthPost, false},
+		{[]string{"none"}, true, AuthNone, false},
+		{[]string{"client_secret_basic"}, true, AuthBasic, false},
+		{[]string{"client_secret_post"}, true, AuthPost, false},
+		{nil, true, AuthBasic, false}, // RFC 8414's default
+		{nil, false, AuthNone, false},
+		{[]string{"client_secret_basic", "none"}, false, AuthNone, false},
+		{[]string{"client_secret_basic"}, false, "", true},
+		{[]string{"private_key_jwt", "tls_client_auth"}, true, "", true},
+	}
+	for _, c := range cases {
+		got, err := ChooseAuthMethod(c.supported, c.haveSecret)
+		if got != c.want || (err != nil) != c.fails {
+			t.Errorf("ChooseAuthMethod(%q, %v) = %q, %v", c.supported, c.haveSecret, got, err)
+		}
+		if err != nil && (ClassOf(err) != Configuration || !strings.Contains(err.Error(), c.supported[0])) {
+			t.Errorf("error %v does not name what the server supports", err)
 		}
 	}
 }

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"html/template"
+	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -31,11 +33,12 @@ const waitLimit = 10 * time.Minute
 // token arrives, the authorization fails, it expires, or --timeout (when
 // given) has passed since the command started.
 func (c *cli) cmdAuthorize(ctx context.Context, args []string) int {
-	fs := c.flagSet("authorize", "authorize NAME [--open] [--wait [--timeout D]] [--socket PATH]")
+	fs := c.flagSet("authorize", "authorize NAME [--open] [--wait [--timeout D]] [--paste] [--socket PATH]")
 	cf := c.addClientFlags(fs)
 	fs.Lookup("timeout").Usage = "give up after `DURATION`; with --wait, on the whole wait (default: each request 1m, the wait until the authorization expires)"
 	open := fs.Bool("open", false, "open the URL with xdg-open")
 	wait := fs.Bool("wait", false, "wait until the authorization completes")
+	paste := fs.Bool("paste", false, "authorize in a browser anywhere: print the authorization server's URL alone on the first line of stdout, then read the address the browser ended on from stdin")
 	pos, code, ok := c.parseArgs(fs, args)
 	if !ok {
 		return code
@@ -43,6 +46,12 @@ func (c *cli) cmdAuthorize(ctx context.Context, args []string) int {
 	name, code, ok := c.oneName(fs, pos)
 	if !ok {
 		return code
+	}
+	if *paste {
+		if *open || *wait {
+			return c.usageErr(fs, "--paste cannot be combined with --open or --wait")
+		}
+		return c.authorizePaste(ctx, cf, name, stdinOf)
 	}
 	cl, rctx, cancel := c.client(ctx, cf)
 	defer cancel()
@@ -293,4 +302,45 @@ func (c *cli) waitTimedOut(name string, w waitBound) int {
 	}
 	c.printErr(fmt.Errorf("tokend: the authorization of %s was not completed in time; run %s again", name, c.hint("authorize", name)))
 	return exitError
+}
+
+// maxPastedLine bounds the line authorize --paste reads.
+const maxPastedLine = 8 << 10
+
+// authorizePaste is authorize --paste: the authorization server's URL alone
+// on stdout's first line (scripts read it; instructions go to stderr),
+// then one line from stdin, the address the browser ended on, which the
+// daemon checks and completes.
+func (c *cli) authorizePaste(ctx context.Context, cf *clientFlags, name string, stdin io.Reader) int {
+	cl, rctx, cancel := c.client(ctx, cf)
+	ar, err := cl.AuthorizePaste(rctx, name)
+	cancel()
+	if err != nil {
+		return c.fail(err)
+	}
+	fmt.Fprintln(c.stdout, oauth.Printable(ar.URL))
+	fmt.Fprintf(c.stderr, "\nOpen the URL above in a browser on any machine and approve. The browser then ends on an address\n"+
+		"that may not load (%s on this host); copy that whole address from the address bar and paste it here.\n", name)
+	if !ar.ExpiresAt.IsZero() {
+		fmt.Fprintf(c.stderr, "This expires at %s (in %s).\n", ar.ExpiresAt.Format(time.RFC3339), human(ar.ExpiresAt.Sub(c.now())))
+	}
+	fmt.Fprint(c.stderr, "Address: ")
+	line, err := bufio.NewReaderSize(io.LimitReader(stdin, maxPastedLine+1), maxPastedLine+1).ReadString('\n')
+	if err != nil && !(errors.Is(err, io.EOF) && line != "") {
+		return c.fail(errors.New("tokend: no address was pasted (one line on stdin)"))
+	}
+	if len(line) > maxPastedLine {
+		return c.fail(fmt.Errorf("tokend: the pasted line is longer than %d bytes", maxPastedLine))
+	}
+	cl, rctx, cancel = c.client(ctx, cf)
+	defer cancel()
+	st, err := cl.CompletePaste(rctx, name, ar.PasteID, strings.TrimSpace(line))
+	if err != nil {
+		return c.fail(err)
+	}
+	fmt.Fprintln(c.stdout, stateLine(st, c.now()))
+	if st.State != api.StateValid {
+		return exitError
+	}
+	return exitOK
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -36,6 +37,7 @@ type fakeDaemon struct {
 	routes  map[string][]reply
 	calls   []string // "METHOD /escaped/path?query"
 	accepts []string
+	bodies  []string // the request bodies, in order
 }
 
 func newFakeDaemon(t testing.TB, routes map[string][]reply) *fakeDaemon {
@@ -67,6 +69,8 @@ func (f *fakeDaemon) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	f.calls = append(f.calls, call)
 	f.accepts = append(f.accepts, r.Header.Get("Accept"))
+	body, _ := io.ReadAll(r.Body)
+	f.bodies = append(f.bodies, string(body))
 	rs := f.routes[key]
 	if len(rs) == 0 {
 		f.t.Errorf("unexpected request %s", call)
@@ -752,5 +756,71 @@ func TestHintsKeepTheSocket(t *testing.T) {
 	tc.run("authorize", "-socket", sock, "web")
 	if !strings.Contains(tc.out.String(), "Then check with: tokend status web --socket '"+sock+"'\n") {
 		t.Errorf("stdout %q", tc.out.String())
+	}
+}
+
+// authorize --paste: the authorization server's URL alone on stdout's first
+// line, instructions on stderr, one line read from stdin and completed with
+// the paste id.
+func TestAuthorizePaste(t *testing.T) {
+	const authURL = "https://id.example.com/authorize?client_id=c&state=xyz"
+	f := newFakeDaemon(t, map[string][]reply{
+		"POST /v1/tokens/web/authorize":          {{200, `{"grant":"web","kind":"authorization_code","url":"` + authURL + `","expires_at":"2026-11-23T10:10:00Z","paste_id":"pid-1"}`}},
+		"POST /v1/tokens/web/authorize/complete": {{200, `{"name":"web","state":"valid","expires_at":"2026-11-23T11:00:00Z"}`}},
+	})
+	tc := newTestCLI()
+	old := stdinOf
+	stdinOf = strings.NewReader("http://127.0.0.1:8785/callback?code=c1&state=xyz\n")
+	defer func() { stdinOf = old }()
+	if code := tc.run("authorize", "web", "--paste", "--socket", f.socket); code != 0 {
+		t.Fatalf("exit %d: %s", code, tc.errOut.String())
+	}
+	first, rest, _ := strings.Cut(tc.out.String(), "\n")
+	if first != authURL || !strings.HasPrefix(rest, "web: valid") {
+		t.Fatalf("stdout:\n%s", tc.out.String())
+	}
+	if !strings.Contains(tc.errOut.String(), "paste it here") {
+		t.Errorf("no instructions on stderr: %q", tc.errOut.String())
+	}
+	f.mu.Lock()
+	bodies := f.bodies
+	f.mu.Unlock()
+	if len(bodies) != 2 || !strings.Contains(bodies[0], `"paste":true`) ||
+		bodies[1] != `{"paste_id":"pid-1","url":"http://127.0.0.1:8785/callback?code=c1\u0026state=xyz"}` {
+		t.Fatalf("bodies sent: %q", bodies)
+	}
+
+	// Nothing pasted: an error, and nothing completed.
+	f2 := newFakeDaemon(t, map[string][]reply{
+		"POST /v1/tokens/web/authorize": {{200, `{"grant":"web","kind":"authorization_code","url":"` + authURL + `","paste_id":"pid-2"}`}},
+	})
+	tc = newTestCLI()
+	stdinOf = strings.NewReader("")
+	if code := tc.run("authorize", "web", "--paste", "--socket", f2.socket); code != exitError || !strings.Contains(tc.errOut.String(), "no address was pasted") {
+		t.Fatalf("empty stdin: exit %d, %s", code, tc.errOut.String())
+	}
+	if calls := f2.Calls(); len(calls) != 1 {
+		t.Fatalf("requests %q", calls)
+	}
+}
+
+// tokend status NAME says which scopes a step-up asks for, and why.
+func TestStatusStepUp(t *testing.T) {
+	st := `{"name":"notes","type":"authorization_code","provider":"resource:notes","state":"reauthorization_required",
+	 "protected_resource":"https://mcp.example.com/mcp","step_up_scopes":["notes:write","notes:admin"],
+	 "step_up_reason":"a resource asked for scope \"notes:write\" (403 insufficient_scope) at 2026-11-23T09:59:00Z","generation":1}`
+	f := newFakeDaemon(t, map[string][]reply{"GET /v1/tokens/notes/status": {{200, st}}})
+	tc := newTestCLI()
+	if code := tc.run("status", "notes", "--socket", f.socket); code != 0 {
+		t.Fatalf("exit %d: %s", code, tc.errOut.String())
+	}
+	for _, want := range []string{
+		"protected resource:  https://mcp.example.com/mcp\n",
+		"step-up scopes:      notes:write notes:admin (the next tokend authorize notes asks for them too)\n",
+		`step-up reason:      a resource asked for scope "notes:write" (403 insufficient_scope) at 2026-11-23T09:59:00Z` + "\n",
+	} {
+		if !strings.Contains(tc.out.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, tc.out.String())
+		}
 	}
 }

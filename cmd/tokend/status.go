@@ -84,6 +84,15 @@ func writeDetails(w io.Writer, g *api.GrantStatus, now time.Time) {
 	if g.SubjectGrant != "" {
 		row("subject grant", text(g.SubjectGrant))
 	}
+	if g.ProtectedResource != "" {
+		row("protected resource", text(g.ProtectedResource))
+	}
+	if len(g.StepUpScopes) > 0 {
+		row("step-up scopes", text(strings.Join(g.StepUpScopes, " "))+" (the next tokend authorize "+text(g.Name)+" asks for them too)")
+		if g.StepUpReason != "" {
+			row("step-up reason", text(g.StepUpReason))
+		}
+	}
 	if g.DPoP {
 		row("dpop", "yes (sender-constrained: proofs from tokend token "+text(g.Name)+" --dpop METHOD URL)")
 	}

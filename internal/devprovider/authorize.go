@@ -4,6 +4,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 )
 
@@ -75,6 +76,11 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	case challenge != "" && method != "S256":
 		fail("invalid_request", "code_challenge_method must be S256")
 		return
+	}
+	if res := q["resource"]; len(res) > 0 {
+		s.mu.Lock()
+		s.stats.Resources = append(s.stats.Resources, "authorize "+strings.Join(res, " "))
+		s.mu.Unlock()
 	}
 	ar := &authRequest{
 		clientID: c.ID, redirectURI: redirectURI, scope: q.Get("scope"), state: state,

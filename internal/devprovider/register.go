@@ -41,6 +41,9 @@ func (s *Server) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 	if s.opts.AllowRegistration {
 		doc["registration_endpoint"] = iss + "/register"
 	}
+	if s.opts.MetadataDocuments {
+		doc["client_id_metadata_document_supported"] = true
+	}
 	if s.TLS() {
 		doc["mtls_endpoint_aliases"] = map[string]string{
 			"token_endpoint":                iss + mtlsPrefix + "/token",

@@ -115,6 +115,10 @@ type Options struct {
 	// AllowRegistration enables dynamic client registration (RFC 7591) at
 	// /register and advertises it in discovery.
 	AllowRegistration bool
+	// MetadataDocuments advertises client_id_metadata_document_supported.
+	// The server fetches no document: a test registers the client whose
+	// client_id is the document's URL (AuthMethod none) in Clients.
+	MetadataDocuments bool
 	// AutoApprove makes GET /authorize redirect straight back with a code,
 	// and GET /device/verify?user_code=... approve at once, with no page.
 	AutoApprove bool
@@ -208,6 +212,11 @@ type Stats struct {
 	// ResourceRequests counts requests to the resource server;
 	// ResourceRefused those answered 401.
 	ResourceRequests, ResourceRefused int
+	// Resources records the RFC 8707 resource parameters received, one
+	// entry per request that sent any: "authorize <resource>" for an
+	// authorization request, "<grant_type> <resource>" for a token
+	// request (repeated values joined with spaces).
+	Resources []string
 }
 
 // Server is an in-process OAuth 2.0 authorization server. All its methods
@@ -454,6 +463,7 @@ func (s *Server) Stats() Stats {
 	for k, v := range s.stats.ByGrant {
 		st.ByGrant[k] = v
 	}
+	st.Resources = append([]string(nil), s.stats.Resources...)
 	return st
 }
 

@@ -60,6 +60,9 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	note(w, "grant_type", gt)
 	s.mu.Lock()
 	s.stats.ByGrant[gt]++
+	if res := form["resource"]; len(res) > 0 {
+		s.stats.Resources = append(s.stats.Resources, gt+" "+strings.Join(res, " "))
+	}
 	s.mu.Unlock()
 
 	alter := FaultNone
