@@ -90,7 +90,8 @@ func (d *Daemon) handleCallback(w http.ResponseWriter, r *http.Request) {
 		d.warnLimited("callback unbound "+pend.Grant, "callback refused: it lacks the browser binding of its authorization", "grant", pend.Grant, "has_cookie", cookie != nil)
 		callbackPage(w, http.StatusBadRequest, "Authorization refused",
 			"This callback does not come from the browser that opened tokend's start page, so tokend did not use its code. "+
-				"If you started this authorization, finish it in that browser, or start again with tokend authorize.")
+				"If you started this authorization, finish it in that browser, or start again with tokend authorize. "+
+				"If you started it with tokend authorize --paste, paste this page's address there.")
 		return
 	case errors.Is(err, store.ErrExpired):
 		if g := d.grant(pend.Grant); g != nil {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tokend/tokend/config"
@@ -30,8 +31,9 @@ type providerRT struct {
 	mu  sync.Mutex
 	eps *oauth.Endpoints
 	// found is what discovery from a protected resource found, for a
-	// provider derived from a protected_resource grant (resource.go).
-	found *oauth.ResourceDiscovery
+	// provider derived from a protected_resource grant (resource.go); set
+	// with eps, read without mu (nil until then).
+	found atomic.Pointer[oauth.ResourceDiscovery]
 }
 
 // clientRT resolves a client once: configured credentials, or a dynamic

@@ -105,7 +105,7 @@ func (d *Daemon) resourceEndpoints(ctx context.Context, p *providerRT) (oauth.En
 			return oauth.Endpoints{}, err
 		}
 	}
-	p.found = found
+	p.found.Store(found)
 	eps := found.Endpoints
 	p.eps = &eps
 	return eps, nil
@@ -134,7 +134,8 @@ func (d *Daemon) cachedResource(p *providerRT) (*oauth.ResourceDiscovery, error)
 }
 
 // resourceFoundFor is what discovery found for g's provider; nil when it
-// has none (yet), or is not derived from a protected resource.
+// has none (yet: providerFor discovers), or is not derived from a
+// protected resource.
 func (d *Daemon) resourceFoundFor(g *grant) *oauth.ResourceDiscovery {
 	return d.foundOf(g.cfg().Client)
 }
@@ -149,11 +150,10 @@ func (d *Daemon) foundOf(client string) *oauth.ResourceDiscovery {
 		p = d.providers[c.cfg.Provider]
 	}
 	d.mu.RUnlock()
-	if p == nil || !p.mu.TryLock() {
-		return nil // being discovered: whoever needs it waits in providerFor first
+	if p == nil {
+		return nil
 	}
-	defer p.mu.Unlock()
-	return p.found
+	return p.found.Load()
 }
 
 // derivedIdentity is derivedClient for c, with what discovery found for

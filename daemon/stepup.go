@@ -98,6 +98,13 @@ func errStepUpLimit(g *grant) error {
 // on g's behalf. Scopes the current token has are not asked for again; if
 // it has them all, nothing changes.
 func (d *Daemon) recordStepUp(g *grant, req api.StepUpRequest) error {
+	if strings.TrimSpace(req.Scope) == "" && req.Challenge != "" {
+		// The scopes from the resource's challenge, when the caller gave
+		// only that.
+		if ch, err := oauth.ParseBearerChallenge([]string{req.Challenge}); err == nil {
+			req.Scope = ch.Scope
+		}
+	}
 	asked := strings.Fields(req.Scope)
 	if len(asked) == 0 || len(asked) > maxStepUpScopes {
 		return newError(kindBadRequest, api.CodeInvalidRequest, fmt.Sprintf("scope must list between 1 and %d scopes, space-separated", maxStepUpScopes))
@@ -197,6 +204,10 @@ func (d *Daemon) applyStepUp(g *grant, s *api.GrantStatus) {
 func (d *Daemon) rejected(ctx context.Context, g *grant, req api.RejectedRequest) (*store.Token, error) {
 	if req.AccessToken == "" {
 		return nil, newError(kindBadRequest, api.CodeInvalidRequest, "access_token must be the token the resource refused")
+	}
+	if ch, err := oauth.ParseBearerChallenge([]string{req.Challenge}); req.Challenge != "" && err == nil && ch.Error == "insufficient_scope" {
+		// A new token of the same scopes would be refused the same way.
+		return nil, newError(kindBadRequest, api.CodeInvalidRequest, "the resource answered insufficient_scope: the token lacks scopes, which a refresh does not add; report it with POST /v1/tokens/"+g.name+"/step-up")
 	}
 	if !sameToken(g.cur.Load(), req.AccessToken) {
 		return d.fetch(ctx, g)

@@ -2,8 +2,10 @@ package daemon
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -72,6 +74,12 @@ func TestPasteAuthorization(t *testing.T) {
 	ar := h.authorizePaste("user")
 	landed := h.approve(ar.URL)
 
+	// The browser's redirect reaching the callback listener (a browser on
+	// this host) cannot use it: it has no binding.
+	lu, _ := url.Parse(landed)
+	if resp, page := get(t, noCookies, h.onListener(lu), ""); resp.StatusCode != http.StatusBadRequest || !strings.Contains(page, "--paste") {
+		t.Fatalf("callback of a paste-back authorization: %d %s", resp.StatusCode, page)
+	}
 	code, body := h.complete("user", "not-"+ar.PasteID, landed)
 	if code != http.StatusBadRequest || !strings.Contains(string(body), api.CodePasteRefused) {
 		t.Fatalf("paste with another id: %d %s", code, body)
@@ -210,11 +218,12 @@ func TestStepUp(t *testing.T) {
 	}
 	// The token is still served for what it covers.
 	h.token("user")
+	// The scope may come in the challenge alone.
+	if code, body := h.post("/v1/tokens/user/step-up", `{"www_authenticate":"Bearer error=\"insufficient_scope\", scope=\"notes:admin\""}`); code != 200 || !strings.Contains(string(body), `"notes:admin"`) {
+		t.Fatalf("step-up by challenge: %d %s", code, body)
+	}
 	if code, _, body = stepUp("notes:admin"); code != 200 {
 		t.Fatalf("second step-up: %d %s", code, body)
-	}
-	if code, _, body = stepUp("notes:write"); code != 200 {
-		t.Fatalf("third step-up: %d %s", code, body)
 	}
 	if code, _, body = stepUp("notes:delete"); code != http.StatusTooManyRequests || !strings.Contains(body, api.CodeStepUpLimit) {
 		t.Fatalf("fourth step-up within the window: %d %s", code, body)
@@ -295,6 +304,14 @@ func TestRejectedTokenRefreshedOnce(t *testing.T) {
 	if code, b := h.post("/v1/tokens/user/rejected", `{}`); code != http.StatusBadRequest {
 		t.Fatalf("rejected without a token: %d %s", code, b)
 	}
+	// A token refused for its scopes is a step-up, not a refresh.
+	scoped, _ := json.Marshal(api.RejectedRequest{AccessToken: got[0], Challenge: `Bearer error="insufficient_scope", scope="write"`})
+	if code, b := h.post("/v1/tokens/user/rejected", string(scoped)); code != http.StatusBadRequest || !strings.Contains(string(b), "step-up") {
+		t.Fatalf("rejected for insufficient_scope: %d %s", code, b)
+	}
+	if n := h.prov.Stats().Refreshes - before; n != 1 {
+		t.Fatalf("a token refused for its scopes was refreshed")
+	}
 }
 
 // A client_credentials grant on a protected resource names it on every
@@ -332,4 +349,46 @@ func TestStepUpClientCredentials(t *testing.T) {
 	if st.State != api.StateValid || len(st.StepUpScopes) != 0 || !slices.Equal(strings.Fields(st.Scope), []string{"read", "write"}) {
 		t.Fatalf("after authorize: state %s, step-up %q, scope %q", st.State, st.StepUpScopes, st.Scope)
 	}
+}
+
+// A recorded step-up is a hook event; a covered one and a refused one are
+// not, and the metric counts all three.
+func TestStepUpHookAndMetric(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "events")
+	script := fmt.Sprintf(`printf '%%s %%s %%s\n' "$TOKEND_EVENT_NAME" "$TOKEND_EVENT_GRANT" "$TOKEND_EVENT_STATE" >> '%s'`, out)
+	m := &stepUpCounts{}
+	h := newHarness(t, harnessOpts{noRun: true, config: func(c *config.Config) {
+		c.Hooks = []config.Hook{{Events: []string{config.EventStepUp}, Command: []string{"sh", "-c", script}}}
+	}})
+	h.startWith(Options{Metrics: m})
+	for _, scope := range []string{"read", "write", "admin", "delete", "more"} {
+		h.post("/v1/tokens/cc/step-up", `{"scope":"`+scope+`"}`)
+	}
+	want := []string{"step_up cc reauthorization_required", "step_up cc reauthorization_required", "step_up cc reauthorization_required"}
+	waitFor(t, "the step-up events", func() bool { return len(readLines(t, out)) >= len(want) })
+	if got := readLines(t, out); !slices.Equal(got, want) {
+		t.Fatalf("events %q, want %q", got, want)
+	}
+	if got := m.get(); !slices.Equal(got, []string{"cc covered", "cc recorded", "cc recorded", "cc recorded", "cc limited"}) {
+		t.Fatalf("step-up metric %q", got)
+	}
+}
+
+// stepUpCounts is a Metrics that records ObserveStepUp.
+type stepUpCounts struct {
+	nopMetrics
+	mu   sync.Mutex
+	seen []string
+}
+
+func (m *stepUpCounts) ObserveStepUp(grant, result string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.seen = append(m.seen, grant+" "+result)
+}
+
+func (m *stepUpCounts) get() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.seen)
 }
