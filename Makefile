@@ -49,7 +49,8 @@ FUZZTIME ?= 60s
 fuzz:
 	for t in FuzzTokenResponse FuzzDiscovery FuzzRegistration FuzzParseCallback FuzzParseBearerChallenge FuzzDiscoverResource; do \
 		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./oauth/ || exit 1; done
-	$(GO) test -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME) ./config/
+	for t in FuzzParseConfig FuzzDecodeCutSameAsWhole; do \
+		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./config/ || exit 1; done
 	for t in FuzzAPIPath FuzzCallback; do \
 		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./daemon/ || exit 1; done
 

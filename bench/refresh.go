@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"path/filepath"
+	"syscall"
 	"time"
 )
 
@@ -26,14 +27,16 @@ func benchRefresh(rep *report, dir string) error {
 		}
 		var rates []float64
 		var took []time.Duration
+		var cpus []time.Duration
 		var reqs int64
 		for i := range rounds {
-			d, n, err := refreshRound(filepath.Join(dir, fmt.Sprintf("refresh-%d-%d", conc, i)), conc)
+			d, cpu, n, err := refreshRound(filepath.Join(dir, fmt.Sprintf("refresh-%d-%d", conc, i)), conc)
 			if err != nil {
 				return err
 			}
 			rates = append(rates, refreshGrants/d.Seconds())
 			took = append(took, d.Round(time.Millisecond))
+			cpus = append(cpus, cpu/refreshGrants)
 			reqs += n
 		}
 		sec := "3. Refresh throughput"
@@ -41,6 +44,7 @@ func benchRefresh(rep *report, dir string) error {
 		if conc == 64 {
 			rep.add(row{sec, fmt.Sprintf("refreshes/s, concurrency %d, median of %d rounds", conc, rounds), fmtRate(rate), "", "", "≥ 5000/s", met(rate >= 5000)})
 			rep.add(row{sec, fmt.Sprintf("refreshes/s, concurrency %d, min / median / max", conc), spread(rates, cmp.Compare, fmtRate), "", "", "", nil})
+			rep.add(row{sec, fmt.Sprintf("CPU per refresh, concurrency %d, min / median / max", conc), spread(cpus, cmp.Compare, fmtDur), "", "", "", nil})
 		} else {
 			rep.add(row{sec, fmt.Sprintf("refreshes/s, concurrency %d (default)", conc), fmtRate(rate), "", "", "", nil})
 		}
@@ -51,26 +55,39 @@ func benchRefresh(rep *report, dir string) error {
 }
 
 // refreshRound starts a daemon of refreshGrants grants without tokens at
-// concurrency conc and times their first refreshes; it returns the time
-// and the token requests the provider saw.
-func refreshRound(dir string, conc int) (time.Duration, int64, error) {
+// concurrency conc and times their first refreshes; it returns the time,
+// the CPU time the process spent meanwhile (user+system: the daemon and
+// the in-process provider; unlike the time, it hardly moves when other
+// processes share the cores) and the token requests the provider saw.
+func refreshRound(dir string, conc int) (time.Duration, time.Duration, int64, error) {
 	prov := newProvider()
 	defer prov.Close()
 	cfg, err := benchConfig(dir, newKey(), prov.URL(), refreshGrants, conc)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	r, err := startDaemon(cfg, nil)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
+	cpu0 := processCPU()
 	took, werr := r.waitRefreshed(refreshGrants, 3*time.Minute)
+	cpu := processCPU() - cpu0
 	serr := r.stop()
 	if werr != nil {
-		return 0, 0, werr
+		return 0, 0, 0, werr
 	}
 	if serr != nil {
-		return 0, 0, serr
+		return 0, 0, 0, serr
 	}
-	return took, int64(prov.Stats().TokenRequests), nil
+	return took, cpu, int64(prov.Stats().TokenRequests), nil
+}
+
+// processCPU is the user+system CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -1,13 +1,14 @@
 package config
 
 // Reading and decoding the file. The YAML library parses the text into a
-// node tree; the loader then checks that tree itself against the Config
-// type, by reflection: every key (with a suggestion for a misspelt one),
-// the kind of every value, and every scalar the way the decoder will take
-// it. Its messages are its own, with file, line and key path; it never
-// reads the text of the library's errors. Only a tree that passed is
-// decoded. A syntax error, which the parser finds before any of this, is
-// reported as the parser words it, after the file name.
+// node tree (the grants section a block of grants at a time, when its
+// text allows: see decode); the loader then checks that tree itself
+// against the Config type, by reflection: every key (with a suggestion
+// for a misspelt one), the kind of every value, and every scalar the way
+// the decoder will take it. Its messages are its own, with file, line and
+// key path; it never reads the text of the library's errors. Only a tree
+// that passed is decoded. A syntax error, which the parser finds before
+// any of this, is reported as the parser words it, after the file name.
 
 import (
 	"bytes"
@@ -16,6 +17,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"runtime/debug"
 	"slices"
 	"sort"
 	"strconv"
@@ -44,11 +46,22 @@ func Load(path string) (*Config, []string, error) { return Loader{}.Load(path) }
 func Parse(data []byte, name string) (*Config, []string, error) { return Loader{}.Parse(data, name) }
 
 // parseGCPercent is the garbage collector's GOGC while a file is parsed,
-// checked and decoded (gcburst.Lower: never raised). The YAML library
-// builds a tree of the whole document first, by far the largest thing a
-// load holds (about 150 MB for 100,000 grants); at GOGC 100 the heap grew
-// to twice that while the Config was built from it.
+// checked and decoded (gcburst.Lower: never raised). The heap only grows
+// while the Config is built (each grant decoded is kept) as the garbage of
+// parsing comes and goes; at GOGC 100 the heap grew to twice what was live
+// at the last collection.
 const parseGCPercent = 50
+
+// largeFile is the size of a file from which Load and Parse, once done,
+// collect the garbage of parsing it and give the memory back to the
+// system (debug.FreeOSMemory). That garbage is several times the Config
+// (about 600 MB allocated for 100,000 grants, for a 60 MB Config), and
+// the heap it left, free but held, was where what came next (the
+// daemon's start) grew from: the collector's goal after a load was twice
+// what was live during it, key lines and warnings included. One
+// collection (tens of milliseconds at 100,000 grants) is nothing against
+// the parse; for a small file it is not worth one.
+const largeFile = 1 << 20
 
 // Load is the package's Load, looking users and groups up with l.
 func (l Loader) Load(path string) (*Config, []string, error) {
@@ -56,25 +69,21 @@ func (l Loader) Load(path string) (*Config, []string, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("config: %w", err)
 	}
-	defer gcburst.Lower(parseGCPercent)()
-	c, p := decode(data, path)
-	if c == nil {
-		return nil, p.warns, p.err()
-	}
-	if l.Preset != nil {
-		l.Preset(c)
-	}
-	c.ApplyDefaults()
-	c.validate(p, l)
-	c.resolveSecrets(p)
-	if err := p.err(); err != nil {
-		return nil, p.warns, err
-	}
-	return c, p.warns, nil
+	size := len(data)
+	c, warns, err := l.load(data, path, true)
+	releaseParse(size)
+	return c, warns, err
 }
 
 // Parse is the package's Parse, looking users and groups up with l.
 func (l Loader) Parse(data []byte, name string) (*Config, []string, error) {
+	c, warns, err := l.load(data, name, false)
+	releaseParse(len(data))
+	return c, warns, err
+}
+
+// load is Load (secrets true: resolve the secrets) or Parse of data.
+func (l Loader) load(data []byte, name string, secrets bool) (*Config, []string, error) {
 	defer gcburst.Lower(parseGCPercent)()
 	c, p := decode(data, name)
 	if c == nil {
@@ -85,10 +94,21 @@ func (l Loader) Parse(data []byte, name string) (*Config, []string, error) {
 	}
 	c.ApplyDefaults()
 	c.validate(p, l)
+	if secrets {
+		c.resolveSecrets(p)
+	}
 	if err := p.err(); err != nil {
 		return nil, p.warns, err
 	}
 	return c, p.warns, nil
+}
+
+// releaseParse gives the memory of parsing a file of size bytes back to
+// the system once it is garbage, for a large file (largeFile).
+func releaseParse(size int) {
+	if size >= largeFile {
+		debug.FreeOSMemory()
+	}
 }
 
 // decode parses data and checks and decodes its one document into a
@@ -96,22 +116,44 @@ func (l Loader) Parse(data []byte, name string) (*Config, []string, error) {
 // decoded; otherwise the Config and the problems so far (values that
 // did not parse, reported with the rest after validation). It keeps the
 // line of every key for later messages.
+//
+// The YAML library parses a whole document into a tree before anything
+// can be checked, and that tree is by far the largest thing a load holds
+// (about 150 MB for 100,000 grants, three times the Config made of it).
+// So the grants section, when its text can be cut at its entries (see
+// splitGrants), is never parsed whole: the rest of the document is parsed
+// with the section's lines left blank, then the grants a block of entries
+// at a time, each block's tree dropped once decoded. Any doubt about the
+// cut (text the cut does not foresee, an anchor, a key given twice, a
+// block that does not parse as the cut said) falls back to parsing the
+// whole document, which decodes the same and words every problem.
 func decode(data []byte, name string) (*Config, *problems) {
-	p := &problems{name: name, lines: map[string]int{}}
+	if sp := splitGrants(data); sp != nil {
+		if c, p, ok := decodeSplit(data, name, sp); ok {
+			return c, p
+		}
+	}
+	return decodeWhole(data, name)
+}
+
+// parseRoot parses data's one document and returns its top-level mapping
+// and whether a second document (or what follows the first) stops the
+// decode. When done is true there is nothing to check: c and p are
+// decode's answer.
+func parseRoot(data []byte, name string, p *problems) (root *yaml.Node, stop, done bool, c *Config) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	switch err := dec.Decode(&doc); {
 	case errors.Is(err, io.EOF): // no document at all
 		p.warnf("", "the file is empty")
-		return &Config{}, p
+		return nil, false, true, &Config{}
 	case err != nil:
 		p.add(0, fmt.Sprintf("%s: %v", name, err))
-		return nil, p
+		return nil, false, true, nil
 	}
 	// A second document is refused, whatever it holds; the first is still
 	// checked, so that every problem is reported at once.
 	var extra yaml.Node
-	stop := false
 	switch err := dec.Decode(&extra); {
 	case err == nil:
 		p.add(extra.Line, fmt.Sprintf("%s:%d: only one YAML document is allowed", name, extra.Line))
@@ -122,51 +164,101 @@ func decode(data []byte, name string) (*Config, *problems) {
 	}
 	if len(doc.Content) == 0 || isNull(doc.Content[0]) {
 		if stop {
-			return nil, p
+			return nil, stop, true, nil
 		}
 		p.warnf("", "the file is empty")
-		return &Config{}, p
+		return nil, stop, true, &Config{}
 	}
-	root := doc.Content[0]
+	root = doc.Content[0]
 	if root.Kind != yaml.MappingNode {
 		p.add(root.Line, fmt.Sprintf("%s:%d: the top level must be a mapping of keys (store, listen, providers, ...)", name, root.Line))
-		return nil, p
+		return nil, stop, true, nil
 	}
-	// The grants are taken out of the tree before the check, and checked
-	// and decoded a block at a time, their nodes dropped as they are
-	// decoded: the tree is by far the largest thing a load holds (about
-	// 150 MB for 100,000 grants), and the Config and the key lines grow
-	// as it shrinks instead of on top of it.
+	return root, stop, false, nil
+}
+
+// decodeWhole is decode from a tree of the whole document. The grants are
+// taken out of the tree before the check, and checked and decoded a block
+// at a time, their nodes dropped as they are decoded, so that the Config
+// and the key lines grow as the tree shrinks instead of on top of it.
+func decodeWhole(data []byte, name string) (*Config, *problems) {
+	p := &problems{name: name, lines: map[string]int{}}
+	root, stop, done, c := parseRoot(data, name, p)
+	if done {
+		return c, p
+	}
 	grantsKey, grants := detachGrants(root)
 	ck := &checker{p: p, done: map[visit]bool{}}
 	ck.check(root, reflect.TypeFor[Config](), "")
-	c := &Config{}
+	c = &Config{}
 	var err error
 	if !ck.fatal && !stop {
 		err = root.Decode(c)
 	}
 	if grants != nil {
 		ck.setLine("grants", grantsKey.Line)
-		mapType := yamlFields(reflect.TypeFor[Config]())["grants"]
 		c.Grants = make(map[string]Grant, len(grants.Content)/2)
 		for len(grants.Content) > 0 {
 			n := min(len(grants.Content), 2*grantBlock)
 			block := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: grants.Line, Column: grants.Column, Content: grants.Content[:n]}
-			ck.check(block, mapType, "grants")
-			for i := 0; i+1 < n; i += 2 {
-				if err == nil && !ck.fatal && !stop {
-					var g Grant
-					err = block.Content[i+1].Decode(&g)
-					c.Grants[block.Content[i].Value] = g
-				}
-				block.Content[i], block.Content[i+1] = nil, nil
-			}
+			err = ck.decodeGrants(c, block, err, stop)
 			grants.Content = grants.Content[n:]
-			if grantBlockDone != nil {
-				grantBlockDone()
-			}
 		}
 	}
+	return decoded(c, p, ck, stop, err)
+}
+
+// decodeSplit is decode with the grants section cut out of the text by
+// splitGrants. ok is false when the parser does not see the document as
+// the cut did; decode then starts again from the whole document.
+func decodeSplit(data []byte, name string, sp *grantsText) (c *Config, p *problems, ok bool) {
+	p = &problems{name: name, lines: map[string]int{}}
+	root, stop, done, _ := parseRoot(sp.rest, name, p)
+	if done || !sp.keyAlone(root) {
+		return nil, nil, false
+	}
+	ck := &checker{p: p, done: map[visit]bool{}}
+	ck.check(root, reflect.TypeFor[Config](), "")
+	c = &Config{}
+	var err error
+	if !ck.fatal && !stop {
+		err = root.Decode(c)
+	}
+	c.Grants = make(map[string]Grant, len(sp.entries))
+	seen := make(map[string]struct{}, len(sp.entries))
+	for i := 0; i < len(sp.entries); i += grantBlock {
+		block, ok := sp.parseBlock(data, i, min(i+grantBlock, len(sp.entries)), seen)
+		if !ok {
+			return nil, nil, false
+		}
+		err = ck.decodeGrants(c, block, err, stop)
+	}
+	c, p = decoded(c, p, ck, stop, err)
+	return c, p, true
+}
+
+// decodeGrants checks block, a mapping of grants, and decodes each grant
+// into c.Grants (unless an error so far, err, stops decoding), letting go
+// of each grant's nodes once done with them. It returns the decoder's
+// first error.
+func (ck *checker) decodeGrants(c *Config, block *yaml.Node, err error, stop bool) error {
+	ck.check(block, yamlFields(reflect.TypeFor[Config]())["grants"], "grants")
+	for i := 0; i+1 < len(block.Content); i += 2 {
+		if err == nil && !ck.fatal && !stop {
+			var g Grant
+			err = block.Content[i+1].Decode(&g)
+			c.Grants[block.Content[i].Value] = g
+		}
+		block.Content[i], block.Content[i+1] = nil, nil
+	}
+	if grantBlockDone != nil {
+		grantBlockDone()
+	}
+	return err
+}
+
+// decoded is decode's answer once everything was checked and decoded.
+func decoded(c *Config, p *problems, ck *checker, stop bool, err error) (*Config, *problems) {
 	if ck.fatal || stop {
 		return nil, p
 	}
@@ -175,10 +267,194 @@ func decode(data []byte, name string) (*Config, *problems) {
 		// what it cannot see: a document that expands aliases beyond the
 		// decoder's limit. Reported as the decoder words it.
 		p.undecoded = err
-		p.add(0, fmt.Sprintf("%s: %v", name, err))
+		p.add(0, fmt.Sprintf("%s: %v", p.name, err))
 		return nil, p
 	}
 	return c, p
+}
+
+// grantsText is the grants section of a document, found in its text by
+// splitGrants: the line of its key and where each entry (a grant) starts.
+type grantsText struct {
+	keyLine int    // 1-based line of "grants:"
+	indent  int    // column of the entries' keys, 0-based
+	entries []span // each entry's text in the document
+	end     int    // offset just past the section
+	// rest is the document with the section's entries blanked out (an
+	// empty line for each of theirs, so every line keeps its number).
+	rest []byte
+}
+
+// span is an entry's text, data[start:end], which starts at line.
+type span struct {
+	start, end, line int
+}
+
+// splitGrants finds the grants section in data's text and where each of
+// its entries starts, or returns nil when the text is not of the one shape
+// it cuts: a line "grants:" at the top level (nothing after the colon but
+// a comment), then entries all at one indentation, each starting with a
+// line "name:" (a plain name: letters, digits, "_", "-", "."), every
+// other line of the section indented further, blank, or a comment, up to
+// the next line that starts in the first column. decodeSplit then checks
+// that the parser sees the same: one grants key on that line with nothing
+// under it in the rest, and in each block exactly the entries found here,
+// on their lines.
+func splitGrants(data []byte) *grantsText {
+	sp := &grantsText{indent: -1}
+	line, inSection := 0, false
+	for off := 0; off < len(data); {
+		next := len(data)
+		if i := bytes.IndexByte(data[off:], '\n'); i >= 0 {
+			next = off + i + 1
+		}
+		text := bytes.TrimRight(data[off:next], "\r\n")
+		line++
+		if inSection && !blankOrComment(text) && text[0] != ' ' {
+			inSection = false // a line in the first column ends the section
+		}
+		switch {
+		case !inSection:
+			if isGrantsKey(text) {
+				if sp.keyLine != 0 {
+					return nil // given twice: the whole document's check says so
+				}
+				sp.keyLine, sp.end, inSection = line, next, true
+			}
+		case blankOrComment(text):
+		default:
+			indent := len(text) - len(bytes.TrimLeft(text, " "))
+			if sp.indent < 0 {
+				sp.indent = indent
+			}
+			switch {
+			case indent < sp.indent:
+				return nil
+			case indent == sp.indent:
+				if !isEntryKey(text[indent:]) {
+					return nil
+				}
+				if n := len(sp.entries); n > 0 {
+					sp.entries[n-1].end = off
+				}
+				sp.entries = append(sp.entries, span{start: off, line: line})
+			}
+			if len(sp.entries) == 0 {
+				return nil
+			}
+			sp.end = next
+		}
+		off = next
+	}
+	if len(sp.entries) == 0 {
+		return nil
+	}
+	sp.entries[len(sp.entries)-1].end = sp.end
+	// rest: the document with every line of the entries blanked.
+	from, to := sp.entries[0].start, sp.end
+	rest := make([]byte, 0, len(data)-(to-from)+bytes.Count(data[from:to], []byte{'\n'}))
+	rest = append(rest, data[:from]...)
+	for range bytes.Count(data[from:to], []byte{'\n'}) {
+		rest = append(rest, '\n')
+	}
+	sp.rest = append(rest, data[to:]...)
+	return sp
+}
+
+// isGrantsKey reports whether a line is the top-level key "grants:" with
+// nothing after it but spaces and a comment.
+func isGrantsKey(text []byte) bool {
+	after, ok := bytes.CutPrefix(text, []byte("grants:"))
+	return ok && blankOrComment(after)
+}
+
+// blankOrComment reports whether text is empty, spaces, or a comment.
+func blankOrComment(text []byte) bool {
+	t := bytes.TrimLeft(text, " \t")
+	return len(t) == 0 || t[0] == '#'
+}
+
+// isEntryKey reports whether text (a line from its first non-space
+// character) starts a grant: a plain name, then ":" at the end of the line
+// or before a space.
+func isEntryKey(text []byte) bool {
+	name, after, ok := bytes.Cut(text, []byte(":"))
+	if !ok || len(name) == 0 || (len(after) > 0 && after[0] != ' ') {
+		return false
+	}
+	for _, b := range name {
+		switch {
+		case 'a' <= b && b <= 'z', 'A' <= b && b <= 'Z', '0' <= b && b <= '9', b == '_', b == '-', b == '.':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// keyAlone reports whether the parser found in the rest of the document
+// what splitGrants did: the top-level key grants once, on its line, with
+// nothing under it (its entries were blanked), and no merge at the top,
+// which could bring grants of its own.
+func (sp *grantsText) keyAlone(root *yaml.Node) bool {
+	found := false
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k, v := root.Content[i], root.Content[i+1]
+		if isMerge(k) {
+			return false
+		}
+		if k.Kind == yaml.ScalarNode && k.Value == "grants" {
+			if found || k.Line != sp.keyLine || k.Column != 1 || k.ShortTag() != "!!str" || k.Anchor != "" ||
+				!isNull(v) || v.Value != "" || v.Anchor != "" {
+				return false
+			}
+			found = true
+		}
+	}
+	return found
+}
+
+// parseBlock parses the entries [from, to) of the section as one mapping,
+// with the lines of the whole document, and checks that the parser sees
+// what splitGrants did: one document, a mapping of exactly those entries,
+// each key a plain string on the line where the entry starts, and in
+// none of the blocks before (seen, to which it adds the keys), no anchor
+// or alias. ok is false otherwise.
+func (sp *grantsText) parseBlock(data []byte, from, to int, seen map[string]struct{}) (block *yaml.Node, ok bool) {
+	first, last := sp.entries[from], sp.entries[to-1]
+	dec := yaml.NewDecoder(bytes.NewReader(data[first.start:last.end]))
+	var doc, extra yaml.Node
+	if dec.Decode(&doc) != nil || !errors.Is(dec.Decode(&extra), io.EOF) || len(doc.Content) != 1 {
+		return nil, false
+	}
+	block = doc.Content[0]
+	if block.Kind != yaml.MappingNode || block.Anchor != "" || len(block.Content) != 2*(to-from) {
+		return nil, false
+	}
+	shift := first.line - 1
+	for i := 0; i < len(block.Content); i += 2 {
+		k, v := block.Content[i], block.Content[i+1]
+		if k.Kind != yaml.ScalarNode || k.ShortTag() != "!!str" || isMerge(k) || k.Anchor != "" ||
+			k.Line+shift != sp.entries[from+i/2].line || k.Column != sp.indent+1 || hasAlias(v) {
+			return nil, false
+		}
+		if _, dup := seen[k.Value]; dup {
+			return nil, false
+		}
+		seen[k.Value] = struct{}{}
+		addLines(k, shift)
+		addLines(v, shift)
+	}
+	block.Line += shift
+	return block, true
+}
+
+// addLines moves n and every node under it down by shift lines.
+func addLines(n *yaml.Node, shift int) {
+	n.Line += shift
+	for _, c := range n.Content {
+		addLines(c, shift)
+	}
 }
 
 // grantBlock is how many grants decode checks and decodes at a time.

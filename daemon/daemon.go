@@ -112,7 +112,8 @@ type Daemon struct {
 	sched     cron.Schedule
 	grants    map[string]*grant
 	ordered   []*grant      // the same grants sorted by name; never modified, replaced on reload
-	states    []*tokenState // ordered[i].tokenState, for the scheduler's walk
+	states    []*tokenState // ordered[i].tokenState
+	ticks     []*tickState  // ordered[i].tickState, for the scheduler's walk
 	scheduled []*grant      // the grants with a schedule of their own
 	clients   map[string]*clientRT
 	providers map[string]*providerRT
@@ -181,8 +182,9 @@ type grant struct {
 // tokenState is a grant's token and what the scheduler needs of it. A
 // reload replaces the grant's configuration but keeps its tokenState, so
 // a refresh that was running under the old configuration still lands
-// where fetches look. The daemon allocates the states of its grants in one
-// slice, and the scheduler walks them in that order: one cache line each.
+// where fetches look. The fields the scheduler reads of every grant on
+// every tick are a tickState of their own (scheduler.go), allocated apart
+// in one dense slice.
 // cfg returns the grant's section of the configuration it was built
 // from (a copy; the zero Grant for a grant built without one, in tests).
 func (g *grant) cfg() config.Grant {
@@ -193,19 +195,16 @@ func (g *grant) cfg() config.Grant {
 }
 
 type tokenState struct {
-	// dueAt and validUntil index cur for the scheduler, which reads them
-	// for every grant on every tick: nanoseconds since the daemon's epoch
-	// (monotonic when the token was obtained by this process).
-	dueAt      atomic.Int64
-	validUntil atomic.Int64
+	// *tickState holds dueAt, validUntil and dirty: cur indexed for the
+	// scheduler, and whether cur is durable.
+	*tickState
 	cur        atomic.Pointer[store.Token]
 	jitter     atomic.Pointer[jitterCache]
 	queued     atomic.Bool
-	dirty      atomic.Bool // the newest token is not yet durable
+	backingOff atomic.Bool // a refresh waits to retry after a transient failure
 	// refusedGen is 1 + the generation of the last fleet record refused
 	// as older than the token held (fleetAccept): it is logged once.
 	refusedGen atomic.Uint64
-	backingOff atomic.Bool // a refresh waits to retry after a transient failure
 	// lastOnDemand is when a fetch last started a refresh (Unix
 	// nanoseconds of the daemon's clock; 0: never), for the on-demand
 	// bound (mayRefreshOnDemand).
@@ -382,7 +381,9 @@ func (d *Daemon) configure(cfg *config.Config) error {
 	}
 	slices.SortFunc(ordered, func(a, b *grant) int { return strings.Compare(a.name, b.name) })
 	fresh := make([]tokenState, len(ordered))
+	freshTicks := make([]tickState, len(ordered))
 	states := make([]*tokenState, len(ordered))
+	ticks := make([]*tickState, len(ordered))
 	var scheduled []*grant
 	p := policyOf(cfg.Refresh)
 	for i, g := range ordered {
@@ -397,6 +398,7 @@ func (d *Daemon) configure(cfg *config.Config) error {
 			d.publish(g, t, p)
 		} else {
 			g.tokenState = &fresh[i]
+			g.tickState = &freshTicks[i]
 			d.publish(g, emptyToken(g.name), p)
 		}
 		if missingSource(g, grants) || !g.tokenFits(g.cur.Load()) {
@@ -406,6 +408,7 @@ func (d *Daemon) configure(cfg *config.Config) error {
 			g.dueAt.Store(earliest)
 		}
 		states[i] = g.tokenState
+		ticks[i] = g.tickState
 		if g.schedule != nil {
 			scheduled = append(scheduled, g)
 		}
@@ -420,6 +423,7 @@ func (d *Daemon) configure(cfg *config.Config) error {
 	d.dependents = dependentsOf(grants)
 	d.ordered = ordered
 	d.states = states
+	d.ticks = ticks
 	d.scheduled = scheduled
 	d.operators = ops
 	d.mu.Unlock()
@@ -455,7 +459,7 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 	if d.running.Load() {
 		d.loadTokens()
 		d.syncSinks()
-		d.fleetSetGrants()
+		d.fleetSetGrants(d.stopping())
 	}
 	d.log.Info("configuration reloaded", "grants", len(cfg.Grants))
 	d.queue.kick()
@@ -523,7 +527,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}()
 	d.loadTokens()
 	restoreGC()
-	d.goFleetSetGrants() // after the load: the campaign does not compete with it
+	d.goFleetSetGrants(ctx) // after the load: the campaign does not compete with it
 	d.syncSinks()
 	defer d.stopSinks()
 
@@ -738,16 +742,16 @@ func (d *Daemon) publishMetrics(name string, t *store.Token, p Policy) {
 // notifyStatus tells the service manager how many grants hold a valid token.
 func (d *Daemon) notifyStatus() {
 	d.mu.RLock()
-	states := d.states
+	ticks := d.ticks
 	d.mu.RUnlock()
 	at := int64(d.clock.Now().Sub(d.epoch))
 	valid := 0
-	for _, ts := range states {
+	for _, ts := range ticks {
 		if at < ts.validUntil.Load() {
 			valid++
 		}
 	}
-	d.sendStatus(valid, len(states))
+	d.sendStatus(valid, len(ticks))
 }
 
 func (d *Daemon) sendStatus(valid, total int) {

@@ -113,13 +113,13 @@ func (d *Daemon) startFleet(st Store) {
 // nothing and refreshes nothing, which the other instances cover. Run
 // calls it once the tokens are loaded (inflight is open); shutdown waits
 // for it before the store closes.
-func (d *Daemon) goFleetSetGrants() {
+func (d *Daemon) goFleetSetGrants(ctx context.Context) {
 	if d.fleet == nil || !d.inflight.enter() {
 		return
 	}
 	go func() {
 		defer d.inflight.leave()
-		d.fleetSetGrants()
+		d.fleetSetGrants(ctx)
 	}()
 }
 
@@ -150,8 +150,17 @@ func (d *Daemon) fleetReady() error {
 	return errors.New("fleet: the etcd watch is not up yet")
 }
 
+// stopping is the context that ends as shutdown begins (Background before
+// Run set it, as in tests that tick a daemon that does not run).
+func (d *Daemon) stopping() context.Context {
+	if d.stopCtx == nil {
+		return context.Background()
+	}
+	return d.stopCtx
+}
+
 // fleetSetGrants gives the fleet this instance's grants and fingerprints.
-func (d *Daemon) fleetSetGrants() {
+func (d *Daemon) fleetSetGrants(ctx context.Context) {
 	f := d.fleet
 	if f == nil {
 		return
@@ -163,8 +172,11 @@ func (d *Daemon) fleetSetGrants() {
 	for name := range cfg.Grants {
 		fps[name] = Fingerprint(cfg, name)
 	}
-	if err := f.fl.SetGrants(fps); err != nil {
+	if err := f.fl.SetGrants(ctx, fps); err != nil {
 		f.setAgain.Store(true)
+		if ctx.Err() != nil {
+			return // shutting down
+		}
 		d.log.Error("fleet: announcing this instance's grants failed; retrying on the next tick", "err", err)
 		return
 	}
@@ -225,7 +237,7 @@ func (d *Daemon) fleetRegistration(ctx context.Context, c *clientRT, owner strin
 func (d *Daemon) fleetTick(now time.Time) {
 	f := d.fleet
 	if f.setAgain.Load() {
-		d.fleetSetGrants()
+		d.fleetSetGrants(d.stopping())
 	}
 	h := f.fl.Health()
 	if m := f.metrics; m != nil {

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"github.com/tokend/tokend/config"
@@ -69,6 +70,22 @@ func (d *Daemon) runScheduler(ctx context.Context) error {
 	}
 }
 
+// tickState is what the scheduler reads of every grant on every tick,
+// kept apart from the rest of the grant's tokenState: the daemon
+// allocates the tickStates of the grants it builds in one slice, in the
+// order the tick walks them, so an idle tick at 100,000 grants reads
+// 2.4 MB of contiguous memory instead of every grant's whole tokenState
+// (which holds the token, its locks and the refresh round's state). A
+// reload keeps a grant's tickState with its tokenState.
+type tickState struct {
+	// dueAt and validUntil index the grant's current token: nanoseconds
+	// since the daemon's epoch (monotonic when the token was obtained by
+	// this process) when it is due for a refresh and when it expires.
+	dueAt      atomic.Int64
+	validUntil atomic.Int64
+	dirty      atomic.Bool // the newest token is not yet durable
+}
+
 func (d *Daemon) worker(ctx context.Context) {
 	for {
 		it, ok := d.queue.pop(ctx)
@@ -97,11 +114,11 @@ func (d *Daemon) tick(now time.Time) {
 		d.fleetTick(now)
 	}
 	d.mu.RLock()
-	gs, states, scheduled := d.ordered, d.states, d.scheduled
+	gs, ticks, scheduled := d.ordered, d.ticks, d.scheduled
 	d.mu.RUnlock()
 	valid := 0
 	at := int64(now.Sub(d.epoch))
-	for i, ts := range states {
+	for i, ts := range ticks {
 		switch {
 		case at >= ts.dueAt.Load():
 			g := gs[i]

@@ -89,7 +89,9 @@ var _ Store = (*store.Store)(nil)
 //   - SetGrants tells the fleet this instance's grants and their
 //     fingerprints (config.Grant's provider-relevant definition, hashed);
 //     the instance campaigns for the refresh lease of each. Called at
-//     start and after every reload.
+//     start and after every reload. It stops soon after ctx ends (the
+//     daemon's shutdown, which waits for it), with an error if the
+//     grants are not all announced.
 //   - Holds reports whether this instance holds grant's lease with at
 //     least margin of it left, its fingerprint agrees with the fleet's, and
 //     etcd has quorum: only then may it send a refresh. False is cheap.
@@ -117,7 +119,7 @@ var _ Store = (*store.Store)(nil)
 //     deadline too.
 type Fleet interface {
 	Instance() string
-	SetGrants(fingerprints map[string]string) error
+	SetGrants(ctx context.Context, fingerprints map[string]string) error
 	Holds(grant string, margin time.Duration) bool
 	PutAuthorized(t store.Token, a *store.Attempt) error
 	Watch(ctx context.Context, fn func(t store.Token))

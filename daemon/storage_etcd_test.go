@@ -29,7 +29,7 @@ func TestStoreContractEtcd(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { st.Close() })
-		if err := st.SetGrants(map[string]string{"g": "fp", "h": "fp"}); err != nil {
+		if err := st.SetGrants(context.Background(), map[string]string{"g": "fp", "h": "fp"}); err != nil {
 			t.Fatal(err)
 		}
 		deadline := time.Now().Add(10 * time.Second)

@@ -43,7 +43,7 @@ func benchPutToken(b *testing.B, noFsync bool) {
 	for i := range grants {
 		fps[fmt.Sprint("g", i)] = "fp"
 	}
-	if err := s.SetGrants(fps); err != nil {
+	if err := s.SetGrants(context.Background(), fps); err != nil {
 		b.Fatal(err)
 	}
 	waitFor(b, 30*time.Second, "all grants held", func() bool { return s.Health().GrantsHeld == grants })
@@ -76,7 +76,7 @@ func BenchmarkBytesPerGrant(b *testing.B) {
 	for i := range grants {
 		fps[fmt.Sprint("grant-", i)] = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 	}
-	if err := s.SetGrants(fps); err != nil {
+	if err := s.SetGrants(context.Background(), fps); err != nil {
 		b.Fatal(err)
 	}
 	waitFor(b, 30*time.Second, "all grants held", func() bool { return s.Health().GrantsHeld == grants })
@@ -157,7 +157,7 @@ func BenchmarkStartup100k(b *testing.B) {
 			fps[fmt.Sprint("g", g)] = "fp"
 		}
 		start = time.Now()
-		if err := s.SetGrants(fps); err != nil {
+		if err := s.SetGrants(context.Background(), fps); err != nil {
 			b.Fatal(err)
 		}
 		b.ReportMetric(time.Since(start).Seconds(), "s/setgrants")

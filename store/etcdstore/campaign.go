@@ -1,6 +1,7 @@
 package etcdstore
 
 import (
+	"context"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -33,7 +34,7 @@ func (s *Store) campaigner() {
 		case <-s.campaign:
 		case <-t.C:
 		}
-		s.runCampaign()
+		s.runCampaign(s.ctx)
 	}
 }
 
@@ -50,10 +51,12 @@ const campaignWorkers = 16
 // first instance of a fleet takes everything; as others register, it
 // hands grants back at its next campaign (a quarter of the lease life),
 // never one it promised a refresh (Holds) until that promise ran out.
-func (s *Store) runCampaign() {
+// When ctx ends it sends no more transactions and returns once those in
+// flight have; the next campaign takes what this one left.
+func (s *Store) runCampaign(ctx context.Context) {
 	s.campMu.Lock()
 	defer s.campMu.Unlock()
-	if s.ctx.Err() != nil || s.paused.Load() {
+	if ctx.Err() != nil || s.paused.Load() {
 		return
 	}
 	live, err := s.liveInstances()
@@ -167,7 +170,7 @@ func (s *Store) runCampaign() {
 		s.mu.Unlock()
 		held--
 	}
-	defer s.takeOrphans(orphans, lease, grace)
+	defer s.takeOrphans(ctx, orphans, lease, grace)
 	room := share - max(held, 0)
 	if lightest >= 0 && lightest < held {
 		room = 0 // a lighter instance takes them
@@ -196,7 +199,7 @@ func (s *Store) runCampaign() {
 			}
 		})
 	}
-	for len(want) > 0 && s.ctx.Err() == nil {
+	for len(want) > 0 && ctx.Err() == nil {
 		left := room - int(taken.Load()) - int(inflight.Load())
 		if left <= 0 {
 			if inflight.Load() == 0 {
@@ -226,13 +229,13 @@ const orphanKeep = 8
 // tokend instances), and a grant with no owner is refreshed by nobody.
 // The excess is then kept a while rather than handed back at once to
 // instances that may not take it again.
-func (s *Store) takeOrphans(orphans []string, lease clientv3.LeaseID, grace time.Duration) {
+func (s *Store) takeOrphans(ctx context.Context, orphans []string, lease clientv3.LeaseID, grace time.Duration) {
 	taken := 0
 	for _, g := range orphans {
 		s.mu.Lock()
 		o, owned := s.owners[g]
 		s.mu.Unlock()
-		if (owned && o.lease != 0) || s.ctx.Err() != nil {
+		if (owned && o.lease != 0) || ctx.Err() != nil {
 			continue
 		}
 		if s.takeGrant(g, lease) {

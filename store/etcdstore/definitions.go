@@ -17,14 +17,23 @@ import (
 // The record may be replaced by the instance that wrote it (its
 // definition changed on reload) or by anyone once that instance is gone,
 // so a definition changed on every instance ends up agreed. It then
-// campaigns for its share and returns.
-func (s *Store) SetGrants(fingerprints map[string]string) error {
+// campaigns for its share and returns. When ctx ends it stops early: with
+// ctx's error while definitions are left to write (the next call writes
+// them), without one once only the campaign was left (the next periodic
+// campaign takes what it did not).
+func (s *Store) SetGrants(ctx context.Context, fingerprints map[string]string) error {
 	if err := s.check(); err != nil {
 		return err
 	}
+	// ctx ends at the daemon's shutdown, Close ends s.ctx: either stops
+	// the walk, the writes and the campaign (a first start of 100,000
+	// grants writes for tens of seconds on a loaded cluster).
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(s.ctx, cancel)()
 	dp := s.key("defs/")
 	defs := map[string]def{}
-	rev, err := s.walk(s.ctx, dp, false, func(kv *mvccpb.KeyValue) error {
+	rev, err := s.walk(ctx, dp, false, func(kv *mvccpb.KeyValue) error {
 		g := string(kv.Key[len(dp):])
 		defs[g] = s.decodeDef(g, kv)
 		return nil
@@ -83,13 +92,21 @@ func (s *Store) SetGrants(fingerprints map[string]string) error {
 			}
 		})
 	}
+send:
 	for _, gs := range batches {
-		next <- gs
+		select {
+		case next <- gs:
+		case <-ctx.Done():
+			break send
+		}
 	}
 	close(next)
 	wg.Wait()
 	if firstErr != nil {
 		return firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return err // definitions left to write: not following yet
 	}
 	s.mu.Lock()
 	first := !s.following
@@ -108,7 +125,7 @@ func (s *Store) SetGrants(fingerprints map[string]string) error {
 	if first {
 		s.startDefsWatch(rev)
 	}
-	s.runCampaign()
+	s.runCampaign(ctx)
 	return nil
 }
 

@@ -198,7 +198,7 @@ func hold(t *testing.T, s *etcdstore.Store, grants ...string) {
 	for _, g := range grants {
 		fps[g] = "fp"
 	}
-	if err := s.SetGrants(fps); err != nil {
+	if err := s.SetGrants(context.Background(), fps); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, s.Instance()+" holds "+strings.Join(grants, ","), func() bool {
@@ -211,11 +211,31 @@ func hold(t *testing.T, s *etcdstore.Store, grants ...string) {
 	})
 }
 
+// SetGrants stops when its context ends (the daemon's shutdown, which
+// waits for it): with the context's error, and having taken nothing.
+func TestSetGrantsEndsWithItsContext(t *testing.T) {
+	o := newCluster(t, 3)
+	s := o.open(t, "a")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	fps := map[string]string{}
+	for i := range 200 {
+		fps[fmt.Sprintf("g%03d", i)] = "fp"
+	}
+	if err := s.SetGrants(ctx, fps); !errors.Is(err, context.Canceled) {
+		t.Fatalf("SetGrants with an ended context: %v, want context.Canceled", err)
+	}
+	if h := s.Health(); h.GrantsHeld != 0 {
+		t.Fatalf("SetGrants with an ended context took %d grants", h.GrantsHeld)
+	}
+	hold(t, s, "g000", "g199") // the next call does the work
+}
+
 func TestFencing(t *testing.T) {
 	o := newCluster(t, 3)
 	a, b := o.open(t, "a"), o.open(t, "b")
 	hold(t, a, "g")
-	if err := b.SetGrants(map[string]string{"g": "fp"}); err != nil {
+	if err := b.SetGrants(context.Background(), map[string]string{"g": "fp"}); err != nil {
 		t.Fatal(err)
 	}
 	if b.Holds("g", 0) {
@@ -321,7 +341,7 @@ func TestSpreadAndTakeover(t *testing.T) {
 	var wg sync.WaitGroup
 	for _, s := range ss {
 		wg.Go(func() {
-			if err := s.SetGrants(fps); err != nil {
+			if err := s.SetGrants(context.Background(), fps); err != nil {
 				t.Error(err)
 			}
 		})
@@ -373,7 +393,7 @@ func TestSpreadAndTakeover(t *testing.T) {
 
 	// A newcomer gets its share: a hands grants back.
 	d := o.open(t, "d")
-	if err := d.SetGrants(fps); err != nil {
+	if err := d.SetGrants(context.Background(), fps); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 4*ttl, "a hands grants to d", func() bool {
@@ -386,7 +406,7 @@ func TestConflict(t *testing.T) {
 	o := newCluster(t, 1)
 	a, b := o.open(t, "a"), o.open(t, "b")
 	hold(t, a, "g")
-	if err := b.SetGrants(map[string]string{"g": "other", "h": "fp"}); err != nil {
+	if err := b.SetGrants(context.Background(), map[string]string{"g": "other", "h": "fp"}); err != nil {
 		t.Fatal(err)
 	}
 	if c := b.GrantInfo("g").Conflict; c == "" {
@@ -401,7 +421,7 @@ func TestConflict(t *testing.T) {
 		t.Fatal("an instance with a differing definition holds the grant")
 	}
 	// ...until its writer is gone and b's definition is set on reload.
-	if err := b.SetGrants(map[string]string{"g": "other", "h": "fp"}); err != nil {
+	if err := b.SetGrants(context.Background(), map[string]string{"g": "other", "h": "fp"}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, "b holds g with the writer gone", func() bool { return b.Holds("g", 0) })
@@ -634,7 +654,7 @@ func TestRejoinedInstanceGetsItsShare(t *testing.T) {
 	}
 	ss := []*etcdstore.Store{o.open(t, "a"), o.open(t, "b"), o.open(t, "c")}
 	for _, s := range ss {
-		if err := s.SetGrants(fps); err != nil {
+		if err := s.SetGrants(context.Background(), fps); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -166,13 +166,13 @@ func TestRewrittenDefinitionNoConflict(t *testing.T) {
 	// ya and yb are markers: each instance is in conflict on one of
 	// them until the attacker's deletes reach it through the watch,
 	// after (in revision order) its rewrite of defs/g.
-	if err := b.SetGrants(map[string]string{"g": "fp", "yb": "b"}); err != nil {
+	if err := b.SetGrants(context.Background(), map[string]string{"g": "fp", "yb": "b"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.SetGrants(map[string]string{"g": "fp", "yb": "a", "ya": "a"}); err != nil {
+	if err := a.SetGrants(context.Background(), map[string]string{"g": "fp", "yb": "a", "ya": "a"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.SetGrants(map[string]string{"g": "fp", "yb": "b", "ya": "b"}); err != nil {
+	if err := b.SetGrants(context.Background(), map[string]string{"g": "fp", "yb": "b", "ya": "b"}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "someone holds g", func() bool { return a.Holds("g", 0) || b.Holds("g", 0) })
@@ -195,7 +195,7 @@ func TestRewrittenDefinitionNoConflict(t *testing.T) {
 		t.Fatal("nobody holds the grant any more")
 	}
 	// The next SetGrants writes a definition over it.
-	if err := a.SetGrants(map[string]string{"g": "fp"}); err != nil {
+	if err := a.SetGrants(context.Background(), map[string]string{"g": "fp"}); err != nil {
 		t.Fatal(err)
 	}
 	if v := rawGet(t, cli, o.prefix+"defs/g"); strings.Contains(string(v), "attacker") {
@@ -296,7 +296,7 @@ func TestMigrationFromFieldSealed(t *testing.T) {
 			t.Fatalf("%s is not sealed whole after the migration", k)
 		}
 	}
-	if err := s.SetGrants(map[string]string{"g": "fp"}); err != nil {
+	if err := s.SetGrants(context.Background(), map[string]string{"g": "fp"}); err != nil {
 		t.Fatal(err)
 	}
 	if c := s.GrantInfo("g").Conflict; c != "" {

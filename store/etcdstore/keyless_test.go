@@ -147,7 +147,7 @@ func TestFakeInstanceKeysWithoutLease(t *testing.T) {
 		fps[fmt.Sprint("g", i)] = "fp"
 	}
 	for _, s := range []*etcdstore.Store{a, b} {
-		if err := s.SetGrants(fps); err != nil {
+		if err := s.SetGrants(context.Background(), fps); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -198,7 +198,7 @@ func TestOwnerlessGrantsTakenBeyondShare(t *testing.T) {
 		fps[fmt.Sprint("g", i)] = "fp"
 	}
 	for _, s := range []*etcdstore.Store{a, b} {
-		if err := s.SetGrants(fps); err != nil {
+		if err := s.SetGrants(context.Background(), fps); err != nil {
 			t.Fatal(err)
 		}
 	}
