@@ -30,7 +30,12 @@
 // when; package hook delivers them). The servers: socketapi.go (the socket API's routes and
 // answers), access.go and connlimit.go (who may connect and read), listen.go
 // and tcplisten.go (listeners), callback.go (the callback listener's
-// pages), metricsrv.go. Fleet mode: fleet.go.
+// pages), metricsrv.go. Fleet mode: fleet.go (its runtime, and how the
+// files below share the work), fingerprint.go, fleetrefresh.go and
+// fleetwrite.go (refreshing only while held; fenced writes), fleetwatch.go
+// (the records other instances write), fleetserve.go (fetches and status
+// on an instance that does not refresh a grant), fleetstart.go (start
+// pages fleet-wide).
 //
 // # Errors
 //
