@@ -42,7 +42,11 @@
 // reload). Outputs: sinks.go (which sinks each grant has and the token
 // each is offered; package sink writes the files), hooks.go (which hook
 // event fires when; package hook delivers them). reload.go. Fleet mode:
-// fleet.go and fleetstart.go.
+// fleet.go (its runtime, and how the files below share the work),
+// fingerprint.go, fleetrefresh.go and fleetwrite.go (refreshing only
+// while held; fenced writes), fleetwatch.go (the records other instances
+// write), fleetserve.go (fetches and status on an instance that does not
+// refresh a grant), fleetstart.go (start pages fleet-wide).
 //
 // # Errors
 //

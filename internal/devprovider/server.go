@@ -3,46 +3,15 @@ package devprovider
 import (
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
-)
-
-// Client authentication methods (RFC 7591 token_endpoint_auth_method).
-const (
-	AuthMethodBasic = "client_secret_basic"
-	AuthMethodPost  = "client_secret_post"
-	AuthMethodNone  = "none"
-	// AuthMethodPrivateKeyJWT signs a client assertion with a private key
-	// whose public key is in Client.JWKS (RFC 7523 §2.2).
-	AuthMethodPrivateKeyJWT = "private_key_jwt"
-	// AuthMethodSecretJWT signs a client assertion with HMAC keyed by the
-	// client secret.
-	AuthMethodSecretJWT = "client_secret_jwt"
-	// AuthMethodTLS presents a CA-issued client certificate whose subject
-	// is Client.TLSSubjectDN (RFC 8705 §2.1).
-	AuthMethodTLS = "tls_client_auth"
-	// AuthMethodSelfSignedTLS presents a self-signed client certificate
-	// pinned in Client.JWKS (RFC 8705 §2.2).
-	AuthMethodSelfSignedTLS = "self_signed_tls_client_auth"
-)
-
-// Grant types accepted by the token endpoint.
-const (
-	GrantAuthorizationCode = "authorization_code"
-	GrantRefreshToken      = "refresh_token"
-	GrantClientCredentials = "client_credentials"
-	GrantPassword          = "password"
-	GrantDeviceCode        = "urn:ietf:params:oauth:grant-type:device_code"
 )
 
 const (
@@ -56,168 +25,6 @@ const (
 	// device flow) is made for: the server shows no login form.
 	Subject = "oauthtest-user"
 )
-
-// Client is a client registered at the server.
-//
-// AuthMethod is client_secret_basic, client_secret_post or none. When it is
-// empty, [Server.AddClient] picks none for a client without a secret and
-// client_secret_basic (the RFC 6749 default) otherwise.
-//
-// RedirectURIs are matched exactly, except that an http URI on 127.0.0.1,
-// [::1] or localhost matches any port (RFC 8252 §7.3). A client with no
-// RedirectURIs accepts any http loopback redirect URI, which keeps tests
-// short.
-//
-// JWKS (a JWK set, {"keys":[...]}, of public keys: see [JWKS] and
-// [CertJWKS]) verifies private_key_jwt assertions and pins
-// self_signed_tls_client_auth certificates; a JWKS that does not parse or
-// holds a private key makes each use fail with invalid_client. A
-// client_secret_jwt Secret must be at least as long as its alg's hash (32
-// bytes for HS256, RFC 7518 §3.2). SigningAlg,
-// when set, is the only alg its assertions may use
-// (token_endpoint_auth_signing_alg). DPoPBound makes every token request of
-// the client carry a DPoP proof (RFC 9449 §5.2 dpop_bound_access_tokens).
-type Client struct {
-	ID, Secret   string
-	AuthMethod   string
-	RedirectURIs []string
-	JWKS         json.RawMessage
-	SigningAlg   string
-	// TLSSubjectDN is the subject of a tls_client_auth client's
-	// certificate, as crypto/x509/pkix.Name.String renders it (RFC 4514
-	// order, e.g. "CN=app,O=Example").
-	TLSSubjectDN string
-	DPoPBound    bool
-}
-
-// Options configure a [Server]. The zero value is usable: it has no
-// clients and no users.
-type Options struct {
-	// AccessTTL is the lifetime of access tokens; 0 means 30 s.
-	AccessTTL time.Duration
-	// RefreshTTL is the lifetime of a refresh token from its issue; 0 means
-	// refresh tokens never expire. When it is positive, responses carry
-	// refresh_token_expires_in (the remaining lifetime, in seconds).
-	RefreshTTL time.Duration
-	// Rotate issues a new refresh token on every refresh and invalidates the
-	// old one. Reusing an old one answers invalid_grant and revokes the
-	// whole family (every refresh and access token descending from the same
-	// authorization), counted in Stats().Reuses. Without Rotate, a refresh
-	// answers with the same refresh token.
-	Rotate bool
-	// RefreshForClientCredentials also issues refresh tokens for the
-	// client_credentials grant.
-	RefreshForClientCredentials bool
-	// Clients are registered at start, as if by [Server.AddClient].
-	Clients []Client
-	// Users are username → password for the password grant.
-	Users map[string]string
-	// AllowRegistration enables dynamic client registration (RFC 7591) at
-	// /register and advertises it in discovery.
-	AllowRegistration bool
-	// MetadataDocuments advertises client_id_metadata_document_supported.
-	// The server fetches no document: a test registers the client whose
-	// client_id is the document's URL (AuthMethod none) in Clients.
-	MetadataDocuments bool
-	// AutoApprove makes GET /authorize redirect straight back with a code,
-	// and GET /device/verify?user_code=... approve at once, with no page.
-	AutoApprove bool
-	// DeviceInterval is the polling interval the device endpoint returns
-	// (rounded up to whole seconds, at least 1 s); 0 means 1 s.
-	DeviceInterval time.Duration
-	// Now is the clock used to issue and expire codes and tokens; nil means
-	// time.Now. Fault delays and latency use real time.
-	Now func() time.Time
-	// Logf, when set, receives one line per request: method, path without
-	// query, status, client_id, grant type and error code. Never secrets.
-	Logf func(format string, args ...any)
-
-	// ClientCAs verify tls_client_auth certificates; nil means the
-	// server's own CA ([Server.IssueClientCert]).
-	ClientCAs *x509.CertPool
-	// AssertionIssuers are trusted to sign JWT-bearer grant assertions.
-	AssertionIssuers []AssertionIssuer
-	// ClockSkew is how far in the future an iat or nbf may be; 0 means
-	// 30 s.
-	ClockSkew time.Duration
-	// DPoPAlgs are the proof algs accepted (and advertised in
-	// dpop_signing_alg_values_supported); nil means ES256, ES384, ES512,
-	// RS256, PS256 and EdDSA. Symmetric algs and "none" are never
-	// accepted.
-	DPoPAlgs []string
-	// DPoPWindow is how far a proof's iat may be from the server's clock,
-	// either way; 0 means 60 s.
-	DPoPWindow time.Duration
-	// DPoPNonce makes the token endpoint demand a server nonce in DPoP
-	// proofs (RFC 9449 §8): a proof without the current one is answered
-	// 400 use_dpop_nonce with a DPoP-Nonce header.
-	DPoPNonce bool
-	// ResourceNonce makes the resource server ([Server.ResourceHandler])
-	// demand its own nonce (RFC 9449 §9): 401 use_dpop_nonce.
-	ResourceNonce bool
-}
-
-// AssertionIssuer is an issuer trusted for the JWT-bearer grant (RFC 7523
-// §2.1), such as a service account.
-type AssertionIssuer struct {
-	// Issuer is the iss its assertions carry.
-	Issuer string
-	// JWKS is a JWK set of its public keys.
-	JWKS json.RawMessage
-	// Audiences the assertion's aud may name besides the token endpoint URL
-	// and the issuer URL, which are always accepted.
-	Audiences []string
-	// Subjects restricts the sub its assertions may name; empty means any.
-	Subjects []string
-	// SubjectOptional accepts an assertion without sub as one for the
-	// issuer itself, as Google does for a service account; RFC 7523 §3
-	// requires sub, and so does the server by default.
-	SubjectOptional bool
-}
-
-// Stats count what the server saw since it started.
-type Stats struct {
-	// TokenRequests counts every request to the token endpoint.
-	TokenRequests int
-	// ByGrant counts token requests with a well-formed body by grant_type.
-	ByGrant map[string]int
-	// Refreshes counts successful refresh_token grants.
-	Refreshes int
-	// Reuses counts uses of a rotated-away refresh token (each revoked a
-	// family).
-	Reuses int
-	// Registrations counts successful dynamic registrations.
-	Registrations int
-	// Revocations counts successful (200) revocation requests, including
-	// those for unknown tokens.
-	Revocations int
-	// Faulted counts requests answered (or altered) by an injected fault.
-	Faulted int
-
-	// ClientAuthFailures counts invalid_client answers of client
-	// authentication.
-	ClientAuthFailures int
-	// AssertionFailures counts refused client assertions and JWT-bearer
-	// assertions (replays included); AssertionReplays those refused for a
-	// jti already used.
-	AssertionFailures, AssertionReplays int
-	// ProofFailures counts refused DPoP proofs at the token endpoint and
-	// the resource server (replays included, nonce challenges not);
-	// ProofReplays those refused for a jti already used.
-	ProofFailures, ProofReplays int
-	// NonceChallenges counts use_dpop_nonce answers.
-	NonceChallenges int
-	// Exchanges counts successful token exchanges.
-	Exchanges int
-	// ResourceRequests counts requests to the resource server;
-	// ResourceRefused those answered 401.
-	ResourceRequests, ResourceRefused int
-	// Resources records the RFC 8707 resource parameters received, one
-	// entry per request that sent any: "authorize <resource>" for an
-	// authorization request, "<grant_type> <resource>" for a token
-	// request (repeated values joined with spaces).
-	Resources []string
-}
 
 // Server is an in-process OAuth 2.0 authorization server. All its methods
 // are safe for concurrent use.
@@ -287,22 +94,6 @@ type refreshToken struct {
 	fam                      *family
 	used                     bool   // rotated away
 	jkt                      string // bound to this DPoP key (public clients)
-}
-
-// TokenInfo is what the server knows of an access token it issued.
-type TokenInfo struct {
-	ClientID  string // "" for an anonymous JWT-bearer request
-	GrantType string
-	Subject   string
-	Scope     string
-	// JKT is the RFC 7638 thumbprint of the DPoP key the token is bound
-	// to; "" for a Bearer token.
-	JKT string
-	// Actor is the subject of a token exchange's actor token.
-	Actor string
-	// Audience and Resource are a token exchange's requested targets.
-	Audience, Resource []string
-	Expires            time.Time
 }
 
 // New starts a server on 127.0.0.1 with a random port, like
@@ -454,103 +245,6 @@ func (s *Server) AddUser(name, password string) {
 // closed.
 func (s *Server) SetLatency(d time.Duration) { s.latency.Store(int64(d)) }
 
-// Stats returns a copy of the counters.
-func (s *Server) Stats() Stats {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st := s.stats
-	st.ByGrant = make(map[string]int, len(s.stats.ByGrant))
-	for k, v := range s.stats.ByGrant {
-		st.ByGrant[k] = v
-	}
-	st.Resources = append([]string(nil), s.stats.Resources...)
-	return st
-}
-
-// Issued returns every secret the server generated, in order: access,
-// refresh and id tokens, authorization and device codes, the client
-// secrets and registration access tokens of registered clients, the
-// private keys of the certificates it made (PEM); and every
-// secret it received: client assertions, JWT-bearer assertions, DPoP proofs,
-// subject and actor tokens. Tests scan logs for them. Secrets given in
-// Options or AddClient/AddUser are not included: the test knows them.
-func (s *Server) Issued() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]string(nil), s.issued...)
-}
-
-// Valid reports whether accessToken was issued by this server and is
-// neither expired (by Options.Now) nor revoked, directly or through its
-// family.
-func (s *Server) Valid(accessToken string) bool {
-	now := s.now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	at, ok := s.access[accessToken]
-	return ok && !at.revoked && !at.fam.revoked && now.Before(at.expires)
-}
-
-// RefreshValid reports whether refreshToken would be accepted now: issued,
-// not rotated away, not expired, and its family not revoked.
-func (s *Server) RefreshValid(refreshToken string) bool {
-	now := s.now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	rt, ok := s.refresh[refreshToken]
-	return ok && s.refreshUsable(rt, now)
-}
-
-func (s *Server) refreshUsable(rt *refreshToken, now time.Time) bool {
-	return !rt.used && !rt.fam.revoked && (rt.expires.IsZero() || now.Before(rt.expires))
-}
-
-// RevokeFamilyOf revokes the family of refreshToken, as a provider does
-// when a user withdraws consent: the next refresh answers invalid_grant
-// and the family's access tokens stop being Valid. Unknown tokens are
-// ignored.
-func (s *Server) RevokeFamilyOf(refreshToken string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if rt, ok := s.refresh[refreshToken]; ok {
-		rt.fam.revoked = true
-	}
-}
-
-// TokenInfo returns what the server recorded of accessToken (its subject,
-// DPoP binding, exchange actor and audience...), and false if it did not
-// issue it. It says nothing of validity: see [Server.Valid].
-func (s *Server) TokenInfo(accessToken string) (TokenInfo, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	at, ok := s.access[accessToken]
-	if !ok {
-		return TokenInfo{}, false
-	}
-	info := at.info
-	info.Audience, info.Resource = slices.Clone(info.Audience), slices.Clone(info.Resource)
-	return info, true
-}
-
-// RefreshJKT returns the thumbprint of the DPoP key refreshToken is bound
-// to ("" when unbound), and false if the server did not issue it.
-func (s *Server) RefreshJKT(refreshToken string) (string, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	rt, ok := s.refresh[refreshToken]
-	if !ok {
-		return "", false
-	}
-	return rt.jkt, true
-}
-
-func (o *Options) skew() time.Duration {
-	if o.ClockSkew > 0 {
-		return o.ClockSkew
-	}
-	return defaultSkew
-}
-
 func (s *Server) now() time.Time {
 	if s.opts.Now != nil {
 		return s.opts.Now()
@@ -591,80 +285,5 @@ func (s *Server) wait(r *http.Request, d time.Duration) bool {
 		return false
 	case <-s.done:
 		return false
-	}
-}
-
-func (s *Server) routes() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST "+mtlsPrefix+"/token", s.handleToken)
-	mux.HandleFunc("POST "+mtlsPrefix+"/revoke", s.handleRevoke)
-	mux.HandleFunc("POST "+mtlsPrefix+"/device", s.handleDevice)
-	mux.HandleFunc("/resource/", s.handleResource)
-	mux.HandleFunc("GET /.well-known/oauth-authorization-server", s.handleDiscovery)
-	mux.HandleFunc("GET /.well-known/openid-configuration", s.handleDiscovery)
-	mux.HandleFunc("GET /authorize", s.handleAuthorize)
-	mux.HandleFunc("POST /authorize/approve", s.handleApprove)
-	mux.HandleFunc("POST /token", s.handleToken)
-	mux.HandleFunc("POST /revoke", s.handleRevoke)
-	mux.HandleFunc("POST /device", s.handleDevice)
-	mux.HandleFunc("GET /device/verify", s.handleVerifyPage)
-	mux.HandleFunc("POST /device/verify", s.handleVerify)
-	mux.HandleFunc("POST /register", s.handleRegister)
-	mux.HandleFunc("GET /register/{id}", s.handleRegistration)
-	mux.HandleFunc("DELETE /register/{id}", s.handleRegistration)
-	return s.wrap(mux)
-}
-
-// wrap serves h while the server is open and logs each request.
-func (s *Server) wrap(mux http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.lmu.Lock()
-		if s.closed {
-			s.lmu.Unlock()
-			http.Error(w, "devprovider: server closed", http.StatusServiceUnavailable)
-			return
-		}
-		s.inflight.Add(1)
-		s.lmu.Unlock()
-		defer s.inflight.Done()
-		rec := &recorder{ResponseWriter: w, status: http.StatusOK}
-		start := time.Now()
-		defer func() {
-			if s.opts.Logf != nil {
-				s.opts.Logf("devprovider: %s %s -> %d%s (%s)", r.Method, r.URL.Path, rec.status, rec.note.String(), time.Since(start).Round(time.Microsecond))
-			}
-		}()
-		mux.ServeHTTP(rec, r)
-	})
-}
-
-// recorder captures the status and a log note; it unwraps for
-// http.ResponseController (FaultDown hijacks through it).
-type recorder struct {
-	http.ResponseWriter
-	status int
-	wrote  bool
-	note   strings.Builder
-}
-
-func (r *recorder) WriteHeader(code int) {
-	if !r.wrote {
-		r.status, r.wrote = code, true
-	}
-	r.ResponseWriter.WriteHeader(code)
-}
-
-func (r *recorder) Write(b []byte) (int, error) {
-	r.wrote = true
-	return r.ResponseWriter.Write(b)
-}
-
-func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
-
-// note adds key=value to the request's log line. Values must not be
-// secrets.
-func note(w http.ResponseWriter, key, value string) {
-	if r, ok := w.(*recorder); ok && value != "" {
-		fmt.Fprintf(&r.note, " %s=%s", key, value)
 	}
 }
