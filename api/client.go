@@ -18,7 +18,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 )
 
 // maxResponse bounds every response body read from the socket.
@@ -33,9 +32,6 @@ const maxResponse = 1 << 20
 type Client struct {
 	socket string
 	hc     *http.Client
-	// rideOut is how long a request waits for an unreachable daemon
-	// (RideOutRestarts); 0: not at all.
-	rideOut time.Duration
 }
 
 // NewClient returns a client of the socket at socketPath. Requests carry no
@@ -50,32 +46,6 @@ func NewClient(socketPath string) *Client {
 		MaxIdleConns: 2,
 	}
 	return &Client{socket: socketPath, hc: &http.Client{Transport: tr}}
-}
-
-// RideOutRestarts has a request that cannot reach the daemon tried again,
-// with backoff, for up to d in all (and within its context): when the
-// socket is missing or refuses the connection, or, for a GET, when the
-// connection drops before an answer. It is for the clients that serve
-// others for long, the proxy and the MCP bridge, whose callers should see
-// a restart of the daemon as a short wait rather than a failed request.
-// Without it a request fails at once, saying the daemon is not running.
-// Call it before the client is used.
-func (c *Client) RideOutRestarts(d time.Duration) { c.rideOut = d }
-
-// Backoff of RideOutRestarts.
-const (
-	rideOutFirst = 50 * time.Millisecond
-	rideOutMax   = time.Second
-)
-
-// unreachable says whether err (from a request with method) means the
-// daemon was not there to answer and a later try may find it: nothing was
-// sent (no socket, refused), or a GET lost its connection.
-func unreachable(err error, method string) bool {
-	if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
-		return true
-	}
-	return method == http.MethodGet && (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF))
 }
 
 // SocketPath returns the socket the client connects to.
@@ -218,9 +188,22 @@ func (c *Client) request(ctx context.Context, method, name, action string, q url
 // send sends one request to u, with body as JSON unless it is nil, and
 // returns the body of a 2xx answer; other answers become *Error.
 func (c *Client) send(ctx context.Context, method string, u *url.URL, accept string, body []byte) ([]byte, error) {
-	resp, err := c.roundTrip(ctx, method, u, accept, body)
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("tokend: %w", err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", accept)
+	req.Header.Set("User-Agent", "tokend-cli")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, c.dialError(err)
 	}
 	defer resp.Body.Close()
 	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
@@ -234,43 +217,6 @@ func (c *Client) send(ctx context.Context, method string, u *url.URL, accept str
 		return answer, nil
 	}
 	return nil, errorFrom(resp.StatusCode, answer)
-}
-
-// roundTrip sends one request, tried again while the daemon is unreachable for
-// as long as RideOutRestarts allows.
-func (c *Client) roundTrip(ctx context.Context, method string, u *url.URL, accept string, body []byte) (*http.Response, error) {
-	giveUp := time.Now().Add(c.rideOut)
-	delay := rideOutFirst
-	for {
-		var rd io.Reader
-		if body != nil {
-			rd = bytes.NewReader(body)
-		}
-		req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
-		if err != nil {
-			return nil, fmt.Errorf("tokend: %w", err)
-		}
-		if body != nil {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		req.Header.Set("Accept", accept)
-		req.Header.Set("User-Agent", "tokend-cli")
-		resp, err := c.hc.Do(req)
-		if err == nil {
-			return resp, nil
-		}
-		if !unreachable(err, method) || time.Now().Add(delay).After(giveUp) {
-			return nil, c.dialError(err)
-		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, c.dialError(err)
-		case <-t.C:
-		}
-		delay = min(2*delay, rideOutMax)
-	}
 }
 
 // Reload asks the daemon to read its configuration file again (POST

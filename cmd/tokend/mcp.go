@@ -3,16 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
-	"time"
 
+	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/internal/mcpbridge"
 	"github.com/tokend/tokend/oauth"
 )
-
-// daemonRestartWait is how long the long-running clients of the socket
-// (tokend mcp, tokend proxy) wait for a daemon that cannot be reached,
-// e.g. while systemd restarts it, before a request fails.
-const daemonRestartWait = 30 * time.Second
 
 // cmdMCP is `tokend mcp NAME [--url URL]`: the MCP bridge between the
 // stdio transport of the client that launched it and the Streamable HTTP
@@ -43,9 +38,7 @@ func (c *cli) cmdMCP(ctx context.Context, args []string) int {
 	if err != nil {
 		return c.failGrant(name, err)
 	}
-	// From now on a restart of the daemon is a wait for the client's
-	// requests, not an error answer (the check above fails at once).
-	cl.RideOutRestarts(daemonRestartWait)
+
 	target := *serverURL
 	if target == "" {
 		target = st.ProtectedResource
@@ -55,10 +48,13 @@ func (c *cli) cmdMCP(ctx context.Context, args []string) int {
 		return exitUsage
 	}
 	err = mcpbridge.Run(ctx, mcpbridge.Config{
-		Grant:  name,
-		URL:    target,
-		DPoP:   st.DPoP,
-		Daemon: cl,
+		Grant: name,
+		URL:   target,
+		DPoP:  st.DPoP,
+		// From here on a restart of the daemon is a wait for the client's
+		// requests, as for tokend proxy's, not an error answer (the status
+		// check above fails at once).
+		Daemon: waitingDaemon{&clientSource{cl: cl, wait: daemonWait, sleep: c.sleep}},
 		Log:    c.stderr,
 		Now:    c.now,
 		Sleep:  c.sleep,
@@ -68,4 +64,37 @@ func (c *cli) cmdMCP(ctx context.Context, args []string) int {
 		return exitError
 	}
 	return exitOK
+}
+
+// waitingDaemon is the bridge's daemon: the socket client, each call tried
+// again while the daemon cannot be reached (untilAnswered, as tokend
+// proxy does), each try bounded by the bridge itself.
+type waitingDaemon struct{ s *clientSource }
+
+var _ mcpbridge.Daemon = waitingDaemon{}
+
+func (d waitingDaemon) Token(ctx context.Context, name string) (*api.TokenResponse, error) {
+	return untilAnswered(ctx, d.s, true, func(ctx context.Context) (*api.TokenResponse, error) {
+		return d.s.cl.Token(ctx, name)
+	})
+}
+
+func (d waitingDaemon) DPoP(ctx context.Context, name string, req api.DPoPRequest) (*api.DPoPResponse, error) {
+	return untilAnswered(ctx, d.s, true, func(ctx context.Context) (*api.DPoPResponse, error) {
+		return d.s.cl.DPoP(ctx, name, req)
+	})
+}
+
+func (d waitingDaemon) Rejected(ctx context.Context, name string, req api.RejectedRequest) (*api.TokenResponse, error) {
+	return untilAnswered(ctx, d.s, true, func(ctx context.Context) (*api.TokenResponse, error) {
+		return d.s.cl.Rejected(ctx, name, req)
+	})
+}
+
+// StepUp is not sent twice after a broken connection: each counts
+// against the grant's bound.
+func (d waitingDaemon) StepUp(ctx context.Context, name string, req api.StepUpRequest) (*api.GrantStatus, error) {
+	return untilAnswered(ctx, d.s, false, func(ctx context.Context) (*api.GrantStatus, error) {
+		return d.s.cl.StepUp(ctx, name, req)
+	})
 }

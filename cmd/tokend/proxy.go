@@ -59,9 +59,6 @@ func (c *cli) cmdProxy(ctx context.Context, args []string) int {
 	if err != nil {
 		return c.failGrant(name, err)
 	}
-	// From now on a restart of the daemon is a wait for the callers, not
-	// an error answer (the start-up check above fails at once).
-	cl.RideOutRestarts(daemonRestartWait)
 	if up == nil {
 		if st.ProtectedResource == "" {
 			return c.usageErr(fs, "proxy: grant %s has no protected_resource: give --upstream URL", text(name))
@@ -110,9 +107,9 @@ type clientSource struct {
 	sleep func(context.Context, time.Duration) error
 }
 
-// daemonWait is how long a request through tokend proxy waits for the
-// daemon to answer again: long enough for a restart, after which the
-// caller gets a 503.
+// daemonWait is how long a request through tokend proxy (or tokend mcp)
+// waits for the daemon to answer again: long enough for a restart, after
+// which the caller gets a 503 (an error answer).
 const daemonWait = 30 * time.Second
 
 // daemonAway reports whether err says the daemon could not be reached (its
