@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -298,9 +299,13 @@ func TestHookExpiredAndReauthorization(t *testing.T) {
 		t.Fatal("refresh succeeded against invalid_grant")
 	}
 
-	want := []string{"refreshed valid", "failing failing", "expired expired", "refreshed valid", "recovered valid", "failing reauthorization_required", "reauthorization_required reauthorization_required"}
-	waitFor(t, "the events", func() bool { return len(readLines(t, out)) >= len(want) })
-	time.Sleep(50 * time.Millisecond)
+	// One hook delivers its events in order: once an event emitted now
+	// is written, every event raised above has been, and a stray one
+	// stands before it.
+	h.d.emit(h.d.grant("cc"), config.EventRevoked, h.d.grant("cc").cur.Load())
+	const last = "revoked reauthorization_required"
+	want := []string{"refreshed valid", "failing failing", "expired expired", "refreshed valid", "recovered valid", "failing reauthorization_required", "reauthorization_required reauthorization_required", last}
+	waitFor(t, "the last event", func() bool { return slices.Contains(readLines(t, out), last) })
 	got := readLines(t, out)
 	t.Logf("events:\n%s", strings.Join(got, "\n"))
 	// Rounds that start while the grant has expired each raise failing
