@@ -86,9 +86,6 @@ type Options struct {
 	// (SIGHUP, POST /v1/reload); nil when there is no file (tokend dev).
 	LoadConfig func() (*config.Config, []string, error)
 
-	// hookBackoff, when set, replaces the first wait between webhook
-	// attempts (tests).
-	hookBackoff time.Duration
 	// nofile, when set, replaces RLIMIT_NOFILE as the source of the
 	// listeners' bounds (tests).
 	nofile uint64

@@ -1,20 +1,25 @@
 package hook
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/oauth"
 )
 
 type countingMetrics struct {
@@ -113,5 +118,42 @@ func TestEmitAfterStop(t *testing.T) {
 	s.Emit(Event{Event: config.EventRevoked, Grant: "g"})
 	if r := s.runners[0]; r.running || len(r.queue) != 0 {
 		t.Error("a stopped set queued an event")
+	}
+}
+
+// TestWebhookBackoffDoubles: a webhook that keeps failing is tried four
+// times, waiting on the engine's clock 1 s, then 2 s, then 4 s.
+func TestWebhookBackoffDoubles(t *testing.T) {
+	var requests atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		requests.Add(1)
+		http.Error(w, "busy", http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	var mu sync.Mutex
+	var waits []time.Duration
+	m := &countingMetrics{n: map[string]int{}}
+	eng := testEngine(m)
+	eng.Wait = func(_ context.Context, d time.Duration) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		waits = append(waits, d)
+		return true
+	}
+	s := NewSet(eng)
+	defer s.Stop()
+	s.Configure([]config.Hook{{Name: "web", Events: []string{config.EventRevoked}, URL: srv.URL, Secret: oauth.NewSecret("k"), Timeout: time.Second}})
+	s.Emit(Event{Event: config.EventRevoked, Grant: "g"})
+	deadline := time.Now().Add(10 * time.Second)
+	for m.get("web/failure") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the delivery did not give up")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if n := requests.Load(); n != attempts || !slices.Equal(waits, []time.Duration{time.Second, 2 * time.Second, 4 * time.Second}) {
+		t.Fatalf("%d requests, waits %v: want %d, and 1s 2s 4s", n, waits, attempts)
 	}
 }
