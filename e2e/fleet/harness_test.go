@@ -1,7 +1,6 @@
 package fleet
 
 import (
-	"bufio"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -11,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,29 +24,20 @@ import (
 	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/internal/etcdtest"
 	"github.com/tokend/tokend/internal/testutil"
+	"github.com/tokend/tokend/internal/testutil/oidcop"
 )
 
 var (
 	tokendBin, memberBin string
 	buildErr             error
-	oidcDir              string
 	nodeErr              error
 )
 
 func TestMain(m *testing.M) {
-	oidcDir, _ = filepath.Abs("../oidc")
-	nodeErr = checkNode()
+	if err := oidcop.Check(""); err != nil {
+		nodeErr = fmt.Errorf("fleet: %w", err)
+	}
 	os.Exit(testutil.MainWithTokend(m, "fleet", os.Getenv("FLEET_RACE") == "1", &tokendBin, &buildErr))
-}
-
-func checkNode() error {
-	if _, err := exec.LookPath("node"); err != nil {
-		return fmt.Errorf("fleet: node is not installed (Node.js >= 20.19 runs oidc-provider): %w", err)
-	}
-	if _, err := os.Stat(filepath.Join(oidcDir, "node_modules", "oidc-provider", "package.json")); err != nil {
-		return errors.New("fleet: oidc-provider is not installed in e2e/oidc/node_modules: run scripts/test-deps")
-	}
-	return nil
 }
 
 var buildMember sync.Once
@@ -206,129 +195,27 @@ func (c *cluster) endpoints() string {
 // ---- oidc-provider ---------------------------------------------------------
 
 const (
-	introspectorID     = "fleet-introspector"
-	introspectorSecret = "fleet-introspector-secret-0123456789abcdef"
-	appSecret          = "fleet-app-secret-0123456789"
-	ccSecret           = "fleet-cc-secret-0123456789"
+	appSecret = "fleet-app-secret-0123456789"
+	ccSecret  = "fleet-cc-secret-0123456789"
 )
-
-// oidc is a running oidc-provider (e2e/oidc/server.mjs).
-type oidc struct {
-	t      testing.TB
-	Issuer string
-	p      *proc
-	logs   *testutil.SyncBuffer
-}
-
-// stats are the counts GET /_test/stats returns (the fields used here).
-type stats struct {
-	TokenRequests     map[string]int `json:"token_requests"`
-	TokenSuccess      map[string]int `json:"token_success"`
-	TokenErrors       map[string]int `json:"token_errors"`
-	InvalidGrant      int            `json:"invalid_grant"`
-	RefreshTokenReuse int            `json:"refresh_token_reuse"`
-	Registrations     int            `json:"registrations"`
-}
 
 // startOIDC starts oidc-provider with clients "app" (authorization code
 // and refresh, secret basic, any loopback redirect) and "cc" (client
 // credentials), access tokens living accessTTL seconds.
-func startOIDC(t testing.TB, accessTTL int) *oidc {
+func startOIDC(t testing.TB, accessTTL int) *oidcop.Server {
 	t.Helper()
 	requireAll(t)
-	cfg := map[string]any{
-		"accessTokenTTL": accessTTL, "clientCredentialsTTL": accessTTL,
-		"clients": []map[string]any{{
+	return oidcop.Start(t, oidcop.Config{
+		AccessTokenTTL: accessTTL, ClientCredentialsTTL: accessTTL,
+		Clients: []map[string]any{{
 			"client_id": "app", "client_secret": appSecret,
 			"grant_types": []string{"authorization_code", "refresh_token"}, "response_types": []string{"code"},
 			"redirect_uris": []string{"http://127.0.0.1/callback"}, "token_endpoint_auth_method": "client_secret_basic",
 		}, {
 			"client_id": "cc", "client_secret": ccSecret,
 			"grant_types": []string{"client_credentials"}, "response_types": []string{}, "redirect_uris": []string{},
-		}, {
-			"client_id": introspectorID, "client_secret": introspectorSecret,
-			"grant_types": []string{"client_credentials"}, "response_types": []string{}, "redirect_uris": []string{},
 		}},
-	}
-	b, _ := json.Marshal(cfg)
-	file := filepath.Join(t.TempDir(), "oidc.json")
-	if err := os.WriteFile(file, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	o := &oidc{t: t, logs: &testutil.SyncBuffer{}}
-	pr, pw := io.Pipe()
-	o.p = startProc(t, o.logs, pw, "node", filepath.Join(oidcDir, "server.mjs"), file)
-	t.Cleanup(func() {
-		o.p.stop(syscall.SIGKILL)
-		pw.Close()
-		if t.Failed() {
-			t.Logf("oidc-provider stderr:\n%s", o.logs.String())
-		}
 	})
-	line := make(chan string, 1)
-	go func() {
-		l, _ := bufio.NewReader(pr).ReadString('\n')
-		line <- l
-		io.Copy(io.Discard, pr)
-	}()
-	select {
-	case l := <-line:
-		var hello struct{ Issuer string }
-		if err := json.Unmarshal([]byte(l), &hello); err != nil || hello.Issuer == "" {
-			t.Fatalf("oidc-provider did not start (%q): %v\n%s", l, err, o.logs.String())
-		}
-		o.Issuer = hello.Issuer
-	case <-time.After(60 * time.Second):
-		// Node has been seen to take over 30 s to start on a loaded
-		// machine, once.
-		t.Fatalf("oidc-provider did not start in 60s:\n%s", o.logs.String())
-	}
-	return o
-}
-
-func (o *oidc) getJSON(path string, v any) {
-	o.t.Helper()
-	resp, err := http.Get(o.Issuer + path)
-	if err != nil {
-		o.t.Fatalf("GET %s: %v", path, err)
-	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		o.t.Fatalf("GET %s: %v", path, err)
-	}
-}
-
-func (o *oidc) stats() stats {
-	o.t.Helper()
-	var s stats
-	o.getJSON("/_test/stats", &s)
-	return s
-}
-
-// hold makes the provider hold the next token request ms milliseconds;
-// held returns how many requests were held so far.
-func (o *oidc) hold(ms int) { o.getJSON(fmt.Sprintf("/_test/hold?ms=%d", ms), &struct{}{}) }
-
-func (o *oidc) held() int {
-	var h struct{ Held int }
-	o.getJSON("/_test/hold", &h)
-	return h.Held
-}
-
-// active says whether the provider's introspection finds token active.
-func (o *oidc) active(token string) bool {
-	o.t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, o.Issuer+"/token/introspection", strings.NewReader(url.Values{"token": {token}}.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(introspectorID, introspectorSecret)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		o.t.Fatalf("introspect: %v", err)
-	}
-	defer resp.Body.Close()
-	var in struct{ Active bool }
-	json.NewDecoder(resp.Body).Decode(&in)
-	return in.Active
 }
 
 // ---- load balancer ---------------------------------------------------------
@@ -381,7 +268,7 @@ type fleet struct {
 	t        testing.TB
 	dir      string
 	etcd     *cluster
-	op       *oidc
+	op       *oidcop.Server
 	lb       *balancer
 	keyFile  string
 	prefix   string
@@ -392,7 +279,7 @@ type fleet struct {
 
 const leaseTTL = 3 * time.Second
 
-func newFleet(t testing.TB, etcd *cluster, op *oidc) *fleet {
+func newFleet(t testing.TB, etcd *cluster, op *oidcop.Server) *fleet {
 	t.Helper()
 	f := &fleet{t: t, dir: testutil.SharedDir(t), etcd: etcd, op: op, lb: startBalancer(t), leaseTTL: leaseTTL,
 		prefix: fmt.Sprintf("/tokend-e2e-%d/", time.Now().UnixNano())}

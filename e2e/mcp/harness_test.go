@@ -24,6 +24,7 @@ import (
 
 	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/internal/testutil"
+	"github.com/tokend/tokend/internal/testutil/oidcop"
 )
 
 var eventually = testutil.Eventually
@@ -142,67 +143,21 @@ func lowPort(t testing.TB) int {
 
 // ---- oidc-provider -------------------------------------------------------------
 
-// authServer is a running oidc-provider (e2e/oidc/server.mjs).
-type authServer struct {
-	t      testing.TB
-	Issuer string
-	logs   *testutil.SyncBuffer
-}
-
-// opStats are the counts of GET /_test/stats that the tests read.
-type opStats struct {
-	TokenRequests     map[string]int `json:"token_requests"`
-	TokenSuccess      map[string]int `json:"token_success"`
-	TokenErrors       map[string]int `json:"token_errors"`
-	InvalidGrant      int            `json:"invalid_grant"`
-	RefreshTokenReuse int            `json:"refresh_token_reuse"`
-	Registrations     int            `json:"registrations"`
-	Authorizations    int            `json:"authorizations"`
-	ServerErrors      int            `json:"server_errors"`
-}
-
-// refreshCounts are GET /_test/refresh_tokens' counts.
-type refreshCounts struct{ Active, Consumed, Expired, Gone int }
-
 // accessTTL is the life of the access tokens, in seconds: short, so that
 // tokend refreshes (at 3/4 of it) several times within a test.
 const accessTTL = 12
 
-func startAuthServer(t testing.TB, resources []string) *authServer {
+// startAuthServer starts oidc-provider as the authorization server of
+// resources, whose access tokens are JWTs with scope mcp:tools.
+func startAuthServer(t testing.TB, resources []string) *oidcop.Server {
 	t.Helper()
-	cfg := map[string]any{
-		"accessTokenTTL": accessTTL,
-		"scopes":         []string{"openid", "offline_access"},
-		"resourceScope":  "mcp:tools",
-		"jwtResources":   resources,
-	}
-	b, _ := json.Marshal(cfg)
-	file := filepath.Join(t.TempDir(), "oidc.json")
-	if err := os.WriteFile(file, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	a := &authServer{t: t, logs: &testutil.SyncBuffer{}}
-	var hello struct{ Issuer string }
-	startHello(t, "oidc-provider", a.logs, &hello, filepath.Join(oidcDir, "server.mjs"), file)
-	if hello.Issuer == "" {
-		t.Fatalf("oidc-provider printed no issuer:\n%s", a.logs.String())
-	}
-	a.Issuer = hello.Issuer
-	return a
-}
-
-func (a *authServer) stats() opStats {
-	a.t.Helper()
-	var s opStats
-	getJSON(a.t, a.Issuer+"/_test/stats", &s)
-	return s
-}
-
-func (a *authServer) refreshTokens() refreshCounts {
-	a.t.Helper()
-	var c refreshCounts
-	getJSON(a.t, a.Issuer+"/_test/refresh_tokens", &c)
-	return c
+	return oidcop.Start(t, oidcop.Config{
+		Node:           nodeBin(),
+		AccessTokenTTL: accessTTL,
+		Scopes:         []string{"openid", "offline_access"},
+		ResourceScope:  "mcp:tools",
+		JWTResources:   resources,
+	})
 }
 
 // ---- the MCP server ------------------------------------------------------------
@@ -260,7 +215,7 @@ func (m *mcpServer) stats() map[string]resourceStats {
 // stack is an MCP server with oidc-provider as its authorization server.
 type stack struct {
 	MCP *mcpServer
-	AS  *authServer
+	AS  *oidcop.Server
 }
 
 func startStack(t testing.TB) *stack {

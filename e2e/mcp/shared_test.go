@@ -83,7 +83,7 @@ func TestMCPSharedGrant(t *testing.T) {
 	c := startClients(t, 250*time.Millisecond, sessions...)
 	connected := time.Since(start)
 
-	refreshes := func() int { return st.AS.stats().TokenSuccess["refresh_token"] }
+	refreshes := func() int { return st.AS.Stats().TokenSuccess["refresh_token"] }
 	base := refreshes()
 	kills, lastKill := 0, 0
 	deadline := time.Now().Add(time.Duration(rotations+2)*2*accessTTL*time.Second + 60*time.Second)
@@ -111,7 +111,7 @@ func TestMCPSharedGrant(t *testing.T) {
 	elapsed := time.Since(start)
 
 	rotated := refreshes() - base
-	as := st.AS.stats()
+	as := st.AS.Stats()
 	srv := st.MCP.stats()["/mcp"]
 	t.Logf("figures: %d rotations, %d kill -9 of tokend, %d tool calls by 9 sessions (8 bridges, 1 proxy), %d failed, %d access tokens seen by the server, %d requests it refused 401, %v (connecting %v)",
 		rotated, kills, sum.Calls, sum.Failures, srv.Tokens, srv.Unauthorized, elapsed.Round(time.Second), connected.Round(time.Millisecond))
@@ -138,13 +138,13 @@ func TestMCPSharedGrant(t *testing.T) {
 	}
 	// The grant is alive: one refresh token active, and one more refresh
 	// succeeds.
-	if rt := st.AS.refreshTokens(); rt.Active != 1 {
+	if rt := st.AS.RefreshTokens(""); rt.Active != 1 {
 		t.Errorf("refresh tokens at oidc-provider %+v: want exactly one active (the grant not revoked)", rt)
 	}
 	if out, errs, code := td.cli("", "refresh", "notes"); code != 0 {
 		t.Errorf("a final tokend refresh notes: exit %d\n%s%s", code, out, errs)
 	}
-	if as := st.AS.stats(); as.RefreshTokenReuse != 0 || as.TokenSuccess["refresh_token"] <= base+rotated {
+	if as := st.AS.Stats(); as.RefreshTokenReuse != 0 || as.TokenSuccess["refresh_token"] <= base+rotated {
 		t.Errorf("after the final refresh: %d reused, %d refreshes: want no reuse and one more refresh", as.RefreshTokenReuse, as.TokenSuccess["refresh_token"]-base)
 	}
 }

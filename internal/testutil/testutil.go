@@ -7,7 +7,8 @@
 // on real time for a process to reach a condition ([Eventually]), the size
 // knobs of long runs read from the environment ([EnvInt]), JWTs signed by
 // hand as assertions and proofs ([SignJWT]), and a person's browser reduced
-// to cookies, redirects and self-submitting forms ([Browser]).
+// to cookies, redirects and self-submitting forms ([Browser]). Its package
+// oidcop runs oidc-provider, the end-to-end tests' authorization server.
 //
 // Only tests import it: TestOnlyTestsImport fails when a package that is
 // not a test depends on it.
