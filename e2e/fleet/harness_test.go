@@ -66,50 +66,6 @@ func requireAll(t testing.TB) {
 	}
 }
 
-// proc is a child process whose output is kept, killed when the test ends.
-type proc struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
-}
-
-func startProc(t testing.TB, logs io.Writer, stdout io.Writer, name string, args ...string) *proc {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Stdout, cmd.Stderr = stdout, logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	p := &proc{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	return p
-}
-
-func (p *proc) running() bool {
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
-
-// stop sends sig and waits up to 15 s for the exit (then kills).
-func (p *proc) stop(sig syscall.Signal) {
-	p.cmd.Process.Signal(syscall.SIGCONT) // a stopped process cannot exit
-	p.cmd.Process.Signal(sig)
-	select {
-	case <-p.done:
-	case <-time.After(15 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
 // ---- etcd ----------------------------------------------------------------
 
 // cluster is a three-member etcd cluster, one etcdmember process each
@@ -117,7 +73,7 @@ func (p *proc) stop(sig syscall.Signal) {
 type cluster struct {
 	t       testing.TB
 	plan    []etcdtest.Member
-	members []*proc
+	members []*testutil.Proc
 	logs    *testutil.SyncBuffer
 	relay   *etcdtest.PeerRelay // the members' peer traffic (isolate)
 }
@@ -133,11 +89,11 @@ func startCluster(t testing.TB) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &cluster{t: t, plan: plan, logs: &testutil.SyncBuffer{}, members: make([]*proc, 3), relay: relay}
+	c := &cluster{t: t, plan: plan, logs: &testutil.SyncBuffer{}, members: make([]*testutil.Proc, 3), relay: relay}
 	t.Cleanup(func() {
 		for _, m := range c.members {
 			if m != nil {
-				m.stop(syscall.SIGKILL)
+				m.Stop(syscall.SIGKILL)
 			}
 		}
 		relay.Close()
@@ -157,12 +113,14 @@ func (c *cluster) start(members ...int) {
 	for k, i := range members {
 		m := c.plan[i]
 		ready[k] = &testutil.SyncBuffer{}
-		c.members[i] = startProc(c.t, c.logs, ready[k], memberBin, m.Args("")...)
+		cmd := exec.Command(memberBin, m.Args("")...)
+		cmd.Stdout, cmd.Stderr = ready[k], c.logs
+		c.members[i] = testutil.StartProc(c.t, cmd)
 	}
 	for k, i := range members {
 		eventually(c.t, 60*time.Second, 50*time.Millisecond, fmt.Sprintf("etcd member m%d ready", i), func() error {
-			if !c.members[i].running() {
-				c.t.Fatalf("etcd member m%d exited: %v\n%s", i, c.members[i].err, c.logs.String())
+			if !c.members[i].Running() {
+				c.t.Fatalf("etcd member m%d exited: %v\n%s", i, c.members[i].Err(), c.logs.String())
 			}
 			if !strings.Contains(ready[k].String(), "ready") {
 				return errors.New("not yet")
@@ -174,7 +132,7 @@ func (c *cluster) start(members ...int) {
 
 // stopMember stops member i (SIGTERM: a clean stop, as `systemctl stop`).
 func (c *cluster) stopMember(i int) {
-	c.members[i].stop(syscall.SIGTERM)
+	c.members[i].Stop(syscall.SIGTERM)
 	c.members[i] = nil
 }
 
@@ -331,7 +289,7 @@ type instance struct {
 	http     *http.Client
 
 	mu sync.Mutex
-	p  *proc
+	p  *testutil.Proc
 }
 
 func (f *fleet) config(in *instance) string {
@@ -415,11 +373,13 @@ func (in *instance) start() {
 	in.t.Helper()
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	if in.p != nil && in.p.running() {
+	if in.p != nil && in.p.Running() {
 		in.t.Fatalf("instance %s is running", in.Name)
 	}
 	fmt.Fprintf(in.logs, "--- fleet e2e: starting %s at %s\n", in.Name, time.Now().Format(time.RFC3339Nano))
-	in.p = startProc(in.t, in.logs, in.logs, tokendBin, "serve", "--config", in.cfgPath)
+	cmd := exec.Command(tokendBin, "serve", "--config", in.cfgPath)
+	cmd.Stdout, cmd.Stderr = in.logs, in.logs
+	in.p = testutil.StartProc(in.t, cmd)
 }
 
 func (in *instance) wait() {
@@ -428,8 +388,8 @@ func (in *instance) wait() {
 		in.mu.Lock()
 		p := in.p
 		in.mu.Unlock()
-		if !p.running() {
-			in.t.Fatalf("instance %s exited while starting (%v)", in.Name, p.err)
+		if !p.Running() {
+			in.t.Fatalf("instance %s exited while starting (%v)", in.Name, p.Err())
 		}
 		resp, err := in.http.Get("http://tokend/v1/tokens")
 		if err != nil {
@@ -447,9 +407,9 @@ func (in *instance) signal(sig syscall.Signal) {
 	in.mu.Lock()
 	p := in.p
 	in.mu.Unlock()
-	if p != nil && p.running() {
+	if p != nil && p.Running() {
 		fmt.Fprintf(in.logs, "--- fleet e2e: %v to %s at %s\n", sig, in.Name, time.Now().Format(time.RFC3339Nano))
-		p.cmd.Process.Signal(sig)
+		p.Cmd.Process.Signal(sig)
 	}
 }
 
@@ -458,16 +418,16 @@ func (in *instance) kill() {
 	in.mu.Lock()
 	p := in.p
 	in.mu.Unlock()
-	if p != nil && p.running() {
+	if p != nil && p.Running() {
 		fmt.Fprintf(in.logs, "--- fleet e2e: SIGKILL to %s at %s\n", in.Name, time.Now().Format(time.RFC3339Nano))
-		p.stop(syscall.SIGKILL)
+		p.Stop(syscall.SIGKILL)
 	}
 }
 
 func (in *instance) up() bool {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	return in.p != nil && in.p.running()
+	return in.p != nil && in.p.Running()
 }
 
 func (in *instance) get(path string) (int, []byte, error) {

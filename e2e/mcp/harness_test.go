@@ -18,7 +18,6 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -31,58 +30,14 @@ var eventually = testutil.Eventually
 
 // ---- processes ---------------------------------------------------------------
 
-// proc is a child process killed when the test ends; its stderr (and
-// stdout after the first line, when hello is used) goes to logs.
-type proc struct {
-	cmd  *exec.Cmd
-	logs *testutil.SyncBuffer
-	done chan struct{}
-	err  error
-}
-
-func startProc(t testing.TB, stdout io.Writer, logs *testutil.SyncBuffer, env []string, name string, args ...string) *proc {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Stdout, cmd.Stderr = stdout, logs
-	if env != nil {
-		cmd.Env = append(os.Environ(), env...)
-	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	p := &proc{cmd: cmd, logs: logs, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() { p.kill() })
-	return p
-}
-
-func (p *proc) running() bool {
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
-
-// kill is kill -9; it waits for the exit.
-func (p *proc) kill() {
-	if p.running() {
-		p.cmd.Process.Kill()
-	}
-	<-p.done
-}
-
 // startHello starts a node script that prints one JSON line once it
 // listens, and decodes that line into hello.
-func startHello(t testing.TB, what string, logs *testutil.SyncBuffer, hello any, script string, args ...string) *proc {
+func startHello(t testing.TB, what string, logs *testutil.SyncBuffer, hello any, script string, args ...string) *testutil.Proc {
 	t.Helper()
 	pr, pw := io.Pipe()
-	p := startProc(t, pw, logs, nil, nodeBin(), append([]string{script}, args...)...)
+	cmd := exec.Command(nodeBin(), append([]string{script}, args...)...)
+	cmd.Stdout, cmd.Stderr = pw, logs
+	p := testutil.StartProc(t, cmd)
 	t.Cleanup(func() {
 		pw.Close()
 		if t.Failed() {
@@ -264,7 +219,7 @@ type tokend struct {
 	http     *http.Client
 
 	mu sync.Mutex
-	p  *proc
+	p  *testutil.Proc
 }
 
 // grantConfig is one grant of a tokend configuration.
@@ -337,12 +292,15 @@ func (td *tokend) start() {
 	td.t.Helper()
 	td.mu.Lock()
 	fmt.Fprintf(td.logs, "--- e2e/mcp: starting tokend at %s\n", time.Now().Format(time.RFC3339Nano))
-	td.p = startProc(td.t, td.logs, td.logs, []string{"TOKEND_SOCKET=" + td.Socket}, tokendBin, "serve", "--config", td.cfgPath)
+	cmd := exec.Command(tokendBin, "serve", "--config", td.cfgPath)
+	cmd.Env = append(os.Environ(), td.env()...)
+	cmd.Stdout, cmd.Stderr = td.logs, td.logs
+	td.p = testutil.StartProc(td.t, cmd)
 	p := td.p
 	td.mu.Unlock()
 	eventually(td.t, 30*time.Second, 50*time.Millisecond, "tokend serving its socket", func() error {
-		if !p.running() {
-			td.t.Fatalf("tokend exited while starting (%v):\n%s", p.err, td.logs.String())
+		if !p.Running() {
+			td.t.Fatalf("tokend exited while starting (%v):\n%s", p.Err(), td.logs.String())
 		}
 		resp, err := td.http.Get("http://tokend/v1/tokens")
 		if err != nil {
@@ -361,9 +319,9 @@ func (td *tokend) kill() {
 	td.mu.Lock()
 	p := td.p
 	td.mu.Unlock()
-	if p != nil && p.running() {
+	if p != nil && p.Running() {
 		fmt.Fprintf(td.logs, "--- e2e/mcp: SIGKILL at %s\n", time.Now().Format(time.RFC3339Nano))
-		p.kill()
+		p.Kill()
 	}
 }
 
@@ -568,7 +526,7 @@ type clientEvent struct {
 // clients is a running client.mjs.
 type clients struct {
 	t      testing.TB
-	p      *proc
+	p      *testutil.Proc
 	stdin  io.WriteCloser
 	logs   *testutil.SyncBuffer
 	events chan clientEvent
@@ -592,18 +550,13 @@ func startClients(t testing.TB, interval time.Duration, sessions ...clientSessio
 	cmd := exec.Command(nodeBin(), filepath.Join(mcpDir, "client.mjs"), string(cfg))
 	c.stdin, _ = cmd.StdinPipe()
 	cmd.Stdout, cmd.Stderr = pw, c.logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	c.p = &proc{cmd: cmd, logs: c.logs, done: make(chan struct{})}
+	c.p = testutil.StartProc(t, cmd)
 	go func() {
-		c.p.err = cmd.Wait()
+		<-c.p.Done()
 		pw.Close()
-		close(c.p.done)
 	}()
 	t.Cleanup(func() {
-		c.p.kill()
+		c.p.Kill()
 		if strings.Contains(c.logs.String(), "WARNING: DATA RACE") {
 			t.Errorf("the race detector reported a data race in a tokend mcp bridge (see the clients' stderr)")
 		}
@@ -645,7 +598,7 @@ func startClients(t testing.TB, interval time.Duration, sessions ...clientSessio
 		select {
 		case ev, ok := <-c.events:
 			if !ok {
-				t.Fatalf("MCP clients exited before connecting (%v):\n%s", c.p.err, c.logs.String())
+				t.Fatalf("MCP clients exited before connecting (%v):\n%s", c.p.Err(), c.logs.String())
 			}
 			if ev.Event == "error" {
 				t.Fatalf("MCP clients could not connect: %s\n%s", ev.Error, c.logs.String())
@@ -679,7 +632,7 @@ func (c *clients) stop() clientEvent {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.done == nil {
-		c.t.Fatalf("MCP clients ended (%v) without a summary:\n%s", c.p.err, c.logs.String())
+		c.t.Fatalf("MCP clients ended (%v) without a summary:\n%s", c.p.Err(), c.logs.String())
 	}
 	return *c.done
 }

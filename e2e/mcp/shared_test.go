@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -33,10 +34,13 @@ func soakPlan(t testing.TB) (rotations, killEvery int) {
 // startProxyCLI starts `tokend proxy NAME --listen ADDR`, the proxy as a
 // client of the daemon's socket (it outlives a restart of the daemon) to
 // the grant's protected_resource, and waits until it listens.
-func startProxyCLI(t testing.TB, td *tokend, grant, addr string) *proc {
+func startProxyCLI(t testing.TB, td *tokend, grant, addr string) *testutil.Proc {
 	t.Helper()
 	logs := &testutil.SyncBuffer{}
-	p := startProc(t, logs, logs, td.env(), tokendBin, "proxy", grant, "--listen", addr)
+	cmd := exec.Command(tokendBin, "proxy", grant, "--listen", addr)
+	cmd.Env = append(os.Environ(), td.env()...)
+	cmd.Stdout, cmd.Stderr = logs, logs
+	p := testutil.StartProc(t, cmd)
 	t.Cleanup(func() {
 		if strings.Contains(logs.String(), "WARNING: DATA RACE") {
 			t.Errorf("the race detector reported a data race in tokend proxy")
@@ -46,8 +50,8 @@ func startProxyCLI(t testing.TB, td *tokend, grant, addr string) *proc {
 		}
 	})
 	eventually(t, 30*time.Second, 50*time.Millisecond, "tokend proxy listening on "+addr, func() error {
-		if !p.running() {
-			t.Fatalf("tokend proxy exited (%v):\n%s", p.err, logs.String())
+		if !p.Running() {
+			t.Fatalf("tokend proxy exited (%v):\n%s", p.Err(), logs.String())
 		}
 		c, err := net.Dial("tcp", addr)
 		if err != nil {

@@ -1,14 +1,17 @@
 // Package testutil holds what several test packages need and used to copy:
 // a buffer a child process writes while the test reads it ([SyncBuffer]),
-// building the tokend binary in TestMain ([BuildTokend]), a free loopback
-// port ([FreePort]), and what running a process as another user takes: a
-// directory that user may enter ([SharedDir]), a copy of the test binary
-// they may run ([CopySelf]) and their credentials ([AsUser]), and waiting
-// on real time for a process to reach a condition ([Eventually]), the size
-// knobs of long runs read from the environment ([EnvInt]), JWTs signed by
-// hand as assertions and proofs ([SignJWT]), and a person's browser reduced
-// to cookies, redirects and self-submitting forms ([Browser]). Its package
-// oidcop runs oidc-provider, the end-to-end tests' authorization server.
+// a child process killed when the test ends ([StartProc]), building the
+// tokend binary in TestMain ([BuildTokend]), a free loopback port
+// ([FreePort]), a short directory for unix sockets ([ShortDir]) and an
+// HTTP handler served on one ([ServeUnix]), and what running a process as
+// another user takes: a directory that user may enter ([SharedDir]), a
+// copy of the test binary they may run ([CopySelf]) and their credentials
+// ([AsUser]), and waiting on real time for a process to reach a condition
+// ([Eventually]), the size knobs of long runs read from the environment
+// ([EnvInt]), JWTs signed by hand as assertions and proofs ([SignJWT]),
+// and a person's browser reduced to cookies, redirects and self-submitting
+// forms ([Browser]). Its package oidcop runs oidc-provider, the end-to-end
+// tests' authorization server.
 //
 // Only tests import it: TestOnlyTestsImport fails when a package that is
 // not a test depends on it.
@@ -19,6 +22,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -161,7 +165,9 @@ func CopySelf(dir string) (string, error) {
 	if err := os.WriteFile(path, b, 0o755); err != nil {
 		return "", err
 	}
-	return path, nil
+	// Explicitly: the umask (077 once a test ran tokend serve or dev in
+	// process) takes the others' bits off the file's mode.
+	return path, os.Chmod(path, 0o755)
 }
 
 // AsUser makes cmd run as uid, with gid uid and exactly the supplementary
@@ -224,4 +230,32 @@ func EnvInt(t testing.TB, name string, def int) int {
 		t.Fatalf("$%s=%q: want a positive integer", name, v)
 	}
 	return n
+}
+
+// ShortDir returns a new directory with a short path, removed when the
+// test ends: a unix socket's path is at most 107 bytes, and t.TempDir's
+// (named after the test) can be longer.
+func ShortDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "tk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// ServeUnix serves h on a unix socket in a ShortDir until the test ends
+// and returns the socket's path.
+func ServeUnix(t testing.TB, h http.Handler) string {
+	t.Helper()
+	path := filepath.Join(ShortDir(t), "s")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return path
 }

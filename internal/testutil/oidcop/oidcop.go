@@ -24,7 +24,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -98,9 +97,8 @@ type Server struct {
 	MTLSAlias string
 
 	t      testing.TB
-	cmd    *exec.Cmd
+	proc   *testutil.Proc
 	logs   *testutil.SyncBuffer
-	done   chan struct{}
 	client *http.Client
 }
 
@@ -185,9 +183,7 @@ func Start(t testing.TB, cfg Config) *Server {
 	}
 	cmd := exec.Command(node, filepath.Join(d, "server.mjs"), cfgFile)
 	cmd.Dir = d
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	s := &Server{t: t, cmd: cmd, logs: &testutil.SyncBuffer{}, done: make(chan struct{}),
-		client: &http.Client{Timeout: 30 * time.Second}}
+	s := &Server{t: t, logs: &testutil.SyncBuffer{}, client: &http.Client{Timeout: 30 * time.Second}}
 	if cfg.RootCAs != nil {
 		s.client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: cfg.RootCAs}}
 	}
@@ -196,13 +192,7 @@ func Start(t testing.TB, cfg Config) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("oidcop: start oidc-provider: %v", err)
-	}
-	go func() {
-		cmd.Wait()
-		close(s.done)
-	}()
+	s.proc = testutil.StartProc(t, cmd)
 	t.Cleanup(func() {
 		s.Stop()
 		if t.Failed() {
@@ -236,10 +226,7 @@ func Start(t testing.TB, cfg Config) *Server {
 
 // Stop ends the server (SIGKILL: it keeps nothing worth a graceful stop)
 // and waits for it to exit.
-func (s *Server) Stop() {
-	s.cmd.Process.Kill()
-	<-s.done
-}
+func (s *Server) Stop() { s.proc.Kill() }
 
 // Logs returns what the server wrote to stderr so far.
 func (s *Server) Logs() string { return s.logs.String() }
