@@ -336,8 +336,8 @@ func TestBrowserCallbackWithoutBinding(t *testing.T) {
 		return nil
 	})
 	select {
-	case <-cli.done:
-		t.Errorf("authorize --wait ended (%v) after an unbound callback; it must keep waiting for the operator's browser:\n%s", cli.err, cli.errb.String())
+	case <-cli.Done():
+		t.Errorf("authorize --wait ended (%v) after an unbound callback; it must keep waiting for the operator's browser:\n%s", cli.Err(), cli.errb.String())
 	default:
 	}
 	if st := o.Stats(); st.TokenRequests["authorization_code"] != 0 {
