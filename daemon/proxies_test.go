@@ -70,10 +70,7 @@ func proxyHarness(t *testing.T, rs *resource) (*harness, *http.Client) {
 		g.Proxy = &config.GrantProxy{Listen: sock}
 		c.Grants["cc"] = g
 	}})
-	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", sock)
-	}}}
+	hc := testutil.UnixHTTPClient(sock, 0)
 	return h, hc
 }
 
@@ -242,10 +239,7 @@ func TestGrantProxyDPoPAgainstResource(t *testing.T) {
 	g.ProtectedResource = h.prov.URL() + "/resource/notes"
 	h.cfg.Grants["cc"] = g
 	h.start()
-	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", sock)
-	}}}
+	hc := testutil.UnixHTTPClient(sock, 0)
 	for i := range 3 {
 		resp, err := hc.Post("http://proxy/", "application/json", strings.NewReader(`{"n":1}`))
 		if err != nil {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -120,15 +119,7 @@ func StartTokend(t testing.TB, s *Setup, configYAML string) *Tokend {
 		t.Fatal(err)
 	}
 	td := &Tokend{t: t, Setup: s, cfgPath: cfgPath, logs: &testutil.SyncBuffer{}}
-	td.http = &http.Client{
-		Timeout: 30 * time.Second,
-		Transport: &http.Transport{
-			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				var d net.Dialer
-				return d.DialContext(ctx, "unix", s.Socket)
-			},
-		},
-	}
+	td.http = testutil.UnixHTTPClient(s.Socket, 30*time.Second)
 	t.Cleanup(func() {
 		td.Kill()
 		logs := td.logs.String()

@@ -341,12 +341,7 @@ func (f *fleet) newInstance(name string) *instance {
 		Metrics:  fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t)),
 		cfgPath:  filepath.Join(dir, "config.yaml"), logs: &testutil.SyncBuffer{},
 	}
-	in.http = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", in.Socket)
-		},
-	}}
+	in.http = testutil.UnixHTTPClient(in.Socket, 10*time.Second)
 	if err := os.WriteFile(in.cfgPath, []byte(f.config(in)), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -268,12 +268,7 @@ grants:
 	if err := os.WriteFile(td.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	td.http = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", td.Socket)
-		},
-	}}
+	td.http = testutil.UnixHTTPClient(td.Socket, 30*time.Second)
 	t.Cleanup(func() {
 		td.kill()
 		if strings.Contains(td.logs.String(), "WARNING: DATA RACE") {

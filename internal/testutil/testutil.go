@@ -2,8 +2,9 @@
 // a buffer a child process writes while the test reads it ([SyncBuffer]),
 // a child process killed when the test ends ([StartProc]), building the
 // tokend binary in TestMain ([BuildTokend]), a free loopback port
-// ([FreePort]), a short directory for unix sockets ([ShortDir]) and an
-// HTTP handler served on one ([ServeUnix]), and what running a process as
+// ([FreePort]), a short directory for unix sockets ([ShortDir]), an HTTP
+// handler served on one ([ServeUnix]) and a client of one
+// ([UnixHTTPClient]), and what running a process as
 // another user takes: a directory that user may enter ([SharedDir]), a
 // copy of the test binary they may run ([CopySelf]) and their credentials
 // ([AsUser]), and waiting on real time for a process to reach a condition
@@ -258,4 +259,15 @@ func ServeUnix(t testing.TB, h http.Handler) string {
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return path
+}
+
+// UnixHTTPClient returns an HTTP client that sends every request, whatever
+// its host, to the unix socket at path; timeout 0 is none.
+func UnixHTTPClient(path string, timeout time.Duration) *http.Client {
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+	}}
 }
