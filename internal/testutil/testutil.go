@@ -9,7 +9,8 @@
 // copy of the test binary they may run ([CopySelf]) and their credentials
 // ([AsUser]), and waiting on real time for a process to reach a condition
 // ([Eventually]), the size knobs of long runs read from the environment
-// ([EnvInt]), JWTs signed by hand as assertions and proofs ([SignJWT]),
+// ([EnvInt]), signing keys ([ECKey], [Ed25519Key], [RSAKey]) and JWTs
+// signed by hand as assertions and proofs ([SignJWT]),
 // and a person's browser reduced to cookies, redirects and self-submitting
 // forms ([Browser]). Its package oidcop runs oidc-provider, the end-to-end
 // tests' authorization server.
