@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -161,15 +160,7 @@ func TestGrantProxyRefusesNonReader(t *testing.T) {
 	up := httptest.NewServer(rs)
 	t.Cleanup(up.Close)
 	sock := filepath.Join(dir, "proxy.sock")
-	var tcpAddr string
-	for range 50 {
-		a := "127.0.0.1:" + strconv.Itoa(20000+rand.IntN(12000))
-		if l, err := net.Listen("tcp", a); err == nil {
-			l.Close()
-			tcpAddr = a
-			break
-		}
-	}
+	tcpAddr := "127.0.0.1:" + strconv.Itoa(testutil.LowPort(t))
 	// Grant cc has no readers: root (an operator) only.
 	newHarness(t, harnessOpts{config: func(c *config.Config) {
 		g := c.Grants["cc"]

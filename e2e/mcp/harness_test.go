@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -76,24 +74,6 @@ func getJSON(t testing.TB, rawURL string, v any) {
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		t.Fatalf("GET %s: %v", rawURL, err)
 	}
-}
-
-// lowPort returns a loopback port below the ephemeral range (32768-60999)
-// that was free a moment ago: ports of the ephemeral range are handed to
-// outgoing connections, which on a busy machine took a port checked free
-// before the process meant for it bound it.
-func lowPort(t testing.TB) int {
-	t.Helper()
-	for range 100 {
-		port := 20000 + rand.IntN(12000)
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err == nil {
-			l.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port below 32000")
-	return 0
 }
 
 // ---- oidc-provider -------------------------------------------------------------
@@ -237,7 +217,7 @@ func newTokend(t testing.TB, grants ...grantConfig) *tokend {
 	requireTokend(t)
 	dir := testutil.SharedDir(t)
 	td := &tokend{t: t, dir: dir, Socket: filepath.Join(dir, "tokend.sock"), cfgPath: filepath.Join(dir, "config.yaml"), logs: &testutil.SyncBuffer{},
-		Callback: fmt.Sprintf("127.0.0.1:%d", lowPort(t))}
+		Callback: fmt.Sprintf("127.0.0.1:%d", testutil.LowPort(t))}
 	var g strings.Builder
 	for _, gr := range grants {
 		readers := gr.Readers
@@ -264,7 +244,7 @@ refresh:
 log:
   level: debug
 grants:
-%s`, filepath.Join(dir, "tokend.db"), td.Socket, td.Callback, lowPort(t), g.String())
+%s`, filepath.Join(dir, "tokend.db"), td.Socket, td.Callback, testutil.LowPort(t), g.String())
 	if err := os.WriteFile(td.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

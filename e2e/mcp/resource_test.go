@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokend/tokend/internal/testutil"
 )
 
 // proxyURL is the MCP URL a client uses through a grant proxy listening on
@@ -29,7 +31,7 @@ func bridge(td *tokend, session, grant string) clientSession {
 func TestMCPResource(t *testing.T) {
 	t.Parallel()
 	st := startStack(t)
-	proxyAddr := fmt.Sprintf("127.0.0.1:%d", lowPort(t))
+	proxyAddr := fmt.Sprintf("127.0.0.1:%d", testutil.LowPort(t))
 	td := newTokend(t,
 		grantConfig{Name: "notes", Resource: st.MCP.URL, Proxy: proxyAddr},
 		grantConfig{Name: "other", Resource: st.MCP.Other},

@@ -76,7 +76,7 @@ func TestMCPSharedGrant(t *testing.T) {
 	st := startStack(t)
 	td := newTokend(t, grantConfig{Name: "notes", Resource: st.MCP.URL})
 	td.authorizePaste("notes", st.AS.Issuer)
-	proxyAddr := fmt.Sprintf("127.0.0.1:%d", lowPort(t))
+	proxyAddr := fmt.Sprintf("127.0.0.1:%d", testutil.LowPort(t))
 	startProxyCLI(t, td, "notes", proxyAddr)
 
 	sessions := []clientSession{{Name: "proxy", URL: proxyURL(proxyAddr)}}

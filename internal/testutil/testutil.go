@@ -1,19 +1,19 @@
 // Package testutil holds what several test packages need and used to copy:
-// a buffer a child process writes while the test reads it ([SyncBuffer]),
-// a child process killed when the test ends ([StartProc]), building the
+// a buffer a child process writes while the test reads it ([SyncBuffer]), a
+// child process killed when the test ends ([StartProc]), building the
 // tokend binary in TestMain ([BuildTokend]), a free loopback port
-// ([FreePort]), a short directory for unix sockets ([ShortDir]), an HTTP
-// handler served on one ([ServeUnix]) and a client of one
-// ([UnixHTTPClient]), and what running a process as
-// another user takes: a directory that user may enter ([SharedDir]), a
-// copy of the test binary they may run ([CopySelf]) and their credentials
+// ([FreePort], [LowPort] below the ephemeral range), a short directory for
+// unix sockets ([ShortDir]), an HTTP handler served on one ([ServeUnix])
+// and a client of one ([UnixHTTPClient]), and what running a process as
+// another user takes: a directory that user may enter ([SharedDir]), a copy
+// of the test binary they may run ([CopySelf]) and their credentials
 // ([AsUser]), and waiting on real time for a process to reach a condition
 // ([Eventually]), the size knobs of long runs read from the environment
 // ([EnvInt]), signing keys ([ECKey], [Ed25519Key], [RSAKey]) and JWTs
-// signed by hand as assertions and proofs ([SignJWT]),
-// and a person's browser reduced to cookies, redirects and self-submitting
-// forms ([Browser]). Its package oidcop runs oidc-provider, the end-to-end
-// tests' authorization server.
+// signed by hand as assertions and proofs ([SignJWT]), and a person's
+// browser reduced to cookies, redirects and self-submitting forms
+// ([Browser]). Its package oidcop runs oidc-provider, the end-to-end tests'
+// authorization server.
 //
 // Only tests import it: TestOnlyTestsImport fails when a package that is
 // not a test depends on it.
@@ -23,6 +23,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -232,6 +233,25 @@ func EnvInt(t testing.TB, name string, def int) int {
 		t.Fatalf("$%s=%q: want a positive integer", name, v)
 	}
 	return n
+}
+
+// LowPort returns a loopback TCP port below the ephemeral range
+// (32768-60999) that was free a moment ago, for a process that binds it
+// later: ports of the ephemeral range are handed to outgoing connections,
+// which on a busy machine took a port checked free (FreePort) before the
+// process meant for it bound it.
+func LowPort(t testing.TB) int {
+	t.Helper()
+	for range 100 {
+		port := 20000 + rand.IntN(12000)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			l.Close()
+			return port
+		}
+	}
+	t.Fatal("no free loopback port between 20000 and 32000")
+	return 0
 }
 
 // ShortDir returns a new directory with a short path, removed when the
