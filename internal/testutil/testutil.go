@@ -7,13 +7,13 @@
 // and a client of one ([UnixHTTPClient]), and what running a process as
 // another user takes: a directory that user may enter ([SharedDir]), a copy
 // of the test binary they may run ([CopySelf]) and their credentials
-// ([AsUser]), and waiting on real time for a process to reach a condition
-// ([Eventually]), the size knobs of long runs read from the environment
-// ([EnvInt]), signing keys ([ECKey], [Ed25519Key], [RSAKey]) and JWTs
-// signed by hand as assertions and proofs ([SignJWT]), and a person's
-// browser reduced to cookies, redirects and self-submitting forms
-// ([Browser]). Its package oidcop runs oidc-provider, the end-to-end tests'
-// authorization server.
+// ([AsUser]), such a child's connection accepted ([AcceptChild]), and
+// waiting on real time for a process to reach a condition ([Eventually]),
+// the size knobs of long runs read from the environment ([EnvInt]), signing
+// keys ([ECKey], [Ed25519Key], [RSAKey]) and JWTs signed by hand as
+// assertions and proofs ([SignJWT]), and a person's browser reduced to
+// cookies, redirects and self-submitting forms ([Browser]). Its package
+// oidcop runs oidc-provider, the end-to-end tests' authorization server.
 //
 // Only tests import it: TestOnlyTestsImport fails when a package that is
 // not a test depends on it.
