@@ -10,28 +10,18 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/internal/testutil"
 )
 
-type countingMetrics struct {
-	mu sync.Mutex
-	n  map[string]int
-}
+// countingMetrics counts hook runs by "hook/result".
+type countingMetrics struct{ testutil.Counts }
 
 func (m *countingMetrics) ObserveHook(hook, result string, _ time.Duration) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.n[hook+"/"+result]++
-}
-
-func (m *countingMetrics) get(k string) int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.n[k]
+	m.Add(hook + "/" + result)
 }
 
 func testEngine(m Metrics) Engine {
@@ -71,7 +61,7 @@ func TestConfigureKeepsUnchangedRunner(t *testing.T) {
 func TestEmitRunsCommandWithEvent(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "env")
-	m := &countingMetrics{n: map[string]int{}}
+	m := &countingMetrics{}
 	s := NewSet(testEngine(m))
 	defer s.Stop()
 	s.Configure([]config.Hook{
@@ -80,7 +70,7 @@ func TestEmitRunsCommandWithEvent(t *testing.T) {
 	})
 	at := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
 	s.Emit(Event{Event: config.EventRevoked, Grant: "g", State: "revoked", Time: at, Generation: 7})
-	for deadline := time.Now().Add(10 * time.Second); m.get("env/success") != 1; {
+	for deadline := time.Now().Add(10 * time.Second); m.Get("env/success") != 1; {
 		if time.Now().After(deadline) {
 			t.Fatal("the hook was not delivered")
 		}
@@ -104,7 +94,7 @@ func TestEmitRunsCommandWithEvent(t *testing.T) {
 
 // TestEmitAfterStop: a stopped set takes no more events.
 func TestEmitAfterStop(t *testing.T) {
-	m := &countingMetrics{n: map[string]int{}}
+	m := &countingMetrics{}
 	s := NewSet(testEngine(m))
 	s.Configure([]config.Hook{{Name: "h", Events: []string{config.EventRevoked}, Command: []string{"true"}}})
 	if !s.Stop() {
