@@ -9,11 +9,12 @@
 // of the test binary they may run ([CopySelf]) and their credentials
 // ([AsUser]), such a child's connection accepted ([AcceptChild]), and
 // waiting on real time for a process to reach a condition ([Eventually]),
-// the size knobs of long runs read from the environment ([EnvInt]), signing
-// keys ([ECKey], [Ed25519Key], [RSAKey]) and JWTs signed by hand as
-// assertions and proofs ([SignJWT]), and a person's browser reduced to
-// cookies, redirects and self-submitting forms ([Browser]). Its package
-// oidcop runs oidc-provider, the end-to-end tests' authorization server.
+// the size knobs of long runs read from the environment ([EnvInt]),
+// counters for fake metrics ([Counts]), signing keys ([ECKey],
+// [Ed25519Key], [RSAKey]) and JWTs signed by hand as assertions and proofs
+// ([SignJWT]), and a person's browser reduced to cookies, redirects and
+// self-submitting forms ([Browser]). Its package oidcop runs oidc-provider,
+// the end-to-end tests' authorization server.
 //
 // Only tests import it: TestOnlyTestsImport fails when a package that is
 // not a test depends on it.
