@@ -379,23 +379,10 @@ func (in *instance) start() {
 
 func (in *instance) wait() {
 	in.t.Helper()
-	eventually(in.t, 30*time.Second, 50*time.Millisecond, "instance "+in.Name+" serving", func() error {
-		in.mu.Lock()
-		p := in.p
-		in.mu.Unlock()
-		if !p.Running() {
-			in.t.Fatalf("instance %s exited while starting (%v)", in.Name, p.Err())
-		}
-		resp, err := in.http.Get("http://tokend/v1/tokens")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return errors.New(resp.Status)
-		}
-		return nil
-	})
+	in.mu.Lock()
+	p := in.p
+	in.mu.Unlock()
+	testutil.WaitTokend(in.t, p, in.http, "instance "+in.Name)
 }
 
 func (in *instance) signal(sig syscall.Signal) {

@@ -273,20 +273,7 @@ func (td *tokend) start() {
 	td.p = testutil.StartProc(td.t, cmd)
 	p := td.p
 	td.mu.Unlock()
-	eventually(td.t, 30*time.Second, 50*time.Millisecond, "tokend serving its socket", func() error {
-		if !p.Running() {
-			td.t.Fatalf("tokend exited while starting (%v):\n%s", p.Err(), td.logs.String())
-		}
-		resp, err := td.http.Get("http://tokend/v1/tokens")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return errors.New(resp.Status)
-		}
-		return nil
-	})
+	testutil.WaitTokend(td.t, p, td.http, "tokend")
 }
 
 // kill is kill -9 of tokend; it waits for the exit.

@@ -1,6 +1,8 @@
 package testutil
 
 import (
+	"errors"
+	"net/http"
 	"os/exec"
 	"syscall"
 	"testing"
@@ -80,4 +82,25 @@ func (p *Proc) Kill() {
 		p.Cmd.Process.Kill()
 	}
 	<-p.done
+}
+
+// WaitTokend waits up to 30 s until the tokend serve that p runs answers
+// GET /v1/tokens with 200 through c (a UnixHTTPClient of its socket),
+// failing the test if p exits first; what names it in the failure.
+func WaitTokend(t testing.TB, p *Proc, c *http.Client, what string) {
+	t.Helper()
+	Eventually(t, 30*time.Second, 50*time.Millisecond, what+" serving its socket", func() error {
+		if !p.Running() {
+			t.Fatalf("%s exited while starting (%v)", what, p.Err())
+		}
+		resp, err := c.Get("http://tokend/v1/tokens")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return errors.New(resp.Status)
+		}
+		return nil
+	})
 }
