@@ -19,24 +19,15 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/internal/testutil"
 	"github.com/tokend/tokend/oauth"
 )
 
-type countingMetrics struct {
-	mu sync.Mutex
-	n  map[string]int
-}
+// countingMetrics counts hook runs by "hook/result".
+type countingMetrics struct{ testutil.Counts }
 
 func (m *countingMetrics) ObserveHook(hook, result string, _ time.Duration) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.n[hook+"/"+result]++
-}
-
-func (m *countingMetrics) get(k string) int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.n[k]
+	m.Add(hook + "/" + result)
 }
 
 func testEngine(m Metrics) Engine {
@@ -76,7 +67,7 @@ func TestConfigureKeepsUnchangedRunner(t *testing.T) {
 func TestEmitRunsCommandWithEvent(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "env")
-	m := &countingMetrics{n: map[string]int{}}
+	m := &countingMetrics{}
 	s := NewSet(testEngine(m))
 	defer s.Stop()
 	s.Configure([]config.Hook{
@@ -85,7 +76,7 @@ func TestEmitRunsCommandWithEvent(t *testing.T) {
 	})
 	at := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
 	s.Emit(Event{Event: config.EventRevoked, Grant: "g", State: "revoked", Time: at, Generation: 7})
-	for deadline := time.Now().Add(10 * time.Second); m.get("env/success") != 1; {
+	for deadline := time.Now().Add(10 * time.Second); m.Get("env/success") != 1; {
 		if time.Now().After(deadline) {
 			t.Fatal("the hook was not delivered")
 		}
@@ -109,7 +100,7 @@ func TestEmitRunsCommandWithEvent(t *testing.T) {
 
 // TestEmitAfterStop: a stopped set takes no more events.
 func TestEmitAfterStop(t *testing.T) {
-	m := &countingMetrics{n: map[string]int{}}
+	m := &countingMetrics{}
 	s := NewSet(testEngine(m))
 	s.Configure([]config.Hook{{Name: "h", Events: []string{config.EventRevoked}, Command: []string{"true"}}})
 	if !s.Stop() {
@@ -132,7 +123,7 @@ func TestWebhookBackoffDoubles(t *testing.T) {
 	defer srv.Close()
 	var mu sync.Mutex
 	var waits []time.Duration
-	m := &countingMetrics{n: map[string]int{}}
+	m := &countingMetrics{}
 	eng := testEngine(m)
 	eng.Wait = func(_ context.Context, d time.Duration) bool {
 		mu.Lock()
@@ -145,7 +136,7 @@ func TestWebhookBackoffDoubles(t *testing.T) {
 	s.Configure([]config.Hook{{Name: "web", Events: []string{config.EventRevoked}, URL: srv.URL, Secret: oauth.NewSecret("k"), Timeout: time.Second}})
 	s.Emit(Event{Event: config.EventRevoked, Grant: "g"})
 	deadline := time.Now().Add(10 * time.Second)
-	for m.get("web/failure") == 0 {
+	for m.Get("web/failure") == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the delivery did not give up")
 		}
