@@ -12,27 +12,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-// serveUnix serves h on a unix socket in a fresh directory (short, so the
-// path fits the 108-byte limit) and returns the socket's path.
-func serveUnix(t testing.TB, h http.Handler) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "tkc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	path := filepath.Join(dir, "s")
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: h}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return path
-}
+	"github.com/tokend/tokend/internal/testutil"
+)
 
 // seen is what the fake daemon received.
 type seen struct {
@@ -40,7 +22,7 @@ type seen struct {
 }
 
 func fakeAPI(t testing.TB, status int, body string, got *seen) string {
-	return serveUnix(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return testutil.ServeUnix(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		*got = seen{r.Method, r.URL.EscapedPath(), r.URL.RawQuery, r.Header.Get("Accept")}
 		if r.Host != "tokend" {
 			t.Errorf("Host = %q", r.Host)
@@ -184,14 +166,10 @@ func TestClientMalformedAndLarge(t *testing.T) {
 }
 
 func TestClientNotRunning(t *testing.T) {
-	dir, err := os.MkdirTemp("", "tkc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := testutil.ShortDir(t)
 
 	missing := filepath.Join(dir, "none.sock")
-	_, err = NewClient(missing).Token(context.Background(), "g")
+	_, err := NewClient(missing).Token(context.Background(), "g")
 	if err == nil || err.Error() != "tokend: cannot connect to "+missing+": is tokend running?" || !errors.Is(err, syscall.ENOENT) {
 		t.Errorf("missing socket: %v", err)
 	}
@@ -232,7 +210,7 @@ func TestClientPermissionDenied(t *testing.T) {
 func TestClientContext(t *testing.T) {
 	block := make(chan struct{})
 	defer close(block)
-	path := serveUnix(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	path := testutil.ServeUnix(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-block:
 		case <-r.Context().Done():

@@ -7,12 +7,14 @@ import (
 	"io"
 	"net/http"
 	"testing"
+
+	"github.com/tokend/tokend/internal/testutil"
 )
 
 func TestClientDPoP(t *testing.T) {
 	var method, path, ctype string
 	var body DPoPRequest
-	sock := serveUnix(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	sock := testutil.ServeUnix(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		method, path, ctype = r.Method, r.URL.EscapedPath(), r.Header.Get("Content-Type")
 		b, _ := io.ReadAll(r.Body)
 		if err := json.Unmarshal(b, &body); err != nil {

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/internal/testutil"
@@ -82,36 +81,8 @@ func startPeerChild(t *testing.T, bin string, ln net.Listener, cred *syscall.Cre
 	cmd := exec.Command(bin)
 	cmd.Env = []string{peerChildEnv + "=" + ln.Addr().String()}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pc := &peerChildProc{cmd: cmd, stdin: stdin}
-	t.Cleanup(func() {
-		stdin.Close()
-		_ = cmd.Wait()
-	})
-	conn, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	pc.conn = conn
-	pc.expect(t, 'c')
-	return pc
-}
-
-func (pc *peerChildProc) expect(t *testing.T, b byte) {
-	t.Helper()
-	_ = pc.conn.SetReadDeadline(time.Now().Add(20 * time.Second))
-	var got [1]byte
-	if _, err := io.ReadFull(pc.conn, got[:]); err != nil || got[0] != b {
-		t.Fatalf("child: want %q, got %q (%v)", b, got[0], err)
-	}
+	conn, stdin := testutil.AcceptChild(t, cmd, ln)
+	return &peerChildProc{cmd: cmd, stdin: stdin, conn: conn}
 }
 
 // procGroups reads the Groups: line of /proc/pid/status: what the old
@@ -161,7 +132,7 @@ func TestPeerGroupsAreThoseAtConnect(t *testing.T) {
 	if _, err := io.WriteString(pc.stdin, "setgroups 4100\n"); err != nil {
 		t.Fatal(err)
 	}
-	pc.expect(t, 'g')
+	testutil.ExpectByte(t, pc.conn, 'g')
 	if gs := procGroups(t, pc.cmd.Process.Pid); !slices.Contains(gs, 4100) {
 		t.Fatalf("the child did not take group 4100: /proc says %v", gs)
 	}

@@ -1,6 +1,9 @@
 package daemon
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // Clock is the daemon's only source of time, so the scheduler, the refresher
 // and expiry arithmetic can be tested by moving a fake clock instead of
@@ -49,3 +52,16 @@ func (b *backoffTimer) Stop() {
 }
 
 func (b *backoffTimer) C() <-chan time.Time { return b.t.C() }
+
+// wait returns after dur on the daemon's clock, or false as soon as ctx
+// ends (the waits between webhook attempts run on it).
+func (d *Daemon) wait(ctx context.Context, dur time.Duration) bool {
+	t := d.clock.NewTimer(dur)
+	defer t.Stop()
+	select {
+	case <-t.C():
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -78,10 +78,6 @@ type Options struct {
 	// LoadConfig reads the configuration file again, for ReloadConfig
 	// (SIGHUP, POST /v1/reload); nil when there is no file (tokend dev).
 	LoadConfig func() (*config.Config, []string, error)
-
-	// hookBackoff, when set, replaces the first wait between webhook
-	// attempts (tests).
-	hookBackoff time.Duration
 }
 
 // Frontend is what accepts the host's connections for the engine:

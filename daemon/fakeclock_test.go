@@ -87,6 +87,19 @@ func (c *fakeClock) Waiters() int {
 	return len(c.timers)
 }
 
+// hasTimer reports whether a timer is pending that fires d from now.
+func (c *fakeClock) hasTimer(d time.Duration) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	at := c.now.Add(d)
+	for _, t := range c.timers {
+		if t.at.Equal(at) {
+			return true
+		}
+	}
+	return false
+}
+
 // waitFor polls cond (on real time, in small steps) until it holds or the
 // test's patience runs out. It waits for goroutines to react to a clock
 // move, never for the clock itself.

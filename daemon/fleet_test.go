@@ -403,12 +403,14 @@ func TestFleetWatchPublishesAndFetchWaits(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() { c, b := h.get("/v1/tokens/cc"); done <- result{c, b} }()
-	time.Sleep(50 * time.Millisecond) // let the fetch reach its wait (a hang would show as a timeout below)
-	select {
-	case r := <-done:
-		t.Fatalf("fetch answered before the watch delivered: %d %s", r.code, r.body)
-	default:
-	}
+	waitFor(t, "the fetch to wait for the watch", func() bool {
+		select {
+		case r := <-done:
+			t.Fatalf("fetch answered before the watch delivered: %d %s", r.code, r.body)
+		default:
+		}
+		return fleetFetchWaiting(h.d, "cc")
+	})
 	f.otherWrite(t, validToken("cc", "from-host-b", 1, h.clock.Now()))
 	r := <-done
 	if r.code != 200 || !strings.Contains(string(r.body), "from-host-b") {
@@ -426,6 +428,16 @@ func TestFleetWatchPublishesAndFetchWaits(t *testing.T) {
 	}
 }
 
+// fleetFetchWaiting reports whether a fetch of grant is waiting for the
+// watch to deliver it: the fetch registers its wake-up channel just before
+// it waits, and the watch's delivery removes it.
+func fleetFetchWaiting(d *Daemon, grant string) bool {
+	d.fleet.mu.Lock()
+	defer d.fleet.mu.Unlock()
+	_, ok := d.fleet.waiters[grant]
+	return ok
+}
+
 func TestFleetFetchTimesOutNamingRefresher(t *testing.T) {
 	h, _, _ := fleetHarness(t, devprovider.Options{}, func(f *fakeFleet) { f.owner["cc"] = "host-b" }, nil)
 	h.d.opts.FetchWait = 100 * time.Millisecond
@@ -439,7 +451,14 @@ func TestFleetFetchTakesOverWhileWaiting(t *testing.T) {
 	h, f, _ := fleetHarness(t, devprovider.Options{}, nil, nil)
 	done := make(chan int, 1)
 	go func() { c, _ := h.get("/v1/tokens/cc"); done <- c }()
-	time.Sleep(20 * time.Millisecond)
+	waitFor(t, "the fetch to wait for the watch", func() bool {
+		select {
+		case c := <-done:
+			t.Fatalf("fetch answered before this instance took the grant over: %d", c)
+		default:
+		}
+		return fleetFetchWaiting(h.d, "cc")
+	})
 	f.set(func(f *fakeFleet) { f.held["cc"] = true })
 	if c := <-done; c != 200 {
 		t.Fatalf("fetch after taking over: %d", c)

@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -99,10 +98,7 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	if h.step == 0 {
 		h.step = 15 * time.Second
 	}
-	h.http = &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", h.sock)
-	}}}
+	h.http = testutil.UnixHTTPClient(h.sock, 0)
 	if !o.noRun {
 		h.start()
 	}

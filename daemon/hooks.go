@@ -13,7 +13,7 @@ import (
 // newHooks returns d's hooks, none configured yet.
 func (d *Daemon) newHooks() *hook.Set {
 	m, _ := d.metrics.(hook.Metrics)
-	return hook.NewSet(hook.Engine{Log: d.log, WarnLimited: d.warnLimited, Metrics: m, Backoff: d.opts.hookBackoff})
+	return hook.NewSet(hook.Engine{Log: d.log, WarnLimited: d.warnLimited, Metrics: m, Wait: d.wait})
 }
 
 // configureHooks installs the hooks of cfg. A hook whose configuration

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -178,7 +179,6 @@ func TestHookTimeoutKillsAndRefreshesGoOn(t *testing.T) {
 func TestWebhookSignedRetried(t *testing.T) {
 	const secret = "hook-secret-123"
 	type req struct {
-		at               time.Time
 		body             []byte
 		delivery, sigOK  string
 		event, timestamp string
@@ -198,7 +198,7 @@ func TestWebhookSignedRetried(t *testing.T) {
 			ok = "ok"
 		}
 		mu.Lock()
-		reqs = append(reqs, req{time.Now(), body, r.Header.Get("X-Tokend-Delivery"), ok, r.Header.Get("X-Tokend-Event"), ts})
+		reqs = append(reqs, req{body, r.Header.Get("X-Tokend-Delivery"), ok, r.Header.Get("X-Tokend-Event"), ts})
 		n := len(reqs)
 		mu.Unlock()
 		if ok != "ok" {
@@ -218,10 +218,21 @@ func TestWebhookSignedRetried(t *testing.T) {
 		c.Hooks = []config.Hook{{Name: "web", Events: []string{config.EventRefreshed, config.EventRevoked}, Grants: []string{"cc"},
 			URL: srv.URL + "/hook", Secret: oauth.NewSecret(secret)}}
 	}})
-	h.startWith(Options{Metrics: m, hookBackoff: 50 * time.Millisecond})
+	h.startWith(Options{Metrics: m})
 	g := h.d.grant("cc")
 	if err := h.d.revoke(context.Background(), g); err != nil {
 		t.Fatal(err)
+	}
+	requests := func() int { mu.Lock(); defer mu.Unlock(); return len(reqs) }
+	// The retries wait on the daemon's clock: 1 s, then 2 s.
+	for i, wait := range []time.Duration{time.Second, 2 * time.Second} {
+		waitFor(t, fmt.Sprintf("attempt %d and its backoff of %s", i+1, wait), func() bool {
+			return requests() == i+1 && h.clock.hasTimer(wait)
+		})
+		if n := requests(); n != i+1 {
+			t.Fatalf("%d requests before the backoff of %s passed", n, wait)
+		}
+		h.clock.Advance(wait)
 	}
 	waitFor(t, "both events delivered", func() bool { return m.count("web/success") == 2 })
 
@@ -246,9 +257,6 @@ func TestWebhookSignedRetried(t *testing.T) {
 	}
 	if reqs[0].delivery != reqs[2].delivery || reqs[0].event != "refreshed" || reqs[3].event != "revoked" {
 		t.Fatalf("retries are not of the same event: %+v", reqs)
-	}
-	if d1, d2 := reqs[1].at.Sub(reqs[0].at), reqs[2].at.Sub(reqs[1].at); d1 < 50*time.Millisecond || d2 < 100*time.Millisecond {
-		t.Fatalf("waits between attempts %s, %s: want at least 50ms, then 100ms", d1, d2)
 	}
 	assertNoToken(t, h.prov, "a webhook body", bodies.String())
 }
@@ -298,9 +306,13 @@ func TestHookExpiredAndReauthorization(t *testing.T) {
 		t.Fatal("refresh succeeded against invalid_grant")
 	}
 
-	want := []string{"refreshed valid", "failing failing", "expired expired", "refreshed valid", "recovered valid", "failing reauthorization_required", "reauthorization_required reauthorization_required"}
-	waitFor(t, "the events", func() bool { return len(readLines(t, out)) >= len(want) })
-	time.Sleep(50 * time.Millisecond)
+	// One hook delivers its events in order: once an event emitted now
+	// is written, every event raised above has been, and a stray one
+	// stands before it.
+	h.d.emit(h.d.grant("cc"), config.EventRevoked, h.d.grant("cc").cur.Load())
+	const last = "revoked reauthorization_required"
+	want := []string{"refreshed valid", "failing failing", "expired expired", "refreshed valid", "recovered valid", "failing reauthorization_required", "reauthorization_required reauthorization_required", last}
+	waitFor(t, "the last event", func() bool { return slices.Contains(readLines(t, out), last) })
 	got := readLines(t, out)
 	t.Logf("events:\n%s", strings.Join(got, "\n"))
 	// Rounds that start while the grant has expired each raise failing
@@ -333,7 +345,7 @@ func TestHookReloadAndWebhookTimeout(t *testing.T) {
 
 	m := &hookMetrics{}
 	h := newHarness(t, harnessOpts{noRun: true})
-	h.startWith(Options{Metrics: m, hookBackoff: 10 * time.Millisecond})
+	h.startWith(Options{Metrics: m})
 	cfg := *h.cfg
 	cfg.Hooks = []config.Hook{{Name: "slow", Events: []string{config.EventRevoked}, URL: srv.URL, Secret: oauth.NewSecret("k"), Timeout: 100 * time.Millisecond}}
 	if err := h.d.Reload(&cfg); err != nil {
@@ -350,8 +362,13 @@ func TestHookReloadAndWebhookTimeout(t *testing.T) {
 	if el := time.Since(start); el > 2*time.Second {
 		t.Fatalf("revoke took %s with a slow hook", el)
 	}
+	// The backoff between attempts runs on the daemon's clock.
+	for _, wait := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second} {
+		waitFor(t, fmt.Sprintf("a backoff of %s", wait), func() bool { return h.clock.hasTimer(wait) })
+		h.clock.Advance(wait)
+	}
 	waitFor(t, "the delivery to time out", func() bool { return m.count("slow/timeout") == 1 })
-	// Four attempts of 100 ms, and 10 + 20 + 40 ms of backoff.
+	// Four attempts of 100 ms.
 	if el := time.Since(start); el < 400*time.Millisecond {
 		t.Fatalf("the delivery gave up after %s, before its attempts and waits", el)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -70,10 +69,7 @@ func proxyHarness(t *testing.T, rs *resource) (*harness, *http.Client) {
 		g.Proxy = &config.GrantProxy{Listen: sock}
 		c.Grants["cc"] = g
 	}})
-	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", sock)
-	}}}
+	hc := testutil.UnixHTTPClient(sock, 0)
 	return h, hc
 }
 
@@ -164,15 +160,7 @@ func TestGrantProxyRefusesNonReader(t *testing.T) {
 	up := httptest.NewServer(rs)
 	t.Cleanup(up.Close)
 	sock := filepath.Join(dir, "proxy.sock")
-	var tcpAddr string
-	for range 50 {
-		a := "127.0.0.1:" + strconv.Itoa(20000+rand.IntN(12000))
-		if l, err := net.Listen("tcp", a); err == nil {
-			l.Close()
-			tcpAddr = a
-			break
-		}
-	}
+	tcpAddr := "127.0.0.1:" + strconv.Itoa(testutil.LowPort(t))
 	// Grant cc has no readers: root (an operator) only.
 	newHarness(t, harnessOpts{config: func(c *config.Config) {
 		g := c.Grants["cc"]
@@ -242,10 +230,7 @@ func TestGrantProxyDPoPAgainstResource(t *testing.T) {
 	g.ProtectedResource = h.prov.URL() + "/resource/notes"
 	h.cfg.Grants["cc"] = g
 	h.start()
-	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", sock)
-	}}}
+	hc := testutil.UnixHTTPClient(sock, 0)
 	for i := range 3 {
 		resp, err := hc.Post("http://proxy/", "application/json", strings.NewReader(`{"n":1}`))
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/internal/testutil"
+	"github.com/tokend/tokend/internal/testutil/oidcop"
 )
 
 // authClient is one way for tokend to authenticate at the token endpoint.
@@ -25,7 +26,7 @@ var authClients = []authClient{
 
 // codeProvider starts oidc-provider with client "app" allowed the
 // authorization_code and refresh_token grants, any loopback redirect port.
-func codeProvider(t *testing.T, c authClient, accessTTL int) *OIDC {
+func codeProvider(t *testing.T, c authClient, accessTTL int) *oidcop.Server {
 	client := map[string]any{
 		"client_id":                  "app",
 		"grant_types":                []string{"authorization_code", "refresh_token"},
@@ -36,7 +37,7 @@ func codeProvider(t *testing.T, c authClient, accessTTL int) *OIDC {
 	if c.secret != "" {
 		client["client_secret"] = c.secret
 	}
-	return StartOIDC(t, OIDCConfig{AccessTokenTTL: accessTTL, Clients: []map[string]any{client}})
+	return oidcop.Start(t, oidcop.Config{AccessTokenTTL: accessTTL, Clients: []map[string]any{client}})
 }
 
 // codeConfig is tokend's configuration for grant "web" of client "app".
@@ -57,7 +58,7 @@ func codeConfig(s *Setup, issuer string, c authClient) string {
 // prints in a browser, which tokend redirects to the provider (with a
 // binding cookie), follows the provider's pages to tokend's callback, and
 // returns the callback URL visited.
-func authorizeInBrowser(t *testing.T, o *OIDC, td *Tokend, grant string) string {
+func authorizeInBrowser(t *testing.T, o *oidcop.Server, td *Tokend, grant string) string {
 	t.Helper()
 	startURL, cli := td.Authorize(grant)
 	b := testutil.NewBrowser(t)

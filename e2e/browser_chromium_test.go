@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tokend/tokend/internal/testutil/oidcop"
 )
 
 // The authorization-code flow in a real browser: headless Chromium opens
@@ -22,10 +24,10 @@ import (
 
 // interactiveCodeProvider starts oidc-provider with login and consent
 // pages to fill in and client "app" (client_secret_basic).
-func interactiveCodeProvider(t *testing.T) (*OIDC, authClient) {
+func interactiveCodeProvider(t *testing.T) (*oidcop.Server, authClient) {
 	t.Helper()
 	c := authClients[0]
-	return StartOIDC(t, OIDCConfig{AccessTokenTTL: 60, Interactive: true, Clients: []map[string]any{{
+	return oidcop.Start(t, oidcop.Config{AccessTokenTTL: 60, Interactive: true, Clients: []map[string]any{{
 		"client_id":                  "app",
 		"client_secret":              c.secret,
 		"grant_types":                []string{"authorization_code", "refresh_token"},
@@ -37,7 +39,7 @@ func interactiveCodeProvider(t *testing.T) (*OIDC, authClient) {
 
 // atProvider and atCallback are WaitPage conditions: the page shown is on
 // the provider (path prefix) or is tokend's callback page.
-func atProvider(o *OIDC, path string) string {
+func atProvider(o *oidcop.Server, path string) string {
 	return fmt.Sprintf(`location.origin === %q && location.pathname.startsWith(%q)`, o.Issuer, path)
 }
 
@@ -48,7 +50,7 @@ func atCallback(s *Setup) string {
 // signIn fills in the provider's login page as the one user (after one
 // wrong password, which the page must refuse) and waits for the consent
 // page, which must name the client and the scope asked.
-func signIn(t *testing.T, b *Chromium, o *OIDC) {
+func signIn(t *testing.T, b *Chromium, o *oidcop.Server) {
 	t.Helper()
 	b.WaitPage("the provider's login page", atProvider(o, "/interaction/")+` && !!document.getElementById("username")`, 20*time.Second)
 	if txt := b.Text("body"); !strings.Contains(txt, "Sign in to authorize app") {
@@ -75,7 +77,7 @@ func signIn(t *testing.T, b *Chromium, o *OIDC) {
 // openStart opens tokend's start page in b and checks that it bound the
 // authorization to b (an HttpOnly, SameSite=Lax binding cookie on the
 // callback listener's host) and sent it to the provider.
-func openStart(t *testing.T, b *Chromium, o *OIDC, s *Setup, startURL string) {
+func openStart(t *testing.T, b *Chromium, o *oidcop.Server, s *Setup, startURL string) {
 	t.Helper()
 	b.Navigate(startURL)
 	b.WaitPage("the redirect from tokend's start page to the provider", atProvider(o, "/"), 20*time.Second)
@@ -334,8 +336,8 @@ func TestBrowserCallbackWithoutBinding(t *testing.T) {
 		return nil
 	})
 	select {
-	case <-cli.done:
-		t.Errorf("authorize --wait ended (%v) after an unbound callback; it must keep waiting for the operator's browser:\n%s", cli.err, cli.errb.String())
+	case <-cli.Done():
+		t.Errorf("authorize --wait ended (%v) after an unbound callback; it must keep waiting for the operator's browser:\n%s", cli.Err(), cli.errb.String())
 	default:
 	}
 	if st := o.Stats(); st.TokenRequests["authorization_code"] != 0 {
@@ -346,7 +348,7 @@ func TestBrowserCallbackWithoutBinding(t *testing.T) {
 // startBrowserAuthorize starts Chromium, an interactive provider and tokend
 // with grant web, runs `tokend authorize web --wait` and returns the start
 // URL it printed.
-func startBrowserAuthorize(t *testing.T) (*Chromium, *OIDC, *Setup, *Tokend, *CLIProcess, string) {
+func startBrowserAuthorize(t *testing.T) (*Chromium, *oidcop.Server, *Setup, *Tokend, *CLIProcess, string) {
 	t.Helper()
 	requireTokend(t)
 	b := StartChromium(t)

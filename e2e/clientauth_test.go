@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/api"
+	"github.com/tokend/tokend/internal/testutil/oidcop"
 )
 
 const jwtSecret = "hs-secret-e2e-0123456789abcdef0123456789abcdef"
@@ -128,7 +129,7 @@ func TestClientAuthJWT(t *testing.T) {
 			if tc.audience != "" {
 				clientLines += "    assertion_audience: " + tc.audience + "\n"
 			}
-			op := StartOP(t, OPConfig{OIDCConfig: OIDCConfig{ClientCredentialsTTL: 15, Clients: []map[string]any{meta}}, ClientAuthSigningAlgs: tc.providerAlgs}, nil)
+			op := oidcop.Start(t, oidcop.Config{ClientCredentialsTTL: 15, Clients: []map[string]any{meta}, ClientAuthSigningAlgs: tc.providerAlgs})
 			cfg := s.Config(op.Issuer, "  svc:\n    provider: op\n    client_id: pk\n    auth_method: "+tc.method+"\n"+clientLines, ccGrant(""))
 			td := StartTokend(t, s, cfg)
 			td.NoLeak(secrets...)
@@ -207,9 +208,9 @@ func TestClientAuthWrongKey(t *testing.T) {
 	s := NewSetupNoCallback(t)
 	registered, used := newKey(t, "EC"), newKey(t, "EC")
 	keyFile := writeKey(t, s.Dir+"/client.key", used)
-	op := StartOP(t, OPConfig{OIDCConfig: OIDCConfig{Clients: []map[string]any{
+	op := oidcop.Start(t, oidcop.Config{Clients: []map[string]any{
 		ccClient("pk", "private_key_jwt", map[string]any{"jwks": publicJWKS(t, registered.Public(), "", "ES256")}),
-	}}}, nil)
+	}})
 	cfg := s.Config(op.Issuer, fmt.Sprintf("  svc:\n    provider: op\n    client_id: pk\n    auth_method: private_key_jwt\n    private_key_file: %s\n", keyFile), ccGrant(""))
 	td := StartTokend(t, s, cfg)
 	secrets := keySecrets(t, keyFile, used)
@@ -254,9 +255,9 @@ func TestClientAuthUnsupportedAlg(t *testing.T) {
 	s := NewSetupNoCallback(t)
 	key := newKey(t, "RSA")
 	keyFile := writeKey(t, s.Dir+"/client.key", key)
-	op := StartOP(t, OPConfig{OIDCConfig: OIDCConfig{Clients: []map[string]any{
+	op := oidcop.Start(t, oidcop.Config{Clients: []map[string]any{
 		ccClient("pk", "private_key_jwt", map[string]any{"jwks": publicJWKS(t, key.Public(), "", "")}),
-	}}, ClientAuthSigningAlgs: []string{"ES256"}}, nil)
+	}, ClientAuthSigningAlgs: []string{"ES256"}})
 	cfg := s.Config(op.Issuer, fmt.Sprintf("  svc:\n    provider: op\n    client_id: pk\n    auth_method: private_key_jwt\n    private_key_file: %s\n", keyFile), ccGrant(""))
 	td := StartTokend(t, s, cfg)
 	td.NoLeak(keySecrets(t, keyFile, key)...)
@@ -309,11 +310,13 @@ func TestClientAuthMTLS(t *testing.T) {
 				meta = ccClient("tls", tc.method, map[string]any{"jwks": publicJWKS(t, cert.PublicKey, "", "", cert),
 					"tls_client_certificate_bound_access_tokens": true})
 			}
-			op := StartOP(t, OPConfig{
-				OIDCConfig: OIDCConfig{ClientCredentialsTTL: 15, Clients: []map[string]any{meta}},
-				TLS:        &OPTLS{Cert: srvCert, Key: srvKey, ClientCA: clientCA.CAFile},
-				MTLS:       &OPMTLS{TLSClientAuth: true, SelfSignedTLSClientAuth: true, CertificateBoundAccessTokens: true, Alias: tc.alias},
-			}, ca.Pool)
+			op := oidcop.Start(t, oidcop.Config{
+				ClientCredentialsTTL: 15,
+				Clients:              []map[string]any{meta},
+				TLS:                  &oidcop.TLS{Cert: srvCert, Key: srvKey, ClientCA: clientCA.CAFile},
+				MTLS:                 &oidcop.MTLS{TLSClientAuth: true, SelfSignedTLSClientAuth: true, CertificateBoundAccessTokens: true, Alias: tc.alias},
+				RootCAs:              ca.Pool,
+			})
 			cfg := withCAFile(s.Config(op.Issuer, fmt.Sprintf("  svc:\n    provider: op\n    client_id: tls\n    auth_method: %s\n    tls_cert_file: %s\n    tls_key_file: %s\n",
 				tc.method, certFile, keyFile), ccGrant("")), op.Issuer, ca.CAFile)
 			td := StartTokend(t, s, cfg)
@@ -516,7 +519,7 @@ func TestClientAuthRegistration(t *testing.T) {
 	s := NewSetupNoCallback(t)
 	key := newKey(t, "EC")
 	keyFile := writeKey(t, s.Dir+"/client.key", key)
-	op := StartOP(t, OPConfig{}, nil)
+	op := oidcop.Start(t, oidcop.Config{})
 	td := StartTokend(t, s, s.Config(op.Issuer, fmt.Sprintf("  dyn:\n    provider: op\n    client_name: tokend e2e\n    auth_method: private_key_jwt\n    private_key_file: %s\n    key_id: dyn-1\n", keyFile),
 		strings.Replace(ccGrant(""), "client: svc", "client: dyn", 1)))
 	td.NoLeak(keySecrets(t, keyFile, key)...)
@@ -553,11 +556,11 @@ func TestDeviceFlowPrivateKeyJWTDPoP(t *testing.T) {
 	s := NewSetupNoCallback(t)
 	key := newKey(t, "EC")
 	keyFile := writeKey(t, s.Dir+"/client.key", key)
-	op := StartOP(t, OPConfig{OIDCConfig: OIDCConfig{AccessTokenTTL: 60, Clients: []map[string]any{{
+	op := oidcop.Start(t, oidcop.Config{AccessTokenTTL: 60, Clients: []map[string]any{{
 		"client_id": "tv", "grant_types": []string{"urn:ietf:params:oauth:grant-type:device_code", "refresh_token"},
 		"response_types": []string{}, "redirect_uris": []string{},
 		"token_endpoint_auth_method": "private_key_jwt", "jwks": publicJWKS(t, key.Public(), "", ""),
-	}}}}, nil)
+	}}})
 	td := StartTokend(t, s, s.Config(op.Issuer, fmt.Sprintf("  tv:\n    provider: op\n    client_id: tv\n    auth_method: private_key_jwt\n    private_key_file: %s\n", keyFile),
 		"  tv:\n    client: tv\n    type: device_code\n    scopes: [openid]\n    dpop: true\n    {{READERS}}\n"))
 	td.NoLeak(keySecrets(t, keyFile, key)...)

@@ -9,12 +9,13 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/api"
+	"github.com/tokend/tokend/internal/testutil/oidcop"
 )
 
 const ccSecret = "cc-secret-e2e-0123456789abcdef"
 
-func ccProvider(t *testing.T) *OIDC {
-	return StartOIDC(t, OIDCConfig{ClientCredentialsTTL: 15, Clients: []map[string]any{{
+func ccProvider(t *testing.T) *oidcop.Server {
+	return oidcop.Start(t, oidcop.Config{ClientCredentialsTTL: 15, Clients: []map[string]any{{
 		"client_id":      "cc",
 		"client_secret":  ccSecret,
 		"grant_types":    []string{"client_credentials"},

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokend/tokend/internal/testutil/oidcop"
 )
 
 // userCodeRe matches oidc-provider's user codes (base-20 charset, mask
@@ -32,7 +34,7 @@ func TestDeviceFlow(t *testing.T) {
 			if c.secret != "" {
 				client["client_secret"] = c.secret
 			}
-			o := StartOIDC(t, OIDCConfig{AccessTokenTTL: 60, Clients: []map[string]any{client}})
+			o := oidcop.Start(t, oidcop.Config{AccessTokenTTL: 60, Clients: []map[string]any{client}})
 			s := NewSetup(t)
 			cl := fmt.Sprintf("  tv:\n    provider: op\n    client_id: tv\n    auth_method: %s\n", c.method)
 			if c.secret != "" {

@@ -8,13 +8,13 @@
 // they are missing the tests fail with that hint rather than skip, so a
 // machine that cannot run them is noticed.
 //
-// The harness (StartOIDC, StartTokend, the cookie-jar browser) is checked by
+// The harness (oidcop.Start, StartTokend, the cookie-jar browser) is checked by
 // its own tests against oidc-provider with golang.org/x/oauth2 alone, so a
 // failure of a tokend test points at tokend, not at the harness.
 //
 // The browser tests (TestBrowser*) drive Debian's headless Chromium with
 // chromedp through oidc-provider's interactive login and consent pages
-// (OIDCConfig.Interactive), to tokend's callback page, which they read
+// (oidcop.Config.Interactive), to tokend's callback page, which they read
 // through the DOM and check on a screenshot; `tokend authorize --open` goes
 // through xdg-utils' xdg-open to that Chromium. scripts/test-deps installs
 // chromium and xdg-utils; without them these tests fail saying so.

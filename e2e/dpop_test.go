@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/api"
+	"github.com/tokend/tokend/internal/testutil/oidcop"
 )
 
 // dpopHeaders runs `tokend token GRANT --dpop METHOD URL` and returns the
@@ -106,9 +107,9 @@ func TestDPoPClientCredentials(t *testing.T) {
 		t.Run(fmt.Sprintf("nonce=%t", nonce), func(t *testing.T) {
 			t.Parallel()
 			s := NewSetupNoCallback(t)
-			op := StartOP(t, OPConfig{OIDCConfig: OIDCConfig{ClientCredentialsTTL: 15, Clients: []map[string]any{
+			op := oidcop.Start(t, oidcop.Config{ClientCredentialsTTL: 15, Clients: []map[string]any{
 				ccClient("cc", "client_secret_basic", map[string]any{"client_secret": ccSecret}),
-			}}, DPoPNonce: nonce}, nil)
+			}, DPoPNonce: nonce})
 			cfg := s.Config(op.Issuer, fmt.Sprintf("  svc:\n    provider: op\n    client_id: cc\n    client_secret_file: %s\n    auth_method: client_secret_basic\n",
 				s.SecretFile("cc", ccSecret)), ccGrant("    dpop: true\n")+strings.Replace(ccGrant(""), "  api:", "  plain:", 1))
 			td := StartTokend(t, s, cfg)
@@ -249,16 +250,16 @@ func TestDPoPAuthorizationCode(t *testing.T) {
 	t.Parallel()
 	requireTokend(t)
 	c := authClient{"none", ""}
-	op := StartOP(t, OPConfig{OIDCConfig: OIDCConfig{AccessTokenTTL: 60, Clients: []map[string]any{{
+	op := oidcop.Start(t, oidcop.Config{AccessTokenTTL: 60, Clients: []map[string]any{{
 		"client_id": "app", "grant_types": []string{"authorization_code", "refresh_token"}, "response_types": []string{"code"},
 		"redirect_uris": []string{"http://127.0.0.1/callback"}, "token_endpoint_auth_method": "none",
-	}}}}, nil)
+	}}})
 	s := NewSetup(t)
 	cfg := strings.Replace(codeConfig(s, op.Issuer, c), "    type: authorization_code\n", "    type: authorization_code\n    dpop: true\n", 1)
 	td := StartTokend(t, s, cfg)
 	NoLeakSeen(t, td, op)
 
-	authorizeInBrowser(t, op.OIDC, td, "web")
+	authorizeInBrowser(t, op, td, "web")
 	tok := td.WaitToken("web", 10*time.Second)
 	in := op.Introspect(tok.AccessToken)
 	if tok.TokenType != "DPoP" || in.TokenType != "DPoP" || in.Cnf.JKT == "" {
@@ -288,7 +289,7 @@ func TestDPoPAuthorizationCode(t *testing.T) {
 	}
 
 	// Reauthorization rotates the key: the new token is bound to another.
-	authorizeInBrowser(t, op.OIDC, td, "web")
+	authorizeInBrowser(t, op, td, "web")
 	eventually(t, 10*time.Second, 100*time.Millisecond, "a token after reauthorization", func() error {
 		if td.MustToken("web").AccessToken == tok.AccessToken {
 			return fmt.Errorf("still the old token")
@@ -307,9 +308,9 @@ func TestDPoPDowngrade(t *testing.T) {
 	requireTokend(t)
 	s := NewSetupNoCallback(t)
 	off := false
-	op := StartOP(t, OPConfig{OIDCConfig: OIDCConfig{Clients: []map[string]any{
+	op := oidcop.Start(t, oidcop.Config{Clients: []map[string]any{
 		ccClient("cc", "client_secret_basic", map[string]any{"client_secret": ccSecret}),
-	}}, DPoP: &off}, nil)
+	}, DPoP: &off})
 	cfg := s.Config(op.Issuer, fmt.Sprintf("  svc:\n    provider: op\n    client_id: cc\n    client_secret_file: %s\n    auth_method: client_secret_basic\n",
 		s.SecretFile("cc", ccSecret)), ccGrant("    dpop: true\n"))
 	td := StartTokend(t, s, cfg)
@@ -342,9 +343,9 @@ func TestDPoPNonceLoop(t *testing.T) {
 	t.Parallel()
 	requireTokend(t)
 	s := NewSetupNoCallback(t)
-	op := StartOP(t, OPConfig{OIDCConfig: OIDCConfig{Clients: []map[string]any{
+	op := oidcop.Start(t, oidcop.Config{Clients: []map[string]any{
 		ccClient("cc", "client_secret_basic", map[string]any{"client_secret": ccSecret}),
-	}}, DPoPNonceLoop: true}, nil)
+	}, DPoPNonceLoop: true})
 	cfg := s.Config(op.Issuer, fmt.Sprintf("  svc:\n    provider: op\n    client_id: cc\n    client_secret_file: %s\n    auth_method: client_secret_basic\n",
 		s.SecretFile("cc", ccSecret)), ccGrant("    dpop: true\n"))
 	td := StartTokend(t, s, cfg)
@@ -374,9 +375,9 @@ func TestDPoPReload(t *testing.T) {
 	t.Parallel()
 	requireTokend(t)
 	s := NewSetupNoCallback(t)
-	op := StartOP(t, OPConfig{OIDCConfig: OIDCConfig{ClientCredentialsTTL: 300, Clients: []map[string]any{
+	op := oidcop.Start(t, oidcop.Config{ClientCredentialsTTL: 300, Clients: []map[string]any{
 		ccClient("cc", "client_secret_basic", map[string]any{"client_secret": ccSecret}),
-	}}}, nil)
+	}})
 	plain := s.Config(op.Issuer, fmt.Sprintf("  svc:\n    provider: op\n    client_id: cc\n    client_secret_file: %s\n    auth_method: client_secret_basic\n",
 		s.SecretFile("cc", ccSecret)), ccGrant(""))
 	td := StartTokend(t, s, plain)

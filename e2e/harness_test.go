@@ -24,11 +24,12 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/tokend/tokend/internal/testutil"
+	"github.com/tokend/tokend/internal/testutil/oidcop"
 )
 
 func TestHarnessClientCredentials(t *testing.T) {
 	t.Parallel()
-	o := StartOIDC(t, OIDCConfig{Clients: []map[string]any{{
+	o := oidcop.Start(t, oidcop.Config{Clients: []map[string]any{{
 		"client_id":      "cc",
 		"client_secret":  "cc-secret-0123456789",
 		"grant_types":    []string{"client_credentials"},
@@ -142,7 +143,7 @@ func TestHarnessAuthorizationCode(t *testing.T) {
 			if tc.secret != "" {
 				client["client_secret"] = tc.secret
 			}
-			o := StartOIDC(t, OIDCConfig{Clients: []map[string]any{client}})
+			o := oidcop.Start(t, oidcop.Config{Clients: []map[string]any{client}})
 			conf := &oauth2.Config{
 				ClientID: "app", ClientSecret: tc.secret,
 				Endpoint: oauth2.Endpoint{
@@ -219,7 +220,7 @@ func TestHarnessAuthorizationCode(t *testing.T) {
 
 // authCodeFlow runs one authorization-code flow with PKCE in browser b and
 // exchanges the code.
-func authCodeFlow(t testing.TB, o *OIDC, b *testutil.Browser, rt *redirectTarget, conf *oauth2.Config) *oauth2.Token {
+func authCodeFlow(t testing.TB, o *oidcop.Server, b *testutil.Browser, rt *redirectTarget, conf *oauth2.Config) *oauth2.Token {
 	t.Helper()
 	verifier := oauth2.GenerateVerifier()
 	state := oauth2.GenerateVerifier()
@@ -238,7 +239,7 @@ func authCodeFlow(t testing.TB, o *OIDC, b *testutil.Browser, rt *redirectTarget
 	return tok
 }
 
-func revoke(t testing.TB, o *OIDC, token, clientID, secret string) {
+func revoke(t testing.TB, o *oidcop.Server, token, clientID, secret string) {
 	t.Helper()
 	form := url.Values{"token": {token}}
 	if secret == "" {
@@ -277,7 +278,7 @@ func TestHarnessDeviceFlow(t *testing.T) {
 			if tc.secret != "" {
 				client["client_secret"] = tc.secret
 			}
-			o := StartOIDC(t, OIDCConfig{Clients: []map[string]any{client}})
+			o := oidcop.Start(t, oidcop.Config{Clients: []map[string]any{client}})
 			conf := &oauth2.Config{
 				ClientID: "tv", ClientSecret: tc.secret,
 				Endpoint: oauth2.Endpoint{
@@ -346,7 +347,7 @@ func (b basicAuth) RoundTrip(r *http.Request) (*http.Response, error) {
 
 func TestHarnessRegistration(t *testing.T) {
 	t.Parallel()
-	o := StartOIDC(t, OIDCConfig{})
+	o := oidcop.Start(t, oidcop.Config{})
 	body, _ := json.Marshal(map[string]any{
 		"client_name":                "e2e",
 		"grant_types":                []string{"client_credentials"},

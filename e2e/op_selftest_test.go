@@ -24,6 +24,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/tokend/tokend/internal/testutil"
+	"github.com/tokend/tokend/internal/testutil/oidcop"
 )
 
 func randomID() string {
@@ -56,13 +57,13 @@ func TestOPAcceptsPrivateKeyJWT(t *testing.T) {
 	t.Parallel()
 	key := newKey(t, "EC")
 	wrong := newKey(t, "EC")
-	op := StartOP(t, OPConfig{OIDCConfig: OIDCConfig{Clients: []map[string]any{{
+	op := oidcop.Start(t, oidcop.Config{Clients: []map[string]any{{
 		"client_id": "pk", "grant_types": []string{"client_credentials"}, "response_types": []string{}, "redirect_uris": []string{},
 		"token_endpoint_auth_method": "private_key_jwt", "jwks": publicJWKS(t, key.Public(), "k1", "ES256"),
 	}, {
 		"client_id": "hs", "client_secret": "hs-secret-0123456789abcdef0123456789abcdef", "grant_types": []string{"client_credentials"},
 		"response_types": []string{}, "redirect_uris": []string{}, "token_endpoint_auth_method": "client_secret_jwt",
-	}}}}, nil)
+	}}})
 	assertion := func(k any, alg jose.SignatureAlgorithm, id, aud string) string {
 		now := time.Now().Unix()
 		return testutil.SignJWT(t, k, alg, "", false, map[jose.HeaderKey]any{"typ": "JWT"}, map[string]any{"iss": id, "sub": id, "aud": aud, "jti": randomID(), "iat": now, "exp": now + 60})
@@ -72,14 +73,14 @@ func TestOPAcceptsPrivateKeyJWT(t *testing.T) {
 			"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {a}}
 	}
 	for _, aud := range []string{op.Issuer + "/token", op.Issuer} {
-		if code, m, _ := tokenCall(t, op.client, op.Issuer+"/token", form("pk", assertion(key, jose.ES256, "pk", aud)), ""); code != 200 || m["token_type"] != "Bearer" {
+		if code, m, _ := tokenCall(t, op.Client(), op.Issuer+"/token", form("pk", assertion(key, jose.ES256, "pk", aud)), ""); code != 200 || m["token_type"] != "Bearer" {
 			t.Errorf("private_key_jwt with aud %s: %d %v", aud, code, m)
 		}
 	}
-	if code, m, _ := tokenCall(t, op.client, op.Issuer+"/token", form("pk", assertion(wrong, jose.ES256, "pk", op.Issuer)), ""); code != 401 || m["error"] != "invalid_client" {
+	if code, m, _ := tokenCall(t, op.Client(), op.Issuer+"/token", form("pk", assertion(wrong, jose.ES256, "pk", op.Issuer)), ""); code != 401 || m["error"] != "invalid_client" {
 		t.Errorf("assertion by a wrong key: %d %v, want 401 invalid_client", code, m)
 	}
-	if code, m, _ := tokenCall(t, op.client, op.Issuer+"/token", form("hs", assertion([]byte("hs-secret-0123456789abcdef0123456789abcdef"), jose.HS256, "hs", op.Issuer+"/token")), ""); code != 200 {
+	if code, m, _ := tokenCall(t, op.Client(), op.Issuer+"/token", form("hs", assertion([]byte("hs-secret-0123456789abcdef0123456789abcdef"), jose.HS256, "hs", op.Issuer+"/token")), ""); code != 200 {
 		t.Errorf("client_secret_jwt: %d %v", code, m)
 	}
 	s := op.Stats()
@@ -117,17 +118,18 @@ func TestOPAcceptsClientCertificates(t *testing.T) {
 	clientCA := newPKI(t, dir, "client-ca")
 	ssCertFile, ssKeyFile, ssCert := selfSigned(dir).clientCert(t, "ss", "self-signed-e2e", time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
 	caCertFile, caKeyFile, _ := clientCA.clientCert(t, "pki", "tokend-e2e", time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
-	op := StartOP(t, OPConfig{
-		OIDCConfig: OIDCConfig{Clients: []map[string]any{{
+	op := oidcop.Start(t, oidcop.Config{
+		Clients: []map[string]any{{
 			"client_id": "ss", "grant_types": []string{"client_credentials"}, "response_types": []string{}, "redirect_uris": []string{},
 			"token_endpoint_auth_method": "self_signed_tls_client_auth", "jwks": publicJWKS(t, ssCert.PublicKey, "", "", ssCert),
 		}, {
 			"client_id": "pki", "grant_types": []string{"client_credentials"}, "response_types": []string{}, "redirect_uris": []string{},
 			"token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_subject_dn": "CN=tokend-e2e",
-		}}},
-		TLS:  &OPTLS{Cert: srvCert, Key: srvKey, ClientCA: clientCA.CAFile},
-		MTLS: &OPMTLS{TLSClientAuth: true, SelfSignedTLSClientAuth: true, Alias: true},
-	}, ca.Pool)
+		}},
+		TLS:     &oidcop.TLS{Cert: srvCert, Key: srvKey, ClientCA: clientCA.CAFile},
+		MTLS:    &oidcop.MTLS{TLSClientAuth: true, SelfSignedTLSClientAuth: true, Alias: true},
+		RootCAs: ca.Pool,
+	})
 	if !strings.HasPrefix(op.Issuer, "https://127.0.0.1:") || !strings.HasPrefix(op.MTLSAlias, "https://127.0.0.1:") {
 		t.Fatalf("issuer %s, alias %s", op.Issuer, op.MTLSAlias)
 	}
@@ -192,13 +194,13 @@ func TestOPAndResourceServerCheckDPoP(t *testing.T) {
 	}
 	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {"d"}, "client_secret": {"d-secret-0123456789"}}
 	for _, nonce := range []bool{false, true} {
-		op := StartOP(t, OPConfig{OIDCConfig: OIDCConfig{Clients: []map[string]any{client}}, DPoPNonce: nonce}, nil)
-		code, m, n := tokenCall(t, op.client, op.Issuer+"/token", form, proof(key, "POST", op.Issuer+"/token", "", ""))
+		op := oidcop.Start(t, oidcop.Config{Clients: []map[string]any{client}, DPoPNonce: nonce})
+		code, m, n := tokenCall(t, op.Client(), op.Issuer+"/token", form, proof(key, "POST", op.Issuer+"/token", "", ""))
 		if nonce {
 			if code != 400 || m["error"] != "use_dpop_nonce" || n == "" {
 				t.Fatalf("nonce required: first answer %d %v nonce %q", code, m, n)
 			}
-			code, m, _ = tokenCall(t, op.client, op.Issuer+"/token", form, proof(key, "POST", op.Issuer+"/token", n, ""))
+			code, m, _ = tokenCall(t, op.Client(), op.Issuer+"/token", form, proof(key, "POST", op.Issuer+"/token", n, ""))
 		}
 		if code != 200 || m["token_type"] != "DPoP" {
 			t.Fatalf("nonce %t: %d %v, want a DPoP token", nonce, code, m)
@@ -232,8 +234,8 @@ func TestOPAndResourceServerCheckDPoP(t *testing.T) {
 		}
 	}
 	off := false
-	op := StartOP(t, OPConfig{OIDCConfig: OIDCConfig{Clients: []map[string]any{client}}, DPoP: &off}, nil)
-	if code, m, _ := tokenCall(t, op.client, op.Issuer+"/token", form, proof(key, "POST", op.Issuer+"/token", "", "")); code != 200 || m["token_type"] != "Bearer" {
+	op := oidcop.Start(t, oidcop.Config{Clients: []map[string]any{client}, DPoP: &off})
+	if code, m, _ := tokenCall(t, op.Client(), op.Issuer+"/token", form, proof(key, "POST", op.Issuer+"/token", "", "")); code != 200 || m["token_type"] != "Bearer" {
 		t.Errorf("dpop off: %d %v, want a Bearer token", code, m)
 	}
 }

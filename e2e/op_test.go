@@ -1,7 +1,6 @@
 package e2e
 
-// Harness of the client-authentication and DPoP tests: oidc-provider with
-// its https, mTLS and DPoP options (OPConfig), a throw-away PKI, client keys
+// Harness of the client-authentication and DPoP tests: a throw-away PKI, client keys
 // and their public JWK Sets, and an independent DPoP-verifying resource
 // server. The harness itself is checked against
 // oidc-provider without tokend by op_selftest_test.go.
@@ -14,7 +13,6 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
@@ -27,7 +25,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,162 +33,12 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+	"github.com/tokend/tokend/internal/testutil/oidcop"
 )
-
-// OPConfig is OIDCConfig with the https, mTLS, client-key and DPoP options
-// (see oidc/server.mjs).
-type OPConfig struct {
-	OIDCConfig
-	TLS                   *OPTLS   `json:"tls,omitempty"`
-	MTLS                  *OPMTLS  `json:"mtls,omitempty"`
-	DPoP                  *bool    `json:"dpop,omitempty"` // nil: on (oidc-provider's default)
-	DPoPNonce             bool     `json:"dpopNonce,omitempty"`
-	DPoPNonceLoop         bool     `json:"dpopNonceLoop,omitempty"`
-	ClientAuthSigningAlgs []string `json:"clientAuthSigningAlgs,omitempty"`
-}
-
-// OPTLS are the PEM files of an https oidc-provider.
-type OPTLS struct {
-	Cert     string `json:"cert"`
-	Key      string `json:"key"`
-	ClientCA string `json:"clientCA,omitempty"`
-}
-
-// OPMTLS is oidc-provider's features.mTLS.
-type OPMTLS struct {
-	TLSClientAuth                bool `json:"tlsClientAuth,omitempty"`
-	SelfSignedTLSClientAuth      bool `json:"selfSignedTlsClientAuth,omitempty"`
-	CertificateBoundAccessTokens bool `json:"certificateBoundAccessTokens,omitempty"`
-	Alias                        bool `json:"alias,omitempty"`
-}
-
-// OP is a running oidc-provider configured with OPConfig. Its HTTP client
-// trusts the server's CA (when https).
-type OP struct {
-	*OIDC
-	// MTLSAlias is the origin of the mtls_endpoint_aliases ("" without).
-	MTLSAlias string
-	client    *http.Client
-}
-
-// OPStats are GET /_test/stats, with the client-authentication and DPoP
-// counters.
-type OPStats struct {
-	Stats
-	ClientAuthErrors   map[string]int `json:"client_auth_errors"`
-	ClientAssertions   map[string]int `json:"client_assertions"`
-	ClientCertificates int            `json:"client_certificates"`
-	AliasRequests      int            `json:"alias_requests"`
-	DPoPProofs         int            `json:"dpop_proofs"`
-	DPoPTokens         int            `json:"dpop_tokens"`
-	DPoPErrors         map[string]int `json:"dpop_errors"`
-	UseDPoPNonce       int            `json:"use_dpop_nonce"`
-}
-
-// OPSeen are the client assertions and DPoP proofs the token endpoint saw.
-type OPSeen struct {
-	ClientAssertions []string `json:"client_assertions"`
-	DPoPProofs       []string `json:"dpop_proofs"`
-}
-
-// OPIntrospection is an introspection answer with its confirmation claim.
-type OPIntrospection struct {
-	Introspection
-	Cnf struct {
-		JKT     string `json:"jkt"`
-		X5TS256 string `json:"x5t#S256"`
-	} `json:"cnf"`
-}
-
-// StartOP starts oidc-provider (see StartOIDC) with the options of cfg;
-// ca, when not nil, is trusted by the harness's own requests to it.
-func StartOP(t testing.TB, cfg OPConfig, ca *x509.CertPool) *OP {
-	t.Helper()
-	cfg.Clients = withIntrospector(cfg.Clients)
-	o, line := launchOIDC(t, cfg)
-	op := &OP{OIDC: o, client: &http.Client{Timeout: 10 * time.Second}}
-	if ca != nil {
-		op.client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca}}
-	}
-	var hello struct {
-		MTLSAlias string `json:"mtlsAlias"`
-	}
-	if err := json.Unmarshal(line, &hello); err != nil {
-		t.Fatalf("e2e: oidc-provider hello %q: %v", line, err)
-	}
-	op.MTLSAlias = hello.MTLSAlias
-	return op
-}
-
-func (op *OP) getJSON(path string, v any) {
-	op.t.Helper()
-	resp, err := op.client.Get(op.Issuer + path)
-	if err != nil {
-		op.t.Fatalf("e2e: GET %s: %v", path, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		op.t.Fatalf("e2e: GET %s: %s: %s", path, resp.Status, b)
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		op.t.Fatalf("e2e: GET %s: %v", path, err)
-	}
-}
-
-// Stats returns the server's counts.
-func (op *OP) Stats() OPStats {
-	op.t.Helper()
-	var s OPStats
-	op.getJSON("/_test/stats", &s)
-	return s
-}
-
-// Seen returns the client assertions and DPoP proofs the token endpoint saw.
-func (op *OP) Seen() OPSeen {
-	op.t.Helper()
-	var s OPSeen
-	op.getJSON("/_test/seen", &s)
-	return s
-}
-
-// Discovery returns the server's metadata.
-func (op *OP) Discovery() map[string]any {
-	op.t.Helper()
-	var m map[string]any
-	op.getJSON("/.well-known/openid-configuration", &m)
-	return m
-}
-
-// Introspect asks the introspection endpoint about token.
-func (op *OP) Introspect(token string) OPIntrospection {
-	op.t.Helper()
-	req, err := http.NewRequest(http.MethodPost, op.Issuer+"/token/introspection",
-		strings.NewReader(url.Values{"token": {token}}.Encode()))
-	if err != nil {
-		op.t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(introspectorID, introspectorSecret)
-	resp, err := op.client.Do(req)
-	if err != nil {
-		op.t.Fatalf("e2e: introspect: %v", err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		op.t.Fatalf("e2e: introspect: %s: %s", resp.Status, b)
-	}
-	var in OPIntrospection
-	if err := json.Unmarshal(b, &in); err != nil {
-		op.t.Fatalf("e2e: introspect: %v: %s", err, b)
-	}
-	return in
-}
 
 // NoLeakSeen registers, when the test ends (before tokend's own log check),
 // every client assertion and DPoP proof op saw as secrets td must not log.
-func NoLeakSeen(t testing.TB, td *Tokend, op *OP) {
+func NoLeakSeen(t testing.TB, td *Tokend, op *oidcop.Server) {
 	t.Cleanup(func() {
 		s := op.Seen()
 		td.NoLeak(s.ClientAssertions...)
@@ -430,7 +277,7 @@ func publicJWKS(t testing.TB, pub crypto.PublicKey, kid, alg string, certs ...*x
 // with the token's hash, and never seen before.
 type resourceServer struct {
 	URL string
-	op  *OP
+	op  *oidcop.Server
 
 	mu       sync.Mutex
 	jtis     map[string]bool
@@ -446,7 +293,7 @@ func (rs *resourceServer) requireNonce(nonce string) {
 	rs.nonce = nonce
 }
 
-func newResourceServer(t testing.TB, op *OP) *resourceServer {
+func newResourceServer(t testing.TB, op *oidcop.Server) *resourceServer {
 	rs := &resourceServer{op: op, jtis: map[string]bool{}}
 	srv := httptest.NewServer(http.HandlerFunc(rs.serve))
 	t.Cleanup(srv.Close)

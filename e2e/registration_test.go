@@ -3,6 +3,8 @@ package e2e
 import (
 	"testing"
 	"time"
+
+	"github.com/tokend/tokend/internal/testutil/oidcop"
 )
 
 // TestDynamicRegistration: a client with no client_id is registered at the
@@ -13,7 +15,7 @@ func TestDynamicRegistration(t *testing.T) {
 	requireTokend(t)
 	t.Run("client_credentials", func(t *testing.T) {
 		t.Parallel()
-		o := StartOIDC(t, OIDCConfig{})
+		o := oidcop.Start(t, oidcop.Config{})
 		s := NewSetup(t)
 		td := StartTokend(t, s, s.Config(o.Issuer, `  dyn:
     provider: op
@@ -48,7 +50,7 @@ func TestDynamicRegistration(t *testing.T) {
 	})
 	t.Run("authorization_code", func(t *testing.T) {
 		t.Parallel()
-		o := StartOIDC(t, OIDCConfig{AccessTokenTTL: 60})
+		o := oidcop.Start(t, oidcop.Config{AccessTokenTTL: 60})
 		s := NewSetup(t)
 		td := StartTokend(t, s, s.Config(o.Issuer, `  dyn:
     provider: op

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -120,15 +119,7 @@ func StartTokend(t testing.TB, s *Setup, configYAML string) *Tokend {
 		t.Fatal(err)
 	}
 	td := &Tokend{t: t, Setup: s, cfgPath: cfgPath, logs: &testutil.SyncBuffer{}}
-	td.http = &http.Client{
-		Timeout: 30 * time.Second,
-		Transport: &http.Transport{
-			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				var d net.Dialer
-				return d.DialContext(ctx, "unix", s.Socket)
-			},
-		},
-	}
+	td.http = testutil.UnixHTTPClient(s.Socket, 30*time.Second)
 	t.Cleanup(func() {
 		td.Kill()
 		logs := td.logs.String()
@@ -381,12 +372,10 @@ func (td *Tokend) MustCLI(args ...string) string {
 // CLIProcess is a CLI command whose output is read while it runs (tokend
 // authorize may wait for the authorization to finish).
 type CLIProcess struct {
+	*testutil.Proc
 	t    testing.TB
-	cmd  *exec.Cmd
 	out  *testutil.SyncBuffer
 	errb *testutil.SyncBuffer
-	done chan struct{}
-	err  error
 }
 
 // StartCLI starts `tokend ARGS... --socket SOCKET`; it is killed on cleanup.
@@ -401,20 +390,9 @@ func startCLIEnv(td *Tokend, env []string, args ...string) *CLIProcess {
 	td.t.Helper()
 	cmd := exec.Command(tokendBin, append(args, "--socket", td.Setup.Socket)...)
 	cmd.Env = env
-	p := &CLIProcess{t: td.t, cmd: cmd, out: &testutil.SyncBuffer{}, errb: &testutil.SyncBuffer{}, done: make(chan struct{})}
+	p := &CLIProcess{t: td.t, out: &testutil.SyncBuffer{}, errb: &testutil.SyncBuffer{}}
 	cmd.Stdout, cmd.Stderr = p.out, p.errb
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		td.t.Fatal(err)
-	}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	td.t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-p.done
-	})
+	p.Proc = testutil.StartProc(td.t, cmd)
 	return p
 }
 
@@ -428,17 +406,17 @@ func (p *CLIProcess) WaitOutput(re *regexp.Regexp, timeout time.Duration) []stri
 			return m
 		}
 		select {
-		case <-p.done:
+		case <-p.Done():
 			if m := re.FindStringSubmatch(p.out.String()); m != nil {
 				return m
 			}
 			p.t.Fatalf("e2e: tokend %v exited (%v) without printing %v\nstdout: %s\nstderr: %s",
-				p.cmd.Args[1:], p.err, re, p.out.String(), p.errb.String())
+				p.Cmd.Args[1:], p.Err(), re, p.out.String(), p.errb.String())
 		default:
 		}
 		if time.Now().After(deadline) {
 			p.t.Fatalf("e2e: tokend %v printed no %v in %v\nstdout: %s\nstderr: %s",
-				p.cmd.Args[1:], re, timeout, p.out.String(), p.errb.String())
+				p.Cmd.Args[1:], re, timeout, p.out.String(), p.errb.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -448,10 +426,10 @@ func (p *CLIProcess) WaitOutput(re *regexp.Regexp, timeout time.Duration) []stri
 func (p *CLIProcess) Wait(timeout time.Duration) int {
 	p.t.Helper()
 	select {
-	case <-p.done:
-		return exitCode(p.err)
+	case <-p.Done():
+		return exitCode(p.Err())
 	case <-time.After(timeout):
-		p.t.Fatalf("e2e: tokend %v did not exit in %v\nstdout: %s\nstderr: %s", p.cmd.Args[1:], timeout, p.out.String(), p.errb.String())
+		p.t.Fatalf("e2e: tokend %v did not exit in %v\nstdout: %s\nstderr: %s", p.Cmd.Args[1:], timeout, p.out.String(), p.errb.String())
 		return -1
 	}
 }

@@ -3,6 +3,8 @@ package e2e
 import (
 	"testing"
 	"time"
+
+	"github.com/tokend/tokend/internal/testutil/oidcop"
 )
 
 // tokenWatch follows the token tokend serves for one grant, as a program
@@ -11,7 +13,7 @@ import (
 // expiry the provider gave it.
 type tokenWatch struct {
 	t     testing.TB
-	o     *OIDC
+	o     *oidcop.Server
 	td    *Tokend
 	grant string
 	exp   map[string]time.Time // token -> the provider's exp
@@ -20,7 +22,7 @@ type tokenWatch struct {
 	changed []time.Time
 }
 
-func newTokenWatch(t testing.TB, o *OIDC, td *Tokend, grant string) *tokenWatch {
+func newTokenWatch(t testing.TB, o *oidcop.Server, td *Tokend, grant string) *tokenWatch {
 	return &tokenWatch{t: t, o: o, td: td, grant: grant, exp: map[string]time.Time{}}
 }
 

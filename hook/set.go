@@ -18,6 +18,9 @@ const (
 	QueueSize = 256
 	// attempts bounds the requests of one webhook delivery.
 	attempts = 4
+	// backoffFirst is the wait after a webhook's first failed attempt;
+	// each further one doubles it.
+	backoffFirst = time.Second
 	// backoffMax caps the wait between two webhook attempts.
 	backoffMax = 30 * time.Second
 	// stderrTail is how much of a failed command's stderr is logged.
@@ -41,9 +44,10 @@ type Engine struct {
 	WarnLimited func(key, msg string, args ...any)
 	// Metrics, if not nil, counts deliveries.
 	Metrics Metrics
-	// Backoff is the first wait between webhook attempts; zero is one
-	// second.
-	Backoff time.Duration
+	// Wait returns after d, or false as soon as ctx ends; the waits
+	// between webhook attempts run on it, so they follow the engine's
+	// clock. Nil waits on real time.
+	Wait func(ctx context.Context, d time.Duration) bool
 }
 
 // Set is the runners of the configured hooks, replaced on reload.
@@ -55,7 +59,6 @@ type Set struct {
 	ctx     context.Context // cancelled by Stop: kills what runs, drops what waits
 	stop    context.CancelFunc
 	wg      sync.WaitGroup
-	backoff time.Duration // first wait between webhook attempts
 	client  *http.Client
 }
 
@@ -71,10 +74,10 @@ type runner struct {
 
 // NewSet returns a Set with no hooks.
 func NewSet(eng Engine) *Set {
-	s := &Set{eng: eng, backoff: time.Second}
-	if eng.Backoff > 0 {
-		s.backoff = eng.Backoff
+	if eng.Wait == nil {
+		eng.Wait = realWait
 	}
+	s := &Set{eng: eng}
 	s.ctx, s.stop = context.WithCancel(context.Background())
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	s.client = &http.Client{
@@ -214,4 +217,16 @@ func (r *runner) deliver(e *Event) {
 		return
 	}
 	r.s.eng.WarnLimited("hook failed "+r.label, "hook failed", "hook", r.label, "event", e.Event, "grant", e.Grant, "result", result, "err", err)
+}
+
+// realWait is Engine.Wait on real time.
+func realWait(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }

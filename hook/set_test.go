@@ -1,37 +1,33 @@
 package hook
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/internal/testutil"
+	"github.com/tokend/tokend/oauth"
 )
 
-type countingMetrics struct {
-	mu sync.Mutex
-	n  map[string]int
-}
+// countingMetrics counts hook runs by "hook/result".
+type countingMetrics struct{ testutil.Counts }
 
 func (m *countingMetrics) ObserveHook(hook, result string, _ time.Duration) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.n[hook+"/"+result]++
-}
-
-func (m *countingMetrics) get(k string) int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.n[k]
+	m.Add(hook + "/" + result)
 }
 
 func testEngine(m Metrics) Engine {
@@ -71,7 +67,7 @@ func TestConfigureKeepsUnchangedRunner(t *testing.T) {
 func TestEmitRunsCommandWithEvent(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "env")
-	m := &countingMetrics{n: map[string]int{}}
+	m := &countingMetrics{}
 	s := NewSet(testEngine(m))
 	defer s.Stop()
 	s.Configure([]config.Hook{
@@ -80,7 +76,7 @@ func TestEmitRunsCommandWithEvent(t *testing.T) {
 	})
 	at := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
 	s.Emit(Event{Event: config.EventRevoked, Grant: "g", State: "revoked", Time: at, Generation: 7})
-	for deadline := time.Now().Add(10 * time.Second); m.get("env/success") != 1; {
+	for deadline := time.Now().Add(10 * time.Second); m.Get("env/success") != 1; {
 		if time.Now().After(deadline) {
 			t.Fatal("the hook was not delivered")
 		}
@@ -104,7 +100,7 @@ func TestEmitRunsCommandWithEvent(t *testing.T) {
 
 // TestEmitAfterStop: a stopped set takes no more events.
 func TestEmitAfterStop(t *testing.T) {
-	m := &countingMetrics{n: map[string]int{}}
+	m := &countingMetrics{}
 	s := NewSet(testEngine(m))
 	s.Configure([]config.Hook{{Name: "h", Events: []string{config.EventRevoked}, Command: []string{"true"}}})
 	if !s.Stop() {
@@ -113,5 +109,42 @@ func TestEmitAfterStop(t *testing.T) {
 	s.Emit(Event{Event: config.EventRevoked, Grant: "g"})
 	if r := s.runners[0]; r.running || len(r.queue) != 0 {
 		t.Error("a stopped set queued an event")
+	}
+}
+
+// TestWebhookBackoffDoubles: a webhook that keeps failing is tried four
+// times, waiting on the engine's clock 1 s, then 2 s, then 4 s.
+func TestWebhookBackoffDoubles(t *testing.T) {
+	var requests atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		requests.Add(1)
+		http.Error(w, "busy", http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	var mu sync.Mutex
+	var waits []time.Duration
+	m := &countingMetrics{}
+	eng := testEngine(m)
+	eng.Wait = func(_ context.Context, d time.Duration) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		waits = append(waits, d)
+		return true
+	}
+	s := NewSet(eng)
+	defer s.Stop()
+	s.Configure([]config.Hook{{Name: "web", Events: []string{config.EventRevoked}, URL: srv.URL, Secret: oauth.NewSecret("k"), Timeout: time.Second}})
+	s.Emit(Event{Event: config.EventRevoked, Grant: "g"})
+	deadline := time.Now().Add(10 * time.Second)
+	for m.Get("web/failure") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the delivery did not give up")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if n := requests.Load(); n != attempts || !slices.Equal(waits, []time.Duration{time.Second, 2 * time.Second, 4 * time.Second}) {
+		t.Fatalf("%d requests, waits %v: want %d, and 1s 2s 4s", n, waits, attempts)
 	}
 }

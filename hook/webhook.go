@@ -24,7 +24,7 @@ func (r *runner) post(e *Event) (string, error) {
 	if err != nil {
 		return "failure", err
 	}
-	wait := r.s.backoff
+	wait := backoffFirst
 	result := "failure"
 	for attempt := 1; ; attempt++ {
 		var retry bool
@@ -33,11 +33,7 @@ func (r *runner) post(e *Event) (string, error) {
 			return result, err
 		}
 		r.s.eng.Log.Debug("webhook failed, retrying", "hook", r.label, "event", e.Event, "grant", e.Grant, "attempt", attempt, "err", err, "retry_in", wait)
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-r.s.ctx.Done():
-			t.Stop()
+		if !r.s.eng.Wait(r.s.ctx, wait) {
 			return result, err
 		}
 		wait = min(2*wait, backoffMax)

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
@@ -28,6 +26,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/tokend/tokend/internal/testutil"
 )
 
 // testJWTSecret is long enough for HS512 (RFC 7518 §3.2).
@@ -36,42 +35,6 @@ const testJWTSecret = "0123456789abcdef0123456789abcdef0123456789abcdef012345678
 var allAlgs = []jose.SignatureAlgorithm{
 	jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512,
 	jose.ES256, jose.ES384, jose.EdDSA, jose.HS256, jose.HS384, jose.HS512,
-}
-
-var (
-	rsaOnce sync.Once
-	rsaKey  *rsa.PrivateKey
-)
-
-// mustRSA returns one RSA 2048 key for the whole run (generating is slow).
-func mustRSA(t testing.TB) *rsa.PrivateKey {
-	t.Helper()
-	rsaOnce.Do(func() {
-		k, err := rsa.GenerateKey(rand.Reader, 2048)
-		if err != nil {
-			panic(err)
-		}
-		rsaKey = k
-	})
-	return rsaKey
-}
-
-func mustEC(t testing.TB, c elliptic.Curve) *ecdsa.PrivateKey {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(c, rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-func mustEd(t testing.TB) ed25519.PrivateKey {
-	t.Helper()
-	_, k, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
 }
 
 func pemOf(t testing.TB, typ string, der []byte) []byte {
@@ -229,7 +192,7 @@ func nineRequests(t *testing.T, p *Provider) {
 // that authenticate the client (the device flow is two, its polling two
 // polls) and verifies each one's assertion as a provider would.
 func TestClientAssertionEveryRequest(t *testing.T) {
-	ec := mustEC(t, elliptic.P256())
+	ec := testutil.ECKey(t, elliptic.P256())
 	cases := []struct {
 		name string
 		m    AuthMethod
@@ -239,7 +202,7 @@ func TestClientAssertionEveryRequest(t *testing.T) {
 		aud  string   // Client.AssertionAudience
 	}{
 		{"private_key_jwt/EC", AuthPrivateKeyJWT, &SigningKey{Signer: ec, KeyID: "k1"}, &ec.PublicKey, nil, ""},
-		{"private_key_jwt/RSA-PS256", AuthPrivateKeyJWT, &SigningKey{Signer: mustRSA(t)}, &mustRSA(t).PublicKey, []string{"PS256"}, "issuer"},
+		{"private_key_jwt/RSA-PS256", AuthPrivateKeyJWT, &SigningKey{Signer: testutil.RSAKey(t)}, &testutil.RSAKey(t).PublicKey, []string{"PS256"}, "issuer"},
 		{"client_secret_jwt", AuthSecretJWT, nil, []byte(testJWTSecret), []string{"HS512", "RS256"}, "url"},
 	}
 	for _, c := range cases {
@@ -299,7 +262,7 @@ func TestClientAssertionConfigurationErrors(t *testing.T) {
 		{"no key", func(p *Provider) { p.Client.AuthMethod = AuthPrivateKeyJWT }, "needs a private key"},
 		{"alg not offered", func(p *Provider) {
 			p.Client.AuthMethod = AuthPrivateKeyJWT
-			p.Client.Key = &SigningKey{Signer: mustEd(t)}
+			p.Client.Key = &SigningKey{Signer: testutil.Ed25519Key(t)}
 			p.Endpoints.TokenAuthSigningAlgs = []string{"RS256", "ES256"}
 		}, "client_credentials: the provider accepts RS256, ES256, none of which a Ed25519 key can make"},
 		{"short secret", func(p *Provider) { p.Client.AuthMethod = AuthSecretJWT }, "at least 32 bytes"},
@@ -342,7 +305,7 @@ func TestClientAssertionConfigurationErrors(t *testing.T) {
 }
 
 func TestChooseAlg(t *testing.T) {
-	rsaK, p256, p384, ed := mustRSA(t), mustEC(t, elliptic.P256()), mustEC(t, elliptic.P384()), mustEd(t)
+	rsaK, p256, p384, ed := testutil.RSAKey(t), testutil.ECKey(t, elliptic.P256()), testutil.ECKey(t, elliptic.P384()), testutil.Ed25519Key(t)
 	for _, c := range []struct {
 		key       crypto.Signer
 		alg       string
@@ -378,7 +341,7 @@ func TestChooseAlg(t *testing.T) {
 }
 
 func TestParseSigningKey(t *testing.T) {
-	rsaK, p256, p384, ed := mustRSA(t), mustEC(t, elliptic.P256()), mustEC(t, elliptic.P384()), mustEd(t)
+	rsaK, p256, p384, ed := testutil.RSAKey(t), testutil.ECKey(t, elliptic.P256()), testutil.ECKey(t, elliptic.P384()), testutil.Ed25519Key(t)
 	sec1, err := x509.MarshalECPrivateKey(p384)
 	if err != nil {
 		t.Fatal(err)
@@ -405,7 +368,7 @@ func TestParseSigningKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p521 := mustEC(t, elliptic.P521())
+	p521 := testutil.ECKey(t, elliptic.P521())
 	garbage := pemOf(t, "PRIVATE KEY", []byte("MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC-secret-bytes"))
 	for name, c := range map[string]struct {
 		data []byte
@@ -433,7 +396,7 @@ func TestParseSigningKey(t *testing.T) {
 }
 
 func TestParseServiceAccount(t *testing.T) {
-	rsaK := mustRSA(t)
+	rsaK := testutil.RSAKey(t)
 	f, err := json.Marshal(map[string]string{
 		"type": "service_account", "project_id": "p", "private_key_id": "abc123",
 		"private_key": string(pkcs8(t, rsaK)), "client_email": "sa@p.iam.gserviceaccount.com",
@@ -455,7 +418,7 @@ func TestParseServiceAccount(t *testing.T) {
 }
 
 func TestSignAssertion(t *testing.T) {
-	ec := mustEC(t, elliptic.P384())
+	ec := testutil.ECKey(t, elliptic.P384())
 	now := newClock().Now()
 	a := Assertion{Issuer: "sa@x", Audience: "https://as/token", Key: SigningKey{Signer: ec, KeyID: "kid9"}, Claims: map[string]any{"scope": "a b"}}
 	s, err := SignAssertion(a, now)
@@ -493,7 +456,7 @@ func TestSignAssertion(t *testing.T) {
 }
 
 func TestSigningKeyJWKS(t *testing.T) {
-	ec := mustEC(t, elliptic.P256())
+	ec := testutil.ECKey(t, elliptic.P256())
 	b, err := SigningKey{Signer: ec, KeyID: "k1"}.JWKS()
 	if err != nil {
 		t.Fatal(err)
@@ -510,7 +473,7 @@ func TestSigningKeyJWKS(t *testing.T) {
 	}
 	// RSA: no alg unless configured, since it may sign RS256 or PS256.
 	for alg, want := range map[string]string{"": "", "PS256": "PS256"} {
-		b, err := SigningKey{Signer: mustRSA(t), Alg: alg}.JWKS()
+		b, err := SigningKey{Signer: testutil.RSAKey(t), Alg: alg}.JWKS()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -522,9 +485,9 @@ func TestSigningKeyJWKS(t *testing.T) {
 
 // TestKeysPrintRedacted prints keys every way a log line or status could.
 func TestKeysPrintRedacted(t *testing.T) {
-	ec := mustEC(t, elliptic.P256())
-	rsaK := mustRSA(t)
-	ed := mustEd(t)
+	ec := testutil.ECKey(t, elliptic.P256())
+	rsaK := testutil.RSAKey(t)
+	ed := testutil.Ed25519Key(t)
 	dk, err := NewDPoPKey()
 	if err != nil {
 		t.Fatal(err)
@@ -712,7 +675,7 @@ func TestJWTBearerAndTokenExchangeBodies(t *testing.T) {
 // description gets none of the grant's or the client's secrets into the
 // message, the client assertion (made inside the probe) included.
 func TestGrantSecretsScrubbed(t *testing.T) {
-	ec := mustEC(t, elliptic.P256())
+	ec := testutil.ECKey(t, elliptic.P256())
 	var sent []string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
@@ -800,7 +763,7 @@ func TestRegisterClientAuthFields(t *testing.T) {
 		writeJSON(w, 201, map[string]any{"client_id": "new", "token_endpoint_auth_method": "private_key_jwt"})
 	}))
 	defer srv.Close()
-	jwks, err := SigningKey{Signer: mustEC(t, elliptic.P256()), KeyID: "k"}.JWKS()
+	jwks, err := SigningKey{Signer: testutil.ECKey(t, elliptic.P256()), KeyID: "k"}.JWKS()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -831,8 +794,8 @@ func TestRegisterClientAuthFields(t *testing.T) {
 // FuzzParseSigningKey: any input is a key tokend can sign with or an error
 // of class Configuration; nothing panics.
 func FuzzParseSigningKey(f *testing.F) {
-	f.Add(pkcs8(f, mustEC(f, elliptic.P256())))
-	f.Add(pkcs8(f, mustEd(f)))
+	f.Add(pkcs8(f, testutil.ECKey(f, elliptic.P256())))
+	f.Add(pkcs8(f, testutil.Ed25519Key(f)))
 	f.Add([]byte(`{"type":"service_account","private_key":"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n","client_email":"a@b"}`))
 	f.Add(pemOf(f, "EC PRIVATE KEY", []byte{0x30, 0x03, 0x02, 0x01, 0x01}))
 	f.Fuzz(func(t *testing.T, data []byte) {

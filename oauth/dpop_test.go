@@ -16,6 +16,7 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+	"github.com/tokend/tokend/internal/testutil"
 )
 
 // dpopClaims are a proof's claims.
@@ -128,7 +129,7 @@ func TestDPoPKeyMarshal(t *testing.T) {
 			t.Errorf("ParseDPoPKey(%.20s…) = %v", bad, err)
 		}
 	}
-	p384, err := (jose.JSONWebKey{Key: mustEC(t, elliptic.P384())}).MarshalJSON()
+	p384, err := (jose.JSONWebKey{Key: testutil.ECKey(t, elliptic.P384())}).MarshalJSON()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +254,7 @@ func TestDPoPNonce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ec := mustEC(t, elliptic.P256())
+	ec := testutil.ECKey(t, elliptic.P256())
 	v := newVerifier(t, &ec.PublicKey, d.srv.URL+"/token", clock)
 	inner := d.srv.Config.Handler
 	d.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -422,9 +423,9 @@ func BenchmarkClientAssertion(b *testing.B) {
 		key  *SigningKey
 		m    AuthMethod
 	}{
-		{"ES256", &SigningKey{Signer: mustEC(b, elliptic.P256())}, AuthPrivateKeyJWT},
-		{"RS256", &SigningKey{Signer: mustRSA(b)}, AuthPrivateKeyJWT},
-		{"EdDSA", &SigningKey{Signer: mustEd(b)}, AuthPrivateKeyJWT},
+		{"ES256", &SigningKey{Signer: testutil.ECKey(b, elliptic.P256())}, AuthPrivateKeyJWT},
+		{"RS256", &SigningKey{Signer: testutil.RSAKey(b)}, AuthPrivateKeyJWT},
+		{"EdDSA", &SigningKey{Signer: testutil.Ed25519Key(b)}, AuthPrivateKeyJWT},
 		{"HS256", nil, AuthSecretJWT},
 	} {
 		b.Run(c.name, func(b *testing.B) {

@@ -9,9 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/tokend/tokend/internal/testutil"
 )
@@ -105,29 +103,7 @@ func dialAs(t *testing.T, bin string, uid uint32, ln net.Listener) net.Conn {
 	cmd := exec.Command(bin)
 	cmd.Env = []string{childEnv + "=dial " + ln.Addr().Network() + " " + ln.Addr().String()}
 	testutil.AsUser(cmd, uid)
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		stdin.Close()
-		_ = cmd.Wait()
-	})
-	c, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
-	var b [1]byte
-	if _, err := io.ReadFull(c, b[:]); err != nil || b[0] != 'c' {
-		t.Fatalf("child did not connect: %q %v", b[0], err)
-	}
-	_ = c.SetReadDeadline(time.Time{})
+	c, _ := testutil.AcceptChild(t, cmd, ln)
 	return c
 }
 
@@ -137,7 +113,7 @@ func getAs(t *testing.T, bin string, uid uint32, network, addr string) string {
 	t.Helper()
 	cmd := exec.Command(bin)
 	cmd.Env = []string{childEnv + "=get " + network + " " + addr}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
+	testutil.AsUser(cmd, uid)
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("child as %d: %v", uid, err)

@@ -5,29 +5,17 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/internal/testutil"
 )
 
-type countingMetrics struct {
-	mu sync.Mutex
-	n  map[string]int
-}
+// countingMetrics counts sink writes by "grant result".
+type countingMetrics struct{ testutil.Counts }
 
-func (m *countingMetrics) ObserveSinkWrite(grant, result string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.n[grant+" "+result]++
-}
-
-func (m *countingMetrics) get(k string) int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.n[k]
-}
+func (m *countingMetrics) ObserveSinkWrite(grant, result string) { m.Add(grant + " " + result) }
 
 func waitFor(t *testing.T, what string, ok func() bool) {
 	t.Helper()
@@ -44,7 +32,7 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 func TestWorkerWritesAndRemoves(t *testing.T) {
 	now := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
 	path := filepath.Join(t.TempDir(), "t")
-	m := &countingMetrics{n: map[string]int{}}
+	m := &countingMetrics{}
 	eng := Engine{
 		SelfUID:     os.Geteuid(),
 		Now:         func() time.Time { return now },
@@ -64,12 +52,12 @@ func TestWorkerWritesAndRemoves(t *testing.T) {
 	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != config.DefaultSinkMode {
 		t.Errorf("file mode %v, %v; want %v", fi.Mode(), err, os.FileMode(config.DefaultSinkMode))
 	}
-	if n := m.get("g written"); n != 1 {
+	if n := m.Get("g written"); n != 1 {
 		t.Errorf("writes counted %d, want 1", n)
 	}
 	w.Offer(nil)
 	waitFor(t, "the file removed", func() bool { _, err := os.Lstat(path); return os.IsNotExist(err) })
-	waitFor(t, "the removal counted", func() bool { return m.get("g removed") == 1 })
+	waitFor(t, "the removal counted", func() bool { return m.Get("g removed") == 1 })
 	if s := w.Status(); !s.OK || !s.WrittenAt.IsZero() || s.Path != path {
 		t.Errorf("status after removal %+v", s)
 	}

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tokend/tokend/internal/testutil"
 )
 
 // notifySocket listens on a unixgram socket in a temporary directory and
@@ -19,11 +21,7 @@ func notifySocket(t *testing.T) *net.UnixConn {
 	t.Helper()
 	// A short directory: sun_path is limited to 108 bytes and t.TempDir()
 	// can be long.
-	dir, err := os.MkdirTemp("", "sdn")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := testutil.ShortDir(t)
 	path := filepath.Join(dir, "notify")
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
 	if err != nil {
@@ -222,11 +220,7 @@ func TestUnderJournal(t *testing.T) {
 const helperEnv = "TOKEND_SYSTEMD_HELPER"
 
 func TestListeners(t *testing.T) {
-	dir, err := os.MkdirTemp("", "sdl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := testutil.ShortDir(t)
 
 	newFile := func(name string) *os.File {
 		l, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(dir, name), Net: "unix"})

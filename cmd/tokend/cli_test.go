@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokend/tokend/internal/testutil"
 	"github.com/tokend/tokend/store"
 )
 
@@ -43,11 +44,7 @@ type fakeDaemon struct {
 func newFakeDaemon(t testing.TB, routes map[string][]reply) *fakeDaemon {
 	t.Helper()
 	f := &fakeDaemon{t: t, routes: routes}
-	dir, err := os.MkdirTemp("", "tkd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := testutil.ShortDir(t)
 	f.socket = filepath.Join(dir, "s")
 	ln, err := net.Listen("unix", f.socket)
 	if err != nil {

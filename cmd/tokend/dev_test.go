@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokend/tokend/internal/testutil"
 )
 
 // readmeDevConfig returns the YAML of the README's tokend dev --config
@@ -45,11 +47,7 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 // written, the hook runs, and the git credential helper answers with the
 // sink's token.
 func TestReadmeDevConfig(t *testing.T) {
-	dir, err := os.MkdirTemp("", "tkdev")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := testutil.ShortDir(t)
 	cfgPath := filepath.Join(dir, "dev.yaml")
 	if err := os.WriteFile(cfgPath, []byte(readmeDevConfig(t, dir)), 0o600); err != nil {
 		t.Fatal(err)

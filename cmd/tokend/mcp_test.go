@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/api"
+	"github.com/tokend/tokend/internal/testutil"
 )
 
 // tokend mcp against a real daemon (tokend dev and its development
@@ -126,10 +127,7 @@ func TestMCPBridgeWithDevDaemon(t *testing.T) {
 // socket once the demo grant (client_credentials) has a token.
 func startDevDaemon(t *testing.T) (string, *api.Client) {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "tkmcp")
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir := testutil.ShortDir(t)
 	sock := filepath.Join(dir, "tokend.sock")
 	ctx, cancel := context.WithCancel(context.Background())
 	daemon := newTestCLI()

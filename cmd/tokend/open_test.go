@@ -73,11 +73,7 @@ func runCodeDaemon(t *testing.T) (sock string, prov *devprovider.Server) {
 	t.Helper()
 	prov = devprovider.New(devprovider.Options{Clients: []devprovider.Client{{ID: "app", Secret: serveTestSecret, AuthMethod: "client_secret_basic"}}})
 	t.Cleanup(prov.Close)
-	dir, err := os.MkdirTemp("", "tkd") // short: a socket path is at most 107 bytes
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := testutil.ShortDir(t)
 	cbAddr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 	cfg := serveTestConfig(dir, prov.URL())
 	cfg.Listen.Socket = filepath.Join(dir, "s")

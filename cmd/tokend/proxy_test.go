@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/api"
+	"github.com/tokend/tokend/internal/testutil"
 	"github.com/tokend/tokend/server"
 )
 
@@ -102,10 +102,7 @@ func runProxyCommand(t *testing.T, status, path string, args ...string) *testCLI
 	go func() {
 		done <- tc.cli.run(ctx, append([]string{"proxy", "notes", "--listen", sock, "--socket", f.socket}, args...))
 	}()
-	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", sock)
-	}}}
+	hc := testutil.UnixHTTPClient(sock, 0)
 	var resp *http.Response
 	var err error
 	for deadline := time.Now().Add(10 * time.Second); ; {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/internal/devprovider"
+	"github.com/tokend/tokend/internal/testutil"
 )
 
 func TestReloadCommand(t *testing.T) {
@@ -77,11 +78,7 @@ func TestReloadServe(t *testing.T) {
 		Clients:   []devprovider.Client{{ID: "app", Secret: serveTestSecret, AuthMethod: "client_secret_basic"}},
 	})
 	defer prov.Close()
-	dir, err := os.MkdirTemp("", "tkr")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := testutil.ShortDir(t)
 	if err := os.WriteFile(filepath.Join(dir, "app.secret"), []byte(serveTestSecret), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -165,11 +162,7 @@ func TestReloadNamesKeysThatNeedRestart(t *testing.T) {
 		Clients:   []devprovider.Client{{ID: "app", Secret: serveTestSecret, AuthMethod: "client_secret_basic"}},
 	})
 	defer prov.Close()
-	dir, err := os.MkdirTemp("", "tkr")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := testutil.ShortDir(t)
 	if err := os.WriteFile(filepath.Join(dir, "app.secret"), []byte(serveTestSecret), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -172,13 +172,7 @@ func TestServeSocketActivation(t *testing.T) {
 
 	waitNotify("READY=1")
 
-	hc := &http.Client{
-		Timeout: 30 * time.Second,
-		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", apiPath)
-		}},
-	}
+	hc := testutil.UnixHTTPClient(apiPath, 30*time.Second)
 	resp, err := hc.Get("http://tokend/v1/tokens/cc")
 	if err != nil {
 		t.Fatalf("fetch through the passed socket: %v", err)

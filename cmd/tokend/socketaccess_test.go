@@ -4,14 +4,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
+
+	"github.com/tokend/tokend/internal/testutil"
 )
 
 // TestChildCLI is not a test: it is the tokend client run as another
@@ -33,35 +33,14 @@ func TestChildCLI(t *testing.T) {
 // directory every user may enter) and returns its exit code and stderr.
 func runCLIAs(t *testing.T, uid uint32, args ...string) (int, string) {
 	t.Helper()
-	self, err := os.Executable()
+	bin, err := testutil.CopySelf(testutil.SharedDir(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir, err := os.MkdirTemp("", "tkbin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0o755)
-	bin := filepath.Join(dir, "tokend.test")
-	src, err := os.Open(self)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dst, err := os.OpenFile(bin, os.O_CREATE|os.O_WRONLY, 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.Copy(dst, src)
-	src.Close()
-	dst.Close()
-	// Explicitly: tokend dev and serve, run in-process by other tests,
-	// set the process's umask to 077.
-	os.Chmod(bin, 0o755)
 	cmd := exec.Command(bin, "-test.run=^TestChildCLI$")
 	cmd.Dir = "/"
 	cmd.Env = []string{"TOKEND_CHILD_ARGS=" + strings.Join(args, "\n"), "PATH=/usr/bin:/bin"}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
+	testutil.AsUser(cmd, uid)
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("child: %v: %s", err, out)
@@ -83,11 +62,7 @@ func TestSocketPermissionDenied(t *testing.T) {
 	}
 	const nobody = 65534
 	listen := func(t *testing.T, dirMode, sockMode os.FileMode) (dir, sock string) {
-		dir, err := os.MkdirTemp("", "tksock")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { os.RemoveAll(dir) })
+		dir = testutil.ShortDir(t)
 		sock = filepath.Join(dir, "tokend.sock")
 		ln, err := net.Listen("unix", sock)
 		if err != nil {

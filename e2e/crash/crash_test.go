@@ -346,9 +346,8 @@ grants:
 
 // proc is one running tokend.
 type proc struct {
-	cmd  *exec.Cmd
-	done chan error
-	log  *os.File
+	*testutil.Proc
+	log *os.File
 }
 
 // start runs `tokend serve` and waits until its socket answers.
@@ -361,24 +360,13 @@ func start(t *testing.T, cfgPath, logPath string, ac *apiClient) *proc {
 	fmt.Fprintf(lf, "=== start %s\n", time.Now().Format(time.RFC3339Nano))
 	cmd := exec.Command(tokendBin, "serve", "--config", cfgPath)
 	cmd.Stdout, cmd.Stderr = lf, lf
-	if err := cmd.Start(); err != nil {
-		lf.Close()
-		t.Fatal(err)
-	}
-	p := &proc{cmd: cmd, done: make(chan error, 1), log: lf}
-	go func() { p.done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill() // an error when it already exited
-		err := <-p.done
-		p.done <- err
-		p.log.Close()
-	})
+	t.Cleanup(func() { lf.Close() })
+	p := &proc{Proc: testutil.StartProc(t, cmd), log: lf}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		select {
-		case err := <-p.done:
-			p.done <- err
-			t.Fatalf("tokend exited during start-up: %v\n%s", err, tail(logPath, 40))
+		case <-p.Done():
+			t.Fatalf("tokend exited during start-up: %v\n%s", p.Err(), tail(logPath, 40))
 		default:
 		}
 		if code, _, err := ac.do(http.MethodGet, "/v1/tokens?ready", 2*time.Second); err == nil && code == http.StatusOK {
@@ -393,11 +381,11 @@ func start(t *testing.T, cfgPath, logPath string, ac *apiClient) *proc {
 
 func (p *proc) kill(t *testing.T) {
 	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := p.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	err := <-p.done
-	p.done <- err
+	<-p.Done()
+	err := p.Err()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 		t.Fatalf("tokend did not die of SIGKILL: %v", err)
@@ -408,13 +396,12 @@ func (p *proc) kill(t *testing.T) {
 // term stops tokend with SIGTERM and expects a clean exit.
 func (p *proc) term(t *testing.T) {
 	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case err := <-p.done:
-		p.done <- err
-		if err != nil {
+	case <-p.Done():
+		if err := p.Err(); err != nil {
 			t.Errorf("tokend exited uncleanly after SIGTERM: %v", err)
 		}
 	case <-time.After(20 * time.Second):

@@ -175,7 +175,7 @@ func TestFleetFailover(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	s := f.op.stats()
+	s := f.op.Stats()
 	if s.InvalidGrant != 0 || s.RefreshTokenReuse != 0 {
 		t.Errorf("provider saw invalid_grant %d, refresh token reuse %d; want none (errors %v)", s.InvalidGrant, s.RefreshTokenReuse, s.TokenErrors)
 	}
@@ -319,11 +319,11 @@ func TestFleetPausedRefresher(t *testing.T) {
 	waitServed(t, "svc", ins...)
 	r := refresher(t, "svc", ins)
 	fencedBefore := fenced(r)
-	held := f.op.held()
-	f.op.hold(1500)
+	held := f.op.Held()
+	f.op.Hold(1500)
 	go r.cli("refresh", "svc")
 	eventually(t, 10*time.Second, 2*time.Millisecond, "the refresh reaches the provider", func() error {
-		if f.op.held() == held {
+		if f.op.Held() == held {
 			return fmt.Errorf("not yet")
 		}
 		return nil
@@ -362,7 +362,7 @@ func TestFleetPausedRefresher(t *testing.T) {
 			t.Errorf("%s serves another token than %s's refresh (%d, %v): the stale write went through", in.Name, b.Name, code, err)
 		}
 	}
-	if !f.op.active(newer.AccessToken) {
+	if !f.op.Introspect(newer.AccessToken).Active {
 		t.Errorf("the token %s obtained is not active", b.Name)
 	}
 	logs := r.logs.String()
@@ -382,7 +382,7 @@ func TestFleetPausedRefresher(t *testing.T) {
 			}
 		}
 	}
-	if s := f.op.stats(); s.InvalidGrant != 0 || s.RefreshTokenReuse != 0 {
+	if s := f.op.Stats(); s.InvalidGrant != 0 || s.RefreshTokenReuse != 0 {
 		t.Errorf("provider saw invalid_grant %d, reuse %d", s.InvalidGrant, s.RefreshTokenReuse)
 	}
 }
@@ -423,7 +423,7 @@ func TestFleetAuthorizationElsewhere(t *testing.T) {
 			t.Errorf("%s: generation %d after the replays, want %d", in.Name, g, gen)
 		}
 	}
-	s := f.op.stats()
+	s := f.op.Stats()
 	if n := s.TokenRequests["authorization_code"]; n != 1 {
 		t.Errorf("provider saw %d code exchanges, want 1", n)
 	}
@@ -470,7 +470,7 @@ func TestFleetRegistrationOnce(t *testing.T) {
 		f.grants = "  api:\n    client: dyn\n    type: client_credentials\n    scopes: [api:read]\n    READERS\n"
 	})
 	waitServed(t, "api", ins...)
-	if n := f.op.stats().Registrations; n != 1 {
+	if n := f.op.Stats().Registrations; n != 1 {
 		t.Errorf("registrations = %d, want 1 for the fleet", n)
 	}
 	// A restart uses the fleet's registration too.
@@ -478,7 +478,7 @@ func TestFleetRegistrationOnce(t *testing.T) {
 	ins[2].start()
 	ins[2].wait()
 	waitServed(t, "api", ins[2])
-	if n := f.op.stats().Registrations; n != 1 {
+	if n := f.op.Stats().Registrations; n != 1 {
 		t.Errorf("registrations after a restart = %d, want 1", n)
 	}
 }

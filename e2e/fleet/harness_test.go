@@ -1,7 +1,6 @@
 package fleet
 
 import (
-	"bufio"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -11,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,29 +24,20 @@ import (
 	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/internal/etcdtest"
 	"github.com/tokend/tokend/internal/testutil"
+	"github.com/tokend/tokend/internal/testutil/oidcop"
 )
 
 var (
 	tokendBin, memberBin string
 	buildErr             error
-	oidcDir              string
 	nodeErr              error
 )
 
 func TestMain(m *testing.M) {
-	oidcDir, _ = filepath.Abs("../oidc")
-	nodeErr = checkNode()
+	if err := oidcop.Check(""); err != nil {
+		nodeErr = fmt.Errorf("fleet: %w", err)
+	}
 	os.Exit(testutil.MainWithTokend(m, "fleet", os.Getenv("FLEET_RACE") == "1", &tokendBin, &buildErr))
-}
-
-func checkNode() error {
-	if _, err := exec.LookPath("node"); err != nil {
-		return fmt.Errorf("fleet: node is not installed (Node.js >= 20.19 runs oidc-provider): %w", err)
-	}
-	if _, err := os.Stat(filepath.Join(oidcDir, "node_modules", "oidc-provider", "package.json")); err != nil {
-		return errors.New("fleet: oidc-provider is not installed in e2e/oidc/node_modules: run scripts/test-deps")
-	}
-	return nil
 }
 
 var buildMember sync.Once
@@ -77,50 +66,6 @@ func requireAll(t testing.TB) {
 	}
 }
 
-// proc is a child process whose output is kept, killed when the test ends.
-type proc struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
-}
-
-func startProc(t testing.TB, logs io.Writer, stdout io.Writer, name string, args ...string) *proc {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Stdout, cmd.Stderr = stdout, logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	p := &proc{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	return p
-}
-
-func (p *proc) running() bool {
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
-
-// stop sends sig and waits up to 15 s for the exit (then kills).
-func (p *proc) stop(sig syscall.Signal) {
-	p.cmd.Process.Signal(syscall.SIGCONT) // a stopped process cannot exit
-	p.cmd.Process.Signal(sig)
-	select {
-	case <-p.done:
-	case <-time.After(15 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
 // ---- etcd ----------------------------------------------------------------
 
 // cluster is a three-member etcd cluster, one etcdmember process each
@@ -128,7 +73,7 @@ func (p *proc) stop(sig syscall.Signal) {
 type cluster struct {
 	t       testing.TB
 	plan    []etcdtest.Member
-	members []*proc
+	members []*testutil.Proc
 	logs    *testutil.SyncBuffer
 	relay   *etcdtest.PeerRelay // the members' peer traffic (isolate)
 }
@@ -144,11 +89,11 @@ func startCluster(t testing.TB) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &cluster{t: t, plan: plan, logs: &testutil.SyncBuffer{}, members: make([]*proc, 3), relay: relay}
+	c := &cluster{t: t, plan: plan, logs: &testutil.SyncBuffer{}, members: make([]*testutil.Proc, 3), relay: relay}
 	t.Cleanup(func() {
 		for _, m := range c.members {
 			if m != nil {
-				m.stop(syscall.SIGKILL)
+				m.Stop(syscall.SIGKILL)
 			}
 		}
 		relay.Close()
@@ -168,12 +113,14 @@ func (c *cluster) start(members ...int) {
 	for k, i := range members {
 		m := c.plan[i]
 		ready[k] = &testutil.SyncBuffer{}
-		c.members[i] = startProc(c.t, c.logs, ready[k], memberBin, m.Args("")...)
+		cmd := exec.Command(memberBin, m.Args("")...)
+		cmd.Stdout, cmd.Stderr = ready[k], c.logs
+		c.members[i] = testutil.StartProc(c.t, cmd)
 	}
 	for k, i := range members {
 		eventually(c.t, 60*time.Second, 50*time.Millisecond, fmt.Sprintf("etcd member m%d ready", i), func() error {
-			if !c.members[i].running() {
-				c.t.Fatalf("etcd member m%d exited: %v\n%s", i, c.members[i].err, c.logs.String())
+			if !c.members[i].Running() {
+				c.t.Fatalf("etcd member m%d exited: %v\n%s", i, c.members[i].Err(), c.logs.String())
 			}
 			if !strings.Contains(ready[k].String(), "ready") {
 				return errors.New("not yet")
@@ -185,7 +132,7 @@ func (c *cluster) start(members ...int) {
 
 // stopMember stops member i (SIGTERM: a clean stop, as `systemctl stop`).
 func (c *cluster) stopMember(i int) {
-	c.members[i].stop(syscall.SIGTERM)
+	c.members[i].Stop(syscall.SIGTERM)
 	c.members[i] = nil
 }
 
@@ -206,129 +153,27 @@ func (c *cluster) endpoints() string {
 // ---- oidc-provider ---------------------------------------------------------
 
 const (
-	introspectorID     = "fleet-introspector"
-	introspectorSecret = "fleet-introspector-secret-0123456789abcdef"
-	appSecret          = "fleet-app-secret-0123456789"
-	ccSecret           = "fleet-cc-secret-0123456789"
+	appSecret = "fleet-app-secret-0123456789"
+	ccSecret  = "fleet-cc-secret-0123456789"
 )
-
-// oidc is a running oidc-provider (e2e/oidc/server.mjs).
-type oidc struct {
-	t      testing.TB
-	Issuer string
-	p      *proc
-	logs   *testutil.SyncBuffer
-}
-
-// stats are the counts GET /_test/stats returns (the fields used here).
-type stats struct {
-	TokenRequests     map[string]int `json:"token_requests"`
-	TokenSuccess      map[string]int `json:"token_success"`
-	TokenErrors       map[string]int `json:"token_errors"`
-	InvalidGrant      int            `json:"invalid_grant"`
-	RefreshTokenReuse int            `json:"refresh_token_reuse"`
-	Registrations     int            `json:"registrations"`
-}
 
 // startOIDC starts oidc-provider with clients "app" (authorization code
 // and refresh, secret basic, any loopback redirect) and "cc" (client
 // credentials), access tokens living accessTTL seconds.
-func startOIDC(t testing.TB, accessTTL int) *oidc {
+func startOIDC(t testing.TB, accessTTL int) *oidcop.Server {
 	t.Helper()
 	requireAll(t)
-	cfg := map[string]any{
-		"accessTokenTTL": accessTTL, "clientCredentialsTTL": accessTTL,
-		"clients": []map[string]any{{
+	return oidcop.Start(t, oidcop.Config{
+		AccessTokenTTL: accessTTL, ClientCredentialsTTL: accessTTL,
+		Clients: []map[string]any{{
 			"client_id": "app", "client_secret": appSecret,
 			"grant_types": []string{"authorization_code", "refresh_token"}, "response_types": []string{"code"},
 			"redirect_uris": []string{"http://127.0.0.1/callback"}, "token_endpoint_auth_method": "client_secret_basic",
 		}, {
 			"client_id": "cc", "client_secret": ccSecret,
 			"grant_types": []string{"client_credentials"}, "response_types": []string{}, "redirect_uris": []string{},
-		}, {
-			"client_id": introspectorID, "client_secret": introspectorSecret,
-			"grant_types": []string{"client_credentials"}, "response_types": []string{}, "redirect_uris": []string{},
 		}},
-	}
-	b, _ := json.Marshal(cfg)
-	file := filepath.Join(t.TempDir(), "oidc.json")
-	if err := os.WriteFile(file, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	o := &oidc{t: t, logs: &testutil.SyncBuffer{}}
-	pr, pw := io.Pipe()
-	o.p = startProc(t, o.logs, pw, "node", filepath.Join(oidcDir, "server.mjs"), file)
-	t.Cleanup(func() {
-		o.p.stop(syscall.SIGKILL)
-		pw.Close()
-		if t.Failed() {
-			t.Logf("oidc-provider stderr:\n%s", o.logs.String())
-		}
 	})
-	line := make(chan string, 1)
-	go func() {
-		l, _ := bufio.NewReader(pr).ReadString('\n')
-		line <- l
-		io.Copy(io.Discard, pr)
-	}()
-	select {
-	case l := <-line:
-		var hello struct{ Issuer string }
-		if err := json.Unmarshal([]byte(l), &hello); err != nil || hello.Issuer == "" {
-			t.Fatalf("oidc-provider did not start (%q): %v\n%s", l, err, o.logs.String())
-		}
-		o.Issuer = hello.Issuer
-	case <-time.After(60 * time.Second):
-		// Node has been seen to take over 30 s to start on a loaded
-		// machine, once.
-		t.Fatalf("oidc-provider did not start in 60s:\n%s", o.logs.String())
-	}
-	return o
-}
-
-func (o *oidc) getJSON(path string, v any) {
-	o.t.Helper()
-	resp, err := http.Get(o.Issuer + path)
-	if err != nil {
-		o.t.Fatalf("GET %s: %v", path, err)
-	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		o.t.Fatalf("GET %s: %v", path, err)
-	}
-}
-
-func (o *oidc) stats() stats {
-	o.t.Helper()
-	var s stats
-	o.getJSON("/_test/stats", &s)
-	return s
-}
-
-// hold makes the provider hold the next token request ms milliseconds;
-// held returns how many requests were held so far.
-func (o *oidc) hold(ms int) { o.getJSON(fmt.Sprintf("/_test/hold?ms=%d", ms), &struct{}{}) }
-
-func (o *oidc) held() int {
-	var h struct{ Held int }
-	o.getJSON("/_test/hold", &h)
-	return h.Held
-}
-
-// active says whether the provider's introspection finds token active.
-func (o *oidc) active(token string) bool {
-	o.t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, o.Issuer+"/token/introspection", strings.NewReader(url.Values{"token": {token}}.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(introspectorID, introspectorSecret)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		o.t.Fatalf("introspect: %v", err)
-	}
-	defer resp.Body.Close()
-	var in struct{ Active bool }
-	json.NewDecoder(resp.Body).Decode(&in)
-	return in.Active
 }
 
 // ---- load balancer ---------------------------------------------------------
@@ -381,7 +226,7 @@ type fleet struct {
 	t        testing.TB
 	dir      string
 	etcd     *cluster
-	op       *oidc
+	op       *oidcop.Server
 	lb       *balancer
 	keyFile  string
 	prefix   string
@@ -392,7 +237,7 @@ type fleet struct {
 
 const leaseTTL = 3 * time.Second
 
-func newFleet(t testing.TB, etcd *cluster, op *oidc) *fleet {
+func newFleet(t testing.TB, etcd *cluster, op *oidcop.Server) *fleet {
 	t.Helper()
 	f := &fleet{t: t, dir: testutil.SharedDir(t), etcd: etcd, op: op, lb: startBalancer(t), leaseTTL: leaseTTL,
 		prefix: fmt.Sprintf("/tokend-e2e-%d/", time.Now().UnixNano())}
@@ -444,7 +289,7 @@ type instance struct {
 	http     *http.Client
 
 	mu sync.Mutex
-	p  *proc
+	p  *testutil.Proc
 }
 
 func (f *fleet) config(in *instance) string {
@@ -496,12 +341,7 @@ func (f *fleet) newInstance(name string) *instance {
 		Metrics:  fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t)),
 		cfgPath:  filepath.Join(dir, "config.yaml"), logs: &testutil.SyncBuffer{},
 	}
-	in.http = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", in.Socket)
-		},
-	}}
+	in.http = testutil.UnixHTTPClient(in.Socket, 10*time.Second)
 	if err := os.WriteFile(in.cfgPath, []byte(f.config(in)), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -528,41 +368,30 @@ func (in *instance) start() {
 	in.t.Helper()
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	if in.p != nil && in.p.running() {
+	if in.p != nil && in.p.Running() {
 		in.t.Fatalf("instance %s is running", in.Name)
 	}
 	fmt.Fprintf(in.logs, "--- fleet e2e: starting %s at %s\n", in.Name, time.Now().Format(time.RFC3339Nano))
-	in.p = startProc(in.t, in.logs, in.logs, tokendBin, "serve", "--config", in.cfgPath)
+	cmd := exec.Command(tokendBin, "serve", "--config", in.cfgPath)
+	cmd.Stdout, cmd.Stderr = in.logs, in.logs
+	in.p = testutil.StartProc(in.t, cmd)
 }
 
 func (in *instance) wait() {
 	in.t.Helper()
-	eventually(in.t, 30*time.Second, 50*time.Millisecond, "instance "+in.Name+" serving", func() error {
-		in.mu.Lock()
-		p := in.p
-		in.mu.Unlock()
-		if !p.running() {
-			in.t.Fatalf("instance %s exited while starting (%v)", in.Name, p.err)
-		}
-		resp, err := in.http.Get("http://tokend/v1/tokens")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return errors.New(resp.Status)
-		}
-		return nil
-	})
+	in.mu.Lock()
+	p := in.p
+	in.mu.Unlock()
+	testutil.WaitTokend(in.t, p, in.http, "instance "+in.Name)
 }
 
 func (in *instance) signal(sig syscall.Signal) {
 	in.mu.Lock()
 	p := in.p
 	in.mu.Unlock()
-	if p != nil && p.running() {
+	if p != nil && p.Running() {
 		fmt.Fprintf(in.logs, "--- fleet e2e: %v to %s at %s\n", sig, in.Name, time.Now().Format(time.RFC3339Nano))
-		p.cmd.Process.Signal(sig)
+		p.Cmd.Process.Signal(sig)
 	}
 }
 
@@ -571,16 +400,16 @@ func (in *instance) kill() {
 	in.mu.Lock()
 	p := in.p
 	in.mu.Unlock()
-	if p != nil && p.running() {
+	if p != nil && p.Running() {
 		fmt.Fprintf(in.logs, "--- fleet e2e: SIGKILL to %s at %s\n", in.Name, time.Now().Format(time.RFC3339Nano))
-		p.stop(syscall.SIGKILL)
+		p.Stop(syscall.SIGKILL)
 	}
 }
 
 func (in *instance) up() bool {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	return in.p != nil && in.p.running()
+	return in.p != nil && in.p.Running()
 }
 
 func (in *instance) get(path string) (int, []byte, error) {

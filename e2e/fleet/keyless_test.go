@@ -56,7 +56,7 @@ func TestFleetUndecodableRecord(t *testing.T) {
 		}
 		return nil
 	})
-	s := f.op.stats()
+	s := f.op.Stats()
 	if s.InvalidGrant != 0 || s.RefreshTokenReuse != 0 {
 		t.Errorf("provider saw invalid_grant %d, refresh token reuse %d; want none (errors %v)", s.InvalidGrant, s.RefreshTokenReuse, s.TokenErrors)
 	}

@@ -57,7 +57,7 @@ func TestFleetIsolatedMember(t *testing.T) {
 	f.authorize(ins[0], ins[1], "web")
 	waitServed(t, "web", ins...)
 	readers := startReaders(t, "web", ins...)
-	before := f.op.stats()
+	before := f.op.Stats()
 	gen := ins[0].mustStatus("web").Generation
 	marks := map[*instance]int{}
 	for _, in := range ins {
@@ -94,7 +94,7 @@ func TestFleetIsolatedMember(t *testing.T) {
 		}
 		return nil
 	})
-	s := f.op.stats()
+	s := f.op.Stats()
 	refreshes := s.TokenSuccess["refresh_token"] - before.TokenSuccess["refresh_token"]
 	t.Logf("%v of isolation, %d kills: %d refreshes, refresh token reuse %d, invalid_grant %d", isolation, kills, refreshes, s.RefreshTokenReuse, s.InvalidGrant)
 	if s.RefreshTokenReuse != 0 || s.InvalidGrant != 0 {

@@ -247,7 +247,7 @@ func TestMCPProxyRefusesNonReaders(t *testing.T) {
 		t.Skip("e2e/mcp: playing another local user (uid 65534) needs root")
 	}
 	st := startStack(t)
-	tcpAddr := fmt.Sprintf("127.0.0.1:%d", lowPort(t))
+	tcpAddr := fmt.Sprintf("127.0.0.1:%d", testutil.LowPort(t))
 	sockDir := testutil.StickyDir(t)
 	sock := filepath.Join(sockDir, "notes-proxy.sock")
 	td := newTokend(t,

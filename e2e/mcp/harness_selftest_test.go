@@ -125,7 +125,7 @@ func TestHarnessMCPServer(t *testing.T) {
 	if code, challenge = postInitialize(t, st.MCP.Other, "Bearer "+other.AccessToken); code != http.StatusOK {
 		t.Errorf("token for %s at itself: %d %q", st.MCP.Other, code, challenge)
 	}
-	if s := st.AS.stats(); s.Registrations != 1 || s.RefreshTokenReuse != 0 {
+	if s := st.AS.Stats(); s.Registrations != 1 || s.RefreshTokenReuse != 0 {
 		t.Errorf("authorization server stats %+v", s)
 	}
 }

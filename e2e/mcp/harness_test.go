@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -18,70 +16,26 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/internal/testutil"
+	"github.com/tokend/tokend/internal/testutil/oidcop"
 )
 
 var eventually = testutil.Eventually
 
 // ---- processes ---------------------------------------------------------------
 
-// proc is a child process killed when the test ends; its stderr (and
-// stdout after the first line, when hello is used) goes to logs.
-type proc struct {
-	cmd  *exec.Cmd
-	logs *testutil.SyncBuffer
-	done chan struct{}
-	err  error
-}
-
-func startProc(t testing.TB, stdout io.Writer, logs *testutil.SyncBuffer, env []string, name string, args ...string) *proc {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Stdout, cmd.Stderr = stdout, logs
-	if env != nil {
-		cmd.Env = append(os.Environ(), env...)
-	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	p := &proc{cmd: cmd, logs: logs, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() { p.kill() })
-	return p
-}
-
-func (p *proc) running() bool {
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
-
-// kill is kill -9; it waits for the exit.
-func (p *proc) kill() {
-	if p.running() {
-		p.cmd.Process.Kill()
-	}
-	<-p.done
-}
-
 // startHello starts a node script that prints one JSON line once it
 // listens, and decodes that line into hello.
-func startHello(t testing.TB, what string, logs *testutil.SyncBuffer, hello any, script string, args ...string) *proc {
+func startHello(t testing.TB, what string, logs *testutil.SyncBuffer, hello any, script string, args ...string) *testutil.Proc {
 	t.Helper()
 	pr, pw := io.Pipe()
-	p := startProc(t, pw, logs, nil, nodeBin(), append([]string{script}, args...)...)
+	cmd := exec.Command(nodeBin(), append([]string{script}, args...)...)
+	cmd.Stdout, cmd.Stderr = pw, logs
+	p := testutil.StartProc(t, cmd)
 	t.Cleanup(func() {
 		pw.Close()
 		if t.Failed() {
@@ -122,87 +76,23 @@ func getJSON(t testing.TB, rawURL string, v any) {
 	}
 }
 
-// lowPort returns a loopback port below the ephemeral range (32768-60999)
-// that was free a moment ago: ports of the ephemeral range are handed to
-// outgoing connections, which on a busy machine took a port checked free
-// before the process meant for it bound it.
-func lowPort(t testing.TB) int {
-	t.Helper()
-	for range 100 {
-		port := 20000 + rand.IntN(12000)
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err == nil {
-			l.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port below 32000")
-	return 0
-}
-
 // ---- oidc-provider -------------------------------------------------------------
-
-// authServer is a running oidc-provider (e2e/oidc/server.mjs).
-type authServer struct {
-	t      testing.TB
-	Issuer string
-	logs   *testutil.SyncBuffer
-}
-
-// opStats are the counts of GET /_test/stats that the tests read.
-type opStats struct {
-	TokenRequests     map[string]int `json:"token_requests"`
-	TokenSuccess      map[string]int `json:"token_success"`
-	TokenErrors       map[string]int `json:"token_errors"`
-	InvalidGrant      int            `json:"invalid_grant"`
-	RefreshTokenReuse int            `json:"refresh_token_reuse"`
-	Registrations     int            `json:"registrations"`
-	Authorizations    int            `json:"authorizations"`
-	ServerErrors      int            `json:"server_errors"`
-}
-
-// refreshCounts are GET /_test/refresh_tokens' counts.
-type refreshCounts struct{ Active, Consumed, Expired, Gone int }
 
 // accessTTL is the life of the access tokens, in seconds: short, so that
 // tokend refreshes (at 3/4 of it) several times within a test.
 const accessTTL = 12
 
-func startAuthServer(t testing.TB, resources []string) *authServer {
+// startAuthServer starts oidc-provider as the authorization server of
+// resources, whose access tokens are JWTs with scope mcp:tools.
+func startAuthServer(t testing.TB, resources []string) *oidcop.Server {
 	t.Helper()
-	cfg := map[string]any{
-		"accessTokenTTL": accessTTL,
-		"scopes":         []string{"openid", "offline_access"},
-		"resourceScope":  "mcp:tools",
-		"jwtResources":   resources,
-	}
-	b, _ := json.Marshal(cfg)
-	file := filepath.Join(t.TempDir(), "oidc.json")
-	if err := os.WriteFile(file, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	a := &authServer{t: t, logs: &testutil.SyncBuffer{}}
-	var hello struct{ Issuer string }
-	startHello(t, "oidc-provider", a.logs, &hello, filepath.Join(oidcDir, "server.mjs"), file)
-	if hello.Issuer == "" {
-		t.Fatalf("oidc-provider printed no issuer:\n%s", a.logs.String())
-	}
-	a.Issuer = hello.Issuer
-	return a
-}
-
-func (a *authServer) stats() opStats {
-	a.t.Helper()
-	var s opStats
-	getJSON(a.t, a.Issuer+"/_test/stats", &s)
-	return s
-}
-
-func (a *authServer) refreshTokens() refreshCounts {
-	a.t.Helper()
-	var c refreshCounts
-	getJSON(a.t, a.Issuer+"/_test/refresh_tokens", &c)
-	return c
+	return oidcop.Start(t, oidcop.Config{
+		Node:           nodeBin(),
+		AccessTokenTTL: accessTTL,
+		Scopes:         []string{"openid", "offline_access"},
+		ResourceScope:  "mcp:tools",
+		JWTResources:   resources,
+	})
 }
 
 // ---- the MCP server ------------------------------------------------------------
@@ -260,7 +150,7 @@ func (m *mcpServer) stats() map[string]resourceStats {
 // stack is an MCP server with oidc-provider as its authorization server.
 type stack struct {
 	MCP *mcpServer
-	AS  *authServer
+	AS  *oidcop.Server
 }
 
 func startStack(t testing.TB) *stack {
@@ -309,7 +199,7 @@ type tokend struct {
 	http     *http.Client
 
 	mu sync.Mutex
-	p  *proc
+	p  *testutil.Proc
 }
 
 // grantConfig is one grant of a tokend configuration.
@@ -327,7 +217,7 @@ func newTokend(t testing.TB, grants ...grantConfig) *tokend {
 	requireTokend(t)
 	dir := testutil.SharedDir(t)
 	td := &tokend{t: t, dir: dir, Socket: filepath.Join(dir, "tokend.sock"), cfgPath: filepath.Join(dir, "config.yaml"), logs: &testutil.SyncBuffer{},
-		Callback: fmt.Sprintf("127.0.0.1:%d", lowPort(t))}
+		Callback: fmt.Sprintf("127.0.0.1:%d", testutil.LowPort(t))}
 	var g strings.Builder
 	for _, gr := range grants {
 		readers := gr.Readers
@@ -354,16 +244,11 @@ refresh:
 log:
   level: debug
 grants:
-%s`, filepath.Join(dir, "tokend.db"), td.Socket, td.Callback, lowPort(t), g.String())
+%s`, filepath.Join(dir, "tokend.db"), td.Socket, td.Callback, testutil.LowPort(t), g.String())
 	if err := os.WriteFile(td.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	td.http = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", td.Socket)
-		},
-	}}
+	td.http = testutil.UnixHTTPClient(td.Socket, 30*time.Second)
 	t.Cleanup(func() {
 		td.kill()
 		if strings.Contains(td.logs.String(), "WARNING: DATA RACE") {
@@ -382,23 +267,13 @@ func (td *tokend) start() {
 	td.t.Helper()
 	td.mu.Lock()
 	fmt.Fprintf(td.logs, "--- e2e/mcp: starting tokend at %s\n", time.Now().Format(time.RFC3339Nano))
-	td.p = startProc(td.t, td.logs, td.logs, []string{"TOKEND_SOCKET=" + td.Socket}, tokendBin, "serve", "--config", td.cfgPath)
+	cmd := exec.Command(tokendBin, "serve", "--config", td.cfgPath)
+	cmd.Env = append(os.Environ(), td.env()...)
+	cmd.Stdout, cmd.Stderr = td.logs, td.logs
+	td.p = testutil.StartProc(td.t, cmd)
 	p := td.p
 	td.mu.Unlock()
-	eventually(td.t, 30*time.Second, 50*time.Millisecond, "tokend serving its socket", func() error {
-		if !p.running() {
-			td.t.Fatalf("tokend exited while starting (%v):\n%s", p.err, td.logs.String())
-		}
-		resp, err := td.http.Get("http://tokend/v1/tokens")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return errors.New(resp.Status)
-		}
-		return nil
-	})
+	testutil.WaitTokend(td.t, p, td.http, "tokend")
 }
 
 // kill is kill -9 of tokend; it waits for the exit.
@@ -406,9 +281,9 @@ func (td *tokend) kill() {
 	td.mu.Lock()
 	p := td.p
 	td.mu.Unlock()
-	if p != nil && p.running() {
+	if p != nil && p.Running() {
 		fmt.Fprintf(td.logs, "--- e2e/mcp: SIGKILL at %s\n", time.Now().Format(time.RFC3339Nano))
-		p.kill()
+		p.Kill()
 	}
 }
 
@@ -613,7 +488,7 @@ type clientEvent struct {
 // clients is a running client.mjs.
 type clients struct {
 	t      testing.TB
-	p      *proc
+	p      *testutil.Proc
 	stdin  io.WriteCloser
 	logs   *testutil.SyncBuffer
 	events chan clientEvent
@@ -637,18 +512,13 @@ func startClients(t testing.TB, interval time.Duration, sessions ...clientSessio
 	cmd := exec.Command(nodeBin(), filepath.Join(mcpDir, "client.mjs"), string(cfg))
 	c.stdin, _ = cmd.StdinPipe()
 	cmd.Stdout, cmd.Stderr = pw, c.logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	c.p = &proc{cmd: cmd, logs: c.logs, done: make(chan struct{})}
+	c.p = testutil.StartProc(t, cmd)
 	go func() {
-		c.p.err = cmd.Wait()
+		<-c.p.Done()
 		pw.Close()
-		close(c.p.done)
 	}()
 	t.Cleanup(func() {
-		c.p.kill()
+		c.p.Kill()
 		if strings.Contains(c.logs.String(), "WARNING: DATA RACE") {
 			t.Errorf("the race detector reported a data race in a tokend mcp bridge (see the clients' stderr)")
 		}
@@ -690,7 +560,7 @@ func startClients(t testing.TB, interval time.Duration, sessions ...clientSessio
 		select {
 		case ev, ok := <-c.events:
 			if !ok {
-				t.Fatalf("MCP clients exited before connecting (%v):\n%s", c.p.err, c.logs.String())
+				t.Fatalf("MCP clients exited before connecting (%v):\n%s", c.p.Err(), c.logs.String())
 			}
 			if ev.Event == "error" {
 				t.Fatalf("MCP clients could not connect: %s\n%s", ev.Error, c.logs.String())
@@ -724,7 +594,7 @@ func (c *clients) stop() clientEvent {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.done == nil {
-		c.t.Fatalf("MCP clients ended (%v) without a summary:\n%s", c.p.err, c.logs.String())
+		c.t.Fatalf("MCP clients ended (%v) without a summary:\n%s", c.p.Err(), c.logs.String())
 	}
 	return *c.done
 }

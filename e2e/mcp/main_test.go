@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/tokend/tokend/internal/testutil"
+	"github.com/tokend/tokend/internal/testutil/oidcop"
 )
 
 var (
@@ -17,16 +18,14 @@ var (
 	// tokendBuildErr is why the build failed; tests that need the binary
 	// fail with it.
 	tokendBuildErr error
-	// mcpDir holds server.mjs and client.mjs and their node_modules;
-	// oidcDir is e2e/oidc.
-	mcpDir, oidcDir string
+	// mcpDir holds server.mjs and client.mjs and their node_modules.
+	mcpDir string
 	// nodeErr says why the Node parts cannot run here, if they cannot.
 	nodeErr error
 )
 
 func TestMain(m *testing.M) {
 	mcpDir, _ = filepath.Abs("testdata")
-	oidcDir, _ = filepath.Abs("../oidc")
 	nodeErr = checkNode()
 	os.Exit(testutil.MainWithTokend(m, "e2e/mcp", os.Getenv("E2E_RACE") != "0", &tokendBin, &tokendBuildErr))
 }
@@ -52,14 +51,12 @@ func checkNode() error {
 	if _, err := exec.LookPath(nodeBin()); err != nil {
 		return fmt.Errorf("e2e/mcp: node is not installed (Node.js >= 20.19 runs oidc-provider and the MCP SDK): %w", err)
 	}
-	for _, need := range []struct{ dir, pkg string }{
-		{oidcDir, "oidc-provider"},
-		{mcpDir, "@modelcontextprotocol/sdk"},
-		{mcpDir, "express"},
-		{mcpDir, "jose"},
-	} {
-		if _, err := os.Stat(filepath.Join(need.dir, "node_modules", need.pkg, "package.json")); err != nil {
-			return fmt.Errorf("e2e/mcp: %s is not installed in %s/node_modules: %s", need.pkg, need.dir, hint)
+	if err := oidcop.Check(nodeBin()); err != nil {
+		return fmt.Errorf("e2e/mcp: %w", err)
+	}
+	for _, pkg := range []string{"@modelcontextprotocol/sdk", "express", "jose"} {
+		if _, err := os.Stat(filepath.Join(mcpDir, "node_modules", pkg, "package.json")); err != nil {
+			return fmt.Errorf("e2e/mcp: %s is not installed in %s/node_modules: %s", pkg, mcpDir, hint)
 		}
 	}
 	return nil

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokend/tokend/internal/testutil"
 )
 
 // proxyURL is the MCP URL a client uses through a grant proxy listening on
@@ -29,7 +31,7 @@ func bridge(td *tokend, session, grant string) clientSession {
 func TestMCPResource(t *testing.T) {
 	t.Parallel()
 	st := startStack(t)
-	proxyAddr := fmt.Sprintf("127.0.0.1:%d", lowPort(t))
+	proxyAddr := fmt.Sprintf("127.0.0.1:%d", testutil.LowPort(t))
 	td := newTokend(t,
 		grantConfig{Name: "notes", Resource: st.MCP.URL, Proxy: proxyAddr},
 		grantConfig{Name: "other", Resource: st.MCP.Other},
@@ -44,7 +46,7 @@ func TestMCPResource(t *testing.T) {
 	if q.Get("code_challenge_method") != "S256" || q.Get("client_id") == "" || q.Get("response_type") != "code" {
 		t.Errorf("authorization request %v: want a code request with an S256 challenge by a registered client", q)
 	}
-	if s := st.AS.stats(); s.Registrations != 1 || s.TokenSuccess["authorization_code"] != 1 {
+	if s := st.AS.Stats(); s.Registrations != 1 || s.TokenSuccess["authorization_code"] != 1 {
 		t.Errorf("authorization server saw %d registrations and %d code exchanges, want 1 and 1", s.Registrations, s.TokenSuccess["authorization_code"])
 	}
 	if status, err := td.status("notes"); err != nil || status.ProtectedResource != st.MCP.URL {
@@ -114,7 +116,7 @@ func TestMCPResource(t *testing.T) {
 	if code, _ := postInitialize(t, st.MCP.Other, "Bearer "+notes); code != http.StatusUnauthorized {
 		t.Errorf("notes' token at the other resource: %d, want 401", code)
 	}
-	if s := st.AS.stats(); s.Registrations != 2 || s.RefreshTokenReuse != 0 || s.InvalidGrant != 0 {
+	if s := st.AS.Stats(); s.Registrations != 2 || s.RefreshTokenReuse != 0 || s.InvalidGrant != 0 {
 		t.Errorf("authorization server stats %+v: want 2 registrations (one client per grant), no reuse, no invalid_grant", s)
 	}
 	if strings.Contains(td.logs.String(), notes) || strings.Contains(td.logs.String(), other) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -33,10 +34,13 @@ func soakPlan(t testing.TB) (rotations, killEvery int) {
 // startProxyCLI starts `tokend proxy NAME --listen ADDR`, the proxy as a
 // client of the daemon's socket (it outlives a restart of the daemon) to
 // the grant's protected_resource, and waits until it listens.
-func startProxyCLI(t testing.TB, td *tokend, grant, addr string) *proc {
+func startProxyCLI(t testing.TB, td *tokend, grant, addr string) *testutil.Proc {
 	t.Helper()
 	logs := &testutil.SyncBuffer{}
-	p := startProc(t, logs, logs, td.env(), tokendBin, "proxy", grant, "--listen", addr)
+	cmd := exec.Command(tokendBin, "proxy", grant, "--listen", addr)
+	cmd.Env = append(os.Environ(), td.env()...)
+	cmd.Stdout, cmd.Stderr = logs, logs
+	p := testutil.StartProc(t, cmd)
 	t.Cleanup(func() {
 		if strings.Contains(logs.String(), "WARNING: DATA RACE") {
 			t.Errorf("the race detector reported a data race in tokend proxy")
@@ -46,8 +50,8 @@ func startProxyCLI(t testing.TB, td *tokend, grant, addr string) *proc {
 		}
 	})
 	eventually(t, 30*time.Second, 50*time.Millisecond, "tokend proxy listening on "+addr, func() error {
-		if !p.running() {
-			t.Fatalf("tokend proxy exited (%v):\n%s", p.err, logs.String())
+		if !p.Running() {
+			t.Fatalf("tokend proxy exited (%v):\n%s", p.Err(), logs.String())
 		}
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
@@ -72,7 +76,7 @@ func TestMCPSharedGrant(t *testing.T) {
 	st := startStack(t)
 	td := newTokend(t, grantConfig{Name: "notes", Resource: st.MCP.URL})
 	td.authorizePaste("notes", st.AS.Issuer)
-	proxyAddr := fmt.Sprintf("127.0.0.1:%d", lowPort(t))
+	proxyAddr := fmt.Sprintf("127.0.0.1:%d", testutil.LowPort(t))
 	startProxyCLI(t, td, "notes", proxyAddr)
 
 	sessions := []clientSession{{Name: "proxy", URL: proxyURL(proxyAddr)}}
@@ -83,7 +87,7 @@ func TestMCPSharedGrant(t *testing.T) {
 	c := startClients(t, 250*time.Millisecond, sessions...)
 	connected := time.Since(start)
 
-	refreshes := func() int { return st.AS.stats().TokenSuccess["refresh_token"] }
+	refreshes := func() int { return st.AS.Stats().TokenSuccess["refresh_token"] }
 	base := refreshes()
 	kills, lastKill := 0, 0
 	deadline := time.Now().Add(time.Duration(rotations+2)*2*accessTTL*time.Second + 60*time.Second)
@@ -111,7 +115,7 @@ func TestMCPSharedGrant(t *testing.T) {
 	elapsed := time.Since(start)
 
 	rotated := refreshes() - base
-	as := st.AS.stats()
+	as := st.AS.Stats()
 	srv := st.MCP.stats()["/mcp"]
 	t.Logf("figures: %d rotations, %d kill -9 of tokend, %d tool calls by 9 sessions (8 bridges, 1 proxy), %d failed, %d access tokens seen by the server, %d requests it refused 401, %v (connecting %v)",
 		rotated, kills, sum.Calls, sum.Failures, srv.Tokens, srv.Unauthorized, elapsed.Round(time.Second), connected.Round(time.Millisecond))
@@ -138,13 +142,13 @@ func TestMCPSharedGrant(t *testing.T) {
 	}
 	// The grant is alive: one refresh token active, and one more refresh
 	// succeeds.
-	if rt := st.AS.refreshTokens(); rt.Active != 1 {
+	if rt := st.AS.RefreshTokens(""); rt.Active != 1 {
 		t.Errorf("refresh tokens at oidc-provider %+v: want exactly one active (the grant not revoked)", rt)
 	}
 	if out, errs, code := td.cli("", "refresh", "notes"); code != 0 {
 		t.Errorf("a final tokend refresh notes: exit %d\n%s%s", code, out, errs)
 	}
-	if as := st.AS.stats(); as.RefreshTokenReuse != 0 || as.TokenSuccess["refresh_token"] <= base+rotated {
+	if as := st.AS.Stats(); as.RefreshTokenReuse != 0 || as.TokenSuccess["refresh_token"] <= base+rotated {
 		t.Errorf("after the final refresh: %d reused, %d refreshes: want no reuse and one more refresh", as.RefreshTokenReuse, as.TokenSuccess["refresh_token"]-base)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -38,19 +39,9 @@ func start(t *testing.T, name string, cmd *exec.Cmd) *testutil.SyncBuffer {
 	t.Helper()
 	out := &testutil.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
+	p := testutil.StartProc(t, cmd)
 	t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
+		p.Stop(syscall.SIGINT)
 		if t.Failed() {
 			t.Logf("%s output:\n%s", name, out.String())
 		}
@@ -75,12 +66,7 @@ func startTokend(t *testing.T, ttl time.Duration) *tokend {
 		Clients:   []devprovider.Client{{ID: "app", Secret: clientSecret, AuthMethod: "client_secret_basic"}},
 	})
 	t.Cleanup(prov.Close)
-	// A short directory: the socket path must fit in sun_path.
-	dir, err := os.MkdirTemp("", "tp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := testutil.ShortDir(t)
 	secret := filepath.Join(dir, "app.secret")
 	if err := os.WriteFile(secret, []byte(clientSecret+"\n"), 0o600); err != nil {
 		t.Fatal(err)

@@ -87,9 +87,8 @@ grants:
 }
 
 type proc struct {
-	cmd  *exec.Cmd
-	done chan error
-	log  *os.File
+	*testutil.Proc
+	log *os.File
 }
 
 // start runs tokend serve and waits until its socket answers.
@@ -101,24 +100,13 @@ func start(t *testing.T, cfgPath, logPath string, ac *api.Client) *proc {
 	}
 	cmd := exec.Command(tokendBin, "serve", "--config", cfgPath)
 	cmd.Stdout, cmd.Stderr = lf, lf
-	if err := cmd.Start(); err != nil {
-		lf.Close()
-		t.Fatal(err)
-	}
-	p := &proc{cmd: cmd, done: make(chan error, 1), log: lf}
-	go func() { p.done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		err := <-p.done
-		p.done <- err
-		p.log.Close()
-	})
+	t.Cleanup(func() { lf.Close() })
+	p := &proc{Proc: testutil.StartProc(t, cmd), log: lf}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		select {
-		case err := <-p.done:
-			p.done <- err
-			t.Fatalf("tokend exited during start-up: %v\n%s", err, readTail(logPath))
+		case <-p.Done():
+			t.Fatalf("tokend exited during start-up: %v\n%s", p.Err(), readTail(logPath))
 		default:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -136,11 +124,10 @@ func start(t *testing.T, cfgPath, logPath string, ac *api.Client) *proc {
 
 func (p *proc) kill(t *testing.T) {
 	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := p.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	err := <-p.done
-	p.done <- err
+	<-p.Done()
 	p.log.Close()
 }
 

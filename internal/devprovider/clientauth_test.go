@@ -20,8 +20,8 @@ import (
 
 func TestPrivateKeyJWT(t *testing.T) {
 	clk := newClock()
-	ec, ec384, ed, rk := mustEC(t, elliptic.P256()), mustEC(t, elliptic.P384()), mustEd(t), rsaOnce()
-	other := mustEC(t, elliptic.P256())
+	ec, ec384, ed, rk := testutil.ECKey(t, elliptic.P256()), testutil.ECKey(t, elliptic.P384()), testutil.Ed25519Key(t), testutil.RSAKey(t)
+	other := testutil.ECKey(t, elliptic.P256())
 	const id = "pkjwt-app"
 	s := mustServer(t, Options{Now: clk.Now, Clients: []Client{
 		{ID: id, AuthMethod: AuthMethodPrivateKeyJWT, JWKS: jwksOf(t, ec, ec384, ed, rk)},
@@ -131,7 +131,7 @@ func TestClientSecretJWT(t *testing.T) {
 	}
 	for _, tc := range []struct{ name, assertion string }{
 		{"wrong secret", testutil.SignJWT(t, []byte(secret+"x"), jose.HS256, "", false, nil, good)},
-		{"asymmetric alg", testutil.SignJWT(t, mustEC(t, elliptic.P256()), jose.ES256, "", false, nil, good)},
+		{"asymmetric alg", testutil.SignJWT(t, testutil.ECKey(t, elliptic.P256()), jose.ES256, "", false, nil, good)},
 		{"alg none", rawJWT(t, nil, map[string]any{"alg": "none"}, good)},
 		{"expired", testutil.SignJWT(t, []byte(secret), jose.HS256, "", false, nil, with(good, "exp", clk.Now().Unix()))},
 	} {
@@ -173,8 +173,8 @@ func TestClientSecretJWTKeySizeAndRegistration(t *testing.T) {
 
 func TestJWKSHelperMatchesAnyKid(t *testing.T) {
 	clk := newClock()
-	key := mustEC(t, elliptic.P256())
-	s := mustServer(t, Options{Now: clk.Now, Clients: []Client{{ID: "app", AuthMethod: AuthMethodPrivateKeyJWT, JWKS: JWKS(key.Public(), rsaOnce().Public())}}})
+	key := testutil.ECKey(t, elliptic.P256())
+	s := mustServer(t, Options{Now: clk.Now, Clients: []Client{{ID: "app", AuthMethod: AuthMethodPrivateKeyJWT, JWKS: JWKS(key.Public(), testutil.RSAKey(t).Public())}}})
 	wantOK(t, post(t, s, "/token", auth{}, assertionForm(testutil.SignJWT(t, key, jose.ES256, "whatever-kid", false, nil, jwtClaims("app", "app", s.URL()+"/token", clk.Now())))))
 	defer func() {
 		if recover() == nil {

@@ -22,7 +22,7 @@ func TestDPoPTokenEndpoint(t *testing.T) {
 	o.RefreshForClientCredentials = true
 	o.Rotate = true
 	s := mustServer(t, o)
-	key, other := mustEC(t, elliptic.P256()), mustEC(t, elliptic.P256())
+	key, other := testutil.ECKey(t, elliptic.P256()), testutil.ECKey(t, elliptic.P256())
 	tokenURL := s.URL() + "/token"
 	pf := func(extra ...any) string { return proof(t, key, "POST", tokenURL, clk.Now(), extra...) }
 
@@ -77,7 +77,7 @@ func TestDPoPTokenEndpoint(t *testing.T) {
 	typ := map[jose.HeaderKey]any{jose.HeaderType: "dpop+jwt"}
 	pub := jose.JSONWebKey{Key: key.Public()}
 	priv := jose.JSONWebKey{Key: key}
-	rk := rsaOnce()
+	rk := testutil.RSAKey(t)
 	for _, tc := range []struct{ name, proof string }{
 		{"wrong htm", pf("htm", "GET")},
 		{"wrong htu", pf("htu", s.URL()+"/revoke")},
@@ -108,7 +108,7 @@ func TestDPoPTokenEndpoint(t *testing.T) {
 func TestDPoPBoundClientAndDowngrade(t *testing.T) {
 	clk := newClock()
 	s := mustServer(t, Options{Now: clk.Now, Clients: []Client{{ID: "bound", Secret: "bound-secret", DPoPBound: true}}})
-	key := mustEC(t, elliptic.P256())
+	key := testutil.ECKey(t, elliptic.P256())
 	a := auth{AuthMethodBasic, "bound", "bound-secret"}
 	cc := url.Values{"grant_type": {"client_credentials"}}
 	wantError(t, postDPoP(t, s, a, cc), http.StatusBadRequest, "invalid_dpop_proof")
@@ -129,7 +129,7 @@ func TestDPoPNonce(t *testing.T) {
 	o.Now = clk.Now
 	o.DPoPNonce = true
 	s := mustServer(t, o)
-	key := mustEC(t, elliptic.P256())
+	key := testutil.ECKey(t, elliptic.P256())
 	cc := url.Values{"grant_type": {"client_credentials"}}
 	pf := func(extra ...any) string { return proof(t, key, "POST", s.URL()+"/token", clk.Now(), extra...) }
 
@@ -181,7 +181,7 @@ func TestDPoPResourceServer(t *testing.T) {
 	s := mustServer(t, o)
 	rs := httptest.NewServer(s.ResourceHandler())
 	defer rs.Close()
-	key, other := mustEC(t, elliptic.P256()), mustEC(t, elliptic.P256())
+	key, other := testutil.ECKey(t, elliptic.P256()), testutil.ECKey(t, elliptic.P256())
 	cc := url.Values{"grant_type": {"client_credentials"}, "scope": {"read"}}
 	r := postDPoP(t, s, basicAuth, cc, proof(t, key, "POST", s.URL()+"/token", clk.Now()))
 	wantOK(t, r)
@@ -264,7 +264,7 @@ func TestDPoPResourceNonce(t *testing.T) {
 	o.Now = clk.Now
 	o.ResourceNonce = true
 	s := mustServer(t, o)
-	key := mustEC(t, elliptic.P256())
+	key := testutil.ECKey(t, elliptic.P256())
 	r := postDPoP(t, s, basicAuth, url.Values{"grant_type": {"client_credentials"}}, proof(t, key, "POST", s.URL()+"/token", clk.Now()))
 	wantOK(t, r)
 	tok, target := r.str("access_token"), s.URL()+"/resource/a"
@@ -288,7 +288,7 @@ func TestDPoPResourceNonce(t *testing.T) {
 // once from many goroutines are each accepted exactly once.
 func TestReplayRace(t *testing.T) {
 	clk := newClock()
-	key := mustEC(t, elliptic.P256())
+	key := testutil.ECKey(t, elliptic.P256())
 	o := baseOptions()
 	o.Now = clk.Now
 	o.Clients = append(o.Clients, Client{ID: "pk", AuthMethod: AuthMethodPrivateKeyJWT, JWKS: JWKS(key.Public())})
@@ -334,7 +334,7 @@ func TestReplayRace(t *testing.T) {
 func BenchmarkDPoPResource(b *testing.B) {
 	s := New(baseOptions())
 	defer s.Close()
-	key := mustEC(b, elliptic.P256())
+	key := testutil.ECKey(b, elliptic.P256())
 	r := postDPoP(b, s, basicAuth, url.Values{"grant_type": {"client_credentials"}}, proof(b, key, "POST", s.URL()+"/token", time.Now()))
 	tok := r.str("access_token")
 	h := s.ResourceHandler()

@@ -17,8 +17,8 @@ const saIssuer = "robot@project.iam.example"
 
 func TestJWTBearerGrant(t *testing.T) {
 	clk := newClock()
-	key, other := mustEC(t, elliptic.P256()), mustEC(t, elliptic.P256())
-	rk := rsaOnce()
+	key, other := testutil.ECKey(t, elliptic.P256()), testutil.ECKey(t, elliptic.P256())
+	rk := testutil.RSAKey(t)
 	o := baseOptions()
 	o.Now = clk.Now
 	o.AssertionIssuers = []AssertionIssuer{

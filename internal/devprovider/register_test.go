@@ -21,7 +21,7 @@ func TestRegistrationOfKeysAndDPoP(t *testing.T) {
 		req.Header.Set("Content-Type", "application/json")
 		return do(t, req)
 	}
-	key := mustEC(t, elliptic.P256())
+	key := testutil.ECKey(t, elliptic.P256())
 	jwks := string(jwksOf(t, key))
 	r := register(`{"token_endpoint_auth_method":"private_key_jwt","grant_types":["client_credentials"],"jwks":` + jwks +
 		`,"token_endpoint_auth_signing_alg":"ES256","dpop_bound_access_tokens":true}`)

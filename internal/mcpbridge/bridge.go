@@ -88,6 +88,9 @@ type bridge struct {
 	hc     *http.Client
 	out    *lineWriter
 	cancel context.CancelCauseFunc
+	// listeners are the GET streams' goroutines: Run returns only once
+	// they ended, so nothing they write outlives it.
+	listeners sync.WaitGroup
 
 	mu        sync.Mutex
 	sessionID string
@@ -186,6 +189,7 @@ loop:
 	}
 	inflight.Wait()
 	b.endSession()
+	b.listeners.Wait()
 	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 		return cause
 	}

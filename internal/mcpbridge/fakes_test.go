@@ -6,11 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -52,20 +49,7 @@ type fakeDaemon struct {
 func newFakeDaemon(t testing.TB, scope string) (*fakeDaemon, *api.Client) {
 	d := &fakeDaemon{scope: scope, issued: map[string]string{}, stepUpLimit: 100}
 	d.issue(scope)
-	dir, err := os.MkdirTemp("", "mcpb")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	path := filepath.Join(dir, "s")
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: d}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return d, api.NewClient(path)
+	return d, api.NewClient(testutil.ServeUnix(t, d))
 }
 
 // issue makes a new current token with scope; the caller holds mu (or

@@ -294,7 +294,8 @@ func (b *bridge) listenAfterInitialize(ctx context.Context) {
 	}
 	gctx, stop := context.WithCancel(ctx)
 	b.stopGET = stop
-	go b.listen(gctx, b.sessionID)
+	sid := b.sessionID
+	b.listeners.Go(func() { b.listen(gctx, sid) })
 }
 
 // listen keeps the server's GET stream open until ctx ends: reconnecting

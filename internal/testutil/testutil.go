@@ -1,13 +1,21 @@
 // Package testutil holds what several test packages need and used to copy:
-// a buffer a child process writes while the test reads it ([SyncBuffer]),
-// building the tokend binary in TestMain ([BuildTokend]), a free loopback
-// port ([FreePort]), and what running a process as another user takes: a
-// directory that user may enter ([SharedDir]), a copy of the test binary
-// they may run ([CopySelf]) and their credentials ([AsUser]), and waiting
-// on real time for a process to reach a condition ([Eventually]), the size
-// knobs of long runs read from the environment ([EnvInt]), JWTs signed by
-// hand as assertions and proofs ([SignJWT]), and a person's browser reduced
-// to cookies, redirects and self-submitting forms ([Browser]).
+// a buffer a child process writes while the test reads it ([SyncBuffer]), a
+// child process killed when the test ends ([StartProc]) and a tokend one
+// waited for until it serves ([WaitTokend]), building the tokend binary in
+// TestMain ([BuildTokend]), a free loopback port ([FreePort], [LowPort]
+// below the ephemeral range), a short directory for unix sockets
+// ([ShortDir]), an HTTP handler served on one ([ServeUnix]) and a client of
+// one ([UnixHTTPClient]), and what running a process as another user takes:
+// a directory that user may enter ([SharedDir]), a copy of the test binary
+// they may run ([CopySelf]) and their credentials ([AsUser]), such a
+// child's connection accepted ([AcceptChild]), and waiting on real time for
+// a process to reach a condition ([Eventually]), the size knobs of long
+// runs read from the environment ([EnvInt]), counters for fake metrics
+// ([Counts]), signing keys ([ECKey], [Ed25519Key], [RSAKey]) and JWTs
+// signed by hand as assertions and proofs ([SignJWT]), and a person's
+// browser reduced to cookies, redirects and self-submitting forms
+// ([Browser]). Its package oidcop runs oidc-provider, the end-to-end tests'
+// authorization server.
 //
 // Only tests import it: TestOnlyTestsImport fails when a package that is
 // not a test depends on it.
@@ -17,7 +25,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -160,7 +170,9 @@ func CopySelf(dir string) (string, error) {
 	if err := os.WriteFile(path, b, 0o755); err != nil {
 		return "", err
 	}
-	return path, nil
+	// Explicitly: the umask (077 once a test ran tokend serve or dev in
+	// process) takes the others' bits off the file's mode.
+	return path, os.Chmod(path, 0o755)
 }
 
 // AsUser makes cmd run as uid, with gid uid and exactly the supplementary
@@ -223,4 +235,62 @@ func EnvInt(t testing.TB, name string, def int) int {
 		t.Fatalf("$%s=%q: want a positive integer", name, v)
 	}
 	return n
+}
+
+// LowPort returns a loopback TCP port below the ephemeral range
+// (32768-60999) that was free a moment ago, for a process that binds it
+// later: ports of the ephemeral range are handed to outgoing connections,
+// which on a busy machine took a port checked free (FreePort) before the
+// process meant for it bound it.
+func LowPort(t testing.TB) int {
+	t.Helper()
+	for range 100 {
+		port := 20000 + rand.IntN(12000)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			l.Close()
+			return port
+		}
+	}
+	t.Fatal("no free loopback port between 20000 and 32000")
+	return 0
+}
+
+// ShortDir returns a new directory with a short path, removed when the
+// test ends: a unix socket's path is at most 107 bytes, and t.TempDir's
+// (named after the test) can be longer.
+func ShortDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "tk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// ServeUnix serves h on a unix socket in a ShortDir until the test ends
+// and returns the socket's path.
+func ServeUnix(t testing.TB, h http.Handler) string {
+	t.Helper()
+	path := filepath.Join(ShortDir(t), "s")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return path
+}
+
+// UnixHTTPClient returns an HTTP client that sends every request, whatever
+// its host, to the unix socket at path; timeout 0 is none.
+func UnixHTTPClient(path string, timeout time.Duration) *http.Client {
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+	}}
 }

@@ -163,9 +163,19 @@ func TestFakeInstanceKeysWithoutLease(t *testing.T) {
 		}
 		return h
 	}
-	if h := held(); h["a"]+h["b"] != len(fps) {
-		t.Fatalf("after both campaigns the instances hold %v of %d grants", h, len(fps))
-	}
+	// Each instance campaigns on its own view of the owners, which its
+	// watch updates: on a loaded machine b's first campaign may not see
+	// all of a's takes yet, and what they both left is taken at the next
+	// periodic campaign (a quarter of the lease life), within the shares.
+	// Had the fake keys counted, the shares would be one grant each and
+	// the rest would wait for the orphan rule, which the log check below
+	// catches.
+	testutil.Eventually(t, ttl, 20*time.Millisecond, "the two instances hold every grant", func() error {
+		if h := held(); h["a"]+h["b"] != len(fps) {
+			return fmt.Errorf("they hold %v of %d grants", h, len(fps))
+		}
+		return nil
+	})
 	// Several campaign periods on (each a quarter of the lease life): the
 	// grants stay held, spread, and never went ownerless.
 	time.Sleep(2 * ttl)
