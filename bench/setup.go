@@ -21,6 +21,7 @@ import (
 	"github.com/tokend/tokend/internal/devprovider"
 	"github.com/tokend/tokend/metrics"
 	"github.com/tokend/tokend/oauth"
+	"github.com/tokend/tokend/server"
 	"github.com/tokend/tokend/store"
 )
 
@@ -139,18 +140,18 @@ func startDaemon(cfg *config.Config, clock daemon.Clock) (*running, error) {
 func startDaemonWith(cfg *config.Config, clock daemon.Clock, open func(config.Store, *slog.Logger) (daemon.Store, error)) (*running, error) {
 	m := &countingMetrics{Metrics: metrics.New(metrics.BuildInfo{Version: "bench", Revision: "bench", GoVersion: runtime.Version()})}
 	opts := daemon.Options{
-		Logger:         daemon.NewLogger(io.Discard, cfg.Log, false),
-		Clock:          clock,
-		Metrics:        m,
-		MetricsHandler: func(r func() error) http.Handler { return m.Handler(r) },
+		Logger:  daemon.NewLogger(io.Discard, cfg.Log, false),
+		Clock:   clock,
+		Metrics: m,
 	}
+	var metricsHandler func(func() error) http.Handler = func(r func() error) http.Handler { return m.Handler(r) }
 	if expNoSync {
 		opts.OpenStore = func(c config.Store, log *slog.Logger) (daemon.Store, error) {
 			return store.Open(store.Options{Path: c.Path, Key: c.Key, Logger: log, NoSync: true})
 		}
 	}
 	if expNoMet {
-		opts.Metrics, opts.MetricsHandler = nil, nil
+		opts.Metrics, metricsHandler = nil, nil
 	}
 	if open != nil {
 		opts.OpenStore = open
@@ -165,7 +166,11 @@ func startDaemonWith(cfg *config.Config, clock daemon.Clock, open func(config.St
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{d: d, cfg: cfg, m: m, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- d.Run(ctx) }()
+	sc := server.Config{Engine: d, Log: opts.Logger, MetricsHandler: metricsHandler}
+	if opts.Metrics != nil {
+		sc.Metrics = m
+	}
+	go func() { r.done <- d.Run(ctx, server.New(sc)) }()
 	select {
 	case <-d.Started():
 		r.startup = time.Since(begin)

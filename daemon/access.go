@@ -1,76 +1,21 @@
 package daemon
 
 import (
-	"context"
-	"net"
-	"syscall"
-
-	"golang.org/x/sys/unix"
-
 	"github.com/tokend/tokend/config"
-	"github.com/tokend/tokend/server"
 )
 
-// peer is a socket caller as the kernel recorded it when the caller
-// connected (SO_PEERCRED, SO_PEERGROUPS): not what it claims, and not what
-// the process with that pid is now. A client can hand its connection to
-// another process and exit, and its pid can then be reused by anyone; so
-// rights are decided from this record only, never from /proc/<pid>.
+// peer is a caller as the kernel recorded it when the caller connected
+// (the servers read it: SO_PEERCRED, SO_PEERGROUPS, or a TCP socket's
+// owner), converted from the engine.Caller they pass (peerOf): not what
+// it claims, and not what the process with that pid is now. Rights are
+// decided from this record only, never from /proc/<pid>; ok is false for
+// a caller the kernel did not name, who may do nothing.
 type peer struct {
 	ok       bool
-	pid      int32 // for logs only: it may belong to another process by now
 	uid, gid uint32
 	// groups are the supplementary groups at connect time; nil when the
 	// kernel could not say (then no group grants anything).
 	groups []uint32
-}
-
-type peerKey struct{}
-
-// credConn is a connection whose peer was read at accept (connLimiter).
-type credConn interface {
-	peerCred() peer
-}
-
-// peerContext records the caller's credentials on each accepted
-// connection, once: every request on it is judged by this record.
-func peerContext(ctx context.Context, c net.Conn) context.Context {
-	var p peer
-	if cc, ok := c.(credConn); ok {
-		p = cc.peerCred()
-	} else {
-		p = connPeer(c)
-	}
-	return context.WithValue(ctx, peerKey{}, p)
-}
-
-// connPeer reads the kernel's record of the process that connected c.
-func connPeer(c net.Conn) peer {
-	var p peer
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return p
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return p
-	}
-	_ = raw.Control(func(fd uintptr) {
-		cred, err := unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-		if err != nil {
-			return
-		}
-		p = peer{ok: true, pid: cred.Pid, uid: cred.Uid, gid: cred.Gid}
-		// Failing closed: without the connect-time list, the caller is
-		// judged by its uid and primary gid alone.
-		p.groups, _ = server.PeerGroups(int(fd))
-	})
-	return p
-}
-
-func peerFrom(ctx context.Context) peer {
-	p, _ := ctx.Value(peerKey{}).(peer)
-	return p
 }
 
 // access is a Readers list as sets of the ids it resolved to when the

@@ -42,7 +42,7 @@ func TestForbiddenFetchMetricHidesGrantNames(t *testing.T) {
 	serveAs := func(p peer, method, path string) int {
 		r := httptest.NewRequest(method, "http://tokend"+path, nil)
 		w := httptest.NewRecorder()
-		handler.ServeHTTP(w, r.WithContext(context.WithValue(context.Background(), peerKey{}, p)))
+		handler.ServeHTTP(w, r.WithContext(withPeer(context.Background(), p)))
 		return w.Code
 	}
 	stranger := peer{ok: true, uid: 3000, gid: 3000}

@@ -132,7 +132,7 @@ func BenchmarkDPoPProofs(b *testing.B) {
 	_, p := d.config()
 	d.publish(g, &t, p)
 	handler := d.apiServer().Handler
-	ctx := context.WithValue(context.Background(), peerKey{}, peer{ok: true, uid: d.selfUID, gid: d.selfUID})
+	ctx := withPeer(context.Background(), peer{ok: true, uid: d.selfUID, gid: d.selfUID})
 	body := []byte(`{"method":"GET","url":"https://api.example/v1/reports?from=2026-11-01"}`)
 	run := func(b *testing.B, unit string, req func() *http.Request) {
 		b.ReportAllocs()

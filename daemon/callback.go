@@ -1,120 +1,77 @@
 package daemon
 
-// The callback listener's HTTP layer: the redirect URI of the
-// authorization-code grant and the one-time start pages (authorize.go
-// starts the flows), answered with small HTML pages.
+// The flow half of the authorization-code grant's return: a start page
+// taken and bound to a browser, and an authorization completed from the
+// code and state the browser brings back (authorize.go starts the flows;
+// package server serves the pages).
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
+	"context"
 	"errors"
 	"fmt"
-	"html/template"
-	"net/http"
 	"net/url"
-	"strings"
-	"time"
 
 	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/internal/engine"
 	"github.com/tokend/tokend/oauth"
 	"github.com/tokend/tokend/store"
 )
 
-// callbackServer serves the redirect URI of the authorization-code grant
-// and the one-time start pages, to requests whose Host names the listener
-// or a configured redirect_uri's host (see hostGuard).
-func (d *Daemon) callbackServer() *http.Server {
-	mux := http.NewServeMux()
-	cfg, _ := d.config()
-	paths := map[string]bool{"/callback": true}
-	for _, c := range cfg.Clients {
-		if u, err := url.Parse(c.RedirectURI); err == nil && u.Path != "" {
-			paths[u.Path] = true
-		}
-	}
-	for p := range paths {
-		mux.HandleFunc("GET "+p, d.handleCallback)
-	}
-	mux.HandleFunc("GET /start/{id}", d.handleStart)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		callbackPage(w, http.StatusNotFound, "Not found", "This is tokend's authorization callback; nothing is here.")
-	})
-	refuse := func(w http.ResponseWriter, r *http.Request) {
-		callbackPage(w, http.StatusMisdirectedRequest, "Wrong address", "This request's Host names no address of tokend's callback listener.")
-	}
-	// A browser sends its request as soon as it connects and has no use
-	// for a connection kept open afterwards: short header and idle
-	// timeouts give a silent or idle connection's place back quickly
-	// (Run bounds the listener; connLimiter closes idle ones first).
-	return &http.Server{
-		Handler:           http.MaxBytesHandler(hostGuard(d.CallbackAddr, d.redirectHosts, refuse, mux), 8<<10),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       5 * time.Second,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slogErrorLog(d.log, "callback"),
-	}
-}
-
-// handleCallback consumes the pending authorization named by state exactly
-// once, then exchanges the code. A forged, expired or replayed state
-// changes nothing.
-func (d *Daemon) handleCallback(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
+// CompleteAuthorization completes the authorization-code flow that a
+// browser brings back to the redirect URI with query (code and state):
+// it consumes the pending authorization named by state exactly once, then
+// exchanges the code, and returns the grant authorized. binding is the
+// value of the browser's binding cookie ("" when it has none): only the
+// browser that opened the start page holds it. A forged, expired or
+// replayed state changes nothing. A failure is an *engine.Error whose
+// code (engine.CodeAuthorization*) and description are for the person
+// at the browser.
+func (d *Daemon) CompleteAuthorization(ctx context.Context, q url.Values, binding string) (string, error) {
 	state := q.Get("state")
 	if state == "" || len(state) > 512 {
-		callbackPage(w, http.StatusBadRequest, "Authorization failed", "The request has no valid state parameter.")
-		return
+		return "", pageError(kindBadRequest, engine.CodeAuthorizationFailed, "The request has no valid state parameter.")
 	}
 	now := d.clock.Now()
-	// Only the browser that opened the start page holds the cookie; the
-	// store compares its hash in the transaction that would consume the
-	// authorization, and keeps the authorization when it does not match.
-	cookie := bindingCookie(r, state)
-	binding := ""
-	if cookie != nil {
-		binding = hashHex(cookie.Value)
+	// The store compares the binding's hash in the transaction that would
+	// consume the authorization, and keeps the authorization when it does
+	// not match.
+	hash := ""
+	if binding != "" {
+		hash = hashHex(binding)
 	}
-	pend, err := d.st.ConsumePending(state, binding, now)
+	pend, err := d.st.ConsumePending(state, hash, now)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		d.warnLimited("callback unknown", "callback with an unknown or already used state")
-		callbackPage(w, http.StatusBadRequest, "Authorization failed", "This authorization is unknown or was already used. Start again with tokend authorize.")
-		return
+		return "", pageError(kindBadRequest, engine.CodeAuthorizationFailed, "This authorization is unknown or was already used. Start again with tokend authorize.")
 	case errors.Is(err, store.ErrMismatch):
 		if g := d.grant(pend.Grant); g != nil {
 			d.recordAuth(g, api.AuthCallbackUnbound+" (not from the browser that opened the start page): refused; the authorization is still pending")
 		}
-		d.warnLimited("callback unbound "+pend.Grant, "callback refused: it lacks the browser binding of its authorization", "grant", pend.Grant, "has_cookie", cookie != nil)
-		callbackPage(w, http.StatusBadRequest, "Authorization refused",
+		d.warnLimited("callback unbound "+pend.Grant, "callback refused: it lacks the browser binding of its authorization", "grant", pend.Grant, "has_cookie", binding != "")
+		return "", pageError(kindBadRequest, engine.CodeAuthorizationRefused,
 			"This callback does not come from the browser that opened tokend's start page, so tokend did not use its code. "+
 				"If you started this authorization, finish it in that browser, or start again with tokend authorize. "+
 				"If you started it with tokend authorize --paste, paste this page's address there.")
-		return
 	case errors.Is(err, store.ErrExpired):
 		if g := d.grant(pend.Grant); g != nil {
 			d.recordAuth(g, "callback after the authorization expired")
 		}
-		callbackPage(w, http.StatusBadRequest, "Authorization expired", "This authorization expired. Start again with tokend authorize.")
-		return
+		return "", pageError(kindBadRequest, engine.CodeAuthorizationExpired, "This authorization expired. Start again with tokend authorize.")
 	case errors.Is(err, store.ErrCorrupt):
 		// A record the store refuses (not sealed with its key, altered,
 		// or an authorization-code flow without a verifier) was not
 		// written by tokend: its code is not exchanged.
 		d.log.Error("callback refused: its pending authorization was not written by tokend", "err", err)
-		callbackPage(w, http.StatusBadRequest, "Authorization refused", "This authorization was not started by tokend. Start again with tokend authorize.")
-		return
+		return "", pageError(kindBadRequest, engine.CodeAuthorizationRefused, "This authorization was not started by tokend. Start again with tokend authorize.")
 	case err != nil:
 		d.log.Error("consuming pending authorization", "err", err)
-		callbackPage(w, http.StatusInternalServerError, "Authorization failed", "tokend could not read its store.")
-		return
+		return "", pageError(kindInternal, engine.CodeAuthorizationFailed, "tokend could not read its store.")
 	}
 	g := d.grant(pend.Grant)
 	if g == nil {
-		callbackPage(w, http.StatusBadRequest, "Authorization failed", "The grant of this authorization is no longer configured.")
-		return
+		return "", pageError(kindBadRequest, engine.CodeAuthorizationFailed, "The grant of this authorization is no longer configured.")
 	}
 	// tokend makes a PKCE verifier for every authorization-code flow it
 	// starts; a code is never exchanged without one, whatever the store
@@ -122,40 +79,37 @@ func (d *Daemon) handleCallback(w http.ResponseWriter, r *http.Request) {
 	if pend.Kind != config.GrantAuthorizationCode || pend.Verifier == "" || g.cfg().Type != config.GrantAuthorizationCode {
 		d.recordAuth(g, "callback refused: its pending authorization is not an authorization-code flow that tokend started")
 		d.log.Error("callback refused: its pending authorization is not an authorization-code flow with a PKCE verifier", "grant", g.name, "kind", pend.Kind)
-		callbackPage(w, http.StatusBadRequest, "Authorization refused", "This authorization was not started by tokend. Start again with tokend authorize.")
-		return
+		return "", pageError(kindBadRequest, engine.CodeAuthorizationRefused, "This authorization was not started by tokend. Start again with tokend authorize.")
 	}
-	prov, err := d.providerFor(r.Context(), g)
+	prov, err := d.providerFor(ctx, g)
 	if err != nil {
 		d.recordAuth(g, "callback failed: "+err.Error())
-		callbackPage(w, http.StatusBadGateway, "Authorization failed", "tokend could not reach the provider: "+err.Error())
-		return
+		return "", pageError(kindProvider, engine.CodeAuthorizationFailed, "tokend could not reach the provider: "+err.Error())
 	}
 	code, _, err := oauth.ParseCallback(q, prov.Endpoints.Issuer, prov.Endpoints.IssuerParameterSupported)
 	if err != nil {
 		d.recordAuth(g, "callback rejected: "+err.Error())
 		d.log.Warn("authorization callback rejected", "grant", g.name, "err", err)
-		callbackPage(w, http.StatusBadRequest, "Authorization failed", fmt.Sprintf("Grant %s was not authorized: %v", g.name, err))
-		return
+		return "", pageError(kindBadRequest, engine.CodeAuthorizationFailed, fmt.Sprintf("Grant %s was not authorized: %v", g.name, err))
 	}
-	if err := d.exchangeCode(r.Context(), g, prov, code, pend.Verifier, "authorized by authorization code"); err != nil {
-		callbackPage(w, http.StatusBadGateway, "Authorization failed", fmt.Sprintf("Grant %s: the code could not be exchanged: %v", g.name, err))
-		return
+	if err := d.exchangeCode(ctx, g, prov, code, pend.Verifier, "authorized by authorization code"); err != nil {
+		return "", pageError(kindProvider, engine.CodeAuthorizationFailed, fmt.Sprintf("Grant %s: the code could not be exchanged: %v", g.name, err))
 	}
-	if cookie != nil { // always: nothing else redeems an authorization
-		// The binding has served its purpose.
-		http.SetCookie(w, &http.Cookie{Name: cookie.Name, Value: "", Path: "/", MaxAge: -1, HttpOnly: true,
-			Secure: strings.HasPrefix(cookie.Name, "__Host-"), SameSite: http.SameSiteLaxMode})
-	}
-	callbackPage(w, http.StatusOK, "Authorized", fmt.Sprintf("tokend now holds a token for grant %s. You can close this window.", g.name))
+	return g.name, nil
 }
 
-// handleStart is the one-time start page of an authorization: it binds the
-// pending authorization to this browser with a fresh random cookie (only
-// its hash is stored) and redirects to the provider. A used, unknown or
-// expired start page changes nothing and says so.
-func (d *Daemon) handleStart(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
+// pageError is a failure of the callback or a start page, told to the
+// person at the browser.
+func pageError(kind errorKind, code, text string) error {
+	return &engineError{Kind: kind, Code: code, Description: text}
+}
+
+// OpenStartPage takes the one-time start page id of an authorization and
+// binds the pending authorization to the browser that opened it: the
+// StartPage carries a fresh random binding for its cookie (only its hash
+// is stored) and where to send the browser. A used, unknown or expired
+// start page changes nothing and says so.
+func (d *Daemon) OpenStartPage(id string) (engine.StartPage, error) {
 	now := d.clock.Now()
 	var sp startPage
 	ok := id != "" && len(id) <= 128
@@ -166,18 +120,15 @@ func (d *Daemon) handleStart(w http.ResponseWriter, r *http.Request) {
 		sp, ok, err = d.fleetTakeStart(hashHex(id), sp, ok)
 		switch {
 		case errors.Is(err, errStartExpired):
-			callbackPage(w, http.StatusBadRequest, "Authorization expired", "This authorization expired. Start again with tokend authorize.")
-			return
+			return engine.StartPage{}, pageError(kindBadRequest, engine.CodeAuthorizationExpired, "This authorization expired. Start again with tokend authorize.")
 		case err != nil:
 			d.log.Error("reading the start page from the fleet", "err", err)
-			callbackPage(w, http.StatusInternalServerError, "Authorization failed", "tokend could not read its store.")
-			return
+			return engine.StartPage{}, pageError(kindInternal, engine.CodeAuthorizationFailed, "tokend could not read its store.")
 		}
 	}
 	if !ok {
 		d.warnLimited("start page unknown", "start page unknown or already used")
-		callbackPage(w, http.StatusBadRequest, "Authorization failed", "This start link is unknown or was already used. Start again with tokend authorize.")
-		return
+		return engine.StartPage{}, pageError(kindBadRequest, engine.CodeAuthorizationFailed, "This start link is unknown or was already used. Start again with tokend authorize.")
 	}
 	value := randomToken()
 	pend, err := d.st.BindPending(sp.state, hashHex(id), hashHex(value), now)
@@ -186,83 +137,28 @@ func (d *Daemon) handleStart(w http.ResponseWriter, r *http.Request) {
 		if g := d.grant(pend.Grant); g != nil {
 			d.recordAuth(g, "start page opened after the authorization expired")
 		}
-		callbackPage(w, http.StatusBadRequest, "Authorization expired", "This authorization expired. Start again with tokend authorize.")
-		return
+		return engine.StartPage{}, pageError(kindBadRequest, engine.CodeAuthorizationExpired, "This authorization expired. Start again with tokend authorize.")
 	case errors.Is(err, store.ErrNotFound):
 		d.warnLimited("start page unknown", "start page of an unknown or already used authorization")
-		callbackPage(w, http.StatusBadRequest, "Authorization failed", "This start link is unknown or was already used. Start again with tokend authorize.")
-		return
+		return engine.StartPage{}, pageError(kindBadRequest, engine.CodeAuthorizationFailed, "This start link is unknown or was already used. Start again with tokend authorize.")
 	case err != nil:
 		d.log.Error("binding pending authorization", "err", err)
-		callbackPage(w, http.StatusInternalServerError, "Authorization failed", "tokend could not write its store.")
-		return
+		return engine.StartPage{}, pageError(kindInternal, engine.CodeAuthorizationFailed, "tokend could not write its store.")
 	}
-	http.SetCookie(w, &http.Cookie{
-		Name:     bindingCookieName(sp.state, sp.secure),
-		Value:    value,
-		Path:     "/",
-		MaxAge:   max(int(sp.deadline.Sub(now).Seconds()), 1),
-		HttpOnly: true,
-		Secure:   sp.secure,
-		// Lax: the provider's redirect back is a top-level GET navigation
-		// from another site, which Lax cookies accompany.
-		SameSite: http.SameSiteLaxMode,
-	})
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Referrer-Policy", "no-referrer")
 	d.log.Info("authorization bound to a browser", "grant", pend.Grant)
-	http.Redirect(w, r, sp.authURL, http.StatusFound)
+	return engine.StartPage{Grant: pend.Grant, State: sp.state, AuthURL: sp.authURL, Binding: value, Lifetime: sp.deadline.Sub(now), Secure: sp.secure}, nil
 }
 
-// redirectHosts are the hosts of the configured redirect URIs: the callback
-// listener answers requests for them too (it may sit behind a proxy).
-func (d *Daemon) redirectHosts() []string {
+// RedirectURIs are the configured clients' redirect URIs: the callback
+// listener serves their paths, and answers requests for their hosts too
+// (it may sit behind a reverse proxy).
+func (d *Daemon) RedirectURIs() []string {
 	cfg, _ := d.config()
-	hosts := make([]string, 0, len(cfg.Clients))
+	uris := make([]string, 0, len(cfg.Clients))
 	for _, c := range cfg.Clients {
-		if u, err := url.Parse(c.RedirectURI); err == nil && u.Host != "" {
-			hosts = append(hosts, u.Host)
+		if c.RedirectURI != "" {
+			uris = append(uris, c.RedirectURI)
 		}
 	}
-	return hosts
-}
-
-// bindingCookieName is the name of the cookie binding the authorization of
-// state to a browser. It differs per authorization, so two started in the
-// same browser do not overwrite each other's cookie; it is derived from
-// the state (which the callback carries) and reveals nothing of it. Over
-// https it takes the __Host- prefix: Secure, Path=/ and no Domain enforced
-// by the browser.
-func bindingCookieName(state string, secure bool) string {
-	h := sha256.Sum256([]byte("tokend browser binding\x00" + state))
-	name := "tokend-auth-" + hex.EncodeToString(h[:8])
-	if secure {
-		name = "__Host-" + name
-	}
-	return name
-}
-
-// bindingCookie returns the binding cookie for state that r carries, or nil.
-func bindingCookie(r *http.Request, state string) *http.Cookie {
-	for _, secure := range []bool{true, false} {
-		if c, err := r.Cookie(bindingCookieName(state, secure)); err == nil && c.Value != "" {
-			return c
-		}
-	}
-	return nil
-}
-
-var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
-<html><head><meta charset="utf-8"><title>tokend: {{.Title}}</title></head>
-<body style="font-family:sans-serif;max-width:40em;margin:4em auto">
-<h1>{{.Title}}</h1><p>{{.Text}}</p></body></html>
-`))
-
-func callbackPage(w http.ResponseWriter, code int, title, text string) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
-	w.Header().Set("Referrer-Policy", "no-referrer")
-	w.WriteHeader(code)
-	_ = pageTmpl.Execute(w, struct{ Title, Text string }{title, text})
+	return uris
 }

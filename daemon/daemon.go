@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"net"
 	"net/http"
 	"os"
 	"runtime/debug"
@@ -28,7 +27,8 @@ import (
 	"github.com/tokend/tokend/store"
 )
 
-// Metrics receives what the daemon measures. *metrics.Metrics implements it.
+// Metrics receives what the engine measures. *metrics.Metrics implements
+// it (and what package server counts: fetches, listeners).
 type Metrics interface {
 	ObserveRefresh(grant, result string, d time.Duration)
 	// ObserveAttempt counts one request for a new token as it returns;
@@ -41,7 +41,6 @@ type Metrics interface {
 	SetExpiry(grant string, access, refresh time.Time)
 	SetLastSuccess(grant string, t time.Time)
 	SetState(grant, state string)
-	ObserveFetch(grant string, code int)
 	Forget(grant string)
 }
 
@@ -58,22 +57,16 @@ type Notifier interface {
 
 // Options are the daemon's collaborators. Zero values mean the real thing.
 type Options struct {
-	Logger  *slog.Logger
-	Clock   Clock
-	Metrics Metrics
-	// MetricsHandler builds the handler of the metrics listener from a
-	// readiness check; nil serves only /healthz and /readyz.
-	MetricsHandler func(ready func() error) http.Handler
-	Notifier       Notifier
+	Logger   *slog.Logger
+	Clock    Clock
+	Metrics  Metrics
+	Notifier Notifier
 	// WatchdogInterval is how often the scheduler loop must ping the
 	// Notifier; 0 disables the watchdog.
 	WatchdogInterval time.Duration
 	// HTTPClient speaks to providers; nil means one with Refresh.Timeout.
 	// It must not retry: the refresher's backoff is the only retry.
 	HTTPClient *http.Client
-	// SocketListener, when set, is used instead of creating listen.socket
-	// (systemd socket activation). The daemon does not remove its file.
-	SocketListener net.Listener
 	// OpenStore opens the store Run keeps state in, from the
 	// configuration's store section; nil means the bbolt file of package
 	// store (openStore, storage.go). Another backend plugs in here: see
@@ -85,14 +78,34 @@ type Options struct {
 	// LoadConfig reads the configuration file again, for ReloadConfig
 	// (SIGHUP, POST /v1/reload); nil when there is no file (tokend dev).
 	LoadConfig func() (*config.Config, []string, error)
-
-	// nofile, when set, replaces RLIMIT_NOFILE as the source of the
-	// listeners' bounds (tests).
-	nofile uint64
 }
 
-// Daemon is the running process: it owns the store, the grants' current
-// tokens, the scheduler and the listeners. Create with New, run with Run.
+// Frontend is what accepts the host's connections for the engine:
+// package server's Servers, which cmd/tokend builds over the Daemon. Run
+// binds it once the store is open and the tokens are loaded, serves it
+// before telling the service manager it is ready, and shuts it down as
+// shutdown begins, before refreshes in flight are drained and the store
+// closes.
+type Frontend interface {
+	// Listen binds every listener cfg configures; when one fails, none
+	// stays bound.
+	Listen(cfg *config.Config) error
+	// Serve serves the listeners until Shutdown returns (a proxy until
+	// ctx ends).
+	Serve(ctx context.Context) error
+	// Shutdown stops accepting and waits for the requests being served,
+	// until ctx ends.
+	Shutdown(ctx context.Context)
+	// SocketAddr, CallbackAddr and MetricsAddr are the bound addresses
+	// ("" for a listener that is off).
+	SocketAddr() string
+	CallbackAddr() string
+	MetricsAddr() string
+}
+
+// Daemon is the engine of the running process: it owns the store, the
+// grants' current tokens and the scheduler; its Frontend owns the
+// listeners. Create with New, run with Run.
 type Daemon struct {
 	opts     Options
 	log      *slog.Logger
@@ -131,7 +144,8 @@ type Daemon struct {
 	running   atomic.Bool
 	started   chan struct{}
 
-	// addresses actually bound, for tests and the dev banner
+	// addresses the Frontend bound: the callback's is where authorizations
+	// return; both are for tests and the dev banner
 	addrMu       sync.Mutex
 	callbackAddr string
 	metricsAddr  string
@@ -503,10 +517,11 @@ func (d *Daemon) grantList() []*grant {
 	return d.ordered
 }
 
-// Run opens the store, listens, runs the scheduler until ctx ends, then
-// shuts down in order: listeners stop, refreshes finish or are cancelled,
-// the store closes last. Cancellation is a clean exit (nil).
-func (d *Daemon) Run(ctx context.Context) error {
+// Run opens the store, binds front's listeners, runs the scheduler and
+// serves front until ctx ends, then shuts down in order: listeners stop,
+// refreshes finish or are cancelled, the store closes last. A nil front
+// runs the engine alone. Cancellation is a clean exit (nil).
+func (d *Daemon) Run(ctx context.Context, front Frontend) error {
 	cfg, _ := d.config()
 	restoreGC := gcburst.Lower(startGCPercent)
 	st, err := d.opts.OpenStore(cfg.Store, d.log)
@@ -528,49 +543,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.syncSinks()
 	defer d.stopSinks()
 
-	sock, cleanup, err := d.listenSocket(cfg.Listen)
-	if err != nil {
-		return err
+	if front == nil {
+		front = noFrontend{}
 	}
-	defer cleanup()
-	// With listen.callback "off" no authorization_code grant can be
-	// started (authorize says so); everything else works without it.
-	var cb net.Listener
-	if !listenerOff(cfg.Listen.Callback) {
-		if cb, err = listenTCP("callback", "listen.callback", cfg.Listen.Callback); err != nil {
-			sock.Close()
-			return err
-		}
-	}
-	var ml net.Listener
-	if cfg.Listen.Metrics != "" && !listenerOff(cfg.Listen.Metrics) {
-		if ml, err = listenTCP("metrics", "listen.metrics", cfg.Listen.Metrics); err != nil {
-			if cb != nil && cfg.Listen.Metrics == cfg.Listen.Callback {
-				err = fmt.Errorf("daemon: metrics listener: %s is listen.callback too; give listen.metrics a port of its own", cfg.Listen.Metrics)
-			}
-			sock.Close()
-			if cb != nil {
-				cb.Close()
-			}
-			return err
-		}
-	}
-	proxies, err := d.listenProxies(cfg)
-	if err != nil {
-		for _, l := range []net.Listener{sock, cb, ml} {
-			if l != nil {
-				l.Close()
-			}
-		}
+	if err := front.Listen(cfg); err != nil {
 		return err
 	}
 	d.addrMu.Lock()
-	if cb != nil {
-		d.callbackAddr = cb.Addr().String()
-	}
-	if ml != nil {
-		d.metricsAddr = ml.Addr().String()
-	}
+	d.callbackAddr = front.CallbackAddr()
+	d.metricsAddr = front.MetricsAddr()
 	d.addrMu.Unlock()
 
 	refreshCtx, cancelRefresh := context.WithCancel(context.WithoutCancel(ctx))
@@ -579,38 +560,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.stopCtx = ctx
 
 	g, gctx := errgroup.WithContext(ctx)
-	// Every listener's connections are bounded (connLimiter), together to
-	// half of the descriptors: past the bound they would take the
-	// descriptors refreshes and the store need.
-	nofile := d.opts.nofile
-	if nofile == 0 {
-		nofile = nofileLimit()
-	}
-	budget := budgetFor(nofile)
-	api, sock := d.socketServer(sock, budget.API)
-	servers := []*http.Server{api}
-	listeners := []net.Listener{sock}
-	if cb != nil {
-		srv := d.callbackServer()
-		servers = append(servers, srv)
-		listeners = append(listeners, d.limitListener("callback", cb, srv, budget.Callback, nil))
-	}
-	if ml != nil {
-		srv := d.metricsServer()
-		servers = append(servers, srv)
-		listeners = append(listeners, d.limitListener("metrics", ml, srv, budget.Metrics, nil))
-	}
-	d.log.Info("connection bounds", "nofile", nofile, "api", budget.API.Max, "callback", budget.Callback.Max, "metrics", budget.Metrics.Max)
-	for i, srv := range servers {
-		srv, l := srv, listeners[i]
-		g.Go(func() error {
-			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				return fmt.Errorf("daemon: serve %s: %w", l.Addr(), err)
-			}
-			return nil
-		})
-	}
-	d.goProxies(g, gctx, proxies)
+	g.Go(func() error { return front.Serve(gctx) })
 	g.Go(func() error { return d.runScheduler(gctx) })
 	d.goFleetWatch(g, gctx)
 	g.Go(func() error {
@@ -619,9 +569,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.running.Store(false)
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		for _, srv := range servers {
-			_ = srv.Shutdown(sctx)
-		}
+		front.Shutdown(sctx)
 		// Refreshes in flight get a moment to commit what the provider
 		// already answered; then they are cancelled, and the store is
 		// closed only after the last one returned.
@@ -653,7 +601,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	})
 	_ = d.notifier.Ready()
 	d.notifyStatus()
-	d.log.Info("tokend started", "socket", sock.Addr().String(), "callback", d.CallbackAddr(), "metrics", d.MetricsAddr(), "grants", len(cfg.Grants), "store", d.storeDesc(cfg))
+	d.log.Info("tokend started", "socket", front.SocketAddr(), "callback", d.CallbackAddr(), "metrics", d.MetricsAddr(), "grants", len(cfg.Grants), "store", d.storeDesc(cfg))
 	err = g.Wait()
 	d.flushDirty()
 	d.stopHooks()
@@ -779,8 +727,20 @@ func (nopMetrics) ObserveProviderRequest(string, string, string) {}
 func (nopMetrics) SetExpiry(string, time.Time, time.Time)        {}
 func (nopMetrics) SetLastSuccess(string, time.Time)              {}
 func (nopMetrics) SetState(string, string)                       {}
-func (nopMetrics) ObserveFetch(string, int)                      {}
 func (nopMetrics) Forget(string)                                 {}
+
+// noFrontend listens nowhere.
+type noFrontend struct{}
+
+func (noFrontend) Listen(*config.Config) error { return nil }
+func (noFrontend) Serve(ctx context.Context) error {
+	<-ctx.Done()
+	return nil
+}
+func (noFrontend) Shutdown(context.Context) {}
+func (noFrontend) SocketAddr() string       { return "" }
+func (noFrontend) CallbackAddr() string     { return "" }
+func (noFrontend) MetricsAddr() string      { return "" }
 
 type nopNotifier struct{}
 

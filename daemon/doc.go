@@ -1,8 +1,13 @@
-// Package daemon is the running tokend process: its lifecycle (Run), the
-// refresh scheduler and refresher, the authorization flows, and the servers
-// that face the host: the unix-socket fetch API with per-grant access by
-// the caller's kernel credentials, the authorization callback listener and
-// the metrics listener.
+// Package daemon is tokend's engine: its lifecycle (Run), the refresh
+// scheduler and refresher, the authorization flows, and what a caller may
+// read or do (per-grant access by the caller's kernel credentials). The
+// servers that face the host (the unix-socket API, the callback and
+// metrics listeners, the grants' proxies) are package server's: they
+// read who the caller is from the connection and ask the engine through
+// its exported methods (requests.go), which take that Caller and fail
+// with an *engine.Error only. Run binds and stops them through the
+// Frontend interface; the engine never serves HTTP itself (it speaks to
+// providers as an HTTP client, through package oauth).
 //
 // It takes a typed, validated configuration from package config and never
 // parses YAML nor looks up users or groups: modes, schedules and ids come
@@ -17,33 +22,39 @@
 //
 // # Files
 //
-// The engine: daemon.go (the Daemon, its grants, Run), scheduler.go and
-// queue.go, refresh.go, policy.go (when a token comes due), providers.go
-// (discovery, registration) and clienthttp.go (a client's certificate, a
-// provider's CAs), exchange.go (the jwt_bearer and token_exchange grants; an
-// exchange grant follows its subject grant), dpop.go (a dpop grant's key,
-// kept with its token set, and the proofs handed to readers),
-// authorize.go (the authorization flows and revocation), fetch.go (what the
-// socket API asks of the engine), reload.go, storage.go, sinks.go (which
-// sinks each grant has and the token each is offered; package sink writes
-// the files and runs their commands), hooks.go (which hook event fires
-// when; package hook delivers them). The servers: socketapi.go (the socket API's routes and
-// answers), access.go and connlimit.go (who may connect and read), listen.go
-// and tcplisten.go (listeners), callback.go (the callback listener's
-// pages), metricsrv.go. Fleet mode: fleet.go (its runtime, and how the
-// files below share the work), fingerprint.go, fleetrefresh.go and
-// fleetwrite.go (refreshing only while held; fenced writes), fleetwatch.go
-// (the records other instances write), fleetserve.go (fetches and status
-// on an instance that does not refresh a grant), fleetstart.go (start
-// pages fleet-wide).
+// Lifecycle and state: daemon.go (the Daemon, its grants, Run and the
+// Frontend it runs), storage.go (the Store contract), clock.go, log.go,
+// ratelog.go (warnings that repeat). Scheduling: scheduler.go and
+// queue.go, policy.go (when a token comes due), refresh.go. Providers:
+// providers.go (discovery, registration), resource.go (a protected
+// resource's authorization server), clienthttp.go (a client's
+// certificate, a provider's CAs), provmetrics.go (provider requests
+// counted). Grant types: exchange.go (jwt_bearer and token_exchange; an
+// exchange grant follows its subject grant), dpop.go (a dpop grant's
+// key, kept with its token set, and the proofs handed to readers).
+// Callers: requests.go (what the servers ask, on behalf of a Caller),
+// access.go (who may read and who is an operator), fetch.go (a token to
+// hand out, a refresh now, a status), errors.go. People: authorize.go
+// (the authorization flows and revocation), callback.go (a start page
+// taken, an authorization completed from its code and state), paste.go
+// (paste-back authorization), stepup.go (rejected tokens and step-ups
+// that programs report), proxies.go (the proxies' addresses across a
+// reload). Outputs: sinks.go (which sinks each grant has and the token
+// each is offered; package sink writes the files), hooks.go (which hook
+// event fires when; package hook delivers them). reload.go. Fleet mode:
+// fleet.go (its runtime, and how the files below share the work),
+// fingerprint.go, fleetrefresh.go and fleetwrite.go (refreshing only
+// while held; fenced writes), fleetwatch.go (the records other instances
+// write), fleetserve.go (fetches and status on an instance that does not
+// refresh a grant), fleetstart.go (start pages fleet-wide).
 //
 // # Errors
 //
-// The engine's failures that reach a caller are *engineError values
-// (errors.go): a kind (forbidden, not found, reauthorization required,
-// unavailable, provider error, ...), an api error code and a description.
-// The engine never picks an HTTP status: answerOf in socketapi.go maps
-// each kind to one, and writes the api.ErrorResponse.
+// The engine's failures that reach a caller are *engine.Error values
+// (package internal/engine; errors.go): a kind (forbidden, not found,
+// reauthorization required, unavailable, provider error, ...), an api
+// error code and a description. The engine never picks an HTTP status:
+// package server maps each kind to one.
 //
 // # Tokens in memory
 //

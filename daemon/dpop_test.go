@@ -204,7 +204,7 @@ func TestDPoPProofEndpoint(t *testing.T) {
 	as := func(p peer, name, body string) (int, []byte) {
 		r := httptest.NewRequest(http.MethodPost, "http://tokend/v1/tokens/"+name+"/dpop", strings.NewReader(body))
 		w := httptest.NewRecorder()
-		handler.ServeHTTP(w, r.WithContext(context.WithValue(context.Background(), peerKey{}, p)))
+		handler.ServeHTTP(w, r.WithContext(withPeer(context.Background(), p)))
 		return w.Code, w.Body.Bytes()
 	}
 	reader, stranger := peer{ok: true, uid: 1000, gid: 1000}, peer{ok: true, uid: 3000, gid: 3000}

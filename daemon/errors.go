@@ -1,75 +1,42 @@
 package daemon
 
 import (
-	"time"
-
 	"github.com/tokend/tokend/api"
+	"github.com/tokend/tokend/internal/engine"
 	"github.com/tokend/tokend/store"
 )
 
-// errorKind is what went wrong with a request to the engine, in the terms
-// a caller acts on. The engine (fetch, authorize, revoke, ReloadConfig, the
-// access check) returns an *engineError of one kind; only the HTTP layer
-// turns the kind into a status code (statusOf, socketapi.go).
-type errorKind int
-
-const (
-	// kindBadRequest: the request cannot be served as the grant is
-	// configured (an authorization_code grant without a callback
-	// listener or redirect URI).
-	kindBadRequest errorKind = iota + 1
-	// kindForbidden: the caller may not do this (or, for callers who are
-	// not operators, the grant does not exist).
-	kindForbidden
-	// kindNotFound: no grant of that name (told to operators only).
-	kindNotFound
-	// kindReauthorization: only a person can get a token.
-	kindReauthorization
-	// kindUnavailable: no usable token now: the provider is failing, the
-	// refresh did not finish in time, or a permanent failure waits for a
-	// person to fix the configuration or credentials.
-	kindUnavailable
-	// kindTimeout: an operator's refresh is still running.
-	kindTimeout
-	// kindProvider: the provider (or what talking to it took: discovery,
-	// registration, saving the result) failed.
-	kindProvider
-	// kindInternal: tokend itself failed (its store).
-	kindInternal
-	// kindInvalidConfiguration: a reload found the configuration invalid.
-	kindInvalidConfiguration
-	// kindNotSupported: this daemon cannot do it (a reload without a
-	// configuration file).
-	kindNotSupported
-	// kindTooMany: the caller asked for this too often (a grant's
-	// step-ups).
-	kindTooMany
+// The engine's failures that reach a caller are *engine.Error values of
+// one kind (package internal/engine); only the servers turn the kind into
+// a status code.
+type (
+	errorKind   = engine.Kind
+	engineError = engine.Error
 )
 
-// engineError is an error of the engine with what the API answers for it:
-// its kind, an API error code (api.Code*) and a description for the
-// caller. Its message is the description; it wraps its cause, if any.
-type engineError struct {
-	kind errorKind
-	code string // api.Code*
-	desc string
-	err  error
-	// retryAfter, when set, is sent as Retry-After with the answer.
-	retryAfter time.Duration
-}
-
-func (e *engineError) Error() string { return e.desc }
-func (e *engineError) Unwrap() error { return e.err }
+const (
+	kindBadRequest           = engine.BadRequest
+	kindForbidden            = engine.Forbidden
+	kindNotFound             = engine.NotFound
+	kindReauthorization      = engine.Reauthorization
+	kindUnavailable          = engine.Unavailable
+	kindTimeout              = engine.Timeout
+	kindProvider             = engine.Provider
+	kindInternal             = engine.Internal
+	kindInvalidConfiguration = engine.InvalidConfiguration
+	kindNotSupported         = engine.NotSupported
+	kindTooMany              = engine.TooMany
+)
 
 // newError returns an *engineError without a cause.
 func newError(kind errorKind, code, desc string) error {
-	return &engineError{kind: kind, code: code, desc: desc}
+	return &engineError{Kind: kind, Code: code, Description: desc}
 }
 
 // wrapError returns an *engineError that wraps err and describes it with its
 // message.
 func wrapError(kind errorKind, code string, err error) error {
-	return &engineError{kind: kind, code: code, desc: err.Error(), err: err}
+	return &engineError{Kind: kind, Code: code, Description: err.Error(), Err: err}
 }
 
 // errReauthorize is the answer to a fetch of a grant whose token only a

@@ -413,7 +413,7 @@ func TestClockRefreshedTokenKeepsMonotonicReading(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
+	go func() { done <- d.Run(ctx, serversOf(d)) }()
 	<-d.Started()
 	g := d.grant("cc")
 	waitFor(t, "first token", func() bool { tk := g.cur.Load(); return tk != nil && tk.AccessToken != "" })

@@ -1,8 +1,8 @@
 package daemon
 
-// What the socket API asks of the engine: a grant the caller may see, a
-// token to hand out, a refresh now, a grant's status. Failures are
-// *engineError (errors.go); socketapi.go turns them into answers.
+// What the servers' requests need of the engine: a grant the caller may
+// see, a token to hand out, a refresh now, a grant's status. Failures are
+// *engineError (errors.go); package server turns them into answers.
 
 import (
 	"context"
@@ -16,7 +16,12 @@ import (
 )
 
 // errNeedsOperator refuses an action reserved to operators.
-var errNeedsOperator = newError(kindForbidden, api.CodeForbidden, "this action needs root or an operator group")
+var errNeedsOperator = refusal(kindForbidden, api.CodeForbidden, "this action needs root or an operator group")
+
+// refusal is an access refusal: the caller reached no grant.
+func refusal(kind errorKind, code, desc string) error {
+	return &engineError{Kind: kind, Code: code, Description: desc, Refusal: true}
+}
 
 // operatorOnly refuses p unless p is an operator.
 func (d *Daemon) operatorOnly(p peer) error {
@@ -37,9 +42,9 @@ func (d *Daemon) access(p peer, name string, write bool) (*grant, error) {
 	case write && !op:
 		return nil, errNeedsOperator
 	case g == nil && op:
-		return nil, newError(kindNotFound, api.CodeUnknownGrant, "no grant named "+strconv.Quote(name))
+		return nil, refusal(kindNotFound, api.CodeUnknownGrant, "no grant named "+strconv.Quote(name))
 	case g == nil || !d.mayRead(p, g):
-		return nil, newError(kindForbidden, api.CodeForbidden, "not allowed to read this grant (or no such grant)")
+		return nil, refusal(kindForbidden, api.CodeForbidden, "not allowed to read this grant (or no such grant)")
 	}
 	return g, nil
 }
@@ -115,7 +120,7 @@ func (d *Daemon) fetch(ctx context.Context, g *grant) (*store.Token, error) {
 			desc = err.Error()
 		}
 	}
-	return nil, &engineError{kind: kindUnavailable, code: api.CodeTemporarilyUnavailable, desc: desc, err: err}
+	return nil, &engineError{Kind: kindUnavailable, Code: api.CodeTemporarilyUnavailable, Description: desc, Err: err}
 }
 
 // reasonOnDemand is the reason of a refresh that a fetch started, in the

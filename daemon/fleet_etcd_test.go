@@ -236,7 +236,7 @@ func runFleetNode(t *testing.T, clock *fakeClock, cfg *config.Config, m Metrics)
 	n.d = d
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
-	go func() { n.done <- d.Run(ctx) }()
+	go func() { n.done <- d.Run(ctx, serversOf(d)) }()
 	select {
 	case <-d.Started():
 	case err := <-n.done:

@@ -66,7 +66,7 @@ func (d *Daemon) fleetFetch(ctx context.Context, g *grant) (*store.Token, error)
 			if t := g.cur.Load(); usable(d.clock.Now(), t, p) && g.tokenFits(t) {
 				return t, nil
 			}
-			return nil, &engineError{kind: kindUnavailable, code: api.CodeTemporarilyUnavailable, desc: d.fleetWhy(g, "the token has expired and no new one arrived in time"), err: wctx.Err()}
+			return nil, &engineError{Kind: kindUnavailable, Code: api.CodeTemporarilyUnavailable, Description: d.fleetWhy(g, "the token has expired and no new one arrived in time"), Err: wctx.Err()}
 		}
 	}
 }
@@ -87,8 +87,8 @@ func (d *Daemon) fleetCutOff(g *grant) error {
 		why = "the token has expired: fleet: this instance has lost its etcd lease and refreshes nothing until it has a new one"
 	}
 	cfg, _ := d.config()
-	return &engineError{kind: kindUnavailable, code: api.CodeTemporarilyUnavailable, desc: why,
-		retryAfter: max(time.Second, cfg.Store.Etcd.LeaseTTL)}
+	return &engineError{Kind: kindUnavailable, Code: api.CodeTemporarilyUnavailable, Description: why,
+		RetryAfter: max(time.Second, cfg.Store.Etcd.LeaseTTL)}
 }
 
 // fleetCanDeliver reports whether another instance can be expected to

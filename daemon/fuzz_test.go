@@ -69,7 +69,7 @@ func newFuzzEnv(f *testing.F) *fuzzEnv {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
+	go func() { done <- d.Run(ctx, serversOf(d)) }()
 	f.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -149,7 +149,7 @@ func FuzzAPIPath(f *testing.F) {
 	}{{fuzzPeers[2], http.StatusOK}, {fuzzPeers[3], http.StatusForbidden}, {fuzzPeers[0], http.StatusForbidden}} {
 		r, _ := readRequest("GET", "/v1/tokens/cc")
 		w := httptest.NewRecorder()
-		handler.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), peerKey{}, c.p)))
+		handler.ServeHTTP(w, r.WithContext(withPeer(r.Context(), c.p)))
 		if w.Code != c.code || (c.code == http.StatusOK) != strings.Contains(w.Body.String(), "at_") {
 			f.Fatalf("GET /v1/tokens/cc as %+v: %d %s, want %d", c.p, w.Code, w.Body, c.code)
 		}
@@ -164,7 +164,7 @@ func FuzzAPIPath(f *testing.F) {
 			return
 		}
 		p := fuzzPeers[int(who)%len(fuzzPeers)]
-		r = r.WithContext(context.WithValue(r.Context(), peerKey{}, p))
+		r = r.WithContext(withPeer(r.Context(), p))
 		w := httptest.NewRecorder()
 		handler.ServeHTTP(w, r)
 		code, body := w.Code, w.Body.String()

@@ -16,6 +16,7 @@ import (
 	"github.com/tokend/tokend/internal/devprovider"
 	"github.com/tokend/tokend/internal/testutil"
 	"github.com/tokend/tokend/oauth"
+	"github.com/tokend/tokend/server"
 	"github.com/tokend/tokend/store"
 )
 
@@ -113,9 +114,10 @@ func caPool(prov *devprovider.Server, tls bool) *x509.CertPool {
 
 func (h *harness) start() { h.startWith(Options{}) }
 
-// startWith runs a daemon with o's collaborators; the harness supplies the
+// startWith runs a daemon with o's collaborators, behind servers with
+// sc's options (at most one); the harness supplies the
 // logger, the fake clock and (unless o sets one) a 5 s fetch wait.
-func (h *harness) startWith(o Options) {
+func (h *harness) startWith(o Options, sc ...server.Config) {
 	h.t.Helper()
 	o.Logger = NewLogger(h.logs, h.cfg.Log, false)
 	o.Clock = h.clock
@@ -130,7 +132,7 @@ func (h *harness) startWith(o Options) {
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	h.done = make(chan error, 1)
-	go func() { h.done <- d.Run(ctx) }()
+	go func() { h.done <- d.Run(ctx, serversOf(d, sc...)) }()
 	select {
 	case <-d.Started():
 	case err := <-h.done:

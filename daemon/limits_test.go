@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // patience bounds every raw exchange: far longer than a healthy answer
@@ -168,8 +170,14 @@ func TestSlowlorisCallback(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
 	addr := h.d.CallbackAddr()
 	// As many as the listener holds before pressure closes silent ones
-	// (connLimiter): past that, they would be closed, not stall.
-	n := budgetFor(nofileLimit()).Callback.Pressure - 1
+	// (package server's connLimiter: three quarters of 1/32 of
+	// RLIMIT_NOFILE, within 4 and 64): past that, they would be closed,
+	// not stall.
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		t.Fatal(err)
+	}
+	n := int(min(max(rl.Cur/32, 4), 64))*3/4 - 1
 	conns := stall(t, "tcp", addr, n, "GET /callback?sta")
 	hc := &http.Client{Timeout: patience}
 	resp, err := hc.Get("http://" + addr + "/callback?state=unknown&code=x")

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"io"
-	"log"
 	"log/slog"
 	"strings"
 
@@ -43,10 +42,4 @@ func NewLogger(w io.Writer, c config.Log, journal bool) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
-}
-
-// slogErrorLog routes net/http's internal errors (bad requests, TLS noise)
-// to the structured log at debug level.
-func slogErrorLog(l *slog.Logger, server string) *log.Logger {
-	return slog.NewLogLogger(l.With("server", server).Handler(), slog.LevelDebug)
 }

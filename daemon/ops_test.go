@@ -26,6 +26,7 @@ import (
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/internal/devprovider"
 	"github.com/tokend/tokend/metrics"
+	"github.com/tokend/tokend/server"
 	"github.com/tokend/tokend/store"
 	"github.com/tokend/tokend/systemd"
 )
@@ -533,7 +534,7 @@ func unixSeconds(t time.Time) float64 { return float64(t.UnixMilli()) / 1e3 }
 func TestMetricsEndpoint(t *testing.T) {
 	h := newHarness(t, harnessOpts{noRun: true, config: func(c *config.Config) { c.Listen.Metrics = "127.0.0.1:0" }})
 	m := metrics.New(metrics.BuildInfo{Version: "test", Revision: "r1"})
-	h.startWith(Options{Metrics: m, MetricsHandler: func(ready func() error) http.Handler { return m.Handler(ready) }})
+	h.startWith(Options{Metrics: m}, server.Config{MetricsHandler: func(ready func() error) http.Handler { return m.Handler(ready) }})
 	base := "http://" + h.d.MetricsAddr()
 	if h.d.MetricsAddr() == "" || strings.HasSuffix(h.d.MetricsAddr(), ":0") {
 		t.Fatalf("MetricsAddr() = %q, want the bound address", h.d.MetricsAddr())

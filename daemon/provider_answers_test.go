@@ -306,19 +306,6 @@ func TestDPoPProofRefusedForAuthorizationServer(t *testing.T) {
 	}
 }
 
-// A reader's nonce is bounded as a server's is: 1 KiB.
-func TestProofRequestNonceBound(t *testing.T) {
-	body := func(n int) *strings.Reader {
-		return strings.NewReader(`{"method":"GET","url":"https://api.example/x","nonce":"` + strings.Repeat("n", n) + `"}`)
-	}
-	if _, err := parseDPoPRequest(body(oauth.MaxDPoPNonce)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := parseDPoPRequest(body(oauth.MaxDPoPNonce + 1)); err == nil || !strings.Contains(err.Error(), "1024 bytes") {
-		t.Fatalf("err = %v", err)
-	}
-}
-
 // A token exchange asks for an access token; the server issues a refresh
 // token (issued_token_type refresh_token, token_type N_A). The grant is in
 // configuration_error naming the issued type, and nothing is served.

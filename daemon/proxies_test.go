@@ -209,7 +209,7 @@ func TestGrantProxyAddressTaken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = d.Run(context.Background())
+	err = d.Run(context.Background(), serversOf(d))
 	if err == nil || !strings.Contains(err.Error(), "grants.cc.proxy.listen") {
 		t.Fatalf("Run: %v", err)
 	}

@@ -24,8 +24,8 @@ var ErrNoConfigSource = errors.New("daemon: no configuration file to reload")
 // at a time.
 func (d *Daemon) ReloadConfig() (*api.ReloadResponse, error) {
 	if d.opts.LoadConfig == nil {
-		return nil, &engineError{kind: kindNotSupported, code: api.CodeNotSupported,
-			desc: "this daemon runs without a configuration file (tokend dev); there is nothing to reload", err: ErrNoConfigSource}
+		return nil, &engineError{Kind: kindNotSupported, Code: api.CodeNotSupported,
+			Description: "this daemon runs without a configuration file (tokend dev); there is nothing to reload", Err: ErrNoConfigSource}
 	}
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()

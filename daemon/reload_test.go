@@ -136,7 +136,7 @@ func TestReloadNeedsOperator(t *testing.T) {
 	} {
 		w := httptest.NewRecorder()
 		r := httptest.NewRequest(http.MethodPost, "http://tokend/v1/reload", nil)
-		handler.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), peerKey{}, tc.p)))
+		handler.ServeHTTP(w, r.WithContext(withPeer(r.Context(), tc.p)))
 		if w.Code != tc.want {
 			t.Errorf("%s: %d %s, want %d", tc.name, w.Code, w.Body, tc.want)
 		}

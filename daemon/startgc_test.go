@@ -77,7 +77,7 @@ func TestLowerGCPercentOpenFailure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Run(t.Context()); err != errOpen {
+	if err := d.Run(t.Context(), serversOf(d)); err != errOpen {
 		t.Fatalf("Run = %v, want the open error", err)
 	}
 	if p := gcPercent(); p != 100 {

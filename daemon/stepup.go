@@ -269,9 +269,9 @@ func (d *Daemon) rejected(ctx context.Context, g *grant, req api.RejectedRequest
 	case err != nil:
 		desc += ": " + err.Error()
 	}
-	e := &engineError{kind: kindUnavailable, code: api.CodeTemporarilyUnavailable, desc: desc, err: err}
+	e := &engineError{Kind: kindUnavailable, Code: api.CodeTemporarilyUnavailable, Description: desc, Err: err}
 	if errors.Is(err, errRejectedBounded) {
-		e.retryAfter = rejectedSpacing
+		e.RetryAfter = rejectedSpacing
 	}
 	return nil, e
 }

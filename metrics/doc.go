@@ -57,8 +57,8 @@
 //
 // Only the command that wires tokend together (cmd/tokend serve) and the
 // benchmarks import metrics: the packages that observe declare the narrow
-// interfaces they use (daemon.Metrics and the sink, hook, listener and
-// fleet observers) and *Metrics implements them. The store and oauth
+// interfaces they use (daemon.Metrics, server.FetchMetrics and the sink,
+// hook, listener and fleet observers) and *Metrics implements them. The store and oauth
 // packages never do: they return values and classified errors, and the
 // daemon turns those into observations. metrics itself imports store only
 // for the fleet's health type. That keeps the leaf packages free of

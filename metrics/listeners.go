@@ -12,7 +12,7 @@ import (
 var acceptReasons = []string{"emfile", "enfile", "other"}
 
 // listenerCollectors are the series of the listeners' connection bounds
-// (daemon/connlimit.go): the socket API, the callback and the metrics
+// (server/connlimit.go): the socket API, the callback and the metrics
 // listener, each labelled by its name.
 type listenerCollectors struct {
 	open        *prometheus.GaugeVec

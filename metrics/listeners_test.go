@@ -6,11 +6,15 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/tokend/tokend/daemon"
+	"github.com/tokend/tokend/server"
 )
 
-// The daemon finds the listener series through its optional interface.
-var _ daemon.ListenerMetrics = (*Metrics)(nil)
+// The servers find the listener series through their optional interface,
+// and count fetches through FetchMetrics.
+var (
+	_ server.ListenerMetrics = (*Metrics)(nil)
+	_ server.FetchMetrics    = (*Metrics)(nil)
+)
 
 func TestListenerSeries(t *testing.T) {
 	m := New(BuildInfo{Version: "test"})

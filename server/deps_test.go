@@ -6,8 +6,9 @@ import (
 	"testing"
 )
 
-// The server knows neither the store nor the engine: it reaches them
-// through TokenSource only.
+// The servers know neither the store (bbolt, etcd) nor the engine's
+// package: they reach the engine through the Engine and TokenSource
+// interfaces they declare.
 func TestDoesNotImportStoreOrEngine(t *testing.T) {
 	if _, err := exec.LookPath("go"); err != nil {
 		t.Skip("no go command")

@@ -16,23 +16,14 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/api"
+	"github.com/tokend/tokend/internal/engine"
 	"github.com/tokend/tokend/oauth"
 )
 
 // Caller is the local user a request came from, as the kernel recorded it
-// when the connection was made.
-type Caller struct {
-	UID uint32
-	// GID and Groups are the primary and supplementary groups recorded by
-	// SO_PEERCRED and SO_PEERGROUPS on a unix socket, where HasGroups is
-	// set (Groups may still be nil when the kernel could not say: then no
-	// supplementary group grants anything). Over TCP the kernel keeps the
-	// uid of a socket and nothing else: HasGroups is false and the caller
-	// is judged by its uid alone.
-	GID       uint32
-	Groups    []uint32
-	HasGroups bool
-}
+// when the connection was made (the engine's own type: it decides what a
+// caller may do).
+type Caller = engine.Caller
 
 // TokenSource is what the proxy asks of tokend for one grant on behalf of
 // a caller: the daemon's engine when the daemon serves the proxy, the

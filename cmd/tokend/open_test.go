@@ -18,6 +18,7 @@ import (
 	"github.com/tokend/tokend/daemon"
 	"github.com/tokend/tokend/internal/devprovider"
 	"github.com/tokend/tokend/internal/testutil"
+	"github.com/tokend/tokend/server"
 )
 
 // fakeXDGOpen puts an xdg-open first in PATH that records, in the returned
@@ -87,7 +88,7 @@ func runCodeDaemon(t *testing.T) (sock string, prov *devprovider.Server) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
+	go func() { done <- d.Run(ctx, server.New(server.Config{Engine: d})) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

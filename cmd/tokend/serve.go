@@ -17,6 +17,7 @@ import (
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/daemon"
 	"github.com/tokend/tokend/metrics"
+	"github.com/tokend/tokend/server"
 	"github.com/tokend/tokend/systemd"
 )
 
@@ -53,7 +54,8 @@ func (c *cli) runServe(ctx context.Context, args []string) error {
 	}, nil)
 }
 
-// serve wires the daemon to metrics and systemd and runs it. reload, when
+// serve builds the engine (package daemon) and the servers that face the
+// host (package server), wires them to metrics and systemd and runs them. reload, when
 // set, reads the configuration again, on SIGHUP or POST /v1/reload (`tokend
 // reload`); the daemon logs its warnings and errors. ready, when set, is
 // called once started.
@@ -64,12 +66,16 @@ func serve(ctx context.Context, cfg *config.Config, warnings []string, reload fu
 	}
 	m := metrics.New(metrics.BuildInfo{Version: currentBuild().version, Revision: buildRevision(), GoVersion: runtime.Version()})
 	opts := daemon.Options{
-		Logger:         log,
+		Logger:     log,
+		Metrics:    m,
+		Notifier:   sdNotifier{},
+		LoadConfig: reload,
+		OpenStore:  fleetOpenStore(cfg),
+	}
+	sc := server.Config{
+		Log:            log,
 		Metrics:        m,
 		MetricsHandler: func(r func() error) http.Handler { return m.Handler(r) },
-		Notifier:       sdNotifier{},
-		LoadConfig:     reload,
-		OpenStore:      fleetOpenStore(cfg),
 	}
 	if d, ok := systemd.WatchdogInterval(); ok {
 		opts.WatchdogInterval = d
@@ -82,7 +88,7 @@ func serve(ctx context.Context, cfg *config.Config, warnings []string, reload fu
 		return fmt.Errorf("socket activation: %w", err)
 	}
 	if l := pickListener(lns); l != nil {
-		opts.SocketListener = l
+		sc.SocketListener = l
 		log.Info("using the socket passed by systemd", "addr", l.Addr().String())
 		if w := passedSocketWarning(l, cfg, os.Getegid()); w != "" {
 			log.Warn(w)
@@ -118,7 +124,10 @@ func serve(ctx context.Context, cfg *config.Config, warnings []string, reload fu
 			}
 		}()
 	}
-	err = d.Run(ctx)
+	// The engine and the servers in front of it run together: Run binds
+	// the servers once the store is open and stops them first.
+	sc.Engine = d
+	err = d.Run(ctx, server.New(sc))
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}

@@ -1,4 +1,4 @@
-package daemon
+package server
 
 import (
 	"net"
@@ -13,11 +13,15 @@ import (
 	"github.com/tokend/tokend/config"
 )
 
-// listenIn runs listenSocket for path as a daemon of uid self would.
-func listenIn(t *testing.T, l config.Listen) (net.Listener, error) {
+// listenIn runs listenSocket for l as tokend's user would; bound, when
+// given, runs once the socket is bound in its private directory.
+func listenIn(t *testing.T, l config.Listen, bound ...func(privDir string)) (net.Listener, error) {
 	t.Helper()
-	d := &Daemon{selfUID: uint32(os.Geteuid())}
-	ln, cleanup, err := d.listenSocket(l)
+	var hook func(string)
+	if len(bound) > 0 {
+		hook = bound[0]
+	}
+	ln, cleanup, err := listenSocket(l, uint32(os.Geteuid()), hook)
 	if err == nil {
 		t.Cleanup(func() { ln.Close(); cleanup() })
 	}
@@ -220,7 +224,6 @@ func TestListenSocketNoChmodThroughSymlink(t *testing.T) {
 	if err := os.Chmod(victimDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { testHookSocketBound = nil })
 	check := func() {
 		t.Helper()
 		if fi, err := os.Stat(victim); err != nil || fi.Mode().Perm() != 0o600 {
@@ -236,7 +239,7 @@ func TestListenSocketNoChmodThroughSymlink(t *testing.T) {
 
 	t.Run("socket swapped", func(t *testing.T) {
 		dir := t.TempDir()
-		testHookSocketBound = func(priv string) {
+		bound := func(priv string) {
 			s := filepath.Join(priv, "s")
 			if err := os.Remove(s); err != nil {
 				t.Error(err)
@@ -245,7 +248,7 @@ func TestListenSocketNoChmodThroughSymlink(t *testing.T) {
 				t.Error(err)
 			}
 		}
-		_, err := listenIn(t, config.Listen{Socket: filepath.Join(dir, "tokend.sock"), SocketMode: config.Mode(0o666)})
+		_, err := listenIn(t, config.Listen{Socket: filepath.Join(dir, "tokend.sock"), SocketMode: config.Mode(0o666)}, bound)
 		if err == nil {
 			t.Fatal("listenSocket went on with a symlink in place of its socket")
 		}
@@ -261,13 +264,13 @@ func TestListenSocketNoChmodThroughSymlink(t *testing.T) {
 	t.Run("socket path swapped", func(t *testing.T) {
 		dir := t.TempDir()
 		path := filepath.Join(dir, "tokend.sock")
-		testHookSocketBound = func(string) {
+		bound := func(string) {
 			_ = os.Remove(path)
 			if err := os.Symlink(victim, path); err != nil {
 				t.Error(err)
 			}
 		}
-		if _, err := listenIn(t, config.Listen{Socket: path, SocketMode: config.Mode(0o666)}); err != nil {
+		if _, err := listenIn(t, config.Listen{Socket: path, SocketMode: config.Mode(0o666)}, bound); err != nil {
 			t.Fatal(err)
 		}
 		check()
@@ -279,7 +282,7 @@ func TestListenSocketNoChmodThroughSymlink(t *testing.T) {
 	t.Run("private directory swapped", func(t *testing.T) {
 		dir := t.TempDir()
 		var moved string
-		testHookSocketBound = func(priv string) {
+		bound := func(priv string) {
 			moved = priv + ".moved"
 			if err := os.Rename(priv, moved); err != nil {
 				t.Error(err)
@@ -289,7 +292,7 @@ func TestListenSocketNoChmodThroughSymlink(t *testing.T) {
 			}
 		}
 		path := filepath.Join(dir, "tokend.sock")
-		if _, err := listenIn(t, config.Listen{Socket: path, SocketMode: config.Mode(0o666)}); err != nil {
+		if _, err := listenIn(t, config.Listen{Socket: path, SocketMode: config.Mode(0o666)}, bound); err != nil {
 			t.Fatal(err)
 		}
 		check()

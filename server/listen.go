@@ -1,4 +1,4 @@
-package daemon
+package server
 
 import (
 	"crypto/rand"
@@ -14,18 +14,15 @@ import (
 	"github.com/tokend/tokend/config"
 )
 
-// testHookSocketBound, when set, runs after the socket is bound in its
-// private directory and before its group and mode are set (tests tamper
-// with the directory there).
-var testHookSocketBound func(privDir string)
-
 // maxSunPath is the longest path bind(2) takes for a unix socket
 // (sun_path is 108 bytes with its NUL).
 const maxSunPath = 107
 
 // listenSocket creates the fetch API's unix socket with a deliberate mode
-// and group, or takes the one systemd passed. The returned cleanup removes
-// a socket file this process created.
+// and group. The returned cleanup removes the socket file. self is the
+// process's uid; bound, when set, runs after the socket is bound in its
+// private directory and before its group and mode are set: the one moment
+// someone could tamper with the directory, which tests do there.
 //
 // The socket is bound in a fresh private directory (0700) inside the
 // socket's directory, given its group and mode there through a descriptor
@@ -34,10 +31,7 @@ const maxSunPath = 107
 // symlink, and no client can connect before the mode is right. A socket
 // directory that someone other than root or tokend's user can write to is
 // refused: whoever can write there could replace the socket.
-func (d *Daemon) listenSocket(l config.Listen) (net.Listener, func(), error) {
-	if d.opts.SocketListener != nil {
-		return d.opts.SocketListener, func() {}, nil
-	}
+func listenSocket(l config.Listen, self uint32, bound func(privDir string)) (net.Listener, func(), error) {
 	path := l.Socket
 	mode := uint32(config.DefaultSocketMode)
 	if !l.SocketMode.IsZero() {
@@ -45,10 +39,10 @@ func (d *Daemon) listenSocket(l config.Listen) (net.Listener, func(), error) {
 	}
 	gid, err := l.SocketGID() // -1: none
 	if err != nil {
-		return nil, nil, fmt.Errorf("daemon: %w", err)
+		return nil, nil, fmt.Errorf("server: %w", err)
 	}
 	dir, base := filepath.Dir(path), filepath.Base(path)
-	dirfd, err := openSocketDir(dir, d.selfUID)
+	dirfd, err := openSocketDir(dir, self)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -61,14 +55,14 @@ func (d *Daemon) listenSocket(l config.Listen) (net.Listener, func(), error) {
 	var st unix.Stat_t
 	switch err := unix.Fstatat(dirfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); {
 	case err == nil && st.Mode&unix.S_IFMT != unix.S_IFSOCK:
-		return nil, nil, fmt.Errorf("daemon: %s exists and is not a socket; refusing to remove it", path)
+		return nil, nil, fmt.Errorf("server: %s exists and is not a socket; refusing to remove it", path)
 	case err != nil && !errors.Is(err, unix.ENOENT):
-		return nil, nil, fmt.Errorf("daemon: socket %s: %w", path, err)
+		return nil, nil, fmt.Errorf("server: socket %s: %w", path, err)
 	}
 
 	priv, privfd, err := makePrivateDir(dirfd)
 	if err != nil {
-		return nil, nil, fmt.Errorf("daemon: socket directory %s: private directory: %w", dir, err)
+		return nil, nil, fmt.Errorf("server: socket directory %s: private directory: %w", dir, err)
 	}
 	defer unix.Close(privfd)
 	removePriv := func() {
@@ -84,7 +78,7 @@ func (d *Daemon) listenSocket(l config.Listen) (net.Listener, func(), error) {
 	ln, err := net.Listen("unix", bindPath)
 	if err != nil {
 		removePriv()
-		return nil, nil, fmt.Errorf("daemon: listen on %s: %w", path, err)
+		return nil, nil, fmt.Errorf("server: listen on %s: %w", path, err)
 	}
 	// The bound name is gone after the rename: the listener must not try
 	// to remove it (or whatever has that name then) when it closes.
@@ -94,14 +88,14 @@ func (d *Daemon) listenSocket(l config.Listen) (net.Listener, func(), error) {
 		removePriv()
 		return nil, nil, err
 	}
-	if testHookSocketBound != nil {
-		testHookSocketBound(filepath.Join(dir, priv))
+	if bound != nil {
+		bound(filepath.Join(dir, priv))
 	}
 	if err := setSocketOwnerMode(privfd, gid, mode); err != nil {
-		return fail(fmt.Errorf("daemon: socket %s: %w", path, err))
+		return fail(fmt.Errorf("server: socket %s: %w", path, err))
 	}
 	if err := unix.Renameat(privfd, "s", dirfd, base); err != nil {
-		return fail(fmt.Errorf("daemon: moving the socket to %s: %w", path, err))
+		return fail(fmt.Errorf("server: moving the socket to %s: %w", path, err))
 	}
 	_ = unix.Unlinkat(dirfd, priv, unix.AT_REMOVEDIR)
 	cleanup := func() {
@@ -132,33 +126,33 @@ func openSocketDir(dir string, self uint32) (int, error) {
 	created := false
 	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return -1, fmt.Errorf("daemon: socket directory: %w", err)
+			return -1, fmt.Errorf("server: socket directory: %w", err)
 		}
 		created = true
 	}
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return -1, fmt.Errorf("daemon: socket directory %s: %w", dir, err)
+		return -1, fmt.Errorf("server: socket directory %s: %w", dir, err)
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		unix.Close(fd)
-		return -1, fmt.Errorf("daemon: socket directory %s: %w", dir, err)
+		return -1, fmt.Errorf("server: socket directory %s: %w", dir, err)
 	}
 	if st.Uid != 0 && st.Uid != self {
 		unix.Close(fd)
-		return -1, fmt.Errorf("daemon: socket directory %s is owned by uid %d, not by root or tokend's user (uid %d): its owner could replace the socket; use a directory of root's or tokend's for listen.socket", dir, st.Uid, self)
+		return -1, fmt.Errorf("server: socket directory %s is owned by uid %d, not by root or tokend's user (uid %d): its owner could replace the socket; use a directory of root's or tokend's for listen.socket", dir, st.Uid, self)
 	}
 	if created {
 		if err := unix.Fchmod(fd, 0o755); err != nil {
 			unix.Close(fd)
-			return -1, fmt.Errorf("daemon: socket directory %s: %w", dir, err)
+			return -1, fmt.Errorf("server: socket directory %s: %w", dir, err)
 		}
 		st.Mode = st.Mode&^0o7777 | 0o755
 	}
 	if st.Mode&0o022 != 0 {
 		unix.Close(fd)
-		return -1, fmt.Errorf("daemon: socket directory %s is writable by group or others (mode %04o): they could replace the socket; make it writable only by its owner (chmod go-w) or use another directory for listen.socket", dir, st.Mode&0o7777)
+		return -1, fmt.Errorf("server: socket directory %s is writable by group or others (mode %04o): they could replace the socket; make it writable only by its owner (chmod go-w) or use another directory for listen.socket", dir, st.Mode&0o7777)
 	}
 	return fd, nil
 }

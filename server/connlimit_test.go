@@ -1,10 +1,11 @@
-package daemon
+package server
 
 import (
 	"bufio"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -66,7 +67,7 @@ func TestListenerBudgetFromNofile(t *testing.T) {
 
 // listenerMetrics records what the limiters report.
 type listenerMetrics struct {
-	nopMetrics
+	nopFetchMetrics
 	mu        sync.Mutex
 	refused   map[string]int
 	closed    map[string]int
@@ -126,7 +127,7 @@ func newLimTest(t *testing.T, limits connLimits, opts ...func(*connLimiter)) *li
 	if err != nil {
 		t.Fatal(err)
 	}
-	lt.l = newConnLimiter("api", ln, limits, func(uid uint32) bool { return uid == 0 }, NewLogger(lt.logs, config.Log{}, false), nil)
+	lt.l = newConnLimiter("api", ln, limits, func(uid uint32) bool { return uid == 0 }, slog.New(slog.NewTextHandler(lt.logs, nil)), nil)
 	lt.l.peerOf = func(c net.Conn) peer {
 		name := filepath.Base(c.RemoteAddr().String())
 		u, _, _ := strings.Cut(strings.TrimPrefix(name, "u"), "-")
@@ -433,7 +434,7 @@ func TestConnLimiterAcceptErrorsLogged(t *testing.T) {
 	emfile := &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	// The default level (info): the lines must show without debug.
-	l := newConnLimiter("callback", failingListener{emfile}, tcpLimits(8), nil, NewLogger(&logs, config.Log{}, false), m)
+	l := newConnLimiter("callback", failingListener{emfile}, tcpLimits(8), nil, slog.New(slog.NewTextHandler(&logs, nil)), m)
 	l.now = func() time.Time { return now }
 	accept := func(n int) {
 		t.Helper()
@@ -493,17 +494,16 @@ func TestConnLimiterAcceptErrorsLogged(t *testing.T) {
 // one or is refused, and is counted. The socket API serves fetches
 // throughout, and both listeners answer once the flood ends.
 func TestListenerFloodBounded(t *testing.T) {
-	h := newHarness(t, harnessOpts{noRun: true, config: func(c *config.Config) { c.Listen.Metrics = "127.0.0.1:0" }})
 	m := newListenerMetrics()
-	h.startWith(Options{Metrics: m, nofile: 256})
+	s := runServers(t, Config{Metrics: m, NoFile: 256}, func(c *config.Config) { c.Listen.Metrics = "127.0.0.1:0" })
 	b := budgetFor(256)
 	const flood = 100
 	for _, l := range []struct {
 		name, addr, path string
 		max, want        int
 	}{
-		{"callback", h.d.CallbackAddr(), "/callback?state=unknown&code=x", b.Callback.Max, http.StatusBadRequest},
-		{"metrics", h.d.MetricsAddr(), "/healthz", b.Metrics.Max, http.StatusOK},
+		{"callback", s.CallbackAddr(), "/callback?state=unknown&code=x", b.Callback.Max, http.StatusBadRequest},
+		{"metrics", s.MetricsAddr(), "/healthz", b.Metrics.Max, http.StatusOK},
 	} {
 		t.Run(l.name, func(t *testing.T) {
 			req := "GET " + l.path + " HTTP/1.1\r\nHost: " + l.addr + "\r\n\r\n"
@@ -529,14 +529,14 @@ func TestListenerFloodBounded(t *testing.T) {
 			if top := m.get(m.top, l.name); top > l.max || top == 0 {
 				t.Fatalf("the %s listener held up to %d connections; its bound is %d", l.name, top, l.max)
 			}
-			if code, body := h.get("/v1/tokens/cc"); code != http.StatusOK {
+			if code, body := s.get(t, "/v1/tokens/cc"); code != http.StatusOK {
 				t.Fatalf("fetch during the flood: %d %s", code, body)
 			}
 			for _, c := range conns {
 				c.Close()
 			}
 			waitFor(t, "the flood's connections released", func() bool { return m.get(m.open, l.name) == 0 })
-			if code := rawExchange(t, "tcp", l.addr, []byte(req)); code != l.want {
+			if code := statusOfGet(t, "http://"+l.addr+l.path); code != l.want {
 				t.Fatalf("%s after the flood: %d, want %d", l.path, code, l.want)
 			}
 			t.Logf("%s: %d idle closed, %d refused, at most %d open", l.name, m.get(m.closed, l.name), m.get(m.refused, l.name), m.get(m.top, l.name))

@@ -1,4 +1,4 @@
-package daemon
+package server
 
 import (
 	"errors"
@@ -7,15 +7,16 @@ import (
 	"testing"
 
 	"github.com/tokend/tokend/api"
+	"github.com/tokend/tokend/internal/engine"
 )
 
 // Every kind of engine error has a status of its own: a kind added
 // without one in statusOf would answer 500.
 func TestEveryErrorKindHasAStatus(t *testing.T) {
-	seen := map[int]errorKind{}
-	for k := kindBadRequest; k <= kindNotSupported; k++ {
+	seen := map[int]engine.Kind{}
+	for k := engine.BadRequest; k <= engine.TooMany; k++ {
 		code := statusOf(k)
-		if code == http.StatusInternalServerError && k != kindInternal {
+		if code == http.StatusInternalServerError && k != engine.Internal {
 			t.Errorf("kind %d has no status of its own", k)
 		}
 		if prev, ok := seen[code]; ok {
@@ -27,7 +28,7 @@ func TestEveryErrorKindHasAStatus(t *testing.T) {
 
 func TestAnswerOf(t *testing.T) {
 	cause := errors.New("provider said no")
-	err := fmt.Errorf("context: %w", wrapError(kindProvider, api.CodeAuthorizationFailed, cause))
+	err := fmt.Errorf("context: %w", &engine.Error{Kind: engine.Provider, Code: api.CodeAuthorizationFailed, Description: cause.Error(), Err: cause})
 	code, resp := answerOf(err)
 	if code != http.StatusBadGateway || resp != (api.ErrorResponse{Error: api.CodeAuthorizationFailed, ErrorDescription: "provider said no"}) {
 		t.Errorf("answerOf = %d %+v", code, resp)

@@ -1,4 +1,4 @@
-package daemon
+package server
 
 import (
 	"container/list"
@@ -113,8 +113,8 @@ func nofileLimit() uint64 {
 
 // ListenerMetrics is implemented by a Metrics that also counts what the
 // listeners refuse and fail to accept (metrics.Metrics does). listener is
-// api, callback or metrics. The daemon finds it with a type assertion on
-// Options.Metrics.
+// api, callback or metrics. The servers find it with a type assertion on
+// Config.Metrics.
 type ListenerMetrics interface {
 	// ObserveConnRefused counts a connection closed at accept because its
 	// listener held all it may and none of them was idle.

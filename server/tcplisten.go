@@ -1,4 +1,4 @@
-package daemon
+package server
 
 import (
 	"errors"
@@ -27,9 +27,9 @@ func listenTCP(what, key, addr string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
-			return nil, fmt.Errorf("daemon: %s listener: %s is already in use by another process (%s)", what, addr, key)
+			return nil, fmt.Errorf("server: %s listener: %s is already in use by another process (%s)", what, addr, key)
 		}
-		return nil, fmt.Errorf("daemon: %s listener on %s (%s): %w", what, addr, key, err)
+		return nil, fmt.Errorf("server: %s listener on %s (%s): %w", what, addr, key, err)
 	}
 	return ln, nil
 }
