@@ -25,6 +25,8 @@
 //	POST /v1/tokens/{name}/step-up     GrantStatus for a StepUpRequest (the grant's readers)
 //	POST /v1/tokens/{name}/refresh     GrantStatus (operators)
 //	POST /v1/tokens/{name}/authorize   AuthorizeResponse (operators)
+//	POST /v1/tokens/{name}/authorize/complete
+//	                                   GrantStatus for a CompleteRequest (the operator who started a paste-back)
 //	POST /v1/tokens/{name}/revoke      GrantStatus (operators)
 //	POST /v1/reload                    ReloadResponse (operators)
 //

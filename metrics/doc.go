@@ -21,6 +21,7 @@
 //	tokend_grant_state{grant,state}                         gauge, 1 for the current state
 //	tokend_fetch_requests_total{grant,code}                 counter, per fetch on the socket
 //	tokend_on_demand_refreshes_total{grant,result}          counter, refreshes fetches asked for (started, bounded)
+//	tokend_step_up_total{grant,result}                      counter, step-ups programs reported (recorded, covered, limited)
 //	tokend_sink_writes_total{grant,result}                  counter, file sink writes (written, removed, error)
 //	tokend_hook_runs_total{hook,result}                     counter, hook deliveries (success, failure, timeout, dropped)
 //	tokend_hook_duration_seconds{hook}                      histogram, 5 ms … 60 s, event to end of delivery
