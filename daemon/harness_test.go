@@ -273,3 +273,26 @@ func (h *harness) logMustNotContain(secrets ...string) {
 		}
 	}
 }
+
+func userGrant(c *config.Config) {
+	c.Grants = map[string]config.Grant{"user": {Client: "app", Type: config.GrantAuthorizationCode, Scopes: []string{"openid", "offline_access"}}}
+	cl := c.Clients["app"]
+	cl.RedirectURI = "http://127.0.0.1:1/callback"
+	c.Clients["app"] = cl
+}
+
+// authorizeViaCallback runs the authorization-code flow in a browser: the
+// start page binds it, the provider approves at once, and its redirect is
+// delivered to the daemon's callback with the binding cookie.
+func (h *harness) authorizeViaCallback(name string) string {
+	h.t.Helper()
+	b := newBrowser(h.t)
+	auth := h.openStart(b, h.startAuthorization(name))
+	cb := h.codeFor(b, auth)
+	resp, body := get(h.t, b, cb, "")
+	if resp.StatusCode != 200 {
+		h.t.Fatalf("callback: %d %s", resp.StatusCode, body)
+	}
+	h.settle()
+	return cb
+}

@@ -328,3 +328,35 @@ func TestTokenExchangeOfAnotherTypeNotServed(t *testing.T) {
 		t.Fatalf("served: %s", body)
 	}
 }
+
+// A provider answering garbage (or no access token) leaves the stored
+// token untouched and says why in the status.
+func TestMalformedProviderAnswers(t *testing.T) {
+	for _, kind := range []devprovider.FaultKind{devprovider.FaultHTML, devprovider.FaultEmpty, devprovider.FaultHuge, devprovider.FaultNoAccessToken, devprovider.FaultErrorIn200} {
+		t.Run(kind.String(), func(t *testing.T) {
+			h := newHarness(t, harnessOpts{})
+			before := h.stored("cc")
+			h.prov.SetFault(devprovider.Fault{Kind: kind})
+			go func() { _, _ = h.d.refresh(h.d.grant("cc"), "manual") }()
+			waitFor(t, "failure shown", func() bool { return h.status("cc").LastError != "" })
+			st := h.status("cc")
+			want := api.StateFailing
+			if kind == devprovider.FaultNoAccessToken {
+				want = api.StateConfigurationError // unservable, not garbage: asking again gets the same
+			}
+			if st.State != want || st.LastError == "" || st.Failures == 0 {
+				t.Fatalf("status after %v: %+v", kind, st)
+			}
+			after := h.stored("cc")
+			if after.AccessToken != before.AccessToken || after.Generation != before.Generation {
+				t.Fatal("stored token changed")
+			}
+			if got := h.token("cc"); got.AccessToken != before.AccessToken {
+				t.Fatal("the still-valid token is no longer served")
+			}
+			if len(st.LastError) > 300 {
+				t.Fatalf("error too long (body leaked?): %q", st.LastError)
+			}
+		})
+	}
+}
