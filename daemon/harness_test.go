@@ -256,9 +256,16 @@ func (h *harness) status(name string) api.GrantStatus {
 // stored reads the grant's record straight from the store.
 func (h *harness) stored(name string) store.Token {
 	h.t.Helper()
-	tok, err := h.d.st.Token(name)
+	return storedIn(h.t, h.d.st, name)
+}
+
+// storedIn reads a grant's record from st; one that cannot be read fails
+// the test.
+func storedIn(t testing.TB, st Store, name string) store.Token {
+	t.Helper()
+	tok, err := st.Token(name)
 	if err != nil {
-		h.t.Fatalf("stored token %s: %v", name, err)
+		t.Fatalf("stored token %s: %v", name, err)
 	}
 	return tok
 }

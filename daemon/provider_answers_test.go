@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"crypto/x509/pkix"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -217,15 +216,10 @@ func TestRotatedRefreshTokenKeptFromRefusedAnswer(t *testing.T) {
 func TestExplicitTokenEndpointWinsOverMTLSAlias(t *testing.T) {
 	pp := newPlayedProvider(t, "Bearer")
 	h := newHarness(t, harnessOpts{tls: true, noRun: true})
-	cert, err := h.prov.IssueClientCert(pkix.Name{CommonName: "mtls-app"}, time.Now().Add(time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.prov.AddClient(devprovider.Client{ID: "mc", AuthMethod: devprovider.AuthMethodTLS, TLSSubjectDN: "CN=mtls-app"})
+	h.tlsClient(devprovider.AuthMethodTLS, time.Now().Add(time.Hour))
 	pv := h.cfg.Providers["test"]
 	pv.TokenEndpoint = pp.srv.URL + "/token"
 	h.cfg.Providers["test"] = pv
-	h.cfg.Clients["mc"] = config.Client{Provider: "test", ClientID: "mc", AuthMethod: devprovider.AuthMethodTLS, TLSCert: &cert}
 	h.cfg.Grants = map[string]config.Grant{"svc": {Client: "mc", Type: config.GrantClientCredentials, Scopes: []string{"read"}}}
 	h.start()
 	if st := h.status("svc"); st.State != api.StateValid {

@@ -136,17 +136,29 @@ func withoutSecretsMem(p store.Pending, state string) store.Pending {
 	return p
 }
 
-func (m *memStore) ConsumePending(state, bindingHash string, now time.Time) (store.Pending, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+// livePending looks up the pending authorization of state, under its key.
+// One that expired is deleted and returned without its secrets, with
+// ErrExpired. The caller holds m.mu.
+func (m *memStore) livePending(state string, now time.Time) ([32]byte, store.Pending, error) {
 	key := sha256.Sum256([]byte(state))
 	p, ok := m.pending[key]
 	switch {
 	case !ok:
-		return store.Pending{}, notFound("pending authorization")
+		return key, store.Pending{}, notFound("pending authorization")
 	case memExpired(p, now):
 		delete(m.pending, key)
-		return withoutSecretsMem(p, state), fmt.Errorf("memstore: %w", store.ErrExpired)
+		return key, withoutSecretsMem(p, state), fmt.Errorf("memstore: %w", store.ErrExpired)
+	}
+	return key, p, nil
+}
+
+func (m *memStore) ConsumePending(state, bindingHash string, now time.Time) (store.Pending, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	key, p, err := m.livePending(state, now)
+	switch {
+	case err != nil:
+		return p, err
 	case !memSameHash(p.BindingHash, bindingHash):
 		return withoutSecretsMem(p, state), fmt.Errorf("memstore: %w", store.ErrMismatch)
 	}
@@ -161,14 +173,10 @@ func (m *memStore) BindPending(state, startHash, bindingHash string, now time.Ti
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	key := sha256.Sum256([]byte(state))
-	p, ok := m.pending[key]
+	key, p, err := m.livePending(state, now)
 	switch {
-	case !ok:
-		return store.Pending{}, notFound("pending authorization")
-	case memExpired(p, now):
-		delete(m.pending, key)
-		return withoutSecretsMem(p, state), fmt.Errorf("memstore: %w", store.ErrExpired)
+	case err != nil:
+		return p, err
 	case !memSameHash(p.StartHash, startHash):
 		return store.Pending{}, notFound("unused start page")
 	}
