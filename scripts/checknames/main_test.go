@@ -42,6 +42,24 @@ func problems(t *testing.T, files map[string]string) []string {
 	return out
 }
 
+// wantProblems checks that got has one problem for each of want, each
+// starting with its want.
+func wantProblems(t *testing.T, got, want []string) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Errorf("got %d problems, want %d:\n%s", len(got), len(want), strings.Join(got, "\n"))
+	}
+	for _, w := range want {
+		found := false
+		for _, g := range got {
+			found = found || strings.HasPrefix(g, w)
+		}
+		if !found {
+			t.Errorf("nothing reported as %q; got:\n%s", w, strings.Join(got, "\n"))
+		}
+	}
+}
+
 func TestRefusesIssueNumbers(t *testing.T) {
 	got := problems(t, map[string]string{
 		"a.go": "package a\n\n// issue 12\nfunc f() {}\n",
@@ -58,18 +76,7 @@ func TestRefusesIssueNumbers(t *testing.T) {
 		"Makefile:2:", "a.go:3:", "b.go:4:", "b.go:6:", "b.go:8:", "b.go:10:", "b.go:12:", "b.go:16:", "b.go:19:",
 		"config/grants14.go: file name", "daemon/issue2_test.go: file name", "scripts/run:2:", "x.yaml:1:",
 	}
-	if len(got) != len(want) {
-		t.Errorf("got %d problems, want %d:\n%s", len(got), len(want), strings.Join(got, "\n"))
-	}
-	for _, w := range want {
-		found := false
-		for _, g := range got {
-			found = found || strings.HasPrefix(g, w)
-		}
-		if !found {
-			t.Errorf("nothing reported at %s; got:\n%s", w, strings.Join(got, "\n"))
-		}
-	}
+	wantProblems(t, got, want)
 }
 
 func TestAllowsRealNames(t *testing.T) {
@@ -113,18 +120,7 @@ func TestRefusesLongFilesWithoutReason(t *testing.T) {
 		"h/not_go_file.md": strings.Repeat("x\n", 1000),
 	})
 	want := []string{"a/big.go: 601 lines, over 600", "c/big.go: 700 lines", "d/other.go: 601 lines", "h/big.go: 601 lines"}
-	if len(got) != len(want) {
-		t.Errorf("got %d problems, want %d:\n%s", len(got), len(want), strings.Join(got, "\n"))
-	}
-	for _, w := range want {
-		found := false
-		for _, g := range got {
-			found = found || strings.HasPrefix(g, w)
-		}
-		if !found {
-			t.Errorf("nothing reported as %q; got:\n%s", w, strings.Join(got, "\n"))
-		}
-	}
+	wantProblems(t, got, want)
 }
 
 // TestMain runs the command instead of the tests when asked to (see
