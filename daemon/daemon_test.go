@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokend/tokend/internal/testutil"
 	"github.com/tokend/tokend/store"
 )
 
@@ -19,7 +18,7 @@ func TestRestartServesStoredToken(t *testing.T) {
 	first := h.token("cc")
 	n := h.prov.Stats().TokenRequests
 	h.stop()
-	h2 := &harness{t: t, clock: h.clock, prov: h.prov, cfg: h.cfg, sock: h.sock, http: h.http, logs: &testutil.SyncBuffer{}, step: h.step}
+	h2 := h.sameStore()
 	h2.start()
 	if got := h2.token("cc"); got.AccessToken != first.AccessToken {
 		t.Fatal("restart did not serve the stored token")

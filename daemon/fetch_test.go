@@ -9,7 +9,6 @@ import (
 
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/internal/devprovider"
-	"github.com/tokend/tokend/internal/testutil"
 )
 
 // A fetch of an expired token refreshes it and waits; a fetch of a valid
@@ -30,7 +29,7 @@ func TestOnDemandAndNeverWait(t *testing.T) {
 
 	// Restart after expiry: the fetch itself triggers the refresh.
 	h.prov.ClearFault()
-	h2 := &harness{t: t, clock: h.clock, prov: h.prov, cfg: h.cfg, sock: h.sock, http: h.http, logs: &testutil.SyncBuffer{}, step: h.step}
+	h2 := h.sameStore()
 	h2.start()
 	// Past expiry with no tick in between: only the fetch can refresh.
 	h.clock.Advance(11 * time.Minute)

@@ -112,6 +112,13 @@ func caPool(prov *devprovider.Server, tls bool) *x509.CertPool {
 	return prov.CertPool()
 }
 
+// sameStore returns a harness, not started, for another daemon on h's
+// store, socket, clock and provider, with a log of its own: to start one
+// after h stopped.
+func (h *harness) sameStore() *harness {
+	return &harness{t: h.t, clock: h.clock, prov: h.prov, cfg: h.cfg, sock: h.sock, http: h.http, logs: &testutil.SyncBuffer{}, step: h.step}
+}
+
 func (h *harness) start() { h.startWith(Options{}) }
 
 // startWith runs a daemon with o's collaborators, behind servers with

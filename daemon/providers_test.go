@@ -11,7 +11,6 @@ import (
 
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/internal/devprovider"
-	"github.com/tokend/tokend/internal/testutil"
 	"github.com/tokend/tokend/oauth"
 	"github.com/tokend/tokend/store"
 )
@@ -28,7 +27,7 @@ func TestDynamicRegistrationOnce(t *testing.T) {
 		t.Fatalf("%d registrations", n)
 	}
 	h.stop()
-	h2 := &harness{t: t, clock: h.clock, prov: h.prov, cfg: h.cfg, sock: h.sock, http: h.http, logs: &testutil.SyncBuffer{}, step: h.step}
+	h2 := h.sameStore()
 	h2.start()
 	h2.do(http.MethodPost, "/v1/tokens/dyn/refresh")
 	if n := h.prov.Stats().Registrations; n != 1 {
