@@ -1,7 +1,8 @@
 package daemon
 
 // The listeners as the daemon runs them behind package server: off,
-// a port in use, a Host that names none of them.
+// a port in use, a Host that names none of them, the socket's modes, a
+// socket path another file holds.
 
 import (
 	"context"
