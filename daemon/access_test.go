@@ -186,3 +186,28 @@ func TestPeerGroupsFailClosed(t *testing.T) {
 		t.Fatal("a peer without recorded groups was allowed by the groups of the process with its pid")
 	}
 }
+
+func TestAccessRules(t *testing.T) {
+	a, err := resolveAccess(config.Readers{UIDs: []int{1000}, GIDs: []int{50}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		p    peer
+		want bool
+	}{
+		{peer{ok: true, uid: 1000, gid: 1000}, true},
+		{peer{ok: true, uid: 1001, gid: 50}, true},
+		{peer{ok: true, uid: 1001, gid: 1001}, false},
+		{peer{ok: false, uid: 1000}, false},
+	}
+	for _, c := range cases {
+		if got := a.allows(c.p); got != c.want {
+			t.Errorf("allows(%+v) = %v", c.p, got)
+		}
+	}
+	d := &Daemon{selfUID: 4242}
+	if !d.isOperator(peer{ok: true, uid: 0}) || !d.isOperator(peer{ok: true, uid: 4242}) || d.isOperator(peer{ok: true, uid: 1000}) {
+		t.Fatal("operator rules")
+	}
+}

@@ -56,6 +56,27 @@ func publicJWKS(t *testing.T, k oauth.SigningKey) json.RawMessage {
 	return b
 }
 
+// tlsClient adds client "mc" at the provider and to the configuration: it
+// authenticates with method m (tls_client_auth, or
+// self_signed_tls_client_auth with its certificate in the client's JWKS)
+// and a certificate for CN=mtls-app valid until notAfter.
+func (h *harness) tlsClient(m string, notAfter time.Time) {
+	h.t.Helper()
+	oc := devprovider.Client{ID: "mc", AuthMethod: m}
+	var cert, err = h.prov.IssueClientCert(pkix.Name{CommonName: "mtls-app"}, notAfter)
+	if m == devprovider.AuthMethodSelfSignedTLS {
+		cert, err = h.prov.SelfSignedClientCert("mtls-app", notAfter)
+		oc.JWKS = devprovider.CertJWKS(cert)
+	} else {
+		oc.TLSSubjectDN = "CN=mtls-app"
+	}
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.prov.AddClient(oc)
+	h.cfg.Clients["mc"] = config.Client{Provider: "test", ClientID: "mc", AuthMethod: oauth.AuthMethod(m), TLSCert: &cert}
+}
+
 // reobtained runs a client_credentials-like grant through two token
 // lifetimes and checks each brought a new token.
 func reobtained(t *testing.T, h *harness, name string) {
@@ -106,19 +127,7 @@ func TestTLSClientAuthRefreshes(t *testing.T) {
 	for _, m := range []string{devprovider.AuthMethodTLS, devprovider.AuthMethodSelfSignedTLS} {
 		t.Run(m, func(t *testing.T) {
 			h := newHarness(t, harnessOpts{tls: true, noRun: true})
-			oc := devprovider.Client{ID: "mc", AuthMethod: m}
-			var cert, err = h.prov.IssueClientCert(pkix.Name{CommonName: "mtls-app"}, time.Now().Add(time.Hour))
-			if m == devprovider.AuthMethodSelfSignedTLS {
-				cert, err = h.prov.SelfSignedClientCert("mtls-app", time.Now().Add(time.Hour))
-				oc.JWKS = devprovider.CertJWKS(cert)
-			} else {
-				oc.TLSSubjectDN = "CN=mtls-app"
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			h.prov.AddClient(oc)
-			h.cfg.Clients["mc"] = config.Client{Provider: "test", ClientID: "mc", AuthMethod: oauth.AuthMethod(m), TLSCert: &cert}
+			h.tlsClient(m, time.Now().Add(time.Hour))
 			h.cfg.Grants = map[string]config.Grant{"svc": {Client: "mc", Type: config.GrantClientCredentials, Scopes: []string{"read"}}}
 			h.start()
 			reobtained(t, h, "svc")
@@ -200,19 +209,7 @@ func TestExpiredClientCertificate(t *testing.T) {
 	for _, m := range []string{devprovider.AuthMethodTLS, devprovider.AuthMethodSelfSignedTLS} {
 		t.Run(m, func(t *testing.T) {
 			h := newHarness(t, harnessOpts{tls: true, noRun: true})
-			oc := devprovider.Client{ID: "mc", AuthMethod: m}
-			var cert, err = h.prov.IssueClientCert(pkix.Name{CommonName: "mtls-app"}, t0.Add(-time.Minute))
-			if m == devprovider.AuthMethodSelfSignedTLS {
-				cert, err = h.prov.SelfSignedClientCert("mtls-app", t0.Add(-time.Minute))
-				oc.JWKS = devprovider.CertJWKS(cert)
-			} else {
-				oc.TLSSubjectDN = "CN=mtls-app"
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			h.prov.AddClient(oc)
-			h.cfg.Clients["mc"] = config.Client{Provider: "test", ClientID: "mc", AuthMethod: oauth.AuthMethod(m), TLSCert: &cert}
+			h.tlsClient(m, t0.Add(-time.Minute))
 			h.cfg.Grants = map[string]config.Grant{"svc": {Client: "mc", Type: config.GrantClientCredentials}}
 			h.start()
 			if st := h.status("svc"); st.State != api.StateCredentialsError {

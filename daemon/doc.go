@@ -22,9 +22,14 @@
 //
 // # Files
 //
-// Lifecycle and state: daemon.go (the Daemon, its grants, Run and the
-// Frontend it runs), storage.go (the Store contract), clock.go, log.go,
-// ratelog.go (warnings that repeat). Scheduling: scheduler.go and
+// Lifecycle and state: daemon.go (the Daemon: New, the configuration
+// applied at start and on reload, Run, the tokens loaded from the store),
+// options.go (its collaborators: Options, Metrics, Notifier and the
+// Frontend it runs, and their no-op forms), grant.go (a grant's runtime:
+// the token it serves, published and indexed for the scheduler),
+// notify.go (what the metrics and the service manager are told),
+// storage.go (the Store contract), clock.go, log.go, ratelog.go
+// (warnings that repeat). Scheduling: scheduler.go and
 // queue.go, policy.go (when a token comes due), refresh.go. Providers:
 // providers.go (discovery, registration), resource.go (a protected
 // resource's authorization server), clienthttp.go (a client's

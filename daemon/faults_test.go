@@ -118,11 +118,7 @@ func (fh *faultHarness) restart() {
 // storedDirect reads a grant's record from the store under the wrapper.
 func (fh *faultHarness) storedDirect(name string) store.Token {
 	fh.t.Helper()
-	tok, err := fh.fs.Store.Token(name)
-	if err != nil {
-		fh.t.Fatalf("stored token %s: %v", name, err)
-	}
-	return tok
+	return storedIn(fh.t, fh.fs.Store, name)
 }
 
 // jumpWall moves the daemon's wall clock by d without moving its timers,

@@ -112,6 +112,13 @@ func caPool(prov *devprovider.Server, tls bool) *x509.CertPool {
 	return prov.CertPool()
 }
 
+// sameStore returns a harness, not started, for another daemon on h's
+// store, socket, clock and provider, with a log of its own: to start one
+// after h stopped.
+func (h *harness) sameStore() *harness {
+	return &harness{t: h.t, clock: h.clock, prov: h.prov, cfg: h.cfg, sock: h.sock, http: h.http, logs: &testutil.SyncBuffer{}, step: h.step}
+}
+
 func (h *harness) start() { h.startWith(Options{}) }
 
 // startWith runs a daemon with o's collaborators, behind servers with
@@ -256,9 +263,16 @@ func (h *harness) status(name string) api.GrantStatus {
 // stored reads the grant's record straight from the store.
 func (h *harness) stored(name string) store.Token {
 	h.t.Helper()
-	tok, err := h.d.st.Token(name)
+	return storedIn(h.t, h.d.st, name)
+}
+
+// storedIn reads a grant's record from st; one that cannot be read fails
+// the test.
+func storedIn(t testing.TB, st Store, name string) store.Token {
+	t.Helper()
+	tok, err := st.Token(name)
 	if err != nil {
-		h.t.Fatalf("stored token %s: %v", name, err)
+		t.Fatalf("stored token %s: %v", name, err)
 	}
 	return tok
 }
@@ -272,4 +286,27 @@ func (h *harness) logMustNotContain(secrets ...string) {
 			h.t.Fatalf("secret %.6s… appears in the log", s)
 		}
 	}
+}
+
+func userGrant(c *config.Config) {
+	c.Grants = map[string]config.Grant{"user": {Client: "app", Type: config.GrantAuthorizationCode, Scopes: []string{"openid", "offline_access"}}}
+	cl := c.Clients["app"]
+	cl.RedirectURI = "http://127.0.0.1:1/callback"
+	c.Clients["app"] = cl
+}
+
+// authorizeViaCallback runs the authorization-code flow in a browser: the
+// start page binds it, the provider approves at once, and its redirect is
+// delivered to the daemon's callback with the binding cookie.
+func (h *harness) authorizeViaCallback(name string) string {
+	h.t.Helper()
+	b := newBrowser(h.t)
+	auth := h.openStart(b, h.startAuthorization(name))
+	cb := h.codeFor(b, auth)
+	resp, body := get(h.t, b, cb, "")
+	if resp.StatusCode != 200 {
+		h.t.Fatalf("callback: %d %s", resp.StatusCode, body)
+	}
+	h.settle()
+	return cb
 }

@@ -1,15 +1,20 @@
 package daemon
 
 // The listeners as the daemon runs them behind package server: off,
-// a port in use, a Host that names none of them.
+// a port in use, a Host that names none of them, the socket's modes, a
+// socket path another file holds.
 
 import (
 	"context"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/internal/devprovider"
@@ -110,5 +115,51 @@ func TestHostHeaderRebinding(t *testing.T) {
 	// under the redirect_uri's host as a browser sends it.
 	if resp, _ := get(t, newBrowser(t), h.onListener(start), "127.0.0.1:1"); resp.StatusCode != http.StatusFound {
 		t.Fatalf("start page after refused rebinding requests: %d", resp.StatusCode)
+	}
+}
+
+func TestSocketModes(t *testing.T) {
+	old := unix.Umask(0o077)
+	defer unix.Umask(old)
+	var sockDir string
+	h := newHarness(t, harnessOpts{config: func(c *config.Config) {
+		sockDir = filepath.Join(filepath.Dir(c.Store.Path), "run", "tokend")
+		c.Listen.Socket = filepath.Join(sockDir, "tokend.sock")
+		c.Listen.SocketMode = config.Mode(0o640)
+	}})
+	fi, err := os.Stat(sockDir)
+	if err != nil || fi.Mode().Perm() != 0o755 {
+		t.Fatalf("socket directory: %v %v", fi.Mode(), err)
+	}
+	fi, err = os.Lstat(h.sock)
+	if err != nil || fi.Mode().Perm() != 0o640 || fi.Mode().Type() != os.ModeSocket {
+		t.Fatalf("socket: %v %v", fi.Mode(), err)
+	}
+	fi, err = os.Stat(h.cfg.Store.Path)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("store: %v %v", fi.Mode(), err)
+	}
+	h.stop()
+	if _, err := os.Lstat(h.sock); !os.IsNotExist(err) {
+		t.Fatalf("socket left behind after shutdown: %v", err)
+	}
+}
+
+// A file that is not a socket where the socket should be is not removed.
+func TestSocketPathOccupied(t *testing.T) {
+	h := newHarness(t, harnessOpts{noRun: true})
+	if err := os.WriteFile(h.sock, []byte("precious"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d, err := New(h.cfg, Options{Clock: h.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = d.Run(context.Background(), serversOf(d))
+	if err == nil || !strings.Contains(err.Error(), "not a socket") {
+		t.Fatalf("Run: %v", err)
+	}
+	if b, _ := os.ReadFile(h.sock); string(b) != "precious" {
+		t.Fatal("the file at the socket path was touched")
 	}
 }

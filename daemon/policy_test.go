@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/api"
+	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/internal/devprovider"
 	"github.com/tokend/tokend/store"
 )
 
@@ -110,5 +112,39 @@ func TestJitterDeterministic(t *testing.T) {
 		if j < -1 || j > 1 {
 			t.Fatalf("jitter %v out of [-1,1]", j)
 		}
+	}
+}
+
+// A refresh token's own lifetime (Personium: 24 h) is kept from lapsing
+// even when the access token would outlive it.
+func TestRefreshTokenLifetimeKeptAlive(t *testing.T) {
+	h := newHarness(t, harnessOpts{
+		step: time.Hour,
+		prov: devprovider.Options{Rotate: true, AccessTTL: 48 * time.Hour, RefreshTTL: 24 * time.Hour, AutoApprove: true},
+		config: func(c *config.Config) {
+			userGrant(c)
+			c.Refresh.Schedule = config.MustParseSchedule("@every 1h")
+			c.Refresh.MaxInterval = 1000 * time.Hour
+		},
+	})
+	h.authorizeViaCallback("user")
+	first := h.stored("user")
+	if !first.RefreshExpiry.Equal(t0.Add(24 * time.Hour)) {
+		t.Fatalf("refresh expiry %v", first.RefreshExpiry)
+	}
+	h.advance(17 * time.Hour)
+	if h.stored("user").Generation != first.Generation {
+		t.Fatal("refreshed too early")
+	}
+	h.advance(2 * time.Hour)
+	got := h.stored("user")
+	if got.Generation != first.Generation+1 || !got.RefreshExpiry.After(first.RefreshExpiry) {
+		t.Fatalf("refresh token not renewed before its expiry: %+v", got)
+	}
+	for range 3 { // and so on, day after day
+		h.advance(24 * time.Hour)
+	}
+	if st := h.status("user"); st.State != api.StateValid || h.prov.Stats().Reuses != 0 {
+		t.Fatalf("chain lapsed: %+v", st)
 	}
 }

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"crypto/x509/pkix"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -217,15 +216,10 @@ func TestRotatedRefreshTokenKeptFromRefusedAnswer(t *testing.T) {
 func TestExplicitTokenEndpointWinsOverMTLSAlias(t *testing.T) {
 	pp := newPlayedProvider(t, "Bearer")
 	h := newHarness(t, harnessOpts{tls: true, noRun: true})
-	cert, err := h.prov.IssueClientCert(pkix.Name{CommonName: "mtls-app"}, time.Now().Add(time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.prov.AddClient(devprovider.Client{ID: "mc", AuthMethod: devprovider.AuthMethodTLS, TLSSubjectDN: "CN=mtls-app"})
+	h.tlsClient(devprovider.AuthMethodTLS, time.Now().Add(time.Hour))
 	pv := h.cfg.Providers["test"]
 	pv.TokenEndpoint = pp.srv.URL + "/token"
 	h.cfg.Providers["test"] = pv
-	h.cfg.Clients["mc"] = config.Client{Provider: "test", ClientID: "mc", AuthMethod: devprovider.AuthMethodTLS, TLSCert: &cert}
 	h.cfg.Grants = map[string]config.Grant{"svc": {Client: "mc", Type: config.GrantClientCredentials, Scopes: []string{"read"}}}
 	h.start()
 	if st := h.status("svc"); st.State != api.StateValid {
@@ -326,5 +320,37 @@ func TestTokenExchangeOfAnotherTypeNotServed(t *testing.T) {
 	}
 	if code, body := h.get("/v1/tokens/down"); code == http.StatusOK {
 		t.Fatalf("served: %s", body)
+	}
+}
+
+// A provider answering garbage (or no access token) leaves the stored
+// token untouched and says why in the status.
+func TestMalformedProviderAnswers(t *testing.T) {
+	for _, kind := range []devprovider.FaultKind{devprovider.FaultHTML, devprovider.FaultEmpty, devprovider.FaultHuge, devprovider.FaultNoAccessToken, devprovider.FaultErrorIn200} {
+		t.Run(kind.String(), func(t *testing.T) {
+			h := newHarness(t, harnessOpts{})
+			before := h.stored("cc")
+			h.prov.SetFault(devprovider.Fault{Kind: kind})
+			go func() { _, _ = h.d.refresh(h.d.grant("cc"), "manual") }()
+			waitFor(t, "failure shown", func() bool { return h.status("cc").LastError != "" })
+			st := h.status("cc")
+			want := api.StateFailing
+			if kind == devprovider.FaultNoAccessToken {
+				want = api.StateConfigurationError // unservable, not garbage: asking again gets the same
+			}
+			if st.State != want || st.LastError == "" || st.Failures == 0 {
+				t.Fatalf("status after %v: %+v", kind, st)
+			}
+			after := h.stored("cc")
+			if after.AccessToken != before.AccessToken || after.Generation != before.Generation {
+				t.Fatal("stored token changed")
+			}
+			if got := h.token("cc"); got.AccessToken != before.AccessToken {
+				t.Fatal("the still-valid token is no longer served")
+			}
+			if len(st.LastError) > 300 {
+				t.Fatalf("error too long (body leaked?): %q", st.LastError)
+			}
+		})
 	}
 }

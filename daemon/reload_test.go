@@ -11,9 +11,11 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/internal/devprovider"
 )
 
 // reloadSource is an Options.LoadConfig whose answer a test sets.
@@ -220,5 +222,50 @@ func TestKeepUnreloadable(t *testing.T) {
 		if !slices.Contains(RestartKeys(), cmp.Or(tt.want, "store.path")) {
 			t.Errorf("RestartKeys lacks %s", tt.want)
 		}
+	}
+}
+
+func TestReloadKeepsTokensAndAddsGrants(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	first := h.token("cc")
+	cfg := *h.cfg
+	cfg.Grants = map[string]config.Grant{
+		"cc":  h.cfg.Grants["cc"],
+		"cc2": {Client: "app", Type: config.GrantClientCredentials, Scopes: []string{"write"}},
+	}
+	if err := h.d.Reload(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	h.settle()
+	if got := h.token("cc"); got.AccessToken != first.AccessToken {
+		t.Fatal("reload dropped the stored token")
+	}
+	if got := h.token("cc2"); got.Scope != "write" {
+		t.Fatalf("new grant: %+v", got)
+	}
+}
+
+// A refresh running across a reload lands in the reloaded grant: otherwise
+// the grant would keep serving (and refreshing with) the old token set.
+func TestRefreshAcrossReload(t *testing.T) {
+	h := newHarness(t, harnessOpts{prov: devprovider.Options{AutoApprove: true, Rotate: true}, config: userGrant})
+	h.authorizeViaCallback("user")
+	first := h.stored("user")
+	h.prov.SetFault(devprovider.Fault{Kind: devprovider.FaultSlow, Delay: 300 * time.Millisecond, Times: 1})
+	done := make(chan struct{})
+	go func() { _, _ = h.d.refresh(h.d.grant("user"), "manual"); close(done) }()
+	waitFor(t, "refresh at the provider", func() bool { return h.prov.Stats().Faulted == 1 })
+	cfg := *h.cfg
+	if err := h.d.Reload(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	got := h.d.grant("user").cur.Load()
+	if got.Generation != first.Generation+1 || got.RefreshToken == first.RefreshToken {
+		t.Fatalf("reloaded grant holds generation %d, want %d", got.Generation, first.Generation+1)
+	}
+	h.do(http.MethodPost, "/v1/tokens/user/refresh")
+	if s := h.prov.Stats(); s.Reuses != 0 {
+		t.Fatalf("%d refresh token reuses after the reload", s.Reuses)
 	}
 }

@@ -3,9 +3,12 @@ package daemon
 import (
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 	"unsafe"
 
+	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/oauth"
 )
@@ -80,4 +83,49 @@ func TestTickStatesAreDenseAndKeptByReload(t *testing.T) {
 	if d.grant("added-1").dirty.Load() {
 		t.Error("a grant added by the reload starts dirty")
 	}
+}
+
+func TestFetchAndScheduledRefresh(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	first := h.token("cc")
+	if first.AccessToken == "" || first.TokenType != "Bearer" || first.Scope != "read" {
+		t.Fatalf("first token: %+v", first)
+	}
+	if !h.prov.Valid(first.AccessToken) {
+		t.Fatal("served token is not valid at the provider")
+	}
+	if first.ExpiresIn != 600 || !first.ExpiresAt.Equal(t0.Add(10*time.Minute)) {
+		t.Fatalf("expiry: in %d at %v", first.ExpiresIn, first.ExpiresAt)
+	}
+	// Raw form, both ways of asking.
+	code, body := h.get("/v1/tokens/cc?format=raw")
+	if code != 200 || strings.TrimSpace(string(body)) != first.AccessToken {
+		t.Fatalf("raw: %d %q", code, body)
+	}
+
+	// Not due before 70 % of the lifetime, whatever the jitter.
+	h.advance(7 * time.Minute)
+	if got := h.token("cc"); got.AccessToken != first.AccessToken {
+		t.Fatal("refreshed before it was due")
+	}
+	// Due by 80 %: renewed before expiry, twice over.
+	h.advance(1 * time.Minute)
+	second := h.token("cc")
+	if second.AccessToken == first.AccessToken {
+		t.Fatal("not refreshed at 80 % of the lifetime")
+	}
+	h.advance(8 * time.Minute)
+	third := h.token("cc")
+	if third.AccessToken == second.AccessToken || !h.prov.Valid(third.AccessToken) {
+		t.Fatal("not refreshed a second time")
+	}
+	st := h.status("cc")
+	if st.State != api.StateValid || st.Generation != 3 || len(st.History) != 3 {
+		t.Fatalf("status: %+v", st)
+	}
+	if got := h.prov.Stats().ByGrant["client_credentials"]; got != 3 {
+		t.Fatalf("provider saw %d client_credentials requests, want 3", got)
+	}
+	h.logMustNotContain(h.prov.Issued()...)
+	h.logMustNotContain(testSecret)
 }

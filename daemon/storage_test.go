@@ -49,14 +49,21 @@ func newMemStore() *memStore {
 
 func notFound(what string) error { return fmt.Errorf("memstore: no %s: %w", what, store.ErrNotFound) }
 
-func (m *memStore) Token(grant string) (store.Token, error) {
+// memGet returns in[key] (in is one of m's maps) with m.mu held, or
+// ErrNotFound naming what.
+func memGet[V any](m *memStore, in map[string]V, key, what string) (V, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	t, ok := m.tokens[grant]
+	v, ok := in[key]
 	if !ok {
-		return store.Token{}, notFound("token for " + grant)
+		var zero V
+		return zero, notFound(what)
 	}
-	return t, nil
+	return v, nil
+}
+
+func (m *memStore) Token(grant string) (store.Token, error) {
+	return memGet(m, m.tokens, grant, "token for "+grant)
 }
 
 func (m *memStore) EachToken(fn func(t *store.Token) error) error {
@@ -97,13 +104,7 @@ func (m *memStore) History(grant string) ([]store.Attempt, error) {
 }
 
 func (m *memStore) Client(name string) (store.Client, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	c, ok := m.clients[name]
-	if !ok {
-		return store.Client{}, notFound("client " + name)
-	}
-	return c, nil
+	return memGet(m, m.clients, name, "client "+name)
 }
 
 func (m *memStore) PutClient(c store.Client) error {
@@ -136,7 +137,10 @@ func withoutSecretsMem(p store.Pending, state string) store.Pending {
 	return p
 }
 
-func (m *memStore) ConsumePending(state, bindingHash string, now time.Time) (store.Pending, error) {
+// withPending runs fn on the pending authorization of state (under its
+// key) with m.mu held. One that expired is deleted and returned without
+// its secrets, with ErrExpired, and fn is not run.
+func (m *memStore) withPending(state string, now time.Time, fn func(key [32]byte, p store.Pending) (store.Pending, error)) (store.Pending, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	key := sha256.Sum256([]byte(state))
@@ -147,35 +151,34 @@ func (m *memStore) ConsumePending(state, bindingHash string, now time.Time) (sto
 	case memExpired(p, now):
 		delete(m.pending, key)
 		return withoutSecretsMem(p, state), fmt.Errorf("memstore: %w", store.ErrExpired)
-	case !memSameHash(p.BindingHash, bindingHash):
-		return withoutSecretsMem(p, state), fmt.Errorf("memstore: %w", store.ErrMismatch)
 	}
-	delete(m.pending, key)
-	p.State = state
-	return p, nil
+	return fn(key, p)
+}
+
+func (m *memStore) ConsumePending(state, bindingHash string, now time.Time) (store.Pending, error) {
+	return m.withPending(state, now, func(key [32]byte, p store.Pending) (store.Pending, error) {
+		if !memSameHash(p.BindingHash, bindingHash) {
+			return withoutSecretsMem(p, state), fmt.Errorf("memstore: %w", store.ErrMismatch)
+		}
+		delete(m.pending, key)
+		p.State = state
+		return p, nil
+	})
 }
 
 func (m *memStore) BindPending(state, startHash, bindingHash string, now time.Time) (store.Pending, error) {
 	if startHash == "" || bindingHash == "" {
 		return store.Pending{}, errors.New("memstore: binding needs a start id and a binding")
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	key := sha256.Sum256([]byte(state))
-	p, ok := m.pending[key]
-	switch {
-	case !ok:
-		return store.Pending{}, notFound("pending authorization")
-	case memExpired(p, now):
-		delete(m.pending, key)
-		return withoutSecretsMem(p, state), fmt.Errorf("memstore: %w", store.ErrExpired)
-	case !memSameHash(p.StartHash, startHash):
-		return store.Pending{}, notFound("unused start page")
-	}
-	p.StartHash, p.BindingHash = "", bindingHash
-	m.pending[key] = p
-	p.State = state
-	return p, nil
+	return m.withPending(state, now, func(key [32]byte, p store.Pending) (store.Pending, error) {
+		if !memSameHash(p.StartHash, startHash) {
+			return store.Pending{}, notFound("unused start page")
+		}
+		p.StartHash, p.BindingHash = "", bindingHash
+		m.pending[key] = p
+		p.State = state
+		return p, nil
+	})
 }
 
 func (m *memStore) PrunePending(now time.Time) (int, error) {
@@ -192,13 +195,8 @@ func (m *memStore) PrunePending(now time.Time) (int, error) {
 }
 
 func (m *memStore) Provider(name string) ([]byte, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	meta, ok := m.providers[name]
-	if !ok {
-		return nil, notFound("provider " + name)
-	}
-	return slices.Clone(meta), nil
+	meta, err := memGet(m, m.providers, name, "provider "+name)
+	return slices.Clone(meta), err // PutProvider replaces a stored slice, never writes to it
 }
 
 func (m *memStore) PutProvider(name string, meta []byte) error {

@@ -1,13 +1,14 @@
 // Command checknames fails when a name or a comment says when something
 // was added instead of what it is: an issue, finding or review number in a
 // tracked file's name, in a declared Go identifier, or in a comment of a Go,
-// shell, Makefile, YAML or JavaScript file. `make lint` runs it:
+// shell, Makefile, YAML or JavaScript file. It also fails on a Go source
+// file that grew long without its package saying why. `make lint` runs it:
 //
 //	go run ./scripts/checknames [DIR]
 //
 // It lists the files git tracks in DIR (default: the current directory),
-// prints FILE:LINE: WHAT for each name or comment it refuses, and exits 1
-// when there is one.
+// prints FILE:LINE: WHAT (FILE: WHAT for a whole file) for each name,
+// comment or file it refuses, and exits 1 when there is one.
 //
 // What it refuses:
 //   - in comments (and every line of a non-Go file): the word issue,
@@ -20,7 +21,12 @@
 //     word is one of the few in allowedWord (oauth2, utf8, int64, kill9,
 //     ...) or a version (APIV2). A single letter and its index (t0, k1),
 //     numbers inside a word (e2e, k8s, b2f) and numbers of three or more
-//     digits (x509, sha256, Fault503, rfc8414) are what they name.
+//     digits (x509, sha256, Fault503, rfc8414) are what they name;
+//   - a Go file other than a test or generated code that is over maxLines
+//     (600) lines, unless its package's doc comment (doc.go, usually) has
+//     a "# Long files" section with a paragraph that names the file and
+//     says why it is long (some words beside its name). A long file is
+//     usually several concepts; split it by concept, or give the reason.
 package main
 
 import (
@@ -122,6 +128,9 @@ func Check(root string, files []string) ([]Problem, error) {
 		}
 		if isGo {
 			ps = append(ps, checkGo(f, src)...)
+			if p, ok := longFile(root, files, f, src); !ok {
+				ps = append(ps, p)
+			}
 		} else {
 			ps = append(ps, phrases(f, 1, string(src))...)
 		}
@@ -133,6 +142,74 @@ func Check(root string, files []string) ([]Problem, error) {
 		return ps[i].Line < ps[j].Line
 	})
 	return ps, nil
+}
+
+// maxLines is the length of a Go source file past which its package must
+// say why it is that long.
+const maxLines = 600
+
+// generated is the line that marks a generated Go file (go help generate).
+var generated = regexp.MustCompile(`(?m)^// Code generated .* DO NOT EDIT\.$`)
+
+// longFile checks the length of file (a Go file among files, read as src):
+// ok unless it is a non-test, non-generated file over maxLines lines whose
+// package doc does not say why.
+func longFile(root string, files []string, file string, src []byte) (Problem, bool) {
+	if strings.HasSuffix(file, "_test.go") || generated.Match(src) {
+		return Problem{}, true
+	}
+	n := bytes.Count(src, []byte("\n"))
+	if len(src) > 0 && src[len(src)-1] != '\n' {
+		n++
+	}
+	if n <= maxLines {
+		return Problem{}, true
+	}
+	base := path.Base(file)
+	if longFileReason(packageDoc(root, files, path.Dir(file)), base) {
+		return Problem{}, true
+	}
+	return Problem{file, 0, fmt.Sprintf("%d lines, over %d: split it by concept, or say why in a paragraph naming %s in the package doc's \"# Long files\" section", n, maxLines, base)}, false
+}
+
+// packageDoc returns the package doc comments of the non-test Go files
+// among files in directory dir (slash-separated, relative to root).
+func packageDoc(root string, files []string, dir string) string {
+	var doc strings.Builder
+	for _, f := range files {
+		if path.Dir(f) != dir || !strings.HasSuffix(f, ".go") || strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		pf, err := parser.ParseFile(token.NewFileSet(), filepath.Join(root, filepath.FromSlash(f)), nil, parser.PackageClauseOnly|parser.ParseComments)
+		if err != nil || pf.Doc == nil {
+			continue
+		}
+		doc.WriteString(pf.Doc.Text())
+		doc.WriteString("\n")
+	}
+	return doc.String()
+}
+
+// longFileReason reports whether doc's "# Long files" section has a
+// paragraph that names file and says something beside it.
+func longFileReason(doc, file string) bool {
+	name := regexp.MustCompile(`(^|[^\w.])` + regexp.QuoteMeta(file) + `($|[^\w])`)
+	in := false
+	for _, para := range strings.Split(doc, "\n\n") {
+		para = strings.TrimSpace(para)
+		if strings.HasPrefix(para, "# ") {
+			in = strings.EqualFold(strings.TrimSpace(para[2:]), "Long files")
+			continue
+		}
+		if !in || !name.MatchString(para) {
+			continue
+		}
+		// The reason: a few words that are not the file's name.
+		if len(strings.Fields(name.ReplaceAllString(para, " "))) >= 4 {
+			return true
+		}
+	}
+	return false
 }
 
 // phrases finds issuePhrase in text, whose first line is line first of
@@ -248,7 +325,7 @@ func main() {
 		fmt.Println(p)
 	}
 	if len(ps) > 0 {
-		fmt.Fprintf(os.Stderr, "checknames: %d names or comments carry an issue, finding or review number; name them for what they are\n", len(ps))
+		fmt.Fprintf(os.Stderr, "checknames: %d names, comments or files refused: name them for what they are; split a long file or say why it is long\n", len(ps))
 		os.Exit(1)
 	}
 }
