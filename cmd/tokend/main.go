@@ -76,7 +76,7 @@ func newCLI() *cli {
 		stderr:      os.Stderr,
 		getenv:      os.Getenv,
 		now:         time.Now,
-		sleep:       sleepCtx,
+		sleep:       api.Sleep,
 		openURL:     xdgOpen,
 		lockTimeout: 2 * time.Second,
 	}
@@ -399,17 +399,6 @@ func (c *cli) oneName(fs *flag.FlagSet, pos []string) (string, int, bool) {
 		return pos[0], 0, true
 	default:
 		return "", c.usageErr(fs, "%s: unexpected argument %q", fs.Name(), pos[1]), false
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }
 
