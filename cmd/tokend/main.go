@@ -262,6 +262,16 @@ func exitCode(err error) int {
 // errUsage marks a daemon command's usage problem, already printed.
 var errUsage = errors.New("tokend: usage error")
 
+// codeError is a daemon command's error for a parse's exit code
+// (daemonExit maps it back): flag.ErrHelp after the help, errUsage after a
+// usage problem.
+func codeError(code int) error {
+	if code == exitOK {
+		return flag.ErrHelp
+	}
+	return errUsage
+}
+
 // wroteTo records whether anything was written through it: the flag
 // package writes its complaint before calling Usage, and writes nothing
 // before calling it for -h/--help.
@@ -385,6 +395,28 @@ func (c *cli) client(ctx context.Context, f *clientFlags) (*api.Client, context.
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	return api.NewClient(path), ctx, cancel
+}
+
+// parseFlags parses flags alone: a positional argument is a usage error.
+func (c *cli) parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
+	pos, code, ok := c.parseArgs(fs, args)
+	if !ok {
+		return code, false
+	}
+	if len(pos) > 0 {
+		return c.usageErr(fs, "%s: unexpected argument %q", fs.Name(), pos[0]), false
+	}
+	return exitOK, true
+}
+
+// parseName parses the flags and exactly one grant name, as parseArgs and
+// oneName do.
+func (c *cli) parseName(fs *flag.FlagSet, args []string) (string, int, bool) {
+	pos, code, ok := c.parseArgs(fs, args)
+	if !ok {
+		return "", code, false
+	}
+	return c.oneName(fs, pos)
 }
 
 // oneName checks that exactly one grant name was given.

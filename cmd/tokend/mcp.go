@@ -17,11 +17,7 @@ func (c *cli) cmdMCP(ctx context.Context, args []string) int {
 	fs := c.flagSet("mcp", "mcp NAME [--url URL] [--socket PATH]")
 	cf := c.addClientFlags(fs)
 	serverURL := fs.String("url", "", "the MCP server's `URL` (default: the grant's protected_resource)")
-	pos, code, ok := c.parseArgs(fs, args)
-	if !ok {
-		return code
-	}
-	name, code, ok := c.oneName(fs, pos)
+	name, code, ok := c.parseName(fs, args)
 	if !ok {
 		return code
 	}

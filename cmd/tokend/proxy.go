@@ -24,11 +24,7 @@ func (c *cli) cmdProxy(ctx context.Context, args []string) int {
 	cf := c.addClientFlags(fs)
 	listen := fs.String("listen", "", "listen on `ADDR`: 127.0.0.1:PORT, [::1]:PORT or an absolute unix socket path")
 	upstream := fs.String("upstream", "", "forward to `URL` (requests for / go to it, /x to URL/x); default: the grant's protected_resource")
-	pos, code, ok := c.parseArgs(fs, args)
-	if !ok {
-		return code
-	}
-	name, code, ok := c.oneName(fs, pos)
+	name, code, ok := c.parseName(fs, args)
 	if !ok {
 		return code
 	}
