@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -70,9 +69,7 @@ GRANTS
 // returns, and a broken file exits 1 with the file's error while the
 // daemon keeps serving.
 func TestReloadServe(t *testing.T) {
-	for _, k := range []string{"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"} {
-		t.Setenv(k, "")
-	}
+	clearServiceEnv(t)
 	prov := devprovider.New(devprovider.Options{
 		AccessTTL: 10 * time.Minute,
 		Clients:   []devprovider.Client{{ID: "app", Secret: serveTestSecret, AuthMethod: "client_secret_basic"}},
@@ -96,30 +93,10 @@ func TestReloadServe(t *testing.T) {
 	}
 	write("one")
 
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- runServe(ctx, []string{"--config", path}) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
 	sock := filepath.Join(dir, "t.sock")
 	cl := api.NewClient(sock)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := cl.Token(ctx, "one"); err == nil {
-			break
-		} else if time.Now().After(deadline) {
-			t.Fatalf("the daemon did not serve grant one: %v", err)
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("serve ended: %v", err)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	ctx := t.Context()
+	serveInBackground(t, path, func() error { _, err := cl.Token(ctx, "one"); return err })
 
 	write("one", "two")
 	tc := newTestCLI()
@@ -154,9 +131,7 @@ func TestReloadServe(t *testing.T) {
 // exits 6 — again on the next reload, since the running value still
 // differs from the file, and 0 once the file agrees again.
 func TestReloadNamesKeysThatNeedRestart(t *testing.T) {
-	for _, k := range []string{"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"} {
-		t.Setenv(k, "")
-	}
+	clearServiceEnv(t)
 	prov := devprovider.New(devprovider.Options{
 		AccessTTL: 10 * time.Minute,
 		Clients:   []devprovider.Client{{ID: "app", Secret: serveTestSecret, AuthMethod: "client_secret_basic"}},
@@ -188,30 +163,10 @@ func TestReloadNamesKeysThatNeedRestart(t *testing.T) {
 	}
 	write(callback, "one")
 
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- runServe(ctx, []string{"--config", path}) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
 	sock := filepath.Join(dir, "t.sock")
 	cl := api.NewClient(sock)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := cl.Token(ctx, "one"); err == nil {
-			break
-		} else if time.Now().After(deadline) {
-			t.Fatalf("the daemon did not serve grant one: %v", err)
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("serve ended: %v", err)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	ctx := t.Context()
+	serveInBackground(t, path, func() error { _, err := cl.Token(ctx, "one"); return err })
 
 	moved := "127.0.0.2:" + strings.Split(callback, ":")[1]
 	write(moved, "one", "two")
