@@ -397,6 +397,20 @@ func (c *cli) client(ctx context.Context, f *clientFlags) (*api.Client, context.
 	return api.NewClient(path), ctx, cancel
 }
 
+// loadConfig loads the configuration file at path for an offline
+// command, printing its warnings, and its error when it cannot be used.
+func (c *cli) loadConfig(path string) (*config.Config, bool) {
+	cfg, warns, err := config.Load(path)
+	for _, w := range warns {
+		fmt.Fprintln(c.stderr, "warning: "+w)
+	}
+	if err != nil {
+		c.printErr(err)
+		return nil, false
+	}
+	return cfg, true
+}
+
 // parseFlags parses flags alone: a positional argument is a usage error.
 func (c *cli) parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
 	pos, code, ok := c.parseArgs(fs, args)

@@ -29,15 +29,12 @@ func (c *cli) cmdRekey(ctx context.Context, args []string) int {
 		return c.usageErr(fs, "rekey: give exactly one of --new-key-file and --decrypt")
 	}
 
-	cfg, warns, err := config.Load(*cfgPath)
-	for _, w := range warns {
-		fmt.Fprintln(c.stderr, "warning: "+w)
-	}
-	if err != nil {
-		c.printErr(err)
+	cfg, ok := c.loadConfig(*cfgPath)
+	if !ok {
 		return exitError
 	}
 	oldKey := cfg.Store.Key
+	var err error
 	if *oldKeyFile != "" {
 		if oldKey, err = readKey(*oldKeyFile); err != nil {
 			c.printErr(err)

@@ -99,12 +99,8 @@ func (c *cli) cmdStoreCopy(ctx context.Context, args []string) int {
 		return c.usageErr(fs, "store copy: --into-live-fleet goes with --to etcd and without --force")
 	}
 
-	cfg, warns, err := config.Load(*cfgPath)
-	for _, w := range warns {
-		fmt.Fprintln(c.stderr, "warning: "+w)
-	}
-	if err != nil {
-		c.printErr(err)
+	cfg, ok := c.loadConfig(*cfgPath)
+	if !ok {
 		return exitError
 	}
 	if err := c.storeCopy(ctx, cfg, src, dst, *force, *intoLive); err != nil {
