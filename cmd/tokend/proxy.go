@@ -66,7 +66,7 @@ func (c *cli) cmdProxy(ctx context.Context, args []string) int {
 		Grant:    name,
 		Upstream: up,
 		DPoP:     st.DPoP,
-		Source:   &clientSource{cl: &api.WaitingClient{Client: cl, Wait: daemonWait, Try: cf.timeout, Sleep: api.Sleep}, uid: uint32(os.Getuid())},
+		Source:   &clientSource{cl: &api.WaitingClient{Client: cl, Wait: daemonWait, Try: cf.timeout}, uid: uint32(os.Getuid())},
 		Log:      log,
 	})
 	if err != nil {
