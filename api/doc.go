@@ -2,7 +2,8 @@
 // of its answers (TokenResponse, GrantStatus, ErrorResponse, ...), the
 // error codes it answers with (the Code constants), the one list of grant
 // states (the State constants, States), the Go client of the unix
-// socket (Client), and how a URL picks a grant by its match prefixes
+// socket (Client, and WaitingClient, whose calls wait through a restart of
+// the daemon), and how a URL picks a grant by its match prefixes
 // (MatchPrefix, ParseMatchURL, MatchGrant), which the credential helpers
 // use.
 //

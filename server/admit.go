@@ -236,7 +236,7 @@ func unixPeer(c net.Conn) (Caller, error) {
 		caller = Caller{UID: cred.Uid, GID: cred.Gid, HasGroups: true}
 		// Without the connect-time list the caller is judged by its uid
 		// and primary gid alone.
-		caller.Groups, _ = PeerGroups(int(fd))
+		caller.Groups, _ = peerGroups(int(fd))
 		cerr = nil
 	}); err != nil {
 		return Caller{}, err
@@ -244,11 +244,11 @@ func unixPeer(c net.Conn) (Caller, error) {
 	return caller, cerr
 }
 
-// PeerGroups returns the supplementary groups the kernel recorded for the
+// peerGroups returns the supplementary groups the kernel recorded for the
 // peer of the connected unix socket fd at connect (SO_PEERGROUPS, Linux
 // 4.13). x/sys has no helper: the option fills an array of gid_t and says
 // ERANGE, with the size it needs, when the buffer is short.
-func PeerGroups(fd int) ([]uint32, error) {
+func peerGroups(fd int) ([]uint32, error) {
 	buf := make([]byte, 64*4)
 	for range 4 {
 		n := uint32(len(buf))

@@ -14,7 +14,7 @@ func TestPeerGroupsOfAPipe(t *testing.T) {
 	}
 	defer r.Close()
 	defer w.Close()
-	if gs, err := PeerGroups(int(r.Fd())); err == nil || gs != nil {
-		t.Fatalf("PeerGroups on a pipe: %v, %v; want an error and no groups", gs, err)
+	if gs, err := peerGroups(int(r.Fd())); err == nil || gs != nil {
+		t.Fatalf("peerGroups on a pipe: %v, %v; want an error and no groups", gs, err)
 	}
 }

@@ -39,11 +39,7 @@ func (c *cli) cmdAuthorize(ctx context.Context, args []string) int {
 	open := fs.Bool("open", false, "open the URL with xdg-open")
 	wait := fs.Bool("wait", false, "wait until the authorization completes")
 	paste := fs.Bool("paste", false, "authorize in a browser anywhere: print the authorization server's URL alone on the first line of stdout, then read the address the browser ended on from stdin")
-	pos, code, ok := c.parseArgs(fs, args)
-	if !ok {
-		return code
-	}
-	name, code, ok := c.oneName(fs, pos)
+	name, code, ok := c.parseName(fs, args)
 	if !ok {
 		return code
 	}

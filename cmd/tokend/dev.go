@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -115,16 +114,8 @@ func (c *cli) runDev(ctx context.Context, args []string) error {
 	ttl := fs.Duration("ttl", 30*time.Second, "lifetime of the development provider's access tokens")
 	metricsAddr := fs.String("metrics", config.DefaultMetrics, "metrics listener `ADDR` (a free port is used if it is taken)")
 	providerAddr := fs.String("provider", "127.0.0.1:8786", "the development provider's listen `ADDR` (a free port is used if it is taken)")
-	pos, code, ok := c.parseArgs(fs, args)
-	if !ok {
-		if code == exitOK {
-			return flag.ErrHelp
-		}
-		return errUsage
-	}
-	if len(pos) > 0 {
-		c.usageErr(fs, "dev: unexpected argument %q", pos[0])
-		return errUsage
+	if code, ok := c.parseFlags(fs, args); !ok {
+		return codeError(code)
 	}
 	unix.Umask(0o077)
 	abs, err := filepath.Abs(*dir)

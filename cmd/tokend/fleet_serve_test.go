@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,9 +13,7 @@ import (
 // serve with store.backend etcd opens the etcd store under the configured
 // prefix as the configured instance, and check-config explains it.
 func TestServeFleetEtcd(t *testing.T) {
-	for _, k := range []string{"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "CREDENTIALS_DIRECTORY"} {
-		t.Setenv(k, "")
-	}
+	clearServiceEnv(t)
 	c := etcdtest.New(t, etcdtest.Options{Members: 1, NoFsync: true})
 	dir := t.TempDir()
 	key := filepath.Join(dir, "store.key")
@@ -46,23 +43,7 @@ grants: {cc: {client: app, type: client_credentials}}
 		t.Errorf("check-config does not explain %q:\n%s", want, tc.out.String())
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- runServe(ctx, []string{"--config", path}) }()
-	deadline := time.After(30 * time.Second)
-	for {
-		if _, err := os.Lstat(sock); err == nil {
-			break
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("serve exited before creating the socket: %v", err)
-		case <-deadline:
-			t.Fatal("serve did not create the socket")
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+	serveInBackground(t, path, func() error { _, err := os.Lstat(sock); return err })
 	// The daemon campaigned for its grant in etcd, under its prefix.
 	var refresher string
 	for end := time.Now().Add(10 * time.Second); time.Now().Before(end) && !strings.Contains(refresher, "host-a (this instance)"); time.Sleep(20 * time.Millisecond) {
@@ -72,9 +53,5 @@ grants: {cc: {client: app, type: client_credentials}}
 	}
 	if !strings.Contains(refresher, "host-a (this instance)") {
 		t.Fatalf("status does not show this instance refreshing cc:\n%s", refresher)
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("serve: %v", err)
 	}
 }

@@ -76,7 +76,7 @@ func newCLI() *cli {
 		stderr:      os.Stderr,
 		getenv:      os.Getenv,
 		now:         time.Now,
-		sleep:       sleepCtx,
+		sleep:       api.Sleep,
 		openURL:     xdgOpen,
 		lockTimeout: 2 * time.Second,
 	}
@@ -262,6 +262,16 @@ func exitCode(err error) int {
 // errUsage marks a daemon command's usage problem, already printed.
 var errUsage = errors.New("tokend: usage error")
 
+// codeError is a daemon command's error for a parse's exit code
+// (daemonExit maps it back): flag.ErrHelp after the help, errUsage after a
+// usage problem.
+func codeError(code int) error {
+	if code == exitOK {
+		return flag.ErrHelp
+	}
+	return errUsage
+}
+
 // wroteTo records whether anything was written through it: the flag
 // package writes its complaint before calling Usage, and writes nothing
 // before calling it for -h/--help.
@@ -387,6 +397,42 @@ func (c *cli) client(ctx context.Context, f *clientFlags) (*api.Client, context.
 	return api.NewClient(path), ctx, cancel
 }
 
+// loadConfig loads the configuration file at path for an offline
+// command, printing its warnings, and its error when it cannot be used.
+func (c *cli) loadConfig(path string) (*config.Config, bool) {
+	cfg, warns, err := config.Load(path)
+	for _, w := range warns {
+		fmt.Fprintln(c.stderr, "warning: "+w)
+	}
+	if err != nil {
+		c.printErr(err)
+		return nil, false
+	}
+	return cfg, true
+}
+
+// parseFlags parses flags alone: a positional argument is a usage error.
+func (c *cli) parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
+	pos, code, ok := c.parseArgs(fs, args)
+	if !ok {
+		return code, false
+	}
+	if len(pos) > 0 {
+		return c.usageErr(fs, "%s: unexpected argument %q", fs.Name(), pos[0]), false
+	}
+	return exitOK, true
+}
+
+// parseName parses the flags and exactly one grant name, as parseArgs and
+// oneName do.
+func (c *cli) parseName(fs *flag.FlagSet, args []string) (string, int, bool) {
+	pos, code, ok := c.parseArgs(fs, args)
+	if !ok {
+		return "", code, false
+	}
+	return c.oneName(fs, pos)
+}
+
 // oneName checks that exactly one grant name was given.
 func (c *cli) oneName(fs *flag.FlagSet, pos []string) (string, int, bool) {
 	switch len(pos) {
@@ -399,17 +445,6 @@ func (c *cli) oneName(fs *flag.FlagSet, pos []string) (string, int, bool) {
 		return pos[0], 0, true
 	default:
 		return "", c.usageErr(fs, "%s: unexpected argument %q", fs.Name(), pos[1]), false
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }
 

@@ -17,11 +17,7 @@ func (c *cli) cmdMCP(ctx context.Context, args []string) int {
 	fs := c.flagSet("mcp", "mcp NAME [--url URL] [--socket PATH]")
 	cf := c.addClientFlags(fs)
 	serverURL := fs.String("url", "", "the MCP server's `URL` (default: the grant's protected_resource)")
-	pos, code, ok := c.parseArgs(fs, args)
-	if !ok {
-		return code
-	}
-	name, code, ok := c.oneName(fs, pos)
+	name, code, ok := c.parseName(fs, args)
 	if !ok {
 		return code
 	}
@@ -53,8 +49,8 @@ func (c *cli) cmdMCP(ctx context.Context, args []string) int {
 		DPoP:  st.DPoP,
 		// From here on a restart of the daemon is a wait for the client's
 		// requests, as for tokend proxy's, not an error answer (the status
-		// check above fails at once).
-		Daemon: waitingDaemon{&clientSource{cl: cl, wait: daemonWait, sleep: c.sleep}},
+		// check above fails at once). The bridge bounds each try itself.
+		Daemon: &api.WaitingClient{Client: cl, Wait: daemonWait, Sleep: c.sleep},
 		Log:    c.stderr,
 		Now:    c.now,
 		Sleep:  c.sleep,
@@ -64,37 +60,4 @@ func (c *cli) cmdMCP(ctx context.Context, args []string) int {
 		return exitError
 	}
 	return exitOK
-}
-
-// waitingDaemon is the bridge's daemon: the socket client, each call tried
-// again while the daemon cannot be reached (untilAnswered, as tokend
-// proxy does), each try bounded by the bridge itself.
-type waitingDaemon struct{ s *clientSource }
-
-var _ mcpbridge.Daemon = waitingDaemon{}
-
-func (d waitingDaemon) Token(ctx context.Context, name string) (*api.TokenResponse, error) {
-	return untilAnswered(ctx, d.s, true, func(ctx context.Context) (*api.TokenResponse, error) {
-		return d.s.cl.Token(ctx, name)
-	})
-}
-
-func (d waitingDaemon) DPoP(ctx context.Context, name string, req api.DPoPRequest) (*api.DPoPResponse, error) {
-	return untilAnswered(ctx, d.s, true, func(ctx context.Context) (*api.DPoPResponse, error) {
-		return d.s.cl.DPoP(ctx, name, req)
-	})
-}
-
-func (d waitingDaemon) Rejected(ctx context.Context, name string, req api.RejectedRequest) (*api.TokenResponse, error) {
-	return untilAnswered(ctx, d.s, true, func(ctx context.Context) (*api.TokenResponse, error) {
-		return d.s.cl.Rejected(ctx, name, req)
-	})
-}
-
-// StepUp is not sent twice after a broken connection: each counts
-// against the grant's bound.
-func (d waitingDaemon) StepUp(ctx context.Context, name string, req api.StepUpRequest) (*api.GrantStatus, error) {
-	return untilAnswered(ctx, d.s, false, func(ctx context.Context) (*api.GrantStatus, error) {
-		return d.s.cl.StepUp(ctx, name, req)
-	})
 }

@@ -75,7 +75,7 @@ func TestMCPBridgeWithDevDaemon(t *testing.T) {
 	defer func() { stdinOf = old }()
 	bridge := newTestCLI()
 	bridge.cli.stdout = outW
-	bridge.cli.sleep = sleepCtx
+	bridge.cli.sleep = api.Sleep
 	bridge.cli.now = time.Now
 	exit := make(chan int, 1)
 	go func() {

@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/tokend/tokend/api"
@@ -26,11 +24,7 @@ func (c *cli) cmdProxy(ctx context.Context, args []string) int {
 	cf := c.addClientFlags(fs)
 	listen := fs.String("listen", "", "listen on `ADDR`: 127.0.0.1:PORT, [::1]:PORT or an absolute unix socket path")
 	upstream := fs.String("upstream", "", "forward to `URL` (requests for / go to it, /x to URL/x); default: the grant's protected_resource")
-	pos, code, ok := c.parseArgs(fs, args)
-	if !ok {
-		return code
-	}
-	name, code, ok := c.oneName(fs, pos)
+	name, code, ok := c.parseName(fs, args)
 	if !ok {
 		return code
 	}
@@ -72,7 +66,7 @@ func (c *cli) cmdProxy(ctx context.Context, args []string) int {
 		Grant:    name,
 		Upstream: up,
 		DPoP:     st.DPoP,
-		Source:   &clientSource{cl: cl, uid: uint32(os.Getuid()), timeout: cf.timeout, wait: daemonWait, sleep: sleepCtx},
+		Source:   &clientSource{cl: &api.WaitingClient{Client: cl, Wait: daemonWait, Try: cf.timeout}, uid: uint32(os.Getuid())},
 		Log:      log,
 	})
 	if err != nil {
@@ -96,53 +90,18 @@ func (c *cli) cmdProxy(ctx context.Context, args []string) int {
 // whether that user may read the grant; the proxy itself admits that
 // user alone. Another local user (root included) connecting to it is
 // refused, even one the grant names as a reader: its own tokend proxy, or
-// the socket, serve it with its own rights.
+// the socket, serve it with its own rights. Each call waits for a daemon
+// that cannot be reached (api.WaitingClient), each try bounded by
+// --timeout.
 type clientSource struct {
-	cl      *api.Client
-	uid     uint32
-	timeout time.Duration
-	// wait bounds how long one request waits for a daemon that cannot be
-	// reached (daemonAway); sleep waits between tries.
-	wait  time.Duration
-	sleep func(context.Context, time.Duration) error
+	cl  *api.WaitingClient
+	uid uint32
 }
 
 // daemonWait is how long a request through tokend proxy (or tokend mcp)
 // waits for the daemon to answer again: long enough for a restart, after
 // which the caller gets a 503 (an error answer).
 const daemonWait = 30 * time.Second
-
-// daemonAway reports whether err says the daemon could not be reached (its
-// socket refused or absent: stopped, restarting), or, for a call that may
-// be sent twice, that the connection broke before its answer (the daemon
-// died during the call).
-func daemonAway(err error, repeatable bool) bool {
-	if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT) {
-		return true
-	}
-	return repeatable && (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
-		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF))
-}
-
-// untilAnswered makes call, each try bounded by --timeout, and tries again
-// while the daemon is away (daemonAway), backing off from 50 ms to 1 s,
-// for up to s.wait and while ctx lasts. The last error is returned.
-func untilAnswered[T any](ctx context.Context, s *clientSource, repeatable bool, call func(context.Context) (*T, error)) (*T, error) {
-	deadline := time.Now().Add(s.wait)
-	delay := 50 * time.Millisecond
-	for {
-		cctx, cancel := s.bound(ctx)
-		v, err := call(cctx)
-		cancel()
-		if err == nil || !daemonAway(err, repeatable) || time.Now().Add(delay).After(deadline) {
-			return v, err
-		}
-		if s.sleep(ctx, delay) != nil {
-			return v, err
-		}
-		delay = min(2*delay, time.Second)
-	}
-}
 
 var _ server.TokenSource = (*clientSource)(nil)
 
@@ -154,50 +113,30 @@ func (s *clientSource) admit(c server.Caller) error {
 	return nil
 }
 
-// bound applies --timeout to one request to the daemon.
-func (s *clientSource) bound(ctx context.Context) (context.Context, context.CancelFunc) {
-	if s.timeout > 0 {
-		return context.WithTimeout(ctx, s.timeout)
-	}
-	return context.WithCancel(ctx)
-}
-
 func (s *clientSource) Token(ctx context.Context, c server.Caller, grant string) (*api.TokenResponse, error) {
 	if err := s.admit(c); err != nil {
 		return nil, err
 	}
-	return untilAnswered(ctx, s, true, func(ctx context.Context) (*api.TokenResponse, error) {
-		return s.cl.Token(ctx, grant)
-	})
+	return s.cl.Token(ctx, grant)
 }
 
 func (s *clientSource) Rejected(ctx context.Context, c server.Caller, grant string, req api.RejectedRequest) (*api.TokenResponse, error) {
 	if err := s.admit(c); err != nil {
 		return nil, err
 	}
-	// The daemon refreshes once for a refused token, however often it is
-	// reported.
-	return untilAnswered(ctx, s, true, func(ctx context.Context) (*api.TokenResponse, error) {
-		return s.cl.Rejected(ctx, grant, req)
-	})
+	return s.cl.Rejected(ctx, grant, req)
 }
 
 func (s *clientSource) StepUp(ctx context.Context, c server.Caller, grant string, req api.StepUpRequest) (*api.GrantStatus, error) {
 	if err := s.admit(c); err != nil {
 		return nil, err
 	}
-	// A step-up counts against the grant's bound: sent again only when it
-	// was not sent at all.
-	return untilAnswered(ctx, s, false, func(ctx context.Context) (*api.GrantStatus, error) {
-		return s.cl.StepUp(ctx, grant, req)
-	})
+	return s.cl.StepUp(ctx, grant, req)
 }
 
 func (s *clientSource) DPoP(ctx context.Context, c server.Caller, grant string, req api.DPoPRequest) (*api.DPoPResponse, error) {
 	if err := s.admit(c); err != nil {
 		return nil, err
 	}
-	return untilAnswered(ctx, s, true, func(ctx context.Context) (*api.DPoPResponse, error) {
-		return s.cl.DPoP(ctx, grant, req)
-	})
+	return s.cl.DPoP(ctx, grant, req)
 }

@@ -52,11 +52,7 @@ func (c *cli) grantAction(ctx context.Context, args []string, cmd string,
 	call func(*api.Client, context.Context, string) (*api.GrantStatus, error), line func(*api.GrantStatus) string) (*api.GrantStatus, int) {
 	fs := c.flagSet(cmd, cmd+" NAME")
 	cf := c.addClientFlags(fs)
-	pos, code, ok := c.parseArgs(fs, args)
-	if !ok {
-		return nil, code
-	}
-	name, code, ok := c.oneName(fs, pos)
+	name, code, ok := c.parseName(fs, args)
 	if !ok {
 		return nil, code
 	}

@@ -22,26 +22,19 @@ func (c *cli) cmdRekey(ctx context.Context, args []string) int {
 	newKeyFile := fs.String("new-key-file", "", "file holding the new 32-byte key (raw, hex or base64)")
 	oldKeyFile := fs.String("old-key-file", "", "file holding the current key (default: from the configuration)")
 	decrypt := fs.Bool("decrypt", false, "store secrets unsealed from now on")
-	pos, code, ok := c.parseArgs(fs, args)
-	if !ok {
+	if code, ok := c.parseFlags(fs, args); !ok {
 		return code
-	}
-	if len(pos) > 0 {
-		return c.usageErr(fs, "rekey: unexpected argument %q", pos[0])
 	}
 	if (*newKeyFile == "") == !*decrypt {
 		return c.usageErr(fs, "rekey: give exactly one of --new-key-file and --decrypt")
 	}
 
-	cfg, warns, err := config.Load(*cfgPath)
-	for _, w := range warns {
-		fmt.Fprintln(c.stderr, "warning: "+w)
-	}
-	if err != nil {
-		c.printErr(err)
+	cfg, ok := c.loadConfig(*cfgPath)
+	if !ok {
 		return exitError
 	}
 	oldKey := cfg.Store.Key
+	var err error
 	if *oldKeyFile != "" {
 		if oldKey, err = readKey(*oldKeyFile); err != nil {
 			c.printErr(err)

@@ -23,12 +23,8 @@ import (
 func (c *cli) cmdReload(ctx context.Context, args []string) int {
 	fs := c.flagSet("reload", "reload [--socket PATH] [--timeout DURATION]\n\n"+reloadHelp)
 	cf := c.addClientFlags(fs)
-	pos, code, ok := c.parseArgs(fs, args)
-	if !ok {
+	if code, ok := c.parseFlags(fs, args); !ok {
 		return code
-	}
-	if len(pos) > 0 {
-		return c.usageErr(fs, "reload: unexpected argument %q", pos[0])
 	}
 	cl, ctx, cancel := c.client(ctx, cf)
 	defer cancel()

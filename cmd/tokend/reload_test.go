@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -65,63 +64,60 @@ grants:
 GRANTS
 `
 
+// reloadFiles is a directory for reloadConfig, holding the client's secret,
+// and the development provider that knows the client.
+type reloadFiles struct {
+	dir    string
+	issuer string
+}
+
+func newReloadFiles(t *testing.T) *reloadFiles {
+	clearServiceEnv(t)
+	prov := devprovider.New(devprovider.Options{
+		AccessTTL: 10 * time.Minute,
+		Clients:   []devprovider.Client{{ID: "app", Secret: serveTestSecret, AuthMethod: "client_secret_basic"}},
+	})
+	t.Cleanup(prov.Close)
+	dir := testutil.ShortDir(t)
+	if err := os.WriteFile(filepath.Join(dir, "app.secret"), []byte(serveTestSecret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return &reloadFiles{dir: dir, issuer: prov.URL()}
+}
+
+func (f *reloadFiles) path() string   { return filepath.Join(f.dir, "config.yaml") }
+func (f *reloadFiles) socket() string { return filepath.Join(f.dir, "t.sock") }
+
+// write writes the configuration file with the client_credentials grants
+// named, and listen.callback at callback ("" leaves it off).
+func (f *reloadFiles) write(t *testing.T, callback string, grants ...string) {
+	t.Helper()
+	var b strings.Builder
+	for _, g := range grants {
+		fmt.Fprintf(&b, "  %s: {client: app, type: client_credentials}\n", g)
+	}
+	r := []string{"DIR", f.dir, "ISSUER", f.issuer, "GRANTS", b.String()}
+	if callback != "" {
+		r = append(r, `callback: "off"`, "callback: "+callback)
+	}
+	if err := os.WriteFile(f.path(), []byte(strings.NewReplacer(r...).Replace(reloadConfig)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestReloadServe runs `tokend serve` on a file and `tokend reload`
 // against it: a grant added to the file can be fetched the moment reload
 // returns, and a broken file exits 1 with the file's error while the
 // daemon keeps serving.
 func TestReloadServe(t *testing.T) {
-	for _, k := range []string{"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"} {
-		t.Setenv(k, "")
-	}
-	prov := devprovider.New(devprovider.Options{
-		AccessTTL: 10 * time.Minute,
-		Clients:   []devprovider.Client{{ID: "app", Secret: serveTestSecret, AuthMethod: "client_secret_basic"}},
-	})
-	defer prov.Close()
-	dir := testutil.ShortDir(t)
-	if err := os.WriteFile(filepath.Join(dir, "app.secret"), []byte(serveTestSecret), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "config.yaml")
-	write := func(grants ...string) {
-		t.Helper()
-		var b strings.Builder
-		for _, g := range grants {
-			fmt.Fprintf(&b, "  %s: {client: app, type: client_credentials}\n", g)
-		}
-		yml := strings.NewReplacer("DIR", dir, "ISSUER", prov.URL(), "GRANTS", b.String()).Replace(reloadConfig)
-		if err := os.WriteFile(path, []byte(yml), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write("one")
-
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- runServe(ctx, []string{"--config", path}) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	sock := filepath.Join(dir, "t.sock")
+	f := newReloadFiles(t)
+	f.write(t, "", "one")
+	sock := f.socket()
 	cl := api.NewClient(sock)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := cl.Token(ctx, "one"); err == nil {
-			break
-		} else if time.Now().After(deadline) {
-			t.Fatalf("the daemon did not serve grant one: %v", err)
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("serve ended: %v", err)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	ctx := t.Context()
+	serveInBackground(t, f.path(), func() error { _, err := cl.Token(ctx, "one"); return err })
 
-	write("one", "two")
+	f.write(t, "", "one", "two")
 	tc := newTestCLI()
 	if code := tc.run("reload", "--socket", sock); code != exitOK || tc.out.String() != "configuration reloaded: 2 grants\n" {
 		t.Fatalf("reload: exit %d, stdout %q, stderr %q", code, tc.out.String(), tc.errOut.String())
@@ -131,7 +127,7 @@ func TestReloadServe(t *testing.T) {
 		t.Fatalf("token two right after reload: exit %d, stderr %q", code, tc.errOut.String())
 	}
 
-	if err := os.WriteFile(path, []byte("grantz: {}\n"), 0o600); err != nil {
+	if err := os.WriteFile(f.path(), []byte("grantz: {}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	tc = newTestCLI()
@@ -154,18 +150,7 @@ func TestReloadServe(t *testing.T) {
 // exits 6 — again on the next reload, since the running value still
 // differs from the file, and 0 once the file agrees again.
 func TestReloadNamesKeysThatNeedRestart(t *testing.T) {
-	for _, k := range []string{"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"} {
-		t.Setenv(k, "")
-	}
-	prov := devprovider.New(devprovider.Options{
-		AccessTTL: 10 * time.Minute,
-		Clients:   []devprovider.Client{{ID: "app", Secret: serveTestSecret, AuthMethod: "client_secret_basic"}},
-	})
-	defer prov.Close()
-	dir := testutil.ShortDir(t)
-	if err := os.WriteFile(filepath.Join(dir, "app.secret"), []byte(serveTestSecret), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	f := newReloadFiles(t)
 	// A port of its own for the callback, so that the file can name it.
 	probe, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -173,48 +158,14 @@ func TestReloadNamesKeysThatNeedRestart(t *testing.T) {
 	}
 	callback := probe.Addr().String()
 	probe.Close()
-	path := filepath.Join(dir, "config.yaml")
-	write := func(callback string, grants ...string) {
-		t.Helper()
-		var b strings.Builder
-		for _, g := range grants {
-			fmt.Fprintf(&b, "  %s: {client: app, type: client_credentials}\n", g)
-		}
-		yml := strings.NewReplacer("DIR", dir, "ISSUER", prov.URL(), "GRANTS", b.String(),
-			`callback: "off"`, "callback: "+callback).Replace(reloadConfig)
-		if err := os.WriteFile(path, []byte(yml), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write(callback, "one")
-
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- runServe(ctx, []string{"--config", path}) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	sock := filepath.Join(dir, "t.sock")
+	f.write(t, callback, "one")
+	sock := f.socket()
 	cl := api.NewClient(sock)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := cl.Token(ctx, "one"); err == nil {
-			break
-		} else if time.Now().After(deadline) {
-			t.Fatalf("the daemon did not serve grant one: %v", err)
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("serve ended: %v", err)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	ctx := t.Context()
+	serveInBackground(t, f.path(), func() error { _, err := cl.Token(ctx, "one"); return err })
 
 	moved := "127.0.0.2:" + strings.Split(callback, ":")[1]
-	write(moved, "one", "two")
+	f.write(t, moved, "one", "two")
 	for range 2 {
 		tc := newTestCLI()
 		code := tc.run("reload", "--socket", sock)
@@ -238,7 +189,7 @@ func TestReloadNamesKeysThatNeedRestart(t *testing.T) {
 		c.Close()
 	}
 
-	write(callback, "one", "two")
+	f.write(t, callback, "one", "two")
 	tc := newTestCLI()
 	if code := tc.run("reload", "--socket", sock); code != exitOK || tc.out.String() != "configuration reloaded: 2 grants\n" || strings.Contains(tc.errOut.String(), "restart") {
 		t.Errorf("reload with the running callback again: exit %d, stdout %q, stderr %q", code, tc.out.String(), tc.errOut.String())

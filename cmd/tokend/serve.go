@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -31,16 +30,8 @@ func runServe(ctx context.Context, args []string) error {
 func (c *cli) runServe(ctx context.Context, args []string) error {
 	fs := c.flagSet("serve", "serve [--config FILE]")
 	path := fs.String("config", config.DefaultFile, "configuration `FILE`")
-	pos, code, ok := c.parseArgs(fs, args)
-	if !ok {
-		if code == exitOK {
-			return flag.ErrHelp
-		}
-		return errUsage
-	}
-	if len(pos) > 0 {
-		c.usageErr(fs, "serve: unexpected argument %q", pos[0])
-		return errUsage
+	if code, ok := c.parseFlags(fs, args); !ok {
+		return codeError(code)
 	}
 	// Files and sockets are created private; the socket's mode is then set
 	// deliberately from listen.socket_mode.

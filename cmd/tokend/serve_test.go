@@ -37,6 +37,48 @@ const (
 	serveTestSecret   = "serve-test-secret"
 )
 
+// clearServiceEnv clears, for the test, what systemd tells a service it
+// starts (socket activation, notification, the watchdog, credentials): a
+// test's serve has none of it.
+func clearServiceEnv(t *testing.T) {
+	for _, k := range []string{"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "CREDENTIALS_DIRECTORY"} {
+		t.Setenv(k, "")
+	}
+}
+
+// serveInBackground runs tokend serve on the configuration file at path
+// until the test ends, and then checks that it stopped cleanly. It returns
+// once up says the daemon is up; serve ending before, or 30 s passing,
+// fails the test.
+func serveInBackground(t *testing.T, path string, up func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runServe(ctx, []string{"--config", path}) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := up()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve is not up after 30 s: %v", err)
+		}
+		select {
+		case err := <-done:
+			done <- err // for the cleanup
+			t.Fatalf("serve ended before it was up: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
 // serveTestConfig is a configuration with one client_credentials grant
 // "cc" against issuer, its store and (unused when systemd passes one)
 // socket in dir.
@@ -253,9 +295,7 @@ func TestHelperServeActivated(t *testing.T) {
 // A second daemon on a store another process holds fails with the
 // store's lock error naming the file, and creates no socket.
 func TestServeStoreLocked(t *testing.T) {
-	for _, k := range []string{"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"} {
-		t.Setenv(k, "")
-	}
+	clearServiceEnv(t)
 	dir := t.TempDir()
 	cfg := serveTestConfig(dir, "http://127.0.0.1:1")
 	st, err := store.Open(store.Options{Path: cfg.Store.Path})
@@ -287,9 +327,7 @@ func TestServeStoreLocked(t *testing.T) {
 // and by serve's own entry point, and the socket serve creates has the
 // mode.
 func TestServeSocketModeFromFile(t *testing.T) {
-	for _, k := range []string{"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "CREDENTIALS_DIRECTORY"} {
-		t.Setenv(k, "")
-	}
+	clearServiceEnv(t)
 	// runServe sets the process's umask; the tests after this one get
 	// theirs back.
 	umask := unix.Umask(0o077)
@@ -325,31 +363,10 @@ listen:
 				t.Errorf("check-config does not explain %s:\n%s", want, tc.out.String())
 			}
 
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			done := make(chan error, 1)
-			go func() { done <- runServe(ctx, []string{"--config", path}) }()
-			deadline := time.After(30 * time.Second)
-			for {
-				fi, err := os.Lstat(sock)
-				if err == nil {
-					// The socket appears at its path with its final mode.
-					if fi.Mode().Type() != fs.ModeSocket || fi.Mode().Perm() != tt.want {
-						t.Errorf("socket %s: %v, want a socket with mode %04o", sock, fi.Mode(), tt.want)
-					}
-					break
-				}
-				select {
-				case err := <-done:
-					t.Fatalf("serve exited before creating the socket: %v", err)
-				case <-deadline:
-					t.Fatal("serve did not create the socket")
-				case <-time.After(10 * time.Millisecond):
-				}
-			}
-			cancel()
-			if err := <-done; err != nil {
-				t.Fatalf("serve: %v", err)
+			serveInBackground(t, path, func() error { _, err := os.Lstat(sock); return err })
+			// The socket appears at its path with its final mode.
+			if fi, err := os.Lstat(sock); err != nil || fi.Mode().Type() != fs.ModeSocket || fi.Mode().Perm() != tt.want {
+				t.Errorf("socket %s: %v, %v; want a socket with mode %04o", sock, fi, err, tt.want)
 			}
 		})
 	}

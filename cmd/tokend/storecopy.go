@@ -81,12 +81,8 @@ func (c *cli) cmdStoreCopy(ctx context.Context, args []string) int {
 	to := fs.String("to", "", "destination: bbolt:PATH or etcd")
 	force := fs.Bool("force", false, "copy into a destination that holds records already: they are overwritten, refresh tokens rolled back")
 	intoLive := fs.Bool("into-live-fleet", false, "import into the etcd store of a running fleet: only grants whose record there is older, fenced")
-	pos, code, ok := c.parseArgs(fs, args)
-	if !ok {
+	if code, ok := c.parseFlags(fs, args); !ok {
 		return code
-	}
-	if len(pos) > 0 {
-		return c.usageErr(fs, "store copy: unexpected argument %q", pos[0])
 	}
 	src, err := parseStoreSpec(*from)
 	if err != nil {
@@ -103,12 +99,8 @@ func (c *cli) cmdStoreCopy(ctx context.Context, args []string) int {
 		return c.usageErr(fs, "store copy: --into-live-fleet goes with --to etcd and without --force")
 	}
 
-	cfg, warns, err := config.Load(*cfgPath)
-	for _, w := range warns {
-		fmt.Fprintln(c.stderr, "warning: "+w)
-	}
-	if err != nil {
-		c.printErr(err)
+	cfg, ok := c.loadConfig(*cfgPath)
+	if !ok {
 		return exitError
 	}
 	if err := c.storeCopy(ctx, cfg, src, dst, *force, *intoLive); err != nil {

@@ -16,7 +16,8 @@ import (
 
 // Daemon is what the bridge asks tokend's socket: the grant's token (or a
 // DPoP proof with it) for each request, and what to do about a refused
-// token or a request for more scopes. *api.Client is one.
+// token or a request for more scopes. *api.Client is one;
+// *api.WaitingClient is one that waits through a restart of the daemon.
 type Daemon interface {
 	Token(ctx context.Context, name string) (*api.TokenResponse, error)
 	DPoP(ctx context.Context, name string, req api.DPoPRequest) (*api.DPoPResponse, error)
@@ -24,7 +25,10 @@ type Daemon interface {
 	StepUp(ctx context.Context, name string, req api.StepUpRequest) (*api.GrantStatus, error)
 }
 
-var _ Daemon = (*api.Client)(nil)
+var (
+	_ Daemon = (*api.Client)(nil)
+	_ Daemon = (*api.WaitingClient)(nil)
+)
 
 // Limits and defaults.
 const (
@@ -125,7 +129,7 @@ func Run(ctx context.Context, cfg Config, stdin io.Reader, stdout io.Writer) err
 		cfg.Now = time.Now
 	}
 	if cfg.Sleep == nil {
-		cfg.Sleep = sleep
+		cfg.Sleep = api.Sleep
 	}
 	if cfg.Log == nil {
 		cfg.Log = io.Discard
@@ -363,16 +367,5 @@ func (b *bridge) endSession() {
 	drain(resp)
 	if resp.StatusCode/100 != 2 && resp.StatusCode != http.StatusMethodNotAllowed && resp.StatusCode != http.StatusNotFound {
 		b.logf("ending the session: the server answered HTTP %d", resp.StatusCode)
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }

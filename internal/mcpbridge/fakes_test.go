@@ -488,7 +488,7 @@ func startBridge(t testing.TB, cfg Config) *harness {
 		h.slept = append(h.slept, d)
 		h.clock = h.clock.Add(d)
 		h.mu.Unlock()
-		return sleep(ctx, min(d, time.Millisecond))
+		return api.Sleep(ctx, min(d, time.Millisecond))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
