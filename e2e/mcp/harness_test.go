@@ -413,16 +413,9 @@ func (td *tokend) authorizeStartPage(name string) {
 	if code != 0 || start == "" {
 		t.Fatalf("tokend authorize %s: exit %d, no start URL\nstdout: %s\nstderr: %s", name, code, out, errs)
 	}
-	jar, _ := cookiejar.New(nil)
-	c := &http.Client{Jar: jar, Timeout: 30 * time.Second}
-	resp, err := c.Get(start)
-	if err != nil {
-		t.Fatalf("browser: %v", err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK || resp.Request.URL.Host != td.Callback || resp.Request.URL.Path != "/callback" {
-		t.Fatalf("browser ended at %s with %s, want tokend's callback answering 200:\n%s", resp.Request.URL.Redacted(), resp.Status, body)
+	page := testutil.NewBrowser(t).Open(start)
+	if page.Status != http.StatusOK || page.URL.Host != td.Callback || page.URL.Path != "/callback" {
+		t.Fatalf("browser ended at %s with %d, want tokend's callback answering 200:\n%s", page.URL.Redacted(), page.Status, page.Body)
 	}
 }
 

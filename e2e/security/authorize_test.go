@@ -10,6 +10,7 @@ import (
 
 	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/internal/devprovider"
+	"github.com/tokend/tokend/internal/testutil"
 )
 
 // TestCodeInjectionAsOtherUser carries out code injection for real: root
@@ -46,15 +47,7 @@ func TestCodeInjectionAsOtherUser(t *testing.T) {
 		Timeout:       10 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	resp, err := browser.Get(startURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	authURL := resp.Header.Get("Location")
-	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(authURL, e.prov.URL()+"/authorize?") {
-		t.Fatalf("start page: %d, Location %q", resp.StatusCode, authURL)
-	}
+	authURL := testutil.StartPageRedirect(t, browser, startURL, e.prov.URL()+"/authorize?")
 
 	// The attacker, as uid 65534: their own sign-in with tokend's URL, and
 	// the code delivered to the callback first.
@@ -81,7 +74,7 @@ func TestCodeInjectionAsOtherUser(t *testing.T) {
 	}
 
 	// The operator's browser completes the authorization.
-	resp, err = browser.Get(authURL)
+	resp, err := browser.Get(authURL)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/internal/devprovider"
+	"github.com/tokend/tokend/internal/testutil"
 )
 
 const secretGrants = `  cc:
@@ -85,16 +86,8 @@ func TestNoSecretsInOutput(t *testing.T) {
 		Timeout:       10 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	resp, err := noRedirect.Get(startURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	authURL := resp.Header.Get("Location")
-	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(authURL, e.prov.URL()+"/") {
-		t.Fatalf("start page answered %d, Location %q; want a redirect to the provider", resp.StatusCode, authURL)
-	}
-	resp, err = noRedirect.Get(authURL)
+	authURL := testutil.StartPageRedirect(t, noRedirect, startURL, e.prov.URL()+"/")
+	resp, err := noRedirect.Get(authURL)
 	if err != nil {
 		t.Fatal(err)
 	}
