@@ -308,40 +308,22 @@ func writeConfig(t *testing.T, dir, issuer string, names []string) string {
 	if err := os.WriteFile(secretFile, []byte(clientSecret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, `store:
-  path: %s
-listen:
-  socket: %s
-  callback: 127.0.0.1:0
-  metrics: "off"
-refresh:
-  schedule: "@every 1s"
-  fraction: 0.5
-  min_remaining: 1s
-  concurrency: %d
-log:
-  level: info
-providers:
-  p:
-    issuer: %s
-clients:
-  c:
-    provider: p
-    client_id: %s
-    client_secret_file: %s
-    auth_method: client_secret_basic
-    redirect_uri: http://127.0.0.1:8785/callback
-grants:
-`, filepath.Join(dir, "tokend.db"), filepath.Join(dir, "tokend.sock"), concurrency, issuer, clientID, secretFile)
+	var grants strings.Builder
 	for _, n := range names {
-		fmt.Fprintf(&b, "  %s:\n    client: c\n    type: authorization_code\n    scopes: [read]\n", n)
+		fmt.Fprintf(&grants, "  %s:\n    client: c\n    type: authorization_code\n    scopes: [read]\n", n)
 	}
-	path := filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return testutil.TokendConfig{
+		Store:    []string{"path: " + filepath.Join(dir, "tokend.db")},
+		Socket:   filepath.Join(dir, "tokend.sock"),
+		Callback: "127.0.0.1:0",
+		Metrics:  "off",
+		Refresh:  []string{`schedule: "@every 1s"`, "fraction: 0.5", "min_remaining: 1s", fmt.Sprintf("concurrency: %d", concurrency)},
+		LogLevel: "info",
+		Provider: "p", Issuer: issuer,
+		Clients: fmt.Sprintf("  c:\n    provider: p\n    client_id: %s\n    client_secret_file: %s\n    auth_method: client_secret_basic\n    redirect_uri: http://127.0.0.1:8785/callback\n",
+			clientID, secretFile),
+		Grants: grants.String(),
+	}.Write(t, filepath.Join(dir, "config.yaml"))
 }
 
 // start runs `tokend serve` (its output appended to logPath) and waits until its socket answers.

@@ -229,25 +229,17 @@ func newTokend(t testing.TB, grants ...grantConfig) *tokend {
 			fmt.Fprintf(&g, "    proxy: {listen: %q}\n", gr.Proxy)
 		}
 	}
-	cfg := fmt.Sprintf(`# tokend e2e/mcp configuration
-store:
-  path: %s
-listen:
-  socket: %s
-  callback: %s
-  metrics: 127.0.0.1:%d
-refresh:
-  schedule: "@every 1s"
-  fraction: 0.75
-  min_remaining: 3s
-  timeout: 10s
-log:
-  level: debug
-grants:
-%s`, filepath.Join(dir, "tokend.db"), td.Socket, td.Callback, testutil.LowPort(t), g.String())
-	if err := os.WriteFile(td.cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
+	cfg := testutil.TokendConfig{
+		Comment:  "tokend e2e/mcp configuration",
+		Store:    []string{"path: " + filepath.Join(dir, "tokend.db")},
+		Socket:   td.Socket,
+		Callback: td.Callback,
+		Metrics:  fmt.Sprintf("127.0.0.1:%d", testutil.LowPort(t)),
+		Refresh:  []string{`schedule: "@every 1s"`, "fraction: 0.75", "min_remaining: 3s", "timeout: 10s"},
+		LogLevel: "debug",
+		Grants:   g.String(),
 	}
+	cfg.Write(t, td.cfgPath)
 	td.http = testutil.UnixHTTPClient(td.Socket, 30*time.Second)
 	t.Cleanup(func() {
 		td.kill()

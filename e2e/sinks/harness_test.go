@@ -2,7 +2,6 @@ package sinks
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -47,45 +46,33 @@ func newProvider(t *testing.T, ttl time.Duration) *devprovider.Server {
 	return prov
 }
 
-// writeConfig writes tokend's configuration: one client_credentials grant
-// "g" whose sinks are the YAML list items given (already indented).
-func writeConfig(t *testing.T, dir, issuer, refresh, sinks string) string {
+// Refresh sections: rotatingRefresh refreshes short tokens at half their
+// life; quietRefresh wakes the scheduler every 15 s only.
+var (
+	rotatingRefresh = []string{`schedule: "@every 1s"`, "fraction: 0.5", "jitter: 0.01", "min_remaining: 1s"}
+	quietRefresh    = []string{`schedule: "@every 15s"`}
+)
+
+// writeConfig writes tokend's configuration: the refresh section's lines,
+// and one client_credentials grant "g" whose sinks are the YAML list items
+// given (already indented).
+func writeConfig(t *testing.T, dir, issuer string, refresh []string, sinks string) string {
 	t.Helper()
 	secretFile := filepath.Join(dir, "client.secret")
 	if err := os.WriteFile(secretFile, []byte(clientSecret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := fmt.Sprintf(`store:
-  path: %s
-listen:
-  socket: %s
-  callback: "off"
-  metrics: "off"
-refresh:
-%s
-log:
-  level: debug
-providers:
-  p:
-    issuer: %s
-clients:
-  c:
-    provider: p
-    client_id: %s
-    client_secret_file: %s
-grants:
-  g:
-    client: c
-    type: client_credentials
-    scopes: [read]
-    sinks:
-%s
-`, filepath.Join(dir, "tokend.db"), filepath.Join(dir, "tokend.sock"), refresh, issuer, clientID, secretFile, sinks)
-	path := filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return testutil.TokendConfig{
+		Store:    []string{"path: " + filepath.Join(dir, "tokend.db")},
+		Socket:   filepath.Join(dir, "tokend.sock"),
+		Callback: "off",
+		Metrics:  "off",
+		Refresh:  refresh,
+		LogLevel: "debug",
+		Provider: "p", Issuer: issuer,
+		Clients: "  c:\n    provider: p\n    client_id: " + clientID + "\n    client_secret_file: " + secretFile + "\n",
+		Grants:  "  g:\n    client: c\n    type: client_credentials\n    scopes: [read]\n    sinks:\n" + sinks,
+	}.Write(t, filepath.Join(dir, "config.yaml"))
 }
 
 // start runs tokend serve and waits until its socket answers.

@@ -79,7 +79,7 @@ func TestNginxRecipe(t *testing.T) {
 
 	dir := testutil.SharedDir(t)
 	sink := filepath.Join(sinkDir(t), "upstream.token")
-	cfg := writeConfig(t, dir, prov.URL(), "  schedule: \"@every 1s\"\n  fraction: 0.5\n  jitter: 0.01\n  min_remaining: 1s",
+	cfg := writeConfig(t, dir, prov.URL(), rotatingRefresh,
 		fmt.Sprintf("      - path: %s\n        format: raw\n", sink))
 	start(t, cfg, filepath.Join(dir, "tokend.log"), api.NewClient(filepath.Join(dir, "tokend.sock")))
 	waitFor(t, "the sink written", func() bool { _, err := os.Stat(sink); return err == nil })

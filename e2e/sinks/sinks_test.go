@@ -44,7 +44,7 @@ func TestPrometheusCredentialsFile(t *testing.T) {
 	dir := testutil.SharedDir(t)
 	sinks := sinkDir(t)
 	sink := filepath.Join(sinks, "prometheus.token")
-	cfg := writeConfig(t, dir, prov.URL(), "  schedule: \"@every 1s\"\n  fraction: 0.5\n  jitter: 0.01\n  min_remaining: 1s",
+	cfg := writeConfig(t, dir, prov.URL(), rotatingRefresh,
 		fmt.Sprintf("      - path: %s\n        owner: \"%d\"\n        group: \"%d\"\n        mode: \"0400\"\n", sink, promUID, promUID))
 	ac := api.NewClient(filepath.Join(dir, "tokend.sock"))
 	start(t, cfg, filepath.Join(dir, "tokend.log"), ac)
@@ -211,7 +211,7 @@ func TestReaderNeverSeesPartial(t *testing.T) {
 	dir := testutil.SharedDir(t)
 	sinks := sinkDir(t)
 	raw, js := filepath.Join(sinks, "g.token"), filepath.Join(sinks, "g.json")
-	cfg := writeConfig(t, dir, prov.URL(), "  schedule: \"@every 15s\"",
+	cfg := writeConfig(t, dir, prov.URL(), quietRefresh,
 		fmt.Sprintf("      - path: %s\n        owner: \"65534\"\n        group: \"65534\"\n        mode: \"0440\"\n      - path: %s\n        format: json\n", raw, js))
 	ac := api.NewClient(filepath.Join(dir, "tokend.sock"))
 	start(t, cfg, filepath.Join(dir, "tokend.log"), ac)
@@ -330,7 +330,7 @@ func TestKill9Writer(t *testing.T) {
 	dir := testutil.SharedDir(t)
 	sinks := sinkDir(t)
 	raw, js, env := filepath.Join(sinks, "g.token"), filepath.Join(sinks, "g.json"), filepath.Join(sinks, "g.env")
-	cfg := writeConfig(t, dir, prov.URL(), "  schedule: \"@every 15s\"",
+	cfg := writeConfig(t, dir, prov.URL(), quietRefresh,
 		fmt.Sprintf("      - path: %s\n      - path: %s\n        format: json\n      - path: %s\n        format: env\n", raw, js, env))
 	ac := api.NewClient(filepath.Join(dir, "tokend.sock"))
 	logPath := filepath.Join(dir, "tokend.log")
