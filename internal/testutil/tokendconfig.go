@@ -30,9 +30,8 @@ type TokendConfig struct {
 	// LogLevel is log.level; empty leaves the section out.
 	LogLevel string
 	// Provider and Issuer name the one provider and its issuer; an empty
-	// Issuer leaves providers out. ProviderLines are more lines of it.
+	// Issuer leaves providers out.
 	Provider, Issuer string
-	ProviderLines    []string
 	// Clients and Grants are those sections' bodies: YAML indented by two
 	// spaces. Empty Clients leaves the section out; grants is always there.
 	Clients, Grants string
@@ -74,9 +73,6 @@ func (c TokendConfig) String() string {
 	}
 	if c.Issuer != "" {
 		b.WriteString("providers:\n  " + c.Provider + ":\n    issuer: " + c.Issuer + "\n")
-		for _, l := range c.ProviderLines {
-			b.WriteString("    " + l + "\n")
-		}
 	}
 	if c.Clients != "" {
 		b.WriteString("clients:\n" + strings.TrimRight(c.Clients, "\n") + "\n")
