@@ -346,6 +346,23 @@ func (f *fleet) newInstance(name string) *instance {
 	return in
 }
 
+// startInstances starts n instances, i0 to i(n-1), together and waits
+// until each serves its socket.
+func (f *fleet) startInstances(n int) []*instance {
+	f.t.Helper()
+	ins := make([]*instance, n)
+	for i := range ins {
+		ins[i] = f.newInstance(fmt.Sprintf("i%d", i))
+	}
+	for _, in := range ins {
+		in.start()
+	}
+	for _, in := range ins {
+		in.wait()
+	}
+	return ins
+}
+
 // start starts the instance; wait waits until its socket answers.
 func (in *instance) start() {
 	in.t.Helper()
