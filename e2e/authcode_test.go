@@ -30,6 +30,17 @@ func codeProvider(t *testing.T, c authClient, accessTTL int) *oidcop.Server {
 	return oidcop.Start(t, oidcop.Config{AccessTokenTTL: accessTTL, Clients: []map[string]any{codeClient(c)}})
 }
 
+// startCodeTokend starts oidc-provider with codeProvider and tokend with
+// codeConfig: grant "web" of client "app", whose secret must not leak.
+func startCodeTokend(t *testing.T, c authClient, accessTTL int) (*oidcop.Server, *Setup, *Tokend) {
+	t.Helper()
+	o := codeProvider(t, c, accessTTL)
+	s := NewSetup(t)
+	td := StartTokend(t, s, codeConfig(s, o.Issuer, c))
+	td.NoLeak(c.secret)
+	return o, s, td
+}
+
 // codeClient is oidc-provider's registration of the authorization code
 // client "app" authenticating as c says; a native client, any loopback
 // port of its redirect URI goes.
@@ -113,12 +124,7 @@ func TestAuthorizationCode(t *testing.T) {
 	for _, c := range authClients {
 		t.Run(c.method, func(t *testing.T) {
 			t.Parallel()
-			o := codeProvider(t, c, 60)
-			s := NewSetup(t)
-			td := StartTokend(t, s, codeConfig(s, o.Issuer, c))
-			if c.secret != "" {
-				td.NoLeak(c.secret)
-			}
+			o, s, td := startCodeTokend(t, c, 60)
 
 			if _, status, _ := td.Token("web"); status == http.StatusOK {
 				t.Fatal("a token was served before any authorization")
@@ -187,10 +193,7 @@ func TestAuthorizationCodeInjection(t *testing.T) {
 	t.Parallel()
 	requireTokend(t)
 	c := authClients[0]
-	o := codeProvider(t, c, 60)
-	s := NewSetup(t)
-	td := StartTokend(t, s, codeConfig(s, o.Issuer, c))
-	td.NoLeak(c.secret)
+	o, s, td := startCodeTokend(t, c, 60)
 
 	startURL, cli := td.Authorize("web")
 	operator := testutil.NewBrowser(t)

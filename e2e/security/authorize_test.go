@@ -3,7 +3,6 @@ package security
 import (
 	"encoding/json"
 	"net/http"
-	"net/http/cookiejar"
 	"strings"
 	"testing"
 	"time"
@@ -41,12 +40,7 @@ func TestCodeInjectionAsOtherUser(t *testing.T) {
 
 	// The operator's browser opens the start page: a cookie, and the
 	// redirect to the provider.
-	jar, _ := cookiejar.New(nil)
-	browser := &http.Client{
-		Jar:           jar,
-		Timeout:       10 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
+	browser := noRedirectBrowser()
 	authURL := testutil.StartPageRedirect(t, browser, startURL, e.prov.URL()+"/authorize?")
 
 	// The attacker, as uid 65534: their own sign-in with tokend's URL, and

@@ -82,6 +82,12 @@ func childFlood() {
 			}
 		}()
 	}
+	reportUntil(stop, deadline, report)
+}
+
+// reportUntil runs report every 200 ms until stop closes or deadline
+// passes, and once more when stop closes: a flooding child's counts.
+func reportUntil(stop <-chan struct{}, deadline time.Time, report func()) {
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -303,20 +309,7 @@ func childFloodTCP() {
 			}
 		}()
 	}
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-stop:
-			report()
-			return
-		case <-tick.C:
-			report()
-			if time.Now().After(deadline) {
-				return
-			}
-		}
-	}
+	reportUntil(stop, deadline, report)
 }
 
 // startFlood runs the child role as uid with no groups and env, and

@@ -7,6 +7,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/cookiejar"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -305,6 +307,17 @@ func urlIn(s string) string {
 		}
 	}
 	return ""
+}
+
+// noRedirectBrowser is a browser (a cookie jar) that stops at every
+// redirect, so that the test sees each hop of an authorization.
+func noRedirectBrowser() *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{
+		Jar:           jar,
+		Timeout:       10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 }
 
 // httpGetSource is a minimal HTTP client for tests that need a request sent

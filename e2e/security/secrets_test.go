@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/cookiejar"
 	"os"
 	"strings"
 	"testing"
@@ -80,12 +79,7 @@ func TestNoSecretsInOutput(t *testing.T) {
 	if ar.code != exitOK || startURL == "" {
 		t.Fatalf("authorize code printed no URL: %v", ar)
 	}
-	jar, _ := cookiejar.New(nil)
-	noRedirect := &http.Client{
-		Jar:           jar,
-		Timeout:       10 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
+	noRedirect := noRedirectBrowser()
 	authURL := testutil.StartPageRedirect(t, noRedirect, startURL, e.prov.URL()+"/")
 	resp, err := noRedirect.Get(authURL)
 	if err != nil {
