@@ -27,6 +27,24 @@ var authClients = []authClient{
 // codeProvider starts oidc-provider with client "app" allowed the
 // authorization_code and refresh_token grants, any loopback redirect port.
 func codeProvider(t *testing.T, c authClient, accessTTL int) *oidcop.Server {
+	return oidcop.Start(t, oidcop.Config{AccessTokenTTL: accessTTL, Clients: []map[string]any{codeClient(c)}})
+}
+
+// startCodeTokend starts oidc-provider with codeProvider and tokend with
+// codeConfig: grant "web" of client "app", whose secret must not leak.
+func startCodeTokend(t *testing.T, c authClient, accessTTL int) (*oidcop.Server, *Setup, *Tokend) {
+	t.Helper()
+	o := codeProvider(t, c, accessTTL)
+	s := NewSetup(t)
+	td := StartTokend(t, s, codeConfig(s, o.Issuer, c))
+	td.NoLeak(c.secret)
+	return o, s, td
+}
+
+// codeClient is oidc-provider's registration of the authorization code
+// client "app" authenticating as c says; a native client, any loopback
+// port of its redirect URI goes.
+func codeClient(c authClient) map[string]any {
 	client := map[string]any{
 		"client_id":                  "app",
 		"grant_types":                []string{"authorization_code", "refresh_token"},
@@ -37,7 +55,7 @@ func codeProvider(t *testing.T, c authClient, accessTTL int) *oidcop.Server {
 	if c.secret != "" {
 		client["client_secret"] = c.secret
 	}
-	return oidcop.Start(t, oidcop.Config{AccessTokenTTL: accessTTL, Clients: []map[string]any{client}})
+	return client
 }
 
 // codeConfig is tokend's configuration for grant "web" of client "app".
@@ -106,12 +124,7 @@ func TestAuthorizationCode(t *testing.T) {
 	for _, c := range authClients {
 		t.Run(c.method, func(t *testing.T) {
 			t.Parallel()
-			o := codeProvider(t, c, 60)
-			s := NewSetup(t)
-			td := StartTokend(t, s, codeConfig(s, o.Issuer, c))
-			if c.secret != "" {
-				td.NoLeak(c.secret)
-			}
+			o, s, td := startCodeTokend(t, c, 60)
 
 			if _, status, _ := td.Token("web"); status == http.StatusOK {
 				t.Fatal("a token was served before any authorization")
@@ -180,26 +193,13 @@ func TestAuthorizationCodeInjection(t *testing.T) {
 	t.Parallel()
 	requireTokend(t)
 	c := authClients[0]
-	o := codeProvider(t, c, 60)
-	s := NewSetup(t)
-	td := StartTokend(t, s, codeConfig(s, o.Issuer, c))
-	td.NoLeak(c.secret)
+	o, s, td := startCodeTokend(t, c, 60)
 
 	startURL, cli := td.Authorize("web")
 	operator := testutil.NewBrowser(t)
 	// The operator's browser opens the start page (and gets the cookie);
 	// the test stops at its redirect to learn the provider's URL.
-	stop := *operator.HTTPClient()
-	stop.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	resp, err := stop.Get(startURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	authURL := resp.Header.Get("Location")
-	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(authURL, o.Issuer+"/") {
-		t.Fatalf("start page: %d, Location %q", resp.StatusCode, authURL)
-	}
+	authURL := testutil.StartPageRedirect(t, operator.HTTPClient(), startURL, o.Issuer+"/")
 
 	attacker := testutil.NewBrowser(t)
 	page := attacker.Open(authURL)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokend/tokend/internal/testutil"
 	"github.com/tokend/tokend/internal/testutil/oidcop"
 )
 
@@ -301,17 +302,8 @@ func TestBrowserCallbackWithoutBinding(t *testing.T) {
 	b, o, s, td, cli, startURL := startBrowserAuthorize(t)
 	// Someone else opens the start page (and holds the binding cookie).
 	jar, _ := cookiejar.New(nil)
-	other := &http.Client{Jar: jar, Timeout: 10 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := other.Get(startURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	authURL := resp.Header.Get("Location")
-	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(authURL, o.Issuer+"/") {
-		t.Fatalf("start page: %d, Location %q", resp.StatusCode, authURL)
-	}
+	other := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+	authURL := testutil.StartPageRedirect(t, other, startURL, o.Issuer+"/")
 
 	b.Navigate(authURL)
 	signIn(t, b, o)

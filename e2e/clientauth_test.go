@@ -373,15 +373,7 @@ func TestClientAuthMTLS(t *testing.T) {
 				tc.method, certFile, keyFile), ccGrant(""))
 			td2 := StartTokend(t, s2, cfg2)
 			td2.NoLeak(secrets...)
-			var st2 api.GrantStatus
-			eventually(t, 20*time.Second, 200*time.Millisecond, "an error without ca_file", func() error {
-				st2 = td2.Status("api")
-				if st2.LastError == "" {
-					return fmt.Errorf("state %q, no error", st2.State)
-				}
-				return nil
-			})
-			t.Logf("without ca_file: state %s, last error %q", st2.State, st2.LastError)
+			st2 := waitFailure(t, td2, "api")
 			if st2.State == api.StateValid || !strings.Contains(st2.LastError, "certificate") {
 				t.Errorf("without ca_file: state %q, last error %q; want no token and a certificate error", st2.State, st2.LastError)
 			}

@@ -14,6 +14,22 @@ import (
 // ****-****).
 var userCodeRe = regexp.MustCompile(`\b[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}\b`)
 
+// deviceClient is oidc-provider's registration of the device flow client
+// "tv" authenticating with method, and secret unless it is empty.
+func deviceClient(method, secret string) map[string]any {
+	client := map[string]any{
+		"client_id":                  "tv",
+		"grant_types":                []string{"urn:ietf:params:oauth:grant-type:device_code", "refresh_token"},
+		"response_types":             []string{},
+		"redirect_uris":              []string{},
+		"token_endpoint_auth_method": method,
+	}
+	if secret != "" {
+		client["client_secret"] = secret
+	}
+	return client
+}
+
 // TestDeviceFlow: tokend authorize prints a user code and the verification
 // URI; once the user approves, tokend's polling gets the token. A public
 // client and a confidential one (which must authenticate at the device
@@ -24,17 +40,7 @@ func TestDeviceFlow(t *testing.T) {
 	for _, c := range []authClient{{"none", ""}, {"client_secret_basic", "tv-secret-e2e-0123456789"}} {
 		t.Run(c.method, func(t *testing.T) {
 			t.Parallel()
-			client := map[string]any{
-				"client_id":                  "tv",
-				"grant_types":                []string{"urn:ietf:params:oauth:grant-type:device_code", "refresh_token"},
-				"response_types":             []string{},
-				"redirect_uris":              []string{},
-				"token_endpoint_auth_method": c.method,
-			}
-			if c.secret != "" {
-				client["client_secret"] = c.secret
-			}
-			o := oidcop.Start(t, oidcop.Config{AccessTokenTTL: 60, Clients: []map[string]any{client}})
+			o := oidcop.Start(t, oidcop.Config{AccessTokenTTL: 60, Clients: []map[string]any{deviceClient(c.method, c.secret)}})
 			s := NewSetup(t)
 			cl := fmt.Sprintf("  tv:\n    provider: op\n    client_id: tv\n    auth_method: %s\n", c.method)
 			if c.secret != "" {

@@ -316,15 +316,7 @@ func TestDPoPDowngrade(t *testing.T) {
 	td := StartTokend(t, s, cfg)
 	td.NoLeak(ccSecret)
 
-	var st api.GrantStatus
-	eventually(t, 20*time.Second, 200*time.Millisecond, "a failed grant", func() error {
-		st = td.Status("api")
-		if st.LastError == "" {
-			return fmt.Errorf("state %q, no error yet", st.State)
-		}
-		return nil
-	})
-	t.Logf("status: state %s, last error %q", st.State, st.LastError)
+	st := waitFailure(t, td, "api")
 	if st.State == api.StateValid || !strings.Contains(st.LastError, "DPoP") {
 		t.Errorf("status state %q, last error %q: want a failure that names DPoP", st.State, st.LastError)
 	}

@@ -133,17 +133,7 @@ func TestHarnessAuthorizationCode(t *testing.T) {
 		t.Run(tc.method, func(t *testing.T) {
 			t.Parallel()
 			rt := newRedirectTarget(t)
-			client := map[string]any{
-				"client_id":                  "app",
-				"grant_types":                []string{"authorization_code", "refresh_token"},
-				"response_types":             []string{"code"},
-				"redirect_uris":              []string{"http://127.0.0.1/callback"}, // native: any loopback port
-				"token_endpoint_auth_method": tc.method,
-			}
-			if tc.secret != "" {
-				client["client_secret"] = tc.secret
-			}
-			o := oidcop.Start(t, oidcop.Config{Clients: []map[string]any{client}})
+			o := oidcop.Start(t, oidcop.Config{Clients: []map[string]any{codeClient(authClient{tc.method, tc.secret})}})
 			conf := &oauth2.Config{
 				ClientID: "app", ClientSecret: tc.secret,
 				Endpoint: oauth2.Endpoint{
@@ -268,17 +258,7 @@ func TestHarnessDeviceFlow(t *testing.T) {
 	} {
 		t.Run(tc.method, func(t *testing.T) {
 			t.Parallel()
-			client := map[string]any{
-				"client_id":                  "tv",
-				"grant_types":                []string{"urn:ietf:params:oauth:grant-type:device_code", "refresh_token"},
-				"response_types":             []string{},
-				"redirect_uris":              []string{},
-				"token_endpoint_auth_method": tc.method,
-			}
-			if tc.secret != "" {
-				client["client_secret"] = tc.secret
-			}
-			o := oidcop.Start(t, oidcop.Config{Clients: []map[string]any{client}})
+			o := oidcop.Start(t, oidcop.Config{Clients: []map[string]any{deviceClient(tc.method, tc.secret)}})
 			conf := &oauth2.Config{
 				ClientID: "tv", ClientSecret: tc.secret,
 				Endpoint: oauth2.Endpoint{

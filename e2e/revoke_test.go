@@ -13,10 +13,7 @@ func TestRevoke(t *testing.T) {
 	t.Parallel()
 	requireTokend(t)
 	c := authClients[0]
-	o := codeProvider(t, c, 60)
-	s := NewSetup(t)
-	td := StartTokend(t, s, codeConfig(s, o.Issuer, c))
-	td.NoLeak(c.secret)
+	o, _, td := startCodeTokend(t, c, 60)
 	authorizeInBrowser(t, o, td, "web")
 	tok := td.WaitToken("web", 10*time.Second)
 	if !o.Introspect(tok.AccessToken).Active || o.RefreshTokens("app").Active != 1 {

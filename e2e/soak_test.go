@@ -29,10 +29,7 @@ func TestRotationSoak(t *testing.T) {
 	requireTokend(t)
 	soak := soakDuration(t)
 	c := authClients[0] // client_secret_basic
-	o := codeProvider(t, c, 15)
-	s := NewSetup(t)
-	td := StartTokend(t, s, codeConfig(s, o.Issuer, c))
-	td.NoLeak(c.secret)
+	o, _, td := startCodeTokend(t, c, 15)
 	authorizeInBrowser(t, o, td, "web")
 	td.WaitToken("web", 10*time.Second)
 

@@ -66,29 +66,18 @@ func (s *Setup) SecretFile(name, secret string) string {
 // {{READERS}} in grants.
 func (s *Setup) Config(issuer, clients, grants string) string {
 	readers := fmt.Sprintf("readers: {uids: [%d]}", os.Getuid())
-	return fmt.Sprintf(`# tokend e2e test configuration
-store:
-  path: %s
-listen:
-  socket: %s
-  callback: %s
-  metrics: %s
-refresh:
-  schedule: "@every 1s"
-  fraction: 0.75
-  min_remaining: 3s
-  timeout: 10s
-log:
-  level: debug
-providers:
-  op:
-    issuer: %s
-clients:
-%s
-grants:
-%s
-`, filepath.Join(s.Dir, "tokend.db"), s.Socket, s.Callback, s.Metrics, issuer,
-		strings.TrimRight(clients, "\n"), strings.ReplaceAll(strings.TrimRight(grants, "\n"), "{{READERS}}", readers))
+	return testutil.TokendConfig{
+		Comment:  "tokend e2e test configuration",
+		Store:    []string{"path: " + filepath.Join(s.Dir, "tokend.db")},
+		Socket:   s.Socket,
+		Callback: s.Callback,
+		Metrics:  s.Metrics,
+		Refresh:  []string{`schedule: "@every 1s"`, "fraction: 0.75", "min_remaining: 3s", "timeout: 10s"},
+		LogLevel: "debug",
+		Provider: "op", Issuer: issuer,
+		Clients: clients,
+		Grants:  strings.ReplaceAll(grants, "{{READERS}}", readers),
+	}.String()
 }
 
 // Tokend is a tokend serve process, restartable with the same

@@ -80,30 +80,18 @@ func newEnv(t *testing.T, grants string) *env {
 		Clients:   []devprovider.Client{{ID: "app", Secret: secret, AuthMethod: "client_secret_basic"}},
 	})
 	t.Cleanup(e.prov.Close)
-	cfg := fmt.Sprintf(`store:
-  path: %s
-listen:
-  socket: %s
-  socket_mode: "0666"
-  callback: "off"
-  metrics: "off"
-refresh:
-  schedule: "@every 1s"
-  fraction: 0.5
-  jitter: 0.01
-  min_remaining: 1s
-providers:
-  test:
-    issuer: %s
-clients:
-  app:
-    provider: test
-    client_id: app
-    client_secret_file: %s
-grants:
-%s`, filepath.Join(state, "tokend.db"), e.sock, e.prov.URL(), filepath.Join(dir, "app.secret"), grants)
-	cfgPath := filepath.Join(dir, "config.yaml")
-	writeFile(t, cfgPath, cfg, 0o600)
+	cfg := testutil.TokendConfig{
+		Store:    []string{"path: " + filepath.Join(state, "tokend.db")},
+		Socket:   e.sock,
+		Listen:   []string{`socket_mode: "0666"`},
+		Callback: "off",
+		Metrics:  "off",
+		Refresh:  []string{`schedule: "@every 1s"`, "fraction: 0.5", "jitter: 0.01", "min_remaining: 1s"},
+		Provider: "test", Issuer: e.prov.URL(),
+		Clients: "  app:\n    provider: test\n    client_id: app\n    client_secret_file: " + filepath.Join(dir, "app.secret") + "\n",
+		Grants:  grants,
+	}
+	cfgPath := cfg.Write(t, filepath.Join(dir, "config.yaml"))
 
 	cmd := exec.Command(tokendBin, "serve", "--config", cfgPath)
 	cmd.Stdout, cmd.Stderr = e.logs, e.logs

@@ -97,7 +97,7 @@ func TestKill9Torture(t *testing.T) {
 		time.Sleep(run) // the kill lands at a random moment of the daemon's work
 		close(stop)
 		wg.Wait()
-		p.kill(t)
+		kill(t, p)
 		if i%10 == 9 {
 			t.Logf("kill %d/%d: provider refreshes %d, reuses %d", i+1, kills, prov.Stats().Refreshes, prov.Stats().Reuses)
 		}
@@ -114,7 +114,7 @@ func TestKill9Torture(t *testing.T) {
 	for _, n := range names {
 		served.check(ac, prov, n)
 	}
-	p.term(t)
+	term(t, p)
 
 	checkBolt(t, dbPath)
 	st, err := store.Open(store.Options{Path: dbPath, LockTimeout: 5 * time.Second})
@@ -210,7 +210,7 @@ func TestKill9Torture(t *testing.T) {
 		t.Errorf("%d refresh-token reuses in %d kills: more than %d (%d per kill) cannot come from the kill window", stats.Reuses, kills, bound, concurrency+1)
 	}
 	if t.Failed() {
-		t.Logf("tokend log (tail):\n%s", tail(logPath, 60))
+		t.Logf("tokend log (tail):\n%s", testutil.TailFile(logPath, 60))
 	}
 }
 
@@ -308,93 +308,48 @@ func writeConfig(t *testing.T, dir, issuer string, names []string) string {
 	if err := os.WriteFile(secretFile, []byte(clientSecret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, `store:
-  path: %s
-listen:
-  socket: %s
-  callback: 127.0.0.1:0
-  metrics: "off"
-refresh:
-  schedule: "@every 1s"
-  fraction: 0.5
-  min_remaining: 1s
-  concurrency: %d
-log:
-  level: info
-providers:
-  p:
-    issuer: %s
-clients:
-  c:
-    provider: p
-    client_id: %s
-    client_secret_file: %s
-    auth_method: client_secret_basic
-    redirect_uri: http://127.0.0.1:8785/callback
-grants:
-`, filepath.Join(dir, "tokend.db"), filepath.Join(dir, "tokend.sock"), concurrency, issuer, clientID, secretFile)
+	var grants strings.Builder
 	for _, n := range names {
-		fmt.Fprintf(&b, "  %s:\n    client: c\n    type: authorization_code\n    scopes: [read]\n", n)
+		fmt.Fprintf(&grants, "  %s:\n    client: c\n    type: authorization_code\n    scopes: [read]\n", n)
 	}
-	path := filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return testutil.TokendConfig{
+		Store:    []string{"path: " + filepath.Join(dir, "tokend.db")},
+		Socket:   filepath.Join(dir, "tokend.sock"),
+		Callback: "127.0.0.1:0",
+		Metrics:  "off",
+		Refresh:  []string{`schedule: "@every 1s"`, "fraction: 0.5", "min_remaining: 1s", fmt.Sprintf("concurrency: %d", concurrency)},
+		LogLevel: "info",
+		Provider: "p", Issuer: issuer,
+		Clients: fmt.Sprintf("  c:\n    provider: p\n    client_id: %s\n    client_secret_file: %s\n    auth_method: client_secret_basic\n    redirect_uri: http://127.0.0.1:8785/callback\n",
+			clientID, secretFile),
+		Grants: grants.String(),
+	}.Write(t, filepath.Join(dir, "config.yaml"))
 }
 
-// proc is one running tokend.
-type proc struct {
-	*testutil.Proc
-	log *os.File
-}
-
-// start runs `tokend serve` and waits until its socket answers.
-func start(t *testing.T, cfgPath, logPath string, ac *apiClient) *proc {
+// start runs `tokend serve` (its output appended to logPath) and waits until its socket answers.
+func start(t *testing.T, cfgPath, logPath string, ac *apiClient) *testutil.LoggedTokend {
 	t.Helper()
-	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Fprintf(lf, "=== start %s\n", time.Now().Format(time.RFC3339Nano))
-	cmd := exec.Command(tokendBin, "serve", "--config", cfgPath)
-	cmd.Stdout, cmd.Stderr = lf, lf
-	t.Cleanup(func() { lf.Close() })
-	p := &proc{Proc: testutil.StartProc(t, cmd), log: lf}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		select {
-		case <-p.Done():
-			t.Fatalf("tokend exited during start-up: %v\n%s", p.Err(), tail(logPath, 40))
-		default:
+	return testutil.ServeTokendLogged(t, tokendBin, cfgPath, logPath, func() error {
+		code, _, err := ac.do(http.MethodGet, "/v1/tokens?ready", 2*time.Second)
+		if err == nil && code != http.StatusOK {
+			err = fmt.Errorf("GET /v1/tokens?ready: %d", code)
 		}
-		if code, _, err := ac.do(http.MethodGet, "/v1/tokens?ready", 2*time.Second); err == nil && code == http.StatusOK {
-			return p
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("tokend's socket did not answer within 20 s\n%s", tail(logPath, 40))
-		}
-		time.Sleep(10 * time.Millisecond) // polling another process's start-up
-	}
+		return err
+	})
 }
 
-func (p *proc) kill(t *testing.T) {
+// kill kills tokend with SIGKILL and checks that it died of it.
+func kill(t *testing.T, p *testutil.LoggedTokend) {
 	t.Helper()
-	if err := p.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	<-p.Done()
-	err := p.Err()
+	err := p.Kill9(t)
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 		t.Fatalf("tokend did not die of SIGKILL: %v", err)
 	}
-	p.log.Close()
 }
 
 // term stops tokend with SIGTERM and expects a clean exit.
-func (p *proc) term(t *testing.T) {
+func term(t *testing.T, p *testutil.LoggedTokend) {
 	t.Helper()
 	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -546,16 +501,4 @@ func checkBolt(t *testing.T, path string) {
 	if err != nil {
 		t.Fatalf("bbolt consistency check: %v", err)
 	}
-}
-
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

@@ -32,17 +32,7 @@ func startFleet(t *testing.T, edit func(f *fleet)) (*fleet, []*instance) {
 	if edit != nil {
 		edit(f)
 	}
-	var ins []*instance
-	for i := range 3 {
-		ins = append(ins, f.newInstance(fmt.Sprintf("i%d", i)))
-	}
-	for _, in := range ins {
-		in.start()
-	}
-	for _, in := range ins {
-		in.wait()
-	}
-	return f, ins
+	return f, f.startInstances(3)
 }
 
 // waitServed waits until every instance serves grant, and returns the

@@ -294,37 +294,20 @@ type instance struct {
 
 func (f *fleet) config(in *instance) string {
 	readers := fmt.Sprintf("readers: {uids: [%d]}", os.Getuid())
-	return fmt.Sprintf(`# fleet e2e instance %s
-store:
-  backend: etcd
-  key_file: %s
-  etcd:
-    endpoints: %s
-    prefix: %s
-    dial_timeout: 2s
-    lease_ttl: %s
-fleet:
-  instance: %s
-listen:
-  socket: %s
-  callback: %s
-  metrics: %s
-refresh:
-  schedule: "@every 1s"
-  fraction: 0.75
-  min_remaining: 3s
-  timeout: 1s
-log:
-  level: debug
-providers:
-  op:
-    issuer: %s
-clients:
-%s
-grants:
-%s
-`, in.Name, f.keyFile, f.etcd.endpoints(), f.prefix, f.leaseTTL, in.Name, in.Socket, in.Callback, in.Metrics,
-		f.op.Issuer, strings.TrimRight(f.clients, "\n"), strings.ReplaceAll(strings.TrimRight(f.grants, "\n"), "READERS", readers))
+	return testutil.TokendConfig{
+		Comment: "fleet e2e instance " + in.Name,
+		Store: []string{"backend: etcd", "key_file: " + f.keyFile, "etcd:",
+			"  endpoints: " + f.etcd.endpoints(), "  prefix: " + f.prefix, "  dial_timeout: 2s", "  lease_ttl: " + f.leaseTTL.String()},
+		Fleet:    []string{"instance: " + in.Name},
+		Socket:   in.Socket,
+		Callback: in.Callback,
+		Metrics:  in.Metrics,
+		Refresh:  []string{`schedule: "@every 1s"`, "fraction: 0.75", "min_remaining: 3s", "timeout: 1s"},
+		LogLevel: "debug",
+		Provider: "op", Issuer: f.op.Issuer,
+		Clients: f.clients,
+		Grants:  strings.ReplaceAll(f.grants, "READERS", readers),
+	}.String()
 }
 
 // newInstance writes instance name's configuration; start starts it.
@@ -361,6 +344,23 @@ func (f *fleet) newInstance(name string) *instance {
 		}
 	})
 	return in
+}
+
+// startInstances starts n instances, i0 to i(n-1), together and waits
+// until each serves its socket.
+func (f *fleet) startInstances(n int) []*instance {
+	f.t.Helper()
+	ins := make([]*instance, n)
+	for i := range ins {
+		ins[i] = f.newInstance(fmt.Sprintf("i%d", i))
+	}
+	for _, in := range ins {
+		in.start()
+	}
+	for _, in := range ins {
+		in.wait()
+	}
+	return ins
 }
 
 // start starts the instance; wait waits until its socket answers.

@@ -44,16 +44,7 @@ func TestFleetIsolatedMember(t *testing.T) {
 	// Tokens living 8 s: refreshed every 5 s or so, a few times between
 	// kills.
 	f := newFleet(t, startCluster(t), startOIDC(t, 8))
-	var ins []*instance
-	for i := range 3 {
-		ins = append(ins, f.newInstance(fmt.Sprintf("i%d", i)))
-	}
-	for _, in := range ins {
-		in.start()
-	}
-	for _, in := range ins {
-		in.wait()
-	}
+	ins := f.startInstances(3)
 	f.authorize(ins[0], ins[1], "web")
 	waitServed(t, "web", ins...)
 	readers := startReaders(t, "web", ins...)

@@ -229,25 +229,17 @@ func newTokend(t testing.TB, grants ...grantConfig) *tokend {
 			fmt.Fprintf(&g, "    proxy: {listen: %q}\n", gr.Proxy)
 		}
 	}
-	cfg := fmt.Sprintf(`# tokend e2e/mcp configuration
-store:
-  path: %s
-listen:
-  socket: %s
-  callback: %s
-  metrics: 127.0.0.1:%d
-refresh:
-  schedule: "@every 1s"
-  fraction: 0.75
-  min_remaining: 3s
-  timeout: 10s
-log:
-  level: debug
-grants:
-%s`, filepath.Join(dir, "tokend.db"), td.Socket, td.Callback, testutil.LowPort(t), g.String())
-	if err := os.WriteFile(td.cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
+	cfg := testutil.TokendConfig{
+		Comment:  "tokend e2e/mcp configuration",
+		Store:    []string{"path: " + filepath.Join(dir, "tokend.db")},
+		Socket:   td.Socket,
+		Callback: td.Callback,
+		Metrics:  fmt.Sprintf("127.0.0.1:%d", testutil.LowPort(t)),
+		Refresh:  []string{`schedule: "@every 1s"`, "fraction: 0.75", "min_remaining: 3s", "timeout: 10s"},
+		LogLevel: "debug",
+		Grants:   g.String(),
 	}
+	cfg.Write(t, td.cfgPath)
 	td.http = testutil.UnixHTTPClient(td.Socket, 30*time.Second)
 	t.Cleanup(func() {
 		td.kill()
@@ -413,16 +405,9 @@ func (td *tokend) authorizeStartPage(name string) {
 	if code != 0 || start == "" {
 		t.Fatalf("tokend authorize %s: exit %d, no start URL\nstdout: %s\nstderr: %s", name, code, out, errs)
 	}
-	jar, _ := cookiejar.New(nil)
-	c := &http.Client{Jar: jar, Timeout: 30 * time.Second}
-	resp, err := c.Get(start)
-	if err != nil {
-		t.Fatalf("browser: %v", err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK || resp.Request.URL.Host != td.Callback || resp.Request.URL.Path != "/callback" {
-		t.Fatalf("browser ended at %s with %s, want tokend's callback answering 200:\n%s", resp.Request.URL.Redacted(), resp.Status, body)
+	page := testutil.NewBrowser(t).Open(start)
+	if page.Status != http.StatusOK || page.URL.Host != td.Callback || page.URL.Path != "/callback" {
+		t.Fatalf("browser ended at %s with %d, want tokend's callback answering 200:\n%s", page.URL.Redacted(), page.Status, page.Body)
 	}
 }
 

@@ -74,37 +74,17 @@ func startTokend(t *testing.T, ttl time.Duration) *tokend {
 	// Port 0: tokend binds a free port itself and logs it (a port picked
 	// here and bound later could be taken meanwhile by a parallel test).
 	td := &tokend{prov: prov}
-	cfg := fmt.Sprintf(`store:
-  path: %s
-listen:
-  socket: %s
-  callback: "off"
-  metrics: 127.0.0.1:0
-refresh:
-  schedule: "@every 1s"
-  min_remaining: 5s
-  timeout: 5s
-log:
-  level: debug
-providers:
-  op:
-    issuer: %s
-clients:
-  app:
-    provider: op
-    client_id: app
-    client_secret_file: %s
-    auth_method: client_secret_basic
-grants:
-  api:
-    client: app
-    type: client_credentials
-    scopes: [read]
-`, filepath.Join(dir, "tokend.db"), filepath.Join(dir, "t.sock"), prov.URL(), secret)
-	cfgPath := filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfgPath := testutil.TokendConfig{
+		Store:    []string{"path: " + filepath.Join(dir, "tokend.db")},
+		Socket:   filepath.Join(dir, "t.sock"),
+		Callback: "off",
+		Metrics:  "127.0.0.1:0",
+		Refresh:  []string{`schedule: "@every 1s"`, "min_remaining: 5s", "timeout: 5s"},
+		LogLevel: "debug",
+		Provider: "op", Issuer: prov.URL(),
+		Clients: "  app:\n    provider: op\n    client_id: app\n    client_secret_file: " + secret + "\n    auth_method: client_secret_basic\n",
+		Grants:  "  api:\n    client: app\n    type: client_credentials\n    scopes: [read]\n",
+	}.Write(t, filepath.Join(dir, "config.yaml"))
 	td.log = start(t, "tokend "+dir, exec.Command(tokendBin, "serve", "--config", cfgPath))
 	deadline := time.Now().Add(30 * time.Second)
 	for td.metrics == "" {

@@ -3,13 +3,13 @@ package security
 import (
 	"encoding/json"
 	"net/http"
-	"net/http/cookiejar"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/internal/devprovider"
+	"github.com/tokend/tokend/internal/testutil"
 )
 
 // TestCodeInjectionAsOtherUser carries out code injection for real: root
@@ -40,21 +40,8 @@ func TestCodeInjectionAsOtherUser(t *testing.T) {
 
 	// The operator's browser opens the start page: a cookie, and the
 	// redirect to the provider.
-	jar, _ := cookiejar.New(nil)
-	browser := &http.Client{
-		Jar:           jar,
-		Timeout:       10 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-	resp, err := browser.Get(startURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	authURL := resp.Header.Get("Location")
-	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(authURL, e.prov.URL()+"/authorize?") {
-		t.Fatalf("start page: %d, Location %q", resp.StatusCode, authURL)
-	}
+	browser := noRedirectBrowser()
+	authURL := testutil.StartPageRedirect(t, browser, startURL, e.prov.URL()+"/authorize?")
 
 	// The attacker, as uid 65534: their own sign-in with tokend's URL, and
 	// the code delivered to the callback first.
@@ -81,7 +68,7 @@ func TestCodeInjectionAsOtherUser(t *testing.T) {
 	}
 
 	// The operator's browser completes the authorization.
-	resp, err = browser.Get(authURL)
+	resp, err := browser.Get(authURL)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -82,6 +82,12 @@ func childFlood() {
 			}
 		}()
 	}
+	reportUntil(stop, deadline, report)
+}
+
+// reportUntil runs report every 200 ms until stop closes or deadline
+// passes, and once more when stop closes: a flooding child's counts.
+func reportUntil(stop <-chan struct{}, deadline time.Time, report func()) {
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -122,6 +128,8 @@ const floodGrants = `  flood:
 type floodCounts struct {
 	mu   sync.Mutex
 	last string
+	// stderr is what the child wrote there.
+	stderr testutil.SyncBuffer
 }
 
 func (f *floodCounts) String() string {
@@ -141,6 +149,67 @@ func (f *floodCounts) get(key string) int {
 	return n
 }
 
+// waitAtLeast waits up to 30 s until the child counted n of key: the flood
+// is under way.
+func (f *floodCounts) waitAtLeast(t *testing.T, key string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for f.get(key) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("the flood did not get going within 30s: %q\n%s", f.String(), f.stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// fetchDuringFlood has the reader fetch the token, and root read its
+// status, every half second until at least three fetches succeeded and a
+// scheduled refresh after floodStart did: 40 s at most. Every refresh
+// after floodStart must succeed, on-demand ones only when onDemandToo.
+// during, if not nil, runs after each fetch, given its number from 1. It
+// returns the number of fetches.
+func (e *env) fetchDuringFlood(counts *floodCounts, floodStart time.Time, onDemandToo bool, during func(fetch int)) int {
+	t := e.t
+	t.Helper()
+	fetches := 0
+	deadline := time.Now().Add(40 * time.Second)
+	for {
+		r := e.run(uidOther, "token", "flood")
+		if r.code != exitOK || !e.prov.Valid(strings.TrimSpace(r.stdout)) {
+			t.Fatalf("the reader's fetch %d during the flood: %v\nflood: %s", fetches+1, r, counts.String())
+		}
+		fetches++
+		if during != nil {
+			during(fetches)
+		}
+		st := e.run(0, "status", "flood", "--json")
+		if st.code != exitOK {
+			t.Fatalf("root's status during the flood: %v", st)
+		}
+		var s api.GrantStatus
+		if err := json.Unmarshal([]byte(st.stdout), &s); err != nil {
+			t.Fatalf("status --json: %v\n%s", err, st.stdout)
+		}
+		refreshed := false
+		for _, a := range s.History {
+			if !a.At.After(floodStart) || a.Reason == "on-demand" && !onDemandToo {
+				continue
+			}
+			if a.Result != "success" {
+				t.Fatalf("a %s refresh during the flood failed: %+v\nflood: %s", a.Reason, a, counts.String())
+			}
+			refreshed = refreshed || a.Reason != "on-demand" && a.Reason != "manual"
+		}
+		if refreshed && fetches >= 3 {
+			return fetches
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no scheduled refresh during 40s of flood; status: %+v\nflood: %s", s, counts.String())
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
 // TestConnectionFlood: nobody (a non-reader allowed to connect) opens
 // 3000 connections to a tokend limited to 1024 descriptors and keeps them
 // open, replacing any the server closes. Meanwhile the reader's fetches
@@ -158,86 +227,16 @@ func TestConnectionFlood(t *testing.T) {
 		t.Fatalf("the reader before the flood: %v", r)
 	}
 
-	cmd := childCmd(t, "flood", uidNobody, []uint32{}, "TOKEND_SOCK="+e.sock, "FLOOD_CONNS=3000")
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var childErr testutil.SyncBuffer
-	cmd.Stderr = &childErr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	counts := &floodCounts{}
-	scanned := make(chan struct{})
-	go func() {
-		defer close(scanned)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			counts.mu.Lock()
-			counts.last = sc.Text()
-			counts.mu.Unlock()
-		}
-	}()
-	stopFlood := sync.OnceFunc(func() {
-		stdin.Close()
-		<-scanned
-		_ = cmd.Wait()
-		t.Logf("flood: %s", counts.String())
-	})
-	t.Cleanup(stopFlood)
-
+	counts, stopFlood := startFlood(t, "flood", uidNobody, "TOKEND_SOCK="+e.sock, "FLOOD_CONNS=3000")
 	// The flood is on once more connections were answered than the API
 	// may hold at once (464 with 1024 descriptors).
-	deadline := time.Now().Add(30 * time.Second)
-	for counts.get("answered") < 600 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the flood did not get going within 30s: %q\n%s", counts.String(), childErr.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	counts.waitAtLeast(t, "answered", 600)
 	floodStart := time.Now()
 	t.Logf("flood under way: %s", counts.String())
 
 	// The reader keeps fetching, and the scheduled refresh due about 10 s
 	// after the token was obtained must succeed while the flood goes on.
-	fetches := 0
-	deadline = time.Now().Add(40 * time.Second)
-	for {
-		r := e.run(uidOther, "token", "flood")
-		if r.code != exitOK || !e.prov.Valid(strings.TrimSpace(r.stdout)) {
-			t.Fatalf("the reader's fetch %d during the flood: %v\nflood: %s", fetches+1, r, counts.String())
-		}
-		fetches++
-		st := e.run(0, "status", "flood", "--json")
-		if st.code != exitOK {
-			t.Fatalf("root's status during the flood: %v", st)
-		}
-		var s api.GrantStatus
-		if err := json.Unmarshal([]byte(st.stdout), &s); err != nil {
-			t.Fatalf("status --json: %v\n%s", err, st.stdout)
-		}
-		refreshed := false
-		for _, a := range s.History {
-			if a.At.After(floodStart) && a.Reason != "on-demand" {
-				if a.Result != "success" {
-					t.Fatalf("a scheduled refresh during the flood failed: %+v\nflood: %s", a, counts.String())
-				}
-				refreshed = true
-			}
-		}
-		if refreshed && fetches >= 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no scheduled refresh during 40s of flood; status: %+v\nflood: %s", s, counts.String())
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	e.fetchDuringFlood(counts, floodStart, false, nil)
 	// Still flooding at the end: the refresh did not get a quiet moment.
 	if counts.get("answered") < 1000 && counts.get("failed") < 1000 {
 		t.Errorf("the flood stalled: %s", counts.String())
@@ -310,20 +309,7 @@ func childFloodTCP() {
 			}
 		}()
 	}
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-stop:
-			report()
-			return
-		case <-tick.C:
-			report()
-			if time.Now().After(deadline) {
-				return
-			}
-		}
-	}
+	reportUntil(stop, deadline, report)
 }
 
 // startFlood runs the child role as uid with no groups and env, and
@@ -340,12 +326,11 @@ func startFlood(t *testing.T, role string, uid uint32, env ...string) (*floodCou
 	if err != nil {
 		t.Fatal(err)
 	}
-	var childErr testutil.SyncBuffer
-	cmd.Stderr = &childErr
+	counts := &floodCounts{}
+	cmd.Stderr = &counts.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	counts := &floodCounts{}
 	scanned := make(chan struct{})
 	go func() {
 		defer close(scanned)
@@ -360,7 +345,7 @@ func startFlood(t *testing.T, role string, uid uint32, env ...string) (*floodCou
 		stdin.Close()
 		<-scanned
 		_ = cmd.Wait()
-		t.Logf("flood: %s %s", counts.String(), childErr.String())
+		t.Logf("flood: %s %s", counts.String(), counts.stderr.String())
 	})
 	t.Cleanup(stop)
 	return counts, stop
@@ -394,54 +379,17 @@ func TestListenerFlood(t *testing.T) {
 	}
 
 	counts, stopFlood := startFlood(t, "flood-tcp", uidNobody, "FLOOD_ADDRS="+e.callback+","+metricsAddr, "FLOOD_CONNS=3000")
-	deadline := time.Now().Add(30 * time.Second)
-	for counts.get("opened") < 1000 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the flood did not get going within 30s: %q", counts.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	counts.waitAtLeast(t, "opened", 1000)
 	floodStart := time.Now()
 	t.Logf("flood under way: %s", counts.String())
 
-	fetches := 0
-	deadline = time.Now().Add(40 * time.Second)
-	for {
-		r := e.run(uidOther, "token", "flood")
-		if r.code != exitOK || !e.prov.Valid(strings.TrimSpace(r.stdout)) {
-			t.Fatalf("the reader's fetch %d during the flood: %v\nflood: %s", fetches+1, r, counts.String())
-		}
-		fetches++
-		if fetches == 2 {
+	fetches := e.fetchDuringFlood(counts, floodStart, true, func(fetch int) {
+		if fetch == 2 {
 			if r := e.run(0, "refresh", "flood"); r.code != exitOK {
 				t.Fatalf("root's refresh during the flood: %v\nflood: %s", r, counts.String())
 			}
 		}
-		st := e.run(0, "status", "flood", "--json")
-		if st.code != exitOK {
-			t.Fatalf("root's status during the flood: %v", st)
-		}
-		var s api.GrantStatus
-		if err := json.Unmarshal([]byte(st.stdout), &s); err != nil {
-			t.Fatalf("status --json: %v\n%s", err, st.stdout)
-		}
-		refreshed := false
-		for _, a := range s.History {
-			if a.At.After(floodStart) {
-				if a.Result != "success" {
-					t.Fatalf("a refresh during the flood failed: %+v\nflood: %s", a, counts.String())
-				}
-				refreshed = refreshed || a.Reason != "on-demand" && a.Reason != "manual"
-			}
-		}
-		if refreshed && fetches >= 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no scheduled refresh during 40s of flood; status: %+v\nflood: %s", s, counts.String())
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	})
 	// Still flooding at the end: the server kept shedding connections.
 	shed := counts.get("refused") + counts.get("closed")
 	if shed < 1000 {

@@ -7,6 +7,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/cookiejar"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -104,35 +106,20 @@ func newEnv(t *testing.T, o envOpts) *env {
 	t.Cleanup(e.prov.Close)
 
 	e.callback = fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
-	cfg := fmt.Sprintf(`store:
-  path: %s
-  key_file: %s
-listen:
-  socket: %s
-  socket_mode: "0666"
-  callback: %s
-  metrics: "off"
-refresh:
-  schedule: "@every 15s"
-operators:
-  groups: []
-log:
-  level: debug
-providers:
-  test:
-    issuer: %s
-clients:
-  app:
-    provider: test
-    client_id: app
-    client_secret_file: %s
-    auth_method: client_secret_basic
-    redirect_uri: http://%s/callback
-grants:
-%s`, e.store, filepath.Join(base, "store.key"), e.sock, e.callback, e.prov.URL(),
-		filepath.Join(base, "app.secret"), e.callback, o.grants)
-	e.config = filepath.Join(base, "config.yaml")
-	mustWrite(t, e.config, cfg)
+	e.config = testutil.TokendConfig{
+		Store:     []string{"path: " + e.store, "key_file: " + filepath.Join(base, "store.key")},
+		Socket:    e.sock,
+		Listen:    []string{`socket_mode: "0666"`},
+		Callback:  e.callback,
+		Metrics:   "off",
+		Refresh:   []string{`schedule: "@every 15s"`},
+		Operators: []string{"groups: []"},
+		LogLevel:  "debug",
+		Provider:  "test", Issuer: e.prov.URL(),
+		Clients: fmt.Sprintf("  app:\n    provider: test\n    client_id: app\n    client_secret_file: %s\n    auth_method: client_secret_basic\n    redirect_uri: http://%s/callback\n",
+			filepath.Join(base, "app.secret"), e.callback),
+		Grants: o.grants,
+	}.Write(t, filepath.Join(base, "config.yaml"))
 	return e
 }
 
@@ -320,6 +307,17 @@ func urlIn(s string) string {
 		}
 	}
 	return ""
+}
+
+// noRedirectBrowser is a browser (a cookie jar) that stops at every
+// redirect, so that the test sees each hop of an authorization.
+func noRedirectBrowser() *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{
+		Jar:           jar,
+		Timeout:       10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 }
 
 // httpGetSource is a minimal HTTP client for tests that need a request sent

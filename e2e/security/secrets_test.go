@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/cookiejar"
 	"os"
 	"strings"
 	"testing"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/tokend/tokend/api"
 	"github.com/tokend/tokend/internal/devprovider"
+	"github.com/tokend/tokend/internal/testutil"
 )
 
 const secretGrants = `  cc:
@@ -79,22 +79,9 @@ func TestNoSecretsInOutput(t *testing.T) {
 	if ar.code != exitOK || startURL == "" {
 		t.Fatalf("authorize code printed no URL: %v", ar)
 	}
-	jar, _ := cookiejar.New(nil)
-	noRedirect := &http.Client{
-		Jar:           jar,
-		Timeout:       10 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-	resp, err := noRedirect.Get(startURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	authURL := resp.Header.Get("Location")
-	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(authURL, e.prov.URL()+"/") {
-		t.Fatalf("start page answered %d, Location %q; want a redirect to the provider", resp.StatusCode, authURL)
-	}
-	resp, err = noRedirect.Get(authURL)
+	noRedirect := noRedirectBrowser()
+	authURL := testutil.StartPageRedirect(t, noRedirect, startURL, e.prov.URL()+"/")
+	resp, err := noRedirect.Get(authURL)
 	if err != nil {
 		t.Fatal(err)
 	}

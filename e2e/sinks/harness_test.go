@@ -2,13 +2,14 @@ package sinks
 
 import (
 	"context"
-	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -45,99 +46,44 @@ func newProvider(t *testing.T, ttl time.Duration) *devprovider.Server {
 	return prov
 }
 
-// writeConfig writes tokend's configuration: one client_credentials grant
-// "g" whose sinks are the YAML list items given (already indented).
-func writeConfig(t *testing.T, dir, issuer, refresh, sinks string) string {
+// Refresh sections: rotatingRefresh refreshes short tokens at half their
+// life; quietRefresh wakes the scheduler every 15 s only.
+var (
+	rotatingRefresh = []string{`schedule: "@every 1s"`, "fraction: 0.5", "jitter: 0.01", "min_remaining: 1s"}
+	quietRefresh    = []string{`schedule: "@every 15s"`}
+)
+
+// writeConfig writes tokend's configuration: the refresh section's lines,
+// and one client_credentials grant "g" whose sinks are the YAML list items
+// given (already indented).
+func writeConfig(t *testing.T, dir, issuer string, refresh []string, sinks string) string {
 	t.Helper()
 	secretFile := filepath.Join(dir, "client.secret")
 	if err := os.WriteFile(secretFile, []byte(clientSecret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := fmt.Sprintf(`store:
-  path: %s
-listen:
-  socket: %s
-  callback: "off"
-  metrics: "off"
-refresh:
-%s
-log:
-  level: debug
-providers:
-  p:
-    issuer: %s
-clients:
-  c:
-    provider: p
-    client_id: %s
-    client_secret_file: %s
-grants:
-  g:
-    client: c
-    type: client_credentials
-    scopes: [read]
-    sinks:
-%s
-`, filepath.Join(dir, "tokend.db"), filepath.Join(dir, "tokend.sock"), refresh, issuer, clientID, secretFile, sinks)
-	path := filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-type proc struct {
-	*testutil.Proc
-	log *os.File
+	return testutil.TokendConfig{
+		Store:    []string{"path: " + filepath.Join(dir, "tokend.db")},
+		Socket:   filepath.Join(dir, "tokend.sock"),
+		Callback: "off",
+		Metrics:  "off",
+		Refresh:  refresh,
+		LogLevel: "debug",
+		Provider: "p", Issuer: issuer,
+		Clients: "  c:\n    provider: p\n    client_id: " + clientID + "\n    client_secret_file: " + secretFile + "\n",
+		Grants:  "  g:\n    client: c\n    type: client_credentials\n    scopes: [read]\n    sinks:\n" + sinks,
+	}.Write(t, filepath.Join(dir, "config.yaml"))
 }
 
 // start runs tokend serve and waits until its socket answers.
-func start(t *testing.T, cfgPath, logPath string, ac *api.Client) *proc {
+func start(t *testing.T, cfgPath, logPath string, ac *api.Client) *testutil.LoggedTokend {
 	t.Helper()
-	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(tokendBin, "serve", "--config", cfgPath)
-	cmd.Stdout, cmd.Stderr = lf, lf
-	t.Cleanup(func() { lf.Close() })
-	p := &proc{Proc: testutil.StartProc(t, cmd), log: lf}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		select {
-		case <-p.Done():
-			t.Fatalf("tokend exited during start-up: %v\n%s", p.Err(), readTail(logPath))
-		default:
-		}
+	return testutil.ServeTokendLogged(t, tokendBin, cfgPath, logPath, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
 		_, err := ac.List(ctx)
-		cancel()
-		if err == nil {
-			return p
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("tokend's socket did not answer within 20 s: %v\n%s", err, readTail(logPath))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func (p *proc) kill(t *testing.T) {
-	t.Helper()
-	if err := p.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	<-p.Done()
-	p.log.Close()
-}
-
-func readTail(path string) string {
-	b, _ := os.ReadFile(path)
-	lines := strings.Split(string(b), "\n")
-	if len(lines) > 40 {
-		lines = lines[len(lines)-40:]
-	}
-	return strings.Join(lines, "\n")
+		return err
+	})
 }
 
 func ctx(t *testing.T) context.Context {
@@ -158,6 +104,51 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// bearerTarget is a loopback HTTP server, what a sink's reader sends its
+// token to: it answers body to requests bearing a token the provider
+// considers valid, 401 to the others, and counts both.
+type bearerTarget struct {
+	addr               string
+	accepted, rejected atomic.Int64
+
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+// startBearerTarget serves a bearerTarget until the test ends.
+func startBearerTarget(t *testing.T, prov *devprovider.Server, body string) *bearerTarget {
+	t.Helper()
+	bt := &bearerTarget{seen: map[string]bool{}}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || !prov.Valid(tok) {
+			bt.rejected.Add(1)
+			http.Error(w, "bad token", http.StatusUnauthorized)
+			return
+		}
+		bt.accepted.Add(1)
+		bt.mu.Lock()
+		bt.seen[tok] = true
+		bt.mu.Unlock()
+		io.WriteString(w, body)
+	})}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bt.addr = l.Addr().String()
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return bt
+}
+
+// tokens is how many distinct valid tokens the target has seen.
+func (bt *bearerTarget) tokens() int {
+	bt.mu.Lock()
+	defer bt.mu.Unlock()
+	return len(bt.seen)
+}
+
 // sinkDir makes a root-owned 0755 directory for sinks.
 func sinkDir(t *testing.T) string {
 	dir := filepath.Join(testutil.SharedDir(t), "sinks")
@@ -166,5 +157,3 @@ func sinkDir(t *testing.T) string {
 	}
 	return dir
 }
-
-var _ = http.StatusOK

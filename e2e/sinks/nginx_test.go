@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -77,32 +75,11 @@ func TestNginxRecipe(t *testing.T) {
 	}
 
 	prov := newProvider(t, 4*time.Second)
-	var accepted, rejected atomic.Int64
-	var mu sync.Mutex
-	seen := map[string]bool{}
-	upstream := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || !prov.Valid(tok) {
-			rejected.Add(1)
-			http.Error(w, "bad token", http.StatusUnauthorized)
-			return
-		}
-		accepted.Add(1)
-		mu.Lock()
-		seen[tok] = true
-		mu.Unlock()
-		fmt.Fprint(w, "upstream ok")
-	})}
-	ul, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go upstream.Serve(ul)
-	t.Cleanup(func() { upstream.Close() })
+	upstream := startBearerTarget(t, prov, "upstream ok")
 
 	dir := testutil.SharedDir(t)
 	sink := filepath.Join(sinkDir(t), "upstream.token")
-	cfg := writeConfig(t, dir, prov.URL(), "  schedule: \"@every 1s\"\n  fraction: 0.5\n  jitter: 0.01\n  min_remaining: 1s",
+	cfg := writeConfig(t, dir, prov.URL(), rotatingRefresh,
 		fmt.Sprintf("      - path: %s\n        format: raw\n", sink))
 	start(t, cfg, filepath.Join(dir, "tokend.log"), api.NewClient(filepath.Join(dir, "tokend.sock")))
 	waitFor(t, "the sink written", func() bool { _, err := os.Stat(sink); return err == nil })
@@ -134,7 +111,7 @@ http {
     }
   }
 }
-`, prefix, port, tokenConf, ul.Addr())), 0o644); err != nil {
+`, prefix, port, tokenConf, upstream.addr)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	nginxArgs := func(args ...string) []string {
@@ -221,14 +198,12 @@ http {
 	var ok, failed int
 	began := time.Now()
 	for {
-		mu.Lock()
-		n := len(seen)
-		mu.Unlock()
+		n := upstream.tokens()
 		if n >= 4 {
 			break
 		}
 		if time.Since(began) > 60*time.Second {
-			t.Fatalf("after 60 s the upstream saw %d tokens (%d requests through nginx answered 200, %d not)\nnginx:\n%s", n, ok, failed, readTail(ngLog))
+			t.Fatalf("after 60 s the upstream saw %d tokens (%d requests through nginx answered 200, %d not)\nnginx:\n%s", n, ok, failed, testutil.TailFile(ngLog, 40))
 		}
 		resp, err := client.Get(url)
 		if err != nil {
@@ -249,12 +224,10 @@ http {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	mu.Lock()
-	tokens := len(seen)
-	mu.Unlock()
+	tokens := upstream.tokens()
 	t.Logf("nginx ran %s: %d requests answered 200, %d not; upstream accepted %d, rejected %d; %d distinct tokens, the script ran %d times after the first",
-		time.Since(began).Round(time.Second), ok, failed, accepted.Load(), rejected.Load(), tokens, runs.Load())
-	if rejected.Load() != 0 {
-		t.Errorf("the upstream rejected %d requests", rejected.Load())
+		time.Since(began).Round(time.Second), ok, failed, upstream.accepted.Load(), upstream.rejected.Load(), tokens, runs.Load())
+	if upstream.rejected.Load() != 0 {
+		t.Errorf("the upstream rejected %d requests", upstream.rejected.Load())
 	}
 }

@@ -43,7 +43,7 @@ for i in $(seq 1 100); do echo squat > .g.token.tokend-tmp-$(head -c 10 /dev/ura
 		t.Fatalf("the other user's squat: %v\n%s", err, out)
 	}
 	raw := filepath.Join(shared, "g.token")
-	cfg := writeConfig(t, dir, prov.URL(), "  schedule: \"@every 15s\"", "      - path: "+raw+"\n")
+	cfg := writeConfig(t, dir, prov.URL(), quietRefresh, "      - path: "+raw+"\n")
 	ac := api.NewClient(filepath.Join(dir, "tokend.sock"))
 	start(t, cfg, filepath.Join(dir, "tokend.log"), ac)
 	for i := range 2 {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -40,33 +39,12 @@ func TestPrometheusCredentialsFile(t *testing.T) {
 	prov := newProvider(t, 4*time.Second)
 
 	// The target: /metrics answers only the provider's valid tokens.
-	var accepted, rejected atomic.Int64
-	var mu sync.Mutex
-	seen := map[string]bool{}
-	target := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || !prov.Valid(tok) {
-			rejected.Add(1)
-			http.Error(w, "bad token", http.StatusUnauthorized)
-			return
-		}
-		accepted.Add(1)
-		mu.Lock()
-		seen[tok] = true
-		mu.Unlock()
-		fmt.Fprintln(w, "# TYPE sink_target_up gauge\nsink_target_up 1")
-	})}
-	tl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go target.Serve(tl)
-	t.Cleanup(func() { target.Close() })
+	target := startBearerTarget(t, prov, "# TYPE sink_target_up gauge\nsink_target_up 1\n")
 
 	dir := testutil.SharedDir(t)
 	sinks := sinkDir(t)
 	sink := filepath.Join(sinks, "prometheus.token")
-	cfg := writeConfig(t, dir, prov.URL(), "  schedule: \"@every 1s\"\n  fraction: 0.5\n  jitter: 0.01\n  min_remaining: 1s",
+	cfg := writeConfig(t, dir, prov.URL(), rotatingRefresh,
 		fmt.Sprintf("      - path: %s\n        owner: \"%d\"\n        group: \"%d\"\n        mode: \"0400\"\n", sink, promUID, promUID))
 	ac := api.NewClient(filepath.Join(dir, "tokend.sock"))
 	start(t, cfg, filepath.Join(dir, "tokend.log"), ac)
@@ -89,7 +67,7 @@ scrape_configs:
       credentials_file: %s
     static_configs:
       - targets: ["%s"]
-`, sink, tl.Addr())), 0o644); err != nil {
+`, sink, target.addr)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	promAddr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
@@ -113,14 +91,12 @@ scrape_configs:
 	began := time.Now()
 	deadline := began.Add(60 * time.Second)
 	for {
-		mu.Lock()
-		n := len(seen)
-		mu.Unlock()
+		n := target.tokens()
 		if n >= 5 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after 60 s the target saw %d tokens (accepted %d, rejected %d)\n%s", n, accepted.Load(), rejected.Load(), readTail(promLog))
+			t.Fatalf("after 60 s the target saw %d tokens (accepted %d, rejected %d)\n%s", n, target.accepted.Load(), target.rejected.Load(), testutil.TailFile(promLog, 40))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -129,13 +105,11 @@ scrape_configs:
 	count := promQuery(t, promAddr, `count_over_time(up{job="target"}[10m])`)
 	sum := promQuery(t, promAddr, `sum_over_time(up{job="target"}[10m])`)
 	failed := scrapeFailures(t, promAddr)
-	mu.Lock()
-	tokens := len(seen)
-	mu.Unlock()
+	tokens := target.tokens()
 	t.Logf("prometheus ran %s: %v scrapes recorded, %v up; target accepted %d, rejected %d; %d distinct tokens (%d rotations); scrape anomalies %v",
-		ran.Round(time.Second), count, sum, accepted.Load(), rejected.Load(), tokens, tokens-1, failed)
-	if rejected.Load() != 0 {
-		t.Errorf("the target rejected %d scrapes", rejected.Load())
+		ran.Round(time.Second), count, sum, target.accepted.Load(), target.rejected.Load(), tokens, tokens-1, failed)
+	if target.rejected.Load() != 0 {
+		t.Errorf("the target rejected %d scrapes", target.rejected.Load())
 	}
 	if count < 5 || sum != count {
 		t.Errorf("up: %v of %v scrapes succeeded", sum, count)
@@ -237,7 +211,7 @@ func TestReaderNeverSeesPartial(t *testing.T) {
 	dir := testutil.SharedDir(t)
 	sinks := sinkDir(t)
 	raw, js := filepath.Join(sinks, "g.token"), filepath.Join(sinks, "g.json")
-	cfg := writeConfig(t, dir, prov.URL(), "  schedule: \"@every 15s\"",
+	cfg := writeConfig(t, dir, prov.URL(), quietRefresh,
 		fmt.Sprintf("      - path: %s\n        owner: \"65534\"\n        group: \"65534\"\n        mode: \"0440\"\n      - path: %s\n        format: json\n", raw, js))
 	ac := api.NewClient(filepath.Join(dir, "tokend.sock"))
 	start(t, cfg, filepath.Join(dir, "tokend.log"), ac)
@@ -356,7 +330,7 @@ func TestKill9Writer(t *testing.T) {
 	dir := testutil.SharedDir(t)
 	sinks := sinkDir(t)
 	raw, js, env := filepath.Join(sinks, "g.token"), filepath.Join(sinks, "g.json"), filepath.Join(sinks, "g.env")
-	cfg := writeConfig(t, dir, prov.URL(), "  schedule: \"@every 15s\"",
+	cfg := writeConfig(t, dir, prov.URL(), quietRefresh,
 		fmt.Sprintf("      - path: %s\n      - path: %s\n        format: json\n      - path: %s\n        format: env\n", raw, js, env))
 	ac := api.NewClient(filepath.Join(dir, "tokend.sock"))
 	logPath := filepath.Join(dir, "tokend.log")
@@ -399,7 +373,7 @@ func TestKill9Writer(t *testing.T) {
 			}
 		})
 		time.Sleep(time.Duration(20+rng.IntN(300)) * time.Millisecond)
-		p.kill(t)
+		p.Kill9(t)
 		close(stop)
 		wg.Wait()
 		// A temporary file left behind (".NAME.tokend-tmp-RANDOM"): the

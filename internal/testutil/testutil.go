@@ -1,9 +1,11 @@
 // Package testutil holds what several test packages need and used to copy:
 // a buffer a child process writes while the test reads it ([SyncBuffer]), a
 // child process killed when the test ends ([StartProc]) and a tokend one
-// waited for until it serves ([WaitTokend]), building the tokend binary in
-// TestMain ([BuildTokend]), a free loopback port ([FreePort], [LowPort]
-// below the ephemeral range), a short directory for unix sockets
+// waited for until it serves ([WaitTokend]) or, its output in a log file,
+// until it is ready ([ServeTokendLogged]), its configuration file
+// ([TokendConfig]), building the tokend binary in TestMain
+// ([BuildTokend]), a free loopback port ([FreePort], [LowPort] below the
+// ephemeral range), a short directory for unix sockets
 // ([ShortDir]), an HTTP handler served on one ([ServeUnix]) and a client of
 // one ([UnixHTTPClient]), and what running a process as another user takes:
 // a directory that user may enter ([SharedDir]), a copy of the test binary
@@ -14,8 +16,9 @@
 // ([Counts]), signing keys ([ECKey], [Ed25519Key], [RSAKey]) and JWTs
 // signed by hand as assertions and proofs ([SignJWT]), and a person's
 // browser reduced to cookies, redirects and self-submitting forms
-// ([Browser]). Its package oidcop runs oidc-provider, the end-to-end tests'
-// authorization server.
+// ([Browser]) and the redirect of tokend's start page
+// ([StartPageRedirect]). Its package oidcop runs oidc-provider, the
+// end-to-end tests' authorization server.
 //
 // Only tests import it: TestOnlyTestsImport fails when a package that is
 // not a test depends on it.
