@@ -289,8 +289,18 @@ func TestFleetEtcdQuorumLoss(t *testing.T) {
 	if st := n.d.status(g); st.LastError != fleetPausedError {
 		t.Fatalf("status without quorum: last_error %q", st.LastError)
 	}
-	// Past the refresh point: nothing is sent, the valid token is served.
-	clock.Advance(8 * time.Minute)
+	// Past the refresh point (75 % of the token's life, ±5 %): nothing is
+	// sent, the valid token is served. The clock goes there from the
+	// token's own expiry: the ticks it took to see the token arrive are
+	// more on a loaded machine (one refresh against a second's worth of
+	// 20 ms ticks), and a move counted from where they left the clock
+	// once went past the expiry itself.
+	exp := g.cur.Load().Expiry
+	to := exp.Add(-2 * time.Minute) // 80 % of 10 minutes; 4 ticks follow
+	if !clock.Now().Before(to) {
+		t.Fatalf("the clock is at %s, past the refresh point of the token expiring at %s, before the test stopped quorum", clock.Now(), exp)
+	}
+	clock.Advance(to.Sub(clock.Now()))
 	for range 4 {
 		clock.Advance(15 * time.Second)
 		time.Sleep(20 * time.Millisecond)
@@ -308,6 +318,15 @@ func TestFleetEtcdQuorumLoss(t *testing.T) {
 	for _, r := range []<-chan error{r1, r2} {
 		if err := <-r; err != nil {
 			t.Fatal(err)
+		}
+	}
+	// The ticks start once the daemon sees quorum again: ticking, 15 s a
+	// tick, while its writes still fail would carry the clock past the
+	// refreshed token's own refresh point before it is saved, and ask for
+	// two tokens where one is due.
+	for end := time.Now().Add(30 * time.Second); !n.st.Health().Quorum; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("quorum back not noticed:\n%s", n.logs.String())
 		}
 	}
 	// Right after the members are back a write may still fail; the
