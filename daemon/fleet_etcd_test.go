@@ -38,9 +38,7 @@ func TestFleetEtcdTwoDaemons(t *testing.T) {
 	}
 	c := etcdtest.New(t, etcdtest.Options{Members: 3, NoFsync: true})
 	clock := newFakeClock(t0)
-	prov := devprovider.New(devprovider.Options{Now: clock.Now, AccessTTL: 10 * time.Minute,
-		Clients: []devprovider.Client{{ID: "app", Secret: testSecret, AuthMethod: "client_secret_basic"}}})
-	t.Cleanup(prov.Close)
+	prov := fleetProvider(t, clock)
 	grants := []string{"g1", "g2", "g3", "g4"}
 	start := func(name string) *fleetNode { return startFleetNode(t, c, clock, prov, name, grants, 4*time.Second) }
 	a, b := start("host-a"), start("host-b")
@@ -186,6 +184,17 @@ func (n *fleetNode) stop(t *testing.T) {
 	}
 }
 
+// fleetProvider is the provider of the fleet tests on real etcd: client
+// "app" (secret testSecret, client_secret_basic) gets tokens of ten
+// minutes on clock; it closes when the test ends.
+func fleetProvider(t *testing.T, clock *fakeClock) *devprovider.Server {
+	t.Helper()
+	prov := devprovider.New(devprovider.Options{Now: clock.Now, AccessTTL: 10 * time.Minute,
+		Clients: []devprovider.Client{{ID: "app", Secret: testSecret, AuthMethod: "client_secret_basic"}}})
+	t.Cleanup(prov.Close)
+	return prov
+}
+
 // startFleetNode runs a daemon named name on cluster c with grants, all
 // client_credentials of prov unless a mod of the configuration says
 // otherwise.
@@ -257,9 +266,7 @@ func TestFleetEtcdQuorumLoss(t *testing.T) {
 	}
 	c := etcdtest.New(t, etcdtest.Options{Members: 3, NoFsync: true})
 	clock := newFakeClock(t0)
-	prov := devprovider.New(devprovider.Options{Now: clock.Now, AccessTTL: 10 * time.Minute,
-		Clients: []devprovider.Client{{ID: "app", Secret: testSecret, AuthMethod: "client_secret_basic"}}})
-	t.Cleanup(prov.Close)
+	prov := fleetProvider(t, clock)
 	// A longer lease than the take-over test's: a provider request is
 	// bounded by half of it, and under -race on a busy machine 1 s can
 	// run out.

@@ -83,9 +83,7 @@ func TestFleetEtcdRestartWithUndecodableRecord(t *testing.T) {
 	}
 	c := etcdtest.New(t, etcdtest.Options{Members: 1, NoFsync: true})
 	clock := newFakeClock(t0)
-	prov := devprovider.New(devprovider.Options{Now: clock.Now, AccessTTL: 10 * time.Minute,
-		Clients: []devprovider.Client{{ID: "app", Secret: testSecret, AuthMethod: "client_secret_basic"}}})
-	t.Cleanup(prov.Close)
+	prov := fleetProvider(t, clock)
 	grants := []string{"g1", "g2", "g3"}
 	n := startFleetNode(t, c, clock, prov, "host-a", grants, 4*time.Second)
 	for end := time.Now().Add(60 * time.Second); ; {
