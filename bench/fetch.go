@@ -53,14 +53,11 @@ func benchFetch(rep *report, dir string) error {
 	if err != nil {
 		return err
 	}
-	r, err := startDaemon(cfg, nil)
+	r, err := startServing(cfg, 1)
 	if err != nil {
 		return err
 	}
 	defer r.stop()
-	if _, err := r.waitRefreshed(1, 30*time.Second); err != nil {
-		return err
-	}
 	name := grantName(0)
 	resp, err := unixClient(cfg.Listen.Socket).Get("http://tokend/v1/tokens/" + name)
 	if err != nil {
@@ -80,10 +77,7 @@ func benchFetch(rep *report, dir string) error {
 
 	const rounds = 3
 	for _, clients := range []int{1, 16} {
-		per := 12000 / clients
-		if clients > 1 {
-			per = 40000 / clients
-		}
+		per := requestsPerClient(clients)
 		limit := 30 * time.Second
 		// Warm-up: connections, goroutine stacks, the page cache.
 		runLoad(cfg.Listen.Socket, clients, per/4, limit, path)

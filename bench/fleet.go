@@ -189,10 +189,7 @@ func benchFleetFetch(rep *report, dir string, c *etcdCluster) error {
 	path := func(int, int) string { return "/v1/tokens/" + grantName(0) }
 	const rounds = 3
 	for _, clients := range []int{1, 16} {
-		per := 12000 / clients
-		if clients > 1 {
-			per = 40000 / clients
-		}
+		per := requestsPerClient(clients)
 		limit := 30 * time.Second
 		runLoad(cfgF.Listen.Socket, clients, per/4, limit, path)
 		runLoad(cfgS.Listen.Socket, clients, per/4, limit, path)
