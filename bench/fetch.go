@@ -82,11 +82,7 @@ func benchFetch(rep *report, dir string) error {
 		// Warm-up: connections, goroutine stacks, the page cache.
 		runLoad(cfg.Listen.Socket, clients, per/4, limit, path)
 		runLoad(bare.sock, clients, per/4, limit, path)
-		var td, bs []loadResult
-		for range rounds {
-			td = append(td, runLoad(cfg.Listen.Socket, clients, per, limit, path))
-			bs = append(bs, runLoad(bare.sock, clients, per, limit, path))
-		}
+		td, bs := alternateRounds(rounds, cfg.Listen.Socket, bare.sock, clients, per, limit, path)
 		t, b := merge(td...), merge(bs...)
 		if t.errs > 0 || b.errs > 0 {
 			return errors.Join(fmt.Errorf("bench: fetch: %d tokend and %d baseline errors", t.errs, b.errs), t.first, b.first)

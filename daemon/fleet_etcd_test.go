@@ -184,6 +184,19 @@ func (n *fleetNode) stop(t *testing.T) {
 	}
 }
 
+// tickUntil moves clock a schedule period (15 s) every 20 ms until cond
+// holds; after a minute of real time it fails with what and n's log.
+func (n *fleetNode) tickUntil(t *testing.T, clock *fakeClock, what string, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(60 * time.Second); !cond(); {
+		if time.Now().After(end) {
+			t.Fatalf("timed out waiting for %s:\n%s", what, n.logs.String())
+		}
+		clock.Advance(15 * time.Second)
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // fleetProvider is the provider of the fleet tests on real etcd: client
 // "app" (secret testSecret, client_secret_basic) gets tokens of ten
 // minutes on clock; it closes when the test ends.
@@ -272,17 +285,7 @@ func TestFleetEtcdQuorumLoss(t *testing.T) {
 	// run out.
 	n := startFleetNode(t, c, clock, prov, "host-a", []string{"g"}, 4*time.Second)
 	g := n.d.grant("g")
-	tickUntil := func(what string, cond func() bool) {
-		t.Helper()
-		for end := time.Now().Add(60 * time.Second); !cond(); {
-			if time.Now().After(end) {
-				t.Fatalf("timed out waiting for %s:\n%s", what, n.logs.String())
-			}
-			clock.Advance(15 * time.Second)
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	tickUntil("a token", func() bool { return g.cur.Load().AccessToken != "" })
+	n.tickUntil(t, clock, "a token", func() bool { return g.cur.Load().AccessToken != "" })
 	tok := g.cur.Load().AccessToken
 	reqs := prov.Stats().TokenRequests
 
@@ -339,7 +342,7 @@ func TestFleetEtcdQuorumLoss(t *testing.T) {
 	// Right after the members are back a write may still fail; the
 	// token is then kept in memory and saved on a later tick, with no new
 	// request.
-	tickUntil("a refresh, saved, after quorum returned", func() bool {
+	n.tickUntil(t, clock, "a refresh, saved, after quorum returned", func() bool {
 		st := n.d.status(g)
 		return g.cur.Load().AccessToken != tok && st.LastError == "" && st.State == api.StateValid && !g.dirty.Load()
 	})

@@ -34,17 +34,7 @@ func TestFleetEtcdUndecodableRecordKeepsChain(t *testing.T) {
 		cfg.Grants["g"] = config.Grant{Client: "app", Type: config.GrantPassword, Username: "svc", Password: oauth.NewSecret("pw"), Scopes: []string{"read"}}
 	})
 	g := n.d.grant("g")
-	tickUntil := func(what string, cond func() bool) {
-		t.Helper()
-		for end := time.Now().Add(60 * time.Second); !cond(); {
-			if time.Now().After(end) {
-				t.Fatalf("timed out waiting for %s:\n%s", what, n.logs.String())
-			}
-			clock.Advance(15 * time.Second)
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	tickUntil("a token", func() bool { return g.cur.Load().RefreshToken != "" && !g.dirty.Load() })
+	n.tickUntil(t, clock, "a token", func() bool { return g.cur.Load().RefreshToken != "" && !g.dirty.Load() })
 
 	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
@@ -57,7 +47,7 @@ func TestFleetEtcdUndecodableRecordKeepsChain(t *testing.T) {
 		}
 		before := g.cur.Load()
 		clock.Advance(8 * time.Minute)
-		tickUntil("a refresh, saved", func() bool {
+		n.tickUntil(t, clock, "a refresh, saved", func() bool {
 			cur := g.cur.Load()
 			if cur.Generation <= before.Generation || g.dirty.Load() || cur.State != api.StateValid {
 				return false
