@@ -53,14 +53,11 @@ func benchFetch(rep *report, dir string) error {
 	if err != nil {
 		return err
 	}
-	r, err := startDaemon(cfg, nil)
+	r, err := startServing(cfg, 1)
 	if err != nil {
 		return err
 	}
 	defer r.stop()
-	if _, err := r.waitRefreshed(1, 30*time.Second); err != nil {
-		return err
-	}
 	name := grantName(0)
 	resp, err := unixClient(cfg.Listen.Socket).Get("http://tokend/v1/tokens/" + name)
 	if err != nil {
@@ -80,19 +77,12 @@ func benchFetch(rep *report, dir string) error {
 
 	const rounds = 3
 	for _, clients := range []int{1, 16} {
-		per := 12000 / clients
-		if clients > 1 {
-			per = 40000 / clients
-		}
+		per := requestsPerClient(clients)
 		limit := 30 * time.Second
 		// Warm-up: connections, goroutine stacks, the page cache.
 		runLoad(cfg.Listen.Socket, clients, per/4, limit, path)
 		runLoad(bare.sock, clients, per/4, limit, path)
-		var td, bs []loadResult
-		for range rounds {
-			td = append(td, runLoad(cfg.Listen.Socket, clients, per, limit, path))
-			bs = append(bs, runLoad(bare.sock, clients, per, limit, path))
-		}
+		td, bs := alternateRounds(rounds, cfg.Listen.Socket, bare.sock, clients, per, limit, path)
 		t, b := merge(td...), merge(bs...)
 		if t.errs > 0 || b.errs > 0 {
 			return errors.Join(fmt.Errorf("bench: fetch: %d tokend and %d baseline errors", t.errs, b.errs), t.first, b.first)

@@ -63,14 +63,11 @@ func fetchLoadRun(dir, sched string) (alone, loaded, fetches int, err error) {
 		return 0, 0, 0, err
 	}
 	cfg.Refresh.Schedule = config.MustParseSchedule(sched)
-	r, err := startDaemon(cfg, nil)
+	r, err := startServing(cfg, fetchLoadGrants)
 	if err != nil {
 		return 0, 0, 0, err
 	}
 	defer r.stop()
-	if _, err := r.waitRefreshed(fetchLoadGrants, 30*time.Second); err != nil {
-		return 0, 0, 0, err
-	}
 	// The grants were obtained together and refresh together, every 3 s
 	// with a 1 s schedule: windows that start between two refreshes never
 	// end on one, where a refresh would fall in either window by chance.

@@ -189,18 +189,11 @@ func benchFleetFetch(rep *report, dir string, c *etcdCluster) error {
 	path := func(int, int) string { return "/v1/tokens/" + grantName(0) }
 	const rounds = 3
 	for _, clients := range []int{1, 16} {
-		per := 12000 / clients
-		if clients > 1 {
-			per = 40000 / clients
-		}
+		per := requestsPerClient(clients)
 		limit := 30 * time.Second
 		runLoad(cfgF.Listen.Socket, clients, per/4, limit, path)
 		runLoad(cfgS.Listen.Socket, clients, per/4, limit, path)
-		var fl, sg []loadResult
-		for range rounds {
-			fl = append(fl, runLoad(cfgF.Listen.Socket, clients, per, limit, path))
-			sg = append(sg, runLoad(cfgS.Listen.Socket, clients, per, limit, path))
-		}
+		fl, sg := alternateRounds(rounds, cfgF.Listen.Socket, cfgS.Listen.Socket, clients, per, limit, path)
 		f, s := merge(fl...), merge(sg...)
 		if f.errs > 0 || s.errs > 0 {
 			return errors.Join(fmt.Errorf("bench: fleet fetch: %d fleet and %d single-host errors", f.errs, s.errs), f.first, s.first)

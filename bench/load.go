@@ -52,6 +52,17 @@ func merge(rs ...loadResult) loadResult {
 	return m
 }
 
+// alternateRounds runs rounds of runLoad on the socket a and then on b, in
+// turn, so that a slow moment of the machine falls on both, and returns
+// each one's results.
+func alternateRounds(rounds int, a, b string, clients, perClient int, limit time.Duration, path func(c, i int) string) (ra, rb []loadResult) {
+	for range rounds {
+		ra = append(ra, runLoad(a, clients, perClient, limit, path))
+		rb = append(rb, runLoad(b, clients, perClient, limit, path))
+	}
+	return ra, rb
+}
+
 // runLoad runs clients goroutines, each with its own keep-alive client
 // over the unix socket at sock, each doing perClient GETs of path(c, i)
 // unless limit passes first. Only 200 answers with a body count.

@@ -55,14 +55,11 @@ func benchProxy(rep *report, dir string) error {
 	g.ProtectedResource = upURL.String()
 	g.Proxy = &config.GrantProxy{Listen: addr}
 	cfg.Grants[name] = g
-	r, err := startDaemon(cfg, nil)
+	r, err := startServing(cfg, 1)
 	if err != nil {
 		return err
 	}
 	defer r.stop()
-	if _, err := r.waitRefreshed(1, 30*time.Second); err != nil {
-		return err
-	}
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

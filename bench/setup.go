@@ -206,6 +206,31 @@ func (r *running) waitRefreshed(n int64, limit time.Duration) (time.Duration, er
 	return time.Since(start), nil
 }
 
+// startServing starts a daemon of cfg on the real clock and waits, at most
+// 30 s, until n refreshes succeeded (each grant's first token): the fetch
+// benchmarks measure a daemon that has its tokens.
+func startServing(cfg *config.Config, n int64) (*running, error) {
+	r, err := startDaemon(cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := r.waitRefreshed(n, 30*time.Second); err != nil {
+		r.stop()
+		return nil, err
+	}
+	return r, nil
+}
+
+// requestsPerClient is how many requests each of clients makes in one
+// round of a fetch benchmark: 12,000 in all for one client, 40,000 for
+// more.
+func requestsPerClient(clients int) int {
+	if clients > 1 {
+		return 40000 / clients
+	}
+	return 12000 / clients
+}
+
 // unixClient is one keep-alive HTTP client over the unix socket at path:
 // one connection, reused for every request.
 func unixClient(path string) *http.Client {

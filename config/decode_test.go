@@ -17,15 +17,7 @@ import (
 // grantsDoc has grants of every shape decode takes apart: schedules,
 // sinks, readers, parameters, an assertion with free-form claims,
 // token exchange lists, and a key that reads as another type.
-const grantsDoc = `
-providers:
-  corp:
-    issuer: https://id.example.com
-clients:
-  app:
-    provider: corp
-    client_id: tokend
-grants:
+const grantsDoc = corpApp + `grants:
   web:
     client: app
     type: authorization_code

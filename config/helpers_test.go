@@ -6,8 +6,10 @@ import (
 	"testing"
 )
 
-// minimal is a small valid configuration the table tests start from.
-const minimal = `
+// corpApp is the head of the documents the table tests parse: provider
+// corp and its client app (client_id tokend), to which a test may add
+// settings of the client before the grants.
+const corpApp = `
 providers:
   corp:
     issuer: https://id.example.com
@@ -15,7 +17,10 @@ clients:
   app:
     provider: corp
     client_id: tokend
-grants:
+`
+
+// minimal is a small valid configuration the table tests start from.
+const minimal = corpApp + `grants:
   g:
     client: app
     type: authorization_code
@@ -94,7 +99,7 @@ func errLines(err error) []string {
 }
 
 // wantProblems fails unless err has exactly one line per want, each
-// containing its want, in any order.
+// containing its want, in any order: with no want, unless err is nil.
 func wantProblems(t *testing.T, err error, want ...string) {
 	t.Helper()
 	lines := errLines(err)

@@ -38,9 +38,7 @@ func TestFleetEtcdTwoDaemons(t *testing.T) {
 	}
 	c := etcdtest.New(t, etcdtest.Options{Members: 3, NoFsync: true})
 	clock := newFakeClock(t0)
-	prov := devprovider.New(devprovider.Options{Now: clock.Now, AccessTTL: 10 * time.Minute,
-		Clients: []devprovider.Client{{ID: "app", Secret: testSecret, AuthMethod: "client_secret_basic"}}})
-	t.Cleanup(prov.Close)
+	prov := fleetProvider(t, clock)
 	grants := []string{"g1", "g2", "g3", "g4"}
 	start := func(name string) *fleetNode { return startFleetNode(t, c, clock, prov, name, grants, 4*time.Second) }
 	a, b := start("host-a"), start("host-b")
@@ -186,6 +184,30 @@ func (n *fleetNode) stop(t *testing.T) {
 	}
 }
 
+// tickUntil moves clock a schedule period (15 s) every 20 ms until cond
+// holds; after a minute of real time it fails with what and n's log.
+func (n *fleetNode) tickUntil(t *testing.T, clock *fakeClock, what string, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(60 * time.Second); !cond(); {
+		if time.Now().After(end) {
+			t.Fatalf("timed out waiting for %s:\n%s", what, n.logs.String())
+		}
+		clock.Advance(15 * time.Second)
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// fleetProvider is the provider of the fleet tests on real etcd: client
+// "app" (secret testSecret, client_secret_basic) gets tokens of ten
+// minutes on clock; it closes when the test ends.
+func fleetProvider(t *testing.T, clock *fakeClock) *devprovider.Server {
+	t.Helper()
+	prov := devprovider.New(devprovider.Options{Now: clock.Now, AccessTTL: 10 * time.Minute,
+		Clients: []devprovider.Client{{ID: "app", Secret: testSecret, AuthMethod: "client_secret_basic"}}})
+	t.Cleanup(prov.Close)
+	return prov
+}
+
 // startFleetNode runs a daemon named name on cluster c with grants, all
 // client_credentials of prov unless a mod of the configuration says
 // otherwise.
@@ -257,25 +279,13 @@ func TestFleetEtcdQuorumLoss(t *testing.T) {
 	}
 	c := etcdtest.New(t, etcdtest.Options{Members: 3, NoFsync: true})
 	clock := newFakeClock(t0)
-	prov := devprovider.New(devprovider.Options{Now: clock.Now, AccessTTL: 10 * time.Minute,
-		Clients: []devprovider.Client{{ID: "app", Secret: testSecret, AuthMethod: "client_secret_basic"}}})
-	t.Cleanup(prov.Close)
+	prov := fleetProvider(t, clock)
 	// A longer lease than the take-over test's: a provider request is
 	// bounded by half of it, and under -race on a busy machine 1 s can
 	// run out.
 	n := startFleetNode(t, c, clock, prov, "host-a", []string{"g"}, 4*time.Second)
 	g := n.d.grant("g")
-	tickUntil := func(what string, cond func() bool) {
-		t.Helper()
-		for end := time.Now().Add(60 * time.Second); !cond(); {
-			if time.Now().After(end) {
-				t.Fatalf("timed out waiting for %s:\n%s", what, n.logs.String())
-			}
-			clock.Advance(15 * time.Second)
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	tickUntil("a token", func() bool { return g.cur.Load().AccessToken != "" })
+	n.tickUntil(t, clock, "a token", func() bool { return g.cur.Load().AccessToken != "" })
 	tok := g.cur.Load().AccessToken
 	reqs := prov.Stats().TokenRequests
 
@@ -289,8 +299,18 @@ func TestFleetEtcdQuorumLoss(t *testing.T) {
 	if st := n.d.status(g); st.LastError != fleetPausedError {
 		t.Fatalf("status without quorum: last_error %q", st.LastError)
 	}
-	// Past the refresh point: nothing is sent, the valid token is served.
-	clock.Advance(8 * time.Minute)
+	// Past the refresh point (75 % of the token's life, ±5 %): nothing is
+	// sent, the valid token is served. The clock goes there from the
+	// token's own expiry: the ticks it took to see the token arrive are
+	// more on a loaded machine (one refresh against a second's worth of
+	// 20 ms ticks), and a move counted from where they left the clock
+	// once went past the expiry itself.
+	exp := g.cur.Load().Expiry
+	to := exp.Add(-2 * time.Minute) // 80 % of 10 minutes; 4 ticks follow
+	if !clock.Now().Before(to) {
+		t.Fatalf("the clock is at %s, past the refresh point of the token expiring at %s, before the test stopped quorum", clock.Now(), exp)
+	}
+	clock.Advance(to.Sub(clock.Now()))
 	for range 4 {
 		clock.Advance(15 * time.Second)
 		time.Sleep(20 * time.Millisecond)
@@ -310,10 +330,19 @@ func TestFleetEtcdQuorumLoss(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The ticks start once the daemon sees quorum again: ticking, 15 s a
+	// tick, while its writes still fail would carry the clock past the
+	// refreshed token's own refresh point before it is saved, and ask for
+	// two tokens where one is due.
+	for end := time.Now().Add(30 * time.Second); !n.st.Health().Quorum; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("quorum back not noticed:\n%s", n.logs.String())
+		}
+	}
 	// Right after the members are back a write may still fail; the
 	// token is then kept in memory and saved on a later tick, with no new
 	// request.
-	tickUntil("a refresh, saved, after quorum returned", func() bool {
+	n.tickUntil(t, clock, "a refresh, saved, after quorum returned", func() bool {
 		st := n.d.status(g)
 		return g.cur.Load().AccessToken != tok && st.LastError == "" && st.State == api.StateValid && !g.dirty.Load()
 	})

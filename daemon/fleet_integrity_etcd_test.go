@@ -147,9 +147,7 @@ func TestFleetEtcdTamperedProviderCacheUnused(t *testing.T) {
 	}
 	c := etcdtest.New(t, etcdtest.Options{Members: 1, NoFsync: true})
 	clock := newFakeClock(t0)
-	prov := devprovider.New(devprovider.Options{Now: clock.Now, AccessTTL: 10 * time.Minute,
-		Clients: []devprovider.Client{{ID: "app", Secret: testSecret, AuthMethod: "client_secret_basic"}}})
-	t.Cleanup(prov.Close)
+	prov := fleetProvider(t, clock)
 	var stolen atomic.Int32
 	attacker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		stolen.Add(1)

@@ -34,17 +34,7 @@ func TestFleetEtcdUndecodableRecordKeepsChain(t *testing.T) {
 		cfg.Grants["g"] = config.Grant{Client: "app", Type: config.GrantPassword, Username: "svc", Password: oauth.NewSecret("pw"), Scopes: []string{"read"}}
 	})
 	g := n.d.grant("g")
-	tickUntil := func(what string, cond func() bool) {
-		t.Helper()
-		for end := time.Now().Add(60 * time.Second); !cond(); {
-			if time.Now().After(end) {
-				t.Fatalf("timed out waiting for %s:\n%s", what, n.logs.String())
-			}
-			clock.Advance(15 * time.Second)
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	tickUntil("a token", func() bool { return g.cur.Load().RefreshToken != "" && !g.dirty.Load() })
+	n.tickUntil(t, clock, "a token", func() bool { return g.cur.Load().RefreshToken != "" && !g.dirty.Load() })
 
 	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
@@ -57,7 +47,7 @@ func TestFleetEtcdUndecodableRecordKeepsChain(t *testing.T) {
 		}
 		before := g.cur.Load()
 		clock.Advance(8 * time.Minute)
-		tickUntil("a refresh, saved", func() bool {
+		n.tickUntil(t, clock, "a refresh, saved", func() bool {
 			cur := g.cur.Load()
 			if cur.Generation <= before.Generation || g.dirty.Load() || cur.State != api.StateValid {
 				return false
@@ -83,9 +73,7 @@ func TestFleetEtcdRestartWithUndecodableRecord(t *testing.T) {
 	}
 	c := etcdtest.New(t, etcdtest.Options{Members: 1, NoFsync: true})
 	clock := newFakeClock(t0)
-	prov := devprovider.New(devprovider.Options{Now: clock.Now, AccessTTL: 10 * time.Minute,
-		Clients: []devprovider.Client{{ID: "app", Secret: testSecret, AuthMethod: "client_secret_basic"}}})
-	t.Cleanup(prov.Close)
+	prov := fleetProvider(t, clock)
 	grants := []string{"g1", "g2", "g3"}
 	n := startFleetNode(t, c, clock, prov, "host-a", grants, 4*time.Second)
 	for end := time.Now().Add(60 * time.Second); ; {

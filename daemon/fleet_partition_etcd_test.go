@@ -171,9 +171,16 @@ func testIsolatedMember(t *testing.T, leader bool, isolation time.Duration) {
 		}
 	}
 
-	c.Isolate(0)
-	changes := 0
-	for end := time.Now().Add(isolation); time.Now().Before(end); {
+	// At least a refresh a second of isolation is asked below. Refreshes
+	// follow the fake clock, not real time: a grant is due at most 80 % of
+	// its minute after its last one, and the 15 s schedule takes it up by
+	// 63 s, 13 ticks. On a machine slow enough that few ticks fit in the
+	// isolation's real time, it lasts until enough fake time went by for
+	// every grant to come due as often as that asks, and once more.
+	wantRefreshes := int(isolation / time.Second)
+	minTicks := ((wantRefreshes+len(grants)-1)/len(grants) + 1) * 13
+	changes, ticks := 0, 0
+	for end := time.Now().Add(isolation); time.Now().Before(end) || ticks < minTicks; ticks++ {
 		tick()
 		for _, n := range nodes {
 			if h := healthOf(n); h != (health{true, true, true}) {
@@ -188,12 +195,12 @@ func testIsolatedMember(t *testing.T, leader bool, isolation time.Duration) {
 	c.Heal(0)
 	after := prov.Stats()
 	refreshes := after.Refreshes - before.Refreshes
-	t.Logf("isolated %s (leader: %v) for %s: %d refreshes, %d reuses", c.Members()[0].Name, leader, isolation, refreshes, after.Reuses)
+	t.Logf("isolated %s (leader: %v) for %s, %d ticks: %d refreshes, %d reuses", c.Members()[0].Name, leader, isolation, ticks, refreshes, after.Reuses)
 	if after.Reuses != 0 {
 		t.Errorf("%d refresh tokens used twice", after.Reuses)
 	}
-	if refreshes < int(isolation/time.Second) {
-		t.Errorf("only %d refreshes in %s of isolation", refreshes, isolation)
+	if refreshes < wantRefreshes {
+		t.Errorf("only %d refreshes in %s of isolation (%d ticks of 5 s)", refreshes, isolation, ticks)
 	}
 	for i, n := range nodes {
 		logs := n.logs.String()[marks[i]:]

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/tokend/tokend/store"
@@ -24,28 +25,16 @@ func TestFleetSeries(t *testing.T) {
 	m.SetFleetConflict("billing", true)
 	m.SetFleetConflict("billing", false)
 	f := m.fleet
-	for name, want := range map[string]float64{
-		"held": 7, "quorum": 0, "lease": 1, "watch": 1, "lag": 1.5, "fenced": 1, "refused": 1,
+	for _, c := range []struct {
+		name string
+		c    prometheus.Collector
+		want float64
+	}{
+		{"held", f.grantsHeld, 7}, {"quorum", f.quorum, 0}, {"lease", f.leaseOK, 1}, {"watch", f.watchOK, 1},
+		{"lag", f.watchLag, 1.5}, {"fenced", f.fenced, 1}, {"refused", f.refused, 1},
 	} {
-		var got float64
-		switch name {
-		case "held":
-			got = testutil.ToFloat64(f.grantsHeld)
-		case "quorum":
-			got = testutil.ToFloat64(f.quorum)
-		case "lease":
-			got = testutil.ToFloat64(f.leaseOK)
-		case "watch":
-			got = testutil.ToFloat64(f.watchOK)
-		case "lag":
-			got = testutil.ToFloat64(f.watchLag)
-		case "fenced":
-			got = testutil.ToFloat64(f.fenced)
-		case "refused":
-			got = testutil.ToFloat64(f.refused)
-		}
-		if got != want {
-			t.Errorf("%s = %v, want %v", name, got, want)
+		if got := testutil.ToFloat64(c.c); got != c.want {
+			t.Errorf("%s = %v, want %v", c.name, got, c.want)
 		}
 	}
 	if n := testutil.CollectAndCount(f.conflict); n != 1 {

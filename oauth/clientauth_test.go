@@ -608,12 +608,7 @@ func TestMTLSAliases(t *testing.T) {
 func TestJWTBearerAndTokenExchangeBodies(t *testing.T) {
 	var got url.Values
 	answer := map[string]any{"access_token": "at-x", "token_type": "N_A", "issued_token_type": TokenTypeJWT, "expires_in": 60}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		got, _ = url.ParseQuery(string(b))
-		writeJSON(w, 200, answer)
-	}))
-	defer srv.Close()
+	srv := formServer(t, &got, answer)
 	p := newTestProvider(srv, AuthNone, newClock())
 	p.Client.ID = "" // an anonymous client, as Google's JWT-bearer grant has
 	ctx := context.Background()

@@ -42,6 +42,20 @@ func (c *testClock) Advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
+// formServer answers every request with answer (200, as JSON; a test may
+// change the map between requests) and keeps in *form the form body the
+// last request sent. It closes when the test ends.
+func formServer(t *testing.T, form *url.Values, answer map[string]any) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		*form, _ = url.ParseQuery(string(b))
+		writeJSON(w, 200, answer)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
 // newTestProvider returns a provider for srv (token endpoint /token,
 // revocation /revoke, device authorization /device) authenticating with m.
 func newTestProvider(srv *httptest.Server, m AuthMethod, clock *testClock) *Provider {

@@ -3,9 +3,7 @@ package oauth
 import (
 	"context"
 	"errors"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -17,12 +15,7 @@ import (
 func TestIdentityAssertionRequestAndAnswer(t *testing.T) {
 	var got url.Values
 	answer := map[string]any{"access_token": "id.jag.jwt", "token_type": "N_A", "issued_token_type": TokenTypeIDJAG, "expires_in": 300}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		got, _ = url.ParseQuery(string(b))
-		writeJSON(w, 200, answer)
-	}))
-	defer srv.Close()
+	srv := formServer(t, &got, answer)
 	p := newTestProvider(srv, AuthNone, newClock())
 	ctx := context.Background()
 

@@ -21,9 +21,7 @@ func TestCheckConfigRefusesSecretsReadersCanRead(t *testing.T) {
 	dir := t.TempDir()
 	key := filepath.Join(dir, "store.key")
 	// The command the example once documented, under root's umask 022.
-	if err := os.WriteFile(key, []byte(strings.Repeat("ab", 32)+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeWithMode(t, key, strings.Repeat("ab", 32)+"\n", 0o644)
 	old := unitStoreKey
 	unitStoreKey = filepath.Join(dir, "unit-store.key") // absent unless a case writes it
 	t.Cleanup(func() { unitStoreKey = old })
@@ -44,9 +42,7 @@ func TestCheckConfigRefusesSecretsReadersCanRead(t *testing.T) {
 		}, "is readable by group gid 4242 (mode 0640), the group that may connect to the socket"},
 		{"store.key_file of mode 0644", strings.Replace(goodConfig, "  path: STORE\n", "  path: STORE\n  key_file: "+key+"\n", 1), nil, "store.key_file: " + key + " is readable by every user (mode 0644)"},
 		{"the unit's key of mode 0644", goodConfig, func(t *testing.T, _ string) {
-			if err := os.WriteFile(unitStoreKey, []byte(strings.Repeat("ab", 32)+"\n"), 0o644); err != nil {
-				t.Fatal(err)
-			}
+			writeWithMode(t, unitStoreKey, strings.Repeat("ab", 32)+"\n", 0o644)
 			t.Cleanup(func() { os.Remove(unitStoreKey) })
 		}, unitStoreKey + " is readable by every user (mode 0644)"},
 	} {
@@ -70,5 +66,18 @@ func TestCheckConfigRefusesSecretsReadersCanRead(t *testing.T) {
 				t.Error("the secret is in the output")
 			}
 		})
+	}
+}
+
+// writeWithMode writes data to path and gives it exactly mode: the process's
+// umask is not the test's to assume (serve and dev set 077 on the process
+// they run in, and a test that runs them in process leaves it so).
+func writeWithMode(t *testing.T, path, data string, mode os.FileMode) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(data), mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		t.Fatal(err)
 	}
 }

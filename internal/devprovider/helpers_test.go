@@ -109,6 +109,16 @@ func post(t testing.TB, s *Server, path string, a auth, form url.Values) respons
 
 // tryPost is post for other goroutines than the test's.
 func tryPost(s *Server, path string, a auth, form url.Values) (response, error) {
+	req, err := formRequest(s, path, a, form)
+	if err != nil {
+		return response{}, err
+	}
+	return tryDo(req)
+}
+
+// formRequest is the POST of form to path with the client credentials per
+// a: in the form (a copy; form is left as it is) or in a Basic header.
+func formRequest(s *Server, path string, a auth, form url.Values) (*http.Request, error) {
 	form = cloneValues(form)
 	switch a.method {
 	case AuthMethodPost:
@@ -119,13 +129,13 @@ func tryPost(s *Server, path string, a auth, form url.Values) (response, error) 
 	}
 	req, err := http.NewRequest(http.MethodPost, s.URL()+path, strings.NewReader(form.Encode()))
 	if err != nil {
-		return response{}, err
+		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	if a.method == AuthMethodBasic {
 		req.SetBasicAuth(url.QueryEscape(a.id), url.QueryEscape(a.secret))
 	}
-	return tryDo(req)
+	return req, nil
 }
 
 func do(t testing.TB, req *http.Request) response {

@@ -9,9 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
-	"net/http"
 	"net/url"
-	"strings"
 	"testing"
 	"time"
 
@@ -129,21 +127,9 @@ func ath(token string) string {
 // postDPoP is post with DPoP headers.
 func postDPoP(t testing.TB, s *Server, a auth, form url.Values, proofs ...string) response {
 	t.Helper()
-	form = cloneValues(form)
-	switch a.method {
-	case AuthMethodPost:
-		form.Set("client_id", a.id)
-		form.Set("client_secret", a.secret)
-	case AuthMethodNone:
-		form.Set("client_id", a.id)
-	}
-	req, err := http.NewRequest(http.MethodPost, s.URL()+"/token", strings.NewReader(form.Encode()))
+	req, err := formRequest(s, "/token", a, form)
 	if err != nil {
 		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if a.method == AuthMethodBasic {
-		req.SetBasicAuth(url.QueryEscape(a.id), url.QueryEscape(a.secret))
 	}
 	for _, p := range proofs {
 		req.Header.Add("DPoP", p)

@@ -161,34 +161,63 @@ func TestPendingAcrossInstances(t *testing.T) {
 		if _, err := b.BindPending(state, "start", "bind", time.Now()); err != nil {
 			t.Fatal(err)
 		}
-		var wins atomic.Int32
-		var wg sync.WaitGroup
-		start := make(chan struct{})
-		for i := range 16 {
-			st := a
-			if i%2 == 1 {
-				st = b
-			}
-			wg.Go(func() {
-				<-start
-				got, err := st.ConsumePending(state, "bind", time.Now())
-				switch {
-				case err == nil:
-					if got.Verifier != "v" || got.State != state {
-						t.Errorf("consumed %+v", got)
-					}
-					wins.Add(1)
-				case !errors.Is(err, store.ErrNotFound):
-					t.Errorf("ConsumePending: %v", err)
+		won := racersWon(a, b, func(st *etcdstore.Store) bool {
+			got, err := st.ConsumePending(state, "bind", time.Now())
+			switch {
+			case err == nil:
+				if got.Verifier != "v" || got.State != state {
+					t.Errorf("consumed %+v", got)
 				}
-			})
-		}
-		close(start)
-		wg.Wait()
-		if n := wins.Load(); n != 1 {
-			t.Fatalf("round %d: %d consumers across two instances won, want 1", round, n)
+				return true
+			case !errors.Is(err, store.ErrNotFound):
+				t.Errorf("ConsumePending: %v", err)
+			}
+			return false
+		})
+		if won != 1 {
+			t.Fatalf("round %d: %d consumers across two instances won, want 1", round, won)
 		}
 	}
+}
+
+// racersWon starts 16 racers at once, every other one on b and the rest
+// on a, each calling take on its instance, and returns how many of the
+// takes report that they won.
+func racersWon(a, b *etcdstore.Store, take func(st *etcdstore.Store) (won bool)) int {
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range 16 {
+		st := a
+		if i%2 == 1 {
+			st = b
+		}
+		wg.Go(func() {
+			<-start
+			if take(st) {
+				wins.Add(1)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	return int(wins.Load())
+}
+
+// campaignAll makes every store of ss campaign for the grants g0 to
+// g(n-1), all of fingerprint "fp", and returns them.
+func campaignAll(t testing.TB, n int, ss ...*etcdstore.Store) map[string]string {
+	t.Helper()
+	fps := map[string]string{}
+	for i := range n {
+		fps[fmt.Sprint("g", i)] = "fp"
+	}
+	for _, s := range ss {
+		if err := s.SetGrants(context.Background(), fps); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return fps
 }
 
 // hold makes s campaign for grants and waits until it holds them all.

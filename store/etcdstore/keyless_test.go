@@ -142,15 +142,7 @@ func TestFakeInstanceKeysWithoutLease(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	fps := map[string]string{}
-	for i := range 8 {
-		fps[fmt.Sprint("g", i)] = "fp"
-	}
-	for _, s := range []*etcdstore.Store{a, b} {
-		if err := s.SetGrants(context.Background(), fps); err != nil {
-			t.Fatal(err)
-		}
-	}
+	fps := campaignAll(t, 8, a, b)
 	held := func() map[string]int {
 		h := map[string]int{}
 		for g := range fps {
@@ -203,15 +195,7 @@ func TestOwnerlessGrantsTakenBeyondShare(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	fps := map[string]string{}
-	for i := range 8 {
-		fps[fmt.Sprint("g", i)] = "fp"
-	}
-	for _, s := range []*etcdstore.Store{a, b} {
-		if err := s.SetGrants(context.Background(), fps); err != nil {
-			t.Fatal(err)
-		}
-	}
+	fps := campaignAll(t, 8, a, b)
 	waitFor(t, 10*ttl, "a and b hold every grant", func() bool {
 		for g := range fps {
 			if !a.Holds(g, 0) && !b.Holds(g, 0) {

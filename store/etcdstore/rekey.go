@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"sort"
 	"strings"
 	"time"
@@ -73,23 +72,7 @@ func Rekey(ctx context.Context, o Options, newKey []byte) (RekeyResult, error) {
 	if len(o.Endpoints) == 0 {
 		return res, errors.New("store: etcd: no endpoints given")
 	}
-	pfx := o.Prefix
-	if pfx == "" {
-		pfx = DefaultPrefix
-	}
-	if !strings.HasSuffix(pfx, "/") {
-		pfx += "/"
-	}
-	if o.DialTimeout <= 0 {
-		o.DialTimeout = DefaultDialTimeout
-	}
-	if o.RequestTimeout <= 0 {
-		o.RequestTimeout = DefaultRequestTimeout
-	}
-	o.RequestTimeout = min(o.RequestTimeout, o.DialTimeout)
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
+	pfx := o.connectionDefaults()
 	cli, err := newClient(ctx, o)
 	if err != nil {
 		return res, unavailable("connect", err)

@@ -5,14 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/tokend/tokend/store"
+	"github.com/tokend/tokend/store/etcdstore"
 )
 
 // A start page put by one instance is taken once across two: of racers on
@@ -27,32 +26,21 @@ func TestStartPageOnceAcrossInstances(t *testing.T) {
 		if err := a.PutStart(hash, want); err != nil {
 			t.Fatal(err)
 		}
-		var wins atomic.Int32
-		var wg sync.WaitGroup
-		start := make(chan struct{})
-		for i := range 16 {
-			st := a
-			if i%2 == 1 {
-				st = b
-			}
-			wg.Go(func() {
-				<-start
-				got, err := st.TakeStart(hash, now)
-				switch {
-				case err == nil:
-					if got != want {
-						t.Errorf("took %+v, want %+v", got, want)
-					}
-					wins.Add(1)
-				case !errors.Is(err, store.ErrNotFound):
-					t.Errorf("TakeStart: %v", err)
+		won := racersWon(a, b, func(st *etcdstore.Store) bool {
+			got, err := st.TakeStart(hash, now)
+			switch {
+			case err == nil:
+				if got != want {
+					t.Errorf("took %+v, want %+v", got, want)
 				}
-			})
-		}
-		close(start)
-		wg.Wait()
-		if n := wins.Load(); n != 1 {
-			t.Fatalf("round %d: %d takers across two instances won, want 1", round, n)
+				return true
+			case !errors.Is(err, store.ErrNotFound):
+				t.Errorf("TakeStart: %v", err)
+			}
+			return false
+		})
+		if won != 1 {
+			t.Fatalf("round %d: %d takers across two instances won, want 1", round, won)
 		}
 	}
 	if _, err := b.TakeStart(fmt.Sprintf("%064x", 99), now); !errors.Is(err, store.ErrNotFound) {

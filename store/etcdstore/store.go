@@ -170,25 +170,9 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	pfx := o.Prefix
-	if pfx == "" {
-		pfx = DefaultPrefix
-	}
-	if !strings.HasSuffix(pfx, "/") {
-		pfx += "/"
-	}
-	if o.DialTimeout <= 0 {
-		o.DialTimeout = DefaultDialTimeout
-	}
-	if o.RequestTimeout <= 0 {
-		o.RequestTimeout = DefaultRequestTimeout
-	}
-	o.RequestTimeout = min(o.RequestTimeout, o.DialTimeout)
+	pfx := o.connectionDefaults()
 	if o.LeaseTTL <= 0 {
 		o.LeaseTTL = DefaultLeaseTTL
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.Clock == nil {
 		o.Clock = time.Now
@@ -242,6 +226,31 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	}()
 	go s.campaigner()
 	return s, nil
+}
+
+// connectionDefaults gives what o leaves unset of the connection its
+// default (the timeouts, a logger that discards; a request never waits
+// longer than a dial) and returns the prefix o names, DefaultPrefix when
+// none, ending in "/".
+func (o *Options) connectionDefaults() string {
+	pfx := o.Prefix
+	if pfx == "" {
+		pfx = DefaultPrefix
+	}
+	if !strings.HasSuffix(pfx, "/") {
+		pfx += "/"
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = DefaultDialTimeout
+	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = DefaultRequestTimeout
+	}
+	o.RequestTimeout = min(o.RequestTimeout, o.DialTimeout)
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return pfx
 }
 
 func (s *Store) key(k string) string { return s.pfx + k }
