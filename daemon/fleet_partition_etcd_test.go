@@ -179,6 +179,7 @@ func testIsolatedMember(t *testing.T, leader bool, isolation time.Duration) {
 	// every grant to come due as often as that asks, and once more.
 	wantRefreshes := int(isolation / time.Second)
 	minTicks := ((wantRefreshes+len(grants)-1)/len(grants) + 1) * 13
+	c.Isolate(0)
 	changes, ticks := 0, 0
 	for end := time.Now().Add(isolation); time.Now().Before(end) || ticks < minTicks; ticks++ {
 		tick()
