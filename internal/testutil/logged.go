@@ -14,9 +14,7 @@ import (
 // so that a test killing and restarting it keeps one log of every run.
 type LoggedTokend struct {
 	*Proc
-	// LogPath is the log file's path.
-	LogPath string
-	log     *os.File
+	log *os.File
 }
 
 // ServeTokendLogged starts `bin serve --config cfgPath`, its stdout and
@@ -34,7 +32,7 @@ func ServeTokendLogged(t testing.TB, bin, cfgPath, logPath string, ready func() 
 	cmd := exec.Command(bin, "serve", "--config", cfgPath)
 	cmd.Stdout, cmd.Stderr = lf, lf
 	t.Cleanup(func() { lf.Close() })
-	p := &LoggedTokend{Proc: StartProc(t, cmd), LogPath: logPath, log: lf}
+	p := &LoggedTokend{Proc: StartProc(t, cmd), log: lf}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		select {
