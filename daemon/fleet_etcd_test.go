@@ -301,10 +301,9 @@ func TestFleetEtcdQuorumLoss(t *testing.T) {
 	}
 	// Past the refresh point (75 % of the token's life, ±5 %): nothing is
 	// sent, the valid token is served. The clock goes there from the
-	// token's own expiry: the ticks it took to see the token arrive are
-	// more on a loaded machine (one refresh against a second's worth of
-	// 20 ms ticks), and a move counted from where they left the clock
-	// once went past the expiry itself.
+	// token's own expiry, not by a fixed amount: how many ticks it took to
+	// see the token arrive depends on the machine's load, and a fixed move
+	// from wherever they left the clock can pass the expiry itself.
 	exp := g.cur.Load().Expiry
 	to := exp.Add(-2 * time.Minute) // 80 % of 10 minutes; 4 ticks follow
 	if !clock.Now().Before(to) {

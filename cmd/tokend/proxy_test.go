@@ -160,8 +160,8 @@ func TestProxyCommandUsage(t *testing.T) {
 }
 
 // While the daemon's socket is gone (a restart) a request waits and is
-// answered once it is back (how long, and which calls, api's
-// TestWaitingClient tests say).
+// answered once it is back (how long, and which calls, the
+// TestWaitingClient... tests of package api say).
 func TestProxyCommandWaitsForTheDaemon(t *testing.T) {
 	f := newFakeDaemon(t, map[string][]reply{
 		"GET /v1/tokens/notes": {{200, `{"access_token":"tok-1","token_type":"Bearer","expires_in":60}`}},

@@ -9,9 +9,8 @@ import (
 // TokendConfig is a tokend configuration file as the end-to-end tests
 // write it: the store, fleet, listen, refresh, operators and log sections
 // from their lines, then one provider and the clients and grants as
-// given. What every test package used to spell out in its own template
-// is here; what a test varies (its refresh timing, its grants) is in the
-// fields. A section without lines is left out.
+// given: the template every e2e package shares, with what a test varies
+// (its refresh timing, its grants) in the fields. A section without lines is left out.
 type TokendConfig struct {
 	// Comment, if not empty, is the first line, after "# ".
 	Comment string
