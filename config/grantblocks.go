@@ -25,13 +25,7 @@ func decodeSplit(data []byte, name string, sp *grantsText) (c *Config, p *proble
 	if done || !sp.keyAlone(root) {
 		return nil, nil, false
 	}
-	ck := &checker{p: p, done: map[visit]bool{}}
-	ck.check(root, reflect.TypeFor[Config](), "")
-	c = &Config{}
-	var err error
-	if !ck.fatal && !stop {
-		err = root.Decode(c)
-	}
+	ck, c, err := checkRoot(root, p, stop)
 	c.Grants = make(map[string]Grant, len(sp.entries))
 	seen := make(map[string]struct{}, len(sp.entries))
 	for i := 0; i < len(sp.entries); i += grantBlock {

@@ -182,13 +182,7 @@ func decodeWhole(data []byte, name string) (*Config, *problems) {
 		return c, p
 	}
 	grantsKey, grants := detachGrants(root)
-	ck := &checker{p: p, done: map[visit]bool{}}
-	ck.check(root, reflect.TypeFor[Config](), "")
-	c = &Config{}
-	var err error
-	if !ck.fatal && !stop {
-		err = root.Decode(c)
-	}
+	ck, c, err := checkRoot(root, p, stop)
 	if grants != nil {
 		ck.setLine("grants", grantsKey.Line)
 		c.Grants = make(map[string]Grant, len(grants.Content)/2)
@@ -200,6 +194,20 @@ func decodeWhole(data []byte, name string) (*Config, *problems) {
 		}
 	}
 	return decoded(c, p, ck, stop, err)
+}
+
+// checkRoot checks the document's tree (its grants taken out) against
+// Config and decodes it into a new Config unless the check found a fatal
+// problem or parsing stopped; the grants are then checked and decoded a
+// block at a time with the checker it returns.
+func checkRoot(root *yaml.Node, p *problems, stop bool) (*checker, *Config, error) {
+	ck := &checker{p: p, done: map[visit]bool{}}
+	ck.check(root, reflect.TypeFor[Config](), "")
+	c := &Config{}
+	if ck.fatal || stop {
+		return ck, c, nil
+	}
+	return ck, c, root.Decode(c)
 }
 
 // decoded is decode's answer once everything was checked and decoded.
